@@ -1,0 +1,462 @@
+//! Mailbox addresses and the reverse and forward paths of RFC 5321 §4.1.2.
+//!
+//! An [`Address`] keeps the exact text it was parsed from (a quoted local part stays quoted),
+//! because a server must hand the embedder what the client sent, and a client must put on the
+//! wire what its user gave. Validation is strict about the grammar and the length limits of
+//! RFC 5321 §4.5.3.1 (64 octets of local part, 255 of domain, 256 of path), and accepts
+//! internationalised addresses (RFC 6531) so that the SMTPUTF8 check can be made by whoever
+//! knows whether the extension was requested.
+
+use std::fmt;
+
+/// Longest local part, in octets (RFC 5321 §4.5.3.1.1).
+pub const MAX_LOCAL_PART_LEN: usize = 64;
+/// Longest domain, in octets (RFC 5321 §4.5.3.1.2).
+pub const MAX_DOMAIN_LEN: usize = 255;
+/// Longest path including its angle brackets, in octets (RFC 5321 §4.5.3.1.3).
+pub const MAX_PATH_LEN: usize = 256;
+
+/// Why an address was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    /// There is no `@`, or nothing on one side of it.
+    MissingAt,
+    /// The local part breaks the dot-string or quoted-string grammar.
+    InvalidLocalPart,
+    /// The domain is neither a valid domain name nor an address literal.
+    InvalidDomain,
+    /// The local part is longer than 64 octets.
+    LocalPartTooLong,
+    /// The domain is longer than 255 octets.
+    DomainTooLong,
+    /// The whole path is longer than 256 octets.
+    PathTooLong,
+    /// The path is not enclosed in `<` and `>` or has text after the `>`.
+    InvalidPath,
+    /// A CR, LF or NUL byte: never allowed, it could inject a command.
+    ControlCharacter,
+}
+
+impl AddressError {
+    /// A short description fit for a reply text.
+    pub fn description(self) -> &'static str {
+        match self {
+            AddressError::MissingAt => "address has no domain",
+            AddressError::InvalidLocalPart => "invalid local part",
+            AddressError::InvalidDomain => "invalid domain",
+            AddressError::LocalPartTooLong => "local part too long",
+            AddressError::DomainTooLong => "domain too long",
+            AddressError::PathTooLong => "path too long",
+            AddressError::InvalidPath => "invalid path syntax",
+            AddressError::ControlCharacter => "control character in address",
+        }
+    }
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for AddressError {}
+
+/// A validated mailbox, `local-part@domain`, as it appears between the angle brackets.
+///
+/// ```
+/// use smtp_core::address::Address;
+/// let a = Address::parse("\"john doe\"@example.com").unwrap();
+/// assert_eq!(a.local_part(), "\"john doe\"");
+/// assert_eq!(a.domain(), "example.com");
+/// assert!(Address::parse("bad\r\nRCPT TO:<x@y>").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    text: String,
+    at: usize,
+}
+
+impl Address {
+    /// Validates `text` as an RFC 5321 mailbox (with RFC 6531 UTF-8 allowed).
+    pub fn parse(text: &str) -> Result<Address, AddressError> {
+        let at = validate_mailbox(text)?;
+        Ok(Address { text: text.to_owned(), at })
+    }
+
+    /// The whole address.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The part before the `@`, quotes included when it was quoted.
+    pub fn local_part(&self) -> &str {
+        &self.text[..self.at]
+    }
+
+    /// The part after the `@`: a domain name or an address literal such as `[192.0.2.1]`.
+    pub fn domain(&self) -> &str {
+        &self.text[self.at + 1..]
+    }
+
+    /// True when the address is all ASCII; otherwise it needs SMTPUTF8.
+    pub fn is_ascii(&self) -> bool {
+        self.text.is_ascii()
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({:?})", self.text)
+    }
+}
+
+impl std::str::FromStr for Address {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Address::parse(s)
+    }
+}
+
+/// The argument of MAIL FROM: a mailbox, or the null path `<>` used for bounces.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum ReversePath {
+    /// `<>`: the message is a notification and must never cause another one.
+    Null,
+    /// A sender mailbox.
+    Mailbox(Address),
+}
+
+impl ReversePath {
+    /// The address text, empty for the null path.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ReversePath::Null => "",
+            ReversePath::Mailbox(a) => a.as_str(),
+        }
+    }
+
+    /// True when the path is all ASCII.
+    pub fn is_ascii(&self) -> bool {
+        self.as_str().is_ascii()
+    }
+}
+
+impl fmt::Display for ReversePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}>", self.as_str())
+    }
+}
+
+/// The argument of RCPT TO: a mailbox, or the special `<Postmaster>` with no domain
+/// (RFC 5321 §4.5.1: every server must accept it).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum ForwardPath {
+    /// `<Postmaster>` without a domain, as written by the client.
+    Postmaster(String),
+    /// A recipient mailbox.
+    Mailbox(Address),
+}
+
+impl ForwardPath {
+    /// The address text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ForwardPath::Postmaster(s) => s,
+            ForwardPath::Mailbox(a) => a.as_str(),
+        }
+    }
+
+    /// True when the path is all ASCII.
+    pub fn is_ascii(&self) -> bool {
+        self.as_str().is_ascii()
+    }
+}
+
+impl fmt::Display for ForwardPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}>", self.as_str())
+    }
+}
+
+/// Parses the text of a path after `FROM:`, such as `<a@b>`, `<>` or (liberally) `a@b`
+/// without brackets. Returns the path and the rest of the input (the parameters).
+pub(crate) fn parse_reverse_path(input: &str) -> Result<(ReversePath, &str), AddressError> {
+    let (inner, rest) = split_path(input)?;
+    if inner.is_empty() {
+        return Ok((ReversePath::Null, rest));
+    }
+    Ok((ReversePath::Mailbox(Address::parse(strip_source_route(inner)?)?), rest))
+}
+
+/// Parses the text of a path after `TO:`.
+pub(crate) fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), AddressError> {
+    let (inner, rest) = split_path(input)?;
+    if inner.eq_ignore_ascii_case("postmaster") {
+        return Ok((ForwardPath::Postmaster(inner.to_owned()), rest));
+    }
+    if inner.is_empty() {
+        return Err(AddressError::InvalidPath);
+    }
+    Ok((ForwardPath::Mailbox(Address::parse(strip_source_route(inner)?)?), rest))
+}
+
+/// Splits `<inner> rest` (or a bare `inner rest`, which many clients send) and enforces the
+/// 256-octet path limit.
+fn split_path(input: &str) -> Result<(&str, &str), AddressError> {
+    if let Some(after) = input.strip_prefix('<') {
+        let close = find_path_end(after).ok_or(AddressError::InvalidPath)?;
+        if close + 2 > MAX_PATH_LEN {
+            return Err(AddressError::PathTooLong);
+        }
+        let rest = &after[close + 1..];
+        if !rest.is_empty() && !rest.starts_with(' ') {
+            return Err(AddressError::InvalidPath);
+        }
+        Ok((&after[..close], rest))
+    } else {
+        let end = input.find(' ').unwrap_or(input.len());
+        let inner = &input[..end];
+        if inner.is_empty() || inner.contains(['<', '>']) {
+            return Err(AddressError::InvalidPath);
+        }
+        if inner.len() + 2 > MAX_PATH_LEN {
+            return Err(AddressError::PathTooLong);
+        }
+        Ok((inner, &input[end..]))
+    }
+}
+
+/// Finds the `>` that closes a path, skipping any inside a quoted local part.
+fn find_path_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut quoted = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'>' if !quoted => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// RFC 5321 §4.1.2 still allows `@relay1,@relay2:user@host`; §3.6.1 says to accept and
+/// ignore the route, which is what this does.
+fn strip_source_route(inner: &str) -> Result<&str, AddressError> {
+    if !inner.starts_with('@') {
+        return Ok(inner);
+    }
+    let colon = inner.find(':').ok_or(AddressError::InvalidPath)?;
+    for hop in inner[..colon].split(',') {
+        let domain = hop.strip_prefix('@').ok_or(AddressError::InvalidPath)?;
+        validate_domain(domain)?;
+    }
+    Ok(&inner[colon + 1..])
+}
+
+/// Validates a mailbox and returns the index of the `@` that separates its parts.
+fn validate_mailbox(text: &str) -> Result<usize, AddressError> {
+    if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(AddressError::ControlCharacter);
+    }
+    let at = if text.starts_with('"') {
+        let end = quoted_string_end(text).ok_or(AddressError::InvalidLocalPart)?;
+        if text.as_bytes().get(end) != Some(&b'@') {
+            return Err(if end == text.len() { AddressError::MissingAt } else { AddressError::InvalidLocalPart });
+        }
+        end
+    } else {
+        let at = text.rfind('@').ok_or(AddressError::MissingAt)?;
+        if !is_dot_string(&text[..at]) {
+            return Err(if at == 0 { AddressError::MissingAt } else { AddressError::InvalidLocalPart });
+        }
+        at
+    };
+    if at > MAX_LOCAL_PART_LEN {
+        return Err(AddressError::LocalPartTooLong);
+    }
+    let domain = &text[at + 1..];
+    if domain.is_empty() {
+        return Err(AddressError::MissingAt);
+    }
+    validate_domain(domain)?;
+    Ok(at)
+}
+
+/// Returns the index just past the closing quote of a quoted string starting at 0.
+fn quoted_string_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some(i + 1),
+            // quoted-pairSMTP: backslash followed by any printable ASCII character.
+            b'\\' => match bytes.get(i + 1) {
+                Some(32..=126) => i += 2,
+                _ => return None,
+            },
+            // qtextSMTP: printable ASCII but `"` and `\`, space included, or UTF-8.
+            32..=126 | 0x80.. => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80
+}
+
+/// Dot-string: atoms of atext separated by single dots.
+fn is_dot_string(s: &str) -> bool {
+    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+}
+
+pub(crate) fn validate_domain(domain: &str) -> Result<(), AddressError> {
+    if domain.len() > MAX_DOMAIN_LEN {
+        return Err(AddressError::DomainTooLong);
+    }
+    if domain.starts_with('[') {
+        return if is_address_literal(domain) { Ok(()) } else { Err(AddressError::InvalidDomain) };
+    }
+    if is_domain_name(domain) { Ok(()) } else { Err(AddressError::InvalidDomain) }
+}
+
+/// Letters, digits and inner hyphens per label; non-ASCII (U-labels) allowed for SMTPUTF8.
+/// A trailing dot (a fully qualified name) is tolerated.
+pub(crate) fn is_domain_name(domain: &str) -> bool {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+                && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80)
+        })
+}
+
+/// `[IPv4]`, `[IPv6:...]` or a general literal `[tag:content]` (RFC 5321 §4.1.3).
+pub(crate) fn is_address_literal(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
+        return false;
+    };
+    if let Some(v6) = inner.strip_prefix("IPv6:").or_else(|| inner.strip_prefix("ipv6:")) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if inner.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    match inner.split_once(':') {
+        Some((tag, content)) => {
+            is_domain_name(tag)
+                && !tag.contains('.')
+                && !content.is_empty()
+                && content.bytes().all(|b| (33..=126).contains(&b) && b != b'[' && b != b']' && b != b'\\')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_addresses() {
+        let a = Address::parse("user.name+tag@example.com").unwrap();
+        assert_eq!(a.local_part(), "user.name+tag");
+        assert_eq!(a.domain(), "example.com");
+        assert!(a.is_ascii());
+        assert_eq!(a.to_string(), "user.name+tag@example.com");
+    }
+
+    #[test]
+    fn quoted_local_parts() {
+        let a = Address::parse("\"a@b c\\\"d\"@example.com").unwrap();
+        assert_eq!(a.local_part(), "\"a@b c\\\"d\"");
+        assert_eq!(Address::parse("\"unterminated@example.com"), Err(AddressError::InvalidLocalPart));
+        assert_eq!(Address::parse("\"ok\"x@example.com"), Err(AddressError::InvalidLocalPart));
+        assert_eq!(Address::parse("\"ok\""), Err(AddressError::MissingAt));
+    }
+
+    #[test]
+    fn address_literals() {
+        assert!(Address::parse("root@[192.0.2.1]").is_ok());
+        assert!(Address::parse("root@[IPv6:2001:db8::1]").is_ok());
+        assert!(Address::parse("root@[x-tag:stuff]").is_ok());
+        assert_eq!(Address::parse("root@[300.1.1.1]"), Err(AddressError::InvalidDomain));
+        assert_eq!(Address::parse("root@[IPv6:zz]"), Err(AddressError::InvalidDomain));
+    }
+
+    #[test]
+    fn utf8_addresses_are_valid_but_not_ascii() {
+        let a = Address::parse("用户@例子.广告").unwrap();
+        assert!(!a.is_ascii());
+        assert!(Address::parse("jöran@bücher.example").is_ok());
+    }
+
+    #[test]
+    fn bad_addresses() {
+        assert_eq!(Address::parse("nobody"), Err(AddressError::MissingAt));
+        assert_eq!(Address::parse("@example.com"), Err(AddressError::MissingAt));
+        assert_eq!(Address::parse("a@"), Err(AddressError::MissingAt));
+        assert_eq!(Address::parse("a..b@example.com"), Err(AddressError::InvalidLocalPart));
+        assert_eq!(Address::parse(".a@example.com"), Err(AddressError::InvalidLocalPart));
+        assert_eq!(Address::parse("a b@example.com"), Err(AddressError::InvalidLocalPart));
+        assert_eq!(Address::parse("a@-example.com"), Err(AddressError::InvalidDomain));
+        assert_eq!(Address::parse("a@exa_mple.com"), Err(AddressError::InvalidDomain));
+        assert_eq!(Address::parse("a@b\r\nRSET"), Err(AddressError::ControlCharacter));
+        assert_eq!(Address::parse("a\0@b"), Err(AddressError::ControlCharacter));
+        assert_eq!(Address::parse("a@b\n"), Err(AddressError::ControlCharacter));
+    }
+
+    #[test]
+    fn length_limits() {
+        let local64 = "a".repeat(64);
+        assert!(Address::parse(&format!("{local64}@example.com")).is_ok());
+        assert_eq!(Address::parse(&format!("a{local64}@example.com")), Err(AddressError::LocalPartTooLong));
+        let label = "b".repeat(63);
+        let domain255 = format!("{label}.{label}.{label}.{}", "c".repeat(63));
+        assert_eq!(domain255.len(), 255);
+        assert!(Address::parse(&format!("a@{domain255}")).is_ok());
+        assert_eq!(Address::parse(&format!("a@{domain255}x")), Err(AddressError::DomainTooLong));
+        // The path limit counts the brackets too.
+        let ok = format!("<{}@{}>", "a".repeat(64), domain255.get(..189).unwrap());
+        assert_eq!(ok.len(), 256);
+        assert!(parse_reverse_path(&ok).is_ok());
+        let too_long = format!("<{}@{}x>", "a".repeat(64), domain255.get(..189).unwrap());
+        assert_eq!(parse_reverse_path(&too_long).unwrap_err(), AddressError::PathTooLong);
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(parse_reverse_path("<>").unwrap(), (ReversePath::Null, ""));
+        let (p, rest) = parse_reverse_path("<a@b.c> SIZE=10").unwrap();
+        assert_eq!(p.as_str(), "a@b.c");
+        assert_eq!(rest, " SIZE=10");
+        let (p, _) = parse_reverse_path("a@b.c").unwrap();
+        assert_eq!(p.to_string(), "<a@b.c>");
+        let (p, _) = parse_reverse_path("<@relay.example,@r2.example:a@b.c>").unwrap();
+        assert_eq!(p.as_str(), "a@b.c");
+        let (p, _) = parse_reverse_path("<\"x>y\"@b.c>").unwrap();
+        assert_eq!(p.as_str(), "\"x>y\"@b.c");
+        assert_eq!(parse_reverse_path("<a@b.c").unwrap_err(), AddressError::InvalidPath);
+        assert_eq!(parse_reverse_path("<a@b.c>junk").unwrap_err(), AddressError::InvalidPath);
+        assert_eq!(parse_forward_path("<>").unwrap_err(), AddressError::InvalidPath);
+        let (p, _) = parse_forward_path("<Postmaster>").unwrap();
+        assert_eq!(p, ForwardPath::Postmaster("Postmaster".into()));
+        let (p, _) = parse_forward_path("<postmaster@example.com>").unwrap();
+        assert!(matches!(p, ForwardPath::Mailbox(_)));
+    }
+}
