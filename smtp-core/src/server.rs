@@ -1083,7 +1083,8 @@ impl ServerSession {
             (AuthMechanism::Plain, Some(response)) => self.sasl_plain(&response),
             (AuthMechanism::Plain, None) => {
                 self.phase = Phase::SaslPlain;
-                self.reply(Reply::new(ReplyCode::AUTH_CONTINUE, None, ""));
+                // RFC 4954 §4: "334" SP [base64]; the space stays even with no challenge.
+                self.output.extend_from_slice(b"334 \r\n");
                 Step::Continue
             }
             (AuthMechanism::Login, Some(user)) => self.sasl_login_user(&user),

@@ -1,0 +1,145 @@
+# smtpx: the build and test front door (GNU make).
+#
+#   make demo    play a whole client<->server SMTP conversation in memory, print it
+#   make test    every test that needs only cargo, a C compiler, valgrind and Python
+#                packages it installs itself (into .venv)
+#   make bench   engine benchmarks (criterion)
+#   make fuzz    how to run the fuzz targets (not run by make test or CI)
+#   make clean   remove build outputs (make distclean also removes .venv)
+#
+# Variables you may override: CARGO, CC, CXX, PYTHON, VALGRIND, PIP_TIMEOUT, VENV.
+# Cargo's CARGO_TARGET_DIR is honoured.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# The test steps share cargo's build directory and print long logs: run them in order.
+.NOTPARALLEL:
+
+CARGO ?= cargo
+PYTHON ?= python3
+VALGRIND ?= valgrind
+# Seconds pip waits on the network before giving up (per connection attempt).
+PIP_TIMEOUT ?= 60
+VENV ?= .venv
+# The sanitizer flags below are gcc's; make's built-in default would be "cc".
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+ifeq ($(origin CXX),default)
+CXX := g++
+endif
+
+TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
+LIB_DIR := $(TARGET_DIR)/release
+C_OUT := $(TARGET_DIR)/c-tests
+# Cargo.toml's workspace.package.version, for the versioned SONAME.
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+
+# What a program linking libsmtpx.a also needs (rustc --print native-static-libs).
+STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+C_WARNINGS := -Wall -Wextra -Wpedantic -Werror
+C_FLAGS := -std=c99 $(C_WARNINGS) -g -Iinclude
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+VENV_PY := $(VENV)/bin/python
+PIP := $(VENV_PY) -m pip --timeout $(PIP_TIMEOUT) --disable-pip-version-check
+PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3'
+
+.PHONY: help demo test test-rust test-c c-lib c-header c-symbols c-asan c-valgrind \
+	c-shared test-python python-env python-install bench fuzz clean distclean
+
+help:
+	@sed -n '3,12s/^# \{0,1\}//p' Makefile
+
+demo:
+	$(CARGO) run --release -p smtp-core --example transcript
+
+test: test-rust test-c test-python
+	@echo "make test: all passed"
+
+## Rust: the core's tests, and smtp-ffi's (including the header check).
+test-rust:
+	$(CARGO) test -p smtp-core -p smtp-ffi
+
+## C: the header compiles as C99 and C++; the basics run under ASan+UBSan and under
+## valgrind, against libsmtpx.a; the shared library has its SONAME and only smtpx_*.
+test-c: c-header c-symbols c-asan c-valgrind c-shared
+
+c-lib:
+	$(CARGO) build --release -p smtp-ffi
+	@mkdir -p $(C_OUT)
+
+c-header: c-lib
+	$(CC) $(C_FLAGS) -c tests/c/header_compile.c -o $(C_OUT)/header_compile.o
+	$(CXX) -x c++ $(C_WARNINGS) -Iinclude -c tests/c/header_compile.c -o $(C_OUT)/header_compile_cxx.o
+
+c-symbols: c-lib
+	@nm -D --defined-only $(LIB_DIR)/libsmtpx.so | awk '{print $$3}' > $(C_OUT)/libsmtpx.symbols
+	@if grep -v '^smtpx_' $(C_OUT)/libsmtpx.symbols; then \
+	  echo "libsmtpx.so exports the symbols above, which lack the smtpx_ prefix"; exit 1; fi
+	@echo "libsmtpx.so exports only smtpx_* symbols"
+
+c-asan: c-lib
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics_asan
+	@nm $(C_OUT)/test_basics_asan | grep __asan_init >/dev/null || { echo "test_basics_asan was built without ASan"; exit 1; }
+	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(C_OUT)/test_basics_asan
+
+c-valgrind: c-lib
+	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }
+	$(CC) $(C_FLAGS) -O1 tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics
+	$(VALGRIND) --error-exitcode=1 --leak-check=full $(C_OUT)/test_basics
+
+## The shared library, as a program linked with -lsmtpx loads it: by its SONAME.
+c-shared: c-lib
+	@readelf -d $(LIB_DIR)/libsmtpx.so | grep "SONAME.*\[libsmtpx\.so\.$(VERSION)\]" >/dev/null \
+	  || { echo "libsmtpx.so lacks the SONAME libsmtpx.so.$(VERSION)"; exit 1; }
+	@mkdir -p $(C_OUT)/lib
+	cp $(LIB_DIR)/libsmtpx.so $(C_OUT)/lib/libsmtpx.so.$(VERSION)
+	ln -sf libsmtpx.so.$(VERSION) $(C_OUT)/lib/libsmtpx.so
+	$(CC) $(C_FLAGS) tests/c/test_basics.c -L$(C_OUT)/lib -lsmtpx -o $(C_OUT)/test_basics_shared
+	@readelf -d $(C_OUT)/test_basics_shared | grep "NEEDED.*\[libsmtpx\.so\.$(VERSION)\]" >/dev/null \
+	  || { echo "test_basics_shared does not depend on libsmtpx.so.$(VERSION)"; exit 1; }
+	LD_LIBRARY_PATH=$(C_OUT)/lib $(C_OUT)/test_basics_shared
+
+## Python: a virtualenv, the wheel built from smtp-py, pytest against it.
+test-python: python-install
+	$(VENV_PY) -m pytest tests/python
+
+python-env: $(VENV)/bin/pip
+	$(PIP) install --quiet $(PY_TEST_DEPS)
+
+$(VENV)/bin/pip:
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "error: '$(PYTHON) -m venv $(VENV)' failed: this Python lacks the venv/ensurepip modules."; \
+	  echo "       Install them (Debian/Ubuntu: apt-get install python3-venv) and run make again."; \
+	  exit 1; }
+	@test -x $@ || { rm -rf $(VENV); echo "error: $(VENV) has no pip (ensurepip is missing; Debian: apt-get install python3-venv)"; exit 1; }
+
+# --force-reinstall: the version does not change between builds, so pip would otherwise
+# keep a stale wheel. --no-build-isolation: use the maturin just installed in the venv
+# (its build hook runs the maturin program, hence the venv first on PATH).
+python-install: python-env
+	@echo "building and installing the smtpx wheel from smtp-py (cargo, release profile)"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PIP) install --quiet --force-reinstall --no-deps --no-build-isolation ./smtp-py
+
+bench:
+	$(CARGO) bench -p smtp-core --bench engine
+
+fuzz:
+	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"
+	@echo "  server_session  reply_parser  stuffing"
+	@echo "Install cargo-fuzz once:"
+	@echo "  cargo install cargo-fuzz --locked"
+	@echo "Then run one target (until stopped; add -- -max_total_time=60 for a minute):"
+	@echo "  cd smtp-core && RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET"
+
+clean:
+	$(CARGO) clean
+	rm -rf $(C_OUT)
+	find . \( -name __pycache__ -o -name .pytest_cache \) -type d -not -path './$(VENV)/*' -prune \
+	  -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
