@@ -9,7 +9,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
+use criterion::{
+    BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
+};
 use smtp_core::BareLinePolicy;
 use smtp_core::command::Command;
 use smtp_core::data::{DataReceiver, DotStuffer};
@@ -32,17 +34,25 @@ const COMMAND_LINES: &[&str] = &[
 
 /// The 10 MB benches are long per iteration; fewer samples keep the whole run to minutes.
 fn configure_large(group: &mut BenchmarkGroup<'_, WallTime>) {
-    group.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
 }
 
 fn configure_small(group: &mut BenchmarkGroup<'_, WallTime>) {
-    group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
 }
 
 fn parse_commands(c: &mut Criterion) {
     let lines: Vec<&[u8]> = COMMAND_LINES.iter().map(|l| l.as_bytes()).collect();
     // smtp-proto reads up to and including the LF, so it gets the wire form.
-    let wire: Vec<Vec<u8>> = COMMAND_LINES.iter().map(|l| format!("{l}\r\n").into_bytes()).collect();
+    let wire: Vec<Vec<u8>> = COMMAND_LINES
+        .iter()
+        .map(|l| format!("{l}\r\n").into_bytes())
+        .collect();
 
     for line in &lines {
         if let Err(e) = Command::parse(line) {
@@ -51,7 +61,10 @@ fn parse_commands(c: &mut Criterion) {
     }
     for line in &wire {
         if let Err(e) = smtp_proto::Request::parse(&mut line.iter()) {
-            panic!("smtp-proto refuses {:?}: {e:?}", String::from_utf8_lossy(line));
+            panic!(
+                "smtp-proto refuses {:?}: {e:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -68,7 +81,9 @@ fn parse_commands(c: &mut Criterion) {
     group.bench_function("smtp-proto", |b| {
         b.iter(|| {
             for line in &wire {
-                let _ = black_box(smtp_proto::Request::parse(&mut black_box(line.as_slice()).iter()));
+                let _ = black_box(smtp_proto::Request::parse(
+                    &mut black_box(line.as_slice()).iter(),
+                ));
             }
         })
     });
@@ -93,7 +108,10 @@ fn message() -> (Vec<u8>, Vec<u8>) {
             line.push(b'.');
         }
         while line.len() < LINE_LEN - 2 {
-            line.push(b"abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(n + line.len()) % 63]);
+            line.push(
+                b"abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                    [(n + line.len()) % 63],
+            );
         }
         line.extend_from_slice(b"\r\n");
         raw.extend_from_slice(&line);
@@ -149,16 +167,31 @@ fn unstuff(c: &mut Criterion) {
     unstuff_ours(&wire, &mut ours, true);
     let mut theirs = Vec::new();
     unstuff_proto(&wire, &mut theirs, true);
-    assert_eq!(ours.len(), raw.len(), "smtp-core un-stuffed to the wrong length");
-    assert_eq!(theirs.len(), raw.len(), "smtp-proto un-stuffed to the wrong length");
-    assert!(ours == raw && theirs == raw, "un-stuffed content differs from the message");
+    assert_eq!(
+        ours.len(),
+        raw.len(),
+        "smtp-core un-stuffed to the wrong length"
+    );
+    assert_eq!(
+        theirs.len(),
+        raw.len(),
+        "smtp-proto un-stuffed to the wrong length"
+    );
+    assert!(
+        ours == raw && theirs == raw,
+        "un-stuffed content differs from the message"
+    );
 
     let mut group = c.benchmark_group("unstuff_10mb");
     configure_large(&mut group);
     group.throughput(Throughput::Bytes(wire.len() as u64));
     let mut out = Vec::with_capacity(CHUNK + 16);
-    group.bench_function("smtp-core", |b| b.iter(|| black_box(unstuff_ours(black_box(&wire), &mut out, false))));
-    group.bench_function("smtp-proto", |b| b.iter(|| black_box(unstuff_proto(black_box(&wire), &mut out, false))));
+    group.bench_function("smtp-core", |b| {
+        b.iter(|| black_box(unstuff_ours(black_box(&wire), &mut out, false)))
+    });
+    group.bench_function("smtp-proto", |b| {
+        b.iter(|| black_box(unstuff_proto(black_box(&wire), &mut out, false)))
+    });
     group.finish();
 }
 
@@ -171,7 +204,10 @@ fn stuff(c: &mut Criterion) {
         stuffer.stuff(chunk, &mut check);
     }
     stuffer.finish(&mut check);
-    assert!(check == wire, "DotStuffer output differs from the reference wire form");
+    assert!(
+        check == wire,
+        "DotStuffer output differs from the reference wire form"
+    );
 
     let mut group = c.benchmark_group("stuff_10mb");
     configure_large(&mut group);
@@ -225,7 +261,10 @@ fn replies_ours(parser: &mut ReplyParser, mut input: &[u8]) -> usize {
     n
 }
 
-fn replies_proto(receiver: &mut smtp_proto::response::parser::ResponseReceiver, input: &[u8]) -> usize {
+fn replies_proto(
+    receiver: &mut smtp_proto::response::parser::ResponseReceiver,
+    input: &[u8],
+) -> usize {
     let mut n = 0;
     let mut bytes = input.iter();
     while !bytes.as_slice().is_empty() {
@@ -257,7 +296,9 @@ fn parse_replies(c: &mut Criterion) {
         let theirs = receiver.parse(&mut bytes).unwrap();
         receiver.reset();
         assert_eq!(reply.code().get(), theirs.code);
-        let esc = reply.enhanced().map_or([0; 3], |e| [e.class, e.subject as u8, e.detail as u8]);
+        let esc = reply
+            .enhanced()
+            .map_or([0; 3], |e| [e.class, e.subject as u8, e.detail as u8]);
         assert_eq!(esc, theirs.esc);
         assert_eq!(reply.lines().join("\n"), theirs.message);
     }
@@ -265,8 +306,12 @@ fn parse_replies(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_replies");
     configure_small(&mut group);
     group.throughput(Throughput::Elements(REPLIES.len() as u64));
-    group.bench_function("smtp-core", |b| b.iter(|| replies_ours(&mut parser, black_box(&input))));
-    group.bench_function("smtp-proto", |b| b.iter(|| replies_proto(&mut receiver, black_box(&input))));
+    group.bench_function("smtp-core", |b| {
+        b.iter(|| replies_ours(&mut parser, black_box(&input)))
+    });
+    group.bench_function("smtp-proto", |b| {
+        b.iter(|| replies_proto(&mut receiver, black_box(&input)))
+    });
     group.finish();
 }
 
@@ -287,7 +332,9 @@ fn transaction(config: &ServerConfig, input: &[u8], output: &mut Vec<u8>) -> usi
             if let ServerEvent::MessageData(data) = event {
                 content += data.len();
             } else if event.needs_decision() {
-                session.decide(Decision::Accept).expect("a decision is pending");
+                session
+                    .decide(Decision::Accept)
+                    .expect("a decision is pending");
             }
         }
         output.extend_from_slice(session.output());
@@ -307,7 +354,9 @@ fn server_session(c: &mut Criterion) {
         .to_vec();
     let mut body = Vec::new();
     while body.len() < 1024 {
-        body.extend_from_slice(b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eius\r\n");
+        body.extend_from_slice(
+            b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eius\r\n",
+        );
     }
     body.truncate(1022);
     body.extend_from_slice(b"\r\n");
@@ -332,5 +381,12 @@ fn server_session(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_commands, unstuff, stuff, parse_replies, server_session);
+criterion_group!(
+    benches,
+    parse_commands,
+    unstuff,
+    stuff,
+    parse_replies,
+    server_session
+);
 criterion_main!(benches);

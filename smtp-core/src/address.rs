@@ -80,7 +80,10 @@ impl Address {
     /// Validates `text` as an RFC 5321 mailbox (with RFC 6531 UTF-8 allowed).
     pub fn parse(text: &str) -> Result<Address, AddressError> {
         let at = validate_mailbox(text)?;
-        Ok(Address { text: text.to_owned(), at })
+        Ok(Address {
+            text: text.to_owned(),
+            at,
+        })
     }
 
     /// The whole address.
@@ -191,7 +194,10 @@ pub(crate) fn parse_reverse_path(input: &str) -> Result<(ReversePath, &str), Add
     if inner.is_empty() {
         return Ok((ReversePath::Null, rest));
     }
-    Ok((ReversePath::Mailbox(Address::parse(strip_source_route(inner)?)?), rest))
+    Ok((
+        ReversePath::Mailbox(Address::parse(strip_source_route(inner)?)?),
+        rest,
+    ))
 }
 
 /// Parses the text of a path after `TO:`.
@@ -203,7 +209,10 @@ pub(crate) fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), Add
     if inner.is_empty() {
         return Err(AddressError::InvalidPath);
     }
-    Ok((ForwardPath::Mailbox(Address::parse(strip_source_route(inner)?)?), rest))
+    Ok((
+        ForwardPath::Mailbox(Address::parse(strip_source_route(inner)?)?),
+        rest,
+    ))
 }
 
 /// Splits `<inner> rest` (or a bare `inner rest`, which many clients send) and enforces the
@@ -271,13 +280,21 @@ fn validate_mailbox(text: &str) -> Result<usize, AddressError> {
     let at = if text.starts_with('"') {
         let end = quoted_string_end(text).ok_or(AddressError::InvalidLocalPart)?;
         if text.as_bytes().get(end) != Some(&b'@') {
-            return Err(if end == text.len() { AddressError::MissingAt } else { AddressError::InvalidLocalPart });
+            return Err(if end == text.len() {
+                AddressError::MissingAt
+            } else {
+                AddressError::InvalidLocalPart
+            });
         }
         end
     } else {
         let at = text.rfind('@').ok_or(AddressError::MissingAt)?;
         if !is_dot_string(&text[..at]) {
-            return Err(if at == 0 { AddressError::MissingAt } else { AddressError::InvalidLocalPart });
+            return Err(if at == 0 {
+                AddressError::MissingAt
+            } else {
+                AddressError::InvalidLocalPart
+            });
         }
         at
     };
@@ -318,7 +335,9 @@ fn is_atext(b: u8) -> bool {
 
 /// Dot-string: atoms of atext separated by single dots.
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
 }
 
 pub(crate) fn validate_domain(domain: &str) -> Result<(), AddressError> {
@@ -326,9 +345,17 @@ pub(crate) fn validate_domain(domain: &str) -> Result<(), AddressError> {
         return Err(AddressError::DomainTooLong);
     }
     if domain.starts_with('[') {
-        return if is_address_literal(domain) { Ok(()) } else { Err(AddressError::InvalidDomain) };
+        return if is_address_literal(domain) {
+            Ok(())
+        } else {
+            Err(AddressError::InvalidDomain)
+        };
     }
-    if is_domain_name(domain) { Ok(()) } else { Err(AddressError::InvalidDomain) }
+    if is_domain_name(domain) {
+        Ok(())
+    } else {
+        Err(AddressError::InvalidDomain)
+    }
 }
 
 /// Letters, digits and inner hyphens per label; non-ASCII (U-labels) allowed for SMTPUTF8.
@@ -342,7 +369,8 @@ pub(crate) fn is_domain_name(domain: &str) -> bool {
                 && b.len() <= 63
                 && b[0] != b'-'
                 && b[b.len() - 1] != b'-'
-                && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80)
+                && b.iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80)
         })
 }
 
@@ -351,7 +379,10 @@ pub(crate) fn is_address_literal(s: &str) -> bool {
     let Some(inner) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
         return false;
     };
-    if let Some(v6) = inner.strip_prefix("IPv6:").or_else(|| inner.strip_prefix("ipv6:")) {
+    if let Some(v6) = inner
+        .strip_prefix("IPv6:")
+        .or_else(|| inner.strip_prefix("ipv6:"))
+    {
         return v6.parse::<std::net::Ipv6Addr>().is_ok();
     }
     if inner.parse::<std::net::Ipv4Addr>().is_ok() {
@@ -362,7 +393,9 @@ pub(crate) fn is_address_literal(s: &str) -> bool {
             is_domain_name(tag)
                 && !tag.contains('.')
                 && !content.is_empty()
-                && content.bytes().all(|b| (33..=126).contains(&b) && b != b'[' && b != b']' && b != b'\\')
+                && content
+                    .bytes()
+                    .all(|b| (33..=126).contains(&b) && b != b'[' && b != b']' && b != b'\\')
         }
         None => false,
     }
@@ -385,8 +418,14 @@ mod tests {
     fn quoted_local_parts() {
         let a = Address::parse("\"a@b c\\\"d\"@example.com").unwrap();
         assert_eq!(a.local_part(), "\"a@b c\\\"d\"");
-        assert_eq!(Address::parse("\"unterminated@example.com"), Err(AddressError::InvalidLocalPart));
-        assert_eq!(Address::parse("\"ok\"x@example.com"), Err(AddressError::InvalidLocalPart));
+        assert_eq!(
+            Address::parse("\"unterminated@example.com"),
+            Err(AddressError::InvalidLocalPart)
+        );
+        assert_eq!(
+            Address::parse("\"ok\"x@example.com"),
+            Err(AddressError::InvalidLocalPart)
+        );
         assert_eq!(Address::parse("\"ok\""), Err(AddressError::MissingAt));
     }
 
@@ -395,8 +434,14 @@ mod tests {
         assert!(Address::parse("root@[192.0.2.1]").is_ok());
         assert!(Address::parse("root@[IPv6:2001:db8::1]").is_ok());
         assert!(Address::parse("root@[x-tag:stuff]").is_ok());
-        assert_eq!(Address::parse("root@[300.1.1.1]"), Err(AddressError::InvalidDomain));
-        assert_eq!(Address::parse("root@[IPv6:zz]"), Err(AddressError::InvalidDomain));
+        assert_eq!(
+            Address::parse("root@[300.1.1.1]"),
+            Err(AddressError::InvalidDomain)
+        );
+        assert_eq!(
+            Address::parse("root@[IPv6:zz]"),
+            Err(AddressError::InvalidDomain)
+        );
     }
 
     #[test]
@@ -411,12 +456,30 @@ mod tests {
         assert_eq!(Address::parse("nobody"), Err(AddressError::MissingAt));
         assert_eq!(Address::parse("@example.com"), Err(AddressError::MissingAt));
         assert_eq!(Address::parse("a@"), Err(AddressError::MissingAt));
-        assert_eq!(Address::parse("a..b@example.com"), Err(AddressError::InvalidLocalPart));
-        assert_eq!(Address::parse(".a@example.com"), Err(AddressError::InvalidLocalPart));
-        assert_eq!(Address::parse("a b@example.com"), Err(AddressError::InvalidLocalPart));
-        assert_eq!(Address::parse("a@-example.com"), Err(AddressError::InvalidDomain));
-        assert_eq!(Address::parse("a@exa_mple.com"), Err(AddressError::InvalidDomain));
-        assert_eq!(Address::parse("a@b\r\nRSET"), Err(AddressError::ControlCharacter));
+        assert_eq!(
+            Address::parse("a..b@example.com"),
+            Err(AddressError::InvalidLocalPart)
+        );
+        assert_eq!(
+            Address::parse(".a@example.com"),
+            Err(AddressError::InvalidLocalPart)
+        );
+        assert_eq!(
+            Address::parse("a b@example.com"),
+            Err(AddressError::InvalidLocalPart)
+        );
+        assert_eq!(
+            Address::parse("a@-example.com"),
+            Err(AddressError::InvalidDomain)
+        );
+        assert_eq!(
+            Address::parse("a@exa_mple.com"),
+            Err(AddressError::InvalidDomain)
+        );
+        assert_eq!(
+            Address::parse("a@b\r\nRSET"),
+            Err(AddressError::ControlCharacter)
+        );
         assert_eq!(Address::parse("a\0@b"), Err(AddressError::ControlCharacter));
         assert_eq!(Address::parse("a@b\n"), Err(AddressError::ControlCharacter));
     }
@@ -425,18 +488,27 @@ mod tests {
     fn length_limits() {
         let local64 = "a".repeat(64);
         assert!(Address::parse(&format!("{local64}@example.com")).is_ok());
-        assert_eq!(Address::parse(&format!("a{local64}@example.com")), Err(AddressError::LocalPartTooLong));
+        assert_eq!(
+            Address::parse(&format!("a{local64}@example.com")),
+            Err(AddressError::LocalPartTooLong)
+        );
         let label = "b".repeat(63);
         let domain255 = format!("{label}.{label}.{label}.{}", "c".repeat(63));
         assert_eq!(domain255.len(), 255);
         assert!(Address::parse(&format!("a@{domain255}")).is_ok());
-        assert_eq!(Address::parse(&format!("a@{domain255}x")), Err(AddressError::DomainTooLong));
+        assert_eq!(
+            Address::parse(&format!("a@{domain255}x")),
+            Err(AddressError::DomainTooLong)
+        );
         // The path limit counts the brackets too.
         let ok = format!("<{}@{}>", "a".repeat(64), domain255.get(..189).unwrap());
         assert_eq!(ok.len(), 256);
         assert!(parse_reverse_path(&ok).is_ok());
         let too_long = format!("<{}@{}x>", "a".repeat(64), domain255.get(..189).unwrap());
-        assert_eq!(parse_reverse_path(&too_long).unwrap_err(), AddressError::PathTooLong);
+        assert_eq!(
+            parse_reverse_path(&too_long).unwrap_err(),
+            AddressError::PathTooLong
+        );
     }
 
     #[test]
@@ -451,9 +523,18 @@ mod tests {
         assert_eq!(p.as_str(), "a@b.c");
         let (p, _) = parse_reverse_path("<\"x>y\"@b.c>").unwrap();
         assert_eq!(p.as_str(), "\"x>y\"@b.c");
-        assert_eq!(parse_reverse_path("<a@b.c").unwrap_err(), AddressError::InvalidPath);
-        assert_eq!(parse_reverse_path("<a@b.c>junk").unwrap_err(), AddressError::InvalidPath);
-        assert_eq!(parse_forward_path("<>").unwrap_err(), AddressError::InvalidPath);
+        assert_eq!(
+            parse_reverse_path("<a@b.c").unwrap_err(),
+            AddressError::InvalidPath
+        );
+        assert_eq!(
+            parse_reverse_path("<a@b.c>junk").unwrap_err(),
+            AddressError::InvalidPath
+        );
+        assert_eq!(
+            parse_forward_path("<>").unwrap_err(),
+            AddressError::InvalidPath
+        );
         let (p, _) = parse_forward_path("<Postmaster>").unwrap();
         assert_eq!(p, ForwardPath::Postmaster("Postmaster".into()));
         let (p, _) = parse_forward_path("<postmaster@example.com>").unwrap();

@@ -78,18 +78,26 @@ pub enum Credentials {
 impl Credentials {
     /// User name and password credentials.
     pub fn password(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        Credentials::Password { username: username.into(), password: Secret::new(password) }
+        Credentials::Password {
+            username: username.into(),
+            password: Secret::new(password),
+        }
     }
 
     /// XOAUTH2 credentials.
     pub fn oauth2(username: impl Into<String>, token: impl Into<String>) -> Credentials {
-        Credentials::OAuth2 { username: username.into(), token: Secret::new(token) }
+        Credentials::OAuth2 {
+            username: username.into(),
+            token: Secret::new(token),
+        }
     }
 
     /// The user name.
     pub fn username(&self) -> &str {
         match self {
-            Credentials::Password { username, .. } | Credentials::OAuth2 { username, .. } => username,
+            Credentials::Password { username, .. } | Credentials::OAuth2 { username, .. } => {
+                username
+            }
         }
     }
 
@@ -99,7 +107,9 @@ impl Credentials {
         let bad = |s: &str| s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
         match self {
             Credentials::Password { username, password } => bad(username) || bad(password.expose()),
-            Credentials::OAuth2 { username, token } => bad(username) || bad(token.expose()) || token.expose().contains('\x01'),
+            Credentials::OAuth2 { username, token } => {
+                bad(username) || bad(token.expose()) || token.expose().contains('\x01')
+            }
         }
     }
 }
@@ -187,7 +197,10 @@ mod tests {
         let encoded = plain_response("alice", "pw");
         assert_eq!(encoded, "AGFsaWNlAHB3");
         let (authz, user, pass) = parse_plain(&decode(&encoded).unwrap()).unwrap();
-        assert_eq!((authz.as_str(), user.as_str(), pass.expose()), ("", "alice", "pw"));
+        assert_eq!(
+            (authz.as_str(), user.as_str(), pass.expose()),
+            ("", "alice", "pw")
+        );
         assert!(parse_plain(b"no-nul").is_none());
         assert!(parse_plain(b"\0\0pw").is_none());
     }

@@ -166,14 +166,25 @@ impl Envelope {
     /// assert!(Envelope::new("a@example.com\r\nRSET", &["b@example.com"]).is_err());
     /// ```
     pub fn new(from: &str, to: &[&str]) -> Result<Envelope, AddressError> {
-        let from = if from.is_empty() { ReversePath::Null } else { ReversePath::Mailbox(Address::parse(from)?) };
+        let from = if from.is_empty() {
+            ReversePath::Null
+        } else {
+            ReversePath::Mailbox(Address::parse(from)?)
+        };
         let recipients = to
             .iter()
             .map(|t| {
-                Ok(Recipient { address: ForwardPath::Mailbox(Address::parse(t)?), params: RcptParameters::default() })
+                Ok(Recipient {
+                    address: ForwardPath::Mailbox(Address::parse(t)?),
+                    params: RcptParameters::default(),
+                })
             })
             .collect::<Result<Vec<_>, AddressError>>()?;
-        Ok(Envelope { from, params: MailParameters::default(), recipients })
+        Ok(Envelope {
+            from,
+            params: MailParameters::default(),
+            recipients,
+        })
     }
 
     fn is_ascii(&self) -> bool {
@@ -317,12 +328,21 @@ impl fmt::Display for ClientError {
             ClientError::NotReady => f.write_str("the session is not ready for this call"),
             ClientError::Greeting(r) => write!(f, "connection refused by server: {r}"),
             ClientError::Hello(r) => write!(f, "greeting refused by server: {r}"),
-            ClientError::StartTlsUnavailable => f.write_str("STARTTLS required but not offered by the server"),
+            ClientError::StartTlsUnavailable => {
+                f.write_str("STARTTLS required but not offered by the server")
+            }
             ClientError::StartTlsRefused(r) => write!(f, "STARTTLS refused by server: {r}"),
-            ClientError::AuthUnsupported => f.write_str("no authentication mechanism in common with the server"),
+            ClientError::AuthUnsupported => {
+                f.write_str("no authentication mechanism in common with the server")
+            }
             ClientError::AuthFailed(r) => write!(f, "authentication failed: {r}"),
-            ClientError::MessageTooLarge { limit } => write!(f, "message larger than the server's limit of {limit} octets"),
-            ClientError::SmtpUtf8Unsupported => f.write_str("an address needs SMTPUTF8, which the server does not offer"),
+            ClientError::MessageTooLarge { limit } => write!(
+                f,
+                "message larger than the server's limit of {limit} octets"
+            ),
+            ClientError::SmtpUtf8Unsupported => {
+                f.write_str("an address needs SMTPUTF8, which the server does not offer")
+            }
             ClientError::ServerClosed(r) => write!(f, "server closed the session: {r}"),
             ClientError::Protocol(what) => write!(f, "protocol error: {what}"),
             ClientError::Timeout => f.write_str("timed out waiting for the server"),
@@ -387,7 +407,9 @@ enum Expect {
     Rcpt(usize),
     Data,
     DataEnd,
-    Bdat { last: bool },
+    Bdat {
+        last: bool,
+    },
     /// RSET sent by the session itself, to clear a failed transaction.
     CleanupRset,
     /// A command whose reply goes to the embedder as [`ClientEvent::Reply`].
@@ -470,11 +492,22 @@ impl ClientSession {
     /// A session for a connection opened at `now`; it waits for the server's greeting.
     /// Fails when the HELO name or the credentials could inject commands.
     pub fn new(config: ClientConfig, now: Duration) -> Result<ClientSession, ClientError> {
-        if config.helo_name.is_empty() || has_control(&config.helo_name) || config.helo_name.contains(' ') {
-            return Err(ClientError::InvalidArgument("HELO name is empty or contains spaces or control characters".into()));
+        if config.helo_name.is_empty()
+            || has_control(&config.helo_name)
+            || config.helo_name.contains(' ')
+        {
+            return Err(ClientError::InvalidArgument(
+                "HELO name is empty or contains spaces or control characters".into(),
+            ));
         }
-        if config.credentials.as_ref().is_some_and(Credentials::has_control_characters) {
-            return Err(ClientError::InvalidArgument("credentials contain control characters".into()));
+        if config
+            .credentials
+            .as_ref()
+            .is_some_and(Credentials::has_control_characters)
+        {
+            return Err(ClientError::InvalidArgument(
+                "credentials contain control characters".into(),
+            ));
         }
         let greeting_deadline = now + config.timeouts.greeting;
         Ok(ClientSession {
@@ -629,7 +662,9 @@ impl ClientSession {
     pub fn login(&mut self, credentials: Credentials) -> Result<(), ClientError> {
         self.require_ready()?;
         if credentials.has_control_characters() {
-            return Err(ClientError::InvalidArgument("credentials contain control characters".into()));
+            return Err(ClientError::InvalidArgument(
+                "credentials contain control characters".into(),
+            ));
         }
         self.config.credentials = Some(credentials);
         self.explicit_auth = true;
@@ -686,7 +721,11 @@ impl ClientSession {
     }
 
     fn require_ready(&self) -> Result<(), ClientError> {
-        if self.state == State::Ready { Ok(()) } else { Err(ClientError::NotReady) }
+        if self.state == State::Ready {
+            Ok(())
+        } else {
+            Err(ClientError::NotReady)
+        }
     }
 
     /// Starts a transaction. `size` is the message size when known: it is announced with
@@ -716,7 +755,10 @@ impl ClientSession {
             // HELO servers know no parameters at all.
             params = MailParameters::default();
         }
-        let mail = Command::Mail { from: envelope.from.clone(), params };
+        let mail = Command::Mail {
+            from: envelope.from.clone(),
+            params,
+        };
         mail.check_arguments()?;
         let mut commands = Vec::with_capacity(envelope.recipients.len() + 3);
         if self.needs_rset {
@@ -724,12 +766,23 @@ impl ClientSession {
         }
         commands.push((mail, Expect::Mail));
         for (i, r) in envelope.recipients.iter().enumerate() {
-            let rcpt = Command::Rcpt { to: r.address.clone(), params: if esmtp { r.params.clone() } else { Default::default() } };
+            let rcpt = Command::Rcpt {
+                to: r.address.clone(),
+                params: if esmtp {
+                    r.params.clone()
+                } else {
+                    Default::default()
+                },
+            };
             rcpt.check_arguments()?;
             commands.push((rcpt, Expect::Rcpt(i)));
         }
         let pipelining = self.config.pipelining && caps.pipelining;
-        let mode = if pipelining && self.config.chunking && caps.chunking { BodyMode::Bdat } else { BodyMode::Data };
+        let mode = if pipelining && self.config.chunking && caps.chunking {
+            BodyMode::Bdat
+        } else {
+            BodyMode::Data
+        };
         if mode == BodyMode::Data {
             commands.push((Command::Data, Expect::Data));
         }
@@ -741,7 +794,11 @@ impl ClientSession {
             recipients: envelope
                 .recipients
                 .iter()
-                .map(|r| RecipientResult { address: r.address.clone(), reply: no_reply(), delivery: None })
+                .map(|r| RecipientResult {
+                    address: r.address.clone(),
+                    reply: no_reply(),
+                    delivery: None,
+                })
                 .collect(),
             pending_reply: no_reply(),
             unsent: VecDeque::new(),
@@ -749,7 +806,11 @@ impl ClientSession {
             body_open: false,
             body_done: false,
             lmtp_replies_left: 0,
-            stuffer: if mode == BodyMode::Bdat { DotStuffer::canonicalize_only() } else { DotStuffer::new() },
+            stuffer: if mode == BodyMode::Bdat {
+                DotStuffer::canonicalize_only()
+            } else {
+                DotStuffer::new()
+            },
             chunk: Vec::new(),
         };
         if pipelining {
@@ -775,7 +836,11 @@ impl ClientSession {
     /// Adds message content. Line endings are made CRLF and, for DATA, lines starting with
     /// a dot are stuffed, so any bytes may be given, split anywhere.
     pub fn send_body(&mut self, chunk: &[u8]) -> Result<(), ClientError> {
-        let t = self.transaction.as_mut().filter(|t| t.body_open && !t.body_done).ok_or(ClientError::NotReady)?;
+        let t = self
+            .transaction
+            .as_mut()
+            .filter(|t| t.body_open && !t.body_done)
+            .ok_or(ClientError::NotReady)?;
         match t.mode {
             BodyMode::Data => t.stuffer.stuff(chunk, &mut self.output),
             BodyMode::Bdat => {
@@ -791,13 +856,24 @@ impl ClientSession {
 
     /// Ends the message content: the final dot for DATA, the LAST chunk for BDAT.
     pub fn finish_body(&mut self) -> Result<(), ClientError> {
-        let t = self.transaction.as_mut().filter(|t| t.body_open && !t.body_done).ok_or(ClientError::NotReady)?;
+        let t = self
+            .transaction
+            .as_mut()
+            .filter(|t| t.body_open && !t.body_done)
+            .ok_or(ClientError::NotReady)?;
         t.body_done = true;
         let deadline = self.now + self.config.timeouts.data_end;
         match t.mode {
             BodyMode::Data => {
                 t.stuffer.finish(&mut self.output);
-                t.lmtp_replies_left = if self.config.lmtp { t.recipients.iter().filter(|r| r.reply.is_completion()).count() } else { 1 };
+                t.lmtp_replies_left = if self.config.lmtp {
+                    t.recipients
+                        .iter()
+                        .filter(|r| r.reply.is_completion())
+                        .count()
+                } else {
+                    1
+                };
                 self.expected.push_back((Expect::DataEnd, deadline));
             }
             BodyMode::Bdat => {
@@ -810,11 +886,19 @@ impl ClientSession {
     }
 
     fn send_bdat(&mut self, content: &[u8], last: bool) {
-        let command = Command::Bdat { size: content.len() as u64, last };
+        let command = Command::Bdat {
+            size: content.len() as u64,
+            last,
+        };
         command.write_to(&mut self.output);
         self.output.extend_from_slice(content);
-        let timeout = if last { self.config.timeouts.data_end } else { self.config.timeouts.data_block };
-        self.expected.push_back((Expect::Bdat { last }, self.now + timeout));
+        let timeout = if last {
+            self.config.timeouts.data_end
+        } else {
+            self.config.timeouts.data_block
+        };
+        self.expected
+            .push_back((Expect::Bdat { last }, self.now + timeout));
     }
 
     fn send(&mut self, command: &Command, expect: Expect) {
@@ -919,11 +1003,14 @@ impl ClientSession {
                     self.state = State::AwaitTls;
                     self.explicit_starttls = false;
                     self.events.push_back(ClientEvent::StartTls);
-                } else if self.config.starttls == StartTlsPolicy::Required && !self.explicit_starttls {
+                } else if self.config.starttls == StartTlsPolicy::Required
+                    && !self.explicit_starttls
+                {
                     self.abandon(ClientError::StartTlsRefused(reply));
                 } else {
                     let explicit = std::mem::take(&mut self.explicit_starttls);
-                    self.events.push_back(ClientEvent::Error(ClientError::StartTlsRefused(reply)));
+                    self.events
+                        .push_back(ClientEvent::Error(ClientError::StartTlsRefused(reply)));
                     if explicit {
                         self.state = State::Ready;
                     } else {
@@ -942,35 +1029,51 @@ impl ClientSession {
                 // The server's 334 carries an error description; an empty line ends the
                 // exchange and brings the final refusal.
                 self.output.extend_from_slice(b"\r\n");
-                self.expected.push_front((Expect::AuthXOAuth2, self.now + self.config.timeouts.command));
+                self.expected
+                    .push_front((Expect::AuthXOAuth2, self.now + self.config.timeouts.command));
             }
-            Expect::AuthLoginStart | Expect::AuthLoginUser if reply.code() == ReplyCode::AUTH_CONTINUE => {
-                let Some(credentials) = self.config.credentials.clone() else { return };
+            Expect::AuthLoginStart | Expect::AuthLoginUser
+                if reply.code() == ReplyCode::AUTH_CONTINUE =>
+            {
+                let Some(credentials) = self.config.credentials.clone() else {
+                    return;
+                };
                 let (next, secret) = match (expect, &credentials) {
                     (Expect::AuthLoginStart, c) => (Expect::AuthLoginUser, c.username().to_owned()),
-                    (_, Credentials::Password { password, .. }) => (Expect::AuthLoginPassword, password.expose().to_owned()),
-                    (_, Credentials::OAuth2 { token, .. }) => (Expect::AuthLoginPassword, token.expose().to_owned()),
+                    (_, Credentials::Password { password, .. }) => {
+                        (Expect::AuthLoginPassword, password.expose().to_owned())
+                    }
+                    (_, Credentials::OAuth2 { token, .. }) => {
+                        (Expect::AuthLoginPassword, token.expose().to_owned())
+                    }
                 };
-                self.output.extend_from_slice(auth::encode(secret.as_bytes()).as_bytes());
+                self.output
+                    .extend_from_slice(auth::encode(secret.as_bytes()).as_bytes());
                 self.output.extend_from_slice(b"\r\n");
-                self.expected.push_front((next, self.now + self.config.timeouts.command));
+                self.expected
+                    .push_front((next, self.now + self.config.timeouts.command));
             }
             Expect::AuthPlain
             | Expect::AuthLoginStart
             | Expect::AuthLoginUser
             | Expect::AuthLoginPassword
             | Expect::AuthXOAuth2 => {
-                self.events.push_back(ClientEvent::Error(ClientError::AuthFailed(reply)));
-                self.explicit_auth = false;
+                // An explicit login() reports only its failure; a configured one also ends
+                // the opening, so the session is Ready (without authentication).
+                let explicit = std::mem::take(&mut self.explicit_auth);
+                self.events
+                    .push_back(ClientEvent::Error(ClientError::AuthFailed(reply)));
                 self.state = State::Ready;
-                if self.events.iter().all(|e| *e != ClientEvent::Ready) && !self.ready_announced_before() {
+                if !explicit {
                     self.events.push_back(ClientEvent::Ready);
                 }
             }
-            Expect::Mail | Expect::Rcpt(_) | Expect::Data | Expect::DataEnd | Expect::Bdat { .. } => {
-                self.on_transaction_reply(expect, reply)
-            }
-            Expect::CleanupRset => {}
+            Expect::Mail
+            | Expect::Rcpt(_)
+            | Expect::Data
+            | Expect::DataEnd
+            | Expect::Bdat { .. } => self.on_transaction_reply(expect, reply),
+            Expect::CleanupRset => self.advance_transaction(),
             Expect::Simple => {
                 self.state = State::Ready;
                 self.events.push_back(ClientEvent::Reply(reply));
@@ -981,11 +1084,6 @@ impl ClientSession {
                 self.events.push_back(ClientEvent::Closed);
             }
         }
-    }
-
-    /// True once the opening has ended at least once (Ready was already reported).
-    fn ready_announced_before(&self) -> bool {
-        self.capabilities.is_some() && self.explicit_auth
     }
 
     fn after_hello(&mut self) {
@@ -1006,7 +1104,8 @@ impl ClientSession {
     fn after_tls_decision(&mut self) {
         if self.config.credentials.is_some() && !self.authenticated {
             if !self.start_auth() {
-                self.events.push_back(ClientEvent::Error(ClientError::AuthUnsupported));
+                self.events
+                    .push_back(ClientEvent::Error(ClientError::AuthUnsupported));
                 self.opening_done();
             }
             return;
@@ -1024,16 +1123,28 @@ impl ClientSession {
 
     /// Sends the first AUTH command; false when no mechanism fits.
     fn start_auth(&mut self) -> bool {
-        let Some(credentials) = self.config.credentials.clone() else { return false };
-        let offered = self.capabilities.as_ref().map(|c| c.auth.clone()).unwrap_or_default();
+        let Some(credentials) = self.config.credentials.clone() else {
+            return false;
+        };
+        let offered = self
+            .capabilities
+            .as_ref()
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
         match &credentials {
             Credentials::Password { username, password } => {
                 if offered.contains(&AuthMechanism::Plain) {
                     let response = auth::plain_response(username, password.expose());
-                    let command = Command::Auth { mechanism: AuthMechanism::Plain, initial_response: Some(response) };
+                    let command = Command::Auth {
+                        mechanism: AuthMechanism::Plain,
+                        initial_response: Some(response),
+                    };
                     self.send(&command, Expect::AuthPlain);
                 } else if offered.contains(&AuthMechanism::Login) {
-                    let command = Command::Auth { mechanism: AuthMechanism::Login, initial_response: None };
+                    let command = Command::Auth {
+                        mechanism: AuthMechanism::Login,
+                        initial_response: None,
+                    };
                     self.send(&command, Expect::AuthLoginStart);
                 } else {
                     return false;
@@ -1044,7 +1155,10 @@ impl ClientSession {
                     return false;
                 }
                 let response = auth::xoauth2_response(username, token.expose());
-                let command = Command::Auth { mechanism: AuthMechanism::XOAuth2, initial_response: Some(response) };
+                let command = Command::Auth {
+                    mechanism: AuthMechanism::XOAuth2,
+                    initial_response: Some(response),
+                };
                 self.send(&command, Expect::AuthXOAuth2);
             }
         }
@@ -1053,7 +1167,9 @@ impl ClientSession {
 
     fn on_transaction_reply(&mut self, expect: Expect, reply: Reply) {
         let Some(t) = self.transaction.as_mut() else {
-            self.fail(ClientError::Protocol(format!("reply with no transaction: {reply}")));
+            self.fail(ClientError::Protocol(format!(
+                "reply with no transaction: {reply}"
+            )));
             return;
         };
         match expect {
@@ -1088,7 +1204,8 @@ impl ClientSession {
                         t.body_open = true;
                         t.body_done = true;
                         t.lmtp_replies_left = 1;
-                        self.expected.push_back((Expect::DataEnd, self.now + self.config.timeouts.data_end));
+                        self.expected
+                            .push_back((Expect::DataEnd, self.now + self.config.timeouts.data_end));
                     }
                 } else {
                     t.data = Some(reply);
@@ -1101,7 +1218,11 @@ impl ClientSession {
                 if last && t.data.is_none() {
                     if self.config.lmtp {
                         // Under LMTP the reply to the last chunk is the first recipient's.
-                        t.lmtp_replies_left = t.recipients.iter().filter(|r| r.reply.is_completion()).count();
+                        t.lmtp_replies_left = t
+                            .recipients
+                            .iter()
+                            .filter(|r| r.reply.is_completion())
+                            .count();
                         self.record_lmtp_reply(reply);
                         return;
                     }
@@ -1122,13 +1243,20 @@ impl ClientSession {
 
     /// Stores one LMTP per-recipient reply; more may follow for the same message.
     fn record_lmtp_reply(&mut self, reply: Reply) {
-        let Some(t) = self.transaction.as_mut() else { return };
-        if let Some(r) = t.recipients.iter_mut().find(|r| r.reply.is_completion() && r.delivery.is_none()) {
+        let Some(t) = self.transaction.as_mut() else {
+            return;
+        };
+        if let Some(r) = t
+            .recipients
+            .iter_mut()
+            .find(|r| r.reply.is_completion() && r.delivery.is_none())
+        {
             r.delivery = Some(reply.clone());
         }
         t.lmtp_replies_left = t.lmtp_replies_left.saturating_sub(1);
         if t.lmtp_replies_left > 0 {
-            self.expected.push_front((Expect::DataEnd, self.now + self.config.timeouts.data_end));
+            self.expected
+                .push_front((Expect::DataEnd, self.now + self.config.timeouts.data_end));
             return;
         }
         t.data = Some(reply);
@@ -1138,9 +1266,18 @@ impl ClientSession {
     /// Sends the next unsent command, or completes the transaction when nothing more is
     /// awaited.
     fn advance_transaction(&mut self) {
-        let Some(t) = self.transaction.as_mut() else { return };
+        let Some(t) = self.transaction.as_mut() else {
+            return;
+        };
         let waiting = self.expected.iter().any(|(e, _)| {
-            matches!(e, Expect::Mail | Expect::Rcpt(_) | Expect::Data | Expect::DataEnd | Expect::Bdat { .. })
+            matches!(
+                e,
+                Expect::Mail
+                    | Expect::Rcpt(_)
+                    | Expect::Data
+                    | Expect::DataEnd
+                    | Expect::Bdat { .. }
+            )
         });
         if waiting {
             return;
@@ -1158,14 +1295,21 @@ impl ClientSession {
             // The body is still being written; its end brings the final reply.
             return;
         }
-        let Some(t) = self.transaction.take() else { return };
+        let Some(t) = self.transaction.take() else {
+            return;
+        };
         let mail = t.mail.unwrap_or(t.pending_reply);
         let mail_ok = mail.is_completion();
-        let result = TransactionResult { mail, recipients: t.recipients, data: t.data };
+        let result = TransactionResult {
+            mail,
+            recipients: t.recipients,
+            data: t.data,
+        };
         // A server left holding a half-done transaction needs RSET before the next MAIL.
         self.needs_rset = mail_ok && !result.data.as_ref().is_some_and(Reply::is_completion);
         self.state = State::Ready;
-        self.events.push_back(ClientEvent::TransactionComplete(result));
+        self.events
+            .push_back(ClientEvent::TransactionComplete(result));
     }
 }
 

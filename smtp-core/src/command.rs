@@ -129,7 +129,11 @@ pub struct Notify {
 
 impl Notify {
     /// `NOTIFY=NEVER`.
-    pub const NEVER: Notify = Notify { success: false, failure: false, delay: false };
+    pub const NEVER: Notify = Notify {
+        success: false,
+        failure: false,
+        delay: false,
+    };
 
     fn write_to(self, out: &mut Vec<u8>) {
         if self == Notify::NEVER {
@@ -137,7 +141,11 @@ impl Notify {
             return;
         }
         let mut first = true;
-        for (on, name) in [(self.success, "SUCCESS"), (self.failure, "FAILURE"), (self.delay, "DELAY")] {
+        for (on, name) in [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ] {
             if on {
                 if !first {
                     out.push(b',');
@@ -213,27 +221,41 @@ impl CommandError {
     /// The reply a server sends for this error.
     pub fn reply(&self) -> Reply {
         let (code, enhanced, text): (ReplyCode, EnhancedCode, String) = match *self {
-            CommandError::Empty => (ReplyCode::SYNTAX_ERROR, EnhancedCode::new(5, 5, 2), "Error: bad syntax".into()),
-            CommandError::Unrecognized => {
-                (ReplyCode::SYNTAX_ERROR, EnhancedCode::new(5, 5, 1), "Error: command not recognized".into())
-            }
-            CommandError::InvalidCharacters | CommandError::ControlCharacter => {
-                (ReplyCode::SYNTAX_ERROR, EnhancedCode::new(5, 5, 2), "Error: invalid characters in command".into())
-            }
-            CommandError::Syntax(usage) => {
-                (ReplyCode::PARAMETER_SYNTAX_ERROR, EnhancedCode::new(5, 5, 4), format!("Syntax: {usage}"))
-            }
-            CommandError::BadSender(e) => {
-                (ReplyCode::PARAMETER_SYNTAX_ERROR, EnhancedCode::new(5, 1, 7), format!("Bad sender address syntax: {e}"))
-            }
+            CommandError::Empty => (
+                ReplyCode::SYNTAX_ERROR,
+                EnhancedCode::new(5, 5, 2),
+                "Error: bad syntax".into(),
+            ),
+            CommandError::Unrecognized => (
+                ReplyCode::SYNTAX_ERROR,
+                EnhancedCode::new(5, 5, 1),
+                "Error: command not recognized".into(),
+            ),
+            CommandError::InvalidCharacters | CommandError::ControlCharacter => (
+                ReplyCode::SYNTAX_ERROR,
+                EnhancedCode::new(5, 5, 2),
+                "Error: invalid characters in command".into(),
+            ),
+            CommandError::Syntax(usage) => (
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                EnhancedCode::new(5, 5, 4),
+                format!("Syntax: {usage}"),
+            ),
+            CommandError::BadSender(e) => (
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                EnhancedCode::new(5, 1, 7),
+                format!("Bad sender address syntax: {e}"),
+            ),
             CommandError::BadRecipient(e) => (
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
                 EnhancedCode::new(5, 1, 3),
                 format!("Bad recipient address syntax: {e}"),
             ),
-            CommandError::BadParameter(what) => {
-                (ReplyCode::PARAMETER_SYNTAX_ERROR, EnhancedCode::new(5, 5, 4), format!("Bad parameter: {what}"))
-            }
+            CommandError::BadParameter(what) => (
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                EnhancedCode::new(5, 5, 4),
+                format!("Bad parameter: {what}"),
+            ),
         };
         Reply::new(code, Some(enhanced), text)
     }
@@ -260,7 +282,11 @@ fn split_verb(line: &str) -> (&str, &str) {
 
 /// A keyword that must be followed by nothing.
 fn no_argument(rest: &str, command: Command, usage: &'static str) -> Result<Command, CommandError> {
-    if rest.trim_matches(' ').is_empty() { Ok(command) } else { Err(CommandError::Syntax(usage)) }
+    if rest.trim_matches(' ').is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::Syntax(usage))
+    }
 }
 
 /// A hostname argument of HELO/EHLO/LHLO. Liberal: real clients send all kinds of names
@@ -276,7 +302,11 @@ fn hello_domain(rest: &str, usage: &'static str) -> Result<String, CommandError>
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    if head.eq_ignore_ascii_case(prefix) { Some(&s[prefix.len()..]) } else { None }
+    if head.eq_ignore_ascii_case(prefix) {
+        Some(&s[prefix.len()..])
+    } else {
+        None
+    }
 }
 
 impl Command {
@@ -342,11 +372,19 @@ impl Command {
     /// safe by construction; this checks the free-text arguments and parameters.
     pub fn check_arguments(&self) -> Result<(), CommandError> {
         fn text(s: &str) -> Result<(), CommandError> {
-            if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) { Err(CommandError::ControlCharacter) } else { Ok(()) }
+            if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                Err(CommandError::ControlCharacter)
+            } else {
+                Ok(())
+            }
         }
         fn token(s: &str) -> Result<(), CommandError> {
             text(s)?;
-            if s.is_empty() || s.contains(' ') { Err(CommandError::BadParameter("empty or contains a space")) } else { Ok(()) }
+            if s.is_empty() || s.contains(' ') {
+                Err(CommandError::BadParameter("empty or contains a space"))
+            } else {
+                Ok(())
+            }
         }
         fn others(params: &[Parameter]) -> Result<(), CommandError> {
             for p in params {
@@ -361,7 +399,10 @@ impl Command {
             Command::Helo(d) | Command::Ehlo(d) | Command::Lhlo(d) => token(d),
             Command::Vrfy(s) | Command::Expn(s) => text(s),
             Command::Help(Some(s)) => text(s),
-            Command::Auth { mechanism, initial_response } => {
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => {
                 token(mechanism.name())?;
                 initial_response.as_deref().map_or(Ok(()), token)
             }
@@ -410,7 +451,10 @@ impl Command {
                 out.push(b' ');
                 out.extend_from_slice(s.as_bytes());
             }
-            Command::Auth { mechanism, initial_response } => {
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => {
                 out.push(b' ');
                 out.extend_from_slice(mechanism.name().as_bytes());
                 if let Some(r) = initial_response {
@@ -418,7 +462,12 @@ impl Command {
                     out.extend_from_slice(r.as_bytes());
                 }
             }
-            Command::Data | Command::Rset | Command::Noop | Command::Quit | Command::Help(None) | Command::StartTls => {}
+            Command::Data
+            | Command::Rset
+            | Command::Noop
+            | Command::Quit
+            | Command::Help(None)
+            | Command::StartTls => {}
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -433,7 +482,11 @@ impl Command {
 
 fn parse_string_argument(rest: &str, usage: &'static str) -> Result<String, CommandError> {
     let arg = rest.trim_matches(' ');
-    if arg.is_empty() { Err(CommandError::Syntax(usage)) } else { Ok(arg.to_owned()) }
+    if arg.is_empty() {
+        Err(CommandError::Syntax(usage))
+    } else {
+        Ok(arg.to_owned())
+    }
 }
 
 fn parse_mail(rest: &str) -> Result<Command, CommandError> {
@@ -441,7 +494,10 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
     let after = strip_prefix_ignore_case(rest, "FROM:").ok_or(CommandError::Syntax(USAGE))?;
     let after = after.trim_start_matches(' ');
     let (from, params) = address::parse_reverse_path(after).map_err(CommandError::BadSender)?;
-    Ok(Command::Mail { from, params: MailParameters::parse(params)? })
+    Ok(Command::Mail {
+        from,
+        params: MailParameters::parse(params)?,
+    })
 }
 
 fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
@@ -449,7 +505,10 @@ fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
     let after = strip_prefix_ignore_case(rest, "TO:").ok_or(CommandError::Syntax(USAGE))?;
     let after = after.trim_start_matches(' ');
     let (to, params) = address::parse_forward_path(after).map_err(CommandError::BadRecipient)?;
-    Ok(Command::Rcpt { to, params: RcptParameters::parse(params)? })
+    Ok(Command::Rcpt {
+        to,
+        params: RcptParameters::parse(params)?,
+    })
 }
 
 fn parse_bdat(rest: &str) -> Result<Command, CommandError> {
@@ -476,14 +535,21 @@ fn parse_auth(rest: &str) -> Result<Command, CommandError> {
     const USAGE: &str = "AUTH mechanism [initial-response]";
     let mut words = rest.split(' ').filter(|w| !w.is_empty());
     let name = words.next().ok_or(CommandError::Syntax(USAGE))?;
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || name.len() > 20 {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || name.len() > 20
+    {
         return Err(CommandError::Syntax(USAGE));
     }
     let initial_response = words.next().map(str::to_owned);
     if words.next().is_some() {
         return Err(CommandError::Syntax(USAGE));
     }
-    Ok(Command::Auth { mechanism: AuthMechanism::parse(name), initial_response })
+    Ok(Command::Auth {
+        mechanism: AuthMechanism::parse(name),
+        initial_response,
+    })
 }
 
 /// Iterates over `KEYWORD[=value]` words, checking the RFC 5321 §4.1.2 esmtp-param syntax.
@@ -494,7 +560,10 @@ fn parameters(rest: &str) -> impl Iterator<Item = Result<(&str, Option<&str>), C
             None => (word, None),
         };
         let kb = keyword.as_bytes();
-        if kb.is_empty() || !kb[0].is_ascii_alphanumeric() || !kb.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
+        if kb.is_empty()
+            || !kb[0].is_ascii_alphanumeric()
+            || !kb.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        {
             return Err(CommandError::BadParameter("malformed keyword"));
         }
         if let Some(v) = value {
@@ -516,7 +585,10 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), CommandError> {
 }
 
 fn other_parameter(keyword: &str, value: Option<&str>) -> Parameter {
-    Parameter { keyword: keyword.to_ascii_uppercase(), value: value.map(str::to_owned) }
+    Parameter {
+        keyword: keyword.to_ascii_uppercase(),
+        value: value.map(str::to_owned),
+    }
 }
 
 fn write_other(params: &[Parameter], out: &mut Vec<u8>) {
@@ -541,7 +613,11 @@ impl MailParameters {
                 if v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(CommandError::BadParameter("SIZE must be a number"));
                 }
-                set_once(&mut p.size, v.parse().map_err(|_| CommandError::BadParameter("SIZE must be a number"))?)?;
+                set_once(
+                    &mut p.size,
+                    v.parse()
+                        .map_err(|_| CommandError::BadParameter("SIZE must be a number"))?,
+                )?;
             } else if is("BODY") {
                 let v = value.ok_or(CommandError::BadParameter("BODY needs a value"))?;
                 let body = if v.eq_ignore_ascii_case("7BIT") {
@@ -551,7 +627,9 @@ impl MailParameters {
                 } else if v.eq_ignore_ascii_case("BINARYMIME") {
                     Body::BinaryMime
                 } else {
-                    return Err(CommandError::BadParameter("BODY must be 7BIT, 8BITMIME or BINARYMIME"));
+                    return Err(CommandError::BadParameter(
+                        "BODY must be 7BIT, 8BITMIME or BINARYMIME",
+                    ));
                 };
                 set_once(&mut p.body, body)?;
             } else if is("SMTPUTF8") {
@@ -572,14 +650,19 @@ impl MailParameters {
             } else if is("ENVID") {
                 let v = value.ok_or(CommandError::BadParameter("ENVID needs a value"))?;
                 if v.len() > 100 {
-                    return Err(CommandError::BadParameter("ENVID longer than 100 characters"));
+                    return Err(CommandError::BadParameter(
+                        "ENVID longer than 100 characters",
+                    ));
                 }
                 set_once(&mut p.envid, v.to_owned())?;
             } else if is("AUTH") {
                 let v = value.ok_or(CommandError::BadParameter("AUTH needs a value"))?;
                 set_once(&mut p.auth, v.to_owned())?;
             } else {
-                if p.other.iter().any(|o| o.keyword.eq_ignore_ascii_case(keyword)) {
+                if p.other
+                    .iter()
+                    .any(|o| o.keyword.eq_ignore_ascii_case(keyword))
+                {
                     return Err(CommandError::BadParameter("repeated parameter"));
                 }
                 p.other.push(other_parameter(keyword, value));
@@ -626,13 +709,18 @@ impl RcptParameters {
                 set_once(&mut p.notify, parse_notify(v)?)?;
             } else if keyword.eq_ignore_ascii_case("ORCPT") {
                 let v = value.ok_or(CommandError::BadParameter("ORCPT needs a value"))?;
-                let (kind, addr) = v.split_once(';').ok_or(CommandError::BadParameter("ORCPT must be type;address"))?;
+                let (kind, addr) = v
+                    .split_once(';')
+                    .ok_or(CommandError::BadParameter("ORCPT must be type;address"))?;
                 if kind.is_empty() || addr.is_empty() || v.len() > 500 {
                     return Err(CommandError::BadParameter("ORCPT must be type;address"));
                 }
                 set_once(&mut p.orcpt, v.to_owned())?;
             } else {
-                if p.other.iter().any(|o| o.keyword.eq_ignore_ascii_case(keyword)) {
+                if p.other
+                    .iter()
+                    .any(|o| o.keyword.eq_ignore_ascii_case(keyword))
+                {
                     return Err(CommandError::BadParameter("repeated parameter"));
                 }
                 p.other.push(other_parameter(keyword, value));
@@ -655,7 +743,8 @@ impl RcptParameters {
 }
 
 fn parse_notify(v: &str) -> Result<Notify, CommandError> {
-    const BAD: CommandError = CommandError::BadParameter("NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY");
+    const BAD: CommandError =
+        CommandError::BadParameter("NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY");
     if v.eq_ignore_ascii_case("NEVER") {
         return Ok(Notify::NEVER);
     }
@@ -689,29 +778,57 @@ mod tests {
 
     fn code(e: CommandError) -> (u16, String) {
         let r = e.reply();
-        (r.code().get(), r.enhanced().map(|e| e.to_string()).unwrap_or_default())
+        (
+            r.code().get(),
+            r.enhanced().map(|e| e.to_string()).unwrap_or_default(),
+        )
     }
 
     #[test]
     fn hello_commands() {
-        assert_eq!(parse("HELO client.example").unwrap(), Command::Helo("client.example".into()));
-        assert_eq!(parse("ehlo client.example").unwrap(), Command::Ehlo("client.example".into()));
-        assert_eq!(parse("LhLo [127.0.0.1]").unwrap(), Command::Lhlo("[127.0.0.1]".into()));
+        assert_eq!(
+            parse("HELO client.example").unwrap(),
+            Command::Helo("client.example".into())
+        );
+        assert_eq!(
+            parse("ehlo client.example").unwrap(),
+            Command::Ehlo("client.example".into())
+        );
+        assert_eq!(
+            parse("LhLo [127.0.0.1]").unwrap(),
+            Command::Lhlo("[127.0.0.1]".into())
+        );
         assert_eq!(code(parse("EHLO").unwrap_err()), (501, "5.5.4".into()));
         assert_eq!(code(parse("HELO  ").unwrap_err()), (501, "5.5.4".into()));
     }
 
     #[test]
     fn mail_variants() {
-        let Command::Mail { from, params } = parse("MAIL FROM:<a@b.example>").unwrap() else { panic!() };
+        let Command::Mail { from, params } = parse("MAIL FROM:<a@b.example>").unwrap() else {
+            panic!()
+        };
         assert_eq!(from.as_str(), "a@b.example");
         assert_eq!(params, MailParameters::default());
         // The seed's sample session: lower case and a space after the colon.
-        let Command::Mail { from, .. } = parse("mail from: <askcuix@domain.com>").unwrap() else { panic!() };
+        let Command::Mail { from, .. } = parse("mail from: <askcuix@domain.com>").unwrap() else {
+            panic!()
+        };
         assert_eq!(from.as_str(), "askcuix@domain.com");
-        assert_eq!(parse("MAIL FROM:<>").unwrap(), Command::Mail { from: ReversePath::Null, params: Default::default() });
-        assert_eq!(code(parse("MAIL TO:<a@b>").unwrap_err()), (501, "5.5.4".into()));
-        assert_eq!(code(parse("MAIL FROM:<a@>").unwrap_err()), (501, "5.1.7".into()));
+        assert_eq!(
+            parse("MAIL FROM:<>").unwrap(),
+            Command::Mail {
+                from: ReversePath::Null,
+                params: Default::default()
+            }
+        );
+        assert_eq!(
+            code(parse("MAIL TO:<a@b>").unwrap_err()),
+            (501, "5.5.4".into())
+        );
+        assert_eq!(
+            code(parse("MAIL FROM:<a@>").unwrap_err()),
+            (501, "5.1.7".into())
+        );
         assert_eq!(code(parse("MAIL").unwrap_err()), (501, "5.5.4".into()));
     }
 
@@ -732,8 +849,14 @@ mod tests {
         assert_eq!(
             params.other,
             vec![
-                Parameter { keyword: "X-FOO".into(), value: Some("bar".into()) },
-                Parameter { keyword: "XBAZ".into(), value: None }
+                Parameter {
+                    keyword: "X-FOO".into(),
+                    value: Some("bar".into())
+                },
+                Parameter {
+                    keyword: "XBAZ".into(),
+                    value: None
+                }
             ]
         );
         for bad in [
@@ -747,7 +870,11 @@ mod tests {
             "MAIL FROM:<a@b> X=",
             "MAIL FROM:<a@b> SIZE=99999999999999999999",
         ] {
-            assert_eq!(code(parse(bad).unwrap_err()), (501, "5.5.4".into()), "{bad}");
+            assert_eq!(
+                code(parse(bad).unwrap_err()),
+                (501, "5.5.4".into()),
+                "{bad}"
+            );
         }
     }
 
@@ -759,15 +886,40 @@ mod tests {
             panic!()
         };
         assert_eq!(to.as_str(), "b@c.example");
-        assert_eq!(params.notify, Some(Notify { success: true, failure: false, delay: true }));
+        assert_eq!(
+            params.notify,
+            Some(Notify {
+                success: true,
+                failure: false,
+                delay: true
+            })
+        );
         assert_eq!(params.orcpt.as_deref(), Some("rfc822;b@c.example"));
-        let Command::Rcpt { params, .. } = parse("rcpt to:<postmaster> NOTIFY=never").unwrap() else { panic!() };
+        let Command::Rcpt { params, .. } = parse("rcpt to:<postmaster> NOTIFY=never").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(params.notify, Some(Notify::NEVER));
-        assert_eq!(code(parse("RCPT TO:<>").unwrap_err()), (501, "5.1.3".into()));
-        assert_eq!(code(parse("RCPT TO:<b@c> NOTIFY=SOMETIMES").unwrap_err()), (501, "5.5.4".into()));
-        assert_eq!(code(parse("RCPT TO:<b@c> NOTIFY=SUCCESS,SUCCESS").unwrap_err()), (501, "5.5.4".into()));
-        assert_eq!(code(parse("RCPT TO:<b@c> ORCPT=nocolon").unwrap_err()), (501, "5.5.4".into()));
-        assert_eq!(code(parse("RCPT FROM:<b@c>").unwrap_err()), (501, "5.5.4".into()));
+        assert_eq!(
+            code(parse("RCPT TO:<>").unwrap_err()),
+            (501, "5.1.3".into())
+        );
+        assert_eq!(
+            code(parse("RCPT TO:<b@c> NOTIFY=SOMETIMES").unwrap_err()),
+            (501, "5.5.4".into())
+        );
+        assert_eq!(
+            code(parse("RCPT TO:<b@c> NOTIFY=SUCCESS,SUCCESS").unwrap_err()),
+            (501, "5.5.4".into())
+        );
+        assert_eq!(
+            code(parse("RCPT TO:<b@c> ORCPT=nocolon").unwrap_err()),
+            (501, "5.5.4".into())
+        );
+        assert_eq!(
+            code(parse("RCPT FROM:<b@c>").unwrap_err()),
+            (501, "5.5.4".into())
+        );
     }
 
     #[test]
@@ -781,38 +933,88 @@ mod tests {
         assert_eq!(parse("QUIT").unwrap(), Command::Quit);
         assert_eq!(code(parse("QUIT now").unwrap_err()), (501, "5.5.4".into()));
         assert_eq!(parse("STARTTLS").unwrap(), Command::StartTls);
-        assert_eq!(code(parse("STARTTLS x").unwrap_err()), (501, "5.5.4".into()));
+        assert_eq!(
+            code(parse("STARTTLS x").unwrap_err()),
+            (501, "5.5.4".into())
+        );
         assert_eq!(parse("VRFY alice").unwrap(), Command::Vrfy("alice".into()));
         assert_eq!(code(parse("VRFY").unwrap_err()), (501, "5.5.4".into()));
         assert_eq!(parse("EXPN staff").unwrap(), Command::Expn("staff".into()));
         assert_eq!(code(parse("EXPN").unwrap_err()), (501, "5.5.4".into()));
         assert_eq!(parse("HELP").unwrap(), Command::Help(None));
-        assert_eq!(parse("help mail").unwrap(), Command::Help(Some("mail".into())));
+        assert_eq!(
+            parse("help mail").unwrap(),
+            Command::Help(Some("mail".into()))
+        );
     }
 
     #[test]
     fn bdat_and_auth() {
-        assert_eq!(parse("BDAT 100").unwrap(), Command::Bdat { size: 100, last: false });
-        assert_eq!(parse("bdat 0 last").unwrap(), Command::Bdat { size: 0, last: true });
-        for bad in ["BDAT", "BDAT x", "BDAT -1", "BDAT 1 FIRST", "BDAT 1 LAST more", "BDAT 99999999999999999999"] {
-            assert_eq!(code(parse(bad).unwrap_err()), (501, "5.5.4".into()), "{bad}");
+        assert_eq!(
+            parse("BDAT 100").unwrap(),
+            Command::Bdat {
+                size: 100,
+                last: false
+            }
+        );
+        assert_eq!(
+            parse("bdat 0 last").unwrap(),
+            Command::Bdat {
+                size: 0,
+                last: true
+            }
+        );
+        for bad in [
+            "BDAT",
+            "BDAT x",
+            "BDAT -1",
+            "BDAT 1 FIRST",
+            "BDAT 1 LAST more",
+            "BDAT 99999999999999999999",
+        ] {
+            assert_eq!(
+                code(parse(bad).unwrap_err()),
+                (501, "5.5.4".into()),
+                "{bad}"
+            );
         }
         assert_eq!(
             parse("AUTH PLAIN AGFsaWNlAHB3").unwrap(),
-            Command::Auth { mechanism: AuthMechanism::Plain, initial_response: Some("AGFsaWNlAHB3".into()) }
+            Command::Auth {
+                mechanism: AuthMechanism::Plain,
+                initial_response: Some("AGFsaWNlAHB3".into())
+            }
         );
-        assert_eq!(parse("auth login").unwrap(), Command::Auth { mechanism: AuthMechanism::Login, initial_response: None });
+        assert_eq!(
+            parse("auth login").unwrap(),
+            Command::Auth {
+                mechanism: AuthMechanism::Login,
+                initial_response: None
+            }
+        );
         assert_eq!(code(parse("AUTH").unwrap_err()), (501, "5.5.4".into()));
-        assert_eq!(code(parse("AUTH PLAIN a b").unwrap_err()), (501, "5.5.4".into()));
+        assert_eq!(
+            code(parse("AUTH PLAIN a b").unwrap_err()),
+            (501, "5.5.4".into())
+        );
     }
 
     #[test]
     fn framing_errors() {
         assert_eq!(code(parse("").unwrap_err()), (500, "5.5.2".into()));
         assert_eq!(code(parse("FOO bar").unwrap_err()), (500, "5.5.1".into()));
-        assert_eq!(code(parse("MAILX FROM:<a@b>").unwrap_err()), (500, "5.5.1".into()));
-        assert_eq!(code(Command::parse(b"NOOP\0").unwrap_err()), (500, "5.5.2".into()));
-        assert_eq!(code(Command::parse(b"MAIL FROM:<\xff@b>").unwrap_err()), (500, "5.5.2".into()));
+        assert_eq!(
+            code(parse("MAILX FROM:<a@b>").unwrap_err()),
+            (500, "5.5.1".into())
+        );
+        assert_eq!(
+            code(Command::parse(b"NOOP\0").unwrap_err()),
+            (500, "5.5.2".into())
+        );
+        assert_eq!(
+            code(Command::parse(b"MAIL FROM:<\xff@b>").unwrap_err()),
+            (500, "5.5.2".into())
+        );
     }
 
     #[test]
@@ -853,21 +1055,34 @@ mod tests {
             Command::Ehlo("a\r\nRSET".into()),
             Command::Vrfy("x\nQUIT".into()),
             Command::Help(Some("\0".into())),
-            Command::Auth { mechanism: AuthMechanism::Plain, initial_response: Some("x\r\nDATA".into()) },
+            Command::Auth {
+                mechanism: AuthMechanism::Plain,
+                initial_response: Some("x\r\nDATA".into()),
+            },
             Command::Mail {
                 from: ReversePath::Mailbox(Address::parse("a@b").unwrap()),
-                params: MailParameters { envid: Some("x\r\nRCPT TO:<evil@x>".into()), ..Default::default() },
+                params: MailParameters {
+                    envid: Some("x\r\nRCPT TO:<evil@x>".into()),
+                    ..Default::default()
+                },
             },
             Command::Rcpt {
                 to: ForwardPath::Mailbox(Address::parse("a@b").unwrap()),
                 params: RcptParameters {
-                    other: vec![Parameter { keyword: "X".into(), value: Some("1\r\nDATA".into()) }],
+                    other: vec![Parameter {
+                        keyword: "X".into(),
+                        value: Some("1\r\nDATA".into()),
+                    }],
                     ..Default::default()
                 },
             },
         ];
         for cmd in evil {
-            assert_eq!(cmd.check_arguments(), Err(CommandError::ControlCharacter), "{cmd:?}");
+            assert_eq!(
+                cmd.check_arguments(),
+                Err(CommandError::ControlCharacter),
+                "{cmd:?}"
+            );
         }
         assert!(Command::Ehlo("two words".into()).check_arguments().is_err());
     }

@@ -22,7 +22,9 @@ pub mod reply;
 pub mod server;
 
 pub use address::{Address, ForwardPath, ReversePath};
-pub use client::{ClientConfig, ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
+pub use client::{
+    ClientConfig, ClientError, ClientEvent, ClientSession, Envelope, TransactionResult,
+};
 pub use command::Command;
 pub use data::BareLinePolicy;
 pub use reply::{EnhancedCode, Reply, ReplyCode};

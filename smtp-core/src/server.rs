@@ -304,7 +304,11 @@ enum Phase {
     /// Reading DATA content.
     Data,
     /// Reading `remaining` octets of an accepted BDAT chunk.
-    Bdat { remaining: u64, last: bool, size: u64 },
+    Bdat {
+        remaining: u64,
+        last: bool,
+        size: u64,
+    },
     /// Throwing away `remaining` octets of a refused BDAT chunk, then sending `reply`.
     BdatDrain { remaining: u64, reply: Reply },
     /// The 220 for STARTTLS went out; waiting for the driver's handshake.
@@ -325,11 +329,20 @@ enum Step {
 #[derive(Debug)]
 enum OwnedEvent {
     Connect,
-    Hello { verb: HelloVerb, domain: String },
+    Hello {
+        verb: HelloVerb,
+        domain: String,
+    },
     StartTls,
     Auth(AuthAttempt),
-    Mail { from: ReversePath, params: MailParameters },
-    Rcpt { to: ForwardPath, params: RcptParameters },
+    Mail {
+        from: ReversePath,
+        params: MailParameters,
+    },
+    Rcpt {
+        to: ForwardPath,
+        params: RcptParameters,
+    },
     MessageStart,
     MessageEnd,
     MessageAborted(AbortReason),
@@ -542,7 +555,9 @@ impl ServerSession {
     /// (the greeting is then due) or closes the session with 421 4.4.2.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.now = now;
-        let Some(deadline) = self.next_deadline() else { return };
+        let Some(deadline) = self.next_deadline() else {
+            return;
+        };
         if now < deadline {
             return;
         }
@@ -554,7 +569,11 @@ impl ServerSession {
         }
         self.abort_message(AbortReason::Disconnected);
         let text = format!("{} Error: timeout exceeded", self.config.hostname);
-        self.close_with(Reply::new(ReplyCode::SERVICE_UNAVAILABLE, Some(EnhancedCode::new(4, 4, 2)), text));
+        self.close_with(Reply::new(
+            ReplyCode::SERVICE_UNAVAILABLE,
+            Some(EnhancedCode::new(4, 4, 2)),
+            text,
+        ));
     }
 
     /// The TLS handshake that followed [`ServerEvent::StartTls`] succeeded. Everything known
@@ -620,7 +639,12 @@ impl ServerSession {
             }
             return Step::Event(e);
         }
-        if self.pending.is_some() || matches!(self.phase, Phase::Closed | Phase::AwaitTls | Phase::GreetingDelay(_)) {
+        if self.pending.is_some()
+            || matches!(
+                self.phase,
+                Phase::Closed | Phase::AwaitTls | Phase::GreetingDelay(_)
+            )
+        {
             return Step::NeedInput;
         }
         match self.phase {
@@ -662,7 +686,9 @@ impl ServerSession {
         let mut search = 0;
         let end = loop {
             match memchr::memchr(b'\n', &unread[search..]) {
-                Some(i) if search + i > 0 && unread[search + i - 1] == b'\r' => break Some(search + i - 1),
+                Some(i) if search + i > 0 && unread[search + i - 1] == b'\r' => {
+                    break Some(search + i - 1);
+                }
                 Some(i) => search += i + 1,
                 None => break None,
             }
@@ -692,7 +718,11 @@ impl ServerSession {
         let line = &self.input[line_start..line_start + end];
         let bare_line_ending = memchr::memchr2(b'\r', b'\n', line).is_some();
         if end + 2 > max {
-            self.error_reply(Reply::new(ReplyCode::SYNTAX_ERROR, Some(EnhancedCode::new(5, 5, 6)), "Error: line too long"));
+            self.error_reply(Reply::new(
+                ReplyCode::SYNTAX_ERROR,
+                Some(EnhancedCode::new(5, 5, 6)),
+                "Error: line too long",
+            ));
             return Step::Continue;
         }
         if bare_line_ending {
@@ -706,7 +736,9 @@ impl ServerSession {
         let line = line.to_vec();
         self.wait_for_command();
         match self.phase {
-            Phase::SaslPlain | Phase::SaslLoginUser | Phase::SaslLoginPassword(_) => self.sasl_line(&line),
+            Phase::SaslPlain | Phase::SaslLoginUser | Phase::SaslLoginPassword(_) => {
+                self.sasl_line(&line)
+            }
             _ => match Command::parse(&line) {
                 Ok(command) => self.command(command),
                 Err(e) => {
@@ -721,9 +753,13 @@ impl ServerSession {
         if !self.receiver.is_finished() {
             let start = self.input_pos;
             let end = self.input.len().min(start + CONTENT_CHUNK);
-            let progress = self.receiver.feed(&self.input[start..end], &mut self.content);
+            let progress = self
+                .receiver
+                .feed(&self.input[start..end], &mut self.content);
             self.input_pos += progress.consumed;
-            if progress.consumed > 0 && memchr::memchr(b'\n', &self.input[start..start + progress.consumed]).is_some() {
+            if progress.consumed > 0
+                && memchr::memchr(b'\n', &self.input[start..start + progress.consumed]).is_some()
+            {
                 self.deadline = Some(self.now + self.config.data_timeout);
             }
             self.message_size += self.content.len() as u64;
@@ -764,14 +800,20 @@ impl ServerSession {
                 if *remaining > 0 {
                     return self.out_of_input();
                 }
-                let Phase::BdatDrain { reply, .. } = std::mem::replace(&mut self.phase, Phase::Command) else {
+                let Phase::BdatDrain { reply, .. } =
+                    std::mem::replace(&mut self.phase, Phase::Command)
+                else {
                     unreachable!("matched above")
                 };
                 self.wait_for_command();
                 self.error_reply(reply);
                 Step::Continue
             }
-            Phase::Bdat { remaining, last, size } => {
+            Phase::Bdat {
+                remaining,
+                last,
+                size,
+            } => {
                 let (last, size) = (*last, *size);
                 let take = available.min(*remaining).min(CONTENT_CHUNK as u64);
                 *remaining -= take;
@@ -785,12 +827,17 @@ impl ServerSession {
                         if self.message_size > self.config.max_message_size {
                             return self.abort_step(AbortReason::TooLarge);
                         }
-                        self.content.extend_from_slice(&self.input[start..start + take as usize]);
+                        self.content
+                            .extend_from_slice(&self.input[start..start + take as usize]);
                         return Step::Data;
                     }
                 }
                 if remaining > 0 {
-                    return if self.input_pos < self.input.len() { Step::Continue } else { self.out_of_input() };
+                    return if self.input_pos < self.input.len() {
+                        Step::Continue
+                    } else {
+                        self.out_of_input()
+                    };
                 }
                 self.phase = Phase::Command;
                 self.wait_for_command();
@@ -800,7 +847,11 @@ impl ServerSession {
                 if self.message_aborted.is_some() {
                     return self.end_of_message();
                 }
-                self.reply(Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 0, 0)), format!("{size} octets received")));
+                self.reply(Reply::new(
+                    ReplyCode::OK,
+                    Some(EnhancedCode::new(2, 0, 0)),
+                    format!("{size} octets received"),
+                ));
                 Step::Continue
             }
             _ => Step::Continue,
@@ -848,7 +899,10 @@ impl ServerSession {
         self.close_with(Reply::new(
             ReplyCode::TRANSACTION_FAILED,
             Some(EnhancedCode::new(5, 5, 1)),
-            format!("{} Error: protocol error, client talked before the greeting", self.config.hostname),
+            format!(
+                "{} Error: protocol error, client talked before the greeting",
+                self.config.hostname
+            ),
         ));
     }
 
@@ -867,7 +921,11 @@ impl ServerSession {
                 self.error_reply(Reply::new(
                     ReplyCode::SYNTAX_ERROR,
                     Some(EnhancedCode::new(5, 5, 1)),
-                    if self.config.lmtp { "Error: this is LMTP, use LHLO" } else { "Error: command not recognized" },
+                    if self.config.lmtp {
+                        "Error: this is LMTP, use LHLO"
+                    } else {
+                        "Error: command not recognized"
+                    },
                 ));
                 Step::Continue
             }
@@ -894,16 +952,27 @@ impl ServerSession {
                 Step::Event(OwnedEvent::Expand(arg))
             }
             Command::Help(_) => {
-                self.reply(Reply::new(ReplyCode::HELP_MESSAGE, Some(EnhancedCode::new(2, 0, 0)), self.help_text()));
+                self.reply(Reply::new(
+                    ReplyCode::HELP_MESSAGE,
+                    Some(EnhancedCode::new(2, 0, 0)),
+                    self.help_text(),
+                ));
                 Step::Continue
             }
             Command::StartTls => self.starttls(),
-            Command::Auth { mechanism, initial_response } => self.auth(mechanism, initial_response),
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response),
         }
     }
 
     fn help_text(&self) -> String {
-        let mut text = String::from(if self.config.lmtp { "Commands: LHLO" } else { "Commands: HELO EHLO" });
+        let mut text = String::from(if self.config.lmtp {
+            "Commands: LHLO"
+        } else {
+            "Commands: HELO EHLO"
+        });
         text.push_str(" MAIL RCPT DATA");
         if self.config.chunking {
             text.push_str(" BDAT");
@@ -920,7 +989,11 @@ impl ServerSession {
 
     fn quit(&mut self) -> Step {
         self.abort_message(AbortReason::Disconnected);
-        self.close_with(Reply::new(ReplyCode::CLOSING, Some(EnhancedCode::new(2, 0, 0)), "Bye"));
+        self.close_with(Reply::new(
+            ReplyCode::CLOSING,
+            Some(EnhancedCode::new(2, 0, 0)),
+            "Bye",
+        ));
         Step::Continue
     }
 
@@ -937,22 +1010,38 @@ impl ServerSession {
             return self.sequence_error("Error: nested MAIL command");
         }
         if self.config.require_tls && !self.tls {
-            return self.refuse(ReplyCode::AUTH_REQUIRED, (5, 7, 0), "Must issue a STARTTLS command first");
+            return self.refuse(
+                ReplyCode::AUTH_REQUIRED,
+                (5, 7, 0),
+                "Must issue a STARTTLS command first",
+            );
         }
         if self.config.require_auth && self.authenticated.is_none() {
-            return self.refuse(ReplyCode::AUTH_REQUIRED, (5, 7, 0), "Authentication required");
+            return self.refuse(
+                ReplyCode::AUTH_REQUIRED,
+                (5, 7, 0),
+                "Authentication required",
+            );
         }
         if hello == HelloVerb::Helo && params != MailParameters::default() {
             return self.unsupported_parameter("parameters need EHLO");
         }
         if let Some(size) = params.size {
             if size > self.config.max_message_size {
-                return self.refuse(ReplyCode::STORAGE_EXCEEDED, (5, 3, 4), "Message size exceeds fixed limit");
+                return self.refuse(
+                    ReplyCode::STORAGE_EXCEEDED,
+                    (5, 3, 4),
+                    "Message size exceeds fixed limit",
+                );
             }
         }
         match params.body {
-            Some(Body::BinaryMime) if !self.config.chunking => return self.unsupported_parameter("BODY=BINARYMIME"),
-            Some(Body::EightBitMime) if !self.config.eight_bit_mime => return self.unsupported_parameter("BODY=8BITMIME"),
+            Some(Body::BinaryMime) if !self.config.chunking => {
+                return self.unsupported_parameter("BODY=BINARYMIME");
+            }
+            Some(Body::EightBitMime) if !self.config.eight_bit_mime => {
+                return self.unsupported_parameter("BODY=8BITMIME");
+            }
             _ => {}
         }
         if params.smtputf8 && !self.config.smtputf8 {
@@ -966,7 +1055,11 @@ impl ServerSession {
             return self.refuse_text(ReplyCode::PARAMETERS_UNRECOGNIZED, (5, 5, 4), what);
         }
         if !from.is_ascii() && !params.smtputf8 {
-            return self.refuse(ReplyCode::MAILBOX_NAME_INVALID, (5, 6, 7), "Non-ASCII address needs SMTPUTF8");
+            return self.refuse(
+                ReplyCode::MAILBOX_NAME_INVALID,
+                (5, 6, 7),
+                "Non-ASCII address needs SMTPUTF8",
+            );
         }
         self.transaction_smtputf8 = params.smtputf8;
         self.transaction_binary = params.body == Some(Body::BinaryMime);
@@ -979,7 +1072,11 @@ impl ServerSession {
             return self.sequence_error("Error: need MAIL command");
         }
         if self.recipients >= self.config.max_recipients {
-            return self.refuse(ReplyCode::INSUFFICIENT_STORAGE, (4, 5, 3), "Error: too many recipients");
+            return self.refuse(
+                ReplyCode::INSUFFICIENT_STORAGE,
+                (4, 5, 3),
+                "Error: too many recipients",
+            );
         }
         if (params.notify.is_some() || params.orcpt.is_some()) && !self.config.dsn {
             return self.unsupported_parameter("NOTIFY/ORCPT");
@@ -989,7 +1086,11 @@ impl ServerSession {
             return self.refuse_text(ReplyCode::PARAMETERS_UNRECOGNIZED, (5, 5, 4), what);
         }
         if !to.is_ascii() && !self.transaction_smtputf8 {
-            return self.refuse(ReplyCode::MAILBOX_NAME_INVALID, (5, 6, 7), "Non-ASCII address needs SMTPUTF8");
+            return self.refuse(
+                ReplyCode::MAILBOX_NAME_INVALID,
+                (5, 6, 7),
+                "Non-ASCII address needs SMTPUTF8",
+            );
         }
         self.pending = Some(Pending::Rcpt);
         Step::Event(OwnedEvent::Rcpt { to, params })
@@ -1001,7 +1102,11 @@ impl ServerSession {
         }
         if self.recipients == 0 {
             // RFC 2920 §3.1: a pipelined DATA after refused recipients gets 554, not 354.
-            return self.refuse(ReplyCode::TRANSACTION_FAILED, (5, 5, 1), "Error: no valid recipients");
+            return self.refuse(
+                ReplyCode::TRANSACTION_FAILED,
+                (5, 5, 1),
+                "Error: no valid recipients",
+            );
         }
         if self.transaction_binary || self.message_started {
             return self.sequence_error("Error: BDAT in use for this message");
@@ -1014,20 +1119,39 @@ impl ServerSession {
         // A refused BDAT's octets are still read and thrown away: they were sent regardless,
         // and read as commands they would be an injection (go-smtp #315).
         let refusal = if !self.config.chunking {
-            Some(Reply::new(ReplyCode::NOT_IMPLEMENTED, Some(EnhancedCode::new(5, 5, 1)), "Error: command not implemented"))
+            Some(Reply::new(
+                ReplyCode::NOT_IMPLEMENTED,
+                Some(EnhancedCode::new(5, 5, 1)),
+                "Error: command not implemented",
+            ))
         } else if !self.in_transaction {
-            Some(Reply::new(ReplyCode::BAD_SEQUENCE, Some(EnhancedCode::new(5, 5, 1)), "Error: need MAIL command"))
+            Some(Reply::new(
+                ReplyCode::BAD_SEQUENCE,
+                Some(EnhancedCode::new(5, 5, 1)),
+                "Error: need MAIL command",
+            ))
         } else if self.recipients == 0 {
-            Some(Reply::new(ReplyCode::TRANSACTION_FAILED, Some(EnhancedCode::new(5, 5, 1)), "Error: no valid recipients"))
+            Some(Reply::new(
+                ReplyCode::TRANSACTION_FAILED,
+                Some(EnhancedCode::new(5, 5, 1)),
+                "Error: no valid recipients",
+            ))
         } else {
             None
         };
         if let Some(reply) = refusal {
-            self.phase = Phase::BdatDrain { remaining: size, reply };
+            self.phase = Phase::BdatDrain {
+                remaining: size,
+                reply,
+            };
             return Step::Continue;
         }
         if self.message_started {
-            self.phase = Phase::Bdat { remaining: size, last, size };
+            self.phase = Phase::Bdat {
+                remaining: size,
+                last,
+                size,
+            };
             return Step::Continue;
         }
         self.pending = Some(Pending::BdatStart { size, last });
@@ -1039,10 +1163,18 @@ impl ServerSession {
             return self.sequence_error("Error: TLS already active");
         }
         if !self.config.starttls {
-            return self.refuse(ReplyCode::NOT_IMPLEMENTED, (5, 5, 1), "Error: command not implemented");
+            return self.refuse(
+                ReplyCode::NOT_IMPLEMENTED,
+                (5, 5, 1),
+                "Error: command not implemented",
+            );
         }
         let step = self.reset_transaction();
-        self.reply(Reply::new(ReplyCode::SERVICE_READY, Some(EnhancedCode::new(2, 0, 0)), "Ready to start TLS"));
+        self.reply(Reply::new(
+            ReplyCode::SERVICE_READY,
+            Some(EnhancedCode::new(2, 0, 0)),
+            "Ready to start TLS",
+        ));
         // Whatever the client pipelined after STARTTLS was sent in clear and may have been
         // injected by an attacker (CVE-2011-0411): it must never be executed.
         self.input.clear();
@@ -1058,7 +1190,11 @@ impl ServerSession {
 
     fn auth(&mut self, mechanism: AuthMechanism, initial: Option<String>) -> Step {
         if self.config.auth_mechanisms.is_empty() {
-            return self.refuse(ReplyCode::NOT_IMPLEMENTED, (5, 5, 1), "Error: authentication not enabled");
+            return self.refuse(
+                ReplyCode::NOT_IMPLEMENTED,
+                (5, 5, 1),
+                "Error: authentication not enabled",
+            );
         }
         if !matches!(self.hello, Some(HelloVerb::Ehlo | HelloVerb::Lhlo)) {
             return self.sequence_error("Error: send EHLO first");
@@ -1077,7 +1213,11 @@ impl ServerSession {
             );
         }
         if !self.config.auth_mechanisms.contains(&mechanism) {
-            return self.refuse(ReplyCode::PARAMETER_NOT_IMPLEMENTED, (5, 5, 4), "Unrecognized authentication type");
+            return self.refuse(
+                ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                (5, 5, 4),
+                "Unrecognized authentication type",
+            );
         }
         match (mechanism, initial) {
             (AuthMechanism::Plain, Some(response)) => self.sasl_plain(&response),
@@ -1093,17 +1233,29 @@ impl ServerSession {
                 self.reply(Reply::new(ReplyCode::AUTH_CONTINUE, None, "VXNlcm5hbWU6"));
                 Step::Continue
             }
-            _ => self.refuse(ReplyCode::PARAMETER_NOT_IMPLEMENTED, (5, 5, 4), "Unrecognized authentication type"),
+            _ => self.refuse(
+                ReplyCode::PARAMETER_NOT_IMPLEMENTED,
+                (5, 5, 4),
+                "Unrecognized authentication type",
+            ),
         }
     }
 
     fn sasl_line(&mut self, line: &[u8]) -> Step {
         let phase = std::mem::replace(&mut self.phase, Phase::Command);
         let Ok(line) = std::str::from_utf8(line) else {
-            return self.refuse(ReplyCode::PARAMETER_SYNTAX_ERROR, (5, 5, 2), "Invalid base64 data");
+            return self.refuse(
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                (5, 5, 2),
+                "Invalid base64 data",
+            );
         };
         if line == "*" {
-            return self.refuse(ReplyCode::PARAMETER_SYNTAX_ERROR, (5, 0, 0), "Authentication aborted");
+            return self.refuse(
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                (5, 0, 0),
+                "Authentication aborted",
+            );
         }
         match phase {
             Phase::SaslPlain => self.sasl_plain(line),
@@ -1115,7 +1267,11 @@ impl ServerSession {
                     username: user,
                     password: Secret::new(password),
                 }),
-                _ => self.refuse(ReplyCode::PARAMETER_SYNTAX_ERROR, (5, 5, 2), "Invalid base64 data"),
+                _ => self.refuse(
+                    ReplyCode::PARAMETER_SYNTAX_ERROR,
+                    (5, 5, 2),
+                    "Invalid base64 data",
+                ),
             },
             _ => Step::Continue,
         }
@@ -1124,10 +1280,17 @@ impl ServerSession {
     fn sasl_plain(&mut self, response: &str) -> Step {
         let decoded = auth::decode(response);
         match decoded.as_deref().and_then(auth::parse_plain) {
-            Some((authorization_id, username, password)) => {
-                self.auth_attempt(AuthAttempt { mechanism: AuthMechanism::Plain, authorization_id, username, password })
-            }
-            None => self.refuse(ReplyCode::PARAMETER_SYNTAX_ERROR, (5, 5, 2), "Invalid authentication data"),
+            Some((authorization_id, username, password)) => self.auth_attempt(AuthAttempt {
+                mechanism: AuthMechanism::Plain,
+                authorization_id,
+                username,
+                password,
+            }),
+            None => self.refuse(
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                (5, 5, 2),
+                "Invalid authentication data",
+            ),
         }
     }
 
@@ -1138,7 +1301,11 @@ impl ServerSession {
                 self.reply(Reply::new(ReplyCode::AUTH_CONTINUE, None, "UGFzc3dvcmQ6"));
                 Step::Continue
             }
-            _ => self.refuse(ReplyCode::PARAMETER_SYNTAX_ERROR, (5, 5, 2), "Invalid base64 data"),
+            _ => self.refuse(
+                ReplyCode::PARAMETER_SYNTAX_ERROR,
+                (5, 5, 2),
+                "Invalid base64 data",
+            ),
         }
     }
 
@@ -1177,7 +1344,9 @@ impl ServerSession {
                     self.end_transaction();
                     self.hello = Some(verb);
                     let reply = match verb {
-                        HelloVerb::Helo => Reply::new(ReplyCode::OK, None, self.config.hostname.clone()),
+                        HelloVerb::Helo => {
+                            Reply::new(ReplyCode::OK, None, self.config.hostname.clone())
+                        }
                         HelloVerb::Ehlo | HelloVerb::Lhlo => self.capabilities().to_reply(),
                     };
                     self.reply(reply);
@@ -1193,7 +1362,11 @@ impl ServerSession {
                 if accepted {
                     self.authenticated = Some(user);
                     self.reply(custom.unwrap_or_else(|| {
-                        Reply::new(ReplyCode::AUTH_SUCCEEDED, Some(EnhancedCode::new(2, 7, 0)), "Authentication successful")
+                        Reply::new(
+                            ReplyCode::AUTH_SUCCEEDED,
+                            Some(EnhancedCode::new(2, 7, 0)),
+                            "Authentication successful",
+                        )
                     }));
                 } else {
                     self.auth_failures += 1;
@@ -1207,7 +1380,10 @@ impl ServerSession {
                         self.close_with(Reply::new(
                             ReplyCode::SERVICE_UNAVAILABLE,
                             Some(EnhancedCode::new(4, 7, 0)),
-                            format!("{} Error: too many authentication failures", self.config.hostname),
+                            format!(
+                                "{} Error: too many authentication failures",
+                                self.config.hostname
+                            ),
                         ));
                     } else {
                         self.error_reply(reply);
@@ -1217,7 +1393,9 @@ impl ServerSession {
             Pending::Mail => {
                 if accepted {
                     self.in_transaction = true;
-                    self.reply(custom.unwrap_or_else(|| Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 0)), "Ok")));
+                    self.reply(custom.unwrap_or_else(|| {
+                        Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 0)), "Ok")
+                    }));
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
@@ -1229,7 +1407,9 @@ impl ServerSession {
             Pending::Rcpt => {
                 if accepted {
                     self.recipients += 1;
-                    self.reply(custom.unwrap_or_else(|| Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 5)), "Ok")));
+                    self.reply(custom.unwrap_or_else(|| {
+                        Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 5)), "Ok")
+                    }));
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
@@ -1240,9 +1420,15 @@ impl ServerSession {
             }
             Pending::DataStart => {
                 if accepted {
-                    let reply = custom.filter(|r| r.code() == ReplyCode::START_MAIL_INPUT).unwrap_or_else(|| {
-                        Reply::new(ReplyCode::START_MAIL_INPUT, None, "End data with <CR><LF>.<CR><LF>")
-                    });
+                    let reply = custom
+                        .filter(|r| r.code() == ReplyCode::START_MAIL_INPUT)
+                        .unwrap_or_else(|| {
+                            Reply::new(
+                                ReplyCode::START_MAIL_INPUT,
+                                None,
+                                "End data with <CR><LF>.<CR><LF>",
+                            )
+                        });
                     self.reply(reply);
                     self.start_message();
                     self.receiver.reset();
@@ -1259,7 +1445,11 @@ impl ServerSession {
             Pending::BdatStart { size, last } => {
                 if accepted {
                     self.start_message();
-                    self.phase = Phase::Bdat { remaining: size, last, size };
+                    self.phase = Phase::Bdat {
+                        remaining: size,
+                        last,
+                        size,
+                    };
                 } else {
                     let reply = custom.unwrap_or(Reply::new(
                         ReplyCode::TRANSACTION_FAILED,
@@ -1268,12 +1458,21 @@ impl ServerSession {
                     ));
                     self.end_transaction();
                     self.queued.push_back(OwnedEvent::Reset);
-                    self.phase = Phase::BdatDrain { remaining: size, reply };
+                    self.phase = Phase::BdatDrain {
+                        remaining: size,
+                        reply,
+                    };
                 }
             }
             Pending::MessageEnd => {
                 let reply = if accepted {
-                    custom.unwrap_or_else(|| Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 0, 0)), "Ok: queued"))
+                    custom.unwrap_or_else(|| {
+                        Reply::new(
+                            ReplyCode::OK,
+                            Some(EnhancedCode::new(2, 0, 0)),
+                            "Ok: queued",
+                        )
+                    })
                 } else {
                     custom.unwrap_or(Reply::new(
                         ReplyCode::TRANSACTION_FAILED,
@@ -1304,7 +1503,11 @@ impl ServerSession {
             }
             Pending::Expand => {
                 self.reply(custom.unwrap_or_else(|| {
-                    Reply::new(ReplyCode::CANNOT_VERIFY, Some(EnhancedCode::new(2, 5, 0)), "Will not expand the list")
+                    Reply::new(
+                        ReplyCode::CANNOT_VERIFY,
+                        Some(EnhancedCode::new(2, 5, 0)),
+                        "Will not expand the list",
+                    )
                 }));
             }
         }
@@ -1312,10 +1515,13 @@ impl ServerSession {
 
     fn finish_lmtp_message(&mut self, mut replies: Vec<Reply>) {
         let recipients = self.recipients.max(1);
-        let fallback = replies
-            .last()
-            .cloned()
-            .unwrap_or_else(|| Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 0, 0)), "Ok: delivered"));
+        let fallback = replies.last().cloned().unwrap_or_else(|| {
+            Reply::new(
+                ReplyCode::OK,
+                Some(EnhancedCode::new(2, 0, 0)),
+                "Ok: delivered",
+            )
+        });
         replies.resize(recipients, fallback);
         replies.truncate(recipients);
         self.end_transaction();
@@ -1326,9 +1532,17 @@ impl ServerSession {
 
     fn greeting(&self) -> Reply {
         let banner = self.config.banner.clone().unwrap_or_else(|| {
-            if self.config.lmtp { "LMTP smtpx".to_owned() } else { "ESMTP smtpx".to_owned() }
+            if self.config.lmtp {
+                "LMTP smtpx".to_owned()
+            } else {
+                "ESMTP smtpx".to_owned()
+            }
         });
-        Reply::new(ReplyCode::SERVICE_READY, None, format!("{} {}", self.config.hostname, banner))
+        Reply::new(
+            ReplyCode::SERVICE_READY,
+            None,
+            format!("{} {}", self.config.hostname, banner),
+        )
     }
 
     /// The EHLO reply for the session's current state.
@@ -1346,7 +1560,11 @@ impl ServerSession {
             binary_mime: c.chunking,
             dsn: c.dsn,
             starttls: c.starttls && !self.tls,
-            auth: if self.auth_offered() { c.auth_mechanisms.clone() } else { Vec::new() },
+            auth: if self.auth_offered() {
+                c.auth_mechanisms.clone()
+            } else {
+                Vec::new()
+            },
             other: Vec::new(),
         }
     }
@@ -1361,7 +1579,8 @@ impl ServerSession {
     fn reset_transaction(&mut self) -> Step {
         if self.message_started {
             // RSET between BDAT chunks drops the partial message.
-            self.queued.push_back(OwnedEvent::MessageAborted(AbortReason::Reset));
+            self.queued
+                .push_back(OwnedEvent::MessageAborted(AbortReason::Reset));
         }
         if self.in_transaction {
             self.queued.push_back(OwnedEvent::Reset);
@@ -1382,7 +1601,8 @@ impl ServerSession {
 
     /// Reports a message in progress as aborted, for a session that ends in its middle.
     fn abort_message(&mut self, reason: AbortReason) {
-        let in_message = matches!(self.phase, Phase::Data | Phase::Bdat { .. }) || self.message_started;
+        let in_message =
+            matches!(self.phase, Phase::Data | Phase::Bdat { .. }) || self.message_started;
         if in_message && self.message_aborted.is_none() {
             self.queued.push_back(OwnedEvent::MessageAborted(reason));
         }
@@ -1425,15 +1645,28 @@ impl ServerSession {
     }
 
     fn unsupported_parameter(&mut self, what: &str) -> Step {
-        self.refuse_text(ReplyCode::PARAMETERS_UNRECOGNIZED, (5, 5, 4), format!("Error: {what} not supported"))
+        self.refuse_text(
+            ReplyCode::PARAMETERS_UNRECOGNIZED,
+            (5, 5, 4),
+            format!("Error: {what} not supported"),
+        )
     }
 
     fn refuse(&mut self, code: ReplyCode, enhanced: (u8, u16, u16), text: &str) -> Step {
         self.refuse_text(code, enhanced, text.to_owned())
     }
 
-    fn refuse_text(&mut self, code: ReplyCode, (class, subject, detail): (u8, u16, u16), text: String) -> Step {
-        self.error_reply(Reply::new(code, Some(EnhancedCode::new(class, subject, detail)), text));
+    fn refuse_text(
+        &mut self,
+        code: ReplyCode,
+        (class, subject, detail): (u8, u16, u16),
+        text: String,
+    ) -> Step {
+        self.error_reply(Reply::new(
+            code,
+            Some(EnhancedCode::new(class, subject, detail)),
+            text,
+        ));
         Step::Continue
     }
 }

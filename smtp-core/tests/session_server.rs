@@ -5,7 +5,9 @@ use std::time::Duration;
 use smtp_core::auth::AuthMechanism;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
-use smtp_core::server::{AbortReason, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession};
+use smtp_core::server::{
+    AbortReason, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession,
+};
 
 /// What the embedder saw, in a form tests can compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,10 @@ impl Harness {
         Harness::with_decider(config, |_| Decision::Accept)
     }
 
-    fn with_decider(config: ServerConfig, decide: impl FnMut(&Seen) -> Decision + 'static) -> Harness {
+    fn with_decider(
+        config: ServerConfig,
+        decide: impl FnMut(&Seen) -> Decision + 'static,
+    ) -> Harness {
         let mut h = Harness {
             session: ServerSession::new(config, Duration::ZERO),
             seen: Vec::new(),
@@ -59,7 +64,11 @@ impl Harness {
                 ServerEvent::Connect => Seen::Connect,
                 ServerEvent::Hello { verb, domain } => Seen::Hello(verb, domain),
                 ServerEvent::StartTls => Seen::StartTls,
-                ServerEvent::Auth(a) => Seen::Auth(a.authorization_id, a.username, a.password.expose().to_owned()),
+                ServerEvent::Auth(a) => Seen::Auth(
+                    a.authorization_id,
+                    a.username,
+                    a.password.expose().to_owned(),
+                ),
                 ServerEvent::Mail { from, .. } => Seen::Mail(from.as_str().to_owned()),
                 ServerEvent::Rcpt { to, .. } => Seen::Rcpt(to.as_str().to_owned()),
                 ServerEvent::MessageStart => {
@@ -125,7 +134,9 @@ fn reply_codes(text: &str) -> Vec<String> {
             let mut words = l.split(' ');
             let code = words.next().unwrap_or_default();
             match words.next() {
-                Some(e) if e.contains('.') && e.as_bytes()[0].is_ascii_digit() => format!("{code} {e}"),
+                Some(e) if e.contains('.') && e.as_bytes()[0].is_ascii_digit() => {
+                    format!("{code} {e}")
+                }
                 _ => code.to_owned(),
             }
         })
@@ -140,7 +151,10 @@ fn config() -> ServerConfig {
 fn whole_transaction_with_the_seeds_sample_session() {
     let mut h = Harness::greeted(config());
     assert_eq!(h.codes(b"helo askcuix\r\n"), ["250"]);
-    assert_eq!(h.codes(b"mail from: <askcuix@domain.com>\r\n"), ["250 2.1.0"]);
+    assert_eq!(
+        h.codes(b"mail from: <askcuix@domain.com>\r\n"),
+        ["250 2.1.0"]
+    );
     assert_eq!(h.codes(b"rcpt to: <test@domain.com>\r\n"), ["250 2.1.5"]);
     assert_eq!(h.codes(b"data\r\n"), ["354"]);
     let body = b"From: askcuix@domain.com\r\nTo: test@domain.com\r\nSubject: test mail\r\n\r\nHi, test\r\n..leading dot\r\n.\r\n";
@@ -150,7 +164,13 @@ fn whole_transaction_with_the_seeds_sample_session() {
     let message = h
         .seen
         .iter()
-        .find_map(|s| if let Seen::MessageEnd(m) = s { Some(m.clone()) } else { None })
+        .find_map(|s| {
+            if let Seen::MessageEnd(m) = s {
+                Some(m.clone())
+            } else {
+                None
+            }
+        })
         .unwrap();
     assert_eq!(message, b"From: askcuix@domain.com\r\nTo: test@domain.com\r\nSubject: test mail\r\n\r\nHi, test\r\n.leading dot\r\n");
     assert_eq!(h.seen.last(), Some(&Seen::Close));
@@ -163,10 +183,26 @@ fn ehlo_lists_capabilities_and_auth_only_over_tls() {
     c.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
     let mut h = Harness::greeted(c);
     let text = h.send(b"EHLO client.test\r\n");
-    for cap in ["PIPELINING", "SIZE 26214400", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "BINARYMIME", "DSN", "STARTTLS"] {
-        assert!(text.contains(&format!("250-{cap}\r\n")) || text.contains(&format!("250 {cap}\r\n")), "{cap} in {text}");
+    for cap in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "BINARYMIME",
+        "DSN",
+        "STARTTLS",
+    ] {
+        assert!(
+            text.contains(&format!("250-{cap}\r\n")) || text.contains(&format!("250 {cap}\r\n")),
+            "{cap} in {text}"
+        );
     }
-    assert!(!text.contains("AUTH"), "AUTH must not be offered in clear: {text}");
+    assert!(
+        !text.contains("AUTH"),
+        "AUTH must not be offered in clear: {text}"
+    );
     // And it is refused in clear.
     assert_eq!(h.codes(b"AUTH PLAIN AGEAYg==\r\n"), ["538 5.7.11"]);
 }
@@ -208,20 +244,43 @@ fn pipelined_commands_are_answered_in_one_output() {
     let out = h.codes(
         b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n",
     );
-    assert_eq!(out, ["250", "250 2.1.0", "250 2.1.5", "250 2.1.5", "354", "250 2.0.0", "221 2.0.0"]);
+    assert_eq!(
+        out,
+        [
+            "250",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
 }
 
 #[test]
 fn refused_recipient_then_data() {
     let mut h = Harness::with_decider(config(), |seen| match seen {
-        Seen::Rcpt(r) if r.starts_with("nobody") => {
-            Decision::Reply(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, Some(EnhancedCode::new(5, 1, 1)), "no such user"))
-        }
+        Seen::Rcpt(r) if r.starts_with("nobody") => Decision::Reply(Reply::new(
+            ReplyCode::MAILBOX_UNAVAILABLE,
+            Some(EnhancedCode::new(5, 1, 1)),
+            "no such user",
+        )),
         _ => Decision::Accept,
     });
     h.session.take_output();
     let out = h.codes(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<nobody@b.test>\r\nRCPT TO:<yes@b.test>\r\nDATA\r\nx\r\n.\r\n");
-    assert_eq!(out, ["250", "250 2.1.0", "550 5.1.1", "250 2.1.5", "354", "250 2.0.0"]);
+    assert_eq!(
+        out,
+        [
+            "250",
+            "250 2.1.0",
+            "550 5.1.1",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0"
+        ]
+    );
     // All recipients refused: pipelined DATA gets 554 and the body is read as commands,
     // which is what RFC 2920 expects the client to avoid by checking the RCPT replies.
     let out = h.codes(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<nobody@b.test>\r\nDATA\r\n");
@@ -232,14 +291,26 @@ fn refused_recipient_then_data() {
 fn null_sender_postmaster_and_parameters() {
     let mut h = Harness::greeted(config());
     h.send(b"EHLO c\r\n");
-    assert_eq!(h.codes(b"MAIL FROM:<> SIZE=100 BODY=8BITMIME RET=HDRS ENVID=x\r\n"), ["250 2.1.0"]);
-    assert_eq!(h.codes(b"RCPT TO:<Postmaster> NOTIFY=NEVER\r\n"), ["250 2.1.5"]);
+    assert_eq!(
+        h.codes(b"MAIL FROM:<> SIZE=100 BODY=8BITMIME RET=HDRS ENVID=x\r\n"),
+        ["250 2.1.0"]
+    );
+    assert_eq!(
+        h.codes(b"RCPT TO:<Postmaster> NOTIFY=NEVER\r\n"),
+        ["250 2.1.5"]
+    );
     assert_eq!(h.codes(b"RCPT TO:<b@c.test> XFOO=1\r\n"), ["555 5.5.4"]);
     assert_eq!(h.codes(b"RSET\r\n"), ["250 2.0.0"]);
     assert!(h.seen.contains(&Seen::Reset));
-    assert_eq!(h.codes(b"MAIL FROM:<a@b.test> SIZE=999999999999\r\n"), ["552 5.3.4"]);
+    assert_eq!(
+        h.codes(b"MAIL FROM:<a@b.test> SIZE=999999999999\r\n"),
+        ["552 5.3.4"]
+    );
     assert_eq!(h.codes(b"MAIL FROM:<j\xc3\xb6@b.test>\r\n"), ["553 5.6.7"]);
-    assert_eq!(h.codes(b"MAIL FROM:<j\xc3\xb6@b.test> SMTPUTF8\r\n"), ["250 2.1.0"]);
+    assert_eq!(
+        h.codes(b"MAIL FROM:<j\xc3\xb6@b.test> SMTPUTF8\r\n"),
+        ["250 2.1.0"]
+    );
     assert_eq!(h.codes(b"RCPT TO:<\xe7\x94\xa8@b.test>\r\n"), ["250 2.1.5"]);
 }
 
@@ -257,7 +328,10 @@ fn recipient_limit() {
     c.max_recipients = 2;
     let mut h = Harness::greeted(c);
     let out = h.codes(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nRCPT TO:<3@b.test>\r\n");
-    assert_eq!(out, ["250", "250 2.1.0", "250 2.1.5", "250 2.1.5", "452 4.5.3"]);
+    assert_eq!(
+        out,
+        ["250", "250 2.1.0", "250 2.1.5", "250 2.1.5", "452 4.5.3"]
+    );
 }
 
 #[test]
@@ -293,7 +367,11 @@ fn auth_plain_and_login_with_failure_limit() {
     c.max_auth_failures = 2;
     let mut h = Harness::with_decider(c, |seen| match seen {
         Seen::Auth(_, user, pass) if user == "alice" && pass == "pw" => Decision::Accept,
-        Seen::Auth(..) => Decision::Reply(Reply::new(ReplyCode::AUTH_INVALID, Some(EnhancedCode::new(5, 7, 8)), "bad")),
+        Seen::Auth(..) => Decision::Reply(Reply::new(
+            ReplyCode::AUTH_INVALID,
+            Some(EnhancedCode::new(5, 7, 8)),
+            "bad",
+        )),
         _ => Decision::Accept,
     });
     h.session.take_output();
@@ -312,7 +390,10 @@ fn auth_plain_and_login_with_failure_limit() {
     assert_eq!(h.codes(b"AUTH PLAIN AGFsaWNlAHB3\r\n"), ["235 2.7.0"]);
     assert_eq!(h.session.authenticated_user(), Some("alice"));
     assert_eq!(h.codes(b"AUTH PLAIN AGFsaWNlAHB3\r\n"), ["503 5.5.1"]);
-    assert!(h.seen.contains(&Seen::Auth(String::new(), "mallory".into(), "wrong".into())));
+    assert!(
+        h.seen
+            .contains(&Seen::Auth(String::new(), "mallory".into(), "wrong".into()))
+    );
 
     // A second session reaches the failure limit and is closed.
     let mut c = config();
@@ -320,12 +401,19 @@ fn auth_plain_and_login_with_failure_limit() {
     c.allow_insecure_auth = true;
     c.max_auth_failures = 2;
     let mut h = Harness::with_decider(c, |seen| match seen {
-        Seen::Auth(..) => Decision::Reply(Reply::new(ReplyCode::AUTH_INVALID, Some(EnhancedCode::new(5, 7, 8)), "bad")),
+        Seen::Auth(..) => Decision::Reply(Reply::new(
+            ReplyCode::AUTH_INVALID,
+            Some(EnhancedCode::new(5, 7, 8)),
+            "bad",
+        )),
         _ => Decision::Accept,
     });
     h.session.take_output();
     h.send(b"EHLO c\r\n");
-    assert_eq!(h.codes(b"AUTH PLAIN AGEAYg==\r\nAUTH PLAIN AGEAYg==\r\nAUTH PLAIN AGEAYg==\r\n"), ["535 5.7.8", "535 5.7.8", "421 4.7.0"]);
+    assert_eq!(
+        h.codes(b"AUTH PLAIN AGEAYg==\r\nAUTH PLAIN AGEAYg==\r\nAUTH PLAIN AGEAYg==\r\n"),
+        ["535 5.7.8", "535 5.7.8", "421 4.7.0"]
+    );
     assert!(h.session.is_closed());
 }
 
@@ -364,7 +452,11 @@ fn starttls_discards_pipelined_commands_and_forgets_state() {
     h.session.receive(b"RSET\r\n", h.now);
     h.session.tls_established(h.now);
     assert!(h.session.is_tls());
-    assert!(!h.seen.iter().any(|s| matches!(s, Seen::Mail(_) | Seen::Rcpt(_))));
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Mail(_) | Seen::Rcpt(_)))
+    );
     // State is forgotten: EHLO is needed again, and now AUTH is offered, STARTTLS not.
     assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\n"), ["503 5.5.1"]);
     let ehlo = h.send(b"EHLO c\r\n");
@@ -434,15 +526,37 @@ fn smuggling_sequences_are_content() {
                 BareLinePolicy::Reject => "550 5.5.2",
             };
             assert_eq!(out, [expected], "{name} {policy:?}");
-            let mails: Vec<_> = h.seen.iter().filter(|s| matches!(s, Seen::Mail(_))).collect();
+            let mails: Vec<_> = h
+                .seen
+                .iter()
+                .filter(|s| matches!(s, Seen::Mail(_)))
+                .collect();
             assert_eq!(mails.len(), 1, "{name}: smuggled MAIL executed");
-            let ends = h.seen.iter().filter(|s| matches!(s, Seen::MessageEnd(_))).count();
-            assert_eq!(ends, usize::from(policy == BareLinePolicy::Normalize), "{name}");
+            let ends = h
+                .seen
+                .iter()
+                .filter(|s| matches!(s, Seen::MessageEnd(_)))
+                .count();
+            assert_eq!(
+                ends,
+                usize::from(policy == BareLinePolicy::Normalize),
+                "{name}"
+            );
             if policy == BareLinePolicy::Normalize {
-                let Some(Seen::MessageEnd(m)) = h.seen.iter().find(|s| matches!(s, Seen::MessageEnd(_))) else { panic!() };
+                let Some(Seen::MessageEnd(m)) =
+                    h.seen.iter().find(|s| matches!(s, Seen::MessageEnd(_)))
+                else {
+                    panic!()
+                };
                 let text = String::from_utf8_lossy(m);
-                assert!(text.contains("admin@bank.test"), "{name}: smuggled text must stay content");
-                assert!(!m.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "{name}: stored a bare LF");
+                assert!(
+                    text.contains("admin@bank.test"),
+                    "{name}: smuggled text must stay content"
+                );
+                assert!(
+                    !m.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+                    "{name}: stored a bare LF"
+                );
             } else {
                 assert!(h.seen.contains(&Seen::Aborted(AbortReason::BareLineEnding)));
             }
@@ -460,8 +574,18 @@ fn bdat_chunks_and_errors() {
     h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
     assert_eq!(h.codes(b"BDAT 5\r\nhello"), ["250 2.0.0"]);
     assert_eq!(h.codes(b"BDAT 8 LAST\r\n, world\n"), ["250 2.0.0"]);
-    let Some(Seen::MessageEnd(m)) = h.seen.iter().rev().find(|s| matches!(s, Seen::MessageEnd(_))) else { panic!() };
-    assert_eq!(m, b"hello, world\n", "BDAT content is passed through untouched");
+    let Some(Seen::MessageEnd(m)) = h
+        .seen
+        .iter()
+        .rev()
+        .find(|s| matches!(s, Seen::MessageEnd(_)))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        m, b"hello, world\n",
+        "BDAT content is passed through untouched"
+    );
     // DATA after BDAT in one transaction is refused.
     h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nBDAT 1\r\nx");
     assert_eq!(h.codes(b"DATA\r\n"), ["503 5.5.1"]);
@@ -470,7 +594,10 @@ fn bdat_chunks_and_errors() {
     assert!(h.seen.contains(&Seen::Aborted(AbortReason::Reset)));
     // A wrong size: the declared count is what is read, the rest are commands.
     h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
-    assert_eq!(h.codes(b"BDAT 3 LAST\r\nabcNOOP\r\n"), ["250 2.0.0", "250 2.0.0"]);
+    assert_eq!(
+        h.codes(b"BDAT 3 LAST\r\nabcNOOP\r\n"),
+        ["250 2.0.0", "250 2.0.0"]
+    );
     // BINARYMIME needs BDAT.
     h.send(b"MAIL FROM:<a@b.test> BODY=BINARYMIME\r\nRCPT TO:<x@y.test>\r\n");
     assert_eq!(h.codes(b"DATA\r\n"), ["503 5.5.1"]);
@@ -483,17 +610,26 @@ fn bdat_size_limit() {
     let mut h = Harness::greeted(c);
     h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
     assert_eq!(h.codes(b"BDAT 8\r\n12345678"), ["250 2.0.0"]);
-    assert_eq!(h.codes(b"BDAT 8 LAST\r\n12345678NOOP\r\n"), ["552 5.3.4", "250 2.0.0"]);
+    assert_eq!(
+        h.codes(b"BDAT 8 LAST\r\n12345678NOOP\r\n"),
+        ["552 5.3.4", "250 2.0.0"]
+    );
     assert!(h.seen.contains(&Seen::Aborted(AbortReason::TooLarge)));
 }
 
 #[test]
 fn refused_data_and_message() {
     let mut h = Harness::with_decider(config(), |seen| match seen {
-        Seen::MessageEnd(m) if m.starts_with(b"spam") => {
-            Decision::Reply(Reply::new(ReplyCode::TRANSACTION_FAILED, Some(EnhancedCode::new(5, 7, 1)), "spam"))
-        }
-        Seen::MessageEnd(_) => Decision::Reply(Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 0, 0)), "Ok: queued as ABC123")),
+        Seen::MessageEnd(m) if m.starts_with(b"spam") => Decision::Reply(Reply::new(
+            ReplyCode::TRANSACTION_FAILED,
+            Some(EnhancedCode::new(5, 7, 1)),
+            "spam",
+        )),
+        Seen::MessageEnd(_) => Decision::Reply(Reply::new(
+            ReplyCode::OK,
+            Some(EnhancedCode::new(2, 0, 0)),
+            "Ok: queued as ABC123",
+        )),
         _ => Decision::Accept,
     });
     h.session.take_output();
@@ -510,7 +646,9 @@ fn lmtp_gives_one_reply_per_recipient() {
     c.lmtp = true;
     let mut h = Harness::greeted(c);
     assert_eq!(h.codes(b"EHLO c\r\n"), ["500 5.5.1"]);
-    h.send(b"LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nDATA\r\n");
+    h.send(
+        b"LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nDATA\r\n",
+    );
     // The default Accept answers each recipient.
     assert_eq!(h.codes(b"x\r\n.\r\n"), ["250 2.0.0", "250 2.0.0"]);
 }
@@ -528,7 +666,11 @@ fn lmtp_per_recipient_decision() {
             ServerEvent::MessageEnd => session
                 .decide(Decision::PerRecipient(vec![
                     Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 5)), "delivered"),
-                    Reply::new(ReplyCode::INSUFFICIENT_STORAGE, Some(EnhancedCode::new(4, 2, 2)), "mailbox full"),
+                    Reply::new(
+                        ReplyCode::INSUFFICIENT_STORAGE,
+                        Some(EnhancedCode::new(4, 2, 2)),
+                        "mailbox full",
+                    ),
                 ]))
                 .unwrap(),
             e if e.needs_decision() => session.decide(Decision::Accept).unwrap(),
@@ -537,16 +679,24 @@ fn lmtp_per_recipient_decision() {
     }
     out.extend_from_slice(session.output());
     let codes = reply_codes(&String::from_utf8(out).unwrap());
-    assert_eq!(codes[codes.len() - 2..], ["250 2.1.5".to_string(), "452 4.2.2".to_string()]);
+    assert_eq!(
+        codes[codes.len() - 2..],
+        ["250 2.1.5".to_string(), "452 4.2.2".to_string()]
+    );
 }
 
 #[test]
 fn rejected_connection_serves_only_quit() {
     let mut h = Harness::with_decider(config(), |seen| match seen {
-        Seen::Connect => Decision::Reply(Reply::new(ReplyCode::TRANSACTION_FAILED, None, "go away")),
+        Seen::Connect => {
+            Decision::Reply(Reply::new(ReplyCode::TRANSACTION_FAILED, None, "go away"))
+        }
         _ => Decision::Accept,
     });
-    assert_eq!(String::from_utf8(h.session.take_output()).unwrap(), "554 go away\r\n");
+    assert_eq!(
+        String::from_utf8(h.session.take_output()).unwrap(),
+        "554 go away\r\n"
+    );
     assert_eq!(h.codes(b"EHLO c\r\n"), ["503 5.5.1"]);
     assert_eq!(h.codes(b"QUIT\r\n"), ["221 2.0.0"]);
 
@@ -596,7 +746,10 @@ fn command_deadline_is_not_extended_by_trickling_bytes() {
     h.now = Duration::from_secs(10);
     h.session.handle_timeout(h.now);
     h.pump();
-    assert_eq!(reply_codes(&String::from_utf8(h.session.take_output()).unwrap()), ["421 4.4.2"]);
+    assert_eq!(
+        reply_codes(&String::from_utf8(h.session.take_output()).unwrap()),
+        ["421 4.4.2"]
+    );
     assert!(h.session.is_closed());
 }
 
@@ -630,7 +783,10 @@ fn commands_before_eof_are_still_answered() {
     h.session.receive(b"EHLO c\r\nNOOP\r\n", h.now);
     h.session.receive_eof();
     h.pump();
-    assert_eq!(reply_codes(&String::from_utf8(h.session.take_output()).unwrap()), ["250", "250 2.0.0"]);
+    assert_eq!(
+        reply_codes(&String::from_utf8(h.session.take_output()).unwrap()),
+        ["250", "250 2.0.0"]
+    );
     assert_eq!(h.seen.last(), Some(&Seen::Close));
 }
 

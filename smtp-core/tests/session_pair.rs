@@ -1,0 +1,549 @@
+//! A ClientSession talking to a ServerSession in memory, through every command of the
+//! protocol: greeting, EHLO and the HELO fallback, STARTTLS sequencing, AUTH (PLAIN, LOGIN),
+//! pipelined and one-at-a-time transactions, DATA and BDAT, refused recipients, RSET, NOOP,
+//! VRFY, EXPN, HELP, QUIT and LMTP.
+
+use std::time::Duration;
+
+use smtp_core::auth::{AuthMechanism, Credentials};
+use smtp_core::client::{
+    ClientConfig, ClientError, ClientEvent, ClientSession, Envelope, StartTlsPolicy,
+    TransactionResult,
+};
+use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
+use smtp_core::server::{Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession};
+
+type Decider = Box<dyn FnMut(&ServerEvent<'_>) -> Decision>;
+
+struct Pair {
+    client: ClientSession,
+    server: ServerSession,
+    decide: Decider,
+    /// Every byte each side wrote, in order, for transcript assertions.
+    client_wrote: Vec<u8>,
+    server_wrote: Vec<u8>,
+    /// Messages the server accepted.
+    delivered: Vec<Vec<u8>>,
+    receiving: Vec<u8>,
+    /// The body the client sends when asked.
+    body: Vec<u8>,
+    events: Vec<ClientEvent>,
+    now: Duration,
+}
+
+impl Pair {
+    fn new(client: ClientConfig, server: ServerConfig) -> Pair {
+        Pair::with_decider(client, server, Box::new(|_| Decision::Accept))
+    }
+
+    fn with_decider(client: ClientConfig, server: ServerConfig, decide: Decider) -> Pair {
+        let now = Duration::ZERO;
+        Pair {
+            client: ClientSession::new(client, now).unwrap(),
+            server: ServerSession::new(server, now),
+            decide,
+            client_wrote: Vec::new(),
+            server_wrote: Vec::new(),
+            delivered: Vec::new(),
+            receiving: Vec::new(),
+            body: b"Subject: test\r\n\r\nHello.\r\n".to_vec(),
+            events: Vec::new(),
+            now,
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to say; returns the client
+    /// events seen on the way.
+    fn run(&mut self) -> Vec<ClientEvent> {
+        let start = self.events.len();
+        for _ in 0..1000 {
+            let mut progress = false;
+            // Server side.
+            while let Some(event) = self.server.poll_event() {
+                progress = true;
+                match event {
+                    ServerEvent::MessageStart => {
+                        self.receiving.clear();
+                        let d = (self.decide)(&ServerEvent::MessageStart);
+                        self.server.decide(d).unwrap();
+                    }
+                    ServerEvent::MessageData(d) => self.receiving.extend_from_slice(d),
+                    ServerEvent::MessageEnd => {
+                        let d = (self.decide)(&ServerEvent::MessageEnd);
+                        if matches!(&d, Decision::Accept)
+                            || matches!(&d, Decision::Reply(r) if r.is_positive())
+                        {
+                            self.delivered.push(std::mem::take(&mut self.receiving));
+                        }
+                        self.server.decide(d).unwrap();
+                    }
+                    // The simulated handshake succeeds at once.
+                    ServerEvent::StartTls => self.server.tls_established(self.now),
+                    e if e.needs_decision() => {
+                        let d = (self.decide)(&e);
+                        self.server.decide(d).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let out = self.server.take_output();
+            if !out.is_empty() {
+                progress = true;
+                self.server_wrote.extend_from_slice(&out);
+                self.client.receive(&out, self.now);
+            }
+            // Client side.
+            while let Some(event) = self.client.poll_event() {
+                progress = true;
+                match &event {
+                    ClientEvent::StartTls => self.client.tls_established(self.now),
+                    ClientEvent::SendBody => {
+                        let body = self.body.clone();
+                        // Odd split points: the stuffer must not care.
+                        for piece in body.chunks(7) {
+                            self.client.send_body(piece).unwrap();
+                        }
+                        self.client.finish_body().unwrap();
+                    }
+                    _ => {}
+                }
+                self.events.push(event);
+            }
+            let out = self.client.take_output();
+            if !out.is_empty() {
+                progress = true;
+                self.client_wrote.extend_from_slice(&out);
+                let mut rest = &out[..];
+                while !rest.is_empty() {
+                    let n = self.server.receive(rest, self.now);
+                    rest = &rest[n..];
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            if !progress {
+                return self.events[start..].to_vec();
+            }
+        }
+        panic!("the conversation did not settle");
+    }
+
+    fn client_lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.client_wrote)
+            .split("\r\n")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn send(&mut self, envelope: &Envelope) -> TransactionResult {
+        self.client
+            .send_mail(envelope, Some(self.body.len() as u64))
+            .unwrap();
+        let events = self.run();
+        events
+            .into_iter()
+            .find_map(|e| {
+                if let ClientEvent::TransactionComplete(r) = e {
+                    Some(r)
+                } else {
+                    None
+                }
+            })
+            .expect("transaction completes")
+    }
+}
+
+fn server_config() -> ServerConfig {
+    ServerConfig::new("mx.test")
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig::new("client.test")
+}
+
+fn refuse_nobody() -> Decider {
+    Box::new(|e| match e {
+        ServerEvent::Rcpt { to, .. } if to.as_str().starts_with("nobody") => {
+            Decision::Reply(Reply::new(
+                ReplyCode::MAILBOX_UNAVAILABLE,
+                Some(EnhancedCode::new(5, 1, 1)),
+                "no such user",
+            ))
+        }
+        ServerEvent::MessageEnd => Decision::Reply(Reply::new(
+            ReplyCode::OK,
+            Some(EnhancedCode::new(2, 0, 0)),
+            "Ok: queued as Q1",
+        )),
+        _ => Decision::Accept,
+    })
+}
+
+#[test]
+fn pipelined_bdat_transaction_with_a_refused_recipient() {
+    let mut pair = Pair::with_decider(client_config(), server_config(), refuse_nobody());
+    assert_eq!(pair.run(), [ClientEvent::Ready]);
+    let caps = pair.client.capabilities().unwrap();
+    assert!(caps.pipelining && caps.chunking);
+    pair.body = b"Subject: hi\n\n.leading dot\nbare LF lines\n".to_vec();
+    let envelope = Envelope::new(
+        "a@example.com",
+        &["x@example.com", "nobody@example.com", "y@example.com"],
+    )
+    .unwrap();
+    let result = pair.send(&envelope);
+    assert!(result.is_success());
+    assert_eq!(result.accepted().count(), 2);
+    let refused: Vec<_> = result.refused().collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].address.as_str(), "nobody@example.com");
+    assert_eq!(refused[0].reply.code(), ReplyCode::MAILBOX_UNAVAILABLE);
+    assert_eq!(result.queue_id(), Some("Q1"));
+    // BDAT carries the canonical content without dot-stuffing.
+    assert_eq!(
+        pair.delivered,
+        [b"Subject: hi\r\n\r\n.leading dot\r\nbare LF lines\r\n".to_vec()]
+    );
+    let lines = pair.client_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("BDAT ") && l.ends_with(" LAST")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!(
+            "MAIL FROM:<a@example.com> SIZE={}",
+            pair.body.len()
+        )),
+        "{lines:?}"
+    );
+    assert!(!lines.contains(&"DATA".to_string()));
+}
+
+#[test]
+fn pipelined_data_transaction() {
+    let mut server = server_config();
+    server.chunking = false;
+    let mut pair = Pair::with_decider(client_config(), server, refuse_nobody());
+    pair.run();
+    pair.body = b"Subject: hi\n\n.leading dot\n..two\n".to_vec();
+    let envelope =
+        Envelope::new("a@example.com", &["x@example.com", "nobody@example.com"]).unwrap();
+    let before = pair.client_wrote.len();
+    let result = pair.send(&envelope);
+    assert!(result.is_success());
+    assert_eq!(result.accepted().count(), 1);
+    assert_eq!(
+        pair.delivered,
+        [b"Subject: hi\r\n\r\n.leading dot\r\n..two\r\n".to_vec()]
+    );
+    // MAIL, RCPT, RCPT and DATA went out in one batch, before any reply was read.
+    let sent = String::from_utf8_lossy(&pair.client_wrote[before..]).into_owned();
+    assert!(sent.starts_with("MAIL FROM:<a@example.com> SIZE=32\r\nRCPT TO:<x@example.com>\r\nRCPT TO:<nobody@example.com>\r\nDATA\r\n"), "{sent}");
+    assert!(
+        sent.contains("\r\n..leading dot\r\n...two\r\n.\r\n"),
+        "dot-stuffed: {sent}"
+    );
+}
+
+#[test]
+fn one_command_at_a_time_without_pipelining() {
+    let mut server = server_config();
+    server.pipelining = false;
+    let mut pair = Pair::with_decider(client_config(), server, refuse_nobody());
+    pair.run();
+    let envelope =
+        Envelope::new("a@example.com", &["nobody@example.com", "x@example.com"]).unwrap();
+    let result = pair.send(&envelope);
+    assert!(result.is_success());
+    assert_eq!(
+        result.recipients[0].reply.code(),
+        ReplyCode::MAILBOX_UNAVAILABLE
+    );
+    assert!(result.recipients[1].reply.is_completion());
+    // Every recipient refused: no DATA is sent, and the server is RSET before the next MAIL.
+    let envelope = Envelope::new("a@example.com", &["nobody@example.com"]).unwrap();
+    let result = pair.send(&envelope);
+    assert!(!result.is_success());
+    assert!(result.data.is_none());
+    let result = pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap());
+    assert!(result.is_success(), "{result:?}");
+    let lines = pair.client_lines();
+    let data_count = lines.iter().filter(|l| *l == "DATA").count();
+    assert_eq!(data_count, 2, "{lines:?}");
+    assert!(lines.contains(&"RSET".to_string()), "{lines:?}");
+    assert_eq!(pair.delivered.len(), 2);
+}
+
+#[test]
+fn many_messages_over_one_connection() {
+    let mut pair = Pair::new(client_config(), server_config());
+    pair.run();
+    for i in 0..50 {
+        pair.body = format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes();
+        let result = pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap());
+        assert!(result.is_success());
+    }
+    assert_eq!(pair.delivered.len(), 50);
+    assert_eq!(pair.delivered[49], b"Subject: 49\r\n\r\nbody 49\r\n");
+}
+
+#[test]
+fn starttls_then_auth_plain() {
+    let mut server = server_config();
+    server.starttls = true;
+    server.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+    let mut client = client_config();
+    client.starttls = StartTlsPolicy::Required;
+    client.credentials = Some(Credentials::password("alice", "pw"));
+    let decide: Decider = Box::new(|e| match e {
+        ServerEvent::Auth(a) if a.username == "alice" && a.password.constant_time_eq("pw") => {
+            Decision::Accept
+        }
+        ServerEvent::Auth(_) => Decision::Reply(Reply::new(
+            ReplyCode::AUTH_INVALID,
+            Some(EnhancedCode::new(5, 7, 8)),
+            "no",
+        )),
+        _ => Decision::Accept,
+    });
+    let mut pair = Pair::with_decider(client, server, decide);
+    let events = pair.run();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ClientEvent::StartTls,
+                ClientEvent::Authenticated(_),
+                ClientEvent::Ready
+            ]
+        ),
+        "{events:?}"
+    );
+    assert!(pair.client.is_tls() && pair.server.is_tls());
+    assert!(pair.client.is_authenticated());
+    assert_eq!(pair.server.authenticated_user(), Some("alice"));
+    let lines = pair.client_lines();
+    assert_eq!(
+        &lines[..3],
+        ["EHLO client.test", "STARTTLS", "EHLO client.test"]
+    );
+    assert!(lines[3].starts_with("AUTH PLAIN "));
+    assert!(
+        pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap())
+            .is_success()
+    );
+}
+
+#[test]
+fn auth_login_when_plain_is_not_offered_and_a_failed_login() {
+    let mut server = server_config();
+    server.auth_mechanisms = vec![AuthMechanism::Login];
+    server.allow_insecure_auth = true;
+    let decide: Decider = Box::new(|e| match e {
+        ServerEvent::Auth(a) if a.password.constant_time_eq("right") => Decision::Accept,
+        ServerEvent::Auth(_) => Decision::Reply(Reply::new(
+            ReplyCode::AUTH_INVALID,
+            Some(EnhancedCode::new(5, 7, 8)),
+            "no",
+        )),
+        _ => Decision::Accept,
+    });
+    let mut pair = Pair::with_decider(client_config(), server, decide);
+    assert_eq!(pair.run(), [ClientEvent::Ready]);
+    pair.client
+        .login(Credentials::password("bob", "wrong"))
+        .unwrap();
+    let events = pair.run();
+    assert!(
+        matches!(events.as_slice(), [ClientEvent::Error(ClientError::AuthFailed(r))] if r.code() == ReplyCode::AUTH_INVALID),
+        "{events:?}"
+    );
+    assert!(pair.client.is_ready());
+    pair.client
+        .login(Credentials::password("bob", "right"))
+        .unwrap();
+    let events = pair.run();
+    assert!(
+        matches!(events.as_slice(), [ClientEvent::Authenticated(_)]),
+        "{events:?}"
+    );
+    assert!(pair.client_lines().contains(&"AUTH LOGIN".to_string()));
+}
+
+#[test]
+fn helo_fallback_when_ehlo_is_refused() {
+    let decide: Decider = Box::new(|e| match e {
+        ServerEvent::Hello {
+            verb: HelloVerb::Ehlo,
+            ..
+        } => Decision::Reply(Reply::new(
+            ReplyCode::SYNTAX_ERROR,
+            Some(EnhancedCode::new(5, 5, 1)),
+            "what?",
+        )),
+        _ => Decision::Accept,
+    });
+    let mut pair = Pair::with_decider(client_config(), server_config(), decide);
+    assert_eq!(pair.run(), [ClientEvent::Ready]);
+    assert!(pair.client.capabilities().is_none());
+    let result = pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap());
+    assert!(result.is_success());
+    let lines = pair.client_lines();
+    assert_eq!(&lines[..2], ["EHLO client.test", "HELO client.test"]);
+    // No ESMTP parameters and no pipelining towards a HELO server.
+    assert!(
+        lines.contains(&"MAIL FROM:<a@example.com>".to_string()),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn simple_commands_and_quit() {
+    let mut pair = Pair::new(client_config(), server_config());
+    pair.run();
+    let reply_to =
+        |pair: &mut Pair, f: &dyn Fn(&mut ClientSession) -> Result<(), ClientError>| -> Reply {
+            f(&mut pair.client).unwrap();
+            match pair.run().as_slice() {
+                [ClientEvent::Reply(r)] => r.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+    assert_eq!(reply_to(&mut pair, &|c| c.noop()).code(), ReplyCode::OK);
+    assert_eq!(reply_to(&mut pair, &|c| c.rset()).code(), ReplyCode::OK);
+    assert_eq!(
+        reply_to(&mut pair, &|c| c.vrfy("alice")).code(),
+        ReplyCode::CANNOT_VERIFY
+    );
+    assert_eq!(
+        reply_to(&mut pair, &|c| c.expn("staff")).code(),
+        ReplyCode::CANNOT_VERIFY
+    );
+    assert_eq!(
+        reply_to(&mut pair, &|c| c.help(None)).code(),
+        ReplyCode::HELP_MESSAGE
+    );
+    assert_eq!(
+        reply_to(&mut pair, &|c| c.help(Some("MAIL"))).code(),
+        ReplyCode::HELP_MESSAGE
+    );
+    // Arguments that would inject a command are refused before anything is written.
+    let before = pair.client_wrote.len();
+    assert!(matches!(
+        pair.client.vrfy("x\r\nQUIT"),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        pair.client.help(Some("\0")),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    pair.run();
+    assert_eq!(pair.client_wrote.len(), before);
+    pair.client.quit().unwrap();
+    assert_eq!(pair.run(), [ClientEvent::Closed]);
+    assert!(pair.client.is_closed() && pair.server.is_closed());
+}
+
+#[test]
+fn lmtp_reports_each_recipient() {
+    let mut server = server_config();
+    server.lmtp = true;
+    let mut client = client_config();
+    client.lmtp = true;
+    let mut pair = Pair::new(client, server);
+    assert_eq!(pair.run(), [ClientEvent::Ready]);
+    assert!(pair.client_lines()[0].starts_with("LHLO "));
+    for chunking in [true, false] {
+        pair.server = {
+            let mut c = server_config();
+            c.lmtp = true;
+            c.chunking = chunking;
+            ServerSession::new(c, pair.now)
+        };
+        let mut client = client_config();
+        client.lmtp = true;
+        pair.client = ClientSession::new(client, pair.now).unwrap();
+        pair.run();
+        let result = pair
+            .send(&Envelope::new("a@example.com", &["x@example.com", "y@example.com"]).unwrap());
+        assert!(result.is_success(), "{result:?}");
+        assert!(
+            result
+                .recipients
+                .iter()
+                .all(|r| r.delivery.as_ref().is_some_and(|d| d.is_completion())),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn size_limit_is_checked_before_sending() {
+    let mut server = server_config();
+    server.max_message_size = 10;
+    let mut pair = Pair::new(client_config(), server);
+    pair.run();
+    let before = pair.client_wrote.len();
+    let err = pair
+        .client
+        .send_mail(
+            &Envelope::new("a@example.com", &["x@example.com"]).unwrap(),
+            Some(11),
+        )
+        .unwrap_err();
+    assert_eq!(err, ClientError::MessageTooLarge { limit: 10 });
+    assert_eq!(pair.client_wrote.len(), before);
+    assert!(pair.client.is_ready());
+}
+
+#[test]
+fn smtputf8_is_requested_for_international_addresses() {
+    let mut pair = Pair::new(client_config(), server_config());
+    pair.run();
+    let result = pair.send(&Envelope::new("jöran@bücher.example", &["用户@例子.广告"]).unwrap());
+    assert!(result.is_success());
+    assert!(
+        pair.client_lines()
+            .iter()
+            .any(|l| l.starts_with("MAIL FROM:<jöran@bücher.example>") && l.ends_with(" SMTPUTF8"))
+    );
+
+    let mut server = server_config();
+    server.smtputf8 = false;
+    let mut pair = Pair::new(client_config(), server);
+    pair.run();
+    let err = pair
+        .client
+        .send_mail(
+            &Envelope::new("jöran@bücher.example", &["x@example.com"]).unwrap(),
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(err, ClientError::SmtpUtf8Unsupported);
+}
+
+#[test]
+fn required_starttls_not_offered_stops_before_mail() {
+    let mut client = client_config();
+    client.starttls = StartTlsPolicy::Required;
+    client.credentials = Some(Credentials::password("alice", "pw"));
+    let mut pair = Pair::new(client, server_config());
+    let events = pair.run();
+    assert_eq!(
+        events,
+        [
+            ClientEvent::Error(ClientError::StartTlsUnavailable),
+            ClientEvent::Closed
+        ]
+    );
+    let lines = pair.client_lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("AUTH") || l.starts_with("MAIL")),
+        "{lines:?}"
+    );
+}
