@@ -538,6 +538,12 @@ impl ServerSession {
         self.recipients
     }
 
+    /// True between transactions: no sender, message, AUTH exchange or decision in
+    /// progress. A server shutting down may end an idle session without losing anything.
+    pub fn is_idle(&self) -> bool {
+        !self.in_transaction && self.pending.is_none() && matches!(self.phase, Phase::Command | Phase::Rejected)
+    }
+
     /// True while a decision event is unanswered.
     pub fn is_waiting_for_decision(&self) -> bool {
         self.pending.is_some()
