@@ -937,10 +937,19 @@ impl ClientSession {
         }
     }
 
-    /// Ends the opening (greeting, TLS, AUTH) with QUIT and an error.
+    /// Ends the opening (greeting, TLS, AUTH) with QUIT and an error. The session is over
+    /// even when the error is one a ready session survives: a STARTTLS refusal under
+    /// [`StartTlsPolicy::Required`] must stop it, not leave it waiting for nothing.
     fn abandon(&mut self, error: ClientError) {
+        if self.state == State::Closed {
+            return;
+        }
         Command::Quit.write_to(&mut self.output);
-        self.fail(error);
+        self.events.push_back(ClientEvent::Error(error));
+        self.state = State::Closed;
+        self.expected.clear();
+        self.transaction = None;
+        self.events.push_back(ClientEvent::Closed);
     }
 
     fn on_reply(&mut self, reply: Reply) {

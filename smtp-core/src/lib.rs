@@ -14,10 +14,13 @@
 
 pub mod address;
 pub mod auth;
+pub mod blocking;
 pub mod client;
 pub mod command;
 pub mod data;
 pub mod ehlo;
+pub mod handler;
+pub mod maildir;
 pub mod reply;
 pub mod server;
 

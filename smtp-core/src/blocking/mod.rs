@@ -1,0 +1,3 @@
+//! Blocking drivers: the engine on `std::net` sockets with rustls.
+
+pub mod server;
