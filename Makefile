@@ -1,8 +1,11 @@
 # smtpx: the build and test front door (GNU make).
 #
-#   make demo    play a whole client<->server SMTP conversation in memory, print it
+#   make demo    a real server on a free local port, a message sent to it, the
+#                delivered Maildir file shown (then the in-memory transcript)
 #   make test    every test that needs only cargo, a C compiler, valgrind and Python
 #                packages it installs itself (into .venv)
+#   make interop the Debian-packaged peers (Postfix smtp-source/smtp-sink, swaks, curl),
+#                installed with apt-get when missing
 #   make bench   engine benchmarks (criterion)
 #   make fuzz    how to run the fuzz targets (not run by make test or CI)
 #   make clean   remove build outputs (make distclean also removes .venv)
@@ -44,19 +47,46 @@ SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 
 VENV_PY := $(VENV)/bin/python
 PIP := $(VENV_PY) -m pip --timeout $(PIP_TIMEOUT) --disable-pip-version-check
-PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3'
+PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
+	'aiosmtpd>=1.4,<2' 'aiosmtplib>=3,<6' 'trustme>=1.1,<2'
+EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
-.PHONY: help demo test test-rust test-c c-lib c-header c-symbols c-asan c-valgrind \
+.PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-asan c-valgrind \
 	c-shared test-python python-env python-install bench fuzz clean distclean
 
 help:
 	@sed -n '3,12s/^# \{0,1\}//p' Makefile
 
-demo:
-	$(CARGO) run --release -p smtp-core --example transcript
+examples:
+	$(CARGO) build --release -p smtp-core --examples
 
-test: test-rust test-c test-python
+demo: examples
+	SMTPX_EXAMPLES=$(EXAMPLES_DIR) examples/demo.sh
+	@echo
+	@echo "== the engine alone: a client and a server session talking in memory"
+	$(EXAMPLES_DIR)/transcript
+
+test: test-rust test-c test-python test-interop-python
 	@echo "make test: all passed"
+
+## Interop with Python peers: smtplib and aiosmtplib against smtp-server, smtp-send
+## against aiosmtpd (the example programs, real sockets, real TLS).
+test-interop-python: examples python-env
+	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/interop
+
+## Interop with Debian-packaged peers (needs root for apt-get when they are missing).
+interop: examples
+	@missing=""; \
+	command -v smtp-source >/dev/null || missing="$$missing postfix"; \
+	command -v swaks >/dev/null || missing="$$missing swaks"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends $$missing; \
+	fi
+	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/postfix-tools.sh
 
 ## Rust: the core's tests, and smtp-ffi's (including the header check).
 test-rust:
@@ -129,7 +159,7 @@ bench:
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"
-	@echo "  server_session  reply_parser  stuffing"
+	@echo "  server_session  client_session  reply_parser  stuffing"
 	@echo "Install cargo-fuzz once:"
 	@echo "  cargo install cargo-fuzz --locked"
 	@echo "Then run one target (until stopped; add -- -max_total_time=60 for a minute):"

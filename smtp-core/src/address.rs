@@ -241,16 +241,20 @@ fn split_path(input: &str) -> Result<(&str, &str), AddressError> {
     }
 }
 
-/// Finds the `>` that closes a path, skipping any inside a quoted local part.
+/// Finds the `>` that closes a path, skipping any inside a quoted local part or an
+/// address literal (RFC 5321 allows both characters in each).
 fn find_path_end(s: &str) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut quoted = false;
+    let mut literal = false;
     while i < bytes.len() {
         match bytes[i] {
             b'\\' if quoted => i += 1,
-            b'"' => quoted = !quoted,
-            b'>' if !quoted => return Some(i),
+            b'"' if !literal => quoted = !quoted,
+            b'[' if !quoted => literal = true,
+            b']' if !quoted => literal = false,
+            b'>' if !quoted && !literal => return Some(i),
             _ => {}
         }
         i += 1;
@@ -288,7 +292,8 @@ fn validate_mailbox(text: &str) -> Result<usize, AddressError> {
         }
         end
     } else {
-        let at = text.rfind('@').ok_or(AddressError::MissingAt)?;
+        // A dot-string holds no `@`, so the first one separates (a literal may hold more).
+        let at = text.find('@').ok_or(AddressError::MissingAt)?;
         if !is_dot_string(&text[..at]) {
             return Err(if at == 0 {
                 AddressError::MissingAt

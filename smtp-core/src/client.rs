@@ -225,8 +225,11 @@ pub struct TransactionResult {
 impl TransactionResult {
     /// True when the message was accepted for at least one recipient.
     pub fn is_success(&self) -> bool {
+        // Under LMTP `data` is only the last recipient's delivery reply: the per-recipient
+        // deliveries (which `is_accepted` checks) decide, not whether the last one failed.
+        let lmtp = self.recipients.iter().any(|r| r.delivery.is_some());
         self.mail.is_completion()
-            && self.data.as_ref().is_some_and(Reply::is_completion)
+            && (lmtp || self.data.as_ref().is_some_and(Reply::is_completion))
             && self.recipients.iter().any(RecipientResult::is_accepted)
     }
 
@@ -589,7 +592,8 @@ impl ClientSession {
     }
 
     /// Tells the session the time; a reply overdue ends the session with
-    /// [`ClientError::Timeout`].
+    /// [`ClientError::Timeout`]. Commands started later count their reply deadline from the
+    /// last time the session was told, so after idle time call this before starting one.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.now = now;
         if self.next_deadline().is_some_and(|d| now >= d) {
@@ -928,6 +932,10 @@ impl ClientSession {
             return;
         }
         let fatal = error.is_fatal();
+        if fatal {
+            // A body request queued before the failure can no longer be served.
+            self.events.retain(|e| *e != ClientEvent::SendBody);
+        }
         self.events.push_back(ClientEvent::Error(error));
         if fatal {
             self.state = State::Closed;

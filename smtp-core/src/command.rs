@@ -515,8 +515,9 @@ fn parse_bdat(rest: &str) -> Result<Command, CommandError> {
     const USAGE: &str = "BDAT size [LAST]";
     let mut words = rest.split(' ').filter(|w| !w.is_empty());
     let size = words.next().ok_or(CommandError::Syntax(USAGE))?;
-    // 19 digits always fit in a u64; anything longer is no real chunk size.
-    if size.is_empty() || size.len() > 19 || !size.bytes().all(|b| b.is_ascii_digit()) {
+    // RFC 3030 allows any number of digits; past 20 none fits in a u64, and parse catches
+    // overflow within 20.
+    if size.is_empty() || size.len() > 20 || !size.bytes().all(|b| b.is_ascii_digit()) {
         return Err(CommandError::Syntax(USAGE));
     }
     let size = size.parse().map_err(|_| CommandError::Syntax(USAGE))?;
@@ -610,7 +611,8 @@ impl MailParameters {
             let is = |name: &str| keyword.eq_ignore_ascii_case(name);
             if is("SIZE") {
                 let v = value.ok_or(CommandError::BadParameter("SIZE needs a value"))?;
-                if v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                // RFC 1870: 1 to 20 digits.
+                if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(CommandError::BadParameter("SIZE must be a number"));
                 }
                 set_once(

@@ -98,7 +98,11 @@ pub trait SessionHandler: Send + 'static {
     /// AUTH: check the credentials (use [`crate::auth::Secret::constant_time_eq`]).
     /// Default: refuse.
     fn auth(&mut self, _attempt: &AuthAttempt) -> Decision {
-        Decision::Reply(Reply::new(ReplyCode::AUTH_INVALID, Some(EnhancedCode::new(5, 7, 8)), "Error: authentication failed"))
+        Decision::Reply(Reply::new(
+            ReplyCode::AUTH_INVALID,
+            Some(EnhancedCode::new(5, 7, 8)),
+            "Error: authentication failed",
+        ))
     }
 
     /// MAIL FROM.
@@ -176,7 +180,10 @@ impl<S: SessionHandler> Dispatch<S> {
     pub fn new(handler: S, tls: bool) -> Dispatch<S> {
         Dispatch {
             handler: Some(handler),
-            transaction: Transaction { tls, ..Transaction::default() },
+            transaction: Transaction {
+                tls,
+                ..Transaction::default()
+            },
             data_error: None,
             closed: false,
         }
@@ -185,7 +192,12 @@ impl<S: SessionHandler> Dispatch<S> {
     /// A dispatcher for a connection the handler refused in [`Handler::connect`]: the
     /// refusal is the session's reply to Connect.
     pub fn refused() -> Dispatch<S> {
-        Dispatch { handler: None, transaction: Transaction::default(), data_error: None, closed: false }
+        Dispatch {
+            handler: None,
+            transaction: Transaction::default(),
+            data_error: None,
+            closed: false,
+        }
     }
 
     /// The session handler, while the connection lasts.
@@ -237,7 +249,11 @@ impl<S: SessionHandler> Dispatch<S> {
     fn hook(&mut self, event: ServerEvent<'_>) -> Option<Decision> {
         let Some(h) = self.handler.as_mut() else {
             return event.needs_decision().then(|| {
-                Decision::Reply(Reply::new(ReplyCode::BAD_SEQUENCE, Some(EnhancedCode::new(5, 5, 1)), "Error: session rejected"))
+                Decision::Reply(Reply::new(
+                    ReplyCode::BAD_SEQUENCE,
+                    Some(EnhancedCode::new(5, 5, 1)),
+                    "Error: session rejected",
+                ))
             });
         };
         let t = &mut self.transaction;
@@ -317,7 +333,10 @@ impl<S: SessionHandler> Dispatch<S> {
 
     fn reset_transaction(&mut self) {
         let tls = self.transaction.tls;
-        self.transaction = Transaction { tls, ..Transaction::default() };
+        self.transaction = Transaction {
+            tls,
+            ..Transaction::default()
+        };
     }
 
     /// The TLS handshake succeeded; call after [`ServerSession::tls_established`].
@@ -370,16 +389,28 @@ pub struct PasswordAuth<H> {
 
 impl<H> PasswordAuth<H> {
     /// Wraps `inner` with these user names and passwords.
-    pub fn new<U: Into<String>, P: Into<String>>(inner: H, users: impl IntoIterator<Item = (U, P)>) -> PasswordAuth<H> {
-        let users = users.into_iter().map(|(u, p)| (u.into(), Secret::new(p))).collect();
-        PasswordAuth { inner, users: Arc::new(users) }
+    pub fn new<U: Into<String>, P: Into<String>>(
+        inner: H,
+        users: impl IntoIterator<Item = (U, P)>,
+    ) -> PasswordAuth<H> {
+        let users = users
+            .into_iter()
+            .map(|(u, p)| (u.into(), Secret::new(p)))
+            .collect();
+        PasswordAuth {
+            inner,
+            users: Arc::new(users),
+        }
     }
 }
 
 impl<H: Handler> Handler for PasswordAuth<H> {
     type Session = PasswordAuthSession<H::Session>;
     fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply> {
-        Ok(PasswordAuthSession { inner: self.inner.connect(info)?, users: Arc::clone(&self.users) })
+        Ok(PasswordAuthSession {
+            inner: self.inner.connect(info)?,
+            users: Arc::clone(&self.users),
+        })
     }
 }
 
@@ -405,11 +436,16 @@ impl<S: SessionHandler> SessionHandler for PasswordAuthSession<S> {
             let password_ok = password.constant_time_eq(attempt.password.expose());
             ok |= user_ok & password_ok;
         }
-        let authz_ok = attempt.authorization_id.is_empty() || attempt.authorization_id == attempt.username;
+        let authz_ok =
+            attempt.authorization_id.is_empty() || attempt.authorization_id == attempt.username;
         if ok && authz_ok {
             Decision::Accept
         } else {
-            Decision::Reply(Reply::new(ReplyCode::AUTH_INVALID, Some(EnhancedCode::new(5, 7, 8)), "Error: authentication failed"))
+            Decision::Reply(Reply::new(
+                ReplyCode::AUTH_INVALID,
+                Some(EnhancedCode::new(5, 7, 8)),
+                "Error: authentication failed",
+            ))
         }
     }
     fn mail(&mut self, from: &ReversePath, params: &MailParameters) -> Decision {
@@ -485,7 +521,11 @@ mod tests {
         fn rcpt(&mut self, to: &ForwardPath, _: &RcptParameters) -> Decision {
             self.calls.push(format!("rcpt {to}"));
             if to.as_str().starts_with("no") {
-                Decision::Reply(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, Some(EnhancedCode::new(5, 1, 1)), "no"))
+                Decision::Reply(Reply::new(
+                    ReplyCode::MAILBOX_UNAVAILABLE,
+                    Some(EnhancedCode::new(5, 1, 1)),
+                    "no",
+                ))
             } else {
                 Decision::Accept
             }
@@ -496,8 +536,16 @@ mod tests {
         }
         fn data_end(&mut self, t: &Transaction) -> Decision {
             let to: Vec<_> = t.recipients.iter().map(|r| r.as_str().to_owned()).collect();
-            self.calls.push(format!("data_end from={} to={}", t.from.as_ref().unwrap(), to.join(",")));
-            Decision::Reply(Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 0, 0)), "queued as X1"))
+            self.calls.push(format!(
+                "data_end from={} to={}",
+                t.from.as_ref().unwrap(),
+                to.join(",")
+            ));
+            Decision::Reply(Reply::new(
+                ReplyCode::OK,
+                Some(EnhancedCode::new(2, 0, 0)),
+                "queued as X1",
+            ))
         }
         fn reset(&mut self) {
             self.calls.push("reset".into());
@@ -539,12 +587,19 @@ mod tests {
         struct Full;
         impl SessionHandler for Full {
             fn data_chunk(&mut self, _: &[u8]) -> Result<(), Reply> {
-                Err(Reply::new(ReplyCode::INSUFFICIENT_STORAGE, Some(EnhancedCode::new(4, 3, 1)), "disk full"))
+                Err(Reply::new(
+                    ReplyCode::INSUFFICIENT_STORAGE,
+                    Some(EnhancedCode::new(4, 3, 1)),
+                    "disk full",
+                ))
             }
         }
         let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
         let mut dispatch = Dispatch::new(Full, false);
-        session.receive(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\n", Duration::ZERO);
+        session.receive(
+            b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\n",
+            Duration::ZERO,
+        );
         dispatch.run(&mut session, None);
         dispatch.run(&mut session, None);
         let out = String::from_utf8(session.take_output()).unwrap();
@@ -555,7 +610,11 @@ mod tests {
     fn refused_connection() {
         let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
         let mut dispatch: Dispatch<DiscardSession> = Dispatch::refused();
-        let refusal = Reply::new(ReplyCode::SERVICE_UNAVAILABLE, Some(EnhancedCode::new(4, 7, 0)), "too busy");
+        let refusal = Reply::new(
+            ReplyCode::SERVICE_UNAVAILABLE,
+            Some(EnhancedCode::new(4, 7, 0)),
+            "too busy",
+        );
         assert_eq!(dispatch.run(&mut session, Some(&refusal)), Flow::Close);
         assert_eq!(session.take_output(), b"421 4.7.0 too busy\r\n");
     }

@@ -23,6 +23,7 @@ pub mod handler;
 pub mod maildir;
 pub mod reply;
 pub mod server;
+pub mod tls;
 
 pub use address::{Address, ForwardPath, ReversePath};
 pub use client::{

@@ -802,7 +802,18 @@ impl ReplyParser {
         if line.len() > self.limits.max_line_len {
             return Err(ReplyError::LineTooLong);
         }
-        let (code, last, mut text) = split_line(line)?;
+        let (code, last, text) = split_line(line)?;
+        // A CR inside the text becomes a space before anything reads it, so what is parsed
+        // here is what a writer of the parsed reply would put on the wire.
+        let cleaned: std::borrow::Cow<'_, [u8]> = if text.contains(&b'\r') {
+            text.iter()
+                .map(|&b| if b == b'\r' { b' ' } else { b })
+                .collect::<Vec<u8>>()
+                .into()
+        } else {
+            text.into()
+        };
+        let mut text: &[u8] = &cleaned;
         if let Some(current) = self.code
             && current != code
         {

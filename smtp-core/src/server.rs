@@ -541,7 +541,9 @@ impl ServerSession {
     /// True between transactions: no sender, message, AUTH exchange or decision in
     /// progress. A server shutting down may end an idle session without losing anything.
     pub fn is_idle(&self) -> bool {
-        !self.in_transaction && self.pending.is_none() && matches!(self.phase, Phase::Command | Phase::Rejected)
+        !self.in_transaction
+            && self.pending.is_none()
+            && matches!(self.phase, Phase::Command | Phase::Rejected)
     }
 
     /// True while a decision event is unanswered.
@@ -1030,7 +1032,11 @@ impl ServerSession {
             );
         }
         if hello == HelloVerb::Helo && params != MailParameters::default() {
-            return self.unsupported_parameter("parameters need EHLO");
+            return self.refuse(
+                ReplyCode::PARAMETERS_UNRECOGNIZED,
+                (5, 5, 4),
+                "Error: MAIL parameters need EHLO",
+            );
         }
         if let Some(size) = params.size {
             if size > self.config.max_message_size {

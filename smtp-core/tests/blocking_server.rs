@@ -20,8 +20,13 @@ struct Peer {
 impl Peer {
     fn connect(addr: SocketAddr) -> Peer {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Peer { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Peer {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
     }
 
     /// Reads one whole reply; returns its last line.
@@ -53,10 +58,18 @@ impl Peer {
     }
 }
 
-fn start<H: Handler>(handler: H, config: ServerConfig, tweak: impl FnOnce(&mut ServerOptions)) -> Server {
+fn start<H: Handler>(
+    handler: H,
+    config: ServerConfig,
+    tweak: impl FnOnce(&mut ServerOptions),
+) -> Server {
     let mut options = ServerOptions::new(config);
     tweak(&mut options);
-    Server::builder(handler, options).listen("127.0.0.1:0").unwrap().start().unwrap()
+    Server::builder(handler, options)
+        .listen("127.0.0.1:0")
+        .unwrap()
+        .start()
+        .unwrap()
 }
 
 fn config() -> ServerConfig {
@@ -78,7 +91,10 @@ struct CountingSession {
 impl Handler for Counting {
     type Session = CountingSession;
     fn connect(&self, _: &ConnectionInfo) -> Result<CountingSession, Reply> {
-        Ok(CountingSession { shared: self.clone(), body: Vec::new() })
+        Ok(CountingSession {
+            shared: self.clone(),
+            body: Vec::new(),
+        })
     }
 }
 
@@ -90,7 +106,11 @@ impl SessionHandler for CountingSession {
         Ok(())
     }
     fn data_end(&mut self, _: &Transaction) -> Decision {
-        self.shared.bodies.lock().unwrap().push(std::mem::take(&mut self.body));
+        self.shared
+            .bodies
+            .lock()
+            .unwrap()
+            .push(std::mem::take(&mut self.body));
         self.shared.delivered.fetch_add(1, Ordering::SeqCst);
         Decision::Accept
     }
@@ -115,7 +135,10 @@ fn a_transaction_over_loopback_with_pipelining() {
     assert_eq!(peer.reply(), "250 2.0.0 Ok: queued");
     assert_eq!(peer.command("QUIT"), "221 2.0.0 Bye");
     assert!(peer.is_closed());
-    assert_eq!(handler.bodies.lock().unwrap().as_slice(), [b"Subject: x\r\n\r\n.dot\r\n".to_vec()]);
+    assert_eq!(
+        handler.bodies.lock().unwrap().as_slice(),
+        [b"Subject: x\r\n\r\n.dot\r\n".to_vec()]
+    );
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }
 
@@ -209,7 +232,11 @@ fn grace_period_cuts_a_stalled_transaction() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(server.shutdown(Duration::from_millis(300)), 1);
     assert_eq!(handler.delivered.load(Ordering::SeqCst), 0);
-    assert_eq!(handler.aborted.load(Ordering::SeqCst), 1, "the partial message was dropped");
+    assert_eq!(
+        handler.aborted.load(Ordering::SeqCst),
+        1,
+        "the partial message was dropped"
+    );
 }
 
 #[test]
@@ -246,7 +273,10 @@ fn a_thousand_concurrent_connections() {
     }
     assert_eq!(server.active_connections(), 1000);
     for (i, p) in peers.iter_mut().enumerate() {
-        p.send(format!("HELO c{i}\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n").as_bytes());
+        p.send(
+            format!("HELO c{i}\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n")
+                .as_bytes(),
+        );
     }
     for p in &mut peers {
         for _ in 0..4 {

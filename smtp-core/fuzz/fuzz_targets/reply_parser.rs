@@ -32,22 +32,38 @@ fn check_reply(reply: &Reply, raw: &[u8]) {
     // Known issue, reported: a bare CR becomes a space only after the enhanced code was
     // looked for, so `250 2.0.0<CR>x` reads as text "2.0.0 x" and is written back as an
     // enhanced code. Skip such replies here until the reader handles them.
-    let bare_cr = raw.iter().enumerate().any(|(i, &b)| b == b'\r' && raw.get(i + 1) != Some(&b'\n'));
+    let bare_cr = raw
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && raw.get(i + 1) != Some(&b'\n'));
     if bare_cr {
         return;
     }
     // What was read must survive being written and read again: a relay passes replies on.
     // Generous limits, as writing adds the enhanced code to every line and lossy UTF-8 grows.
     let wire = reply.to_bytes();
-    let mut again = ReplyParser::new(ReplyLimits { max_line_len: usize::MAX, max_lines: usize::MAX });
+    let mut again = ReplyParser::new(ReplyLimits {
+        max_line_len: usize::MAX,
+        max_lines: usize::MAX,
+    });
     let (consumed, reread) = again.feed(&wire).expect("a written reply must parse");
     assert_eq!(consumed, wire.len());
-    assert_eq!(reread.as_ref(), Some(reply), "wire: {:?}", String::from_utf8_lossy(&wire));
+    assert_eq!(
+        reread.as_ref(),
+        Some(reply),
+        "wire: {:?}",
+        String::from_utf8_lossy(&wire)
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [l0, l1, s0, s1, s2, input @ ..] = data else { return };
-    let limits = ReplyLimits { max_line_len: usize::from(*l0) * 4, max_lines: usize::from(*l1 % 32) };
+    let [l0, l1, s0, s1, s2, input @ ..] = data else {
+        return;
+    };
+    let limits = ReplyLimits {
+        max_line_len: usize::from(*l0) * 4,
+        max_lines: usize::from(*l1 % 32),
+    };
     let mut rng = Rng(u32::from_le_bytes([*s0, *s1, *s2, 0x3c]) | 1);
     let max_chunk = 1 + rng.below(64);
     let mut parser = ReplyParser::new(limits);
@@ -64,11 +80,19 @@ fuzz_target!(|data: &[u8]| {
             match parser.feed(chunk) {
                 Ok((consumed, reply)) => {
                     assert!(failed.is_none(), "parser recovered after {failed:?}");
-                    assert!(consumed <= chunk.len(), "consumed {consumed} of {}", chunk.len());
+                    assert!(
+                        consumed <= chunk.len(),
+                        "consumed {consumed} of {}",
+                        chunk.len()
+                    );
                     match reply {
                         Some(reply) => {
                             assert!(consumed > 0, "a reply out of nothing");
-                            assert_eq!(chunk[consumed - 1], b'\n', "a reply must end at a line end");
+                            assert_eq!(
+                                chunk[consumed - 1],
+                                b'\n',
+                                "a reply must end at a line end"
+                            );
                             assert!(reply.lines().len() <= limits.max_lines.max(1));
                             let end = input.len() - rest.len() - chunk.len() + consumed;
                             check_reply(&reply, &input[reply_start..end]);

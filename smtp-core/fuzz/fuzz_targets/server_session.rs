@@ -50,7 +50,11 @@ fn reply_from(rng: &mut Rng) -> Reply {
     let code = ReplyCode::new(CODES[rng.below(CODES.len() as u32) as usize]).unwrap();
     let enhanced = match rng.below(3) {
         0 => None,
-        _ => Some(EnhancedCode::new((code.get() / 100) as u8, rng.below(8) as u16, rng.below(20) as u16)),
+        _ => Some(EnhancedCode::new(
+            (code.get() / 100) as u8,
+            rng.below(8) as u16,
+            rng.below(20) as u16,
+        )),
     };
     // Text with CR/LF must never break the output's framing.
     let text = match rng.below(4) {
@@ -66,12 +70,24 @@ fn check_output(out: &[u8]) {
     if out.is_empty() {
         return;
     }
-    assert!(out.ends_with(b"\r\n"), "output ends mid-line: {:?}", String::from_utf8_lossy(out));
+    assert!(
+        out.ends_with(b"\r\n"),
+        "output ends mid-line: {:?}",
+        String::from_utf8_lossy(out)
+    );
     for line in out[..out.len() - 1].split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or_else(|| panic!("bare LF in output: {out:?}"));
+        let line = line
+            .strip_suffix(b"\r")
+            .unwrap_or_else(|| panic!("bare LF in output: {out:?}"));
         assert!(!line.contains(&b'\r'), "bare CR in output: {out:?}");
-        assert!(line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit), "line without a code: {line:?}");
-        assert!(line.len() == 3 || matches!(line[3], b' ' | b'-'), "bad separator: {line:?}");
+        assert!(
+            line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit),
+            "line without a code: {line:?}"
+        );
+        assert!(
+            line.len() == 3 || matches!(line[3], b' ' | b'-'),
+            "bad separator: {line:?}"
+        );
     }
 }
 
@@ -90,7 +106,9 @@ impl Driver {
         let mut progressed = false;
         loop {
             let mut tls = false;
-            let Some(event) = self.session.poll_event() else { break };
+            let Some(event) = self.session.poll_event() else {
+                break;
+            };
             progressed = true;
             assert!(!self.closed, "event after Close: {event:?}");
             let decide = event.needs_decision();
@@ -99,7 +117,11 @@ impl Driver {
                 ServerEvent::MessageData(data) => {
                     assert!(!data.is_empty(), "empty MessageData");
                     self.message_bytes += data.len() as u64;
-                    assert!(self.message_bytes <= MAX_MESSAGE_SIZE, "{} bytes of content delivered", self.message_bytes);
+                    assert!(
+                        self.message_bytes <= MAX_MESSAGE_SIZE,
+                        "{} bytes of content delivered",
+                        self.message_bytes
+                    );
                 }
                 ServerEvent::MessageEnd | ServerEvent::MessageAborted(_) => {}
                 ServerEvent::StartTls => tls = true,
@@ -112,9 +134,14 @@ impl Driver {
                 } else {
                     Decision::Accept
                 };
-                self.session.decide(decision).expect("the event asked for a decision");
+                self.session
+                    .decide(decision)
+                    .expect("the event asked for a decision");
             } else {
-                assert!(self.session.decide(Decision::Accept).is_err(), "decision pending without a decision event");
+                assert!(
+                    self.session.decide(Decision::Accept).is_err(),
+                    "decision pending without a decision event"
+                );
             }
             if tls {
                 // The 220 for STARTTLS must already be out, whole, before the handshake.
@@ -131,7 +158,9 @@ impl Driver {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [style, s0, s1, s2, input @ ..] = data else { return };
+    let [style, s0, s1, s2, input @ ..] = data else {
+        return;
+    };
     let mut rng = Rng(u32::from_le_bytes([*s0, *s1, *s2, 0x5a]) | 1);
     let max_chunk = match style & 0x0e {
         0 => 1,
@@ -164,11 +193,18 @@ fuzz_target!(|data: &[u8]| {
         }
         while !chunk.is_empty() {
             let taken = d.session.receive(chunk, d.now);
-            assert!(taken <= chunk.len(), "took {taken} of {} bytes", chunk.len());
+            assert!(
+                taken <= chunk.len(),
+                "took {taken} of {} bytes",
+                chunk.len()
+            );
             chunk = &chunk[taken..];
             let progressed = d.poll_round();
             // A session that takes nothing and does nothing would hang its driver.
-            assert!(taken > 0 || progressed || d.closed, "session stalled with input pending");
+            assert!(
+                taken > 0 || progressed || d.closed,
+                "session stalled with input pending"
+            );
         }
     }
 

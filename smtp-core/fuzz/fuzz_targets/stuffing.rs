@@ -61,7 +61,9 @@ fn chunks<'a>(bytes: &'a [u8], rng: &mut Rng, max: u32) -> Vec<&'a [u8]> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [s0, s1, s2, message @ ..] = data else { return };
+    let [s0, s1, s2, message @ ..] = data else {
+        return;
+    };
     let mut rng = Rng(u32::from_le_bytes([*s0, *s1, *s2, 0x77]) | 1);
     let max = 1 + rng.below(32);
     let expected = canonical(message);
@@ -72,22 +74,46 @@ fuzz_target!(|data: &[u8]| {
         stuffer.stuff(chunk, &mut wire);
     }
     stuffer.finish(&mut wire);
-    assert_eq!(wire, stuff_message(message), "chunked stuffing differs from whole-message stuffing");
+    assert_eq!(
+        wire,
+        stuff_message(message),
+        "chunked stuffing differs from whole-message stuffing"
+    );
 
     let mut content = Vec::new();
     let mut receiver = DataReceiver::new(BareLinePolicy::Reject);
     let mut consumed = 0;
     for chunk in chunks(&wire, &mut rng, max) {
-        assert!(!receiver.is_finished(), "finished {} bytes before the end", wire.len() - consumed);
+        assert!(
+            !receiver.is_finished(),
+            "finished {} bytes before the end",
+            wire.len() - consumed
+        );
         let progress = receiver.feed(chunk, &mut content);
         consumed += progress.consumed;
-        assert_eq!(progress.finished, consumed == wire.len(), "finished at {consumed} of {}", wire.len());
-        assert_eq!(progress.consumed, chunk.len(), "stopped inside a chunk at {consumed} of {}", wire.len());
+        assert_eq!(
+            progress.finished,
+            consumed == wire.len(),
+            "finished at {consumed} of {}",
+            wire.len()
+        );
+        assert_eq!(
+            progress.consumed,
+            chunk.len(),
+            "stopped inside a chunk at {consumed} of {}",
+            wire.len()
+        );
     }
     assert!(receiver.is_finished(), "never finished");
-    assert!(!receiver.saw_bare_line_ending(), "the stuffer let a bare line ending through");
+    assert!(
+        !receiver.saw_bare_line_ending(),
+        "the stuffer let a bare line ending through"
+    );
     assert_eq!(receiver.content_len(), content.len() as u64);
-    assert!(content == expected, "content {content:?}\nexpected {expected:?}\nwire {wire:?}");
+    assert!(
+        content == expected,
+        "content {content:?}\nexpected {expected:?}\nwire {wire:?}"
+    );
 
     // BDAT mode: the same canonical content, with no stuffing and no terminator.
     let mut bdat = Vec::new();
@@ -96,5 +122,8 @@ fuzz_target!(|data: &[u8]| {
         canonicalizer.stuff(chunk, &mut bdat);
     }
     canonicalizer.finish(&mut bdat);
-    assert!(bdat == expected, "canonicalised {bdat:?}\nexpected {expected:?}");
+    assert!(
+        bdat == expected,
+        "canonicalised {bdat:?}\nexpected {expected:?}"
+    );
 });

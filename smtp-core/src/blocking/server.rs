@@ -54,7 +54,13 @@ pub struct ServerOptions {
 impl ServerOptions {
     /// Options with the defaults documented on each field.
     pub fn new(session: ServerConfig) -> ServerOptions {
-        ServerOptions { session, tls: None, max_connections: 10_000, read_buffer: 16 * 1024, thread_stack: 256 * 1024 }
+        ServerOptions {
+            session,
+            tls: None,
+            max_connections: 10_000,
+            read_buffer: 16 * 1024,
+            thread_stack: 256 * 1024,
+        }
     }
 }
 
@@ -76,7 +82,10 @@ impl<H: Handler> ServerBuilder<H> {
     /// Adds an implicit-TLS listener (port 465 style). Needs [`ServerOptions::tls`].
     pub fn listen_tls(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
         if self.options.tls.is_none() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an implicit-TLS listener needs a TLS configuration"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an implicit-TLS listener needs a TLS configuration",
+            ));
         }
         self.listeners.push((TcpListener::bind(addr)?, true));
         Ok(self)
@@ -116,7 +125,11 @@ impl<H: Handler> ServerBuilder<H> {
                 .spawn(move || accept_loop(&shared, &listener, implicit_tls))?;
             acceptors.push(handle);
         }
-        Ok(Server { shared: Some(shared), local_addrs, acceptors })
+        Ok(Server {
+            shared: Some(shared),
+            local_addrs,
+            acceptors,
+        })
     }
 }
 
@@ -131,7 +144,11 @@ pub struct Server {
 impl Server {
     /// Starts building a server around `handler`.
     pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> ServerBuilder<H> {
-        ServerBuilder { handler, options, listeners: Vec::new() }
+        ServerBuilder {
+            handler,
+            options,
+            listeners: Vec::new(),
+        }
     }
 
     /// The addresses the listeners are bound to, in the order they were added.
@@ -152,7 +169,9 @@ impl Server {
     }
 
     fn stop(&mut self, grace: Duration) -> usize {
-        let Some(shared) = self.shared.take() else { return 0 };
+        let Some(shared) = self.shared.take() else {
+            return 0;
+        };
         shared.begin_stop();
         // Wake each acceptor blocked in accept() with a connection of our own.
         for addr in &self.local_addrs {
@@ -174,8 +193,12 @@ impl Drop for Server {
 /// A wildcard bind address is not connectable everywhere; wake it through loopback.
 fn wake_addr(addr: SocketAddr) -> SocketAddr {
     match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
-        SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
         other => other,
     }
 }
@@ -208,7 +231,10 @@ struct Shared<H> {
 
 impl<H> std::fmt::Debug for Shared<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("active", &self.active).field("stopping", &self.stopping).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("active", &self.active)
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,7 +273,10 @@ impl<H: Handler> Control for Shared<H> {
         // Let the cut threads unwind their handlers (a Maildir removes its partial file).
         let until = Instant::now() + Duration::from_secs(5);
         while !connections.is_empty() && Instant::now() < until {
-            connections = match self.finished.wait_timeout(connections, Duration::from_millis(100)) {
+            connections = match self
+                .finished
+                .wait_timeout(connections, Duration::from_millis(100))
+            {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
@@ -290,20 +319,25 @@ fn accept_loop<H: Handler>(shared: &Arc<Shared<H>>, listener: &TcpListener, impl
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let stream = Arc::new(stream);
-        let live = Arc::new(Live { stream: Arc::clone(&stream), idle: AtomicBool::new(true) });
+        let live = Arc::new(Live {
+            stream: Arc::clone(&stream),
+            idle: AtomicBool::new(true),
+        });
         lock(&shared.connections).insert(id, Arc::clone(&live));
         let worker = Arc::clone(shared);
-        let spawned = thread::Builder::new().stack_size(shared.options.thread_stack).spawn(move || {
-            let result = serve(&worker, id, peer, &live, implicit_tls);
-            if let Err(e) = result {
-                log::info!("conn={id} peer={peer} ended: {e}");
-            }
-            let _ = live.stream.shutdown(Shutdown::Both);
-            let mut connections = lock(&worker.connections);
-            connections.remove(&id);
-            worker.active.fetch_sub(1, Ordering::AcqRel);
-            worker.finished.notify_all();
-        });
+        let spawned = thread::Builder::new()
+            .stack_size(shared.options.thread_stack)
+            .spawn(move || {
+                let result = serve(&worker, id, peer, &live, implicit_tls);
+                if let Err(e) = result {
+                    log::info!("conn={id} peer={peer} ended: {e}");
+                }
+                let _ = live.stream.shutdown(Shutdown::Both);
+                let mut connections = lock(&worker.connections);
+                connections.remove(&id);
+                worker.active.fetch_sub(1, Ordering::AcqRel);
+                worker.finished.notify_all();
+            });
         if let Err(e) = spawned {
             log::warn!("conn={id} peer={peer} no thread: {e}");
             lock(&shared.connections).remove(&id);
@@ -318,7 +352,10 @@ fn refuse_busy<H>(shared: &Shared<H>, stream: &TcpStream) {
     let reply = Reply::new(
         ReplyCode::SERVICE_UNAVAILABLE,
         Some(EnhancedCode::new(4, 7, 0)),
-        format!("{} Error: too many connections, try again later", shared.options.session.hostname),
+        format!(
+            "{} Error: too many connections, try again later",
+            shared.options.session.hostname
+        ),
     );
     let _ = stream.set_nonblocking(true);
     let _ = (&*stream).write_all(&reply.to_bytes());
@@ -381,7 +418,8 @@ impl Conn {
         let Conn::Plain(mut tcp) = self else {
             return Err(io::Error::other("TLS is already active"));
         };
-        let mut tls = rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        let mut tls =
+            rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
         tcp.0.set_read_timeout(Some(timeout))?;
         tcp.0.set_write_timeout(Some(timeout))?;
         while tls.is_handshaking() {
@@ -391,7 +429,13 @@ impl Conn {
     }
 }
 
-fn serve<H: Handler>(shared: &Shared<H>, id: u64, peer: SocketAddr, live: &Live, implicit_tls: bool) -> io::Result<()> {
+fn serve<H: Handler>(
+    shared: &Shared<H>,
+    id: u64,
+    peer: SocketAddr,
+    live: &Live,
+    implicit_tls: bool,
+) -> io::Result<()> {
     let options = &shared.options;
     let now = || shared.epoch.elapsed();
     let tcp = &live.stream;
@@ -399,7 +443,10 @@ fn serve<H: Handler>(shared: &Shared<H>, id: u64, peer: SocketAddr, live: &Live,
     let mut conn = Conn::Plain(SharedTcp(Arc::clone(tcp)));
     let mut config = options.session.clone();
     if implicit_tls {
-        let tls = options.tls.as_ref().ok_or_else(|| io::Error::other("no TLS configuration"))?;
+        let tls = options
+            .tls
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no TLS configuration"))?;
         conn = conn.upgrade(tls, config.command_timeout)?;
         config.tls_active = true;
     }
@@ -410,14 +457,25 @@ fn serve<H: Handler>(shared: &Shared<H>, id: u64, peer: SocketAddr, live: &Live,
         hostname: config.hostname.clone(),
         tls: implicit_tls,
     };
-    log::info!("conn={id} peer={peer} connected{}", if implicit_tls { " tls" } else { "" });
+    log::info!(
+        "conn={id} peer={peer} connected{}",
+        if implicit_tls { " tls" } else { "" }
+    );
     let (mut dispatch, refusal) = match shared.handler.connect(&info) {
         Ok(handler) => (Dispatch::new(handler, implicit_tls), None),
         Err(reply) => (Dispatch::refused(), Some(reply)),
     };
     let mut session = ServerSession::new(config, now());
     let mut buf = vec![0u8; options.read_buffer];
-    let result = drive(shared, &mut session, &mut dispatch, refusal.as_ref(), &mut conn, &mut buf, live);
+    let result = drive(
+        shared,
+        &mut session,
+        &mut dispatch,
+        refusal.as_ref(),
+        &mut conn,
+        &mut buf,
+        live,
+    );
     // Whatever ended the loop, a message in progress must not survive.
     session.receive_eof();
     dispatch.run(&mut session, refusal.as_ref());
@@ -445,10 +503,16 @@ fn drive<S: crate::handler::SessionHandler, H: Handler>(
         match flow {
             Flow::Close => return Ok(()),
             Flow::StartTls => {
-                let tls = shared.options.tls.as_ref().ok_or_else(|| io::Error::other("no TLS configuration"))?;
-                let plain = std::mem::replace(conn, Conn::Plain(SharedTcp(Arc::clone(&live.stream))));
+                let tls = shared
+                    .options
+                    .tls
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("no TLS configuration"))?;
+                let plain =
+                    std::mem::replace(conn, Conn::Plain(SharedTcp(Arc::clone(&live.stream))));
                 *conn = plain.upgrade(tls, shared.options.session.command_timeout)?;
-                conn.tcp().set_write_timeout(Some(shared.options.session.command_timeout))?;
+                conn.tcp()
+                    .set_write_timeout(Some(shared.options.session.command_timeout))?;
                 session.tls_established(now());
                 dispatch.tls_started();
                 continue;
@@ -462,7 +526,10 @@ fn drive<S: crate::handler::SessionHandler, H: Handler>(
             let reply = Reply::new(
                 ReplyCode::SERVICE_UNAVAILABLE,
                 Some(EnhancedCode::new(4, 3, 2)),
-                format!("{} Service shutting down, try again later", shared.options.session.hostname),
+                format!(
+                    "{} Service shutting down, try again later",
+                    shared.options.session.hostname
+                ),
             );
             conn.write_all(&reply.to_bytes())?;
             return Ok(());
@@ -497,7 +564,12 @@ fn drive<S: crate::handler::SessionHandler, H: Handler>(
                     session.clear_output();
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 session.handle_timeout(now());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

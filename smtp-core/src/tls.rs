@@ -1,0 +1,321 @@
+//! TLS configuration for the drivers, built on rustls with the *ring* provider.
+//!
+//! Every configuration here names its crypto provider explicitly instead of relying on a
+//! process-wide default, so that linking another crate that installs a different default
+//! (or none) never changes what smtpx does.
+//!
+//! - [`client_config`] builds a client configuration from [`TlsClientOptions`]: which roots
+//!   to trust, or (for tests only) no certificate checks at all.
+//! - [`server_config_from_pem`] and [`server_config_from_pem_files`] build a server
+//!   configuration from a PEM certificate chain and private key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// Which certificate authorities a client trusts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RootCerts {
+    /// Mozilla's root program, compiled in (the `webpki-roots` crate). Works the same on
+    /// every machine, including minimal containers without a CA bundle.
+    #[default]
+    WebPki,
+    /// The operating system's trust store (`rustls-native-certs`). Fails when it holds no
+    /// usable certificate.
+    System,
+    /// The certificates in a PEM file (for a private CA).
+    PemFile(PathBuf),
+    /// The certificates in PEM text (for a private CA, or a test's self-signed certificate).
+    Pem(Vec<u8>),
+}
+
+/// How a client sets up TLS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsClientOptions {
+    /// The certificate authorities to trust. Default [`RootCerts::WebPki`].
+    pub roots: RootCerts,
+    /// Accept any server certificate: expired, self-signed, or for another name. The
+    /// handshake's signatures are still checked, but the server is not authenticated, so
+    /// anyone on the path can read and change the mail. For tests only. Default false.
+    pub dangerous_accept_invalid_certs: bool,
+}
+
+/// A TLS configuration could not be built: which file or setting, and what failed.
+#[derive(Debug)]
+pub struct TlsError {
+    message: String,
+}
+
+impl TlsError {
+    fn new(message: impl Into<String>) -> TlsError {
+        TlsError {
+            message: message.into(),
+        }
+    }
+
+    /// The whole message, the same as the `Display` form.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The one provider every configuration here uses.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration as `options` say; share the result between connections (it
+/// caches session tickets for resumption).
+///
+/// ```
+/// use smtp_core::tls::{client_config, TlsClientOptions};
+/// let config = client_config(&TlsClientOptions::default()).unwrap();
+/// assert!(config.enable_sni);
+/// ```
+pub fn client_config(options: &TlsClientOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::new(format!("TLS client configuration: {e}")))?;
+    let config = if options.dangerous_accept_invalid_certs {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert {
+                algorithms: provider.signature_verification_algorithms,
+            }))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(root_store(&options.roots)?)
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+fn root_store(roots: &RootCerts) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        RootCerts::WebPki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        RootCerts::System => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Err(TlsError::new(format!(
+                    "no usable root certificate in the system trust store{why}"
+                )));
+            }
+        }
+        RootCerts::PemFile(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                TlsError::new(format!(
+                    "cannot read root certificates {}: {e}",
+                    path.display()
+                ))
+            })?;
+            add_pem_roots(&mut store, &pem)
+                .map_err(|e| TlsError::new(format!("root certificates {}: {e}", path.display())))?;
+        }
+        RootCerts::Pem(pem) => add_pem_roots(&mut store, pem)
+            .map_err(|e| TlsError::new(format!("root certificates (PEM text): {e}")))?,
+    }
+    Ok(store)
+}
+
+fn add_pem_roots(store: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
+        store
+            .add(cert)
+            .map_err(|e| format!("unusable certificate: {e}"))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err("no CERTIFICATE block found".into());
+    }
+    Ok(())
+}
+
+/// Trusts every certificate, but still checks that the server holds the key of the
+/// certificate it sent, so the handshake itself is sound.
+#[derive(Debug)]
+struct AcceptAnyServerCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A server configuration from a PEM certificate chain (leaf first) and a PEM private key
+/// (PKCS#8, PKCS#1 or SEC1) in two files; clients are not asked for certificates.
+pub fn server_config_from_pem_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cert_pem = std::fs::read(cert).map_err(|e| {
+        TlsError::new(format!(
+            "cannot read TLS certificate {}: {e}",
+            cert.display()
+        ))
+    })?;
+    let key_pem = std::fs::read(key)
+        .map_err(|e| TlsError::new(format!("cannot read TLS key {}: {e}", key.display())))?;
+    let chain = parse_chain(&cert_pem)
+        .map_err(|e| TlsError::new(format!("TLS certificate {}: {e}", cert.display())))?;
+    let private_key = parse_key(&key_pem)
+        .map_err(|e| TlsError::new(format!("TLS key {}: {e}", key.display())))?;
+    build_server_config(chain, private_key).map_err(|e| {
+        TlsError::new(format!(
+            "TLS certificate {} with key {}: {e}",
+            cert.display(),
+            key.display()
+        ))
+    })
+}
+
+/// A server configuration from PEM text: a certificate chain (leaf first) and a private
+/// key; clients are not asked for certificates.
+pub fn server_config_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain =
+        parse_chain(cert_pem).map_err(|e| TlsError::new(format!("TLS certificate: {e}")))?;
+    let private_key = parse_key(key_pem).map_err(|e| TlsError::new(format!("TLS key: {e}")))?;
+    build_server_config(chain, private_key)
+        .map_err(|e| TlsError::new(format!("TLS certificate and key: {e}")))
+}
+
+fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block found".into());
+    }
+    Ok(chain)
+}
+
+fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY block found".to_owned(),
+        e => format!("bad PEM: {e}"),
+    })
+}
+
+fn build_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("rejected: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_client_config_builds() {
+        assert!(client_config(&TlsClientOptions::default()).is_ok());
+        let insecure = TlsClientOptions {
+            dangerous_accept_invalid_certs: true,
+            ..TlsClientOptions::default()
+        };
+        assert!(client_config(&insecure).is_ok());
+    }
+
+    #[test]
+    fn bad_pem_roots_are_reported() {
+        let options = TlsClientOptions {
+            roots: RootCerts::Pem(b"not a certificate".to_vec()),
+            ..TlsClientOptions::default()
+        };
+        let e = client_config(&options).unwrap_err();
+        assert!(e.to_string().contains("no CERTIFICATE"), "{e}");
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let e = server_config_from_pem_files(
+            Path::new("no-such-cert.pem"),
+            Path::new("no-such-key.pem"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no-such-cert.pem"), "{e}");
+        let options = TlsClientOptions {
+            roots: RootCerts::PemFile(PathBuf::from("no-such-ca.pem")),
+            ..TlsClientOptions::default()
+        };
+        let e = client_config(&options).unwrap_err();
+        assert!(e.to_string().contains("no-such-ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn server_config_from_generated_pem() {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = generated.cert.pem();
+        let key = generated.signing_key.serialize_pem();
+        assert!(server_config_from_pem(cert.as_bytes(), key.as_bytes()).is_ok());
+        let e = server_config_from_pem(cert.as_bytes(), b"").unwrap_err();
+        assert!(e.to_string().contains("no PRIVATE KEY"), "{e}");
+        let e = server_config_from_pem(key.as_bytes(), key.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("no CERTIFICATE"), "{e}");
+    }
+}
