@@ -53,6 +53,9 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
         return self.proc.returncode
 
 
@@ -67,6 +70,7 @@ def start_server(maildir: pathlib.Path, *flags: str) -> RunningServer:
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
+        proc.wait(timeout=5)
         raise RuntimeError(f"smtp-server did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
     host, port = line.removeprefix("listening on ").rsplit(":", 1)
     return RunningServer(proc, host, int(port), maildir)

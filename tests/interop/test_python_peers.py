@@ -61,14 +61,15 @@ def test_smtplib_starttls_and_login(tmp_path: pathlib.Path, ca, cert_files) -> N
     try:
         ctx = ssl.create_default_context()
         ca.configure_trust(ctx)
-        with smtplib.SMTP(server.host, server.port, timeout=10) as client:
+        # smtplib checks the certificate against the host it connected to.
+        with smtplib.SMTP("localhost", server.port, timeout=10) as client:
             client.ehlo("client.test")
             assert client.has_extn("starttls")
             assert not client.has_extn("auth"), "AUTH must not be offered before TLS"
             with pytest.raises(smtplib.SMTPSenderRefused) as before_tls:
                 client.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nhi\r\n")
             assert before_tls.value.smtp_code == 530
-            client.starttls(context=ctx, server_hostname="localhost")
+            client.starttls(context=ctx)
             client.ehlo("client.test")
             assert "PLAIN" in client.esmtp_features["auth"]
             with pytest.raises(smtplib.SMTPAuthenticationError):
@@ -92,7 +93,7 @@ def test_smtplib_implicit_tls(tmp_path: pathlib.Path, ca, cert_files) -> None:  
         port = int(tls_line.rsplit(":", 1)[1])
         ctx = ssl.create_default_context()
         ca.configure_trust(ctx)
-        with smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=ctx, server_hostname="localhost") as client:
+        with smtplib.SMTP_SSL("localhost", port, timeout=10, context=ctx) as client:
             client.sendmail("a@example.org", ["b@example.net"], b"Subject: 465\r\n\r\nhi\r\n")
         files = server.wait_for(1)
         assert b"with ESMTPS id" in files[0]
