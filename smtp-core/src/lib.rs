@@ -33,3 +33,8 @@ pub use command::Command;
 pub use data::BareLinePolicy;
 pub use reply::{EnhancedCode, Reply, ReplyCode};
 pub use server::{Decision, ServerConfig, ServerEvent, ServerSession};
+
+/// The README's Rust quick start, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
