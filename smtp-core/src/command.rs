@@ -585,11 +585,23 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn other_parameter(keyword: &str, value: Option<&str>) -> Parameter {
-    Parameter {
+/// Keeps a parameter this library does not interpret; a repeated one is an error.
+fn push_other(
+    other: &mut Vec<Parameter>,
+    keyword: &str,
+    value: Option<&str>,
+) -> Result<(), CommandError> {
+    if other
+        .iter()
+        .any(|o| o.keyword.eq_ignore_ascii_case(keyword))
+    {
+        return Err(CommandError::BadParameter("repeated parameter"));
+    }
+    other.push(Parameter {
         keyword: keyword.to_ascii_uppercase(),
         value: value.map(str::to_owned),
-    }
+    });
+    Ok(())
 }
 
 fn write_other(params: &[Parameter], out: &mut Vec<u8>) {
@@ -661,13 +673,7 @@ impl MailParameters {
                 let v = value.ok_or(CommandError::BadParameter("AUTH needs a value"))?;
                 set_once(&mut p.auth, v.to_owned())?;
             } else {
-                if p.other
-                    .iter()
-                    .any(|o| o.keyword.eq_ignore_ascii_case(keyword))
-                {
-                    return Err(CommandError::BadParameter("repeated parameter"));
-                }
-                p.other.push(other_parameter(keyword, value));
+                push_other(&mut p.other, keyword, value)?;
             }
         }
         Ok(p)
@@ -719,13 +725,7 @@ impl RcptParameters {
                 }
                 set_once(&mut p.orcpt, v.to_owned())?;
             } else {
-                if p.other
-                    .iter()
-                    .any(|o| o.keyword.eq_ignore_ascii_case(keyword))
-                {
-                    return Err(CommandError::BadParameter("repeated parameter"));
-                }
-                p.other.push(other_parameter(keyword, value));
+                push_other(&mut p.other, keyword, value)?;
             }
         }
         Ok(p)

@@ -317,59 +317,13 @@ enum Phase {
     Closed,
 }
 
-/// One step of the state machine, computed without holding a borrow of the session.
+/// One step of the state machine, computed without holding a borrow of the session;
+/// events that carry no message data are `'static` and can be queued.
 enum Step {
-    Event(OwnedEvent),
+    Event(ServerEvent<'static>),
     Data,
     NeedInput,
     Continue,
-}
-
-/// Events without borrowed data, so they can be queued.
-#[derive(Debug)]
-enum OwnedEvent {
-    Connect,
-    Hello {
-        verb: HelloVerb,
-        domain: String,
-    },
-    StartTls,
-    Auth(AuthAttempt),
-    Mail {
-        from: ReversePath,
-        params: MailParameters,
-    },
-    Rcpt {
-        to: ForwardPath,
-        params: RcptParameters,
-    },
-    MessageStart,
-    MessageEnd,
-    MessageAborted(AbortReason),
-    Reset,
-    Verify(String),
-    Expand(String),
-    Close,
-}
-
-impl OwnedEvent {
-    fn into_event<'a>(self) -> ServerEvent<'a> {
-        match self {
-            OwnedEvent::Connect => ServerEvent::Connect,
-            OwnedEvent::Hello { verb, domain } => ServerEvent::Hello { verb, domain },
-            OwnedEvent::StartTls => ServerEvent::StartTls,
-            OwnedEvent::Auth(a) => ServerEvent::Auth(a),
-            OwnedEvent::Mail { from, params } => ServerEvent::Mail { from, params },
-            OwnedEvent::Rcpt { to, params } => ServerEvent::Rcpt { to, params },
-            OwnedEvent::MessageStart => ServerEvent::MessageStart,
-            OwnedEvent::MessageEnd => ServerEvent::MessageEnd,
-            OwnedEvent::MessageAborted(r) => ServerEvent::MessageAborted(r),
-            OwnedEvent::Reset => ServerEvent::Reset,
-            OwnedEvent::Verify(s) => ServerEvent::Verify(s),
-            OwnedEvent::Expand(s) => ServerEvent::Expand(s),
-            OwnedEvent::Close => ServerEvent::Close,
-        }
-    }
 }
 
 /// Replies held back when the output already holds this much, so that a client that
@@ -386,7 +340,7 @@ pub struct ServerSession {
     config: ServerConfig,
     phase: Phase,
     pending: Option<Pending>,
-    queued: VecDeque<OwnedEvent>,
+    queued: VecDeque<ServerEvent<'static>>,
     input: Vec<u8>,
     input_pos: usize,
     output: Vec<u8>,
@@ -421,7 +375,7 @@ impl ServerSession {
         let phase = match config.greeting_delay {
             Some(delay) if !delay.is_zero() => Phase::GreetingDelay(now + delay),
             _ => {
-                queued.push_back(OwnedEvent::Connect);
+                queued.push_back(ServerEvent::Connect);
                 Phase::Command
             }
         };
@@ -572,7 +526,7 @@ impl ServerSession {
         if let Phase::GreetingDelay(_) = self.phase {
             self.phase = Phase::Command;
             self.deadline = None;
-            self.queued.push_back(OwnedEvent::Connect);
+            self.queued.push_back(ServerEvent::Connect);
             return;
         }
         self.abort_message(AbortReason::Disconnected);
@@ -630,7 +584,7 @@ impl ServerSession {
         self.content.clear();
         loop {
             match self.step() {
-                Step::Event(e) => return Some(e.into_event()),
+                Step::Event(e) => return Some(e),
                 Step::Data => return Some(ServerEvent::MessageData(&self.content)),
                 Step::NeedInput => return None,
                 Step::Continue => {}
@@ -641,8 +595,8 @@ impl ServerSession {
     fn step(&mut self) -> Step {
         if let Some(e) = self.queued.pop_front() {
             match e {
-                OwnedEvent::Close => self.phase = Phase::Closed,
-                OwnedEvent::Connect => self.pending = Some(Pending::Connect),
+                ServerEvent::Close => self.phase = Phase::Closed,
+                ServerEvent::Connect => self.pending = Some(Pending::Connect),
                 _ => {}
             }
             return Step::Event(e);
@@ -678,7 +632,7 @@ impl ServerSession {
         if self.eof {
             self.abort_message(AbortReason::Disconnected);
             self.phase = Phase::Closed;
-            self.queued.push_back(OwnedEvent::Close);
+            self.queued.push_back(ServerEvent::Close);
             return Step::Continue;
         }
         Step::NeedInput
@@ -869,14 +823,14 @@ impl ServerSession {
     /// The message is dropped now; its final reply comes when its end is read.
     fn abort_step(&mut self, reason: AbortReason) -> Step {
         self.message_aborted = Some(reason);
-        Step::Event(OwnedEvent::MessageAborted(reason))
+        Step::Event(ServerEvent::MessageAborted(reason))
     }
 
     fn end_of_message(&mut self) -> Step {
         match self.message_aborted.take() {
             None => {
                 self.pending = Some(Pending::MessageEnd);
-                Step::Event(OwnedEvent::MessageEnd)
+                Step::Event(ServerEvent::MessageEnd)
             }
             Some(reason) => {
                 let reply = match reason {
@@ -953,11 +907,11 @@ impl ServerSession {
             Command::Quit => self.quit(),
             Command::Vrfy(arg) => {
                 self.pending = Some(Pending::Verify);
-                Step::Event(OwnedEvent::Verify(arg))
+                Step::Event(ServerEvent::Verify(arg))
             }
             Command::Expn(arg) => {
                 self.pending = Some(Pending::Expand);
-                Step::Event(OwnedEvent::Expand(arg))
+                Step::Event(ServerEvent::Expand(arg))
             }
             Command::Help(_) => {
                 self.reply(Reply::new(
@@ -1007,7 +961,7 @@ impl ServerSession {
 
     fn hello(&mut self, verb: HelloVerb, domain: String) -> Step {
         self.pending = Some(Pending::Hello(verb));
-        Step::Event(OwnedEvent::Hello { verb, domain })
+        Step::Event(ServerEvent::Hello { verb, domain })
     }
 
     fn mail(&mut self, from: ReversePath, params: MailParameters) -> Step {
@@ -1076,7 +1030,7 @@ impl ServerSession {
         self.transaction_smtputf8 = params.smtputf8;
         self.transaction_binary = params.body == Some(Body::BinaryMime);
         self.pending = Some(Pending::Mail);
-        Step::Event(OwnedEvent::Mail { from, params })
+        Step::Event(ServerEvent::Mail { from, params })
     }
 
     fn rcpt(&mut self, to: ForwardPath, params: RcptParameters) -> Step {
@@ -1105,7 +1059,7 @@ impl ServerSession {
             );
         }
         self.pending = Some(Pending::Rcpt);
-        Step::Event(OwnedEvent::Rcpt { to, params })
+        Step::Event(ServerEvent::Rcpt { to, params })
     }
 
     fn data(&mut self) -> Step {
@@ -1124,7 +1078,7 @@ impl ServerSession {
             return self.sequence_error("Error: BDAT in use for this message");
         }
         self.pending = Some(Pending::DataStart);
-        Step::Event(OwnedEvent::MessageStart)
+        Step::Event(ServerEvent::MessageStart)
     }
 
     fn bdat(&mut self, size: u64, last: bool) -> Step {
@@ -1167,7 +1121,7 @@ impl ServerSession {
             return Step::Continue;
         }
         self.pending = Some(Pending::BdatStart { size, last });
-        Step::Event(OwnedEvent::MessageStart)
+        Step::Event(ServerEvent::MessageStart)
     }
 
     fn starttls(&mut self) -> Step {
@@ -1192,7 +1146,7 @@ impl ServerSession {
         self.input.clear();
         self.input_pos = 0;
         self.phase = Phase::AwaitTls;
-        self.queued.push_back(OwnedEvent::StartTls);
+        self.queued.push_back(ServerEvent::StartTls);
         step
     }
 
@@ -1323,7 +1277,7 @@ impl ServerSession {
 
     fn auth_attempt(&mut self, attempt: AuthAttempt) -> Step {
         self.pending = Some(Pending::Auth(attempt.username.clone()));
-        Step::Event(OwnedEvent::Auth(attempt))
+        Step::Event(ServerEvent::Auth(attempt))
     }
 
     fn apply_decision(&mut self, pending: Pending, accepted: bool, custom: Option<Reply>) {
@@ -1351,7 +1305,7 @@ impl ServerSession {
             Pending::Hello(verb) => {
                 if accepted {
                     if self.in_transaction {
-                        self.queued.push_back(OwnedEvent::Reset);
+                        self.queued.push_back(ServerEvent::Reset);
                     }
                     self.end_transaction();
                     self.hello = Some(verb);
@@ -1469,7 +1423,7 @@ impl ServerSession {
                         "Error: message refused",
                     ));
                     self.end_transaction();
-                    self.queued.push_back(OwnedEvent::Reset);
+                    self.queued.push_back(ServerEvent::Reset);
                     self.phase = Phase::BdatDrain {
                         remaining: size,
                         reply,
@@ -1592,10 +1546,10 @@ impl ServerSession {
         if self.message_started {
             // RSET between BDAT chunks drops the partial message.
             self.queued
-                .push_back(OwnedEvent::MessageAborted(AbortReason::Reset));
+                .push_back(ServerEvent::MessageAborted(AbortReason::Reset));
         }
         if self.in_transaction {
-            self.queued.push_back(OwnedEvent::Reset);
+            self.queued.push_back(ServerEvent::Reset);
         }
         self.end_transaction();
         Step::Continue
@@ -1616,7 +1570,7 @@ impl ServerSession {
         let in_message =
             matches!(self.phase, Phase::Data | Phase::Bdat { .. }) || self.message_started;
         if in_message && self.message_aborted.is_none() {
-            self.queued.push_back(OwnedEvent::MessageAborted(reason));
+            self.queued.push_back(ServerEvent::MessageAborted(reason));
         }
         self.end_transaction();
     }
@@ -1627,7 +1581,7 @@ impl ServerSession {
         self.phase = Phase::Closed;
         self.input.clear();
         self.input_pos = 0;
-        self.queued.push_back(OwnedEvent::Close);
+        self.queued.push_back(ServerEvent::Close);
     }
 
     fn reply(&mut self, reply: Reply) {
