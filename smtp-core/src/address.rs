@@ -278,7 +278,7 @@ fn strip_source_route(inner: &str) -> Result<&str, AddressError> {
 
 /// Validates a mailbox and returns the index of the `@` that separates its parts.
 fn validate_mailbox(text: &str) -> Result<usize, AddressError> {
-    if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+    if memchr::memchr3(b'\r', b'\n', 0, text.as_bytes()).is_some() {
         return Err(AddressError::ControlCharacter);
     }
     let at = if text.starts_with('"') {
@@ -334,15 +334,46 @@ fn quoted_string_end(text: &str) -> Option<usize> {
     None
 }
 
-fn is_atext(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80
-}
+/// Character classes, looked up once per byte: addresses are parsed for every MAIL and
+/// RCPT, so validation is a single table-driven pass rather than several scans.
+const ATEXT: u8 = 1;
+const LDH: u8 = 2;
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric() || b >= 0x80 {
+            t[i] = ATEXT | LDH;
+        }
+        i += 1;
+    }
+    let specials = b"!#$%&'*+-/=?^_`{|}~";
+    let mut j = 0;
+    while j < specials.len() {
+        t[specials[j] as usize] |= ATEXT;
+        j += 1;
+    }
+    t[b'-' as usize] |= LDH;
+    t
+};
 
-/// Dot-string: atoms of atext separated by single dots.
+/// Dot-string: atoms of atext (RFC 6531 adds UTF-8) separated by single dots.
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.')
-            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+    let mut after_dot = true;
+    for &b in s.as_bytes() {
+        if b == b'.' {
+            if after_dot {
+                return false;
+            }
+            after_dot = true;
+        } else if CLASSES[b as usize] & ATEXT != 0 {
+            after_dot = false;
+        } else {
+            return false;
+        }
+    }
+    !after_dot
 }
 
 pub(crate) fn validate_domain(domain: &str) -> Result<(), AddressError> {
@@ -366,17 +397,24 @@ pub(crate) fn validate_domain(domain: &str) -> Result<(), AddressError> {
 /// Letters, digits and inner hyphens per label; non-ASCII (U-labels) allowed for SMTPUTF8.
 /// A trailing dot (a fully qualified name) is tolerated.
 pub(crate) fn is_domain_name(domain: &str) -> bool {
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    !domain.is_empty()
-        && domain.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-                && b.iter()
-                    .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80)
-        })
+    let domain = domain.strip_suffix('.').unwrap_or(domain).as_bytes();
+    let mut label_start = 0;
+    for (i, &b) in domain.iter().enumerate() {
+        if b == b'.' {
+            if !is_label(&domain[label_start..i]) {
+                return false;
+            }
+            label_start = i + 1;
+        } else if CLASSES[b as usize] & LDH == 0 {
+            return false;
+        }
+    }
+    is_label(&domain[label_start..])
+}
+
+/// A label of letters, digits and inner hyphens (its characters were checked already).
+fn is_label(label: &[u8]) -> bool {
+    !label.is_empty() && label.len() <= 63 && label[0] != b'-' && label[label.len() - 1] != b'-'
 }
 
 /// `[IPv4]`, `[IPv6:...]` or a general literal `[tag:content]` (RFC 5321 §4.1.3).

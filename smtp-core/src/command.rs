@@ -312,7 +312,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 impl Command {
     /// Parses one command line, without its CRLF.
     pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
-        if line.contains(&0) {
+        if memchr::memchr(0, line).is_some() {
             return Err(CommandError::InvalidCharacters);
         }
         let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidCharacters)?;

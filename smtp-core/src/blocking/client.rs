@@ -643,6 +643,48 @@ impl SmtpClient {
         })
     }
 
+    /// Upgrades a plain connection with STARTTLS now (for a connection opened with
+    /// [`TlsMode::None`], as smtplib's `starttls()` does) and returns once the session has
+    /// greeted again over TLS: [`capabilities`](Self::capabilities) then holds the new
+    /// EHLO reply. `server_name` is the name the certificate must carry; `tls_config`
+    /// `None` means [`tls::client_config`]`(&TlsClientOptions::default())`.
+    ///
+    /// A refusal is [`ErrorKind::StartTlsRefused`] and leaves the connection usable in
+    /// clear; a failed handshake closes it. On an encrypted connection the call fails with
+    /// [`ErrorKind::NotReady`] and sends nothing.
+    pub fn starttls(
+        &mut self,
+        server_name: &str,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<(), Error> {
+        self.begin()?;
+        if self.is_tls() {
+            return Err(Error::new(
+                ErrorKind::NotReady,
+                "the connection is already encrypted",
+            ));
+        }
+        let server_name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{server_name:?} is not a valid TLS server name"),
+            )
+        })?;
+        let config = match tls_config {
+            Some(config) => config,
+            None => tls::client_config(&TlsClientOptions::default())?,
+        };
+        self.session.starttls()?;
+        self.tls = Some(TlsSetup {
+            config,
+            server_name,
+        });
+        self.run(|client, event| match event {
+            ClientEvent::Ready => Ok(Some(())),
+            other => client.unexpected(other),
+        })
+    }
+
     /// Sends NOOP and returns the reply, whatever its code.
     pub fn noop(&mut self) -> Result<Reply, Error> {
         self.command(ClientSession::noop)
