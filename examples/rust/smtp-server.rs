@@ -1,6 +1,7 @@
 //! A real SMTP server on smtpx: Maildir delivery (or discard), STARTTLS and implicit TLS,
 //! AUTH, limits and timeouts. Prints `listening on ADDR` when ready and stops cleanly on
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. With `SMTPX_LOG=info` (or `debug`) in the environment it logs one
+//! line per connection event to standard error.
 //!
 //! ```text
 //! cargo run --release --example smtp-server -- [--listen ADDR] [--maildir DIR] [--discard]
@@ -168,7 +169,30 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The smallest logger that shows the library's `log` records on standard error.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{} {}: {}", record.level(), record.target(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
+    if let Ok(level) = std::env::var("SMTPX_LOG") {
+        if let Ok(filter) = level.parse::<log::LevelFilter>() {
+            static LOGGER: StderrLogger = StderrLogger;
+            if log::set_logger(&LOGGER).is_ok() {
+                log::set_max_level(filter);
+            }
+        }
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
