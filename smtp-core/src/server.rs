@@ -695,13 +695,16 @@ impl ServerSession {
             ));
             return Step::Continue;
         }
-        let line = line.to_vec();
         self.wait_for_command();
+        let line = line_start..line_start + end;
         match self.phase {
             Phase::SaslPlain | Phase::SaslLoginUser | Phase::SaslLoginPassword(_) => {
+                // Rare enough that a copy does not matter.
+                let line = self.input[line].to_vec();
                 self.sasl_line(&line)
             }
-            _ => match Command::parse(&line) {
+            // The parsed command owns its data, so no copy of the line is needed.
+            _ => match Command::parse(&self.input[line]) {
                 Ok(command) => self.command(command),
                 Err(e) => {
                     self.error_reply(e.reply());
