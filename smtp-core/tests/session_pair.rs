@@ -547,3 +547,66 @@ fn required_starttls_not_offered_stops_before_mail() {
         "{lines:?}"
     );
 }
+
+/// XOAUTH2 against a scripted server (smtpx's server does not take OAuth tokens): success,
+/// and the failure dance where the server's 334 carries an error and the client answers
+/// with an empty line.
+#[test]
+fn xoauth2_success_and_failure() {
+    use base64::Engine as _;
+    for (replies, ok) in [
+        (&["235 2.7.0 Accepted\r\n"][..], true),
+        (
+            &[
+                "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n",
+                "535 5.7.8 Username and Password not accepted\r\n",
+            ][..],
+            false,
+        ),
+    ] {
+        let now = Duration::ZERO;
+        let mut config = client_config();
+        config.credentials = Some(Credentials::oauth2("user@example.com", "ya29.token"));
+        let mut client = ClientSession::new(config, now).unwrap();
+        client.receive(b"220 smtp.example ESMTP\r\n", now);
+        assert_eq!(client.take_output(), b"EHLO client.test\r\n");
+        client.receive(b"250-smtp.example\r\n250 AUTH LOGIN PLAIN XOAUTH2\r\n", now);
+        let auth = String::from_utf8(client.take_output()).unwrap();
+        let encoded = auth.strip_prefix("AUTH XOAUTH2 ").unwrap().trim_end();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(
+            decoded,
+            b"user=user@example.com\x01auth=Bearer ya29.token\x01\x01"
+        );
+        let mut events = Vec::new();
+        for reply in replies {
+            client.receive(reply.as_bytes(), now);
+            if reply.starts_with("334") {
+                assert_eq!(
+                    client.take_output(),
+                    b"\r\n",
+                    "an empty line ends the failed exchange"
+                );
+            }
+        }
+        while let Some(e) = client.poll_event() {
+            events.push(e);
+        }
+        if ok {
+            assert!(
+                matches!(
+                    events.as_slice(),
+                    [ClientEvent::Authenticated(_), ClientEvent::Ready]
+                ),
+                "{events:?}"
+            );
+        } else {
+            assert!(
+                matches!(events.as_slice(), [ClientEvent::Error(ClientError::AuthFailed(r)), ClientEvent::Ready] if r.code() == ReplyCode::AUTH_INVALID),
+                "{events:?}"
+            );
+        }
+    }
+}
