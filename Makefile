@@ -48,11 +48,11 @@ SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 VENV_PY := $(VENV)/bin/python
 PIP := $(VENV_PY) -m pip --timeout $(PIP_TIMEOUT) --disable-pip-version-check
 PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
-	'aiosmtpd>=1.4,<2' 'aiosmtplib>=3,<6' 'trustme>=1.1,<2'
+	'aiosmtpd>=1.4,<2' 'aiosmtplib>=3,<6' 'trustme>=1.1,<2' 'mypy>=1.10,<2'
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
-.PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-asan c-valgrind \
-	c-shared test-python python-env python-install bench fuzz clean distclean
+.PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
+	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench fuzz clean distclean
 
 help:
 	@sed -n '3,12s/^# \{0,1\}//p' Makefile
@@ -60,8 +60,8 @@ help:
 examples:
 	$(CARGO) build --release -p smtp-core --examples
 
-demo: examples
-	SMTPX_EXAMPLES=$(EXAMPLES_DIR) examples/demo.sh
+demo: examples c-examples
+	SMTPX_EXAMPLES=$(EXAMPLES_DIR) SMTPX_C_EXAMPLES=$(C_EXAMPLES_DIR) examples/demo.sh
 	@echo
 	@echo "== the engine alone: a client and a server session talking in memory"
 	$(EXAMPLES_DIR)/transcript
@@ -92,9 +92,11 @@ interop: examples
 test-rust:
 	$(CARGO) test -p smtp-core -p smtp-ffi
 
-## C: the header compiles as C99 and C++; the basics run under ASan+UBSan and under
-## valgrind, against libsmtpx.a; the shared library has its SONAME and only smtpx_*.
-test-c: c-header c-symbols c-asan c-valgrind c-shared
+## C: the header compiles as C99 and C++; the C tests (the basics, client and server
+## against each other with STARTTLS, the sans-I/O session) run under ASan+UBSan and under
+## valgrind, against libsmtpx.a; the shared library has its SONAME and only smtpx_*; the
+## C examples build, and Python's smtplib drives them (built with ASan+UBSan).
+test-c: c-header c-symbols c-asan c-valgrind c-shared c-examples c-smtplib c-install-test
 
 c-lib:
 	$(CARGO) build --release -p smtp-ffi
@@ -110,16 +112,90 @@ c-symbols: c-lib
 	  echo "libsmtpx.so exports the symbols above, which lack the smtpx_ prefix"; exit 1; fi
 	@echo "libsmtpx.so exports only smtpx_* symbols"
 
-c-asan: c-lib
-	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics_asan
-	@nm $(C_OUT)/test_basics_asan | grep __asan_init >/dev/null || { echo "test_basics_asan was built without ASan"; exit 1; }
-	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(C_OUT)/test_basics_asan
+# The certificate of the C round-trip tests: self-signed for "localhost", made afresh on
+# each run (valid one day), never checked in.
+C_TLS_DIR := $(C_OUT)/tls
+C_CERT_ARGS := $(C_TLS_DIR)/cert.pem $(C_TLS_DIR)/key.pem
+ASAN_RUN := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+VALGRIND_RUN := $(VALGRIND) --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+  --suppressions=tests/c/valgrind.supp
 
-c-valgrind: c-lib
+c-cert: c-lib
+	@command -v openssl >/dev/null || { echo "openssl not found (Debian: apt-get install openssl)"; exit 1; }
+	@mkdir -p $(C_TLS_DIR)
+	@openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 \
+	  -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
+	  -keyout $(C_TLS_DIR)/key.pem -out $(C_TLS_DIR)/cert.pem 2>/dev/null
+	@echo "made a self-signed test certificate in $(C_TLS_DIR)"
+
+c-asan: c-lib c-cert
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics_asan
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server_asan
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session_asan
+	@for t in test_basics test_client_server test_session; do \
+	  nm $(C_OUT)/$${t}_asan | grep __asan_init >/dev/null || { echo "$${t}_asan was built without ASan"; exit 1; }; done
+	$(ASAN_RUN) $(C_OUT)/test_basics_asan
+	$(ASAN_RUN) $(C_OUT)/test_client_server_asan $(C_CERT_ARGS)
+	$(ASAN_RUN) $(C_OUT)/test_session_asan $(C_CERT_ARGS)
+
+c-valgrind: c-lib c-cert
 	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }
 	$(CC) $(C_FLAGS) -O1 tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics
-	$(VALGRIND) --error-exitcode=1 --leak-check=full $(C_OUT)/test_basics
+	$(CC) $(C_FLAGS) -O1 tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server
+	$(CC) $(C_FLAGS) -O1 tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session
+	$(VALGRIND_RUN) $(C_OUT)/test_basics
+	$(VALGRIND_RUN) $(C_OUT)/test_client_server $(C_CERT_ARGS)
+	$(VALGRIND_RUN) $(C_OUT)/test_session $(C_CERT_ARGS)
+
+## The C example programs (examples/c), for make demo and for reading.
+C_EXAMPLES := send server eventloop
+C_EXAMPLES_DIR := $(C_OUT)/examples
+
+c-examples: c-lib
+	@mkdir -p $(C_EXAMPLES_DIR)
+	$(foreach e,$(C_EXAMPLES),$(CC) $(C_FLAGS) -O1 examples/c/$(e).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_EXAMPLES_DIR)/$(e) &&) true
+
+## Python's smtplib against the C example servers, and send.c against server.c, all built
+## with ASan+UBSan (standard library only; the repository's virtualenv's Python).
+c-smtplib: c-lib c-cert $(VENV)/bin/pip
+	@mkdir -p $(C_OUT)/examples-asan
+	$(foreach e,$(C_EXAMPLES),$(CC) $(C_FLAGS) -O1 $(SANITIZE) examples/c/$(e).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/examples-asan/$(e) &&) true
+	$(ASAN_RUN) $(VENV_PY) tests/c/smtplib_drives_c.py $(C_OUT)/examples-asan $(C_CERT_ARGS)
+
+## Installing: the header, both libraries (the shared one under its SONAME) and smtpx.pc.
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_LIB := $(DESTDIR)$(PREFIX)/lib
+
+install: c-lib
+	install -d $(INSTALL_LIB)/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 644 include/smtpx.h $(DESTDIR)$(PREFIX)/include/smtpx.h
+	install -m 644 $(LIB_DIR)/libsmtpx.a $(INSTALL_LIB)/libsmtpx.a
+	install -m 755 $(LIB_DIR)/libsmtpx.so $(INSTALL_LIB)/libsmtpx.so.$(VERSION)
+	ln -sf libsmtpx.so.$(VERSION) $(INSTALL_LIB)/libsmtpx.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|' \
+	  smtp-ffi/smtpx.pc.in > $(INSTALL_LIB)/pkgconfig/smtpx.pc
+
+## make install into a scratch prefix, then the README's C quick start, built outside the
+## repository with pkg-config only (shared, then static), must run.
+c-install-test: c-lib
+	@command -v pkg-config >/dev/null || { echo "pkg-config not found (Debian: apt-get install pkg-config)"; exit 1; }
+	rm -rf $(C_OUT)/prefix
+	$(MAKE) --no-print-directory install PREFIX=$(abspath $(C_OUT))/prefix
+	@work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	sed -n '/<!-- c-quick-start: begin -->/,/<!-- c-quick-start: end -->/p' README.md | sed '1,2d;$$d' | sed '$$d' > "$$work/quickstart.c"; \
+	grep -q smtpx_client_send "$$work/quickstart.c" || { echo "README.md lacks the C quick start"; exit 1; }; \
+	export PKG_CONFIG_PATH=$(abspath $(C_OUT))/prefix/lib/pkgconfig; \
+	echo "pkg-config --cflags --libs smtpx: $$(pkg-config --cflags --libs smtpx)"; \
+	cd "$$work" && \
+	$(CC) -std=c99 $(C_WARNINGS) quickstart.c $$(pkg-config --cflags --libs smtpx) -o quickstart && \
+	readelf -d quickstart | grep -q "NEEDED.*libsmtpx.so.$(VERSION)" && \
+	LD_LIBRARY_PATH=$$(pkg-config --variable=libdir smtpx) ./quickstart | grep '^250 ' && \
+	$(CC) -std=c99 $(C_WARNINGS) quickstart.c $$(pkg-config --cflags smtpx) \
+	  $$(pkg-config --variable=libdir smtpx)/libsmtpx.a $$(pkg-config --static --libs-only-l smtpx | sed 's/-lsmtpx//') -o quickstart-static && \
+	! readelf -d quickstart-static | grep -q "libsmtpx" && \
+	./quickstart-static | grep '^250 ' && \
+	test "$$(ls maildir/new | wc -l)" = 2 && echo "c-install-test: the README's C quick start built and ran against the installed library"
 
 ## The shared library, as a program linked with -lsmtpx loads it: by its SONAME.
 c-shared: c-lib
@@ -134,8 +210,16 @@ c-shared: c-lib
 	LD_LIBRARY_PATH=$(C_OUT)/lib $(C_OUT)/test_basics_shared
 
 ## Python: a virtualenv, the wheel built from smtp-py, pytest against it.
-test-python: python-install
-	$(VENV_PY) -m pytest tests/python
+test-python: examples python-install python-typecheck
+	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/python
+
+## Types: the installed package and the Python examples pass mypy --strict, and the
+## hand-written _native.pyi matches the compiled module (stubtest). Run from the venv's
+## directory so that the installed smtpx is checked, not a folder of this checkout.
+python-typecheck: python-install
+	$(VENV_PY) -m mypy --strict --cache-dir=/dev/null examples/python
+	cd $(VENV) && bin/python -m mypy --strict --cache-dir=/dev/null -p smtpx
+	cd $(VENV) && bin/python -m mypy.stubtest smtpx._native
 
 python-env: $(VENV)/bin/pip
 	$(PIP) install --quiet $(PY_TEST_DEPS)

@@ -35,6 +35,26 @@ echo "== smtp-send --server $addr --from alice@example.org --to bob@example.net 
 "$examples/smtp-send" --server "$addr" --from alice@example.org --to bob@example.net carol@example.net \
     "$demo_dir/message.eml"
 
+# The same through the Python binding, when the repository's virtualenv has it
+# (make test-python or make python-install builds it).
+python=${SMTPX_PYTHON:-.venv/bin/python}
+if [[ -x $python ]] && "$python" -c 'import smtpx' 2>/dev/null; then
+    echo "== python examples/python/send.py $demo_dir/message.eml --server $addr --from alice@example.org --to bob@example.net"
+    "$python" examples/python/send.py "$demo_dir/message.eml" --server "$addr" --from alice@example.org \
+        --to bob@example.net
+else
+    echo "== skipping examples/python/send.py: $python with smtpx installed not found (run make python-install)"
+fi
+
+# The same through the C API (examples/c/send.c, built by make c-examples), from stdin.
+c_examples=${SMTPX_C_EXAMPLES:-target/c-tests/examples}
+if [[ -x $c_examples/send ]]; then
+    echo "== examples/c/send $addr alice@example.org bob@example.net < $demo_dir/message.eml"
+    "$c_examples/send" "$addr" alice@example.org bob@example.net <"$demo_dir/message.eml"
+else
+    echo "== skipping examples/c/send: $c_examples/send not found (run make c-examples)"
+fi
+
 file=$(find "$demo_dir/maildir/new" -type f | head -n 1)
 echo "== delivered: $file"
 cat "$file"

@@ -1178,3 +1178,68 @@ fn error_kinds_come_from_engine_errors_losslessly() {
     send_sync::<SmtpClient>();
     send_sync::<smtp_core::blocking::client::Error>();
 }
+
+#[test]
+fn explicit_starttls_after_connect_upgrades_and_greets_again() {
+    let (cert, key) = certificate();
+    let server_config = server_tls(&cert, &key);
+    let client_config = client_tls_trusting(&cert);
+    let ((before, after, refused_again), transcript) = with_server(
+        move |peer| {
+            peer.greet(&["PIPELINING", "STARTTLS"]);
+            peer.expect("STARTTLS");
+            peer.send(b"220 2.0.0 go ahead\r\n");
+            peer.tls(server_config).unwrap();
+            peer.expect(&format!("EHLO {HELO}"));
+            peer.ehlo_reply("fake.tls", &["PIPELINING", "AUTH PLAIN"]);
+            peer.expect("NOOP");
+            peer.send(b"250 ok\r\n");
+            peer.quit();
+        },
+        move |addr| {
+            let mut client = SmtpClient::connect(addr, "localhost", options()).unwrap();
+            let before = client.is_tls();
+            client
+                .starttls("localhost", Some(client_config.clone()))
+                .unwrap();
+            assert_eq!(client.capabilities().unwrap().domain, "fake.tls");
+            let after = client.is_tls();
+            let again = client
+                .starttls("localhost", Some(client_config))
+                .unwrap_err();
+            client.noop().unwrap();
+            client.quit().unwrap();
+            (before, after, again.kind())
+        },
+    );
+    assert!(!before);
+    assert!(after);
+    assert_eq!(refused_again, ErrorKind::NotReady);
+    assert_eq!(transcript.plain(), format!("EHLO {HELO}\r\nSTARTTLS\r\n"));
+}
+
+#[test]
+fn explicit_starttls_refused_leaves_the_connection_usable() {
+    let (error, _) = with_server(
+        |peer| {
+            peer.greet(&["STARTTLS"]);
+            peer.expect("STARTTLS");
+            peer.send(b"454 4.7.0 TLS not available\r\n");
+            peer.expect("NOOP");
+            peer.send(b"250 ok\r\n");
+            peer.quit();
+        },
+        |addr| {
+            let mut client = SmtpClient::connect(addr, "localhost", options()).unwrap();
+            let error = client
+                .starttls("localhost", Some(client_tls_trusting(&certificate().0)))
+                .unwrap_err();
+            assert!(!client.is_tls());
+            client.noop().unwrap();
+            client.quit().unwrap();
+            error
+        },
+    );
+    assert_eq!(error.kind(), ErrorKind::StartTlsRefused, "{error}");
+    assert_eq!(error.reply().unwrap().code().get(), 454);
+}

@@ -23,7 +23,8 @@ impl TempDir {
     fn new(name: &str) -> TempDir {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("smtpx-pair-{name}-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("smtpx-pair-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -51,14 +52,24 @@ fn test_cert() -> TestCert {
 }
 
 fn trusting(cert: &TestCert) -> Arc<rustls::ClientConfig> {
-    tls::client_config(&TlsClientOptions { roots: RootCerts::Pem(cert.cert_pem.clone().into_bytes()), ..TlsClientOptions::default() })
-        .unwrap()
+    tls::client_config(&TlsClientOptions {
+        roots: RootCerts::Pem(cert.cert_pem.clone().into_bytes()),
+        ..TlsClientOptions::default()
+    })
+    .unwrap()
 }
 
-fn start<H: Handler>(handler: H, config: ServerConfig, tls: Option<&TestCert>, implicit: bool) -> Server {
+fn start<H: Handler>(
+    handler: H,
+    config: ServerConfig,
+    tls: Option<&TestCert>,
+    implicit: bool,
+) -> Server {
     let mut options = ServerOptions::new(config);
     options.tls = tls.map(|c| Arc::clone(&c.server));
-    let mut builder = Server::builder(handler, options).listen("127.0.0.1:0").unwrap();
+    let mut builder = Server::builder(handler, options)
+        .listen("127.0.0.1:0")
+        .unwrap();
     if implicit {
         builder = builder.listen_tls("127.0.0.1:0").unwrap();
     }
@@ -70,13 +81,21 @@ fn maildir(dir: &TempDir) -> MaildirHandler {
 }
 
 fn new_files(dir: &TempDir) -> Vec<Vec<u8>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.0.join("md/new")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir.0.join("md/new"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    files.into_iter().map(|p| std::fs::read(p).unwrap()).collect()
+    files
+        .into_iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 fn tmp_is_empty(dir: &TempDir) -> bool {
-    std::fs::read_dir(dir.0.join("md/tmp")).map(|mut d| d.next().is_none()).unwrap_or(true)
+    std::fs::read_dir(dir.0.join("md/tmp"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
 }
 
 fn options(tls: TlsMode) -> ClientOptions {
@@ -93,7 +112,12 @@ fn starttls_auth_pipelining_and_bdat_into_maildir() {
     config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
     config.require_tls = true;
     config.max_recipients = 2;
-    let server = start(PasswordAuth::new(maildir(&dir), [("alice", "s3cret")]), config, Some(&cert), false);
+    let server = start(
+        PasswordAuth::new(maildir(&dir), [("alice", "s3cret")]),
+        config,
+        Some(&cert),
+        false,
+    );
     let addr = server.local_addrs()[0];
 
     let mut o = options(TlsMode::StartTlsRequired);
@@ -105,8 +129,14 @@ fn starttls_auth_pipelining_and_bdat_into_maildir() {
     assert!(caps.pipelining && caps.chunking && !caps.starttls);
 
     // Three recipients against a limit of two: the third is refused, the others get it.
-    let envelope = Envelope::new("a@example.org", &["b@example.net", "c@example.net", "d@example.net"]).unwrap();
-    let result = client.send_bytes(&envelope, b"Subject: one\n\n.dot\nline\n").unwrap();
+    let envelope = Envelope::new(
+        "a@example.org",
+        &["b@example.net", "c@example.net", "d@example.net"],
+    )
+    .unwrap();
+    let result = client
+        .send_bytes(&envelope, b"Subject: one\n\n.dot\nline\n")
+        .unwrap();
     assert!(result.is_success());
     assert_eq!(result.accepted().count(), 2);
     let refused: Vec<_> = result.refused().collect();
@@ -118,18 +148,34 @@ fn starttls_auth_pipelining_and_bdat_into_maildir() {
     for i in 0..5 {
         let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
         let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
-        assert!(client.send_bytes(&envelope, body.as_bytes()).unwrap().is_success());
+        assert!(
+            client
+                .send_bytes(&envelope, body.as_bytes())
+                .unwrap()
+                .is_success()
+        );
     }
     assert_eq!(client.noop().unwrap().code(), ReplyCode::OK);
     client.quit().unwrap();
 
     let files = new_files(&dir);
     assert_eq!(files.len(), 6);
-    let first = files.iter().find(|f| f.windows(queue_id.len()).any(|w| w == queue_id.as_bytes())).unwrap();
+    let first = files
+        .iter()
+        .find(|f| f.windows(queue_id.len()).any(|w| w == queue_id.as_bytes()))
+        .unwrap();
     let text = String::from_utf8_lossy(first);
-    assert!(text.starts_with("Return-Path: <a@example.org>\r\nReceived: from client.test (127.0.0.1)\r\n"), "{text}");
+    assert!(
+        text.starts_with(
+            "Return-Path: <a@example.org>\r\nReceived: from client.test (127.0.0.1)\r\n"
+        ),
+        "{text}"
+    );
     assert!(text.contains("with ESMTPSA id"), "{text}");
-    assert!(text.ends_with("\r\nSubject: one\r\n\r\n.dot\r\nline\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\nSubject: one\r\n\r\n.dot\r\nline\r\n"),
+        "{text}"
+    );
     assert!(tmp_is_empty(&dir));
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }
@@ -138,14 +184,24 @@ fn starttls_auth_pipelining_and_bdat_into_maildir() {
 fn implicit_tls_listener() {
     let dir = TempDir::new("implicit");
     let cert = test_cert();
-    let server = start(maildir(&dir), ServerConfig::new("mx.test"), Some(&cert), true);
+    let server = start(
+        maildir(&dir),
+        ServerConfig::new("mx.test"),
+        Some(&cert),
+        true,
+    );
     let tls_addr = server.local_addrs()[1];
     let mut o = options(TlsMode::Implicit);
     o.tls_config = Some(trusting(&cert));
     let mut client = SmtpClient::connect(tls_addr, "localhost", o).unwrap();
     assert!(client.is_tls());
     let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
-    assert!(client.send_bytes(&envelope, b"Subject: 465\r\n\r\nhi\r\n").unwrap().is_success());
+    assert!(
+        client
+            .send_bytes(&envelope, b"Subject: 465\r\n\r\nhi\r\n")
+            .unwrap()
+            .is_success()
+    );
     client.quit().unwrap();
     assert!(String::from_utf8_lossy(&new_files(&dir)[0]).contains("with ESMTPS id"));
     server.shutdown(Duration::from_secs(5));
@@ -157,20 +213,32 @@ fn wrong_password_and_untrusted_certificate() {
     let cert = test_cert();
     let mut config = ServerConfig::new("mx.test");
     config.auth_mechanisms = vec![AuthMechanism::Plain];
-    let server = start(PasswordAuth::new(maildir(&dir), [("alice", "s3cret")]), config, Some(&cert), false);
+    let server = start(
+        PasswordAuth::new(maildir(&dir), [("alice", "s3cret")]),
+        config,
+        Some(&cert),
+        false,
+    );
     let addr = server.local_addrs()[0];
 
     let mut o = options(TlsMode::StartTlsRequired);
     o.tls_config = Some(trusting(&cert));
     let mut client = SmtpClient::connect(addr, "localhost", o).unwrap();
-    let err = client.login(Credentials::password("alice", "wrong")).unwrap_err();
+    let err = client
+        .login(Credentials::password("alice", "wrong"))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AuthFailed);
     assert_eq!(err.reply().unwrap().code(), ReplyCode::AUTH_INVALID);
-    assert!(client.login(Credentials::password("alice", "s3cret")).is_ok());
+    assert!(
+        client
+            .login(Credentials::password("alice", "s3cret"))
+            .is_ok()
+    );
     client.quit().unwrap();
 
     // Default verification against a certificate nobody trusts fails.
-    let err = SmtpClient::connect(addr, "localhost", options(TlsMode::StartTlsRequired)).unwrap_err();
+    let err =
+        SmtpClient::connect(addr, "localhost", options(TlsMode::StartTlsRequired)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls);
     server.shutdown(Duration::from_secs(5));
 }
@@ -181,17 +249,25 @@ fn size_limit_announced_and_discovered() {
     let mut config = ServerConfig::new("mx.test");
     config.max_message_size = 1000;
     let server = start(maildir(&dir), config, None, false);
-    let mut client = SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
+    let mut client =
+        SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
     let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
     // Announced: refused before anything is sent.
     let err = client.send_bytes(&envelope, &[b'x'; 2000]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
     // Discovered: a stream of unknown size that turns out too big.
-    let result = client.send(&envelope, std::io::repeat(b'y').take_bytes(5000), None).unwrap();
+    let result = client
+        .send(&envelope, std::io::repeat(b'y').take_bytes(5000), None)
+        .unwrap();
     assert!(!result.is_success());
     assert_eq!(result.data.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
     // The connection still works.
-    assert!(client.send_bytes(&envelope, b"Subject: small\r\n\r\nok\r\n").unwrap().is_success());
+    assert!(
+        client
+            .send_bytes(&envelope, b"Subject: small\r\n\r\nok\r\n")
+            .unwrap()
+            .is_success()
+    );
     client.quit().unwrap();
     assert_eq!(new_files(&dir).len(), 1);
     assert!(tmp_is_empty(&dir));
@@ -218,13 +294,24 @@ fn unwritable_maildir_gives_451_and_the_server_keeps_serving() {
     std::fs::write(dir.0.join("md/tmp"), b"not a directory").unwrap();
     let mut client = SmtpClient::connect(addr, "localhost", options(TlsMode::None)).unwrap();
     let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
-    let result = client.send_bytes(&envelope, b"Subject: lost?\r\n\r\nno\r\n").unwrap();
+    let result = client
+        .send_bytes(&envelope, b"Subject: lost?\r\n\r\nno\r\n")
+        .unwrap();
     assert!(!result.is_success());
-    assert_eq!(result.data.as_ref().unwrap().code(), ReplyCode::LOCAL_ERROR, "{result:?}");
+    assert_eq!(
+        result.data.as_ref().unwrap().code(),
+        ReplyCode::LOCAL_ERROR,
+        "{result:?}"
+    );
     // Repaired, the same connection delivers.
     std::fs::remove_file(dir.0.join("md/tmp")).unwrap();
     std::fs::create_dir(dir.0.join("md/tmp")).unwrap();
-    assert!(client.send_bytes(&envelope, b"Subject: kept\r\n\r\nyes\r\n").unwrap().is_success());
+    assert!(
+        client
+            .send_bytes(&envelope, b"Subject: kept\r\n\r\nyes\r\n")
+            .unwrap()
+            .is_success()
+    );
     client.quit().unwrap();
     let files = new_files(&dir);
     assert_eq!(files.len(), 1);
@@ -238,10 +325,17 @@ fn short_server_timeout_closes_an_idle_client() {
     let mut config = ServerConfig::new("mx.test");
     config.command_timeout = Duration::from_millis(300);
     let server = start(maildir(&dir), config, None, false);
-    let mut client = SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
+    let mut client =
+        SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let err = client.noop().unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::ServerClosed | ErrorKind::ConnectionClosed | ErrorKind::Io), "{err}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::ServerClosed | ErrorKind::ConnectionClosed | ErrorKind::Io
+        ),
+        "{err}"
+    );
     server.shutdown(Duration::from_secs(5));
 }
 
@@ -255,9 +349,16 @@ fn lmtp_client_and_server() {
     o.lmtp = true;
     let mut client = SmtpClient::connect(server.local_addrs()[0], "localhost", o).unwrap();
     let envelope = Envelope::new("a@example.org", &["b@example.net", "c@example.net"]).unwrap();
-    let result = client.send_bytes(&envelope, b"Subject: lmtp\r\n\r\nhi\r\n").unwrap();
+    let result = client
+        .send_bytes(&envelope, b"Subject: lmtp\r\n\r\nhi\r\n")
+        .unwrap();
     assert!(result.is_success());
-    assert!(result.recipients.iter().all(|r| r.delivery.as_ref().is_some_and(|d| d.is_completion())));
+    assert!(
+        result
+            .recipients
+            .iter()
+            .all(|r| r.delivery.as_ref().is_some_and(|d| d.is_completion()))
+    );
     client.quit().unwrap();
     assert!(String::from_utf8_lossy(&new_files(&dir)[0]).contains("with LMTP id"));
     server.shutdown(Duration::from_secs(5));

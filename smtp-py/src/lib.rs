@@ -6,8 +6,24 @@
 //!
 //! Built by maturin (`pip install ./smtp-py`) as an abi3 extension for CPython 3.10 and
 //! later; the workspace enables pyo3's `abi3-py310` feature.
+//!
+//! - `client::Client` wraps the blocking client; every network wait runs detached
+//!   (`py.detach`), and a message may be streamed from a Python file object.
+//! - `server::Server` runs the blocking server with a handler whose hooks call a Python
+//!   object per connection from the Rust connection threads (`Python::try_attach` only
+//!   for the call), or with the Rust Maildir handler.
+//! - `errors` is the one place where engine errors become the Python exceptions of
+//!   `smtpx/errors.py`; `logging` forwards the engine's log records (info and above)
+//!   to Python's `logging`, under `smtpx.*`.
+//!
+//! `smtpx/client.py` and `smtpx/server.py` give these smtplib's and aiosmtpd's shapes.
 
 use pyo3::prelude::*;
+
+mod client;
+mod errors;
+mod logging;
+mod server;
 
 /// The compiled core of smtpx. Import `smtpx` instead of this module.
 #[pymodule]
@@ -15,10 +31,16 @@ mod _native {
     use super::*;
 
     use pyo3::types::PyInt;
+
+    #[pymodule_export]
+    use crate::client::Client;
+    #[pymodule_export]
+    use crate::server::Server;
     use smtp_core::reply::ReplyCode;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        crate::logging::install();
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import smtplib
+import ssl
 
 import pytest
 
@@ -17,6 +18,7 @@ CASES: list[tuple[BaseException, tuple[type[BaseException], ...]]] = [
     (smtpx.SmtpProtocolError("bad reply line"), (smtplib.SMTPException,)),
     (smtpx.SmtpConnectError("refused"), (smtplib.SMTPException, ConnectionError)),
     (smtpx.SmtpTimeoutError("too slow"), (smtplib.SMTPException, TimeoutError)),
+    (smtpx.SmtpTlsError("bad certificate"), (smtplib.SMTPException, ssl.SSLError)),
     (smtpx.SmtpDisconnected("closed"), (smtplib.SMTPServerDisconnected,)),
     (smtpx.SmtpNotSupportedError("no SMTPUTF8"), (smtplib.SMTPNotSupportedError,)),
     (

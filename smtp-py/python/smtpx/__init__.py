@@ -1,14 +1,36 @@
 """smtpx: SMTP for Python, backed by a sans-IO Rust engine.
 
 One Rust engine speaks both sides of SMTP (client and server sessions); this package
-is its Python binding. The binding is young: today it offers the reply-code table and
-the exception hierarchy; client and server sessions follow.
+is its Python binding:
+
+- :class:`SMTP`, :class:`SMTP_SSL`, :class:`LMTP`: clients with smtplib's interface, plus
+  :meth:`SMTP.send` (a result for every recipient) and the one-call :func:`send`.
+- :class:`Controller`: a server running an aiosmtpd-style handler (``handle_MAIL``,
+  ``handle_RCPT``, ``handle_DATA``, ...), or the built-in :class:`Maildir` handler.
 
 Every exception subclasses the matching :mod:`smtplib` exception, so code that catches
 ``smtplib.SMTPException`` keeps working.
 """
 
 from smtpx._native import __version__, reply_code_meaning
+from smtpx.client import (
+    LMTP,
+    SMTP,
+    SMTP_SSL,
+    RecipientResult,
+    Reply,
+    SendResult,
+    send,
+)
+from smtpx.server import (
+    AuthResult,
+    Controller,
+    Envelope,
+    LoginPassword,
+    Maildir,
+    ServerInfo,
+    Session,
+)
 from smtpx.errors import (
     SmtpAuthError,
     SmtpConnectError,
@@ -21,6 +43,7 @@ from smtpx.errors import (
     SmtpReplyError,
     SmtpSenderRefused,
     SmtpTimeoutError,
+    SmtpTlsError,
 )
 
 __all__ = [
@@ -35,6 +58,21 @@ __all__ = [
     "SmtpReplyError",
     "SmtpSenderRefused",
     "SmtpTimeoutError",
+    "SmtpTlsError",
+    "AuthResult",
+    "Controller",
+    "Envelope",
+    "LoginPassword",
+    "Maildir",
+    "ServerInfo",
+    "Session",
+    "LMTP",
+    "SMTP",
+    "SMTP_SSL",
+    "RecipientResult",
+    "Reply",
+    "SendResult",
+    "send",
     "__version__",
     "reply_code_meaning",
 ]

@@ -12,6 +12,7 @@ Hierarchy::
           ├── SmtpProtocolError
           ├── SmtpConnectError         (also ConnectionError)
           ├── SmtpTimeoutError         (also TimeoutError)
+          ├── SmtpTlsError             (also ssl.SSLError)
           ├── SmtpDisconnected         (also smtplib.SMTPServerDisconnected)
           ├── SmtpNotSupportedError    (also smtplib.SMTPNotSupportedError)
           ├── SmtpRecipientsRefused    (also smtplib.SMTPRecipientsRefused)
@@ -24,6 +25,7 @@ Hierarchy::
 from __future__ import annotations
 
 import smtplib
+import ssl
 
 __all__ = [
     "SmtpAuthError",
@@ -37,6 +39,7 @@ __all__ = [
     "SmtpReplyError",
     "SmtpSenderRefused",
     "SmtpTimeoutError",
+    "SmtpTlsError",
 ]
 
 
@@ -49,11 +52,30 @@ class SmtpProtocolError(SmtpError):
 
 
 class SmtpConnectError(SmtpError, ConnectionError):
-    """The connection to the server could not be made or was refused."""
+    """The connection to the server could not be made or was refused.
+
+    When the server refused it in its greeting, ``args`` is ``(code, message)`` as for
+    smtplib's ``SMTPConnectError``; ``smtp_code`` and ``smtp_error`` give them (None
+    otherwise).
+    """
+
+    @property
+    def smtp_code(self) -> int | None:
+        code = self.args[0] if len(self.args) == 2 else None
+        return code if isinstance(code, int) else None
+
+    @property
+    def smtp_error(self) -> bytes | None:
+        message = self.args[1] if len(self.args) == 2 else None
+        return message if isinstance(message, bytes) else None
 
 
 class SmtpTimeoutError(SmtpError, TimeoutError):
     """A deadline passed while waiting for the peer."""
+
+
+class SmtpTlsError(SmtpError, ssl.SSLError):
+    """TLS failed: the handshake, or the server's certificate was not trusted."""
 
 
 class SmtpDisconnected(SmtpError, smtplib.SMTPServerDisconnected):

@@ -1,0 +1,498 @@
+//! `smtpx._native.Client`: the blocking [`SmtpClient`] for Python.
+//!
+//! Every network wait runs with the interpreter detached (`py.detach`), so other Python
+//! threads run meanwhile; the connection sits behind a mutex that is only ever locked
+//! while detached. Replies go back as plain tuples, which `smtpx/client.py` turns into
+//! smtplib's return conventions and into result objects.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes};
+
+use smtp_core::auth::Credentials;
+use smtp_core::blocking::client::{ClientOptions, SmtpClient, TlsMode};
+use smtp_core::client::{ClientTimeouts, Envelope, Recipient, TransactionResult};
+use smtp_core::command::Command;
+use smtp_core::reply::Reply;
+use smtp_core::tls::{self, RootCerts, TlsClientOptions};
+use smtp_core::{Address, ForwardPath, ReversePath};
+
+use crate::errors::{SmtpDisconnected, client_error, smtplib_message};
+
+/// How much is asked of a Python file object at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// `(code, enhanced code or None, text, smtplib message bytes)`.
+pub type ReplyTuple = (u16, Option<String>, String, Vec<u8>);
+
+/// `(address, RCPT reply, LMTP delivery reply or None, accepted)`.
+type RecipientTuple = (String, ReplyTuple, Option<ReplyTuple>, bool);
+
+/// `(MAIL reply, recipients, final reply or None, queue id or None)`.
+type ResultTuple = (
+    ReplyTuple,
+    Vec<RecipientTuple>,
+    Option<ReplyTuple>,
+    Option<String>,
+);
+
+pub fn reply_tuple(reply: &Reply) -> ReplyTuple {
+    (
+        reply.code().get(),
+        reply.enhanced().map(|e| e.to_string()),
+        reply.text(),
+        smtplib_message(reply),
+    )
+}
+
+fn result_tuple(result: &TransactionResult) -> ResultTuple {
+    (
+        reply_tuple(&result.mail),
+        result
+            .recipients
+            .iter()
+            .map(|r| {
+                (
+                    r.address.as_str().to_owned(),
+                    reply_tuple(&r.reply),
+                    r.delivery.as_ref().map(reply_tuple),
+                    r.is_accepted(),
+                )
+            })
+            .collect(),
+        result.data.as_ref().map(reply_tuple),
+        result.queue_id().map(str::to_owned),
+    )
+}
+
+/// Refuses text that would break a command line; the engine checks again, this makes the
+/// error a `ValueError` before a parameter string is even looked at.
+fn no_line_breaks(what: &str, text: &str) -> PyResult<()> {
+    if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        Err(PyValueError::new_err(format!(
+            "{what} contains CR, LF or NUL: {text:?}"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// A TLS configuration, or `None` for the engine's default (webpki roots, full checks).
+fn tls_config(
+    insecure: bool,
+    ca_pem: Option<Vec<u8>>,
+) -> PyResult<Option<Arc<rustls::ClientConfig>>> {
+    if !insecure && ca_pem.is_none() {
+        return Ok(None);
+    }
+    let options = TlsClientOptions {
+        roots: ca_pem.map(RootCerts::Pem).unwrap_or_default(),
+        dangerous_accept_invalid_certs: insecure,
+    };
+    tls::client_config(&options)
+        .map(Some)
+        .map_err(|e| client_error(e.into(), true))
+}
+
+/// The envelope, with the MAIL and RCPT parameters read by the engine's command parser
+/// (so that this binding parses nothing itself).
+fn envelope(
+    from: &str,
+    to: &[String],
+    mail_options: &[String],
+    rcpt_options: &[String],
+) -> PyResult<Envelope> {
+    no_line_breaks("the sender", from)?;
+    for (what, list) in [
+        ("a recipient", to),
+        ("a MAIL option", mail_options),
+        ("an RCPT option", rcpt_options),
+    ] {
+        for item in list {
+            no_line_breaks(what, item)?;
+        }
+    }
+    let bad = |e: &dyn std::fmt::Display| PyValueError::new_err(e.to_string());
+    let from = if from.is_empty() {
+        ReversePath::Null
+    } else {
+        ReversePath::Mailbox(Address::parse(from).map_err(|e| bad(&e))?)
+    };
+    let params = if mail_options.is_empty() {
+        Default::default()
+    } else {
+        let line = format!("MAIL FROM:<> {}", mail_options.join(" "));
+        match Command::parse(line.as_bytes()) {
+            Ok(Command::Mail { params, .. }) => params,
+            Ok(_) => return Err(PyValueError::new_err("invalid MAIL options")),
+            Err(e) => {
+                return Err(PyValueError::new_err(format!(
+                    "invalid MAIL options {mail_options:?}: {e}"
+                )));
+            }
+        }
+    };
+    let rcpt_params = if rcpt_options.is_empty() {
+        Default::default()
+    } else {
+        let line = format!("RCPT TO:<postmaster> {}", rcpt_options.join(" "));
+        match Command::parse(line.as_bytes()) {
+            Ok(Command::Rcpt { params, .. }) => params,
+            Ok(_) => return Err(PyValueError::new_err("invalid RCPT options")),
+            Err(e) => {
+                return Err(PyValueError::new_err(format!(
+                    "invalid RCPT options {rcpt_options:?}: {e}"
+                )));
+            }
+        }
+    };
+    let recipients = to
+        .iter()
+        .map(|t| {
+            Ok(Recipient {
+                address: ForwardPath::Mailbox(Address::parse(t).map_err(|e| bad(&e))?),
+                params: rcpt_params.clone(),
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    if recipients.is_empty() {
+        return Err(PyValueError::new_err("no recipients"));
+    }
+    Ok(Envelope {
+        from,
+        params,
+        recipients,
+    })
+}
+
+/// A Python binary file object as a [`Read`]: each read attaches, calls `read(64 KiB)`
+/// and detaches again. A Python exception is kept to be raised as it was.
+struct PyReader {
+    file: Py<PyAny>,
+    pending: Vec<u8>,
+    at: usize,
+    error: Option<PyErr>,
+}
+
+impl Read for PyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at >= self.pending.len() {
+            let chunk = Python::attach(|py| -> PyResult<Vec<u8>> {
+                let data = self.file.bind(py).call_method1("read", (READ_CHUNK,))?;
+                if let Ok(bytes) = data.cast::<PyBytes>() {
+                    Ok(bytes.as_bytes().to_vec())
+                } else if let Ok(array) = data.cast::<PyByteArray>() {
+                    Ok(array.to_vec())
+                } else {
+                    Err(PyTypeError::new_err(
+                        "the message file's read() must return bytes (open it in binary mode)",
+                    ))
+                }
+            });
+            match chunk {
+                Ok(chunk) if chunk.is_empty() => return Ok(0),
+                Ok(chunk) => {
+                    self.pending = chunk;
+                    self.at = 0;
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    return Err(io::Error::other("the message file's read() raised"));
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// A connection to an SMTP or LMTP server. Made by [`Client::connect`], which greets (and
+/// upgrades, and authenticates) as asked; use from one thread at a time or not, the calls
+/// are serialised.
+#[pyclass(frozen, module = "smtpx._native")]
+#[derive(Debug)]
+pub struct Client {
+    inner: Mutex<Option<SmtpClient>>,
+}
+
+fn lock(m: &Mutex<Option<SmtpClient>>) -> MutexGuard<'_, Option<SmtpClient>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Client {
+    /// Runs `f` on the open connection with the interpreter detached.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut SmtpClient) -> Result<T, smtp_core::blocking::client::Error> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let mut guard = lock(&self.inner);
+            match guard.as_mut() {
+                Some(client) => f(client).map_err(|e| client_error(e, false)),
+                None => Err(SmtpDisconnected::new_err("the connection is closed")),
+            }
+        })
+    }
+
+    /// Reads what is known without waiting for the network.
+    fn peek<T>(&self, py: Python<'_>, f: impl FnOnce(&SmtpClient) -> T + Send) -> Option<T>
+    where
+        T: Send,
+    {
+        py.detach(|| lock(&self.inner).as_ref().map(f))
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// Connects to `host`:`port`, greets with `helo_name` and, as `tls` says ("none",
+    /// "starttls" when offered, "starttls-required", "implicit"), encrypts; logs in when a
+    /// username is given. `timeout` (seconds) bounds the connection and each reply.
+    #[staticmethod]
+    #[pyo3(signature = (host, port, *, helo_name, tls = "none", server_name = None,
+        insecure = false, ca_pem = None, timeout = None, lmtp = false, username = None,
+        password = None, pipelining = true, chunking = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect(
+        py: Python<'_>,
+        host: String,
+        port: u16,
+        helo_name: String,
+        tls: &str,
+        server_name: Option<String>,
+        insecure: bool,
+        ca_pem: Option<Vec<u8>>,
+        timeout: Option<f64>,
+        lmtp: bool,
+        username: Option<String>,
+        password: Option<String>,
+        pipelining: bool,
+        chunking: bool,
+    ) -> PyResult<Client> {
+        let mut options = ClientOptions::new(helo_name);
+        options.tls = match tls {
+            "none" => TlsMode::None,
+            "starttls" => TlsMode::StartTlsOpportunistic,
+            "starttls-required" => TlsMode::StartTlsRequired,
+            "implicit" => TlsMode::Implicit,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "tls must be none, starttls, starttls-required or implicit, not {other:?}"
+                )));
+            }
+        };
+        if options.tls != TlsMode::None {
+            options.tls_config = tls_config(insecure, ca_pem)?;
+        }
+        if let Some(seconds) = timeout {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(PyValueError::new_err("timeout must be a positive number"));
+            }
+            let each = Duration::from_secs_f64(seconds);
+            options.connect_timeout = each;
+            options.timeouts = ClientTimeouts {
+                greeting: each,
+                command: each,
+                rcpt: each,
+                data_start: each,
+                data_block: each,
+                data_end: each,
+            };
+        }
+        options.credentials = match (username, password) {
+            (Some(user), Some(password)) => Some(Credentials::password(user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give both username and password, or neither",
+                ));
+            }
+        };
+        options.lmtp = lmtp;
+        options.pipelining = pipelining;
+        options.chunking = chunking;
+        let server_name = server_name.unwrap_or_else(|| host.clone());
+        let client = py
+            .detach(|| SmtpClient::connect((host.as_str(), port), &server_name, options))
+            .map_err(|e| client_error(e, true))?;
+        Ok(Client {
+            inner: Mutex::new(Some(client)),
+        })
+    }
+
+    /// The last EHLO (or LHLO) reply's lines, the server's name first; None after a HELO
+    /// fallback or once closed.
+    fn ehlo_lines(&self, py: Python<'_>) -> Option<Vec<String>> {
+        self.peek(py, |c| {
+            c.capabilities()
+                .map(|caps| caps.to_reply().lines().to_vec())
+        })
+        .flatten()
+    }
+
+    /// The announced extensions as `(lower-case keyword, parameters)`, as smtplib's
+    /// `esmtp_features` holds them.
+    fn features(&self, py: Python<'_>) -> Vec<(String, String)> {
+        self.ehlo_lines(py)
+            .unwrap_or_default()
+            .iter()
+            .skip(1)
+            .map(|line| match line.split_once(' ') {
+                Some((keyword, params)) => (keyword.to_ascii_lowercase(), params.to_owned()),
+                None => (line.to_ascii_lowercase(), String::new()),
+            })
+            .collect()
+    }
+
+    /// True when the connection is encrypted.
+    fn is_tls(&self, py: Python<'_>) -> bool {
+        self.peek(py, SmtpClient::is_tls).unwrap_or(false)
+    }
+
+    /// True once the connection is over.
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        self.peek(py, SmtpClient::is_closed).unwrap_or(true)
+    }
+
+    /// The server's address as `(host, port)`.
+    fn peer(&self, py: Python<'_>) -> Option<(String, u16)> {
+        self.peek(py, |c| {
+            let addr = c.peer_addr();
+            (addr.ip().to_string(), addr.port())
+        })
+    }
+
+    /// Upgrades with STARTTLS and greets again.
+    #[pyo3(signature = (server_name, *, insecure = false, ca_pem = None))]
+    fn starttls(
+        &self,
+        py: Python<'_>,
+        server_name: String,
+        insecure: bool,
+        ca_pem: Option<Vec<u8>>,
+    ) -> PyResult<()> {
+        let config = tls_config(insecure, ca_pem)?;
+        self.with(py, move |c| c.starttls(&server_name, config))
+    }
+
+    /// Authenticates (PLAIN or LOGIN, as offered) and returns the 235 reply.
+    fn login(&self, py: Python<'_>, username: String, password: String) -> PyResult<ReplyTuple> {
+        no_line_breaks("the user name", &username)?;
+        no_line_breaks("the password", &password)?;
+        let credentials = Credentials::password(username, password);
+        self.with(py, move |c| c.login(credentials))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// NOOP; the reply whatever its code.
+    fn noop(&self, py: Python<'_>) -> PyResult<ReplyTuple> {
+        self.with(py, SmtpClient::noop).map(|r| reply_tuple(&r))
+    }
+
+    /// RSET; the reply whatever its code.
+    fn rset(&self, py: Python<'_>) -> PyResult<ReplyTuple> {
+        self.with(py, SmtpClient::rset).map(|r| reply_tuple(&r))
+    }
+
+    /// VRFY; the reply whatever its code.
+    fn vrfy(&self, py: Python<'_>, argument: String) -> PyResult<ReplyTuple> {
+        no_line_breaks("the VRFY argument", &argument)?;
+        self.with(py, move |c| c.vrfy(&argument))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// EXPN; the reply whatever its code.
+    fn expn(&self, py: Python<'_>, argument: String) -> PyResult<ReplyTuple> {
+        no_line_breaks("the EXPN argument", &argument)?;
+        self.with(py, move |c| c.expn(&argument))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// HELP; the reply whatever its code.
+    #[pyo3(signature = (topic = None))]
+    fn help(&self, py: Python<'_>, topic: Option<String>) -> PyResult<ReplyTuple> {
+        if let Some(topic) = &topic {
+            no_line_breaks("the HELP topic", topic)?;
+        }
+        self.with(py, move |c| c.help(topic.as_deref()))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// Sends one message: `message` is bytes, or a binary file object read 64 KiB at a
+    /// time. Returns `(mail, recipients, data, queue_id)`; refusals are in the replies,
+    /// not exceptions.
+    #[pyo3(signature = (from_addr, to_addrs, message, mail_options = Vec::new(),
+        rcpt_options = Vec::new()))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        from_addr: &str,
+        to_addrs: Vec<String>,
+        message: &Bound<'_, PyAny>,
+        mail_options: Vec<String>,
+        rcpt_options: Vec<String>,
+    ) -> PyResult<ResultTuple> {
+        let envelope = envelope(from_addr, &to_addrs, &mail_options, &rcpt_options)?;
+        if let Ok(bytes) = message.cast::<PyBytes>() {
+            let data = bytes.as_bytes().to_vec();
+            return self
+                .with(py, move |c| c.send_bytes(&envelope, &data))
+                .map(|r| result_tuple(&r));
+        }
+        if let Ok(array) = message.cast::<PyByteArray>() {
+            let data = array.to_vec();
+            return self
+                .with(py, move |c| c.send_bytes(&envelope, &data))
+                .map(|r| result_tuple(&r));
+        }
+        if !message.hasattr("read")? {
+            return Err(PyTypeError::new_err(
+                "message must be bytes or a binary file object",
+            ));
+        }
+        let mut reader = PyReader {
+            file: message.clone().unbind(),
+            pending: Vec::new(),
+            at: 0,
+            error: None,
+        };
+        let outcome = py.detach(|| {
+            let mut guard = lock(&self.inner);
+            match guard.as_mut() {
+                Some(client) => Ok(client.send(&envelope, &mut reader, None)),
+                None => Err(()),
+            }
+        });
+        match outcome {
+            Err(()) => Err(SmtpDisconnected::new_err("the connection is closed")),
+            Ok(Ok(result)) => Ok(result_tuple(&result)),
+            Ok(Err(e)) => Err(match reader.error.take() {
+                Some(raised) => raised,
+                None => client_error(e, false),
+            }),
+        }
+    }
+
+    /// Sends QUIT, waits for the reply and closes. Quiet when already closed.
+    fn quit(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let client = lock(&self.inner).take();
+            match client {
+                Some(client) => client.quit().map_err(|e| client_error(e, false)),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Closes the connection without QUIT.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| drop(lock(&self.inner).take()));
+    }
+}

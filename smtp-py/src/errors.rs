@@ -1,0 +1,71 @@
+//! The one place where the engine's errors become Python exceptions.
+//!
+//! The classes live in `python/smtpx/errors.py` (they subclass smtplib's, which an abi3
+//! extension cannot do itself) and are imported here. Each [`ErrorKind`] maps to one
+//! class; a reply-carrying error passes `(code, message)` as smtplib's do.
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use smtp_core::blocking::client::{Error, ErrorKind};
+use smtp_core::reply::Reply;
+
+pyo3::import_exception!(smtpx.errors, SmtpError);
+pyo3::import_exception!(smtpx.errors, SmtpProtocolError);
+pyo3::import_exception!(smtpx.errors, SmtpConnectError);
+pyo3::import_exception!(smtpx.errors, SmtpTimeoutError);
+pyo3::import_exception!(smtpx.errors, SmtpDisconnected);
+pyo3::import_exception!(smtpx.errors, SmtpNotSupportedError);
+pyo3::import_exception!(smtpx.errors, SmtpReplyError);
+pyo3::import_exception!(smtpx.errors, SmtpDataError);
+pyo3::import_exception!(smtpx.errors, SmtpAuthError);
+pyo3::import_exception!(smtpx.errors, SmtpTlsError);
+
+/// A reply's text as smtplib gives it: every line with the enhanced code in front (as it
+/// was on the wire), lines joined with `\n`.
+pub fn smtplib_message(reply: &Reply) -> Vec<u8> {
+    let lines: Vec<String> = match reply.enhanced() {
+        Some(enhanced) => reply
+            .lines()
+            .iter()
+            .map(|line| {
+                if line.is_empty() {
+                    enhanced.to_string()
+                } else {
+                    format!("{enhanced} {line}")
+                }
+            })
+            .collect(),
+        None => reply.lines().to_vec(),
+    };
+    lines.join("\n").into_bytes()
+}
+
+/// Converts a client error. `connecting` says whether the connection was being opened,
+/// where a network failure is a refused connection rather than a lost one.
+pub fn client_error(error: Error, connecting: bool) -> PyErr {
+    let text = error.to_string();
+    let with_reply = |make: fn((u16, Vec<u8>)) -> PyErr| match error.reply() {
+        Some(reply) => make((reply.code().get(), smtplib_message(reply))),
+        None => SmtpError::new_err(text.clone()),
+    };
+    match error.kind() {
+        ErrorKind::Io if connecting => SmtpConnectError::new_err(text),
+        ErrorKind::Io | ErrorKind::ConnectionClosed | ErrorKind::NotReady => {
+            SmtpDisconnected::new_err(text)
+        }
+        ErrorKind::ServerClosed => SmtpDisconnected::new_err(text),
+        ErrorKind::Tls => SmtpTlsError::new_err(text),
+        ErrorKind::Timeout => SmtpTimeoutError::new_err(text),
+        ErrorKind::InvalidArgument => PyValueError::new_err(text),
+        ErrorKind::Greeting => with_reply(SmtpConnectError::new_err),
+        ErrorKind::Hello | ErrorKind::StartTlsRefused => with_reply(SmtpReplyError::new_err),
+        ErrorKind::AuthFailed => with_reply(SmtpAuthError::new_err),
+        ErrorKind::StartTlsUnavailable
+        | ErrorKind::AuthUnsupported
+        | ErrorKind::SmtpUtf8Unsupported => SmtpNotSupportedError::new_err(text),
+        ErrorKind::MessageTooLarge => SmtpDataError::new_err((552u16, text.into_bytes())),
+        ErrorKind::Protocol => SmtpProtocolError::new_err(text),
+        ErrorKind::MessageSource => PyOSError::new_err(text),
+        _ => SmtpError::new_err(text),
+    }
+}
