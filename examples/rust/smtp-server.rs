@@ -185,12 +185,12 @@ impl log::Log for StderrLogger {
 }
 
 fn main() -> ExitCode {
-    if let Ok(level) = std::env::var("SMTPX_LOG") {
-        if let Ok(filter) = level.parse::<log::LevelFilter>() {
-            static LOGGER: StderrLogger = StderrLogger;
-            if log::set_logger(&LOGGER).is_ok() {
-                log::set_max_level(filter);
-            }
+    if let Ok(level) = std::env::var("SMTPX_LOG")
+        && let Ok(filter) = level.parse::<log::LevelFilter>()
+    {
+        static LOGGER: StderrLogger = StderrLogger;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(filter);
         }
     }
     let args = match parse_args() {

@@ -295,10 +295,10 @@ impl<S: SessionHandler> Dispatch<S> {
                 Some(h.data_start(t))
             }
             ServerEvent::MessageData(chunk) => {
-                if self.data_error.is_none() {
-                    if let Err(reply) = h.data_chunk(chunk) {
-                        self.data_error = Some(reply);
-                    }
+                if self.data_error.is_none()
+                    && let Err(reply) = h.data_chunk(chunk)
+                {
+                    self.data_error = Some(reply);
                 }
                 None
             }

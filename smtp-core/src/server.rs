@@ -560,11 +560,11 @@ impl ServerSession {
             Decision::Accept => (true, None),
             Decision::Reply(r) => (r.is_positive(), Some(r)),
             Decision::PerRecipient(mut replies) => {
-                if let Pending::MessageEnd = pending {
-                    if self.config.lmtp {
-                        self.finish_lmtp_message(replies);
-                        return Ok(());
-                    }
+                if let Pending::MessageEnd = pending
+                    && self.config.lmtp
+                {
+                    self.finish_lmtp_message(replies);
+                    return Ok(());
                 }
                 if replies.is_empty() {
                     (true, None)
@@ -995,14 +995,14 @@ impl ServerSession {
                 "Error: MAIL parameters need EHLO",
             );
         }
-        if let Some(size) = params.size {
-            if size > self.config.max_message_size {
-                return self.refuse(
-                    ReplyCode::STORAGE_EXCEEDED,
-                    (5, 3, 4),
-                    "Message size exceeds fixed limit",
-                );
-            }
+        if let Some(size) = params.size
+            && size > self.config.max_message_size
+        {
+            return self.refuse(
+                ReplyCode::STORAGE_EXCEEDED,
+                (5, 3, 4),
+                "Message size exceeds fixed limit",
+            );
         }
         match params.body {
             Some(Body::BinaryMime) if !self.config.chunking => {
