@@ -21,12 +21,31 @@
   ((SMTPX_VERSION_MAJOR << 16) | (SMTPX_VERSION_MINOR << 8) | SMTPX_VERSION_PATCH)
 
 /**
+ * The size of `smtpx_decision.text`, including the terminating NUL.
+ */
+#define SMTPX_DECISION_TEXT_LEN 256
+
+/**
+ * A callback's return value: go ahead with the standard reply.
+ */
+#define SMTPX_ACCEPT 0
+
+/**
+ * A callback's return value: answer with the reply in the callback's `smtpx_decision`.
+ */
+#define SMTPX_REPLY 1
+
+/**
  * The outcome of a fallible smtpx call.
  *
  * Values are grouped in ranges and a value is never reused for another meaning:
- * 0 is success; 1xx are argument and usage errors made by the caller; 9xx are internal
- * errors (bugs in smtpx). Later ranges (protocol, I/O, TLS, authentication) will be
- * added as the API grows. The type is 32 bits wide in every language mode.
+ * 0 is success; 1xx are argument and usage errors made by the caller; 2xx are SMTP
+ * protocol failures (the server refused or misbehaved); 3xx are I/O failures (network,
+ * timeouts, files, the caller's message source); 4xx are TLS and authentication
+ * failures; 9xx are internal errors (bugs in smtpx). The type is 32 bits wide in every
+ * language mode. Where a call failed on an object that keeps error details (a client,
+ * client options, a server configuration), the object's `*_last_error` function gives
+ * the full message.
  *
  * Thread safety: a plain value.
  */
@@ -57,6 +76,80 @@ enum smtpx_result
    */
   SMTPX_RESULT_BUFFER_TOO_SMALL = 103,
   /**
+   * A string argument contained CR or LF, which would inject protocol lines; nothing
+   * was sent.
+   */
+  SMTPX_RESULT_INJECTION = 104,
+  /**
+   * The call does not fit the object's state: for example the client is closed (after
+   * QUIT or an error that ended the connection), or the server is stopped.
+   */
+  SMTPX_RESULT_NOT_READY = 105,
+  /**
+   * The server sent something that is not a valid reply, or a reply nobody asked for.
+   */
+  SMTPX_RESULT_PROTOCOL = 200,
+  /**
+   * The server refused the connection in its greeting (see the client's last error).
+   */
+  SMTPX_RESULT_GREETING = 201,
+  /**
+   * The server refused EHLO and then HELO (or LHLO).
+   */
+  SMTPX_RESULT_HELLO = 202,
+  /**
+   * The server closed the session with 421.
+   */
+  SMTPX_RESULT_SERVER_CLOSED = 203,
+  /**
+   * The message is larger than the server's SIZE limit; nothing was sent.
+   */
+  SMTPX_RESULT_MESSAGE_TOO_LARGE = 204,
+  /**
+   * An address needs SMTPUTF8, which the server does not offer; nothing was sent.
+   */
+  SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED = 205,
+  /**
+   * The network failed: name resolution, connection refused or reset, a closed
+   * socket; or a file or socket of the server could not be opened.
+   */
+  SMTPX_RESULT_IO = 300,
+  /**
+   * Connecting, a handshake, a write or a reply took too long.
+   */
+  SMTPX_RESULT_TIMEOUT = 301,
+  /**
+   * The connection ended while a reply was expected.
+   */
+  SMTPX_RESULT_CONNECTION_CLOSED = 302,
+  /**
+   * The caller's message source (a read callback) failed part-way; the connection was
+   * closed so that a truncated message is never delivered.
+   */
+  SMTPX_RESULT_MESSAGE_SOURCE = 303,
+  /**
+   * TLS failed: the configuration (certificates, keys, CA file) could not be used, the
+   * handshake failed, or the server's certificate was not trusted.
+   */
+  SMTPX_RESULT_TLS = 400,
+  /**
+   * STARTTLS is required but the server does not offer it; nothing else was sent.
+   */
+  SMTPX_RESULT_START_TLS_UNAVAILABLE = 401,
+  /**
+   * The server refused STARTTLS.
+   */
+  SMTPX_RESULT_START_TLS_REFUSED = 402,
+  /**
+   * No authentication mechanism that both sides support (the server may offer AUTH
+   * only after TLS).
+   */
+  SMTPX_RESULT_AUTH_UNSUPPORTED = 410,
+  /**
+   * The server refused the credentials.
+   */
+  SMTPX_RESULT_AUTH_FAILED = 411,
+  /**
    * A Rust panic was caught at the API boundary. This is a bug in smtpx: please
    * report it. The object the call was made on should not be used further.
    */
@@ -70,9 +163,914 @@ typedef uint32_t smtpx_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+/**
+ * What an `smtpx_server_event` is. Kinds marked *decision* stop the session until
+ * `smtpx_server_session_decide` is called.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No event: the session needs more input, a decision, or its output written.
+   */
+  SMTPX_EVENT_KIND_NONE = 0,
+  /**
+   * *Decision.* A client connected: accept to send the 220 greeting.
+   */
+  SMTPX_EVENT_KIND_CONNECT = 1,
+  /**
+   * *Decision.* HELO, EHLO or LHLO; `arg` is the client's domain.
+   */
+  SMTPX_EVENT_KIND_HELLO = 2,
+  /**
+   * The 220 for STARTTLS is in the output: write it, do the TLS handshake, then call
+   * `smtpx_server_session_tls_established`.
+   */
+  SMTPX_EVENT_KIND_START_TLS = 3,
+  /**
+   * *Decision.* AUTH; `arg` is the user name, `password` the password. Accept (235) or
+   * reply (535 5.7.8 is the usual refusal).
+   */
+  SMTPX_EVENT_KIND_AUTH = 4,
+  /**
+   * *Decision.* MAIL FROM; `arg` is the sender ("" for the null sender).
+   */
+  SMTPX_EVENT_KIND_MAIL = 5,
+  /**
+   * *Decision.* RCPT TO; `arg` is the recipient.
+   */
+  SMTPX_EVENT_KIND_RCPT = 6,
+  /**
+   * *Decision.* DATA or the first BDAT chunk: may the content come?
+   */
+  SMTPX_EVENT_KIND_MESSAGE_START = 7,
+  /**
+   * A piece of the content (`data`, `data_len`), un-stuffed, CRLF line endings.
+   */
+  SMTPX_EVENT_KIND_MESSAGE_DATA = 8,
+  /**
+   * *Decision.* The message is complete: accept (250) or reply.
+   */
+  SMTPX_EVENT_KIND_MESSAGE_END = 9,
+  /**
+   * The message being received was dropped; `abort_reason` says why.
+   */
+  SMTPX_EVENT_KIND_MESSAGE_ABORTED = 10,
+  /**
+   * The transaction was abandoned (RSET, a new greeting, STARTTLS).
+   */
+  SMTPX_EVENT_KIND_RESET = 11,
+  /**
+   * *Decision.* VRFY; `arg` is its argument. Accepting replies 252.
+   */
+  SMTPX_EVENT_KIND_VERIFY = 12,
+  /**
+   * *Decision.* EXPN; `arg` is its argument. Accepting replies 252.
+   */
+  SMTPX_EVENT_KIND_EXPAND = 13,
+  /**
+   * The session is over: write the output, then close the connection.
+   */
+  SMTPX_EVENT_KIND_CLOSE = 14,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_event_kind smtpx_event_kind;
+#else
+typedef uint32_t smtpx_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_abort_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Not an abort event.
+   */
+  SMTPX_ABORT_REASON_NONE = 0,
+  /**
+   * The content grew past the size limit (the client is told 552 at the end).
+   */
+  SMTPX_ABORT_REASON_TOO_LARGE = 1,
+  /**
+   * A lone CR or LF arrived under the reject policy (550 at the end).
+   */
+  SMTPX_ABORT_REASON_BARE_LINE_ENDING = 2,
+  /**
+   * The connection ended, or timed out, in the middle of the message.
+   */
+  SMTPX_ABORT_REASON_DISCONNECTED = 3,
+  /**
+   * The client sent RSET between BDAT chunks.
+   */
+  SMTPX_ABORT_REASON_RESET = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_abort_reason smtpx_abort_reason;
+#else
+typedef uint32_t smtpx_abort_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How a client connection is encrypted.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_tls_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Plain text throughout; STARTTLS is never sent.
+   */
+  SMTPX_TLS_MODE_NONE = 0,
+  /**
+   * Upgrade with STARTTLS when the server offers it, else go on in clear (protects
+   * against passive eavesdropping only). The default.
+   */
+  SMTPX_TLS_MODE_STARTTLS_OPPORTUNISTIC = 1,
+  /**
+   * Upgrade with STARTTLS, or fail before any credentials or mail are sent.
+   */
+  SMTPX_TLS_MODE_STARTTLS_REQUIRED = 2,
+  /**
+   * TLS from the first byte (SMTPS, usually port 465).
+   */
+  SMTPX_TLS_MODE_IMPLICIT = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_tls_mode smtpx_tls_mode;
+#else
+typedef uint32_t smtpx_tls_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What the server does with a lone CR or LF inside a message.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_bare_lf_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Replace it with CRLF and accept the message (the default, as Postfix 3.9 does).
+   */
+  SMTPX_BARE_LF_POLICY_NORMALIZE = 0,
+  /**
+   * Read the message to its real end and refuse it as a whole (550 5.5.2).
+   */
+  SMTPX_BARE_LF_POLICY_REJECT = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_bare_lf_policy smtpx_bare_lf_policy;
+#else
+typedef uint32_t smtpx_bare_lf_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * A connected SMTP (or LMTP) client session, ready for mail.
+ *
+ * Every call blocks until the server has answered or a timeout expires. After an error
+ * that ended the connection (a timeout, a lost connection, a 421) and after
+ * `smtpx_client_quit`, calls fail with SMTPX_RESULT_NOT_READY. The detail of the last
+ * failed call is kept: `smtpx_client_last_error` and `smtpx_client_last_error_reply`.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_client smtpx_client;
+
+/**
+ * How `smtpx_client_connect` sets up a connection: a builder filled with setters.
+ *
+ * Defaults: HELO name "localhost", opportunistic STARTTLS, the compiled-in Mozilla
+ * roots, no credentials, 30 s connect timeout, RFC 5321 reply timeouts, SMTP (not
+ * LMTP), pipelining and chunking used when offered.
+ *
+ * Thread safety: movable between threads, one thread at a time (setters and
+ * `smtpx_client_connect` write to it).
+ */
+typedef struct smtpx_client_options smtpx_client_options;
+
+/**
+ * An SMTP reply from a server: its code, its enhanced status code when it had one, and
+ * its text (the lines joined with LF, without codes).
+ *
+ * A reply returned by a function (owned) is released with `smtpx_reply_free`; a reply
+ * borrowed from another object (a send result, a client's last error) lives as long as
+ * that object says and must not be freed.
+ *
+ * Thread safety: immutable; may be read from several threads at once and moved between
+ * threads.
+ */
+typedef struct smtpx_reply smtpx_reply;
+
+/**
+ * The outcome of one sent message: the reply to MAIL FROM, each recipient's reply (and,
+ * under LMTP, its delivery reply), the final reply after the message, and the queue id
+ * the server named.
+ *
+ * Strings and replies borrowed from it live until `smtpx_send_result_free`.
+ *
+ * Thread safety: immutable; may be read from several threads at once and moved between
+ * threads.
+ */
+typedef struct smtpx_send_result smtpx_send_result;
+
+/**
+ * A running SMTP server: listeners and a thread per connection.
+ *
+ * Thread safety: movable between threads, one thread at a time; the server's own
+ * threads run independently of the thread holding it.
+ */
+typedef struct smtpx_server smtpx_server;
+
+/**
+ * How a server (or a sans-I/O server session) behaves: a builder filled with setters.
+ *
+ * Defaults: host name "localhost", listening on 127.0.0.1 port 0 (a free port: see
+ * `smtpx_server_local_port`), no TLS, no AUTH, 25 MiB messages, 100 recipients per
+ * message, RFC 5321 timeouts, 10000 connections, SMTP (not LMTP), bare LF normalised.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_server_config smtpx_server_config;
+
+/**
+ * One SMTP server connection's protocol state, without I/O (see
+ * `smtpx_server_session_new`). Times are milliseconds on any monotonic clock the caller
+ * chooses, passed to every call that needs one.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_server_session smtpx_server_session;
+
+/**
+ * The read callback of `smtpx_client_send_stream`: fills `buf` (of `len` bytes) with up
+ * to `len` bytes of the message, writes how many to `*out_n`, and returns 0; `*out_n`
+ * 0 means the message is complete. Any other return value is an error (an errno value,
+ * for example): the connection is then closed, so that a truncated message is never
+ * delivered, and the send fails with SMTPX_RESULT_MESSAGE_SOURCE. Runs on the calling
+ * thread, during the call only.
+ */
+typedef int (*smtpx_read_callback)(void *userdata, uint8_t *buf, size_t len, size_t *out_n);
+
+/**
+ * An RFC 3463 enhanced status code, `status_class.subject.detail` (for example 2.1.5).
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_enhanced_code {
+  /**
+   * 2 (success), 4 (transient failure) or 5 (permanent failure).
+   */
+  uint8_t status_class;
+  /**
+   * The subject, 0 to 999.
+   */
+  uint16_t subject;
+  /**
+   * The detail, 0 to 999.
+   */
+  uint16_t detail;
+} smtpx_enhanced_code;
+
+/**
+ * The releaser of a handler's userdata: called once, after the last callback has
+ * returned, on the thread that stops or frees the server.
+ */
+typedef void (*smtpx_userdata_free_callback)(void *userdata);
+
+/**
+ * The reply a handler callback gives when it returns SMTPX_REPLY.
+ *
+ * The library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
+ * (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
+ * becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
+ * and an empty text gives the code's standard meaning.
+ *
+ * Thread safety: a plain value, owned by the calling thread during the callback.
+ */
+typedef struct smtpx_decision {
+  /**
+   * The reply code, for example 550.
+   */
+  uint16_t code;
+  /**
+   * True when `enhanced` holds an enhanced status code to send.
+   */
+  bool has_enhanced;
+  /**
+   * The enhanced status code, for example 5.1.1.
+   */
+  struct smtpx_enhanced_code enhanced;
+  /**
+   * The reply text, NUL-terminated.
+   */
+  char text[SMTPX_DECISION_TEXT_LEN];
+} smtpx_decision;
+
+/**
+ * A handler callback that decides: returns SMTPX_ACCEPT, or SMTPX_REPLY with `*out`
+ * filled. `conn_id` identifies the connection (unique within the server); `arg` is the
+ * command's argument (connect: the client's address "IP:PORT"; hello: the domain the
+ * client gave; mail: the sender, "" for the null sender; rcpt: the recipient; data_start
+ * and data_end: NULL), valid during the call only.
+ *
+ * Threads: runs on the thread serving the connection; calls for different connections
+ * overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+ */
+typedef int (*smtpx_decide_callback)(void *userdata,
+                                     uint64_t conn_id,
+                                     const char *arg,
+                                     struct smtpx_decision *out);
+
+/**
+ * The AUTH callback: checks `username` and `password` (valid during the call only);
+ * returns SMTPX_ACCEPT to log the client in, or SMTPX_REPLY with `*out` filled (535
+ * 5.7.8 for bad credentials).
+ *
+ * Threads: runs on the thread serving the connection; calls for different connections
+ * overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+ */
+typedef int (*smtpx_auth_callback)(void *userdata,
+                                   uint64_t conn_id,
+                                   const char *username,
+                                   const char *password,
+                                   struct smtpx_decision *out);
+
+/**
+ * The data_chunk callback: a piece of the message (un-stuffed, CRLF line endings),
+ * valid during the call only. Returning SMTPX_REPLY remembers `*out` as the reply to the
+ * end of the message (data_end is then not called).
+ *
+ * Threads: runs on the thread serving the connection; calls for different connections
+ * overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+ */
+typedef int (*smtpx_chunk_callback)(void *userdata,
+                                    uint64_t conn_id,
+                                    const uint8_t *chunk,
+                                    size_t len,
+                                    struct smtpx_decision *out);
+
+/**
+ * The LMTP end-of-message callback: the whole message has arrived for `n_recipients`
+ * accepted recipients. Return SMTPX_ACCEPT to accept it for all, or SMTPX_REPLY with
+ * `out[0]` to `out[n_recipients - 1]` filled, one decision per recipient in RCPT order
+ * (each zeroed before the call; an entry left with code 0 becomes 451 4.3.0).
+ *
+ * Threads: runs on the thread serving the connection; calls for different connections
+ * overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+ */
+typedef int (*smtpx_lmtp_end_callback)(void *userdata,
+                                       uint64_t conn_id,
+                                       size_t n_recipients,
+                                       struct smtpx_decision *out);
+
+/**
+ * A notification callback (reset, close): no decision.
+ *
+ * Threads: runs on the thread serving the connection; calls for different connections
+ * overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+ */
+typedef void (*smtpx_notify_callback)(void *userdata, uint64_t conn_id);
+
+/**
+ * A server handler as a table of C callbacks. Every callback may be NULL, which means
+ * the default: accept (AUTH: refuse with 535 5.7.8; content: thrown away).
+ *
+ * Threads: every callback runs on the thread serving its connection, never on the
+ * thread that started the server. Calls for different connections overlap in time, so
+ * `userdata` and everything the callbacks touch must be thread-safe; calls for one
+ * connection come one at a time, in protocol order (connect, hello, auth if any, mail, rcpt...,
+ * data_start, data_chunk..., data_end, reset if any, close). `userdata_free` (may be NULL) is
+ * called exactly once with `userdata`, after the last callback has returned: by
+ * `smtpx_server_stop` or `smtpx_server_free` on the calling thread (or before
+ * `smtpx_server_start` returns when starting fails).
+ *
+ * The table is copied by `smtpx_server_start`.
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_handler {
+  /**
+   * Passed as the first argument of every callback.
+   */
+  void *userdata;
+  /**
+   * Releases `userdata` once no callback can run any more.
+   */
+  smtpx_userdata_free_callback userdata_free;
+  /**
+   * A client connected (arg: its address). SMTPX_REPLY refuses the connection.
+   */
+  smtpx_decide_callback connect;
+  /**
+   * HELO, EHLO or LHLO (arg: the client's domain).
+   */
+  smtpx_decide_callback hello;
+  /**
+   * AUTH (only when the configuration has no users of its own).
+   */
+  smtpx_auth_callback auth;
+  /**
+   * MAIL FROM (arg: the sender, "" for the null sender).
+   */
+  smtpx_decide_callback mail;
+  /**
+   * RCPT TO (arg: the recipient).
+   */
+  smtpx_decide_callback rcpt;
+  /**
+   * DATA or the first BDAT chunk (arg: NULL): may the content come?
+   */
+  smtpx_decide_callback data_start;
+  /**
+   * A piece of the content.
+   */
+  smtpx_chunk_callback data_chunk;
+  /**
+   * The whole message has arrived (arg: NULL): accept or refuse it. Under LMTP, when
+   * `data_end_lmtp` is NULL, the one decision applies to every recipient.
+   */
+  smtpx_decide_callback data_end;
+  /**
+   * Under LMTP (a client that said LHLO), the whole message has arrived: one decision
+   * per recipient. NULL: `data_end` decides for all.
+   */
+  smtpx_lmtp_end_callback data_end_lmtp;
+  /**
+   * The transaction was abandoned (RSET, a new greeting, STARTTLS).
+   */
+  smtpx_notify_callback reset;
+  /**
+   * The connection is over.
+   */
+  smtpx_notify_callback close;
+} smtpx_handler;
+
+/**
+ * One event of a server session. Pointers are borrowed from the session and valid until
+ * the next call on it; unused pointers are NULL with length 0.
+ *
+ * Thread safety: a plain value (its pointers follow the session's rules).
+ */
+typedef struct smtpx_server_event {
+  /**
+   * What happened.
+   */
+  smtpx_event_kind kind;
+  /**
+   * True when the session waits for `smtpx_server_session_decide`.
+   */
+  bool needs_decision;
+  /**
+   * The command's argument, NUL-terminated (see `smtpx_event_kind`).
+   */
+  const char *arg;
+  /**
+   * The length of `arg` without the NUL.
+   */
+  size_t arg_len;
+  /**
+   * AUTH's password, NUL-terminated.
+   */
+  const char *password;
+  /**
+   * The length of `password` without the NUL.
+   */
+  size_t password_len;
+  /**
+   * Message content (MESSAGE_DATA).
+   */
+  const uint8_t *data;
+  /**
+   * The length of `data`.
+   */
+  size_t data_len;
+  /**
+   * Why the message was dropped (MESSAGE_ABORTED).
+   */
+  smtpx_abort_reason abort_reason;
+} smtpx_server_event;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Creates client options with the defaults. Returns NULL only if memory ran out (or on
+ * an internal error). Free with `smtpx_client_options_free`.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+struct smtpx_client_options *smtpx_client_options_new(void);
+
+/**
+ * Frees client options. NULL is fine; must not be called twice on the same options.
+ * Clients already connected with them are not affected.
+ *
+ * Thread safety: no other thread may use the options during or after the call.
+ */
+void smtpx_client_options_free(struct smtpx_client_options *options);
+
+/**
+ * Sets the name sent with EHLO, HELO or LHLO: this host's fully qualified domain name or
+ * an address literal such as "[192.0.2.1]". Checked fully at connect time.
+ *
+ * Returns SMTPX_RESULT_NULL_PARAMETER, SMTPX_RESULT_INVALID_UTF8 or
+ * SMTPX_RESULT_INJECTION (CR or LF) and changes nothing on a bad argument.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_helo_name(struct smtpx_client_options *options,
+                                                const char *helo_name);
+
+/**
+ * Sets how the connection is encrypted (see `smtpx_tls_mode`). A value that is not an
+ * `smtpx_tls_mode` gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_tls_mode(struct smtpx_client_options *options,
+                                               smtpx_tls_mode mode);
+
+/**
+ * Trusts the certificate authorities in a PEM file instead of the compiled-in Mozilla
+ * roots (for a private CA or a self-signed test certificate). The file is read at
+ * connect time; NULL goes back to the Mozilla roots.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_ca_file(struct smtpx_client_options *options,
+                                              const char *path);
+
+/**
+ * Accepts any server certificate (expired, self-signed, for another name) when true.
+ * The server is then not authenticated, so anyone on the path can read and change the
+ * mail: for tests only. Default false.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_insecure(struct smtpx_client_options *options, bool insecure);
+
+/**
+ * Authenticates with this user name and password once connected (PLAIN or LOGIN,
+ * whichever the server offers); a refusal makes `smtpx_client_connect` fail with
+ * SMTPX_RESULT_AUTH_FAILED. Passing NULL for both removes the credentials.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_credentials(struct smtpx_client_options *options,
+                                                  const char *username,
+                                                  const char *password);
+
+/**
+ * How long to wait for each TCP connection attempt and the implicit-TLS handshake, in
+ * milliseconds (default 30000). 0 gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_connect_timeout_ms(struct smtpx_client_options *options,
+                                                         uint64_t timeout_ms);
+
+/**
+ * How long to wait for each reply and each write, in milliseconds: sets every reply
+ * timeout (greeting, commands, RCPT, DATA, each block of the message, the end of the
+ * message) to this value instead of RFC 5321's (5 to 10 minutes). 0 gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_command_timeout_ms(struct smtpx_client_options *options,
+                                                         uint64_t timeout_ms);
+
+/**
+ * Speaks LMTP (RFC 2033) instead of SMTP when true: LHLO, and one reply per recipient
+ * after the message. Default false.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_lmtp(struct smtpx_client_options *options, bool lmtp);
+
+/**
+ * Pipelines commands when the server offers PIPELINING (default true).
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_pipelining(struct smtpx_client_options *options,
+                                                 bool pipelining);
+
+/**
+ * Sends messages with BDAT when the server offers CHUNKING and PIPELINING (default
+ * true).
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_chunking(struct smtpx_client_options *options, bool chunking);
+
+/**
+ * The message of the last `smtpx_client_connect` that failed with these options,
+ * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
+ * to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
+ * nothing.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_last_error(const struct smtpx_client_options *options,
+                                             char *buf,
+                                             size_t len,
+                                             size_t *out_n);
+
+/**
+ * Connects to `host`:`port` (trying each resolved address), sets up TLS as the options
+ * say, greets, upgrades with STARTTLS and authenticates as configured, and writes a
+ * ready client to `*out_client`, to be released with `smtpx_client_free`.
+ *
+ * `server_name` is the name the server's certificate must carry; NULL means `host`.
+ * `options` is not consumed and may be reused; on failure its
+ * `smtpx_client_options_last_error` gives the detail. Errors: argument codes (1xx), and
+ * the protocol (2xx), I/O (3xx) and TLS/authentication (4xx) codes.
+ *
+ * Thread safety: blocks the calling thread; `options` is used by this thread only
+ * during the call.
+ */
+smtpx_result smtpx_client_connect(const char *host,
+                                  uint16_t port,
+                                  const char *server_name,
+                                  struct smtpx_client_options *options,
+                                  struct smtpx_client **out_client);
+
+/**
+ * Frees a client, closing its connection without QUIT (call `smtpx_client_quit`
+ * first to say goodbye). NULL is fine; must not be called twice on the same client.
+ *
+ * Thread safety: no other thread may use the client during or after the call.
+ */
+void smtpx_client_free(struct smtpx_client *client);
+
+/**
+ * Sends QUIT, waits for the reply and closes the connection. The client must still be
+ * freed with `smtpx_client_free`; every later call on it fails with
+ * SMTPX_RESULT_NOT_READY. A server that hangs up without replying is not an error.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_quit(struct smtpx_client *client);
+
+/**
+ * True when the connection is encrypted (false for NULL or after QUIT).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+bool smtpx_client_is_tls(const struct smtpx_client *client);
+
+/**
+ * The message of the client's last failed call, copied NUL-terminated into `buf` (of
+ * `len` bytes); its length without the NUL goes to `*out_n`. Empty when no call failed.
+ * SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_last_error(const struct smtpx_client *client,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+/**
+ * The server's reply behind the client's last failed call (a refused AUTH, a 421, ...),
+ * borrowed: valid until the next call on the client or its free. NULL when the failure
+ * had no reply (or `client` is NULL).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+const struct smtpx_reply *smtpx_client_last_error_reply(const struct smtpx_client *client);
+
+/**
+ * Sends one message held in memory (`msg`, `len` bytes: headers, a blank line, the
+ * body) from `from` to the `n_to` addresses in `to`, and writes the outcome for each
+ * recipient to `*out_result` (release with `smtpx_send_result_free`).
+ *
+ * A refused recipient is not an error: check `smtpx_send_result_success` and each
+ * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
+ * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
+ * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_send(struct smtpx_client *client,
+                               const char *from,
+                               const char *const *to,
+                               size_t n_to,
+                               const uint8_t *msg,
+                               size_t len,
+                               struct smtpx_send_result **out_result);
+
+/**
+ * Sends one message read piece by piece from `read_callback` (see
+ * `smtpx_read_callback`), which receives `userdata`; otherwise as `smtpx_client_send`.
+ * The message is never held whole in memory. SIZE is not announced.
+ *
+ * Thread safety: one thread at a time per client; the callback runs on the calling
+ * thread.
+ */
+smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
+                                      const char *from,
+                                      const char *const *to,
+                                      size_t n_to,
+                                      smtpx_read_callback read_callback,
+                                      void *userdata,
+                                      struct smtpx_send_result **out_result);
+
+/**
+ * Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
+ * server offers) and writes the server's 235 reply to `*out_reply` (free with
+ * `smtpx_reply_free`). A refusal is SMTPX_RESULT_AUTH_FAILED (the reply is then
+ * `smtpx_client_last_error_reply`) and leaves the connection usable.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_login(struct smtpx_client *client,
+                                const char *username,
+                                const char *password,
+                                struct smtpx_reply **out_reply);
+
+/**
+ * Sends NOOP and writes the reply, whatever its code, to `*out_reply` (free with
+ * `smtpx_reply_free`).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_noop(struct smtpx_client *client, struct smtpx_reply **out_reply);
+
+/**
+ * Sends RSET and writes the reply, whatever its code, to `*out_reply` (free with
+ * `smtpx_reply_free`).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_rset(struct smtpx_client *client, struct smtpx_reply **out_reply);
+
+/**
+ * Sends VRFY `argument` and writes the reply, whatever its code, to `*out_reply` (free
+ * with `smtpx_reply_free`). CR or LF in `argument` gives SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_vrfy(struct smtpx_client *client,
+                               const char *argument,
+                               struct smtpx_reply **out_reply);
+
+/**
+ * Sends EXPN `argument` and writes the reply, whatever its code, to `*out_reply` (free
+ * with `smtpx_reply_free`). CR or LF in `argument` gives SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_expn(struct smtpx_client *client,
+                               const char *argument,
+                               struct smtpx_reply **out_reply);
+
+/**
+ * Sends HELP (with `topic`, or none when NULL) and writes the reply, whatever its code,
+ * to `*out_reply` (free with `smtpx_reply_free`).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_help(struct smtpx_client *client,
+                               const char *topic,
+                               struct smtpx_reply **out_reply);
+
+/**
+ * Frees a send result. NULL is fine; must not be called twice on the same result.
+ *
+ * Thread safety: no other thread may use the result during or after the call.
+ */
+void smtpx_send_result_free(struct smtpx_send_result *result);
+
+/**
+ * True when the message was accepted for at least one recipient (false for NULL).
+ *
+ * Thread safety: safe to call from any thread.
+ */
+bool smtpx_send_result_success(const struct smtpx_send_result *result);
+
+/**
+ * How many recipients the result covers (the envelope's, in order); 0 for NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+size_t smtpx_send_result_recipient_count(const struct smtpx_send_result *result);
+
+/**
+ * The address of recipient `index` (bare, without angle brackets), borrowed from the
+ * result; NULL when `index` is out of range or `result` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_send_result_recipient_address(const struct smtpx_send_result *result,
+                                                size_t index);
+
+/**
+ * True when the message was taken for recipient `index` (its RCPT was accepted, and
+ * under LMTP its delivery too); false when refused, out of range or NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+bool smtpx_send_result_recipient_accepted(const struct smtpx_send_result *result, size_t index);
+
+/**
+ * The server's reply to recipient `index`'s RCPT, borrowed from the result; NULL when
+ * `index` is out of range or `result` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const struct smtpx_reply *smtpx_send_result_recipient_reply(const struct smtpx_send_result *result,
+                                                            size_t index);
+
+/**
+ * Under LMTP, the delivery reply for recipient `index` after the message, borrowed from
+ * the result; NULL for SMTP, out of range or NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const struct smtpx_reply *smtpx_send_result_recipient_delivery(const struct smtpx_send_result *result,
+                                                               size_t index);
+
+/**
+ * The reply to MAIL FROM, borrowed from the result; NULL for NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const struct smtpx_reply *smtpx_send_result_mail_reply(const struct smtpx_send_result *result);
+
+/**
+ * The final reply after the message (the last one under LMTP) or the refusal of
+ * DATA/BDAT, borrowed from the result; NULL when the message was never sent (every
+ * recipient refused) or for NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const struct smtpx_reply *smtpx_send_result_final_reply(const struct smtpx_send_result *result);
+
+/**
+ * The queue id the server named in its final reply ("queued as ID" or "id=ID"),
+ * borrowed from the result; NULL when it named none or for NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
+
+/**
+ * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+uint16_t smtpx_reply_code(const struct smtpx_reply *reply);
+
+/**
+ * The enhanced status code of a reply. Returns true and writes it to `*out` when the
+ * reply had one; returns false and writes nothing when it had none or an argument is
+ * NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+bool smtpx_reply_enhanced(const struct smtpx_reply *reply, struct smtpx_enhanced_code *out);
+
+/**
+ * The text of a reply: its lines without the codes, joined with LF, NUL-terminated.
+ * The string belongs to the reply and lives as long as it; NULL when `reply` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_reply_text(const struct smtpx_reply *reply);
+
+/**
+ * Frees a reply returned (owned) by this library. NULL is fine. Must not be called
+ * twice on the same reply, nor on a reply borrowed from another object.
+ *
+ * Thread safety: no other thread may use the reply during or after the call.
+ */
+void smtpx_reply_free(struct smtpx_reply *reply);
 
 /**
  * The standard meaning of an SMTP reply code (RFC 5321 §4.2), for example
@@ -95,6 +1093,337 @@ const char *smtpx_reply_code_meaning(uint16_t code);
  * Thread safety: safe to call from any thread.
  */
 const char *smtpx_result_str(smtpx_result result);
+
+/**
+ * Creates a server configuration with the defaults. Free with
+ * `smtpx_server_config_free`; NULL only on an internal error.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+struct smtpx_server_config *smtpx_server_config_new(void);
+
+/**
+ * Frees a server configuration. NULL is fine; must not be called twice. Servers and
+ * sessions created from it are not affected.
+ *
+ * Thread safety: no other thread may use it during or after the call.
+ */
+void smtpx_server_config_free(struct smtpx_server_config *config);
+
+/**
+ * Sets the server's host name, used in the greeting, EHLO reply and Received headers.
+ * CR or LF gives SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_hostname(struct smtpx_server_config *config,
+                                              const char *hostname);
+
+/**
+ * Sets the address to listen on, "HOST:PORT" (for example "127.0.0.1:2525", or port 0
+ * for a free port). Checked when the server starts.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_listen(struct smtpx_server_config *config, const char *addr);
+
+/**
+ * Enables TLS with a PEM certificate chain (leaf first) and a PEM private key, read when
+ * the server starts: STARTTLS is then offered. NULL for both disables TLS.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_tls_files(struct smtpx_server_config *config,
+                                               const char *cert_file,
+                                               const char *key_file);
+
+/**
+ * Also listens with implicit TLS (SMTPS) on "HOST:PORT"; NULL removes it. Needs
+ * `smtpx_server_config_set_tls_files`.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_tls_listen(struct smtpx_server_config *config,
+                                                const char *addr);
+
+/**
+ * Refuses mail until the client has started TLS (530 5.7.0). Default false.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_require_tls(struct smtpx_server_config *config, bool require);
+
+/**
+ * Adds a user for AUTH PLAIN and LOGIN (passwords are compared in constant time). With
+ * at least one user, AUTH is offered and checked by the server itself (a handler's
+ * `auth` callback is then not called).
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_add_user(struct smtpx_server_config *config,
+                                          const char *username,
+                                          const char *password);
+
+/**
+ * Offers and accepts AUTH PLAIN and LOGIN without TLS (passwords in clear). Default
+ * false.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_allow_insecure_auth(struct smtpx_server_config *config,
+                                                         bool allow);
+
+/**
+ * The largest message accepted, in bytes (announced with SIZE). 0 gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_max_size(struct smtpx_server_config *config, uint64_t bytes);
+
+/**
+ * The most recipients per message. 0 gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_max_recipients(struct smtpx_server_config *config, size_t n);
+
+/**
+ * How long the server waits for each command and for each piece of a message, in
+ * seconds. 0 gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_timeout_secs(struct smtpx_server_config *config,
+                                                  uint64_t secs);
+
+/**
+ * The most connections served at once (more are told 421). 0 gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_max_connections(struct smtpx_server_config *config, size_t n);
+
+/**
+ * Speaks LMTP (RFC 2033) instead of SMTP when true. Default false.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_lmtp(struct smtpx_server_config *config, bool lmtp);
+
+/**
+ * What to do with a lone CR or LF inside a message (see `smtpx_bare_lf_policy`). A value
+ * that is not an `smtpx_bare_lf_policy` gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_bare_lf(struct smtpx_server_config *config,
+                                             smtpx_bare_lf_policy policy);
+
+/**
+ * The message of the last `smtpx_server_start*` that failed with this configuration,
+ * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
+ * `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_last_error(const struct smtpx_server_config *config,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *out_n);
+
+/**
+ * Starts a server that delivers every accepted message into the Maildir `maildir_dir`
+ * (created with `tmp`, `new` and `cur` when missing), and writes it to `*out_server`
+ * (release with `smtpx_server_free`). On failure `smtpx_server_config_last_error` gives
+ * the detail: SMTPX_RESULT_IO (the folder or a listening address), SMTPX_RESULT_TLS
+ * (certificate or key), SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: `config` is used by this thread during the call only; the server's
+ * threads are started before it returns.
+ */
+smtpx_result smtpx_server_start_maildir(struct smtpx_server_config *config,
+                                        const char *maildir_dir,
+                                        struct smtpx_server **out_server);
+
+/**
+ * Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
+ * `smtpx_handler` for threads and the userdata's lifetime), and writes it to
+ * `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+ * called and `smtpx_server_config_last_error` gives the detail.
+ *
+ * Thread safety: `config` is used by this thread during the call only.
+ */
+smtpx_result smtpx_server_start(struct smtpx_server_config *config,
+                                const struct smtpx_handler *handler,
+                                struct smtpx_server **out_server);
+
+/**
+ * The port of the server's first listener (the one set with
+ * `smtpx_server_config_set_listen`); 0 for NULL.
+ *
+ * Thread safety: one thread at a time per server.
+ */
+uint16_t smtpx_server_local_port(const struct smtpx_server *server);
+
+/**
+ * The port of the implicit-TLS listener; 0 when there is none or for NULL.
+ *
+ * Thread safety: one thread at a time per server.
+ */
+uint16_t smtpx_server_tls_port(const struct smtpx_server *server);
+
+/**
+ * Stops the server gracefully: stops accepting, lets transactions in flight finish for up
+ * to `grace_ms` milliseconds, closes idle connections with 421, then cuts what is left.
+ * Returns once no callback is running or can run any more (a handler's `userdata_free`
+ * has then been called). Writes the number of connections cut to `*out_cut` when
+ * `out_cut` is not NULL.
+ * A server already stopped gives SMTPX_RESULT_NOT_READY. Free it afterwards.
+ *
+ * Thread safety: blocks the calling thread; one thread at a time per server.
+ */
+smtpx_result smtpx_server_stop(struct smtpx_server *server, uint64_t grace_ms, size_t *out_cut);
+
+/**
+ * Frees a server; one still running is stopped first with a 30-second grace period (see
+ * `smtpx_server_stop`: no callback runs after this returns).
+ * NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the server during or after the call.
+ */
+void smtpx_server_free(struct smtpx_server *server);
+
+/**
+ * Creates a session for a connection accepted at `now_ms`, configured by `config`
+ * (host name, limits, timeouts, LMTP, bare-LF policy; STARTTLS is offered when the
+ * configuration has TLS files, and AUTH when it has users, but the session itself
+ * neither reads the files nor checks the users: the caller does TLS and decides each
+ * AUTH event). Writes it to `*out_session`; free with `smtpx_server_session_free`.
+ * The first event is CONNECT.
+ *
+ * Thread safety: `config` is only read during the call.
+ */
+smtpx_result smtpx_server_session_new(const struct smtpx_server_config *config,
+                                      uint64_t now_ms,
+                                      struct smtpx_server_session **out_session);
+
+/**
+ * Frees a session. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the session during or after the call.
+ */
+void smtpx_server_session_free(struct smtpx_server_session *session);
+
+/**
+ * Takes `len` bytes read from the client at `now_ms`; writes how many were taken to
+ * `*out_taken` (fewer than offered when the input buffer is full: poll events, then
+ * offer the rest again). `bytes` may be NULL when `len` is 0.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_receive(struct smtpx_server_session *session,
+                                          const uint8_t *bytes,
+                                          size_t len,
+                                          uint64_t now_ms,
+                                          size_t *out_taken);
+
+/**
+ * The client closed its side of the connection. Commands already received are still
+ * answered; a message in progress is aborted.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_receive_eof(struct smtpx_server_session *session);
+
+/**
+ * Writes the next event to `*out_event`; its kind is SMTPX_EVENT_KIND_NONE when the
+ * session needs more input, a decision, or its output written. The event's pointers
+ * are valid until the next call on the session.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_poll_event(struct smtpx_server_session *session,
+                                             struct smtpx_server_event *out_event);
+
+/**
+ * Answers the event waiting for a decision: `decision` NULL accepts with the standard
+ * reply; otherwise its reply is sent (see `smtpx_decision`: a 2xx, or 3xx for
+ * MESSAGE_START, accepts with that text, anything else refuses). With no decision
+ * pending: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_decide(struct smtpx_server_session *session,
+                                         const struct smtpx_decision *decision);
+
+/**
+ * Answers MESSAGE_END under LMTP with one reply per accepted recipient, in RCPT order
+ * (`decisions`, `n` of them; missing ones repeat the last). For SMTP, or another event,
+ * only the first counts, as with `smtpx_server_session_decide`. `n` 0 accepts. With no
+ * decision pending: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_decide_each(struct smtpx_server_session *session,
+                                              const struct smtpx_decision *decisions,
+                                              size_t n);
+
+/**
+ * The bytes to send to the client: writes a pointer to them to `*out_ptr` and their
+ * count to `*out_len` (0 when there is nothing to send). The bytes stay valid until the
+ * next call on the session; after writing some, call
+ * `smtpx_server_session_consume_output`.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_output(const struct smtpx_server_session *session,
+                                         const uint8_t **out_ptr,
+                                         size_t *out_len);
+
+/**
+ * Marks the first `n` bytes of the output as written (more than there are: all).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_consume_output(struct smtpx_server_session *session, size_t n);
+
+/**
+ * When `smtpx_server_session_handle_timeout` must be called next: writes true to
+ * `*out_has` and the time to `*out_ms`, or false (and leaves `*out_ms` alone) when no
+ * deadline is set.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_next_deadline(const struct smtpx_server_session *session,
+                                                uint64_t *out_ms,
+                                                bool *out_has);
+
+/**
+ * Tells the session the time; when its deadline has passed it closes the session with
+ * 421 4.4.2 (or ends a greeting delay).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_handle_timeout(struct smtpx_server_session *session,
+                                                 uint64_t now_ms);
+
+/**
+ * The TLS handshake that followed a START_TLS event succeeded: the session forgets its
+ * state (the client must greet again) and reads the rest of the connection as encrypted.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_server_session_tls_established(struct smtpx_server_session *session,
+                                                  uint64_t now_ms);
+
+/**
+ * True once the session is over (after the CLOSE event); also true for NULL.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+bool smtpx_server_session_is_closed(const struct smtpx_server_session *session);
 
 /**
  * The version of the library actually linked, as `"smtpx/MAJOR.MINOR.PATCH"`.

@@ -17,7 +17,25 @@
 //!   [`panic::ffi_panic_boundary`], and a caught panic becomes `SMTPX_RESULT_PANIC`, NULL
 //!   or 0 (depending on the return type). This needs the default `panic = "unwind"`; a
 //!   build with `panic = "abort"` aborts instead.
-//! - Thread safety is stated on every item.
+//! - Parameter order: the object first, then inputs, then outputs; a byte buffer is
+//!   followed by its `size_t` length. Out-parameters are written only on success.
+//! - String arguments are `const char *`, NUL-terminated and UTF-8
+//!   (`SMTPX_RESULT_INVALID_UTF8` otherwise); CR or LF in anything that goes into a
+//!   protocol line gives `SMTPX_RESULT_INJECTION` before anything is sent.
+//! - Objects are created by `*_new`/`*_connect`/`*_start*` and released by their
+//!   `*_free`, which accepts NULL and must be called once. Strings and replies borrowed
+//!   from an object live as long as the object says (at most until it is freed).
+//! - Objects that fail keep the detail: `smtpx_client_last_error` (and the server reply
+//!   behind it), `smtpx_client_options_last_error` for a failed connect,
+//!   `smtpx_server_config_last_error` for a failed start.
+//! - Thread safety is stated on every item. Server callbacks run on connection threads.
+//!
+//! # Modules
+//!
+//! - [`client`]: `smtpx_client_options`, `smtpx_client`, `smtpx_send_result`.
+//! - [`server`]: `smtpx_server_config`, `smtpx_handler` (C callbacks), `smtpx_server`.
+//! - [`session`]: `smtpx_server_session`, the sans-I/O server for the caller's own loop.
+//! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].
 //!
 //! # ABI stability
 //!
@@ -25,9 +43,18 @@
 //! the full version (`libsmtpx.so.0.1.0`), so a program is never loaded against a library
 //! from another release. Static linking against `libsmtpx.a` is recommended.
 
+// Exported functions take raw pointers from C and are safe `extern "C" fn`s on purpose (as
+// in rustls-ffi): C cannot see `unsafe`, every pointer is checked for NULL first, and each
+// function documents what it requires of the others.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+pub mod client;
+pub(crate) mod ffi;
 pub mod panic;
 pub mod reply;
 pub mod result;
+pub mod server;
+pub mod session;
 pub mod version;
 
 pub use reply::smtpx_reply_code_meaning;

@@ -1,12 +1,126 @@
-//! SMTP reply codes.
+//! SMTP replies: reply codes and their meanings, and the `smtpx_reply` handle.
 
 use std::ffi::{CStr, CString, c_char};
 use std::ptr;
 use std::sync::OnceLock;
 
-use smtp_core::reply::ReplyCode;
+use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 
+use crate::ffi::{free_raw, to_cstring};
 use crate::panic::ffi_panic_boundary;
+
+/// An RFC 3463 enhanced status code, `status_class.subject.detail` (for example 2.1.5).
+///
+/// Thread safety: a plain value.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct smtpx_enhanced_code {
+    /// 2 (success), 4 (transient failure) or 5 (permanent failure).
+    pub status_class: u8,
+    /// The subject, 0 to 999.
+    pub subject: u16,
+    /// The detail, 0 to 999.
+    pub detail: u16,
+}
+
+impl From<EnhancedCode> for smtpx_enhanced_code {
+    fn from(e: EnhancedCode) -> Self {
+        smtpx_enhanced_code {
+            status_class: e.class,
+            subject: e.subject,
+            detail: e.detail,
+        }
+    }
+}
+
+/// An SMTP reply from a server: its code, its enhanced status code when it had one, and
+/// its text (the lines joined with LF, without codes).
+///
+/// A reply returned by a function (owned) is released with `smtpx_reply_free`; a reply
+/// borrowed from another object (a send result, a client's last error) lives as long as
+/// that object says and must not be freed.
+///
+/// Thread safety: immutable; may be read from several threads at once and moved between
+/// threads.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone)]
+pub struct smtpx_reply {
+    code: u16,
+    enhanced: Option<EnhancedCode>,
+    text: CString,
+}
+
+impl smtpx_reply {
+    pub(crate) fn new(reply: &Reply) -> smtpx_reply {
+        smtpx_reply {
+            code: reply.code().get(),
+            enhanced: reply.enhanced(),
+            text: to_cstring(reply.text()),
+        }
+    }
+}
+
+/// The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
+///
+/// Thread safety: safe to call from any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_reply_code(reply: *const smtpx_reply) -> u16 {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live smtpx_reply.
+        unsafe { reply.as_ref() }.map_or(0, |r| r.code)
+    })
+}
+
+/// The enhanced status code of a reply. Returns true and writes it to `*out` when the
+/// reply had one; returns false and writes nothing when it had none or an argument is
+/// NULL.
+///
+/// Thread safety: safe to call from any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_reply_enhanced(
+    reply: *const smtpx_reply,
+    out: *mut smtpx_enhanced_code,
+) -> bool {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live smtpx_reply.
+        let Some(reply) = (unsafe { reply.as_ref() }) else {
+            return false;
+        };
+        match (reply.enhanced, out.is_null()) {
+            (Some(e), false) => {
+                // SAFETY: out is not NULL and points to a writable smtpx_enhanced_code.
+                unsafe { out.write(e.into()) };
+                true
+            }
+            _ => false,
+        }
+    })
+}
+
+/// The text of a reply: its lines without the codes, joined with LF, NUL-terminated.
+/// The string belongs to the reply and lives as long as it; NULL when `reply` is NULL.
+///
+/// Thread safety: safe to call from any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_reply_text(reply: *const smtpx_reply) -> *const c_char {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live smtpx_reply.
+        unsafe { reply.as_ref() }.map_or(ptr::null(), |r| r.text.as_ptr())
+    })
+}
+
+/// Frees a reply returned (owned) by this library. NULL is fine. Must not be called
+/// twice on the same reply, nor on a reply borrowed from another object.
+///
+/// Thread safety: no other thread may use the reply during or after the call.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_reply_free(reply: *mut smtpx_reply) {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or an owned reply from this library, once.
+        unsafe { free_raw(reply) }
+    })
+}
 
 /// Reply codes have three digits (RFC 5321 §4.2), so the table covers 0..=999.
 const TABLE_LEN: u16 = 1000;

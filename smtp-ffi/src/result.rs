@@ -7,9 +7,13 @@ use crate::panic::ffi_panic_boundary;
 /// The outcome of a fallible smtpx call.
 ///
 /// Values are grouped in ranges and a value is never reused for another meaning:
-/// 0 is success; 1xx are argument and usage errors made by the caller; 9xx are internal
-/// errors (bugs in smtpx). Later ranges (protocol, I/O, TLS, authentication) will be
-/// added as the API grows. The type is 32 bits wide in every language mode.
+/// 0 is success; 1xx are argument and usage errors made by the caller; 2xx are SMTP
+/// protocol failures (the server refused or misbehaved); 3xx are I/O failures (network,
+/// timeouts, files, the caller's message source); 4xx are TLS and authentication
+/// failures; 9xx are internal errors (bugs in smtpx). The type is 32 bits wide in every
+/// language mode. Where a call failed on an object that keeps error details (a client,
+/// client options, a server configuration), the object's `*_last_error` function gives
+/// the full message.
 ///
 /// Thread safety: a plain value.
 #[repr(u32)]
@@ -27,6 +31,46 @@ pub enum smtpx_result {
     InvalidArgument = 102,
     /// The caller's output buffer was too small; nothing was written to it.
     BufferTooSmall = 103,
+    /// A string argument contained CR or LF, which would inject protocol lines; nothing
+    /// was sent.
+    Injection = 104,
+    /// The call does not fit the object's state: for example the client is closed (after
+    /// QUIT or an error that ended the connection), or the server is stopped.
+    NotReady = 105,
+    /// The server sent something that is not a valid reply, or a reply nobody asked for.
+    Protocol = 200,
+    /// The server refused the connection in its greeting (see the client's last error).
+    Greeting = 201,
+    /// The server refused EHLO and then HELO (or LHLO).
+    Hello = 202,
+    /// The server closed the session with 421.
+    ServerClosed = 203,
+    /// The message is larger than the server's SIZE limit; nothing was sent.
+    MessageTooLarge = 204,
+    /// An address needs SMTPUTF8, which the server does not offer; nothing was sent.
+    SmtpUtf8Unsupported = 205,
+    /// The network failed: name resolution, connection refused or reset, a closed
+    /// socket; or a file or socket of the server could not be opened.
+    Io = 300,
+    /// Connecting, a handshake, a write or a reply took too long.
+    Timeout = 301,
+    /// The connection ended while a reply was expected.
+    ConnectionClosed = 302,
+    /// The caller's message source (a read callback) failed part-way; the connection was
+    /// closed so that a truncated message is never delivered.
+    MessageSource = 303,
+    /// TLS failed: the configuration (certificates, keys, CA file) could not be used, the
+    /// handshake failed, or the server's certificate was not trusted.
+    Tls = 400,
+    /// STARTTLS is required but the server does not offer it; nothing else was sent.
+    StartTlsUnavailable = 401,
+    /// The server refused STARTTLS.
+    StartTlsRefused = 402,
+    /// No authentication mechanism that both sides support (the server may offer AUTH
+    /// only after TLS).
+    AuthUnsupported = 410,
+    /// The server refused the credentials.
+    AuthFailed = 411,
     /// A Rust panic was caught at the API boundary. This is a bug in smtpx: please
     /// report it. The object the call was made on should not be used further.
     Panic = 900,
@@ -34,12 +78,29 @@ pub enum smtpx_result {
 
 impl smtpx_result {
     /// Every value, in ascending order. (Not `pub`: cbindgen would export it as a macro.)
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 23] = [
         Self::Ok,
         Self::NullParameter,
         Self::InvalidUtf8,
         Self::InvalidArgument,
         Self::BufferTooSmall,
+        Self::Injection,
+        Self::NotReady,
+        Self::Protocol,
+        Self::Greeting,
+        Self::Hello,
+        Self::ServerClosed,
+        Self::MessageTooLarge,
+        Self::SmtpUtf8Unsupported,
+        Self::Io,
+        Self::Timeout,
+        Self::ConnectionClosed,
+        Self::MessageSource,
+        Self::Tls,
+        Self::StartTlsUnavailable,
+        Self::StartTlsRefused,
+        Self::AuthUnsupported,
+        Self::AuthFailed,
         Self::Panic,
     ];
 
@@ -56,6 +117,23 @@ impl smtpx_result {
             Self::InvalidUtf8 => c"a string argument was not valid UTF-8",
             Self::InvalidArgument => c"an argument was out of range or malformed",
             Self::BufferTooSmall => c"the output buffer was too small",
+            Self::Injection => c"a string argument contained CR or LF",
+            Self::NotReady => c"the object is not ready for this call (closed or stopped)",
+            Self::Protocol => c"the server broke the SMTP protocol",
+            Self::Greeting => c"the server refused the connection in its greeting",
+            Self::Hello => c"the server refused EHLO and HELO",
+            Self::ServerClosed => c"the server closed the session (421)",
+            Self::MessageTooLarge => c"the message exceeds the server's size limit",
+            Self::SmtpUtf8Unsupported => c"an address needs SMTPUTF8, which the server lacks",
+            Self::Io => c"an I/O error occurred",
+            Self::Timeout => c"the operation timed out",
+            Self::ConnectionClosed => c"the connection closed while a reply was expected",
+            Self::MessageSource => c"the message source failed",
+            Self::Tls => c"TLS failed",
+            Self::StartTlsUnavailable => c"STARTTLS is required but not offered",
+            Self::StartTlsRefused => c"the server refused STARTTLS",
+            Self::AuthUnsupported => c"no authentication mechanism in common",
+            Self::AuthFailed => c"the server refused the credentials",
             Self::Panic => c"internal error: a panic was caught at the smtpx API boundary",
         }
     }
@@ -127,7 +205,7 @@ mod tests {
 
     #[test]
     fn unknown_values_are_described_not_null() {
-        for raw in [1, 99, 104, 899, 901, u32::MAX] {
+        for raw in [1, 99, 106, 199, 299, 899, 901, u32::MAX] {
             assert_eq!(smtpx_result_str(raw), UNKNOWN_RESULT.as_ptr());
         }
     }

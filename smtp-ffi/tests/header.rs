@@ -111,10 +111,13 @@ fn version_macros_match_the_crate_version() {
 fn every_exported_item_is_documented() {
     let lines: Vec<&str> = generated().lines().collect();
     for (i, line) in lines.iter().enumerate() {
-        let declares = (line.contains("smtpx_") && line.ends_with(");"))
-            || line.starts_with("enum ")
-            || line.starts_with("typedef struct ");
-        if declares && !line.starts_with("typedef enum") {
+        // The first line of every top-level declaration (continuation lines of a long
+        // signature are indented; the enum typedefs in #if blocks repeat a documented enum).
+        let declares = !line.starts_with([' ', '#', '/', '*', '}'])
+            && line.contains("smtpx_")
+            && !line.starts_with("typedef enum")
+            && !line.starts_with("typedef uint32_t");
+        if declares {
             assert_eq!(
                 lines.get(i.wrapping_sub(1)).map(|l| l.trim()),
                 Some("*/"),

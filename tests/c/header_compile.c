@@ -29,12 +29,107 @@ int header_compile_uses_everything(void) {
     size_t n = 0;
     bool b = true;
 
+    /* The rest of the API: each name must be declared as a function. */
+    (void)&smtpx_client_options_new;
+    (void)&smtpx_client_options_free;
+    (void)&smtpx_client_options_set_helo_name;
+    (void)&smtpx_client_options_set_tls_mode;
+    (void)&smtpx_client_options_set_ca_file;
+    (void)&smtpx_client_options_set_insecure;
+    (void)&smtpx_client_options_set_credentials;
+    (void)&smtpx_client_options_set_connect_timeout_ms;
+    (void)&smtpx_client_options_set_command_timeout_ms;
+    (void)&smtpx_client_options_set_lmtp;
+    (void)&smtpx_client_options_set_pipelining;
+    (void)&smtpx_client_options_set_chunking;
+    (void)&smtpx_client_options_last_error;
+    (void)&smtpx_client_connect;
+    (void)&smtpx_client_free;
+    (void)&smtpx_client_quit;
+    (void)&smtpx_client_is_tls;
+    (void)&smtpx_client_last_error;
+    (void)&smtpx_client_last_error_reply;
+    (void)&smtpx_client_send;
+    (void)&smtpx_client_send_stream;
+    (void)&smtpx_client_login;
+    (void)&smtpx_client_noop;
+    (void)&smtpx_client_rset;
+    (void)&smtpx_client_vrfy;
+    (void)&smtpx_client_expn;
+    (void)&smtpx_client_help;
+    (void)&smtpx_send_result_free;
+    (void)&smtpx_send_result_success;
+    (void)&smtpx_send_result_recipient_count;
+    (void)&smtpx_send_result_recipient_address;
+    (void)&smtpx_send_result_recipient_accepted;
+    (void)&smtpx_send_result_recipient_reply;
+    (void)&smtpx_send_result_recipient_delivery;
+    (void)&smtpx_send_result_mail_reply;
+    (void)&smtpx_send_result_final_reply;
+    (void)&smtpx_send_result_queue_id;
+    (void)&smtpx_reply_code;
+    (void)&smtpx_reply_enhanced;
+    (void)&smtpx_reply_text;
+    (void)&smtpx_reply_free;
+    (void)&smtpx_server_config_new;
+    (void)&smtpx_server_config_free;
+    (void)&smtpx_server_config_set_hostname;
+    (void)&smtpx_server_config_set_listen;
+    (void)&smtpx_server_config_set_tls_files;
+    (void)&smtpx_server_config_set_tls_listen;
+    (void)&smtpx_server_config_set_require_tls;
+    (void)&smtpx_server_config_add_user;
+    (void)&smtpx_server_config_set_allow_insecure_auth;
+    (void)&smtpx_server_config_set_max_size;
+    (void)&smtpx_server_config_set_max_recipients;
+    (void)&smtpx_server_config_set_timeout_secs;
+    (void)&smtpx_server_config_set_max_connections;
+    (void)&smtpx_server_config_set_lmtp;
+    (void)&smtpx_server_config_set_bare_lf;
+    (void)&smtpx_server_config_last_error;
+    (void)&smtpx_server_start_maildir;
+    (void)&smtpx_server_start;
+    (void)&smtpx_server_local_port;
+    (void)&smtpx_server_tls_port;
+    (void)&smtpx_server_stop;
+    (void)&smtpx_server_free;
+    (void)&smtpx_server_session_new;
+    (void)&smtpx_server_session_free;
+    (void)&smtpx_server_session_receive;
+    (void)&smtpx_server_session_receive_eof;
+    (void)&smtpx_server_session_poll_event;
+    (void)&smtpx_server_session_decide;
+    (void)&smtpx_server_session_output;
+    (void)&smtpx_server_session_consume_output;
+    (void)&smtpx_server_session_next_deadline;
+    (void)&smtpx_server_session_handle_timeout;
+    (void)&smtpx_server_session_tls_established;
+    (void)&smtpx_server_session_is_closed;
+    (void)&smtpx_server_session_decide_each;
+
     switch (r) {
     case SMTPX_RESULT_OK:
     case SMTPX_RESULT_NULL_PARAMETER:
     case SMTPX_RESULT_INVALID_UTF8:
     case SMTPX_RESULT_INVALID_ARGUMENT:
     case SMTPX_RESULT_BUFFER_TOO_SMALL:
+    case SMTPX_RESULT_INJECTION:
+    case SMTPX_RESULT_NOT_READY:
+    case SMTPX_RESULT_PROTOCOL:
+    case SMTPX_RESULT_GREETING:
+    case SMTPX_RESULT_HELLO:
+    case SMTPX_RESULT_SERVER_CLOSED:
+    case SMTPX_RESULT_MESSAGE_TOO_LARGE:
+    case SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED:
+    case SMTPX_RESULT_IO:
+    case SMTPX_RESULT_TIMEOUT:
+    case SMTPX_RESULT_CONNECTION_CLOSED:
+    case SMTPX_RESULT_MESSAGE_SOURCE:
+    case SMTPX_RESULT_TLS:
+    case SMTPX_RESULT_START_TLS_UNAVAILABLE:
+    case SMTPX_RESULT_START_TLS_REFUSED:
+    case SMTPX_RESULT_AUTH_UNSUPPORTED:
+    case SMTPX_RESULT_AUTH_FAILED:
     case SMTPX_RESULT_PANIC:
         break;
     }

@@ -496,6 +496,10 @@ fn drive<S: crate::handler::SessionHandler, H: Handler>(
     let now = || shared.epoch.elapsed();
     loop {
         let flow = dispatch.run(session, refusal);
+        // Publish whether a transaction is open before the replies go out: once the client
+        // has its 354 (or 250 to MAIL), a shutdown must not take it for idle.
+        let idle = session.is_idle();
+        live.idle.store(idle, Ordering::Release);
         if !session.output().is_empty() {
             conn.write_all(session.output())?;
             session.clear_output();
@@ -519,8 +523,6 @@ fn drive<S: crate::handler::SessionHandler, H: Handler>(
             }
             Flow::Continue => {}
         }
-        let idle = session.is_idle();
-        live.idle.store(idle, Ordering::Release);
         if idle && shared.stopping.load(Ordering::Acquire) {
             // Shutdown: a finished transaction is the moment to leave.
             let reply = Reply::new(

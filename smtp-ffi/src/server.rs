@@ -1,0 +1,1056 @@
+//! The blocking SMTP server: `smtpx_server_config`, `smtpx_handler`, `smtpx_server`.
+//!
+//! A thin translation of [`smtp_core::blocking::server`]: a configuration builder, a
+//! handler given either as the built-in Maildir delivery or as a table of C callbacks,
+//! and a running server with a thread per connection.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smtp_core::address::{ForwardPath, ReversePath};
+use smtp_core::auth::{AuthAttempt, AuthMechanism};
+use smtp_core::blocking::server::{Server, ServerOptions};
+use smtp_core::command::{MailParameters, RcptParameters};
+use smtp_core::data::BareLinePolicy;
+use smtp_core::handler::{ConnectionInfo, Handler, PasswordAuth, SessionHandler, Transaction};
+use smtp_core::maildir::MaildirHandler;
+use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
+use smtp_core::server::{Decision, HelloVerb, ServerConfig};
+
+use crate::ffi::{
+    copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, out_arg, str_arg,
+    try_arg, write_out,
+};
+use crate::panic::ffi_panic_boundary;
+use crate::reply::smtpx_enhanced_code;
+use crate::result::smtpx_result;
+
+/// What the server does with a lone CR or LF inside a message.
+///
+/// Thread safety: a plain value.
+#[repr(u32)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum smtpx_bare_lf_policy {
+    /// Replace it with CRLF and accept the message (the default, as Postfix 3.9 does).
+    Normalize = 0,
+    /// Read the message to its real end and refuse it as a whole (550 5.5.2).
+    Reject = 1,
+}
+
+/// A raw `smtpx_bare_lf_policy` as it arrives from C; the header spells it
+/// `smtpx_bare_lf_policy`.
+#[allow(non_camel_case_types)]
+pub type smtpx_bare_lf_policy_code = u32;
+
+/// How a server (or a sans-I/O server session) behaves: a builder filled with setters.
+///
+/// Defaults: host name "localhost", listening on 127.0.0.1 port 0 (a free port: see
+/// `smtpx_server_local_port`), no TLS, no AUTH, 25 MiB messages, 100 recipients per
+/// message, RFC 5321 timeouts, 10000 connections, SMTP (not LMTP), bare LF normalised.
+///
+/// Thread safety: movable between threads, one thread at a time.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct smtpx_server_config {
+    pub(crate) config: ServerConfig,
+    listen: String,
+    tls_listen: Option<String>,
+    tls_files: Option<(PathBuf, PathBuf)>,
+    users: Vec<(String, String)>,
+    max_connections: Option<usize>,
+    last_error: String,
+}
+
+impl smtpx_server_config {
+    /// The session configuration: STARTTLS offered with TLS files, AUTH with users.
+    pub(crate) fn session_config(&self) -> ServerConfig {
+        let mut session = self.config.clone();
+        session.starttls = self.tls_files.is_some();
+        if !self.users.is_empty() {
+            session.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+        }
+        session
+    }
+}
+
+/// Creates a server configuration with the defaults. Free with
+/// `smtpx_server_config_free`; NULL only on an internal error.
+///
+/// Thread safety: safe to call from any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
+    ffi_panic_boundary(|| {
+        into_raw(smtpx_server_config {
+            config: ServerConfig::new("localhost"),
+            listen: "127.0.0.1:0".to_owned(),
+            tls_listen: None,
+            tls_files: None,
+            users: Vec::new(),
+            max_connections: None,
+            last_error: String::new(),
+        })
+    })
+}
+
+/// Frees a server configuration. NULL is fine; must not be called twice. Servers and
+/// sessions created from it are not affected.
+///
+/// Thread safety: no other thread may use it during or after the call.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_free(config: *mut smtpx_server_config) {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a config from smtpx_server_config_new, once.
+        unsafe { free_raw(config) }
+    })
+}
+
+/// Runs `f` on the configuration behind `config` (a setter's body).
+fn with_config(
+    config: *mut smtpx_server_config,
+    f: impl FnOnce(&mut smtpx_server_config) -> Result<(), smtpx_result>,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live config, used by no other thread.
+        let config = try_arg!(unsafe { obj_mut(config) });
+        match f(config) {
+            Ok(()) => smtpx_result::Ok,
+            Err(e) => e,
+        }
+    })
+}
+
+/// Sets the server's host name, used in the greeting, EHLO reply and Received headers.
+/// CR or LF gives SMTPX_RESULT_INJECTION.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_hostname(
+    config: *mut smtpx_server_config,
+    hostname: *const c_char,
+) -> smtpx_result {
+    with_config(config, |c| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        let name = unsafe { line_arg(hostname) }?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.config.hostname = name.to_owned();
+        Ok(())
+    })
+}
+
+/// Sets the address to listen on, "HOST:PORT" (for example "127.0.0.1:2525", or port 0
+/// for a free port). Checked when the server starts.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_listen(
+    config: *mut smtpx_server_config,
+    addr: *const c_char,
+) -> smtpx_result {
+    with_config(config, |c| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        c.listen = unsafe { line_arg(addr) }?.to_owned();
+        Ok(())
+    })
+}
+
+/// Enables TLS with a PEM certificate chain (leaf first) and a PEM private key, read when
+/// the server starts: STARTTLS is then offered. NULL for both disables TLS.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_tls_files(
+    config: *mut smtpx_server_config,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if cert_file.is_null() && key_file.is_null() {
+            c.tls_files = None;
+            return Ok(());
+        }
+        // SAFETY: the caller passes NUL-terminated strings.
+        let cert = unsafe { str_arg(cert_file) }?;
+        // SAFETY: as above.
+        let key = unsafe { str_arg(key_file) }?;
+        c.tls_files = Some((cert.into(), key.into()));
+        Ok(())
+    })
+}
+
+/// Also listens with implicit TLS (SMTPS) on "HOST:PORT"; NULL removes it. Needs
+/// `smtpx_server_config_set_tls_files`.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_tls_listen(
+    config: *mut smtpx_server_config,
+    addr: *const c_char,
+) -> smtpx_result {
+    with_config(config, |c| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        c.tls_listen = unsafe { opt_line_arg(addr) }?.map(str::to_owned);
+        Ok(())
+    })
+}
+
+/// Refuses mail until the client has started TLS (530 5.7.0). Default false.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_require_tls(
+    config: *mut smtpx_server_config,
+    require: bool,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.config.require_tls = require;
+        Ok(())
+    })
+}
+
+/// Adds a user for AUTH PLAIN and LOGIN (passwords are compared in constant time). With
+/// at least one user, AUTH is offered and checked by the server itself (a handler's
+/// `auth` callback is then not called).
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_add_user(
+    config: *mut smtpx_server_config,
+    username: *const c_char,
+    password: *const c_char,
+) -> smtpx_result {
+    with_config(config, |c| {
+        // SAFETY: the caller passes NUL-terminated strings.
+        let user = unsafe { line_arg(username) }?;
+        // SAFETY: as above.
+        let pass = unsafe { line_arg(password) }?;
+        c.users.push((user.to_owned(), pass.to_owned()));
+        Ok(())
+    })
+}
+
+/// Offers and accepts AUTH PLAIN and LOGIN without TLS (passwords in clear). Default
+/// false.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_allow_insecure_auth(
+    config: *mut smtpx_server_config,
+    allow: bool,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.config.allow_insecure_auth = allow;
+        Ok(())
+    })
+}
+
+/// The largest message accepted, in bytes (announced with SIZE). 0 gives
+/// SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_max_size(
+    config: *mut smtpx_server_config,
+    bytes: u64,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if bytes == 0 {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.config.max_message_size = bytes;
+        Ok(())
+    })
+}
+
+/// The most recipients per message. 0 gives SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_max_recipients(
+    config: *mut smtpx_server_config,
+    n: usize,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if n == 0 {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.config.max_recipients = n;
+        Ok(())
+    })
+}
+
+/// How long the server waits for each command and for each piece of a message, in
+/// seconds. 0 gives SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_timeout_secs(
+    config: *mut smtpx_server_config,
+    secs: u64,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if secs == 0 {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.config.command_timeout = Duration::from_secs(secs);
+        c.config.data_timeout = Duration::from_secs(secs);
+        Ok(())
+    })
+}
+
+/// The most connections served at once (more are told 421). 0 gives
+/// SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_max_connections(
+    config: *mut smtpx_server_config,
+    n: usize,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if n == 0 {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.max_connections = Some(n);
+        Ok(())
+    })
+}
+
+/// Speaks LMTP (RFC 2033) instead of SMTP when true. Default false.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_lmtp(
+    config: *mut smtpx_server_config,
+    lmtp: bool,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.config.lmtp = lmtp;
+        Ok(())
+    })
+}
+
+/// What to do with a lone CR or LF inside a message (see `smtpx_bare_lf_policy`). A value
+/// that is not an `smtpx_bare_lf_policy` gives SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_bare_lf(
+    config: *mut smtpx_server_config,
+    policy: smtpx_bare_lf_policy_code,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.config.bare_line_policy = match policy {
+            p if p == smtpx_bare_lf_policy::Normalize as u32 => BareLinePolicy::Normalize,
+            p if p == smtpx_bare_lf_policy::Reject as u32 => BareLinePolicy::Reject,
+            _ => return Err(smtpx_result::InvalidArgument),
+        };
+        Ok(())
+    })
+}
+
+/// The message of the last `smtpx_server_start*` that failed with this configuration,
+/// copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
+/// `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_last_error(
+    config: *const smtpx_server_config,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live config.
+        let config = try_arg!(unsafe { obj(config) });
+        // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
+        unsafe { copy_str_out(&config.last_error, buf, len, out_n) }
+    })
+}
+
+/// The size of `smtpx_decision.text`, including the terminating NUL.
+pub const SMTPX_DECISION_TEXT_LEN: usize = 256;
+
+/// A callback's return value: go ahead with the standard reply.
+pub const SMTPX_ACCEPT: c_int = 0;
+
+/// A callback's return value: answer with the reply in the callback's `smtpx_decision`.
+pub const SMTPX_REPLY: c_int = 1;
+
+/// The reply a handler callback gives when it returns SMTPX_REPLY.
+///
+/// The library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
+/// (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
+/// becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
+/// and an empty text gives the code's standard meaning.
+///
+/// Thread safety: a plain value, owned by the calling thread during the callback.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy)]
+pub struct smtpx_decision {
+    /// The reply code, for example 550.
+    pub code: u16,
+    /// True when `enhanced` holds an enhanced status code to send.
+    pub has_enhanced: bool,
+    /// The enhanced status code, for example 5.1.1.
+    pub enhanced: smtpx_enhanced_code,
+    /// The reply text, NUL-terminated.
+    pub text: [c_char; SMTPX_DECISION_TEXT_LEN],
+}
+
+impl smtpx_decision {
+    fn zeroed() -> smtpx_decision {
+        smtpx_decision {
+            code: 0,
+            has_enhanced: false,
+            enhanced: smtpx_enhanced_code::default(),
+            text: [0; SMTPX_DECISION_TEXT_LEN],
+        }
+    }
+
+    /// The reply this decision asks for (451 4.3.0 when the code is invalid).
+    pub(crate) fn to_reply(self) -> Reply {
+        let len = self
+            .text
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.text.len());
+        let bytes: Vec<u8> = self.text[..len].iter().map(|&c| c as u8).collect();
+        let text = String::from_utf8_lossy(&bytes).replace(['\r', '\n'], " ");
+        let enhanced = self.has_enhanced.then(|| {
+            EnhancedCode::new(
+                self.enhanced.status_class,
+                self.enhanced.subject,
+                self.enhanced.detail,
+            )
+        });
+        match ReplyCode::new(self.code).filter(|c| (200..600).contains(&c.get())) {
+            Some(code) => {
+                let text = if text.trim().is_empty() {
+                    code.meaning().unwrap_or("OK").to_owned()
+                } else {
+                    text
+                };
+                Reply::new(code, enhanced, text)
+            }
+            None => Reply::new(
+                ReplyCode::new(451).expect("451 is a reply code"),
+                Some(EnhancedCode::new(4, 3, 0)),
+                "Local error in processing",
+            ),
+        }
+    }
+}
+
+/// A handler callback that decides: returns SMTPX_ACCEPT, or SMTPX_REPLY with `*out`
+/// filled. `conn_id` identifies the connection (unique within the server); `arg` is the
+/// command's argument (connect: the client's address "IP:PORT"; hello: the domain the
+/// client gave; mail: the sender, "" for the null sender; rcpt: the recipient; data_start
+/// and data_end: NULL), valid during the call only.
+///
+/// Threads: runs on the thread serving the connection; calls for different connections
+/// overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+#[allow(non_camel_case_types)]
+pub type smtpx_decide_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        conn_id: u64,
+        arg: *const c_char,
+        out: *mut smtpx_decision,
+    ) -> c_int,
+>;
+
+/// The AUTH callback: checks `username` and `password` (valid during the call only);
+/// returns SMTPX_ACCEPT to log the client in, or SMTPX_REPLY with `*out` filled (535
+/// 5.7.8 for bad credentials).
+///
+/// Threads: runs on the thread serving the connection; calls for different connections
+/// overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+#[allow(non_camel_case_types)]
+pub type smtpx_auth_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        conn_id: u64,
+        username: *const c_char,
+        password: *const c_char,
+        out: *mut smtpx_decision,
+    ) -> c_int,
+>;
+
+/// The data_chunk callback: a piece of the message (un-stuffed, CRLF line endings),
+/// valid during the call only. Returning SMTPX_REPLY remembers `*out` as the reply to the
+/// end of the message (data_end is then not called).
+///
+/// Threads: runs on the thread serving the connection; calls for different connections
+/// overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+#[allow(non_camel_case_types)]
+pub type smtpx_chunk_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        conn_id: u64,
+        chunk: *const u8,
+        len: usize,
+        out: *mut smtpx_decision,
+    ) -> c_int,
+>;
+
+/// The LMTP end-of-message callback: the whole message has arrived for `n_recipients`
+/// accepted recipients. Return SMTPX_ACCEPT to accept it for all, or SMTPX_REPLY with
+/// `out[0]` to `out[n_recipients - 1]` filled, one decision per recipient in RCPT order
+/// (each zeroed before the call; an entry left with code 0 becomes 451 4.3.0).
+///
+/// Threads: runs on the thread serving the connection; calls for different connections
+/// overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+#[allow(non_camel_case_types)]
+pub type smtpx_lmtp_end_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        conn_id: u64,
+        n_recipients: usize,
+        out: *mut smtpx_decision,
+    ) -> c_int,
+>;
+
+/// A notification callback (reset, close): no decision.
+///
+/// Threads: runs on the thread serving the connection; calls for different connections
+/// overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+#[allow(non_camel_case_types)]
+pub type smtpx_notify_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, conn_id: u64)>;
+
+/// The releaser of a handler's userdata: called once, after the last callback has
+/// returned, on the thread that stops or frees the server.
+#[allow(non_camel_case_types)]
+pub type smtpx_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// A server handler as a table of C callbacks. Every callback may be NULL, which means
+/// the default: accept (AUTH: refuse with 535 5.7.8; content: thrown away).
+///
+/// Threads: every callback runs on the thread serving its connection, never on the
+/// thread that started the server. Calls for different connections overlap in time, so
+/// `userdata` and everything the callbacks touch must be thread-safe; calls for one
+/// connection come one at a time, in protocol order (connect, hello, auth if any, mail, rcpt...,
+/// data_start, data_chunk..., data_end, reset if any, close). `userdata_free` (may be NULL) is
+/// called exactly once with `userdata`, after the last callback has returned: by
+/// `smtpx_server_stop` or `smtpx_server_free` on the calling thread (or before
+/// `smtpx_server_start` returns when starting fails).
+///
+/// The table is copied by `smtpx_server_start`.
+///
+/// Thread safety: a plain value.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy)]
+pub struct smtpx_handler {
+    /// Passed as the first argument of every callback.
+    pub userdata: *mut c_void,
+    /// Releases `userdata` once no callback can run any more.
+    pub userdata_free: smtpx_userdata_free_callback,
+    /// A client connected (arg: its address). SMTPX_REPLY refuses the connection.
+    pub connect: smtpx_decide_callback,
+    /// HELO, EHLO or LHLO (arg: the client's domain).
+    pub hello: smtpx_decide_callback,
+    /// AUTH (only when the configuration has no users of its own).
+    pub auth: smtpx_auth_callback,
+    /// MAIL FROM (arg: the sender, "" for the null sender).
+    pub mail: smtpx_decide_callback,
+    /// RCPT TO (arg: the recipient).
+    pub rcpt: smtpx_decide_callback,
+    /// DATA or the first BDAT chunk (arg: NULL): may the content come?
+    pub data_start: smtpx_decide_callback,
+    /// A piece of the content.
+    pub data_chunk: smtpx_chunk_callback,
+    /// The whole message has arrived (arg: NULL): accept or refuse it. Under LMTP, when
+    /// `data_end_lmtp` is NULL, the one decision applies to every recipient.
+    pub data_end: smtpx_decide_callback,
+    /// Under LMTP (a client that said LHLO), the whole message has arrived: one decision
+    /// per recipient. NULL: `data_end` decides for all.
+    pub data_end_lmtp: smtpx_lmtp_end_callback,
+    /// The transaction was abandoned (RSET, a new greeting, STARTTLS).
+    pub reset: smtpx_notify_callback,
+    /// The connection is over.
+    pub close: smtpx_notify_callback,
+}
+
+/// The copied callback table, shared by every connection; releases the userdata last.
+struct CTable(smtpx_handler);
+
+// SAFETY: the C caller promises (see smtpx_handler) that userdata and the callbacks are
+// thread-safe; the table itself is never mutated after it is copied.
+unsafe impl Send for CTable {}
+// SAFETY: as above.
+unsafe impl Sync for CTable {}
+
+impl Drop for CTable {
+    fn drop(&mut self) {
+        if let Some(free) = self.0.userdata_free {
+            // SAFETY: the caller gave this function for this userdata; this is the one
+            // call, after the last callback (the table is only dropped with the handler).
+            unsafe { free(self.0.userdata) }
+        }
+    }
+}
+
+impl std::fmt::Debug for CTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CTable")
+    }
+}
+
+/// A `Handler` over the C table.
+#[derive(Debug, Clone)]
+struct CHandler(Arc<CTable>);
+
+/// The per-connection part of [`CHandler`].
+#[derive(Debug)]
+struct CSession {
+    table: Arc<CTable>,
+    conn_id: u64,
+}
+
+/// A C string for a callback argument (NUL bytes cannot occur in SMTP arguments the
+/// engine accepted, but are replaced rather than trusted).
+fn c_arg(s: &str) -> std::ffi::CString {
+    crate::ffi::to_cstring(s)
+}
+
+impl CSession {
+    fn decide(&self, callback: smtpx_decide_callback, arg: Option<&str>) -> Decision {
+        let Some(callback) = callback else {
+            return Decision::Accept;
+        };
+        let arg = arg.map(c_arg);
+        let mut out = smtpx_decision::zeroed();
+        // SAFETY: the callback's contract (smtpx_decide_callback): userdata as given,
+        // arg NULL or a C string valid during the call, out a writable smtpx_decision.
+        let rc = unsafe {
+            callback(
+                self.table.0.userdata,
+                self.conn_id,
+                arg.as_ref().map_or(std::ptr::null(), |a| a.as_ptr()),
+                &mut out,
+            )
+        };
+        if rc == SMTPX_ACCEPT {
+            Decision::Accept
+        } else {
+            Decision::Reply(out.to_reply())
+        }
+    }
+
+    fn notify(&self, callback: smtpx_notify_callback) {
+        if let Some(callback) = callback {
+            // SAFETY: the callback's contract: userdata as given.
+            unsafe { callback(self.table.0.userdata, self.conn_id) }
+        }
+    }
+}
+
+impl Handler for CHandler {
+    type Session = CSession;
+
+    fn connect(&self, info: &ConnectionInfo) -> Result<CSession, Reply> {
+        let session = CSession {
+            table: Arc::clone(&self.0),
+            conn_id: info.id,
+        };
+        let peer = info.peer.map(|p| p.to_string()).unwrap_or_default();
+        match session.decide(self.0.0.connect, Some(&peer)) {
+            Decision::Reply(reply) if !reply.is_positive() => Err(reply),
+            _ => Ok(session),
+        }
+    }
+}
+
+impl SessionHandler for CSession {
+    fn hello(&mut self, _verb: HelloVerb, domain: &str) -> Decision {
+        self.decide(self.table.0.hello, Some(domain))
+    }
+
+    fn auth(&mut self, attempt: &AuthAttempt) -> Decision {
+        let Some(callback) = self.table.0.auth else {
+            return Decision::Reply(Reply::new(
+                ReplyCode::new(535).expect("535 is a reply code"),
+                Some(EnhancedCode::new(5, 7, 8)),
+                "Error: authentication failed",
+            ));
+        };
+        let user = c_arg(&attempt.username);
+        let pass = c_arg(attempt.password.expose());
+        let mut out = smtpx_decision::zeroed();
+        // SAFETY: the callback's contract (smtpx_auth_callback): C strings valid during
+        // the call, out a writable smtpx_decision.
+        let rc = unsafe {
+            callback(
+                self.table.0.userdata,
+                self.conn_id,
+                user.as_ptr(),
+                pass.as_ptr(),
+                &mut out,
+            )
+        };
+        if rc == SMTPX_ACCEPT {
+            Decision::Accept
+        } else {
+            Decision::Reply(out.to_reply())
+        }
+    }
+
+    fn mail(&mut self, from: &ReversePath, _params: &MailParameters) -> Decision {
+        self.decide(self.table.0.mail, Some(from.as_str()))
+    }
+
+    fn rcpt(&mut self, to: &ForwardPath, _params: &RcptParameters) -> Decision {
+        self.decide(self.table.0.rcpt, Some(to.as_str()))
+    }
+
+    fn data_start(&mut self, _transaction: &Transaction) -> Decision {
+        self.decide(self.table.0.data_start, None)
+    }
+
+    fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
+        let Some(callback) = self.table.0.data_chunk else {
+            return Ok(());
+        };
+        let mut out = smtpx_decision::zeroed();
+        // SAFETY: the callback's contract (smtpx_chunk_callback): chunk readable for len
+        // bytes during the call, out a writable smtpx_decision.
+        let rc = unsafe {
+            callback(
+                self.table.0.userdata,
+                self.conn_id,
+                chunk.as_ptr(),
+                chunk.len(),
+                &mut out,
+            )
+        };
+        if rc == SMTPX_ACCEPT {
+            Ok(())
+        } else {
+            Err(out.to_reply())
+        }
+    }
+
+    fn data_end(&mut self, transaction: &Transaction) -> Decision {
+        let lmtp = matches!(transaction.hello, Some((HelloVerb::Lhlo, _)));
+        let n = transaction.recipients.len();
+        match self.table.0.data_end_lmtp {
+            Some(callback) if lmtp && n > 0 => {
+                let mut out = vec![smtpx_decision::zeroed(); n];
+                // SAFETY: the callback's contract (smtpx_lmtp_end_callback): out points to
+                // n writable smtpx_decision values during the call.
+                let rc =
+                    unsafe { callback(self.table.0.userdata, self.conn_id, n, out.as_mut_ptr()) };
+                if rc == SMTPX_ACCEPT {
+                    Decision::Accept
+                } else {
+                    Decision::PerRecipient(out.into_iter().map(smtpx_decision::to_reply).collect())
+                }
+            }
+            _ => self.decide(self.table.0.data_end, None),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.notify(self.table.0.reset);
+    }
+
+    fn close(&mut self) {
+        self.notify(self.table.0.close);
+    }
+}
+
+/// A running SMTP server: listeners and a thread per connection.
+///
+/// Thread safety: movable between threads, one thread at a time; the server's own
+/// threads run independently of the thread holding it.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct smtpx_server {
+    server: Option<Server>,
+    addrs: Vec<SocketAddr>,
+    /// The C callback table, when the handler is one: kept so that stopping can wait
+    /// for the last connection thread to let go of it.
+    table: Option<Arc<CTable>>,
+}
+
+impl smtpx_server {
+    /// Stops the server (if running) and waits until no connection thread holds the
+    /// callback table any more, then releases it: no callback runs after this returns,
+    /// and `userdata_free` has been called.
+    fn stop(&mut self, grace: Duration) -> Option<usize> {
+        let cut = self.server.take().map(|server| server.shutdown(grace));
+        if let Some(table) = self.table.take() {
+            // Connection threads leave the server's books just before they drop their
+            // session handlers; wait for those last moments (they do no I/O any more).
+            while Arc::strong_count(&table) > 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(table);
+        }
+        cut
+    }
+}
+
+impl Drop for smtpx_server {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(30));
+    }
+}
+
+/// Builds the server from the configuration and starts it.
+/// `handler_auth`: the handler checks AUTH itself, so AUTH is offered even without users.
+fn start<H: Handler>(
+    config: &mut smtpx_server_config,
+    handler: H,
+    handler_auth: bool,
+) -> Result<smtpx_server, smtpx_result> {
+    let mut session = config.session_config();
+    if handler_auth {
+        session.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+    }
+    let mut options = ServerOptions::new(session);
+    if let Some(n) = config.max_connections {
+        options.max_connections = n;
+    }
+    if let Some((cert, key)) = &config.tls_files {
+        match smtp_core::tls::server_config_from_pem_files(cert, key) {
+            Ok(tls) => options.tls = Some(tls),
+            Err(e) => {
+                config.last_error = e.to_string();
+                return Err(smtpx_result::Tls);
+            }
+        }
+    } else if config.tls_listen.is_some() || config.config.require_tls {
+        config.last_error = "implicit TLS and require-TLS need a certificate and key".into();
+        return Err(smtpx_result::InvalidArgument);
+    }
+    let io_err = |config: &mut smtpx_server_config, what: &str, e: std::io::Error| {
+        config.last_error = format!("{what}: {e}");
+        smtpx_result::Io
+    };
+    let listen = config.listen.clone();
+    let builder = if config.users.is_empty() {
+        start_with(config, handler, options, &listen)
+    } else {
+        let users = config.users.clone();
+        start_with(config, PasswordAuth::new(handler, users), options, &listen)
+    };
+    builder.map_err(|(what, e)| io_err(config, &what, e))
+}
+
+fn start_with<H: Handler>(
+    config: &smtpx_server_config,
+    handler: H,
+    options: ServerOptions,
+    listen: &str,
+) -> Result<smtpx_server, (String, std::io::Error)> {
+    let mut builder = Server::builder(handler, options)
+        .listen(listen)
+        .map_err(|e| (listen.to_owned(), e))?;
+    if let Some(tls_listen) = &config.tls_listen {
+        builder = builder
+            .listen_tls(tls_listen)
+            .map_err(|e| (tls_listen.clone(), e))?;
+    }
+    let server = builder
+        .start()
+        .map_err(|e| ("cannot start the server".to_owned(), e))?;
+    Ok(smtpx_server {
+        addrs: server.local_addrs().to_vec(),
+        server: Some(server),
+        table: None,
+    })
+}
+
+/// Hands a started server to C.
+fn finish_start(
+    config: &mut smtpx_server_config,
+    started: Result<smtpx_server, smtpx_result>,
+    out_server: *mut *mut smtpx_server,
+) -> smtpx_result {
+    match started {
+        Ok(server) => {
+            config.last_error.clear();
+            // SAFETY: out_server was checked non-NULL by the caller.
+            unsafe { write_out(out_server, into_raw(server)) };
+            smtpx_result::Ok
+        }
+        Err(e) => e,
+    }
+}
+
+/// Starts a server that delivers every accepted message into the Maildir `maildir_dir`
+/// (created with `tmp`, `new` and `cur` when missing), and writes it to `*out_server`
+/// (release with `smtpx_server_free`). On failure `smtpx_server_config_last_error` gives
+/// the detail: SMTPX_RESULT_IO (the folder or a listening address), SMTPX_RESULT_TLS
+/// (certificate or key), SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: `config` is used by this thread during the call only; the server's
+/// threads are started before it returns.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_start_maildir(
+    config: *mut smtpx_server_config,
+    maildir_dir: *const c_char,
+    out_server: *mut *mut smtpx_server,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live config, used by no other thread.
+        let config = try_arg!(unsafe { obj_mut(config) });
+        try_arg!(out_arg(out_server));
+        // SAFETY: the caller passes a NUL-terminated string.
+        let dir = try_arg!(unsafe { str_arg(maildir_dir) });
+        let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
+            Ok(h) => h,
+            Err(e) => {
+                config.last_error = format!("{dir}: {e}");
+                return smtpx_result::Io;
+            }
+        };
+        let started = start(config, handler, false);
+        finish_start(config, started, out_server)
+    })
+}
+
+/// Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
+/// `smtpx_handler` for threads and the userdata's lifetime), and writes it to
+/// `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+/// called and `smtpx_server_config_last_error` gives the detail.
+///
+/// Thread safety: `config` is used by this thread during the call only.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_start(
+    config: *mut smtpx_server_config,
+    handler: *const smtpx_handler,
+    out_server: *mut *mut smtpx_server,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a readable smtpx_handler.
+        let handler = try_arg!(unsafe { obj(handler) });
+        // Owning the table first means userdata_free runs on every path below.
+        let handler_auth = handler.auth.is_some();
+        let table = Arc::new(CTable(*handler));
+        // SAFETY: the caller passes NULL or a live config, used by no other thread.
+        let config = try_arg!(unsafe { obj_mut(config) });
+        try_arg!(out_arg(out_server));
+        let started =
+            start(config, CHandler(Arc::clone(&table)), handler_auth).map(|mut server| {
+                server.table = Some(table);
+                server
+            });
+        finish_start(config, started, out_server)
+    })
+}
+
+/// The port of the server's first listener (the one set with
+/// `smtpx_server_config_set_listen`); 0 for NULL.
+///
+/// Thread safety: one thread at a time per server.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_local_port(server: *const smtpx_server) -> u16 {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live server.
+        unsafe { server.as_ref() }
+            .and_then(|s| s.addrs.first())
+            .map_or(0, SocketAddr::port)
+    })
+}
+
+/// The port of the implicit-TLS listener; 0 when there is none or for NULL.
+///
+/// Thread safety: one thread at a time per server.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_tls_port(server: *const smtpx_server) -> u16 {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live server.
+        unsafe { server.as_ref() }
+            .and_then(|s| s.addrs.get(1))
+            .map_or(0, SocketAddr::port)
+    })
+}
+
+/// Stops the server gracefully: stops accepting, lets transactions in flight finish for up
+/// to `grace_ms` milliseconds, closes idle connections with 421, then cuts what is left.
+/// Returns once no callback is running or can run any more (a handler's `userdata_free`
+/// has then been called). Writes the number of connections cut to `*out_cut` when
+/// `out_cut` is not NULL.
+/// A server already stopped gives SMTPX_RESULT_NOT_READY. Free it afterwards.
+///
+/// Thread safety: blocks the calling thread; one thread at a time per server.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_stop(
+    server: *mut smtpx_server,
+    grace_ms: u64,
+    out_cut: *mut usize,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live server, used by no other thread.
+        let server = try_arg!(unsafe { obj_mut(server) });
+        let Some(cut) = server.stop(Duration::from_millis(grace_ms)) else {
+            return smtpx_result::NotReady;
+        };
+        if !out_cut.is_null() {
+            // SAFETY: out_cut is not NULL and points to a writable size_t.
+            unsafe { write_out(out_cut, cut) };
+        }
+        smtpx_result::Ok
+    })
+}
+
+/// Frees a server; one still running is stopped first with a 30-second grace period (see
+/// `smtpx_server_stop`: no callback runs after this returns).
+/// NULL is fine; must not be called twice.
+///
+/// Thread safety: no other thread may use the server during or after the call.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_free(server: *mut smtpx_server) {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a server from smtpx_server_start*, once.
+        unsafe { free_raw(server) }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(code: u16, text: &[u8]) -> smtpx_decision {
+        let mut d = smtpx_decision::zeroed();
+        d.code = code;
+        for (slot, &b) in d.text.iter_mut().zip(text) {
+            *slot = b as c_char;
+        }
+        d
+    }
+
+    #[test]
+    fn a_decision_becomes_one_reply_line() {
+        let reply = decision(550, b"no\r\n250 such user").to_reply();
+        assert_eq!(reply.code().get(), 550);
+        assert_eq!(reply.to_bytes(), b"550 no  250 such user\r\n");
+    }
+
+    #[test]
+    fn an_invalid_code_becomes_a_local_error() {
+        for code in [0, 199, 600, 260, u16::MAX] {
+            let reply = decision(code, b"x").to_reply();
+            assert_eq!(reply.code().get(), 451, "code {code}");
+        }
+    }
+
+    #[test]
+    fn an_empty_text_gives_the_standard_meaning_and_bad_utf8_is_replaced() {
+        assert!(!decision(250, b"").to_reply().text().is_empty());
+        assert_eq!(decision(250, b"a\xffb").to_reply().text(), "a\u{FFFD}b");
+        // A text filling the whole array without a NUL is taken whole, not overrun.
+        let full = decision(250, &[b'x'; SMTPX_DECISION_TEXT_LEN]);
+        assert_eq!(full.to_reply().text().len(), SMTPX_DECISION_TEXT_LEN);
+    }
+}

@@ -1,0 +1,896 @@
+/*
+ * The client and server C API against each other over loopback: STARTTLS with a
+ * certificate made at test time, AUTH, per-recipient results, streaming, the Maildir
+ * server, and the error paths of every function (NULL, bad UTF-8, CR/LF injection).
+ *
+ * Usage: test_client_server CERT.pem KEY.pem
+ * (the Makefile makes a self-signed certificate for "localhost" with openssl).
+ * Linked against libsmtpx.a; run under ASan+UBSan and under valgrind.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "smtpx.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                \
+    do {                                                                           \
+        if (!(cond)) {                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                            \
+        }                                                                          \
+    } while (0)
+
+#define CHECK_RESULT(expr, expected)                                               \
+    do {                                                                           \
+        smtpx_result r_ = (expr);                                                  \
+        if (r_ != (expected)) {                                                    \
+            fprintf(stderr, "%s:%d: %s gave %u (%s), expected %s\n", __FILE__,     \
+                    __LINE__, #expr, (unsigned)r_, smtpx_result_str(r_), #expected); \
+            failures++;                                                            \
+        }                                                                          \
+    } while (0)
+
+static const char *cert_file;
+static const char *key_file;
+
+/* A string that is not UTF-8, and strings with line breaks. */
+static const char bad_utf8[] = {'a', (char)0xff, 'b', 0};
+static const char *with_cr = "bob@example.org\rRCPT TO:<eve@example.org>";
+static const char *with_lf = "bob@example.org\nRCPT TO:<eve@example.org>";
+
+/* ---- the handler: counts what it sees; shared by the connection threads ---- */
+
+struct counters {
+    pthread_mutex_t lock;
+    int connects, hellos, auths, mails, rcpts, data_starts, data_ends, resets, closes;
+    size_t bytes;
+    char last_from[256];
+    int freed;
+};
+
+static void locked_add(struct counters *c, int *field) {
+    pthread_mutex_lock(&c->lock);
+    (*field)++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int on_connect(void *ud, uint64_t conn_id, const char *peer, smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)out;
+    CHECK(conn_id > 0);
+    CHECK(peer != NULL && strncmp(peer, "127.0.0.1:", 10) == 0);
+    locked_add(c, &c->connects);
+    return SMTPX_ACCEPT;
+}
+
+static int on_hello(void *ud, uint64_t conn_id, const char *domain, smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)conn_id;
+    (void)out;
+    CHECK(domain != NULL && strcmp(domain, "client.test") == 0);
+    locked_add(c, &c->hellos);
+    return SMTPX_ACCEPT;
+}
+
+static int on_auth(void *ud, uint64_t conn_id, const char *user, const char *pass,
+                   smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)conn_id;
+    locked_add(c, &c->auths);
+    if (strcmp(user, "alice") == 0 && strcmp(pass, "s3cret") == 0)
+        return SMTPX_ACCEPT;
+    out->code = 535;
+    out->has_enhanced = true;
+    out->enhanced.status_class = 5;
+    out->enhanced.subject = 7;
+    out->enhanced.detail = 8;
+    strcpy(out->text, "no such luck");
+    return SMTPX_REPLY;
+}
+
+static int on_mail(void *ud, uint64_t conn_id, const char *from, smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)conn_id;
+    (void)out;
+    pthread_mutex_lock(&c->lock);
+    c->mails++;
+    snprintf(c->last_from, sizeof c->last_from, "%s", from);
+    pthread_mutex_unlock(&c->lock);
+    return SMTPX_ACCEPT;
+}
+
+static int on_rcpt(void *ud, uint64_t conn_id, const char *to, smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)conn_id;
+    locked_add(c, &c->rcpts);
+    if (strncmp(to, "nobody@", 7) == 0) {
+        out->code = 550;
+        out->has_enhanced = true;
+        out->enhanced.status_class = 5;
+        out->enhanced.subject = 1;
+        out->enhanced.detail = 1;
+        strcpy(out->text, "no such user\r\n250 injected");
+        return SMTPX_REPLY;
+    }
+    return SMTPX_ACCEPT;
+}
+
+static int on_data_start(void *ud, uint64_t conn_id, const char *arg, smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)conn_id;
+    (void)out;
+    CHECK(arg == NULL);
+    locked_add(c, &c->data_starts);
+    return SMTPX_ACCEPT;
+}
+
+static int on_data_chunk(void *ud, uint64_t conn_id, const uint8_t *chunk, size_t len,
+                         smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)conn_id;
+    (void)out;
+    CHECK(chunk != NULL || len == 0);
+    pthread_mutex_lock(&c->lock);
+    c->bytes += len;
+    pthread_mutex_unlock(&c->lock);
+    return SMTPX_ACCEPT;
+}
+
+static int on_data_end(void *ud, uint64_t conn_id, const char *arg, smtpx_decision *out) {
+    struct counters *c = ud;
+    (void)conn_id;
+    (void)arg;
+    locked_add(c, &c->data_ends);
+    out->code = 250;
+    strcpy(out->text, "Ok: queued as C0FFEE");
+    return SMTPX_REPLY;
+}
+
+static void on_reset(void *ud, uint64_t conn_id) {
+    struct counters *c = ud;
+    (void)conn_id;
+    locked_add(c, &c->resets);
+}
+
+static void on_close(void *ud, uint64_t conn_id) {
+    struct counters *c = ud;
+    (void)conn_id;
+    locked_add(c, &c->closes);
+}
+
+static void on_free(void *ud) {
+    struct counters *c = ud;
+    c->freed++;
+}
+
+/* ---- helpers ---- */
+
+static const char message[] = "From: a@example.com\r\nSubject: hi\r\n\r\nHello.\n.dot line\r\n";
+
+struct stream_state {
+    const char *data;
+    size_t len, pos;
+    int fail_after; /* fail once pos reaches this (or -1) */
+};
+
+static int read_message(void *ud, uint8_t *buf, size_t len, size_t *out_n) {
+    struct stream_state *s = ud;
+    size_t n = s->len - s->pos;
+    if (s->fail_after >= 0 && s->pos >= (size_t)s->fail_after)
+        return EIO;
+    if (n > len)
+        n = len;
+    if (n > 7)
+        n = 7; /* small pieces, to exercise the chunking */
+    memcpy(buf, s->data + s->pos, n);
+    s->pos += n;
+    *out_n = n;
+    return 0;
+}
+
+static smtpx_client_options *tls_options(void) {
+    smtpx_client_options *o = smtpx_client_options_new();
+    CHECK(o != NULL);
+    CHECK_RESULT(smtpx_client_options_set_helo_name(o, "client.test"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_STARTTLS_REQUIRED),
+                 SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_ca_file(o, cert_file), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_connect_timeout_ms(o, 5000), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_command_timeout_ms(o, 10000), SMTPX_RESULT_OK);
+    return o;
+}
+
+/* ---- the tests ---- */
+
+static void test_options_errors(void) {
+    smtpx_client_options *o = smtpx_client_options_new();
+    char buf[64];
+    size_t n = 12345;
+
+    CHECK(o != NULL);
+    smtpx_client_options_free(NULL);
+    CHECK_RESULT(smtpx_client_options_set_helo_name(NULL, "x"), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_helo_name(o, NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_helo_name(o, bad_utf8), SMTPX_RESULT_INVALID_UTF8);
+    CHECK_RESULT(smtpx_client_options_set_helo_name(o, "a\r\nRSET"), SMTPX_RESULT_INJECTION);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(NULL, SMTPX_TLS_MODE_NONE),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, (smtpx_tls_mode)77),
+                 SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_IMPLICIT), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_STARTTLS_OPPORTUNISTIC),
+                 SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_ca_file(NULL, "x"), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_ca_file(o, bad_utf8), SMTPX_RESULT_INVALID_UTF8);
+    CHECK_RESULT(smtpx_client_options_set_ca_file(o, NULL), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_insecure(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_insecure(o, false), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_credentials(NULL, "u", "p"),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "u", NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, bad_utf8, "p"), SMTPX_RESULT_INVALID_UTF8);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "u", "p\n"), SMTPX_RESULT_INJECTION);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "u", "p"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, NULL, NULL), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_connect_timeout_ms(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_connect_timeout_ms(o, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_client_options_set_command_timeout_ms(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_command_timeout_ms(o, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_client_options_set_lmtp(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_lmtp(o, false), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_pipelining(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_pipelining(o, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_chunking(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_chunking(o, true), SMTPX_RESULT_OK);
+
+    /* No error yet: an empty message. */
+    CHECK_RESULT(smtpx_client_options_last_error(o, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+    CHECK(n == 0 && buf[0] == '\0');
+    CHECK_RESULT(smtpx_client_options_last_error(NULL, buf, sizeof buf, &n),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_last_error(o, NULL, sizeof buf, &n),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_last_error(o, buf, sizeof buf, NULL),
+                 SMTPX_RESULT_NULL_PARAMETER);
+
+    /* connect's argument checks. */
+    {
+        smtpx_client *c = (smtpx_client *)&n; /* must stay untouched */
+        smtpx_client *const sentinel = c;
+        CHECK_RESULT(smtpx_client_connect(NULL, 25, NULL, o, &c), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_connect("127.0.0.1", 25, NULL, NULL, &c),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_connect("127.0.0.1", 25, NULL, o, NULL),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_connect(bad_utf8, 25, NULL, o, &c), SMTPX_RESULT_INVALID_UTF8);
+        CHECK_RESULT(smtpx_client_connect("a\nb", 25, NULL, o, &c), SMTPX_RESULT_INJECTION);
+        CHECK_RESULT(smtpx_client_connect("127.0.0.1", 25, "x\ry", o, &c), SMTPX_RESULT_INJECTION);
+        CHECK(c == sentinel);
+    }
+    smtpx_client_options_free(o);
+}
+
+static void test_nulls_everywhere(void) {
+    smtpx_reply *reply = NULL;
+    smtpx_send_result *result = NULL;
+    const char *to[] = {"bob@example.org"};
+    char buf[8];
+    size_t n;
+    smtpx_enhanced_code e;
+
+    smtpx_client_free(NULL);
+    smtpx_reply_free(NULL);
+    smtpx_send_result_free(NULL);
+    CHECK_RESULT(smtpx_client_quit(NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK(!smtpx_client_is_tls(NULL));
+    CHECK_RESULT(smtpx_client_last_error(NULL, buf, sizeof buf, &n), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK(smtpx_client_last_error_reply(NULL) == NULL);
+    CHECK_RESULT(smtpx_client_send(NULL, "a@b.c", to, 1, (const uint8_t *)"x", 1, &result),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_send_stream(NULL, "a@b.c", to, 1, read_message, NULL, &result),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_login(NULL, "u", "p", &reply), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_noop(NULL, &reply), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_rset(NULL, &reply), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_vrfy(NULL, "x", &reply), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_expn(NULL, "x", &reply), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_help(NULL, NULL, &reply), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK(reply == NULL && result == NULL);
+
+    CHECK(smtpx_reply_code(NULL) == 0);
+    CHECK(!smtpx_reply_enhanced(NULL, &e));
+    CHECK(smtpx_reply_text(NULL) == NULL);
+
+    CHECK(!smtpx_send_result_success(NULL));
+    CHECK(smtpx_send_result_recipient_count(NULL) == 0);
+    CHECK(smtpx_send_result_recipient_address(NULL, 0) == NULL);
+    CHECK(!smtpx_send_result_recipient_accepted(NULL, 0));
+    CHECK(smtpx_send_result_recipient_reply(NULL, 0) == NULL);
+    CHECK(smtpx_send_result_recipient_delivery(NULL, 0) == NULL);
+    CHECK(smtpx_send_result_mail_reply(NULL) == NULL);
+    CHECK(smtpx_send_result_final_reply(NULL) == NULL);
+    CHECK(smtpx_send_result_queue_id(NULL) == NULL);
+
+    smtpx_server_config_free(NULL);
+    smtpx_server_free(NULL);
+    CHECK(smtpx_server_local_port(NULL) == 0);
+    CHECK(smtpx_server_tls_port(NULL) == 0);
+    CHECK_RESULT(smtpx_server_stop(NULL, 0, NULL), SMTPX_RESULT_NULL_PARAMETER);
+}
+
+static void test_server_config_errors(void) {
+    smtpx_server_config *c = smtpx_server_config_new();
+    smtpx_server *s = NULL;
+    smtpx_handler h;
+    struct counters counters;
+    char buf[256];
+    size_t n = 0;
+
+    memset(&h, 0, sizeof h);
+    memset(&counters, 0, sizeof counters);
+    CHECK(c != NULL);
+    CHECK_RESULT(smtpx_server_config_set_hostname(NULL, "x"), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_hostname(c, NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_hostname(c, bad_utf8), SMTPX_RESULT_INVALID_UTF8);
+    CHECK_RESULT(smtpx_server_config_set_hostname(c, "mx\r\n250 x"), SMTPX_RESULT_INJECTION);
+    CHECK_RESULT(smtpx_server_config_set_hostname(c, "two words"), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_hostname(c, "mx.test"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_listen(NULL, "x"), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_listen(c, bad_utf8), SMTPX_RESULT_INVALID_UTF8);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(NULL, "a", "b"), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(c, "a", NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(c, NULL, NULL), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_listen(NULL, NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_tls_listen(c, "a\nb"), SMTPX_RESULT_INJECTION);
+    CHECK_RESULT(smtpx_server_config_set_tls_listen(c, NULL), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_require_tls(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_require_tls(c, false), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_add_user(NULL, "u", "p"), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_add_user(c, "u", NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_add_user(c, "u\r", "p"), SMTPX_RESULT_INJECTION);
+    CHECK_RESULT(smtpx_server_config_set_allow_insecure_auth(NULL, true),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_allow_insecure_auth(c, false), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_max_size(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_max_size(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_max_size(c, 1 << 20), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_max_recipients(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_max_recipients(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_max_recipients(c, 10), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_timeout_secs(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_timeout_secs(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_timeout_secs(c, 30), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_max_connections(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_max_connections(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_max_connections(c, 8), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_lmtp(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_lmtp(c, false), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_bare_lf(NULL, SMTPX_BARE_LF_POLICY_REJECT),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_bare_lf(c, (smtpx_bare_lf_policy)9),
+                 SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_bare_lf(c, SMTPX_BARE_LF_POLICY_NORMALIZE),
+                 SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_last_error(NULL, buf, sizeof buf, &n),
+                 SMTPX_RESULT_NULL_PARAMETER);
+
+    /* Starting: argument checks, then failures with their messages. */
+    CHECK_RESULT(smtpx_server_start_maildir(NULL, "x", &s), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_start_maildir(c, NULL, &s), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_start_maildir(c, "x", NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_start_maildir(c, bad_utf8, &s), SMTPX_RESULT_INVALID_UTF8);
+    CHECK_RESULT(smtpx_server_start(NULL, &h, &s), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_start(c, NULL, &s), SMTPX_RESULT_NULL_PARAMETER);
+
+    /* A failed start still releases the userdata, exactly once. */
+    h.userdata = &counters;
+    h.userdata_free = on_free;
+    CHECK_RESULT(smtpx_server_config_set_listen(c, "not an address"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(c, &h, &s), SMTPX_RESULT_IO);
+    CHECK(counters.freed == 1);
+    CHECK_RESULT(smtpx_server_config_last_error(c, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+    CHECK(n > 0 && strstr(buf, "not an address") != NULL);
+    CHECK_RESULT(smtpx_server_config_last_error(c, buf, 2, &n), SMTPX_RESULT_BUFFER_TOO_SMALL);
+
+    CHECK_RESULT(smtpx_server_config_set_listen(c, "127.0.0.1:0"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(c, "/nonexistent/cert.pem", "/nonexistent/key.pem"),
+                 SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(c, &h, &s), SMTPX_RESULT_TLS);
+    CHECK(counters.freed == 2);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(c, NULL, NULL), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_require_tls(c, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(c, &h, &s), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK(counters.freed == 3);
+    CHECK_RESULT(smtpx_server_start_maildir(c, "/proc/no/such/dir", &s), SMTPX_RESULT_IO);
+    CHECK(s == NULL);
+    smtpx_server_config_free(c);
+}
+
+static void check_reply(const smtpx_reply *r, uint16_t code, const char *text_part) {
+    CHECK(r != NULL);
+    if (r == NULL)
+        return;
+    CHECK(smtpx_reply_code(r) == code);
+    CHECK(smtpx_reply_text(r) != NULL);
+    if (text_part != NULL && smtpx_reply_text(r) != NULL &&
+        strstr(smtpx_reply_text(r), text_part) == NULL) {
+        fprintf(stderr, "reply text %s lacks %s\n", smtpx_reply_text(r), text_part);
+        failures++;
+    }
+}
+
+static void test_round_trip_starttls(void) {
+    struct counters counters;
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_handler h;
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = tls_options();
+    smtpx_client *client = NULL;
+    smtpx_send_result *result = NULL;
+    smtpx_reply *reply = NULL;
+    smtpx_enhanced_code e;
+    const char *to[] = {"bob@example.org", "nobody@example.org"};
+    char buf[512];
+    size_t n = 0, cut = 99;
+    uint16_t port;
+
+    memset(&counters, 0, sizeof counters);
+    pthread_mutex_init(&counters.lock, NULL);
+    memset(&h, 0, sizeof h);
+    h.userdata = &counters;
+    h.userdata_free = on_free;
+    h.connect = on_connect;
+    h.hello = on_hello;
+    h.auth = on_auth;
+    h.mail = on_mail;
+    h.rcpt = on_rcpt;
+    h.data_start = on_data_start;
+    h.data_chunk = on_data_chunk;
+    h.data_end = on_data_end;
+    h.reset = on_reset;
+    h.close = on_close;
+
+    CHECK_RESULT(smtpx_server_config_set_hostname(config, "mx.test"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(config, cert_file, key_file), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_require_tls(config, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    smtpx_server_config_free(config); /* the server keeps what it needs */
+    if (server == NULL) {
+        smtpx_client_options_free(o);
+        return;
+    }
+    port = smtpx_server_local_port(server);
+    CHECK(port != 0);
+    CHECK(smtpx_server_tls_port(server) == 0);
+
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, "localhost", o, &client),
+                 SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK(smtpx_client_is_tls(client));
+
+        /* Login: a refusal first (the reply is kept), then success. */
+        CHECK_RESULT(smtpx_client_login(client, "alice", "wrong", &reply), SMTPX_RESULT_AUTH_FAILED);
+        CHECK(reply == NULL);
+        check_reply(smtpx_client_last_error_reply(client), 535, "no such luck");
+        CHECK(smtpx_reply_enhanced(smtpx_client_last_error_reply(client), &e));
+        CHECK(e.status_class == 5 && e.subject == 7 && e.detail == 8);
+        CHECK_RESULT(smtpx_client_last_error(client, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+        CHECK(n > 0 && n == strlen(buf));
+        CHECK_RESULT(smtpx_client_login(client, "alice", "s3cret", &reply), SMTPX_RESULT_OK);
+        check_reply(reply, 235, NULL);
+        smtpx_reply_free(reply);
+        reply = NULL;
+        CHECK_RESULT(smtpx_client_login(client, "a\r\nQUIT", "x", &reply), SMTPX_RESULT_INJECTION);
+        CHECK_RESULT(smtpx_client_login(client, "alice", bad_utf8, &reply), SMTPX_RESULT_INVALID_UTF8);
+        CHECK_RESULT(smtpx_client_login(client, "alice", "x", NULL), SMTPX_RESULT_NULL_PARAMETER);
+
+        /* A message to two recipients, one refused. */
+        CHECK_RESULT(smtpx_client_send(client, "alice@example.com", to, 2,
+                                       (const uint8_t *)message, strlen(message), &result),
+                     SMTPX_RESULT_OK);
+        CHECK(result != NULL);
+        CHECK(smtpx_send_result_success(result));
+        CHECK(smtpx_send_result_recipient_count(result) == 2);
+        CHECK(strcmp(smtpx_send_result_recipient_address(result, 0), "bob@example.org") == 0);
+        CHECK(strcmp(smtpx_send_result_recipient_address(result, 1), "nobody@example.org") == 0);
+        CHECK(smtpx_send_result_recipient_address(result, 2) == NULL);
+        CHECK(smtpx_send_result_recipient_accepted(result, 0));
+        CHECK(!smtpx_send_result_recipient_accepted(result, 1));
+        CHECK(!smtpx_send_result_recipient_accepted(result, 2));
+        check_reply(smtpx_send_result_recipient_reply(result, 0), 250, NULL);
+        /* The handler's CR LF became a space: nothing was injected. */
+        check_reply(smtpx_send_result_recipient_reply(result, 1), 550, "no such user  250 injected");
+        CHECK(smtpx_reply_enhanced(smtpx_send_result_recipient_reply(result, 1), &e));
+        CHECK(e.status_class == 5 && e.subject == 1 && e.detail == 1);
+        CHECK(smtpx_send_result_recipient_reply(result, 2) == NULL);
+        CHECK(smtpx_send_result_recipient_delivery(result, 0) == NULL);
+        check_reply(smtpx_send_result_mail_reply(result), 250, NULL);
+        check_reply(smtpx_send_result_final_reply(result), 250, "C0FFEE");
+        CHECK(smtpx_send_result_queue_id(result) != NULL &&
+              strcmp(smtpx_send_result_queue_id(result), "C0FFEE") == 0);
+        smtpx_send_result_free(result);
+        result = NULL;
+
+        /* The same, streamed from a callback, with the null sender. */
+        {
+            struct stream_state s;
+            s.data = message;
+            s.len = strlen(message);
+            s.pos = 0;
+            s.fail_after = -1;
+            CHECK_RESULT(smtpx_client_send_stream(client, "", to, 1, read_message, &s, &result),
+                         SMTPX_RESULT_OK);
+            CHECK(smtpx_send_result_success(result));
+            CHECK(s.pos == s.len);
+            smtpx_send_result_free(result);
+            result = NULL;
+            pthread_mutex_lock(&counters.lock);
+            CHECK(counters.last_from[0] == '\0');
+            pthread_mutex_unlock(&counters.lock);
+        }
+
+        /* Argument errors send nothing and keep the connection. */
+        CHECK_RESULT(smtpx_client_send(client, "a@b.c", to, 1, (const uint8_t *)"x", 1, NULL),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_send(client, NULL, to, 1, (const uint8_t *)"x", 1, &result),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_send(client, "a@b.c", NULL, 1, (const uint8_t *)"x", 1, &result),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_send(client, "a@b.c", to, 1, NULL, 1, &result),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_send(client, "a@b.c", to, 0, (const uint8_t *)"x", 1, &result),
+                     SMTPX_RESULT_INVALID_ARGUMENT);
+        CHECK_RESULT(smtpx_client_send(client, bad_utf8, to, 1, (const uint8_t *)"x", 1, &result),
+                     SMTPX_RESULT_INVALID_UTF8);
+        {
+            const char *injected[] = {"bob@example.org", NULL};
+            injected[1] = with_cr;
+            CHECK_RESULT(smtpx_client_send(client, "a@b.c", injected, 2, (const uint8_t *)"x", 1,
+                                           &result),
+                         SMTPX_RESULT_INJECTION);
+            injected[1] = with_lf;
+            CHECK_RESULT(smtpx_client_send_stream(client, "a@b.c", injected, 2, read_message,
+                                                  NULL, &result),
+                         SMTPX_RESULT_INJECTION);
+            injected[1] = NULL;
+            CHECK_RESULT(smtpx_client_send(client, "a@b.c", injected, 2, (const uint8_t *)"x", 1,
+                                           &result),
+                         SMTPX_RESULT_NULL_PARAMETER);
+            CHECK_RESULT(smtpx_client_send(client, "not an address", to, 1,
+                                           (const uint8_t *)"x", 1, &result),
+                         SMTPX_RESULT_INVALID_ARGUMENT);
+        }
+        CHECK_RESULT(smtpx_client_send_stream(client, "a@b.c", to, 1, NULL, NULL, &result),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_send_stream(client, "a@b.c", to, 1, read_message, NULL, NULL),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK(result == NULL);
+        CHECK_RESULT(smtpx_client_last_error(client, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+        CHECK(n > 0);
+
+        /* Commands with a reply. */
+        CHECK_RESULT(smtpx_client_noop(client, &reply), SMTPX_RESULT_OK);
+        check_reply(reply, 250, NULL);
+        smtpx_reply_free(reply);
+        CHECK_RESULT(smtpx_client_rset(client, &reply), SMTPX_RESULT_OK);
+        check_reply(reply, 250, NULL);
+        smtpx_reply_free(reply);
+        CHECK_RESULT(smtpx_client_vrfy(client, "bob", &reply), SMTPX_RESULT_OK);
+        CHECK(reply != NULL && smtpx_reply_code(reply) >= 200);
+        smtpx_reply_free(reply);
+        CHECK_RESULT(smtpx_client_expn(client, "staff", &reply), SMTPX_RESULT_OK);
+        CHECK(reply != NULL && smtpx_reply_code(reply) >= 200);
+        smtpx_reply_free(reply);
+        CHECK_RESULT(smtpx_client_help(client, NULL, &reply), SMTPX_RESULT_OK);
+        CHECK(reply != NULL && smtpx_reply_code(reply) >= 200);
+        smtpx_reply_free(reply);
+        CHECK_RESULT(smtpx_client_help(client, "MAIL", &reply), SMTPX_RESULT_OK);
+        smtpx_reply_free(reply);
+        reply = NULL;
+        CHECK_RESULT(smtpx_client_noop(client, NULL), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_vrfy(client, NULL, &reply), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_vrfy(client, with_lf, &reply), SMTPX_RESULT_INJECTION);
+        CHECK_RESULT(smtpx_client_expn(client, bad_utf8, &reply), SMTPX_RESULT_INVALID_UTF8);
+        CHECK_RESULT(smtpx_client_expn(client, with_cr, &reply), SMTPX_RESULT_INJECTION);
+        CHECK_RESULT(smtpx_client_help(client, with_cr, &reply), SMTPX_RESULT_INJECTION);
+        CHECK(reply == NULL);
+
+        /* A failing message source closes the connection: nothing truncated is delivered. */
+        {
+            struct stream_state s;
+            s.data = message;
+            s.len = strlen(message);
+            s.pos = 0;
+            s.fail_after = 14;
+            CHECK_RESULT(smtpx_client_send_stream(client, "a@b.c", to, 1, read_message, &s, &result),
+                         SMTPX_RESULT_MESSAGE_SOURCE);
+            CHECK(result == NULL);
+            CHECK_RESULT(smtpx_client_noop(client, &reply), SMTPX_RESULT_NOT_READY);
+        }
+
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_NOT_READY);
+        CHECK_RESULT(smtpx_client_noop(client, &reply), SMTPX_RESULT_NOT_READY);
+        CHECK(!smtpx_client_is_tls(client));
+        smtpx_client_free(client);
+        client = NULL;
+    }
+
+    /* A fresh connection that quits at once. */
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, NULL, o, &client), SMTPX_RESULT_TLS);
+    CHECK(client == NULL); /* "127.0.0.1" is not the certificate's name */
+    CHECK_RESULT(smtpx_client_options_last_error(o, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+    CHECK(n > 0);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "alice", "s3cret"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_connect("localhost", port, NULL, o, &client), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+    smtpx_client_free(client);
+    client = NULL;
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "alice", "bad"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_connect("localhost", port, NULL, o, &client),
+                 SMTPX_RESULT_AUTH_FAILED);
+    CHECK(client == NULL);
+
+    /* Without TLS the server refuses mail (require TLS); STARTTLS-less client: refused. */
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, NULL, NULL), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, NULL, o, &client), SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK(!smtpx_client_is_tls(client));
+        CHECK_RESULT(smtpx_client_send(client, "a@b.c", to, 1, (const uint8_t *)"x\r\n", 3,
+                                       &result),
+                     SMTPX_RESULT_OK);
+        CHECK(!smtpx_send_result_success(result));
+        CHECK(smtpx_send_result_mail_reply(result) != NULL &&
+              smtpx_reply_code(smtpx_send_result_mail_reply(result)) == 530);
+        /* DATA was pipelined behind the refused MAIL: refused too, no queue id. */
+        CHECK(smtpx_send_result_final_reply(result) == NULL ||
+              smtpx_reply_code(smtpx_send_result_final_reply(result)) >= 500);
+        CHECK(smtpx_send_result_queue_id(result) == NULL);
+        smtpx_send_result_free(result);
+        result = NULL;
+        smtpx_client_free(client); /* without QUIT */
+        client = NULL;
+    }
+
+    CHECK_RESULT(smtpx_server_stop(server, 5000, &cut), SMTPX_RESULT_OK);
+    CHECK(cut == 0);
+    CHECK_RESULT(smtpx_server_stop(server, 0, NULL), SMTPX_RESULT_NOT_READY);
+    smtpx_server_free(server);
+
+    /* Nothing listens there any more. */
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, NULL, o, &client), SMTPX_RESULT_IO);
+    CHECK(client == NULL);
+    smtpx_client_options_free(o);
+
+    CHECK(counters.freed == 1);
+    CHECK(counters.connects == 5);
+    CHECK(counters.connects == counters.closes);
+    CHECK(counters.auths == 4);
+    CHECK(counters.data_starts >= 2);
+    CHECK(counters.data_ends == 2);
+    CHECK(counters.rcpts >= 3);
+    CHECK(counters.bytes > 0);
+    pthread_mutex_destroy(&counters.lock);
+}
+
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *entry;
+    int count = 0;
+    if (d == NULL)
+        return -1;
+    while ((entry = readdir(d)) != NULL)
+        if (entry->d_name[0] != '.')
+            count++;
+    closedir(d);
+    return count;
+}
+
+static void remove_maildir(const char *root) {
+    static const char *subs[] = {"new", "cur", "tmp"};
+    char path[512];
+    size_t i;
+    for (i = 0; i < 3; i++) {
+        DIR *d;
+        struct dirent *entry;
+        snprintf(path, sizeof path, "%s/%s", root, subs[i]);
+        d = opendir(path);
+        if (d == NULL)
+            continue;
+        while ((entry = readdir(d)) != NULL) {
+            char file[1024];
+            if (entry->d_name[0] == '.')
+                continue;
+            snprintf(file, sizeof file, "%s/%s", path, entry->d_name);
+            unlink(file);
+        }
+        closedir(d);
+        rmdir(path);
+    }
+    rmdir(root);
+}
+
+static void test_maildir_server(void) {
+    char root[] = "/tmp/smtpx-c-test-XXXXXX";
+    char newdir[600];
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = smtpx_client_options_new();
+    smtpx_client *client = NULL;
+    smtpx_send_result *result = NULL;
+    const char *to[] = {"bob@example.org"};
+
+    CHECK(mkdtemp(root) != NULL);
+    CHECK_RESULT(smtpx_server_start_maildir(config, root, &server), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
+    if (server != NULL) {
+        CHECK_RESULT(smtpx_client_connect("127.0.0.1", smtpx_server_local_port(server), NULL, o,
+                                          &client),
+                     SMTPX_RESULT_OK);
+        CHECK_RESULT(smtpx_client_send(client, "alice@example.com", to, 1,
+                                       (const uint8_t *)message, strlen(message), &result),
+                     SMTPX_RESULT_OK);
+        CHECK(smtpx_send_result_success(result));
+        smtpx_send_result_free(result);
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+        smtpx_server_free(server); /* stops it */
+    }
+    snprintf(newdir, sizeof newdir, "%s/new", root);
+    CHECK(count_files(newdir) == 1);
+    remove_maildir(root);
+    smtpx_client_options_free(o);
+    smtpx_server_config_free(config);
+}
+
+/* LMTP over implicit TLS to the Maildir server, with its limits. */
+static void test_lmtp_implicit_tls_limits(void) {
+    char root[] = "/tmp/smtpx-c-lmtp-XXXXXX";
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = tls_options();
+    smtpx_client *client = NULL;
+    smtpx_send_result *result = NULL;
+    const char *two[] = {"bob@example.org", "carol@example.org"};
+    const char *three[] = {"bob@example.org", "carol@example.org", "dave@example.org"};
+    static char big[3000];
+    smtpx_result r;
+
+    CHECK(mkdtemp(root) != NULL);
+    CHECK_RESULT(smtpx_server_config_set_lmtp(config, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(config, cert_file, key_file), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_listen(config, "127.0.0.1:0"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_max_size(config, 1000), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_max_recipients(config, 2), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_max_connections(config, 4), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_timeout_secs(config, 30), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_bare_lf(config, SMTPX_BARE_LF_POLICY_REJECT),
+                 SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start_maildir(config, root, &server), SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    CHECK_RESULT(smtpx_client_options_set_lmtp(o, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_IMPLICIT), SMTPX_RESULT_OK);
+    if (server != NULL) {
+        CHECK(smtpx_server_tls_port(server) != 0);
+        CHECK(smtpx_server_tls_port(server) != smtpx_server_local_port(server));
+        CHECK_RESULT(smtpx_client_connect("localhost", smtpx_server_tls_port(server), NULL, o,
+                                          &client),
+                     SMTPX_RESULT_OK);
+    }
+    if (client != NULL) {
+        CHECK(smtpx_client_is_tls(client));
+        /* One delivery reply per recipient. */
+        CHECK_RESULT(smtpx_client_send(client, "alice@example.com", two, 2,
+                                       (const uint8_t *)message, strlen(message), &result),
+                     SMTPX_RESULT_OK);
+        CHECK(smtpx_send_result_success(result));
+        check_reply(smtpx_send_result_recipient_delivery(result, 0), 250, NULL);
+        check_reply(smtpx_send_result_recipient_delivery(result, 1), 250, NULL);
+        CHECK(smtpx_send_result_recipient_delivery(result, 2) == NULL);
+        smtpx_send_result_free(result);
+        result = NULL;
+        /* The third recipient is over the limit. */
+        CHECK_RESULT(smtpx_client_send(client, "alice@example.com", three, 3,
+                                       (const uint8_t *)message, strlen(message), &result),
+                     SMTPX_RESULT_OK);
+        CHECK(smtpx_send_result_success(result));
+        CHECK(smtpx_send_result_recipient_accepted(result, 1));
+        CHECK(!smtpx_send_result_recipient_accepted(result, 2));
+        CHECK(smtpx_reply_code(smtpx_send_result_recipient_reply(result, 2)) / 100 == 4);
+        smtpx_send_result_free(result);
+        result = NULL;
+        /* Over the size limit: refused before sending (SIZE), or at the end. */
+        memset(big, 'x', sizeof big - 1);
+        r = smtpx_client_send(client, "alice@example.com", two, 1, (const uint8_t *)big,
+                              sizeof big - 1, &result);
+        CHECK(r == SMTPX_RESULT_MESSAGE_TOO_LARGE || (r == SMTPX_RESULT_OK && !smtpx_send_result_success(result)));
+        smtpx_send_result_free(result);
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+    }
+    smtpx_server_free(server);
+    smtpx_client_options_free(o);
+    remove_maildir(root);
+}
+
+/* LMTP with a C handler: one decision per recipient. */
+static int on_lmtp_end(void *ud, uint64_t conn_id, size_t n, smtpx_decision *out) {
+    size_t i;
+    (void)ud;
+    (void)conn_id;
+    CHECK(n == 2);
+    for (i = 0; i < n; i++) {
+        out[i].code = i == 1 ? 552 : 250;
+        snprintf(out[i].text, sizeof out[i].text, "recipient %u", (unsigned)i);
+    }
+    return SMTPX_REPLY;
+}
+
+static void test_lmtp_handler(void) {
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_handler h;
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = smtpx_client_options_new();
+    smtpx_client *client = NULL;
+    smtpx_send_result *result = NULL;
+    const char *two[] = {"bob@example.org", "carol@example.org"};
+
+    memset(&h, 0, sizeof h);
+    h.data_end_lmtp = on_lmtp_end;
+    CHECK_RESULT(smtpx_server_config_set_lmtp(config, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    CHECK_RESULT(smtpx_client_options_set_lmtp(o, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
+    if (server != NULL)
+        CHECK_RESULT(smtpx_client_connect("127.0.0.1", smtpx_server_local_port(server), NULL, o,
+                                          &client),
+                     SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK_RESULT(smtpx_client_send(client, "alice@example.com", two, 2,
+                                       (const uint8_t *)message, strlen(message), &result),
+                     SMTPX_RESULT_OK);
+        CHECK(smtpx_send_result_success(result));
+        CHECK(smtpx_send_result_recipient_accepted(result, 0));
+        CHECK(!smtpx_send_result_recipient_accepted(result, 1));
+        check_reply(smtpx_send_result_recipient_delivery(result, 0), 250, "recipient 0");
+        check_reply(smtpx_send_result_recipient_delivery(result, 1), 552, "recipient 1");
+        smtpx_send_result_free(result);
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+    }
+    smtpx_server_free(server);
+    smtpx_client_options_free(o);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s CERT.pem KEY.pem\n", argv[0]);
+        return 2;
+    }
+    cert_file = argv[1];
+    key_file = argv[2];
+    test_options_errors();
+    test_nulls_everywhere();
+    test_server_config_errors();
+    test_round_trip_starttls();
+    test_maildir_server();
+    test_lmtp_implicit_tls_limits();
+    test_lmtp_handler();
+    if (failures != 0) {
+        fprintf(stderr, "test_client_server: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("test_client_server: all checks passed\n");
+    return 0;
+}
