@@ -148,6 +148,12 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
             .listen_tls(tls_listen)
             .map_err(|e| format!("{tls_listen}: {e}"))?;
     }
+    // Catch the signals before saying we are ready: a supervisor may stop us at once.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| e.to_string())?;
     let server = builder.start().map_err(|e| e.to_string())?;
     let addrs = server.local_addrs().to_vec();
     println!("listening on {}", addrs[0]);
@@ -155,11 +161,6 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
         eprintln!("implicit TLS on {tls_addr}");
     }
     let _ = std::io::stdout().flush();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| e.to_string())?;
     let signal = signals.forever().next();
     eprintln!("signal {signal:?}: shutting down");
     let cut = server.shutdown(Duration::from_secs(10));
