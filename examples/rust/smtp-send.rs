@@ -9,7 +9,7 @@
 //! `--count` times over one connection. Exit status: 0 when every recipient accepted every
 //! message, 1 when some were refused, 2 on any other error.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
 use smtp_core::auth::Credentials;
@@ -149,12 +149,15 @@ fn run(args: &Args) -> Result<bool, String> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let mut client = SmtpClient::connect(&args.server, host, options).map_err(|e| e.to_string())?;
     let mut all_accepted = true;
+    // One buffered writer: a write(2) per printed line would cost more than the SMTP work.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for n in 1..=args.count {
         let result = client
             .send_bytes(&envelope, &message)
             .map_err(|e| e.to_string())?;
         for r in &result.recipients {
-            println!(
+            let _ = writeln!(
+                out,
                 "message {n}: {}: {}",
                 r.address,
                 r.reply.to_string().replace('\n', " / ")
@@ -162,17 +165,21 @@ fn run(args: &Args) -> Result<bool, String> {
             all_accepted &= r.is_accepted();
         }
         match &result.data {
-            Some(reply) => println!(
+            Some(reply) => writeln!(
+                out,
                 "message {n}: final: {}",
                 reply.to_string().replace('\n', " / ")
             ),
-            None => println!(
+            None => writeln!(
+                out,
                 "message {n}: final: not sent ({})",
                 result.mail.to_string().replace('\n', " / ")
             ),
         }
+        .map_err(|e| format!("stdout: {e}"))?;
         all_accepted &= result.is_success();
     }
+    out.flush().map_err(|e| format!("stdout: {e}"))?;
     client.quit().map_err(|e| e.to_string())?;
     Ok(all_accepted)
 }
