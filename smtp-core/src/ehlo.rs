@@ -46,12 +46,15 @@ impl AuthMechanism {
     /// The mechanism called `name`, compared case-insensitively (SASL
     /// mechanism names are case-insensitive on the wire).
     pub fn parse(name: &str) -> AuthMechanism {
-        let upper = name.to_ascii_uppercase();
-        match upper.as_str() {
-            "PLAIN" => AuthMechanism::Plain,
-            "LOGIN" => AuthMechanism::Login,
-            "XOAUTH2" => AuthMechanism::XOAuth2,
-            _ => AuthMechanism::Other(upper),
+        // The known names are compared in place; only an unknown one is copied.
+        if name.eq_ignore_ascii_case("PLAIN") {
+            AuthMechanism::Plain
+        } else if name.eq_ignore_ascii_case("LOGIN") {
+            AuthMechanism::Login
+        } else if name.eq_ignore_ascii_case("XOAUTH2") {
+            AuthMechanism::XOAuth2
+        } else {
+            AuthMechanism::Other(name.to_ascii_uppercase())
         }
     }
 
