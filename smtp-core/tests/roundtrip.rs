@@ -415,3 +415,35 @@ fn regression_path_end_inside_address_literal() {
         assert_eq!(Command::parse(&line_of(&mail)), Ok(mail));
     }
 }
+
+/// Found by the reply_parser fuzzer: a CR inside the text used to become a space only after
+/// the enhanced code was looked for, so a parsed reply and its written form disagreed.
+#[test]
+fn regression_bare_cr_in_reply_text() {
+    use smtp_core::reply::{ReplyLimits, ReplyParser};
+    let mut parser = ReplyParser::new(ReplyLimits::default());
+    let (_, reply) = parser.feed(b"250 2.0.0\rx\r\n").unwrap();
+    let reply = reply.unwrap();
+    let mut again = ReplyParser::new(ReplyLimits::default());
+    let (_, reread) = again.feed(&reply.to_bytes()).unwrap();
+    assert_eq!(reread.unwrap(), reply);
+}
+
+/// Found by the client_session fuzzer: a body request queued before a fatal error in the
+/// same read was still handed out, and send_body then failed.
+#[test]
+fn regression_no_send_body_after_a_fatal_error() {
+    use smtp_core::client::{ClientConfig, ClientEvent, ClientSession, Envelope};
+    use std::time::Duration;
+    let now = Duration::ZERO;
+    let mut client = ClientSession::new(ClientConfig::new("c.test"), now).unwrap();
+    client.receive(b"220 mx\r\n250-mx\r\n250 PIPELINING\r\n", now);
+    assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+    client
+        .send_mail(&Envelope::new("a@b.test", &["c@d.test"]).unwrap(), None)
+        .unwrap();
+    client.receive(b"250 ok\r\n250 ok\r\n354 go\r\nxx\r\n", now);
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert!(!events.contains(&ClientEvent::SendBody), "{events:?}");
+    assert_eq!(events.last(), Some(&ClientEvent::Closed));
+}
