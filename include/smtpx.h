@@ -164,6 +164,45 @@ typedef uint32_t smtpx_result;
 #endif // __cplusplus
 
 /**
+ * Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_abort_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Not an abort event.
+   */
+  SMTPX_ABORT_REASON_NONE = 0,
+  /**
+   * The content grew past the size limit (the client is told 552 at the end).
+   */
+  SMTPX_ABORT_REASON_TOO_LARGE = 1,
+  /**
+   * A lone CR or LF arrived under the reject policy (550 at the end).
+   */
+  SMTPX_ABORT_REASON_BARE_LINE_ENDING = 2,
+  /**
+   * The connection ended, or timed out, in the middle of the message.
+   */
+  SMTPX_ABORT_REASON_DISCONNECTED = 3,
+  /**
+   * The client sent RSET between BDAT chunks.
+   */
+  SMTPX_ABORT_REASON_RESET = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_abort_reason smtpx_abort_reason;
+#else
+typedef uint32_t smtpx_abort_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What an `smtpx_server_event` is. Kinds marked *decision* stop the session until
  * `smtpx_server_session_decide` is called.
  *
@@ -242,45 +281,6 @@ enum smtpx_event_kind
 typedef enum smtpx_event_kind smtpx_event_kind;
 #else
 typedef uint32_t smtpx_event_kind;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).
- *
- * Thread safety: a plain value.
- */
-enum smtpx_abort_reason
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  /**
-   * Not an abort event.
-   */
-  SMTPX_ABORT_REASON_NONE = 0,
-  /**
-   * The content grew past the size limit (the client is told 552 at the end).
-   */
-  SMTPX_ABORT_REASON_TOO_LARGE = 1,
-  /**
-   * A lone CR or LF arrived under the reject policy (550 at the end).
-   */
-  SMTPX_ABORT_REASON_BARE_LINE_ENDING = 2,
-  /**
-   * The connection ended, or timed out, in the middle of the message.
-   */
-  SMTPX_ABORT_REASON_DISCONNECTED = 3,
-  /**
-   * The client sent RSET between BDAT chunks.
-   */
-  SMTPX_ABORT_REASON_RESET = 4,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum smtpx_abort_reason smtpx_abort_reason;
-#else
-typedef uint32_t smtpx_abort_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -555,15 +555,34 @@ typedef int (*smtpx_lmtp_end_callback)(void *userdata,
 typedef void (*smtpx_notify_callback)(void *userdata, uint64_t conn_id);
 
 /**
+ * The data_aborted callback: the message being received was dropped before its end, for
+ * `reason` (never `SMTPX_ABORT_REASON_NONE`). No decision: the reply the client gets is
+ * the server's own (552, 550, or none when the connection is gone). A transaction
+ * whose data_chunk callback refused the content also ends with this call (reason
+ * `SMTPX_ABORT_REASON_DISCONNECTED`) instead of data_end.
+ *
+ * Threads: runs on the thread serving the connection; calls for different connections
+ * overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+ */
+typedef void (*smtpx_abort_callback)(void *userdata, uint64_t conn_id, smtpx_abort_reason reason);
+
+/**
  * A server handler as a table of C callbacks. Every callback may be NULL, which means
- * the default: accept (AUTH: refuse with 535 5.7.8; content: thrown away).
+ * the default: accept (AUTH: refuse with 535 5.7.8; content: thrown away; VRFY and
+ * EXPN: 252).
+ *
+ * ABI: always zero-initialise the whole struct before setting the callbacks you use
+ * (`smtpx_handler h = {0};` or `memset(&h, 0, sizeof h)`). Later versions append new
+ * fields at the end only, so code written this way keeps compiling and the new callbacks
+ * stay NULL (their defaults).
  *
  * Threads: every callback runs on the thread serving its connection, never on the
  * thread that started the server. Calls for different connections overlap in time, so
  * `userdata` and everything the callbacks touch must be thread-safe; calls for one
- * connection come one at a time, in protocol order (connect, hello, auth if any, mail, rcpt...,
- * data_start, data_chunk..., data_end, reset if any, close). `userdata_free` (may be NULL) is
- * called exactly once with `userdata`, after the last callback has returned: by
+ * connection come one at a time, in protocol order (connect, hello, tls_started and
+ * hello again after STARTTLS, auth if any, mail, rcpt..., data_start, data_chunk...,
+ * data_end or data_aborted, reset if any, verify and expand whenever asked, close).
+ * `userdata_free` (may be NULL) is called exactly once with `userdata`, after the last callback has returned: by
  * `smtpx_server_stop` or `smtpx_server_free` on the calling thread (or before
  * `smtpx_server_start` returns when starting fails).
  *
@@ -626,6 +645,27 @@ typedef struct smtpx_handler {
    * The connection is over.
    */
   smtpx_notify_callback close;
+  /**
+   * VRFY (arg: the argument as given). NULL or SMTPX_ACCEPT: 252 (cannot verify, will
+   * try to deliver). SMTPX_REPLY answers with `*out` (for example 250 or 550).
+   */
+  smtpx_decide_callback verify;
+  /**
+   * EXPN (arg: the mailing list as given). NULL or SMTPX_ACCEPT: 252. SMTPX_REPLY
+   * answers with `*out`.
+   */
+  smtpx_decide_callback expand;
+  /**
+   * The STARTTLS handshake succeeded: the session starts afresh over TLS (the client
+   * greets again). Not called for implicit-TLS connections, which are encrypted from
+   * the start.
+   */
+  smtpx_notify_callback tls_started;
+  /**
+   * The message being received was dropped before its end (see
+   * `smtpx_abort_callback`); data_end is not called for it.
+   */
+  smtpx_abort_callback data_aborted;
 } smtpx_handler;
 
 /**
@@ -843,6 +883,64 @@ smtpx_result smtpx_client_quit(struct smtpx_client *client);
  * Thread safety: one thread at a time per client.
  */
 bool smtpx_client_is_tls(const struct smtpx_client *client);
+
+/**
+ * Upgrades a plain connection with STARTTLS now (for a client connected with
+ * SMTPX_TLS_MODE_NONE, like smtplib's `starttls()`), checking the certificate with the
+ * TLS settings of the options given to `smtpx_client_connect` (CA file, insecure). Returns
+ * once the session has greeted again over TLS; the capabilities accessors then give the
+ * new EHLO reply. `server_name` is the name the certificate must carry; NULL means the one
+ * used at connect time.
+ *
+ * Errors: SMTPX_RESULT_NOT_READY when the connection is already encrypted (nothing is
+ * sent) or after QUIT; SMTPX_RESULT_START_TLS_REFUSED when the server refuses (the
+ * connection stays usable in clear); SMTPX_RESULT_TLS when the handshake fails (the
+ * connection is then closed); SMTPX_RESULT_INVALID_ARGUMENT for a bad server name.
+ *
+ * Thread safety: blocks the calling thread; one thread at a time per client.
+ */
+smtpx_result smtpx_client_starttls(struct smtpx_client *client, const char *server_name);
+
+/**
+ * Writes to `*out` whether the server announced `keyword` in its last EHLO (or LHLO)
+ * reply, compared case-insensitively: "PIPELINING", "SIZE", "STARTTLS", "AUTH",
+ * "CHUNKING", "8BITMIME", "SMTPUTF8", "DSN", or any other keyword.
+ *
+ * Errors: SMTPX_RESULT_NULL_PARAMETER, SMTPX_RESULT_INVALID_UTF8; SMTPX_RESULT_NOT_READY
+ * after QUIT or when the server answered HELO only (no capabilities known). These do not
+ * change the client's last error.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_has_extension(const struct smtpx_client *client,
+                                        const char *keyword,
+                                        bool *out);
+
+/**
+ * The SIZE the server announced: `*has` is false when it announced none (`*out` is then
+ * 0); otherwise `*out` is the limit in bytes, 0 meaning announced without a fixed limit.
+ *
+ * Errors: SMTPX_RESULT_NULL_PARAMETER; SMTPX_RESULT_NOT_READY as for
+ * `smtpx_client_has_extension`.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_size_limit(const struct smtpx_client *client, uint64_t *out, bool *has);
+
+/**
+ * The AUTH mechanisms the server announced, in its order, separated by single spaces
+ * (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
+ * bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
+ * writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
+ *
+ * Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_auth_mechanisms(const struct smtpx_client *client,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_n);
 
 /**
  * The message of the client's last failed call, copied NUL-terminated into `buf` (of

@@ -12,6 +12,7 @@ use std::time::Duration;
 use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, Error, ErrorKind, SmtpClient, TlsMode};
 use smtp_core::client::{Envelope, TransactionResult};
+use smtp_core::ehlo::Capabilities;
 use smtp_core::reply::Reply;
 use smtp_core::tls::{self, RootCerts, TlsClientOptions};
 
@@ -383,6 +384,10 @@ pub extern "C" fn smtpx_client_options_last_error(
 pub struct smtpx_client {
     inner: Option<SmtpClient>,
     last_error: LastError,
+    /// The options' TLS settings, for `smtpx_client_starttls`.
+    tls_options: TlsClientOptions,
+    /// The name given to (or implied by) `smtpx_client_connect`.
+    server_name: String,
 }
 
 impl smtpx_client {
@@ -457,6 +462,11 @@ pub extern "C" fn smtpx_client_connect(
                 let client = into_raw(smtpx_client {
                     inner: Some(client),
                     last_error: LastError::default(),
+                    tls_options: TlsClientOptions {
+                        roots: options.roots.clone(),
+                        dangerous_accept_invalid_certs: options.insecure,
+                    },
+                    server_name: server_name.to_owned(),
                 });
                 // SAFETY: out_client was checked non-NULL above.
                 unsafe { write_out(out_client, client) };
@@ -513,6 +523,136 @@ pub extern "C" fn smtpx_client_is_tls(client: *const smtpx_client) -> bool {
         unsafe { client.as_ref() }
             .and_then(|c| c.inner.as_ref())
             .is_some_and(SmtpClient::is_tls)
+    })
+}
+
+/// Upgrades a plain connection with STARTTLS now (for a client connected with
+/// SMTPX_TLS_MODE_NONE, like smtplib's `starttls()`), checking the certificate with the
+/// TLS settings of the options given to `smtpx_client_connect` (CA file, insecure). Returns
+/// once the session has greeted again over TLS; the capabilities accessors then give the
+/// new EHLO reply. `server_name` is the name the certificate must carry; NULL means the one
+/// used at connect time.
+///
+/// Errors: SMTPX_RESULT_NOT_READY when the connection is already encrypted (nothing is
+/// sent) or after QUIT; SMTPX_RESULT_START_TLS_REFUSED when the server refuses (the
+/// connection stays usable in clear); SMTPX_RESULT_TLS when the handshake fails (the
+/// connection is then closed); SMTPX_RESULT_INVALID_ARGUMENT for a bad server name.
+///
+/// Thread safety: blocks the calling thread; one thread at a time per client.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_starttls(
+    client: *mut smtpx_client,
+    server_name: *const c_char,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live client, used by no other thread.
+        let client = try_arg!(unsafe { obj_mut(client) });
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let name = match unsafe { opt_line_arg(server_name) } {
+            Ok(name) => name.unwrap_or(&client.server_name).to_owned(),
+            Err(r) => {
+                let message = format!("the server name: {}", r.message().to_string_lossy());
+                return client.refuse(r, message);
+            }
+        };
+        if let Err(r) = client.session() {
+            return r;
+        }
+        let config = match tls::client_config(&client.tls_options) {
+            Ok(config) => config,
+            Err(e) => return client.refuse(smtpx_result::Tls, e.to_string()),
+        };
+        let session = match client.session() {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        match session.starttls(&name, Some(config)) {
+            Ok(()) => smtpx_result::Ok,
+            Err(e) => client.fail(&e),
+        }
+    })
+}
+
+/// The capabilities of a live client, or the error to return.
+fn capabilities<'a>(client: *const smtpx_client) -> Result<&'a Capabilities, smtpx_result> {
+    // SAFETY: the caller passes NULL or a live client; the borrow ends with the call.
+    let client = unsafe { obj(client) }?;
+    let session = client.inner.as_ref().ok_or(smtpx_result::NotReady)?;
+    session.capabilities().ok_or(smtpx_result::NotReady)
+}
+
+/// Writes to `*out` whether the server announced `keyword` in its last EHLO (or LHLO)
+/// reply, compared case-insensitively: "PIPELINING", "SIZE", "STARTTLS", "AUTH",
+/// "CHUNKING", "8BITMIME", "SMTPUTF8", "DSN", or any other keyword.
+///
+/// Errors: SMTPX_RESULT_NULL_PARAMETER, SMTPX_RESULT_INVALID_UTF8; SMTPX_RESULT_NOT_READY
+/// after QUIT or when the server answered HELO only (no capabilities known). These do not
+/// change the client's last error.
+///
+/// Thread safety: one thread at a time per client.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_has_extension(
+    client: *const smtpx_client,
+    keyword: *const c_char,
+    out: *mut bool,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        try_arg!(out_arg(out));
+        // SAFETY: the caller passes a NUL-terminated string.
+        let keyword = try_arg!(unsafe { str_arg(keyword) });
+        let caps = try_arg!(capabilities(client));
+        // SAFETY: out was checked non-NULL and points to a writable bool.
+        unsafe { write_out(out, caps.has(keyword)) };
+        smtpx_result::Ok
+    })
+}
+
+/// The SIZE the server announced: `*has` is false when it announced none (`*out` is then
+/// 0); otherwise `*out` is the limit in bytes, 0 meaning announced without a fixed limit.
+///
+/// Errors: SMTPX_RESULT_NULL_PARAMETER; SMTPX_RESULT_NOT_READY as for
+/// `smtpx_client_has_extension`.
+///
+/// Thread safety: one thread at a time per client.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_size_limit(
+    client: *const smtpx_client,
+    out: *mut u64,
+    has: *mut bool,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        try_arg!(out_arg(out));
+        try_arg!(out_arg(has));
+        let caps = try_arg!(capabilities(client));
+        // SAFETY: out and has were checked non-NULL and are writable.
+        unsafe {
+            write_out(out, caps.size.unwrap_or(0));
+            write_out(has, caps.size.is_some());
+        }
+        smtpx_result::Ok
+    })
+}
+
+/// The AUTH mechanisms the server announced, in its order, separated by single spaces
+/// (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
+/// bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
+/// writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
+///
+/// Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
+///
+/// Thread safety: one thread at a time per client.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_auth_mechanisms(
+    client: *const smtpx_client,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        let caps = try_arg!(capabilities(client));
+        let names: Vec<&str> = caps.auth.iter().map(|m| m.name()).collect();
+        // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
+        unsafe { copy_str_out(&names.join(" "), buf, len, out_n) }
     })
 }
 

@@ -18,7 +18,7 @@ use smtp_core::data::BareLinePolicy;
 use smtp_core::handler::{ConnectionInfo, Handler, PasswordAuth, SessionHandler, Transaction};
 use smtp_core::maildir::MaildirHandler;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
-use smtp_core::server::{Decision, HelloVerb, ServerConfig};
+use smtp_core::server::{AbortReason, Decision, HelloVerb, ServerConfig};
 
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, out_arg, str_arg,
@@ -27,6 +27,7 @@ use crate::ffi::{
 use crate::panic::ffi_panic_boundary;
 use crate::reply::smtpx_enhanced_code;
 use crate::result::smtpx_result;
+use crate::session::smtpx_abort_reason;
 
 /// What the server does with a lone CR or LF inside a message.
 ///
@@ -525,20 +526,39 @@ pub type smtpx_lmtp_end_callback = Option<
 #[allow(non_camel_case_types)]
 pub type smtpx_notify_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, conn_id: u64)>;
 
+/// The data_aborted callback: the message being received was dropped before its end, for
+/// `reason` (never `SMTPX_ABORT_REASON_NONE`). No decision: the reply the client gets is
+/// the server's own (552, 550, or none when the connection is gone). A transaction
+/// whose data_chunk callback refused the content also ends with this call (reason
+/// `SMTPX_ABORT_REASON_DISCONNECTED`) instead of data_end.
+///
+/// Threads: runs on the thread serving the connection; calls for different connections
+/// overlap, so `userdata` must be thread-safe (see `smtpx_handler`).
+#[allow(non_camel_case_types)]
+pub type smtpx_abort_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, conn_id: u64, reason: smtpx_abort_reason)>;
+
 /// The releaser of a handler's userdata: called once, after the last callback has
 /// returned, on the thread that stops or frees the server.
 #[allow(non_camel_case_types)]
 pub type smtpx_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// A server handler as a table of C callbacks. Every callback may be NULL, which means
-/// the default: accept (AUTH: refuse with 535 5.7.8; content: thrown away).
+/// the default: accept (AUTH: refuse with 535 5.7.8; content: thrown away; VRFY and
+/// EXPN: 252).
+///
+/// ABI: always zero-initialise the whole struct before setting the callbacks you use
+/// (`smtpx_handler h = {0};` or `memset(&h, 0, sizeof h)`). Later versions append new
+/// fields at the end only, so code written this way keeps compiling and the new callbacks
+/// stay NULL (their defaults).
 ///
 /// Threads: every callback runs on the thread serving its connection, never on the
 /// thread that started the server. Calls for different connections overlap in time, so
 /// `userdata` and everything the callbacks touch must be thread-safe; calls for one
-/// connection come one at a time, in protocol order (connect, hello, auth if any, mail, rcpt...,
-/// data_start, data_chunk..., data_end, reset if any, close). `userdata_free` (may be NULL) is
-/// called exactly once with `userdata`, after the last callback has returned: by
+/// connection come one at a time, in protocol order (connect, hello, tls_started and
+/// hello again after STARTTLS, auth if any, mail, rcpt..., data_start, data_chunk...,
+/// data_end or data_aborted, reset if any, verify and expand whenever asked, close).
+/// `userdata_free` (may be NULL) is called exactly once with `userdata`, after the last callback has returned: by
 /// `smtpx_server_stop` or `smtpx_server_free` on the calling thread (or before
 /// `smtpx_server_start` returns when starting fails).
 ///
@@ -577,6 +597,19 @@ pub struct smtpx_handler {
     pub reset: smtpx_notify_callback,
     /// The connection is over.
     pub close: smtpx_notify_callback,
+    /// VRFY (arg: the argument as given). NULL or SMTPX_ACCEPT: 252 (cannot verify, will
+    /// try to deliver). SMTPX_REPLY answers with `*out` (for example 250 or 550).
+    pub verify: smtpx_decide_callback,
+    /// EXPN (arg: the mailing list as given). NULL or SMTPX_ACCEPT: 252. SMTPX_REPLY
+    /// answers with `*out`.
+    pub expand: smtpx_decide_callback,
+    /// The STARTTLS handshake succeeded: the session starts afresh over TLS (the client
+    /// greets again). Not called for implicit-TLS connections, which are encrypted from
+    /// the start.
+    pub tls_started: smtpx_notify_callback,
+    /// The message being received was dropped before its end (see
+    /// `smtpx_abort_callback`); data_end is not called for it.
+    pub data_aborted: smtpx_abort_callback,
 }
 
 /// The copied callback table, shared by every connection; releases the userdata last.
@@ -760,6 +793,32 @@ impl SessionHandler for CSession {
 
     fn reset(&mut self) {
         self.notify(self.table.0.reset);
+    }
+
+    fn verify(&mut self, argument: &str) -> Decision {
+        self.decide(self.table.0.verify, Some(argument))
+    }
+
+    fn expand(&mut self, argument: &str) -> Decision {
+        self.decide(self.table.0.expand, Some(argument))
+    }
+
+    fn tls_started(&mut self) {
+        self.notify(self.table.0.tls_started);
+    }
+
+    fn data_aborted(&mut self, reason: AbortReason) {
+        let Some(callback) = self.table.0.data_aborted else {
+            return;
+        };
+        let reason = match reason {
+            AbortReason::TooLarge => smtpx_abort_reason::TooLarge,
+            AbortReason::BareLineEnding => smtpx_abort_reason::BareLineEnding,
+            AbortReason::Disconnected => smtpx_abort_reason::Disconnected,
+            AbortReason::Reset => smtpx_abort_reason::Reset,
+        };
+        // SAFETY: the callback's contract (smtpx_abort_callback): userdata as given.
+        unsafe { callback(self.table.0.userdata, self.conn_id, reason) }
     }
 
     fn close(&mut self) {

@@ -19,12 +19,29 @@
 /* smtpx_result is 32 bits wide in every language mode. */
 typedef char smtpx_result_is_32_bits[sizeof(smtpx_result) == 4 ? 1 : -1];
 
+/* The handler's later fields, with their types (the struct is zero-initialised by
+ * callers, so fields are only ever appended). */
+int header_compile_handler_fields(const smtpx_handler *h);
+int header_compile_handler_fields(const smtpx_handler *h) {
+    smtpx_decide_callback verify = h->verify;
+    smtpx_decide_callback expand = h->expand;
+    smtpx_notify_callback tls_started = h->tls_started;
+    smtpx_abort_callback data_aborted = h->data_aborted;
+    return (verify != NULL) + (expand != NULL) + (tls_started != NULL) + (data_aborted != NULL);
+}
+
 /* Uses every function, so a missing or mistyped declaration fails to compile. */
 int header_compile_uses_everything(void);
 int header_compile_uses_everything(void) {
     const char *(*version)(void) = smtpx_version;
     const char *(*result_str)(smtpx_result) = smtpx_result_str;
     const char *(*meaning)(uint16_t) = smtpx_reply_code_meaning;
+    smtpx_result (*starttls)(smtpx_client *, const char *) = smtpx_client_starttls;
+    smtpx_result (*has_extension)(const smtpx_client *, const char *, bool *) =
+        smtpx_client_has_extension;
+    smtpx_result (*size_limit)(const smtpx_client *, uint64_t *, bool *) = smtpx_client_size_limit;
+    smtpx_result (*auth_mechanisms)(const smtpx_client *, char *, size_t, size_t *) =
+        smtpx_client_auth_mechanisms;
     smtpx_result r = SMTPX_RESULT_OK;
     size_t n = 0;
     bool b = true;
@@ -134,5 +151,6 @@ int header_compile_uses_everything(void) {
         break;
     }
     return (version() != NULL) + (result_str(r) != NULL) + (meaning(250) != NULL) +
-           (int)n + (int)b;
+           (starttls != NULL) + (has_extension != NULL) + (size_limit != NULL) +
+           (auth_mechanisms != NULL) + (int)n + (int)b;
 }

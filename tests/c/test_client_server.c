@@ -873,6 +873,340 @@ static void test_lmtp_handler(void) {
     smtpx_client_options_free(o);
 }
 
+/* ---- VRFY, EXPN, tls_started, data_aborted; client STARTTLS and capabilities ---- */
+
+struct hook_state {
+    pthread_mutex_t lock;
+    int verifies, expands, tls_starts, aborts, data_ends, closes, freed;
+    uint32_t last_abort; /* an smtpx_abort_reason */
+};
+
+static int hk_verify(void *ud, uint64_t conn_id, const char *arg, smtpx_decision *out) {
+    struct hook_state *st = ud;
+    (void)conn_id;
+    pthread_mutex_lock(&st->lock);
+    st->verifies++;
+    pthread_mutex_unlock(&st->lock);
+    CHECK(arg != NULL);
+    if (arg != NULL && strcmp(arg, "alice") == 0) {
+        out->code = 250;
+        snprintf(out->text, sizeof out->text, "Alice <alice@example.org>");
+        return SMTPX_REPLY;
+    }
+    if (arg != NULL && strcmp(arg, "eve") == 0) {
+        out->code = 550;
+        out->has_enhanced = true;
+        out->enhanced.status_class = 5;
+        out->enhanced.subject = 1;
+        out->enhanced.detail = 1;
+        snprintf(out->text, sizeof out->text, "no such user");
+        return SMTPX_REPLY;
+    }
+    return SMTPX_ACCEPT; /* 252 */
+}
+
+static int hk_expand(void *ud, uint64_t conn_id, const char *arg, smtpx_decision *out) {
+    struct hook_state *st = ud;
+    (void)conn_id;
+    pthread_mutex_lock(&st->lock);
+    st->expands++;
+    pthread_mutex_unlock(&st->lock);
+    CHECK(arg != NULL && strcmp(arg, "staff") == 0);
+    out->code = 550;
+    snprintf(out->text, sizeof out->text, "list not expanded");
+    return SMTPX_REPLY;
+}
+
+static void hk_tls_started(void *ud, uint64_t conn_id) {
+    struct hook_state *st = ud;
+    CHECK(conn_id > 0);
+    pthread_mutex_lock(&st->lock);
+    st->tls_starts++;
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void hk_data_aborted(void *ud, uint64_t conn_id, smtpx_abort_reason reason) {
+    struct hook_state *st = ud;
+    CHECK(conn_id > 0);
+    CHECK(reason != SMTPX_ABORT_REASON_NONE);
+    pthread_mutex_lock(&st->lock);
+    st->aborts++;
+    st->last_abort = (uint32_t)reason;
+    pthread_mutex_unlock(&st->lock);
+}
+
+static int hk_data_end(void *ud, uint64_t conn_id, const char *arg, smtpx_decision *out) {
+    struct hook_state *st = ud;
+    (void)conn_id;
+    (void)arg;
+    (void)out;
+    pthread_mutex_lock(&st->lock);
+    st->data_ends++;
+    pthread_mutex_unlock(&st->lock);
+    return SMTPX_ACCEPT;
+}
+
+static int hk_auth(void *ud, uint64_t conn_id, const char *user, const char *pass,
+                   smtpx_decision *out) {
+    (void)ud;
+    (void)conn_id;
+    (void)user;
+    (void)pass;
+    (void)out;
+    return SMTPX_ACCEPT;
+}
+
+static void hk_close(void *ud, uint64_t conn_id) {
+    struct hook_state *st = ud;
+    (void)conn_id;
+    pthread_mutex_lock(&st->lock);
+    st->closes++;
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void hk_free(void *ud) {
+    struct hook_state *st = ud;
+    st->freed++;
+}
+
+/* A plain (TLS_MODE_NONE) client with the test CA, for smtpx_client_starttls. */
+static smtpx_client_options *plain_options(void) {
+    smtpx_client_options *o = smtpx_client_options_new();
+    CHECK(o != NULL);
+    CHECK_RESULT(smtpx_client_options_set_helo_name(o, "client.test"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_ca_file(o, cert_file), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_connect_timeout_ms(o, 5000), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_command_timeout_ms(o, 10000), SMTPX_RESULT_OK);
+    return o;
+}
+
+static void check_reply_code(smtpx_result r, smtpx_reply *reply, uint16_t code) {
+    CHECK(r == SMTPX_RESULT_OK);
+    CHECK(reply != NULL);
+    if (reply != NULL) {
+        if (smtpx_reply_code(reply) != code) {
+            fprintf(stderr, "reply %u, expected %u\n", (unsigned)smtpx_reply_code(reply),
+                    (unsigned)code);
+            failures++;
+        }
+        smtpx_reply_free(reply);
+    }
+}
+
+static void test_hooks_starttls_capabilities(void) {
+    struct hook_state st;
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_handler h = {0}; /* zero-initialised: callbacks not set stay NULL */
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = plain_options();
+    smtpx_client *client = NULL;
+    smtpx_reply *reply = NULL;
+    smtpx_send_result *result = NULL;
+    const char *to[] = {"bob@example.org"};
+    char big[3000];
+    struct stream_state s;
+    char buf[64], ebuf[1024];
+    size_t n = 0;
+    uint64_t size = 1;
+    bool has = false, yes = false;
+    uint16_t port;
+    smtpx_result r;
+
+    memset(&st, 0, sizeof st);
+    pthread_mutex_init(&st.lock, NULL);
+    h.userdata = &st;
+    h.userdata_free = hk_free;
+    h.auth = hk_auth;
+    h.data_end = hk_data_end;
+    h.close = hk_close;
+    h.verify = hk_verify;
+    h.expand = hk_expand;
+    h.tls_started = hk_tls_started;
+    h.data_aborted = hk_data_aborted;
+
+    CHECK_RESULT(smtpx_server_config_set_hostname(config, "mx.test"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(config, cert_file, key_file), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_max_size(config, 1000), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    if (server == NULL) {
+        smtpx_client_options_free(o);
+        return;
+    }
+    port = smtpx_server_local_port(server);
+
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, "localhost", o, &client), SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK(!smtpx_client_is_tls(client));
+
+        /* Capabilities in clear: STARTTLS and SIZE, no AUTH before TLS. */
+        CHECK_RESULT(smtpx_client_has_extension(client, "STARTTLS", &yes), SMTPX_RESULT_OK);
+        CHECK(yes);
+        CHECK_RESULT(smtpx_client_has_extension(client, "starttls", &yes), SMTPX_RESULT_OK);
+        CHECK(yes);
+        CHECK_RESULT(smtpx_client_has_extension(client, "X-NOT-THERE", &yes), SMTPX_RESULT_OK);
+        CHECK(!yes);
+        CHECK_RESULT(smtpx_client_has_extension(client, "AUTH", &yes), SMTPX_RESULT_OK);
+        CHECK(!yes);
+        CHECK_RESULT(smtpx_client_size_limit(client, &size, &has), SMTPX_RESULT_OK);
+        CHECK(has && size == 1000);
+        memset(buf, 'x', sizeof buf);
+        CHECK_RESULT(smtpx_client_auth_mechanisms(client, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+        CHECK(n == 0 && buf[0] == '\0');
+
+        /* Argument errors. */
+        CHECK_RESULT(smtpx_client_has_extension(client, NULL, &yes), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_has_extension(client, "SIZE", NULL), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_has_extension(client, bad_utf8, &yes), SMTPX_RESULT_INVALID_UTF8);
+        CHECK_RESULT(smtpx_client_size_limit(client, NULL, &has), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_size_limit(client, &size, NULL), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_auth_mechanisms(client, NULL, 10, &n), SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_auth_mechanisms(client, buf, sizeof buf, NULL),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_starttls(client, with_lf), SMTPX_RESULT_INJECTION);
+        CHECK_RESULT(smtpx_client_starttls(client, bad_utf8), SMTPX_RESULT_INVALID_UTF8);
+        CHECK(!smtpx_client_is_tls(client));
+
+        /* VRFY and EXPN go to the handler; VRFY left to the default gives 252. */
+        r = smtpx_client_vrfy(client, "alice", &reply);
+        check_reply_code(r, reply, 250);
+        reply = NULL;
+        r = smtpx_client_vrfy(client, "eve", &reply);
+        check_reply_code(r, reply, 550);
+        reply = NULL;
+        r = smtpx_client_vrfy(client, "bob", &reply);
+        check_reply_code(r, reply, 252);
+        reply = NULL;
+        r = smtpx_client_expn(client, "staff", &reply);
+        check_reply_code(r, reply, 550);
+        reply = NULL;
+
+        /* STARTTLS with the connect-time name and the options' CA. */
+        CHECK_RESULT(smtpx_client_starttls(client, NULL), SMTPX_RESULT_OK);
+        CHECK(smtpx_client_is_tls(client));
+        /* The capabilities are the new EHLO reply's. */
+        CHECK_RESULT(smtpx_client_has_extension(client, "STARTTLS", &yes), SMTPX_RESULT_OK);
+        CHECK(!yes);
+        CHECK_RESULT(smtpx_client_has_extension(client, "auth", &yes), SMTPX_RESULT_OK);
+        CHECK(yes);
+        CHECK_RESULT(smtpx_client_auth_mechanisms(client, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+        CHECK(strcmp(buf, "PLAIN LOGIN") == 0 && n == strlen("PLAIN LOGIN"));
+        CHECK_RESULT(smtpx_client_auth_mechanisms(client, buf, 11, &n), SMTPX_RESULT_BUFFER_TOO_SMALL);
+        CHECK_RESULT(smtpx_client_auth_mechanisms(client, buf, 12, &n), SMTPX_RESULT_OK);
+        /* A second STARTTLS sends nothing. */
+        CHECK_RESULT(smtpx_client_starttls(client, NULL), SMTPX_RESULT_NOT_READY);
+        CHECK(smtpx_client_is_tls(client));
+
+        /* A streamed message (no SIZE sent) past the limit: data_aborted(TOO_LARGE). */
+        memset(big, 'a', sizeof big);
+        for (n = 78; n < sizeof big; n += 80) {
+            big[n] = '\r';
+            big[n + 1] = '\n';
+        }
+        big[sizeof big - 2] = '\r';
+        big[sizeof big - 1] = '\n';
+        s.data = big;
+        s.len = sizeof big;
+        s.pos = 0;
+        s.fail_after = -1;
+        r = smtpx_client_send_stream(client, "alice@example.com", to, 1, read_message, &s, &result);
+        CHECK(r == SMTPX_RESULT_OK || r == SMTPX_RESULT_MESSAGE_TOO_LARGE);
+        if (r == SMTPX_RESULT_OK) {
+            CHECK(result != NULL && !smtpx_send_result_success(result));
+            check_reply(smtpx_send_result_final_reply(result), 552, NULL);
+        }
+        smtpx_send_result_free(result);
+        result = NULL;
+
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        /* After QUIT: no capabilities, no STARTTLS. */
+        CHECK_RESULT(smtpx_client_has_extension(client, "SIZE", &yes), SMTPX_RESULT_NOT_READY);
+        CHECK_RESULT(smtpx_client_size_limit(client, &size, &has), SMTPX_RESULT_NOT_READY);
+        CHECK_RESULT(smtpx_client_auth_mechanisms(client, buf, sizeof buf, &n), SMTPX_RESULT_NOT_READY);
+        CHECK_RESULT(smtpx_client_starttls(client, NULL), SMTPX_RESULT_NOT_READY);
+        smtpx_client_free(client);
+        client = NULL;
+    }
+
+    /* A certificate that does not match the name: the handshake fails. */
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, "localhost", o, &client), SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK_RESULT(smtpx_client_starttls(client, "other.test"), SMTPX_RESULT_TLS);
+        CHECK(!smtpx_client_is_tls(client));
+        CHECK_RESULT(smtpx_client_last_error(client, ebuf, sizeof ebuf, &n), SMTPX_RESULT_OK);
+        CHECK(n > 0);
+        smtpx_client_free(client);
+        client = NULL;
+    }
+
+    /* NULL client. */
+    CHECK_RESULT(smtpx_client_starttls(NULL, NULL), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_has_extension(NULL, "SIZE", &yes), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_size_limit(NULL, &size, &has), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_auth_mechanisms(NULL, buf, sizeof buf, &n), SMTPX_RESULT_NULL_PARAMETER);
+
+    CHECK_RESULT(smtpx_server_stop(server, 5000, NULL), SMTPX_RESULT_OK);
+    smtpx_server_free(server);
+    CHECK(st.freed == 1);
+    CHECK(st.verifies == 3);
+    CHECK(st.expands == 1);
+    CHECK(st.tls_starts == 1);
+    CHECK(st.aborts == 1);
+    CHECK(st.last_abort == (uint32_t)SMTPX_ABORT_REASON_TOO_LARGE);
+    CHECK(st.data_ends == 0);
+    CHECK(st.closes == 2);
+    pthread_mutex_destroy(&st.lock);
+    smtpx_client_options_free(o);
+}
+
+/* A server without TLS: STARTTLS is not offered, and a handler table with only
+ * userdata set (zero-initialised) answers VRFY and EXPN with 252. */
+static void test_starttls_unavailable(void) {
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_handler h = {0};
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = plain_options();
+    smtpx_client *client = NULL;
+    smtpx_reply *reply = NULL;
+    bool yes = true;
+    smtpx_result r;
+
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    if (server == NULL) {
+        smtpx_client_options_free(o);
+        return;
+    }
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", smtpx_server_local_port(server), "localhost", o,
+                                      &client),
+                 SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK_RESULT(smtpx_client_has_extension(client, "STARTTLS", &yes), SMTPX_RESULT_OK);
+        CHECK(!yes);
+        r = smtpx_client_vrfy(client, "anyone", &reply);
+        check_reply_code(r, reply, 252);
+        reply = NULL;
+        r = smtpx_client_expn(client, "list", &reply);
+        check_reply_code(r, reply, 252);
+        reply = NULL;
+        r = smtpx_client_starttls(client, NULL);
+        /* Sent anyway (as smtplib does) and refused by the server, whose reply is kept. */
+        CHECK_RESULT(r, SMTPX_RESULT_START_TLS_REFUSED);
+        CHECK(smtpx_client_last_error_reply(client) != NULL);
+        CHECK(!smtpx_client_is_tls(client));
+        /* The connection stays usable in clear. */
+        r = smtpx_client_noop(client, &reply);
+        check_reply_code(r, reply, 250);
+        reply = NULL;
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+    }
+    CHECK_RESULT(smtpx_server_stop(server, 5000, NULL), SMTPX_RESULT_OK);
+    smtpx_server_free(server);
+    smtpx_client_options_free(o);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CERT.pem KEY.pem\n", argv[0]);
@@ -887,6 +1221,8 @@ int main(int argc, char **argv) {
     test_maildir_server();
     test_lmtp_implicit_tls_limits();
     test_lmtp_handler();
+    test_hooks_starttls_capabilities();
+    test_starttls_unavailable();
     if (failures != 0) {
         fprintf(stderr, "test_client_server: %d check(s) failed\n", failures);
         return 1;
