@@ -91,6 +91,7 @@ interop: examples
 ## Rust: the core's tests, and smtp-ffi's (including the header check).
 test-rust:
 	$(CARGO) test -p smtp-core -p smtp-ffi
+	$(CARGO) test -p smtp-core --features tokio --test 'async_*'
 
 ## C: the header compiles as C99 and C++; the C tests (the basics, client and server
 ## against each other with STARTTLS, the sans-I/O session) run under ASan+UBSan and under

@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 
 pub mod address;
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 pub mod auth;
 pub mod blocking;
 pub mod client;

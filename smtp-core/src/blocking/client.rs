@@ -219,7 +219,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
             kind,
             message: message.into(),
@@ -230,7 +230,7 @@ impl Error {
 
     /// An I/O error with what was being done; rustls errors inside it become
     /// [`ErrorKind::Tls`] and expired socket timeouts [`ErrorKind::Timeout`].
-    fn io(context: &str, error: io::Error) -> Error {
+    pub(crate) fn io(context: &str, error: io::Error) -> Error {
         let kind = match error.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ErrorKind::Timeout,
             _ => ErrorKind::Io,
@@ -256,6 +256,17 @@ impl Error {
             client: None,
             source: Some(Box::new(error)),
         }
+    }
+
+    /// Reading the caller's message failed; the connection was closed so that no truncated
+    /// message is delivered (both drivers).
+    pub(crate) fn message_source(error: io::Error) -> Error {
+        let mut error = Error::io("cannot read the message", error);
+        error.kind = ErrorKind::MessageSource;
+        error
+            .message
+            .push_str(" (the connection was closed so that no truncated message is delivered)");
+        error
     }
 
     /// What kind of failure this is.
@@ -947,12 +958,7 @@ impl SmtpClient {
                     self.session.receive_eof();
                     while self.session.poll_event().is_some() {}
                     self.stream = Stream::Gone;
-                    let mut error = Error::io("cannot read the message", e);
-                    error.kind = ErrorKind::MessageSource;
-                    error.message.push_str(
-                        " (the connection was closed so that no truncated message is delivered)",
-                    );
-                    return Err(error);
+                    return Err(Error::message_source(e));
                 }
             };
             self.sync_clock();

@@ -1,0 +1,974 @@
+//! An async SMTP server on tokio: listeners, a task per connection, STARTTLS and implicit
+//! TLS (tokio-rustls), a connection limit, per-command deadlines and graceful shutdown.
+//!
+//! It is the [blocking server](crate::blocking::server) on tasks instead of threads, with
+//! the same [`ServerOptions`] (`thread_stack` is not used). The protocol is the engine's
+//! [`ServerSession`]; user code is either
+//! - a synchronous [`Handler`], reached through the same [`Dispatch`] as the blocking
+//!   server ([`AsyncServer::builder`]). Its hooks run on the runtime's thread. On a
+//!   multi-threaded runtime each [`Dispatch::run`] is wrapped in
+//!   [`tokio::task::block_in_place`] by default, so a hook that blocks (the
+//!   [`MaildirHandler`](crate::maildir::MaildirHandler) fsyncs every message) does not
+//!   stall other connections; on a current-thread runtime it does stall them, so keep hooks
+//!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::block_in_place`].
+//! - an [`AsyncHandler`] whose [`AsyncSessionHandler`] hooks are `async fn`s
+//!   ([`AsyncServer::builder_async`]).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use smtp_core::asynchronous::server::AsyncServer;
+//! use smtp_core::blocking::server::ServerOptions;
+//! use smtp_core::handler::DiscardHandler;
+//! use smtp_core::server::ServerConfig;
+//!
+//! let options = ServerOptions::new(ServerConfig::new("mx.example"));
+//! let server = AsyncServer::builder(DiscardHandler, options).listen("127.0.0.1:2525")?.start()?;
+//! println!("listening on {}", server.local_addrs()[0]);
+//! server.shutdown(std::time::Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! Shutdown: accepting stops at once; connections between transactions get
+//! `421 4.3.2` at once (also those waiting for their next command), transactions in flight
+//! may finish within the grace period and then get the 421, and whatever is left after it
+//! is cut. Dropping the [`AsyncServerHandle`] without calling
+//! [`shutdown`](AsyncServerHandle::shutdown) starts the same shutdown without a deadline
+//! and without waiting (the tasks end as their transactions do, or by their timeouts).
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::address::{ForwardPath, ReversePath};
+use crate::auth::AuthAttempt;
+pub use crate::blocking::server::ServerOptions;
+use crate::command::{MailParameters, RcptParameters};
+use crate::handler::{ConnectionInfo, Dispatch, Flow, Handler, SessionHandler, Transaction};
+use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::{AbortReason, Decision, HelloVerb, ServerEvent, ServerSession};
+
+/// How long the cut connections get to unwind their handlers after the grace period.
+const UNWIND: Duration = Duration::from_secs(5);
+
+/// Makes an [`AsyncSessionHandler`] for each connection: the async counterpart of
+/// [`Handler`].
+pub trait AsyncHandler: Send + Sync + 'static {
+    /// The per-connection part.
+    type Session: AsyncSessionHandler;
+
+    /// A client connected. Return its session handler, or a reply that refuses it (554, or
+    /// 421 to close at once).
+    fn connect(
+        &self,
+        info: &ConnectionInfo,
+    ) -> impl Future<Output = Result<Self::Session, Reply>> + Send;
+}
+
+/// The hooks of [`SessionHandler`] as `async fn`s, with the same meaning and the same
+/// defaults (accept everything, refuse AUTH, throw content away). Each hook is awaited
+/// before the connection goes on, so a slow hook delays only its own connection. A hook
+/// that never finishes is not interrupted, not even by the end of a shutdown's grace
+/// period (the connection is cut once the hook returns).
+pub trait AsyncSessionHandler: Send + 'static {
+    /// HELO, EHLO or LHLO.
+    fn hello(&mut self, _verb: HelloVerb, _domain: &str) -> impl Future<Output = Decision> + Send {
+        async { Decision::Accept }
+    }
+
+    /// The connection is now encrypted (after STARTTLS).
+    fn tls_started(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// AUTH: check the credentials (use [`crate::auth::Secret::constant_time_eq`]).
+    /// Default: refuse.
+    fn auth(&mut self, _attempt: &AuthAttempt) -> impl Future<Output = Decision> + Send {
+        async {
+            Decision::Reply(Reply::new(
+                ReplyCode::AUTH_INVALID,
+                Some(EnhancedCode::new(5, 7, 8)),
+                "Error: authentication failed",
+            ))
+        }
+    }
+
+    /// MAIL FROM.
+    fn mail(
+        &mut self,
+        _from: &ReversePath,
+        _params: &MailParameters,
+    ) -> impl Future<Output = Decision> + Send {
+        async { Decision::Accept }
+    }
+
+    /// RCPT TO.
+    fn rcpt(
+        &mut self,
+        _to: &ForwardPath,
+        _params: &RcptParameters,
+    ) -> impl Future<Output = Decision> + Send {
+        async { Decision::Accept }
+    }
+
+    /// DATA or the first BDAT chunk: may the content come?
+    fn data_start(&mut self, _transaction: &Transaction) -> impl Future<Output = Decision> + Send {
+        async { Decision::Accept }
+    }
+
+    /// A piece of the content (un-stuffed, CRLF line endings). An error is remembered and
+    /// becomes the reply to the end of the message.
+    fn data_chunk(&mut self, _chunk: &[u8]) -> impl Future<Output = Result<(), Reply>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The whole message has arrived: accept or refuse. Under LMTP answer with
+    /// [`Decision::PerRecipient`].
+    fn data_end(&mut self, _transaction: &Transaction) -> impl Future<Output = Decision> + Send {
+        async { Decision::Accept }
+    }
+
+    /// The message in progress was dropped.
+    fn data_aborted(&mut self, _reason: AbortReason) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// The transaction was abandoned (RSET, a new greeting, STARTTLS).
+    fn reset(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// VRFY. Default: 252.
+    fn verify(&mut self, _argument: &str) -> impl Future<Output = Decision> + Send {
+        async { Decision::Accept }
+    }
+
+    /// EXPN. Default: 252.
+    fn expand(&mut self, _argument: &str) -> impl Future<Output = Decision> + Send {
+        async { Decision::Accept }
+    }
+
+    /// The connection is over.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Collects listeners before [`AsyncServerBuilder::start`].
+pub struct AsyncServerBuilder {
+    serve: Arc<dyn Serve>,
+    options: ServerOptions,
+    listeners: Vec<(Pending, bool)>,
+    block_in_place: bool,
+}
+
+/// A listener before [`AsyncServerBuilder::start`]: bound by the builder (so that bind
+/// errors come from `listen`), listening once started, with [`BACKLOG`].
+#[derive(Debug)]
+enum Pending {
+    Bound(TcpSocket),
+    Listening(StdTcpListener),
+}
+
+/// The accept queue of the builder's own listeners: a burst of connections waits here
+/// instead of having its SYNs dropped (and retried a second later).
+const BACKLOG: u32 = 1024;
+
+fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpSocket> {
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return Ok(socket),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+impl std::fmt::Debug for AsyncServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncServerBuilder")
+            .field("options", &self.options)
+            .field("listeners", &self.listeners)
+            .field("block_in_place", &self.block_in_place)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The async server's entry points. See the [module docs](self).
+#[derive(Debug)]
+pub struct AsyncServer;
+
+impl AsyncServer {
+    /// A server whose user code is a synchronous [`Handler`], through [`Dispatch`].
+    pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> AsyncServerBuilder {
+        AsyncServerBuilder {
+            serve: Arc::new(SyncServe(handler)),
+            options,
+            listeners: Vec::new(),
+            block_in_place: true,
+        }
+    }
+
+    /// A server whose user code is an [`AsyncHandler`].
+    pub fn builder_async<H: AsyncHandler>(
+        handler: H,
+        options: ServerOptions,
+    ) -> AsyncServerBuilder {
+        AsyncServerBuilder {
+            serve: Arc::new(AsyncServe(handler)),
+            options,
+            listeners: Vec::new(),
+            block_in_place: false,
+        }
+    }
+}
+
+impl AsyncServerBuilder {
+    /// Adds a plain listener (STARTTLS is offered when TLS is configured).
+    pub fn listen(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        self.listeners.push((Pending::Bound(bind(addr)?), false));
+        Ok(self)
+    }
+
+    /// Adds an implicit-TLS listener (port 465 style). Needs [`ServerOptions::tls`].
+    pub fn listen_tls(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        if self.options.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an implicit-TLS listener needs a TLS configuration",
+            ));
+        }
+        self.listeners.push((Pending::Bound(bind(addr)?), true));
+        Ok(self)
+    }
+
+    /// Adds an already bound listener.
+    pub fn listener(mut self, listener: StdTcpListener, implicit_tls: bool) -> Self {
+        self.listeners
+            .push((Pending::Listening(listener), implicit_tls));
+        self
+    }
+
+    /// For a synchronous [`Handler`] on a multi-threaded runtime: whether each
+    /// [`Dispatch::run`] (every hook) runs inside [`tokio::task::block_in_place`]. Default
+    /// true, which is right for hooks that may block (file or database I/O); turn it off
+    /// for hooks that only compute, to save the hand-over of the worker thread. On a
+    /// current-thread runtime it has no effect (hooks always run inline there).
+    pub fn block_in_place(mut self, on: bool) -> Self {
+        self.block_in_place = on;
+        self
+    }
+
+    /// Starts accepting on every listener, each in its own task. Must be called within a
+    /// tokio runtime (with the time and I/O drivers enabled).
+    pub fn start(self) -> io::Result<AsyncServerHandle> {
+        if self.listeners.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listener"));
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("AsyncServer::start needs a runtime: {e}")))?;
+        let mut options = self.options;
+        options.session.starttls = options.tls.is_some();
+        let block_in_place = self.block_in_place
+            && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+        let shared = Arc::new(Shared {
+            acceptor: options.tls.clone().map(TlsAcceptor::from),
+            options,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(1),
+            active: watch::Sender::new(0),
+            stop: watch::Sender::new(false),
+            cut: watch::Sender::new(false),
+            block_in_place,
+        });
+        let mut local_addrs = Vec::new();
+        let mut listeners = Vec::new();
+        for (pending, implicit_tls) in self.listeners {
+            let listener = match pending {
+                Pending::Bound(socket) => socket.listen(BACKLOG)?,
+                Pending::Listening(listener) => {
+                    listener.set_nonblocking(true)?;
+                    TcpListener::from_std(listener)?
+                }
+            };
+            local_addrs.push(listener.local_addr()?);
+            listeners.push((listener, implicit_tls));
+        }
+        let acceptors = listeners
+            .into_iter()
+            .map(|(listener, implicit_tls)| {
+                let shared = Arc::clone(&shared);
+                let serve = Arc::clone(&self.serve);
+                runtime.spawn(accept_loop(shared, serve, listener, implicit_tls))
+            })
+            .collect();
+        Ok(AsyncServerHandle {
+            shared,
+            local_addrs,
+            acceptors,
+        })
+    }
+}
+
+/// A running server. See the [module docs](self) for what dropping it does.
+#[derive(Debug)]
+pub struct AsyncServerHandle {
+    shared: Arc<Shared>,
+    local_addrs: Vec<SocketAddr>,
+    acceptors: Vec<JoinHandle<()>>,
+}
+
+impl AsyncServerHandle {
+    /// The addresses the listeners are bound to, in the order they were added.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Connections being served now.
+    pub fn active_connections(&self) -> usize {
+        *self.shared.active.borrow()
+    }
+
+    /// Stops accepting, closes idle connections with 421, lets transactions in flight
+    /// finish for up to `grace` (then 421), then cuts whatever is left. Returns the number
+    /// of connections that had to be cut.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.shared.stop.send_replace(true);
+        for acceptor in self.acceptors.drain(..) {
+            let abort = acceptor.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), acceptor)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        let mut active = self.shared.active.subscribe();
+        let _ = tokio::time::timeout_at(deadline, active.wait_for(|n| *n == 0)).await;
+        let cut = *active.borrow();
+        if cut > 0 {
+            self.shared.cut.send_replace(true);
+            // Let the cut tasks unwind their handlers (a Maildir removes its partial file).
+            let _ = tokio::time::timeout(UNWIND, active.wait_for(|n| *n == 0)).await;
+            log::warn!("shutdown: cut {cut} connection(s) still busy after the grace period");
+        }
+        cut
+    }
+}
+
+impl Drop for AsyncServerHandle {
+    fn drop(&mut self) {
+        // Stops accepting and ends idle connections; nothing here can wait.
+        self.shared.stop.send_replace(true);
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    options: ServerOptions,
+    acceptor: Option<TlsAcceptor>,
+    epoch: Instant,
+    next_id: AtomicU64,
+    /// Connections being served; shutdown waits for zero.
+    active: watch::Sender<usize>,
+    /// Set once: stop accepting, 421 at the next idle moment.
+    stop: watch::Sender<bool>,
+    /// Set once, after the grace period: drop every connection.
+    cut: watch::Sender<bool>,
+    block_in_place: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("active", &*self.active.borrow())
+            .field("stopping", &*self.stop.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn reply_421(&self, enhanced: EnhancedCode, text: &str) -> Vec<u8> {
+        Reply::new(
+            ReplyCode::SERVICE_UNAVAILABLE,
+            Some(enhanced),
+            format!("{} {text}", self.options.session.hostname),
+        )
+        .to_bytes()
+    }
+}
+
+/// Decrements the active count however the task ends (even by a panicking hook).
+struct ActiveGuard(Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.send_modify(|n| *n -= 1);
+    }
+}
+
+/// The handler side of a connection, type-erased so that the builder is not generic.
+trait Serve: Send + Sync + 'static {
+    fn serve(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        implicit_tls: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+struct SyncServe<H>(H);
+struct AsyncServe<H>(H);
+
+impl<H: Handler> Serve for SyncServe<H> {
+    fn serve(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        implicit_tls: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _guard = ActiveGuard(Arc::clone(&shared));
+            let Some((conn, info)) = prepare(&shared, tcp, peer, implicit_tls).await else {
+                return;
+            };
+            let (dispatch, refusal) = match self.0.connect(&info) {
+                Ok(handler) => (Dispatch::new(handler, implicit_tls), None),
+                Err(reply) => (Dispatch::refused(), Some(reply)),
+            };
+            let dispatch = SyncDispatch {
+                dispatch,
+                block_in_place: shared.block_in_place,
+            };
+            serve_connection(&shared, conn, info, dispatch, refusal).await;
+        })
+    }
+}
+
+impl<H: AsyncHandler> Serve for AsyncServe<H> {
+    fn serve(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        implicit_tls: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _guard = ActiveGuard(Arc::clone(&shared));
+            let Some((conn, info)) = prepare(&shared, tcp, peer, implicit_tls).await else {
+                return;
+            };
+            let (dispatch, refusal) = match self.0.connect(&info).await {
+                Ok(handler) => (AsyncDispatch::new(Some(handler), implicit_tls), None),
+                Err(reply) => (AsyncDispatch::new(None, false), Some(reply)),
+            };
+            serve_connection(&shared, conn, info, dispatch, refusal).await;
+        })
+    }
+}
+
+/// What the connection loop needs from the user code.
+trait Dispatcher: Send {
+    /// Processes every event the session has (see [`Dispatch::run`]).
+    fn run(
+        &mut self,
+        session: &mut ServerSession,
+        refusal: Option<&Reply>,
+    ) -> impl Future<Output = Flow> + Send;
+    fn tls_started(&mut self) -> impl Future<Output = ()> + Send;
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+struct SyncDispatch<S> {
+    dispatch: Dispatch<S>,
+    block_in_place: bool,
+}
+
+impl<S: SessionHandler> SyncDispatch<S> {
+    fn blocking<T>(&mut self, f: impl FnOnce(&mut Dispatch<S>) -> T) -> T {
+        if self.block_in_place {
+            tokio::task::block_in_place(|| f(&mut self.dispatch))
+        } else {
+            f(&mut self.dispatch)
+        }
+    }
+}
+
+impl<S: SessionHandler> Dispatcher for SyncDispatch<S> {
+    async fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
+        self.blocking(|d| d.run(session, refusal))
+    }
+
+    async fn tls_started(&mut self) {
+        self.blocking(Dispatch::tls_started);
+    }
+
+    async fn close(&mut self) {
+        self.blocking(Dispatch::close);
+    }
+}
+
+/// The event→hook mapping for [`AsyncSessionHandler`]. It mirrors [`Dispatch`] (which
+/// cannot await): the same transaction bookkeeping, the same refusal of a rejected session.
+struct AsyncDispatch<S> {
+    handler: Option<S>,
+    transaction: Transaction,
+    data_error: Option<Reply>,
+    closed: bool,
+}
+
+impl<S: AsyncSessionHandler> AsyncDispatch<S> {
+    fn new(handler: Option<S>, tls: bool) -> Self {
+        AsyncDispatch {
+            handler,
+            transaction: Transaction {
+                tls,
+                ..Transaction::default()
+            },
+            data_error: None,
+            closed: false,
+        }
+    }
+
+    fn reset_transaction(&mut self) {
+        let tls = self.transaction.tls;
+        self.transaction = Transaction {
+            tls,
+            ..Transaction::default()
+        };
+    }
+
+    async fn hook(&mut self, event: ServerEvent<'_>) -> Option<Decision> {
+        let Some(h) = self.handler.as_mut() else {
+            return event.needs_decision().then(|| {
+                Decision::Reply(Reply::new(
+                    ReplyCode::BAD_SEQUENCE,
+                    Some(EnhancedCode::new(5, 5, 1)),
+                    "Error: session rejected",
+                ))
+            });
+        };
+        let t = &mut self.transaction;
+        match event {
+            ServerEvent::Hello { verb, domain } => {
+                let d = h.hello(verb, &domain).await;
+                if is_accept(&d) {
+                    t.hello = Some((verb, domain));
+                    t.from = None;
+                    t.recipients.clear();
+                }
+                Some(d)
+            }
+            ServerEvent::Auth(attempt) => {
+                let d = h.auth(&attempt).await;
+                if is_accept(&d) {
+                    t.authenticated = Some(attempt.username.clone());
+                }
+                Some(d)
+            }
+            ServerEvent::Mail { from, params } => {
+                let d = h.mail(&from, &params).await;
+                if is_accept(&d) {
+                    t.from = Some(from);
+                    t.mail_params = params;
+                    t.recipients.clear();
+                }
+                Some(d)
+            }
+            ServerEvent::Rcpt { to, params } => {
+                let d = h.rcpt(&to, &params).await;
+                if is_accept(&d) {
+                    t.recipients.push(to);
+                }
+                Some(d)
+            }
+            ServerEvent::MessageStart => {
+                self.data_error = None;
+                Some(h.data_start(t).await)
+            }
+            ServerEvent::MessageData(chunk) => {
+                if self.data_error.is_none()
+                    && let Err(reply) = h.data_chunk(chunk).await
+                {
+                    self.data_error = Some(reply);
+                }
+                None
+            }
+            ServerEvent::MessageEnd => {
+                let d = match self.data_error.take() {
+                    Some(reply) => {
+                        h.data_aborted(AbortReason::Disconnected).await;
+                        Decision::Reply(reply)
+                    }
+                    None => h.data_end(t).await,
+                };
+                t.from = None;
+                t.recipients.clear();
+                Some(d)
+            }
+            ServerEvent::MessageAborted(reason) => {
+                self.data_error = None;
+                h.data_aborted(reason).await;
+                None
+            }
+            ServerEvent::Reset => {
+                t.from = None;
+                t.recipients.clear();
+                h.reset().await;
+                None
+            }
+            ServerEvent::Verify(arg) => Some(h.verify(&arg).await),
+            ServerEvent::Expand(arg) => Some(h.expand(&arg).await),
+            ServerEvent::Connect | ServerEvent::StartTls | ServerEvent::Close => None,
+        }
+    }
+}
+
+impl<S: AsyncSessionHandler> Dispatcher for AsyncDispatch<S> {
+    async fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
+        while let Some(event) = session.poll_event() {
+            match event {
+                ServerEvent::Connect => {
+                    let d = match refusal {
+                        Some(r) => Decision::Reply(r.clone()),
+                        None => Decision::Accept,
+                    };
+                    let _ = session.decide(d);
+                }
+                ServerEvent::StartTls => {
+                    self.reset_transaction();
+                    return Flow::StartTls;
+                }
+                ServerEvent::Close => {
+                    self.close().await;
+                    return Flow::Close;
+                }
+                event => {
+                    if let Some(d) = self.hook(event).await {
+                        let _ = session.decide(d);
+                    }
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn tls_started(&mut self) {
+        self.reset_transaction();
+        self.transaction.tls = true;
+        if let Some(h) = self.handler.as_mut() {
+            h.tls_started().await;
+        }
+    }
+
+    async fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        if let Some(h) = self.handler.as_mut() {
+            h.close().await;
+        }
+    }
+}
+
+fn is_accept(decision: &Decision) -> bool {
+    match decision {
+        Decision::Accept => true,
+        Decision::Reply(r) => r.is_positive(),
+        Decision::PerRecipient(rs) => rs.first().is_none_or(Reply::is_positive),
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    serve: Arc<dyn Serve>,
+    listener: TcpListener,
+    implicit_tls: bool,
+) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                }
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let max = shared.options.max_connections;
+        let admitted = shared.active.send_if_modified(|n| {
+            if *n >= max {
+                false
+            } else {
+                *n += 1;
+                true
+            }
+        });
+        if !admitted {
+            // Over the limit: one 421 line without waiting, then close.
+            let reply = shared.reply_421(
+                EnhancedCode::new(4, 7, 0),
+                "Error: too many connections, try again later",
+            );
+            let _ = tcp.try_write(&reply);
+            continue;
+        }
+        let serve = Arc::clone(&serve);
+        tokio::spawn(serve.serve(Arc::clone(&shared), tcp, peer, implicit_tls));
+    }
+}
+
+/// A connection before or after TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl Conn {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+            Conn::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(bytes).await,
+            Conn::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Conn::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn upgrade(&mut self, acceptor: &TlsAcceptor, timeout: Duration) -> io::Result<()> {
+        let Conn::Plain(tcp) = std::mem::replace(self, Conn::Gone) else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))?;
+        *self = Conn::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        let wait = Duration::from_secs(1);
+        match std::mem::replace(self, Conn::Gone) {
+            Conn::Plain(mut s) => {
+                let _ = tokio::time::timeout(wait, s.shutdown()).await;
+            }
+            Conn::Tls(mut s) => {
+                let _ = tokio::time::timeout(wait, s.shutdown()).await;
+            }
+            Conn::Gone => {}
+        }
+    }
+}
+
+/// Implicit TLS, then what the handler is told about the connection.
+async fn prepare(
+    shared: &Shared,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+) -> Option<(Conn, ConnectionInfo)> {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let local = tcp.local_addr().ok();
+    let mut conn = Conn::Plain(tcp);
+    if implicit_tls {
+        let acceptor = shared.acceptor.as_ref()?;
+        let mut cut = shared.cut.subscribe();
+        let upgraded = tokio::select! {
+            _ = cut.changed() => Err(io::Error::other("cut at shutdown")),
+            r = conn.upgrade(acceptor, shared.options.session.command_timeout) => r,
+        };
+        if let Err(e) = upgraded {
+            log::info!("conn={id} peer={peer} TLS handshake failed: {e}");
+            return None;
+        }
+    }
+    log::info!(
+        "conn={id} peer={peer} connected{}",
+        if implicit_tls { " tls" } else { "" }
+    );
+    let info = ConnectionInfo {
+        id,
+        peer: Some(peer),
+        local,
+        hostname: shared.options.session.hostname.clone(),
+        tls: implicit_tls,
+    };
+    Some((conn, info))
+}
+
+async fn serve_connection<D: Dispatcher>(
+    shared: &Shared,
+    mut conn: Conn,
+    info: ConnectionInfo,
+    mut dispatch: D,
+    refusal: Option<Reply>,
+) {
+    let mut config = shared.options.session.clone();
+    config.tls_active = info.tls;
+    let mut session = ServerSession::new(config, shared.now());
+    let result = drive(
+        shared,
+        &mut session,
+        &mut dispatch,
+        refusal.as_ref(),
+        &mut conn,
+    )
+    .await;
+    // Whatever ended the loop, a message in progress must not survive.
+    session.receive_eof();
+    dispatch.run(&mut session, refusal.as_ref()).await;
+    dispatch.close().await;
+    conn.close().await;
+    let (id, peer) = (info.id, info.peer);
+    if let Err(e) = result {
+        log::info!("conn={id} peer={peer:?} ended: {e}");
+    }
+    log::info!("conn={id} peer={peer:?} closed");
+}
+
+/// Writes `bytes` within the command timeout, unless the connection is cut first.
+async fn write(
+    shared: &Shared,
+    conn: &mut Conn,
+    bytes: &[u8],
+    cut: &mut watch::Receiver<bool>,
+) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let timeout = shared.options.session.command_timeout;
+    tokio::select! {
+        _ = cut.changed() => Err(io::Error::other("cut at shutdown")),
+        r = tokio::time::timeout(timeout, conn.write_all(bytes)) => {
+            r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+        }
+    }
+}
+
+async fn drive<D: Dispatcher>(
+    shared: &Shared,
+    session: &mut ServerSession,
+    dispatch: &mut D,
+    refusal: Option<&Reply>,
+    conn: &mut Conn,
+) -> io::Result<()> {
+    let mut stop = shared.stop.subscribe();
+    let mut cut = shared.cut.subscribe();
+    let mut buf = vec![0u8; shared.options.read_buffer.max(512)];
+    loop {
+        let flow = dispatch.run(session, refusal).await;
+        let idle = session.is_idle();
+        write(shared, conn, session.output(), &mut cut).await?;
+        session.clear_output();
+        match flow {
+            Flow::Close => return Ok(()),
+            Flow::StartTls => {
+                let acceptor = shared
+                    .acceptor
+                    .as_ref()
+                    .ok_or_else(|| io::Error::other("no TLS configuration"))?;
+                tokio::select! {
+                    _ = cut.changed() => return Err(io::Error::other("cut at shutdown")),
+                    r = conn.upgrade(acceptor, shared.options.session.command_timeout) => r?,
+                }
+                session.tls_established(shared.now());
+                dispatch.tls_started().await;
+                continue;
+            }
+            Flow::Continue => {}
+        }
+        if idle && *stop.borrow_and_update() {
+            // Shutdown: between transactions is the moment to leave.
+            let reply = shared.reply_421(
+                EnhancedCode::new(4, 3, 2),
+                "Service shutting down, try again later",
+            );
+            write(shared, conn, &reply, &mut cut).await?;
+            return Ok(());
+        }
+        let deadline = session
+            .next_deadline()
+            .unwrap_or_else(|| shared.now() + shared.options.session.command_timeout);
+        let until = tokio::time::Instant::from_std(shared.epoch + deadline);
+        let read = tokio::select! {
+            _ = cut.changed() => return Err(io::Error::other("cut at shutdown")),
+            _ = stop.changed(), if idle => continue,
+            read = tokio::time::timeout_at(until, conn.read(&mut buf)) => read,
+        };
+        match read {
+            Err(_) => session.handle_timeout(shared.now()),
+            Ok(Ok(0)) => session.receive_eof(),
+            Ok(Ok(n)) => {
+                let mut rest = &buf[..n];
+                let at = shared.now();
+                loop {
+                    let taken = session.receive(rest, at);
+                    rest = &rest[taken..];
+                    if rest.is_empty() {
+                        break;
+                    }
+                    // The session's input is full: let it work, write its replies, go on.
+                    let flow = dispatch.run(session, refusal).await;
+                    write(shared, conn, session.output(), &mut cut).await?;
+                    session.clear_output();
+                    if flow == Flow::Close {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
