@@ -39,7 +39,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs, lookup_host};
 use tokio_rustls::TlsConnector;
@@ -47,13 +46,10 @@ use tokio_rustls::client::TlsStream;
 
 use crate::auth::Credentials;
 pub use crate::blocking::client::{ClientOptions, Error, ErrorKind, TlsMode};
-use crate::client::{
-    ClientConfig, ClientError, ClientEvent, ClientSession, Envelope, StartTlsPolicy,
-    TransactionResult,
-};
+use crate::blocking::client::{Prepared, TlsSetup, prepare};
+use crate::client::{ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
 use crate::ehlo::Capabilities;
 use crate::reply::Reply;
-use crate::tls::{self, TlsClientOptions};
 
 /// Size of the read buffer and of the pieces a message is read in.
 const BUFFER_SIZE: usize = 64 * 1024;
@@ -113,12 +109,6 @@ impl Stream {
     }
 }
 
-#[derive(Clone)]
-struct TlsSetup {
-    config: Arc<rustls::ClientConfig>,
-    server_name: ServerName<'static>,
-}
-
 /// An async SMTP client connection. See the [module docs](self).
 pub struct AsyncSmtpClient {
     id: u64,
@@ -145,13 +135,6 @@ impl fmt::Debug for AsyncSmtpClient {
     }
 }
 
-fn invalid_server_name(server_name: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidArgument,
-        format!("{server_name:?} is not a valid TLS server name"),
-    )
-}
-
 impl AsyncSmtpClient {
     /// Connects, sets up TLS, greets, upgrades and authenticates as `options` say, and
     /// returns once the session is ready for mail; see
@@ -162,51 +145,13 @@ impl AsyncSmtpClient {
         server_name: &str,
         options: ClientOptions,
     ) -> Result<AsyncSmtpClient, Error> {
-        let ClientOptions {
-            helo_name,
-            tls: tls_mode,
-            tls_config,
-            credentials,
+        let Prepared {
+            session,
+            tls,
+            tls_mode,
             connect_timeout,
             timeouts,
-            lmtp,
-            pipelining,
-            chunking,
-        } = options;
-        let mut config = ClientConfig::new(helo_name);
-        config.lmtp = lmtp;
-        config.pipelining = pipelining;
-        config.chunking = chunking;
-        config.credentials = credentials;
-        config.timeouts = timeouts;
-        config.tls_active = tls_mode == TlsMode::Implicit;
-        config.starttls = match tls_mode {
-            TlsMode::StartTlsOpportunistic => StartTlsPolicy::Opportunistic,
-            TlsMode::StartTlsRequired => StartTlsPolicy::Required,
-            TlsMode::None | TlsMode::Implicit => StartTlsPolicy::Never,
-        };
-        if connect_timeout.is_zero() {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "the connect timeout must not be zero",
-            ));
-        }
-        let session = ClientSession::new(config, Duration::ZERO)?;
-        let tls = match tls_mode {
-            TlsMode::None => None,
-            _ => {
-                let name = ServerName::try_from(server_name.to_owned())
-                    .map_err(|_| invalid_server_name(server_name))?;
-                let config = match tls_config {
-                    Some(config) => config,
-                    None => tls::client_config(&TlsClientOptions::default())?,
-                };
-                Some(TlsSetup {
-                    config,
-                    server_name: name,
-                })
-            }
-        };
+        } = prepare(options, server_name)?;
 
         let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         let tcp = connect_tcp(addr, connect_timeout, id).await?;

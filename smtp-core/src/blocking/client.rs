@@ -429,9 +429,82 @@ impl Stream {
 
 /// What the STARTTLS or implicit TLS handshake needs.
 #[derive(Clone)]
-struct TlsSetup {
-    config: Arc<rustls::ClientConfig>,
-    server_name: ServerName<'static>,
+pub(crate) struct TlsSetup {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    pub(crate) server_name: ServerName<'static>,
+}
+
+/// What both client drivers make of [`ClientOptions`] before any connection is opened:
+/// the engine session (made now, it refuses a bad HELO name or credentials before a
+/// socket exists) and the TLS setup.
+pub(crate) struct Prepared {
+    pub(crate) session: ClientSession,
+    pub(crate) tls: Option<TlsSetup>,
+    pub(crate) tls_mode: TlsMode,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) timeouts: ClientTimeouts,
+}
+
+/// Checks `options` and turns them into the engine's configuration; the session's time
+/// starts at zero, which each driver takes as the moment it connects.
+pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepared, Error> {
+    let ClientOptions {
+        helo_name,
+        tls: tls_mode,
+        tls_config,
+        credentials,
+        connect_timeout,
+        timeouts,
+        lmtp,
+        pipelining,
+        chunking,
+    } = options;
+    let mut config = ClientConfig::new(helo_name);
+    config.lmtp = lmtp;
+    config.pipelining = pipelining;
+    config.chunking = chunking;
+    config.credentials = credentials;
+    config.timeouts = timeouts;
+    config.tls_active = tls_mode == TlsMode::Implicit;
+    config.starttls = match tls_mode {
+        TlsMode::StartTlsOpportunistic => StartTlsPolicy::Opportunistic,
+        TlsMode::StartTlsRequired => StartTlsPolicy::Required,
+        TlsMode::None | TlsMode::Implicit => StartTlsPolicy::Never,
+    };
+    if connect_timeout.is_zero() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "the connect timeout must not be zero",
+        ));
+    }
+    let session = ClientSession::new(config, Duration::ZERO)?;
+    let tls = match tls_mode {
+        TlsMode::None => None,
+        _ => {
+            let server_name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{server_name:?} is not a valid TLS server name"),
+                )
+            })?;
+            let config = match tls_config {
+                Some(config) => config,
+                None => tls::client_config(&TlsClientOptions::default())?,
+            };
+            Some(TlsSetup {
+                config,
+                server_name,
+            })
+        }
+    };
+
+    Ok(Prepared {
+        session,
+        tls,
+        tls_mode,
+        connect_timeout,
+        timeouts,
+    })
 }
 
 /// A blocking SMTP client connection. See the [module docs](self).
@@ -480,57 +553,13 @@ impl SmtpClient {
         server_name: &str,
         options: ClientOptions,
     ) -> Result<SmtpClient, Error> {
-        let ClientOptions {
-            helo_name,
-            tls: tls_mode,
-            tls_config,
-            credentials,
+        let Prepared {
+            session,
+            tls,
+            tls_mode,
             connect_timeout,
             timeouts,
-            lmtp,
-            pipelining,
-            chunking,
-        } = options;
-        let mut config = ClientConfig::new(helo_name);
-        config.lmtp = lmtp;
-        config.pipelining = pipelining;
-        config.chunking = chunking;
-        config.credentials = credentials;
-        config.timeouts = timeouts;
-        config.tls_active = tls_mode == TlsMode::Implicit;
-        config.starttls = match tls_mode {
-            TlsMode::StartTlsOpportunistic => StartTlsPolicy::Opportunistic,
-            TlsMode::StartTlsRequired => StartTlsPolicy::Required,
-            TlsMode::None | TlsMode::Implicit => StartTlsPolicy::Never,
-        };
-        if connect_timeout.is_zero() {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "the connect timeout must not be zero",
-            ));
-        }
-        // The session's time starts at zero, which is `base` below: made now, it refuses
-        // a bad HELO name or credentials before any connection is opened.
-        let session = ClientSession::new(config, Duration::ZERO)?;
-        let tls = match tls_mode {
-            TlsMode::None => None,
-            _ => {
-                let server_name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-                    Error::new(
-                        ErrorKind::InvalidArgument,
-                        format!("{server_name:?} is not a valid TLS server name"),
-                    )
-                })?;
-                let config = match tls_config {
-                    Some(config) => config,
-                    None => tls::client_config(&TlsClientOptions::default())?,
-                };
-                Some(TlsSetup {
-                    config,
-                    server_name,
-                })
-            }
-        };
+        } = prepare(options, server_name)?;
 
         let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         let tcp = connect_tcp(addr, connect_timeout, id)?;
