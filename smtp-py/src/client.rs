@@ -33,7 +33,7 @@ pub type ReplyTuple = (u16, Option<String>, String, Vec<u8>);
 type RecipientTuple = (String, ReplyTuple, Option<ReplyTuple>, bool);
 
 /// `(MAIL reply, recipients, final reply or None, queue id or None)`.
-type ResultTuple = (
+pub(crate) type ResultTuple = (
     ReplyTuple,
     Vec<RecipientTuple>,
     Option<ReplyTuple>,
@@ -49,7 +49,7 @@ pub fn reply_tuple(reply: &Reply) -> ReplyTuple {
     )
 }
 
-fn result_tuple(result: &TransactionResult) -> ResultTuple {
+pub(crate) fn result_tuple(result: &TransactionResult) -> ResultTuple {
     (
         reply_tuple(&result.mail),
         result
@@ -100,7 +100,7 @@ fn tls_config(
 
 /// The envelope, with the MAIL and RCPT parameters read by the engine's command parser
 /// (so that this binding parses nothing itself).
-fn envelope(
+pub(crate) fn envelope(
     from: &str,
     to: &[String],
     mail_options: &[String],

@@ -12,6 +12,9 @@
 //! - `server::Server` runs the blocking server with a handler whose hooks call a Python
 //!   object per connection from the Rust connection threads (`Python::try_attach` only
 //!   for the call), or with the Rust Maildir handler.
+//! - `sans_io::{ServerSession, ClientSession}` expose the engine's sans-IO sessions
+//!   (bytes, seconds and one `Event` object per engine event), which `smtpx/aio.py`
+//!   drives on asyncio streams.
 //! - `errors` is the one place where engine errors become the Python exceptions of
 //!   `smtpx/errors.py`; `logging` forwards the engine's log records (info and above)
 //!   to Python's `logging`, under `smtpx.*`.
@@ -23,6 +26,7 @@ use pyo3::prelude::*;
 mod client;
 mod errors;
 mod logging;
+mod sans_io;
 mod server;
 
 /// The compiled core of smtpx. Import `smtpx` instead of this module.
@@ -34,6 +38,8 @@ mod _native {
 
     #[pymodule_export]
     use crate::client::Client;
+    #[pymodule_export]
+    use crate::sans_io::{ClientSession, Event, ServerSession};
     #[pymodule_export]
     use crate::server::Server;
     use smtp_core::reply::ReplyCode;

@@ -40,7 +40,7 @@ fn local_error(text: &str) -> Reply {
 }
 
 /// A status line from Python as a reply, through the engine's reply parser.
-fn parse_status(status: &str) -> Option<Reply> {
+pub(crate) fn parse_status(status: &str) -> Option<Reply> {
     let mut line = status.trim_end_matches(['\r', '\n']).to_owned();
     if line.contains(['\r', '\n']) {
         return None;
@@ -60,7 +60,7 @@ fn parameter_words(command: &Command, prefix_len: usize) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
-fn mail_options(params: &MailParameters) -> Vec<String> {
+pub(crate) fn mail_options(params: &MailParameters) -> Vec<String> {
     let command = Command::Mail {
         from: ReversePath::Null,
         params: params.clone(),
@@ -68,7 +68,7 @@ fn mail_options(params: &MailParameters) -> Vec<String> {
     parameter_words(&command, "MAIL FROM:<>".len())
 }
 
-fn rcpt_options(to: &ForwardPath, params: &RcptParameters) -> Vec<String> {
+pub(crate) fn rcpt_options(to: &ForwardPath, params: &RcptParameters) -> Vec<String> {
     let command = Command::Rcpt {
         to: to.clone(),
         params: params.clone(),

@@ -7,6 +7,9 @@ is its Python binding:
   :meth:`SMTP.send` (a result for every recipient) and the one-call :func:`send`.
 - :class:`Controller`: a server running an aiosmtpd-style handler (``handle_MAIL``,
   ``handle_RCPT``, ``handle_DATA``, ...), or the built-in :class:`Maildir` handler.
+- :mod:`smtpx.aio`: the asyncio client (``SMTP``, ``send``) and server (``Server``),
+  plain text only for now, built on the sans-IO sessions ``smtpx._native.ClientSession``
+  and ``smtpx._native.ServerSession``.
 
 Every exception subclasses the matching :mod:`smtplib` exception, so code that catches
 ``smtplib.SMTPException`` keeps working.
@@ -75,4 +78,7 @@ __all__ = [
     "send",
     "__version__",
     "reply_code_meaning",
+    "aio",
 ]
+
+from smtpx import aio  # noqa: E402 (after the names it imports from this package)

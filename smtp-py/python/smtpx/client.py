@@ -58,6 +58,12 @@ LMTP_PORT = 2003
 
 Message = Union[email.message.Message, bytes, bytearray, str, IO[bytes]]
 _ReplyTuple = tuple[int, Union[str, None], str, bytes]
+_native_Result = tuple[
+    _ReplyTuple,
+    list[tuple[str, _ReplyTuple, Union[_ReplyTuple, None], bool]],
+    Union[_ReplyTuple, None],
+    Union[str, None],
+]
 
 _local_hostname: str | None = None
 
@@ -257,6 +263,45 @@ def _tls_arguments(context: ssl.SSLContext | None, cafile: str | None) -> dict[s
         with open(cafile, "rb") as f:
             pem += f.read()
     return {"insecure": insecure, "ca_pem": pem or None}
+
+
+def _send_result(raw: _native_Result) -> SendResult:
+    """A SendResult from the native (mail, recipients, data, queue id) tuple."""
+    mail, recipients, data, queue_id = raw
+    return SendResult(
+        Reply._from(mail),
+        [
+            RecipientResult(
+                address,
+                Reply._from(reply),
+                Reply._from(delivery) if delivery is not None else None,
+                accepted,
+            )
+            for address, reply, delivery, accepted in recipients
+        ],
+        Reply._from(data) if data is not None else None,
+        queue_id,
+    )
+
+
+def _refused_or_raise(
+    result: SendResult, from_addr: str, to_list: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """smtplib's sendmail outcome: the refused recipients, or the exception it raises."""
+    if not result.mail.ok:
+        raise SmtpSenderRefused(result.mail.code, result.mail.message, from_addr)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for given, outcome in zip(to_list, result.recipients):
+        if not outcome.accepted:
+            refused[given] = outcome.final.as_tuple()
+    if len(refused) == len(to_list):
+        raise SmtpRecipientsRefused(refused)
+    if not result._lmtp and (result.data is None or not result.data.ok):
+        data = result.data
+        raise SmtpDataError(
+            data.code if data else 554, data.message if data else b"message not sent"
+        )
+    return refused
 
 
 class SMTP:
@@ -475,21 +520,7 @@ class SMTP:
             list(mail_options),
             list(rcpt_options),
         )
-        mail, recipients, data, queue_id = raw
-        return SendResult(
-            Reply._from(mail),
-            [
-                RecipientResult(
-                    address,
-                    Reply._from(reply),
-                    Reply._from(delivery) if delivery is not None else None,
-                    accepted,
-                )
-                for address, reply, delivery, accepted in recipients
-            ],
-            Reply._from(data) if data is not None else None,
-            queue_id,
-        )
+        return _send_result(raw)
 
     def sendmail(
         self,
@@ -508,20 +539,7 @@ class SMTP:
         result = self._transaction(
             from_addr, to_list, _message_bytes(msg), mail_options, rcpt_options
         )
-        if not result.mail.ok:
-            raise SmtpSenderRefused(result.mail.code, result.mail.message, from_addr)
-        refused: dict[str, tuple[int, bytes]] = {}
-        for given, outcome in zip(to_list, result.recipients):
-            if not outcome.accepted:
-                refused[given] = outcome.final.as_tuple()
-        if len(refused) == len(to_list):
-            raise SmtpRecipientsRefused(refused)
-        if not result._lmtp and (result.data is None or not result.data.ok):
-            data = result.data
-            raise SmtpDataError(
-                data.code if data else 554, data.message if data else b"message not sent"
-            )
-        return refused
+        return _refused_or_raise(result, from_addr, to_list)
 
     def send_message(
         self,

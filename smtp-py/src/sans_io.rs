@@ -1,0 +1,397 @@
+//! `smtpx._native.ServerSession` and `smtpx._native.ClientSession`: the engine's sans-IO
+//! sessions for Python, for embedders that own the sockets and the clock (such as the
+//! asyncio drivers in `smtpx/aio.py`).
+//!
+//! Only types are translated here: bytes in and out, seconds as floats (any monotonic
+//! clock, for example `loop.time()`), and each engine event as one [`Event`] object.
+
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+use smtp_core::auth::{AuthMechanism, Credentials};
+use smtp_core::blocking::client::Error;
+use smtp_core::client::{
+    ClientConfig, ClientError, ClientEvent, ClientSession as RustClient, StartTlsPolicy,
+};
+use smtp_core::server::{
+    AbortReason, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession as RustServer,
+};
+
+use crate::client::{ReplyTuple, ResultTuple, envelope, reply_tuple, result_tuple};
+use crate::errors::client_error;
+use crate::server::{mail_options, parse_status, rcpt_options};
+
+fn seconds(now: f64) -> PyResult<Duration> {
+    if now.is_finite() && now >= 0.0 {
+        Ok(Duration::from_secs_f64(now))
+    } else {
+        Err(PyValueError::new_err(
+            "a time must be a finite number of seconds >= 0",
+        ))
+    }
+}
+
+fn positive(what: &str, value: f64) -> PyResult<Duration> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{what} must be a positive number of seconds"
+        )))
+    }
+}
+
+/// One thing a session reports. `kind` says which; the other fields are None (or empty)
+/// unless that kind carries them.
+#[pyclass(frozen, get_all, module = "smtpx._native")]
+#[derive(Debug, Default)]
+pub struct Event {
+    kind: &'static str,
+    needs_decision: bool,
+    verb: Option<&'static str>,
+    domain: Option<String>,
+    sender: Option<String>,
+    recipient: Option<String>,
+    options: Vec<String>,
+    data: Option<Vec<u8>>,
+    mechanism: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    argument: Option<String>,
+    reason: Option<&'static str>,
+    reply: Option<ReplyTuple>,
+    result: Option<ResultTuple>,
+    error: Option<String>,
+    exception: Option<Py<PyAny>>,
+    fatal: bool,
+}
+
+#[pymethods]
+impl Event {
+    fn __repr__(&self) -> String {
+        format!("<Event {}>", self.kind)
+    }
+}
+
+fn event(kind: &'static str) -> Event {
+    Event {
+        kind,
+        ..Event::default()
+    }
+}
+
+fn server_event(e: ServerEvent<'_>) -> Event {
+    let needs_decision = e.needs_decision();
+    let mut out = match e {
+        ServerEvent::Connect => event("connect"),
+        ServerEvent::Hello { verb, domain } => Event {
+            verb: Some(match verb {
+                HelloVerb::Helo => "HELO",
+                HelloVerb::Ehlo => "EHLO",
+                HelloVerb::Lhlo => "LHLO",
+            }),
+            domain: Some(domain),
+            ..event("hello")
+        },
+        ServerEvent::StartTls => event("starttls"),
+        ServerEvent::Auth(attempt) => Event {
+            mechanism: Some(attempt.mechanism.name().to_owned()),
+            username: Some(attempt.username.clone()),
+            password: Some(attempt.password.expose().to_owned()),
+            ..event("auth")
+        },
+        ServerEvent::Mail { from, params } => Event {
+            sender: Some(from.as_str().to_owned()),
+            options: mail_options(&params),
+            ..event("mail")
+        },
+        ServerEvent::Rcpt { to, params } => Event {
+            recipient: Some(to.as_str().to_owned()),
+            options: rcpt_options(&to, &params),
+            ..event("rcpt")
+        },
+        ServerEvent::MessageStart => event("message_start"),
+        ServerEvent::MessageData(bytes) => Event {
+            data: Some(bytes.to_vec()),
+            ..event("message_data")
+        },
+        ServerEvent::MessageEnd => event("message_end"),
+        ServerEvent::MessageAborted(reason) => Event {
+            reason: Some(match reason {
+                AbortReason::TooLarge => "too_large",
+                AbortReason::BareLineEnding => "bare_line_ending",
+                AbortReason::Disconnected => "disconnected",
+                AbortReason::Reset => "reset",
+            }),
+            ..event("message_aborted")
+        },
+        ServerEvent::Reset => event("reset"),
+        ServerEvent::Verify(argument) => Event {
+            argument: Some(argument),
+            ..event("verify")
+        },
+        ServerEvent::Expand(argument) => Event {
+            argument: Some(argument),
+            ..event("expand")
+        },
+        ServerEvent::Close => event("close"),
+    };
+    out.needs_decision = needs_decision;
+    out
+}
+
+/// The server side of one SMTP or LMTP connection, without I/O (see `_native.pyi`).
+#[pyclass(module = "smtpx._native")]
+#[derive(Debug)]
+pub struct ServerSession {
+    inner: RustServer,
+}
+
+#[pymethods]
+impl ServerSession {
+    #[new]
+    #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
+        max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
+        require_auth = false, timeout = 300.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        hostname: String,
+        now: f64,
+        max_message_size: u64,
+        max_recipients: usize,
+        lmtp: bool,
+        auth: bool,
+        allow_insecure_auth: bool,
+        require_auth: bool,
+        timeout: f64,
+    ) -> PyResult<ServerSession> {
+        let mut config = ServerConfig::new(hostname);
+        config.max_message_size = max_message_size;
+        config.max_recipients = max_recipients;
+        config.lmtp = lmtp;
+        config.command_timeout = positive("timeout", timeout)?;
+        config.data_timeout = config.command_timeout;
+        if auth {
+            config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+            config.allow_insecure_auth = allow_insecure_auth;
+            config.require_auth = require_auth;
+        }
+        Ok(ServerSession {
+            inner: RustServer::new(config, seconds(now)?),
+        })
+    }
+
+    fn receive(&mut self, data: &[u8], now: f64) -> PyResult<usize> {
+        Ok(self.inner.receive(data, seconds(now)?))
+    }
+
+    fn receive_eof(&mut self) {
+        self.inner.receive_eof();
+    }
+
+    fn next_event(&mut self) -> Option<Event> {
+        self.inner.poll_event().map(server_event)
+    }
+
+    fn accept(&mut self) -> PyResult<()> {
+        self.inner
+            .decide(Decision::Accept)
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    #[pyo3(signature = (code, text, enhanced = None))]
+    fn reply(&mut self, code: u16, text: &str, enhanced: Option<&str>) -> PyResult<()> {
+        let line = match enhanced {
+            Some(enhanced) => format!("{code} {enhanced} {text}"),
+            None => format!("{code} {text}"),
+        };
+        let reply = parse_status(&line)
+            .filter(|r| r.code().get() == code)
+            .ok_or_else(|| PyValueError::new_err(format!("not a valid reply: {line:?}")))?;
+        self.inner
+            .decide(Decision::Reply(reply))
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// Answers with a status line such as "550 5.1.1 No such user" (aiosmtpd's handler
+    /// return values), read by the engine's reply parser.
+    fn reply_line(&mut self, line: &str) -> PyResult<()> {
+        let reply = parse_status(line)
+            .ok_or_else(|| PyValueError::new_err(format!("not a valid reply: {line:?}")))?;
+        self.inner
+            .decide(Decision::Reply(reply))
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    fn output(&mut self) -> Vec<u8> {
+        self.inner.take_output()
+    }
+
+    fn next_deadline(&self) -> Option<f64> {
+        self.inner.next_deadline().map(|d| d.as_secs_f64())
+    }
+
+    fn handle_timeout(&mut self, now: f64) -> PyResult<()> {
+        self.inner.handle_timeout(seconds(now)?);
+        Ok(())
+    }
+
+    #[getter]
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    #[getter]
+    fn is_waiting_for_decision(&self) -> bool {
+        self.inner.is_waiting_for_decision()
+    }
+
+    #[getter]
+    fn authenticated_user(&self) -> Option<String> {
+        self.inner.authenticated_user().map(str::to_owned)
+    }
+}
+
+fn client_event(py: Python<'_>, e: ClientEvent) -> Event {
+    match e {
+        ClientEvent::Ready => event("ready"),
+        ClientEvent::StartTls => event("starttls"),
+        ClientEvent::Authenticated(reply) => Event {
+            reply: Some(reply_tuple(&reply)),
+            ..event("authenticated")
+        },
+        ClientEvent::SendBody => event("send_body"),
+        ClientEvent::TransactionComplete(result) => Event {
+            result: Some(result_tuple(&result)),
+            ..event("transaction_complete")
+        },
+        ClientEvent::Reply(reply) => Event {
+            reply: Some(reply_tuple(&reply)),
+            ..event("reply")
+        },
+        ClientEvent::Closed => event("closed"),
+        ClientEvent::Error(error) => Event {
+            reply: error.reply().map(reply_tuple),
+            fatal: error.is_fatal(),
+            error: Some(error.to_string()),
+            exception: Some(call_error(error).into_value(py).into_any()),
+            ..event("error")
+        },
+    }
+}
+
+fn call_error(error: ClientError) -> PyErr {
+    client_error(Error::from(error), false)
+}
+
+/// The client side of one SMTP or LMTP connection, without I/O (see `_native.pyi`).
+#[pyclass(module = "smtpx._native")]
+#[derive(Debug)]
+pub struct ClientSession {
+    inner: RustClient,
+}
+
+#[pymethods]
+impl ClientSession {
+    #[new]
+    #[pyo3(signature = (helo_name, *, now = 0.0, lmtp = false, username = None,
+        password = None, pipelining = true, chunking = true))]
+    fn new(
+        helo_name: String,
+        now: f64,
+        lmtp: bool,
+        username: Option<String>,
+        password: Option<String>,
+        pipelining: bool,
+        chunking: bool,
+    ) -> PyResult<ClientSession> {
+        let mut config = ClientConfig::new(helo_name);
+        config.lmtp = lmtp;
+        config.starttls = StartTlsPolicy::Never;
+        config.pipelining = pipelining;
+        config.chunking = chunking;
+        config.credentials = match (username, password) {
+            (Some(u), Some(p)) => Some(Credentials::password(u, p)),
+            (None, None) => None,
+            _ => return Err(PyValueError::new_err("give both a username and a password")),
+        };
+        let inner = RustClient::new(config, seconds(now)?).map_err(call_error)?;
+        Ok(ClientSession { inner })
+    }
+
+    fn receive(&mut self, data: &[u8], now: f64) -> PyResult<()> {
+        self.inner.receive(data, seconds(now)?);
+        Ok(())
+    }
+
+    fn receive_eof(&mut self) {
+        self.inner.receive_eof();
+    }
+
+    fn next_event(&mut self, py: Python<'_>) -> Option<Event> {
+        self.inner.poll_event().map(|e| client_event(py, e))
+    }
+
+    #[pyo3(signature = (sender, recipients, size = None, mail_options = Vec::new(),
+        rcpt_options = Vec::new()))]
+    fn send_mail(
+        &mut self,
+        sender: &str,
+        recipients: Vec<String>,
+        size: Option<u64>,
+        mail_options: Vec<String>,
+        rcpt_options: Vec<String>,
+    ) -> PyResult<()> {
+        let envelope = envelope(sender, &recipients, &mail_options, &rcpt_options)?;
+        self.inner.send_mail(&envelope, size).map_err(call_error)
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> PyResult<()> {
+        self.inner.send_body(data).map_err(call_error)
+    }
+
+    fn finish_body(&mut self) -> PyResult<()> {
+        self.inner.finish_body().map_err(call_error)
+    }
+
+    fn noop(&mut self) -> PyResult<()> {
+        self.inner.noop().map_err(call_error)
+    }
+
+    fn rset(&mut self) -> PyResult<()> {
+        self.inner.rset().map_err(call_error)
+    }
+
+    fn vrfy(&mut self, argument: &str) -> PyResult<()> {
+        self.inner.vrfy(argument).map_err(call_error)
+    }
+
+    fn quit(&mut self) -> PyResult<()> {
+        self.inner.quit().map_err(call_error)
+    }
+
+    fn output(&mut self) -> Vec<u8> {
+        self.inner.take_output()
+    }
+
+    fn next_deadline(&self) -> Option<f64> {
+        self.inner.next_deadline().map(|d| d.as_secs_f64())
+    }
+
+    fn handle_timeout(&mut self, now: f64) -> PyResult<()> {
+        self.inner.handle_timeout(seconds(now)?);
+        Ok(())
+    }
+
+    #[getter]
+    fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+
+    #[getter]
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}

@@ -1,0 +1,381 @@
+"""smtpx.aio and the sans-IO sessions of smtpx._native.
+
+The asyncio client against the Rust example server and aiosmtpd; smtplib and aiosmtplib
+against the asyncio server; the native sessions driven by hand; cancellation and timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+import smtplib
+from typing import Any, Awaitable, Callable, TypeVar
+
+import pytest
+
+import smtpx
+import smtpx.aio
+from smtpx import _native
+
+from conftest import Recorder, RunningServer
+
+T = TypeVar("T")
+
+MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: aio\r\n\r\nHello\r\n.leading dot\r\n"
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, 20)
+
+    return asyncio.run(bounded())
+
+
+# The native sessions, in memory -----------------------------------------------------------
+
+
+def test_native_sessions_talk_to_each_other_in_memory() -> None:
+    server = _native.ServerSession("mx.test", max_recipients=5)
+    client = _native.ClientSession("client.test")
+    now = 0.0
+    received = bytearray()
+    seen: list[str] = []
+    client_events: list[_native.Event] = []
+
+    def pump_server() -> None:
+        while (event := server.next_event()) is not None:
+            seen.append(event.kind)
+            if event.kind == "message_data":
+                assert event.data is not None
+                received.extend(event.data)
+            elif event.kind == "rcpt" and event.recipient == "nobody@mx.test":
+                assert event.needs_decision
+                server.reply(550, "No such user", "5.1.1")
+            elif event.kind == "message_end":
+                server.reply_line("250 2.0.0 Ok: queued as Q1")
+            elif event.needs_decision:
+                server.accept()
+
+    def exchange() -> None:
+        for _ in range(20):
+            pump_server()
+            to_client = server.output()
+            if to_client:
+                client.receive(to_client, now)
+            while (event := client.next_event()) is not None:
+                client_events.append(event)
+            to_server = client.output()
+            if not to_client and not to_server:
+                return
+            if to_server:
+                assert server.receive(to_server, now) == len(to_server)
+
+    exchange()
+    assert [e.kind for e in client_events] == ["ready"]
+    assert client.is_ready
+
+    client.send_mail("a@example.com", ["b@mx.test", "nobody@mx.test"], len(MESSAGE))
+    exchange()
+    assert client_events[-1].kind == "send_body"
+    client.send_body(MESSAGE)
+    client.finish_body()
+    exchange()
+    done = client_events[-1]
+    assert done.kind == "transaction_complete" and done.result is not None
+    mail, recipients, data, queue_id = done.result
+    assert mail[0] == 250
+    assert [(r[0], r[1][0], r[3]) for r in recipients] == [
+        ("b@mx.test", 250, True),
+        ("nobody@mx.test", 550, False),
+    ]
+    assert data is not None and data[0] == 250
+    assert queue_id == "Q1"
+    assert bytes(received) == MESSAGE
+    assert seen[:3] == ["connect", "hello", "mail"]
+
+    client.quit()
+    exchange()
+    assert client_events[-1].kind == "closed"
+    assert "close" in seen
+    assert server.is_closed and client.is_closed
+
+
+def test_native_server_session_answers_and_times_out() -> None:
+    server = _native.ServerSession("mx.test", timeout=10.0)
+    event = server.next_event()
+    assert event is not None and event.kind == "connect" and event.needs_decision
+    server.accept()
+    assert server.output().startswith(b"220 mx.test")
+    assert server.output() == b""  # output() clears
+    deadline = server.next_deadline()
+    assert deadline == pytest.approx(10.0)
+    server.handle_timeout(11.0)
+    while server.next_event() is not None:
+        pass
+    assert server.output().startswith(b"421 4.4.2")
+    assert server.is_closed
+
+
+def test_native_argument_errors() -> None:
+    server = _native.ServerSession("mx.test")
+    with pytest.raises(RuntimeError):
+        server.accept()  # nothing is waiting for a decision yet
+    assert server.next_event() is not None
+    with pytest.raises(ValueError):
+        server.reply_line("not a reply")
+    with pytest.raises(ValueError):
+        server.receive(b"", float("nan"))
+    with pytest.raises(ValueError):
+        _native.ClientSession("c.test", username="u")
+    client = _native.ClientSession("c.test")
+    with pytest.raises(smtpx.SmtpError):
+        client.send_mail("a@example.com", ["b@example.com"])  # not greeted yet
+    with pytest.raises(ValueError):
+        client.send_mail("a@example.com\r\nRSET", ["b@example.com"])
+
+
+# The asyncio client -----------------------------------------------------------------------
+
+
+def test_aio_client_to_rust_server(rust_server: RunningServer) -> None:
+    async def main() -> tuple[int, bytes]:
+        async with smtpx.aio.SMTP(hostname=rust_server.host, port=rust_server.port, timeout=10) as client:
+            noop = await client.noop()
+            refused = await client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+            assert refused == {}
+            return noop
+
+    code, _ = run(main())
+    assert code == 250
+    delivered = rust_server.wait_for(1)
+    assert len(delivered) == 1 and delivered[0].endswith(b"Hello\r\n.leading dot\r\n")
+
+
+def test_aio_send_message_to_aiosmtpd(aiosmtpd_server: tuple[int, Recorder]) -> None:
+    port, recorder = aiosmtpd_server
+    msg = email.message.EmailMessage()
+    msg["From"] = "a@example.com"
+    msg["To"] = "b@example.com, nobody@example.com"
+    msg["Bcc"] = "hidden@example.com"
+    msg["Subject"] = "aio"
+    msg.set_content("Hello from asyncio\n")
+
+    refused = run(smtpx.aio.send(msg, hostname="127.0.0.1", port=port, timeout=10))
+    assert list(refused) == ["nobody@example.com"]
+    assert refused["nobody@example.com"][0] == 550
+    assert len(recorder.messages) == 1
+    sender, rcpts, content = recorder.messages[0]
+    assert sender == "a@example.com"
+    assert rcpts == ["b@example.com", "hidden@example.com"]
+    assert b"Bcc" not in content and b"Hello from asyncio" in content
+
+
+def test_aio_client_refusals_raise_smtplib_exceptions(aiosmtpd_server: tuple[int, Recorder]) -> None:
+    port, _ = aiosmtpd_server
+
+    async def main() -> None:
+        async with smtpx.aio.SMTP(hostname="127.0.0.1", port=port, timeout=10) as client:
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                await client.sendmail("a@example.com", ["nobody@example.com"], MESSAGE)
+            assert (await client.noop())[0] == 250
+
+    run(main())
+
+
+def test_aio_tls_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="TLS is not supported"):
+        smtpx.aio.SMTP(hostname="127.0.0.1", port=25, use_tls=True)
+    with pytest.raises(ValueError, match="TLS is not supported"):
+        smtpx.aio.SMTP(hostname="127.0.0.1", port=25, start_tls=True)
+    with pytest.raises(ValueError, match="TLS is not supported"):
+        smtpx.aio.Server(Recorder(), port=0, use_tls=True)
+
+
+class FakeServer:
+    """A raw asyncio server that greets (or not) and answers EHLO, then goes silent; it
+    records when each connection is closed by the client."""
+
+    def __init__(self, greet: bool) -> None:
+        self.greet = greet
+        self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connected.set()
+        if self.greet:
+            writer.write(b"220 fake.test ESMTP\r\n")
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            if line.upper().startswith(b"EHLO"):
+                writer.write(b"250-fake.test\r\n250 PIPELINING\r\n")
+        self.disconnected.set()
+        writer.close()
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+def test_cancelling_a_send_closes_the_connection() -> None:
+    async def main() -> None:
+        fake = FakeServer(greet=True)
+        async with fake as port:
+            client = smtpx.aio.SMTP(hostname="127.0.0.1", port=port, timeout=None)
+            await client.connect()
+            task = asyncio.create_task(client.sendmail("a@example.com", ["b@example.com"], MESSAGE))
+            await asyncio.sleep(0.2)  # MAIL is out; the server never answers
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(fake.disconnected.wait(), 5)
+            assert not client.is_connected
+
+    run(main())
+
+
+def test_timeout_on_a_silent_server() -> None:
+    async def main() -> None:
+        fake = FakeServer(greet=False)
+        async with fake as port:
+            client = smtpx.aio.SMTP(hostname="127.0.0.1", port=port, timeout=0.5)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(smtpx.SmtpTimeoutError):
+                await client.connect()
+            assert loop.time() - started < 5
+            assert fake.connected.is_set()
+            await asyncio.wait_for(fake.disconnected.wait(), 5)
+            assert not client.is_connected
+
+    run(main())
+
+
+# The asyncio server -----------------------------------------------------------------------
+
+
+class AsyncRecorder:
+    """Coroutine hooks, aiosmtpd style."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str | None, list[str], bytes]] = []
+        self.helo: list[str] = []
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        self.helo.append(hostname)
+        return responses
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        if address.startswith("no"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: smtpx.Envelope) -> str:
+        assert isinstance(session, smtpx.Session)
+        assert server.hostname == "mx.aio.test"
+        await asyncio.sleep(0)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content or b""))
+        return "250 2.0.0 Ok: queued as A%d" % len(self.messages)
+
+
+async def with_server(handler: Any, body: Callable[[str, int], Awaitable[T]], **kw: Any) -> T:
+    async with smtpx.aio.Server(handler, port=0, server_hostname="mx.aio.test", **kw) as server:
+        host, port = server.address
+        return await body(host, port)
+
+
+def test_smtplib_to_aio_server() -> None:
+    handler = AsyncRecorder()
+
+    def client(host: str, port: int) -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP(host, port, timeout=10) as s:
+            code, banner = s.ehlo("client.test")
+            assert code == 250 and banner.startswith(b"mx.aio.test")
+            return s.sendmail("a@example.com", ["b@example.com", "nobody@example.com"], MESSAGE)
+
+    async def body(host: str, port: int) -> dict[str, tuple[int, bytes]]:
+        return await asyncio.to_thread(client, host, port)
+
+    refused = run(with_server(handler, body))
+    assert refused == {"nobody@example.com": (550, b"5.1.1 no such user")}
+    assert handler.helo == ["client.test"]
+    assert handler.messages == [("a@example.com", ["b@example.com"], MESSAGE)]
+
+
+def test_aiosmtplib_to_aio_server() -> None:
+    import aiosmtplib
+
+    handler = AsyncRecorder()
+
+    async def body(host: str, port: int) -> Any:
+        return await aiosmtplib.send(
+            MESSAGE, sender="a@example.com", recipients=["b@example.com"],
+            hostname=host, port=port, start_tls=False, timeout=10,
+        )
+
+    errors, response = run(with_server(handler, body))
+    assert errors == {}
+    assert "queued as A1" in response
+    assert handler.messages == [("a@example.com", ["b@example.com"], MESSAGE)]
+
+
+def test_aio_client_to_aio_server_with_auth() -> None:
+    handler = AsyncRecorder()
+    logins: list[tuple[str, bytes]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> bool:
+        logins.append((mechanism, data.login))
+        return bool(data.password == b"secret")
+
+    async def body(host: str, port: int) -> None:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="wrong", timeout=10):
+                pass
+        async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="secret", timeout=10) as c:
+            assert await c.sendmail("a@example.com", "b@example.com", MESSAGE) == {}
+
+    run(with_server(handler, body, authenticator=authenticator, auth_required=True))
+    assert [login for _, login in logins] == [b"u", b"u"]
+    assert len(handler.messages) == 1
+
+
+def test_aio_server_stop_closes_idle_connections() -> None:
+    async def main() -> None:
+        server = smtpx.aio.Server(AsyncRecorder(), port=0)
+        await server.start()
+        host, port = server.address
+        reader, writer = await asyncio.open_connection(host, port)
+        assert (await reader.readline()).startswith(b"220 ")
+        assert server.active_connections() == 1
+        await server.stop()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        assert server.active_connections() == 0
+
+    run(main())
+
+
+def test_aio_loopback_example() -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = str(ROOT / "examples" / "python" / "aio_loopback.py")
+    ok = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "received from sender@example.org for someone@example.net" in ok.stdout
+    some = subprocess.run(
+        [sys.executable, script, "--to", "a@example.net", "b@invalid.example"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert some.returncode == 1, some.stderr
+    assert "b@invalid.example: refused 550" in some.stdout
