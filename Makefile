@@ -88,10 +88,13 @@ interop: examples
 	fi
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/postfix-tools.sh
 
-## Rust: the core's tests, and smtp-ffi's (including the header check).
+## Rust: the core's tests with the async drivers (feature tokio; the README's quick
+## starts run as doctests), the core without the feature, and smtp-ffi's tests
+## (including the header check).
 test-rust:
-	$(CARGO) test -p smtp-core -p smtp-ffi
-	$(CARGO) test -p smtp-core --features tokio --test 'async_*'
+	$(CARGO) test -p smtp-core --features tokio
+	$(CARGO) check -p smtp-core --all-targets
+	$(CARGO) test -p smtp-ffi
 
 ## C: the header compiles as C99 and C++; the C tests (the basics, client and server
 ## against each other with STARTTLS, the sans-I/O session) run under ASan+UBSan and under

@@ -36,7 +36,8 @@ pub use data::BareLinePolicy;
 pub use reply::{EnhancedCode, Reply, ReplyCode};
 pub use server::{Decision, ServerConfig, ServerEvent, ServerSession};
 
-/// The README's Rust quick start, compiled and run as a doctest so that it stays true.
-#[cfg(doctest)]
+/// The README's Rust quick starts, compiled and run as doctests so that they stay true.
+/// One of them is async, so they run with the `tokio` feature (as `make test` does).
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
