@@ -478,6 +478,9 @@ pub struct ClientSession {
     /// The current STARTTLS was asked for by [`ClientSession::starttls`].
     explicit_starttls: bool,
     transaction: Option<Transaction>,
+    /// A transaction started while `transaction` awaited only its final reply, its
+    /// commands already written behind that message's end (see [`ClientSession::send_mail`]).
+    chained: Option<Transaction>,
     /// The server still holds a transaction that failed half-way: RSET before the next.
     needs_rset: bool,
 }
@@ -527,6 +530,7 @@ impl ClientSession {
             explicit_auth: false,
             explicit_starttls: false,
             transaction: None,
+            chained: None,
             needs_rset: false,
         })
     }
@@ -735,8 +739,21 @@ impl ClientSession {
     /// Starts a transaction. `size` is the message size when known: it is announced with
     /// SIZE and checked against the server's limit before anything is sent. The body is
     /// asked for with [`ClientEvent::SendBody`].
+    ///
+    /// With PIPELINING (and not CHUNKING), a transaction may also start while the previous
+    /// one awaits only the reply to its final dot, i.e. after [`finish_body`]: its MAIL,
+    /// RCPT and DATA then go out right behind that dot, in the same write (RFC 2920 §3.1:
+    /// message content may begin a group), so a stream of messages costs one round trip
+    /// each instead of two. The previous [`ClientEvent::TransactionComplete`] still comes
+    /// first. At any other time a session that is not ready answers
+    /// [`ClientError::NotReady`] and changes nothing.
+    ///
+    /// [`finish_body`]: ClientSession::finish_body
     pub fn send_mail(&mut self, envelope: &Envelope, size: Option<u64>) -> Result<(), ClientError> {
-        self.require_ready()?;
+        let chaining = self.can_chain();
+        if !chaining {
+            self.require_ready()?;
+        }
         if envelope.recipients.is_empty() {
             return Err(ClientError::InvalidArgument("no recipients".into()));
         }
@@ -790,6 +807,9 @@ impl ClientSession {
         if mode == BodyMode::Data {
             commands.push((Command::Data, Expect::Data));
         }
+        if chaining && mode != BodyMode::Data {
+            return Err(ClientError::NotReady);
+        }
         self.needs_rset = false;
         self.state = State::Busy;
         let mut transaction = Transaction {
@@ -833,8 +853,31 @@ impl ClientSession {
             }
             transaction.unsent = commands;
         }
-        self.transaction = Some(transaction);
+        if chaining {
+            self.chained = Some(transaction);
+        } else {
+            self.transaction = Some(transaction);
+        }
         Ok(())
+    }
+
+    /// True when [`send_mail`](Self::send_mail) may start a transaction behind the current
+    /// one: pipelining is on, nothing else is queued, and the current transaction has
+    /// written its whole message with DATA and awaits only the reply to the dot (so the
+    /// server has said 354, and that reply ends its transaction whatever it is: no RSET
+    /// can be needed). LMTP, with one reply per recipient after the dot, is left out.
+    fn can_chain(&self) -> bool {
+        let pipelining =
+            self.config.pipelining && self.capabilities.as_ref().is_some_and(|c| c.pipelining);
+        self.state == State::Busy
+            && pipelining
+            && !self.config.lmtp
+            && self.chained.is_none()
+            && self
+                .transaction
+                .as_ref()
+                .is_some_and(|t| t.mode == BodyMode::Data && t.body_done && t.unsent.is_empty())
+            && self.expected.iter().all(|(e, _)| *e == Expect::DataEnd)
     }
 
     /// Adds message content. Line endings are made CRLF and, for DATA, lines starting with
@@ -941,6 +984,7 @@ impl ClientSession {
             self.state = State::Closed;
             self.expected.clear();
             self.transaction = None;
+            self.chained = None;
             self.events.push_back(ClientEvent::Closed);
         }
     }
@@ -957,6 +1001,7 @@ impl ClientSession {
         self.state = State::Closed;
         self.expected.clear();
         self.transaction = None;
+        self.chained = None;
         self.events.push_back(ClientEvent::Closed);
     }
 
@@ -1286,16 +1331,19 @@ impl ClientSession {
         let Some(t) = self.transaction.as_mut() else {
             return;
         };
-        let waiting = self.expected.iter().any(|(e, _)| {
-            matches!(
-                e,
-                Expect::Mail
-                    | Expect::Rcpt(_)
-                    | Expect::Data
-                    | Expect::DataEnd
-                    | Expect::Bdat { .. }
-            )
-        });
+        // A chained transaction's replies queue behind the current one's single DataEnd,
+        // which has just been taken off: the current one awaits nothing more.
+        let waiting = self.chained.is_none()
+            && self.expected.iter().any(|(e, _)| {
+                matches!(
+                    e,
+                    Expect::Mail
+                        | Expect::Rcpt(_)
+                        | Expect::Data
+                        | Expect::DataEnd
+                        | Expect::Bdat { .. }
+                )
+            });
         if waiting {
             return;
         }
@@ -1323,10 +1371,18 @@ impl ClientSession {
             data: t.data,
         };
         // A server left holding a half-done transaction needs RSET before the next MAIL.
-        self.needs_rset = mail_ok && !result.data.as_ref().is_some_and(Reply::is_completion);
-        self.state = State::Ready;
+        // After the reply to a DATA dot it holds nothing, whatever that reply said
+        // (RFC 5321 §4.1.1.4: the end of data clears the buffers).
+        let ended_by_dot = t.mode == BodyMode::Data && t.body_done;
+        self.needs_rset =
+            mail_ok && !ended_by_dot && !result.data.as_ref().is_some_and(Reply::is_completion);
         self.events
             .push_back(ClientEvent::TransactionComplete(result));
+        match self.chained.take() {
+            // The chained transaction's replies come next; the session stays Busy.
+            Some(next) => self.transaction = Some(next),
+            None => self.state = State::Ready,
+        }
     }
 }
 

@@ -1243,3 +1243,93 @@ fn explicit_starttls_refused_leaves_the_connection_usable() {
     assert_eq!(error.kind(), ErrorKind::StartTlsRefused, "{error}");
     assert_eq!(error.reply().unwrap().code().get(), 454);
 }
+
+#[test]
+fn a_batch_chains_each_message_behind_the_previous_dot() {
+    let (outcomes, _) = with_server(
+        |peer| {
+            peer.greet(&["PIPELINING", "SIZE 1000000"]);
+            peer.expect("MAIL FROM:<a@example.com> SIZE=11");
+            peer.expect("RCPT TO:<b@example.com>");
+            peer.expect("DATA");
+            peer.send(b"250 ok\r\n250 ok\r\n354 go\r\n");
+            for n in 1..=3 {
+                assert_eq!(peer.data(), format!("message {n}\r\n").as_bytes());
+                if n < 3 {
+                    // The reply to the dot is held back until the next transaction is
+                    // in: a client that waited for it before its next MAIL would stall
+                    // here until this read timed out.
+                    peer.expect("MAIL FROM:<a@example.com> SIZE=11");
+                    peer.expect("RCPT TO:<b@example.com>");
+                    peer.expect("DATA");
+                    let refused: &[u8] = if n == 1 {
+                        b"554 5.7.1 spam\r\n"
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    peer.send(&[refused, b"250 ok\r\n250 ok\r\n354 go\r\n"].concat());
+                } else {
+                    peer.send(b"250 2.0.0 queued as LAST\r\n");
+                }
+            }
+            peer.quit();
+        },
+        |addr| {
+            let mut client = SmtpClient::connect(addr, "localhost", options()).unwrap();
+            let to = envelope(&["b@example.com"]);
+            let bodies: Vec<Vec<u8>> = (1..=3)
+                .map(|n| format!("message {n}\r\n").into_bytes())
+                .collect();
+            let outcomes = client.send_batch(bodies.iter().map(|b| (&to, b.as_slice())));
+            client.quit().unwrap();
+            outcomes
+        },
+    );
+    let outcomes: Vec<_> = outcomes.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes[0].data.as_ref().unwrap().code().get(), 554);
+    assert!(!outcomes[0].is_success());
+    assert!(outcomes[1].is_success() && outcomes[2].is_success());
+    assert_eq!(outcomes[2].queue_id(), Some("LAST"));
+}
+
+#[test]
+fn a_batch_reports_a_message_too_large_in_place_and_a_lost_connection_at_the_end() {
+    let (outcomes, _) = with_server(
+        |peer| {
+            peer.greet(&["PIPELINING", "SIZE 20"]);
+            peer.expect("MAIL FROM:<a@example.com> SIZE=4");
+            peer.expect("RCPT TO:<b@example.com>");
+            peer.expect("DATA");
+            peer.send(b"250 ok\r\n250 ok\r\n354 go\r\n");
+            assert_eq!(peer.data(), b"one\r\n");
+            peer.send(b"250 ok\r\n");
+            // The second message is over SIZE: the client reports it without sending it,
+            // then starts the third.
+            peer.expect("MAIL FROM:<a@example.com> SIZE=6");
+            peer.expect("RCPT TO:<b@example.com>");
+            peer.expect("DATA");
+            peer.send(b"250 ok\r\n250 ok\r\n354 go\r\n");
+            assert_eq!(peer.data(), b"three\r\n");
+            // Then the server goes away without a reply: the third has no outcome.
+        },
+        |addr| {
+            let mut client = SmtpClient::connect(addr, "localhost", options()).unwrap();
+            let to = envelope(&["b@example.com"]);
+            let big = vec![b'x'; 100];
+            let messages: [&[u8]; 4] = [b"one\n", &big, b"three\n", b"four\n"];
+            client.send_batch(messages.iter().map(|m| (&to, *m)))
+        },
+    );
+    assert_eq!(
+        outcomes.len(),
+        3,
+        "the fourth was never started: {outcomes:?}"
+    );
+    assert!(outcomes[0].as_ref().unwrap().is_success());
+    assert_eq!(
+        outcomes[1].as_ref().unwrap_err().kind(),
+        ErrorKind::MessageTooLarge
+    );
+    assert!(outcomes[2].is_err());
+}

@@ -29,6 +29,12 @@ struct Pair {
     body: Vec<u8>,
     events: Vec<ClientEvent>,
     now: Duration,
+    /// Envelopes to start right after the next `finish_body` (transaction chaining), and
+    /// what `send_mail` said to each.
+    chain: Vec<Envelope>,
+    chain_refused: Vec<ClientError>,
+    /// Each `take_output` of the client, to see what went out in one write.
+    client_writes: Vec<Vec<u8>>,
 }
 
 impl Pair {
@@ -49,6 +55,9 @@ impl Pair {
             body: b"Subject: test\r\n\r\nHello.\r\n".to_vec(),
             events: Vec::new(),
             now,
+            chain: Vec::new(),
+            chain_refused: Vec::new(),
+            client_writes: Vec::new(),
         }
     }
 
@@ -104,15 +113,29 @@ impl Pair {
                             self.client.send_body(piece).unwrap();
                         }
                         self.client.finish_body().unwrap();
+                        if !self.chain.is_empty() {
+                            let next = self.chain.remove(0);
+                            if let Err(e) = self.client.send_mail(&next, None) {
+                                self.chain_refused.push(e);
+                            }
+                        }
                     }
                     _ => {}
                 }
                 self.events.push(event);
             }
+            if self.client.is_ready() && !self.chain.is_empty() {
+                // No dot to chain behind (the last transaction sent no content): start
+                // the next one as usual.
+                let next = self.chain.remove(0);
+                self.client.send_mail(&next, None).unwrap();
+                progress = true;
+            }
             let out = self.client.take_output();
             if !out.is_empty() {
                 progress = true;
                 self.client_wrote.extend_from_slice(&out);
+                self.client_writes.push(out.clone());
                 let mut rest = &out[..];
                 while !rest.is_empty() {
                     let n = self.server.receive(rest, self.now);
@@ -246,6 +269,126 @@ fn pipelined_data_transaction() {
         sent.contains("\r\n..leading dot\r\n...two\r\n.\r\n"),
         "dot-stuffed: {sent}"
     );
+}
+
+#[test]
+fn transactions_chain_behind_the_final_dot() {
+    let mut server = server_config();
+    server.chunking = false;
+    // The first message's content is refused; chaining must not disturb the next ones.
+    let mut messages = 0;
+    let decide: Decider = Box::new(move |event| match event {
+        ServerEvent::MessageEnd => {
+            messages += 1;
+            if messages == 1 {
+                Decision::Reply(Reply::new(ReplyCode::TRANSACTION_FAILED, None, "spam"))
+            } else {
+                Decision::Accept
+            }
+        }
+        ServerEvent::Rcpt { to, .. } if to.as_str().starts_with("nobody@") => Decision::Reply(
+            Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, None, "no such user"),
+        ),
+        _ => Decision::Accept,
+    });
+    let mut pair = Pair::with_decider(client_config(), server, decide);
+    pair.run();
+    let envelope = |to: &str| Envelope::new("a@example.com", &[to]).unwrap();
+    pair.chain = vec![
+        envelope("x@example.com"),
+        envelope("nobody@example.com"),
+        envelope("y@example.com"),
+    ];
+    pair.client
+        .send_mail(&envelope("w@example.com"), None)
+        .unwrap();
+    // Not while the first message waits for its 354: the session refuses and writes nothing.
+    let before = pair.client.output().len();
+    assert!(matches!(
+        pair.client.send_mail(&envelope("v@example.com"), None),
+        Err(ClientError::NotReady)
+    ));
+    assert_eq!(pair.client.output().len(), before);
+
+    let results: Vec<TransactionResult> = pair
+        .run()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::TransactionComplete(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let to: Vec<&str> = results
+        .iter()
+        .map(|r| r.recipients[0].address.as_str())
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "w@example.com",
+            "x@example.com",
+            "nobody@example.com",
+            "y@example.com"
+        ]
+    );
+    assert_eq!(
+        results[0].data.as_ref().unwrap().code(),
+        ReplyCode::TRANSACTION_FAILED
+    );
+    assert!(results[1].is_success() && results[3].is_success());
+    assert!(!results[2].is_success() && results[2].recipients[0].reply.is_permanent());
+    assert_eq!(pair.delivered.len(), 2);
+    assert!(pair.chain_refused.is_empty());
+    assert!(pair.client.is_ready());
+    // The MAIL after each of the two dots left in the same write as that dot (the
+    // all-refused transaction sent no content, so the last one started afterwards).
+    let chained = pair
+        .client_writes
+        .iter()
+        .filter(|w| {
+            let w = String::from_utf8_lossy(w);
+            w.contains("\r\n.\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<")
+        })
+        .count();
+    assert_eq!(chained, 2, "{:?}", pair.client_lines());
+    // One RSET: after the refused DATA of the all-refused transaction (the server may
+    // still hold its MAIL), none after the refused dot (its reply ends a transaction,
+    // whatever it says).
+    let lines = pair.client_lines();
+    let rsets: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == "RSET").collect();
+    assert_eq!(rsets.len(), 1, "{lines:?}");
+    assert_eq!(lines[rsets[0] + 2], "RCPT TO:<y@example.com>", "{lines:?}");
+    // After the chain, an ordinary transaction.
+    assert!(pair.send(&envelope("z@example.com")).is_success());
+}
+
+#[test]
+fn no_chaining_with_bdat_or_lmtp() {
+    // With CHUNKING the whole transaction is already one write: send_mail waits.
+    let mut pair = Pair::new(client_config(), server_config());
+    pair.run();
+    let envelope = Envelope::new("a@example.com", &["x@example.com"]).unwrap();
+    pair.client.send_mail(&envelope, None).unwrap();
+    let _ = pair.client.poll_event(); // SendBody
+    pair.client.send_body(b"x\r\n").unwrap();
+    pair.client.finish_body().unwrap();
+    assert!(matches!(
+        pair.client.send_mail(&envelope, None),
+        Err(ClientError::NotReady)
+    ));
+
+    let mut server = server_config();
+    server.chunking = false;
+    server.lmtp = true;
+    let mut client = client_config();
+    client.lmtp = true;
+    let mut pair = Pair::new(client, server);
+    pair.run();
+    pair.chain = vec![envelope.clone()];
+    let result = pair.send(&envelope);
+    assert!(result.is_success());
+    // LMTP has one reply per recipient after the dot: send_mail waits for them.
+    assert!(matches!(pair.chain_refused[..], [ClientError::NotReady]));
 }
 
 #[test]

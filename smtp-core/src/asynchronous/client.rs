@@ -45,8 +45,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::auth::Credentials;
+use crate::blocking::client::{Batch, BatchStep, Prepared, TlsSetup, prepare};
 pub use crate::blocking::client::{ClientOptions, Error, ErrorKind, TlsMode};
-use crate::blocking::client::{Prepared, TlsSetup, prepare};
 use crate::client::{ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
 use crate::ehlo::Capabilities;
 use crate::reply::Reply;
@@ -262,6 +262,57 @@ impl AsyncSmtpClient {
                 self.stream_body(&mut message).await?;
             }
         }
+    }
+
+    /// Sends several messages over this connection, one transaction each, and returns an
+    /// outcome per message, in order, chaining each next message behind the previous
+    /// one's final dot when the server pipelines; see
+    /// [`SmtpClient::send_batch`](crate::blocking::client::SmtpClient::send_batch), whose
+    /// behaviour this repeats.
+    pub async fn send_batch<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
+    ) -> Vec<Result<TransactionResult, Error>> {
+        let mut batch = Batch::new(messages);
+        while !batch.is_done() {
+            if batch.is_idle() {
+                if let Err(error) = self.begin() {
+                    batch.fail(error);
+                    break;
+                }
+                batch.start_next(&mut self.session);
+                continue;
+            }
+            let step = self
+                .run(|client, event| match event {
+                    ClientEvent::SendBody => Ok(Some(BatchStep::Content)),
+                    ClientEvent::TransactionComplete(result) => {
+                        Ok(Some(BatchStep::Complete(result)))
+                    }
+                    other => unexpected(client.id, other),
+                })
+                .await;
+            match step {
+                Ok(BatchStep::Content) => {
+                    let written = match batch.content() {
+                        Ok(mut content) => self.stream_body(&mut content).await,
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = written {
+                        batch.fail(error);
+                        break;
+                    }
+                    // Chained behind the dot: `run` writes both at once.
+                    batch.start_next(&mut self.session);
+                }
+                Ok(BatchStep::Complete(result)) => batch.complete(result),
+                Err(error) => {
+                    batch.fail(error);
+                    break;
+                }
+            }
+        }
+        batch.into_results()
     }
 
     /// Sends a message held in memory.
@@ -523,7 +574,9 @@ impl AsyncSmtpClient {
         }
         self.sync_clock();
         self.session.finish_body()?;
-        self.flush().await
+        // The rest of the output leaves with whatever follows (a chained transaction)
+        // when `run` flushes.
+        Ok(())
     }
 }
 

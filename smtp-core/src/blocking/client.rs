@@ -507,6 +507,103 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
     })
 }
 
+/// The bookkeeping of a batch of messages sent over one connection, shared by both
+/// client drivers' `send_batch`: which messages are started (each one's content is the
+/// next to be asked for with [`ClientEvent::SendBody`], since replies come in order), and
+/// the outcomes in message order.
+pub(crate) struct Batch<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> {
+    queue: std::iter::Peekable<I>,
+    /// The contents of the started transactions, oldest first.
+    in_flight: std::collections::VecDeque<&'m [u8]>,
+    results: Vec<Result<TransactionResult, Error>>,
+}
+
+impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
+    pub(crate) fn new(messages: impl IntoIterator<IntoIter = I>) -> Self {
+        Batch {
+            queue: messages.into_iter().peekable(),
+            in_flight: std::collections::VecDeque::new(),
+            results: Vec::new(),
+        }
+    }
+
+    /// Starts as many queued messages as the session takes now: one when it is ready,
+    /// one chained behind a finished message, none otherwise. A message the session
+    /// refuses for itself (too large, an address it cannot send) gets its error in place
+    /// once every message before it has its outcome, and the next one is tried.
+    pub(crate) fn start_next(&mut self, session: &mut ClientSession) {
+        while let Some(&(envelope, content)) = self.queue.peek() {
+            match session.send_mail(envelope, Some(content.len() as u64)) {
+                Ok(()) => {
+                    self.queue.next();
+                    self.in_flight.push_back(content);
+                    return;
+                }
+                // Busy with an earlier message: this one starts once that is done.
+                Err(ClientError::NotReady) if !self.in_flight.is_empty() => return,
+                Err(error) if self.in_flight.is_empty() => {
+                    self.queue.next();
+                    let fatal = error.is_fatal() || session.is_closed();
+                    self.results.push(Err(error.into()));
+                    if fatal {
+                        self.stop();
+                    }
+                }
+                // Refused for itself, behind messages without an outcome yet: keep the
+                // order, report it after them.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The content the session asks for now.
+    pub(crate) fn content(&self) -> Result<&'m [u8], Error> {
+        self.in_flight.front().copied().ok_or_else(|| {
+            Error::from(ClientError::Protocol(
+                "the session asked for content with no message started".into(),
+            ))
+        })
+    }
+
+    /// The oldest started message is done.
+    pub(crate) fn complete(&mut self, result: TransactionResult) {
+        self.in_flight.pop_front();
+        self.results.push(Ok(result));
+    }
+
+    /// The connection failed: the oldest started message gets the error (its outcome is
+    /// unknown), and nothing after it is sent.
+    pub(crate) fn fail(&mut self, error: Error) {
+        self.results.push(Err(error));
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.in_flight.clear();
+        while self.queue.next().is_some() {}
+    }
+
+    /// Nothing started and nothing left to start.
+    pub(crate) fn is_done(&mut self) -> bool {
+        self.in_flight.is_empty() && self.queue.peek().is_none()
+    }
+
+    /// True when no message is under way (so the next must be started before waiting).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    pub(crate) fn into_results(self) -> Vec<Result<TransactionResult, Error>> {
+        self.results
+    }
+}
+
+/// What a batch waits for next.
+pub(crate) enum BatchStep {
+    Content,
+    Complete(TransactionResult),
+}
+
 /// A blocking SMTP client connection. See the [module docs](self).
 pub struct SmtpClient {
     id: u64,
@@ -654,12 +751,79 @@ impl SmtpClient {
         self.session.send_mail(envelope, size)?;
         self.run(|client, event| match event {
             ClientEvent::SendBody => {
-                client.stream_body(&mut message)?;
+                client.write_body(&mut message)?;
                 Ok(None)
             }
             ClientEvent::TransactionComplete(result) => Ok(Some(result)),
             other => client.unexpected(other),
         })
+    }
+
+    /// Sends several messages over this connection, one transaction each, and returns an
+    /// outcome per message, in order. With a server that offers PIPELINING but not
+    /// CHUNKING, each next message's MAIL, RCPT and DATA leave in the same write as the
+    /// previous message's final dot (RFC 2920 §3.1), so a message costs one round trip
+    /// instead of two; with CHUNKING a message is one round trip already.
+    ///
+    /// A refused message does not stop the batch (its [`TransactionResult`] says so), nor
+    /// does an error that leaves the connection usable, such as a message over the
+    /// server's size limit: that message's entry is the error. An error that ends the
+    /// connection ends the batch: the list then stops with it, shorter than `messages`.
+    /// That last entry belongs to the oldest message without an outcome, which may or may
+    /// not have been delivered; the messages after it were not.
+    ///
+    /// ```no_run
+    /// # use smtp_core::blocking::client::{ClientOptions, SmtpClient};
+    /// # use smtp_core::client::Envelope;
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut client = SmtpClient::connect("mx.example:25", "mx.example", ClientOptions::new("me.example"))?;
+    /// let envelope = Envelope::new("news@example.org", &["reader@example.net"])?;
+    /// let issues: Vec<Vec<u8>> = (1..=3).map(|n| format!("Subject: issue {n}\r\n\r\n...\r\n").into_bytes()).collect();
+    /// let outcomes = client.send_batch(issues.iter().map(|m| (&envelope, m.as_slice())));
+    /// for outcome in outcomes {
+    ///     println!("{}", if outcome?.is_success() { "sent" } else { "refused" });
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn send_batch<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
+    ) -> Vec<Result<TransactionResult, Error>> {
+        let mut batch = Batch::new(messages);
+        while !batch.is_done() {
+            if batch.is_idle() {
+                if let Err(error) = self.begin() {
+                    batch.fail(error);
+                    break;
+                }
+                batch.start_next(&mut self.session);
+                continue;
+            }
+            let step = self.run(|client, event| match event {
+                ClientEvent::SendBody => Ok(Some(BatchStep::Content)),
+                ClientEvent::TransactionComplete(result) => Ok(Some(BatchStep::Complete(result))),
+                other => client.unexpected(other),
+            });
+            match step {
+                Ok(BatchStep::Content) => {
+                    let written = batch
+                        .content()
+                        .and_then(|mut content| self.write_body(&mut content));
+                    if let Err(error) = written {
+                        batch.fail(error);
+                        break;
+                    }
+                    // Chained behind the dot: `run` writes both at once.
+                    batch.start_next(&mut self.session);
+                }
+                Ok(BatchStep::Complete(result)) => batch.complete(result),
+                Err(error) => {
+                    batch.fail(error);
+                    break;
+                }
+            }
+        }
+        batch.into_results()
     }
 
     /// Sends one message held in memory; see [`send`](Self::send).
@@ -974,7 +1138,9 @@ impl SmtpClient {
 
     /// Streams the message into the session, writing its output in large pieces, then
     /// ends the message.
-    fn stream_body(&mut self, message: &mut dyn Read) -> Result<(), Error> {
+    /// Streams the message into the session and ends it. What is left in the session's
+    /// output goes out with whatever follows (a chained transaction) when `run` flushes.
+    fn write_body(&mut self, message: &mut dyn Read) -> Result<(), Error> {
         loop {
             let n = match message.read(&mut self.buffer) {
                 Ok(0) => break,
@@ -998,7 +1164,7 @@ impl SmtpClient {
         }
         self.sync_clock();
         self.session.finish_body()?;
-        self.flush()
+        Ok(())
     }
 }
 
