@@ -480,6 +480,44 @@ impl Client {
         }
     }
 
+    /// Sends several messages, each `(from_addr, to_addrs, message bytes)`, one
+    /// transaction each, the next chained behind the previous one's final dot when the
+    /// server pipelines. Every envelope is checked before anything is sent (ValueError).
+    /// Returns one entry per message, in order: a result tuple as `send` gives, or the
+    /// exception that message failed with. An error that closed the connection ends the
+    /// list early.
+    #[pyo3(signature = (messages, mail_options = Vec::new(), rcpt_options = Vec::new()))]
+    fn send_batch(
+        &self,
+        py: Python<'_>,
+        messages: Vec<(String, Vec<String>, Vec<u8>)>,
+        mail_options: Vec<String>,
+        rcpt_options: Vec<String>,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let mut envelopes = Vec::with_capacity(messages.len());
+        let mut bodies = Vec::with_capacity(messages.len());
+        for (from, to, body) in messages {
+            envelopes.push(envelope(&from, &to, &mail_options, &rcpt_options)?);
+            bodies.push(body);
+        }
+        let outcomes = py.detach(|| {
+            let mut guard = lock(&self.inner);
+            guard.as_mut().map(|client| {
+                client.send_batch(envelopes.iter().zip(bodies.iter().map(Vec::as_slice)))
+            })
+        });
+        let Some(outcomes) = outcomes else {
+            return Err(SmtpDisconnected::new_err("the connection is closed"));
+        };
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(result) => Ok(result_tuple(&result).into_pyobject(py)?.into_any().unbind()),
+                Err(e) => Ok(client_error(e, false).into_value(py).into_any()),
+            })
+            .collect()
+    }
+
     /// Sends QUIT, waits for the reply and closes. Quiet when already closed.
     fn quit(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| {

@@ -200,6 +200,49 @@ def test_many_messages_over_one_connection(rust_server: RunningServer) -> None:
     assert len(rust_server.wait_for(50)) == 50
 
 
+def test_send_batch_from_a_generator_past_one_engine_batch(tmp_path: pathlib.Path) -> None:
+    server = start_server(tmp_path / "md", "--max-size", "5000")
+    try:
+        def messages() -> Any:
+            for n in range(1100):  # more than the 1,000 handed to the engine at a time
+                if n == 10:
+                    yield ("a@example.org", ["b@example.net"], b"x" * 6000)  # over SIZE
+                elif n == 20:
+                    yield ("a@example.org", ["nobody@example.net", "b@example.net"], b"Subject: 20\r\n\r\nx\r\n")
+                elif n == 30:
+                    yield message(subject="thirty")
+                else:
+                    yield ("a@example.org", "b@example.net", "Subject: %d\n\nhi\n" % n)
+
+        with smtpx.SMTP(server.host, server.port, timeout=10) as client:
+            outcomes = client.send_batch(messages())
+        assert len(outcomes) == 1100
+        too_large = outcomes[10]
+        assert isinstance(too_large, smtplib.SMTPDataError) and too_large.smtp_code == 552
+        ok = [o for i, o in enumerate(outcomes) if i != 10]
+        assert all(isinstance(o, smtpx.SendResult) and o.ok for o in ok)
+        assert isinstance(outcomes[30], smtpx.SendResult)
+        assert [r.address for r in outcomes[30].accepted] == ["bob@example.net", "hidden@example.net"]
+        assert len(server.wait_for(1099)) == 1099
+    finally:
+        assert server.stop() == 0
+
+
+def test_send_batch_checks_every_envelope_before_sending(aiosmtpd_server: tuple[int, Recorder]) -> None:
+    port, handler = aiosmtpd_server
+    with smtpx.SMTP("127.0.0.1", port, timeout=10) as client:
+        with pytest.raises(ValueError):
+            client.send_batch([
+                ("a@example.org", ["b@example.net"], b"one\r\n"),
+                ("a@example.org", ["b@example.net>\r\nRSET"], b"two\r\n"),
+            ])
+        outcomes = client.send_batch([("a@example.org", ["b@example.net", "nobody@example.net"], b"three\r\n")])
+        [result] = outcomes
+        assert isinstance(result, smtpx.SendResult)
+        assert [r.address for r in result.refused] == ["nobody@example.net"]
+    assert [m[2] for m in handler.messages] == [b"three\r\n"]
+
+
 def test_sixteen_threads_send_at_once(rust_server: RunningServer) -> None:
     errors: list[BaseException] = []
 
