@@ -425,6 +425,34 @@ typedef struct smtpx_server_config smtpx_server_config;
 typedef struct smtpx_server_session smtpx_server_session;
 
 /**
+ * One message of a batch for `smtpx_client_send_batch`: the envelope as
+ * `smtpx_client_send` takes it (`from`, and `n_to` recipient addresses in `to`) and the
+ * message held in memory (`data`, `len` bytes). Read during the call only.
+ */
+typedef struct smtpx_message {
+  /**
+   * The sender, bare (`user@example.com`); "" is the null sender.
+   */
+  const char *from;
+  /**
+   * `n_to` recipient addresses.
+   */
+  const char *const *to;
+  /**
+   * How many addresses `to` holds (at least one).
+   */
+  size_t n_to;
+  /**
+   * The message: headers, a blank line, the body. NULL only when `len` is 0.
+   */
+  const uint8_t *data;
+  /**
+   * The length of `data` in bytes.
+   */
+  size_t len;
+} smtpx_message;
+
+/**
  * The read callback of `smtpx_client_send_stream`: fills `buf` (of `len` bytes) with up
  * to `len` bytes of the message, writes how many to `*out_n`, and returns 0; `*out_n`
  * 0 means the message is complete. Any other return value is an error (an errno value,
@@ -982,6 +1010,35 @@ smtpx_result smtpx_client_send(struct smtpx_client *client,
                                const uint8_t *msg,
                                size_t len,
                                struct smtpx_send_result **out_result);
+
+/**
+ * Sends the `n` messages of `messages` over this connection, one transaction each. When
+ * the server offers PIPELINING (and not CHUNKING) each next message's MAIL, RCPT and
+ * DATA leave in the same write as the previous message's final dot, so a message costs
+ * one round trip instead of two.
+ *
+ * `out_results` and `out_codes` point to arrays of `n` elements. For message `i`,
+ * `out_codes[i]` is SMTPX_RESULT_OK and `out_results[i]` its outcome (refusals are in it;
+ * release each with `smtpx_send_result_free`), or `out_codes[i]` is the error that
+ * message failed with (SMTPX_RESULT_MESSAGE_TOO_LARGE, say) and `out_results[i]` is
+ * NULL. `*out_done` is how many messages have an outcome. Every envelope is checked
+ * before anything is sent: a bad one returns its code (SMTPX_RESULT_INJECTION, ...)
+ * with `*out_done` 0.
+ *
+ * Returns SMTPX_RESULT_OK when every message has an outcome. An error that closes the
+ * connection ends the batch: it is returned, `out_codes[*out_done - 1]` holds it too
+ * (for the oldest message without an outcome, which may or may not have been
+ * delivered), the messages from `*out_done` on were not sent (their code is
+ * SMTPX_RESULT_NOT_READY, their result NULL), and `smtpx_client_last_error` says more.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_send_batch(struct smtpx_client *client,
+                                     const struct smtpx_message *messages,
+                                     size_t n,
+                                     struct smtpx_send_result **out_results,
+                                     smtpx_result *out_codes,
+                                     size_t *out_done);
 
 /**
  * Sends one message read piece by piece from `read_callback` (see

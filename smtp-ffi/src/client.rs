@@ -785,6 +785,125 @@ pub extern "C" fn smtpx_client_send(
     })
 }
 
+/// One message of a batch for `smtpx_client_send_batch`: the envelope as
+/// `smtpx_client_send` takes it (`from`, and `n_to` recipient addresses in `to`) and the
+/// message held in memory (`data`, `len` bytes). Read during the call only.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy)]
+pub struct smtpx_message {
+    /// The sender, bare (`user@example.com`); "" is the null sender.
+    pub from: *const c_char,
+    /// `n_to` recipient addresses.
+    pub to: *const *const c_char,
+    /// How many addresses `to` holds (at least one).
+    pub n_to: usize,
+    /// The message: headers, a blank line, the body. NULL only when `len` is 0.
+    pub data: *const u8,
+    /// The length of `data` in bytes.
+    pub len: usize,
+}
+
+/// Sends the `n` messages of `messages` over this connection, one transaction each. When
+/// the server offers PIPELINING (and not CHUNKING) each next message's MAIL, RCPT and
+/// DATA leave in the same write as the previous message's final dot, so a message costs
+/// one round trip instead of two.
+///
+/// `out_results` and `out_codes` point to arrays of `n` elements. For message `i`,
+/// `out_codes[i]` is SMTPX_RESULT_OK and `out_results[i]` its outcome (refusals are in it;
+/// release each with `smtpx_send_result_free`), or `out_codes[i]` is the error that
+/// message failed with (SMTPX_RESULT_MESSAGE_TOO_LARGE, say) and `out_results[i]` is
+/// NULL. `*out_done` is how many messages have an outcome. Every envelope is checked
+/// before anything is sent: a bad one returns its code (SMTPX_RESULT_INJECTION, ...)
+/// with `*out_done` 0.
+///
+/// Returns SMTPX_RESULT_OK when every message has an outcome. An error that closes the
+/// connection ends the batch: it is returned, `out_codes[*out_done - 1]` holds it too
+/// (for the oldest message without an outcome, which may or may not have been
+/// delivered), the messages from `*out_done` on were not sent (their code is
+/// SMTPX_RESULT_NOT_READY, their result NULL), and `smtpx_client_last_error` says more.
+///
+/// Thread safety: one thread at a time per client.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_send_batch(
+    client: *mut smtpx_client,
+    messages: *const smtpx_message,
+    n: usize,
+    out_results: *mut *mut smtpx_send_result,
+    out_codes: *mut smtpx_result,
+    out_done: *mut usize,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live client, used by no other thread.
+        let client = try_arg!(unsafe { obj_mut(client) });
+        try_arg!(out_arg(out_done));
+        // SAFETY: out_done was checked non-NULL above.
+        unsafe { write_out(out_done, 0) };
+        if n == 0 {
+            return smtpx_result::Ok;
+        }
+        if messages.is_null() || out_results.is_null() || out_codes.is_null() {
+            return client.refuse(
+                smtpx_result::NullParameter,
+                "messages, out_results and out_codes must not be NULL",
+            );
+        }
+        // SAFETY: messages points to n readable elements (the caller's contract).
+        let messages = unsafe { std::slice::from_raw_parts(messages, n) };
+        // SAFETY: out_results and out_codes point to n writable elements each.
+        let (results, codes) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(out_results, n),
+                std::slice::from_raw_parts_mut(out_codes, n),
+            )
+        };
+        results.fill(ptr::null_mut());
+        codes.fill(smtpx_result::NotReady);
+        let mut envelopes = Vec::with_capacity(n);
+        let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
+        for (i, m) in messages.iter().enumerate() {
+            if m.data.is_null() && m.len != 0 {
+                return client.refuse(
+                    smtpx_result::NullParameter,
+                    format!("message {i}: the data is NULL"),
+                );
+            }
+            // SAFETY: from, to and n_to as documented for smtpx_message.
+            match unsafe { envelope_args(m.from, m.to, m.n_to) } {
+                Ok(e) => envelopes.push(e),
+                Err((r, text)) => return client.refuse(r, format!("message {i}: {text}")),
+            }
+            bodies.push(if m.len == 0 {
+                &[]
+            } else {
+                // SAFETY: data is not NULL and readable for len bytes (the caller's
+                // contract), and stays so during the call.
+                unsafe { std::slice::from_raw_parts(m.data, m.len) }
+            });
+        }
+        let session = try_arg!(client.session());
+        let outcomes = session.send_batch(envelopes.iter().zip(bodies.iter().copied()));
+        let done = outcomes.len();
+        let complete = done == n;
+        let mut last = smtpx_result::Ok;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(result) => {
+                    results[i] = into_raw(smtpx_send_result::new(&result));
+                    codes[i] = smtpx_result::Ok;
+                }
+                Err(e) => {
+                    codes[i] = client.fail(&e);
+                    last = codes[i];
+                }
+            }
+        }
+        // SAFETY: out_done was checked non-NULL above.
+        unsafe { write_out(out_done, done) };
+        if complete { smtpx_result::Ok } else { last }
+    })
+}
+
 /// The read callback of `smtpx_client_send_stream`: fills `buf` (of `len` bytes) with up
 /// to `len` bytes of the message, writes how many to `*out_n`, and returns 0; `*out_n`
 /// 0 means the message is complete. Any other return value is an error (an errno value,

@@ -753,6 +753,78 @@ static void test_maildir_server(void) {
     smtpx_server_config_free(config);
 }
 
+/* A batch into the Maildir server, the client without CHUNKING so that each message is
+ * chained behind the previous one's dot: outcomes in order, a message over SIZE refused
+ * in place, a bad address refusing the whole batch before anything is sent. */
+static void test_send_batch(void) {
+    char root[] = "/tmp/smtpx-c-batch-XXXXXX";
+    char newdir[600];
+    static char big[3000];
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = smtpx_client_options_new();
+    smtpx_client *client = NULL;
+    const char *to[] = {"bob@example.org"};
+    const char *two[] = {"bob@example.org", "carol@example.org"};
+    const char *bad[] = {"bob@example.org", with_lf};
+    smtpx_message batch[5];
+    smtpx_send_result *results[5];
+    smtpx_result codes[5];
+    size_t done = 99;
+    size_t i;
+
+    memset(big, 'x', sizeof big);
+    for (i = 0; i < 5; i++) {
+        batch[i].from = "alice@example.com";
+        batch[i].to = i == 3 ? two : to;
+        batch[i].n_to = i == 3 ? 2 : 1;
+        batch[i].data = (const uint8_t *)message;
+        batch[i].len = strlen(message);
+    }
+    batch[1].data = (const uint8_t *)big;
+    batch[1].len = sizeof big;
+
+    CHECK(mkdtemp(root) != NULL);
+    CHECK_RESULT(smtpx_server_config_set_max_size(config, 2000), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start_maildir(config, root, &server), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_chunking(o, false), SMTPX_RESULT_OK);
+    if (server != NULL) {
+        CHECK_RESULT(smtpx_client_connect("127.0.0.1", smtpx_server_local_port(server), NULL, o,
+                                          &client),
+                     SMTPX_RESULT_OK);
+        CHECK_RESULT(smtpx_client_send_batch(client, batch, 5, results, codes, &done),
+                     SMTPX_RESULT_OK);
+        CHECK(done == 5);
+        for (i = 0; i < 5; i++) {
+            if (i == 1) {
+                CHECK(codes[i] == SMTPX_RESULT_MESSAGE_TOO_LARGE && results[i] == NULL);
+            } else {
+                CHECK(codes[i] == SMTPX_RESULT_OK && smtpx_send_result_success(results[i]));
+            }
+            smtpx_send_result_free(results[i]);
+        }
+
+        /* A bad address anywhere: nothing is sent. */
+        batch[4].to = bad;
+        batch[4].n_to = 2;
+        CHECK_RESULT(smtpx_client_send_batch(client, batch, 5, results, codes, &done),
+                     SMTPX_RESULT_INJECTION);
+        CHECK(done == 0);
+        CHECK_RESULT(smtpx_client_send_batch(client, NULL, 5, results, codes, &done),
+                     SMTPX_RESULT_NULL_PARAMETER);
+        CHECK_RESULT(smtpx_client_send_batch(client, batch, 0, NULL, NULL, &done), SMTPX_RESULT_OK);
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+        smtpx_server_free(server);
+    }
+    snprintf(newdir, sizeof newdir, "%s/new", root);
+    CHECK(count_files(newdir) == 4);
+    remove_maildir(root);
+    smtpx_client_options_free(o);
+    smtpx_server_config_free(config);
+}
+
 /* LMTP over implicit TLS to the Maildir server, with its limits. */
 static void test_lmtp_implicit_tls_limits(void) {
     char root[] = "/tmp/smtpx-c-lmtp-XXXXXX";
@@ -1219,6 +1291,7 @@ int main(int argc, char **argv) {
     test_server_config_errors();
     test_round_trip_starttls();
     test_maildir_server();
+    test_send_batch();
     test_lmtp_implicit_tls_limits();
     test_lmtp_handler();
     test_hooks_starttls_capabilities();
