@@ -420,6 +420,12 @@ impl ClientSession {
         self.inner.quit().map_err(call_error)
     }
 
+    /// Sends STARTTLS now (ready and not yet encrypted): "starttls" follows, or an
+    /// "error" when the server refuses.
+    fn starttls(&mut self) -> PyResult<()> {
+        self.inner.starttls().map_err(call_error)
+    }
+
     fn output(&mut self) -> Vec<u8> {
         self.inner.take_output()
     }

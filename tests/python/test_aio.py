@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.message
 import smtplib
+import socket
 from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
@@ -496,3 +497,12 @@ def test_aio_server_connection_limit() -> None:
             w4.close()
 
     run(main())
+
+
+def test_blocking_controller_connection_limit() -> None:
+    # The same limit, and the same 421, as the asyncio server's.
+    with smtpx.Controller(AsyncRecorder(), port=0, server_hostname="mx.test", max_connections=1) as controller:
+        with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as first:
+            assert first.recv(100).startswith(b"220 ")
+            with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as second:
+                assert second.recv(100) == b"421 4.7.0 mx.test Error: too many connections, try again later\r\n"

@@ -335,6 +335,31 @@ def test_aio_required_starttls_fails_before_mail_and_auth() -> None:
     assert handler.sessions == [(False, True)]
 
 
+def test_aio_explicit_starttls(cert_files: CertFiles, ca_file: pathlib.Path) -> None:
+    handler = TlsRecorder()
+
+    async def main() -> None:
+        async with tls_server(handler, cert_files) as server:
+            host, port = server.address
+            async with smtpx.aio.SMTP(hostname=host, port=port, start_tls=False, cert_bundle=ca_file, timeout=10) as c:
+                assert not c.is_tls
+                assert await c.starttls() == (220, b"TLS established")
+                assert c.is_tls
+                with pytest.raises(smtpx.SmtpNotSupportedError):
+                    await c.starttls()
+                assert await c.sendmail("a@example.com", "b@example.com", MESSAGE) == {}
+        async with smtpx.aio.Server(handler, port=0, server_hostname="mx.aio.test") as server:
+            host, port = server.address
+            async with smtpx.aio.SMTP(hostname=host, port=port, start_tls=False, timeout=10) as c:
+                with pytest.raises(smtpx.SmtpReplyError) as refused:
+                    await c.starttls()
+                assert refused.value.smtp_code == 502
+                assert not c.is_tls and (await c.noop())[0] == 250
+
+    run(main())
+    assert handler.sessions == [(True, False)]
+
+
 def test_aio_client_argument_errors(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="exclusive"):
         smtpx.aio.SMTP(use_tls=True, start_tls=True)

@@ -51,7 +51,13 @@ from smtpx.client import (
     _send_result,
     _tls_arguments,
 )
-from smtpx.errors import SmtpDisconnected, SmtpError, SmtpTimeoutError, SmtpTlsError
+from smtpx.errors import (
+    SmtpDisconnected,
+    SmtpError,
+    SmtpNotSupportedError,
+    SmtpTimeoutError,
+    SmtpTlsError,
+)
 from smtpx.server import AuthResult, Envelope, LoginPassword, Session, _data_answer
 
 __all__ = ["LMTP", "SMTP", "Server", "send"]
@@ -153,6 +159,7 @@ class SMTP:
         self.timeout = timeout
         self.use_tls = use_tls
         self.start_tls = start_tls
+        self._tls_options = (validate_certs, cert_bundle, tls_context)
         # Built now so that a bad cert_bundle fails here, not in the middle of a session.
         self._tls_config = (
             _client_tls_config(validate_certs, cert_bundle, tls_context)
@@ -254,7 +261,8 @@ class SMTP:
     async def _start_tls(self) -> None:
         """The TLS handshake (implicit TLS, or after the 220 to STARTTLS)."""
         session, reader, writer = self._live()
-        assert self._tls_config is not None
+        if self._tls_config is None:  # start_tls=False, then starttls()
+            self._tls_config = _client_tls_config(*self._tls_options)
         tls = _native.TlsSession(self._tls_config, self.hostname)
         self._tls = tls
         plain = await _handshake(reader, writer, tls)
@@ -309,10 +317,13 @@ class SMTP:
                 session.receive(data, loop.time())
             else:
                 tls = self._tls
-                session.receive(tls.receive(data), loop.time())
-                out = tls.output()  # a key update's answer, or an alert
-                if out:
-                    writer.write(out)
+                try:
+                    plain = tls.receive(data)
+                finally:
+                    out = tls.output()  # a key update's answer, or an alert
+                    if out:
+                        writer.write(out)
+                session.receive(plain, loop.time())
                 if tls.peer_closed:
                     session.receive_eof()
 
@@ -335,6 +346,22 @@ class SMTP:
     async def vrfy(self, address: str) -> tuple[int, bytes]:
         session = self._live()[0]
         return await self._simple(lambda: session.vrfy(address))
+
+    async def starttls(self) -> tuple[int, bytes]:
+        """Upgrades with STARTTLS now and greets again (logging in then, when given
+        credentials), for a client made with ``start_tls=False``; as the blocking
+        :meth:`smtpx.SMTP.starttls` returns ``(220, b"TLS established")``. A refusal raises
+        :class:`SmtpReplyError` and leaves the connection as it was."""
+        session = self._live()[0]
+        if session.is_tls:
+            raise SmtpNotSupportedError("the connection is already encrypted")
+
+        async def run() -> None:
+            session.starttls()
+            await self._until("ready")
+
+        await self._guarded(run())
+        return (220, b"TLS established")
 
     async def quit(self) -> None:
         """QUIT, then close the connection."""

@@ -290,7 +290,8 @@ class Controller:
     PLAIN and LOGIN, offered only over TLS unless ``auth_require_tls=False``.
     ``timeout`` is the per-command deadline in seconds. ``lmtp`` speaks LMTP:
     ``handle_DATA`` may then answer per accepted recipient, in RCPT order, with one status
-    line each joined by CRLF (as aiosmtpd's LMTP writes them) or as a list.
+    line each joined by CRLF (as aiosmtpd's LMTP writes them) or as a list. Beyond
+    ``max_connections`` a client gets ``421 4.7.0`` and is disconnected.
     """
 
     def __init__(
@@ -308,6 +309,7 @@ class Controller:
         authenticator: Callable[..., Any] | None = None,
         timeout: float = 300.0,
         lmtp: bool = False,
+        max_connections: int = 10000,
     ) -> None:
         if isinstance(tls_context, ssl.SSLContext):
             raise TypeError(
@@ -328,6 +330,7 @@ class Controller:
         self.authenticator = authenticator
         self.timeout = timeout
         self.lmtp = lmtp
+        self.max_connections = max_connections
         self._server: _native.Server | None = None
         self._lock = threading.Lock()
 
@@ -353,6 +356,7 @@ class Controller:
                 auth_required=self.auth_required,
                 timeout=self.timeout,
                 lmtp=self.lmtp,
+                max_connections=self.max_connections,
             )
             if isinstance(self.handler, Maildir):
                 server = _native.Server.start(self.hostname, self.port, maildir=self.handler.path, **common)
