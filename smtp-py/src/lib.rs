@@ -15,6 +15,8 @@
 //! - `sans_io::{ServerSession, ClientSession}` expose the engine's sans-IO sessions
 //!   (bytes, seconds and one `Event` object per engine event), which `smtpx/aio.py`
 //!   drives on asyncio streams.
+//! - `tls::{TlsConfig, TlsSession}` expose rustls without I/O, with the engine's TLS
+//!   configuration builders, for the asyncio drivers' STARTTLS and implicit TLS.
 //! - `errors` is the one place where engine errors become the Python exceptions of
 //!   `smtpx/errors.py`; `logging` forwards the engine's log records (info and above)
 //!   to Python's `logging`, under `smtpx.*`.
@@ -28,6 +30,7 @@ mod errors;
 mod logging;
 mod sans_io;
 mod server;
+mod tls;
 
 /// The compiled core of smtpx. Import `smtpx` instead of this module.
 #[pymodule]
@@ -42,6 +45,8 @@ mod _native {
     use crate::sans_io::{ClientSession, Event, ServerSession};
     #[pymodule_export]
     use crate::server::Server;
+    #[pymodule_export]
+    use crate::tls::{TlsConfig, TlsSession};
     use smtp_core::reply::ReplyCode;
 
     #[pymodule_init]

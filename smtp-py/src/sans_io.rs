@@ -154,7 +154,8 @@ impl ServerSession {
     #[new]
     #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
-        require_auth = false, timeout = 300.0))]
+        require_auth = false, timeout = 300.0, starttls = false, tls_active = false,
+        require_tls = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -166,11 +167,17 @@ impl ServerSession {
         allow_insecure_auth: bool,
         require_auth: bool,
         timeout: f64,
+        starttls: bool,
+        tls_active: bool,
+        require_tls: bool,
     ) -> PyResult<ServerSession> {
         let mut config = ServerConfig::new(hostname);
         config.max_message_size = max_message_size;
         config.max_recipients = max_recipients;
         config.lmtp = lmtp;
+        config.starttls = starttls;
+        config.tls_active = tls_active;
+        config.require_tls = require_tls;
         config.command_timeout = positive("timeout", timeout)?;
         config.data_timeout = config.command_timeout;
         if auth {
@@ -225,6 +232,21 @@ impl ServerSession {
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
+    /// LMTP's answer to "message_end": one status line per accepted recipient, in RCPT
+    /// order (missing ones repeat the last). Under SMTP only the first is used.
+    fn reply_per_recipient(&mut self, lines: Vec<String>) -> PyResult<()> {
+        let replies = lines
+            .iter()
+            .map(|line| {
+                parse_status(line)
+                    .ok_or_else(|| PyValueError::new_err(format!("not a valid reply: {line:?}")))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.inner
+            .decide(Decision::PerRecipient(replies))
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
     fn output(&mut self) -> Vec<u8> {
         self.inner.take_output()
     }
@@ -238,9 +260,21 @@ impl ServerSession {
         Ok(())
     }
 
+    /// The TLS handshake after the "starttls" event succeeded: the client must greet
+    /// again. (Input received before it was already thrown away by the engine.)
+    fn tls_established(&mut self, now: f64) -> PyResult<()> {
+        self.inner.tls_established(seconds(now)?);
+        Ok(())
+    }
+
     #[getter]
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    #[getter]
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
     }
 
     #[getter]
@@ -297,7 +331,9 @@ pub struct ClientSession {
 impl ClientSession {
     #[new]
     #[pyo3(signature = (helo_name, *, now = 0.0, lmtp = false, username = None,
-        password = None, pipelining = true, chunking = true))]
+        password = None, pipelining = true, chunking = true, starttls = "never",
+        tls_active = false))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         helo_name: String,
         now: f64,
@@ -306,10 +342,22 @@ impl ClientSession {
         password: Option<String>,
         pipelining: bool,
         chunking: bool,
+        starttls: &str,
+        tls_active: bool,
     ) -> PyResult<ClientSession> {
         let mut config = ClientConfig::new(helo_name);
         config.lmtp = lmtp;
-        config.starttls = StartTlsPolicy::Never;
+        config.starttls = match starttls {
+            "never" => StartTlsPolicy::Never,
+            "opportunistic" => StartTlsPolicy::Opportunistic,
+            "required" => StartTlsPolicy::Required,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "starttls must be never, opportunistic or required, not {other:?}"
+                )));
+            }
+        };
+        config.tls_active = tls_active;
         config.pipelining = pipelining;
         config.chunking = chunking;
         config.credentials = match (username, password) {
@@ -372,6 +420,12 @@ impl ClientSession {
         self.inner.quit().map_err(call_error)
     }
 
+    /// Sends STARTTLS now (ready and not yet encrypted): "starttls" follows, or an
+    /// "error" when the server refuses.
+    fn starttls(&mut self) -> PyResult<()> {
+        self.inner.starttls().map_err(call_error)
+    }
+
     fn output(&mut self) -> Vec<u8> {
         self.inner.take_output()
     }
@@ -385,9 +439,21 @@ impl ClientSession {
         Ok(())
     }
 
+    /// The TLS handshake after the "starttls" event succeeded: the session greets again.
+    /// (What the server sent after its 220 was already thrown away by the engine.)
+    fn tls_established(&mut self, now: f64) -> PyResult<()> {
+        self.inner.tls_established(seconds(now)?);
+        Ok(())
+    }
+
     #[getter]
     fn is_ready(&self) -> bool {
         self.inner.is_ready()
+    }
+
+    #[getter]
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
     }
 
     #[getter]

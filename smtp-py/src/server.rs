@@ -112,6 +112,14 @@ impl Handler for PyHandler {
     }
 }
 
+/// What `conn.data()` answers besides None: one status line, or (LMTP) one per accepted
+/// recipient in RCPT order.
+#[derive(FromPyObject)]
+enum DataAnswer {
+    Line(String),
+    PerRecipient(Vec<String>),
+}
+
 /// One connection's Python object, and the message being received.
 struct PySession {
     conn: Py<PyAny>,
@@ -225,15 +233,22 @@ impl SessionHandler for PySession {
             let conn = self.conn.bind(py);
             let bytes = PyBytes::new(py, &content);
             conn.call_method1("data", (bytes,))
-                .and_then(|value| value.extract::<Option<String>>())
+                .and_then(|value| value.extract::<Option<DataAnswer>>())
                 .map_err(|e| e.write_unraisable(py, Some(conn)))
         });
+        let invalid = || Decision::Reply(local_error("Error: handler returned an invalid status"));
         match outcome {
             Some(Ok(None)) => Decision::Accept,
-            Some(Ok(Some(status))) => match parse_status(&status) {
+            Some(Ok(Some(DataAnswer::Line(status)))) => match parse_status(&status) {
                 Some(reply) => Decision::Reply(reply),
-                None => Decision::Reply(local_error("Error: handler returned an invalid status")),
+                None => invalid(),
             },
+            Some(Ok(Some(DataAnswer::PerRecipient(lines)))) => {
+                match lines.iter().map(|l| parse_status(l)).collect() {
+                    Some(replies) => Decision::PerRecipient(replies),
+                    None => invalid(),
+                }
+            }
             Some(Err(())) => Decision::Reply(local_error("Error: handler failed")),
             None => Decision::Reply(local_error("Error: server shutting down")),
         }

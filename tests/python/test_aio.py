@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.message
 import smtplib
+import socket
 from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
@@ -180,15 +181,6 @@ def test_aio_client_refusals_raise_smtplib_exceptions(aiosmtpd_server: tuple[int
             assert (await client.noop())[0] == 250
 
     run(main())
-
-
-def test_aio_tls_is_refused_up_front() -> None:
-    with pytest.raises(ValueError, match="TLS is not supported"):
-        smtpx.aio.SMTP(hostname="127.0.0.1", port=25, use_tls=True)
-    with pytest.raises(ValueError, match="TLS is not supported"):
-        smtpx.aio.SMTP(hostname="127.0.0.1", port=25, start_tls=True)
-    with pytest.raises(ValueError, match="TLS is not supported"):
-        smtpx.aio.Server(Recorder(), port=0, use_tls=True)
 
 
 class FakeServer:
@@ -379,3 +371,138 @@ def test_aio_loopback_example() -> None:
     )
     assert some.returncode == 1, some.stderr
     assert "b@invalid.example: refused 550" in some.stdout
+
+
+# LMTP -------------------------------------------------------------------------------------
+
+
+class LmtpHandler:
+    """Answers per recipient, aiosmtpd's way (status lines joined by CRLF) or as a list:
+    mailboxes named full* are over quota."""
+
+    def __init__(self, as_list: bool) -> None:
+        self.as_list = as_list
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: smtpx.Envelope) -> str | list[str]:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content or b""))
+        lines = [
+            "452 4.2.2 %s is over quota" % rcpt if rcpt.startswith("full") else "250 2.0.0 delivered to %s" % rcpt
+            for rcpt in envelope.rcpt_tos
+        ]
+        return lines if self.as_list else "\r\n".join(lines)
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_aio_lmtp_client_and_server_answer_per_recipient(as_list: bool) -> None:
+    handler = LmtpHandler(as_list)
+    rcpts = ["a@example.com", "full@example.com", "nobody@example.com", "c@example.com"]
+
+    async def main() -> None:
+        async with smtpx.aio.Server(handler, port=0, lmtp=True) as server:
+            host, port = server.address
+            async with smtpx.aio.LMTP(hostname=host, port=port, timeout=10) as client:
+                refused = await client.sendmail("s@example.com", rcpts, MESSAGE)
+            # nobody@ is accepted too: LmtpHandler has no handle_RCPT.
+            assert refused == {"full@example.com": (452, b"4.2.2 full@example.com is over quota")}
+            # The blocking client sees each delivery reply too.
+            result = await asyncio.to_thread(blocking_lmtp, host, port)
+            assert [(r.address, r.code) for r in result.recipients] == [
+                ("a@example.com", 250), ("full@example.com", 452)
+            ]
+            assert result.recipients[0].delivery is not None
+            assert result.recipients[0].message == "delivered to a@example.com"
+
+    run(main())
+    assert handler.messages[0] == (rcpts, MESSAGE)
+
+
+def blocking_lmtp(host: str, port: int) -> smtpx.SendResult:
+    with smtpx.LMTP(host, port, timeout=10) as client:
+        return client.send(MESSAGE, sender="s@example.com", recipients=["a@example.com", "full@example.com"])
+
+
+def test_aio_lmtp_single_answer_and_smtp_greeting_refused() -> None:
+    class One:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            return "250 2.0.0 all delivered"
+
+    async def main() -> None:
+        async with smtpx.aio.Server(One(), port=0, lmtp=True) as server:
+            host, port = server.address
+            async with smtpx.aio.LMTP(hostname=host, port=port, timeout=10) as client:
+                assert await client.sendmail("s@example.com", ["a@example.com", "b@example.com"], MESSAGE) == {}
+            # An SMTP client's EHLO is refused by an LMTP server.
+            with pytest.raises(smtpx.SmtpReplyError):
+                async with smtpx.aio.SMTP(hostname=host, port=port, timeout=10):
+                    pass
+
+    run(main())
+    assert smtpx.aio.LMTP().port == 2003
+
+
+def test_aio_lmtp_client_against_the_rust_server(tmp_path: Any) -> None:
+    from conftest import start_server
+
+    server = start_server(tmp_path / "md", "--lmtp")
+    try:
+        refused = run(smtpx.aio.send(
+            MESSAGE, sender="a@example.com", recipients=["b@example.com", "c@example.com"],
+            hostname=server.host, port=server.port, lmtp=True, timeout=10,
+        ))
+        assert refused == {}
+        delivered = server.wait_for(1)
+        assert len(delivered) == 1 and b"with LMTP" in delivered[0]
+    finally:
+        assert server.stop() == 0
+
+
+def test_blocking_controller_lmtp_answers_per_recipient() -> None:
+    handler = LmtpHandler(as_list=False)
+    with smtpx.Controller(handler, port=0, lmtp=True) as controller:
+        result = blocking_lmtp("127.0.0.1", controller.port)
+    assert [(r.address, r.code) for r in result.recipients] == [("a@example.com", 250), ("full@example.com", 452)]
+    assert result.recipients[1].message == "full@example.com is over quota"
+
+
+# The connection limit ---------------------------------------------------------------------
+
+
+def test_aio_server_connection_limit() -> None:
+    async def greeting(host: str, port: int) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(host, port)
+        return await asyncio.wait_for(reader.readline(), 5), reader, writer
+
+    async def main() -> None:
+        async with smtpx.aio.Server(AsyncRecorder(), port=0, server_hostname="mx.aio.test", max_connections=2) as server:
+            host, port = server.address
+            first, r1, w1 = await greeting(host, port)
+            second, _, w2 = await greeting(host, port)
+            assert first.startswith(b"220 ") and second.startswith(b"220 ")
+            refused, r3, w3 = await greeting(host, port)
+            assert refused == b"421 4.7.0 mx.aio.test Error: too many connections, try again later\r\n"
+            assert await asyncio.wait_for(r3.read(), 5) == b""  # and closed
+            w3.close()
+            assert server.active_connections() == 2
+            # One leaves (its EOF comes after the server let go of the slot): room again.
+            w1.write(b"QUIT\r\n")
+            assert (await asyncio.wait_for(r1.readline(), 5)).startswith(b"221 ")
+            assert await asyncio.wait_for(r1.read(), 5) == b""
+            w1.close()
+            third, r4, w4 = await greeting(host, port)
+            assert third.startswith(b"220 ")
+            w4.write(b"NOOP\r\n")
+            assert (await asyncio.wait_for(r4.readline(), 5)).startswith(b"250 ")
+            w2.close()
+            w4.close()
+
+    run(main())
+
+
+def test_blocking_controller_connection_limit() -> None:
+    # The same limit, and the same 421, as the asyncio server's.
+    with smtpx.Controller(AsyncRecorder(), port=0, server_hostname="mx.test", max_connections=1) as controller:
+        with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as first:
+            assert first.recv(100).startswith(b"220 ")
+            with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as second:
+                assert second.recv(100) == b"421 4.7.0 mx.test Error: too many connections, try again later\r\n"

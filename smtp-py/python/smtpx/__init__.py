@@ -7,9 +7,10 @@ is its Python binding:
   :meth:`SMTP.send` (a result for every recipient) and the one-call :func:`send`.
 - :class:`Controller`: a server running an aiosmtpd-style handler (``handle_MAIL``,
   ``handle_RCPT``, ``handle_DATA``, ...), or the built-in :class:`Maildir` handler.
-- :mod:`smtpx.aio`: the asyncio client (``SMTP``, ``send``) and server (``Server``),
-  plain text only for now, built on the sans-IO sessions ``smtpx._native.ClientSession``
-  and ``smtpx._native.ServerSession``.
+- :mod:`smtpx.aio`: the asyncio client (``SMTP``, ``LMTP``, ``send``) and server
+  (``Server``), with STARTTLS and implicit TLS, built on the sans-IO sessions
+  ``smtpx._native.ClientSession`` and ``smtpx._native.ServerSession`` and the sans-IO
+  rustls ``smtpx._native.TlsSession``.
 
 Every exception subclasses the matching :mod:`smtplib` exception, so code that catches
 ``smtplib.SMTPException`` keeps working.

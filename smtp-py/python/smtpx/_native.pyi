@@ -3,9 +3,20 @@
 Use the ``smtpx`` package instead: it wraps these in smtplib- and aiosmtpd-style classes.
 """
 
+import os
 from typing import Any, Callable, final
 
-__all__ = ["Client", "ClientSession", "Event", "Server", "ServerSession", "reply_code_meaning", "__version__"]
+__all__ = [
+    "Client",
+    "ClientSession",
+    "Event",
+    "Server",
+    "ServerSession",
+    "TlsConfig",
+    "TlsSession",
+    "reply_code_meaning",
+    "__version__",
+]
 
 __version__: str
 
@@ -190,7 +201,13 @@ class ServerSession:
         allow_insecure_auth: bool = False,
         require_auth: bool = False,
         timeout: float = 300.0,
-    ) -> ServerSession: ...
+        starttls: bool = False,
+        tls_active: bool = False,
+        require_tls: bool = False,
+    ) -> ServerSession:
+        """``starttls`` offers STARTTLS (the embedder can do TLS); ``tls_active`` says the
+        connection is already encrypted (implicit TLS); ``require_tls`` refuses MAIL and
+        AUTH until STARTTLS."""
     def receive(self, data: bytes, now: float) -> int: ...
     def receive_eof(self) -> None: ...
     def next_event(self) -> Event | None: ...
@@ -198,11 +215,19 @@ class ServerSession:
     def reply(self, code: int, text: str, enhanced: str | None = None) -> None: ...
     def reply_line(self, line: str) -> None:
         """Answers with a status line such as "550 5.1.1 No such user"."""
+    def reply_per_recipient(self, lines: list[str]) -> None:
+        """LMTP's answer to "message_end": one status line per accepted recipient, in RCPT
+        order (missing ones repeat the last). Under SMTP only the first is used."""
     def output(self) -> bytes: ...
     def next_deadline(self) -> float | None: ...
     def handle_timeout(self, now: float) -> None: ...
+    def tls_established(self, now: float) -> None:
+        """The TLS handshake after the "starttls" event succeeded: the client must greet
+        again. Whatever was received after STARTTLS and before this was thrown away."""
     @property
     def is_closed(self) -> bool: ...
+    @property
+    def is_tls(self) -> bool: ...
     @property
     def is_waiting_for_decision(self) -> bool: ...
     @property
@@ -210,9 +235,9 @@ class ServerSession:
 
 @final
 class ClientSession:
-    """The client side of one connection, without I/O: the engine's ClientSession
-    (plain text only: STARTTLS is never sent). It greets (and logs in, when given
-    credentials) by itself; "ready" then means commands and ``send_mail`` may start::
+    """The client side of one connection, without I/O: the engine's ClientSession. It
+    greets (and upgrades and logs in, as configured) by itself; "ready" then means
+    commands and ``send_mail`` may start::
 
         session = ClientSession("client.example", now=clock())
         # connect; then loop: write session.output(), feed what is read to
@@ -221,6 +246,12 @@ class ClientSession:
         #   "send_body"            -> session.send_body(message); session.finish_body()
         #   "transaction_complete" -> event.result; session.quit()
         #   "closed" / fatal "error" -> close the connection
+        #   "starttls"             -> TLS handshake (TlsSession), then
+        #                             session.tls_established(clock())
+
+    ``starttls`` is "never" (the default), "opportunistic" (upgrade when offered) or
+    "required" (a server that does not offer it ends the session before MAIL or AUTH);
+    ``tls_active`` says the connection is already encrypted (implicit TLS).
     """
 
     def __new__(
@@ -233,6 +264,8 @@ class ClientSession:
         password: str | None = None,
         pipelining: bool = True,
         chunking: bool = True,
+        starttls: str = "never",
+        tls_active: bool = False,
     ) -> ClientSession: ...
     def receive(self, data: bytes, now: float) -> None: ...
     def receive_eof(self) -> None: ...
@@ -251,10 +284,76 @@ class ClientSession:
     def rset(self) -> None: ...
     def vrfy(self, argument: str) -> None: ...
     def quit(self) -> None: ...
+    def starttls(self) -> None:
+        """Sends STARTTLS now (ready and not yet encrypted): "starttls" follows, or an
+        "error" when the server refuses."""
     def output(self) -> bytes: ...
     def next_deadline(self) -> float | None: ...
     def handle_timeout(self, now: float) -> None: ...
+    def tls_established(self, now: float) -> None:
+        """The TLS handshake after the "starttls" event succeeded: the session greets
+        again. What the server sent after its 220 was thrown away."""
     @property
     def is_ready(self) -> bool: ...
     @property
     def is_closed(self) -> bool: ...
+    @property
+    def is_tls(self) -> bool: ...
+
+@final
+class TlsConfig:
+    """A rustls configuration built by the engine's builders (smtp_core::tls), as the
+    blocking client and server and the C API use. Build once, share between sessions;
+    errors (an unreadable file, bad PEM) raise ``smtpx.SmtpTlsError`` here."""
+
+    @staticmethod
+    def client(
+        *,
+        roots: str = "webpki",
+        ca_file: str | os.PathLike[str] | None = None,
+        ca_pem: bytes | None = None,
+        dangerous_accept_invalid_certs: bool = False,
+    ) -> TlsConfig:
+        """Trust Mozilla's roots ("webpki", compiled in) or the system's ("system"), or
+        only the certificates of ``ca_file`` or ``ca_pem``. With
+        ``dangerous_accept_invalid_certs`` any certificate is accepted (tests only)."""
+    @staticmethod
+    def server(cert_pem: bytes, key_pem: bytes) -> TlsConfig:
+        """A PEM certificate chain (leaf first) and private key."""
+    @staticmethod
+    def server_from_files(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> TlsConfig: ...
+    @property
+    def is_server(self) -> bool: ...
+
+@final
+class TlsSession:
+    """One TLS connection without I/O (rustls). Feed it what the socket gave
+    (``receive`` returns the plaintext), give it plaintext to send (``write``), and write
+    ``output()`` to the socket after each call. The handshake runs until
+    ``is_handshaking`` is False::
+
+        tls = TlsSession(config, "mx.example")   # a server session: TlsSession(config)
+        while tls.is_handshaking:
+            sock.sendall(tls.output())
+            plain = tls.receive(sock.recv(65536))  # may already carry application data
+        sock.sendall(tls.output())
+
+    Failures (a broken record, an untrusted certificate) raise ``smtpx.SmtpTlsError``;
+    ``output()`` then holds the alert to send. Buffers hold at most one partial record
+    between calls.
+    """
+
+    def __new__(cls, config: TlsConfig, server_name: str | None = None) -> TlsSession: ...
+    def receive(self, data: bytes) -> bytes: ...
+    def write(self, data: bytes) -> None: ...
+    def output(self) -> bytes: ...
+    def close(self) -> None:
+        """Queues close_notify (take it with ``output()``)."""
+    @property
+    def is_handshaking(self) -> bool: ...
+    @property
+    def peer_closed(self) -> bool: ...
+    @property
+    def protocol_version(self) -> str | None: ...
+    @property
+    def cipher_suite(self) -> str | None: ...

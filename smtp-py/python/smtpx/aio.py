@@ -1,6 +1,7 @@
 """asyncio drivers: the engine's sans-IO sessions on asyncio streams.
 
-- :class:`SMTP` and :func:`send`: a client with aiosmtplib's parameter names::
+- :class:`SMTP`, :class:`LMTP` and :func:`send`: a client with aiosmtplib's parameter
+  names::
 
       async with smtpx.aio.SMTP(hostname="mx.example", port=25, timeout=30) as client:
           await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
@@ -12,12 +13,18 @@
       async with smtpx.aio.Server(handler, hostname="127.0.0.1", port=8025) as server:
           ...
 
-TLS is not supported by these drivers yet: ``use_tls=True`` or ``start_tls=True`` raise
-ValueError, and the client never sends STARTTLS. Use :class:`smtpx.SMTP` (blocking,
-with implicit TLS and STARTTLS) when the connection must be encrypted.
+TLS is rustls (:class:`smtpx._native.TlsSession`), configured by the same code as the
+blocking client and server and the C API, not Python's :mod:`ssl`. The client's
+``use_tls`` is implicit TLS (port 465); otherwise ``start_tls`` None upgrades with
+STARTTLS when the server offers it, True requires it (the connection fails before any
+MAIL or AUTH when the server does not offer it), False never upgrades. Certificates are
+checked against Mozilla's roots unless ``cert_bundle`` (a PEM file) or ``tls_context``
+(its CA certificates) name others; ``validate_certs=False`` accepts any (tests only). The
+server offers STARTTLS when given ``tls_context=(certfile, keyfile)``.
 
 Every protocol decision is the Rust engine's (:class:`smtpx._native.ClientSession`,
-:class:`smtpx._native.ServerSession`); this module only moves bytes and times.
+:class:`smtpx._native.ServerSession`), including throwing away whatever was pipelined
+after STARTTLS; this module only moves bytes and times.
 """
 
 from __future__ import annotations
@@ -26,10 +33,15 @@ import asyncio
 import email.message
 import inspect
 import logging
+import os
+import ssl
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from smtpx import _native
 from smtpx.client import (
+    LMTP_PORT,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
     _address,
     _default_local_hostname,
     _envelope_of,
@@ -37,31 +49,88 @@ from smtpx.client import (
     _message_bytes,
     _refused_or_raise,
     _send_result,
+    _tls_arguments,
 )
-from smtpx.errors import SmtpDisconnected, SmtpError, SmtpTimeoutError
-from smtpx.server import AuthResult, Envelope, LoginPassword, Session
+from smtpx.errors import (
+    SmtpDisconnected,
+    SmtpError,
+    SmtpNotSupportedError,
+    SmtpTimeoutError,
+    SmtpTlsError,
+)
+from smtpx.server import AuthResult, Envelope, LoginPassword, Session, _data_answer
 
-__all__ = ["SMTP", "Server", "send"]
+__all__ = ["LMTP", "SMTP", "Server", "send"]
 
 log = logging.getLogger("smtpx.aio")
 
 _T = TypeVar("_T")
 _READ = 64 * 1024
-_NO_TLS = "TLS is not supported by smtpx.aio yet"
 _LOCAL_ERROR = "451 4.3.0 Error: handler failed"
 
+_default_tls: _native.TlsConfig | None = None
 
-def _no_tls(use_tls: bool, start_tls: bool | None) -> None:
-    if use_tls or start_tls:
-        raise ValueError(_NO_TLS)
+
+def _default_tls_config() -> _native.TlsConfig:
+    """The client configuration with Mozilla's roots and full checks, built once (it
+    also keeps session tickets for resumption across connections)."""
+    global _default_tls
+    if _default_tls is None:
+        _default_tls = _native.TlsConfig.client()
+    return _default_tls
+
+
+def _client_tls_config(
+    validate_certs: bool, cert_bundle: str | os.PathLike[str] | None, tls_context: ssl.SSLContext | None
+) -> _native.TlsConfig:
+    if tls_context is not None:
+        # As the blocking client reads a context: its verification setting and CAs.
+        found = _tls_arguments(tls_context, None if cert_bundle is None else os.fspath(cert_bundle))
+        return _native.TlsConfig.client(
+            ca_pem=found["ca_pem"],
+            dangerous_accept_invalid_certs=found["insecure"] or not validate_certs,
+        )
+    if cert_bundle is None and validate_certs:
+        return _default_tls_config()
+    return _native.TlsConfig.client(
+        ca_file=None if cert_bundle is None else os.fspath(cert_bundle),
+        dangerous_accept_invalid_certs=not validate_certs,
+    )
+
+
+async def _handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: _native.TlsSession
+) -> bytes:
+    """Runs a TLS handshake on the connection; returns the plaintext that arrived with
+    its last records (the peer may talk right after its Finished)."""
+    plain = b""
+    while True:
+        out = tls.output()
+        if out:
+            writer.write(out)
+            await writer.drain()
+        if not tls.is_handshaking:
+            return plain
+        data = await reader.read(_READ)
+        if not data:
+            raise SmtpDisconnected("the connection closed during the TLS handshake")
+        try:
+            plain += tls.receive(data)
+        except SmtpTlsError:
+            writer.write(tls.output())  # the alert, so that the peer learns why
+            raise
 
 
 class SMTP:
-    """An asyncio SMTP client connection (plain text only; see the module docstring).
+    """An asyncio SMTP client connection (see the module docstring for TLS).
 
     ``timeout`` (seconds, None for none) bounds connecting and every call. When a call
     times out or is cancelled, the connection is closed: the session cannot go on.
+    ``port`` defaults to 465 with ``use_tls``, else 25 (2003 for :class:`LMTP`).
     """
+
+    default_port = SMTP_PORT
+    _lmtp = False
 
     def __init__(
         self,
@@ -74,23 +143,42 @@ class SMTP:
         timeout: float | None = 60.0,
         use_tls: bool = False,
         start_tls: bool | None = None,
+        validate_certs: bool = True,
+        cert_bundle: str | os.PathLike[str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        _no_tls(use_tls, start_tls)
         if (username is None) != (password is None):
             raise ValueError("give both a username and a password")
+        if use_tls and start_tls:
+            raise ValueError("use_tls and start_tls are exclusive")
         self.hostname = hostname
-        self.port = 25 if port is None else port
+        self.port = port if port is not None else (SMTP_SSL_PORT if use_tls else self.default_port)
         self.username = username
         self.password = password
         self.local_hostname = local_hostname
         self.timeout = timeout
+        self.use_tls = use_tls
+        self.start_tls = start_tls
+        self._tls_options = (validate_certs, cert_bundle, tls_context)
+        # Built now so that a bad cert_bundle fails here, not in the middle of a session.
+        self._tls_config = (
+            _client_tls_config(validate_certs, cert_bundle, tls_context)
+            if use_tls or start_tls is not False
+            else None
+        )
         self._session: _native.ClientSession | None = None
+        self._tls: _native.TlsSession | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     @property
     def is_connected(self) -> bool:
         return self._writer is not None
+
+    @property
+    def is_tls(self) -> bool:
+        """True while the connection is encrypted (implicit TLS, or after STARTTLS)."""
+        return self._tls is not None and self._writer is not None
 
     async def __aenter__(self) -> SMTP:
         await self.connect()
@@ -109,9 +197,13 @@ class SMTP:
     def close(self) -> None:
         """Closes the connection at once (no QUIT)."""
         writer, self._writer = self._writer, None
+        tls, self._tls = self._tls, None
         self._reader = None
         self._session = None
         if writer is not None:
+            if tls is not None and not tls.is_handshaking:
+                tls.close()
+                writer.write(tls.output())  # close_notify; close() flushes it
             writer.close()
 
     async def _guarded(self, operation: Awaitable[_T]) -> _T:
@@ -122,6 +214,9 @@ class SMTP:
         except asyncio.TimeoutError:
             self.close()
             raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
+        except SmtpTlsError:
+            self.close()  # the TLS layer is broken: nothing more can be said on it
+            raise
         except SmtpError:
             # A refusal that leaves the session usable (a fatal one closed it already).
             if self._session is None or not self._session.is_ready:
@@ -135,18 +230,46 @@ class SMTP:
         """Connects, then greets (and logs in, when given credentials)."""
         if self._writer is not None:
             raise ValueError("already connected")
-        await self._guarded(self._connect())
+        try:
+            await self._guarded(self._connect())
+        except BaseException:
+            self.close()  # a session that did not open (say, AUTH not offered) is no use
+            raise
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.use_tls:
+            policy = "never"
+        elif self.start_tls is None:
+            policy = "opportunistic"
+        else:
+            policy = "required" if self.start_tls else "never"
         self._session = _native.ClientSession(
             self.local_hostname or _default_local_hostname(),
             now=loop.time(),
+            lmtp=self._lmtp,
             username=self.username,
             password=self.password,
+            starttls=policy,
+            tls_active=self.use_tls,
         )
         self._reader, self._writer = await asyncio.open_connection(self.hostname, self.port)
+        if self.use_tls:
+            await self._start_tls()
         await self._until("ready")
+
+    async def _start_tls(self) -> None:
+        """The TLS handshake (implicit TLS, or after the 220 to STARTTLS)."""
+        session, reader, writer = self._live()
+        if self._tls_config is None:  # start_tls=False, then starttls()
+            self._tls_config = _client_tls_config(*self._tls_options)
+        tls = _native.TlsSession(self._tls_config, self.hostname)
+        self._tls = tls
+        plain = await _handshake(reader, writer, tls)
+        loop = asyncio.get_running_loop()
+        session.tls_established(loop.time())  # (nothing to do under implicit TLS)
+        if plain:
+            session.receive(plain, loop.time())
 
     def _live(self) -> tuple[_native.ClientSession, asyncio.StreamReader, asyncio.StreamWriter]:
         if self._session is None or self._reader is None or self._writer is None:
@@ -160,6 +283,10 @@ class SMTP:
         while True:
             out = session.output()
             if out:
+                tls = self._tls
+                if tls is not None:
+                    tls.write(out)
+                    out = tls.output()
                 writer.write(out)
                 await writer.drain()
             event = session.next_event()
@@ -174,6 +301,8 @@ class SMTP:
                 if event.kind == "closed":
                     self.close()
                     raise SmtpDisconnected("the server closed the session")
+                if event.kind == "starttls":
+                    await self._start_tls()
                 continue
             deadline = session.next_deadline()
             wait = None if deadline is None else max(0.0, deadline - loop.time())
@@ -182,10 +311,21 @@ class SMTP:
             except asyncio.TimeoutError:
                 session.handle_timeout(loop.time())
                 continue
-            if data:
+            if not data:
+                session.receive_eof()
+            elif self._tls is None:
                 session.receive(data, loop.time())
             else:
-                session.receive_eof()
+                tls = self._tls
+                try:
+                    plain = tls.receive(data)
+                finally:
+                    out = tls.output()  # a key update's answer, or an alert
+                    if out:
+                        writer.write(out)
+                session.receive(plain, loop.time())
+                if tls.peer_closed:
+                    session.receive_eof()
 
     async def _simple(self, call: Callable[[], None]) -> tuple[int, bytes]:
         async def run() -> tuple[int, bytes]:
@@ -206,6 +346,22 @@ class SMTP:
     async def vrfy(self, address: str) -> tuple[int, bytes]:
         session = self._live()[0]
         return await self._simple(lambda: session.vrfy(address))
+
+    async def starttls(self) -> tuple[int, bytes]:
+        """Upgrades with STARTTLS now and greets again (logging in then, when given
+        credentials), for a client made with ``start_tls=False``; as the blocking
+        :meth:`smtpx.SMTP.starttls` returns ``(220, b"TLS established")``. A refusal raises
+        :class:`SmtpReplyError` and leaves the connection as it was."""
+        session = self._live()[0]
+        if session.is_tls:
+            raise SmtpNotSupportedError("the connection is already encrypted")
+
+        async def run() -> None:
+            session.starttls()
+            await self._until("ready")
+
+        await self._guarded(run())
+        return (220, b"TLS established")
 
     async def quit(self) -> None:
         """QUIT, then close the connection."""
@@ -270,6 +426,15 @@ class SMTP:
         return await self.sendmail(from_addr, to_addrs, _flatten(message), mail_options, rcpt_options)
 
 
+class LMTP(SMTP):
+    """An asyncio LMTP client (RFC 2033, port 2003), as :class:`smtpx.LMTP`: LHLO, and a
+    delivery reply per recipient after the message, which ``sendmail`` reports like a
+    refused RCPT."""
+
+    default_port = LMTP_PORT
+    _lmtp = True
+
+
 async def send(
     message: email.message.Message | str | bytes,
     *,
@@ -283,12 +448,16 @@ async def send(
     timeout: float | None = 60.0,
     use_tls: bool = False,
     start_tls: bool | None = None,
+    validate_certs: bool = True,
+    cert_bundle: str | os.PathLike[str] | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    lmtp: bool = False,
     mail_options: Sequence[str] | None = None,
     rcpt_options: Sequence[str] | None = None,
 ) -> dict[str, tuple[int, bytes]]:
     """Connects, sends one message and quits (aiosmtplib's ``send``). Returns the refused
     recipients. ``sender`` and ``recipients`` are needed unless ``message`` is a Message."""
-    client = SMTP(
+    client = (LMTP if lmtp else SMTP)(
         hostname,
         port,
         username=username,
@@ -297,6 +466,9 @@ async def send(
         timeout=timeout,
         use_tls=use_tls,
         start_tls=start_tls,
+        validate_certs=validate_certs,
+        cert_bundle=cert_bundle,
+        tls_context=tls_context,
     )
     async with client:
         if isinstance(message, email.message.Message):
@@ -324,12 +496,13 @@ _MISSING: Any = object()
 
 class _Connection:
     """One client connection: runs the handler's hooks for the session's events. Every
-    answer is None (accept) or a status line."""
+    answer is None (accept), a status line, or (LMTP, after the message) a list of them,
+    one per accepted recipient."""
 
-    def __init__(self, server: Server, peer: tuple[str, int]) -> None:
+    def __init__(self, server: Server, peer: tuple[str, int], tls: bool) -> None:
         self.server = server
         self.handler = server.handler
-        self.session = Session(peer=peer, loop=asyncio.get_running_loop())
+        self.session = Session(peer=peer, ssl={} if tls else None, loop=asyncio.get_running_loop())
         self.envelope = Envelope()
 
     async def _hook(self, name: str, *args: Any) -> Any:
@@ -338,16 +511,17 @@ class _Connection:
             return _MISSING
         return await _maybe_await(method(self.server, self.session, self.envelope, *args))
 
-    async def answer(self, event: _native.Event, content: bytes) -> str | None:
+    async def answer(self, event: _native.Event, content: bytes) -> str | list[str] | None:
         try:
             status = await self._answer(event, content)
         except Exception:
             log.exception("smtpx.aio server: the handler failed on %s (peer %s)", event.kind, self.session.peer)
             return _LOCAL_ERROR
         if status is not None and not isinstance(status, str):
-            log.error("smtpx.aio server: the handler returned %r, not a status string", status)
-            return _LOCAL_ERROR
-        return status
+            if not (isinstance(status, list) and event.kind == "message_end"):
+                log.error("smtpx.aio server: the handler returned %r, not a status string", status)
+                return _LOCAL_ERROR
+        return status  # type: ignore[no-any-return]
 
     async def _answer(self, event: _native.Event, content: bytes) -> Any:
         kind = event.kind
@@ -403,7 +577,7 @@ class _Connection:
                 status = await self._hook("handle_DATA")
             finally:
                 self.envelope = Envelope()
-            return None if status is _MISSING else status
+            return None if status is _MISSING else _data_answer(status, self.server.lmtp)
         if kind == "verify":
             status = await self._hook("handle_VRFY", event.argument)
             return None if status is _MISSING else status
@@ -413,14 +587,29 @@ class _Connection:
         self.envelope = Envelope()
         await self._hook("handle_RSET")
 
+    def tls_started(self) -> None:
+        """As the blocking Controller's: the session starts over, encrypted."""
+        self.session.ssl = {}
+        self.session.host_name = None
+        self.envelope = Envelope()
+
 
 class Server:
-    """An asyncio SMTP server (plain text only) running an aiosmtpd-style ``handler``.
+    """An asyncio SMTP (or LMTP) server running an aiosmtpd-style ``handler``.
 
     Hooks get ``(server, session, envelope, ...)`` as aiosmtpd's do, ``server`` being
-    this object (``hostname`` is the name the server greets with). ``authenticator``,
-    when given, enables AUTH PLAIN/LOGIN (``auth_require_tls`` defaults to False here,
-    since this server has no TLS).
+    this object (``hostname`` is the name the server greets with). The options are the
+    blocking :class:`~smtpx.Controller`'s:
+
+    - ``tls_context=(certfile, keyfile)`` (PEM) offers STARTTLS; ``require_starttls``
+      refuses MAIL and AUTH until it; ``implicit_tls`` makes the listener speak TLS from
+      the first byte instead (port 465 style).
+    - ``authenticator(server, session, envelope, mechanism, auth_data)`` enables AUTH
+      PLAIN and LOGIN, offered only over TLS unless ``auth_require_tls=False`` (the
+      default is True when ``tls_context`` is given, as aiosmtpd's, else False).
+    - ``lmtp`` speaks LMTP: ``handle_DATA`` may answer per accepted recipient, with one
+      status line each joined by CRLF (as aiosmtpd's LMTP pushes them) or as a list.
+    - ``max_connections``: beyond it a client gets ``421 4.7.0`` and is disconnected.
     """
 
     def __init__(
@@ -434,11 +623,22 @@ class Server:
         timeout: float = 300.0,
         authenticator: Callable[..., Any] | None = None,
         auth_required: bool = False,
-        auth_require_tls: bool = False,
-        use_tls: bool = False,
-        start_tls: bool | None = None,
+        auth_require_tls: bool | None = None,
+        tls_context: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
+        require_starttls: bool = False,
+        implicit_tls: bool = False,
+        lmtp: bool = False,
+        max_connections: int = 10000,
     ) -> None:
-        _no_tls(use_tls or auth_require_tls, start_tls)
+        if isinstance(tls_context, ssl.SSLContext):
+            raise TypeError(
+                "tls_context must be a (certfile, keyfile) pair: smtpx's TLS is rustls, "
+                "which cannot read an ssl.SSLContext"
+            )
+        if tls_context is None and (require_starttls or implicit_tls):
+            raise ValueError("require_starttls and implicit_tls need a tls_context")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.handler = handler
         self.host = hostname
         self.port = port
@@ -447,6 +647,14 @@ class Server:
         self.timeout = timeout
         self.authenticator = authenticator
         self.auth_required = auth_required
+        self.auth_require_tls = tls_context is not None if auth_require_tls is None else auth_require_tls
+        self.tls_context = tls_context
+        self.require_starttls = require_starttls
+        self.implicit_tls = implicit_tls
+        self.lmtp = lmtp
+        self.max_connections = max_connections
+        self._tls_config: _native.TlsConfig | None = None
+        self._options: dict[str, Any] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -462,8 +670,24 @@ class Server:
         return len(self._tasks)
 
     async def start(self) -> None:
+        """Reads the certificate (when given) and starts listening."""
         if self._server is not None:
             raise RuntimeError("already started")
+        if self.tls_context is not None:
+            cert, key = (os.fspath(p) for p in self.tls_context)
+            self._tls_config = _native.TlsConfig.server_from_files(cert, key)
+        # The same engine settings as the blocking Controller's (smtp-py/src/server.rs).
+        self._options = dict(
+            max_message_size=self.data_size_limit,
+            lmtp=self.lmtp,
+            auth=self.authenticator is not None,
+            allow_insecure_auth=not self.auth_require_tls,
+            require_auth=self.auth_required,
+            timeout=self.timeout,
+            starttls=self.tls_context is not None and not self.implicit_tls,
+            tls_active=self.implicit_tls,
+            require_tls=self.require_starttls,
+        )
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
 
     async def stop(self) -> None:
@@ -485,7 +709,23 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """Over the connection limit: the engine's 421 as the greeting, then close (as
+        the blocking server, without TLS even on an implicit-TLS listener: no handshake
+        is spent on a client that cannot be served)."""
+        session = _native.ServerSession(self.hostname, **self._options)
+        while (event := session.next_event()) is not None:
+            if event.kind == "connect":
+                session.reply_line(
+                    f"421 4.7.0 {self.hostname} Error: too many connections, try again later"
+                )
+        writer.write(session.output())
+        writer.close()  # after the buffered 421 is written
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= self.max_connections:
+            self._refuse(writer)
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -493,6 +733,8 @@ class Server:
             await self._run(reader, writer)
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except (SmtpTlsError, SmtpDisconnected, asyncio.TimeoutError) as e:
+            log.info("smtpx.aio server: connection ended: %s", str(e) or "TLS handshake timed out")
         except Exception:
             log.exception("smtpx.aio server: connection failed")
         finally:
@@ -502,19 +744,17 @@ class Server:
     async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         peer = writer.get_extra_info("peername") or ("", 0)
-        conn = _Connection(self, (str(peer[0]), int(peer[1])))
-        session = _native.ServerSession(
-            self.hostname,
-            now=loop.time(),
-            max_message_size=self.data_size_limit,
-            auth=self.authenticator is not None,
-            allow_insecure_auth=True,
-            require_auth=self.auth_required,
-            timeout=self.timeout,
-        )
-        content = bytearray()
+        conn = _Connection(self, (str(peer[0]), int(peer[1])), self.implicit_tls)
+        session = _native.ServerSession(self.hostname, now=loop.time(), **self._options)
+        tls: _native.TlsSession | None = None
         pending = b""
+        if self.implicit_tls:
+            assert self._tls_config is not None
+            tls = _native.TlsSession(self._tls_config)
+            pending = await asyncio.wait_for(_handshake(reader, writer, tls), self.timeout)
+        content = bytearray()
         eof = False
+        starting_tls = False
         while True:
             if pending:
                 taken = session.receive(pending, loop.time())
@@ -534,16 +774,37 @@ class Server:
                         session.accept()
                     else:
                         try:
-                            session.reply_line(status)
+                            if isinstance(status, str):
+                                session.reply_line(status)
+                            else:
+                                session.reply_per_recipient(status)
                         except ValueError:
                             log.error("smtpx.aio server: invalid status line %r", status)
                             session.reply_line(_LOCAL_ERROR)
+                elif event.kind == "starttls":
+                    starting_tls = True
             out = session.output()
             if out:
+                if tls is not None:
+                    tls.write(out)
+                    out = tls.output()
                 writer.write(out)
                 await writer.drain()
             if session.is_closed:
+                if tls is not None:
+                    tls.close()
+                    writer.write(tls.output())
                 return
+            if starting_tls:
+                # The 220 is out. What was pipelined after STARTTLS (the rest of `pending`
+                # too) came in clear and is dropped; only the handshake's plaintext counts.
+                starting_tls = False
+                assert self._tls_config is not None
+                tls = _native.TlsSession(self._tls_config)
+                pending = await asyncio.wait_for(_handshake(reader, writer, tls), self.timeout)
+                conn.tls_started()
+                session.tls_established(loop.time())
+                continue
             if pending:
                 continue
             if eof:
@@ -555,8 +816,18 @@ class Server:
             except asyncio.TimeoutError:
                 session.handle_timeout(loop.time())
                 continue
-            if data:
-                pending = data
-            else:
+            if not data:
                 eof = True
                 session.receive_eof()
+            elif tls is None:
+                pending = data
+            else:
+                try:
+                    pending = tls.receive(data)
+                finally:
+                    alert_or_update = tls.output()
+                    if alert_or_update:
+                        writer.write(alert_or_update)
+                if tls.peer_closed:
+                    eof = True
+                    session.receive_eof()

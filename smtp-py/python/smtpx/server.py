@@ -38,7 +38,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from smtpx import _native
 
@@ -55,6 +55,8 @@ __all__ = [
 log = logging.getLogger("smtpx.server")
 
 LOCAL_ERROR = "451 4.3.0 Requested action aborted: error in processing"
+
+_Answer = TypeVar("_Answer")
 
 
 class LoginPassword(NamedTuple):
@@ -144,15 +146,16 @@ class _Connection:
             return _MISSING
         return self._run(method(self.server, self.session, self.envelope, *args))
 
-    def _guard(self, what: str, call: Callable[[], str | None]) -> str | None:
+    def _guard(self, what: str, call: Callable[[], _Answer]) -> _Answer | str:
         try:
             status = call()
         except Exception:
             log.exception("smtpx server: the handler failed in %s (peer %s)", what, self.session.peer)
             return LOCAL_ERROR
         if status is not None and not isinstance(status, str):
-            log.error("smtpx server: %s returned %r, not a status string", what, status)
-            return LOCAL_ERROR
+            if not (isinstance(status, list) and what == "handle_DATA"):
+                log.error("smtpx server: %s returned %r, not a status string", what, status)
+                return LOCAL_ERROR
         return status
 
     # Called by the Rust handler -------------------------------------------------------------
@@ -222,15 +225,15 @@ class _Connection:
 
         return self._guard("handle_RCPT", call)
 
-    def data(self, content: bytes) -> str | None:
-        def call() -> str | None:
+    def data(self, content: bytes) -> str | list[str] | None:
+        def call() -> str | list[str] | None:
             self.envelope.content = content
             self.envelope.original_content = content
             try:
                 status = self._hook("handle_DATA")
             finally:
                 self.envelope = Envelope()
-            return None if status is _MISSING else status
+            return None if status is _MISSING else _data_answer(status, self.controller.lmtp)
 
         return self._guard("handle_DATA", call)
 
@@ -257,6 +260,26 @@ class _Connection:
 _MISSING: Any = object()
 
 
+def _data_answer(status: Any, lmtp: bool) -> Any:
+    """``handle_DATA``'s answer. Under LMTP, aiosmtpd writes the returned string as is,
+    so a handler answers per accepted recipient (in RCPT order) with one status line each
+    joined by CRLF; a list of lines works too. Either becomes a list; a single line is
+    the answer for every recipient. Anything else is returned as is, for the caller to
+    check.
+    """
+    if not lmtp:
+        return status
+    if isinstance(status, str) and "\n" in status:
+        return [line for line in status.replace("\r\n", "\n").split("\n") if line]
+    if isinstance(status, tuple):
+        status = list(status)
+    if isinstance(status, list):
+        if not all(isinstance(line, str) for line in status):
+            raise TypeError(f"handle_DATA returned {status!r}, not a list of status lines")
+        return status if status else None
+    return status
+
+
 class Controller:
     """Runs an SMTP server for ``handler`` on ``hostname``:``port`` in background
     threads, as aiosmtpd's ``Controller`` does; ``start()``/``stop()`` or ``with``.
@@ -265,7 +288,10 @@ class Controller:
     ``tls_context`` is ``(certfile, keyfile)`` (PEM) and enables STARTTLS.
     ``authenticator(server, session, envelope, mechanism, auth_data)`` enables AUTH
     PLAIN and LOGIN, offered only over TLS unless ``auth_require_tls=False``.
-    ``timeout`` is the per-command deadline in seconds.
+    ``timeout`` is the per-command deadline in seconds. ``lmtp`` speaks LMTP:
+    ``handle_DATA`` may then answer per accepted recipient, in RCPT order, with one status
+    line each joined by CRLF (as aiosmtpd's LMTP writes them) or as a list. Beyond
+    ``max_connections`` a client gets ``421 4.7.0`` and is disconnected.
     """
 
     def __init__(
@@ -283,6 +309,7 @@ class Controller:
         authenticator: Callable[..., Any] | None = None,
         timeout: float = 300.0,
         lmtp: bool = False,
+        max_connections: int = 10000,
     ) -> None:
         if isinstance(tls_context, ssl.SSLContext):
             raise TypeError(
@@ -303,6 +330,7 @@ class Controller:
         self.authenticator = authenticator
         self.timeout = timeout
         self.lmtp = lmtp
+        self.max_connections = max_connections
         self._server: _native.Server | None = None
         self._lock = threading.Lock()
 
@@ -328,6 +356,7 @@ class Controller:
                 auth_required=self.auth_required,
                 timeout=self.timeout,
                 lmtp=self.lmtp,
+                max_connections=self.max_connections,
             )
             if isinstance(self.handler, Maildir):
                 server = _native.Server.start(self.hostname, self.port, maildir=self.handler.path, **common)

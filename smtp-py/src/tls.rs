@@ -1,0 +1,280 @@
+//! `smtpx._native.TlsConfig` and `smtpx._native.TlsSession`: rustls without I/O, for
+//! drivers that own the sockets (the asyncio drivers in `smtpx/aio.py`).
+//!
+//! The configurations come from `smtp_core::tls`, the same builders the blocking client,
+//! the blocking server and the C API use, so certificate handling (trusted roots, the
+//! *ring* provider, what "accept invalid certificates" means) is the same everywhere.
+//! A session only moves bytes: ciphertext read from the socket goes in and plaintext
+//! comes out; plaintext to send goes in and ciphertext to write comes out.
+//!
+//! Memory stays bounded by what the caller hands over: every call drains rustls's own
+//! buffers (which rustls limits too) before returning, so a session holds at most one
+//! partial TLS record between calls.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, Connection, ServerConnection};
+use smtp_core::tls::{self, RootCerts, TlsClientOptions};
+
+use crate::errors::{SmtpTlsError, client_error};
+
+/// A client or a server TLS configuration, built once and shared by many sessions.
+#[derive(Debug, Clone)]
+enum Side {
+    Client(Arc<rustls::ClientConfig>),
+    Server(Arc<rustls::ServerConfig>),
+}
+
+/// A TLS configuration: which certificates a client trusts, or which certificate and key
+/// a server presents. Immutable; build it once (errors show up then, not per connection)
+/// and make a [`TlsSession`] per connection.
+#[pyclass(frozen, module = "smtpx._native")]
+#[derive(Debug)]
+pub struct TlsConfig {
+    side: Side,
+}
+
+#[pymethods]
+impl TlsConfig {
+    /// A client configuration. `roots` is "webpki" (Mozilla's roots, compiled in; the
+    /// default) or "system" (the operating system's store); `ca_file` (a PEM file) or
+    /// `ca_pem` (PEM text) trust those certificates instead. With
+    /// `dangerous_accept_invalid_certs` any certificate is accepted (tests only).
+    #[staticmethod]
+    #[pyo3(signature = (*, roots = "webpki", ca_file = None, ca_pem = None,
+        dangerous_accept_invalid_certs = false))]
+    fn client(
+        roots: &str,
+        ca_file: Option<PathBuf>,
+        ca_pem: Option<Vec<u8>>,
+        dangerous_accept_invalid_certs: bool,
+    ) -> PyResult<TlsConfig> {
+        let roots = match (roots, ca_file, ca_pem) {
+            (_, Some(_), Some(_)) => {
+                return Err(PyValueError::new_err("give ca_file or ca_pem, not both"));
+            }
+            (_, Some(path), None) => RootCerts::PemFile(path),
+            (_, None, Some(pem)) => RootCerts::Pem(pem),
+            ("webpki", None, None) => RootCerts::WebPki,
+            ("system", None, None) => RootCerts::System,
+            (other, None, None) => {
+                return Err(PyValueError::new_err(format!(
+                    "roots must be \"webpki\" or \"system\", not {other:?}"
+                )));
+            }
+        };
+        let options = TlsClientOptions {
+            roots,
+            dangerous_accept_invalid_certs,
+        };
+        let config = tls::client_config(&options).map_err(|e| client_error(e.into(), false))?;
+        Ok(TlsConfig {
+            side: Side::Client(config),
+        })
+    }
+
+    /// A server configuration from a PEM certificate chain (leaf first) and a PEM private
+    /// key, given as text (bytes).
+    #[staticmethod]
+    fn server(cert_pem: &[u8], key_pem: &[u8]) -> PyResult<TlsConfig> {
+        let config = tls::server_config_from_pem(cert_pem, key_pem)
+            .map_err(|e| client_error(e.into(), false))?;
+        Ok(TlsConfig {
+            side: Side::Server(config),
+        })
+    }
+
+    /// A server configuration from a PEM certificate chain file and a PEM key file.
+    #[staticmethod]
+    fn server_from_files(cert_file: PathBuf, key_file: PathBuf) -> PyResult<TlsConfig> {
+        let config = tls::server_config_from_pem_files(&cert_file, &key_file)
+            .map_err(|e| client_error(e.into(), false))?;
+        Ok(TlsConfig {
+            side: Side::Server(config),
+        })
+    }
+
+    /// True for a server configuration.
+    #[getter]
+    fn is_server(&self) -> bool {
+        matches!(self.side, Side::Server(_))
+    }
+}
+
+/// One TLS connection without I/O (see `_native.pyi`).
+#[pyclass(module = "smtpx._native")]
+#[derive(Debug)]
+pub struct TlsSession {
+    conn: Connection,
+    /// Ciphertext waiting to be taken by `output()`.
+    out: Vec<u8>,
+    /// A close_notify arrived: the peer sends nothing more.
+    peer_closed: bool,
+}
+
+impl TlsSession {
+    fn failed(&self, error: &rustls::Error) -> PyErr {
+        let what = if self.conn.is_handshaking() {
+            "TLS handshake failed"
+        } else {
+            "TLS failed"
+        };
+        SmtpTlsError::new_err(format!("{what}: {error}"))
+    }
+
+    /// Moves what rustls has to send into `out`.
+    fn drain_tls(&mut self) {
+        while self.conn.wants_write() {
+            // Writing into a Vec cannot fail.
+            if self.conn.write_tls(&mut self.out).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl TlsSession {
+    /// A session with `config`: a client one checks the server's certificate against
+    /// `server_name` (a DNS name or an IP address), which a server one does not take.
+    #[new]
+    #[pyo3(signature = (config, server_name = None))]
+    fn new(config: &TlsConfig, server_name: Option<String>) -> PyResult<TlsSession> {
+        let conn = match (&config.side, server_name) {
+            (Side::Client(config), Some(name)) => {
+                let name = ServerName::try_from(name.clone()).map_err(|_| {
+                    PyValueError::new_err(format!("not a DNS name or IP address: {name:?}"))
+                })?;
+                let conn = ClientConnection::new(Arc::clone(config), name)
+                    .map_err(|e| SmtpTlsError::new_err(format!("TLS client: {e}")))?;
+                Connection::Client(conn)
+            }
+            (Side::Client(_), None) => {
+                return Err(PyValueError::new_err(
+                    "a client session needs a server_name",
+                ));
+            }
+            (Side::Server(config), None) => {
+                let conn = ServerConnection::new(Arc::clone(config))
+                    .map_err(|e| SmtpTlsError::new_err(format!("TLS server: {e}")))?;
+                Connection::Server(conn)
+            }
+            (Side::Server(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "a server session takes no server_name",
+                ));
+            }
+        };
+        let mut session = TlsSession {
+            conn,
+            out: Vec::new(),
+            peer_closed: false,
+        };
+        // A client speaks first: its ClientHello is ready now.
+        session.drain_tls();
+        Ok(session)
+    }
+
+    /// Takes ciphertext read from the socket and returns the plaintext it carried (often
+    /// empty: handshake records carry none). Raises `SmtpTlsError` when the peer breaks
+    /// TLS or, during the handshake, is not trusted; `output()` may then hold an alert to
+    /// send before closing.
+    fn receive<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let mut input = data;
+        let mut plain = Vec::new();
+        while !input.is_empty() && !self.peer_closed {
+            let read = match self.conn.read_tls(&mut input) {
+                Ok(n) => n,
+                Err(e) => return Err(SmtpTlsError::new_err(format!("TLS: {e}"))),
+            };
+            let processed = self.conn.process_new_packets();
+            self.drain_tls();
+            let state = processed.map_err(|e| self.failed(&e))?;
+            if state.plaintext_bytes_to_read() > 0 {
+                let mut reader = self.conn.reader();
+                match reader.read_to_end(&mut plain) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(SmtpTlsError::new_err(format!("TLS: {e}"))),
+                }
+            }
+            if state.peer_has_closed() {
+                self.peer_closed = true;
+            }
+            if read == 0 {
+                break;
+            }
+        }
+        Ok(PyBytes::new(py, &plain))
+    }
+
+    /// Encrypts plaintext to send; take the ciphertext with `output()`. Only once the
+    /// handshake is over (before, rustls would hold the plaintext back).
+    fn write(&mut self, data: &[u8]) -> PyResult<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = self
+                .conn
+                .writer()
+                .write(rest)
+                .map_err(|e| SmtpTlsError::new_err(format!("TLS: {e}")))?;
+            // rustls takes up to its buffer limit; move that out and offer the rest.
+            self.drain_tls();
+            if n == 0 {
+                return Err(SmtpTlsError::new_err(
+                    "TLS: the connection takes no more data",
+                ));
+            }
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// The ciphertext to write to the socket (handshake records, encrypted data, alerts);
+    /// taking it clears it.
+    fn output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        self.drain_tls();
+        let out = PyBytes::new(py, &self.out);
+        self.out.clear();
+        out
+    }
+
+    /// Queues a close_notify alert (take it with `output()`): the orderly end.
+    fn close(&mut self) {
+        self.conn.send_close_notify();
+        self.drain_tls();
+    }
+
+    /// True until the handshake is complete.
+    #[getter]
+    fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// True once the peer sent close_notify: it will send nothing more.
+    #[getter]
+    fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// The negotiated protocol, such as "TLSv1_3", once the handshake is over.
+    #[getter]
+    fn protocol_version(&self) -> Option<String> {
+        self.conn.protocol_version().map(|v| format!("{v:?}"))
+    }
+
+    /// The negotiated cipher suite, such as "TLS13_AES_256_GCM_SHA384".
+    #[getter]
+    fn cipher_suite(&self) -> Option<String> {
+        self.conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+    }
+}
