@@ -861,6 +861,13 @@ impl ClientSession {
         Ok(())
     }
 
+    /// True when [`send_mail`](Self::send_mail) would start a transaction now: the
+    /// session is ready, or the current transaction awaits only its final reply and the
+    /// next may be chained behind it.
+    pub fn can_send_mail(&self) -> bool {
+        self.state == State::Ready || self.can_chain()
+    }
+
     /// True when [`send_mail`](Self::send_mail) may start a transaction behind the current
     /// one: pipelining is on, nothing else is queued, and the current transaction has
     /// written its whole message with DATA and awaits only the reply to the dot (so the

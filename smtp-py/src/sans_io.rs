@@ -396,6 +396,19 @@ impl ClientSession {
         self.inner.send_mail(&envelope, size).map_err(call_error)
     }
 
+    /// Checks an envelope as `send_mail` would (ValueError), without sending anything:
+    /// for a batch, checked whole before its first message goes out.
+    #[pyo3(signature = (sender, recipients, mail_options = Vec::new(), rcpt_options = Vec::new()))]
+    fn check_envelope(
+        &self,
+        sender: &str,
+        recipients: Vec<String>,
+        mail_options: Vec<String>,
+        rcpt_options: Vec<String>,
+    ) -> PyResult<()> {
+        envelope(sender, &recipients, &mail_options, &rcpt_options).map(drop)
+    }
+
     fn send_body(&mut self, data: &[u8]) -> PyResult<()> {
         self.inner.send_body(data).map_err(call_error)
     }
@@ -422,6 +435,31 @@ impl ClientSession {
 
     /// Sends STARTTLS now (ready and not yet encrypted): "starttls" follows, or an
     /// "error" when the server refuses.
+    /// Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
+    /// server offers): an "authenticated" event, or an "error" event that leaves the
+    /// session ready.
+    fn login(&mut self, username: String, password: String) -> PyResult<()> {
+        if username
+            .bytes()
+            .chain(password.bytes())
+            .any(|b| matches!(b, b'\r' | b'\n' | 0))
+        {
+            return Err(PyValueError::new_err(
+                "the user name and password must not contain CR, LF or NUL",
+            ));
+        }
+        self.inner
+            .login(Credentials::password(username, password))
+            .map_err(call_error)
+    }
+
+    /// True when `send_mail` would start a transaction now: the session is ready, or the
+    /// current message has been written and the next can be chained behind its end.
+    #[getter]
+    fn can_send_mail(&self) -> bool {
+        self.inner.can_send_mail()
+    }
+
     fn starttls(&mut self) -> PyResult<()> {
         self.inner.starttls().map_err(call_error)
     }

@@ -533,14 +533,16 @@ impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
     /// once every message before it has its outcome, and the next one is tried.
     pub(crate) fn start_next(&mut self, session: &mut ClientSession) {
         while let Some(&(envelope, content)) = self.queue.peek() {
+            if !self.in_flight.is_empty() && !session.can_send_mail() {
+                // Busy with an earlier message: this one starts once that is done.
+                return;
+            }
             match session.send_mail(envelope, Some(content.len() as u64)) {
                 Ok(()) => {
                     self.queue.next();
                     self.in_flight.push_back(content);
                     return;
                 }
-                // Busy with an earlier message: this one starts once that is done.
-                Err(ClientError::NotReady) if !self.in_flight.is_empty() => return,
                 Err(error) if self.in_flight.is_empty() => {
                     self.queue.next();
                     let fatal = error.is_fatal() || session.is_closed();

@@ -278,12 +278,28 @@ class ClientSession:
         mail_options: list[str] = ...,
         rcpt_options: list[str] = ...,
     ) -> None: ...
+    def check_envelope(
+        self,
+        sender: str,
+        recipients: list[str],
+        mail_options: list[str] = ...,
+        rcpt_options: list[str] = ...,
+    ) -> None:
+        """Checks an envelope as ``send_mail`` would (ValueError), sending nothing."""
     def send_body(self, data: bytes) -> None: ...
     def finish_body(self) -> None: ...
     def noop(self) -> None: ...
     def rset(self) -> None: ...
     def vrfy(self, argument: str) -> None: ...
     def quit(self) -> None: ...
+    def login(self, username: str, password: str) -> None:
+        """Authenticates now (PLAIN or LOGIN, whichever the server offers):
+        "authenticated" follows, or an "error" that leaves the session ready."""
+    @property
+    def can_send_mail(self) -> bool:
+        """True when ``send_mail`` would start a transaction now: the session is ready, or
+        the current message is written and the next can be chained behind its end (with
+        PIPELINING and without CHUNKING: one round trip per message)."""
     def starttls(self) -> None:
         """Sends STARTTLS now (ready and not yet encrypted): "starttls" follows, or an
         "error" when the server refuses."""

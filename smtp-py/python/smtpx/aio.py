@@ -33,16 +33,20 @@ import asyncio
 import email.message
 import inspect
 import logging
+import collections
 import os
 import ssl
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from smtpx import _native
 from smtpx.client import (
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
+    BatchMessage,
+    SendResult,
     _address,
+    _batch_item,
     _default_local_hostname,
     _envelope_of,
     _flatten,
@@ -217,8 +221,10 @@ class SMTP:
         except SmtpTlsError:
             self.close()  # the TLS layer is broken: nothing more can be said on it
             raise
-        except SmtpError:
-            # A refusal that leaves the session usable (a fatal one closed it already).
+        except (SmtpError, ValueError):
+            # ValueError: an argument refused before anything was written (CR or LF in
+            # an address, say). SmtpError: a refusal.
+            # Either leaves the session usable (a fatal error closed it already).
             if self._session is None or not self._session.is_ready:
                 self.close()
             raise
@@ -347,6 +353,20 @@ class SMTP:
         session = self._live()[0]
         return await self._simple(lambda: session.vrfy(address))
 
+    async def login(self, username: str, password: str) -> tuple[int, bytes]:
+        """Authenticates now with PLAIN or LOGIN (whichever the server offers) and returns
+        the server's ``(235, message)``; a refusal raises :class:`SmtpAuthError` and leaves
+        the connection usable (for a client made without ``username``/``password``)."""
+        session = self._live()[0]
+
+        async def run() -> tuple[int, bytes]:
+            session.login(username, password)
+            event = await self._until("authenticated")
+            assert event.reply is not None
+            return (event.reply[0], event.reply[3])
+
+        return await self._guarded(run())
+
     async def starttls(self) -> tuple[int, bytes]:
         """Upgrades with STARTTLS now and greets again (logging in then, when given
         credentials), for a client made with ``start_tls=False``; as the blocking
@@ -411,6 +431,104 @@ class SMTP:
         done = await self._guarded(run())
         assert done.result is not None
         return _refused_or_raise(_send_result(done.result), sender, to_list)
+
+    async def send(
+        self,
+        message: email.message.Message | str | bytes | bytearray,
+        *,
+        sender: str | None = None,
+        recipients: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> SendResult:
+        """Sends one message and returns the outcome for every recipient, as
+        :meth:`smtpx.SMTP.send`: refusals are in the result, not exceptions. ``sender``
+        and ``recipients`` are needed unless ``message`` is a Message."""
+        body: str | bytes | bytearray
+        if isinstance(message, email.message.Message):
+            sender, recipients = _envelope_of(message, sender, recipients)
+            body = _flatten(message)
+        elif sender is None or recipients is None:
+            raise ValueError("sender and recipients are needed unless message is a Message")
+        else:
+            body = message
+        [outcome] = await self.send_batch(
+            [(sender, recipients, body)], mail_options=mail_options, rcpt_options=rcpt_options
+        )
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def send_batch(
+        self,
+        messages: Iterable[BatchMessage],
+        *,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> list[SendResult | SmtpError]:
+        """Sends many messages over this connection, one transaction each, and returns an
+        outcome per message, in order, as :meth:`smtpx.SMTP.send_batch`: a
+        :class:`~smtpx.SendResult`, or the :class:`SmtpError` that message failed with.
+        When the server pipelines, each next message goes out right behind the previous
+        one's end (one round trip per message). Every envelope is checked first
+        (``ValueError``, nothing sent). An error that closes the connection ends the list
+        early, its last entry being that error. ``timeout`` bounds each wait, not the
+        whole batch."""
+        items = [_batch_item(m) for m in messages]
+        session = self._live()[0]
+        options = (list(mail_options), list(rcpt_options))
+        for sender, to, _ in items:
+            session.check_envelope(sender, to, *options)
+        outcomes: list[SendResult | SmtpError] = []
+        queue = collections.deque(items)
+        in_flight: collections.deque[bytes] = collections.deque()
+
+        def start_next() -> None:
+            # One message at a time: when the session is ready, or chained behind the
+            # message just written. A message refused for itself (too large) gets its
+            # error in place once every message before it has its outcome.
+            while queue and session.can_send_mail:
+                sender, to, body = queue[0]
+                try:
+                    session.send_mail(sender, to, len(body), *options)
+                except SmtpError as error:
+                    if in_flight:
+                        return
+                    queue.popleft()
+                    outcomes.append(error)
+                    continue
+                queue.popleft()
+                in_flight.append(body)
+                return
+
+        async def step() -> None:
+            event = await self._until("send_body", "transaction_complete")
+            if event.kind == "send_body":
+                session.send_body(in_flight[0])
+                session.finish_body()
+                start_next()  # leaves with the final dot, in the same write
+            else:
+                assert event.result is not None
+                in_flight.popleft()
+                outcomes.append(_send_result(event.result))
+
+        start_next()
+        while in_flight or queue:
+            if not in_flight:
+                if not session.can_send_mail:
+                    outcomes.append(SmtpDisconnected("the session cannot start a message"))
+                    break
+                start_next()
+                continue
+            try:
+                await self._guarded(step())
+            except SmtpError as error:
+                # Only errors that end the session come here (refusals are results), so
+                # the oldest message without an outcome gets it, and the batch ends.
+                self.close()
+                outcomes.append(error)
+                break
+        return outcomes
 
     async def send_message(
         self,

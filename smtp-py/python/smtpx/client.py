@@ -585,7 +585,7 @@ class SMTP:
 
     def send_batch(
         self,
-        messages: Iterable[email.message.Message | tuple[str, str | Sequence[str], str | bytes | bytearray]],
+        messages: Iterable[BatchMessage],
         *,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
@@ -621,14 +621,7 @@ class SMTP:
             return len(raw) == sent
 
         for message in messages:
-            if isinstance(message, email.message.Message):
-                sender, recipients = _envelope_of(message, None, None)
-                body = _flatten(message)
-            else:
-                sender, to, data = message
-                recipients = [to] if isinstance(to, str) else list(to)
-                body = bytes(_message_bytes(data))
-            batch.append((_address(sender), [_address(a) for a in recipients], body))
+            batch.append(_batch_item(message))
             if len(batch) == _BATCH and not flush():
                 return outcomes
         if batch:
@@ -638,6 +631,21 @@ class SMTP:
 
 # Messages handed to the engine per call of send_batch: bounds the memory held at once.
 _BATCH = 1000
+
+BatchMessage = Union[email.message.Message, tuple[str, Union[str, Sequence[str]], Union[str, bytes, bytearray]]]
+
+
+def _batch_item(message: BatchMessage) -> tuple[str, list[str], bytes]:
+    """``(sender, recipients, bytes)`` of a batch entry: a Message (envelope from its
+    headers, Bcc removed) or a ``(sender, recipients, message)`` tuple."""
+    if isinstance(message, email.message.Message):
+        sender, recipients = _envelope_of(message, None, None)
+        body = _flatten(message)
+    else:
+        sender, to, data = message
+        recipients = [to] if isinstance(to, str) else list(to)
+        body = bytes(_message_bytes(data))
+    return (_address(sender), [_address(a) for a in recipients], body)
 
 
 class SMTP_SSL(SMTP):
