@@ -946,4 +946,103 @@ mod tests {
         assert_eq!(dispatch.run(&mut session, Some(&refusal)), Flow::Close);
         assert_eq!(session.take_output(), b"421 4.7.0 too busy\r\n");
     }
+
+    /// Steps `state` to the end, answering every hook with `answer` and listing them.
+    fn step_all(
+        state: &mut DispatchState,
+        session: &mut ServerSession,
+        mut answer: impl FnMut(&Hook<'_>) -> Answer,
+    ) -> (Vec<String>, Flow) {
+        let mut hooks = Vec::new();
+        loop {
+            match state.step(session, None) {
+                Step::Call(call) => {
+                    let hook = call.hook();
+                    hooks.push(format!("{hook:?}"));
+                    let a = answer(&hook);
+                    call.answer(a);
+                }
+                Step::Done(flow) => return (hooks, flow),
+            }
+        }
+    }
+
+    #[test]
+    fn the_state_names_each_hook_and_keeps_what_was_accepted() {
+        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut state = DispatchState::new(false);
+        session.receive(
+            b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@y.test>\r\nDATA\r\n",
+            Duration::ZERO,
+        );
+        let refuse_no = |hook: &Hook<'_>| match hook {
+            Hook::Rcpt { to, .. } if to.as_str().starts_with("no") => Answer::Decision(
+                Decision::Reply(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, None, "no")),
+            ),
+            Hook::DataStart(t) => {
+                // The transaction data_start sees holds only the accepted recipient.
+                assert_eq!(t.recipients.len(), 1);
+                Answer::Decision(Decision::Accept)
+            }
+            _ => Answer::Decision(Decision::Accept),
+        };
+        let (hooks, flow) = step_all(&mut state, &mut session, refuse_no);
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(hooks.len(), 5, "{hooks:?}");
+        assert!(hooks[0].starts_with("Hello"), "{hooks:?}");
+        assert!(hooks[4].starts_with("DataStart"), "{hooks:?}");
+        let t = state.transaction();
+        assert_eq!(t.from.as_ref().unwrap().to_string(), "<a@b.test>");
+        assert_eq!(t.recipients.len(), 1);
+        assert_eq!(t.recipients[0].as_str(), "x@y.test");
+        let out = String::from_utf8(session.take_output()).unwrap();
+        assert!(
+            out.contains("550 no\r\n") && out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_decision_hook_answered_without_a_decision_is_a_temporary_failure() {
+        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut state = DispatchState::new(false);
+        session.receive(b"EHLO c\r\n", Duration::ZERO);
+        let (_, flow) = step_all(&mut state, &mut session, |_| Answer::Done);
+        assert_eq!(flow, Flow::Continue);
+        let out = String::from_utf8(session.take_output()).unwrap();
+        assert!(
+            out.ends_with("451 4.3.0 Error: internal server error\r\n"),
+            "{out}"
+        );
+        assert_eq!(state.transaction().hello, None);
+    }
+
+    #[test]
+    fn the_close_hook_is_called_once() {
+        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut state = DispatchState::new(false);
+        session.receive(b"QUIT\r\n", Duration::ZERO);
+        let (hooks, flow) = step_all(&mut state, &mut session, |_| Answer::Done);
+        assert_eq!(
+            (hooks.as_slice(), flow),
+            (["Close".to_owned()].as_slice(), Flow::Close)
+        );
+        // The driver's own close after the session's adds nothing.
+        assert!(state.close().is_none());
+    }
+
+    #[test]
+    fn tls_started_starts_an_encrypted_transaction() {
+        let mut state = DispatchState::new(false);
+        let call = state.tls_started();
+        assert!(matches!(call.hook(), Hook::TlsStarted));
+        call.answer(Answer::Done);
+        assert_eq!(
+            state.transaction(),
+            &Transaction {
+                tls: true,
+                ..Transaction::default()
+            }
+        );
+    }
 }

@@ -12,7 +12,9 @@
 //!   stall other connections; on a current-thread runtime it does stall them, so keep hooks
 //!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::block_in_place`].
 //! - an [`AsyncHandler`] whose [`AsyncSessionHandler`] hooks are `async fn`s
-//!   ([`AsyncServer::builder_async`]).
+//!   ([`AsyncServer::builder_async`]). They are awaited around the same
+//!   [`DispatchState`] that [`Dispatch`] is built on, so both kinds of user code see the
+//!   same hooks, in the same order, with the same [`Transaction`].
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
