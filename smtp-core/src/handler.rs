@@ -3,7 +3,8 @@
 //! can refuse with any code, enhanced code and text.
 //!
 //! [`Dispatch`] turns a [`ServerSession`]'s events into hook calls. Every driver (blocking,
-//! async, the C server, the Python server) uses it, so the mapping exists once.
+//! async, the C server, the Python server) uses it, or, for hooks that must be awaited, the
+//! sans-IO [`DispatchState`] it is built on, so the mapping exists once.
 //!
 //! ```
 //! use smtp_core::handler::{Handler, SessionHandler, ConnectionInfo, Transaction};
@@ -152,7 +153,7 @@ pub trait SessionHandler: Send + 'static {
     fn close(&mut self) {}
 }
 
-/// What the driver must do after [`Dispatch::run`].
+/// What the driver must do after [`Dispatch::run`] (or when [`DispatchState::step`] is done).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
     /// Write the output, then read more input.
@@ -165,13 +166,12 @@ pub enum Flow {
 }
 
 /// Connects a [`ServerSession`] to a [`SessionHandler`]: polls events, calls hooks,
-/// answers decisions and keeps the [`Transaction`] that `data_end` receives.
+/// answers decisions and keeps the [`Transaction`] that `data_end` receives. The mapping
+/// itself is [`DispatchState`]; this only calls the hooks it asks for.
 #[derive(Debug)]
 pub struct Dispatch<S> {
     handler: Option<S>,
-    transaction: Transaction,
-    data_error: Option<Reply>,
-    closed: bool,
+    state: DispatchState,
 }
 
 impl<S: SessionHandler> Dispatch<S> {
@@ -180,12 +180,7 @@ impl<S: SessionHandler> Dispatch<S> {
     pub fn new(handler: S, tls: bool) -> Dispatch<S> {
         Dispatch {
             handler: Some(handler),
-            transaction: Transaction {
-                tls,
-                ..Transaction::default()
-            },
-            data_error: None,
-            closed: false,
+            state: DispatchState::new(tls),
         }
     }
 
@@ -194,9 +189,7 @@ impl<S: SessionHandler> Dispatch<S> {
     pub fn refused() -> Dispatch<S> {
         Dispatch {
             handler: None,
-            transaction: Transaction::default(),
-            data_error: None,
-            closed: false,
+            state: DispatchState::new(false),
         }
     }
 
@@ -207,128 +200,344 @@ impl<S: SessionHandler> Dispatch<S> {
 
     /// The transaction as known so far.
     pub fn transaction(&self) -> &Transaction {
-        &self.transaction
+        self.state.transaction()
     }
 
     /// Processes every event the session has; `refusal` answers Connect when the handler
     /// refused the connection.
     pub fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
-        let mut flow = Flow::Continue;
-        while let Some(event) = session.poll_event() {
-            match event {
+        loop {
+            match self.state.step(session, refusal) {
+                Step::Call(call) => call_sync(self.handler.as_mut(), call),
+                Step::Done(flow) => return flow,
+            }
+        }
+    }
+
+    /// The TLS handshake succeeded; call after [`ServerSession::tls_established`].
+    pub fn tls_started(&mut self) {
+        call_sync(self.handler.as_mut(), self.state.tls_started());
+    }
+
+    /// The connection ended (the session closed it, or the driver lost it). Idempotent.
+    pub fn close(&mut self) {
+        if let Some(call) = self.state.close() {
+            call_sync(self.handler.as_mut(), call);
+        }
+    }
+}
+
+/// Answers `call` with the hook it names, or as a refused session when there is no handler.
+fn call_sync<S: SessionHandler>(handler: Option<&mut S>, call: HookCall<'_>) {
+    match handler {
+        Some(h) => {
+            let answer = call.hook().call(h);
+            call.answer(answer);
+        }
+        None => call.refuse(),
+    }
+}
+
+/// The event→hook mapping without the hooks, so that it exists once for every kind of hook:
+/// [`Dispatch`] calls [`SessionHandler`]'s, the async server awaits its
+/// `AsyncSessionHandler`'s. It answers what needs no hook (Connect, a refused session),
+/// names the hook each other event calls and with which arguments ([`HookCall::hook`]),
+/// and applies the hook's answer ([`HookCall::answer`]): the decision to the session, the
+/// accepted parts of the envelope to the [`Transaction`], a failed `data_chunk` to the end
+/// of the message.
+///
+/// ```
+/// use smtp_core::handler::{DispatchState, Flow, SessionHandler, Step};
+/// use smtp_core::server::{ServerConfig, ServerSession};
+/// use std::time::Duration;
+///
+/// struct Accept;
+/// impl SessionHandler for Accept {}
+///
+/// let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+/// let mut state = DispatchState::new(false);
+/// let mut handler = Accept;
+/// let flow = loop {
+///     match state.step(&mut session, None) {
+///         // An async driver would await its own hook here instead.
+///         Step::Call(call) => {
+///             let answer = call.hook().call(&mut handler);
+///             call.answer(answer);
+///         }
+///         Step::Done(flow) => break flow,
+///     }
+/// };
+/// assert_eq!(flow, Flow::Continue);
+/// assert!(session.take_output().starts_with(b"220 "));
+/// ```
+#[derive(Debug)]
+pub struct DispatchState {
+    transaction: Transaction,
+    /// The reply a failed `data_chunk` left for the end of the message.
+    data_error: Option<Reply>,
+    closed: bool,
+    /// The close hook of a Close event is out: the next step ends with [`Flow::Close`].
+    closing: bool,
+}
+
+/// What [`DispatchState::step`] asks of the driver.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Call the hook [`HookCall::hook`] names, then give its answer to
+    /// [`HookCall::answer`], then step again.
+    Call(HookCall<'a>),
+    /// The session has no more events for now: do what the [`Flow`] says.
+    Done(Flow),
+}
+
+/// One hook to call: which one and with what ([`hook`](Self::hook)), and where its answer
+/// goes ([`answer`](Self::answer)). Dropping it unanswered leaves a decision unmade.
+#[derive(Debug)]
+pub struct HookCall<'a> {
+    state: &'a mut DispatchState,
+    /// The session, to take the decision; absent for the hooks called outside
+    /// [`DispatchState::step`] (`tls_started`, `close`), which decide nothing.
+    session: Option<&'a mut ServerSession>,
+    pending: Pending,
+}
+
+/// A hook call's event, owned so that the session is free to take the decision.
+#[derive(Debug)]
+enum Pending {
+    Hello {
+        verb: HelloVerb,
+        domain: String,
+    },
+    Auth(AuthAttempt),
+    Mail {
+        from: ReversePath,
+        params: MailParameters,
+    },
+    Rcpt {
+        to: ForwardPath,
+        params: RcptParameters,
+    },
+    DataStart,
+    /// The chunk itself is still in the session ([`ServerSession::message_data`]).
+    DataChunk,
+    DataEnd,
+    /// The message ended after `data_chunk` failed: `data_aborted` is called instead of
+    /// `data_end`, and the failure is the reply.
+    DataEndFailed(Reply),
+    DataAborted(AbortReason),
+    Reset,
+    Verify(String),
+    Expand(String),
+    TlsStarted,
+    Close,
+}
+
+/// A hook with its arguments: what [`HookCall::hook`] asks the driver to call. The variants
+/// are the [`SessionHandler`] methods of the same names.
+#[derive(Debug)]
+pub enum Hook<'a> {
+    /// [`SessionHandler::hello`].
+    Hello {
+        /// The verb the client used.
+        verb: HelloVerb,
+        /// The name it gave.
+        domain: &'a str,
+    },
+    /// [`SessionHandler::tls_started`].
+    TlsStarted,
+    /// [`SessionHandler::auth`].
+    Auth(&'a AuthAttempt),
+    /// [`SessionHandler::mail`].
+    Mail {
+        /// The sender.
+        from: &'a ReversePath,
+        /// MAIL's parameters.
+        params: &'a MailParameters,
+    },
+    /// [`SessionHandler::rcpt`].
+    Rcpt {
+        /// The recipient.
+        to: &'a ForwardPath,
+        /// RCPT's parameters.
+        params: &'a RcptParameters,
+    },
+    /// [`SessionHandler::data_start`].
+    DataStart(&'a Transaction),
+    /// [`SessionHandler::data_chunk`].
+    DataChunk(&'a [u8]),
+    /// [`SessionHandler::data_end`].
+    DataEnd(&'a Transaction),
+    /// [`SessionHandler::data_aborted`].
+    DataAborted(AbortReason),
+    /// [`SessionHandler::reset`].
+    Reset,
+    /// [`SessionHandler::verify`].
+    Verify(&'a str),
+    /// [`SessionHandler::expand`].
+    Expand(&'a str),
+    /// [`SessionHandler::close`].
+    Close,
+}
+
+/// What a hook returned, for [`HookCall::answer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The decision of `hello`, `auth`, `mail`, `rcpt`, `data_start`, `data_end`,
+    /// `verify` or `expand`.
+    Decision(Decision),
+    /// The result of `data_chunk`.
+    Chunk(Result<(), Reply>),
+    /// A hook without a result returned.
+    Done,
+}
+
+impl Hook<'_> {
+    /// Calls this hook on a synchronous handler.
+    pub fn call<S: SessionHandler + ?Sized>(self, h: &mut S) -> Answer {
+        match self {
+            Hook::Hello { verb, domain } => Answer::Decision(h.hello(verb, domain)),
+            Hook::TlsStarted => {
+                h.tls_started();
+                Answer::Done
+            }
+            Hook::Auth(attempt) => Answer::Decision(h.auth(attempt)),
+            Hook::Mail { from, params } => Answer::Decision(h.mail(from, params)),
+            Hook::Rcpt { to, params } => Answer::Decision(h.rcpt(to, params)),
+            Hook::DataStart(t) => Answer::Decision(h.data_start(t)),
+            Hook::DataChunk(chunk) => Answer::Chunk(h.data_chunk(chunk)),
+            Hook::DataEnd(t) => Answer::Decision(h.data_end(t)),
+            Hook::DataAborted(reason) => {
+                h.data_aborted(reason);
+                Answer::Done
+            }
+            Hook::Reset => {
+                h.reset();
+                Answer::Done
+            }
+            Hook::Verify(argument) => Answer::Decision(h.verify(argument)),
+            Hook::Expand(argument) => Answer::Decision(h.expand(argument)),
+            Hook::Close => {
+                h.close();
+                Answer::Done
+            }
+        }
+    }
+}
+
+impl DispatchState {
+    /// The state of a new connection; `tls` says whether it is already encrypted.
+    pub fn new(tls: bool) -> DispatchState {
+        DispatchState {
+            transaction: Transaction {
+                tls,
+                ..Transaction::default()
+            },
+            data_error: None,
+            closed: false,
+            closing: false,
+        }
+    }
+
+    /// The transaction as known so far.
+    pub fn transaction(&self) -> &Transaction {
+        &self.transaction
+    }
+
+    /// Takes the session's events until one calls a hook or there are none left; `refusal`
+    /// answers Connect when the handler refused the connection (the driver then answers
+    /// every call with [`HookCall::refuse`]).
+    pub fn step<'a>(
+        &'a mut self,
+        session: &'a mut ServerSession,
+        refusal: Option<&Reply>,
+    ) -> Step<'a> {
+        if std::mem::take(&mut self.closing) {
+            return Step::Done(Flow::Close);
+        }
+        loop {
+            let Some(event) = session.poll_event() else {
+                return Step::Done(Flow::Continue);
+            };
+            let pending = match event {
                 ServerEvent::Connect => {
                     let d = match refusal {
                         Some(r) => Decision::Reply(r.clone()),
                         None => Decision::Accept,
                     };
                     decide(session, d);
+                    continue;
                 }
                 ServerEvent::StartTls => {
                     self.reset_transaction();
-                    flow = Flow::StartTls;
+                    return Step::Done(Flow::StartTls);
                 }
-                ServerEvent::Close => {
-                    self.close();
-                    return Flow::Close;
-                }
-                event => {
-                    let decision = self.hook(event);
-                    if let Some(d) = decision {
-                        decide(session, d);
+                ServerEvent::Close => match self.close_pending() {
+                    Some(pending) => {
+                        self.closing = true;
+                        pending
                     }
+                    None => return Step::Done(Flow::Close),
+                },
+                ServerEvent::Hello { verb, domain } => Pending::Hello { verb, domain },
+                ServerEvent::Auth(attempt) => Pending::Auth(attempt),
+                ServerEvent::Mail { from, params } => Pending::Mail { from, params },
+                ServerEvent::Rcpt { to, params } => Pending::Rcpt { to, params },
+                ServerEvent::MessageStart => {
+                    self.data_error = None;
+                    Pending::DataStart
                 }
-            }
-            if flow == Flow::StartTls {
-                return flow;
-            }
+                // After a failure the rest of the message is not the handler's business.
+                ServerEvent::MessageData(_) if self.data_error.is_some() => continue,
+                ServerEvent::MessageData(_) => Pending::DataChunk,
+                ServerEvent::MessageEnd => match self.data_error.take() {
+                    Some(reply) => Pending::DataEndFailed(reply),
+                    None => Pending::DataEnd,
+                },
+                ServerEvent::MessageAborted(reason) => {
+                    self.data_error = None;
+                    Pending::DataAborted(reason)
+                }
+                ServerEvent::Reset => {
+                    self.transaction.from = None;
+                    self.transaction.recipients.clear();
+                    Pending::Reset
+                }
+                ServerEvent::Verify(argument) => Pending::Verify(argument),
+                ServerEvent::Expand(argument) => Pending::Expand(argument),
+            };
+            return Step::Call(HookCall {
+                state: self,
+                session: Some(session),
+                pending,
+            });
         }
-        flow
     }
 
-    /// Calls the hook for one event; returns the decision for decision events.
-    fn hook(&mut self, event: ServerEvent<'_>) -> Option<Decision> {
-        let Some(h) = self.handler.as_mut() else {
-            return event.needs_decision().then(|| {
-                Decision::Reply(Reply::new(
-                    ReplyCode::BAD_SEQUENCE,
-                    Some(EnhancedCode::new(5, 5, 1)),
-                    "Error: session rejected",
-                ))
-            });
-        };
-        let t = &mut self.transaction;
-        match event {
-            ServerEvent::Hello { verb, domain } => {
-                let d = h.hello(verb, &domain);
-                if is_accept(&d) {
-                    t.hello = Some((verb, domain));
-                    t.from = None;
-                    t.recipients.clear();
-                }
-                Some(d)
-            }
-            ServerEvent::Auth(attempt) => {
-                let d = h.auth(&attempt);
-                if is_accept(&d) {
-                    t.authenticated = Some(attempt.username.clone());
-                }
-                Some(d)
-            }
-            ServerEvent::Mail { from, params } => {
-                let d = h.mail(&from, &params);
-                if is_accept(&d) {
-                    t.from = Some(from);
-                    t.mail_params = params;
-                    t.recipients.clear();
-                }
-                Some(d)
-            }
-            ServerEvent::Rcpt { to, params } => {
-                let d = h.rcpt(&to, &params);
-                if is_accept(&d) {
-                    t.recipients.push(to);
-                }
-                Some(d)
-            }
-            ServerEvent::MessageStart => {
-                self.data_error = None;
-                Some(h.data_start(t))
-            }
-            ServerEvent::MessageData(chunk) => {
-                if self.data_error.is_none()
-                    && let Err(reply) = h.data_chunk(chunk)
-                {
-                    self.data_error = Some(reply);
-                }
-                None
-            }
-            ServerEvent::MessageEnd => {
-                let d = match self.data_error.take() {
-                    Some(reply) => {
-                        h.data_aborted(AbortReason::Disconnected);
-                        Decision::Reply(reply)
-                    }
-                    None => h.data_end(t),
-                };
-                t.from = None;
-                t.recipients.clear();
-                Some(d)
-            }
-            ServerEvent::MessageAborted(reason) => {
-                self.data_error = None;
-                h.data_aborted(reason);
-                None
-            }
-            ServerEvent::Reset => {
-                t.from = None;
-                t.recipients.clear();
-                h.reset();
-                None
-            }
-            ServerEvent::Verify(arg) => Some(h.verify(&arg)),
-            ServerEvent::Expand(arg) => Some(h.expand(&arg)),
-            ServerEvent::Connect | ServerEvent::StartTls | ServerEvent::Close => None,
+    /// The TLS handshake succeeded (call after [`ServerSession::tls_established`]): the
+    /// transaction starts over, encrypted, and the `tls_started` hook is due.
+    pub fn tls_started(&mut self) -> HookCall<'_> {
+        self.reset_transaction();
+        self.transaction.tls = true;
+        HookCall {
+            state: self,
+            session: None,
+            pending: Pending::TlsStarted,
         }
+    }
+
+    /// The connection ended (the session closed it, or the driver lost it): the `close`
+    /// hook, the first time only.
+    pub fn close(&mut self) -> Option<HookCall<'_>> {
+        let pending = self.close_pending()?;
+        Some(HookCall {
+            state: self,
+            session: None,
+            pending,
+        })
+    }
+
+    fn close_pending(&mut self) -> Option<Pending> {
+        (!std::mem::replace(&mut self.closed, true)).then_some(Pending::Close)
     }
 
     fn reset_transaction(&mut self) {
@@ -338,23 +547,142 @@ impl<S: SessionHandler> Dispatch<S> {
             ..Transaction::default()
         };
     }
+}
 
-    /// The TLS handshake succeeded; call after [`ServerSession::tls_established`].
-    pub fn tls_started(&mut self) {
-        self.reset_transaction();
-        self.transaction.tls = true;
-        if let Some(h) = self.handler.as_mut() {
-            h.tls_started();
+impl HookCall<'_> {
+    /// The hook to call, with its arguments.
+    pub fn hook(&self) -> Hook<'_> {
+        let t = &self.state.transaction;
+        match &self.pending {
+            Pending::Hello { verb, domain } => Hook::Hello {
+                verb: *verb,
+                domain,
+            },
+            Pending::Auth(attempt) => Hook::Auth(attempt),
+            Pending::Mail { from, params } => Hook::Mail { from, params },
+            Pending::Rcpt { to, params } => Hook::Rcpt { to, params },
+            Pending::DataStart => Hook::DataStart(t),
+            Pending::DataChunk => {
+                Hook::DataChunk(self.session.as_deref().map_or(&[], |s| s.message_data()))
+            }
+            Pending::DataEnd => Hook::DataEnd(t),
+            Pending::DataEndFailed(_) => Hook::DataAborted(AbortReason::Disconnected),
+            Pending::DataAborted(reason) => Hook::DataAborted(*reason),
+            Pending::Reset => Hook::Reset,
+            Pending::Verify(argument) => Hook::Verify(argument),
+            Pending::Expand(argument) => Hook::Expand(argument),
+            Pending::TlsStarted => Hook::TlsStarted,
+            Pending::Close => Hook::Close,
         }
     }
 
-    /// The connection ended (the session closed it, or the driver lost it). Idempotent.
-    pub fn close(&mut self) {
-        if std::mem::replace(&mut self.closed, true) {
-            return;
+    /// Applies what the hook returned: keeps the accepted parts of the envelope, remembers
+    /// a failed chunk, and gives a decision to the session.
+    pub fn answer(self, answer: Answer) {
+        let HookCall {
+            state,
+            session,
+            pending,
+        } = self;
+        let t = &mut state.transaction;
+        let decision = match pending {
+            Pending::Hello { verb, domain } => {
+                let d = answer.into_decision();
+                if is_accept(&d) {
+                    t.hello = Some((verb, domain));
+                    t.from = None;
+                    t.recipients.clear();
+                }
+                Some(d)
+            }
+            Pending::Auth(attempt) => {
+                let d = answer.into_decision();
+                if is_accept(&d) {
+                    t.authenticated = Some(attempt.username);
+                }
+                Some(d)
+            }
+            Pending::Mail { from, params } => {
+                let d = answer.into_decision();
+                if is_accept(&d) {
+                    t.from = Some(from);
+                    t.mail_params = params;
+                    t.recipients.clear();
+                }
+                Some(d)
+            }
+            Pending::Rcpt { to, .. } => {
+                let d = answer.into_decision();
+                if is_accept(&d) {
+                    t.recipients.push(to);
+                }
+                Some(d)
+            }
+            Pending::DataChunk => {
+                if let Answer::Chunk(Err(reply)) = answer {
+                    state.data_error = Some(reply);
+                }
+                None
+            }
+            Pending::DataEnd => {
+                t.from = None;
+                t.recipients.clear();
+                Some(answer.into_decision())
+            }
+            Pending::DataEndFailed(reply) => {
+                t.from = None;
+                t.recipients.clear();
+                Some(Decision::Reply(reply))
+            }
+            Pending::DataStart | Pending::Verify(_) | Pending::Expand(_) => {
+                Some(answer.into_decision())
+            }
+            Pending::DataAborted(_) | Pending::Reset | Pending::TlsStarted | Pending::Close => None,
+        };
+        if let (Some(d), Some(session)) = (decision, session) {
+            decide(session, d);
         }
-        if let Some(h) = self.handler.as_mut() {
-            h.close();
+    }
+
+    /// Answers without a handler (the connection was refused in [`Handler::connect`]):
+    /// every decision is a refusal.
+    pub fn refuse(self) {
+        let needs_decision = matches!(
+            self.pending,
+            Pending::Hello { .. }
+                | Pending::Auth(_)
+                | Pending::Mail { .. }
+                | Pending::Rcpt { .. }
+                | Pending::DataStart
+                | Pending::DataEnd
+                | Pending::DataEndFailed(_)
+                | Pending::Verify(_)
+                | Pending::Expand(_)
+        );
+        if needs_decision && let Some(session) = self.session {
+            decide(
+                session,
+                Decision::Reply(Reply::new(
+                    ReplyCode::BAD_SEQUENCE,
+                    Some(EnhancedCode::new(5, 5, 1)),
+                    "Error: session rejected",
+                )),
+            );
+        }
+    }
+}
+
+impl Answer {
+    fn into_decision(self) -> Decision {
+        match self {
+            Answer::Decision(d) => d,
+            // A driver answered a decision hook with something else: a bug, which the
+            // client sees as a temporary failure rather than as an acceptance.
+            Answer::Chunk(_) | Answer::Done => Decision::Reply(Reply::new(
+                ReplyCode::LOCAL_ERROR,
+                Some(EnhancedCode::new(4, 3, 0)),
+                "Error: internal server error",
+            )),
         }
     }
 }
@@ -617,5 +945,104 @@ mod tests {
         );
         assert_eq!(dispatch.run(&mut session, Some(&refusal)), Flow::Close);
         assert_eq!(session.take_output(), b"421 4.7.0 too busy\r\n");
+    }
+
+    /// Steps `state` to the end, answering every hook with `answer` and listing them.
+    fn step_all(
+        state: &mut DispatchState,
+        session: &mut ServerSession,
+        mut answer: impl FnMut(&Hook<'_>) -> Answer,
+    ) -> (Vec<String>, Flow) {
+        let mut hooks = Vec::new();
+        loop {
+            match state.step(session, None) {
+                Step::Call(call) => {
+                    let hook = call.hook();
+                    hooks.push(format!("{hook:?}"));
+                    let a = answer(&hook);
+                    call.answer(a);
+                }
+                Step::Done(flow) => return (hooks, flow),
+            }
+        }
+    }
+
+    #[test]
+    fn the_state_names_each_hook_and_keeps_what_was_accepted() {
+        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut state = DispatchState::new(false);
+        session.receive(
+            b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@y.test>\r\nDATA\r\n",
+            Duration::ZERO,
+        );
+        let refuse_no = |hook: &Hook<'_>| match hook {
+            Hook::Rcpt { to, .. } if to.as_str().starts_with("no") => Answer::Decision(
+                Decision::Reply(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, None, "no")),
+            ),
+            Hook::DataStart(t) => {
+                // The transaction data_start sees holds only the accepted recipient.
+                assert_eq!(t.recipients.len(), 1);
+                Answer::Decision(Decision::Accept)
+            }
+            _ => Answer::Decision(Decision::Accept),
+        };
+        let (hooks, flow) = step_all(&mut state, &mut session, refuse_no);
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(hooks.len(), 5, "{hooks:?}");
+        assert!(hooks[0].starts_with("Hello"), "{hooks:?}");
+        assert!(hooks[4].starts_with("DataStart"), "{hooks:?}");
+        let t = state.transaction();
+        assert_eq!(t.from.as_ref().unwrap().to_string(), "<a@b.test>");
+        assert_eq!(t.recipients.len(), 1);
+        assert_eq!(t.recipients[0].as_str(), "x@y.test");
+        let out = String::from_utf8(session.take_output()).unwrap();
+        assert!(
+            out.contains("550 no\r\n") && out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_decision_hook_answered_without_a_decision_is_a_temporary_failure() {
+        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut state = DispatchState::new(false);
+        session.receive(b"EHLO c\r\n", Duration::ZERO);
+        let (_, flow) = step_all(&mut state, &mut session, |_| Answer::Done);
+        assert_eq!(flow, Flow::Continue);
+        let out = String::from_utf8(session.take_output()).unwrap();
+        assert!(
+            out.ends_with("451 4.3.0 Error: internal server error\r\n"),
+            "{out}"
+        );
+        assert_eq!(state.transaction().hello, None);
+    }
+
+    #[test]
+    fn the_close_hook_is_called_once() {
+        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut state = DispatchState::new(false);
+        session.receive(b"QUIT\r\n", Duration::ZERO);
+        let (hooks, flow) = step_all(&mut state, &mut session, |_| Answer::Done);
+        assert_eq!(
+            (hooks.as_slice(), flow),
+            (["Close".to_owned()].as_slice(), Flow::Close)
+        );
+        // The driver's own close after the session's adds nothing.
+        assert!(state.close().is_none());
+    }
+
+    #[test]
+    fn tls_started_starts_an_encrypted_transaction() {
+        let mut state = DispatchState::new(false);
+        let call = state.tls_started();
+        assert!(matches!(call.hook(), Hook::TlsStarted));
+        call.answer(Answer::Done);
+        assert_eq!(
+            state.transaction(),
+            &Transaction {
+                tls: true,
+                ..Transaction::default()
+            }
+        );
     }
 }

@@ -578,6 +578,13 @@ impl ServerSession {
         Ok(())
     }
 
+    /// The content the last [`ServerEvent::MessageData`] carried, until the next
+    /// [`poll_event`](Self::poll_event): lets the dispatcher hand a chunk to a hook after
+    /// the event (and its borrow of the session) is gone.
+    pub(crate) fn message_data(&self) -> &[u8] {
+        &self.content
+    }
+
     /// The next event, or `None` when the session needs more input, a decision, or output
     /// to be written. A [`ServerEvent::MessageData`] slice is valid until the next call.
     pub fn poll_event(&mut self) -> Option<ServerEvent<'_>> {

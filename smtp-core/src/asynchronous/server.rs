@@ -12,7 +12,9 @@
 //!   stall other connections; on a current-thread runtime it does stall them, so keep hooks
 //!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::block_in_place`].
 //! - an [`AsyncHandler`] whose [`AsyncSessionHandler`] hooks are `async fn`s
-//!   ([`AsyncServer::builder_async`]).
+//!   ([`AsyncServer::builder_async`]). They are awaited around the same
+//!   [`DispatchState`] that [`Dispatch`] is built on, so both kinds of user code see the
+//!   same hooks, in the same order, with the same [`Transaction`].
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -54,9 +56,12 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::auth::AuthAttempt;
 pub use crate::blocking::server::ServerOptions;
 use crate::command::{MailParameters, RcptParameters};
-use crate::handler::{ConnectionInfo, Dispatch, Flow, Handler, SessionHandler, Transaction};
+use crate::handler::{
+    Answer, ConnectionInfo, Dispatch, DispatchState, Flow, Handler, Hook, HookCall, SessionHandler,
+    Step, Transaction,
+};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::{AbortReason, Decision, HelloVerb, ServerEvent, ServerSession};
+use crate::server::{AbortReason, Decision, HelloVerb, ServerSession};
 
 /// How long the cut connections get to unwind their handlers after the grace period.
 const UNWIND: Duration = Duration::from_secs(5);
@@ -489,8 +494,20 @@ impl<H: AsyncHandler> Serve for AsyncServe<H> {
                 return;
             };
             let (dispatch, refusal) = match self.0.connect(&info).await {
-                Ok(handler) => (AsyncDispatch::new(Some(handler), implicit_tls), None),
-                Err(reply) => (AsyncDispatch::new(None, false), Some(reply)),
+                Ok(handler) => (
+                    AsyncDispatch {
+                        handler: Some(handler),
+                        state: DispatchState::new(implicit_tls),
+                    },
+                    None,
+                ),
+                Err(reply) => (
+                    AsyncDispatch {
+                        handler: None,
+                        state: DispatchState::new(false),
+                    },
+                    Some(reply),
+                ),
             };
             serve_connection(&shared, conn, info, dispatch, refusal).await;
         })
@@ -538,175 +555,69 @@ impl<S: SessionHandler> Dispatcher for SyncDispatch<S> {
     }
 }
 
-/// The event→hook mapping for [`AsyncSessionHandler`]. It mirrors [`Dispatch`] (which
-/// cannot await): the same transaction bookkeeping, the same refusal of a rejected session.
+/// [`Dispatch`] for an [`AsyncSessionHandler`]: the same [`DispatchState`] (the event→hook
+/// mapping and the transaction), with each hook awaited.
 struct AsyncDispatch<S> {
     handler: Option<S>,
-    transaction: Transaction,
-    data_error: Option<Reply>,
-    closed: bool,
-}
-
-impl<S: AsyncSessionHandler> AsyncDispatch<S> {
-    fn new(handler: Option<S>, tls: bool) -> Self {
-        AsyncDispatch {
-            handler,
-            transaction: Transaction {
-                tls,
-                ..Transaction::default()
-            },
-            data_error: None,
-            closed: false,
-        }
-    }
-
-    fn reset_transaction(&mut self) {
-        let tls = self.transaction.tls;
-        self.transaction = Transaction {
-            tls,
-            ..Transaction::default()
-        };
-    }
-
-    async fn hook(&mut self, event: ServerEvent<'_>) -> Option<Decision> {
-        let Some(h) = self.handler.as_mut() else {
-            return event.needs_decision().then(|| {
-                Decision::Reply(Reply::new(
-                    ReplyCode::BAD_SEQUENCE,
-                    Some(EnhancedCode::new(5, 5, 1)),
-                    "Error: session rejected",
-                ))
-            });
-        };
-        let t = &mut self.transaction;
-        match event {
-            ServerEvent::Hello { verb, domain } => {
-                let d = h.hello(verb, &domain).await;
-                if is_accept(&d) {
-                    t.hello = Some((verb, domain));
-                    t.from = None;
-                    t.recipients.clear();
-                }
-                Some(d)
-            }
-            ServerEvent::Auth(attempt) => {
-                let d = h.auth(&attempt).await;
-                if is_accept(&d) {
-                    t.authenticated = Some(attempt.username.clone());
-                }
-                Some(d)
-            }
-            ServerEvent::Mail { from, params } => {
-                let d = h.mail(&from, &params).await;
-                if is_accept(&d) {
-                    t.from = Some(from);
-                    t.mail_params = params;
-                    t.recipients.clear();
-                }
-                Some(d)
-            }
-            ServerEvent::Rcpt { to, params } => {
-                let d = h.rcpt(&to, &params).await;
-                if is_accept(&d) {
-                    t.recipients.push(to);
-                }
-                Some(d)
-            }
-            ServerEvent::MessageStart => {
-                self.data_error = None;
-                Some(h.data_start(t).await)
-            }
-            ServerEvent::MessageData(chunk) => {
-                if self.data_error.is_none()
-                    && let Err(reply) = h.data_chunk(chunk).await
-                {
-                    self.data_error = Some(reply);
-                }
-                None
-            }
-            ServerEvent::MessageEnd => {
-                let d = match self.data_error.take() {
-                    Some(reply) => {
-                        h.data_aborted(AbortReason::Disconnected).await;
-                        Decision::Reply(reply)
-                    }
-                    None => h.data_end(t).await,
-                };
-                t.from = None;
-                t.recipients.clear();
-                Some(d)
-            }
-            ServerEvent::MessageAborted(reason) => {
-                self.data_error = None;
-                h.data_aborted(reason).await;
-                None
-            }
-            ServerEvent::Reset => {
-                t.from = None;
-                t.recipients.clear();
-                h.reset().await;
-                None
-            }
-            ServerEvent::Verify(arg) => Some(h.verify(&arg).await),
-            ServerEvent::Expand(arg) => Some(h.expand(&arg).await),
-            ServerEvent::Connect | ServerEvent::StartTls | ServerEvent::Close => None,
-        }
-    }
+    state: DispatchState,
 }
 
 impl<S: AsyncSessionHandler> Dispatcher for AsyncDispatch<S> {
     async fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
-        while let Some(event) = session.poll_event() {
-            match event {
-                ServerEvent::Connect => {
-                    let d = match refusal {
-                        Some(r) => Decision::Reply(r.clone()),
-                        None => Decision::Accept,
-                    };
-                    let _ = session.decide(d);
-                }
-                ServerEvent::StartTls => {
-                    self.reset_transaction();
-                    return Flow::StartTls;
-                }
-                ServerEvent::Close => {
-                    self.close().await;
-                    return Flow::Close;
-                }
-                event => {
-                    if let Some(d) = self.hook(event).await {
-                        let _ = session.decide(d);
-                    }
-                }
+        loop {
+            match self.state.step(session, refusal) {
+                Step::Call(call) => call_async(self.handler.as_mut(), call).await,
+                Step::Done(flow) => return flow,
             }
         }
-        Flow::Continue
     }
 
     async fn tls_started(&mut self) {
-        self.reset_transaction();
-        self.transaction.tls = true;
-        if let Some(h) = self.handler.as_mut() {
-            h.tls_started().await;
-        }
+        call_async(self.handler.as_mut(), self.state.tls_started()).await;
     }
 
     async fn close(&mut self) {
-        if std::mem::replace(&mut self.closed, true) {
-            return;
-        }
-        if let Some(h) = self.handler.as_mut() {
-            h.close().await;
+        if let Some(call) = self.state.close() {
+            call_async(self.handler.as_mut(), call).await;
         }
     }
 }
 
-fn is_accept(decision: &Decision) -> bool {
-    match decision {
-        Decision::Accept => true,
-        Decision::Reply(r) => r.is_positive(),
-        Decision::PerRecipient(rs) => rs.first().is_none_or(Reply::is_positive),
-    }
+/// Answers `call` with the hook it names, awaited, or as a refused session when there is
+/// no handler.
+async fn call_async<S: AsyncSessionHandler>(handler: Option<&mut S>, call: HookCall<'_>) {
+    let Some(h) = handler else {
+        call.refuse();
+        return;
+    };
+    let answer = match call.hook() {
+        Hook::Hello { verb, domain } => Answer::Decision(h.hello(verb, domain).await),
+        Hook::TlsStarted => {
+            h.tls_started().await;
+            Answer::Done
+        }
+        Hook::Auth(attempt) => Answer::Decision(h.auth(attempt).await),
+        Hook::Mail { from, params } => Answer::Decision(h.mail(from, params).await),
+        Hook::Rcpt { to, params } => Answer::Decision(h.rcpt(to, params).await),
+        Hook::DataStart(t) => Answer::Decision(h.data_start(t).await),
+        Hook::DataChunk(chunk) => Answer::Chunk(h.data_chunk(chunk).await),
+        Hook::DataEnd(t) => Answer::Decision(h.data_end(t).await),
+        Hook::DataAborted(reason) => {
+            h.data_aborted(reason).await;
+            Answer::Done
+        }
+        Hook::Reset => {
+            h.reset().await;
+            Answer::Done
+        }
+        Hook::Verify(argument) => Answer::Decision(h.verify(argument).await),
+        Hook::Expand(argument) => Answer::Decision(h.expand(argument).await),
+        Hook::Close => {
+            h.close().await;
+            Answer::Done
+        }
+    };
+    call.answer(answer);
 }
 
 async fn accept_loop(

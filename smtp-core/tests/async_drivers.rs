@@ -1,0 +1,1124 @@
+//! The behaviour every driver must have, written once and run against both: the blocking
+//! server and client, and the async (tokio) server and client. Each test body takes a
+//! [`Driver`]; `both_drivers!` instantiates it as `blocking::NAME` and
+//! `asynchronous::NAME`. Servers are started and clients used through the small harness
+//! below, and raw-socket peers check what goes over the wire. Every wait is bounded.
+//!
+//! (The file name starts with `async_` so that `make test` builds it with the `tokio`
+//! feature, which the async half needs.)
+#![cfg(feature = "tokio")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use smtp_core::address::{ForwardPath, ReversePath};
+use smtp_core::asynchronous::client::AsyncSmtpClient;
+use smtp_core::asynchronous::server::{
+    AsyncHandler, AsyncServer, AsyncServerHandle, AsyncSessionHandler,
+};
+use smtp_core::auth::{AuthAttempt, AuthMechanism, Credentials};
+use smtp_core::blocking::client::{ClientOptions, Error, ErrorKind, SmtpClient, TlsMode};
+use smtp_core::blocking::server::{Server, ServerOptions};
+use smtp_core::client::{ClientTimeouts, Envelope, TransactionResult};
+use smtp_core::command::{MailParameters, RcptParameters};
+use smtp_core::ehlo::Capabilities;
+use smtp_core::handler::{
+    ConnectionInfo, DiscardHandler, Handler, PasswordAuth, SessionHandler, Transaction,
+};
+use smtp_core::maildir::MaildirHandler;
+use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
+use smtp_core::server::{AbortReason, Decision, HelloVerb, ServerConfig};
+use smtp_core::tls::{self, RootCerts, TlsClientOptions};
+use tokio::io::AsyncReadExt;
+use tokio::runtime::Runtime;
+
+/// The longest any single step of a test may take.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// Which driver a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Driver {
+    /// `blocking::server::Server` and `blocking::client::SmtpClient`.
+    Blocking,
+    /// `asynchronous::server::AsyncServer` and `asynchronous::client::AsyncSmtpClient`.
+    Async,
+}
+
+/// Writes each test once and runs it against both drivers.
+macro_rules! both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod blocking {
+            $(#[test] fn $name() { super::$name(super::Driver::Blocking) })*
+        }
+        mod asynchronous {
+            $(#[test] fn $name() { super::$name(super::Driver::Async) })*
+        }
+    };
+}
+
+both_drivers!(
+    pipelined_transaction_with_a_refused_recipient_into_a_maildir,
+    starttls_and_auth,
+    implicit_tls,
+    size_limit_announced_and_discovered,
+    per_command_timeout_closes_a_slow_client,
+    client_times_out_on_a_silent_server,
+    graceful_shutdown_lets_a_transaction_finish,
+    grace_expiry_cuts_a_stalled_transaction,
+    connection_limit_answers_421_then_serves_again,
+    lmtp_answers_per_recipient,
+    both_clients_against_this_server,
+);
+
+// ---------------------------------------------------------------------------------------
+// The harness: a runtime, a server of either kind, a client of either kind.
+
+/// The runtime the async driver runs on (the blocking driver does not use it).
+struct Harness {
+    driver: Driver,
+    rt: Runtime,
+}
+
+impl Harness {
+    fn new(driver: Driver) -> Harness {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        Harness { driver, rt }
+    }
+
+    /// Runs `f` on the runtime, failing the test if it takes longer than [`BOUND`].
+    fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
+        self.rt
+            .block_on(async { tokio::time::timeout(BOUND, f).await.expect("bounded wait") })
+    }
+
+    /// Starts this driver's server with a synchronous handler on a plain listener, plus an
+    /// implicit-TLS one when `implicit_tls`.
+    fn serve<H: Handler>(&self, handler: H, options: ServerOptions, implicit_tls: bool) -> Running {
+        match self.driver {
+            Driver::Blocking => {
+                let mut builder = Server::builder(handler, options)
+                    .listen("127.0.0.1:0")
+                    .unwrap();
+                if implicit_tls {
+                    builder = builder.listen_tls("127.0.0.1:0").unwrap();
+                }
+                Running::Blocking(builder.start().unwrap())
+            }
+            Driver::Async => {
+                let _guard = self.rt.enter();
+                let mut builder = AsyncServer::builder(handler, options)
+                    .listen("127.0.0.1:0")
+                    .unwrap();
+                if implicit_tls {
+                    builder = builder.listen_tls("127.0.0.1:0").unwrap();
+                }
+                Running::Async(self.rt.handle().clone(), builder.start().unwrap())
+            }
+        }
+    }
+
+    /// Connects this driver's client.
+    fn connect(&self, addr: SocketAddr, options: ClientOptions) -> Result<Client<'_>, Error> {
+        self.connect_with(self.driver, addr, options)
+    }
+
+    /// Connects a client of the given kind.
+    fn connect_with(
+        &self,
+        kind: Driver,
+        addr: SocketAddr,
+        options: ClientOptions,
+    ) -> Result<Client<'_>, Error> {
+        Ok(match kind {
+            Driver::Blocking => Client::Blocking(SmtpClient::connect(addr, "localhost", options)?),
+            Driver::Async => Client::Async(
+                self,
+                self.block_on(AsyncSmtpClient::connect(addr, "localhost", options))?,
+            ),
+        })
+    }
+}
+
+/// A running server of either kind.
+enum Running {
+    Blocking(Server),
+    Async(tokio::runtime::Handle, AsyncServerHandle),
+}
+
+impl Running {
+    /// The plain listener's address.
+    fn addr(&self) -> SocketAddr {
+        self.addrs()[0]
+    }
+
+    fn addrs(&self) -> &[SocketAddr] {
+        match self {
+            Running::Blocking(s) => s.local_addrs(),
+            Running::Async(_, s) => s.local_addrs(),
+        }
+    }
+
+    fn active_connections(&self) -> usize {
+        match self {
+            Running::Blocking(s) => s.active_connections(),
+            Running::Async(_, s) => s.active_connections(),
+        }
+    }
+
+    /// Shuts down in the background; [`Stopping::wait`] gives the number of connections
+    /// that had to be cut.
+    fn start_shutdown(self, grace: Duration) -> Stopping {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let cut = match self {
+                Running::Blocking(s) => s.shutdown(grace),
+                Running::Async(rt, s) => rt.block_on(s.shutdown(grace)),
+            };
+            let _ = tx.send(cut);
+        });
+        Stopping(rx)
+    }
+
+    /// Shuts down and returns the number of connections that had to be cut.
+    fn shutdown(self, grace: Duration) -> usize {
+        self.start_shutdown(grace).wait()
+    }
+}
+
+/// A shutdown under way.
+struct Stopping(mpsc::Receiver<usize>);
+
+impl Stopping {
+    fn wait(self) -> usize {
+        self.0.recv_timeout(BOUND).expect("shutdown finished")
+    }
+}
+
+/// A client of either kind, with the blocking client's interface.
+enum Client<'h> {
+    Blocking(SmtpClient),
+    Async(&'h Harness, AsyncSmtpClient),
+}
+
+impl Client<'_> {
+    fn send_bytes(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<TransactionResult, Error> {
+        match self {
+            Client::Blocking(c) => c.send_bytes(envelope, message),
+            Client::Async(h, c) => h.block_on(c.send_bytes(envelope, message)),
+        }
+    }
+
+    /// Sends `len` copies of `byte` without announcing the size.
+    fn send_unsized(
+        &mut self,
+        envelope: &Envelope,
+        byte: u8,
+        len: u64,
+    ) -> Result<TransactionResult, Error> {
+        match self {
+            Client::Blocking(c) => c.send(envelope, std::io::repeat(byte).take(len), None),
+            Client::Async(h, c) => {
+                h.block_on(c.send(envelope, tokio::io::repeat(byte).take(len), None))
+            }
+        }
+    }
+
+    fn login(&mut self, credentials: Credentials) -> Result<Reply, Error> {
+        match self {
+            Client::Blocking(c) => c.login(credentials),
+            Client::Async(h, c) => h.block_on(c.login(credentials)),
+        }
+    }
+
+    fn noop(&mut self) -> Result<Reply, Error> {
+        match self {
+            Client::Blocking(c) => c.noop(),
+            Client::Async(h, c) => h.block_on(c.noop()),
+        }
+    }
+
+    fn rset(&mut self) -> Result<Reply, Error> {
+        match self {
+            Client::Blocking(c) => c.rset(),
+            Client::Async(h, c) => h.block_on(c.rset()),
+        }
+    }
+
+    fn vrfy(&mut self, argument: &str) -> Result<Reply, Error> {
+        match self {
+            Client::Blocking(c) => c.vrfy(argument),
+            Client::Async(h, c) => h.block_on(c.vrfy(argument)),
+        }
+    }
+
+    fn expn(&mut self, argument: &str) -> Result<Reply, Error> {
+        match self {
+            Client::Blocking(c) => c.expn(argument),
+            Client::Async(h, c) => h.block_on(c.expn(argument)),
+        }
+    }
+
+    fn help(&mut self) -> Result<Reply, Error> {
+        match self {
+            Client::Blocking(c) => c.help(None),
+            Client::Async(h, c) => h.block_on(c.help(None)),
+        }
+    }
+
+    fn quit(self) -> Result<(), Error> {
+        match self {
+            Client::Blocking(c) => c.quit(),
+            Client::Async(h, c) => h.block_on(c.quit()),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        match self {
+            Client::Blocking(c) => c.is_tls(),
+            Client::Async(_, c) => c.is_tls(),
+        }
+    }
+
+    fn capabilities(&self) -> Option<&Capabilities> {
+        match self {
+            Client::Blocking(c) => c.capabilities(),
+            Client::Async(_, c) => c.capabilities(),
+        }
+    }
+}
+
+/// Client options with every wait bounded well below the test's patience.
+fn client_options(tls: TlsMode) -> ClientOptions {
+    let mut o = ClientOptions::new("client.test");
+    o.tls = tls;
+    o.connect_timeout = Duration::from_secs(5);
+    let each = Duration::from_secs(10);
+    o.timeouts = ClientTimeouts {
+        greeting: each,
+        command: each,
+        rcpt: each,
+        data_start: each,
+        data_block: each,
+        data_end: each,
+    };
+    o
+}
+
+/// Polls `done` until it holds, for at most [`BOUND`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + BOUND;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixtures: directories, certificates, handlers, a raw peer.
+
+/// A temporary directory holding a Maildir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("smtpx-drivers-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn maildir(&self) -> MaildirHandler {
+        MaildirHandler::new(self.0.join("md"), "mx.test").unwrap()
+    }
+
+    /// The delivered messages.
+    fn delivered(&self) -> Vec<String> {
+        self.files("new")
+    }
+
+    /// Messages being written (none may be left behind).
+    fn partial(&self) -> Vec<String> {
+        self.files("tmp")
+    }
+
+    fn files(&self, sub: &str) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.0.join("md").join(sub)) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<_> = dir.map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| String::from_utf8(std::fs::read(p).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate for "localhost", made for this test run only.
+struct TestCert {
+    cert_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl TestCert {
+    fn new() -> TestCert {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert_pem = key.cert.pem();
+        let key_pem = key.signing_key.serialize_pem();
+        let server = tls::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
+        TestCert { cert_pem, server }
+    }
+
+    /// Client options that trust this certificate.
+    fn client(&self, mode: TlsMode) -> ClientOptions {
+        let mut o = client_options(mode);
+        o.tls_config = Some(
+            tls::client_config(&TlsClientOptions {
+                roots: RootCerts::Pem(self.cert_pem.clone().into_bytes()),
+                ..TlsClientOptions::default()
+            })
+            .unwrap(),
+        );
+        o
+    }
+}
+
+fn refusal(to: &ForwardPath) -> Option<Decision> {
+    to.as_str().ends_with("@refused.test").then(|| {
+        Decision::Reply(Reply::new(
+            ReplyCode::MAILBOX_UNAVAILABLE,
+            Some(EnhancedCode::new(5, 7, 1)),
+            "relay denied",
+        ))
+    })
+}
+
+/// A Maildir that refuses recipients at `refused.test`, reports mailboxes at `full.test`
+/// as full under LMTP, and counts the content chunks it is given (so that a test can wait
+/// until the server has read what it sent).
+struct TestMaildir {
+    inner: MaildirHandler,
+    chunks: Arc<AtomicUsize>,
+}
+
+impl TestMaildir {
+    fn new(dir: &TempDir) -> (TestMaildir, Arc<AtomicUsize>) {
+        let chunks = Arc::new(AtomicUsize::new(0));
+        let handler = TestMaildir {
+            inner: dir.maildir(),
+            chunks: Arc::clone(&chunks),
+        };
+        (handler, chunks)
+    }
+}
+
+struct TestMaildirSession<S> {
+    inner: S,
+    chunks: Arc<AtomicUsize>,
+}
+
+impl Handler for TestMaildir {
+    type Session = TestMaildirSession<<MaildirHandler as Handler>::Session>;
+    fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply> {
+        Ok(TestMaildirSession {
+            inner: self.inner.connect(info)?,
+            chunks: Arc::clone(&self.chunks),
+        })
+    }
+}
+
+impl<S: SessionHandler> SessionHandler for TestMaildirSession<S> {
+    fn hello(&mut self, verb: HelloVerb, domain: &str) -> Decision {
+        self.inner.hello(verb, domain)
+    }
+    fn tls_started(&mut self) {
+        self.inner.tls_started()
+    }
+    fn auth(&mut self, attempt: &AuthAttempt) -> Decision {
+        self.inner.auth(attempt)
+    }
+    fn mail(&mut self, from: &ReversePath, params: &MailParameters) -> Decision {
+        self.inner.mail(from, params)
+    }
+    fn rcpt(&mut self, to: &ForwardPath, params: &RcptParameters) -> Decision {
+        refusal(to).unwrap_or_else(|| self.inner.rcpt(to, params))
+    }
+    fn data_start(&mut self, transaction: &Transaction) -> Decision {
+        self.inner.data_start(transaction)
+    }
+    fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
+        self.chunks.fetch_add(1, Ordering::SeqCst);
+        self.inner.data_chunk(chunk)
+    }
+    fn data_end(&mut self, transaction: &Transaction) -> Decision {
+        match self.inner.data_end(transaction) {
+            Decision::PerRecipient(mut replies) => {
+                for (reply, to) in replies.iter_mut().zip(&transaction.recipients) {
+                    if to.as_str().ends_with("@full.test") {
+                        *reply = Reply::new(
+                            ReplyCode::INSUFFICIENT_STORAGE,
+                            Some(EnhancedCode::new(4, 2, 2)),
+                            "mailbox full",
+                        );
+                    }
+                }
+                Decision::PerRecipient(replies)
+            }
+            other => other,
+        }
+    }
+    fn data_aborted(&mut self, reason: AbortReason) {
+        self.inner.data_aborted(reason)
+    }
+    fn reset(&mut self) {
+        self.inner.reset()
+    }
+    fn verify(&mut self, argument: &str) -> Decision {
+        self.inner.verify(argument)
+    }
+    fn expand(&mut self, argument: &str) -> Decision {
+        self.inner.expand(argument)
+    }
+    fn close(&mut self) {
+        self.inner.close()
+    }
+}
+
+/// A line-oriented raw client on std sockets, with bounded waits.
+struct Peer {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Peer {
+    fn connect(addr: SocketAddr) -> Peer {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Peer {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    /// The next reply's last line.
+    fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "connection closed while a reply was expected");
+            assert!(line.ends_with("\r\n"), "{line:?}");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.trim_end().to_owned();
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+}
+
+fn envelope(to: &[&str]) -> Envelope {
+    Envelope::new("a@example.org", to).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// The behaviour.
+
+fn pipelined_transaction_with_a_refused_recipient_into_a_maildir(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("pipelined");
+    let (handler, _) = TestMaildir::new(&dir);
+    let server = h.serve(
+        handler,
+        ServerOptions::new(ServerConfig::new("mx.test")),
+        false,
+    );
+
+    // Raw bytes: the whole envelope in one write, the replies in order.
+    let mut peer = Peer::connect(server.addr());
+    assert!(peer.reply().starts_with("220 mx.test ESMTP"));
+    peer.send(
+        b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@refused.test>\r\nDATA\r\n",
+    );
+    assert_eq!(peer.reply(), "250 DSN");
+    assert_eq!(peer.reply(), "250 2.1.0 Ok");
+    assert_eq!(peer.reply(), "250 2.1.5 Ok");
+    assert_eq!(peer.reply(), "550 5.7.1 relay denied");
+    assert!(peer.reply().starts_with("354"));
+    peer.send(b"Subject: raw\r\n\r\n..dot\r\n.\r\n");
+    assert!(peer.reply().starts_with("250 2.0.0 Ok: queued as "));
+    assert_eq!(peer.command("QUIT"), "221 2.0.0 Bye");
+    assert!(peer.is_closed());
+    let files = dir.delivered();
+    assert_eq!(files.len(), 1);
+    assert!(
+        files[0].ends_with("Subject: raw\r\n\r\n.dot\r\n"),
+        "{}",
+        files[0]
+    );
+
+    // The driver's client: per-recipient results, the connection reused.
+    let mut client = h
+        .connect(server.addr(), client_options(TlsMode::None))
+        .unwrap();
+    assert!(client.capabilities().unwrap().pipelining);
+    let result = client
+        .send_bytes(
+            &envelope(&["b@example.net", "c@refused.test"]),
+            b"Subject: one\n\nbody\n",
+        )
+        .unwrap();
+    assert!(result.is_success());
+    assert!(result.queue_id().is_some());
+    assert_eq!(result.accepted().count(), 1);
+    let refused: Vec<_> = result.refused().collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].address.as_str(), "c@refused.test");
+    assert_eq!(refused[0].reply.code(), ReplyCode::MAILBOX_UNAVAILABLE);
+    assert_eq!(client.noop().unwrap().code(), ReplyCode::OK);
+    assert_eq!(client.rset().unwrap().code(), ReplyCode::OK);
+    assert_eq!(
+        client.vrfy("someone").unwrap().code(),
+        ReplyCode::CANNOT_VERIFY
+    );
+    assert!(client.help().unwrap().code().is_positive());
+    assert_eq!(
+        client.expn("list").unwrap().code(),
+        ReplyCode::CANNOT_VERIFY
+    );
+    // Streamed from a reader of unknown size.
+    let result = client
+        .send_unsized(&envelope(&["b@example.net"]), b'z', 100)
+        .unwrap();
+    assert!(result.is_success());
+    client.quit().unwrap();
+
+    let files = dir.delivered();
+    assert_eq!(files.len(), 3);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("Subject: one\r\n\r\nbody\r\n"))
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with(&format!("{}\r\n", "z".repeat(100))))
+    );
+    assert!(dir.partial().is_empty());
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// A server that offers STARTTLS and requires it (and PLAIN/LOGIN) before mail.
+fn tls_auth_server(h: &Harness, dir: &TempDir, cert: &TestCert, implicit_tls: bool) -> Running {
+    let mut config = ServerConfig::new("mx.test");
+    config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+    config.require_tls = true;
+    let mut options = ServerOptions::new(config);
+    options.tls = Some(Arc::clone(&cert.server));
+    let (handler, _) = TestMaildir::new(dir);
+    h.serve(
+        PasswordAuth::new(handler, [("alice", "s3cret")]),
+        options,
+        implicit_tls,
+    )
+}
+
+fn starttls_and_auth(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("starttls");
+    let cert = TestCert::new();
+    let server = tls_auth_server(&h, &dir, &cert, false);
+
+    // In clear, STARTTLS is offered and mail is refused until it is used.
+    let mut peer = Peer::connect(server.addr());
+    peer.reply();
+    peer.send(b"EHLO c\r\n");
+    let mut ehlo = Vec::new();
+    loop {
+        let mut line = String::new();
+        peer.reader.read_line(&mut line).unwrap();
+        ehlo.push(line.trim_end().to_owned());
+        if line.as_bytes().get(3) == Some(&b' ') {
+            break;
+        }
+    }
+    assert!(ehlo.iter().any(|l| l.ends_with("STARTTLS")), "{ehlo:?}");
+    assert!(peer.command("MAIL FROM:<a@b.test>").starts_with("530"));
+    drop(peer);
+
+    let mut o = cert.client(TlsMode::StartTlsRequired);
+    o.credentials = Some(Credentials::password("alice", "s3cret"));
+    let mut client = h.connect(server.addr(), o).unwrap();
+    assert!(client.is_tls());
+    let caps = client.capabilities().unwrap();
+    assert!(caps.pipelining && !caps.starttls);
+    let result = client
+        .send_bytes(
+            &envelope(&["b@example.net"]),
+            b"Subject: tls\r\n\r\nsecret\r\n",
+        )
+        .unwrap();
+    assert!(result.is_success(), "{result:?}");
+    client.quit().unwrap();
+
+    // A wrong password fails the connect with AuthFailed.
+    let mut o = cert.client(TlsMode::StartTlsRequired);
+    o.credentials = Some(Credentials::password("alice", "wrong"));
+    let err = h.connect(server.addr(), o).err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::AuthFailed, "{err}");
+
+    // An untrusted certificate fails with Tls.
+    let err = h
+        .connect(server.addr(), client_options(TlsMode::StartTlsRequired))
+        .err()
+        .expect("untrusted");
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+
+    let files = dir.delivered();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].contains("with ESMTPSA"), "{}", files[0]);
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+fn implicit_tls(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("implicit");
+    let cert = TestCert::new();
+    let server = tls_auth_server(&h, &dir, &cert, true);
+    let implicit = server.addrs()[1];
+
+    // TLS before the greeting; AUTH after connecting.
+    let mut client = h.connect(implicit, cert.client(TlsMode::Implicit)).unwrap();
+    assert!(client.is_tls());
+    assert!(!client.capabilities().unwrap().starttls);
+    let reply = client
+        .login(Credentials::password("alice", "s3cret"))
+        .unwrap();
+    assert_eq!(reply.code(), ReplyCode::AUTH_SUCCEEDED);
+    let result = client
+        .send_bytes(
+            &envelope(&["b@example.net"]),
+            b"Subject: implicit\r\n\r\nx\r\n",
+        )
+        .unwrap();
+    assert!(result.is_success());
+    client.quit().unwrap();
+
+    // A plain-text client on the TLS port gets no greeting (at most a TLS alert), and the
+    // connection is closed.
+    let mut peer = Peer::connect(implicit);
+    peer.send(b"EHLO c\r\n");
+    let mut rest = Vec::new();
+    match peer.reader.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed: {e}"),
+    }
+    assert!(!String::from_utf8_lossy(&rest).contains("220"), "{rest:?}");
+
+    let files = dir.delivered();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].contains("with ESMTPSA"), "{}", files[0]);
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+fn size_limit_announced_and_discovered(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("size");
+    let mut config = ServerConfig::new("mx.test");
+    config.max_message_size = 1000;
+    let (handler, _) = TestMaildir::new(&dir);
+    let server = h.serve(handler, ServerOptions::new(config), false);
+    let mut client = h
+        .connect(server.addr(), client_options(TlsMode::None))
+        .unwrap();
+    assert_eq!(client.capabilities().unwrap().size, Some(1000));
+    let to = envelope(&["b@example.net"]);
+    // Announced: refused before anything is sent.
+    let err = client.send_bytes(&to, &[b'x'; 2000]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    // Unannounced: the server discovers it and answers 552 at the end.
+    let result = client.send_unsized(&to, b'y', 5000).unwrap();
+    assert!(!result.is_success());
+    assert_eq!(result.data.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
+    // The connection is still good.
+    assert!(
+        client
+            .send_bytes(&to, b"Subject: small\r\n\r\nok\r\n")
+            .unwrap()
+            .is_success()
+    );
+    client.quit().unwrap();
+    assert_eq!(dir.delivered().len(), 1);
+    assert!(dir.partial().is_empty());
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+fn per_command_timeout_closes_a_slow_client(driver: Driver) {
+    let h = Harness::new(driver);
+    let mut config = ServerConfig::new("mx.test");
+    config.command_timeout = Duration::from_millis(400);
+    let server = h.serve(DiscardHandler, ServerOptions::new(config), false);
+    let mut peer = Peer::connect(server.addr());
+    peer.reply();
+    let started = Instant::now();
+    // One byte every 100 ms, never a whole line: the deadline does not move.
+    for b in b"EHLO slow" {
+        if peer.writer.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_millis(600) {
+            break;
+        }
+    }
+    assert!(peer.reply().starts_with("421 4.4.2"));
+    assert!(peer.is_closed());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(peer);
+
+    // The client notices the server's timeout on its next command.
+    let mut client = h
+        .connect(server.addr(), client_options(TlsMode::None))
+        .unwrap();
+    wait_until("the server timed the client out", || {
+        server.active_connections() == 0
+    });
+    let err = client.noop().unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::ServerClosed | ErrorKind::ConnectionClosed | ErrorKind::Io
+        ),
+        "{err}"
+    );
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+fn client_times_out_on_a_silent_server(driver: Driver) {
+    let h = Harness::new(driver);
+    // A listener that accepts (the kernel does) and never greets.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut o = client_options(TlsMode::None);
+    o.timeouts.greeting = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = h
+        .connect(silent.local_addr().unwrap(), o)
+        .err()
+        .expect("no greeting");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+fn graceful_shutdown_lets_a_transaction_finish(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("graceful");
+    let (handler, chunks) = TestMaildir::new(&dir);
+    let server = h.serve(
+        handler,
+        ServerOptions::new(ServerConfig::new("mx.test")),
+        false,
+    );
+    let addr = server.addr();
+    let mut idle = Peer::connect(addr);
+    idle.reply();
+    idle.command("EHLO idle");
+    let mut busy = Peer::connect(addr);
+    busy.reply();
+    busy.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+    for _ in 0..4 {
+        busy.reply();
+    }
+    busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
+    wait_until("the server has the first half", || {
+        chunks.load(Ordering::SeqCst) > 0
+    });
+    let stopping = server.start_shutdown(Duration::from_secs(10));
+    // The idle client is told at once.
+    assert!(idle.reply().starts_with("421 4.3.2"));
+    assert!(idle.is_closed());
+    // The busy one (shutdown has begun: the idle one heard of it) finishes its message and
+    // then hears 421.
+    busy.send(b"second half\r\n.\r\n");
+    assert!(busy.reply().starts_with("250 2.0.0 Ok: queued as "));
+    assert!(busy.reply().starts_with("421 4.3.2"));
+    assert!(busy.is_closed());
+    assert_eq!(stopping.wait(), 0, "nothing had to be cut");
+    let files = dir.delivered();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].ends_with("first half\r\nsecond half\r\n"));
+    // And no one is listening any more.
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+fn grace_expiry_cuts_a_stalled_transaction(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("grace");
+    let (handler, chunks) = TestMaildir::new(&dir);
+    let server = h.serve(
+        handler,
+        ServerOptions::new(ServerConfig::new("mx.test")),
+        false,
+    );
+    let mut stalled = Peer::connect(server.addr());
+    stalled.reply();
+    stalled.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\npartial\r\n");
+    for _ in 0..4 {
+        stalled.reply();
+    }
+    wait_until("the server has the partial message", || {
+        chunks.load(Ordering::SeqCst) > 0
+    });
+    assert_eq!(dir.partial().len(), 1, "the message is being written");
+    assert_eq!(server.shutdown(Duration::from_millis(300)), 1);
+    assert!(stalled.is_closed());
+    assert!(dir.delivered().is_empty());
+    assert!(dir.partial().is_empty(), "the partial message was removed");
+}
+
+fn connection_limit_answers_421_then_serves_again(driver: Driver) {
+    let h = Harness::new(driver);
+    let mut options = ServerOptions::new(ServerConfig::new("mx.test"));
+    options.max_connections = 3;
+    let server = h.serve(DiscardHandler, options, false);
+    let addr = server.addr();
+    let mut held: Vec<Peer> = (0..3).map(|_| Peer::connect(addr)).collect();
+    for p in &mut held {
+        assert!(p.reply().starts_with("220"));
+    }
+    let mut extra = Peer::connect(addr);
+    assert!(extra.reply().starts_with("421 4.7.0"));
+    assert!(extra.is_closed());
+    // One leaves; a newcomer is served.
+    let mut leaving = held.pop().unwrap();
+    assert!(leaving.command("QUIT").starts_with("221"));
+    wait_until("the server let go of the connection", || {
+        server.active_connections() == 2
+    });
+    let mut again = Peer::connect(addr);
+    assert!(again.reply().starts_with("220"));
+    assert_eq!(again.command("QUIT"), "221 2.0.0 Bye");
+    drop(held);
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+fn lmtp_answers_per_recipient(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("lmtp");
+    let mut config = ServerConfig::new("mx.test");
+    config.lmtp = true;
+    let (handler, _) = TestMaildir::new(&dir);
+    let server = h.serve(handler, ServerOptions::new(config), false);
+
+    // On the wire: one reply per accepted recipient after the dot.
+    let mut peer = Peer::connect(server.addr());
+    assert!(peer.reply().starts_with("220 mx.test LMTP"));
+    peer.send(
+        b"LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@refused.test>\r\nRCPT TO:<z@full.test>\r\nDATA\r\n",
+    );
+    let replies: Vec<_> = (0..6).map(|_| peer.reply()).collect();
+    assert_eq!(replies[3], "550 5.7.1 relay denied");
+    assert!(replies[5].starts_with("354"), "{replies:?}");
+    peer.send(b"Subject: raw lmtp\r\n\r\nhi\r\n.\r\n");
+    assert!(peer.reply().starts_with("250 2.0.0"));
+    assert_eq!(peer.reply(), "452 4.2.2 mailbox full");
+    assert_eq!(peer.command("QUIT"), "221 2.0.0 Bye");
+
+    let mut o = client_options(TlsMode::None);
+    o.lmtp = true;
+    let mut client = h.connect(server.addr(), o).unwrap();
+    let result = client
+        .send_bytes(
+            &envelope(&[
+                "b@example.net",
+                "c@refused.test",
+                "d@full.test",
+                "e@example.net",
+            ]),
+            b"Subject: lmtp\r\n\r\nhi\r\n",
+        )
+        .unwrap();
+    assert!(result.is_success());
+    let outcome: Vec<_> = result
+        .recipients
+        .iter()
+        .map(|r| {
+            let code = |reply: &Reply| reply.code().get();
+            (
+                r.address.as_str().to_owned(),
+                code(&r.reply),
+                r.delivery.as_ref().map(code),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("b@example.net".to_owned(), 250, Some(250)),
+            ("c@refused.test".to_owned(), 550, None),
+            ("d@full.test".to_owned(), 250, Some(452)),
+            ("e@example.net".to_owned(), 250, Some(250)),
+        ]
+    );
+    client.quit().unwrap();
+    let files = dir.delivered();
+    assert_eq!(files.len(), 2);
+    assert!(files.iter().all(|f| f.contains("with LMTP id")));
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// The blocking and the async client, each against this driver's server (so both
+/// instantiations together cover the four pairs).
+fn both_clients_against_this_server(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("pairs");
+    let cert = TestCert::new();
+    let server = tls_auth_server(&h, &dir, &cert, false);
+    for kind in [Driver::Blocking, Driver::Async] {
+        let mut o = cert.client(TlsMode::StartTlsRequired);
+        o.credentials = Some(Credentials::password("alice", "s3cret"));
+        let mut client = h.connect_with(kind, server.addr(), o).unwrap();
+        assert!(client.is_tls());
+        for n in 0..2 {
+            let body = format!("Subject: {kind:?} client, {driver:?} server, #{n}\r\n\r\nx\r\n");
+            let result = client
+                .send_bytes(
+                    &envelope(&["b@example.net", "x@refused.test"]),
+                    body.as_bytes(),
+                )
+                .unwrap();
+            assert!(result.is_success());
+            assert_eq!(result.refused().count(), 1);
+        }
+        client.quit().unwrap();
+    }
+    let files = dir.delivered();
+    assert_eq!(files.len(), 4);
+    for kind in ["Blocking", "Async"] {
+        let subject = format!("Subject: {kind} client, {driver:?} server");
+        assert_eq!(files.iter().filter(|f| f.contains(&subject)).count(), 2);
+    }
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Async only: user code whose hooks are `async fn`s.
+
+/// Records what it receives; its `rcpt` really awaits.
+#[derive(Clone, Default)]
+struct AsyncRecorder {
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    closed: Arc<AtomicUsize>,
+}
+
+struct AsyncRecorderSession {
+    shared: AsyncRecorder,
+    body: Vec<u8>,
+}
+
+impl AsyncHandler for AsyncRecorder {
+    type Session = AsyncRecorderSession;
+    async fn connect(&self, info: &ConnectionInfo) -> Result<AsyncRecorderSession, Reply> {
+        assert!(info.peer.is_some());
+        Ok(AsyncRecorderSession {
+            shared: self.clone(),
+            body: Vec::new(),
+        })
+    }
+}
+
+impl AsyncSessionHandler for AsyncRecorderSession {
+    async fn rcpt(&mut self, to: &ForwardPath, _: &RcptParameters) -> Decision {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        refusal(to).unwrap_or(Decision::Accept)
+    }
+    async fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
+        tokio::task::yield_now().await;
+        self.body.extend_from_slice(chunk);
+        Ok(())
+    }
+    async fn data_end(&mut self, t: &Transaction) -> Decision {
+        let mut body = std::mem::take(&mut self.body);
+        body.extend_from_slice(format!("[{} rcpt]", t.recipients.len()).as_bytes());
+        self.shared.bodies.lock().unwrap().push(body);
+        Decision::Reply(Reply::new(
+            ReplyCode::OK,
+            Some(EnhancedCode::new(2, 0, 0)),
+            "Ok: queued as ASYNC1",
+        ))
+    }
+    async fn close(&mut self) {
+        self.shared.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn async_handler_hooks_are_awaited() {
+    let h = Harness::new(Driver::Async);
+    let recorder = AsyncRecorder::default();
+    let server = {
+        let _guard = h.rt.enter();
+        AsyncServer::builder_async(
+            recorder.clone(),
+            ServerOptions::new(ServerConfig::new("mx.test")),
+        )
+        .listen("127.0.0.1:0")
+        .unwrap()
+        .start()
+        .unwrap()
+    };
+    let addr = server.local_addrs()[0];
+    let mut client = h.connect(addr, client_options(TlsMode::None)).unwrap();
+    let result = client
+        .send_bytes(
+            &envelope(&["b@example.net", "c@refused.test", "d@example.net"]),
+            b"Subject: async\r\n\r\nhi\r\n",
+        )
+        .unwrap();
+    assert!(result.is_success());
+    assert_eq!(result.accepted().count(), 2);
+    assert_eq!(result.refused().count(), 1);
+    assert_eq!(result.queue_id(), Some("ASYNC1"));
+    client.quit().unwrap();
+    assert_eq!(
+        recorder.bodies.lock().unwrap().as_slice(),
+        [b"Subject: async\r\n\r\nhi\r\n[2 rcpt]".to_vec()]
+    );
+    assert_eq!(h.block_on(server.shutdown(Duration::from_secs(5))), 0);
+    assert_eq!(recorder.closed.load(Ordering::SeqCst), 1);
+}
