@@ -41,24 +41,33 @@ const MARK: &str = "holder:";
 /// Every `SAMPLE`th held connection is checked after the newcomer and after shutdown.
 const SAMPLE: usize = 997;
 
-/// Sets the soft limit on open files to the hard limit; returns the soft limit in force.
-fn raise_open_files_limit() -> u64 {
+/// Sets the soft limit on open files to at least `needed`: to the hard limit, or, when the
+/// hard limit is lower and the process may raise it (root, as in CI), to `needed` for both.
+/// Returns the soft limit in force.
+fn raise_open_files_limit(needed: u64) -> u64 {
     let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    let target = hard.max(needed);
+    if limit.current.is_some_and(|soft| soft < target) {
         let raised = Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
+            current: Some(target),
+            maximum: Some(target),
         };
         if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            eprintln!("cannot raise RLIMIT_NOFILE to {:?}: {e}", limit.maximum);
+            eprintln!("cannot raise RLIMIT_NOFILE to {target}: {e}");
+            let soft_only = Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            };
+            let _ = setrlimit(Resource::Nofile, soft_only);
         }
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 fn assert_enough_files(who: &str) {
-    let soft = raise_open_files_limit();
     let needed = CONNECTIONS as u64 + SPARE_FILES;
+    let soft = raise_open_files_limit(needed);
     assert!(
         soft >= needed,
         "the {who} needs {needed} open files and RLIMIT_NOFILE allows {soft}: raise the hard limit (ulimit -Hn)"
