@@ -363,6 +363,30 @@ def test_aio_server_stop_closes_idle_connections() -> None:
     run(main())
 
 
+def test_aio_server_times_out_a_silent_client() -> None:
+    """The read deadline of the server's loop: a client that stays silent past `timeout`
+    gets the engine's 421 and is disconnected, while a busy one is not."""
+
+    async def main() -> None:
+        async with smtpx.aio.Server(AsyncRecorder(), port=0, timeout=0.5) as server:
+            host, port = server.address
+            loop = asyncio.get_running_loop()
+            reader, writer = await asyncio.open_connection(host, port)
+            assert (await reader.readline()).startswith(b"220 ")
+            for _ in range(4):  # 0.8 s of activity in all, each command within the timeout
+                await asyncio.sleep(0.2)
+                writer.write(b"NOOP\r\n")
+                assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"250 ")
+            started = loop.time()
+            line = await asyncio.wait_for(reader.readline(), 5)
+            assert line.startswith(b"421 4.4.2"), line
+            assert 0.3 < loop.time() - started < 5
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(main())
+
+
 def test_aio_loopback_example() -> None:
     import subprocess
     import sys
