@@ -11,9 +11,9 @@ backlog of 100 and stopped at the end; it offers PIPELINING, so smtpx pipelines 
 RCPT and DATA, while smtplib and aiosmtplib wait for each reply.
 
 --aio compares the asyncio clients only, smtpx.aio.SMTP against aiosmtplib.SMTP, each
-sending --count messages over one connection in its own event loop, for --rounds paired
-rounds (A B, A B, ...; a fresh server per run) and prints every round, the medians and the
-median of the per-round ratios. The target is smtp-sink (PIPELINING, no CHUNKING: smtpx
+sending --count messages over one connection, each run in a fresh Python process, for
+--rounds paired rounds (A B, A B, ...; a fresh server per run) and prints every round, the
+medians and the median of the per-round ratios. The target is smtp-sink (PIPELINING, no CHUNKING: smtpx
 needs two round trips per message) or, with --target smtp-server, the repository's
 `smtp-server --discard` (target/release/examples, `make examples`; it offers CHUNKING, so
 smtpx sends BDAT and needs one round trip, aiosmtplib still four). Both clients always
@@ -167,11 +167,36 @@ def wait_port(port: int) -> None:
             time.sleep(0.05)
 
 
+AIO_CLIENTS = {"smtpx.aio.SMTP": _aio_smtpx, "aiosmtplib.SMTP": _aio_aiosmtplib}
+
+
+def aio_fresh(name: str, port: int, args: argparse.Namespace) -> float | None:
+    """One client run in a new Python process (pinned like this one), timed there from
+    connecting to QUIT: runs in one process would share its allocator state, which changed
+    the CPU cost of asyncio's reads by up to 2x (see python_server.py's run_fresh)."""
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--one-aio", name, "--port", str(port),
+                           "--count", str(args.count), "--size", str(args.size)],
+                          capture_output=True, text=True, timeout=900)
+    found = re.search(r"^RESULT (\S+)$", done.stdout, re.M)
+    if done.returncode != 0 or not found:
+        print(f"  {name}: FAILED {done.stderr.strip()[-500:]}", flush=True)
+        return None
+    return float(found.group(1))
+
+
+def aio_one(args: argparse.Namespace) -> int:
+    msg = message(args.size)
+    started = time.perf_counter()
+    asyncio.run(AIO_CLIENTS[args.one_aio](args.port, args.count, msg))
+    print(f"RESULT {args.count / (time.perf_counter() - started)}")
+    return 0
+
+
 def aio_main(args: argparse.Namespace) -> int:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
     msg = message(args.size)
-    contenders = {"smtpx.aio.SMTP": _aio_smtpx, "aiosmtplib.SMTP": _aio_aiosmtplib}
+    contenders = AIO_CLIENTS
     rates: dict[str, list[float | None]] = {name: [] for name in contenders}
     target_name = "smtp-sink" if args.target == "sink" else "smtp-server --discard"
     print(f"{args.count} messages of {len(msg)} bytes over one connection into {target_name}, "
@@ -181,11 +206,7 @@ def aio_main(args: argparse.Namespace) -> int:
             target = Target(args.target)
             rate: float | None = None
             try:
-                started = time.perf_counter()
-                asyncio.run(run(target.port, args.count, msg))
-                rate = args.count / (time.perf_counter() - started)
-            except Exception as e:  # noqa: BLE001 - a failed run is reported, not a number
-                print(f"  round {rnd} {name}: FAILED {type(e).__name__}: {e}", flush=True)
+                rate = aio_fresh(name, target.port, args)
             finally:
                 counted = target.close()
             if rate is not None and counted is not None and counted != args.count:
@@ -220,7 +241,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="with --aio: paired rounds")
     parser.add_argument("--target", choices=["sink", "smtp-server"], default="sink",
                         help="with --aio: the server both clients send to")
+    parser.add_argument("--one-aio", help=argparse.SUPPRESS)  # internal: one run, in a child
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_aio:
+        return aio_one(args)
     if args.aio:
         return aio_main(args)
     sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
