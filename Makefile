@@ -57,8 +57,10 @@ EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 help:
 	@sed -n '3,12s/^# \{0,1\}//p' Makefile
 
+# With the tokio feature, so that smtp-server's --async (the async driver) is available to
+# the tests and bench/peers; without it the example still builds and refuses --async.
 examples:
-	$(CARGO) build --release -p smtp-core --examples
+	$(CARGO) build --release -p smtp-core --examples --features tokio
 
 demo: examples c-examples
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) SMTPX_C_EXAMPLES=$(C_EXAMPLES_DIR) examples/demo.sh

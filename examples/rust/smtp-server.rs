@@ -3,11 +3,20 @@
 //! SIGINT or SIGTERM. With `SMTPX_LOG=info` (or `debug`) in the environment it logs one
 //! line per connection event to standard error.
 //!
+//! `--async` serves the same options and handler on the tokio driver
+//! ([`AsyncServer`](smtp_core::asynchronous::server::AsyncServer), feature `tokio`) instead
+//! of a thread per connection. By default it runs a current-thread runtime: in
+//! `bench/peers` (server pinned to one CPU) it used the least CPU per message, see
+//! `bench/README.md`. `--async-threads N` runs a multi-threaded runtime with N workers
+//! instead, where the handler's hooks go through `block_in_place` unless
+//! `--no-block-in-place` is given.
+//!
 //! ```text
 //! cargo run --release --example smtp-server -- [--listen ADDR] [--maildir DIR] [--discard]
 //!     [--hostname NAME] [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls]
 //!     [--auth USER:PASS]... [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N]
 //!     [--timeout SECS] [--max-connections N] [--lmtp] [--bare-lf normalize|reject]
+//!     [--async [--async-threads N] [--no-block-in-place]]
 //! ```
 
 use std::io::Write as _;
@@ -39,12 +48,19 @@ struct Args {
     max_connections: Option<usize>,
     lmtp: bool,
     bare_lf: BareLinePolicy,
+    /// Serve on the tokio driver instead of a thread per connection.
+    asynchronous: bool,
+    /// With `asynchronous`: worker threads of a multi-threaded runtime; None for a
+    /// current-thread runtime.
+    async_threads: Option<usize>,
+    block_in_place: bool,
 }
 
 const USAGE: &str = "usage: smtp-server [--listen ADDR] [--maildir DIR] [--discard] [--hostname NAME] \
 [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls] [--auth USER:PASS]... \
 [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N] [--timeout SECS] \
-[--max-connections N] [--lmtp] [--bare-lf normalize|reject]";
+[--max-connections N] [--lmtp] [--bare-lf normalize|reject] \
+[--async [--async-threads N] [--no-block-in-place]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -64,6 +80,9 @@ fn parse_args() -> Result<Args, String> {
         max_connections: None,
         lmtp: false,
         bare_lf: BareLinePolicy::Normalize,
+        asynchronous: false,
+        async_threads: None,
+        block_in_place: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -98,6 +117,15 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--bare-lf: normalize or reject, not {other}")),
                 }
             }
+            "--async" => a.asynchronous = true,
+            "--async-threads" => {
+                let n: usize = number(&flag, value()?)?;
+                if n == 0 {
+                    return Err("--async-threads: at least 1".into());
+                }
+                a.async_threads = Some(n);
+            }
+            "--no-block-in-place" => a.block_in_place = false,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -108,10 +136,19 @@ fn parse_args() -> Result<Args, String> {
     if (a.tls_listen.is_some() || a.require_tls) && a.tls_cert.is_none() {
         return Err("--tls-listen and --require-tls need --tls-cert and --tls-key".into());
     }
+    if !a.asynchronous && (a.async_threads.is_some() || !a.block_in_place) {
+        return Err("--async-threads and --no-block-in-place go with --async".into());
+    }
+    if a.asynchronous && !cfg!(feature = "tokio") {
+        return Err("--async needs the async driver: build this example with \
+            `cargo build --release -p smtp-core --examples --features tokio` (or `make examples`)"
+            .into());
+    }
     Ok(a)
 }
 
-fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
+/// The server options both drivers share, from the command line.
+fn options(args: &Args) -> Result<ServerOptions, String> {
     let mut config = ServerConfig::new(args.hostname.clone());
     config.lmtp = args.lmtp;
     config.bare_line_policy = args.bare_lf;
@@ -139,7 +176,30 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
             smtp_core::tls::server_config_from_pem_files(cert, key).map_err(|e| e.to_string())?,
         );
     }
+    Ok(options)
+}
+
+/// Catches SIGINT and SIGTERM. Done before saying we are ready: a supervisor may stop us
+/// at once.
+fn catch_signals() -> Result<signal_hook::iterator::Signals, String> {
+    signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| e.to_string())
+}
+
+fn announce(addrs: &[std::net::SocketAddr]) {
+    println!("listening on {}", addrs[0]);
+    if let Some(tls_addr) = addrs.get(1) {
+        eprintln!("implicit TLS on {tls_addr}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
+    let options = options(args)?;
     let handler = PasswordAuth::new(handler, args.auth.clone());
+    if args.asynchronous {
+        return run_async(handler, options, args);
+    }
     let mut builder = Server::builder(handler, options)
         .listen(&args.listen)
         .map_err(|e| format!("{}: {e}", args.listen))?;
@@ -148,19 +208,9 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
             .listen_tls(tls_listen)
             .map_err(|e| format!("{tls_listen}: {e}"))?;
     }
-    // Catch the signals before saying we are ready: a supervisor may stop us at once.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| e.to_string())?;
+    let mut signals = catch_signals()?;
     let server = builder.start().map_err(|e| e.to_string())?;
-    let addrs = server.local_addrs().to_vec();
-    println!("listening on {}", addrs[0]);
-    if let Some(tls_addr) = addrs.get(1) {
-        eprintln!("implicit TLS on {tls_addr}");
-    }
-    let _ = std::io::stdout().flush();
+    announce(server.local_addrs());
     let signal = signals.forever().next();
     eprintln!("signal {signal:?}: shutting down");
     let cut = server.shutdown(Duration::from_secs(10));
@@ -168,6 +218,58 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
         eprintln!("{cut} connection(s) cut at the end of the grace period");
     }
     Ok(())
+}
+
+/// The same server on the tokio driver. The signal is awaited on a plain thread (the
+/// `tokio` feature of smtp-core does not enable tokio's signal support) and handed to the
+/// runtime over a oneshot channel, which works for both runtime flavours: a
+/// current-thread runtime serves connections only while `block_on` runs.
+#[cfg(feature = "tokio")]
+fn run_async<H: Handler>(handler: H, options: ServerOptions, args: &Args) -> Result<(), String> {
+    use smtp_core::asynchronous::server::AsyncServer;
+
+    let runtime = match args.async_threads {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .map_err(|e| format!("tokio runtime: {e}"))?;
+    let mut builder = AsyncServer::builder(handler, options)
+        .block_in_place(args.block_in_place)
+        .listen(&args.listen)
+        .map_err(|e| format!("{}: {e}", args.listen))?;
+    if let Some(tls_listen) = &args.tls_listen {
+        builder = builder
+            .listen_tls(tls_listen)
+            .map_err(|e| format!("{tls_listen}: {e}"))?;
+    }
+    let mut signals = catch_signals()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(signals.forever().next());
+    });
+    runtime.block_on(async move {
+        let server = builder.start().map_err(|e| e.to_string())?;
+        announce(server.local_addrs());
+        let signal = rx.await.ok().flatten();
+        eprintln!("signal {signal:?}: shutting down");
+        let cut = server.shutdown(Duration::from_secs(10)).await;
+        if cut > 0 {
+            eprintln!("{cut} connection(s) cut at the end of the grace period");
+        }
+        Ok(())
+    })
+}
+
+/// Without the `tokio` feature `--async` is refused by `parse_args`; this is never reached.
+#[cfg(not(feature = "tokio"))]
+fn run_async<H: Handler>(_: H, _: ServerOptions, _: &Args) -> Result<(), String> {
+    Err("--async needs the tokio feature".into())
 }
 
 /// The smallest logger that shows the library's `log` records on standard error.

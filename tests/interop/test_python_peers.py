@@ -117,6 +117,45 @@ def test_aiosmtplib_delivers(smtpx_server: RunningServer) -> None:
     assert sorted(f.split(b"Subject: ")[1].split(b"\r\n")[0] for f in files) == [b"aio 0", b"aio 1", b"aio 2"]
 
 
+@pytest.mark.parametrize("flags", [["--async"], ["--async", "--async-threads", "2"]], ids=["current-thread", "multi-thread"])
+def test_async_server_delivers_and_stops(tmp_path: pathlib.Path, flags: list[str]) -> None:
+    """smtp-server --async: the same handler (Maildir) on the tokio driver, on both runtime
+    flavours; two clients at once, then a clean stop on SIGTERM."""
+    import aiosmtplib
+
+    server = start_server(tmp_path / "md", *flags)
+    try:
+
+        async def one(i: int) -> None:
+            errors, response = await aiosmtplib.send(
+                message(subject=f"async {i}"), hostname=server.host, port=server.port, timeout=10
+            )
+            assert errors == {}
+            assert response.startswith("2.0.0 Ok: queued as ")
+
+        async def both() -> None:
+            await asyncio.wait_for(asyncio.gather(one(0), one(1)), 20)
+
+        asyncio.run(both())
+        with smtplib.SMTP(server.host, server.port, timeout=10) as client:
+            assert client.ehlo("client.test")[0] == 250
+            assert client.has_extn("chunking") and client.has_extn("pipelining")
+            assert client.send_message(message(subject="async 2")) == {}
+        files = server.wait_for(3)
+        assert sorted(f.split(b"Subject: ")[1].split(b"\r\n")[0] for f in files) == [b"async 0", b"async 1", b"async 2"]
+        assert all(b"\r\n.leading dot line\r\n" in f for f in files)
+    finally:
+        assert server.stop() == 0, "smtp-server --async must stop cleanly on SIGTERM"
+
+
+def test_async_flag_needs_its_companions(tmp_path: pathlib.Path) -> None:
+    done = subprocess.run(
+        [example("smtp-server"), "--discard", "--async-threads", "2"], capture_output=True, text=True, timeout=10
+    )
+    assert done.returncode == 2
+    assert "go with --async" in done.stderr
+
+
 def test_smtp_send_against_aiosmtpd(tmp_path: pathlib.Path) -> None:
     from aiosmtpd.controller import Controller
 

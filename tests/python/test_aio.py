@@ -355,6 +355,111 @@ def test_aio_server_stop_closes_idle_connections() -> None:
     run(main())
 
 
+def test_aio_server_times_out_a_silent_client() -> None:
+    """The read deadline of the server's loop: a client that stays silent past `timeout`
+    gets the engine's 421 and is disconnected, while a busy one is not."""
+
+    async def main() -> None:
+        async with smtpx.aio.Server(AsyncRecorder(), port=0, timeout=0.5) as server:
+            host, port = server.address
+            loop = asyncio.get_running_loop()
+            reader, writer = await asyncio.open_connection(host, port)
+            assert (await reader.readline()).startswith(b"220 ")
+            for _ in range(4):  # 0.8 s of activity in all, each command within the timeout
+                await asyncio.sleep(0.2)
+                writer.write(b"NOOP\r\n")
+                assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"250 ")
+            started = loop.time()
+            line = await asyncio.wait_for(reader.readline(), 5)
+            assert line.startswith(b"421 4.4.2"), line
+            assert 0.3 < loop.time() - started < 5
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(main())
+
+
+class SlowHooks:
+    """Hooks that really suspend (on a timer), and one that fails."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        await asyncio.sleep(0.01)
+        if address.startswith("boom"):
+            raise RuntimeError("handler failure on purpose")
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: smtpx.Envelope) -> str:
+        await asyncio.sleep(0.01)
+        self.messages.append(envelope.content or b"")
+        return "250 2.0.0 queued"
+
+
+def test_aio_server_pipelined_input_behind_suspended_hooks() -> None:
+    """A whole pipelined transaction in one write, against hooks that suspend: the input
+    behind a pending hook waits for it, the replies come in order, a failing hook gets 451
+    and the session goes on; three connections at once."""
+    handler = SlowHooks()
+
+    async def one(host: str, port: int, i: int) -> list[bytes]:
+        reader, writer = await asyncio.open_connection(host, port)
+        assert (await reader.readline()).startswith(b"220 ")
+        writer.write(
+            b"HELO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<boom@x.test>\r\nRCPT TO:<b@x.test>\r\n"
+            b"DATA\r\n" + b"Subject: %d\r\n\r\nbody\r\n.\r\nQUIT\r\n" % i
+        )
+        replies = [await asyncio.wait_for(reader.readline(), 5) for _ in range(7)]
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        return replies
+
+    async def body(host: str, port: int) -> None:
+        for replies in await asyncio.gather(*(one(host, port, i) for i in range(3))):
+            assert [r[:3] for r in replies] == [b"250", b"250", b"451", b"250", b"354", b"250", b"221"], replies
+
+    run(with_server(handler, body))
+    assert sorted(handler.messages) == [b"Subject: %d\r\n\r\nbody\r\n" % i for i in range(3)]
+
+
+def test_aio_server_stop_cancels_a_pending_hook() -> None:
+    """Server.stop while handle_DATA waits forever: the hook is cancelled at its await
+    (it sees CancelledError) and stop returns with no connection left."""
+
+    class Stuck:
+        def __init__(self) -> None:
+            self.entered = asyncio.Event()
+            self.cancelled = False
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+            return "250 OK"
+
+    async def main() -> None:
+        handler = Stuck()
+        server = smtpx.aio.Server(handler, port=0)
+        await server.start()
+        host, port = server.address
+        reader, writer = await asyncio.open_connection(host, port)
+        assert (await reader.readline()).startswith(b"220 ")
+        writer.write(b"HELO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nhi\r\n.\r\n")
+        await asyncio.wait_for(handler.entered.wait(), 5)
+        assert server.active_connections() == 1
+        await asyncio.wait_for(server.stop(), 10)
+        assert handler.cancelled
+        assert server.active_connections() == 0
+        writer.close()
+
+    run(main())
+
+
 def test_aio_loopback_example() -> None:
     import subprocess
     import sys
