@@ -149,6 +149,15 @@ pub trait SessionHandler: Send + 'static {
         Decision::Accept
     }
 
+    /// Whether `hook` may block the calling thread (file, database or network I/O, a
+    /// lock). The async server on a multi-threaded runtime runs the hooks that may block in
+    /// `tokio::task::block_in_place` (feature `tokio`), so that they do not stall other
+    /// connections, and calls the others inline, which costs far less. Default: every hook
+    /// may block; override it to name the quick ones. Wrappers forward it.
+    fn may_block(&self, _hook: &Hook<'_>) -> bool {
+        true
+    }
+
     /// The connection is over.
     fn close(&mut self) {}
 }
@@ -806,6 +815,10 @@ impl<S: SessionHandler> SessionHandler for PasswordAuthSession<S> {
     fn close(&mut self) {
         self.inner.close()
     }
+    fn may_block(&self, hook: &Hook<'_>) -> bool {
+        // The password check only computes.
+        !matches!(hook, Hook::Auth(_)) && self.inner.may_block(hook)
+    }
 }
 
 /// Accepts every message and throws it away: for benchmarks and tests.
@@ -823,7 +836,11 @@ impl Handler for DiscardHandler {
     }
 }
 
-impl SessionHandler for DiscardSession {}
+impl SessionHandler for DiscardSession {
+    fn may_block(&self, _hook: &Hook<'_>) -> bool {
+        false
+    }
+}
 
 #[cfg(test)]
 mod tests {

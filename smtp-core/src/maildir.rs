@@ -64,7 +64,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
+use crate::handler::{ConnectionInfo, Handler, Hook, SessionHandler, Transaction};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::server::{AbortReason, Decision, HelloVerb};
 
@@ -492,6 +492,16 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 impl SessionHandler for MaildirSession {
     fn tls_started(&mut self) {
         self.tls = true;
+    }
+
+    fn may_block(&self, hook: &Hook<'_>) -> bool {
+        // Only the hooks that touch files: the message's, and those that remove a
+        // message in progress.
+        match hook {
+            Hook::DataStart(_) | Hook::DataChunk(_) | Hook::DataEnd(_) => true,
+            Hook::DataAborted(_) | Hook::Reset | Hook::Close => self.message.is_some(),
+            _ => false,
+        }
     }
 
     fn data_start(&mut self, t: &Transaction) -> Decision {

@@ -4,10 +4,11 @@
 //! It is the [blocking server](crate::blocking::server) on tasks instead of threads, with
 //! the same [`ServerOptions`] (`thread_stack` is not used). The protocol is the engine's
 //! [`ServerSession`]; user code is either
-//! - a synchronous [`Handler`], reached through the same [`Dispatch`] as the blocking
-//!   server ([`AsyncServer::builder`]). Its hooks run on the runtime's thread. On a
-//!   multi-threaded runtime each [`Dispatch::run`] is wrapped in
-//!   [`tokio::task::block_in_place`] by default, so a hook that blocks (the
+//! - a synchronous [`Handler`], reached through the same [`DispatchState`] as the
+//!   blocking server's [`Dispatch`](crate::handler::Dispatch) ([`AsyncServer::builder`]).
+//!   Its hooks run on the runtime's thread. On a multi-threaded runtime each hook that
+//!   [`SessionHandler::may_block`] names (by default every hook) runs in
+//!   [`tokio::task::block_in_place`], so a hook that blocks (the
 //!   [`MaildirHandler`](crate::maildir::MaildirHandler) fsyncs every message) does not
 //!   stall other connections; on a current-thread runtime it does stall them, so keep hooks
 //!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::block_in_place`].
@@ -37,15 +38,17 @@
 //! [`shutdown`](AsyncServerHandle::shutdown) starts the same shutdown without a deadline
 //! and without waiting (the tasks end as their transactions do, or by their timeouts).
 
-use std::future::Future;
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -57,8 +60,8 @@ use crate::auth::AuthAttempt;
 pub use crate::blocking::server::ServerOptions;
 use crate::command::{MailParameters, RcptParameters};
 use crate::handler::{
-    Answer, ConnectionInfo, Dispatch, DispatchState, Flow, Handler, Hook, HookCall, SessionHandler,
-    Step, Transaction,
+    Answer, ConnectionInfo, DispatchState, Flow, Handler, Hook, HookCall, SessionHandler, Step,
+    Transaction,
 };
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::server::{AbortReason, Decision, HelloVerb, ServerSession};
@@ -277,10 +280,11 @@ impl AsyncServerBuilder {
         self
     }
 
-    /// For a synchronous [`Handler`] on a multi-threaded runtime: whether each
-    /// [`Dispatch::run`] (every hook) runs inside [`tokio::task::block_in_place`]. Default
-    /// true, which is right for hooks that may block (file or database I/O); turn it off
-    /// for hooks that only compute, to save the hand-over of the worker thread. On a
+    /// For a synchronous [`Handler`] on a multi-threaded runtime: whether the hooks that
+    /// [`SessionHandler::may_block`] names (by default all of them) run inside
+    /// [`tokio::task::block_in_place`]. Default true, which is right for hooks that may
+    /// block (file or database I/O); turn it off when no hook blocks, to save the
+    /// hand-over of the worker thread (or say which ones do in `may_block`). On a
     /// current-thread runtime it has no effect (hooks always run inline there).
     pub fn block_in_place(mut self, on: bool) -> Self {
         self.block_in_place = on;
@@ -305,8 +309,7 @@ impl AsyncServerBuilder {
             epoch: Instant::now(),
             next_id: AtomicU64::new(1),
             active: watch::Sender::new(0),
-            stop: watch::Sender::new(false),
-            cut: watch::Sender::new(false),
+            phase: watch::Sender::new(Phase::Serving),
             block_in_place,
         });
         let mut local_addrs = Vec::new();
@@ -362,7 +365,7 @@ impl AsyncServerHandle {
     /// of connections that had to be cut.
     pub async fn shutdown(mut self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
-        self.shared.stop.send_replace(true);
+        self.shared.advance(Phase::Stopping);
         for acceptor in self.acceptors.drain(..) {
             let abort = acceptor.abort_handle();
             if tokio::time::timeout(Duration::from_secs(1), acceptor)
@@ -376,7 +379,7 @@ impl AsyncServerHandle {
         let _ = tokio::time::timeout_at(deadline, active.wait_for(|n| *n == 0)).await;
         let cut = *active.borrow();
         if cut > 0 {
-            self.shared.cut.send_replace(true);
+            self.shared.advance(Phase::Cut);
             // Let the cut tasks unwind their handlers (a Maildir removes its partial file).
             let _ = tokio::time::timeout(UNWIND, active.wait_for(|n| *n == 0)).await;
             log::warn!("shutdown: cut {cut} connection(s) still busy after the grace period");
@@ -388,7 +391,7 @@ impl AsyncServerHandle {
 impl Drop for AsyncServerHandle {
     fn drop(&mut self) {
         // Stops accepting and ends idle connections; nothing here can wait.
-        self.shared.stop.send_replace(true);
+        self.shared.advance(Phase::Stopping);
     }
 }
 
@@ -400,18 +403,27 @@ struct Shared {
     next_id: AtomicU64,
     /// Connections being served; shutdown waits for zero.
     active: watch::Sender<usize>,
-    /// Set once: stop accepting, 421 at the next idle moment.
-    stop: watch::Sender<bool>,
-    /// Set once, after the grace period: drop every connection.
-    cut: watch::Sender<bool>,
+    /// Serving, then stopping, then cut: one channel, so that a connection waiting for
+    /// input watches one thing.
+    phase: watch::Sender<Phase>,
     block_in_place: bool,
+}
+
+/// Where the server is in its life; it only moves forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// Stop accepting, 421 at each connection's next idle moment.
+    Stopping,
+    /// After the grace period: drop every connection.
+    Cut,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("active", &*self.active.borrow())
-            .field("stopping", &*self.stop.borrow())
+            .field("phase", &*self.phase.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -419,6 +431,17 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     fn now(&self) -> Duration {
         self.epoch.elapsed()
+    }
+
+    /// Moves to `phase` unless the server is there or further already.
+    fn advance(&self, phase: Phase) {
+        self.phase.send_if_modified(|p| {
+            let later = *p < phase;
+            if later {
+                *p = phase;
+            }
+            later
+        });
     }
 
     fn reply_421(&self, enhanced: EnhancedCode, text: &str) -> Vec<u8> {
@@ -467,12 +490,13 @@ impl<H: Handler> Serve for SyncServe<H> {
             let Some((conn, info)) = prepare(&shared, tcp, peer, implicit_tls).await else {
                 return;
             };
-            let (dispatch, refusal) = match self.0.connect(&info) {
-                Ok(handler) => (Dispatch::new(handler, implicit_tls), None),
-                Err(reply) => (Dispatch::refused(), Some(reply)),
+            let (handler, tls, refusal) = match self.0.connect(&info) {
+                Ok(handler) => (Some(handler), implicit_tls, None),
+                Err(reply) => (None, false, Some(reply)),
             };
             let dispatch = SyncDispatch {
-                dispatch,
+                handler,
+                state: DispatchState::new(tls),
                 block_in_place: shared.block_in_place,
             };
             serve_connection(&shared, conn, info, dispatch, refusal).await;
@@ -516,7 +540,7 @@ impl<H: AsyncHandler> Serve for AsyncServe<H> {
 
 /// What the connection loop needs from the user code.
 trait Dispatcher: Send {
-    /// Processes every event the session has (see [`Dispatch::run`]).
+    /// Processes every event the session has (see [`crate::handler::Dispatch::run`]).
     fn run(
         &mut self,
         session: &mut ServerSession,
@@ -526,33 +550,53 @@ trait Dispatcher: Send {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// [`crate::handler::Dispatch`] on an async runtime: the same [`DispatchState`], with
+/// the hooks that may block run in [`tokio::task::block_in_place`] when that is on. Only
+/// those: a turn of `block_in_place` hands the worker's core to another thread and back,
+/// which cost 2.7x the CPU per message when every dispatch turn took one.
 struct SyncDispatch<S> {
-    dispatch: Dispatch<S>,
+    handler: Option<S>,
+    state: DispatchState,
     block_in_place: bool,
-}
-
-impl<S: SessionHandler> SyncDispatch<S> {
-    fn blocking<T>(&mut self, f: impl FnOnce(&mut Dispatch<S>) -> T) -> T {
-        if self.block_in_place {
-            tokio::task::block_in_place(|| f(&mut self.dispatch))
-        } else {
-            f(&mut self.dispatch)
-        }
-    }
 }
 
 impl<S: SessionHandler> Dispatcher for SyncDispatch<S> {
     async fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
-        self.blocking(|d| d.run(session, refusal))
+        loop {
+            match self.state.step(session, refusal) {
+                Step::Call(call) => call_sync(self.handler.as_mut(), call, self.block_in_place),
+                Step::Done(flow) => return flow,
+            }
+        }
     }
 
     async fn tls_started(&mut self) {
-        self.blocking(Dispatch::tls_started);
+        let call = self.state.tls_started();
+        call_sync(self.handler.as_mut(), call, self.block_in_place);
     }
 
     async fn close(&mut self) {
-        self.blocking(Dispatch::close);
+        if let Some(call) = self.state.close() {
+            call_sync(self.handler.as_mut(), call, self.block_in_place);
+        }
     }
+}
+
+/// Answers `call` with the hook it names, in `block_in_place` when `block_in_place` is on
+/// and the handler says the hook may block, or as a refused session when there is no
+/// handler.
+fn call_sync<S: SessionHandler>(handler: Option<&mut S>, call: HookCall<'_>, block_in_place: bool) {
+    let Some(h) = handler else {
+        call.refuse();
+        return;
+    };
+    let hook = call.hook();
+    let answer = if block_in_place && h.may_block(&hook) {
+        tokio::task::block_in_place(|| hook.call(h))
+    } else {
+        hook.call(h)
+    };
+    call.answer(answer);
 }
 
 /// [`Dispatch`] for an [`AsyncSessionHandler`]: the same [`DispatchState`] (the event→hook
@@ -626,13 +670,13 @@ async fn accept_loop(
     listener: TcpListener,
     implicit_tls: bool,
 ) {
-    let mut stop = shared.stop.subscribe();
+    let mut phase = shared.phase.subscribe();
     loop {
-        if *stop.borrow_and_update() {
+        if *phase.borrow_and_update() != Phase::Serving {
             return;
         }
         let accepted = tokio::select! {
-            _ = stop.changed() => return,
+            _ = phase.changed() => return,
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
@@ -641,7 +685,7 @@ async fn accept_loop(
                 // EMFILE and friends: back off instead of spinning.
                 log::warn!("accept failed: {e}");
                 tokio::select! {
-                    _ = stop.changed() => return,
+                    _ = phase.changed() => return,
                     () = tokio::time::sleep(Duration::from_millis(50)) => continue,
                 }
             }
@@ -678,12 +722,32 @@ enum Conn {
 }
 
 impl Conn {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self {
-            Conn::Plain(s) => s.read(buf).await,
-            Conn::Tls(s) => s.read(buf).await,
-            Conn::Gone => Err(io::ErrorKind::NotConnected.into()),
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Conn::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
+    }
+
+    /// Writes what the socket takes at once, without waiting; returns how much that was.
+    /// Plain TCP only (TLS has its own buffer to flush): a reply is small, so this is
+    /// usually all of it, and no timer or shutdown watch is set up for it.
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let Conn::Plain(s) = self else {
+            return Ok(0);
+        };
+        let mut done = 0;
+        while done < bytes.len() {
+            match s.try_write(&bytes[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
     }
 
     async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -734,9 +798,9 @@ async fn prepare(
     let mut conn = Conn::Plain(tcp);
     if implicit_tls {
         let acceptor = shared.acceptor.as_ref()?;
-        let mut cut = shared.cut.subscribe();
+        let mut phase = shared.phase.subscribe();
         let upgraded = tokio::select! {
-            _ = cut.changed() => Err(io::Error::other("cut at shutdown")),
+            () = cut(&mut phase) => Err(io::Error::other("cut at shutdown")),
             r = conn.upgrade(acceptor, shared.options.session.command_timeout) => r,
         };
         if let Err(e) = upgraded {
@@ -788,23 +852,63 @@ async fn serve_connection<D: Dispatcher>(
     log::info!("conn={id} peer={peer:?} closed");
 }
 
+/// Resolves once the server cuts its connections (at once if it has).
+async fn cut(phase: &mut watch::Receiver<Phase>) {
+    // The sender lives in `Shared`, which every connection holds: no error to expect.
+    let _ = phase.wait_for(|p| *p == Phase::Cut).await;
+}
+
 /// Writes `bytes` within the command timeout, unless the connection is cut first.
 async fn write(
     shared: &Shared,
     conn: &mut Conn,
     bytes: &[u8],
-    cut: &mut watch::Receiver<bool>,
+    phase: &mut watch::Receiver<Phase>,
 ) -> io::Result<()> {
-    if bytes.is_empty() {
+    let done = conn.write_now(bytes)?;
+    let rest = &bytes[done..];
+    if rest.is_empty() {
         return Ok(());
     }
     let timeout = shared.options.session.command_timeout;
     tokio::select! {
-        _ = cut.changed() => Err(io::Error::other("cut at shutdown")),
-        r = tokio::time::timeout(timeout, conn.write_all(bytes)) => {
+        () = cut(phase) => Err(io::Error::other("cut at shutdown")),
+        r = tokio::time::timeout(timeout, conn.write_all(rest)) => {
             r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
         }
     }
+}
+
+thread_local! {
+    /// The read buffer, one per thread: a connection borrows it only while a read
+    /// completes (within one poll), so a connection waiting for input holds none.
+    static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads once (up to `size` bytes, into the thread's [`READ_BUFFER`]) and gives the
+/// session what it has room for; the rest goes to `overflow`. Ready with the number of
+/// bytes read, 0 at the end of the input.
+fn poll_receive(
+    cx: &mut Context<'_>,
+    conn: &mut Conn,
+    size: usize,
+    session: &mut ServerSession,
+    shared: &Shared,
+    overflow: &mut Vec<u8>,
+) -> Poll<io::Result<usize>> {
+    READ_BUFFER.with_borrow_mut(|buf| {
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
+        let mut read = ReadBuf::new(&mut buf[..size]);
+        ready!(conn.poll_read(cx, &mut read))?;
+        let bytes = read.filled();
+        if !bytes.is_empty() {
+            let taken = session.receive(bytes, shared.now());
+            overflow.extend_from_slice(&bytes[taken..]);
+        }
+        Poll::Ready(Ok(bytes.len()))
+    })
 }
 
 async fn drive<D: Dispatcher>(
@@ -814,13 +918,21 @@ async fn drive<D: Dispatcher>(
     refusal: Option<&Reply>,
     conn: &mut Conn,
 ) -> io::Result<()> {
-    let mut stop = shared.stop.subscribe();
-    let mut cut = shared.cut.subscribe();
-    let mut buf = vec![0u8; shared.options.read_buffer.max(512)];
+    let mut phase = shared.phase.subscribe();
+    let size = shared.options.read_buffer.max(512);
+    // What a read brought that the session had no room for yet; empty (and unallocated)
+    // between reads.
+    let mut overflow = Vec::new();
+    // One timer for the connection's life, moved only when the deadline comes earlier
+    // than it is set for: a deadline that moves later (every command moves it) is
+    // checked when the timer fires, instead of setting a timer per read.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     loop {
         let flow = dispatch.run(session, refusal).await;
         let idle = session.is_idle();
-        write(shared, conn, session.output(), &mut cut).await?;
+        write(shared, conn, session.output(), &mut phase).await?;
         session.clear_output();
         match flow {
             Flow::Close => return Ok(()),
@@ -830,7 +942,7 @@ async fn drive<D: Dispatcher>(
                     .as_ref()
                     .ok_or_else(|| io::Error::other("no TLS configuration"))?;
                 tokio::select! {
-                    _ = cut.changed() => return Err(io::Error::other("cut at shutdown")),
+                    () = cut(&mut phase) => return Err(io::Error::other("cut at shutdown")),
                     r = conn.upgrade(acceptor, shared.options.session.command_timeout) => r?,
                 }
                 session.tls_established(shared.now());
@@ -839,47 +951,63 @@ async fn drive<D: Dispatcher>(
             }
             Flow::Continue => {}
         }
-        if idle && *stop.borrow_and_update() {
+        if idle && *phase.borrow_and_update() >= Phase::Stopping {
             // Shutdown: between transactions is the moment to leave.
             let reply = shared.reply_421(
                 EnhancedCode::new(4, 3, 2),
                 "Service shutting down, try again later",
             );
-            write(shared, conn, &reply, &mut cut).await?;
+            write(shared, conn, &reply, &mut phase).await?;
             return Ok(());
         }
         let deadline = session
             .next_deadline()
             .unwrap_or_else(|| shared.now() + shared.options.session.command_timeout);
         let until = tokio::time::Instant::from_std(shared.epoch + deadline);
+        if armed.is_none_or(|at| until < at) {
+            timer.as_mut().reset(until);
+            armed = Some(until);
+        }
         let read = tokio::select! {
-            _ = cut.changed() => return Err(io::Error::other("cut at shutdown")),
-            _ = stop.changed(), if idle => continue,
-            read = tokio::time::timeout_at(until, conn.read(&mut buf)) => read,
+            changed = phase.changed() => {
+                if changed.is_err() || *phase.borrow() == Phase::Cut {
+                    return Err(io::Error::other("cut at shutdown"));
+                }
+                // Stopping: the top of the loop leaves if the connection is idle.
+                continue;
+            }
+            () = &mut timer => {
+                armed = None;
+                if tokio::time::Instant::now() < until {
+                    // Set for an earlier deadline that has moved since.
+                    continue;
+                }
+                None
+            }
+            read = poll_fn(|cx| poll_receive(cx, conn, size, session, shared, &mut overflow)) => {
+                Some(read)
+            }
         };
         match read {
-            Err(_) => session.handle_timeout(shared.now()),
-            Ok(Ok(0)) => session.receive_eof(),
-            Ok(Ok(n)) => {
-                let mut rest = &buf[..n];
-                let at = shared.now();
-                loop {
-                    let taken = session.receive(rest, at);
-                    rest = &rest[taken..];
-                    if rest.is_empty() {
-                        break;
-                    }
+            None => session.handle_timeout(shared.now()),
+            Some(Ok(0)) => session.receive_eof(),
+            Some(Ok(_)) => {
+                while !overflow.is_empty() {
                     // The session's input is full: let it work, write its replies, go on.
                     let flow = dispatch.run(session, refusal).await;
-                    write(shared, conn, session.output(), &mut cut).await?;
+                    write(shared, conn, session.output(), &mut phase).await?;
                     session.clear_output();
                     if flow == Flow::Close {
                         return Ok(());
                     }
+                    let taken = session.receive(&overflow, shared.now());
+                    overflow.drain(..taken);
                 }
+                // Hold no memory while waiting for the next read.
+                overflow = Vec::new();
             }
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return Err(e),
+            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Some(Err(e)) => return Err(e),
         }
     }
 }
