@@ -558,7 +558,7 @@ impl DispatchState {
     }
 }
 
-impl HookCall<'_> {
+impl<'a> HookCall<'a> {
     /// The hook to call, with its arguments.
     pub fn hook(&self) -> Hook<'_> {
         let t = &self.state.transaction;
@@ -588,9 +588,19 @@ impl HookCall<'_> {
     /// Applies what the hook returned: keeps the accepted parts of the envelope, remembers
     /// a failed chunk, and gives a decision to the session.
     pub fn answer(self, answer: Answer) {
+        self.resume(answer);
+    }
+
+    /// [`answer`](Self::answer), giving back the state and the session it borrowed, so
+    /// that a driver can step on where the call was made (the async server steps on
+    /// inside the `block_in_place` it called a hook in).
+    pub(crate) fn resume(
+        self,
+        answer: Answer,
+    ) -> (&'a mut DispatchState, Option<&'a mut ServerSession>) {
         let HookCall {
             state,
-            session,
+            mut session,
             pending,
         } = self;
         let t = &mut state.transaction;
@@ -648,9 +658,10 @@ impl HookCall<'_> {
             }
             Pending::DataAborted(_) | Pending::Reset | Pending::TlsStarted | Pending::Close => None,
         };
-        if let (Some(d), Some(session)) = (decision, session) {
+        if let (Some(d), Some(session)) = (decision, session.as_deref_mut()) {
             decide(session, d);
         }
+        (state, session)
     }
 
     /// Answers without a handler (the connection was refused in [`Handler::connect`]):

@@ -551,9 +551,10 @@ trait Dispatcher: Send {
 }
 
 /// [`crate::handler::Dispatch`] on an async runtime: the same [`DispatchState`], with
-/// the hooks that may block run in [`tokio::task::block_in_place`] when that is on. Only
-/// those: a turn of `block_in_place` hands the worker's core to another thread and back,
-/// which cost 2.7x the CPU per message when every dispatch turn took one.
+/// the hooks that may block run in [`tokio::task::block_in_place`] when that is on. A
+/// turn of `block_in_place` hands the worker's core to another thread and back, which
+/// cost 2.7x the CPU per message when every dispatch turn took one; now a turn takes one
+/// only from its first hook that may block on (its later hooks run inside the same one).
 struct SyncDispatch<S> {
     handler: Option<S>,
     state: DispatchState,
@@ -562,11 +563,32 @@ struct SyncDispatch<S> {
 
 impl<S: SessionHandler> Dispatcher for SyncDispatch<S> {
     async fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
+        let SyncDispatch {
+            handler,
+            state,
+            block_in_place,
+        } = self;
         loop {
-            match self.state.step(session, refusal) {
-                Step::Call(call) => call_sync(self.handler.as_mut(), call, self.block_in_place),
+            let call = match state.step(session, refusal) {
+                Step::Call(call) => call,
                 Step::Done(flow) => return flow,
+            };
+            let Some(h) = handler.as_mut() else {
+                call.refuse();
+                continue;
+            };
+            if *block_in_place && h.may_block(&call.hook()) {
+                return tokio::task::block_in_place(move || {
+                    let answer = call.hook().call(h);
+                    match call.resume(answer) {
+                        (state, Some(session)) => run_inline(h, state, session, refusal),
+                        // Only hooks called outside a step come without the session.
+                        (_, None) => Flow::Continue,
+                    }
+                });
             }
+            let answer = call.hook().call(h);
+            call.answer(answer);
         }
     }
 
@@ -578,6 +600,24 @@ impl<S: SessionHandler> Dispatcher for SyncDispatch<S> {
     async fn close(&mut self) {
         if let Some(call) = self.state.close() {
             call_sync(self.handler.as_mut(), call, self.block_in_place);
+        }
+    }
+}
+
+/// The rest of a dispatch turn, every hook inline.
+fn run_inline<S: SessionHandler>(
+    h: &mut S,
+    state: &mut DispatchState,
+    session: &mut ServerSession,
+    refusal: Option<&Reply>,
+) -> Flow {
+    loop {
+        match state.step(session, refusal) {
+            Step::Call(call) => {
+                let answer = call.hook().call(h);
+                call.answer(answer);
+            }
+            Step::Done(flow) => return flow,
         }
     }
 }
@@ -932,6 +972,7 @@ async fn drive<D: Dispatcher>(
     loop {
         let flow = dispatch.run(session, refusal).await;
         let idle = session.is_idle();
+        let wrote = !session.output().is_empty();
         write(shared, conn, session.output(), &mut phase).await?;
         session.clear_output();
         match flow {
@@ -947,6 +988,12 @@ async fn drive<D: Dispatcher>(
                 }
                 session.tls_established(shared.now());
                 dispatch.tls_started().await;
+                continue;
+            }
+            Flow::Continue if wrote => {
+                // The session holds input back while its output is full (a client that
+                // pipelines without reading): step it again now that the output is out,
+                // before waiting for input that may never come.
                 continue;
             }
             Flow::Continue => {}
