@@ -1046,6 +1046,41 @@ mod tests {
     }
 
     #[test]
+    fn password_auth_forwards_may_block_except_for_its_own_check() {
+        struct MayBlock;
+        impl Handler for MayBlock {
+            type Session = MayBlock;
+            fn connect(&self, _: &ConnectionInfo) -> Result<MayBlock, Reply> {
+                Ok(MayBlock)
+            }
+        }
+        impl SessionHandler for MayBlock {}
+        let info = ConnectionInfo {
+            id: 1,
+            peer: None,
+            local: None,
+            hostname: "mx.test".into(),
+            tls: false,
+        };
+        let t = Transaction::default();
+        let attempt = AuthAttempt {
+            mechanism: crate::ehlo::AuthMechanism::Plain,
+            authorization_id: String::new(),
+            username: "u".into(),
+            password: crate::auth::Secret::new("p"),
+        };
+        let blocking = PasswordAuth::new(MayBlock, [("u", "p")])
+            .connect(&info)
+            .unwrap();
+        assert!(!blocking.may_block(&Hook::Auth(&attempt)));
+        assert!(blocking.may_block(&Hook::DataEnd(&t)));
+        let quick = PasswordAuth::new(DiscardHandler, [("u", "p")])
+            .connect(&info)
+            .unwrap();
+        assert!(!quick.may_block(&Hook::DataEnd(&t)));
+    }
+
+    #[test]
     fn the_close_hook_is_called_once() {
         let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
         let mut state = DispatchState::new(false);

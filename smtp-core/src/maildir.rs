@@ -767,6 +767,26 @@ mod tests {
     }
 
     #[test]
+    fn only_the_hooks_that_touch_files_may_block() {
+        let root = TempRoot::new("block");
+        let handler = MaildirHandler::new(root.0.clone(), "host.test").unwrap();
+        let mut c = Client::connect(&handler, false);
+        let t = Transaction::default();
+        let session = c.dispatch.handler().unwrap();
+        assert!(!session.may_block(&Hook::Reset));
+        assert!(!session.may_block(&Hook::Close));
+        assert!(!session.may_block(&Hook::Verify("x")));
+        assert!(session.may_block(&Hook::DataStart(&t)));
+        assert!(session.may_block(&Hook::DataChunk(b"x")));
+        assert!(session.may_block(&Hook::DataEnd(&t)));
+        // A message in progress has a file that RSET or the end of the connection removes.
+        c.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+        let session = c.dispatch.handler().unwrap();
+        assert!(session.may_block(&Hook::Reset));
+        assert!(session.may_block(&Hook::Close));
+    }
+
+    #[test]
     fn dropping_the_session_mid_data_leaves_nothing() {
         let root = TempRoot::new("drop");
         let handler = MaildirHandler::new(root.0.clone(), "host.test").unwrap();

@@ -45,7 +45,8 @@ pub struct ServerOptions {
     /// Default 10,000.
     pub max_connections: usize,
     /// Bytes read from a socket at a time. Default 16 KiB: enough for pipelined batches,
-    /// small enough that thousands of idle connections stay cheap.
+    /// small enough that thousands of idle connections stay cheap. (The async server
+    /// reads into one such buffer per thread, so its idle connections hold none.)
     pub read_buffer: usize,
     /// Stack reserved for each connection thread. Default 256 KiB.
     pub thread_stack: usize,
