@@ -14,8 +14,9 @@
 //!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::block_in_place`].
 //! - an [`AsyncHandler`] whose [`AsyncSessionHandler`] hooks are `async fn`s
 //!   ([`AsyncServer::builder_async`]). They are awaited around the same
-//!   [`DispatchState`] that [`Dispatch`] is built on, so both kinds of user code see the
-//!   same hooks, in the same order, with the same [`Transaction`].
+//!   [`DispatchState`] that [`Dispatch`](crate::handler::Dispatch) is built on, so both
+//!   kinds of user code see the same hooks, in the same order, with the same
+//!   [`Transaction`].
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -230,7 +231,8 @@ impl std::fmt::Debug for AsyncServerBuilder {
 pub struct AsyncServer;
 
 impl AsyncServer {
-    /// A server whose user code is a synchronous [`Handler`], through [`Dispatch`].
+    /// A server whose user code is a synchronous [`Handler`], through
+    /// [`Dispatch`](crate::handler::Dispatch)'s event→hook mapping.
     pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> AsyncServerBuilder {
         AsyncServerBuilder {
             serve: Arc::new(SyncServe(handler)),
