@@ -305,3 +305,27 @@ fn garbage_costs_only_its_own_connection() {
     assert_eq!(good.command("NOOP"), "250 2.0.0 Ok");
     server.shutdown(Duration::from_secs(5));
 }
+
+#[test]
+fn pipelined_input_beyond_what_the_session_takes_is_all_answered() {
+    // A client that writes 30,000 commands before reading: the session holds input back
+    // while its output is full, so the driver must step it again after each write rather
+    // than wait for input that is already there.
+    const COMMANDS: usize = 30_000;
+    for read_buffer in [16 * 1024, 1024 * 1024] {
+        let server = start(DiscardHandler, config(), |o| o.read_buffer = read_buffer);
+        let mut peer = Peer::connect(server.local_addrs()[0]);
+        assert!(peer.reply().starts_with("220 "));
+        assert!(peer.command("EHLO a").starts_with("250 "));
+        let input = b"NOOP\r\n".repeat(COMMANDS);
+        let mut writer = peer.writer.try_clone().unwrap();
+        let sender = std::thread::spawn(move || writer.write_all(&input));
+        for answered in 0..COMMANDS {
+            let line = peer.reply();
+            assert!(line.starts_with("250 "), "reply {answered}: {line:?}");
+        }
+        sender.join().unwrap().unwrap();
+        assert!(peer.command("QUIT").starts_with("221 "));
+        assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+    }
+}

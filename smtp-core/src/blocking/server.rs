@@ -501,7 +501,8 @@ fn drive<S: crate::handler::SessionHandler, H: Handler>(
         // has its 354 (or 250 to MAIL), a shutdown must not take it for idle.
         let idle = session.is_idle();
         live.idle.store(idle, Ordering::Release);
-        if !session.output().is_empty() {
+        let wrote = !session.output().is_empty();
+        if wrote {
             conn.write_all(session.output())?;
             session.clear_output();
         }
@@ -520,6 +521,12 @@ fn drive<S: crate::handler::SessionHandler, H: Handler>(
                     .set_write_timeout(Some(shared.options.session.command_timeout))?;
                 session.tls_established(now());
                 dispatch.tls_started();
+                continue;
+            }
+            Flow::Continue if wrote => {
+                // The session holds input back while its output is full (a client that
+                // pipelines without reading): step it again now that the output is out,
+                // before waiting for input that may already be here.
                 continue;
             }
             Flow::Continue => {}
