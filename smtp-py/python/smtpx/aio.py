@@ -891,15 +891,16 @@ class Server:
         transport.close()  # after the buffered 421 is written
 
 
+def _no_task_switch(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    pass
+
+
 # Private asyncio functions that make a task the current one while a hook's first step runs
 # in place (see _Hooks). They exist from Python 3.7 on; were they ever gone, hooks would
 # still run, only without a current task until their first suspension.
-_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
-    asyncio.tasks, "_enter_task", None
-)
-_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
-    asyncio.tasks, "_leave_task", None
-)
+_TaskSwitch = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], None]
+_enter_task: _TaskSwitch = getattr(asyncio.tasks, "_enter_task", _no_task_switch)
+_leave_task: _TaskSwitch = getattr(asyncio.tasks, "_leave_task", _no_task_switch)
 
 
 @types.coroutine
@@ -957,21 +958,20 @@ class _Hooks:
         (an exception it raised propagates), else ``(False, None)`` and ``finished`` will
         get the value."""
         loop, task = self.loop, self.task
-        if asyncio.current_task(loop) is task:  # continuing after a suspended hook, in the task
-            try:
-                yielded = hook.send(None)
-            except StopIteration as done:
-                return True, done.value
-        else:
-            if _enter_task is not None and _leave_task is not None:
+        current = asyncio.current_task(loop)
+        try:
+            if current is None:  # a transport's callback, the usual case: enter the task
                 _enter_task(loop, task)
-            try:
-                yielded = self.context.run(hook.send, None)
-            except StopIteration as done:
-                return True, done.value
-            finally:
-                if _enter_task is not None and _leave_task is not None:
+                try:
+                    yielded = self.context.run(hook.send, None)
+                finally:
                     _leave_task(loop, task)
+            elif current is task:  # continuing after a suspended hook, in the task
+                yielded = hook.send(None)
+            else:  # called from another task (not by asyncio), which stays the current one
+                yielded = self.context.run(hook.send, None)
+        except StopIteration as done:
+            return True, done.value
         self.pending = True
         self._work.set_result((hook, yielded))
         return False, None
