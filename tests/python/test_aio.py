@@ -7,9 +7,11 @@ against the asyncio server; the native sessions driven by hand; cancellation and
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.message
 import smtplib
 import socket
+import sys
 from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
@@ -458,6 +460,53 @@ def test_aio_server_stop_cancels_a_pending_hook() -> None:
         writer.close()
 
     run(main())
+
+
+class TaskMinded:
+    """Hooks that need what a task gives: asyncio.timeout before their first suspension,
+    asyncio.current_task, and context variables kept from one hook to the next of a
+    connection (as in the connection's task of the streams version)."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[Any] | None] = []
+        self.seen: list[str | None] = []
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        self.tasks.append(asyncio.current_task())
+        PEER_VAR.set(address)
+        try:
+            async with asyncio.timeout(0.05):  # armed in place, expires while suspended
+                await asyncio.Event().wait()
+        except TimeoutError:
+            pass
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        self.tasks.append(asyncio.current_task())
+        self.seen.append(PEER_VAR.get(None))
+        async with asyncio.timeout(5):  # armed and left without suspending
+            envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+PEER_VAR: "contextvars.ContextVar[str]" = contextvars.ContextVar("PEER_VAR")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is Python 3.11+")
+def test_aio_server_hooks_run_as_the_connections_task() -> None:
+    handler = TaskMinded()
+
+    async def body(host: str, port: int) -> None:
+        for sender in ("one@x.test", "two@x.test"):  # two connections, one after the other
+            async with smtpx.aio.SMTP(hostname=host, port=port, timeout=10) as client:
+                assert await client.sendmail(sender, ["b@x.test"], MESSAGE) == {}
+
+    run(with_server(handler, body))
+    assert handler.seen == ["one@x.test", "two@x.test"]
+    assert None not in handler.tasks
+    first, second = handler.tasks[:2], handler.tasks[2:]
+    assert first[0] is first[1] and second[0] is second[1] and first[0] is not second[0]
 
 
 def test_aio_loopback_example() -> None:

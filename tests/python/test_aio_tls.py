@@ -267,6 +267,27 @@ def test_aio_implicit_tls_client_and_server(cert_files: CertFiles, ca_file: path
     assert handler.mail == ["a@example.com"]
 
 
+@pytest.mark.parametrize("implicit", [False, True])
+def test_aio_server_times_out_a_stalled_handshake(cert_files: CertFiles, implicit: bool) -> None:
+    """A client that stops during the TLS handshake (before its ClientHello) is
+    disconnected once the server's timeout has passed, with nothing said in clear."""
+
+    async def main() -> None:
+        async with tls_server(TlsRecorder(), cert_files, timeout=0.5, implicit_tls=implicit) as server:
+            reader, writer = await asyncio.open_connection(*server.address)
+            if not implicit:
+                assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 ")
+                writer.write(b"EHLO client.test\r\nSTARTTLS\r\n")
+                while not (line := await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 "):
+                    assert line.startswith(b"250"), line
+            started = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert asyncio.get_running_loop().time() - started > 0.3
+            writer.close()
+
+    run(main())
+
+
 def test_aio_client_checks_the_certificate(
     ca: Any, cert_files: CertFiles, other_ca_cert_files: CertFiles, ca_file: pathlib.Path
 ) -> None:

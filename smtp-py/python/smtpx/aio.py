@@ -1,4 +1,5 @@
-"""asyncio drivers: the engine's sans-IO sessions on asyncio streams.
+"""asyncio drivers: the engine's sans-IO sessions on asyncio (the client on streams, the
+server on a buffered protocol, one callback per read: see _ServerProtocol).
 
 - :class:`SMTP`, :class:`LMTP` and :func:`send`: a client with aiosmtplib's parameter
   names::
@@ -30,13 +31,16 @@ after STARTTLS; this module only moves bytes and times.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import email.message
 import inspect
 import logging
-import collections
 import os
 import ssl
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+import sys
+import types
+from typing import Any, Awaitable, Callable, Coroutine, Generator, Iterable, Sequence, TypeVar
 
 from smtpx import _native
 from smtpx.client import (
@@ -73,6 +77,38 @@ _READ = 64 * 1024
 _LOCAL_ERROR = "451 4.3.0 Error: handler failed"
 
 _default_tls: _native.TlsConfig | None = None
+
+
+# perf: the client's read deadline and the timeout of each of its calls were an
+# asyncio.wait_for. Before Python 3.12 wait_for wraps the awaitable in a new Task each time
+# (a Task, its first step, a done callback and more turns of the event loop per read);
+# asyncio.timeout (3.11+) only arms a timer on the current task. Same semantics: the
+# awaitable is cancelled when the time is up and TimeoutError (asyncio.TimeoutError is
+# TimeoutError since 3.11) is raised. See bench/README.md for the measured difference.
+if sys.version_info >= (3, 11):
+
+    async def _within(operation: Awaitable[_T], seconds: float | None) -> _T:
+        async with asyncio.timeout(seconds):
+            return await operation
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(operation: Awaitable[_T], seconds: float | None) -> _T:
+        return await asyncio.wait_for(operation, seconds)
+
+
+def _small_reads(writer: asyncio.StreamWriter) -> None:
+    """perf (the client; the server reads with recv_into): CPython's selector transports
+    read with ``sock.recv(max_size)``, max_size 256 KiB: a new bytes object of that size
+    per read, which glibc's malloc serves with mmap (it is above the default 128 KiB mmap
+    threshold), then shrinks with mremap and frees with munmap: three system calls and
+    fresh page faults for every SMTP reply. With reads of at most _READ (64 KiB) the
+    buffer comes from the heap and is shrunk in place.
+    ``max_size`` exists only on CPython's selector transports (not uvloop's, not the
+    proactor's), hence the check."""
+    transport = writer.transport
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = _READ  # type: ignore[attr-defined]
 
 
 def _default_tls_config() -> _native.TlsConfig:
@@ -214,7 +250,7 @@ class SMTP:
         """Runs one call under the timeout; any failure or cancellation closes the
         connection, since the session is then in an unknown state."""
         try:
-            return await asyncio.wait_for(operation, self.timeout)
+            return await _within(operation, self.timeout)
         except asyncio.TimeoutError:
             self.close()
             raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
@@ -260,6 +296,7 @@ class SMTP:
             tls_active=self.use_tls,
         )
         self._reader, self._writer = await asyncio.open_connection(self.hostname, self.port)
+        _small_reads(self._writer)
         if self.use_tls:
             await self._start_tls()
         await self._until("ready")
@@ -313,7 +350,7 @@ class SMTP:
             deadline = session.next_deadline()
             wait = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                data = await asyncio.wait_for(reader.read(_READ), wait)
+                data = await _within(reader.read(_READ), wait)
             except asyncio.TimeoutError:
                 session.handle_timeout(loop.time())
                 continue
@@ -610,6 +647,8 @@ async def _maybe_await(value: Any) -> Any:
 
 
 _MISSING: Any = object()
+_HOOKED: Any = object()  # answer_now: the handler's code must run (answer())
+_NO_HOOK = frozenset({"connect", "message_start", "expand"})  # the engine's standard answer
 
 
 class _Connection:
@@ -628,6 +667,36 @@ class _Connection:
         if method is None:
             return _MISSING
         return await _maybe_await(method(self.server, self.session, self.envelope, *args))
+
+    def answer_now(self, event: _native.Event) -> Any:
+        """perf: the answer to ``event`` when none of the handler's code runs for it (MAIL
+        or RCPT without their hook, and the events no hook sees), given at once without a
+        coroutine; _HOOKED when :meth:`answer` must run. The same answers as answer()."""
+        kind = event.kind
+        if kind == "mail":
+            if getattr(self.handler, "handle_MAIL", None) is not None:
+                return _HOOKED
+            self.envelope = Envelope()
+            self._take_sender(event)
+            return None
+        if kind == "rcpt":
+            if getattr(self.handler, "handle_RCPT", None) is not None:
+                return _HOOKED
+            self._take_recipient(event)
+            return None
+        return None if kind in _NO_HOOK else _HOOKED
+
+    def _take_sender(self, event: _native.Event) -> None:
+        """MAIL without a handle_MAIL hook: the envelope takes the sender, as aiosmtpd's."""
+        self.envelope.mail_from = event.sender
+        self.envelope.mail_options.extend(event.options)
+        self.envelope.smtp_utf8 = "SMTPUTF8" in (o.upper() for o in event.options)
+
+    def _take_recipient(self, event: _native.Event) -> None:
+        """RCPT without a handle_RCPT hook: the envelope takes the recipient."""
+        assert event.recipient is not None
+        self.envelope.rcpt_tos.append(event.recipient)
+        self.envelope.rcpt_options.extend(event.options)
 
     async def answer(self, event: _native.Event, content: bytes) -> str | list[str] | None:
         try:
@@ -675,17 +744,13 @@ class _Connection:
             self.envelope = Envelope()
             status = await self._hook("handle_MAIL", event.sender, event.options)
             if status is _MISSING:
-                self.envelope.mail_from = event.sender
-                self.envelope.mail_options.extend(event.options)
-                self.envelope.smtp_utf8 = "SMTPUTF8" in (o.upper() for o in event.options)
+                self._take_sender(event)
                 return None
             return status
         if kind == "rcpt":
             status = await self._hook("handle_RCPT", event.recipient, event.options)
             if status is _MISSING:
-                assert event.recipient is not None
-                self.envelope.rcpt_tos.append(event.recipient)
-                self.envelope.rcpt_options.extend(event.options)
+                self._take_recipient(event)
                 return None
             return status
         if kind == "message_end":
@@ -699,7 +764,7 @@ class _Connection:
         if kind == "verify":
             status = await self._hook("handle_VRFY", event.argument)
             return None if status is _MISSING else status
-        return None  # connect, message_start, expand: the engine's standard answer
+        return None  # _NO_HOOK (connect, message_start, expand): the engine's standard answer
 
     async def reset(self) -> None:
         self.envelope = Envelope()
@@ -774,7 +839,11 @@ class Server:
         self._tls_config: _native.TlsConfig | None = None
         self._options: dict[str, Any] = {}
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[_ServerProtocol] = set()
+        # perf: one read buffer for all connections (recv_into, no allocation per read).
+        # Safe because the event loop reads one socket at a time and buffer_updated copies
+        # out what it got before the next read.
+        self._read_buffer = bytearray(_READ)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -785,7 +854,7 @@ class Server:
         return (str(host), int(port))
 
     def active_connections(self) -> int:
-        return len(self._tasks)
+        return len(self._connections)
 
     async def start(self) -> None:
         """Reads the certificate (when given) and starts listening."""
@@ -806,18 +875,27 @@ class Server:
             tls_active=self.implicit_tls,
             require_tls=self.require_starttls,
         )
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port)
 
     async def stop(self) -> None:
-        """Stops listening and closes every connection."""
+        """Stops listening and closes every connection: a hook still running is cancelled
+        (it sees CancelledError at its await); what is already written is sent first, for
+        up to 5 seconds, then the connection is cut."""
         server, self._server = self._server, None
         if server is None:
             return
         server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        connections = list(self._connections)
+        for connection in connections:
+            connection.close()
+        waits = [w for connection in connections for w in (connection.closed, connection.hooks.task)]
+        if waits:
+            _, left = await asyncio.wait(waits, timeout=5)
+            if left:
+                for connection in connections:
+                    connection.abort()
+                await asyncio.wait(left, timeout=1)
         await server.wait_closed()
 
     async def __aenter__(self) -> Server:
@@ -827,7 +905,7 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+    def _refuse(self, transport: asyncio.Transport) -> None:
         """Over the connection limit: the engine's 421 as the greeting, then close (as
         the blocking server, without TLS even on an implicit-TLS listener: no handshake
         is spent on a client that cannot be served)."""
@@ -837,115 +915,421 @@ class Server:
                 session.reply_line(
                     f"421 4.7.0 {self.hostname} Error: too many connections, try again later"
                 )
-        writer.write(session.output())
-        writer.close()  # after the buffered 421 is written
+        transport.write(session.output())
+        transport.close()  # after the buffered 421 is written
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._tasks) >= self.max_connections:
-            self._refuse(writer)
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+
+def _no_task_switch(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    pass
+
+
+# Private asyncio functions that make a task the current one while a hook's first step runs
+# in place (see _Hooks). They exist from Python 3.7 on; were they ever gone, hooks would
+# still run, only without a current task until their first suspension.
+_TaskSwitch = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], None]
+_enter_task: _TaskSwitch = getattr(asyncio.tasks, "_enter_task", _no_task_switch)
+_leave_task: _TaskSwitch = getattr(asyncio.tasks, "_leave_task", _no_task_switch)
+
+
+@types.coroutine
+def _resume(hook: Coroutine[Any, Any, _T], yielded: Any) -> Generator[Any, Any, _T]:
+    """Awaits the rest of a coroutine whose first step already ran and yielded ``yielded``
+    (the future it waits on): ``yield from hook`` with the first step done, so the awaiting
+    task drives the hook as if it had run it from the start (wake-ups, cancellation)."""
+    while True:
         try:
-            await self._run(reader, writer)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        except (SmtpTlsError, SmtpDisconnected, asyncio.TimeoutError) as e:
-            log.info("smtpx.aio server: connection ended: %s", str(e) or "TLS handshake timed out")
-        except Exception:
-            log.exception("smtpx.aio server: connection failed")
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        peer = writer.get_extra_info("peername") or ("", 0)
-        conn = _Connection(self, (str(peer[0]), int(peer[1])), self.implicit_tls)
-        session = _native.ServerSession(self.hostname, now=loop.time(), **self._options)
-        tls: _native.TlsSession | None = None
-        pending = b""
-        if self.implicit_tls:
-            assert self._tls_config is not None
-            tls = _native.TlsSession(self._tls_config)
-            pending = await asyncio.wait_for(_handshake(reader, writer, tls), self.timeout)
-        content = bytearray()
-        eof = False
-        starting_tls = False
-        while True:
-            if pending:
-                taken = session.receive(pending, loop.time())
-                pending = pending[taken:]
-            while (event := session.next_event()) is not None:
-                if event.kind == "message_data":
-                    content += event.data or b""
-                elif event.kind == "message_aborted":
-                    content.clear()
-                elif event.kind == "reset":
-                    await conn.reset()
-                elif event.needs_decision:
-                    status = await conn.answer(event, bytes(content))
-                    if event.kind == "message_end":
-                        content.clear()
-                    if status is None:
-                        session.accept()
-                    else:
-                        try:
-                            if isinstance(status, str):
-                                session.reply_line(status)
-                            else:
-                                session.reply_per_recipient(status)
-                        except ValueError:
-                            log.error("smtpx.aio server: invalid status line %r", status)
-                            session.reply_line(_LOCAL_ERROR)
-                elif event.kind == "starttls":
-                    starting_tls = True
-            out = session.output()
-            if out:
-                if tls is not None:
-                    tls.write(out)
-                    out = tls.output()
-                writer.write(out)
-                await writer.drain()
-            if session.is_closed:
-                if tls is not None:
-                    tls.close()
-                    writer.write(tls.output())
-                return
-            if starting_tls:
-                # The 220 is out. What was pipelined after STARTTLS (the rest of `pending`
-                # too) came in clear and is dropped; only the handshake's plaintext counts.
-                starting_tls = False
-                assert self._tls_config is not None
-                tls = _native.TlsSession(self._tls_config)
-                pending = await asyncio.wait_for(_handshake(reader, writer, tls), self.timeout)
-                conn.tls_started()
-                session.tls_established(loop.time())
-                continue
-            if pending:
-                continue
-            if eof:
-                return  # nothing more will come, and the session did not close itself
-            deadline = session.next_deadline()
-            wait = None if deadline is None else max(0.0, deadline - loop.time())
+            sent = yield yielded
+        except GeneratorExit:
+            hook.close()
+            raise
+        except BaseException as error:
             try:
-                data = await asyncio.wait_for(reader.read(_READ), wait)
-            except asyncio.TimeoutError:
-                session.handle_timeout(loop.time())
-                continue
-            if not data:
-                eof = True
-                session.receive_eof()
-            elif tls is None:
-                pending = data
-            else:
+                yielded = hook.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                yielded = hook.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+
+class _Hooks:
+    """Runs one connection's hooks (coroutines of :class:`_Connection`) as if in a task of
+    their own, the connection's, as the streams version of this server did, without its
+    cost per command.
+
+    perf: a hook that finishes without suspending (the common case) runs in place, in the
+    transport's callback, by ``coroutine.send``; no Task, Future or turn of the event loop.
+    For its code the connection's task is the current task and its context the current
+    context, so that ``asyncio.timeout``, ``asyncio.current_task`` and context variables
+    work as in a task. A hook that suspends is handed to that task, which finishes it
+    (while the connection reads nothing), then calls ``finished`` with its answer.
+    Cancelling the task (Server.stop) cancels a pending hook at its await.
+    """
+
+    def __init__(self, finished: Callable[[Any], None], failed: Callable[[BaseException], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.finished = finished
+        self.failed = failed
+        self.pending = False
+        self.closing = False
+        self.context = contextvars.copy_context()
+        self._work: asyncio.Future[tuple[Coroutine[Any, Any, Any], Any]] = self.loop.create_future()
+        if sys.version_info >= (3, 11):
+            self.task = self.loop.create_task(self._drive(), context=self.context)
+        else:  # pragma: no cover - Python 3.10: no context argument; in-place steps use self.context
+            self.task = self.loop.create_task(self._drive())
+
+    def run(self, hook: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
+        """Runs ``hook`` up to its first suspension: ``(True, its value)`` when it finished
+        (an exception it raised propagates), else ``(False, None)`` and ``finished`` will
+        get the value."""
+        loop, task = self.loop, self.task
+        current = asyncio.current_task(loop)
+        try:
+            if current is None:  # a transport's callback, the usual case: enter the task
+                _enter_task(loop, task)
                 try:
-                    pending = tls.receive(data)
+                    yielded = self.context.run(hook.send, None)
                 finally:
-                    alert_or_update = tls.output()
-                    if alert_or_update:
-                        writer.write(alert_or_update)
-                if tls.peer_closed:
-                    eof = True
-                    session.receive_eof()
+                    _leave_task(loop, task)
+            elif current is task:  # continuing after a suspended hook, in the task
+                yielded = hook.send(None)
+            else:  # called from another task (not by asyncio), which stays the current one
+                yielded = self.context.run(hook.send, None)
+        except StopIteration as done:
+            return True, done.value
+        self.pending = True
+        self._work.set_result((hook, yielded))
+        return False, None
+
+    async def _drive(self) -> None:
+        while True:
+            hook, yielded = await self._work
+            self._work = self.loop.create_future()
+            try:
+                value = await _resume(hook, yielded)
+            except Exception as error:  # (a cancellation ends the task: Server.stop)
+                self.pending = False
+                if self.closing:
+                    return
+                self.failed(error)
+                continue
+            self.pending = False
+            if self.closing:
+                return
+            self.finished(value)
+
+    def close(self) -> None:
+        """The connection is gone: ends the task, unless a hook is pending, which is left to
+        finish (as the streams version did; its answer is dropped)."""
+        self.closing = True
+        if not self.pending:
+            self.task.cancel()
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+
+class _ServerProtocol(asyncio.BufferedProtocol):
+    """perf: one connection of :class:`Server`, driven from the transport's callbacks.
+
+    A task per connection on asyncio streams cost, per SMTP command, a Future and a Task
+    wake-up for the read, a timer armed and cancelled for its deadline, and a drain();
+    that machinery was over half of the server's CPU per message (bench/README.md). Here
+    buffer_updated decrypts (under TLS), feeds the session, runs the handler's hooks
+    (_Hooks) and writes the replies in the same callback. The read deadline is one timer
+    per connection, re-armed when it fires. Every decision is the engine's; _Connection
+    turns the session's events into the handler's hooks.
+
+    TLS is :class:`smtpx._native.TlsSession`, between the transport and the session:
+    received bytes go through ``tls.receive`` to the session, the session's output
+    through ``tls.write`` and ``tls.output`` to the transport.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.session: _native.ServerSession | None = None  # None: refused (max_connections)
+        self.conn: _Connection | None = None
+        self.hooks = _Hooks(self._hook_finished, self._failed)
+        self.waiting: _native.Event | None = None  # the event a pending hook answers
+        self.tls: _native.TlsSession | None = None
+        self.handshake_deadline: float | None = None  # while a TLS handshake runs
+        self.starting_tls = False  # STARTTLS accepted: the handshake starts after the 220
+        self.content = bytearray()
+        self.pending = b""  # plaintext input the session has not taken yet
+        self.eof = False
+        self.eof_fed = False
+        self.write_paused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    # asyncio's callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        server = self.server
+        if len(server._connections) >= server.max_connections:
+            server._refuse(transport)
+            self.hooks.close()
+            return
+        self.transport = transport
+        server._connections.add(self)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.conn = _Connection(server, (str(peer[0]), int(peer[1])), server.implicit_tls)
+        self.session = _native.ServerSession(server.hostname, now=self.loop.time(), **server._options)
+        if server.implicit_tls:
+            self._start_tls()  # the greeting waits for the handshake
+        else:
+            self._run()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.server._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.session is None or self.transport is None:
+            return
+        data = bytes(memoryview(self.server._read_buffer)[:nbytes])
+        if self.tls is not None:
+            plain = self._decrypt(data)
+            if plain is None:
+                return
+            data = plain
+        if data:
+            self.pending = self.pending + data if self.pending else data
+        self._run()
+
+    def eof_received(self) -> bool:
+        if self.session is None:
+            return False
+        if self.tls is not None and self.tls.is_handshaking:
+            log.info("smtpx.aio server: connection ended: the connection closed during the TLS handshake")
+            return False  # the transport closes itself
+        self.eof = True
+        self._run()
+        return True  # the transport stays open for the last replies; _run closes it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        self.transport = None
+        if self.timer is not None:
+            self.timer.cancel()
+        self.hooks.close()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._reading()
+
+    # Server.stop
+
+    def close(self) -> None:
+        self.hooks.cancel()  # what cancelling the connection's task did in the streams version
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # TLS
+
+    def _start_tls(self) -> None:
+        """Starts the server side of a handshake: implicit TLS, or STARTTLS once the 220
+        is out. It must end within the server's timeout."""
+        assert self.server._tls_config is not None
+        self.tls = _native.TlsSession(self.server._tls_config)
+        self.handshake_deadline = self.loop.time() + self.server.timeout
+        self._arm_deadline()
+
+    def _decrypt(self, data: bytes) -> bytes | None:
+        """The plaintext in ``data`` (perhaps none: a handshake's records); None when the
+        TLS layer failed and the connection is closing."""
+        tls, transport = self.tls, self.transport
+        assert tls is not None and transport is not None
+        handshaking = tls.is_handshaking
+        try:
+            plain = tls.receive(data)
+        except SmtpTlsError as e:
+            transport.write(tls.output())  # the alert, so that the peer learns why
+            log.info("smtpx.aio server: connection ended: %s", e)
+            transport.close()
+            return None
+        out = tls.output()  # the handshake's next flight, a key update's answer
+        if out:
+            transport.write(out)
+        if handshaking and not tls.is_handshaking:
+            self.handshake_deadline = None
+            if not self.server.implicit_tls:  # STARTTLS: the session starts over, encrypted
+                assert self.conn is not None and self.session is not None
+                self.conn.tls_started()
+                self.session.tls_established(self.loop.time())
+        if tls.peer_closed:
+            self.eof = True
+        return plain
+
+    # The connection
+
+    def _reading(self) -> None:
+        """Reads only while the peer takes our replies and no hook is pending (what the
+        streams version got from drain() and from awaiting the hook)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.write_paused or self.waiting is not None:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def _write(self, out: bytes) -> None:
+        assert self.transport is not None
+        if self.tls is not None:
+            self.tls.write(out)
+            out = self.tls.output()
+        self.transport.write(out)
+
+    def _run(self) -> None:
+        """Feeds the pending input, answers the session's events and writes its output,
+        until the session needs more input, a hook suspends or a handshake starts."""
+        session, transport = self.session, self.transport
+        if self.waiting is not None or session is None or transport is None:
+            return
+        if self.tls is not None and self.tls.is_handshaking:
+            return  # the session waits for the handshake (implicit TLS: even its greeting)
+        try:
+            while True:
+                if self.pending:
+                    taken = session.receive(self.pending, self.loop.time())
+                    self.pending = self.pending[taken:]
+                if not self._events():
+                    return  # a hook suspended: _hook_finished goes on when it is done
+                out = session.output()
+                if out:
+                    self._write(out)
+                if session.is_closed:
+                    if self.tls is not None:
+                        self.tls.close()
+                        transport.write(self.tls.output())  # close_notify
+                    transport.close()
+                    return
+                if self.starting_tls:
+                    # The 220 is out. What was pipelined after STARTTLS (the rest of
+                    # `pending` too) came in clear and is dropped, neither plaintext nor
+                    # TLS: only what comes through the handshake counts.
+                    self.starting_tls = False
+                    self.pending = b""
+                    self._start_tls()
+                    return
+                if self.pending:
+                    continue
+                if self.eof:
+                    if not self.eof_fed:
+                        self.eof_fed = True
+                        session.receive_eof()
+                        continue
+                    transport.close()  # nothing more will come, and the session did not close
+                    return
+                self._arm_deadline()
+                return
+        except Exception as error:
+            self._failed(error)
+
+    def _events(self) -> bool:
+        """Answers the session's events; False when a hook suspended."""
+        session, conn = self.session, self.conn
+        assert session is not None and conn is not None
+        while (event := session.next_event()) is not None:
+            kind = event.kind
+            if kind == "message_data":
+                self.content += event.data or b""
+            elif kind == "message_aborted":
+                self.content.clear()
+            elif kind == "starttls":
+                self.starting_tls = True
+            elif kind == "reset" or event.needs_decision:
+                status = _HOOKED if kind == "reset" else conn.answer_now(event)
+                if status is _HOOKED:
+                    hook = conn.reset() if kind == "reset" else conn.answer(event, bytes(self.content))
+                    done, status = self.hooks.run(hook)
+                    if not done:
+                        self.waiting = event
+                        self._reading()
+                        return False
+                self._decide(kind, status)
+        return True
+
+    def _hook_finished(self, status: Any) -> None:
+        """A hook that had suspended is done (called in the connection's task)."""
+        event, self.waiting = self.waiting, None
+        if self.transport is None or event is None:
+            return  # the connection is gone: the answer is dropped
+        self._decide(event.kind, status)
+        self._reading()
+        self._run()
+
+    def _failed(self, error: BaseException) -> None:
+        log.error("smtpx.aio server: connection failed", exc_info=error)
+        self.waiting = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _decide(self, kind: str, status: Any) -> None:
+        session = self.session
+        assert session is not None
+        if kind == "reset":
+            return  # nothing to answer
+        if kind == "message_end":
+            self.content.clear()
+        if status is None:
+            session.accept()
+            return
+        try:
+            if isinstance(status, str):
+                session.reply_line(status)
+            else:
+                session.reply_per_recipient(status)
+        except ValueError:
+            log.error("smtpx.aio server: invalid status line %r", status)
+            session.reply_line(_LOCAL_ERROR)
+
+    def _deadline_now(self) -> float | None:
+        if self.handshake_deadline is not None:
+            return self.handshake_deadline
+        assert self.session is not None
+        return self.session.next_deadline()
+
+    def _arm_deadline(self) -> None:
+        """One timer per connection: armed for the deadline (the handshake's, else the
+        session's), moved only when the deadline comes earlier; when it fires, _deadline
+        re-arms it if input moved the deadline on meanwhile."""
+        deadline = self._deadline_now()
+        if deadline is None or (self.timer is not None and deadline >= self.timer_at):
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = deadline
+        self.timer = self.loop.call_at(deadline, self._deadline)
+
+    def _deadline(self) -> None:
+        self.timer = None
+        session, transport = self.session, self.transport
+        if session is None or transport is None or self.waiting is not None:
+            return  # gone, or a hook is running (_run arms the timer again after it)
+        deadline = self._deadline_now()
+        now = self.loop.time()
+        if deadline is None or deadline > now:
+            self._arm_deadline()
+        elif self.handshake_deadline is not None:
+            log.info("smtpx.aio server: connection ended: TLS handshake timed out")
+            transport.close()
+        else:
+            session.handle_timeout(now)
+            self._run()
