@@ -1228,7 +1228,10 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                     self.pending = b""
                     self._start_tls()
                     return
-                if self.pending:
+                if self.pending or out:
+                    # After a write, step the session again: it holds input back while its
+                    # output is full (a client that pipelines without reading), and that
+                    # input is already here.
                     continue
                 if self.eof:
                     if not self.eof_fed:
