@@ -35,6 +35,8 @@ struct connection {
     size_t recipients;
     unsigned long id;
     int closing;                  /* CLOSE seen: close once the output is written */
+    uint8_t pending[16384];       /* read, not yet taken by the session */
+    size_t pending_len;
 };
 
 static volatile sig_atomic_t stop = 0;
@@ -63,8 +65,10 @@ static void drop(struct connection *c) {
 }
 
 /* Answers every event the session has, then writes what it wants to say. Returns -1 when
-   the connection must be dropped now. */
+   the connection must be dropped now, 1 when something happened (an event or a write),
+   0 when nothing did. */
 static int run(struct connection *c) {
+    int progress = 0;
     smtpx_server_event e;
     smtpx_decision d;
     const uint8_t *out;
@@ -75,6 +79,7 @@ static int run(struct connection *c) {
             return -1;
         if (e.kind == SMTPX_EVENT_KIND_NONE)
             break;
+        progress = 1;
         switch (e.kind) {
         case SMTPX_EVENT_KIND_RCPT:
             if (strncmp(e.arg, "nobody@", 7) == 0) {
@@ -127,17 +132,40 @@ static int run(struct connection *c) {
         ssize_t n = write(c->fd, out, out_len);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        if (n > 0)
+        if (n > 0) {
             smtpx_server_session_consume_output(c->session, (size_t)n);
+            progress = 1;
+        }
         smtpx_server_session_output(c->session, &out, &out_len);
     }
     if (c->closing && out_len == 0)
         return -1;
-    return 0;
+    return progress;
+}
+
+/* Offers the pending input to the session and runs it, until neither moves: the session
+   takes input only while it has room for its replies, so a client that pipelines
+   without reading gets its replies as the socket takes them, and its input waits in
+   `pending` (POLLIN is not asked for meanwhile). Returns -1 to drop the connection. */
+static int feed(struct connection *c, uint64_t now) {
+    for (;;) {
+        size_t taken = 0;
+        int progress;
+        if (c->pending_len > 0) {
+            smtpx_server_session_receive(c->session, c->pending, c->pending_len, now, &taken);
+            memmove(c->pending, c->pending + taken, c->pending_len - taken);
+            c->pending_len -= taken;
+        }
+        progress = run(c);
+        if (progress < 0)
+            return -1;
+        if (taken == 0 && progress == 0)
+            return 0;
+    }
 }
 
 int main(int argc, char **argv) {
-    struct connection conns[MAX_CONNECTIONS];
+    static struct connection conns[MAX_CONNECTIONS]; /* static: 16 KiB of input each */
     struct pollfd fds[MAX_CONNECTIONS + 1];
     struct sockaddr_in addr;
     socklen_t addr_len = sizeof addr;
@@ -205,7 +233,8 @@ int main(int argc, char **argv) {
                 continue;
             smtpx_server_session_output(conns[i].session, &out, &out_len);
             fds[nfds].fd = conns[i].fd;
-            fds[nfds].events = (short)(POLLIN | (out_len > 0 ? POLLOUT : 0));
+            fds[nfds].events =
+                (short)((conns[i].pending_len == 0 ? POLLIN : 0) | (out_len > 0 ? POLLOUT : 0));
             slot_of[nfds++] = i;
             smtpx_server_session_next_deadline(conns[i].session, &deadline, &has);
             if (has && (soonest == 0 || deadline < soonest))
@@ -252,32 +281,15 @@ int main(int argc, char **argv) {
             struct connection *c = &conns[slot_of[i]];
             if (c->fd < 0)
                 continue;
-            if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-                uint8_t buf[16384];
-                ssize_t n = read(c->fd, buf, sizeof buf);
-                if (n > 0) {
-                    size_t offset = 0;
-                    int stalled = 0;
-                    /* Offer everything; when the session's buffer is full, let it work
-                       through its events (which frees room) and offer the rest. */
-                    while (offset < (size_t)n) {
-                        size_t taken = 0;
-                        smtpx_server_session_receive(c->session, buf + offset, (size_t)n - offset,
-                                                     now, &taken);
-                        offset += taken;
-                        stalled = taken == 0 ? stalled + 1 : 0;
-                        if (run(c) < 0 || stalled > 1) {
-                            drop(c);
-                            break;
-                        }
-                    }
-                    continue;
-                }
-                if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            if (c->pending_len == 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                ssize_t n = read(c->fd, c->pending, sizeof c->pending);
+                if (n > 0)
+                    c->pending_len = (size_t)n;
+                else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
                     smtpx_server_session_receive_eof(c->session);
             }
             smtpx_server_session_handle_timeout(c->session, now);
-            if (run(c) < 0)
+            if (feed(c, now) < 0)
                 drop(c);
         }
     }

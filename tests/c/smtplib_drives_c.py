@@ -15,11 +15,13 @@ Standard library only.
 
 import os
 import signal
+import socket
 import smtplib
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -134,6 +136,21 @@ def test_eventloop():
         time.sleep(0.2)
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
             assert smtp.noop()[0] == 250
+        # A client that pipelines 5,000 EHLOs (a few bytes each, ~150-byte replies, far
+        # more than the session buffers) before reading a reply gets every one.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            reader = conn.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            flood = threading.Thread(target=conn.sendall, args=(b"EHLO f\r\n" * 5000 + b"QUIT\r\n",))
+            flood.start()
+            for n in range(5000):
+                line = reader.readline()
+                while line.startswith(b"250-"):
+                    line = reader.readline()
+                assert line.startswith(b"250 "), (n, line)
+            assert reader.readline().startswith(b"221")
+            flood.join(30)
+            assert not flood.is_alive()
     finally:
         out, err = stop(proc)
     assert out.count("message ") == 8, out
