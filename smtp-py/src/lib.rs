@@ -55,6 +55,19 @@ mod _native {
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 
+    /// Checks an envelope as the clients' `send_mail`/`send` would (ValueError), sending
+    /// nothing: `send_batch` checks every message this way before the first goes out.
+    #[pyfunction]
+    #[pyo3(signature = (sender, recipients, mail_options = Vec::new(), rcpt_options = Vec::new()))]
+    fn check_envelope(
+        sender: &str,
+        recipients: Vec<String>,
+        mail_options: Vec<String>,
+        rcpt_options: Vec<String>,
+    ) -> PyResult<()> {
+        crate::client::envelope(sender, &recipients, &mail_options, &rcpt_options).map(drop)
+    }
+
     /// The standard meaning of an SMTP reply code (RFC 5321 section 4.2), or None.
     ///
     /// For example ``reply_code_meaning(250)`` is "Requested mail action okay,

@@ -396,19 +396,6 @@ impl ClientSession {
         self.inner.send_mail(&envelope, size).map_err(call_error)
     }
 
-    /// Checks an envelope as `send_mail` would (ValueError), without sending anything:
-    /// for a batch, checked whole before its first message goes out.
-    #[pyo3(signature = (sender, recipients, mail_options = Vec::new(), rcpt_options = Vec::new()))]
-    fn check_envelope(
-        &self,
-        sender: &str,
-        recipients: Vec<String>,
-        mail_options: Vec<String>,
-        rcpt_options: Vec<String>,
-    ) -> PyResult<()> {
-        envelope(sender, &recipients, &mail_options, &rcpt_options).map(drop)
-    }
-
     fn send_body(&mut self, data: &[u8]) -> PyResult<()> {
         self.inner.send_body(data).map_err(call_error)
     }

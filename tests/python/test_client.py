@@ -236,6 +236,11 @@ def test_send_batch_checks_every_envelope_before_sending(aiosmtpd_server: tuple[
                 ("a@example.org", ["b@example.net"], b"one\r\n"),
                 ("a@example.org", ["b@example.net>\r\nRSET"], b"two\r\n"),
             ])
+        # Past the first 1,000 handed to the engine too, and for what only the engine's
+        # address parser refuses.
+        many: list[tuple[str, list[str], bytes]] = [("a@example.org", ["b@example.net"], b"x\r\n")] * 1500
+        with pytest.raises(ValueError):
+            client.send_batch(many + [("a@example.org", ["not an address"], b"x\r\n")])
         outcomes = client.send_batch([("a@example.org", ["b@example.net", "nobody@example.net"], b"three\r\n")])
         [result] = outcomes
         assert isinstance(result, smtpx.SendResult)

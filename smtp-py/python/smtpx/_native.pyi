@@ -14,6 +14,7 @@ __all__ = [
     "ServerSession",
     "TlsConfig",
     "TlsSession",
+    "check_envelope",
     "reply_code_meaning",
     "__version__",
 ]
@@ -22,6 +23,15 @@ __version__: str
 
 def reply_code_meaning(code: int) -> str | None:
     """The standard meaning of an SMTP reply code (RFC 5321 section 4.2), or None."""
+
+def check_envelope(
+    sender: str,
+    recipients: list[str],
+    mail_options: list[str] = ...,
+    rcpt_options: list[str] = ...,
+) -> None:
+    """Checks an envelope as the clients would (ValueError), sending nothing; the
+    clients' ``send_batch`` checks every message so before the first goes out."""
 
 # (code, enhanced code or None, text, smtplib message bytes)
 _Reply = tuple[int, str | None, str, bytes]
@@ -278,14 +288,6 @@ class ClientSession:
         mail_options: list[str] = ...,
         rcpt_options: list[str] = ...,
     ) -> None: ...
-    def check_envelope(
-        self,
-        sender: str,
-        recipients: list[str],
-        mail_options: list[str] = ...,
-        rcpt_options: list[str] = ...,
-    ) -> None:
-        """Checks an envelope as ``send_mail`` would (ValueError), sending nothing."""
     def send_body(self, data: bytes) -> None: ...
     def finish_body(self) -> None: ...
     def noop(self) -> None: ...

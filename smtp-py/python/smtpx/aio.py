@@ -515,7 +515,7 @@ class SMTP:
         session = self._live()[0]
         options = (list(mail_options), list(rcpt_options))
         for sender, to, _ in items:
-            session.check_envelope(sender, to, *options)
+            _native.check_envelope(sender, to, *options)
         outcomes: list[SendResult | SmtpError] = []
         queue = collections.deque(items)
         in_flight: collections.deque[bytes] = collections.deque()

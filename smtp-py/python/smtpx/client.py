@@ -600,17 +600,18 @@ class SMTP:
         round trip instead of two. Every envelope is checked before anything is sent
         (``ValueError``). An error that closes the connection ends the list early: its
         last entry is that error, for the oldest message without an outcome (which may or
-        may not have been delivered); the messages after it were not sent. Messages are
-        read and sent 1,000 at a time, so ``messages`` may be a long generator.
+        may not have been delivered); the messages after it were not sent. The messages
+        are handed to the engine 1,000 at a time, which bounds the copies it holds.
         """
         client = self._client()
+        options = (list(mail_options), list(rcpt_options))
+        items = [_batch_item(m) for m in messages]
+        for sender, to, _ in items:
+            _native.check_envelope(sender, to, *options)
         outcomes: list[SendResult | SmtpError] = []
-        batch: list[tuple[str, list[str], bytes]] = []
-
-        def flush() -> bool:
-            raw = client.send_batch(batch, list(mail_options), list(rcpt_options))
-            sent = len(batch)
-            batch.clear()
+        for start in range(0, len(items), _BATCH):
+            group = items[start : start + _BATCH]
+            raw = client.send_batch(group, *options)
             for item in raw:
                 if isinstance(item, BaseException):
                     if not isinstance(item, SmtpError):
@@ -618,18 +619,12 @@ class SMTP:
                     outcomes.append(item)
                 else:
                     outcomes.append(_send_result(item))
-            return len(raw) == sent
-
-        for message in messages:
-            batch.append(_batch_item(message))
-            if len(batch) == _BATCH and not flush():
-                return outcomes
-        if batch:
-            flush()
+            if len(raw) < len(group):
+                break  # the connection ended: the rest were not sent
         return outcomes
 
 
-# Messages handed to the engine per call of send_batch: bounds the memory held at once.
+# Messages handed to the engine per call of send_batch: bounds the copies it holds at once.
 _BATCH = 1000
 
 BatchMessage = Union[email.message.Message, tuple[str, Union[str, Sequence[str]], Union[str, bytes, bytearray]]]
