@@ -66,6 +66,7 @@ both_drivers!(
     implicit_tls,
     size_limit_announced_and_discovered,
     per_command_timeout_closes_a_slow_client,
+    tls_handshake_has_one_deadline,
     client_times_out_on_a_silent_server,
     graceful_shutdown_lets_a_transaction_finish,
     grace_expiry_cuts_a_stalled_transaction,
@@ -827,6 +828,59 @@ fn per_command_timeout_closes_a_slow_client(driver: Driver) {
         ),
         "{err}"
     );
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// A client that trickles its TLS handshake (a byte every 150 ms) is cut when the
+/// handshake's one deadline passes, after STARTTLS and on an implicit-TLS listener alike;
+/// a socket timeout per read would let it hold the connection forever.
+fn tls_handshake_has_one_deadline(driver: Driver) {
+    let h = Harness::new(driver);
+    let cert = TestCert::new();
+    let mut config = ServerConfig::new("mx.test");
+    config.command_timeout = Duration::from_millis(800);
+    let mut options = ServerOptions::new(config);
+    options.tls = Some(Arc::clone(&cert.server));
+    let server = h.serve(DiscardHandler, options, true);
+    // A real ClientHello's first bytes would do; any bytes keep a naive timer happy.
+    let trickle = |stream: &mut TcpStream| -> Duration {
+        let started = Instant::now();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(150)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        // TLS record header of a handshake message, then filler, one byte at a time.
+        let hello = [0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+        for b in hello.iter().cycle() {
+            if started.elapsed() > Duration::from_secs(10) {
+                panic!("the trickling handshake was still open after 10 s");
+            }
+            if stream.write_all(&[*b]).is_err() {
+                break;
+            }
+            match stream.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        started.elapsed()
+    };
+
+    // After STARTTLS.
+    let mut peer = Peer::connect(server.addr());
+    peer.reply();
+    assert!(peer.command("EHLO client.test").starts_with("250"));
+    assert!(peer.command("STARTTLS").starts_with("220"));
+    let took = trickle(&mut peer.writer);
+    assert!(took < Duration::from_secs(4), "STARTTLS handshake cut after {took:?}");
+
+    // On the implicit-TLS listener.
+    let mut stream = TcpStream::connect(server.addrs()[1]).unwrap();
+    let took = trickle(&mut stream);
+    assert!(took < Duration::from_secs(4), "implicit-TLS handshake cut after {took:?}");
+    wait_until("both connections are gone", || server.active_connections() == 0);
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }
 

@@ -14,6 +14,7 @@ import threading
 from email.message import EmailMessage
 from typing import Any, Iterator
 
+import aiosmtpd.smtp
 import pytest
 
 import smtpx
@@ -364,6 +365,73 @@ def test_authenticator_decides_and_auth_can_be_required(driver: str) -> None:
             client.login("user", "secret")
             assert client.sendmail("a@example.org", ["b@example.net"], b"x\r\n") == {}
     assert len(handler.messages) == 1
+
+
+# What aiosmtpd users' authenticators return, in aiosmtpd's own classes and in the other
+# shapes that are not clearly a success: each must be a refusal (535), never a login.
+def _aiosmtpd_failure(auth_data: Any) -> Any:
+    return aiosmtpd.smtp.AuthResult(success=False, handled=False)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _aiosmtpd_failure,
+        lambda auth_data: aiosmtpd.smtp.AuthResult(success=False),
+        lambda auth_data: smtpx.AuthResult(success=False),
+        lambda auth_data: None,
+        lambda auth_data: "yes",
+        lambda auth_data: 1,
+        lambda auth_data: aiosmtpd.smtp.AuthResult(success="true"),  # type: ignore[arg-type]
+    ],
+    ids=["aiosmtpd-unhandled", "aiosmtpd", "smtpx", "None", "a-string", "one", "a-truthy-success"],
+)
+def test_an_authenticator_that_does_not_clearly_say_yes_refuses(
+    driver: str, answer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[Any] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        seen.append(auth_data)
+        return answer(auth_data)
+
+    handler = Keep()
+    options: dict[str, Any] = dict(authenticator=authenticator, auth_require_tls=False, auth_required=True)
+    with caplog.at_level(logging.INFO, logger="smtpx"):
+        with serving(driver, handler, **options) as (host, port):
+            with smtplib.SMTP(host, port, timeout=10) as client:
+                client.ehlo()
+                with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                    client.login("user", "hunter2")
+                assert refused.value.smtp_code == 535
+                # Still not logged in: a transaction needs authentication first.
+                assert client.mail("a@example.org")[0] == 530
+    assert handler.messages == []
+    assert seen and seen[0].login == b"user"
+    # The refusal is logged, and the password is not.
+    assert any("authentication refused" in r.getMessage() for r in caplog.records)
+    assert not any("hunter2" in r.getMessage() for r in caplog.records)
+
+
+def test_aiosmtpd_auth_result_success_logs_in(driver: str) -> None:
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        return aiosmtpd.smtp.AuthResult(success=auth_data.password == b"secret")
+
+    handler = Keep()
+    options: dict[str, Any] = dict(authenticator=authenticator, auth_require_tls=False, auth_required=True)
+    with serving(driver, handler, **options) as (host, port):
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            client.login("user", "secret")
+            assert client.sendmail("a@example.org", ["b@example.net"], b"x\r\n") == {}
+    assert len(handler.messages) == 1
+
+
+def test_login_password_hides_the_password_as_aiosmtpd_does() -> None:
+    data = smtpx.LoginPassword(b"alice", b"hunter2")
+    assert "hunter2" not in repr(data) and "hunter2" not in str(data)
+    assert "alice" in repr(data)
+    assert data.password == b"hunter2"
+    assert "hunter2" not in repr(aiosmtpd.smtp.LoginPassword(b"alice", b"hunter2"))
 
 
 def test_an_end_of_data_look_alike_stays_content(driver: str) -> None:

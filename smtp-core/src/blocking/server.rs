@@ -416,17 +416,58 @@ impl Conn {
 
     /// Wraps the plain stream in TLS and completes the handshake within `timeout`.
     fn upgrade(self, config: &Arc<rustls::ServerConfig>, timeout: Duration) -> io::Result<Conn> {
-        let Conn::Plain(mut tcp) = self else {
+        let Conn::Plain(tcp) = self else {
             return Err(io::Error::other("TLS is already active"));
         };
         let mut tls =
             rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-        tcp.0.set_read_timeout(Some(timeout))?;
-        tcp.0.set_write_timeout(Some(timeout))?;
+        // One deadline for the whole handshake: a socket timeout alone restarts with every
+        // read, so a client trickling its ClientHello would hold this thread forever.
+        let mut io = HandshakeIo {
+            tcp: &tcp,
+            deadline: Instant::now() + timeout,
+        };
         while tls.is_handshaking() {
-            tls.complete_io(&mut tcp)?;
+            tls.complete_io(&mut io)?;
         }
         Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(tls, tcp))))
+    }
+}
+
+/// The TCP stream during a TLS handshake: every read and write waits at most until the
+/// handshake's deadline, and fails with `TimedOut` once it has passed.
+struct HandshakeIo<'a> {
+    tcp: &'a SharedTcp,
+    deadline: Instant,
+}
+
+impl HandshakeIo<'_> {
+    fn remaining(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake not finished in time",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for HandshakeIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.0.set_read_timeout(Some(self.remaining()?))?;
+        (&*self.tcp.0).read(buf)
+    }
+}
+
+impl Write for HandshakeIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.0.set_write_timeout(Some(self.remaining()?))?;
+        (&*self.tcp.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -66,7 +66,7 @@ from smtpx.errors import (
     SmtpTimeoutError,
     SmtpTlsError,
 )
-from smtpx.server import AuthResult, Envelope, LoginPassword, Session, _data_answer
+from smtpx.server import AuthResult, Envelope, LoginPassword, Session, _auth_failure_reply, _auth_succeeded, _data_answer
 
 __all__ = ["LMTP", "SMTP", "Server", "send"]
 
@@ -734,8 +734,9 @@ class _Connection:
             result = await _maybe_await(
                 authenticator(self.server, self.session, self.envelope, event.mechanism, data)
             )
-            if not (result.success if isinstance(result, AuthResult) else bool(result)):
-                return getattr(result, "message", None) or "535 5.7.8 Authentication credentials invalid"
+            if not _auth_succeeded(result):
+                log.info("authentication refused for %r (authenticator returned %r)", data.login, result)
+                return _auth_failure_reply(result)
             self.session.authenticated = True
             auth_data = getattr(result, "auth_data", None)
             self.session.auth_data = auth_data if auth_data is not None else data

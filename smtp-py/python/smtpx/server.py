@@ -60,10 +60,17 @@ _Answer = TypeVar("_Answer")
 
 
 class LoginPassword(NamedTuple):
-    """What ``authenticator`` gets as ``auth_data`` (as aiosmtpd's)."""
+    """What ``authenticator`` gets as ``auth_data`` (as aiosmtpd's). Its ``str`` and
+    ``repr`` hide the password, so that logging one leaks nothing."""
 
     login: bytes
     password: bytes
+
+    def __str__(self) -> str:
+        return f"LoginPassword(login={self.login.decode(errors='replace')!r}, password=...)"
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 @dataclass
@@ -74,6 +81,25 @@ class AuthResult:
     handled: bool = True
     message: str | None = None
     auth_data: Any = None
+
+
+def _auth_succeeded(result: Any) -> bool:
+    """Whether an authenticator's result is clearly a success: ``True``, or an object whose
+    ``success`` attribute is ``True`` (aiosmtpd's ``AuthResult``, ours). Anything else —
+    ``False``, ``None``, a string, an ``AuthResult(success=False)`` of any library — is a
+    failure: a compat face fails closed."""
+    if result is True:
+        return True
+    return getattr(result, "success", None) is True
+
+
+def _auth_failure_reply(result: Any) -> str:
+    """The reply to a failed authentication: the result's own ``message`` when it carries
+    a 4xx/5xx reply line (aiosmtpd's ``AuthResult(handled=False, message=...)``), else 535."""
+    message = getattr(result, "message", None)
+    if isinstance(message, str) and message[:1] in ("4", "5") and message[:3].isdigit():
+        return message
+    return "535 5.7.8 Authentication credentials invalid"
 
 
 @dataclass
@@ -190,10 +216,9 @@ class _Connection:
                 return "535 5.7.8 Authentication credentials invalid"
             data = LoginPassword(username.encode(), password.encode())
             result = self._run(authenticator(self.server, self.session, self.envelope, mechanism, data))
-            success = result.success if isinstance(result, AuthResult) else bool(result)
-            if not success:
-                message = getattr(result, "message", None)
-                return message or "535 5.7.8 Authentication credentials invalid"
+            if not _auth_succeeded(result):
+                log.info("authentication refused for %r (authenticator returned %r)", data.login, result)
+                return _auth_failure_reply(result)
             self.session.authenticated = True
             auth_data = getattr(result, "auth_data", None)
             self.session.auth_data = auth_data if auth_data is not None else data
