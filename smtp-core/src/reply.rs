@@ -374,6 +374,8 @@ impl EnhancedCode {
     pub const TIMEOUT: EnhancedCode = EnhancedCode::new(4, 4, 2);
     /// 4.4.0: Other or undefined network or routing status.
     pub const NETWORK_ERROR: EnhancedCode = EnhancedCode::new(4, 4, 0);
+    /// 4.7.0: too many connections (the server is at its limit; try again later).
+    pub const TOO_MANY_CONNECTIONS: EnhancedCode = EnhancedCode::new(4, 7, 0);
 }
 
 impl fmt::Display for EnhancedCode {
