@@ -43,21 +43,21 @@ import types
 from typing import Any, Awaitable, Callable, Coroutine, Generator, Iterable, Sequence, TypeVar
 
 from smtpx import _native
-from smtpx.client import (
+from smtpx.common import (
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
     BatchMessage,
     SendResult,
-    _address,
-    _batch_item,
-    _default_local_hostname,
-    _envelope_of,
-    _flatten,
-    _message_bytes,
-    _refused_or_raise,
-    _send_result,
-    _tls_arguments,
+    bare_address,
+    batch_item,
+    default_local_hostname,
+    envelope_of,
+    flatten,
+    message_bytes,
+    refused_or_raise,
+    send_result,
+    tls_arguments,
 )
 from smtpx.errors import (
     SmtpDisconnected,
@@ -125,7 +125,7 @@ def _client_tls_config(
 ) -> _native.TlsConfig:
     if tls_context is not None:
         # As the blocking client reads a context: its verification setting and CAs.
-        found = _tls_arguments(tls_context, None if cert_bundle is None else os.fspath(cert_bundle))
+        found = tls_arguments(tls_context, None if cert_bundle is None else os.fspath(cert_bundle))
         return _native.TlsConfig.client(
             ca_pem=found["ca_pem"],
             dangerous_accept_invalid_certs=found["insecure"] or not validate_certs,
@@ -287,7 +287,7 @@ class SMTP:
         else:
             policy = "required" if self.start_tls else "never"
         self._session = _native.ClientSession(
-            self.local_hostname or _default_local_hostname(),
+            self.local_hostname or default_local_hostname(),
             now=loop.time(),
             lmtp=self._lmtp,
             username=self.username,
@@ -447,13 +447,13 @@ class SMTP:
         recipients as ``{address: (code, message)}`` and raises :class:`SmtpSenderRefused`,
         :class:`SmtpRecipientsRefused` (all refused) or :class:`SmtpDataError`."""
         to_list = [recipients] if isinstance(recipients, str) else list(recipients)
-        body = bytes(_message_bytes(message))
+        body = bytes(message_bytes(message))
         session = self._live()[0]
 
         async def run() -> _native.Event:
             session.send_mail(
-                _address(sender),
-                [_address(a) for a in to_list],
+                bare_address(sender),
+                [bare_address(a) for a in to_list],
                 len(body),
                 list(mail_options),
                 list(rcpt_options),
@@ -467,7 +467,7 @@ class SMTP:
 
         done = await self._guarded(run())
         assert done.result is not None
-        return _refused_or_raise(_send_result(done.result), sender, to_list)
+        return refused_or_raise(send_result(done.result), sender, to_list)
 
     async def send(
         self,
@@ -483,8 +483,8 @@ class SMTP:
         and ``recipients`` are needed unless ``message`` is a Message."""
         body: str | bytes | bytearray
         if isinstance(message, email.message.Message):
-            sender, recipients = _envelope_of(message, sender, recipients)
-            body = _flatten(message)
+            sender, recipients = envelope_of(message, sender, recipients)
+            body = flatten(message)
         elif sender is None or recipients is None:
             raise ValueError("sender and recipients are needed unless message is a Message")
         else:
@@ -511,7 +511,7 @@ class SMTP:
         (``ValueError``, nothing sent). An error that closes the connection ends the list
         early, its last entry being that error. ``timeout`` bounds each wait, not the
         whole batch."""
-        items = [_batch_item(m) for m in messages]
+        items = [batch_item(m) for m in messages]
         session = self._live()[0]
         options = (list(mail_options), list(rcpt_options))
         for sender, to, _ in items:
@@ -547,7 +547,7 @@ class SMTP:
             else:
                 assert event.result is not None
                 in_flight.popleft()
-                outcomes.append(_send_result(event.result))
+                outcomes.append(send_result(event.result))
 
         start_next()
         while in_flight or queue:
@@ -577,8 +577,8 @@ class SMTP:
     ) -> dict[str, tuple[int, bytes]]:
         """Sends an :class:`email.message.Message`, the envelope taken from its headers
         (Bcc removed) unless given."""
-        from_addr, to_addrs = _envelope_of(message, sender, recipients)
-        return await self.sendmail(from_addr, to_addrs, _flatten(message), mail_options, rcpt_options)
+        from_addr, to_addrs = envelope_of(message, sender, recipients)
+        return await self.sendmail(from_addr, to_addrs, flatten(message), mail_options, rcpt_options)
 
 
 class LMTP(SMTP):
@@ -826,7 +826,7 @@ class Server:
         self.handler = handler
         self.host = hostname
         self.port = port
-        self.hostname = server_hostname or _default_local_hostname()
+        self.hostname = server_hostname or default_local_hostname()
         self.data_size_limit = data_size_limit
         self.timeout = timeout
         self.authenticator = authenticator
