@@ -37,6 +37,7 @@
 //! the same output buffer, which the embedder writes once.
 
 pub mod connection;
+pub mod options;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -57,7 +57,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::address::{ForwardPath, ReversePath};
 use crate::auth::AuthAttempt;
-pub use crate::blocking::server::ServerOptions;
+pub use crate::server::options::ServerOptions;
 use crate::command::{MailParameters, RcptParameters};
 use crate::handler::{Answer, ConnectionInfo, Handler, Hook, SessionHandler, Transaction};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
@@ -261,12 +261,7 @@ impl AsyncServerBuilder {
 
     /// Adds an implicit-TLS listener (port 465 style). Needs [`ServerOptions::tls`].
     pub fn listen_tls(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        if self.options.tls.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "an implicit-TLS listener needs a TLS configuration",
-            ));
-        }
+        self.options.check_implicit_tls()?;
         self.listeners.push((Pending::Bound(bind(addr)?), true));
         Ok(self)
     }

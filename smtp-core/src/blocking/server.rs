@@ -31,40 +31,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::handler::{Answer, ConnectionInfo, Handler};
-use crate::server::ServerConfig;
 use crate::server::connection::{self, Action, Connection};
 
-/// How the server runs, beyond the protocol settings of [`ServerConfig`].
-#[derive(Clone, Debug)]
-pub struct ServerOptions {
-    /// The protocol settings given to every session. `starttls` is turned on when
-    /// [`ServerOptions::tls`] is set.
-    pub session: ServerConfig,
-    /// The certificate and key for STARTTLS and implicit-TLS listeners.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Connections served at once; beyond, a new client gets 421 and is closed.
-    /// Default 10,000.
-    pub max_connections: usize,
-    /// Bytes read from a socket at a time. Default 16 KiB: enough for pipelined batches,
-    /// small enough that thousands of idle connections stay cheap. (The async server
-    /// reads into one such buffer per thread, so its idle connections hold none.)
-    pub read_buffer: usize,
-    /// Stack reserved for each connection thread. Default 256 KiB.
-    pub thread_stack: usize,
-}
-
-impl ServerOptions {
-    /// Options with the defaults documented on each field.
-    pub fn new(session: ServerConfig) -> ServerOptions {
-        ServerOptions {
-            session,
-            tls: None,
-            max_connections: 10_000,
-            read_buffer: 16 * 1024,
-            thread_stack: 256 * 1024,
-        }
-    }
-}
+pub use crate::server::options::ServerOptions;
 
 /// Collects listeners before [`ServerBuilder::start`].
 #[derive(Debug)]
@@ -83,12 +52,7 @@ impl<H: Handler> ServerBuilder<H> {
 
     /// Adds an implicit-TLS listener (port 465 style). Needs [`ServerOptions::tls`].
     pub fn listen_tls(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        if self.options.tls.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "an implicit-TLS listener needs a TLS configuration",
-            ));
-        }
+        self.options.check_implicit_tls()?;
         self.listeners.push((TcpListener::bind(addr)?, true));
         Ok(self)
     }
