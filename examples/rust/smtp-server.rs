@@ -16,8 +16,11 @@
 //!     [--hostname NAME] [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls]
 //!     [--auth USER:PASS]... [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N]
 //!     [--timeout SECS] [--max-connections N] [--lmtp] [--bare-lf normalize|reject]
-//!     [--async [--async-threads N] [--no-block-in-place]]
+//!     [--async [--async-threads N] [--no-block-in-place]] [-v]
 //! ```
+//!
+//! `-v` prints the wire trace on standard error: every command and reply line as
+//! `conn=ID C: ...` / `conn=ID S: ...`, AUTH payloads redacted, message content by size.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -54,13 +57,15 @@ struct Args {
     /// current-thread runtime.
     async_threads: Option<usize>,
     block_in_place: bool,
+    /// Print the wire trace on standard error.
+    verbose: bool,
 }
 
 const USAGE: &str = "usage: smtp-server [--listen ADDR] [--maildir DIR] [--discard] [--hostname NAME] \
 [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls] [--auth USER:PASS]... \
 [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N] [--timeout SECS] \
 [--max-connections N] [--lmtp] [--bare-lf normalize|reject] \
-[--async [--async-threads N] [--no-block-in-place]]";
+[--async [--async-threads N] [--no-block-in-place]] [-v]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -83,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         asynchronous: false,
         async_threads: None,
         block_in_place: true,
+        verbose: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -126,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
                 a.async_threads = Some(n);
             }
             "--no-block-in-place" => a.block_in_place = false,
+            "-v" | "--verbose" => a.verbose = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -168,6 +175,9 @@ fn options(args: &Args) -> Result<ServerOptions, String> {
         config.data_timeout = Duration::from_secs(secs);
     }
     let mut options = ServerOptions::new(config);
+    if args.verbose {
+        options.trace = Some(smtp_core::trace::TraceSink::stderr());
+    }
     if let Some(n) = args.max_connections {
         options.max_connections = n;
     }

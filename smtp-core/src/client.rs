@@ -36,6 +36,7 @@
 //! assert_eq!(result.queue_id(), Some("4XyZ"));
 //! ```
 
+use crate::trace::{Direction, TraceSink, Tracer};
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
@@ -454,6 +455,8 @@ struct Transaction {
     stuffer: DotStuffer,
     /// BDAT content waiting to fill a chunk.
     chunk: Vec<u8>,
+    /// Content octets given so far, for the trace.
+    content_octets: u64,
 }
 
 /// BDAT chunks are sent once this much content has gathered, so that a small message
@@ -483,6 +486,8 @@ pub struct ClientSession {
     chained: Option<Transaction>,
     /// The server still holds a transaction that failed half-way: RSET before the next.
     needs_rset: bool,
+    /// Where the wire trace goes, when the session traces.
+    tracer: Tracer,
 }
 
 /// A placeholder used while a recipient's RCPT reply has not come yet.
@@ -532,7 +537,14 @@ impl ClientSession {
             transaction: None,
             chained: None,
             needs_rset: false,
+            tracer: Tracer::default(),
         })
+    }
+
+    /// Traces every command and reply line of this session into `sink`, marked with
+    /// `connection` (see [`crate::trace`]): AUTH payloads redacted, content by size only.
+    pub fn set_trace(&mut self, sink: TraceSink, connection: u64) {
+        self.tracer.set(sink, connection);
     }
 
     /// What the server announced in its last EHLO reply (`None` before it, or after HELO).
@@ -836,6 +848,7 @@ impl ClientSession {
                 DotStuffer::new()
             },
             chunk: Vec::new(),
+            content_octets: 0,
         };
         if pipelining {
             // RFC 2920: the whole group in one write, every reply read afterwards.
@@ -895,6 +908,7 @@ impl ClientSession {
             .as_mut()
             .filter(|t| t.body_open && !t.body_done)
             .ok_or(ClientError::NotReady)?;
+        t.content_octets += chunk.len() as u64;
         match t.mode {
             BodyMode::Data => t.stuffer.stuff(chunk, &mut self.output),
             BodyMode::Bdat => {
@@ -916,6 +930,8 @@ impl ClientSession {
             .filter(|t| t.body_open && !t.body_done)
             .ok_or(ClientError::NotReady)?;
         t.body_done = true;
+        self.tracer
+            .content(Direction::ClientToServer, t.content_octets);
         let deadline = self.now + self.config.timeouts.data_end;
         match t.mode {
             BodyMode::Data => {
@@ -944,7 +960,7 @@ impl ClientSession {
             size: content.len() as u64,
             last,
         };
-        command.write_to(&mut self.output);
+        self.write_command(&command);
         self.output.extend_from_slice(content);
         let timeout = if last {
             self.config.timeouts.data_end
@@ -955,8 +971,19 @@ impl ClientSession {
             .push_back((Expect::Bdat { last }, self.now + timeout));
     }
 
-    fn send(&mut self, command: &Command, expect: Expect) {
+    /// Writes a command line, and traces it.
+    fn write_command(&mut self, command: &Command) {
+        let start = self.output.len();
         command.write_to(&mut self.output);
+        if self.tracer.is_on() {
+            let line = &self.output[start..];
+            let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+            self.tracer.command(Direction::ClientToServer, line);
+        }
+    }
+
+    fn send(&mut self, command: &Command, expect: Expect) {
+        self.write_command(command);
         let t = &self.config.timeouts;
         let timeout = match expect {
             Expect::Rcpt(_) => t.rcpt,
@@ -1003,7 +1030,7 @@ impl ClientSession {
         if self.state == State::Closed {
             return;
         }
-        Command::Quit.write_to(&mut self.output);
+        self.write_command(&Command::Quit);
         self.events.push_back(ClientEvent::Error(error));
         self.state = State::Closed;
         self.expected.clear();
@@ -1013,6 +1040,10 @@ impl ClientSession {
     }
 
     fn on_reply(&mut self, reply: Reply) {
+        if self.tracer.is_on() {
+            self.tracer
+                .replies(Direction::ServerToClient, &reply.to_bytes());
+        }
         let Some((expect, _)) = self.expected.pop_front() else {
             if reply.code() == ReplyCode::SERVICE_UNAVAILABLE {
                 self.fail(ClientError::ServerClosed(reply));
@@ -1098,6 +1129,7 @@ impl ClientSession {
                 // The server's 334 carries an error description; an empty line ends the
                 // exchange and brings the final refusal.
                 self.output.extend_from_slice(b"\r\n");
+                self.tracer.secret(Direction::ClientToServer);
                 self.expected
                     .push_front((Expect::AuthXOAuth2, self.now + self.config.timeouts.command));
             }
@@ -1119,6 +1151,7 @@ impl ClientSession {
                 self.output
                     .extend_from_slice(auth::encode(secret.as_bytes()).as_bytes());
                 self.output.extend_from_slice(b"\r\n");
+                self.tracer.secret(Direction::ClientToServer);
                 self.expected
                     .push_front((next, self.now + self.config.timeouts.command));
             }

@@ -9,6 +9,7 @@
 //! - [`command`], [`reply`], [`ehlo`], [`address`]: the protocol's vocabulary, parsed and written.
 //! - [`data`]: DATA transparency (dot-stuffing, the end-of-data terminator) as streaming pieces.
 //! - [`auth`]: SASL PLAIN, LOGIN and XOAUTH2, with redacted secrets.
+//! - [`trace`]: the wire trace (commands and replies, secrets redacted).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod maildir;
 pub mod reply;
 pub mod server;
 pub mod tls;
+pub mod trace;
 
 pub use address::{Address, ForwardPath, ReversePath};
 pub use client::{

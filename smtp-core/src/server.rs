@@ -39,6 +39,7 @@
 pub mod connection;
 pub mod options;
 
+use crate::trace::{Direction, TraceSink, Tracer};
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
@@ -368,6 +369,8 @@ pub struct ServerSession {
     message_size: u64,
     message_started: bool,
     message_aborted: Option<AbortReason>,
+    /// Where the wire trace goes, when the session traces.
+    tracer: Tracer,
 }
 
 impl ServerSession {
@@ -410,11 +413,18 @@ impl ServerSession {
             message_size: 0,
             message_started: false,
             message_aborted: None,
+            tracer: Tracer::default(),
         };
         if let Phase::GreetingDelay(until) = session.phase {
             session.deadline = Some(until);
         }
         session
+    }
+
+    /// Traces every command and reply line of this session into `sink`, marked with
+    /// `connection` (see [`crate::trace`]): AUTH payloads redacted, content by size only.
+    pub fn set_trace(&mut self, sink: TraceSink, connection: u64) {
+        self.tracer.set(sink, connection);
     }
 
     /// The configuration this session runs with.
@@ -707,6 +717,16 @@ impl ServerSession {
         }
         self.wait_for_command();
         let line = line_start..line_start + end;
+        if self.tracer.is_on() {
+            match self.phase {
+                Phase::SaslPlain | Phase::SaslLoginUser | Phase::SaslLoginPassword(_) => {
+                    self.tracer.secret(Direction::ClientToServer);
+                }
+                _ => self
+                    .tracer
+                    .command(Direction::ClientToServer, &self.input[line.clone()]),
+            }
+        }
         match self.phase {
             Phase::SaslPlain | Phase::SaslLoginUser | Phase::SaslLoginPassword(_) => {
                 // Rare enough that a copy does not matter.
@@ -840,6 +860,8 @@ impl ServerSession {
     }
 
     fn end_of_message(&mut self) -> Step {
+        self.tracer
+            .content(Direction::ClientToServer, self.message_size);
         match self.message_aborted.take() {
             None => {
                 self.pending = Some(Pending::MessageEnd);
@@ -1204,6 +1226,7 @@ impl ServerSession {
                 self.phase = Phase::SaslPlain;
                 // RFC 4954 §4: "334" SP [base64]; the space stays even with no challenge.
                 self.output.extend_from_slice(b"334 \r\n");
+                self.tracer.replies(Direction::ServerToClient, b"334 \r\n");
                 Step::Continue
             }
             (AuthMechanism::Login, Some(user)) => self.sasl_login_user(&user),
@@ -1598,11 +1621,14 @@ impl ServerSession {
     }
 
     fn reply(&mut self, reply: Reply) {
+        let start = self.output.len();
         if self.config.enhanced_status_codes {
             reply.write_to(&mut self.output);
         } else {
             reply.without_enhanced().write_to(&mut self.output);
         }
+        self.tracer
+            .replies(Direction::ServerToClient, &self.output[start..]);
     }
 
     /// Sends a negative reply and counts it; too many and the session ends.

@@ -67,6 +67,7 @@ both_drivers!(
     size_limit_announced_and_discovered,
     per_command_timeout_closes_a_slow_client,
     tls_handshake_has_one_deadline,
+    wire_trace_shows_commands_and_replies_but_no_secret,
     client_times_out_on_a_silent_server,
     graceful_shutdown_lets_a_transaction_finish,
     grace_expiry_cuts_a_stalled_transaction,
@@ -882,6 +883,74 @@ fn tls_handshake_has_one_deadline(driver: Driver) {
     assert!(took < Duration::from_secs(4), "implicit-TLS handshake cut after {took:?}");
     wait_until("both connections are gone", || server.active_connections() == 0);
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// Keeps every traced line.
+#[derive(Default)]
+struct KeepTrace(Mutex<Vec<(u64, String)>>);
+
+impl smtp_core::trace::Trace for KeepTrace {
+    fn line(&self, connection: u64, direction: smtp_core::trace::Direction, text: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((connection, format!("{direction} {text}")));
+    }
+}
+
+/// The server's wire trace (set in `ServerOptions::trace`) shows every command and reply
+/// of a session with its connection id, AUTH redacted and content by size only.
+fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
+    let h = Harness::new(driver);
+    let trace = Arc::new(KeepTrace::default());
+    let mut config = ServerConfig::new("mx.test");
+    config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+    config.allow_insecure_auth = true;
+    let mut options = ServerOptions::new(config);
+    options.trace = Some(smtp_core::trace::TraceSink::new(trace.clone()));
+    let server = h.serve(
+        PasswordAuth::new(DiscardHandler, [("alice", "s3cret-pw")]),
+        options,
+        false,
+    );
+    let mut peer = Peer::connect(server.addr());
+    peer.reply();
+    assert!(peer.command("EHLO client.test").starts_with("250"));
+    // AUTH PLAIN with the initial response: "\0alice\0s3cret-pw".
+    assert!(peer.command("AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==").starts_with("235"));
+    assert!(peer.command("MAIL FROM:<a@example.org>").starts_with("250"));
+    assert!(peer.command("RCPT TO:<b@example.net>").starts_with("250"));
+    assert!(peer.command("DATA").starts_with("354"));
+    assert!(peer.command("Subject: top secret content\r\n\r\nhello\r\n.").starts_with("250"));
+    assert!(peer.command("QUIT").starts_with("221"));
+    wait_until("the connection is closed", || server.active_connections() == 0);
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+
+    let lines = trace.0.lock().unwrap().clone();
+    let ids: std::collections::HashSet<u64> = lines.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 1, "one connection, one id: {lines:?}");
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    for expected in [
+        "S: 220 mx.test ESMTP smtpx",
+        "C: EHLO client.test",
+        "C: AUTH PLAIN <redacted>",
+        "S: 235 2.7.0 Authentication successful",
+        "C: MAIL FROM:<a@example.org>",
+        "C: DATA",
+        "S: 354 End data with <CR><LF>.<CR><LF>",
+        "C: QUIT",
+    ] {
+        assert!(text.contains(&expected), "{expected:?} not in {text:#?}");
+    }
+    assert!(
+        text.iter().any(|l| l.starts_with("C: <message content, ") && l.ends_with(" octets>")),
+        "{text:#?}"
+    );
+    for line in &text {
+        assert!(!line.contains("s3cret"), "a password in the trace: {line}");
+        assert!(!line.contains("AGFsaWNl"), "an AUTH payload in the trace: {line}");
+        assert!(!line.contains("top secret content"), "content in the trace: {line}");
+    }
 }
 
 fn client_times_out_on_a_silent_server(driver: Driver) {

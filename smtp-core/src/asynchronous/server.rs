@@ -753,6 +753,9 @@ async fn serve_connection<K: Hooks>(
     let mut conn = Conn::Plain(tcp);
     let mut connection =
         Connection::new(shared.options.session.clone(), shared.now(), implicit_tls);
+    if let Some(trace) = &shared.options.trace {
+        connection.set_trace(trace.clone(), id);
+    }
     let mut phase = shared.phase.subscribe();
     let size = shared.options.read_buffer.max(512);
     let mut failure: Option<io::Error> = None;

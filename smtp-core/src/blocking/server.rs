@@ -455,6 +455,9 @@ fn serve<H: Handler>(
     let mut conn = Conn::Plain(SharedTcp(Arc::clone(tcp)));
     let mut connection =
         Connection::new(options.session.clone(), shared.epoch.elapsed(), implicit_tls);
+    if let Some(trace) = &options.trace {
+        connection.set_trace(trace.clone(), id);
+    }
     let mut buf = vec![0u8; options.read_buffer];
     let result = drive(
         shared,

@@ -67,6 +67,7 @@ use std::time::Duration;
 use crate::handler::{Answer, DispatchState, Flow, Hook};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::server::{ServerConfig, ServerSession};
+use crate::trace::TraceSink;
 
 /// What the driver must do next; see the [module docs](self) for how to answer each.
 #[derive(Debug)]
@@ -159,6 +160,11 @@ impl Connection {
             stopping: false,
             command_timeout,
         }
+    }
+
+    /// Traces the conversation into `sink` as connection `id` (see [`crate::trace`]).
+    pub fn set_trace(&mut self, sink: TraceSink, id: u64) {
+        self.session.set_trace(sink, id);
     }
 
     /// The session, to read its state (its output and input are the layer's business).

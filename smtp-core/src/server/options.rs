@@ -5,6 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::server::ServerConfig;
+use crate::trace::TraceSink;
 
 /// How the server runs, beyond the protocol settings of [`ServerConfig`].
 #[derive(Clone, Debug)]
@@ -23,6 +24,9 @@ pub struct ServerOptions {
     pub read_buffer: usize,
     /// Stack reserved for each connection thread. Default 256 KiB.
     pub thread_stack: usize,
+    /// The wire trace of every connection (commands and replies, secrets redacted; see
+    /// [`crate::trace`]). Default none.
+    pub trace: Option<TraceSink>,
 }
 
 impl ServerOptions {
@@ -34,6 +38,7 @@ impl ServerOptions {
             max_connections: 10_000,
             read_buffer: 16 * 1024,
             thread_stack: 256 * 1024,
+            trace: None,
         }
     }
 
