@@ -630,8 +630,8 @@ impl SessionHandler for MaildirSession {
         // Only the hooks that touch files: the message's, and those that remove a
         // message in progress.
         match hook {
-            Hook::DataStart(_) | Hook::DataChunk(_) | Hook::DataEnd(_) => true,
-            Hook::DataAborted(_) | Hook::Reset | Hook::Close => self.message.is_some(),
+            Hook::DataStart { .. } | Hook::DataChunk { .. } | Hook::DataEnd { .. } => true,
+            Hook::DataAborted { .. } | Hook::Reset | Hook::Close => self.message.is_some(),
             _ => false,
         }
     }
@@ -907,10 +907,10 @@ mod tests {
         let session = c.dispatch.handler().unwrap();
         assert!(!session.may_block(&Hook::Reset));
         assert!(!session.may_block(&Hook::Close));
-        assert!(!session.may_block(&Hook::Verify("x")));
-        assert!(session.may_block(&Hook::DataStart(&t)));
-        assert!(session.may_block(&Hook::DataChunk(b"x")));
-        assert!(session.may_block(&Hook::DataEnd(&t)));
+        assert!(!session.may_block(&Hook::Verify { argument: "x" }));
+        assert!(session.may_block(&Hook::DataStart { transaction: &t }));
+        assert!(session.may_block(&Hook::DataChunk { chunk: b"x" }));
+        assert!(session.may_block(&Hook::DataEnd { transaction: &t }));
         // A message in progress has a file that RSET or the end of the connection removes.
         c.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
         let session = c.dispatch.handler().unwrap();

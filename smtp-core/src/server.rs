@@ -37,6 +37,9 @@
 //! the same output buffer, which the embedder writes once.
 
 pub mod connection;
+pub mod dispatch;
+pub mod handlers;
+pub mod hooks;
 pub mod options;
 
 use crate::trace::{Direction, TraceSink, Tracer};

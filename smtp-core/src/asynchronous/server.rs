@@ -15,7 +15,7 @@
 //! - an [`AsyncHandler`] whose [`AsyncSessionHandler`] hooks are `async fn`s
 //!   ([`AsyncServer::builder_async`]). They are awaited where the connection layer asks
 //!   for them, so both kinds of user code see the same hooks, in the same order, with the
-//!   same [`Transaction`].
+//!   same [`Transaction`](crate::server::hooks::Transaction).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -55,120 +55,14 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::address::{ForwardPath, ReversePath};
-use crate::auth::AuthAttempt;
 pub use crate::server::options::ServerOptions;
-use crate::command::{MailParameters, RcptParameters};
-use crate::handler::{Answer, ConnectionInfo, Handler, Hook, SessionHandler, Transaction};
-use crate::reply::{EnhancedCode, Reply, ReplyCode};
+pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
+use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
+use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
-use crate::server::{AbortReason, Decision, HelloVerb};
 
 /// How long the cut connections get to unwind their handlers after the grace period.
 const UNWIND: Duration = Duration::from_secs(5);
-
-/// Makes an [`AsyncSessionHandler`] for each connection: the async counterpart of
-/// [`Handler`].
-pub trait AsyncHandler: Send + Sync + 'static {
-    /// The per-connection part.
-    type Session: AsyncSessionHandler;
-
-    /// A client connected. Return its session handler, or a reply that refuses it (554, or
-    /// 421 to close at once).
-    fn connect(
-        &self,
-        info: &ConnectionInfo,
-    ) -> impl Future<Output = Result<Self::Session, Reply>> + Send;
-}
-
-/// The hooks of [`SessionHandler`] as `async fn`s, with the same meaning and the same
-/// defaults (accept everything, refuse AUTH, throw content away). Each hook is awaited
-/// before the connection goes on, so a slow hook delays only its own connection. A hook
-/// that never finishes is not interrupted, not even by the end of a shutdown's grace
-/// period (the connection is cut once the hook returns).
-pub trait AsyncSessionHandler: Send + 'static {
-    /// HELO, EHLO or LHLO.
-    fn hello(&mut self, _verb: HelloVerb, _domain: &str) -> impl Future<Output = Decision> + Send {
-        async { Decision::Accept }
-    }
-
-    /// The connection is now encrypted (after STARTTLS).
-    fn tls_started(&mut self) -> impl Future<Output = ()> + Send {
-        async {}
-    }
-
-    /// AUTH: check the credentials (use [`crate::auth::Secret::constant_time_eq`]).
-    /// Default: refuse.
-    fn auth(&mut self, _attempt: &AuthAttempt) -> impl Future<Output = Decision> + Send {
-        async {
-            Decision::Reply(Reply::new(
-                ReplyCode::AUTH_INVALID,
-                Some(EnhancedCode::AUTH_INVALID),
-                "Error: authentication failed",
-            ))
-        }
-    }
-
-    /// MAIL FROM.
-    fn mail(
-        &mut self,
-        _from: &ReversePath,
-        _params: &MailParameters,
-    ) -> impl Future<Output = Decision> + Send {
-        async { Decision::Accept }
-    }
-
-    /// RCPT TO.
-    fn rcpt(
-        &mut self,
-        _to: &ForwardPath,
-        _params: &RcptParameters,
-    ) -> impl Future<Output = Decision> + Send {
-        async { Decision::Accept }
-    }
-
-    /// DATA or the first BDAT chunk: may the content come?
-    fn data_start(&mut self, _transaction: &Transaction) -> impl Future<Output = Decision> + Send {
-        async { Decision::Accept }
-    }
-
-    /// A piece of the content (un-stuffed, CRLF line endings). An error is remembered and
-    /// becomes the reply to the end of the message.
-    fn data_chunk(&mut self, _chunk: &[u8]) -> impl Future<Output = Result<(), Reply>> + Send {
-        async { Ok(()) }
-    }
-
-    /// The whole message has arrived: accept or refuse. Under LMTP answer with
-    /// [`Decision::PerRecipient`].
-    fn data_end(&mut self, _transaction: &Transaction) -> impl Future<Output = Decision> + Send {
-        async { Decision::Accept }
-    }
-
-    /// The message in progress was dropped.
-    fn data_aborted(&mut self, _reason: AbortReason) -> impl Future<Output = ()> + Send {
-        async {}
-    }
-
-    /// The transaction was abandoned (RSET, a new greeting, STARTTLS).
-    fn reset(&mut self) -> impl Future<Output = ()> + Send {
-        async {}
-    }
-
-    /// VRFY. Default: 252.
-    fn verify(&mut self, _argument: &str) -> impl Future<Output = Decision> + Send {
-        async { Decision::Accept }
-    }
-
-    /// EXPN. Default: 252.
-    fn expand(&mut self, _argument: &str) -> impl Future<Output = Decision> + Send {
-        async { Decision::Accept }
-    }
-
-    /// The connection is over.
-    fn close(&mut self) -> impl Future<Output = ()> + Send {
-        async {}
-    }
-}
 
 /// Collects listeners before [`AsyncServerBuilder::start`].
 pub struct AsyncServerBuilder {
@@ -586,33 +480,7 @@ impl<H: AsyncHandler> Hooks for AsyncHooks<H> {
             connection.answer(Answer::Done);
             return;
         };
-        let answer = match hook {
-            Hook::Hello { verb, domain } => Answer::Decision(h.hello(verb, domain).await),
-            Hook::TlsStarted => {
-                h.tls_started().await;
-                Answer::Done
-            }
-            Hook::Auth(attempt) => Answer::Decision(h.auth(attempt).await),
-            Hook::Mail { from, params } => Answer::Decision(h.mail(from, params).await),
-            Hook::Rcpt { to, params } => Answer::Decision(h.rcpt(to, params).await),
-            Hook::DataStart(t) => Answer::Decision(h.data_start(t).await),
-            Hook::DataChunk(chunk) => Answer::Chunk(h.data_chunk(chunk).await),
-            Hook::DataEnd(t) => Answer::Decision(h.data_end(t).await),
-            Hook::DataAborted(reason) => {
-                h.data_aborted(reason).await;
-                Answer::Done
-            }
-            Hook::Reset => {
-                h.reset().await;
-                Answer::Done
-            }
-            Hook::Verify(argument) => Answer::Decision(h.verify(argument).await),
-            Hook::Expand(argument) => Answer::Decision(h.expand(argument).await),
-            Hook::Close => {
-                h.close().await;
-                Answer::Done
-            }
-        };
+        let answer = hook.call_async(h).await;
         connection.answer(answer);
     }
 }

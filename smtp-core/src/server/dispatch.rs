@@ -1,0 +1,512 @@
+//! The event→hook mapping: [`DispatchState`] turns a [`ServerSession`]'s events into the
+//! hooks of [`crate::server::hooks`] and applies their answers (the decision to the
+//! session, the accepted parts of the envelope to the [`Transaction`], a failed chunk to
+//! the end of the message). It exists once; the connection layer
+//! ([`crate::server::connection`]) and [`Dispatch`] drive it.
+
+use crate::address::{ForwardPath, ReversePath};
+use crate::auth::AuthAttempt;
+use crate::command::{MailParameters, RcptParameters};
+use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::hooks::{Answer, Hook, IntoAnswer, SessionHandler, Transaction};
+use crate::server::{AbortReason, Decision, HelloVerb, ServerEvent, ServerSession};
+
+/// What the driver must do after [`Dispatch::run`] (or when [`DispatchState::step`] is done).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Write the output, then read more input.
+    Continue,
+    /// Write the output, do the TLS handshake, then call
+    /// [`ServerSession::tls_established`] and [`Dispatch::tls_started`].
+    StartTls,
+    /// Write the output, then close the connection.
+    Close,
+}
+
+/// Connects a [`ServerSession`] to a [`SessionHandler`]: polls events, calls hooks,
+/// answers decisions and keeps the [`Transaction`] that `data_end` receives. The mapping
+/// itself is [`DispatchState`]; this only calls the hooks it asks for.
+#[derive(Debug)]
+pub struct Dispatch<S> {
+    handler: Option<S>,
+    state: DispatchState,
+}
+
+impl<S: SessionHandler> Dispatch<S> {
+    /// A dispatcher for a connection whose handler accepted it. `tls` says whether the
+    /// connection is already encrypted.
+    pub fn new(handler: S, tls: bool) -> Dispatch<S> {
+        Dispatch {
+            handler: Some(handler),
+            state: DispatchState::new(tls),
+        }
+    }
+
+    /// A dispatcher for a connection the handler refused in [`Handler::connect`](crate::server::hooks::Handler::connect): the
+    /// refusal is the session's reply to Connect.
+    pub fn refused() -> Dispatch<S> {
+        Dispatch {
+            handler: None,
+            state: DispatchState::new(false),
+        }
+    }
+
+    /// The session handler, while the connection lasts.
+    pub fn handler(&mut self) -> Option<&mut S> {
+        self.handler.as_mut()
+    }
+
+    /// The transaction as known so far.
+    pub fn transaction(&self) -> &Transaction {
+        self.state.transaction()
+    }
+
+    /// Processes every event the session has; `refusal` answers Connect when the handler
+    /// refused the connection.
+    pub fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
+        loop {
+            match self.state.step(session, refusal) {
+                Step::Call(call) => call_sync(self.handler.as_mut(), call),
+                Step::Done(flow) => return flow,
+            }
+        }
+    }
+
+    /// The TLS handshake succeeded; call after [`ServerSession::tls_established`].
+    pub fn tls_started(&mut self) {
+        call_sync(self.handler.as_mut(), self.state.tls_started());
+    }
+
+    /// The connection ended (the session closed it, or the driver lost it). Idempotent.
+    pub fn close(&mut self) {
+        if let Some(call) = self.state.close() {
+            call_sync(self.handler.as_mut(), call);
+        }
+    }
+}
+
+/// Answers `call` with the hook it names, or as a refused session when there is no handler.
+fn call_sync<S: SessionHandler>(handler: Option<&mut S>, call: HookCall<'_>) {
+    match handler {
+        Some(h) => {
+            let answer = call.hook().call(h);
+            call.answer(answer);
+        }
+        None => call.refuse(),
+    }
+}
+
+/// The event→hook mapping without the hooks, so that it exists once for every kind of hook:
+/// [`Dispatch`] calls [`SessionHandler`]'s, the async server awaits its
+/// `AsyncSessionHandler`'s. It answers what needs no hook (Connect, a refused session),
+/// names the hook each other event calls and with which arguments ([`HookCall::hook`]),
+/// and applies the hook's answer ([`HookCall::answer`]): the decision to the session, the
+/// accepted parts of the envelope to the [`Transaction`], a failed `data_chunk` to the end
+/// of the message.
+///
+/// ```
+/// use smtp_core::handler::{DispatchState, Flow, SessionHandler, Step};
+/// use smtp_core::server::{ServerConfig, ServerSession};
+/// use std::time::Duration;
+///
+/// struct Accept;
+/// impl SessionHandler for Accept {}
+///
+/// let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+/// let mut state = DispatchState::new(false);
+/// let mut handler = Accept;
+/// let flow = loop {
+///     match state.step(&mut session, None) {
+///         // An async driver would await its own hook here instead.
+///         Step::Call(call) => {
+///             let answer = call.hook().call(&mut handler);
+///             call.answer(answer);
+///         }
+///         Step::Done(flow) => break flow,
+///     }
+/// };
+/// assert_eq!(flow, Flow::Continue);
+/// assert!(session.take_output().starts_with(b"220 "));
+/// ```
+#[derive(Debug)]
+pub struct DispatchState {
+    transaction: Transaction,
+    /// The reply a failed `data_chunk` left for the end of the message.
+    data_error: Option<Reply>,
+    closed: bool,
+    /// The close hook of a Close event is out: the next step ends with [`Flow::Close`].
+    closing: bool,
+    /// The event whose hook is due: set by [`DispatchState::poll`], taken by
+    /// [`DispatchState::answer`].
+    pending: Option<Pending>,
+}
+
+/// What [`DispatchState::step`] asks of the driver.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Call the hook [`HookCall::hook`] names, then give its answer to
+    /// [`HookCall::answer`], then step again.
+    Call(HookCall<'a>),
+    /// The session has no more events for now: do what the [`Flow`] says.
+    Done(Flow),
+}
+
+/// One hook to call: which one and with what ([`hook`](Self::hook)), and where its answer
+/// goes ([`answer`](Self::answer)). Dropping it unanswered leaves a decision unmade.
+#[derive(Debug)]
+pub struct HookCall<'a> {
+    state: &'a mut DispatchState,
+    /// The session, to take the decision; absent for the hooks called outside
+    /// [`DispatchState::step`] (`tls_started`, `close`), which decide nothing.
+    session: Option<&'a mut ServerSession>,
+}
+
+/// A hook call's event, owned so that the session is free to take the decision.
+#[derive(Debug)]
+enum Pending {
+    Hello {
+        verb: HelloVerb,
+        domain: String,
+    },
+    Auth(AuthAttempt),
+    Mail {
+        from: ReversePath,
+        params: MailParameters,
+    },
+    Rcpt {
+        to: ForwardPath,
+        params: RcptParameters,
+    },
+    DataStart,
+    /// The chunk itself is still in the session ([`ServerSession::message_data`]).
+    DataChunk,
+    DataEnd,
+    /// The message ended after `data_chunk` failed: `data_aborted` is called instead of
+    /// `data_end`, and the failure is the reply.
+    DataEndFailed(Reply),
+    DataAborted(AbortReason),
+    Reset,
+    Verify(String),
+    Expand(String),
+    TlsStarted,
+    Close,
+}
+
+impl DispatchState {
+    /// The state of a new connection; `tls` says whether it is already encrypted.
+    pub fn new(tls: bool) -> DispatchState {
+        DispatchState {
+            transaction: Transaction {
+                tls,
+                ..Transaction::default()
+            },
+            data_error: None,
+            closed: false,
+            closing: false,
+            pending: None,
+        }
+    }
+
+    /// The transaction as known so far.
+    pub fn transaction(&self) -> &Transaction {
+        &self.transaction
+    }
+
+    /// Takes the session's events until one calls a hook or there are none left; `refusal`
+    /// answers Connect when the handler refused the connection (the driver then answers
+    /// every call with [`HookCall::refuse`]).
+    pub fn step<'a>(
+        &'a mut self,
+        session: &'a mut ServerSession,
+        refusal: Option<&Reply>,
+    ) -> Step<'a> {
+        match self.poll(session, refusal) {
+            Some(flow) => Step::Done(flow),
+            None => Step::Call(HookCall {
+                state: self,
+                session: Some(session),
+            }),
+        }
+    }
+
+    /// [`step`](Self::step) without the borrow: `None` when a hook is due (see
+    /// [`due_hook`](Self::due_hook) and [`answer`](Self::answer)), else what the driver
+    /// must do now. A hook already due is still due.
+    pub fn poll(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Option<Flow> {
+        if self.pending.is_some() {
+            return None;
+        }
+        if std::mem::take(&mut self.closing) {
+            return Some(Flow::Close);
+        }
+        loop {
+            let Some(event) = session.poll_event() else {
+                return Some(Flow::Continue);
+            };
+            let pending = match event {
+                ServerEvent::Connect => {
+                    let d = match refusal {
+                        Some(r) => Decision::Reply(r.clone()),
+                        None => Decision::Accept,
+                    };
+                    decide(session, d);
+                    continue;
+                }
+                ServerEvent::StartTls => {
+                    self.reset_transaction();
+                    return Some(Flow::StartTls);
+                }
+                ServerEvent::Close => match self.close_pending() {
+                    Some(pending) => {
+                        self.closing = true;
+                        pending
+                    }
+                    None => return Some(Flow::Close),
+                },
+                ServerEvent::Hello { verb, domain } => Pending::Hello { verb, domain },
+                ServerEvent::Auth(attempt) => Pending::Auth(attempt),
+                ServerEvent::Mail { from, params } => Pending::Mail { from, params },
+                ServerEvent::Rcpt { to, params } => Pending::Rcpt { to, params },
+                ServerEvent::MessageStart => {
+                    self.data_error = None;
+                    Pending::DataStart
+                }
+                // After a failure the rest of the message is not the handler's business.
+                ServerEvent::MessageData(_) if self.data_error.is_some() => continue,
+                ServerEvent::MessageData(_) => Pending::DataChunk,
+                ServerEvent::MessageEnd => match self.data_error.take() {
+                    Some(reply) => Pending::DataEndFailed(reply),
+                    None => Pending::DataEnd,
+                },
+                ServerEvent::MessageAborted(reason) => {
+                    self.data_error = None;
+                    Pending::DataAborted(reason)
+                }
+                ServerEvent::Reset => {
+                    self.transaction.from = None;
+                    self.transaction.recipients.clear();
+                    Pending::Reset
+                }
+                ServerEvent::Verify(argument) => Pending::Verify(argument),
+                ServerEvent::Expand(argument) => Pending::Expand(argument),
+            };
+            self.pending = Some(pending);
+            return None;
+        }
+    }
+
+    /// The hook that is due, with its arguments (a chunk is read from `session`).
+    pub fn due_hook<'a>(&'a self, session: Option<&'a ServerSession>) -> Option<Hook<'a>> {
+        let t = &self.transaction;
+        Some(match self.pending.as_ref()? {
+            Pending::Hello { verb, domain } => Hook::Hello {
+                verb: *verb,
+                domain,
+            },
+            Pending::Auth(attempt) => Hook::Auth { attempt },
+            Pending::Mail { from, params } => Hook::Mail { from, params },
+            Pending::Rcpt { to, params } => Hook::Rcpt { to, params },
+            Pending::DataStart => Hook::DataStart { transaction: t },
+            Pending::DataChunk => Hook::DataChunk {
+                chunk: session.map_or(&[], |s| s.message_data()),
+            },
+            Pending::DataEnd => Hook::DataEnd { transaction: t },
+            Pending::DataEndFailed(_) => Hook::DataAborted {
+                reason: AbortReason::Disconnected,
+            },
+            Pending::DataAborted(reason) => Hook::DataAborted { reason: *reason },
+            Pending::Reset => Hook::Reset,
+            Pending::Verify(argument) => Hook::Verify { argument },
+            Pending::Expand(argument) => Hook::Expand { argument },
+            Pending::TlsStarted => Hook::TlsStarted,
+            Pending::Close => Hook::Close,
+        })
+    }
+
+    /// Applies what the due hook returned: keeps the accepted parts of the envelope,
+    /// remembers a failed chunk, and gives a decision to the session. Without a due hook
+    /// it does nothing.
+    pub fn answer(&mut self, session: Option<&mut ServerSession>, answer: Answer) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let t = &mut self.transaction;
+        let decision = match pending {
+            Pending::Hello { verb, domain } => {
+                let d = Decision::from_answer(answer);
+                if is_accept(&d) {
+                    t.hello = Some((verb, domain));
+                    t.from = None;
+                    t.recipients.clear();
+                }
+                Some(d)
+            }
+            Pending::Auth(attempt) => {
+                let d = Decision::from_answer(answer);
+                if is_accept(&d) {
+                    t.authenticated = Some(attempt.username);
+                }
+                Some(d)
+            }
+            Pending::Mail { from, params } => {
+                let d = Decision::from_answer(answer);
+                if is_accept(&d) {
+                    t.from = Some(from);
+                    t.mail_params = params;
+                    t.recipients.clear();
+                }
+                Some(d)
+            }
+            Pending::Rcpt { to, .. } => {
+                let d = Decision::from_answer(answer);
+                if is_accept(&d) {
+                    t.recipients.push(to);
+                }
+                Some(d)
+            }
+            Pending::DataChunk => {
+                if let Answer::Chunk(Err(reply)) = answer {
+                    self.data_error = Some(reply);
+                }
+                None
+            }
+            Pending::DataEnd => {
+                t.from = None;
+                t.recipients.clear();
+                Some(Decision::from_answer(answer))
+            }
+            Pending::DataEndFailed(reply) => {
+                t.from = None;
+                t.recipients.clear();
+                Some(Decision::Reply(reply))
+            }
+            Pending::DataStart | Pending::Verify(_) | Pending::Expand(_) => {
+                Some(Decision::from_answer(answer))
+            }
+            Pending::DataAborted(_) | Pending::Reset | Pending::TlsStarted | Pending::Close => None,
+        };
+        if let (Some(d), Some(session)) = (decision, session) {
+            decide(session, d);
+        }
+    }
+
+    /// Answers the due hook as for a connection refused in [`Handler::connect`](crate::server::hooks::Handler::connect): every
+    /// decision is a refusal, and no user code runs.
+    pub fn refuse(&mut self, session: Option<&mut ServerSession>) {
+        let needs_decision = matches!(
+            self.pending.take(),
+            Some(
+                Pending::Hello { .. }
+                    | Pending::Auth(_)
+                    | Pending::Mail { .. }
+                    | Pending::Rcpt { .. }
+                    | Pending::DataStart
+                    | Pending::DataEnd
+                    | Pending::DataEndFailed(_)
+                    | Pending::Verify(_)
+                    | Pending::Expand(_)
+            )
+        );
+        if needs_decision && let Some(session) = session {
+            decide(
+                session,
+                Decision::Reply(Reply::new(
+                    ReplyCode::BAD_SEQUENCE,
+                    Some(EnhancedCode::BAD_SEQUENCE),
+                    "Error: session rejected",
+                )),
+            );
+        }
+    }
+
+    /// The TLS handshake succeeded (call after [`ServerSession::tls_established`]): the
+    /// transaction starts over, encrypted, and the `tls_started` hook is due.
+    pub fn tls_started(&mut self) -> HookCall<'_> {
+        self.begin_tls();
+        HookCall {
+            state: self,
+            session: None,
+        }
+    }
+
+    /// [`tls_started`](Self::tls_started) without the borrow: the `tls_started` hook is
+    /// now due.
+    pub fn begin_tls(&mut self) {
+        self.reset_transaction();
+        self.transaction.tls = true;
+        self.pending = Some(Pending::TlsStarted);
+    }
+
+    /// The connection ended (the session closed it, or the driver lost it): the `close`
+    /// hook, the first time only.
+    pub fn close(&mut self) -> Option<HookCall<'_>> {
+        self.begin_close().then_some(HookCall {
+            state: self,
+            session: None,
+        })
+    }
+
+    /// [`close`](Self::close) without the borrow: true when the `close` hook is now due
+    /// (the first time only).
+    pub fn begin_close(&mut self) -> bool {
+        match self.close_pending() {
+            Some(pending) => {
+                self.pending = Some(pending);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True once the `close` hook has been due.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn close_pending(&mut self) -> Option<Pending> {
+        (!std::mem::replace(&mut self.closed, true)).then_some(Pending::Close)
+    }
+
+    fn reset_transaction(&mut self) {
+        let tls = self.transaction.tls;
+        self.transaction = Transaction {
+            tls,
+            ..Transaction::default()
+        };
+    }
+}
+
+impl HookCall<'_> {
+    /// The hook to call, with its arguments.
+    pub fn hook(&self) -> Hook<'_> {
+        self.state
+            .due_hook(self.session.as_deref())
+            .unwrap_or(Hook::Close)
+    }
+
+    /// Applies what the hook returned: keeps the accepted parts of the envelope, remembers
+    /// a failed chunk, and gives a decision to the session.
+    pub fn answer(self, answer: Answer) {
+        self.state.answer(self.session, answer);
+    }
+
+    /// Answers without a handler (the connection was refused in [`Handler::connect`](crate::server::hooks::Handler::connect)):
+    /// every decision is a refusal.
+    pub fn refuse(self) {
+        self.state.refuse(self.session);
+    }
+}
+
+fn decide(session: &mut ServerSession, decision: Decision) {
+    // The session asked for this decision in the event just polled.
+    let answered = session.decide(decision);
+    debug_assert!(answered.is_ok());
+}
+
+fn is_accept(decision: &Decision) -> bool {
+    match decision {
+        Decision::Accept => true,
+        Decision::Reply(r) => r.is_positive(),
+        Decision::PerRecipient(rs) => rs.first().is_none_or(Reply::is_positive),
+    }
+}

@@ -1,0 +1,121 @@
+//! Ready-made handlers: [`PasswordAuth`] (AUTH against a fixed table of users, around any
+//! handler) and [`DiscardHandler`] (accept and drop). The Maildir handler is
+//! [`crate::maildir::MaildirHandler`].
+
+use std::sync::Arc;
+
+use crate::auth::{AuthAttempt, Secret};
+use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::Decision;
+use crate::server::hooks::{
+    Answer, ConnectionInfo, Handler, Hook, IntoAnswer, SessionHandler, forward_hooks, with_hooks,
+};
+
+/// Adds password authentication to any handler: AUTH is checked against a fixed table of
+/// users (in time that does not depend on how much of a password was right), and everything
+/// else goes to the inner handler.
+///
+/// ```
+/// use smtp_core::handler::{DiscardHandler, PasswordAuth};
+/// let handler = PasswordAuth::new(DiscardHandler, [("alice", "secret")]);
+/// ```
+#[derive(Debug)]
+pub struct PasswordAuth<H> {
+    inner: H,
+    users: Arc<Vec<(String, Secret)>>,
+}
+
+impl<H> PasswordAuth<H> {
+    /// Wraps `inner` with these user names and passwords.
+    pub fn new<U: Into<String>, P: Into<String>>(
+        inner: H,
+        users: impl IntoIterator<Item = (U, P)>,
+    ) -> PasswordAuth<H> {
+        let users = users
+            .into_iter()
+            .map(|(u, p)| (u.into(), Secret::new(p)))
+            .collect();
+        PasswordAuth {
+            inner,
+            users: Arc::new(users),
+        }
+    }
+}
+
+impl<H: Handler> Handler for PasswordAuth<H> {
+    type Session = PasswordAuthSession<H::Session>;
+    fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply> {
+        Ok(PasswordAuthSession {
+            inner: self.inner.connect(info)?,
+            users: Arc::clone(&self.users),
+        })
+    }
+}
+
+/// The per-connection part of [`PasswordAuth`].
+#[derive(Debug)]
+pub struct PasswordAuthSession<S> {
+    inner: S,
+    users: Arc<Vec<(String, Secret)>>,
+}
+
+impl<S> PasswordAuthSession<S> {
+    /// Answers AUTH from the table; every other hook goes to the inner handler.
+    fn intercept(&mut self, hook: &Hook<'_>) -> Option<Answer> {
+        match hook {
+            Hook::Auth { attempt } => Some(Answer::Decision(self.check(attempt))),
+            _ => None,
+        }
+    }
+
+    fn check(&self, attempt: &AuthAttempt) -> Decision {
+        // Check every entry so that the time taken does not reveal which user exists.
+        let mut ok = false;
+        for (user, password) in self.users.iter() {
+            let user_ok = Secret::new(user.as_str()).constant_time_eq(&attempt.username);
+            let password_ok = password.constant_time_eq(attempt.password.expose());
+            ok |= user_ok & password_ok;
+        }
+        let authz_ok =
+            attempt.authorization_id.is_empty() || attempt.authorization_id == attempt.username;
+        if ok && authz_ok {
+            Decision::Accept
+        } else {
+            Decision::Reply(Reply::new(
+                ReplyCode::AUTH_INVALID,
+                Some(EnhancedCode::AUTH_INVALID),
+                "Error: authentication failed",
+            ))
+        }
+    }
+}
+
+impl<S: SessionHandler> SessionHandler for PasswordAuthSession<S> {
+    with_hooks!(forward_hooks! inner);
+
+    fn may_block(&self, hook: &Hook<'_>) -> bool {
+        // The password check only computes.
+        !matches!(hook, Hook::Auth { .. }) && self.inner.may_block(hook)
+    }
+}
+
+/// Accepts every message and throws it away: for benchmarks and tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiscardHandler;
+
+/// The per-connection part of [`DiscardHandler`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiscardSession;
+
+impl Handler for DiscardHandler {
+    type Session = DiscardSession;
+    fn connect(&self, _info: &ConnectionInfo) -> Result<DiscardSession, Reply> {
+        Ok(DiscardSession)
+    }
+}
+
+impl SessionHandler for DiscardSession {
+    fn may_block(&self, _hook: &Hook<'_>) -> bool {
+        false
+    }
+}

@@ -1,0 +1,321 @@
+//! The server's hook vocabulary: what user code is told about a connection and what it
+//! answers. One table (the crate-private `with_hooks!` macro) lists every hook once (its name, arguments, answer
+//! and default); the synchronous [`SessionHandler`], the async [`AsyncSessionHandler`], the
+//! [`Hook`] a driver is asked to call, the way each kind of handler is called, and the way
+//! a wrapper such as [`PasswordAuth`](crate::handler::PasswordAuth) forwards hooks are all
+//! made from it. A new hook is one entry here, its event in the session, its mapping in
+//! [`crate::server::dispatch`], and what each binding translates.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use crate::address::{ForwardPath, ReversePath};
+use crate::command::MailParameters;
+use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::{Decision, HelloVerb};
+
+/// What a handler knows about a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// A number unique within the server, for logs.
+    pub id: u64,
+    /// The client's address, when the connection has one.
+    pub peer: Option<SocketAddr>,
+    /// The server's own address.
+    pub local: Option<SocketAddr>,
+    /// The server's host name.
+    pub hostname: String,
+    /// True when the connection started encrypted (implicit TLS).
+    pub tls: bool,
+}
+
+/// The envelope and context of the message being received, handed to
+/// [`SessionHandler::data_end`].
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Transaction {
+    /// The verb and name the client greeted with.
+    pub hello: Option<(HelloVerb, String)>,
+    /// The sender.
+    pub from: Option<ReversePath>,
+    /// MAIL's parameters.
+    pub mail_params: MailParameters,
+    /// The accepted recipients, in order.
+    pub recipients: Vec<ForwardPath>,
+    /// True when the session is encrypted.
+    pub tls: bool,
+    /// The user the client authenticated as.
+    pub authenticated: Option<String>,
+}
+
+/// Makes a [`SessionHandler`] for each connection. Shared by all connections, so it must
+/// be `Send + Sync`; per-connection state lives in the session handler.
+pub trait Handler: Send + Sync + 'static {
+    /// The per-connection part.
+    type Session: SessionHandler;
+
+    /// A client connected. Return its session handler, or a reply that refuses it (554, or
+    /// 421 to close at once).
+    fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply>;
+}
+
+/// Makes an [`AsyncSessionHandler`] for each connection: the async counterpart of
+/// [`Handler`].
+pub trait AsyncHandler: Send + Sync + 'static {
+    /// The per-connection part.
+    type Session: AsyncSessionHandler;
+
+    /// A client connected. Return its session handler, or a reply that refuses it (554, or
+    /// 421 to close at once).
+    fn connect(
+        &self,
+        info: &ConnectionInfo,
+    ) -> impl Future<Output = Result<Self::Session, Reply>> + Send;
+}
+
+/// The default answer to AUTH: refused.
+pub(crate) fn auth_refused() -> Decision {
+    Decision::Reply(Reply::new(
+        ReplyCode::AUTH_INVALID,
+        Some(EnhancedCode::AUTH_INVALID),
+        "Error: authentication failed",
+    ))
+}
+
+/// The table of hooks: `Variant => fn name(args) -> answer { default }`, in the order a
+/// conversation meets them (types spelled out from the crate root, since the table is
+/// expanded in other modules). Hands the table to the macro named first, with any tokens
+/// after it in brackets, which makes one thing out of it.
+macro_rules! with_hooks {
+    ($callback:ident ! $($extra:tt)*) => {
+        $callback! { [$($extra)*]
+            /// HELO, EHLO or LHLO.
+            Hello => fn hello<'a>(verb: $crate::server::HelloVerb, domain: &'a str)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// The connection is now encrypted (after STARTTLS).
+            TlsStarted => fn tls_started() -> () {}
+            /// AUTH: check the credentials (use [`crate::auth::Secret::constant_time_eq`]).
+            /// Default: refuse.
+            Auth => fn auth<'a>(attempt: &'a $crate::auth::AuthAttempt)
+                -> $crate::server::Decision { $crate::server::hooks::auth_refused() }
+            /// MAIL FROM.
+            Mail => fn mail<'a>(
+                from: &'a $crate::address::ReversePath,
+                params: &'a $crate::command::MailParameters
+            ) -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// RCPT TO.
+            Rcpt => fn rcpt<'a>(
+                to: &'a $crate::address::ForwardPath,
+                params: &'a $crate::command::RcptParameters
+            ) -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// DATA or the first BDAT chunk: may the content come?
+            DataStart => fn data_start<'a>(transaction: &'a $crate::server::hooks::Transaction)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// A piece of the content (un-stuffed, CRLF line endings). An error is
+            /// remembered and becomes the reply to the end of the message.
+            DataChunk => fn data_chunk<'a>(chunk: &'a [u8])
+                -> Result<(), $crate::reply::Reply> { Ok(()) }
+            /// The whole message has arrived: accept (the reply can carry a queue id) or
+            /// refuse. Under LMTP answer with [`Decision::PerRecipient`].
+            DataEnd => fn data_end<'a>(transaction: &'a $crate::server::hooks::Transaction)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// The message in progress was dropped; discard what was kept of it.
+            DataAborted => fn data_aborted(reason: $crate::server::AbortReason) -> () {}
+            /// The transaction was abandoned (RSET, a new greeting, STARTTLS).
+            Reset => fn reset() -> () {}
+            /// VRFY. Default: 252.
+            Verify => fn verify<'a>(argument: &'a str)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// EXPN. Default: 252.
+            Expand => fn expand<'a>(argument: &'a str)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// The connection is over.
+            Close => fn close() -> () {}
+        }
+    };
+}
+pub(crate) use with_hooks;
+
+/// The traits, the [`Hook`] enum and the calls, from the table.
+macro_rules! define_hooks {
+    ([] $(
+        $(#[$doc:meta])*
+        $variant:ident => fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),*) -> $answer:ty $default:block
+    )*) => {
+        /// Hooks for one connection. Every hook has a default: accept everything, refuse
+        /// AUTH, throw content away.
+        pub trait SessionHandler: Send + 'static {
+            $(
+                $(#[$doc])*
+                #[allow(unused_variables)]
+                fn $name $(<$lt>)? (&mut self, $($arg: $ty),*) -> $answer $default
+            )*
+
+            /// Whether `hook` may block the calling thread (file, database or network I/O,
+            /// a lock). The async server on a multi-threaded runtime runs the hooks that
+            /// may block in `tokio::task::block_in_place` (feature `tokio`), so that they
+            /// do not stall other connections, and calls the others inline, which costs
+            /// far less. Default: every hook may block; override it to name the quick ones.
+            /// Wrappers forward it.
+            fn may_block(&self, _hook: &Hook<'_>) -> bool {
+                true
+            }
+        }
+
+        /// The hooks of [`SessionHandler`] as `async fn`s, with the same meaning and the
+        /// same defaults (accept everything, refuse AUTH, throw content away). Each hook
+        /// is awaited before the connection goes on, so a slow hook delays only its own
+        /// connection. A hook that never finishes is not interrupted, not even by the end
+        /// of a shutdown's grace period (the connection is cut once the hook returns).
+        pub trait AsyncSessionHandler: Send + 'static {
+            $(
+                $(#[$doc])*
+                #[allow(unused_variables)]
+                fn $name $(<$lt>)? (&mut self, $($arg: $ty),*)
+                    -> impl Future<Output = $answer> + Send {
+                    async move $default
+                }
+            )*
+        }
+
+        hook_enum!(@acc [] $($(#[$doc])* $variant ($($arg: $ty),*);)*);
+
+        impl Hook<'_> {
+            /// Calls this hook on a synchronous handler.
+            pub fn call<S: SessionHandler + ?Sized>(self, h: &mut S) -> Answer {
+                match self {
+                    $(Hook::$variant { $($arg),* } => h.$name($($arg),*).into_answer(),)*
+                }
+            }
+
+            /// Calls this hook on an async handler and awaits it.
+            pub async fn call_async<S: AsyncSessionHandler + ?Sized>(self, h: &mut S) -> Answer {
+                match self {
+                    $(Hook::$variant { $($arg),* } => h.$name($($arg),*).await.into_answer(),)*
+                }
+            }
+
+            /// True for the hooks whose answer is a [`Decision`] (the session waits for it).
+            pub fn needs_decision(&self) -> bool {
+                match self {
+                    $(Hook::$variant { .. } => <$answer as IntoAnswer>::DECIDES,)*
+                }
+            }
+
+            /// The hook's name, as the trait methods are named (`"hello"`, `"data_end"`).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Hook::$variant { .. } => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+/// Builds the [`Hook`] enum: a variant with fields for each hook with arguments, a unit
+/// variant for each without.
+macro_rules! hook_enum {
+    (@acc [$($done:tt)*]) => {
+        /// A hook with its arguments: what a driver is asked to call. The variants are the
+        /// [`SessionHandler`] methods of the same names, with the same arguments.
+        #[derive(Debug)]
+        pub enum Hook<'a> { $($done)* }
+    };
+    (@acc [$($done:tt)*] $(#[$doc:meta])* $variant:ident (); $($rest:tt)*) => {
+        hook_enum!(@acc [$($done)* $(#[$doc])* $variant,] $($rest)*);
+    };
+    (@acc [$($done:tt)*] $(#[$doc:meta])* $variant:ident ($($arg:ident: $ty:ty),+); $($rest:tt)*) => {
+        hook_enum!(@acc [$($done)* $(#[$doc])* $variant {
+            $(#[allow(missing_docs)] $arg: $ty),+
+        },] $($rest)*);
+    };
+}
+
+/// A wrapper's [`SessionHandler`] methods: each hook goes first to the wrapper's own
+/// `fn intercept(&mut self, hook: &Hook<'_>) -> Option<Answer>`, and to `self.$inner` when
+/// that says `None`. Use inside the wrapper's `impl SessionHandler` block, as
+/// `with_hooks!(forward_hooks! inner);`.
+macro_rules! forward_hooks {
+    ([$inner:ident] $(
+        $(#[$doc:meta])*
+        $variant:ident => fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),*) -> $answer:ty $default:block
+    )*) => {
+        $(
+            fn $name $(<$lt>)? (&mut self, $($arg: $ty),*) -> $answer {
+                if let Some(answer) = self.intercept(&Hook::$variant { $($arg),* }) {
+                    return <$answer as IntoAnswer>::from_answer(answer);
+                }
+                self.$inner.$name($($arg),*)
+            }
+        )*
+    };
+}
+pub(crate) use forward_hooks;
+
+/// What a hook returned, for the dispatch to apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The decision of `hello`, `auth`, `mail`, `rcpt`, `data_start`, `data_end`,
+    /// `verify` or `expand`.
+    Decision(Decision),
+    /// The result of `data_chunk`.
+    Chunk(Result<(), Reply>),
+    /// A hook without a result returned.
+    Done,
+}
+
+/// A hook's return value as an [`Answer`], and back.
+pub trait IntoAnswer: Sized {
+    /// True when the session waits for this kind of answer.
+    const DECIDES: bool;
+    /// The answer.
+    fn into_answer(self) -> Answer;
+    /// The return value an answer stands for; an answer of the wrong kind is a temporary
+    /// failure where a decision or a chunk result is due (fail closed).
+    fn from_answer(answer: Answer) -> Self;
+}
+
+impl IntoAnswer for Decision {
+    const DECIDES: bool = true;
+    fn into_answer(self) -> Answer {
+        Answer::Decision(self)
+    }
+    fn from_answer(answer: Answer) -> Decision {
+        match answer {
+            Answer::Decision(d) => d,
+            Answer::Chunk(_) | Answer::Done => Decision::Reply(internal_error()),
+        }
+    }
+}
+
+impl IntoAnswer for Result<(), Reply> {
+    const DECIDES: bool = false;
+    fn into_answer(self) -> Answer {
+        Answer::Chunk(self)
+    }
+    fn from_answer(answer: Answer) -> Result<(), Reply> {
+        match answer {
+            Answer::Chunk(result) => result,
+            Answer::Decision(_) | Answer::Done => Err(internal_error()),
+        }
+    }
+}
+
+impl IntoAnswer for () {
+    const DECIDES: bool = false;
+    fn into_answer(self) -> Answer {
+        Answer::Done
+    }
+    fn from_answer(_answer: Answer) {}
+}
+
+/// The reply to a hook answered with the wrong kind of answer: a bug, which the client
+/// sees as a temporary failure rather than as an acceptance.
+pub(crate) fn internal_error() -> Reply {
+    Reply::new(
+        ReplyCode::LOCAL_ERROR,
+        Some(EnhancedCode::TEMP_LOCAL_ERROR),
+        "Error: internal server error",
+    )
+}
+
+with_hooks!(define_hooks!);
