@@ -1196,60 +1196,6 @@ const struct smtpx_reply *smtpx_send_result_final_reply(const struct smtpx_send_
 const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
 
 /**
- * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
- *
- * Thread safety: safe to call from any thread.
- */
-uint16_t smtpx_reply_code(const struct smtpx_reply *reply);
-
-/**
- * The enhanced status code of a reply. Returns true and writes it to `*out` when the
- * reply had one; returns false and writes nothing when it had none or an argument is
- * NULL.
- *
- * Thread safety: safe to call from any thread.
- */
-bool smtpx_reply_enhanced(const struct smtpx_reply *reply, struct smtpx_enhanced_code *out);
-
-/**
- * The text of a reply: its lines without the codes, joined with LF, NUL-terminated.
- * The string belongs to the reply and lives as long as it; NULL when `reply` is NULL.
- *
- * Thread safety: safe to call from any thread.
- */
-const char *smtpx_reply_text(const struct smtpx_reply *reply);
-
-/**
- * Frees a reply returned (owned) by this library. NULL is fine. Must not be called
- * twice on the same reply, nor on a reply borrowed from another object.
- *
- * Thread safety: no other thread may use the reply during or after the call.
- */
-void smtpx_reply_free(struct smtpx_reply *reply);
-
-/**
- * The standard meaning of an SMTP reply code (RFC 5321 §4.2), for example
- * "Requested mail action okay, completed" for 250.
- *
- * Returns NULL when the code has no standard meaning (including any value that is not
- * a three-digit code). The string is static and NUL-terminated; do not free it.
- *
- * Thread safety: safe to call from any thread.
- */
-const char *smtpx_reply_code_meaning(uint16_t code);
-
-/**
- * Describes a result code: a static, NUL-terminated English sentence fragment.
- *
- * Never returns NULL: a value that is not an `smtpx_result` gives
- * "unknown smtpx_result value". The string is owned by the library and lives for the
- * whole program; do not free it.
- *
- * Thread safety: safe to call from any thread.
- */
-const char *smtpx_result_str(smtpx_result result);
-
-/**
  * Creates a server configuration with the defaults. Free with
  * `smtpx_server_config_free`; NULL only on an internal error.
  *
@@ -1387,6 +1333,60 @@ smtpx_result smtpx_server_config_last_error(const struct smtpx_server_config *co
                                             char *buf,
                                             size_t len,
                                             size_t *out_n);
+
+/**
+ * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+uint16_t smtpx_reply_code(const struct smtpx_reply *reply);
+
+/**
+ * The enhanced status code of a reply. Returns true and writes it to `*out` when the
+ * reply had one; returns false and writes nothing when it had none or an argument is
+ * NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+bool smtpx_reply_enhanced(const struct smtpx_reply *reply, struct smtpx_enhanced_code *out);
+
+/**
+ * The text of a reply: its lines without the codes, joined with LF, NUL-terminated.
+ * The string belongs to the reply and lives as long as it; NULL when `reply` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_reply_text(const struct smtpx_reply *reply);
+
+/**
+ * Frees a reply returned (owned) by this library. NULL is fine. Must not be called
+ * twice on the same reply, nor on a reply borrowed from another object.
+ *
+ * Thread safety: no other thread may use the reply during or after the call.
+ */
+void smtpx_reply_free(struct smtpx_reply *reply);
+
+/**
+ * The standard meaning of an SMTP reply code (RFC 5321 §4.2), for example
+ * "Requested mail action okay, completed" for 250.
+ *
+ * Returns NULL when the code has no standard meaning (including any value that is not
+ * a three-digit code). The string is static and NUL-terminated; do not free it.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_reply_code_meaning(uint16_t code);
+
+/**
+ * Describes a result code: a static, NUL-terminated English sentence fragment.
+ *
+ * Never returns NULL: a value that is not an `smtpx_result` gives
+ * "unknown smtpx_result value". The string is owned by the library and lives for the
+ * whole program; do not free it.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_result_str(smtpx_result result);
 
 /**
  * Starts a server that delivers every accepted message into the Maildir `maildir_dir`

@@ -33,8 +33,12 @@
 //! # Modules
 //!
 //! - [`client`]: `smtpx_client_options`, `smtpx_client`, `smtpx_send_result`.
-//! - [`server`]: `smtpx_server_config`, `smtpx_handler` (C callbacks), `smtpx_server`.
-//! - [`session`]: `smtpx_server_session`, the sans-I/O server for the caller's own loop.
+//! - [`config`]: `smtpx_server_config`, shared by every server face.
+//! - [`decision`]: `smtpx_decision`, the reply C code gives to a hook.
+//! - [`event`]: `smtpx_server_event`, what a sans-I/O server tells C.
+//! - [`server`]: `smtpx_handler` (C callbacks), `smtpx_server` (threads and sockets).
+//! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
+//!   decisions, output), for callers that want to run the connection loop themselves.
 //! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].
 //!
 //! # ABI stability
@@ -49,6 +53,9 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod client;
+pub mod config;
+pub mod decision;
+pub mod event;
 pub(crate) mod ffi;
 pub mod panic;
 pub mod reply;
