@@ -8,7 +8,11 @@ use std::ptr;
 use smtp_core::server::AbortReason;
 
 /// What an `smtpx_server_event` is. Kinds marked *decision* stop the session until
-/// `smtpx_server_session_decide` is called.
+/// `smtpx_server_session_decide` is called (or, for a connection's hook,
+/// `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
+/// MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
+/// EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
+/// has actions for them).
 ///
 /// Thread safety: a plain value.
 #[repr(u32)]
@@ -33,7 +37,9 @@ pub enum smtpx_event_kind {
     Rcpt = 6,
     /// *Decision.* DATA or the first BDAT chunk: may the content come?
     MessageStart = 7,
-    /// A piece of the content (`data`, `data_len`), un-stuffed, CRLF line endings.
+    /// A piece of the content (`data`, `data_len`), un-stuffed, CRLF line endings. A
+    /// connection's hook may answer it with a refusal, which then answers the end of the
+    /// message (MESSAGE_ABORTED comes instead of MESSAGE_END).
     MessageData = 8,
     /// *Decision.* The message is complete: accept (250) or reply.
     MessageEnd = 9,
@@ -45,8 +51,12 @@ pub enum smtpx_event_kind {
     Verify = 12,
     /// *Decision.* EXPN; `arg` is its argument. Accepting replies 252.
     Expand = 13,
-    /// The session is over: write the output, then close the connection.
+    /// The session is over: write the output, then close the connection. (A connection's
+    /// hook: the connection is over; its last output is already written.)
     Close = 14,
+    /// A connection's hook only: the STARTTLS handshake succeeded and the session starts
+    /// afresh over TLS (the client greets again). Not given for implicit TLS.
+    TlsStarted = 15,
 }
 
 /// Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).

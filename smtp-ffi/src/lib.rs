@@ -34,6 +34,8 @@
 //!
 //! - [`client`]: `smtpx_client_options`, `smtpx_client`, `smtpx_send_result`.
 //! - [`config`]: `smtpx_server_config`, shared by every server face.
+//! - [`connection`]: `smtpx_server_connection`, the sans-I/O server connection for the
+//!   caller's own loop (the library's connection layer: it says what to do next).
 //! - [`decision`]: `smtpx_decision`, the reply C code gives to a hook.
 //! - [`event`]: `smtpx_server_event`, what a sans-I/O server tells C.
 //! - [`server`]: `smtpx_handler` (C callbacks), `smtpx_server` (threads and sockets).
@@ -54,6 +56,7 @@
 
 pub mod client;
 pub mod config;
+pub mod connection;
 pub mod decision;
 pub mod event;
 pub(crate) mod ffi;
