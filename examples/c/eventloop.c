@@ -75,17 +75,17 @@ static void answer_hook(struct connection *c, const smtpx_server_event *e) {
     memset(&d, 0, sizeof d);
     switch (e->kind) {
     case SMTPX_EVENT_KIND_RCPT:
-        if (strncmp(e->arg, "nobody@", 7) == 0) {
-            d.code = 550;
-            d.has_enhanced = true;
-            d.enhanced.status_class = 5;
-            d.enhanced.subject = 1;
-            d.enhanced.detail = 1;
-            snprintf(d.text, sizeof d.text, "no mailbox here by that name");
-            answer = &d;
-        } else {
+        if (strncmp(e->arg, "nobody@", 7) != 0) {
             c->recipients++;
+            break;
         }
+        d.code = 550;
+        d.has_enhanced = true;
+        d.enhanced.status_class = 5;
+        d.enhanced.subject = 1;
+        d.enhanced.detail = 1;
+        snprintf(d.text, sizeof d.text, "no mailbox here by that name");
+        answer = &d;
         break;
     case SMTPX_EVENT_KIND_MESSAGE_DATA:
         c->bytes += e->data_len;
@@ -177,15 +177,6 @@ static int on_ready(struct connection *c, short revents, uint64_t now) {
     return advance(c, now);
 }
 
-/* Milliseconds until `soonest` for poll() (-1: no deadline; at most an hour). */
-static int poll_timeout(uint64_t soonest, uint64_t now) {
-    if (soonest == UINT64_MAX)
-        return -1;
-    if (soonest <= now)
-        return 0;
-    return soonest - now > 3600000u ? 3600000 : (int)(soonest - now);
-}
-
 int main(int argc, char **argv) {
     static struct connection conns[MAX_CONNECTIONS];
     struct pollfd fds[MAX_CONNECTIONS + 1];
@@ -243,27 +234,25 @@ int main(int argc, char **argv) {
 
     for (;;) {
         uint64_t now = now_ms(), soonest = UINT64_MAX;
-        int nfds = 0, ready;
+        int nfds = 0, ready, begin_stop, grace_over;
 
-        if (stop && !stopping) { /* idle connections say 421 and close; others finish */
+        /* Stopping: idle connections say 421 and close at once, transactions may finish;
+           once the grace period is over the rest are cut (their last hooks still run). */
+        begin_stop = stop && !stopping;
+        grace_over = stopping && now >= stop_deadline;
+        if (begin_stop) {
             stopping = 1;
             stop_deadline = now + STOP_GRACE_MS;
-            for (i = 0; i < MAX_CONNECTIONS; i++) {
-                if (conns[i].fd < 0)
-                    continue;
-                smtpx_server_connection_stop(conns[i].conn);
-                if (advance(&conns[i], now) < 0)
-                    drop(&conns[i]);
-            }
         }
-        if (stopping && now >= stop_deadline) { /* grace is over: cut, run the last hooks */
-            for (i = 0; i < MAX_CONNECTIONS; i++) {
-                if (conns[i].fd < 0)
-                    continue;
+        for (i = 0; (begin_stop || grace_over) && i < MAX_CONNECTIONS; i++) {
+            if (conns[i].fd < 0)
+                continue;
+            if (grace_over)
                 smtpx_server_connection_lost(conns[i].conn);
-                advance(&conns[i], now);
+            else
+                smtpx_server_connection_stop(conns[i].conn);
+            if (advance(&conns[i], now) < 0 || grace_over)
                 drop(&conns[i]);
-            }
         }
         if (!stopping) {
             fds[nfds].fd = listener;
@@ -283,7 +272,9 @@ int main(int argc, char **argv) {
         }
         if (stopping && nfds == 0)
             break;
-        ready = poll(fds, (nfds_t)nfds, poll_timeout(soonest, now));
+        /* Deadlines are at most minutes away (the session's timeouts are 60 s). */
+        ready = poll(fds, (nfds_t)nfds,
+                     soonest == UINT64_MAX ? -1 : soonest <= now ? 0 : (int)(soonest - now));
         if (ready < 0 && errno != EINTR) {
             perror("eventloop: poll");
             break;
