@@ -1,8 +1,10 @@
 //! The sans-I/O server session: `smtpx_server_session` over [`ServerSession`].
 //!
 //! The caller owns the socket, the clock and TLS: it feeds received bytes in, polls
-//! events, answers the events that need a decision, and writes the output. This is how a
-//! C program runs SMTP inside its own poll/epoll/libuv loop.
+//! events, answers the events that need a decision, and writes the output. This is the
+//! engine's own view, for a caller that runs the connection loop itself (input held while
+//! the output is full, deadlines, shutdown); most C event loops want
+//! `smtpx_server_connection` ([`crate::connection`]), which runs that loop for them.
 
 use std::ffi::CString;
 use std::time::Duration;
