@@ -640,9 +640,10 @@ typedef struct smtpx_enhanced_code {
 } smtpx_enhanced_code;
 
 /**
- * The reply a handler callback gives when it returns SMTPX_REPLY.
+ * The reply a handler callback gives when it returns SMTPX_REPLY, and the answer a
+ * sans-I/O session or connection is given for an event or hook (zero it, then fill it).
  *
- * The library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
+ * For callbacks, the library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
  * (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
  * becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
  * and an empty text gives the code's standard meaning.
