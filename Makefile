@@ -99,7 +99,7 @@ test-rust:
 	$(CARGO) test -p smtp-ffi
 
 ## C: the header compiles as C99 and C++; the C tests (the basics, client and server
-## against each other with STARTTLS, the sans-I/O session) run under ASan+UBSan and under
+## against each other with STARTTLS, the sans-I/O session and connection) run under ASan+UBSan and under
 ## valgrind, against libsmtpx.a; the shared library has its SONAME and only smtpx_*; the
 ## C examples build, and Python's smtplib drives them (built with ASan+UBSan).
 test-c: c-header c-symbols c-asan c-valgrind c-shared c-examples c-smtplib c-install-test
@@ -138,20 +138,24 @@ c-asan: c-lib c-cert
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics_asan
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server_asan
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session_asan
-	@for t in test_basics test_client_server test_session; do \
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection_asan
+	@for t in test_basics test_client_server test_session test_connection; do \
 	  nm $(C_OUT)/$${t}_asan | grep __asan_init >/dev/null || { echo "$${t}_asan was built without ASan"; exit 1; }; done
 	$(ASAN_RUN) $(C_OUT)/test_basics_asan
 	$(ASAN_RUN) $(C_OUT)/test_client_server_asan $(C_CERT_ARGS)
 	$(ASAN_RUN) $(C_OUT)/test_session_asan $(C_CERT_ARGS)
+	$(ASAN_RUN) $(C_OUT)/test_connection_asan
 
 c-valgrind: c-lib c-cert
 	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }
 	$(CC) $(C_FLAGS) -O1 tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics
 	$(CC) $(C_FLAGS) -O1 tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server
 	$(CC) $(C_FLAGS) -O1 tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session
+	$(CC) $(C_FLAGS) -O1 tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection
 	$(VALGRIND_RUN) $(C_OUT)/test_basics
 	$(VALGRIND_RUN) $(C_OUT)/test_client_server $(C_CERT_ARGS)
 	$(VALGRIND_RUN) $(C_OUT)/test_session $(C_CERT_ARGS)
+	$(VALGRIND_RUN) $(C_OUT)/test_connection
 
 ## The C example programs (examples/c), for make demo and for reading.
 C_EXAMPLES := send server eventloop

@@ -164,47 +164,65 @@ typedef uint32_t smtpx_result;
 #endif // __cplusplus
 
 /**
- * Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).
+ * What an `smtpx_action` asks of the caller.
  *
  * Thread safety: a plain value.
  */
-enum smtpx_abort_reason
+enum smtpx_action_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * Not an abort event.
+   * A client is here: decide whether to serve it (the caller's own checks, such as an
+   * address filter), then call `smtpx_server_connection_connected`. Comes once, first
+   * (after the handshake on an implicit-TLS connection).
    */
-  SMTPX_ABORT_REASON_NONE = 0,
+  SMTPX_ACTION_KIND_CONNECT = 1,
   /**
-   * The content grew past the size limit (the client is told 552 at the end).
+   * Call the hook described by `event`, then `smtpx_server_connection_answer`.
    */
-  SMTPX_ABORT_REASON_TOO_LARGE = 1,
+  SMTPX_ACTION_KIND_HOOK = 2,
   /**
-   * A lone CR or LF arrived under the reject policy (550 at the end).
+   * Write `bytes` (`bytes_len` of them; all or some), then
+   * `smtpx_server_connection_written` with how many went out. A write that cannot
+   * finish in reasonable time is a lost connection (`smtpx_server_connection_lost`).
    */
-  SMTPX_ABORT_REASON_BARE_LINE_ENDING = 2,
+  SMTPX_ACTION_KIND_WRITE = 3,
   /**
-   * The connection ended, or timed out, in the middle of the message.
+   * Read what the client sends and give it to `smtpx_server_connection_receive` (the
+   * end of input to `smtpx_server_connection_receive_eof`); if nothing has come by
+   * `deadline_ms`, call `smtpx_server_connection_timeout`.
    */
-  SMTPX_ABORT_REASON_DISCONNECTED = 3,
+  SMTPX_ACTION_KIND_READ = 4,
   /**
-   * The client sent RSET between BDAT chunks.
+   * Do the server side of the TLS handshake, finished by `deadline_ms` (one deadline for
+   * the whole handshake), then call `smtpx_server_connection_tls_established`, or
+   * `smtpx_server_connection_lost` if it failed or was late. Everything written and
+   * read after it goes through TLS.
    */
-  SMTPX_ABORT_REASON_RESET = 4,
+  SMTPX_ACTION_KIND_START_TLS = 5,
+  /**
+   * Close the connection (with a TLS close_notify when encrypted). Every hook has run
+   * and nothing more is to be written; free the connection.
+   */
+  SMTPX_ACTION_KIND_CLOSE = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum smtpx_abort_reason smtpx_abort_reason;
+typedef enum smtpx_action_kind smtpx_action_kind;
 #else
-typedef uint32_t smtpx_abort_reason;
+typedef uint32_t smtpx_action_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
 /**
  * What an `smtpx_server_event` is. Kinds marked *decision* stop the session until
- * `smtpx_server_session_decide` is called.
+ * `smtpx_server_session_decide` is called (or, for a connection's hook,
+ * `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
+ * MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
+ * EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
+ * has actions for them).
  *
  * Thread safety: a plain value.
  */
@@ -248,7 +266,9 @@ enum smtpx_event_kind
    */
   SMTPX_EVENT_KIND_MESSAGE_START = 7,
   /**
-   * A piece of the content (`data`, `data_len`), un-stuffed, CRLF line endings.
+   * A piece of the content (`data`, `data_len`), un-stuffed, CRLF line endings. A
+   * connection's hook may answer it with a refusal, which then answers the end of the
+   * message (MESSAGE_ABORTED comes instead of MESSAGE_END).
    */
   SMTPX_EVENT_KIND_MESSAGE_DATA = 8,
   /**
@@ -272,15 +292,60 @@ enum smtpx_event_kind
    */
   SMTPX_EVENT_KIND_EXPAND = 13,
   /**
-   * The session is over: write the output, then close the connection.
+   * The session is over: write the output, then close the connection. (A connection's
+   * hook: the connection is over; its last output is already written.)
    */
   SMTPX_EVENT_KIND_CLOSE = 14,
+  /**
+   * A connection's hook only: the STARTTLS handshake succeeded and the session starts
+   * afresh over TLS (the client greets again). Not given for implicit TLS.
+   */
+  SMTPX_EVENT_KIND_TLS_STARTED = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum smtpx_event_kind smtpx_event_kind;
 #else
 typedef uint32_t smtpx_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_abort_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Not an abort event.
+   */
+  SMTPX_ABORT_REASON_NONE = 0,
+  /**
+   * The content grew past the size limit (the client is told 552 at the end).
+   */
+  SMTPX_ABORT_REASON_TOO_LARGE = 1,
+  /**
+   * A lone CR or LF arrived under the reject policy (550 at the end).
+   */
+  SMTPX_ABORT_REASON_BARE_LINE_ENDING = 2,
+  /**
+   * The connection ended, or timed out, in the middle of the message.
+   */
+  SMTPX_ABORT_REASON_DISCONNECTED = 3,
+  /**
+   * The client sent RSET between BDAT chunks.
+   */
+  SMTPX_ABORT_REASON_RESET = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_abort_reason smtpx_abort_reason;
+#else
+typedef uint32_t smtpx_abort_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -416,6 +481,22 @@ typedef struct smtpx_server smtpx_server;
 typedef struct smtpx_server_config smtpx_server_config;
 
 /**
+ * One SMTP server connection without I/O (see `smtpx_server_connection_new`). Times
+ * are milliseconds on any monotonic clock the caller chooses, passed to every call that
+ * needs one.
+ *
+ * The loop: call `smtpx_server_connection_next_action`, do what the action says and
+ * report it with the matching call (CONNECT: `_connected`; HOOK: `_answer`; WRITE:
+ * `_written`; READ: `_receive`, `_receive_eof` or `_timeout`; START_TLS:
+ * `_tls_established` or `_lost`), and repeat until CLOSE. When the socket breaks, call
+ * `smtpx_server_connection_lost` and keep answering hooks until CLOSE; when the server is
+ * stopping, call `smtpx_server_connection_stop`.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_server_connection smtpx_server_connection;
+
+/**
  * One SMTP server connection's protocol state, without I/O (see
  * `smtpx_server_session_new`). Times are milliseconds on any monotonic clock the caller
  * chooses, passed to every call that needs one.
@@ -463,6 +544,82 @@ typedef struct smtpx_message {
 typedef int (*smtpx_read_callback)(void *userdata, uint8_t *buf, size_t len, size_t *out_n);
 
 /**
+ * One event of a server session. Pointers are borrowed from the session and valid until
+ * the next call on it; unused pointers are NULL with length 0.
+ *
+ * Thread safety: a plain value (its pointers follow the session's rules).
+ */
+typedef struct smtpx_server_event {
+  /**
+   * What happened.
+   */
+  smtpx_event_kind kind;
+  /**
+   * True when the session waits for `smtpx_server_session_decide`.
+   */
+  bool needs_decision;
+  /**
+   * The command's argument, NUL-terminated (see `smtpx_event_kind`).
+   */
+  const char *arg;
+  /**
+   * The length of `arg` without the NUL.
+   */
+  size_t arg_len;
+  /**
+   * AUTH's password, NUL-terminated.
+   */
+  const char *password;
+  /**
+   * The length of `password` without the NUL.
+   */
+  size_t password_len;
+  /**
+   * Message content (MESSAGE_DATA).
+   */
+  const uint8_t *data;
+  /**
+   * The length of `data`.
+   */
+  size_t data_len;
+  /**
+   * Why the message was dropped (MESSAGE_ABORTED).
+   */
+  smtpx_abort_reason abort_reason;
+} smtpx_server_event;
+
+/**
+ * What to do next, from `smtpx_server_connection_next_action`. Only the fields of its
+ * kind are set; the others are NULL or 0 (and `event.kind` is SMTPX_EVENT_KIND_NONE
+ * except for HOOK). Pointers are borrowed from the connection and valid until the next
+ * call on it.
+ *
+ * Thread safety: a plain value (its pointers follow the connection's rules).
+ */
+typedef struct smtpx_action {
+  /**
+   * What to do.
+   */
+  smtpx_action_kind kind;
+  /**
+   * WRITE: the bytes to write.
+   */
+  const uint8_t *bytes;
+  /**
+   * WRITE: how many.
+   */
+  size_t bytes_len;
+  /**
+   * READ and START_TLS: when to give up, in milliseconds on the caller's clock.
+   */
+  uint64_t deadline_ms;
+  /**
+   * HOOK: the hook to call and its arguments (see `smtpx_event_kind`).
+   */
+  struct smtpx_server_event event;
+} smtpx_action;
+
+/**
  * An RFC 3463 enhanced status code, `status_class.subject.detail` (for example 2.1.5).
  *
  * Thread safety: a plain value.
@@ -483,15 +640,10 @@ typedef struct smtpx_enhanced_code {
 } smtpx_enhanced_code;
 
 /**
- * The releaser of a handler's userdata: called once, after the last callback has
- * returned, on the thread that stops or frees the server.
- */
-typedef void (*smtpx_userdata_free_callback)(void *userdata);
-
-/**
- * The reply a handler callback gives when it returns SMTPX_REPLY.
+ * The reply a handler callback gives when it returns SMTPX_REPLY, and the answer a
+ * sans-I/O session or connection is given for an event or hook (zero it, then fill it).
  *
- * The library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
+ * For callbacks, the library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
  * (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
  * becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
  * and an empty text gives the code's standard meaning.
@@ -516,6 +668,12 @@ typedef struct smtpx_decision {
    */
   char text[SMTPX_DECISION_TEXT_LEN];
 } smtpx_decision;
+
+/**
+ * The releaser of a handler's userdata: called once, after the last callback has
+ * returned, on the thread that stops or frees the server.
+ */
+typedef void (*smtpx_userdata_free_callback)(void *userdata);
 
 /**
  * A handler callback that decides: returns SMTPX_ACCEPT, or SMTPX_REPLY with `*out`
@@ -695,51 +853,6 @@ typedef struct smtpx_handler {
    */
   smtpx_abort_callback data_aborted;
 } smtpx_handler;
-
-/**
- * One event of a server session. Pointers are borrowed from the session and valid until
- * the next call on it; unused pointers are NULL with length 0.
- *
- * Thread safety: a plain value (its pointers follow the session's rules).
- */
-typedef struct smtpx_server_event {
-  /**
-   * What happened.
-   */
-  smtpx_event_kind kind;
-  /**
-   * True when the session waits for `smtpx_server_session_decide`.
-   */
-  bool needs_decision;
-  /**
-   * The command's argument, NUL-terminated (see `smtpx_event_kind`).
-   */
-  const char *arg;
-  /**
-   * The length of `arg` without the NUL.
-   */
-  size_t arg_len;
-  /**
-   * AUTH's password, NUL-terminated.
-   */
-  const char *password;
-  /**
-   * The length of `password` without the NUL.
-   */
-  size_t password_len;
-  /**
-   * Message content (MESSAGE_DATA).
-   */
-  const uint8_t *data;
-  /**
-   * The length of `data`.
-   */
-  size_t data_len;
-  /**
-   * Why the message was dropped (MESSAGE_ABORTED).
-   */
-  smtpx_abort_reason abort_reason;
-} smtpx_server_event;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1196,60 +1309,6 @@ const struct smtpx_reply *smtpx_send_result_final_reply(const struct smtpx_send_
 const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
 
 /**
- * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
- *
- * Thread safety: safe to call from any thread.
- */
-uint16_t smtpx_reply_code(const struct smtpx_reply *reply);
-
-/**
- * The enhanced status code of a reply. Returns true and writes it to `*out` when the
- * reply had one; returns false and writes nothing when it had none or an argument is
- * NULL.
- *
- * Thread safety: safe to call from any thread.
- */
-bool smtpx_reply_enhanced(const struct smtpx_reply *reply, struct smtpx_enhanced_code *out);
-
-/**
- * The text of a reply: its lines without the codes, joined with LF, NUL-terminated.
- * The string belongs to the reply and lives as long as it; NULL when `reply` is NULL.
- *
- * Thread safety: safe to call from any thread.
- */
-const char *smtpx_reply_text(const struct smtpx_reply *reply);
-
-/**
- * Frees a reply returned (owned) by this library. NULL is fine. Must not be called
- * twice on the same reply, nor on a reply borrowed from another object.
- *
- * Thread safety: no other thread may use the reply during or after the call.
- */
-void smtpx_reply_free(struct smtpx_reply *reply);
-
-/**
- * The standard meaning of an SMTP reply code (RFC 5321 §4.2), for example
- * "Requested mail action okay, completed" for 250.
- *
- * Returns NULL when the code has no standard meaning (including any value that is not
- * a three-digit code). The string is static and NUL-terminated; do not free it.
- *
- * Thread safety: safe to call from any thread.
- */
-const char *smtpx_reply_code_meaning(uint16_t code);
-
-/**
- * Describes a result code: a static, NUL-terminated English sentence fragment.
- *
- * Never returns NULL: a value that is not an `smtpx_result` gives
- * "unknown smtpx_result value". The string is owned by the library and lives for the
- * whole program; do not free it.
- *
- * Thread safety: safe to call from any thread.
- */
-const char *smtpx_result_str(smtpx_result result);
-
-/**
  * Creates a server configuration with the defaults. Free with
  * `smtpx_server_config_free`; NULL only on an internal error.
  *
@@ -1387,6 +1446,215 @@ smtpx_result smtpx_server_config_last_error(const struct smtpx_server_config *co
                                             char *buf,
                                             size_t len,
                                             size_t *out_n);
+
+/**
+ * Creates the connection of a client accepted at `now_ms`, configured by `config`
+ * (host name, limits, timeouts, LMTP, bare-LF policy; STARTTLS is offered when the
+ * configuration has TLS files, and AUTH when it has users, but the connection neither
+ * reads the files nor checks the users: the caller does TLS, and decides each AUTH
+ * hook). With `implicit_tls` (an SMTPS listener) the first action is START_TLS and the
+ * session is encrypted from the start. Writes it to `*out_conn`; free with
+ * `smtpx_server_connection_free`.
+ *
+ * Thread safety: `config` is only read during the call.
+ */
+smtpx_result smtpx_server_connection_new(const struct smtpx_server_config *config,
+                                         uint64_t now_ms,
+                                         bool implicit_tls,
+                                         struct smtpx_server_connection **out_conn);
+
+/**
+ * Frees a connection (it does not call any hook: run it to CLOSE first, after
+ * `smtpx_server_connection_lost` if need be). NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the connection during or after the call.
+ */
+void smtpx_server_connection_free(struct smtpx_server_connection *conn);
+
+/**
+ * Writes what to do now to `*out_action` (see `smtpx_action_kind`). Until the caller
+ * reports on it, asking again gives the same action. The action's pointers are valid
+ * until the next call on the connection.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_next_action(struct smtpx_server_connection *conn,
+                                                 uint64_t now_ms,
+                                                 struct smtpx_action *out_action);
+
+/**
+ * The answer to CONNECT: `refusal` NULL serves the client (the 220 greeting follows);
+ * otherwise its reply refuses it (554 keeps the session for QUIT only, 421 closes at
+ * once) and no hook is called for this connection. A 2xx or 3xx `refusal` serves the
+ * client with the standard greeting. Without a CONNECT action to answer:
+ * SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_connected(struct smtpx_server_connection *conn,
+                                               const struct smtpx_decision *refusal);
+
+/**
+ * The answer to HOOK. For a hook that needs a decision (`event.needs_decision`):
+ * `decision` NULL accepts with the standard reply, otherwise its reply is sent (see
+ * `smtpx_decision`: a 2xx, or 3xx for MESSAGE_START, accepts with that text, anything
+ * else refuses). For MESSAGE_DATA: NULL takes the chunk, a decision refuses the message
+ * (its reply answers the end of the message). For the other hooks `decision` is ignored
+ * (pass NULL). Without a HOOK action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_answer(struct smtpx_server_connection *conn,
+                                            const struct smtpx_decision *decision);
+
+/**
+ * Answers MESSAGE_END under LMTP with one reply per accepted recipient, in RCPT order
+ * (`decisions`, `n` of them; missing ones repeat the last). For SMTP, or another hook,
+ * only the first counts, as with `smtpx_server_connection_answer`. `n` 0 accepts.
+ * Without a HOOK action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_answer_each(struct smtpx_server_connection *conn,
+                                                 const struct smtpx_decision *decisions,
+                                                 size_t n);
+
+/**
+ * `n` bytes of the last WRITE went out (0 is fine: nothing went out). More than it
+ * offered gives SMTPX_RESULT_INVALID_ARGUMENT; without a WRITE action to answer:
+ * SMTPX_RESULT_NOT_READY. The next action gives what is left.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_written(struct smtpx_server_connection *conn, size_t n);
+
+/**
+ * Input read from the client at `now_ms` (`bytes` may be NULL when `len` is 0). All of
+ * it is kept: what the session has no room for yet waits in the connection, and no READ
+ * comes until it is taken, so the connection holds at most one read's worth.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_receive(struct smtpx_server_connection *conn,
+                                             const uint8_t *bytes,
+                                             size_t len,
+                                             uint64_t now_ms);
+
+/**
+ * The client closed its side of the connection. Commands already received are still
+ * answered; a message in progress is aborted.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_receive_eof(struct smtpx_server_connection *conn);
+
+/**
+ * The deadline of the last READ passed; `now_ms` is the time now. The session says
+ * 421 4.4.2 and closes (or ends a greeting delay).
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_timeout(struct smtpx_server_connection *conn, uint64_t now_ms);
+
+/**
+ * The TLS handshake of the last START_TLS succeeded at `now_ms`. After STARTTLS the
+ * session forgets its state (the client must greet again) and a TLS_STARTED hook
+ * follows; on an implicit-TLS connection CONNECT follows. Without a START_TLS action to
+ * answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_tls_established(struct smtpx_server_connection *conn,
+                                                     uint64_t now_ms);
+
+/**
+ * The connection is gone (an I/O error, a failed or late handshake or write, the caller
+ * cut it): a message in progress is dropped, and the next actions are the remaining
+ * hooks (MESSAGE_ABORTED, CLOSE), then CLOSE. Nothing more is to be written. Calling it
+ * again is harmless.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_lost(struct smtpx_server_connection *conn);
+
+/**
+ * The server is stopping: an idle session is told 421 and closed at once (at its next
+ * action); one in a transaction is let finish, then closed the same way. Bound the wait
+ * with a timer of your own and call `smtpx_server_connection_lost` when it runs out.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_stop(struct smtpx_server_connection *conn);
+
+/**
+ * True between transactions (a shutdown may end the connection without losing
+ * anything); false for NULL.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+bool smtpx_server_connection_is_idle(const struct smtpx_server_connection *conn);
+
+/**
+ * True while the connection is encrypted (after `smtpx_server_connection_tls_established`);
+ * false for NULL.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+bool smtpx_server_connection_is_tls(const struct smtpx_server_connection *conn);
+
+/**
+ * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+uint16_t smtpx_reply_code(const struct smtpx_reply *reply);
+
+/**
+ * The enhanced status code of a reply. Returns true and writes it to `*out` when the
+ * reply had one; returns false and writes nothing when it had none or an argument is
+ * NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+bool smtpx_reply_enhanced(const struct smtpx_reply *reply, struct smtpx_enhanced_code *out);
+
+/**
+ * The text of a reply: its lines without the codes, joined with LF, NUL-terminated.
+ * The string belongs to the reply and lives as long as it; NULL when `reply` is NULL.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_reply_text(const struct smtpx_reply *reply);
+
+/**
+ * Frees a reply returned (owned) by this library. NULL is fine. Must not be called
+ * twice on the same reply, nor on a reply borrowed from another object.
+ *
+ * Thread safety: no other thread may use the reply during or after the call.
+ */
+void smtpx_reply_free(struct smtpx_reply *reply);
+
+/**
+ * The standard meaning of an SMTP reply code (RFC 5321 §4.2), for example
+ * "Requested mail action okay, completed" for 250.
+ *
+ * Returns NULL when the code has no standard meaning (including any value that is not
+ * a three-digit code). The string is static and NUL-terminated; do not free it.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_reply_code_meaning(uint16_t code);
+
+/**
+ * Describes a result code: a static, NUL-terminated English sentence fragment.
+ *
+ * Never returns NULL: a value that is not an `smtpx_result` gives
+ * "unknown smtpx_result value". The string is owned by the library and lives for the
+ * whole program; do not free it.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+const char *smtpx_result_str(smtpx_result result);
 
 /**
  * Starts a server that delivers every accepted message into the Maildir `maildir_dir`

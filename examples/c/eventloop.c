@@ -1,13 +1,15 @@
 /*
- * eventloop: an SMTP server in one thread, driving smtpx_server_session from a poll()
- * loop over a listening socket and its connections. smtpx does the protocol; this
- * program owns the sockets, the clock and the decisions. Messages are counted and
- * thrown away; recipients starting with "nobody@" are refused.
+ * eventloop: an SMTP server in one thread, driving smtpx_server_connection from a poll()
+ * loop over a listening socket and its connections. smtpx does the protocol and the
+ * connection's bookkeeping (input held while replies wait, deadlines, shutdown) and says
+ * what to do next; this program owns the sockets, the clock and the hooks. Messages are
+ * counted and thrown away; recipients starting with "nobody@" are refused.
  *
  *   eventloop [--port PORT] [--max-connections N]
  *
  * Listens on 127.0.0.1 (port 0, the default, picks a free one) and prints
- * "listening on 127.0.0.1:PORT". Stops on SIGINT or SIGTERM, closing open connections.
+ * "listening on 127.0.0.1:PORT". Stops on SIGINT or SIGTERM: idle connections are told
+ * 421 at once, transactions in progress get STOP_GRACE_MS to finish, then are cut.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -27,16 +29,17 @@
 #include <unistd.h>
 
 #define MAX_CONNECTIONS 64
+#define WRITE_TIMEOUT_MS 60000 /* a client that reads nothing for this long is cut */
+#define STOP_GRACE_MS 10000
 
 struct connection {
-    int fd;                       /* -1 when the slot is free */
-    smtpx_server_session *session;
-    size_t bytes;                 /* content of the message in progress */
-    size_t recipients;
+    int fd; /* -1 when the slot is free */
+    smtpx_server_connection *conn;
     unsigned long id;
-    int closing;                  /* CLOSE seen: close once the output is written */
-    uint8_t pending[16384];       /* read, not yet taken by the session */
-    size_t pending_len;
+    size_t bytes; /* content of the message in progress */
+    size_t recipients;
+    short events;      /* what it waits for: POLLIN (a READ) or POLLOUT (a WRITE) */
+    uint64_t deadline; /* until when */
 };
 
 static volatile sig_atomic_t stop = 0;
@@ -58,121 +61,133 @@ static void set_nonblocking(int fd) {
 }
 
 static void drop(struct connection *c) {
-    smtpx_server_session_free(c->session);
+    smtpx_server_connection_free(c->conn);
     close(c->fd);
     c->fd = -1;
-    c->session = NULL;
+    c->conn = NULL;
 }
 
-/* Answers every event the session has, then writes what it wants to say. Returns -1 when
-   the connection must be dropped now, 1 when something happened (an event or a write),
-   0 when nothing did. */
-static int run(struct connection *c) {
-    int progress = 0;
-    smtpx_server_event e;
+/* The handler: a hook's answer (NULL accepts, or takes the content). */
+static void answer_hook(struct connection *c, const smtpx_server_event *e) {
     smtpx_decision d;
-    const uint8_t *out;
-    size_t out_len;
+    const smtpx_decision *answer = NULL;
 
-    for (;;) {
-        if (smtpx_server_session_poll_event(c->session, &e) != SMTPX_RESULT_OK)
-            return -1;
-        if (e.kind == SMTPX_EVENT_KIND_NONE)
-            break;
-        progress = 1;
-        switch (e.kind) {
-        case SMTPX_EVENT_KIND_RCPT:
-            if (strncmp(e.arg, "nobody@", 7) == 0) {
-                memset(&d, 0, sizeof d);
-                d.code = 550;
-                d.has_enhanced = true;
-                d.enhanced.status_class = 5;
-                d.enhanced.subject = 1;
-                d.enhanced.detail = 1;
-                snprintf(d.text, sizeof d.text, "no mailbox here by that name");
-                smtpx_server_session_decide(c->session, &d);
-                continue;
-            }
+    memset(&d, 0, sizeof d);
+    switch (e->kind) {
+    case SMTPX_EVENT_KIND_RCPT:
+        if (strncmp(e->arg, "nobody@", 7) != 0) {
             c->recipients++;
             break;
-        case SMTPX_EVENT_KIND_MESSAGE_DATA:
-            c->bytes += e.data_len;
-            break;
-        case SMTPX_EVENT_KIND_MESSAGE_END:
-            messages++;
-            memset(&d, 0, sizeof d);
-            d.code = 250;
-            snprintf(d.text, sizeof d.text, "Ok: queued as EL%lu", messages);
-            printf("connection %lu: message %lu, %zu bytes, %zu recipient(s)\n", c->id, messages,
-                   c->bytes, c->recipients);
-            fflush(stdout);
-            c->bytes = 0;
-            c->recipients = 0;
-            smtpx_server_session_decide(c->session, &d);
-            continue;
-        case SMTPX_EVENT_KIND_MESSAGE_ABORTED:
-        case SMTPX_EVENT_KIND_RESET:
-            c->bytes = 0;
-            c->recipients = 0;
-            break;
-        case SMTPX_EVENT_KIND_CLOSE:
-            c->closing = 1;
-            break;
-        default:
-            break;
         }
-        if (e.needs_decision)
-            smtpx_server_session_decide(c->session, NULL); /* accept */
+        d.code = 550;
+        d.has_enhanced = true;
+        d.enhanced.status_class = 5;
+        d.enhanced.subject = 1;
+        d.enhanced.detail = 1;
+        snprintf(d.text, sizeof d.text, "no mailbox here by that name");
+        answer = &d;
+        break;
+    case SMTPX_EVENT_KIND_MESSAGE_DATA:
+        c->bytes += e->data_len;
+        break;
+    case SMTPX_EVENT_KIND_MESSAGE_END:
+        messages++;
+        d.code = 250;
+        snprintf(d.text, sizeof d.text, "Ok: queued as EL%lu", messages);
+        answer = &d;
+        printf("connection %lu: message %lu, %zu bytes, %zu recipient(s)\n", c->id, messages,
+               c->bytes, c->recipients);
+        fflush(stdout);
+        c->bytes = 0;
+        c->recipients = 0;
+        break;
+    case SMTPX_EVENT_KIND_MESSAGE_ABORTED:
+    case SMTPX_EVENT_KIND_RESET:
+        c->bytes = 0;
+        c->recipients = 0;
+        break;
+    default:
+        break;
     }
-    /* Write the output (small replies: the socket buffer takes them at once; a busy
-       socket keeps the rest for the next round, when poll reports POLLOUT). */
-    if (smtpx_server_session_output(c->session, &out, &out_len) != SMTPX_RESULT_OK)
-        return -1;
-    if (out_len > 0) {
-        ssize_t n = write(c->fd, out, out_len);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return -1;
-        if (n > 0) {
-            smtpx_server_session_consume_output(c->session, (size_t)n);
-            progress = 1;
-        }
-        smtpx_server_session_output(c->session, &out, &out_len);
-    }
-    if (c->closing && out_len == 0)
-        return -1;
-    return progress;
+    smtpx_server_connection_answer(c->conn, answer);
 }
 
-/* Offers the pending input to the session and runs it, until neither moves: the session
-   takes input only while it has room for its replies, so a client that pipelines
-   without reading gets its replies as the socket takes them, and its input waits in
-   `pending` (POLLIN is not asked for meanwhile). Returns -1 to drop the connection. */
-static int feed(struct connection *c, uint64_t now) {
+/* Does the connection's actions until it must wait for its socket or its clock (returns
+   0, with events and deadline set) or is over (returns -1: close and free it). */
+static int advance(struct connection *c, uint64_t now) {
     for (;;) {
-        size_t taken = 0;
-        int progress;
-        if (c->pending_len > 0) {
-            smtpx_server_session_receive(c->session, c->pending, c->pending_len, now, &taken);
-            memmove(c->pending, c->pending + taken, c->pending_len - taken);
-            c->pending_len -= taken;
-        }
-        progress = run(c);
-        if (progress < 0)
+        smtpx_action a;
+        ssize_t n;
+        if (smtpx_server_connection_next_action(c->conn, now, &a) != SMTPX_RESULT_OK)
             return -1;
-        if (taken == 0 && progress == 0)
+        switch (a.kind) {
+        case SMTPX_ACTION_KIND_CONNECT:
+            smtpx_server_connection_connected(c->conn, NULL); /* everyone is welcome */
+            break;
+        case SMTPX_ACTION_KIND_HOOK:
+            answer_hook(c, &a.event);
+            break;
+        case SMTPX_ACTION_KIND_WRITE:
+            n = write(c->fd, a.bytes, a.bytes_len);
+            if (n >= 0) {
+                smtpx_server_connection_written(c->conn, (size_t)n); /* all or some */
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->events = POLLOUT; /* the socket is full: the client is not reading */
+                c->deadline = now + WRITE_TIMEOUT_MS;
+                return 0;
+            } else if (errno != EINTR) {
+                smtpx_server_connection_lost(c->conn); /* the remaining hooks still come */
+            }
+            break;
+        case SMTPX_ACTION_KIND_READ:
+            c->events = POLLIN;
+            c->deadline = a.deadline_ms;
             return 0;
+        case SMTPX_ACTION_KIND_START_TLS: /* never: no TLS files, so no STARTTLS offered */
+            smtpx_server_connection_lost(c->conn);
+            break;
+        case SMTPX_ACTION_KIND_CLOSE:
+        default:
+            return -1;
+        }
     }
+}
+
+/* Tells the connection what poll() saw (or that its deadline passed), then advances it. */
+static int on_ready(struct connection *c, short revents, uint64_t now) {
+    static uint8_t buf[16384];
+    if (c->events == POLLIN && (revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(c->fd, buf, sizeof buf);
+        if (n > 0)
+            smtpx_server_connection_receive(c->conn, buf, (size_t)n, now);
+        else if (n == 0)
+            smtpx_server_connection_receive_eof(c->conn);
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            smtpx_server_connection_lost(c->conn);
+    } else if (c->events == POLLOUT && (revents & (POLLOUT | POLLHUP | POLLERR))) {
+        /* writable (or broken): advance() writes again and sees which */
+    } else if (now >= c->deadline) {
+        if (c->events == POLLIN)
+            smtpx_server_connection_timeout(c->conn, now); /* 421, then close */
+        else
+            smtpx_server_connection_lost(c->conn);
+    } else {
+        return 0;
+    }
+    return advance(c, now);
 }
 
 int main(int argc, char **argv) {
-    static struct connection conns[MAX_CONNECTIONS]; /* static: 16 KiB of input each */
+    static struct connection conns[MAX_CONNECTIONS];
     struct pollfd fds[MAX_CONNECTIONS + 1];
+    int slot_of[MAX_CONNECTIONS + 1];
     struct sockaddr_in addr;
     socklen_t addr_len = sizeof addr;
     smtpx_server_config *config;
     struct sigaction sa;
     unsigned long next_id = 1;
-    int listener, i, max_connections = MAX_CONNECTIONS, port = 0, one = 1;
+    uint64_t stop_deadline = 0;
+    int listener, i, max_connections = MAX_CONNECTIONS, port = 0, one = 1, stopping = 0;
 
     for (i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--port") == 0)
@@ -217,48 +232,76 @@ int main(int argc, char **argv) {
     printf("listening on 127.0.0.1:%u\n", ntohs(addr.sin_port));
     fflush(stdout);
 
-    while (!stop) {
-        uint64_t now = now_ms(), soonest = 0;
-        int timeout = -1, nfds = 1, ready;
-        int slot_of[MAX_CONNECTIONS + 1];
+    for (;;) {
+        uint64_t now = now_ms(), soonest = UINT64_MAX;
+        int nfds = 0, ready, begin_stop, grace_over;
 
-        fds[0].fd = listener;
-        fds[0].events = POLLIN;
-        for (i = 0; i < MAX_CONNECTIONS; i++) {
-            const uint8_t *out;
-            size_t out_len = 0;
-            uint64_t deadline;
-            bool has = false;
+        /* Stopping: idle connections say 421 and close at once, transactions may finish;
+           once the grace period is over the rest are cut (their last hooks still run). */
+        begin_stop = stop && !stopping;
+        grace_over = stopping && now >= stop_deadline;
+        if (begin_stop) {
+            stopping = 1;
+            stop_deadline = now + STOP_GRACE_MS;
+        }
+        for (i = 0; (begin_stop || grace_over) && i < MAX_CONNECTIONS; i++) {
             if (conns[i].fd < 0)
                 continue;
-            smtpx_server_session_output(conns[i].session, &out, &out_len);
-            fds[nfds].fd = conns[i].fd;
-            fds[nfds].events =
-                (short)((conns[i].pending_len == 0 ? POLLIN : 0) | (out_len > 0 ? POLLOUT : 0));
-            slot_of[nfds++] = i;
-            smtpx_server_session_next_deadline(conns[i].session, &deadline, &has);
-            if (has && (soonest == 0 || deadline < soonest))
-                soonest = deadline;
+            if (grace_over)
+                smtpx_server_connection_lost(conns[i].conn);
+            else
+                smtpx_server_connection_stop(conns[i].conn);
+            if (advance(&conns[i], now) < 0 || grace_over)
+                drop(&conns[i]);
         }
-        if (soonest != 0)
-            timeout = soonest <= now ? 0 : (int)(soonest - now);
-        ready = poll(fds, (nfds_t)nfds, timeout);
+        if (!stopping) {
+            fds[nfds].fd = listener;
+            fds[nfds].events = POLLIN;
+            slot_of[nfds++] = -1;
+        } else {
+            soonest = stop_deadline;
+        }
+        for (i = 0; i < MAX_CONNECTIONS; i++) {
+            if (conns[i].fd < 0)
+                continue;
+            fds[nfds].fd = conns[i].fd;
+            fds[nfds].events = conns[i].events;
+            slot_of[nfds++] = i;
+            if (conns[i].deadline < soonest)
+                soonest = conns[i].deadline;
+        }
+        if (stopping && nfds == 0)
+            break;
+        /* Deadlines are at most minutes away (the session's timeouts are 60 s). */
+        ready = poll(fds, (nfds_t)nfds,
+                     soonest == UINT64_MAX ? -1 : soonest <= now ? 0 : (int)(soonest - now));
         if (ready < 0 && errno != EINTR) {
             perror("eventloop: poll");
             break;
         }
         now = now_ms();
 
-        /* New connections: a free slot gets a session, none left gets a 421. */
-        if (ready > 0 && (fds[0].revents & POLLIN)) {
-            int fd;
-            while ((fd = accept(listener, NULL, NULL)) >= 0) {
-                int active = 0, slot = -1;
-                for (i = 0; i < MAX_CONNECTIONS; i++) {
-                    if (conns[i].fd >= 0)
+        for (i = 0; i < nfds; i++) {
+            struct connection *c;
+            short revents = ready > 0 ? fds[i].revents : 0;
+            if (slot_of[i] >= 0) {
+                c = &conns[slot_of[i]];
+                if (c->fd >= 0 && on_ready(c, revents, now) < 0)
+                    drop(c);
+                continue;
+            }
+            /* New connections: a free slot gets a connection, none left gets a 421. */
+            if (!(revents & POLLIN))
+                continue;
+            for (;;) {
+                int fd = accept(listener, NULL, NULL), active = 0, slot = -1, j;
+                if (fd < 0)
+                    break;
+                for (j = 0; j < MAX_CONNECTIONS; j++) {
+                    if (conns[j].fd >= 0)
                         active++;
                     else if (slot < 0)
-                        slot = i;
+                        slot = j;
                 }
                 if (slot < 0 || active >= max_connections) {
                     static const char busy[] = "421 4.3.2 too many connections, try later\r\n";
@@ -271,33 +314,15 @@ int main(int argc, char **argv) {
                 memset(&conns[slot], 0, sizeof conns[slot]);
                 conns[slot].fd = fd;
                 conns[slot].id = next_id++;
-                if (smtpx_server_session_new(config, now, &conns[slot].session) != SMTPX_RESULT_OK ||
-                    run(&conns[slot]) < 0)
+                if (smtpx_server_connection_new(config, now, false, &conns[slot].conn) !=
+                        SMTPX_RESULT_OK ||
+                    advance(&conns[slot], now) < 0)
                     drop(&conns[slot]);
             }
-        }
-
-        for (i = 1; i < nfds; i++) {
-            struct connection *c = &conns[slot_of[i]];
-            if (c->fd < 0)
-                continue;
-            if (c->pending_len == 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) {
-                ssize_t n = read(c->fd, c->pending, sizeof c->pending);
-                if (n > 0)
-                    c->pending_len = (size_t)n;
-                else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-                    smtpx_server_session_receive_eof(c->session);
-            }
-            smtpx_server_session_handle_timeout(c->session, now);
-            if (feed(c, now) < 0)
-                drop(c);
         }
     }
 
     fprintf(stderr, "eventloop: stopping after %lu message(s)\n", messages);
-    for (i = 0; i < MAX_CONNECTIONS; i++)
-        if (conns[i].fd >= 0)
-            drop(&conns[i]);
     close(listener);
     smtpx_server_config_free(config);
     return 0;

@@ -33,8 +33,14 @@
 //! # Modules
 //!
 //! - [`client`]: `smtpx_client_options`, `smtpx_client`, `smtpx_send_result`.
-//! - [`server`]: `smtpx_server_config`, `smtpx_handler` (C callbacks), `smtpx_server`.
-//! - [`session`]: `smtpx_server_session`, the sans-I/O server for the caller's own loop.
+//! - [`config`]: `smtpx_server_config`, shared by every server face.
+//! - [`connection`]: `smtpx_server_connection`, the sans-I/O server connection for the
+//!   caller's own loop (the library's connection layer: it says what to do next).
+//! - [`decision`]: `smtpx_decision`, the reply C code gives to a hook.
+//! - [`event`]: `smtpx_server_event`, what a sans-I/O server tells C.
+//! - [`server`]: `smtpx_handler` (C callbacks), `smtpx_server` (threads and sockets).
+//! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
+//!   decisions, output), for callers that want to run the connection loop themselves.
 //! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].
 //!
 //! # ABI stability
@@ -49,6 +55,10 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod client;
+pub mod config;
+pub mod connection;
+pub mod decision;
+pub mod event;
 pub(crate) mod ffi;
 pub mod panic;
 pub mod reply;

@@ -1,124 +1,22 @@
 //! The sans-I/O server session: `smtpx_server_session` over [`ServerSession`].
 //!
 //! The caller owns the socket, the clock and TLS: it feeds received bytes in, polls
-//! events, answers the events that need a decision, and writes the output. This is how a
-//! C program runs SMTP inside its own poll/epoll/libuv loop.
+//! events, answers the events that need a decision, and writes the output. This is the
+//! engine's own view, for a caller that runs the connection loop itself (input held while
+//! the output is full, deadlines, shutdown); most C event loops want
+//! `smtpx_server_connection` ([`crate::connection`]), which runs that loop for them.
 
-use std::ffi::{CString, c_char};
-use std::ptr;
+use std::ffi::CString;
 use std::time::Duration;
 
-use smtp_core::server::{AbortReason, Decision, ServerEvent, ServerSession};
+use smtp_core::server::{Decision, ServerEvent, ServerSession};
 
+use crate::config::smtpx_server_config;
+use crate::decision::smtpx_decision;
+use crate::event::{smtpx_event_kind, smtpx_server_event};
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, to_cstring, try_arg, write_out};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
-use crate::server::{smtpx_decision, smtpx_server_config};
-
-/// What an `smtpx_server_event` is. Kinds marked *decision* stop the session until
-/// `smtpx_server_session_decide` is called.
-///
-/// Thread safety: a plain value.
-#[repr(u32)]
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum smtpx_event_kind {
-    /// No event: the session needs more input, a decision, or its output written.
-    None = 0,
-    /// *Decision.* A client connected: accept to send the 220 greeting.
-    Connect = 1,
-    /// *Decision.* HELO, EHLO or LHLO; `arg` is the client's domain.
-    Hello = 2,
-    /// The 220 for STARTTLS is in the output: write it, do the TLS handshake, then call
-    /// `smtpx_server_session_tls_established`.
-    StartTls = 3,
-    /// *Decision.* AUTH; `arg` is the user name, `password` the password. Accept (235) or
-    /// reply (535 5.7.8 is the usual refusal).
-    Auth = 4,
-    /// *Decision.* MAIL FROM; `arg` is the sender ("" for the null sender).
-    Mail = 5,
-    /// *Decision.* RCPT TO; `arg` is the recipient.
-    Rcpt = 6,
-    /// *Decision.* DATA or the first BDAT chunk: may the content come?
-    MessageStart = 7,
-    /// A piece of the content (`data`, `data_len`), un-stuffed, CRLF line endings.
-    MessageData = 8,
-    /// *Decision.* The message is complete: accept (250) or reply.
-    MessageEnd = 9,
-    /// The message being received was dropped; `abort_reason` says why.
-    MessageAborted = 10,
-    /// The transaction was abandoned (RSET, a new greeting, STARTTLS).
-    Reset = 11,
-    /// *Decision.* VRFY; `arg` is its argument. Accepting replies 252.
-    Verify = 12,
-    /// *Decision.* EXPN; `arg` is its argument. Accepting replies 252.
-    Expand = 13,
-    /// The session is over: write the output, then close the connection.
-    Close = 14,
-}
-
-/// Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).
-///
-/// Thread safety: a plain value.
-#[repr(u32)]
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum smtpx_abort_reason {
-    /// Not an abort event.
-    None = 0,
-    /// The content grew past the size limit (the client is told 552 at the end).
-    TooLarge = 1,
-    /// A lone CR or LF arrived under the reject policy (550 at the end).
-    BareLineEnding = 2,
-    /// The connection ended, or timed out, in the middle of the message.
-    Disconnected = 3,
-    /// The client sent RSET between BDAT chunks.
-    Reset = 4,
-}
-
-/// One event of a server session. Pointers are borrowed from the session and valid until
-/// the next call on it; unused pointers are NULL with length 0.
-///
-/// Thread safety: a plain value (its pointers follow the session's rules).
-#[repr(C)]
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy)]
-pub struct smtpx_server_event {
-    /// What happened.
-    pub kind: smtpx_event_kind,
-    /// True when the session waits for `smtpx_server_session_decide`.
-    pub needs_decision: bool,
-    /// The command's argument, NUL-terminated (see `smtpx_event_kind`).
-    pub arg: *const c_char,
-    /// The length of `arg` without the NUL.
-    pub arg_len: usize,
-    /// AUTH's password, NUL-terminated.
-    pub password: *const c_char,
-    /// The length of `password` without the NUL.
-    pub password_len: usize,
-    /// Message content (MESSAGE_DATA).
-    pub data: *const u8,
-    /// The length of `data`.
-    pub data_len: usize,
-    /// Why the message was dropped (MESSAGE_ABORTED).
-    pub abort_reason: smtpx_abort_reason,
-}
-
-impl smtpx_server_event {
-    fn empty(kind: smtpx_event_kind) -> smtpx_server_event {
-        smtpx_server_event {
-            kind,
-            needs_decision: false,
-            arg: ptr::null(),
-            arg_len: 0,
-            password: ptr::null(),
-            password_len: 0,
-            data: ptr::null(),
-            data_len: 0,
-            abort_reason: smtpx_abort_reason::None,
-        }
-    }
-}
 
 /// One SMTP server connection's protocol state, without I/O (see
 /// `smtpx_server_session_new`). Times are milliseconds on any monotonic clock the caller
@@ -278,12 +176,7 @@ pub extern "C" fn smtpx_server_session_poll_event(
                 }
                 ServerEvent::MessageEnd => smtpx_event_kind::MessageEnd,
                 ServerEvent::MessageAborted(reason) => {
-                    event.abort_reason = match reason {
-                        AbortReason::TooLarge => smtpx_abort_reason::TooLarge,
-                        AbortReason::BareLineEnding => smtpx_abort_reason::BareLineEnding,
-                        AbortReason::Disconnected => smtpx_abort_reason::Disconnected,
-                        AbortReason::Reset => smtpx_abort_reason::Reset,
-                    };
+                    event.abort_reason = reason.into();
                     smtpx_event_kind::MessageAborted
                 }
                 ServerEvent::Reset => smtpx_event_kind::Reset,

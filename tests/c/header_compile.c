@@ -30,6 +30,18 @@ int header_compile_handler_fields(const smtpx_handler *h) {
     return (verify != NULL) + (expand != NULL) + (tls_started != NULL) + (data_aborted != NULL);
 }
 
+/* An action's fields, with their types; a HOOK carries an smtpx_server_event. */
+int header_compile_action_fields(const smtpx_action *a);
+int header_compile_action_fields(const smtpx_action *a) {
+    smtpx_action_kind kind = a->kind;
+    const uint8_t *bytes = a->bytes;
+    size_t bytes_len = a->bytes_len;
+    uint64_t deadline_ms = a->deadline_ms;
+    smtpx_server_event event = a->event;
+    return (kind == SMTPX_ACTION_KIND_HOOK) + (bytes != NULL) + (int)bytes_len +
+           (int)deadline_ms + (event.kind == SMTPX_EVENT_KIND_TLS_STARTED);
+}
+
 /* Uses every function, so a missing or mistyped declaration fails to compile. */
 int header_compile_uses_everything(void);
 int header_compile_uses_everything(void) {
@@ -123,6 +135,21 @@ int header_compile_uses_everything(void) {
     (void)&smtpx_server_session_tls_established;
     (void)&smtpx_server_session_is_closed;
     (void)&smtpx_server_session_decide_each;
+    (void)&smtpx_server_connection_new;
+    (void)&smtpx_server_connection_free;
+    (void)&smtpx_server_connection_next_action;
+    (void)&smtpx_server_connection_connected;
+    (void)&smtpx_server_connection_answer;
+    (void)&smtpx_server_connection_answer_each;
+    (void)&smtpx_server_connection_written;
+    (void)&smtpx_server_connection_receive;
+    (void)&smtpx_server_connection_receive_eof;
+    (void)&smtpx_server_connection_timeout;
+    (void)&smtpx_server_connection_tls_established;
+    (void)&smtpx_server_connection_lost;
+    (void)&smtpx_server_connection_stop;
+    (void)&smtpx_server_connection_is_idle;
+    (void)&smtpx_server_connection_is_tls;
 
     switch (r) {
     case SMTPX_RESULT_OK:
