@@ -224,7 +224,7 @@ pub extern "C" fn smtpx_server_connection_next_action(
                         smtpx_event_kind::Hello
                     }
                     Hook::TlsStarted => smtpx_event_kind::TlsStarted,
-                    Hook::Auth(attempt) => {
+                    Hook::Auth { attempt } => {
                         hook_arg = Some(attempt.username.clone());
                         hook_password = Some(attempt.password.expose().to_owned());
                         smtpx_event_kind::Auth
@@ -237,25 +237,25 @@ pub extern "C" fn smtpx_server_connection_next_action(
                         hook_arg = Some(to.as_str().to_owned());
                         smtpx_event_kind::Rcpt
                     }
-                    Hook::DataStart(_) => smtpx_event_kind::MessageStart,
-                    Hook::DataChunk(chunk) => {
+                    Hook::DataStart { .. } => smtpx_event_kind::MessageStart,
+                    Hook::DataChunk { chunk } => {
                         // The chunk lives in the session until the next call, as documented.
                         event.data = chunk.as_ptr();
                         event.data_len = chunk.len();
                         *awaiting = Awaiting::Hook(HookAnswer::Chunk);
                         smtpx_event_kind::MessageData
                     }
-                    Hook::DataEnd(_) => smtpx_event_kind::MessageEnd,
-                    Hook::DataAborted(reason) => {
+                    Hook::DataEnd { .. } => smtpx_event_kind::MessageEnd,
+                    Hook::DataAborted { reason } => {
                         event.abort_reason = reason.into();
                         smtpx_event_kind::MessageAborted
                     }
                     Hook::Reset => smtpx_event_kind::Reset,
-                    Hook::Verify(a) => {
+                    Hook::Verify { argument: a } => {
                         hook_arg = Some(a.to_owned());
                         smtpx_event_kind::Verify
                     }
-                    Hook::Expand(a) => {
+                    Hook::Expand { argument: a } => {
                         hook_arg = Some(a.to_owned());
                         smtpx_event_kind::Expand
                     }
