@@ -164,6 +164,41 @@ typedef uint32_t smtpx_result;
 #endif // __cplusplus
 
 /**
+ * How much a log record matters. The wire trace is `SMTPX_LOG_LEVEL_DEBUG`.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Something failed.
+   */
+  SMTPX_LOG_LEVEL_ERROR = 1,
+  /**
+   * Something is wrong but the work goes on.
+   */
+  SMTPX_LOG_LEVEL_WARN = 2,
+  /**
+   * A connection event.
+   */
+  SMTPX_LOG_LEVEL_INFO = 3,
+  /**
+   * A line of the wire trace.
+   */
+  SMTPX_LOG_LEVEL_DEBUG = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_log_level smtpx_log_level;
+#else
+typedef uint32_t smtpx_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What an `smtpx_action` asks of the caller.
  *
  * Thread safety: a plain value.
@@ -542,6 +577,24 @@ typedef struct smtpx_message {
  * thread, during the call only.
  */
 typedef int (*smtpx_read_callback)(void *userdata, uint8_t *buf, size_t len, size_t *out_n);
+
+/**
+ * Receives one log record: `user_data` as it was given with the callback, the level,
+ * the connection id (as the handler's callbacks see it; 0 when the record belongs to no
+ * connection), and the text: NUL-terminated, `text_len` bytes without the NUL, valid
+ * only during the call. A trace line reads `C: MAIL FROM:<a@example.org>` (from the
+ * client) or `S: 250 2.1.0 Ok` (from the server).
+ *
+ * Thread safety: the callback is called from the threads that run connections, several
+ * at once: it must be thread-safe, and so must whatever `user_data` points to. It must
+ * return quickly (the connection waits for it) and must not call back into the object
+ * that logs.
+ */
+typedef void (*smtpx_log_callback)(void *user_data,
+                                   smtpx_log_level level,
+                                   uint64_t connection,
+                                   const char *text,
+                                   size_t text_len);
 
 /**
  * One event of a server session. Pointers are borrowed from the session and valid until
@@ -1434,6 +1487,18 @@ smtpx_result smtpx_server_config_set_lmtp(struct smtpx_server_config *config, bo
  */
 smtpx_result smtpx_server_config_set_bare_lf(struct smtpx_server_config *config,
                                              smtpx_bare_lf_policy policy);
+
+/**
+ * Sends the wire trace of every connection of servers and sans-I/O connections built from
+ * this configuration to `callback` (see `smtpx_log_callback` for what it receives, and
+ * from which threads), with `user_data`; NULL turns it off. The library never frees
+ * `user_data`; it must live as long as anything built from the configuration.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_log(struct smtpx_server_config *config,
+                                         smtpx_log_callback callback,
+                                         void *user_data);
 
 /**
  * The message of the last `smtpx_server_start*` that failed with this configuration,

@@ -4,7 +4,7 @@
 //! [`crate::server`]) and the sans-I/O ones (`smtpx_server_session_new`,
 //! `smtpx_server_connection_new`), which read only its session settings.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use smtp_core::server::ServerConfig;
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, str_arg, try_arg,
 };
+use crate::log::{CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
@@ -53,6 +54,8 @@ pub struct smtpx_server_config {
     pub(crate) users: Vec<(String, String)>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) last_error: String,
+    /// The log callback, with its user data.
+    pub(crate) log: Option<CLog>,
 }
 
 impl smtpx_server_config {
@@ -82,6 +85,7 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             users: Vec::new(),
             max_connections: None,
             last_error: String::new(),
+            log: None,
         })
     })
 }
@@ -340,6 +344,24 @@ pub extern "C" fn smtpx_server_config_set_bare_lf(
             p if p == smtpx_bare_lf_policy::Reject as u32 => BareLinePolicy::Reject,
             _ => return Err(smtpx_result::InvalidArgument),
         };
+        Ok(())
+    })
+}
+
+/// Sends the wire trace of every connection of servers and sans-I/O connections built from
+/// this configuration to `callback` (see `smtpx_log_callback` for what it receives, and
+/// from which threads), with `user_data`; NULL turns it off. The library never frees
+/// `user_data`; it must live as long as anything built from the configuration.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_log(
+    config: *mut smtpx_server_config,
+    callback: smtpx_log_callback,
+    user_data: *mut c_void,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.log = CLog::sink(callback, user_data);
         Ok(())
     })
 }

@@ -10,6 +10,8 @@
 //! `smtpx_server_session` (in [`crate::session`]) stays: it is the engine's own view
 //! (events, decisions, output) for callers that want to run that loop themselves.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::ffi::CString;
 use std::time::Duration;
 
@@ -146,8 +148,12 @@ pub extern "C" fn smtpx_server_connection_new(
         // SAFETY: the caller passes NULL or a live config.
         let config = try_arg!(unsafe { obj(config) });
         try_arg!(out_arg(out_conn));
+        let mut connection = Connection::new(config.session_config(), ms(now_ms), implicit_tls);
+        if let Some(log) = &config.log {
+            connection.set_trace(log.trace_sink(), NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        }
         let conn = into_raw(smtpx_server_connection {
-            conn: Connection::new(config.session_config(), ms(now_ms), implicit_tls),
+            conn: connection,
             arg: None,
             password: None,
             awaiting: Awaiting::Nothing,
@@ -157,6 +163,9 @@ pub extern "C" fn smtpx_server_connection_new(
         smtpx_result::Ok
     })
 }
+
+/// The ids of traced sans-I/O connections, as their log lines carry them.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Frees a connection (it does not call any hook: run it to CLOSE first, after
 /// `smtpx_server_connection_lost` if need be). NULL is fine; must not be called twice.

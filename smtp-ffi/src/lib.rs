@@ -38,6 +38,7 @@
 //!   caller's own loop (the library's connection layer: it says what to do next).
 //! - [`decision`]: `smtpx_decision`, the reply C code gives to a hook.
 //! - [`event`]: `smtpx_server_event`, what a sans-I/O server tells C.
+//! - [`log`]: `smtpx_log_callback`, the wire trace for C.
 //! - [`server`]: `smtpx_handler` (C callbacks), `smtpx_server` (threads and sockets).
 //! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
 //!   decisions, output), for callers that want to run the connection loop themselves.
@@ -60,6 +61,7 @@ pub mod connection;
 pub mod decision;
 pub mod event;
 pub(crate) mod ffi;
+pub mod log;
 pub mod panic;
 pub mod reply;
 pub mod result;

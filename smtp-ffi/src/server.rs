@@ -18,6 +18,7 @@ use smtp_core::maildir::MaildirHandler;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
+use crate::log::CLog;
 use crate::config::smtpx_server_config;
 use crate::decision::smtpx_decision;
 use crate::event::smtpx_abort_reason;
@@ -452,6 +453,7 @@ fn start<H: Handler>(
         session.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
     }
     let mut options = ServerOptions::new(session);
+    options.trace = config.log.as_ref().map(CLog::trace_sink);
     if let Some(n) = config.max_connections {
         options.max_connections = n;
     }

@@ -452,8 +452,72 @@ static void test_errors(void) {
     smtpx_server_connection_free(conn);
 }
 
+/* What the log callback received: every line, each ending in '\n'. */
+struct log_lines {
+    char text[8192];
+    size_t len;
+    uint64_t connection;
+    int levels_ok;
+};
+
+static void on_log(void *user_data, smtpx_log_level level, uint64_t connection, const char *text,
+                   size_t text_len) {
+    struct log_lines *log = user_data;
+    if (level != SMTPX_LOG_LEVEL_DEBUG || text == NULL || strlen(text) != text_len)
+        log->levels_ok = 0;
+    log->connection = connection;
+    if (log->len + text_len + 2 < sizeof log->text) {
+        memcpy(log->text + log->len, text, text_len);
+        log->len += text_len;
+        log->text[log->len++] = '\n';
+        log->text[log->len] = '\0';
+    }
+}
+
+static void test_log_callback(void) {
+    const char *input[] = {"EHLO client.test\r\n", "AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==\r\n",
+                           "MAIL FROM:<a@b.test>\r\n", "RCPT TO:<c@d.test>\r\n", "DATA\r\n",
+                           "Subject: top secret content\r\n\r\nhi\r\n.\r\n", "QUIT\r\n", NULL};
+    struct log_lines log;
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_server_connection *conn = NULL;
+    struct run r;
+    memset(&log, 0, sizeof log);
+    log.levels_ok = 1;
+    CHECK(config != NULL);
+    if (config == NULL)
+        return;
+    CHECK(smtpx_server_config_set_log(NULL, on_log, &log) == SMTPX_RESULT_NULL_PARAMETER);
+    CHECK(smtpx_server_config_set_hostname(config, "mx.test") == SMTPX_RESULT_OK);
+    CHECK(smtpx_server_config_add_user(config, "alice", "s3cret-pw") == SMTPX_RESULT_OK);
+    CHECK(smtpx_server_config_set_allow_insecure_auth(config, true) == SMTPX_RESULT_OK);
+    CHECK(smtpx_server_config_set_log(config, on_log, &log) == SMTPX_RESULT_OK);
+    CHECK(smtpx_server_connection_new(config, 0, false, &conn) == SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    if (conn == NULL)
+        return;
+    run_init(&r);
+    CHECK(run(conn, &r, input, 0) == 1);
+    CHECK(strstr(r.wire, "235 ") != NULL);
+    CHECK(log.levels_ok);
+    CHECK(log.connection > 0);
+    CHECK(strstr(log.text, "S: 220 mx.test ESMTP smtpx\n") != NULL);
+    CHECK(strstr(log.text, "C: EHLO client.test\n") != NULL);
+    CHECK(strstr(log.text, "C: AUTH PLAIN <redacted>\n") != NULL);
+    CHECK(strstr(log.text, "C: MAIL FROM:<a@b.test>\n") != NULL);
+    CHECK(strstr(log.text, "C: <message content, ") != NULL);
+    CHECK(strstr(log.text, "S: 221 2.0.0 Bye\n") != NULL);
+    /* Neither the AUTH payload, nor the password, nor the content. */
+    CHECK(strstr(log.text, "AGFsaWNl") == NULL);
+    CHECK(strstr(log.text, "s3cret") == NULL);
+    CHECK(strstr(log.text, "top secret") == NULL);
+    smtpx_server_connection_free(conn);
+    free(r.wire);
+}
+
 int main(void) {
     test_transaction();
+    test_log_callback();
     test_refused_recipient_and_chunk();
     test_refused_client();
     test_pipelined_flood_with_partial_writes();
