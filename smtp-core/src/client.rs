@@ -36,6 +36,10 @@
 //! assert_eq!(result.queue_id(), Some("4XyZ"));
 //! ```
 
+pub(crate) mod batch;
+pub mod error;
+pub mod options;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;

@@ -45,8 +45,11 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::auth::Credentials;
-use crate::blocking::client::{Batch, BatchStep, Prepared, TlsSetup, prepare};
-pub use crate::blocking::client::{ClientOptions, Error, ErrorKind, TlsMode};
+use crate::client::batch::{Batch, BatchStep};
+use crate::client::options::{Prepared, prepare};
+
+pub use crate::client::error::{Error, ErrorKind};
+pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 use crate::client::{ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
 use crate::ehlo::Capabilities;
 use crate::reply::Reply;

@@ -27,7 +27,8 @@
 //! - One 64 KiB read buffer; every read goes straight to the session.
 //! - Before each read the socket's read timeout is set to what is left until the session's
 //!   next deadline; when it expires the session, not the driver, decides whether that is a
-//!   timeout. Writes time out after [`ClientTimeouts::data_block`].
+//!   timeout. Writes time out after
+//!   [`ClientTimeouts::data_block`](crate::client::ClientTimeouts::data_block).
 //! - Messages are streamed from any [`Read`] 64 KiB at a time and never held whole.
 //! - Dropping an [`SmtpClient`] closes the socket without QUIT; call [`SmtpClient::quit`]
 //!   to say goodbye.
@@ -43,13 +44,15 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
 use crate::auth::Credentials;
-use crate::client::{
-    ClientConfig, ClientError, ClientEvent, ClientSession, ClientTimeouts, Envelope,
-    StartTlsPolicy, TransactionResult,
-};
+use crate::client::batch::{Batch, BatchStep};
+use crate::client::options::{Prepared, prepare};
+use crate::client::{ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
 use crate::ehlo::Capabilities;
 use crate::reply::Reply;
-use crate::tls::{self, TlsClientOptions, TlsError};
+use crate::tls::{self, TlsClientOptions};
+
+pub use crate::client::error::{Error, ErrorKind};
+pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 
 /// Size of the read buffer and of the pieces a message is read in.
 const BUFFER_SIZE: usize = 64 * 1024;
@@ -63,303 +66,6 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// Numbers connections in log lines.
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
-
-/// How a connection is encrypted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum TlsMode {
-    /// Plain text throughout; STARTTLS is never sent.
-    None,
-    /// Upgrade with STARTTLS when the server offers it; go on in clear when it does not (or
-    /// refuses). Protects against passive eavesdropping only.
-    #[default]
-    StartTlsOpportunistic,
-    /// Upgrade with STARTTLS or fail before any credentials or mail are sent.
-    StartTlsRequired,
-    /// TLS from the first byte (SMTPS, usually port 465).
-    Implicit,
-}
-
-/// How [`SmtpClient::connect`] sets up a connection.
-#[derive(Clone)]
-pub struct ClientOptions {
-    /// The name sent with EHLO, HELO or LHLO: this host's fully qualified domain name, or an
-    /// address literal such as `[192.0.2.1]`.
-    pub helo_name: String,
-    /// How the connection is encrypted. Default [`TlsMode::StartTlsOpportunistic`].
-    pub tls: TlsMode,
-    /// The rustls configuration for TLS; `None` builds one with
-    /// [`tls::client_config`]`(&TlsClientOptions::default())` (the webpki roots, full
-    /// verification). Share one configuration between connections: it caches sessions
-    /// for resumption. Default `None`.
-    pub tls_config: Option<Arc<rustls::ClientConfig>>,
-    /// Authenticate with these once the greeting (and TLS) is done; a refusal makes
-    /// [`SmtpClient::connect`] fail. Default `None`.
-    pub credentials: Option<Credentials>,
-    /// How long to wait for each TCP connection attempt (one per resolved address), and
-    /// for the handshake of implicit TLS. Name resolution itself is not bounded by it.
-    /// Default 30 seconds.
-    pub connect_timeout: Duration,
-    /// How long to wait for each reply; the defaults are RFC 5321's. The STARTTLS
-    /// handshake gets [`ClientTimeouts::command`], and each write
-    /// [`ClientTimeouts::data_block`].
-    pub timeouts: ClientTimeouts,
-    /// Speak LMTP (RFC 2033): LHLO, and one reply per recipient after the message.
-    /// Default false.
-    pub lmtp: bool,
-    /// Pipeline commands when the server offers PIPELINING. Default true.
-    pub pipelining: bool,
-    /// Send messages with BDAT when the server offers CHUNKING (and PIPELINING). Default
-    /// true.
-    pub chunking: bool,
-}
-
-impl ClientOptions {
-    /// Options with the defaults documented on each field.
-    pub fn new(helo_name: impl Into<String>) -> ClientOptions {
-        ClientOptions {
-            helo_name: helo_name.into(),
-            tls: TlsMode::default(),
-            tls_config: None,
-            credentials: None,
-            connect_timeout: Duration::from_secs(30),
-            timeouts: ClientTimeouts::default(),
-            lmtp: false,
-            pipelining: true,
-            chunking: true,
-        }
-    }
-}
-
-impl fmt::Debug for ClientOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientOptions")
-            .field("helo_name", &self.helo_name)
-            .field("tls", &self.tls)
-            .field("tls_config", &self.tls_config.as_ref().map(|_| "custom"))
-            // Not even the user name: logs of options should not say who sends.
-            .field(
-                "credentials",
-                &self.credentials.as_ref().map(|_| "<redacted>"),
-            )
-            .field("connect_timeout", &self.connect_timeout)
-            .field("timeouts", &self.timeouts)
-            .field("lmtp", &self.lmtp)
-            .field("pipelining", &self.pipelining)
-            .field("chunking", &self.chunking)
-            .finish()
-    }
-}
-
-/// What kind of failure an [`Error`] is. Each kind is meant to become one C result code and
-/// one Python exception class; the smtplib counterpart is named where there is one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The network failed: name resolution, connection refused or reset, a write to a
-    /// closed socket. The [`std::io::Error`] is the error's source. (`OSError`)
-    Io,
-    /// TLS failed: the configuration could not be built, the handshake failed, or the
-    /// server's certificate was not trusted. (`ssl.SSLError`)
-    Tls,
-    /// Connecting, the TLS handshake, a write, or a reply took too long. (`TimeoutError`)
-    Timeout,
-    /// An argument, address, parameter, HELO name or credential would have injected
-    /// commands (CR, LF or NUL) or is otherwise unusable; nothing was sent. (`ValueError`)
-    InvalidArgument,
-    /// The call does not fit the connection's state: it is closed after an earlier
-    /// failure, or another exchange is under way. Nothing was sent.
-    NotReady,
-    /// The server refused the connection in its greeting; see [`Error::reply`].
-    /// (`SMTPConnectError`)
-    Greeting,
-    /// The server refused EHLO and then HELO (or LHLO); see [`Error::reply`].
-    /// (`SMTPHeloError`)
-    Hello,
-    /// STARTTLS is required but the server does not offer it; nothing else was sent.
-    /// (`SMTPNotSupportedError`)
-    StartTlsUnavailable,
-    /// The server refused STARTTLS; see [`Error::reply`]. (`SMTPResponseException`)
-    StartTlsRefused,
-    /// No authentication mechanism both sides support (the server may offer AUTH only
-    /// after TLS). (`SMTPNotSupportedError`)
-    AuthUnsupported,
-    /// The server refused the credentials; see [`Error::reply`].
-    /// (`SMTPAuthenticationError`)
-    AuthFailed,
-    /// The message is larger than the server's SIZE limit; nothing was sent.
-    MessageTooLarge,
-    /// An address needs SMTPUTF8, which the server does not offer; nothing was sent.
-    /// (`SMTPNotSupportedError`)
-    SmtpUtf8Unsupported,
-    /// The server closed the session with 421; see [`Error::reply`].
-    /// (`SMTPServerDisconnected`)
-    ServerClosed,
-    /// The connection ended while a reply was expected. (`SMTPServerDisconnected`)
-    ConnectionClosed,
-    /// The server sent something that is not a valid reply, or a reply nobody asked for.
-    /// (`SMTPResponseException`)
-    Protocol,
-    /// Reading the message from the caller's [`Read`] failed part-way. The connection was
-    /// closed, because ending the message any other way would deliver it truncated. The
-    /// [`std::io::Error`] is the error's source.
-    MessageSource,
-}
-
-/// A failed client operation: a [kind](ErrorKind), the server's reply when there was one,
-/// and the underlying error as [`std::error::Error::source`].
-///
-/// Its `Display` form is complete on its own (bindings show only that), so it repeats the
-/// source's text.
-#[derive(Debug)]
-pub struct Error {
-    kind: ErrorKind,
-    message: String,
-    client: Option<ClientError>,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
-}
-
-impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
-            kind,
-            message: message.into(),
-            client: None,
-            source: None,
-        }
-    }
-
-    /// An I/O error with what was being done; rustls errors inside it become
-    /// [`ErrorKind::Tls`] and expired socket timeouts [`ErrorKind::Timeout`].
-    pub(crate) fn io(context: &str, error: io::Error) -> Error {
-        let kind = match error.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ErrorKind::Timeout,
-            _ => ErrorKind::Io,
-        };
-        if error
-            .get_ref()
-            .is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            if let Some(inner) = error.into_inner() {
-                return Error {
-                    kind: ErrorKind::Tls,
-                    message: format!("{context}: {inner}"),
-                    client: None,
-                    source: Some(inner),
-                };
-            }
-            // into_inner gave nothing back although get_ref saw something: cannot happen.
-            return Error::new(ErrorKind::Tls, context.to_owned());
-        }
-        Error {
-            kind,
-            message: format!("{context}: {error}"),
-            client: None,
-            source: Some(Box::new(error)),
-        }
-    }
-
-    /// Reading the caller's message failed; the connection was closed so that no truncated
-    /// message is delivered (both drivers).
-    pub(crate) fn message_source(error: io::Error) -> Error {
-        let mut error = Error::io("cannot read the message", error);
-        error.kind = ErrorKind::MessageSource;
-        error
-            .message
-            .push_str(" (the connection was closed so that no truncated message is delivered)");
-        error
-    }
-
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-
-    /// The server's reply behind the error, when there is one (a refused greeting, EHLO,
-    /// STARTTLS or AUTH, or a 421).
-    pub fn reply(&self) -> Option<&Reply> {
-        self.client.as_ref().and_then(ClientError::reply)
-    }
-
-    /// The engine's error, unchanged, when the failure came from the session (every kind
-    /// but `Io`, `Tls`, `MessageSource` and the driver's own timeouts).
-    pub fn client_error(&self) -> Option<&ClientError> {
-        self.client.as_ref()
-    }
-
-    /// True when trying again later may succeed: network failures, timeouts, a closed
-    /// connection, and refusals with a 4xx reply.
-    pub fn is_transient(&self) -> bool {
-        match self.kind {
-            ErrorKind::Io
-            | ErrorKind::Timeout
-            | ErrorKind::ConnectionClosed
-            | ErrorKind::ServerClosed => true,
-            ErrorKind::Greeting
-            | ErrorKind::Hello
-            | ErrorKind::StartTlsRefused
-            | ErrorKind::AuthFailed => self.reply().is_some_and(Reply::is_transient),
-            _ => false,
-        }
-    }
-
-    /// True when something took longer than its timeout.
-    pub fn is_timeout(&self) -> bool {
-        self.kind == ErrorKind::Timeout
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {
-    // The engine's error is not a source: it is this error, as `client_error` gives it.
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
-    }
-}
-
-impl From<ClientError> for Error {
-    fn from(error: ClientError) -> Error {
-        let kind = match &error {
-            ClientError::InvalidArgument(_) => ErrorKind::InvalidArgument,
-            ClientError::NotReady => ErrorKind::NotReady,
-            ClientError::Greeting(_) => ErrorKind::Greeting,
-            ClientError::Hello(_) => ErrorKind::Hello,
-            ClientError::StartTlsUnavailable => ErrorKind::StartTlsUnavailable,
-            ClientError::StartTlsRefused(_) => ErrorKind::StartTlsRefused,
-            ClientError::AuthUnsupported => ErrorKind::AuthUnsupported,
-            ClientError::AuthFailed(_) => ErrorKind::AuthFailed,
-            ClientError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
-            ClientError::SmtpUtf8Unsupported => ErrorKind::SmtpUtf8Unsupported,
-            ClientError::ServerClosed(_) => ErrorKind::ServerClosed,
-            ClientError::Protocol(_) => ErrorKind::Protocol,
-            ClientError::Timeout => ErrorKind::Timeout,
-            ClientError::ConnectionClosed => ErrorKind::ConnectionClosed,
-        };
-        Error {
-            kind,
-            message: error.to_string(),
-            client: Some(error),
-            source: None,
-        }
-    }
-}
-
-impl From<TlsError> for Error {
-    fn from(error: TlsError) -> Error {
-        Error {
-            kind: ErrorKind::Tls,
-            message: error.to_string(),
-            client: None,
-            source: Some(Box::new(error)),
-        }
-    }
-}
 
 /// The socket, before and after TLS.
 enum Stream {
@@ -425,185 +131,6 @@ impl Stream {
             Stream::Gone => {}
         }
     }
-}
-
-/// What the STARTTLS or implicit TLS handshake needs.
-#[derive(Clone)]
-pub(crate) struct TlsSetup {
-    pub(crate) config: Arc<rustls::ClientConfig>,
-    pub(crate) server_name: ServerName<'static>,
-}
-
-/// What both client drivers make of [`ClientOptions`] before any connection is opened:
-/// the engine session (made now, it refuses a bad HELO name or credentials before a
-/// socket exists) and the TLS setup.
-pub(crate) struct Prepared {
-    pub(crate) session: ClientSession,
-    pub(crate) tls: Option<TlsSetup>,
-    pub(crate) tls_mode: TlsMode,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) timeouts: ClientTimeouts,
-}
-
-/// Checks `options` and turns them into the engine's configuration; the session's time
-/// starts at zero, which each driver takes as the moment it connects.
-pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepared, Error> {
-    let ClientOptions {
-        helo_name,
-        tls: tls_mode,
-        tls_config,
-        credentials,
-        connect_timeout,
-        timeouts,
-        lmtp,
-        pipelining,
-        chunking,
-    } = options;
-    let mut config = ClientConfig::new(helo_name);
-    config.lmtp = lmtp;
-    config.pipelining = pipelining;
-    config.chunking = chunking;
-    config.credentials = credentials;
-    config.timeouts = timeouts;
-    config.tls_active = tls_mode == TlsMode::Implicit;
-    config.starttls = match tls_mode {
-        TlsMode::StartTlsOpportunistic => StartTlsPolicy::Opportunistic,
-        TlsMode::StartTlsRequired => StartTlsPolicy::Required,
-        TlsMode::None | TlsMode::Implicit => StartTlsPolicy::Never,
-    };
-    if connect_timeout.is_zero() {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "the connect timeout must not be zero",
-        ));
-    }
-    let session = ClientSession::new(config, Duration::ZERO)?;
-    let tls = match tls_mode {
-        TlsMode::None => None,
-        _ => {
-            let server_name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("{server_name:?} is not a valid TLS server name"),
-                )
-            })?;
-            let config = match tls_config {
-                Some(config) => config,
-                None => tls::client_config(&TlsClientOptions::default())?,
-            };
-            Some(TlsSetup {
-                config,
-                server_name,
-            })
-        }
-    };
-
-    Ok(Prepared {
-        session,
-        tls,
-        tls_mode,
-        connect_timeout,
-        timeouts,
-    })
-}
-
-/// The bookkeeping of a batch of messages sent over one connection, shared by both
-/// client drivers' `send_batch`: which messages are started (each one's content is the
-/// next to be asked for with [`ClientEvent::SendBody`], since replies come in order), and
-/// the outcomes in message order.
-pub(crate) struct Batch<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> {
-    queue: std::iter::Peekable<I>,
-    /// The contents of the started transactions, oldest first.
-    in_flight: std::collections::VecDeque<&'m [u8]>,
-    results: Vec<Result<TransactionResult, Error>>,
-}
-
-impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
-    pub(crate) fn new(messages: impl IntoIterator<IntoIter = I>) -> Self {
-        Batch {
-            queue: messages.into_iter().peekable(),
-            in_flight: std::collections::VecDeque::new(),
-            results: Vec::new(),
-        }
-    }
-
-    /// Starts as many queued messages as the session takes now: one when it is ready,
-    /// one chained behind a finished message, none otherwise. A message the session
-    /// refuses for itself (too large, an address it cannot send) gets its error in place
-    /// once every message before it has its outcome, and the next one is tried.
-    pub(crate) fn start_next(&mut self, session: &mut ClientSession) {
-        while let Some(&(envelope, content)) = self.queue.peek() {
-            if !self.in_flight.is_empty() && !session.can_send_mail() {
-                // Busy with an earlier message: this one starts once that is done.
-                return;
-            }
-            match session.send_mail(envelope, Some(content.len() as u64)) {
-                Ok(()) => {
-                    self.queue.next();
-                    self.in_flight.push_back(content);
-                    return;
-                }
-                Err(error) if self.in_flight.is_empty() => {
-                    self.queue.next();
-                    let fatal = error.is_fatal() || session.is_closed();
-                    self.results.push(Err(error.into()));
-                    if fatal {
-                        self.stop();
-                    }
-                }
-                // Refused for itself, behind messages without an outcome yet: keep the
-                // order, report it after them.
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// The content the session asks for now.
-    pub(crate) fn content(&self) -> Result<&'m [u8], Error> {
-        self.in_flight.front().copied().ok_or_else(|| {
-            Error::from(ClientError::Protocol(
-                "the session asked for content with no message started".into(),
-            ))
-        })
-    }
-
-    /// The oldest started message is done.
-    pub(crate) fn complete(&mut self, result: TransactionResult) {
-        self.in_flight.pop_front();
-        self.results.push(Ok(result));
-    }
-
-    /// The connection failed: the oldest started message gets the error (its outcome is
-    /// unknown), and nothing after it is sent.
-    pub(crate) fn fail(&mut self, error: Error) {
-        self.results.push(Err(error));
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.in_flight.clear();
-        while self.queue.next().is_some() {}
-    }
-
-    /// Nothing started and nothing left to start.
-    pub(crate) fn is_done(&mut self) -> bool {
-        self.in_flight.is_empty() && self.queue.peek().is_none()
-    }
-
-    /// True when no message is under way (so the next must be started before waiting).
-    pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight.is_empty()
-    }
-
-    pub(crate) fn into_results(self) -> Vec<Result<TransactionResult, Error>> {
-        self.results
-    }
-}
-
-/// What a batch waits for next.
-pub(crate) enum BatchStep {
-    Content,
-    Complete(TransactionResult),
 }
 
 /// A blocking SMTP client connection. See the [module docs](self).
@@ -932,7 +459,7 @@ impl SmtpClient {
         self.stream.close();
         log::debug!("smtpx client #{}: closed", self.id);
         match result {
-            Err(e) if e.kind == ErrorKind::ConnectionClosed => Ok(()),
+            Err(e) if e.kind() == ErrorKind::ConnectionClosed => Ok(()),
             other => other,
         }
     }
@@ -1201,15 +728,8 @@ fn tls_handshake(
     base: Instant,
     deadline: Duration,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, Error> {
-    let mut conn =
-        ClientConnection::new(setup.config.clone(), setup.server_name.clone()).map_err(|e| {
-            Error {
-                kind: ErrorKind::Tls,
-                message: format!("cannot start TLS: {e}"),
-                client: None,
-                source: Some(Box::new(e)),
-            }
-        })?;
+    let mut conn = ClientConnection::new(setup.config.clone(), setup.server_name.clone())
+        .map_err(Error::tls_start)?;
     while conn.is_handshaking() {
         let now = base.elapsed();
         if now >= deadline {
