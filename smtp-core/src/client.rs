@@ -39,6 +39,7 @@
 pub(crate) mod batch;
 pub mod error;
 pub mod options;
+pub mod runner;
 
 use std::collections::VecDeque;
 use std::fmt;

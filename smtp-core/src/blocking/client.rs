@@ -40,26 +40,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
 use crate::auth::Credentials;
-use crate::client::batch::{Batch, BatchStep};
 use crate::client::options::{Prepared, prepare};
-use crate::client::{ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
+use crate::client::runner::{Action, ClientRunner, Operation, Outcome};
+use crate::client::{ClientError, ClientSession, Envelope, TransactionResult};
 use crate::ehlo::Capabilities;
 use crate::reply::Reply;
-use crate::tls::{self, TlsClientOptions};
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 
 /// Size of the read buffer and of the pieces a message is read in.
 const BUFFER_SIZE: usize = 64 * 1024;
-
-/// Session output is written once it reaches this size while a message streams, so that
-/// memory stays bounded and each write is large.
-const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// The shortest socket timeout set; zero would mean "no timeout" (or an error) to the OS.
 const MIN_WAIT: Duration = Duration::from_millis(1);
@@ -135,15 +129,17 @@ impl Stream {
 
 /// A blocking SMTP client connection. See the [module docs](self).
 pub struct SmtpClient {
-    id: u64,
     peer: SocketAddr,
+    io: Io,
+    runner: ClientRunner,
+}
+
+/// The driver's half of a connection: the socket, the read buffer and the clock.
+struct Io {
     stream: Stream,
-    session: ClientSession,
     /// The session's clock: `base.elapsed()` is the `now` it is given.
     base: Instant,
     buffer: Box<[u8]>,
-    tls: Option<TlsSetup>,
-    handshake_timeout: Duration,
 }
 
 impl fmt::Debug for SmtpClient {
@@ -151,10 +147,10 @@ impl fmt::Debug for SmtpClient {
     // state is printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpClient")
-            .field("id", &self.id)
+            .field("id", &self.runner.id())
             .field("peer", &self.peer)
             .field("tls", &self.is_tls())
-            .field("authenticated", &self.session.is_authenticated())
+            .field("authenticated", &self.runner.session().is_authenticated())
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
@@ -207,54 +203,33 @@ impl SmtpClient {
             _ => Stream::Plain(tcp),
         };
         let mut client = SmtpClient {
-            id,
             peer,
-            stream,
-            session,
-            base,
-            buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
-            tls,
-            handshake_timeout: timeouts.command,
+            io: Io {
+                stream,
+                base,
+                buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
+            },
+            runner: ClientRunner::new(id, session, tls, timeouts.command),
         };
-        client.run(|client, event| match event {
-            ClientEvent::Ready => Ok(Some(())),
-            ClientEvent::Authenticated(_) => {
-                log::debug!("smtpx client #{}: authenticated", client.id);
-                Ok(None)
-            }
-            // Only under the opportunistic policy does the session go on after this.
-            ClientEvent::Error(ClientError::StartTlsRefused(reply)) => {
-                log::warn!(
-                    "smtpx client #{}: STARTTLS refused ({}), going on in clear",
-                    client.id,
-                    reply.code()
-                );
-                Ok(None)
-            }
-            ClientEvent::Error(error) => {
-                client.say_goodbye();
-                Err(error.into())
-            }
-            other => client.unexpected(other),
-        })?;
+        client.io.drive(client.runner.connect(), NO_BODY).ready()?;
         Ok(client)
     }
 
     /// What the server announced in its last EHLO reply (`None` after a HELO fallback).
     pub fn capabilities(&self) -> Option<&Capabilities> {
-        self.session.capabilities()
+        self.runner.session().capabilities()
     }
 
     /// True when the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        self.stream.is_tls()
+        self.io.stream.is_tls()
     }
 
     /// True once the connection is over, after an error that ended it (a timeout, a lost
     /// connection, a 421, a failed message source). Every further call fails with
     /// [`ErrorKind::NotReady`].
     pub fn is_closed(&self) -> bool {
-        self.session.is_closed() || matches!(self.stream, Stream::Gone)
+        self.runner.is_closed()
     }
 
     /// The server's address.
@@ -276,16 +251,8 @@ impl SmtpClient {
         mut message: impl Read,
         size: Option<u64>,
     ) -> Result<TransactionResult, Error> {
-        self.begin()?;
-        self.session.send_mail(envelope, size)?;
-        self.run(|client, event| match event {
-            ClientEvent::SendBody => {
-                client.write_body(&mut message)?;
-                Ok(None)
-            }
-            ClientEvent::TransactionComplete(result) => Ok(Some(result)),
-            other => client.unexpected(other),
-        })
+        let op = self.runner.send(envelope, size, self.io.now());
+        self.io.drive(op, Some(&mut message)).transaction()
     }
 
     /// Sends several messages over this connection, one transaction each, and returns an
@@ -318,41 +285,8 @@ impl SmtpClient {
         &mut self,
         messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
     ) -> Vec<Result<TransactionResult, Error>> {
-        let mut batch = Batch::new(messages);
-        while !batch.is_done() {
-            if batch.is_idle() {
-                if let Err(error) = self.begin() {
-                    batch.fail(error);
-                    break;
-                }
-                batch.start_next(&mut self.session);
-                continue;
-            }
-            let step = self.run(|client, event| match event {
-                ClientEvent::SendBody => Ok(Some(BatchStep::Content)),
-                ClientEvent::TransactionComplete(result) => Ok(Some(BatchStep::Complete(result))),
-                other => client.unexpected(other),
-            });
-            match step {
-                Ok(BatchStep::Content) => {
-                    let written = batch
-                        .content()
-                        .and_then(|mut content| self.write_body(&mut content));
-                    if let Err(error) = written {
-                        batch.fail(error);
-                        break;
-                    }
-                    // Chained behind the dot: `run` writes both at once.
-                    batch.start_next(&mut self.session);
-                }
-                Ok(BatchStep::Complete(result)) => batch.complete(result),
-                Err(error) => {
-                    batch.fail(error);
-                    break;
-                }
-            }
-        }
-        batch.into_results()
+        let op = self.runner.send_batch(messages);
+        self.io.drive(op, NO_BODY).batch()
     }
 
     /// Sends one message held in memory; see [`send`](Self::send).
@@ -368,19 +302,15 @@ impl SmtpClient {
     /// the credentials) and returns the server's 235. A refusal is
     /// [`ErrorKind::AuthFailed`] and leaves the connection usable.
     pub fn login(&mut self, credentials: Credentials) -> Result<Reply, Error> {
-        self.begin()?;
-        self.session.login(credentials)?;
-        self.run(|client, event| match event {
-            ClientEvent::Authenticated(reply) => Ok(Some(reply)),
-            other => client.unexpected(other),
-        })
+        let op = self.runner.login(credentials, self.io.now());
+        self.io.drive(op, NO_BODY).reply()
     }
 
     /// Upgrades a plain connection with STARTTLS now (for a connection opened with
     /// [`TlsMode::None`], as smtplib's `starttls()` does) and returns once the session has
     /// greeted again over TLS: [`capabilities`](Self::capabilities) then holds the new
     /// EHLO reply. `server_name` is the name the certificate must carry; `tls_config`
-    /// `None` means [`tls::client_config`]`(&TlsClientOptions::default())`.
+    /// `None` means [`client_config`](crate::tls::client_config)`(&TlsClientOptions::default())`.
     ///
     /// A refusal is [`ErrorKind::StartTlsRefused`] and leaves the connection usable in
     /// clear; a failed handshake closes it. On an encrypted connection the call fails with
@@ -390,32 +320,8 @@ impl SmtpClient {
         server_name: &str,
         tls_config: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<(), Error> {
-        self.begin()?;
-        if self.is_tls() {
-            return Err(Error::new(
-                ErrorKind::NotReady,
-                "the connection is already encrypted",
-            ));
-        }
-        let server_name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("{server_name:?} is not a valid TLS server name"),
-            )
-        })?;
-        let config = match tls_config {
-            Some(config) => config,
-            None => tls::client_config(&TlsClientOptions::default())?,
-        };
-        self.session.starttls()?;
-        self.tls = Some(TlsSetup {
-            config,
-            server_name,
-        });
-        self.run(|client, event| match event {
-            ClientEvent::Ready => Ok(Some(())),
-            other => client.unexpected(other),
-        })
+        let op = self.runner.starttls(server_name, tls_config, self.io.now());
+        self.io.drive(op, NO_BODY).ready()
     }
 
     /// Sends NOOP and returns the reply, whatever its code.
@@ -446,254 +352,111 @@ impl SmtpClient {
     /// Sends QUIT, waits for the reply and closes the connection. A server that hangs up
     /// without replying is not an error; a connection already closed is closed quietly.
     pub fn quit(mut self) -> Result<(), Error> {
-        if self.is_closed() {
-            self.stream.close();
-            return Ok(());
-        }
-        self.sync_clock();
-        self.session.quit()?;
-        let result = self.run(|client, event| match event {
-            ClientEvent::Closed => Ok(Some(())),
-            other => client.unexpected(other),
-        });
-        self.stream.close();
-        log::debug!("smtpx client #{}: closed", self.id);
-        match result {
-            Err(e) if e.kind() == ErrorKind::ConnectionClosed => Ok(()),
-            other => other,
-        }
+        let op = self.runner.quit(self.io.now());
+        let outcome = self.io.drive(op, NO_BODY);
+        log::debug!("smtpx client #{}: closed", self.runner.id());
+        outcome.closed()
     }
 
     fn command(
         &mut self,
         start: impl FnOnce(&mut ClientSession) -> Result<(), ClientError>,
     ) -> Result<Reply, Error> {
-        self.begin()?;
-        start(&mut self.session)?;
-        self.run(|client, event| match event {
-            ClientEvent::Reply(reply) => Ok(Some(reply)),
-            other => client.unexpected(other),
-        })
+        let op = self.runner.command(start, self.io.now());
+        self.io.drive(op, NO_BODY).reply()
+    }
+}
+
+/// `drive`'s message source for every operation but [`SmtpClient::send`].
+const NO_BODY: Option<&mut dyn Read> = None;
+
+impl Io {
+    /// The session clock.
+    fn now(&self) -> Duration {
+        self.base.elapsed()
     }
 
-    /// Checks that the connection is usable and brings the session's clock up to date
-    /// before a command is started.
-    fn begin(&mut self) -> Result<(), Error> {
-        if self.is_closed() {
-            return Err(Error::new(ErrorKind::NotReady, "the connection is closed"));
-        }
-        self.sync_clock();
-        Ok(())
-    }
-
-    /// Gives the session the current time without letting it declare a timeout. The
-    /// session stamps each new command's deadline with the last time it was given, and
-    /// it is only given time when something is read; without this, a command after a
-    /// long idle spell (or the final reply after a long upload) would start out overdue.
-    fn sync_clock(&mut self) {
-        let now = self.base.elapsed();
-        // With a deadline already passed (a reply sitting unread during a long BDAT
-        // upload), the clock stays: reading that reply restarts the timers anyway.
-        if self.session.next_deadline().is_none_or(|d| d > now) {
-            self.session.handle_timeout(now);
-        }
-    }
-
-    /// Runs the session until `on_event` returns a value: hands it every event but
-    /// STARTTLS (done here) and fatal errors (returned here), writes what the session has
-    /// to say, and reads.
-    fn run<T>(
+    /// Carries out `op`'s actions on the socket until it is done; `body` is the message
+    /// it asks for with [`Action::Body`].
+    fn drive<'m, I>(
         &mut self,
-        mut on_event: impl FnMut(&mut SmtpClient, ClientEvent) -> Result<Option<T>, Error>,
-    ) -> Result<T, Error> {
+        mut op: Operation<'_, 'm, I>,
+        mut body: Option<&mut dyn Read>,
+    ) -> Outcome
+    where
+        I: Iterator<Item = (&'m Envelope, &'m [u8])>,
+    {
         loop {
-            while let Some(event) = self.session.poll_event() {
-                match event {
-                    ClientEvent::StartTls => self.start_tls()?,
-                    // A closed session after an error means the error ended it, whatever
-                    // the error's own is_fatal says (a STARTTLS refusal under "required").
-                    ClientEvent::Error(error) if error.is_fatal() || self.session.is_closed() => {
-                        log::debug!("smtpx client #{}: {error}", self.id);
-                        self.say_goodbye();
-                        return Err(error.into());
-                    }
-                    event => {
-                        if let Some(done) = on_event(self, event)? {
-                            return Ok(done);
+            match op.next_action(self.base.elapsed()) {
+                Action::Write(bytes) => match self.stream.write_all(bytes) {
+                    Ok(()) => op.written(),
+                    Err(e) => op.write_failed(e),
+                },
+                Action::Goodbye(bytes) => {
+                    let _ = self.stream.write_all(bytes);
+                    op.written();
+                }
+                Action::Read { deadline } => self.read_once(&mut op, deadline),
+                Action::StartTls { setup, deadline } => {
+                    match std::mem::replace(&mut self.stream, Stream::Gone) {
+                        Stream::Plain(tcp) => {
+                            match tls_handshake(tcp, setup, self.base, deadline) {
+                                Ok(tls) => {
+                                    self.stream = Stream::Tls(Box::new(tls));
+                                    op.tls_established(self.base.elapsed());
+                                }
+                                Err(error) => op.tls_failed(error),
+                            }
+                        }
+                        stream => {
+                            self.stream = stream;
+                            op.tls_failed(Error::new(
+                                ErrorKind::Protocol,
+                                "the session asked for STARTTLS on a connection that cannot do it",
+                            ));
                         }
                     }
                 }
-            }
-            if self.session.is_closed() {
-                self.stream.close();
-                return Err(ClientError::ConnectionClosed.into());
-            }
-            self.flush()?;
-            self.read_once()?;
-        }
-    }
-
-    /// The default reaction to an event an operation does not wait for: errors end the
-    /// operation, anything else is logged and passed over.
-    fn unexpected<T>(&mut self, event: ClientEvent) -> Result<Option<T>, Error> {
-        match event {
-            ClientEvent::Error(error) => Err(error.into()),
-            ClientEvent::Closed => Ok(None),
-            other => {
-                log::debug!("smtpx client #{}: ignoring event {other:?}", self.id);
-                Ok(None)
+                Action::Body => match body.as_mut().map(|message| message.read(&mut self.buffer)) {
+                    Some(Ok(0)) => op.body_end(self.base.elapsed()),
+                    Some(Ok(n)) => op.body(&self.buffer[..n], self.base.elapsed()),
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Some(Err(e)) => op.body_failed(e),
+                    None => op.body_failed(io::ErrorKind::InvalidInput.into()),
+                },
+                Action::Close => self.stream.close(),
+                Action::Abort => self.stream = Stream::Gone,
+                Action::Done(outcome) => return outcome,
             }
         }
     }
 
-    /// Writes everything the session has to say, in one write.
-    fn flush(&mut self) -> Result<(), Error> {
-        if self.session.output().is_empty() {
-            return Ok(());
-        }
-        match self.stream.write_all(self.session.output()) {
-            Ok(()) => {
-                self.session.clear_output();
-                Ok(())
-            }
-            Err(e) => Err(self.connection_lost("cannot send to the server", e)),
-        }
-    }
-
-    /// Waits for bytes until the session's next deadline and hands them to the session.
-    fn read_once(&mut self) -> Result<(), Error> {
+    /// Waits for bytes until `deadline` and hands what happened to `op`.
+    fn read_once<'m, I>(&mut self, op: &mut Operation<'_, 'm, I>, deadline: Duration)
+    where
+        I: Iterator<Item = (&'m Envelope, &'m [u8])>,
+    {
         let now = self.base.elapsed();
-        let Some(deadline) = self.session.next_deadline() else {
-            // The session awaits nothing, yet the operation is not done: cannot happen
-            // with a correct engine, and reading would block for ever.
-            return Err(Error::new(
-                ErrorKind::NotReady,
-                "the session is not waiting for any reply",
-            ));
-        };
         if let Err(e) = self.stream.set_read_timeout(deadline.saturating_sub(now)) {
-            return Err(self.connection_lost("cannot read from the server", e));
+            return op.read_failed(e);
         }
         match self.stream.read(&mut self.buffer) {
-            Ok(0) => self.session.receive_eof(),
-            Ok(n) => self.session.receive(&self.buffer[..n], self.base.elapsed()),
+            Ok(0) => op.eof(),
+            Ok(n) => op.received(&self.buffer[..n], self.base.elapsed()),
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                self.session.handle_timeout(self.base.elapsed());
+                op.timed_out(self.base.elapsed());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // TCP closed without a TLS close_notify. Replies delimit themselves, so there
             // is no truncation to detect: to the session this is an end of stream.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && self.stream.is_tls() => {
-                self.session.receive_eof();
-            }
-            Err(e) => return Err(self.connection_lost("cannot read from the server", e)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && self.stream.is_tls() => op.eof(),
+            Err(e) => op.read_failed(e),
         }
-        Ok(())
-    }
-
-    /// The transport failed: tells the session the connection is gone (so that it is
-    /// closed and refuses further calls), drops its events, and closes the socket.
-    fn connection_lost(&mut self, context: &str, error: io::Error) -> Error {
-        let error = Error::io(context, error);
-        log::debug!("smtpx client #{}: {error}", self.id);
-        self.session.receive_eof();
-        while self.session.poll_event().is_some() {}
-        self.stream = Stream::Gone;
-        error
-    }
-
-    /// After an error that ends the session: sends what it still has to say (a QUIT when
-    /// it gives up during the opening), best effort, and closes the connection.
-    fn say_goodbye(&mut self) {
-        if !self.session.output().is_empty() {
-            let _ = self.stream.write_all(self.session.output());
-            self.session.clear_output();
-        }
-        if !self.session.is_closed() {
-            // A non-fatal refusal that ends connect(): the session is ready, so QUIT is
-            // the session's to write.
-            if self.session.quit().is_ok() {
-                let _ = self.stream.write_all(self.session.output());
-                self.session.clear_output();
-            }
-            self.session.receive_eof();
-            while self.session.poll_event().is_some() {}
-        }
-        self.stream.close();
-    }
-
-    /// The server said 220 to STARTTLS: the session has already dropped anything that
-    /// came after it (nothing read is kept here), so the handshake starts on a clean
-    /// socket.
-    fn start_tls(&mut self) -> Result<(), Error> {
-        self.flush()?;
-        let setup = self.tls.clone();
-        let stream = std::mem::replace(&mut self.stream, Stream::Gone);
-        let result = match (setup, stream) {
-            (Some(setup), Stream::Plain(tcp)) => {
-                let deadline = self.base.elapsed() + self.handshake_timeout;
-                tls_handshake(tcp, &setup, self.base, deadline)
-            }
-            (_, stream) => {
-                self.stream = stream;
-                Err(Error::new(
-                    ErrorKind::Protocol,
-                    "the session asked for STARTTLS on a connection that cannot do it",
-                ))
-            }
-        };
-        match result {
-            Ok(tls) => {
-                self.stream = Stream::Tls(Box::new(tls));
-                self.session.tls_established(self.base.elapsed());
-                log::debug!("smtpx client #{}: STARTTLS established", self.id);
-                Ok(())
-            }
-            Err(error) => {
-                log::debug!("smtpx client #{}: {error}", self.id);
-                // The session waits for a handshake that will not come: end it.
-                self.session.receive_eof();
-                while self.session.poll_event().is_some() {}
-                self.stream.close();
-                Err(error)
-            }
-        }
-    }
-
-    /// Streams the message into the session, writing its output in large pieces, then
-    /// ends the message.
-    /// Streams the message into the session and ends it. What is left in the session's
-    /// output goes out with whatever follows (a chained transaction) when `run` flushes.
-    fn write_body(&mut self, message: &mut dyn Read) -> Result<(), Error> {
-        loop {
-            let n = match message.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // However the message were ended now, the server would deliver it
-                    // truncated; only dropping the connection abandons it.
-                    log::debug!("smtpx client #{}: reading the message failed", self.id);
-                    self.session.receive_eof();
-                    while self.session.poll_event().is_some() {}
-                    self.stream = Stream::Gone;
-                    return Err(Error::message_source(e));
-                }
-            };
-            self.sync_clock();
-            self.session.send_body(&self.buffer[..n])?;
-            if self.session.output().len() >= FLUSH_THRESHOLD {
-                self.flush()?;
-            }
-        }
-        self.sync_clock();
-        self.session.finish_body()?;
-        Ok(())
     }
 }
 
