@@ -6,9 +6,9 @@ use std::iter::Peekable;
 use crate::client::error::Error;
 use crate::client::{ClientError, ClientSession, Envelope, TransactionResult};
 
-/// The bookkeeping of a batch of messages sent over one connection, shared by both
-/// client drivers' `send_batch`: which messages are started (each one's content is the
-/// next to be asked for with [`ClientEvent::SendBody`], since replies come in order), and
+/// The bookkeeping of a batch of messages sent over one connection, for the
+/// [runner](super::runner)'s `send_batch`: which messages are started (each one's content is the
+/// next to be asked for with [`ClientEvent::SendBody`](crate::client::ClientEvent::SendBody), since replies come in order), and
 /// the outcomes in message order.
 pub(crate) struct Batch<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> {
     queue: Peekable<I>,
@@ -97,10 +97,4 @@ impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
     pub(crate) fn into_results(self) -> Vec<Result<TransactionResult, Error>> {
         self.results
     }
-}
-
-/// What a batch waits for next.
-pub(crate) enum BatchStep {
-    Content,
-    Complete(TransactionResult),
 }
