@@ -489,11 +489,8 @@ fn serve<H: Handler>(
     let tcp = &live.stream;
     tcp.set_write_timeout(Some(options.session.command_timeout))?;
     let mut conn = Conn::Plain(SharedTcp(Arc::clone(tcp)));
-    let mut connection = Connection::new(
-        options.session.clone(),
-        shared.epoch.elapsed(),
-        implicit_tls,
-    );
+    let mut connection =
+        Connection::new(options.session.clone(), shared.epoch.elapsed(), implicit_tls);
     let mut buf = vec![0u8; options.read_buffer];
     let result = drive(
         shared,
@@ -610,13 +607,11 @@ fn drive<H: Handler>(
                             conn,
                             Conn::Plain(SharedTcp(Arc::clone(&live.stream))),
                         );
-                        plain
-                            .upgrade(tls, deadline.saturating_sub(now()))
-                            .and_then(|c| {
-                                *conn = c;
-                                conn.tcp()
-                                    .set_write_timeout(Some(shared.options.session.command_timeout))
-                            })
+                        plain.upgrade(tls, deadline.saturating_sub(now())).and_then(|c| {
+                            *conn = c;
+                            conn.tcp()
+                                .set_write_timeout(Some(shared.options.session.command_timeout))
+                        })
                     }
                     None => Err(io::Error::other("no TLS configuration")),
                 };

@@ -464,11 +464,7 @@ mod tests {
         let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", &flood, b"QUIT\r\n"];
         let (out, closed) = run(&mut conn, &mut DiscardSession, &mut input, T0);
         assert!(closed);
-        assert_eq!(
-            out.matches("250 2.0.0").count(),
-            20_000,
-            "every RSET answered"
-        );
+        assert_eq!(out.matches("250 2.0.0").count(), 20_000, "every RSET answered");
         assert!(out.ends_with("221 2.0.0 Bye\r\n"));
     }
 
@@ -481,14 +477,17 @@ mod tests {
         assert!(!conn.is_idle());
         // In a transaction: still reading.
         assert!(matches!(conn.next_action(T0), Action::Read { .. }));
-        let mut input: Vec<&[u8]> = vec![b"RCPT TO:<x@y.test>\r\n", b"DATA\r\n", b"hi\r\n.\r\n"];
+        let mut input: Vec<&[u8]> = vec![
+            b"RCPT TO:<x@y.test>\r\n",
+            b"DATA\r\n",
+            b"hi\r\n.\r\n",
+        ];
         let (out, closed) = run(&mut conn, &mut DiscardSession, &mut input, T0);
         assert!(closed);
         assert!(out.contains("354"), "{out}");
         assert!(
-            out.ends_with(
-                "250 2.0.0 OK\r\n421 4.3.2 mx.test Service shutting down, try again later\r\n"
-            ) || out.ends_with("Service shutting down, try again later\r\n"),
+            out.ends_with("250 2.0.0 OK\r\n421 4.3.2 mx.test Service shutting down, try again later\r\n")
+                || out.ends_with("Service shutting down, try again later\r\n"),
             "{out}"
         );
     }
@@ -523,10 +522,7 @@ mod tests {
         assert!(closed);
         assert!(conn.is_tls());
         assert!(out.contains("220 2.0.0 Ready to start TLS\r\n"), "{out}");
-        assert!(
-            !out.contains("2.1.0"),
-            "the injected MAIL was not run: {out}"
-        );
+        assert!(!out.contains("2.1.0"), "the injected MAIL was not run: {out}");
         assert_eq!(seen.0, ["tls_started", "close"]);
     }
 
