@@ -36,6 +36,11 @@
 //! assert_eq!(result.queue_id(), Some("4XyZ"));
 //! ```
 
+pub(crate) mod batch;
+pub mod error;
+pub mod options;
+pub mod runner;
+
 use crate::trace::{Direction, TraceSink, Tracer};
 use std::collections::VecDeque;
 use std::fmt;

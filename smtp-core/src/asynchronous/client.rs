@@ -45,17 +45,17 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::auth::Credentials;
-use crate::blocking::client::{Batch, BatchStep, Prepared, TlsSetup, prepare};
-pub use crate::blocking::client::{ClientOptions, Error, ErrorKind, TlsMode};
-use crate::client::{ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
+use crate::client::options::{Prepared, prepare};
+use crate::client::runner::{Action, ClientRunner, Operation, Outcome};
+
+pub use crate::client::error::{Error, ErrorKind};
+pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
+use crate::client::{ClientError, ClientSession, Envelope, TransactionResult};
 use crate::ehlo::Capabilities;
 use crate::reply::Reply;
 
 /// Size of the read buffer and of the pieces a message is read in.
 const BUFFER_SIZE: usize = 64 * 1024;
-
-/// Session output is written once it reaches this size while a message streams.
-const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// How long closing (close_notify, shutdown) may take; errors do not matter any more.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -111,25 +111,28 @@ impl Stream {
 
 /// An async SMTP client connection. See the [module docs](self).
 pub struct AsyncSmtpClient {
-    id: u64,
     peer: SocketAddr,
+    io: Io,
+    runner: ClientRunner,
+}
+
+/// The driver's half of a connection: the socket, the read buffer, the clock and the
+/// write timeout.
+struct Io {
     stream: Stream,
-    session: ClientSession,
     /// The session's clock: `base.elapsed()` is the `now` it is given.
     base: Instant,
     buffer: Box<[u8]>,
-    tls: Option<TlsSetup>,
-    handshake_timeout: Duration,
     write_timeout: Duration,
 }
 
 impl fmt::Debug for AsyncSmtpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncSmtpClient")
-            .field("id", &self.id)
+            .field("id", &self.runner.id())
             .field("peer", &self.peer)
             .field("tls", &self.is_tls())
-            .field("authenticated", &self.session.is_authenticated())
+            .field("authenticated", &self.runner.session().is_authenticated())
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
@@ -171,60 +174,36 @@ impl AsyncSmtpClient {
             _ => Stream::Plain(tcp),
         };
         let mut client = AsyncSmtpClient {
-            id,
             peer,
-            stream,
-            session,
-            base,
-            buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
-            tls,
-            handshake_timeout: timeouts.command,
-            write_timeout: timeouts.data_block,
+            io: Io {
+                stream,
+                base,
+                buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
+                write_timeout: timeouts.data_block,
+            },
+            runner: ClientRunner::new(id, session, tls, timeouts.command),
         };
-        let mut goodbye = None;
-        let ready = client
-            .run(|client, event| match event {
-                ClientEvent::Ready => Ok(Some(())),
-                ClientEvent::Authenticated(_) => {
-                    log::debug!("smtpx async client #{}: authenticated", client.id);
-                    Ok(None)
-                }
-                ClientEvent::Error(ClientError::StartTlsRefused(reply)) => {
-                    log::warn!(
-                        "smtpx async client #{}: STARTTLS refused ({}), going on in clear",
-                        client.id,
-                        reply.code()
-                    );
-                    Ok(None)
-                }
-                ClientEvent::Error(error) => {
-                    goodbye = Some(error);
-                    Ok(Some(()))
-                }
-                other => unexpected(client.id, other),
-            })
-            .await;
-        ready?;
-        if let Some(error) = goodbye {
-            client.say_goodbye().await;
-            return Err(error.into());
-        }
+        client
+            .io
+            .drive(client.runner.connect(), NO_BODY)
+            .await
+            .ready()?;
         Ok(client)
     }
 
     /// The server's capabilities from its last EHLO (or LHLO).
     pub fn capabilities(&self) -> Option<&Capabilities> {
-        self.session.capabilities()
+        self.runner.session().capabilities()
     }
 
     /// True when the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        self.stream.is_tls()
+        self.io.stream.is_tls()
     }
 
     /// True once the connection is closed.
     pub fn is_closed(&self) -> bool {
-        self.session.is_closed() || matches!(self.stream, Stream::Gone)
+        self.runner.is_closed()
     }
 
     /// The server's address.
@@ -241,27 +220,8 @@ impl AsyncSmtpClient {
         mut message: impl AsyncRead + Unpin,
         size: Option<u64>,
     ) -> Result<TransactionResult, Error> {
-        self.begin()?;
-        self.session.send_mail(envelope, size)?;
-        loop {
-            let mut body = false;
-            let done = self
-                .run(|client, event| match event {
-                    ClientEvent::SendBody => {
-                        body = true;
-                        Ok(Some(None))
-                    }
-                    ClientEvent::TransactionComplete(result) => Ok(Some(Some(result))),
-                    other => unexpected(client.id, other),
-                })
-                .await?;
-            if let Some(result) = done {
-                return Ok(result);
-            }
-            if body {
-                self.stream_body(&mut message).await?;
-            }
-        }
+        let op = self.runner.send(envelope, size, self.io.now());
+        self.io.drive(op, Some(&mut message)).await.transaction()
     }
 
     /// Sends several messages over this connection, one transaction each, and returns an
@@ -273,46 +233,8 @@ impl AsyncSmtpClient {
         &mut self,
         messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
     ) -> Vec<Result<TransactionResult, Error>> {
-        let mut batch = Batch::new(messages);
-        while !batch.is_done() {
-            if batch.is_idle() {
-                if let Err(error) = self.begin() {
-                    batch.fail(error);
-                    break;
-                }
-                batch.start_next(&mut self.session);
-                continue;
-            }
-            let step = self
-                .run(|client, event| match event {
-                    ClientEvent::SendBody => Ok(Some(BatchStep::Content)),
-                    ClientEvent::TransactionComplete(result) => {
-                        Ok(Some(BatchStep::Complete(result)))
-                    }
-                    other => unexpected(client.id, other),
-                })
-                .await;
-            match step {
-                Ok(BatchStep::Content) => {
-                    let written = match batch.content() {
-                        Ok(mut content) => self.stream_body(&mut content).await,
-                        Err(error) => Err(error),
-                    };
-                    if let Err(error) = written {
-                        batch.fail(error);
-                        break;
-                    }
-                    // Chained behind the dot: `run` writes both at once.
-                    batch.start_next(&mut self.session);
-                }
-                Ok(BatchStep::Complete(result)) => batch.complete(result),
-                Err(error) => {
-                    batch.fail(error);
-                    break;
-                }
-            }
-        }
-        batch.into_results()
+        let op = self.runner.send_batch(messages);
+        self.io.drive(op, NO_BODY).await.batch()
     }
 
     /// Sends a message held in memory.
@@ -327,266 +249,143 @@ impl AsyncSmtpClient {
 
     /// Authenticates now (when the credentials were not given to `connect`).
     pub async fn login(&mut self, credentials: Credentials) -> Result<Reply, Error> {
-        self.begin()?;
-        self.session.login(credentials)?;
-        self.run(|client, event| match event {
-            ClientEvent::Authenticated(reply) => Ok(Some(reply)),
-            other => unexpected(client.id, other),
-        })
-        .await
+        let op = self.runner.login(credentials, self.io.now());
+        self.io.drive(op, NO_BODY).await.reply()
     }
 
     /// NOOP.
     pub async fn noop(&mut self) -> Result<Reply, Error> {
-        self.begin()?;
-        self.session.noop()?;
-        self.reply().await
+        self.command(ClientSession::noop).await
     }
 
     /// RSET.
     pub async fn rset(&mut self) -> Result<Reply, Error> {
-        self.begin()?;
-        self.session.rset()?;
-        self.reply().await
+        self.command(ClientSession::rset).await
     }
 
     /// VRFY.
     pub async fn vrfy(&mut self, argument: &str) -> Result<Reply, Error> {
-        self.begin()?;
-        self.session.vrfy(argument)?;
-        self.reply().await
+        self.command(|session| session.vrfy(argument)).await
     }
 
     /// EXPN.
     pub async fn expn(&mut self, argument: &str) -> Result<Reply, Error> {
-        self.begin()?;
-        self.session.expn(argument)?;
-        self.reply().await
+        self.command(|session| session.expn(argument)).await
     }
 
     /// HELP, with an optional topic.
     pub async fn help(&mut self, topic: Option<&str>) -> Result<Reply, Error> {
-        self.begin()?;
-        self.session.help(topic)?;
-        self.reply().await
+        self.command(|session| session.help(topic)).await
     }
 
     /// QUIT, then closes the connection. A server that hangs up without answering QUIT
     /// is not an error.
     pub async fn quit(mut self) -> Result<(), Error> {
-        if self.is_closed() {
-            self.stream.close().await;
-            return Ok(());
-        }
-        self.sync_clock();
-        self.session.quit()?;
-        let result = self
-            .run(|client, event| match event {
-                ClientEvent::Closed => Ok(Some(())),
-                other => unexpected(client.id, other),
-            })
-            .await;
-        self.stream.close().await;
-        log::debug!("smtpx async client #{}: closed", self.id);
-        match result {
-            Err(e) if e.kind() == ErrorKind::ConnectionClosed => Ok(()),
-            other => other,
-        }
+        let op = self.runner.quit(self.io.now());
+        let outcome = self.io.drive(op, NO_BODY).await;
+        log::debug!("smtpx async client #{}: closed", self.runner.id());
+        outcome.closed()
     }
 
-    async fn reply(&mut self) -> Result<Reply, Error> {
-        self.run(|client, event| match event {
-            ClientEvent::Reply(reply) => Ok(Some(reply)),
-            other => unexpected(client.id, other),
-        })
-        .await
-    }
-
-    fn begin(&mut self) -> Result<(), Error> {
-        if self.is_closed() {
-            return Err(Error::new(ErrorKind::NotReady, "the connection is closed"));
-        }
-        self.sync_clock();
-        Ok(())
-    }
-
-    /// Tells the session the time before new work, so an expired deadline is noticed.
-    fn sync_clock(&mut self) {
-        let now = self.base.elapsed();
-        if self.session.next_deadline().is_none_or(|d| d > now) {
-            self.session.handle_timeout(now);
-        }
-    }
-
-    /// The event loop: hands events to `on_event` until it returns a value, writes the
-    /// session's output in one piece, reads. STARTTLS and fatal errors are handled here.
-    async fn run<T>(
+    async fn command(
         &mut self,
-        mut on_event: impl FnMut(&AsyncSmtpClient, ClientEvent) -> Result<Option<T>, Error>,
-    ) -> Result<T, Error> {
-        loop {
-            while let Some(event) = self.session.poll_event() {
-                match event {
-                    ClientEvent::StartTls => self.start_tls().await?,
-                    ClientEvent::Error(error) if error.is_fatal() || self.session.is_closed() => {
-                        log::debug!("smtpx async client #{}: {error}", self.id);
-                        self.say_goodbye().await;
-                        return Err(error.into());
-                    }
-                    event => {
-                        if let Some(done) = on_event(self, event)? {
-                            return Ok(done);
-                        }
-                    }
-                }
-            }
-            if self.session.is_closed() {
-                self.stream.close().await;
-                return Err(ClientError::ConnectionClosed.into());
-            }
-            self.flush().await?;
-            self.read_once().await?;
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), Error> {
-        if self.session.output().is_empty() {
-            return Ok(());
-        }
-        let written = tokio::time::timeout(
-            self.write_timeout,
-            self.stream.write_all(self.session.output()),
-        )
-        .await
-        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
-        match written {
-            Ok(()) => {
-                self.session.clear_output();
-                Ok(())
-            }
-            Err(e) => Err(self.connection_lost("cannot send to the server", e)),
-        }
-    }
-
-    async fn read_once(&mut self) -> Result<(), Error> {
-        let Some(deadline) = self.session.next_deadline() else {
-            return Err(Error::new(
-                ErrorKind::NotReady,
-                "the session is not waiting for any reply",
-            ));
-        };
-        let until = tokio::time::Instant::from_std(self.base + deadline);
-        match tokio::time::timeout_at(until, self.stream.read(&mut self.buffer)).await {
-            Err(_) => self.session.handle_timeout(self.base.elapsed()),
-            Ok(Ok(0)) => self.session.receive_eof(),
-            Ok(Ok(n)) => self.session.receive(&self.buffer[..n], self.base.elapsed()),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof && self.stream.is_tls() => {
-                self.session.receive_eof();
-            }
-            Ok(Err(e)) => return Err(self.connection_lost("cannot read from the server", e)),
-        }
-        Ok(())
-    }
-
-    fn connection_lost(&mut self, context: &str, error: io::Error) -> Error {
-        let error = Error::io(context, error);
-        log::debug!("smtpx async client #{}: {error}", self.id);
-        self.session.receive_eof();
-        while self.session.poll_event().is_some() {}
-        self.stream = Stream::Gone;
-        error
-    }
-
-    /// After a fatal error: sends what is pending and QUIT without waiting for replies,
-    /// then closes. Every write is bounded.
-    async fn say_goodbye(&mut self) {
-        if !self.session.is_closed() && self.session.quit().is_ok() {
-            // QUIT is queued behind whatever was pending.
-        }
-        if !self.session.output().is_empty() {
-            let _ = tokio::time::timeout(CLOSE_WAIT, self.stream.write_all(self.session.output()))
-                .await;
-            self.session.clear_output();
-        }
-        if !self.session.is_closed() {
-            self.session.receive_eof();
-            while self.session.poll_event().is_some() {}
-        }
-        self.stream.close().await;
-    }
-
-    async fn start_tls(&mut self) -> Result<(), Error> {
-        self.flush().await?;
-        let setup = self.tls.clone();
-        let stream = std::mem::replace(&mut self.stream, Stream::Gone);
-        let result = match (setup, stream) {
-            (Some(setup), Stream::Plain(tcp)) => {
-                tls_handshake(tcp, &setup, Instant::now() + self.handshake_timeout).await
-            }
-            (_, stream) => {
-                self.stream = stream;
-                Err(Error::new(
-                    ErrorKind::Protocol,
-                    "the session asked for STARTTLS on a connection that cannot do it",
-                ))
-            }
-        };
-        match result {
-            Ok(tls) => {
-                self.stream = Stream::Tls(Box::new(tls));
-                self.session.tls_established(self.base.elapsed());
-                log::debug!("smtpx async client #{}: STARTTLS established", self.id);
-                Ok(())
-            }
-            Err(error) => {
-                log::debug!("smtpx async client #{}: {error}", self.id);
-                self.session.receive_eof();
-                while self.session.poll_event().is_some() {}
-                self.stream.close().await;
-                Err(error)
-            }
-        }
-    }
-
-    async fn stream_body(&mut self, message: &mut (impl AsyncRead + Unpin)) -> Result<(), Error> {
-        loop {
-            let n = match message.read(&mut self.buffer).await {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!(
-                        "smtpx async client #{}: reading the message failed",
-                        self.id
-                    );
-                    self.session.receive_eof();
-                    while self.session.poll_event().is_some() {}
-                    self.stream = Stream::Gone;
-                    return Err(Error::message_source(e));
-                }
-            };
-            self.sync_clock();
-            self.session.send_body(&self.buffer[..n])?;
-            if self.session.output().len() >= FLUSH_THRESHOLD {
-                self.flush().await?;
-            }
-        }
-        self.sync_clock();
-        self.session.finish_body()?;
-        // The rest of the output leaves with whatever follows (a chained transaction)
-        // when `run` flushes.
-        Ok(())
+        start: impl FnOnce(&mut ClientSession) -> Result<(), ClientError>,
+    ) -> Result<Reply, Error> {
+        let op = self.runner.command(start, self.io.now());
+        self.io.drive(op, NO_BODY).await.reply()
     }
 }
 
-fn unexpected<T>(id: u64, event: ClientEvent) -> Result<Option<T>, Error> {
-    match event {
-        ClientEvent::Error(error) => Err(error.into()),
-        ClientEvent::Closed => Ok(None),
-        other => {
-            log::debug!("smtpx async client #{id}: ignoring event {other:?}");
-            Ok(None)
+/// `drive`'s message source for every operation but [`AsyncSmtpClient::send`].
+const NO_BODY: Option<&mut &[u8]> = None;
+
+impl Io {
+    /// The session clock.
+    fn now(&self) -> Duration {
+        self.base.elapsed()
+    }
+
+    /// Carries out `op`'s actions on the socket until it is done; `body` is the message
+    /// it asks for with [`Action::Body`]. Every wait is bounded: reads by the session's
+    /// deadline, writes by the write timeout, the goodbye and closing by [`CLOSE_WAIT`].
+    async fn drive<'m, I, B>(
+        &mut self,
+        mut op: Operation<'_, 'm, I>,
+        mut body: Option<&mut B>,
+    ) -> Outcome
+    where
+        I: Iterator<Item = (&'m Envelope, &'m [u8])>,
+        B: AsyncRead + Unpin + ?Sized,
+    {
+        loop {
+            match op.next_action(self.base.elapsed()) {
+                Action::Write(bytes) => {
+                    let written =
+                        tokio::time::timeout(self.write_timeout, self.stream.write_all(bytes))
+                            .await
+                            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+                    match written {
+                        Ok(()) => op.written(),
+                        Err(e) => op.write_failed(e),
+                    }
+                }
+                Action::Goodbye(bytes) => {
+                    let _ = tokio::time::timeout(CLOSE_WAIT, self.stream.write_all(bytes)).await;
+                    op.written();
+                }
+                Action::Read { deadline } => {
+                    let until = tokio::time::Instant::from_std(self.base + deadline);
+                    match tokio::time::timeout_at(until, self.stream.read(&mut self.buffer)).await {
+                        Err(_) => op.timed_out(self.base.elapsed()),
+                        Ok(Ok(0)) => op.eof(),
+                        Ok(Ok(n)) => op.received(&self.buffer[..n], self.base.elapsed()),
+                        Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // TCP closed without a TLS close_notify: replies delimit
+                        // themselves, so to the session this is an end of stream.
+                        Ok(Err(e))
+                            if e.kind() == io::ErrorKind::UnexpectedEof && self.stream.is_tls() =>
+                        {
+                            op.eof();
+                        }
+                        Ok(Err(e)) => op.read_failed(e),
+                    }
+                }
+                Action::StartTls { setup, deadline } => {
+                    match std::mem::replace(&mut self.stream, Stream::Gone) {
+                        Stream::Plain(tcp) => {
+                            match tls_handshake(tcp, setup, self.base + deadline).await {
+                                Ok(tls) => {
+                                    self.stream = Stream::Tls(Box::new(tls));
+                                    op.tls_established(self.base.elapsed());
+                                }
+                                Err(error) => op.tls_failed(error),
+                            }
+                        }
+                        stream => {
+                            self.stream = stream;
+                            op.tls_failed(Error::new(
+                                ErrorKind::Protocol,
+                                "the session asked for STARTTLS on a connection that cannot do it",
+                            ));
+                        }
+                    }
+                }
+                Action::Body => {
+                    let read = match body.as_mut() {
+                        Some(message) => message.read(&mut self.buffer).await,
+                        None => Err(io::ErrorKind::InvalidInput.into()),
+                    };
+                    match read {
+                        Ok(0) => op.body_end(self.base.elapsed()),
+                        Ok(n) => op.body(&self.buffer[..n], self.base.elapsed()),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => op.body_failed(e),
+                    }
+                }
+                Action::Close => self.stream.close().await,
+                Action::Abort => self.stream = Stream::Gone,
+                Action::Done(outcome) => return outcome,
+            }
         }
     }
 }
