@@ -45,6 +45,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 const KEEP_CONTENT: usize = 1 << 20;
 
 /// Where a hook goes: answered here, or to Python as an event.
+// Only ever returned and matched at once: boxing the event would cost an allocation per hook.
+#[allow(clippy::large_enum_variant)]
 enum Route {
     Here(Answer),
     Python(Event),
@@ -149,7 +151,10 @@ fn decision(status: Option<&Bound<'_, PyAny>>) -> Decision {
         return Decision::Accept;
     };
     let parsed = if let Ok(line) = status.cast::<PyString>() {
-        line.to_str().ok().and_then(parse_status).map(Decision::Reply)
+        line.to_str()
+            .ok()
+            .and_then(parse_status)
+            .map(Decision::Reply)
     } else if let Ok(lines) = status.extract::<Vec<String>>() {
         lines
             .iter()
@@ -223,11 +228,7 @@ impl ServerConnection {
         PyBytes::new(py, &connection::busy_reply(hostname))
     }
 
-    fn next_action<'py>(
-        &mut self,
-        py: Python<'py>,
-        now: f64,
-    ) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    fn next_action<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<(u8, Bound<'py, PyAny>)> {
         let now = seconds(now)?;
         loop {
             let (kind, payload) = match self.inner.next_action(now) {
@@ -257,9 +258,10 @@ impl ServerConnection {
                 Action::Read { deadline } => {
                     (READ, PyFloat::new(py, deadline.as_secs_f64()).into_any())
                 }
-                Action::StartTls { deadline } => {
-                    (START_TLS, PyFloat::new(py, deadline.as_secs_f64()).into_any())
-                }
+                Action::StartTls { deadline } => (
+                    START_TLS,
+                    PyFloat::new(py, deadline.as_secs_f64()).into_any(),
+                ),
                 Action::Close => (CLOSE, py.None().into_bound(py)),
             };
             return Ok((kind, payload));
@@ -269,9 +271,10 @@ impl ServerConnection {
     #[pyo3(signature = (refusal = None))]
     fn connected(&mut self, refusal: Option<&str>) -> PyResult<()> {
         let refusal = match refusal {
-            Some(line) => Some(parse_status(line).ok_or_else(|| {
-                PyValueError::new_err(format!("not a valid reply: {line:?}"))
-            })?),
+            Some(line) => Some(
+                parse_status(line)
+                    .ok_or_else(|| PyValueError::new_err(format!("not a valid reply: {line:?}")))?,
+            ),
             None => None,
         };
         self.inner.connected(refusal);
