@@ -4,12 +4,16 @@ aiosmtpd's Controller, running the same Python handler, loaded by Postfix's
 `smtp-source -d -s 10`.
 
     .venv/bin/python bench/python_server.py [--messages 10000] [--rounds 3]
+        [--baseline-python OTHER_VENV/bin/python]
 
 The contenders run interleaved (A B C, A B C, ...) and the median of the rounds is
 printed, with each contender's ratio to aiosmtpd paired by round. smtpx.aio.Server runs
 on an asyncio event loop in a thread of the run's process, as aiosmtpd's Controller does.
 Postfix's smtp-sink (C, no handler) runs last in each round as a calibration row: what
 the load generator can reach on this machine at all (--no-sink leaves it out).
+With --baseline-python, smtpx.aio.Server also runs under that interpreter (another
+build of smtpx, such as main's, installed in another virtual environment) as the row
+"smtpx.aio.Server (baseline)", interleaved with the others, for a before/after in one run.
 Every figure is checked: smtp-source must exit 0 and the handler must have counted every
 message, or the cell says FAILED. Each run starts a fresh Python process (see run_fresh)
 in which the server runs; smtp-source is pinned to CPU 0 and the server to CPU 1 where
@@ -165,15 +169,17 @@ def run_aiosmtpd(messages: int) -> tuple[float, float] | None:
 
 CONTENDERS = {"smtpx.Controller": run_smtpx, "smtpx.aio.Server": run_smtpx_aio,
               "aiosmtpd Controller": run_aiosmtpd, "smtp-sink (reference)": run_sink}
+BASELINE = "smtpx.aio.Server (baseline)"
 
 
-def run_fresh(name: str, messages: int) -> tuple[float, float] | None:
+def run_fresh(name: str, messages: int, python: str = sys.executable) -> tuple[float, float] | None:
     """One run in a new Python process (pinned like this one): runs in one process would
     share its allocator state. Measured: once glibc's malloc has raised its mmap threshold
     (after some earlier run freed a large block), asyncio's 256 KiB recv buffers stop
     costing mmap/mremap/munmap per read, which changed a later contender's CPU per message
     by 2x depending on what ran before it."""
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name, "--messages", str(messages)],
+    one = "smtpx.aio.Server" if name == BASELINE else name
+    done = subprocess.run([python, os.path.abspath(__file__), "--one", one, "--messages", str(messages)],
                           capture_output=True, text=True, timeout=900)
     found = re.search(r"^RESULT (\S+) (\S+)$", done.stdout, re.M)
     if done.returncode != 0 or not found:
@@ -188,6 +194,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-sink", action="store_true",
                         help="leave out the smtp-sink calibration row (C, no handler)")
+    parser.add_argument("--baseline-python", metavar="PYTHON",
+                        help="also run smtpx.aio.Server under this interpreter (another smtpx build)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one run, in a child
     args = parser.parse_args()
     if args.one:
@@ -200,32 +208,37 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
         os.sched_setaffinity(0, {1})
     contenders = dict(CONTENDERS)
+    pythons = {name: sys.executable for name in contenders}
+    if args.baseline_python:
+        contenders = {"smtpx.aio.Server": run_smtpx_aio, BASELINE: run_smtpx_aio,
+                      **{k: v for k, v in contenders.items() if k != "smtpx.aio.Server"}}
+        pythons[BASELINE] = args.baseline_python
     if not (shutil.which("smtp-sink") and shutil.which("taskset")) or args.no_sink:
         del contenders["smtp-sink (reference)"]
     results: dict[str, list[tuple[float, float] | None]] = {name: [] for name in contenders}
     print(f"load average at the start {os.getloadavg()[0]:.2f}", flush=True)
     for rnd in range(1, args.rounds + 1):
-        for name, run in contenders.items():
-            result = run_fresh(name, args.messages)
+        for name in contenders:
+            result = run_fresh(name, args.messages, pythons[name])
             results[name].append(result)
             shown = "FAILED" if result is None else f"{result[0]:.0f} msg/s, {result[1]:.0f} µs/msg"
             print(f"  round {rnd} {name}: {shown}", flush=True)
     print(f"{args.messages} messages of 1 KiB, smtp-source -d -s 10, median of {args.rounds} rounds; "
           f"load average at the end {os.getloadavg()[0]:.2f}")
-    print(f"{'server':<22} {'msg/s':>10} {'server CPU µs/msg':>18}   per round (msg/s)")
+    print(f"{'server':<28} {'msg/s':>10} {'server CPU µs/msg':>18}   per round (msg/s)")
     ok = True
     for name, runs in results.items():
         per = " / ".join("FAILED" if r is None else f"{r[0]:.0f}" for r in runs)
         good = [r for r in runs if r is not None]
         ok = ok and len(good) == len(runs)
         if not good:
-            print(f"{name:<22} {'FAILED':>10}")
+            print(f"{name:<28} {'FAILED':>10}")
             continue
         rate = statistics.median(r[0] for r in good)
         cpu = statistics.median(r[1] for r in good)
-        print(f"{name:<22} {rate:>10.0f} {cpu:>18.0f}   {per}")
+        print(f"{name:<28} {rate:>10.0f} {cpu:>18.0f}   {per}")
     base = results["aiosmtpd Controller"]
-    for name in ("smtpx.Controller", "smtpx.aio.Server", "smtp-sink (reference)"):
+    for name in ("smtpx.Controller", "smtpx.aio.Server", BASELINE, "smtp-sink (reference)"):
         if name not in results:
             continue
         pairs = [(a, b) for a, b in zip(results[name], base) if a is not None and b is not None]
@@ -235,6 +248,13 @@ def main() -> int:
         cpu = statistics.median(a[1] / b[1] for a, b in pairs)
         goal = f" (goal >= 5x: {'MET' if rate >= 5 else 'NOT MET'})" if name == "smtpx.aio.Server" else ""
         print(f"{name} / aiosmtpd, paired by round: {rate:.2f}x msg/s, {cpu:.2f}x CPU/msg{goal}")
+    if BASELINE in results:
+        pairs = [(a, b) for a, b in zip(results["smtpx.aio.Server"], results[BASELINE])
+                 if a is not None and b is not None]
+        if pairs:
+            rate = statistics.median(a[0] / b[0] for a, b in pairs)
+            cpu = statistics.median(a[1] / b[1] for a, b in pairs)
+            print(f"smtpx.aio.Server / its baseline, paired by round: {rate:.2f}x msg/s, {cpu:.2f}x CPU/msg")
     return 0 if ok else 1
 
 

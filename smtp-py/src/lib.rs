@@ -13,8 +13,11 @@
 //!   object per connection from the Rust connection threads (`Python::try_attach` only
 //!   for the call), or with the Rust Maildir handler.
 //! - `sans_io::{ServerSession, ClientSession}` expose the engine's sans-IO sessions
-//!   (bytes, seconds and one `Event` object per engine event), which `smtpx/aio.py`
-//!   drives on asyncio streams.
+//!   (bytes, seconds and one `Event` object per engine event), which the asyncio client
+//!   (`smtpx/aio/client.py`) drives on a transport.
+//! - `connection::ServerConnection` is the engine's server connection layer (hook
+//!   dispatch, held input, deadlines, STARTTLS handover, graceful shutdown) as actions,
+//!   which `smtpx/aio/server.py` performs on an asyncio transport.
 //! - `tls::{TlsConfig, TlsSession}` expose rustls without I/O, with the engine's TLS
 //!   configuration builders, for the asyncio drivers' STARTTLS and implicit TLS.
 //! - `errors` is the one place where engine errors become the Python exceptions of
@@ -26,6 +29,7 @@
 use pyo3::prelude::*;
 
 mod client;
+mod connection;
 mod errors;
 mod logging;
 mod sans_io;
@@ -41,6 +45,8 @@ mod _native {
 
     #[pymodule_export]
     use crate::client::Client;
+    #[pymodule_export]
+    use crate::connection::ServerConnection;
     #[pymodule_export]
     use crate::sans_io::{ClientSession, Event, ServerSession};
     #[pymodule_export]

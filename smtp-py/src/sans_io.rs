@@ -1,6 +1,6 @@
 //! `smtpx._native.ServerSession` and `smtpx._native.ClientSession`: the engine's sans-IO
 //! sessions for Python, for embedders that own the sockets and the clock (such as the
-//! asyncio drivers in `smtpx/aio.py`).
+//! asyncio client in `smtpx/aio/client.py`).
 //!
 //! Only types are translated here: bytes in and out, seconds as floats (any monotonic
 //! clock, for example `loop.time()`), and each engine event as one [`Event`] object.
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use smtp_core::auth::{AuthMechanism, Credentials};
 use smtp_core::blocking::client::Error;
@@ -23,7 +24,7 @@ use crate::client::{ReplyTuple, ResultTuple, envelope, reply_tuple, result_tuple
 use crate::errors::client_error;
 use crate::server::{mail_options, parse_status, rcpt_options};
 
-fn seconds(now: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(now: f64) -> PyResult<Duration> {
     if now.is_finite() && now >= 0.0 {
         Ok(Duration::from_secs_f64(now))
     } else {
@@ -48,24 +49,24 @@ fn positive(what: &str, value: f64) -> PyResult<Duration> {
 #[pyclass(frozen, get_all, module = "smtpx._native")]
 #[derive(Debug, Default)]
 pub struct Event {
-    kind: &'static str,
-    needs_decision: bool,
-    verb: Option<&'static str>,
-    domain: Option<String>,
-    sender: Option<String>,
-    recipient: Option<String>,
-    options: Vec<String>,
-    data: Option<Vec<u8>>,
-    mechanism: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    argument: Option<String>,
-    reason: Option<&'static str>,
-    reply: Option<ReplyTuple>,
-    result: Option<ResultTuple>,
-    error: Option<String>,
-    exception: Option<Py<PyAny>>,
-    fatal: bool,
+    pub(crate) kind: &'static str,
+    pub(crate) needs_decision: bool,
+    pub(crate) verb: Option<&'static str>,
+    pub(crate) domain: Option<String>,
+    pub(crate) sender: Option<String>,
+    pub(crate) recipient: Option<String>,
+    pub(crate) options: Vec<String>,
+    pub(crate) data: Option<Py<PyBytes>>,
+    pub(crate) mechanism: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) argument: Option<String>,
+    pub(crate) reason: Option<&'static str>,
+    pub(crate) reply: Option<ReplyTuple>,
+    pub(crate) result: Option<ResultTuple>,
+    pub(crate) error: Option<String>,
+    pub(crate) exception: Option<Py<PyAny>>,
+    pub(crate) fatal: bool,
 }
 
 #[pymethods]
@@ -75,23 +76,27 @@ impl Event {
     }
 }
 
-fn event(kind: &'static str) -> Event {
+pub(crate) fn verb_name(verb: HelloVerb) -> &'static str {
+    match verb {
+        HelloVerb::Helo => "HELO",
+        HelloVerb::Ehlo => "EHLO",
+        HelloVerb::Lhlo => "LHLO",
+    }
+}
+
+pub(crate) fn event(kind: &'static str) -> Event {
     Event {
         kind,
         ..Event::default()
     }
 }
 
-fn server_event(e: ServerEvent<'_>) -> Event {
+fn server_event(py: Python<'_>, e: ServerEvent<'_>) -> Event {
     let needs_decision = e.needs_decision();
     let mut out = match e {
         ServerEvent::Connect => event("connect"),
         ServerEvent::Hello { verb, domain } => Event {
-            verb: Some(match verb {
-                HelloVerb::Helo => "HELO",
-                HelloVerb::Ehlo => "EHLO",
-                HelloVerb::Lhlo => "LHLO",
-            }),
+            verb: Some(verb_name(verb)),
             domain: Some(domain),
             ..event("hello")
         },
@@ -114,7 +119,7 @@ fn server_event(e: ServerEvent<'_>) -> Event {
         },
         ServerEvent::MessageStart => event("message_start"),
         ServerEvent::MessageData(bytes) => Event {
-            data: Some(bytes.to_vec()),
+            data: Some(PyBytes::new(py, bytes).unbind()),
             ..event("message_data")
         },
         ServerEvent::MessageEnd => event("message_end"),
@@ -140,6 +145,35 @@ fn server_event(e: ServerEvent<'_>) -> Event {
     };
     out.needs_decision = needs_decision;
     out
+}
+
+/// The engine's settings from the keyword arguments `ServerSession` and `ServerConnection`
+/// share: `auth` is (auth, allow_insecure_auth, require_auth), `tls` is (starttls,
+/// tls_active, require_tls).
+pub(crate) fn server_config(
+    hostname: String,
+    max_message_size: u64,
+    max_recipients: usize,
+    lmtp: bool,
+    (auth, allow_insecure_auth, require_auth): (bool, bool, bool),
+    timeout: f64,
+    (starttls, tls_active, require_tls): (bool, bool, bool),
+) -> PyResult<ServerConfig> {
+    let mut config = ServerConfig::new(hostname);
+    config.max_message_size = max_message_size;
+    config.max_recipients = max_recipients;
+    config.lmtp = lmtp;
+    config.starttls = starttls;
+    config.tls_active = tls_active;
+    config.require_tls = require_tls;
+    config.command_timeout = positive("timeout", timeout)?;
+    config.data_timeout = config.command_timeout;
+    if auth {
+        config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+        config.allow_insecure_auth = allow_insecure_auth;
+        config.require_auth = require_auth;
+    }
+    Ok(config)
 }
 
 /// The server side of one SMTP or LMTP connection, without I/O (see `_native.pyi`).
@@ -171,20 +205,15 @@ impl ServerSession {
         tls_active: bool,
         require_tls: bool,
     ) -> PyResult<ServerSession> {
-        let mut config = ServerConfig::new(hostname);
-        config.max_message_size = max_message_size;
-        config.max_recipients = max_recipients;
-        config.lmtp = lmtp;
-        config.starttls = starttls;
-        config.tls_active = tls_active;
-        config.require_tls = require_tls;
-        config.command_timeout = positive("timeout", timeout)?;
-        config.data_timeout = config.command_timeout;
-        if auth {
-            config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
-            config.allow_insecure_auth = allow_insecure_auth;
-            config.require_auth = require_auth;
-        }
+        let config = server_config(
+            hostname,
+            max_message_size,
+            max_recipients,
+            lmtp,
+            (auth, allow_insecure_auth, require_auth),
+            timeout,
+            (starttls, tls_active, require_tls),
+        )?;
         Ok(ServerSession {
             inner: RustServer::new(config, seconds(now)?),
         })
@@ -198,8 +227,8 @@ impl ServerSession {
         self.inner.receive_eof();
     }
 
-    fn next_event(&mut self) -> Option<Event> {
-        self.inner.poll_event().map(server_event)
+    fn next_event(&mut self, py: Python<'_>) -> Option<Event> {
+        self.inner.poll_event().map(|e| server_event(py, e))
     }
 
     fn accept(&mut self) -> PyResult<()> {

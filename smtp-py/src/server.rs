@@ -31,7 +31,7 @@ use crate::errors::client_error;
 /// Stack for each connection thread: Python code runs on it.
 const THREAD_STACK: usize = 4 << 20;
 
-fn local_error(text: &str) -> Reply {
+pub(crate) fn local_error(text: &str) -> Reply {
     Reply::new(
         ReplyCode::LOCAL_ERROR,
         Some(EnhancedCode::new(4, 3, 0)),

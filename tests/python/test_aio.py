@@ -358,6 +358,47 @@ def test_aio_server_stop_closes_idle_connections() -> None:
     run(main())
 
 
+def test_aio_server_graceful_stop_says_421_and_lets_a_transaction_finish() -> None:
+    """stop(grace=...): an idle connection gets the engine's 421 and is closed at once; one
+    in a transaction (its handle_DATA suspended) finishes it, then gets the 421; none is
+    cut."""
+
+    class Slow:
+        def __init__(self) -> None:
+            self.entered = asyncio.Event()
+            self.messages: list[bytes] = []
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.entered.set()
+            await asyncio.sleep(0.3)
+            self.messages.append(envelope.content)
+            return "250 2.0.0 queued"
+
+    async def main() -> None:
+        handler = Slow()
+        server = smtpx.aio.Server(handler, port=0, server_hostname="mx.aio.test")
+        await server.start()
+        host, port = server.address
+        idle_reader, idle_writer = await asyncio.open_connection(host, port)
+        assert (await idle_reader.readline()).startswith(b"220 ")
+        busy_reader, busy_writer = await asyncio.open_connection(host, port)
+        assert (await busy_reader.readline()).startswith(b"220 ")
+        busy_writer.write(b"HELO c.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nhi\r\n.\r\n")
+        await asyncio.wait_for(handler.entered.wait(), 5)
+        cut = await asyncio.wait_for(server.stop(grace=5), 10)
+        assert cut == 0
+        shutdown = b"421 4.3.2 mx.aio.test Service shutting down, try again later\r\n"
+        assert await asyncio.wait_for(idle_reader.read(), 5) == shutdown
+        replies = (await asyncio.wait_for(busy_reader.read(), 5)).split(b"\r\n")
+        assert [r[:3] for r in replies] == [b"250", b"250", b"250", b"354", b"250", b"421", b""], replies
+        assert handler.messages == [b"hi\r\n"]
+        assert server.active_connections() == 0
+        idle_writer.close()
+        busy_writer.close()
+
+    run(main())
+
+
 def test_aio_server_times_out_a_silent_client() -> None:
     """The read deadline of the server's loop: a client that stays silent past `timeout`
     gets the engine's 421 and is disconnected, while a busy one is not."""

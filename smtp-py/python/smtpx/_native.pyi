@@ -11,6 +11,7 @@ __all__ = [
     "ClientSession",
     "Event",
     "Server",
+    "ServerConnection",
     "ServerSession",
     "TlsConfig",
     "TlsSession",
@@ -123,6 +124,12 @@ _Result = tuple[_Reply, list[_Recipient], _Reply | None, str | None]
 class Event:
     """Something a sans-IO session reports. ``kind`` says what; the other fields are
     None (or empty, or False) unless that kind carries them.
+
+    ServerConnection hooks (``needs_decision`` ones answer with a status, see
+    ``ServerConnection.answer``): "hello"* (verb, domain), "tls_started", "auth"*
+    (mechanism, username, password), "mail"* (sender, options), "rcpt"* (recipient,
+    options), "message_end"* (data: the whole message), "reset", "verify"* (argument),
+    "close".
 
     ServerSession kinds (``needs_decision`` ones wait for ``accept()`` or ``reply()``):
     "connect"*, "hello"* (verb, domain), "starttls", "auth"* (mechanism, username,
@@ -242,6 +249,109 @@ class ServerSession:
     def is_waiting_for_decision(self) -> bool: ...
     @property
     def authenticated_user(self) -> str | None: ...
+
+@final
+class ServerConnection:
+    """The server side of one connection, without I/O: the engine's connection layer
+    (smtp_core::server::connection). It owns the session, the hook dispatch, input held
+    while the session is busy, the deadlines (per command, per data block, the TLS
+    handshake), the STARTTLS handover and graceful shutdown; the embedder reads, writes,
+    keeps one timer and does the TLS I/O. ``smtpx.aio.Server`` is such an embedder.
+
+    ``next_action(now)`` says what to do next, as ``(kind, payload)``; ``now`` is a
+    monotonic clock in seconds (for example ``loop.time()``)::
+
+        conn = ServerConnection("mx.example", now=clock())
+        while True:
+            kind, payload = conn.next_action(clock())
+            if kind == ServerConnection.CONNECT:   # a client: accept it, or refuse it
+                conn.connected()                   # (conn.connected("554 go away"))
+            elif kind == ServerConnection.HOOK:    # payload: an Event
+                conn.answer(None)                  # accept, or a status line
+            elif kind == ServerConnection.WRITE:   # payload: bytes, already counted
+                sock.sendall(payload)              # as written: send them all
+            elif kind == ServerConnection.READ:    # payload: the deadline
+                data = sock.recv(65536)            # wait at most until the deadline
+                if data:                           # (then conn.timeout(clock()))
+                    conn.receive(data, clock())
+                else:
+                    conn.receive_eof()
+            elif kind == ServerConnection.START_TLS:  # payload: the handshake's deadline
+                ...                                # TlsSession, then tls_established
+            else:                                  # CLOSE: every hook has run
+                sock.close()
+                break
+
+    Hooks come as ``Event`` objects (see ``Event`` for the kinds). The content of a
+    message is gathered here and comes whole with "message_end"; DATA's start, EXPN and
+    an aborted message are answered here (accept, the engine's standard reply, drop).
+
+    A connection that broke (an I/O error, a failed handshake): ``lost()``, then keep
+    answering hooks until CLOSE; nothing more is written. A server stopping: ``stop()``;
+    an idle session gets 421 and closes at once, one in a transaction finishes first.
+    """
+
+    CONNECT: int
+    HOOK: int
+    WRITE: int
+    READ: int
+    START_TLS: int
+    CLOSE: int
+
+    def __new__(
+        cls,
+        hostname: str,
+        *,
+        now: float = 0.0,
+        max_message_size: int = 26214400,
+        max_recipients: int = 100,
+        lmtp: bool = False,
+        auth: bool = False,
+        allow_insecure_auth: bool = False,
+        require_auth: bool = False,
+        timeout: float = 300.0,
+        starttls: bool = False,
+        implicit_tls: bool = False,
+        require_tls: bool = False,
+    ) -> ServerConnection:
+        """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
+        handshake is the first action."""
+    @staticmethod
+    def busy_reply(hostname: str) -> bytes:
+        """The 421 a server at its connection limit says before closing a connection."""
+    def next_action(self, now: float) -> tuple[int, Any]:
+        """``(kind, payload)``: CONNECT (None), HOOK (an Event), WRITE (bytes), READ (the
+        deadline), START_TLS (the handshake's deadline) or CLOSE (None). Output is handed
+        over when the embedder is to wait (before READ, START_TLS, CLOSE), so what a
+        pipelined group of commands says comes as one WRITE. Non-hook actions are the
+        same until acted on."""
+    def connected(self, refusal: str | None = None) -> None:
+        """The answer to CONNECT: None, or a status line refusing the client (554 keeps
+        the session for QUIT only, 421 closes at once)."""
+    def answer(self, status: str | list[str] | None = None) -> None:
+        """The answer to the last HOOK. For a hook that needs a decision: None accepts
+        (the engine's own reply), a status line such as "550 5.1.1 No such user"
+        replies, and after "message_end" under LMTP a list gives one line per accepted
+        recipient. Anything else is logged and answered with 451 4.3.0."""
+    def receive(self, data: bytes | bytearray, now: float, size: int | None = None) -> None:
+        """Input read from the client (the first ``size`` bytes of ``data``). All of it
+        is kept: what the session has no room for waits, and no READ comes until it is
+        taken."""
+    def receive_eof(self) -> None:
+        """The client closed its side (call it when the action is READ)."""
+    def timeout(self, now: float) -> None:
+        """The deadline of the last READ passed."""
+    def tls_established(self, now: float) -> None:
+        """The handshake of the last START_TLS succeeded."""
+    def lost(self) -> None:
+        """The connection is gone: the remaining hooks come, then CLOSE."""
+    def stop(self) -> None:
+        """The server is shutting down (see the class docs)."""
+    @property
+    def is_idle(self) -> bool:
+        """True between transactions: a shutdown loses nothing by ending it."""
+    @property
+    def is_tls(self) -> bool: ...
 
 @final
 class ClientSession:

@@ -9,7 +9,8 @@ as :class:`~smtpx.Controller` (:mod:`smtpx.adapter`)::
 
 TLS is rustls (:class:`smtpx._native.TlsSession`); ``tls_context=(certfile, keyfile)``
 offers STARTTLS, with ``implicit_tls`` the listener speaks TLS from the first byte.
-Every protocol decision is the engine's (:class:`smtpx._native.ServerSession`).
+Every protocol and connection decision is the engine's
+(:class:`smtpx._native.ServerConnection`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any, Callable, Generator, Iterator
 from smtpx import _native
 from smtpx.adapter import (
     HOOKED,
-    INVALID_STATUS,
     HandlerConnection,
     ServerSettings,
     Step,
@@ -36,10 +36,13 @@ __all__ = ["Server"]
 
 log = logging.getLogger("smtpx.aio")
 
-_READ = 64 * 1024
+_READ_SIZE = 64 * 1024
 _DEFAULTS = ServerSettings
-# Events the handler never sees: the engine's standard answer.
-_NO_HOOK = frozenset({"connect", "message_start", "expand"})
+_CONNECT = _native.ServerConnection.CONNECT
+_HOOK = _native.ServerConnection.HOOK
+_WRITE = _native.ServerConnection.WRITE
+_READ = _native.ServerConnection.READ
+_START_TLS = _native.ServerConnection.START_TLS
 
 
 class Server:
@@ -119,7 +122,7 @@ class Server:
         # perf: one read buffer for all connections (recv_into, no allocation per read).
         # Safe because the event loop reads one socket at a time and buffer_updated copies
         # out what it got before the next read.
-        self._read_buffer = bytearray(_READ)
+        self._read_buffer = bytearray(_READ_SIZE)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -149,31 +152,44 @@ class Server:
             require_auth=self.auth_required,
             timeout=self.timeout,
             starttls=self.tls_context is not None and not self.implicit_tls,
-            tls_active=self.implicit_tls,
+            implicit_tls=self.implicit_tls,
             require_tls=self.require_starttls,
         )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port)
 
-    async def stop(self) -> None:
-        """Stops listening and closes every connection: a hook still running is cancelled
-        (it sees CancelledError at its await); what is already written is sent first, for
-        up to 5 seconds, then the connection is cut."""
+    async def stop(self, grace: float | None = None) -> int:
+        """Stops listening and closes every connection; returns how many were cut.
+
+        By default (as aiosmtpd's ``Controller.stop``) every connection is cut at once: a
+        hook still running is cancelled (it sees CancelledError at its await); what is
+        already written is sent first, for up to 5 seconds, then the connection is cut.
+
+        With ``grace`` (seconds), the shutdown is graceful, as :class:`smtpx.Controller`'s
+        ``stop``: idle connections get ``421`` and are closed at once, transactions in
+        flight may finish for up to ``grace`` seconds (each connection then closes with
+        421), and what is left after that is cut as above."""
         server, self._server = self._server, None
         if server is None:
-            return
+            return 0
         server.close()
         connections = list(self._connections)
-        for connection in connections:
+        if grace is not None and connections:
+            for connection in connections:
+                connection.stop()
+            await asyncio.wait([connection.closed for connection in connections], timeout=grace)
+        left = [connection for connection in connections if not connection.closed.done()]
+        for connection in left:
             connection.close()
         waits = [w for connection in connections for w in (connection.closed, connection.hooks.task)]
         if waits:
-            _, left = await asyncio.wait(waits, timeout=5)
-            if left:
+            _, pending = await asyncio.wait(waits, timeout=5)
+            if pending:
                 for connection in connections:
                     connection.abort()
-                await asyncio.wait(left, timeout=1)
+                await asyncio.wait(pending, timeout=1)
         await server.wait_closed()
+        return len(left)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -186,13 +202,7 @@ class Server:
         """Over the connection limit: the engine's 421 as the greeting, then close (as
         the blocking server, without TLS even on an implicit-TLS listener: no handshake
         is spent on a client that cannot be served)."""
-        session = _native.ServerSession(self.hostname, **self._options)
-        while (event := session.next_event()) is not None:
-            if event.kind == "connect":
-                session.reply_line(
-                    f"421 4.7.0 {self.hostname} Error: too many connections, try again later"
-                )
-        transport.write(session.output())
+        transport.write(_native.ServerConnection.busy_reply(self.hostname))
         transport.close()  # after the buffered 421 is written
 
 
@@ -350,17 +360,19 @@ class _Hooks:
 class _ServerProtocol(asyncio.BufferedProtocol):
     """perf: one connection of :class:`Server`, driven from the transport's callbacks.
 
-    A task per connection on asyncio streams cost, per SMTP command, a Future and a Task
-    wake-up for the read, a timer armed and cancelled for its deadline, and a drain();
-    that machinery was over half of the server's CPU per message (bench/README.md). Here
-    buffer_updated decrypts (under TLS), feeds the session, runs the handler's hooks
-    (_Hooks) and writes the replies in the same callback. The read deadline is one timer
-    per connection, re-armed when it fires. Every decision is the engine's; the adapter
-    turns the session's events into the handler's hooks.
+    The connection itself is the engine's (:class:`smtpx._native.ServerConnection`: hook
+    dispatch, input held while the session is busy, deadlines, the STARTTLS handover,
+    graceful shutdown); this protocol does what it asks for, in the callback that made it
+    possible: buffer_updated decrypts (under TLS) and hands the bytes over, then
+    :meth:`_pump` performs actions until one means waiting: writing, running the
+    handler's hooks (:class:`_Hooks`, through the adapter), starting TLS, arming the one
+    timer of the connection, closing. A task per connection on asyncio streams cost, per
+    SMTP command, a Future and a Task wake-up for the read, a timer armed and cancelled
+    and a drain() (bench/README.md); here there is none of that.
 
-    TLS is :class:`smtpx._native.TlsSession`, between the transport and the session:
-    received bytes go through ``tls.receive`` to the session, the session's output
-    through ``tls.write`` and ``tls.output`` to the transport.
+    TLS is :class:`smtpx._native.TlsSession`, between the transport and the connection:
+    received bytes go through ``tls.receive``, written ones through ``tls.write`` and
+    ``tls.output``.
     """
 
     def __init__(self, server: Server) -> None:
@@ -368,20 +380,19 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = self.loop.create_future()
-        self.session: _native.ServerSession | None = None  # None: refused (max_connections)
+        self.connection: _native.ServerConnection | None = None  # None: refused (max_connections)
         self.conn: HandlerConnection | None = None
         self.hooks = _Hooks(self._hook_finished, self._failed)
-        self.waiting: _native.Event | None = None  # the event a pending hook answers
         self.tls: _native.TlsSession | None = None
-        self.handshake_deadline: float | None = None  # while a TLS handshake runs
-        self.starting_tls = False  # STARTTLS accepted: the handshake starts after the 220
-        self.content = bytearray()
-        self.pending = b""  # plaintext input the session has not taken yet
-        self.eof = False
-        self.eof_fed = False
+        self.tls_failed = False
+        self.waiting = False  # a hook suspended: its answer comes to _hook_finished
+        self.eof = False  # the client closed its side: said to the connection at its next READ
+        self.eof_said = False
         self.write_paused = False
+        self.cut = False  # given up on a client that does not read: abort, do not flush
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        self.deadline = 0.0  # of the last READ or START_TLS
 
     # asyncio's callbacks
 
@@ -398,43 +409,43 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.conn = HandlerConnection(
             server.handler, server, server.settings, (str(peer[0]), int(peer[1])), server.implicit_tls, self.loop
         )
-        self.session = _native.ServerSession(server.hostname, now=self.loop.time(), **server._options)
-        if server.implicit_tls:
-            self._start_tls()  # the greeting waits for the handshake
-        else:
-            self._run()
+        self.connection = _native.ServerConnection(server.hostname, now=self.loop.time(), **server._options)
+        self._pump()
 
     def get_buffer(self, sizehint: int) -> bytearray:
         return self.server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.session is None or self.transport is None:
+        connection = self.connection
+        if connection is None or self.transport is None:
             return
-        data = bytes(memoryview(self.server._read_buffer)[:nbytes])
-        if self.tls is not None:
-            plain = self._decrypt(data)
-            if plain is None:
-                return
-            data = plain
-        if data:
-            self.pending = self.pending + data if self.pending else data
-        self._run()
+        if self.tls is None:
+            connection.receive(self.server._read_buffer, self.loop.time(), nbytes)
+        else:
+            plain = self._decrypt(bytes(memoryview(self.server._read_buffer)[:nbytes]))
+            if plain:
+                connection.receive(plain, self.loop.time())
+        self._pump()
 
     def eof_received(self) -> bool:
-        if self.session is None:
+        connection = self.connection
+        if connection is None:
             return False
         if self.tls is not None and self.tls.is_handshaking:
             log.info("smtpx.aio server: connection ended: the connection closed during the TLS handshake")
-            return False  # the transport closes itself
-        self.eof = True
-        self._run()
-        return True  # the transport stays open for the last replies; _run closes it
+            connection.lost()
+        else:
+            self.eof = True
+        self._pump()
+        return True  # the transport stays open for the last replies; CLOSE closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connections.discard(self)
         self.transport = None
-        if self.timer is not None:
-            self.timer.cancel()
+        self._cancel_timer()
+        if self.connection is not None:
+            self.connection.lost()
+            self._pump()  # the hooks still due (nothing is written)
         self.hooks.close()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -446,8 +457,16 @@ class _ServerProtocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self._reading()
+        self._pump()
 
     # Server.stop
+
+    def stop(self) -> None:
+        """Graceful: an idle session gets 421 and is closed now, one in a transaction
+        when it is over."""
+        if self.connection is not None and self.transport is not None:
+            self.connection.stop()
+            self._pump()
 
     def close(self) -> None:
         self.hooks.cancel()  # what cancelling the connection's task did in the streams version
@@ -458,137 +477,59 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # TLS
+    # The connection's actions
 
-    def _start_tls(self) -> None:
-        """Starts the server side of a handshake: implicit TLS, or STARTTLS once the 220
-        is out. It must end within the server's timeout."""
-        assert self.server._tls_config is not None
-        self.tls = _native.TlsSession(self.server._tls_config)
-        self.handshake_deadline = self.loop.time() + self.server.timeout
-        self._arm_deadline()
-
-    def _decrypt(self, data: bytes) -> bytes | None:
-        """The plaintext in ``data`` (perhaps none: a handshake's records); None when the
-        TLS layer failed and the connection is closing."""
-        tls, transport = self.tls, self.transport
-        assert tls is not None and transport is not None
-        handshaking = tls.is_handshaking
-        try:
-            plain = tls.receive(data)
-        except SmtpTlsError as e:
-            transport.write(tls.output())  # the alert, so that the peer learns why
-            log.info("smtpx.aio server: connection ended: %s", e)
-            transport.close()
-            return None
-        out = tls.output()  # the handshake's next flight, a key update's answer
-        if out:
-            transport.write(out)
-        if handshaking and not tls.is_handshaking:
-            self.handshake_deadline = None
-            if not self.server.implicit_tls:  # STARTTLS: the session starts over, encrypted
-                assert self.conn is not None and self.session is not None
-                self.conn.tls_started()
-                self.session.tls_established(self.loop.time())
-        if tls.peer_closed:
-            self.eof = True
-        return plain
-
-    # The connection
-
-    def _reading(self) -> None:
-        """Reads only while the peer takes our replies and no hook is pending (what the
-        streams version got from drain() and from awaiting the hook)."""
-        if self.transport is None or self.transport.is_closing():
+    def _pump(self) -> None:
+        """Performs the connection's actions until one means waiting (for input, a
+        handshake, a suspended hook, the transport to drain) or the end."""
+        connection = self.connection
+        if connection is None or self.waiting or (self.write_paused and not self.cut):
             return
-        if self.write_paused or self.waiting is not None:
-            self.transport.pause_reading()
-        else:
-            self.transport.resume_reading()
-
-    def _write(self, out: bytes) -> None:
-        assert self.transport is not None
-        if self.tls is not None:
-            self.tls.write(out)
-            out = self.tls.output()
-        self.transport.write(out)
-
-    def _run(self) -> None:
-        """Feeds the pending input, answers the session's events and writes its output,
-        until the session needs more input, a hook suspends or a handshake starts."""
-        session, transport = self.session, self.transport
-        if self.waiting is not None or session is None or transport is None:
-            return
-        if self.tls is not None and self.tls.is_handshaking:
-            return  # the session waits for the handshake (implicit TLS: even its greeting)
+        now = self.loop.time()
         try:
             while True:
-                if self.pending:
-                    taken = session.receive(self.pending, self.loop.time())
-                    self.pending = self.pending[taken:]
-                if not self._events():
-                    return  # a hook suspended: _hook_finished goes on when it is done
-                out = session.output()
-                if out:
-                    self._write(out)
-                if session.is_closed:
-                    if self.tls is not None:
-                        self.tls.close()
-                        transport.write(self.tls.output())  # close_notify
-                    transport.close()
-                    return
-                if self.starting_tls:
-                    # The 220 is out. What was pipelined after STARTTLS (the rest of
-                    # `pending` too) came in clear and is dropped, neither plaintext nor
-                    # TLS: only what comes through the handshake counts.
-                    self.starting_tls = False
-                    self.pending = b""
-                    self._start_tls()
-                    return
-                if self.pending or out:
-                    # After a write, step the session again: it holds input back while its
-                    # output is full (a client that pipelines without reading), and that
-                    # input is already here.
-                    continue
-                if self.eof:
-                    if not self.eof_fed:
-                        self.eof_fed = True
-                        session.receive_eof()
+                kind, payload = connection.next_action(now)
+                if kind == _WRITE:
+                    if self.transport is not None:
+                        self._write(payload)
+                    if self.write_paused and not self.cut:
+                        return  # resume_writing goes on
+                elif kind == _READ:
+                    if self.eof:
+                        if self.eof_said:  # nothing more will come
+                            connection.lost()
+                        else:
+                            self.eof_said = True
+                            connection.receive_eof()
                         continue
-                    transport.close()  # nothing more will come, and the session did not close
+                    self._arm(payload)
                     return
-                self._arm_deadline()
-                return
+                elif kind == _HOOK:
+                    status = self._answer(payload)
+                    if type(status) is types.GeneratorType:
+                        done, status = self.hooks.run(status)
+                        if not done:
+                            self.waiting = True
+                            self._reading()
+                            return  # _hook_finished goes on
+                    connection.answer(status)
+                elif kind == _START_TLS:
+                    if self.tls is None:
+                        self._start_tls()
+                    self._arm(payload)
+                    return  # _decrypt goes on when the handshake is done
+                elif kind == _CONNECT:
+                    connection.connected()
+                else:
+                    self._close()
+                    return
         except Exception as error:
             self._failed(error)
 
-    def _events(self) -> bool:
-        """Answers the session's events; False when a hook suspended."""
-        session, conn = self.session, self.conn
-        assert session is not None and conn is not None
-        while (event := session.next_event()) is not None:
-            kind = event.kind
-            if kind == "message_data":
-                self.content += event.data or b""
-            elif kind == "message_aborted":
-                self.content.clear()
-            elif kind == "starttls":
-                self.starting_tls = True
-            elif kind == "reset" or event.needs_decision:
-                status = self._answer(event)
-                if type(status) is types.GeneratorType:
-                    done, status = self.hooks.run(status)
-                    if not done:
-                        self.waiting = event
-                        self._reading()
-                        return False
-                self._decide(kind, status)
-        return True
-
     def _answer(self, event: _native.Event) -> Any:
-        """The answer to ``event``, or the adapter's step that gives it when the handler's
-        code runs. perf: MAIL and RCPT without their hook, and the events no hook sees,
-        are answered at once, without a step."""
+        """The answer to the hook ``event``, or the adapter's step that gives it when the
+        handler's code runs. perf: MAIL and RCPT without their hook are answered at once,
+        without a step."""
         conn = self.conn
         assert conn is not None
         kind = event.kind
@@ -598,84 +539,130 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if kind == "rcpt":
             status = conn.rcpt_now(event.recipient or "", event.options)
             return conn.rcpt(event.recipient or "", event.options) if status is HOOKED else status
-        if kind in _NO_HOOK:
-            return None
+        if kind == "message_end":
+            return conn.data(event.data or b"")
         if kind == "hello":
             return conn.hello(event.verb or "", event.domain or "")
-        if kind == "auth":
-            return conn.auth(event.mechanism or "", event.username or "", event.password or "")
-        if kind == "message_end":
-            return conn.data(bytes(self.content))
-        if kind == "verify":
-            return conn.vrfy(event.argument or "")
         if kind == "reset":
             return conn.reset()
-        return None
+        if kind == "auth":
+            return conn.auth(event.mechanism or "", event.username or "", event.password or "")
+        if kind == "verify":
+            return conn.vrfy(event.argument or "")
+        if kind == "tls_started":
+            conn.tls_started()
+        return None  # "close": nothing to say
 
     def _hook_finished(self, status: Any) -> None:
         """A hook that had suspended is done (called in the connection's task)."""
-        event, self.waiting = self.waiting, None
-        if self.transport is None or event is None:
-            return  # the connection is gone: the answer is dropped
-        self._decide(event.kind, status)
+        self.waiting = False
+        if self.connection is None:
+            return
+        self.connection.answer(status)
         self._reading()
-        self._run()
+        self._pump()
 
     def _failed(self, error: BaseException) -> None:
         log.error("smtpx.aio server: connection failed", exc_info=error)
-        self.waiting = None
+        self.waiting = False
         if self.transport is not None:
             self.transport.close()
 
-    def _decide(self, kind: str, status: Any) -> None:
-        session = self.session
-        assert session is not None
-        if kind == "reset":
-            return  # nothing to answer
-        if kind == "message_end":
-            self.content.clear()
-        if status is None:
-            session.accept()
+    def _write(self, out: bytes) -> None:
+        assert self.transport is not None
+        if self.tls is not None:
+            self.tls.write(out)
+            out = self.tls.output()
+        self.transport.write(out)
+
+    def _close(self) -> None:
+        """Every hook has run: close (after a TLS close_notify)."""
+        self._cancel_timer()
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
+        if self.cut:
+            transport.abort()
+            return
+        tls = self.tls
+        if tls is not None and not tls.is_handshaking and not self.tls_failed:
+            tls.close()
+            transport.write(tls.output())
+        transport.close()  # after what is buffered is written
+
+    def _reading(self) -> None:
+        """Reads only while the peer takes our replies and no hook is pending."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.write_paused or self.waiting:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    # TLS
+
+    def _start_tls(self) -> None:
+        """The server side of a handshake: implicit TLS, or STARTTLS once the 220 is out."""
+        assert self.server._tls_config is not None
+        self.tls = _native.TlsSession(self.server._tls_config)
+
+    def _decrypt(self, data: bytes) -> bytes | None:
+        """The plaintext in ``data`` (perhaps none: a handshake's records); None when the
+        TLS layer failed (the connection is then lost)."""
+        tls, transport, connection = self.tls, self.transport, self.connection
+        assert tls is not None and transport is not None and connection is not None
+        handshaking = tls.is_handshaking
         try:
-            if isinstance(status, str):
-                session.reply_line(status)
-            else:
-                session.reply_per_recipient(status)
-        except ValueError:
-            log.error("smtpx.aio server: invalid status line %r", status)
-            session.reply_line(INVALID_STATUS)
+            plain = tls.receive(data)
+        except SmtpTlsError as e:
+            transport.write(tls.output())  # the alert, so that the peer learns why
+            log.info("smtpx.aio server: connection ended: %s", e)
+            self.tls_failed = True
+            connection.lost()
+            return None
+        out = tls.output()  # the handshake's next flight, a key update's answer
+        if out:
+            transport.write(out)
+        if handshaking and not tls.is_handshaking:
+            connection.tls_established(self.loop.time())
+        if tls.peer_closed:
+            self.eof = True
+        return plain
 
-    def _deadline_now(self) -> float | None:
-        if self.handshake_deadline is not None:
-            return self.handshake_deadline
-        assert self.session is not None
-        return self.session.next_deadline()
+    # The one timer
 
-    def _arm_deadline(self) -> None:
-        """One timer per connection: armed for the deadline (the handshake's, else the
-        session's), moved only when the deadline comes earlier; when it fires, _deadline
-        re-arms it if input moved the deadline on meanwhile."""
-        deadline = self._deadline_now()
-        if deadline is None or (self.timer is not None and deadline >= self.timer_at):
-            return
+    def _arm(self, deadline: float) -> None:
+        """Armed for the deadline of the last READ or START_TLS, moved only when that comes
+        earlier; when it fires, _expired re-arms it if the deadline moved on meanwhile."""
+        self.deadline = deadline
         if self.timer is not None:
+            if deadline >= self.timer_at:
+                return
             self.timer.cancel()
         self.timer_at = deadline
-        self.timer = self.loop.call_at(deadline, self._deadline)
+        self.timer = self.loop.call_at(deadline, self._expired)
 
-    def _deadline(self) -> None:
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expired(self) -> None:
         self.timer = None
-        session, transport = self.session, self.transport
-        if session is None or transport is None or self.waiting is not None:
-            return  # gone, or a hook is running (_run arms the timer again after it)
-        deadline = self._deadline_now()
+        connection = self.connection
+        if connection is None or self.transport is None or self.waiting:
+            return  # gone, or a hook is running (the next READ arms the timer again)
         now = self.loop.time()
-        if deadline is None or deadline > now:
-            self._arm_deadline()
-        elif self.handshake_deadline is not None:
+        if self.deadline > now:
+            self._arm(self.deadline)
+            return
+        if self.tls is not None and self.tls.is_handshaking:
             log.info("smtpx.aio server: connection ended: TLS handshake timed out")
-            transport.close()
+            connection.lost()
+        elif self.write_paused:
+            log.info("smtpx.aio server: connection ended: the client did not read its replies in time")
+            self.cut = True
+            connection.lost()
         else:
-            session.handle_timeout(now)
-            self._run()
+            connection.timeout(now)
+        self._pump()
