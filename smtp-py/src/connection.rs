@@ -88,27 +88,27 @@ impl ServerConnection {
     fn route(py: Python<'_>, hook: Hook<'_>, content: &mut Vec<u8>) -> Route {
         let needs_decision = hook.needs_decision();
         let mut out = match hook {
-            Hook::DataStart(_) => {
+            Hook::DataStart { .. } => {
                 Self::drop_content(content);
                 return Route::Here(Answer::Decision(Decision::Accept));
             }
-            Hook::DataChunk(chunk) => {
+            Hook::DataChunk { chunk } => {
                 // The session enforces the size limit, so this stays bounded.
                 content.extend_from_slice(chunk);
                 return Route::Here(Answer::Chunk(Ok(())));
             }
-            Hook::DataAborted(_) => {
+            Hook::DataAborted { .. } => {
                 Self::drop_content(content);
                 return Route::Here(Answer::Done);
             }
-            Hook::Expand(_) => return Route::Here(Answer::Decision(Decision::Accept)),
+            Hook::Expand { .. } => return Route::Here(Answer::Decision(Decision::Accept)),
             Hook::Hello { verb, domain } => Event {
                 verb: Some(verb_name(verb)),
                 domain: Some(domain.to_owned()),
                 ..event("hello")
             },
             Hook::TlsStarted => event("tls_started"),
-            Hook::Auth(attempt) => Event {
+            Hook::Auth { attempt } => Event {
                 mechanism: Some(attempt.mechanism.name().to_owned()),
                 username: Some(attempt.username.clone()),
                 password: Some(attempt.password.expose().to_owned()),
@@ -124,7 +124,7 @@ impl ServerConnection {
                 options: rcpt_options(to, params),
                 ..event("rcpt")
             },
-            Hook::DataEnd(_) => {
+            Hook::DataEnd { .. } => {
                 let data = PyBytes::new(py, content).unbind();
                 Self::drop_content(content);
                 Event {
@@ -133,7 +133,7 @@ impl ServerConnection {
                 }
             }
             Hook::Reset => event("reset"),
-            Hook::Verify(argument) => Event {
+            Hook::Verify { argument } => Event {
                 argument: Some(argument.to_owned()),
                 ..event("verify")
             },
