@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example smtp-send -- --server HOST:PORT --from ADDR --to ADDR...
-//!     [--starttls | --tls] [--insecure] [--auth USER:PASS] [--helo NAME] [--count N] [FILE|-]
+//!     [--starttls | --tls] [--insecure] [--auth USER:PASS] [--helo NAME] [--count N] [-v]
+//!     [FILE|-]
 //! ```
+//!
+//! `-v` prints the wire trace on standard error (`conn=ID C: ...` / `conn=ID S: ...`, AUTH
+//! payloads redacted, message content by size).
 //!
 //! The message comes from FILE, or standard input when FILE is `-` or missing, and is sent
 //! `--count` times over one connection (each next message pipelined behind the previous
@@ -28,10 +32,12 @@ struct Args {
     helo: String,
     count: u64,
     file: Option<String>,
+    /// Print the wire trace on standard error.
+    verbose: bool,
 }
 
 const USAGE: &str = "usage: smtp-send --server HOST:PORT --from ADDR --to ADDR... [--starttls | --tls] \
-[--insecure] [--auth USER:PASS] [--helo NAME] [--count N] [FILE|-]";
+[--insecure] [--auth USER:PASS] [--helo NAME] [--count N] [-v] [FILE|-]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -44,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         helo: "localhost".into(),
         count: 1,
         file: None,
+        verbose: false,
     };
     let mut from_set = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -94,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
                 a.count = value(i)?.parse().map_err(|_| "--count takes a number")?;
                 i += 1;
             }
+            "-v" | "--verbose" => a.verbose = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown argument {other}\n{USAGE}"));
@@ -132,6 +140,9 @@ fn run(args: &Args) -> Result<bool, String> {
     let message = read_message(args.file.as_deref())?;
     let mut options = ClientOptions::new(args.helo.clone());
     options.tls = args.tls;
+    if args.verbose {
+        options.trace = Some(smtp_core::trace::TraceSink::stderr());
+    }
     if args.insecure {
         let tls_options = TlsClientOptions {
             dangerous_accept_invalid_certs: true,

@@ -898,8 +898,9 @@ impl smtp_core::trace::Trace for KeepTrace {
     }
 }
 
-/// The server's wire trace (set in `ServerOptions::trace`) shows every command and reply
-/// of a session with its connection id, AUTH redacted and content by size only.
+/// The wire trace (`ServerOptions::trace`, `ClientOptions::trace`) shows every command and
+/// reply of a session with its connection id, AUTH redacted and content by size only: the
+/// server's of a raw client, then the client's own against the same server.
 fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
     let h = Harness::new(driver);
     let trace = Arc::new(KeepTrace::default());
@@ -924,11 +925,34 @@ fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
     assert!(peer.command("Subject: top secret content\r\n\r\nhello\r\n.").starts_with("250"));
     assert!(peer.command("QUIT").starts_with("221"));
     wait_until("the connection is closed", || server.active_connections() == 0);
+
+    // The client's side: this driver's client, with its own trace.
+    let client_trace = Arc::new(KeepTrace::default());
+    let mut options = client_options(TlsMode::None);
+    options.credentials = Some(Credentials::password("alice", "s3cret-pw"));
+    options.trace = Some(smtp_core::trace::TraceSink::new(client_trace.clone()));
+    let mut client = h.connect(server.addr(), options).unwrap();
+    let result = client
+        .send_bytes(&envelope(&["b@example.net"]), b"Subject: top secret content\r\n\r\nhi\r\n")
+        .unwrap();
+    assert!(result.is_success());
+    client.quit().unwrap();
+    let client_lines: Vec<String> = client_trace.0.lock().unwrap().iter().map(|(_, l)| l.clone()).collect();
+    for expected in ["S: 220 mx.test ESMTP smtpx", "C: EHLO client.test", "C: AUTH PLAIN <redacted>", "C: QUIT"] {
+        assert!(client_lines.iter().any(|l| l == expected), "{expected:?} not in {client_lines:#?}");
+    }
+    assert!(client_lines.iter().any(|l| l.starts_with("C: <message content, ")), "{client_lines:#?}");
+    for line in &client_lines {
+        assert!(!line.contains("s3cret") && !line.contains("top secret"), "leaked: {line}");
+    }
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 
-    let lines = trace.0.lock().unwrap().clone();
-    let ids: std::collections::HashSet<u64> = lines.iter().map(|(id, _)| *id).collect();
-    assert_eq!(ids.len(), 1, "one connection, one id: {lines:?}");
+    let all = trace.0.lock().unwrap().clone();
+    let ids: std::collections::HashSet<u64> = all.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 2, "two connections, two ids: {all:?}");
+    // The raw client's connection, which traced first.
+    let first = all[0].0;
+    let lines: Vec<(u64, String)> = all.into_iter().filter(|(id, _)| *id == first).collect();
     let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
     for expected in [
         "S: 220 mx.test ESMTP smtpx",

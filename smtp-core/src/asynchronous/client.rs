@@ -36,7 +36,6 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -60,7 +59,6 @@ const BUFFER_SIZE: usize = 64 * 1024;
 /// How long closing (close_notify, shutdown) may take; errors do not matter any more.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The socket, before and after TLS.
 enum Stream {
@@ -149,6 +147,7 @@ impl AsyncSmtpClient {
         options: ClientOptions,
     ) -> Result<AsyncSmtpClient, Error> {
         let Prepared {
+            id,
             session,
             tls,
             tls_mode,
@@ -156,7 +155,6 @@ impl AsyncSmtpClient {
             timeouts,
         } = prepare(options, server_name)?;
 
-        let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         let tcp = connect_tcp(addr, connect_timeout, id).await?;
         let peer = tcp
             .peer_addr()

@@ -37,7 +37,6 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
@@ -58,8 +57,6 @@ const BUFFER_SIZE: usize = 64 * 1024;
 /// The shortest socket timeout set; zero would mean "no timeout" (or an error) to the OS.
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
-/// Numbers connections in log lines.
-static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The socket, before and after TLS.
 enum Stream {
@@ -176,6 +173,7 @@ impl SmtpClient {
         options: ClientOptions,
     ) -> Result<SmtpClient, Error> {
         let Prepared {
+            id,
             session,
             tls,
             tls_mode,
@@ -183,7 +181,6 @@ impl SmtpClient {
             timeouts,
         } = prepare(options, server_name)?;
 
-        let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         let tcp = connect_tcp(addr, connect_timeout, id)?;
         let peer = tcp
             .peer_addr()

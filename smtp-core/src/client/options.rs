@@ -1,6 +1,8 @@
 //! How a client connection is set up ([`ClientOptions`], [`TlsMode`]) and what the drivers
 //! make of it before a socket exists ([`TlsSetup`] and the session).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use crate::trace::TraceSink;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,9 @@ pub struct ClientOptions {
     /// Send messages with BDAT when the server offers CHUNKING (and PIPELINING). Default
     /// true.
     pub chunking: bool,
+    /// The wire trace of the connection (commands and replies, secrets redacted; see
+    /// [`crate::trace`]). Default none.
+    pub trace: Option<TraceSink>,
 }
 
 impl ClientOptions {
@@ -75,6 +80,7 @@ impl ClientOptions {
             lmtp: false,
             pipelining: true,
             chunking: true,
+            trace: None,
         }
     }
 }
@@ -95,6 +101,7 @@ impl fmt::Debug for ClientOptions {
             .field("lmtp", &self.lmtp)
             .field("pipelining", &self.pipelining)
             .field("chunking", &self.chunking)
+            .field("trace", &self.trace.is_some())
             .finish()
     }
 }
@@ -117,10 +124,15 @@ impl fmt::Debug for TlsSetup {
     }
 }
 
+/// Client connection ids, unique within the process (both drivers), for logs and the trace.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
 /// What both client drivers make of [`ClientOptions`] before any connection is opened:
 /// the engine session (made now, it refuses a bad HELO name or credentials before a
 /// socket exists) and the TLS setup.
 pub(crate) struct Prepared {
+    /// The connection's id, for logs and the trace.
+    pub(crate) id: u64,
     pub(crate) session: ClientSession,
     pub(crate) tls: Option<TlsSetup>,
     pub(crate) tls_mode: TlsMode,
@@ -141,6 +153,7 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
         lmtp,
         pipelining,
         chunking,
+        trace,
     } = options;
     let mut config = ClientConfig::new(helo_name);
     config.lmtp = lmtp;
@@ -160,7 +173,11 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
             "the connect timeout must not be zero",
         ));
     }
-    let session = ClientSession::new(config, Duration::ZERO)?;
+    let mut session = ClientSession::new(config, Duration::ZERO)?;
+    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    if let Some(trace) = trace {
+        session.set_trace(trace, id);
+    }
     let tls = match tls_mode {
         TlsMode::None => None,
         _ => {
@@ -182,6 +199,7 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
     };
 
     Ok(Prepared {
+        id,
         session,
         tls,
         tls_mode,
