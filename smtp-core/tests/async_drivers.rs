@@ -861,11 +861,7 @@ fn tls_handshake_has_one_deadline(driver: Driver) {
             match stream.read(&mut byte) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(_) => break,
             }
         }
@@ -878,21 +874,13 @@ fn tls_handshake_has_one_deadline(driver: Driver) {
     assert!(peer.command("EHLO client.test").starts_with("250"));
     assert!(peer.command("STARTTLS").starts_with("220"));
     let took = trickle(&mut peer.writer);
-    assert!(
-        took < Duration::from_secs(4),
-        "STARTTLS handshake cut after {took:?}"
-    );
+    assert!(took < Duration::from_secs(4), "STARTTLS handshake cut after {took:?}");
 
     // On the implicit-TLS listener.
     let mut stream = TcpStream::connect(server.addrs()[1]).unwrap();
     let took = trickle(&mut stream);
-    assert!(
-        took < Duration::from_secs(4),
-        "implicit-TLS handshake cut after {took:?}"
-    );
-    wait_until("both connections are gone", || {
-        server.active_connections() == 0
-    });
+    assert!(took < Duration::from_secs(4), "implicit-TLS handshake cut after {took:?}");
+    wait_until("both connections are gone", || server.active_connections() == 0);
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }
 

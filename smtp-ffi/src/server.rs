@@ -200,7 +200,8 @@ pub extern "C" fn smtpx_server_config_set_tls_listen(
     })
 }
 
-/// Refuses mail until the client has started TLS (530 5.7.0). Default false.
+/// Refuses every command but EHLO, HELO, LHLO, STARTTLS, NOOP, RSET and QUIT until the
+/// client has started TLS (530 5.7.0). Default false.
 ///
 /// Thread safety: one thread at a time per config.
 #[unsafe(no_mangle)]
@@ -210,6 +211,23 @@ pub extern "C" fn smtpx_server_config_set_require_tls(
 ) -> smtpx_result {
     with_config(config, |c| {
         c.config.require_tls = require;
+        Ok(())
+    })
+}
+
+/// Turns the pipelining synchronisation check on (the default) or off. When on, a client
+/// that pipelines a command that must end a group (EHLO, DATA, NOOP, QUIT, ...), pipelines
+/// without having been offered PIPELINING, or talks before the greeting gets
+/// `554 5.5.0 Error: SMTP protocol synchronization` and is disconnected (RFC 2920 §3.1).
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_pipelining_sync(
+    config: *mut smtpx_server_config,
+    enabled: bool,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.config.pipelining_sync = enabled;
         Ok(())
     })
 }

@@ -537,7 +537,7 @@ impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
                 // Busy with an earlier message: this one starts once that is done.
                 return;
             }
-            match session.send_mail(envelope, Some(content.len() as u64)) {
+            match session.send_mail(envelope, Some(crate::data::wire_size(content))) {
                 Ok(()) => {
                     self.queue.next();
                     self.in_flight.push_back(content);
@@ -834,7 +834,7 @@ impl SmtpClient {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<TransactionResult, Error> {
-        self.send(envelope, message, Some(message.len() as u64))
+        self.send(envelope, message, Some(crate::data::wire_size(message)))
     }
 
     /// Authenticates now (PLAIN, LOGIN or XOAUTH2, whichever the server offers and fits
