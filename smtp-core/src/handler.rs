@@ -101,7 +101,7 @@ pub trait SessionHandler: Send + 'static {
     fn auth(&mut self, _attempt: &AuthAttempt) -> Decision {
         Decision::Reply(Reply::new(
             ReplyCode::AUTH_INVALID,
-            Some(EnhancedCode::new(5, 7, 8)),
+            Some(EnhancedCode::AUTH_INVALID),
             "Error: authentication failed",
         ))
     }
@@ -287,6 +287,9 @@ pub struct DispatchState {
     closed: bool,
     /// The close hook of a Close event is out: the next step ends with [`Flow::Close`].
     closing: bool,
+    /// The event whose hook is due: set by [`DispatchState::poll`], taken by
+    /// [`DispatchState::answer`].
+    pending: Option<Pending>,
 }
 
 /// What [`DispatchState::step`] asks of the driver.
@@ -307,7 +310,6 @@ pub struct HookCall<'a> {
     /// The session, to take the decision; absent for the hooks called outside
     /// [`DispatchState::step`] (`tls_started`, `close`), which decide nothing.
     session: Option<&'a mut ServerSession>,
-    pending: Pending,
 }
 
 /// A hook call's event, owned so that the session is free to take the decision.
@@ -431,6 +433,21 @@ impl Hook<'_> {
             }
         }
     }
+
+    /// True for the hooks whose answer is a [`Decision`] (the session waits for it).
+    pub fn needs_decision(&self) -> bool {
+        matches!(
+            self,
+            Hook::Hello { .. }
+                | Hook::Auth(_)
+                | Hook::Mail { .. }
+                | Hook::Rcpt { .. }
+                | Hook::DataStart(_)
+                | Hook::DataEnd(_)
+                | Hook::Verify(_)
+                | Hook::Expand(_)
+        )
+    }
 }
 
 impl DispatchState {
@@ -444,6 +461,7 @@ impl DispatchState {
             data_error: None,
             closed: false,
             closing: false,
+            pending: None,
         }
     }
 
@@ -460,12 +478,28 @@ impl DispatchState {
         session: &'a mut ServerSession,
         refusal: Option<&Reply>,
     ) -> Step<'a> {
+        match self.poll(session, refusal) {
+            Some(flow) => Step::Done(flow),
+            None => Step::Call(HookCall {
+                state: self,
+                session: Some(session),
+            }),
+        }
+    }
+
+    /// [`step`](Self::step) without the borrow: `None` when a hook is due (see
+    /// [`due_hook`](Self::due_hook) and [`answer`](Self::answer)), else what the driver
+    /// must do now. A hook already due is still due.
+    pub fn poll(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Option<Flow> {
+        if self.pending.is_some() {
+            return None;
+        }
         if std::mem::take(&mut self.closing) {
-            return Step::Done(Flow::Close);
+            return Some(Flow::Close);
         }
         loop {
             let Some(event) = session.poll_event() else {
-                return Step::Done(Flow::Continue);
+                return Some(Flow::Continue);
             };
             let pending = match event {
                 ServerEvent::Connect => {
@@ -478,14 +512,14 @@ impl DispatchState {
                 }
                 ServerEvent::StartTls => {
                     self.reset_transaction();
-                    return Step::Done(Flow::StartTls);
+                    return Some(Flow::StartTls);
                 }
                 ServerEvent::Close => match self.close_pending() {
                     Some(pending) => {
                         self.closing = true;
                         pending
                     }
-                    None => return Step::Done(Flow::Close),
+                    None => return Some(Flow::Close),
                 },
                 ServerEvent::Hello { verb, domain } => Pending::Hello { verb, domain },
                 ServerEvent::Auth(attempt) => Pending::Auth(attempt),
@@ -514,55 +548,15 @@ impl DispatchState {
                 ServerEvent::Verify(argument) => Pending::Verify(argument),
                 ServerEvent::Expand(argument) => Pending::Expand(argument),
             };
-            return Step::Call(HookCall {
-                state: self,
-                session: Some(session),
-                pending,
-            });
+            self.pending = Some(pending);
+            return None;
         }
     }
 
-    /// The TLS handshake succeeded (call after [`ServerSession::tls_established`]): the
-    /// transaction starts over, encrypted, and the `tls_started` hook is due.
-    pub fn tls_started(&mut self) -> HookCall<'_> {
-        self.reset_transaction();
-        self.transaction.tls = true;
-        HookCall {
-            state: self,
-            session: None,
-            pending: Pending::TlsStarted,
-        }
-    }
-
-    /// The connection ended (the session closed it, or the driver lost it): the `close`
-    /// hook, the first time only.
-    pub fn close(&mut self) -> Option<HookCall<'_>> {
-        let pending = self.close_pending()?;
-        Some(HookCall {
-            state: self,
-            session: None,
-            pending,
-        })
-    }
-
-    fn close_pending(&mut self) -> Option<Pending> {
-        (!std::mem::replace(&mut self.closed, true)).then_some(Pending::Close)
-    }
-
-    fn reset_transaction(&mut self) {
-        let tls = self.transaction.tls;
-        self.transaction = Transaction {
-            tls,
-            ..Transaction::default()
-        };
-    }
-}
-
-impl<'a> HookCall<'a> {
-    /// The hook to call, with its arguments.
-    pub fn hook(&self) -> Hook<'_> {
-        let t = &self.state.transaction;
-        match &self.pending {
+    /// The hook that is due, with its arguments (a chunk is read from `session`).
+    pub fn due_hook<'a>(&'a self, session: Option<&'a ServerSession>) -> Option<Hook<'a>> {
+        let t = &self.transaction;
+        Some(match self.pending.as_ref()? {
             Pending::Hello { verb, domain } => Hook::Hello {
                 verb: *verb,
                 domain,
@@ -571,9 +565,7 @@ impl<'a> HookCall<'a> {
             Pending::Mail { from, params } => Hook::Mail { from, params },
             Pending::Rcpt { to, params } => Hook::Rcpt { to, params },
             Pending::DataStart => Hook::DataStart(t),
-            Pending::DataChunk => {
-                Hook::DataChunk(self.session.as_deref().map_or(&[], |s| s.message_data()))
-            }
+            Pending::DataChunk => Hook::DataChunk(session.map_or(&[], |s| s.message_data())),
             Pending::DataEnd => Hook::DataEnd(t),
             Pending::DataEndFailed(_) => Hook::DataAborted(AbortReason::Disconnected),
             Pending::DataAborted(reason) => Hook::DataAborted(*reason),
@@ -582,28 +574,17 @@ impl<'a> HookCall<'a> {
             Pending::Expand(argument) => Hook::Expand(argument),
             Pending::TlsStarted => Hook::TlsStarted,
             Pending::Close => Hook::Close,
-        }
+        })
     }
 
-    /// Applies what the hook returned: keeps the accepted parts of the envelope, remembers
-    /// a failed chunk, and gives a decision to the session.
-    pub fn answer(self, answer: Answer) {
-        self.resume(answer);
-    }
-
-    /// [`answer`](Self::answer), giving back the state and the session it borrowed, so
-    /// that a driver can step on where the call was made (the async server steps on
-    /// inside the `block_in_place` it called a hook in).
-    pub(crate) fn resume(
-        self,
-        answer: Answer,
-    ) -> (&'a mut DispatchState, Option<&'a mut ServerSession>) {
-        let HookCall {
-            state,
-            mut session,
-            pending,
-        } = self;
-        let t = &mut state.transaction;
+    /// Applies what the due hook returned: keeps the accepted parts of the envelope,
+    /// remembers a failed chunk, and gives a decision to the session. Without a due hook
+    /// it does nothing.
+    pub fn answer(&mut self, session: Option<&mut ServerSession>, answer: Answer) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let t = &mut self.transaction;
         let decision = match pending {
             Pending::Hello { verb, domain } => {
                 let d = answer.into_decision();
@@ -639,7 +620,7 @@ impl<'a> HookCall<'a> {
             }
             Pending::DataChunk => {
                 if let Answer::Chunk(Err(reply)) = answer {
-                    state.data_error = Some(reply);
+                    self.data_error = Some(reply);
                 }
                 None
             }
@@ -658,37 +639,115 @@ impl<'a> HookCall<'a> {
             }
             Pending::DataAborted(_) | Pending::Reset | Pending::TlsStarted | Pending::Close => None,
         };
-        if let (Some(d), Some(session)) = (decision, session.as_deref_mut()) {
+        if let (Some(d), Some(session)) = (decision, session) {
             decide(session, d);
         }
-        (state, session)
+    }
+
+    /// Answers the due hook as for a connection refused in [`Handler::connect`]: every
+    /// decision is a refusal, and no user code runs.
+    pub fn refuse(&mut self, session: Option<&mut ServerSession>) {
+        let needs_decision = matches!(
+            self.pending.take(),
+            Some(
+                Pending::Hello { .. }
+                    | Pending::Auth(_)
+                    | Pending::Mail { .. }
+                    | Pending::Rcpt { .. }
+                    | Pending::DataStart
+                    | Pending::DataEnd
+                    | Pending::DataEndFailed(_)
+                    | Pending::Verify(_)
+                    | Pending::Expand(_)
+            )
+        );
+        if needs_decision && let Some(session) = session {
+            decide(
+                session,
+                Decision::Reply(Reply::new(
+                    ReplyCode::BAD_SEQUENCE,
+                    Some(EnhancedCode::BAD_SEQUENCE),
+                    "Error: session rejected",
+                )),
+            );
+        }
+    }
+
+    /// The TLS handshake succeeded (call after [`ServerSession::tls_established`]): the
+    /// transaction starts over, encrypted, and the `tls_started` hook is due.
+    pub fn tls_started(&mut self) -> HookCall<'_> {
+        self.begin_tls();
+        HookCall {
+            state: self,
+            session: None,
+        }
+    }
+
+    /// [`tls_started`](Self::tls_started) without the borrow: the `tls_started` hook is
+    /// now due.
+    pub fn begin_tls(&mut self) {
+        self.reset_transaction();
+        self.transaction.tls = true;
+        self.pending = Some(Pending::TlsStarted);
+    }
+
+    /// The connection ended (the session closed it, or the driver lost it): the `close`
+    /// hook, the first time only.
+    pub fn close(&mut self) -> Option<HookCall<'_>> {
+        self.begin_close().then_some(HookCall {
+            state: self,
+            session: None,
+        })
+    }
+
+    /// [`close`](Self::close) without the borrow: true when the `close` hook is now due
+    /// (the first time only).
+    pub fn begin_close(&mut self) -> bool {
+        match self.close_pending() {
+            Some(pending) => {
+                self.pending = Some(pending);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True once the `close` hook has been due.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn close_pending(&mut self) -> Option<Pending> {
+        (!std::mem::replace(&mut self.closed, true)).then_some(Pending::Close)
+    }
+
+    fn reset_transaction(&mut self) {
+        let tls = self.transaction.tls;
+        self.transaction = Transaction {
+            tls,
+            ..Transaction::default()
+        };
+    }
+}
+
+impl HookCall<'_> {
+    /// The hook to call, with its arguments.
+    pub fn hook(&self) -> Hook<'_> {
+        self.state
+            .due_hook(self.session.as_deref())
+            .unwrap_or(Hook::Close)
+    }
+
+    /// Applies what the hook returned: keeps the accepted parts of the envelope, remembers
+    /// a failed chunk, and gives a decision to the session.
+    pub fn answer(self, answer: Answer) {
+        self.state.answer(self.session, answer);
     }
 
     /// Answers without a handler (the connection was refused in [`Handler::connect`]):
     /// every decision is a refusal.
     pub fn refuse(self) {
-        let needs_decision = matches!(
-            self.pending,
-            Pending::Hello { .. }
-                | Pending::Auth(_)
-                | Pending::Mail { .. }
-                | Pending::Rcpt { .. }
-                | Pending::DataStart
-                | Pending::DataEnd
-                | Pending::DataEndFailed(_)
-                | Pending::Verify(_)
-                | Pending::Expand(_)
-        );
-        if needs_decision && let Some(session) = self.session {
-            decide(
-                session,
-                Decision::Reply(Reply::new(
-                    ReplyCode::BAD_SEQUENCE,
-                    Some(EnhancedCode::new(5, 5, 1)),
-                    "Error: session rejected",
-                )),
-            );
-        }
+        self.state.refuse(self.session);
     }
 }
 
@@ -791,7 +850,7 @@ impl<S: SessionHandler> SessionHandler for PasswordAuthSession<S> {
         } else {
             Decision::Reply(Reply::new(
                 ReplyCode::AUTH_INVALID,
-                Some(EnhancedCode::new(5, 7, 8)),
+                Some(EnhancedCode::AUTH_INVALID),
                 "Error: authentication failed",
             ))
         }

@@ -22,6 +22,27 @@
 //! follows the id on the `by` line. The client is told `250 2.0.0 Ok: queued as <id>`,
 //! where the id is the file name without its host part.
 //!
+//! # Crashes and `tmp/`
+//!
+//! A process killed in the middle of a message (SIGKILL, a power cut) leaves that
+//! message's file in `tmp/`: nothing acknowledged is ever lost, because 250 is only sent
+//! once the file is in `new/`, but the leftovers would pile up. They are removed when a
+//! handler is created, that is at server start-up, by one of two rules ([`TmpCleanup`]):
+//!
+//! - [`MaildirHandler::new`] removes files last modified more than 36 hours ago
+//!   ([`STALE_TMP_AGE`]), the Maildir convention. It is safe when several delivery
+//!   processes (another smtpx server, an MDA) share the Maildir: a delivery that is alive
+//!   keeps writing its file, and none lasts 36 hours. Leftovers of a recent crash stay
+//!   until a start-up that comes after they have aged.
+//! - [`MaildirHandler::with_tmp_cleanup`] with [`TmpCleanup::All`] removes every file
+//!   in `tmp/`. Use it only when this handler is the Maildir's sole writer: another
+//!   process's message in progress would be deleted under it (its delivery then fails
+//!   and its client retries, so nothing acknowledged is lost, but the work is wasted).
+//!
+//! There is no periodic sweep: this handler deletes its own file whenever a message is
+//! not delivered (refused, aborted, connection lost, session dropped), so leftovers only
+//! come from a process that died, and every such death is followed by a start-up.
+//!
 //! ```
 //! use std::time::Duration;
 //! use smtp_core::handler::{ConnectionInfo, Dispatch, Handler};
@@ -66,7 +87,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::handler::{ConnectionInfo, Handler, Hook, SessionHandler, Transaction};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
@@ -80,6 +101,27 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// boot, another container sharing the directory) delivered in the same microsecond;
 /// a few fresh attempts settle it, and an unbounded loop could spin on a broken directory.
 const NAME_ATTEMPTS: u32 = 8;
+
+/// How old a file in `tmp/` must be before [`MaildirHandler::new`] removes it: 36 hours,
+/// the age the Maildir specification gives. Nothing delivering mail keeps a file open
+/// unmodified that long, so a file this old belongs to a process that died.
+pub const STALE_TMP_AGE: Duration = Duration::from_secs(36 * 60 * 60);
+
+/// Which leftovers in `tmp/` a new [`MaildirHandler`] removes (see the [module
+/// docs](self#crashes-and-tmp)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TmpCleanup {
+    /// Files last modified more than [`STALE_TMP_AGE`] ago: the Maildir convention, safe
+    /// when other processes deliver into the same Maildir. What [`MaildirHandler::new`]
+    /// does.
+    #[default]
+    Stale,
+    /// Every file, however young: for a handler that is the Maildir's only writer, so
+    /// that a crash's leftovers are gone at the very next start-up. Another process's
+    /// message in progress would be deleted under it.
+    All,
+}
 
 /// Delivers every accepted message into one Maildir (`root/{tmp,new,cur}`).
 ///
@@ -110,15 +152,44 @@ impl MaildirHandler {
     /// A handler delivering into `root`, creating `root/tmp`, `root/new` and `root/cur`
     /// (mode 0700 on Unix: mail is private) when they do not exist. `hostname` goes into
     /// the unique file names, as the Maildir convention asks.
+    ///
+    /// Files in `tmp/` last modified more than [`STALE_TMP_AGE`] (36 hours) ago, the
+    /// leftovers of crashed deliveries, are removed ([`TmpCleanup::Stale`]); younger ones
+    /// are kept, as they may be another process's messages in progress. A handler that is
+    /// the Maildir's only writer can remove them all with
+    /// [`with_tmp_cleanup`](Self::with_tmp_cleanup).
     pub fn new(
         root: impl Into<PathBuf>,
         hostname: impl Into<String>,
+    ) -> io::Result<MaildirHandler> {
+        MaildirHandler::with_tmp_cleanup(root, hostname, TmpCleanup::Stale)
+    }
+
+    /// Like [`new`](Self::new), with the rule for leftovers in `tmp/` chosen by `cleanup`.
+    /// [`TmpCleanup::All`] removes every file in `tmp/`: right when this handler is the
+    /// Maildir's only writer (a server restarted after a crash gets a clean `tmp/` at
+    /// once), wrong when another process delivers there too (its message in progress
+    /// would be deleted under it, and that delivery would fail).
+    ///
+    /// The cleanup happens here, before any session exists, so it never touches this
+    /// handler's own messages. Directories in `tmp/` are left alone. A file that cannot
+    /// be removed is logged and skipped: cleaning up is housekeeping and does not stop
+    /// the handler from delivering.
+    pub fn with_tmp_cleanup(
+        root: impl Into<PathBuf>,
+        hostname: impl Into<String>,
+        cleanup: TmpCleanup,
     ) -> io::Result<MaildirHandler> {
         let root = root.into();
         let hostname = hostname.into();
         for sub in ["tmp", "new", "cur"] {
             create_private_dir(&root.join(sub))?;
         }
+        let max_age = match cleanup {
+            TmpCleanup::Stale => Some(STALE_TMP_AGE),
+            TmpCleanup::All => None,
+        };
+        clean_tmp(&root.join("tmp"), max_age, SystemTime::now());
         Ok(MaildirHandler {
             shared: Arc::new(Shared {
                 root,
@@ -147,6 +218,67 @@ impl MaildirHandler {
         files.sort();
         Ok(files)
     }
+}
+
+/// Removes the files in `tmp` last modified more than `max_age` before `now` (every file
+/// when `max_age` is `None`); returns how many went. Errors are logged, never returned:
+/// see [`MaildirHandler::with_tmp_cleanup`].
+fn clean_tmp(tmp: &Path, max_age: Option<Duration>, now: SystemTime) -> usize {
+    let entries = match fs::read_dir(tmp) {
+        Ok(entries) => entries,
+        Err(e) => {
+            log::warn!("maildir: cannot list {} for cleanup: {e}", tmp.display());
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                log::warn!("maildir: cannot list {} for cleanup: {e}", tmp.display());
+                break;
+            }
+        };
+        let path = entry.path();
+        // symlink_metadata: a link is judged (and removed) itself, never its target.
+        let metadata = match fs::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            // Gone already: another process cleaned up or delivered it.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => {
+                log::warn!("maildir: cannot inspect {}: {e}", path.display());
+                continue;
+            }
+        };
+        if metadata.is_dir() {
+            continue;
+        }
+        if let Some(max_age) = max_age {
+            // A time in the future (a clock set back) or one the system does not keep
+            // counts as young: keeping a stray file is harmless, deleting a live one is not.
+            let stale = metadata
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > max_age);
+            if !stale {
+                continue;
+            }
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => log::warn!("maildir: cannot remove {}: {e}", path.display()),
+        }
+    }
+    if removed > 0 {
+        log::info!(
+            "maildir: removed {removed} leftover file(s) of interrupted deliveries from {}",
+            tmp.display()
+        );
+    }
+    removed
 }
 
 fn create_private_dir(path: &Path) -> io::Result<()> {
@@ -946,6 +1078,129 @@ mod tests {
             "451 4.3.0 Error: local error in processing\r\n".repeat(2)
         );
         assert!(files_in(&root.0.join("tmp")).is_empty());
+    }
+
+    /// Creates `path` holding `content`, last modified `age` ago.
+    fn file_aged(path: &Path, content: &[u8], age: Duration) {
+        fs::write(path, content).unwrap();
+        let when = SystemTime::now() - age;
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A Maildir with leftovers of every age in `tmp/`, a stale-looking subdirectory and a
+    /// message in `new/` as old as the oldest leftover.
+    fn maildir_with_leftovers(tag: &str) -> TempRoot {
+        let root = TempRoot::new(tag);
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(root.0.join(sub)).unwrap();
+        }
+        let tmp = root.0.join("tmp");
+        file_aged(&tmp.join("ancient"), b"partial", 400 * HOUR);
+        file_aged(&tmp.join("stale"), b"partial", 37 * HOUR);
+        file_aged(&tmp.join("young"), b"partial", 35 * HOUR);
+        file_aged(&tmp.join("fresh"), b"partial", Duration::ZERO);
+        let dir = tmp.join("a-directory");
+        fs::create_dir(&dir).unwrap();
+        file_aged(&dir.join("inside"), b"x", 400 * HOUR);
+        File::open(&dir)
+            .unwrap()
+            .set_modified(SystemTime::now() - 400 * HOUR)
+            .unwrap();
+        file_aged(&root.0.join("new").join("delivered"), b"whole", 400 * HOUR);
+        root
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        files_in(dir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn new_removes_only_tmp_files_older_than_36_hours() {
+        let root = maildir_with_leftovers("stale");
+        let handler = MaildirHandler::new(root.0.clone(), "host.test").unwrap();
+        assert_eq!(
+            names_in(&root.0.join("tmp")),
+            ["a-directory", "fresh", "young"]
+        );
+        assert!(root.0.join("tmp/a-directory/inside").exists());
+        assert_eq!(names_in(&root.0.join("new")), ["delivered"]);
+        assert_eq!(handler.list_new().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tmp_cleanup_all_removes_every_leftover() {
+        let root = maildir_with_leftovers("all");
+        let handler =
+            MaildirHandler::with_tmp_cleanup(root.0.clone(), "host.test", TmpCleanup::All).unwrap();
+        // Directories are not leftovers of this handler: they stay.
+        assert_eq!(names_in(&root.0.join("tmp")), ["a-directory"]);
+        assert!(root.0.join("tmp/a-directory/inside").exists());
+        assert_eq!(names_in(&root.0.join("new")), ["delivered"]);
+
+        // The handler works after the cleanup, and its own message is not touched.
+        let mut c = Client::connect(&handler, false);
+        c.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
+        queue_id(c.send(MESSAGE).lines().last().unwrap());
+        assert_eq!(handler.list_new().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn stale_is_the_default_rule() {
+        assert_eq!(TmpCleanup::default(), TmpCleanup::Stale);
+        assert_eq!(STALE_TMP_AGE, 36 * HOUR);
+    }
+
+    #[test]
+    fn a_modification_time_in_the_future_counts_as_young() {
+        let root = TempRoot::new("future");
+        fs::create_dir_all(&root.0).unwrap();
+        let path = root.0.join("from-the-future");
+        fs::write(&path, b"x").unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(SystemTime::now() + 100 * HOUR)
+            .unwrap();
+        assert_eq!(
+            clean_tmp(&root.0, Some(STALE_TMP_AGE), SystemTime::now()),
+            0
+        );
+        assert!(path.exists());
+        // Seen from far enough ahead it is stale after all.
+        let later = SystemTime::now() + 200 * HOUR;
+        assert_eq!(clean_tmp(&root.0, Some(STALE_TMP_AGE), later), 1);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_missing_tmp_directory_is_not_an_error() {
+        let root = TempRoot::new("missing");
+        assert_eq!(clean_tmp(&root.0.join("tmp"), None, SystemTime::now()), 0);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_symbolic_link_is_removed_not_its_target() {
+        let root = TempRoot::new("link");
+        let tmp = root.0.join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        let target = root.0.join("target");
+        fs::write(&target, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&target, tmp.join("link")).unwrap();
+        assert_eq!(clean_tmp(&tmp, None, SystemTime::now()), 1);
+        assert!(names_in(&tmp).is_empty());
+        assert_eq!(fs::read(&target).unwrap(), b"keep me");
     }
 
     #[test]

@@ -380,6 +380,8 @@ impl EnhancedCode {
     /// 5.5.6: Syntax error, a line too long; also a SASL response over its
     /// limit (500, RFC 4954 §4).
     pub const LINE_TOO_LONG: EnhancedCode = EnhancedCode::new(5, 5, 6);
+    /// 4.7.0: too many connections (the server is at its limit; try again later).
+    pub const TOO_MANY_CONNECTIONS: EnhancedCode = EnhancedCode::new(4, 7, 0);
 }
 
 impl fmt::Display for EnhancedCode {

@@ -38,6 +38,8 @@
 //! Pipelining (RFC 2920) falls out of this shape: every command in one read is answered into
 //! the same output buffer, which the embedder writes once.
 
+pub mod connection;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;

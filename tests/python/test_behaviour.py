@@ -18,6 +18,7 @@ import aiosmtpd.smtp
 import pytest
 
 import smtpx
+import smtpx.adapter
 from conftest import Recorder, RunningServer, start_server
 from drivers import DRIVERS, open_client, serving
 
@@ -536,3 +537,68 @@ def test_a_client_that_pipelines_without_reading_gets_every_reply(driver: str) -
             assert reader.readline().startswith(b"221")
             sender.join(10)
             assert not sender.is_alive()
+
+
+# One adapter, one set of defaults and texts for both servers -----------------------------------
+
+
+def test_a_failing_hook_gets_the_same_text_from_both_servers(driver: str) -> None:
+    class Failing:
+        async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+            raise RuntimeError("boom")
+
+    with serving(driver, Failing()) as (host, port):
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            client.ehlo()
+            assert client.mail("a@example.org") == (451, b"4.3.0 Error: handler failed")
+            assert client.mail("b@example.org") == (451, b"4.3.0 Error: handler failed")
+            assert client.noop()[0] == 250
+
+
+def test_an_invalid_status_gets_the_same_text_from_both_servers(driver: str) -> None:
+    class Invalid:
+        def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> Any:
+            return 250 if address.startswith("number") else "not a status line"
+
+    with serving(driver, Invalid()) as (host, port):
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            client.ehlo()
+            assert client.mail("a@example.org")[0] == 250
+            invalid = (451, b"4.3.0 Error: handler returned an invalid status")
+            assert client.rcpt("number@example.net") == invalid
+            assert client.rcpt("text@example.net") == invalid
+
+
+def test_both_servers_share_the_defaults(driver: str) -> None:
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> bool:
+        return True
+
+    # No options but the authenticator: aiosmtpd's defaults on both servers.
+    with serving(driver, Keep(), authenticator=authenticator) as (host, port):
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            code, greeting = client.ehlo()
+            assert code == 250
+            assert greeting.split(b"\n")[0].split()[0].decode() == socket.getfqdn()
+            assert client.esmtp_features.get("size") == "33554432"
+            # auth_require_tls is True: no AUTH without TLS.
+            assert not client.has_extn("auth")
+    assert smtpx.adapter.ServerSettings().data_size_limit == smtpx.adapter.DATA_SIZE_DEFAULT == 33554432
+
+
+@pytest.mark.parametrize("limit", [None, 0, -1])
+def test_no_size_limit_is_refused_loudly_by_both_servers(driver: str, limit: Any) -> None:
+    with pytest.raises(ValueError, match="data_size_limit"):
+        with serving(driver, Keep(), data_size_limit=limit):
+            pass
+
+
+def test_a_positive_ehlo_answer_keeps_the_extensions_and_a_negative_one_refuses(driver: str) -> None:
+    class Hello:
+        def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> str:
+            return "550 5.7.1 not you" if hostname == "bad.test" else "250 welcome"
+
+    with serving(driver, Hello(), data_size_limit=1000) as (host, port):
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            assert client.ehlo("good.test")[0] == 250
+            assert client.esmtp_features.get("size") == "1000"
+            assert client.ehlo("bad.test") == (550, b"5.7.1 not you")

@@ -2,10 +2,10 @@
 //! TLS (tokio-rustls), a connection limit, per-command deadlines and graceful shutdown.
 //!
 //! It is the [blocking server](crate::blocking::server) on tasks instead of threads, with
-//! the same [`ServerOptions`] (`thread_stack` is not used). The protocol is the engine's
-//! [`ServerSession`]; user code is either
-//! - a synchronous [`Handler`], reached through the same [`DispatchState`] as the
-//!   blocking server's [`Dispatch`](crate::handler::Dispatch) ([`AsyncServer::builder`]).
+//! the same [`ServerOptions`] (`thread_stack` is not used). Each connection is the same
+//! sans-IO [connection layer](crate::server::connection) as the blocking server's; this
+//! module only reads, writes, keeps timers and does TLS I/O. User code is either
+//! - a synchronous [`Handler`] ([`AsyncServer::builder`]).
 //!   Its hooks run on the runtime's thread. On a multi-threaded runtime each hook that
 //!   [`SessionHandler::may_block`] names (by default every hook) runs in
 //!   [`tokio::task::block_in_place`], so a hook that blocks (the
@@ -13,10 +13,9 @@
 //!   stall other connections; on a current-thread runtime it does stall them, so keep hooks
 //!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::block_in_place`].
 //! - an [`AsyncHandler`] whose [`AsyncSessionHandler`] hooks are `async fn`s
-//!   ([`AsyncServer::builder_async`]). They are awaited around the same
-//!   [`DispatchState`] that [`Dispatch`](crate::handler::Dispatch) is built on, so both
-//!   kinds of user code see the same hooks, in the same order, with the same
-//!   [`Transaction`].
+//!   ([`AsyncServer::builder_async`]). They are awaited where the connection layer asks
+//!   for them, so both kinds of user code see the same hooks, in the same order, with the
+//!   same [`Transaction`].
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -60,12 +59,10 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::auth::AuthAttempt;
 pub use crate::blocking::server::ServerOptions;
 use crate::command::{MailParameters, RcptParameters};
-use crate::handler::{
-    Answer, ConnectionInfo, DispatchState, Flow, Handler, Hook, HookCall, SessionHandler, Step,
-    Transaction,
-};
+use crate::handler::{Answer, ConnectionInfo, Handler, Hook, SessionHandler, Transaction};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::{AbortReason, Decision, HelloVerb, ServerSession};
+use crate::server::connection::{self, Action, Connection};
+use crate::server::{AbortReason, Decision, HelloVerb};
 
 /// How long the cut connections get to unwind their handlers after the grace period.
 const UNWIND: Duration = Duration::from_secs(5);
@@ -106,7 +103,7 @@ pub trait AsyncSessionHandler: Send + 'static {
         async {
             Decision::Reply(Reply::new(
                 ReplyCode::AUTH_INVALID,
-                Some(EnhancedCode::new(5, 7, 8)),
+                Some(EnhancedCode::AUTH_INVALID),
                 "Error: authentication failed",
             ))
         }
@@ -231,8 +228,7 @@ impl std::fmt::Debug for AsyncServerBuilder {
 pub struct AsyncServer;
 
 impl AsyncServer {
-    /// A server whose user code is a synchronous [`Handler`], through
-    /// [`Dispatch`](crate::handler::Dispatch)'s event→hook mapping.
+    /// A server whose user code is a synchronous [`Handler`].
     pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> AsyncServerBuilder {
         AsyncServerBuilder {
             serve: Arc::new(SyncServe(handler)),
@@ -445,15 +441,6 @@ impl Shared {
             later
         });
     }
-
-    fn reply_421(&self, enhanced: EnhancedCode, text: &str) -> Vec<u8> {
-        Reply::new(
-            ReplyCode::SERVICE_UNAVAILABLE,
-            Some(enhanced),
-            format!("{} {text}", self.options.session.hostname),
-        )
-        .to_bytes()
-    }
 }
 
 /// Decrements the active count however the task ends (even by a panicking hook).
@@ -489,19 +476,12 @@ impl<H: Handler> Serve for SyncServe<H> {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let _guard = ActiveGuard(Arc::clone(&shared));
-            let Some((conn, info)) = prepare(&shared, tcp, peer, implicit_tls).await else {
-                return;
-            };
-            let (handler, tls, refusal) = match self.0.connect(&info) {
-                Ok(handler) => (Some(handler), implicit_tls, None),
-                Err(reply) => (None, false, Some(reply)),
-            };
-            let dispatch = SyncDispatch {
-                handler,
-                state: DispatchState::new(tls),
+            let hooks = SyncHooks {
+                serve: self,
+                session: None,
                 block_in_place: shared.block_in_place,
             };
-            serve_connection(&shared, conn, info, dispatch, refusal).await;
+            serve_connection(&shared, tcp, peer, implicit_tls, hooks).await;
         })
     }
 }
@@ -516,194 +496,130 @@ impl<H: AsyncHandler> Serve for AsyncServe<H> {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let _guard = ActiveGuard(Arc::clone(&shared));
-            let Some((conn, info)) = prepare(&shared, tcp, peer, implicit_tls).await else {
-                return;
+            let hooks = AsyncHooks {
+                serve: self,
+                session: None,
             };
-            let (dispatch, refusal) = match self.0.connect(&info).await {
-                Ok(handler) => (
-                    AsyncDispatch {
-                        handler: Some(handler),
-                        state: DispatchState::new(implicit_tls),
-                    },
-                    None,
-                ),
-                Err(reply) => (
-                    AsyncDispatch {
-                        handler: None,
-                        state: DispatchState::new(false),
-                    },
-                    Some(reply),
-                ),
-            };
-            serve_connection(&shared, conn, info, dispatch, refusal).await;
+            serve_connection(&shared, tcp, peer, implicit_tls, hooks).await;
         })
     }
 }
 
-/// What the connection loop needs from the user code.
-trait Dispatcher: Send {
-    /// Processes every event the session has (see [`crate::handler::Dispatch::run`]).
-    fn run(
+/// The user code of one connection, as the connection loop calls it: a synchronous or an
+/// async handler.
+trait Hooks: Send {
+    /// The handler's connect hook; its refusal, if it refused.
+    fn connect(&mut self, info: &ConnectionInfo) -> impl Future<Output = Option<Reply>> + Send;
+    /// Answers the hook the connection has due ([`Action::Hook`]), and possibly the ones
+    /// after it.
+    fn answer(
         &mut self,
-        session: &mut ServerSession,
-        refusal: Option<&Reply>,
-    ) -> impl Future<Output = Flow> + Send;
-    fn tls_started(&mut self) -> impl Future<Output = ()> + Send;
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
+        connection: &mut Connection,
+        shared: &Shared,
+    ) -> impl Future<Output = ()> + Send;
 }
 
-/// [`crate::handler::Dispatch`] on an async runtime: the same [`DispatchState`], with
-/// the hooks that may block run in [`tokio::task::block_in_place`] when that is on. A
-/// turn of `block_in_place` hands the worker's core to another thread and back, which
-/// cost 2.7x the CPU per message when every dispatch turn took one; now a turn takes one
-/// only from its first hook that may block on (its later hooks run inside the same one).
-struct SyncDispatch<S> {
-    handler: Option<S>,
-    state: DispatchState,
+/// A synchronous [`Handler`] on the runtime. The hooks that may block run in
+/// [`tokio::task::block_in_place`] when that is on; a turn of `block_in_place` hands the
+/// worker's core to another thread and back, which cost 2.7x the CPU per message when
+/// every hook took one, so a turn, once entered, answers every hook that follows until
+/// the connection needs I/O.
+struct SyncHooks<H: Handler> {
+    serve: Arc<SyncServe<H>>,
+    session: Option<H::Session>,
     block_in_place: bool,
 }
 
-impl<S: SessionHandler> Dispatcher for SyncDispatch<S> {
-    async fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
-        let SyncDispatch {
-            handler,
-            state,
-            block_in_place,
-        } = self;
-        loop {
-            let call = match state.step(session, refusal) {
-                Step::Call(call) => call,
-                Step::Done(flow) => return flow,
-            };
-            let Some(h) = handler.as_mut() else {
-                call.refuse();
-                continue;
-            };
-            if *block_in_place && h.may_block(&call.hook()) {
-                return tokio::task::block_in_place(move || {
-                    let answer = call.hook().call(h);
-                    match call.resume(answer) {
-                        (state, Some(session)) => run_inline(h, state, session, refusal),
-                        // Only hooks called outside a step come without the session.
-                        (_, None) => Flow::Continue,
-                    }
-                });
+impl<H: Handler> Hooks for SyncHooks<H> {
+    async fn connect(&mut self, info: &ConnectionInfo) -> Option<Reply> {
+        match self.serve.0.connect(info) {
+            Ok(session) => {
+                self.session = Some(session);
+                None
             }
-            let answer = call.hook().call(h);
-            call.answer(answer);
+            Err(reply) => Some(reply),
         }
     }
 
-    async fn tls_started(&mut self) {
-        let call = self.state.tls_started();
-        call_sync(self.handler.as_mut(), call, self.block_in_place);
-    }
-
-    async fn close(&mut self) {
-        if let Some(call) = self.state.close() {
-            call_sync(self.handler.as_mut(), call, self.block_in_place);
+    async fn answer(&mut self, connection: &mut Connection, shared: &Shared) {
+        let Action::Hook(hook) = connection.next_action(shared.now()) else {
+            return;
+        };
+        // The layer answers a refused connection's hooks itself: there is a session here.
+        let Some(h) = self.session.as_mut() else {
+            connection.answer(Answer::Done);
+            return;
+        };
+        if !(self.block_in_place && h.may_block(&hook)) {
+            let answer = hook.call(h);
+            connection.answer(answer);
+            return;
         }
-    }
-}
-
-/// The rest of a dispatch turn, every hook inline.
-fn run_inline<S: SessionHandler>(
-    h: &mut S,
-    state: &mut DispatchState,
-    session: &mut ServerSession,
-    refusal: Option<&Reply>,
-) -> Flow {
-    loop {
-        match state.step(session, refusal) {
-            Step::Call(call) => {
-                let answer = call.hook().call(h);
-                call.answer(answer);
+        tokio::task::block_in_place(|| {
+            // The hook is still due: ask for it again inside, and go on with the ones that
+            // follow without leaving.
+            while let Action::Hook(hook) = connection.next_action(shared.now()) {
+                let answer = hook.call(h);
+                connection.answer(answer);
             }
-            Step::Done(flow) => return flow,
-        }
+        });
     }
 }
 
-/// Answers `call` with the hook it names, in `block_in_place` when `block_in_place` is on
-/// and the handler says the hook may block, or as a refused session when there is no
-/// handler.
-fn call_sync<S: SessionHandler>(handler: Option<&mut S>, call: HookCall<'_>, block_in_place: bool) {
-    let Some(h) = handler else {
-        call.refuse();
-        return;
-    };
-    let hook = call.hook();
-    let answer = if block_in_place && h.may_block(&hook) {
-        tokio::task::block_in_place(|| hook.call(h))
-    } else {
-        hook.call(h)
-    };
-    call.answer(answer);
+/// An [`AsyncHandler`]: each hook awaited.
+struct AsyncHooks<H: AsyncHandler> {
+    serve: Arc<AsyncServe<H>>,
+    session: Option<H::Session>,
 }
 
-/// [`Dispatch`] for an [`AsyncSessionHandler`]: the same [`DispatchState`] (the event→hook
-/// mapping and the transaction), with each hook awaited.
-struct AsyncDispatch<S> {
-    handler: Option<S>,
-    state: DispatchState,
-}
-
-impl<S: AsyncSessionHandler> Dispatcher for AsyncDispatch<S> {
-    async fn run(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Flow {
-        loop {
-            match self.state.step(session, refusal) {
-                Step::Call(call) => call_async(self.handler.as_mut(), call).await,
-                Step::Done(flow) => return flow,
+impl<H: AsyncHandler> Hooks for AsyncHooks<H> {
+    async fn connect(&mut self, info: &ConnectionInfo) -> Option<Reply> {
+        match self.serve.0.connect(info).await {
+            Ok(session) => {
+                self.session = Some(session);
+                None
             }
+            Err(reply) => Some(reply),
         }
     }
 
-    async fn tls_started(&mut self) {
-        call_async(self.handler.as_mut(), self.state.tls_started()).await;
+    async fn answer(&mut self, connection: &mut Connection, shared: &Shared) {
+        let Action::Hook(hook) = connection.next_action(shared.now()) else {
+            return;
+        };
+        let Some(h) = self.session.as_mut() else {
+            connection.answer(Answer::Done);
+            return;
+        };
+        let answer = match hook {
+            Hook::Hello { verb, domain } => Answer::Decision(h.hello(verb, domain).await),
+            Hook::TlsStarted => {
+                h.tls_started().await;
+                Answer::Done
+            }
+            Hook::Auth(attempt) => Answer::Decision(h.auth(attempt).await),
+            Hook::Mail { from, params } => Answer::Decision(h.mail(from, params).await),
+            Hook::Rcpt { to, params } => Answer::Decision(h.rcpt(to, params).await),
+            Hook::DataStart(t) => Answer::Decision(h.data_start(t).await),
+            Hook::DataChunk(chunk) => Answer::Chunk(h.data_chunk(chunk).await),
+            Hook::DataEnd(t) => Answer::Decision(h.data_end(t).await),
+            Hook::DataAborted(reason) => {
+                h.data_aborted(reason).await;
+                Answer::Done
+            }
+            Hook::Reset => {
+                h.reset().await;
+                Answer::Done
+            }
+            Hook::Verify(argument) => Answer::Decision(h.verify(argument).await),
+            Hook::Expand(argument) => Answer::Decision(h.expand(argument).await),
+            Hook::Close => {
+                h.close().await;
+                Answer::Done
+            }
+        };
+        connection.answer(answer);
     }
-
-    async fn close(&mut self) {
-        if let Some(call) = self.state.close() {
-            call_async(self.handler.as_mut(), call).await;
-        }
-    }
-}
-
-/// Answers `call` with the hook it names, awaited, or as a refused session when there is
-/// no handler.
-async fn call_async<S: AsyncSessionHandler>(handler: Option<&mut S>, call: HookCall<'_>) {
-    let Some(h) = handler else {
-        call.refuse();
-        return;
-    };
-    let answer = match call.hook() {
-        Hook::Hello { verb, domain } => Answer::Decision(h.hello(verb, domain).await),
-        Hook::TlsStarted => {
-            h.tls_started().await;
-            Answer::Done
-        }
-        Hook::Auth(attempt) => Answer::Decision(h.auth(attempt).await),
-        Hook::Mail { from, params } => Answer::Decision(h.mail(from, params).await),
-        Hook::Rcpt { to, params } => Answer::Decision(h.rcpt(to, params).await),
-        Hook::DataStart(t) => Answer::Decision(h.data_start(t).await),
-        Hook::DataChunk(chunk) => Answer::Chunk(h.data_chunk(chunk).await),
-        Hook::DataEnd(t) => Answer::Decision(h.data_end(t).await),
-        Hook::DataAborted(reason) => {
-            h.data_aborted(reason).await;
-            Answer::Done
-        }
-        Hook::Reset => {
-            h.reset().await;
-            Answer::Done
-        }
-        Hook::Verify(argument) => Answer::Decision(h.verify(argument).await),
-        Hook::Expand(argument) => Answer::Decision(h.expand(argument).await),
-        Hook::Close => {
-            h.close().await;
-            Answer::Done
-        }
-    };
-    call.answer(answer);
 }
 
 async fn accept_loop(
@@ -744,11 +660,7 @@ async fn accept_loop(
         });
         if !admitted {
             // Over the limit: one 421 line without waiting, then close.
-            let reply = shared.reply_421(
-                EnhancedCode::new(4, 7, 0),
-                "Error: too many connections, try again later",
-            );
-            let _ = tcp.try_write(&reply);
+            let _ = tcp.try_write(&connection::busy_reply(&shared.options.session.hostname));
             continue;
         }
         let serve = Arc::clone(&serve);
@@ -803,11 +715,16 @@ impl Conn {
         }
     }
 
-    async fn upgrade(&mut self, acceptor: &TlsAcceptor, timeout: Duration) -> io::Result<()> {
+    /// The server side of the TLS handshake, finished by `until`.
+    async fn upgrade(
+        &mut self,
+        acceptor: &TlsAcceptor,
+        until: tokio::time::Instant,
+    ) -> io::Result<()> {
         let Conn::Plain(tcp) = std::mem::replace(self, Conn::Gone) else {
             return Err(io::Error::other("TLS is already active"));
         };
-        let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
+        let tls = tokio::time::timeout_at(until, acceptor.accept(tcp))
             .await
             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))?;
         *self = Conn::Tls(Box::new(tls));
@@ -828,70 +745,128 @@ impl Conn {
     }
 }
 
-/// Implicit TLS, then what the handler is told about the connection.
-async fn prepare(
+/// One connection: the connection layer's actions carried out on the socket.
+async fn serve_connection<K: Hooks>(
     shared: &Shared,
     tcp: TcpStream,
     peer: SocketAddr,
     implicit_tls: bool,
-) -> Option<(Conn, ConnectionInfo)> {
+    mut hooks: K,
+) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let local = tcp.local_addr().ok();
     let mut conn = Conn::Plain(tcp);
-    if implicit_tls {
-        let acceptor = shared.acceptor.as_ref()?;
-        let mut phase = shared.phase.subscribe();
-        let upgraded = tokio::select! {
-            () = cut(&mut phase) => Err(io::Error::other("cut at shutdown")),
-            r = conn.upgrade(acceptor, shared.options.session.command_timeout) => r,
-        };
-        if let Err(e) = upgraded {
-            log::info!("conn={id} peer={peer} TLS handshake failed: {e}");
-            return None;
+    let mut connection =
+        Connection::new(shared.options.session.clone(), shared.now(), implicit_tls);
+    let mut phase = shared.phase.subscribe();
+    let size = shared.options.read_buffer.max(512);
+    let mut failure: Option<io::Error> = None;
+    let mut stop_seen = false;
+    // One timer for the connection's life, moved only when the deadline comes earlier
+    // than it is set for: a deadline that moves later (every command moves it) is
+    // checked when the timer fires, instead of setting a timer per read.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
+    loop {
+        match connection.next_action(shared.now()) {
+            Action::Connect => {
+                log::info!(
+                    "conn={id} peer={peer} connected{}",
+                    if implicit_tls { " tls" } else { "" }
+                );
+                let info = ConnectionInfo {
+                    id,
+                    peer: Some(peer),
+                    local,
+                    hostname: shared.options.session.hostname.clone(),
+                    tls: implicit_tls,
+                };
+                let refusal = hooks.connect(&info).await;
+                connection.connected(refusal);
+            }
+            Action::Hook(_) => hooks.answer(&mut connection, shared).await,
+            Action::Write(bytes) => {
+                let n = bytes.len();
+                match write(shared, &mut conn, bytes, &mut phase).await {
+                    Ok(()) => connection.written(n),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        connection.lost();
+                    }
+                }
+            }
+            Action::StartTls { deadline } => {
+                let Some(acceptor) = shared.acceptor.as_ref() else {
+                    failure.get_or_insert(io::Error::other("no TLS configuration"));
+                    connection.lost();
+                    continue;
+                };
+                let until = tokio::time::Instant::from_std(shared.epoch + deadline);
+                let upgraded = tokio::select! {
+                    () = cut(&mut phase) => Err(io::Error::other("cut at shutdown")),
+                    r = conn.upgrade(acceptor, until) => r,
+                };
+                match upgraded {
+                    Ok(()) => connection.tls_established(shared.now()),
+                    Err(e) => {
+                        log::info!("conn={id} peer={peer} TLS handshake failed: {e}");
+                        failure.get_or_insert(e);
+                        connection.lost();
+                    }
+                }
+            }
+            Action::Read { deadline } => {
+                if !stop_seen && *phase.borrow_and_update() >= Phase::Stopping {
+                    stop_seen = true;
+                    connection.stop();
+                    continue;
+                }
+                let until = tokio::time::Instant::from_std(shared.epoch + deadline);
+                if armed.is_none_or(|at| until < at) {
+                    timer.as_mut().reset(until);
+                    armed = Some(until);
+                }
+                let read = tokio::select! {
+                    changed = phase.changed() => {
+                        if changed.is_err() || *phase.borrow() == Phase::Cut {
+                            failure.get_or_insert(io::Error::other("cut at shutdown"));
+                            connection.lost();
+                        }
+                        // Stopping: the next Read sees it.
+                        continue;
+                    }
+                    () = &mut timer => {
+                        armed = None;
+                        if tokio::time::Instant::now() < until {
+                            // Set for an earlier deadline that has moved since.
+                            continue;
+                        }
+                        None
+                    }
+                    read = poll_fn(|cx| poll_receive(cx, &mut conn, size, &mut connection, shared)) => {
+                        Some(read)
+                    }
+                };
+                match read {
+                    None => connection.timeout(shared.now()),
+                    Some(Ok(0)) => connection.receive_eof(),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Some(Err(e)) => {
+                        failure.get_or_insert(e);
+                        connection.lost();
+                    }
+                }
+            }
+            Action::Close => break,
         }
     }
-    log::info!(
-        "conn={id} peer={peer} connected{}",
-        if implicit_tls { " tls" } else { "" }
-    );
-    let info = ConnectionInfo {
-        id,
-        peer: Some(peer),
-        local,
-        hostname: shared.options.session.hostname.clone(),
-        tls: implicit_tls,
-    };
-    Some((conn, info))
-}
-
-async fn serve_connection<D: Dispatcher>(
-    shared: &Shared,
-    mut conn: Conn,
-    info: ConnectionInfo,
-    mut dispatch: D,
-    refusal: Option<Reply>,
-) {
-    let mut config = shared.options.session.clone();
-    config.tls_active = info.tls;
-    let mut session = ServerSession::new(config, shared.now());
-    let result = drive(
-        shared,
-        &mut session,
-        &mut dispatch,
-        refusal.as_ref(),
-        &mut conn,
-    )
-    .await;
-    // Whatever ended the loop, a message in progress must not survive.
-    session.receive_eof();
-    dispatch.run(&mut session, refusal.as_ref()).await;
-    dispatch.close().await;
     conn.close().await;
-    let (id, peer) = (info.id, info.peer);
-    if let Err(e) = result {
-        log::info!("conn={id} peer={peer:?} ended: {e}");
+    if let Some(e) = failure {
+        log::info!("conn={id} peer={peer} ended: {e}");
     }
-    log::info!("conn={id} peer={peer:?} closed");
+    log::info!("conn={id} peer={peer} closed");
 }
 
 /// Resolves once the server cuts its connections (at once if it has).
@@ -927,16 +902,15 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Reads once (up to `size` bytes, into the thread's [`READ_BUFFER`]) and gives the
-/// session what it has room for; the rest goes to `overflow`. Ready with the number of
-/// bytes read, 0 at the end of the input.
+/// Reads once (up to `size` bytes, into the thread's [`READ_BUFFER`]) and gives it to the
+/// connection (which keeps what its session has no room for yet). Ready with the number
+/// of bytes read, 0 at the end of the input.
 fn poll_receive(
     cx: &mut Context<'_>,
     conn: &mut Conn,
     size: usize,
-    session: &mut ServerSession,
+    connection: &mut Connection,
     shared: &Shared,
-    overflow: &mut Vec<u8>,
 ) -> Poll<io::Result<usize>> {
     READ_BUFFER.with_borrow_mut(|buf| {
         if buf.len() < size {
@@ -945,118 +919,7 @@ fn poll_receive(
         let mut read = ReadBuf::new(&mut buf[..size]);
         ready!(conn.poll_read(cx, &mut read))?;
         let bytes = read.filled();
-        if !bytes.is_empty() {
-            let taken = session.receive(bytes, shared.now());
-            overflow.extend_from_slice(&bytes[taken..]);
-        }
+        connection.receive(bytes, shared.now());
         Poll::Ready(Ok(bytes.len()))
     })
-}
-
-async fn drive<D: Dispatcher>(
-    shared: &Shared,
-    session: &mut ServerSession,
-    dispatch: &mut D,
-    refusal: Option<&Reply>,
-    conn: &mut Conn,
-) -> io::Result<()> {
-    let mut phase = shared.phase.subscribe();
-    let size = shared.options.read_buffer.max(512);
-    // What a read brought that the session had no room for yet; empty (and unallocated)
-    // between reads.
-    let mut overflow = Vec::new();
-    // One timer for the connection's life, moved only when the deadline comes earlier
-    // than it is set for: a deadline that moves later (every command moves it) is
-    // checked when the timer fires, instead of setting a timer per read.
-    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
-    tokio::pin!(timer);
-    let mut armed: Option<tokio::time::Instant> = None;
-    loop {
-        let flow = dispatch.run(session, refusal).await;
-        let idle = session.is_idle();
-        let wrote = !session.output().is_empty();
-        write(shared, conn, session.output(), &mut phase).await?;
-        session.clear_output();
-        match flow {
-            Flow::Close => return Ok(()),
-            Flow::StartTls => {
-                let acceptor = shared
-                    .acceptor
-                    .as_ref()
-                    .ok_or_else(|| io::Error::other("no TLS configuration"))?;
-                tokio::select! {
-                    () = cut(&mut phase) => return Err(io::Error::other("cut at shutdown")),
-                    r = conn.upgrade(acceptor, shared.options.session.command_timeout) => r?,
-                }
-                session.tls_established(shared.now());
-                dispatch.tls_started().await;
-                continue;
-            }
-            Flow::Continue if wrote => {
-                // The session holds input back while its output is full (a client that
-                // pipelines without reading): step it again now that the output is out,
-                // before waiting for input that may never come.
-                continue;
-            }
-            Flow::Continue => {}
-        }
-        if idle && *phase.borrow_and_update() >= Phase::Stopping {
-            // Shutdown: between transactions is the moment to leave.
-            let reply = shared.reply_421(
-                EnhancedCode::new(4, 3, 2),
-                "Service shutting down, try again later",
-            );
-            write(shared, conn, &reply, &mut phase).await?;
-            return Ok(());
-        }
-        let deadline = session
-            .next_deadline()
-            .unwrap_or_else(|| shared.now() + shared.options.session.command_timeout);
-        let until = tokio::time::Instant::from_std(shared.epoch + deadline);
-        if armed.is_none_or(|at| until < at) {
-            timer.as_mut().reset(until);
-            armed = Some(until);
-        }
-        let read = tokio::select! {
-            changed = phase.changed() => {
-                if changed.is_err() || *phase.borrow() == Phase::Cut {
-                    return Err(io::Error::other("cut at shutdown"));
-                }
-                // Stopping: the top of the loop leaves if the connection is idle.
-                continue;
-            }
-            () = &mut timer => {
-                armed = None;
-                if tokio::time::Instant::now() < until {
-                    // Set for an earlier deadline that has moved since.
-                    continue;
-                }
-                None
-            }
-            read = poll_fn(|cx| poll_receive(cx, conn, size, session, shared, &mut overflow)) => {
-                Some(read)
-            }
-        };
-        match read {
-            None => session.handle_timeout(shared.now()),
-            Some(Ok(0)) => session.receive_eof(),
-            Some(Ok(_)) => {
-                while !overflow.is_empty() {
-                    // The session's input is full: let it work, write its replies, go on.
-                    let flow = dispatch.run(session, refusal).await;
-                    write(shared, conn, session.output(), &mut phase).await?;
-                    session.clear_output();
-                    if flow == Flow::Close {
-                        return Ok(());
-                    }
-                    let taken = session.receive(&overflow, shared.now());
-                    overflow.drain(..taken);
-                }
-                // Hold no memory while waiting for the next read.
-                overflow = Vec::new();
-            }
-            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Some(Err(e)) => return Err(e),
-        }
-    }
 }

@@ -1,8 +1,9 @@
 //! A blocking SMTP server: listeners, a thread per connection, STARTTLS and implicit TLS
 //! (rustls), a connection limit, per-command deadlines and graceful shutdown.
 //!
-//! The protocol is the engine's [`ServerSession`]; user code is a [`Handler`] reached through
-//! [`Dispatch`]. This module only accepts, reads, writes, keeps time and does TLS.
+//! Each connection is the sans-IO [connection layer](crate::server::connection) (the
+//! session, the hook dispatch, deadlines, STARTTLS handover, shutdown); user code is a
+//! [`Handler`]. This module only accepts, reads, writes, keeps time and does TLS I/O.
 //!
 //! A thread per connection was chosen by measurement on the 2-core reference machine: with
 //! 256 KiB reserved (and only a few KiB touched) per thread stack it holds 10,000 idle
@@ -29,9 +30,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::handler::{ConnectionInfo, Dispatch, Flow, Handler};
-use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::{ServerConfig, ServerSession};
+use crate::handler::{Answer, ConnectionInfo, Handler};
+use crate::server::ServerConfig;
+use crate::server::connection::{self, Action, Connection};
 
 /// How the server runs, beyond the protocol settings of [`ServerConfig`].
 #[derive(Clone, Debug)]
@@ -350,16 +351,9 @@ fn accept_loop<H: Handler>(shared: &Arc<Shared<H>>, listener: &TcpListener, impl
 
 /// Over the connection limit: one 421 line, without blocking the acceptor.
 fn refuse_busy<H>(shared: &Shared<H>, stream: &TcpStream) {
-    let reply = Reply::new(
-        ReplyCode::SERVICE_UNAVAILABLE,
-        Some(EnhancedCode::new(4, 7, 0)),
-        format!(
-            "{} Error: too many connections, try again later",
-            shared.options.session.hostname
-        ),
-    );
+    let reply = connection::busy_reply(&shared.options.session.hostname);
     let _ = stream.set_nonblocking(true);
-    let _ = (&*stream).write_all(&reply.to_bytes());
+    let _ = (&*stream).write_all(&reply);
     let _ = stream.shutdown(Shutdown::Both);
 }
 
@@ -410,6 +404,19 @@ impl Conn {
             Conn::Tls(s) => {
                 s.write_all(bytes)?;
                 s.flush()
+            }
+        }
+    }
+
+    /// Ends TLS with a close_notify (so that the peer can tell the end from a cut); the
+    /// caller closes TCP.
+    fn close_notify(&mut self) {
+        if let Conn::Tls(s) = self {
+            s.conn.send_close_notify();
+            while s.conn.wants_write() {
+                if s.conn.write_tls(&mut s.sock).is_err() {
+                    break;
+                }
             }
         }
     }
@@ -479,152 +486,148 @@ fn serve<H: Handler>(
     implicit_tls: bool,
 ) -> io::Result<()> {
     let options = &shared.options;
-    let now = || shared.epoch.elapsed();
     let tcp = &live.stream;
     tcp.set_write_timeout(Some(options.session.command_timeout))?;
     let mut conn = Conn::Plain(SharedTcp(Arc::clone(tcp)));
-    let mut config = options.session.clone();
-    if implicit_tls {
-        let tls = options
-            .tls
-            .as_ref()
-            .ok_or_else(|| io::Error::other("no TLS configuration"))?;
-        conn = conn.upgrade(tls, config.command_timeout)?;
-        config.tls_active = true;
-    }
-    let info = ConnectionInfo {
-        id,
-        peer: Some(peer),
-        local: tcp.local_addr().ok(),
-        hostname: config.hostname.clone(),
-        tls: implicit_tls,
-    };
-    log::info!(
-        "conn={id} peer={peer} connected{}",
-        if implicit_tls { " tls" } else { "" }
-    );
-    let (mut dispatch, refusal) = match shared.handler.connect(&info) {
-        Ok(handler) => (Dispatch::new(handler, implicit_tls), None),
-        Err(reply) => (Dispatch::refused(), Some(reply)),
-    };
-    let mut session = ServerSession::new(config, now());
+    let mut connection =
+        Connection::new(options.session.clone(), shared.epoch.elapsed(), implicit_tls);
     let mut buf = vec![0u8; options.read_buffer];
     let result = drive(
         shared,
-        &mut session,
-        &mut dispatch,
-        refusal.as_ref(),
+        &mut connection,
         &mut conn,
         &mut buf,
         live,
+        (id, peer, implicit_tls),
     );
-    // Whatever ended the loop, a message in progress must not survive.
-    session.receive_eof();
-    dispatch.run(&mut session, refusal.as_ref());
-    dispatch.close();
     log::info!("conn={id} peer={peer} closed");
     result
 }
 
-fn drive<S: crate::handler::SessionHandler, H: Handler>(
+/// The connection layer's actions carried out on a socket: the whole of this driver's
+/// part of a connection. Returns the I/O error that broke the connection, if one did.
+fn drive<H: Handler>(
     shared: &Shared<H>,
-    session: &mut ServerSession,
-    dispatch: &mut Dispatch<S>,
-    refusal: Option<&Reply>,
+    connection: &mut Connection,
     conn: &mut Conn,
     buf: &mut [u8],
     live: &Live,
+    (id, peer, implicit_tls): (u64, SocketAddr, bool),
 ) -> io::Result<()> {
     let now = || shared.epoch.elapsed();
+    let mut handler: Option<H::Session> = None;
+    let mut failure: Option<io::Error> = None;
+    let mut stop_seen = false;
     loop {
-        let flow = dispatch.run(session, refusal);
-        // Publish whether a transaction is open before the replies go out: once the client
-        // has its 354 (or 250 to MAIL), a shutdown must not take it for idle.
-        let idle = session.is_idle();
-        live.idle.store(idle, Ordering::Release);
-        let wrote = !session.output().is_empty();
-        if wrote {
-            conn.write_all(session.output())?;
-            session.clear_output();
-        }
-        match flow {
-            Flow::Close => return Ok(()),
-            Flow::StartTls => {
-                let tls = shared
-                    .options
-                    .tls
-                    .as_ref()
-                    .ok_or_else(|| io::Error::other("no TLS configuration"))?;
-                let plain =
-                    std::mem::replace(conn, Conn::Plain(SharedTcp(Arc::clone(&live.stream))));
-                *conn = plain.upgrade(tls, shared.options.session.command_timeout)?;
-                conn.tcp()
-                    .set_write_timeout(Some(shared.options.session.command_timeout))?;
-                session.tls_established(now());
-                dispatch.tls_started();
-                continue;
+        match connection.next_action(now()) {
+            Action::Connect => {
+                let info = ConnectionInfo {
+                    id,
+                    peer: Some(peer),
+                    local: live.stream.local_addr().ok(),
+                    hostname: shared.options.session.hostname.clone(),
+                    tls: implicit_tls,
+                };
+                log::info!(
+                    "conn={id} peer={peer} connected{}",
+                    if implicit_tls { " tls" } else { "" }
+                );
+                match shared.handler.connect(&info) {
+                    Ok(h) => {
+                        handler = Some(h);
+                        connection.connected(None);
+                    }
+                    Err(reply) => connection.connected(Some(reply)),
+                }
             }
-            Flow::Continue if wrote => {
-                // The session holds input back while its output is full (a client that
-                // pipelines without reading): step it again now that the output is out,
-                // before waiting for input that may already be here.
-                continue;
+            Action::Hook(hook) => {
+                // A refused connection gets no hook calls: the layer answers them.
+                let answer = match handler.as_mut() {
+                    Some(h) => hook.call(h),
+                    None => Answer::Done,
+                };
+                connection.answer(answer);
             }
-            Flow::Continue => {}
-        }
-        if idle && shared.stopping.load(Ordering::Acquire) {
-            // Shutdown: a finished transaction is the moment to leave.
-            let reply = Reply::new(
-                ReplyCode::SERVICE_UNAVAILABLE,
-                Some(EnhancedCode::new(4, 3, 2)),
-                format!(
-                    "{} Service shutting down, try again later",
-                    shared.options.session.hostname
-                ),
-            );
-            conn.write_all(&reply.to_bytes())?;
-            return Ok(());
-        }
-        let timeout = match session.next_deadline() {
-            Some(deadline) => deadline.saturating_sub(now()).max(Duration::from_millis(1)),
-            None => shared.options.session.command_timeout,
-        };
-        conn.tcp().set_read_timeout(Some(timeout))?;
-        match conn.read(buf) {
-            Ok(0) => {
-                if shared.stopping.load(Ordering::Acquire) && session.is_idle() {
+            Action::Write(bytes) => {
+                let n = bytes.len();
+                match conn.write_all(bytes) {
+                    Ok(()) => connection.written(n),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        connection.lost();
+                    }
+                }
+            }
+            Action::Read { deadline } => {
+                if !stop_seen && shared.stopping.load(Ordering::Acquire) {
+                    stop_seen = true;
+                    connection.stop();
                     continue;
                 }
-                session.receive_eof();
-            }
-            Ok(n) => {
-                let mut rest = &buf[..n];
-                let at = now();
-                loop {
-                    let taken = session.receive(rest, at);
-                    rest = &rest[taken..];
-                    if rest.is_empty() {
-                        break;
+                // Published before waiting: a shutdown ends an idle connection by closing
+                // its input (see `Control::begin_stop`), never one in a transaction.
+                live.idle.store(connection.is_idle(), Ordering::Release);
+                let timeout = deadline.saturating_sub(now()).max(Duration::from_millis(1));
+                if let Err(e) = conn.tcp().set_read_timeout(Some(timeout)) {
+                    failure.get_or_insert(e);
+                    connection.lost();
+                    continue;
+                }
+                match conn.read(buf) {
+                    Ok(0) => {
+                        if shared.stopping.load(Ordering::Acquire) {
+                            stop_seen = true;
+                            connection.stop();
+                        }
+                        connection.receive_eof();
                     }
-                    // The session's input is full: let it work, write its replies, go on.
-                    if dispatch.run(session, refusal) == Flow::Close {
-                        conn.write_all(session.output())?;
-                        return Ok(());
+                    Ok(n) => {
+                        live.idle.store(false, Ordering::Release);
+                        connection.receive(&buf[..n], now());
                     }
-                    conn.write_all(session.output())?;
-                    session.clear_output();
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        connection.timeout(now());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        connection.lost();
+                    }
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                session.handle_timeout(now());
+            Action::StartTls { deadline } => {
+                let upgraded = match shared.options.tls.as_ref() {
+                    Some(tls) => {
+                        let plain = std::mem::replace(
+                            conn,
+                            Conn::Plain(SharedTcp(Arc::clone(&live.stream))),
+                        );
+                        plain.upgrade(tls, deadline.saturating_sub(now())).and_then(|c| {
+                            *conn = c;
+                            conn.tcp()
+                                .set_write_timeout(Some(shared.options.session.command_timeout))
+                        })
+                    }
+                    None => Err(io::Error::other("no TLS configuration")),
+                };
+                match upgraded {
+                    Ok(()) => connection.tls_established(now()),
+                    Err(e) => {
+                        log::info!("conn={id} peer={peer} TLS handshake failed: {e}");
+                        failure.get_or_insert(e);
+                        connection.lost();
+                    }
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Action::Close => {
+                conn.close_notify();
+                return failure.map_or(Ok(()), Err);
+            }
         }
     }
 }

@@ -18,27 +18,33 @@ texts of the greeting and of STARTTLS are not kept.
 
 from __future__ import annotations
 
-import copy
-import email.generator
 import email.message
-import email.policy
-import email.utils
-import io
-import re
-import socket
 import ssl
-from dataclasses import dataclass, field
-from typing import IO, Any, Iterable, Sequence, Union
+from typing import IO, Any, Iterable, Sequence
 
 from smtpx import _native
-from smtpx.errors import (
-    SmtpDataError,
-    SmtpDisconnected,
-    SmtpError,
-    SmtpNotSupportedError,
-    SmtpRecipientsRefused,
-    SmtpSenderRefused,
+from smtpx.common import (
+    LMTP_PORT,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    BatchMessage,
+    Message,
+    RecipientResult,
+    Reply,
+    SendResult,
+    bare_address,
+    batch_item,
+    check_line,
+    default_local_hostname,
+    envelope_of,
+    flatten,
+    message_bytes,
+    refused_or_raise,
+    seconds,
+    send_result,
+    tls_arguments,
 )
+from smtpx.errors import SmtpDisconnected, SmtpError, SmtpNotSupportedError
 
 __all__ = [
     "LMTP",
@@ -52,258 +58,6 @@ __all__ = [
     "SendResult",
     "send",
 ]
-
-SMTP_PORT = 25
-SMTP_SSL_PORT = 465
-LMTP_PORT = 2003
-
-Message = Union[email.message.Message, bytes, bytearray, str, IO[bytes]]
-_ReplyTuple = tuple[int, Union[str, None], str, bytes]
-_native_Result = tuple[
-    _ReplyTuple,
-    list[tuple[str, _ReplyTuple, Union[_ReplyTuple, None], bool]],
-    Union[_ReplyTuple, None],
-    Union[str, None],
-]
-
-_local_hostname: str | None = None
-
-
-def _default_local_hostname() -> str:
-    """This host's name for EHLO, as smtplib picks it (computed once)."""
-    global _local_hostname
-    if _local_hostname is None:
-        fqdn = socket.getfqdn()
-        if "." in fqdn and all(c.isalnum() or c in "-." for c in fqdn):
-            _local_hostname = fqdn
-        else:
-            # smtplib's fallback: an address literal.
-            try:
-                addr = socket.gethostbyname(socket.gethostname())
-            except OSError:
-                addr = "127.0.0.1"
-            _local_hostname = f"[{addr}]"
-    return _local_hostname
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One server reply: ``code``, the enhanced status code (``"2.0.0"``) or None, and the
-    text without codes (lines joined with ``\\n``)."""
-
-    code: int
-    enhanced: str | None
-    text: str
-    #: The text as smtplib gives it (enhanced code kept, bytes).
-    message: bytes = field(repr=False)
-
-    @property
-    def ok(self) -> bool:
-        """True for 2xx."""
-        return 200 <= self.code < 300
-
-    def as_tuple(self) -> tuple[int, bytes]:
-        """smtplib's ``(code, message)``."""
-        return (self.code, self.message)
-
-    @classmethod
-    def _from(cls, raw: _ReplyTuple) -> Reply:
-        return cls(raw[0], raw[1], raw[2], raw[3])
-
-
-@dataclass(frozen=True)
-class RecipientResult:
-    """The outcome for one recipient: its RCPT reply and, under LMTP, its delivery."""
-
-    address: str
-    reply: Reply
-    delivery: Reply | None
-    accepted: bool
-
-    @property
-    def code(self) -> int:
-        """The deciding reply's code (the delivery's under LMTP when there is one)."""
-        return self.final.code
-
-    @property
-    def enhanced(self) -> str | None:
-        return self.final.enhanced
-
-    @property
-    def message(self) -> str:
-        return self.final.text
-
-    @property
-    def final(self) -> Reply:
-        if self.reply.ok and self.delivery is not None:
-            return self.delivery
-        return self.reply
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """The outcome of one transaction, with a result for every recipient."""
-
-    mail: Reply
-    recipients: list[RecipientResult]
-    data: Reply | None
-    queue_id: str | None
-
-    @property
-    def ok(self) -> bool:
-        """True when the message was accepted for at least one recipient."""
-        return (
-            self.mail.ok
-            and (self.data is not None and self.data.ok or self._lmtp)
-            and any(r.accepted for r in self.recipients)
-        )
-
-    @property
-    def _lmtp(self) -> bool:
-        return any(r.delivery is not None for r in self.recipients)
-
-    @property
-    def accepted(self) -> list[RecipientResult]:
-        return [r for r in self.recipients if r.accepted]
-
-    @property
-    def refused(self) -> list[RecipientResult]:
-        return [r for r in self.recipients if not r.accepted]
-
-
-def _seconds(timeout: object) -> float | None:
-    """A timeout in seconds, or None for the engine's RFC 5321 defaults (which is also
-    what smtplib's "global default" sentinel means here)."""
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        return float(timeout)
-    return None
-
-
-def _check_line(what: str, text: str) -> None:
-    if "\r" in text or "\n" in text or "\0" in text:
-        raise ValueError(f"{what} contains CR, LF or NUL: {text!r}")
-
-
-def _address(addr: str) -> str:
-    """The bare address of ``addr`` as smtplib's ``quoteaddr`` finds it
-    (``"Alice <a@example.com>"`` gives ``a@example.com``)."""
-    _check_line("an address", addr)
-    stripped = addr.strip()
-    if stripped in ("", "<>"):
-        return ""
-    if "<" in stripped:
-        _, bare = email.utils.parseaddr(stripped)
-        if bare:
-            return bare
-        return stripped.strip("<>")
-    return stripped
-
-
-_EOLS = re.compile(r"(?:\r\n|\n|\r(?!\n))")
-
-
-def _message_bytes(msg: str | bytes | bytearray) -> bytes | bytearray:
-    if isinstance(msg, str):
-        # As smtplib: a str message is ASCII with any line ending.
-        return _EOLS.sub("\r\n", msg).encode("ascii")
-    return msg
-
-
-def _flatten(msg: email.message.Message) -> bytes:
-    """The message without Bcc/Resent-Bcc, with CRLF line ends (smtplib's send_message)."""
-    copied = copy.copy(msg)
-    del copied["Bcc"]
-    del copied["Resent-Bcc"]
-    out = io.BytesIO()
-    policy = msg.policy.clone(linesep="\r\n")
-    international = not all(
-        str(v).isascii() for v in (msg.get_all("From", []) + msg.get_all("To", []))
-    )
-    if international and isinstance(policy, email.policy.EmailPolicy):
-        policy = policy.clone(utf8=True)
-    email.generator.BytesGenerator(out, policy=policy).flatten(copied, linesep="\r\n")
-    return out.getvalue()
-
-
-def _envelope_of(
-    msg: email.message.Message, from_addr: str | None, to_addrs: Sequence[str] | str | None
-) -> tuple[str, list[str]]:
-    """Sender and recipients from the headers, as smtplib's send_message takes them."""
-    resent = msg.get_all("Resent-Date")
-    if resent is not None and len(resent) > 1:
-        raise ValueError("message has more than one 'Resent-' header block")
-    prefix = "Resent-" if resent else ""
-    if from_addr is None:
-        sender = msg[prefix + "Sender"] or msg[prefix + "From"]
-        if sender is None:
-            raise ValueError("no sender: the message has no From or Sender header")
-        from_addr = email.utils.getaddresses([str(sender)])[0][1]
-    if to_addrs is None:
-        fields = [
-            str(v)
-            for name in ("To", "Bcc", "Cc")
-            for v in (msg.get_all(prefix + name) or [])
-        ]
-        to_addrs = [a for _, a in email.utils.getaddresses(fields) if a]
-    elif isinstance(to_addrs, str):
-        to_addrs = [to_addrs]
-    return from_addr, list(to_addrs)
-
-
-def _tls_arguments(context: ssl.SSLContext | None, cafile: str | None) -> dict[str, Any]:
-    """What the Rust TLS configuration needs from an :class:`ssl.SSLContext`: whether to
-    verify, and the CA certificates it was given (cafile/cadata)."""
-    insecure = False
-    pem = b""
-    if context is not None:
-        insecure = context.verify_mode == ssl.CERT_NONE or not context.check_hostname
-        if not insecure:
-            for der in context.get_ca_certs(binary_form=True):
-                pem += ssl.DER_cert_to_PEM_cert(der).encode("ascii")
-    if cafile is not None:
-        with open(cafile, "rb") as f:
-            pem += f.read()
-    return {"insecure": insecure, "ca_pem": pem or None}
-
-
-def _send_result(raw: _native_Result) -> SendResult:
-    """A SendResult from the native (mail, recipients, data, queue id) tuple."""
-    mail, recipients, data, queue_id = raw
-    return SendResult(
-        Reply._from(mail),
-        [
-            RecipientResult(
-                address,
-                Reply._from(reply),
-                Reply._from(delivery) if delivery is not None else None,
-                accepted,
-            )
-            for address, reply, delivery, accepted in recipients
-        ],
-        Reply._from(data) if data is not None else None,
-        queue_id,
-    )
-
-
-def _refused_or_raise(
-    result: SendResult, from_addr: str, to_list: list[str]
-) -> dict[str, tuple[int, bytes]]:
-    """smtplib's sendmail outcome: the refused recipients, or the exception it raises."""
-    if not result.mail.ok:
-        raise SmtpSenderRefused(result.mail.code, result.mail.message, from_addr)
-    refused: dict[str, tuple[int, bytes]] = {}
-    for given, outcome in zip(to_list, result.recipients):
-        if not outcome.accepted:
-            refused[given] = outcome.final.as_tuple()
-    if len(refused) == len(to_list):
-        raise SmtpRecipientsRefused(refused)
-    if not result._lmtp and (result.data is None or not result.data.ok):
-        data = result.data
-        raise SmtpDataError(
-            data.code if data else 554, data.message if data else b"message not sent"
-        )
-    return refused
-
 
 class SMTP:
     """An SMTP client connection with smtplib's interface (see the module docs).
@@ -330,7 +84,7 @@ class SMTP:
         if source_address is not None:
             raise ValueError("smtpx does not support source_address")
         if local_hostname is not None:
-            _check_line("local_hostname", local_hostname)
+            check_line("local_hostname", local_hostname)
         self._host = host
         self.local_hostname = local_hostname
         self.timeout = timeout
@@ -351,7 +105,7 @@ class SMTP:
         """Connects and greets; returns ``(220, first line of the EHLO reply)``."""
         if source_address is not None:
             raise ValueError("smtpx does not support source_address")
-        _check_line("host", host)
+        check_line("host", host)
         if host.startswith("/"):
             raise ValueError("smtpx does not support Unix sockets")
         if not port and ":" in host and host.count(":") == 1:
@@ -366,13 +120,13 @@ class SMTP:
         self._host = host
         tls: dict[str, Any] = {}
         if self._tls_mode != "none":
-            tls = _tls_arguments(self._context, None)
+            tls = tls_arguments(self._context, None)
         self._native = _native.Client.connect(
             host,
             port,
-            helo_name=self.local_hostname or _default_local_hostname(),
+            helo_name=self.local_hostname or default_local_hostname(),
             tls=self._tls_mode,
-            timeout=_seconds(self.timeout),
+            timeout=seconds(self.timeout),
             lmtp=self._lmtp,
             **tls,
         )
@@ -433,7 +187,7 @@ class SMTP:
     def ehlo(self, name: str = "") -> tuple[int, bytes]:
         """The EHLO reply of the session (the engine greets when connecting)."""
         if name:
-            _check_line("name", name)
+            check_line("name", name)
         self._client()
         if self.ehlo_resp is None:
             return (502, b"EHLO refused: the session greeted with HELO")
@@ -442,7 +196,7 @@ class SMTP:
     def helo(self, name: str = "") -> tuple[int, bytes]:
         """The greeting's reply (the engine greets with EHLO, or HELO when refused)."""
         if name:
-            _check_line("name", name)
+            check_line("name", name)
         self._client()
         first = (self.ehlo_resp or b"").split(b"\n", 1)[0]
         self.helo_resp = first
@@ -470,7 +224,7 @@ class SMTP:
         client = self._client()
         if not self.has_extn("starttls"):
             raise SmtpNotSupportedError("STARTTLS extension not supported by server.")
-        client.starttls(self._host, **_tls_arguments(context, cafile))
+        client.starttls(self._host, **tls_arguments(context, cafile))
         self._refresh()
         return (220, b"TLS established")
 
@@ -478,8 +232,8 @@ class SMTP:
         self, user: str, password: str, *, initial_response_ok: bool = True
     ) -> tuple[int, bytes]:
         """Authenticates with PLAIN or LOGIN (whichever the server offers)."""
-        _check_line("the user name", user)
-        _check_line("the password", password)
+        check_line("the user name", user)
+        check_line("the password", password)
         client = self._client()
         if not self.has_extn("auth"):
             raise SmtpNotSupportedError("SMTP AUTH extension not supported by server.")
@@ -515,13 +269,13 @@ class SMTP:
         rcpt_options: Iterable[str],
     ) -> SendResult:
         raw = self._client().send(
-            _address(from_addr),
-            [_address(a) for a in to_addrs],
+            bare_address(from_addr),
+            [bare_address(a) for a in to_addrs],
             message,
             list(mail_options),
             list(rcpt_options),
         )
-        return _send_result(raw)
+        return send_result(raw)
 
     def sendmail(
         self,
@@ -538,9 +292,9 @@ class SMTP:
             to_addrs = [to_addrs]
         to_list = list(to_addrs)
         result = self._transaction(
-            from_addr, to_list, _message_bytes(msg), mail_options, rcpt_options
+            from_addr, to_list, message_bytes(msg), mail_options, rcpt_options
         )
-        return _refused_or_raise(result, from_addr, to_list)
+        return refused_or_raise(result, from_addr, to_list)
 
     def send_message(
         self,
@@ -552,8 +306,8 @@ class SMTP:
     ) -> dict[str, tuple[int, bytes]]:
         """Sends an :class:`email.message.Message`, the envelope taken from its headers
         (Bcc removed) as smtplib does."""
-        sender, recipients = _envelope_of(msg, from_addr, to_addrs)
-        return self.sendmail(sender, recipients, _flatten(msg), mail_options, rcpt_options)
+        sender, recipients = envelope_of(msg, from_addr, to_addrs)
+        return self.sendmail(sender, recipients, flatten(msg), mail_options, rcpt_options)
 
     def send(
         self,
@@ -570,8 +324,8 @@ class SMTP:
         (streamed 64 KiB at a time)."""
         body: bytes | bytearray | IO[bytes]
         if isinstance(message, email.message.Message):
-            sender, recipients = _envelope_of(message, sender, recipients)
-            body = _flatten(message)
+            sender, recipients = envelope_of(message, sender, recipients)
+            body = flatten(message)
         elif isinstance(message, str):
             body = message.encode("utf-8")
         else:
@@ -605,7 +359,7 @@ class SMTP:
         """
         client = self._client()
         options = (list(mail_options), list(rcpt_options))
-        items = [_batch_item(m) for m in messages]
+        items = [batch_item(m) for m in messages]
         for sender, to, _ in items:
             _native.check_envelope(sender, to, *options)
         outcomes: list[SendResult | SmtpError] = []
@@ -618,7 +372,7 @@ class SMTP:
                         raise item
                     outcomes.append(item)
                 else:
-                    outcomes.append(_send_result(item))
+                    outcomes.append(send_result(item))
             if len(raw) < len(group):
                 break  # the connection ended: the rest were not sent
         return outcomes
@@ -626,22 +380,6 @@ class SMTP:
 
 # Messages handed to the engine per call of send_batch: bounds the copies it holds at once.
 _BATCH = 1000
-
-BatchMessage = Union[email.message.Message, tuple[str, Union[str, Sequence[str]], Union[str, bytes, bytearray]]]
-
-
-def _batch_item(message: BatchMessage) -> tuple[str, list[str], bytes]:
-    """``(sender, recipients, bytes)`` of a batch entry: a Message (envelope from its
-    headers, Bcc removed) or a ``(sender, recipients, message)`` tuple."""
-    if isinstance(message, email.message.Message):
-        sender, recipients = _envelope_of(message, None, None)
-        body = _flatten(message)
-    else:
-        sender, to, data = message
-        recipients = [to] if isinstance(to, str) else list(to)
-        body = bytes(_message_bytes(data))
-    return (_address(sender), [_address(a) for a in recipients], body)
-
 
 class SMTP_SSL(SMTP):
     """SMTP over implicit TLS (port 465). ``context`` is read as by :meth:`SMTP.starttls`."""
@@ -713,13 +451,13 @@ def send(
         raise ValueError("use_tls and start_tls are exclusive")
     # Refuse what cannot be sent before connecting at all.
     if isinstance(message, email.message.Message):
-        sender, recipients = _envelope_of(message, sender, recipients)
+        sender, recipients = envelope_of(message, sender, recipients)
     if sender is None or recipients is None:
         raise ValueError("sender and recipients are needed unless message is a Message")
     if isinstance(recipients, str):
         recipients = [recipients]
     for text in [sender, *recipients, *mail_options, *rcpt_options]:
-        _check_line("an argument", text)
+        check_line("an argument", text)
     if use_tls:
         mode = "implicit"
     elif start_tls is None:
@@ -728,17 +466,17 @@ def send(
         mode = "starttls-required" if start_tls else "none"
     if port is None:
         port = SMTP_SSL_PORT if use_tls else (LMTP_PORT if lmtp else SMTP_PORT)
-    tls = _tls_arguments(tls_context, cert_bundle)
+    tls = tls_arguments(tls_context, cert_bundle)
     if not validate_certs:
         tls["insecure"] = True
     if local_hostname is not None:
-        _check_line("local_hostname", local_hostname)
+        check_line("local_hostname", local_hostname)
     client = _native.Client.connect(
         hostname,
         port,
-        helo_name=local_hostname or _default_local_hostname(),
+        helo_name=local_hostname or default_local_hostname(),
         tls=mode,
-        timeout=_seconds(timeout),
+        timeout=seconds(timeout),
         lmtp=lmtp,
         username=username,
         password=password,

@@ -20,7 +20,10 @@ session, envelope, address, rcpt_options)`` (must append to ``envelope.rcpt_tos`
 status line (``"250 OK"``, ``"550 5.1.1 No such user"``); plain functions and
 coroutines both work (a coroutine runs on a private event loop of its connection). A
 missing hook does what aiosmtpd's default does. A hook that raises is logged on the
-``smtpx.server`` logger and the client gets ``451 4.3.0``; the server keeps running.
+``smtpx.server`` logger and the client gets ``451 4.3.0 Error: handler failed``; the
+server keeps running. The hooks are mapped by :mod:`smtpx.adapter`, as for
+:class:`smtpx.aio.Server`, with the same options and defaults
+(:class:`smtpx.adapter.ServerSettings`).
 
 Differences from aiosmtpd: the protocol (and EHLO's list of extensions, which a
 ``handle_EHLO`` cannot change, only refuse) is the Rust engine's; connections are served
@@ -31,16 +34,24 @@ by threads, not an asyncio loop; ``tls_context`` is a ``(certfile, keyfile)`` pa
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 import os
-import socket
-import ssl
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from smtpx import _native
+from smtpx.adapter import (
+    HOOKED,
+    AuthResult,
+    Envelope,
+    HandlerConnection,
+    LoginPassword,
+    ServerSettings,
+    Session,
+    Step,
+    TlsFiles,
+    run_step,
+)
 
 __all__ = [
     "AuthResult",
@@ -52,80 +63,7 @@ __all__ = [
     "Session",
 ]
 
-log = logging.getLogger("smtpx.server")
-
-LOCAL_ERROR = "451 4.3.0 Requested action aborted: error in processing"
-
-_Answer = TypeVar("_Answer")
-
-
-class LoginPassword(NamedTuple):
-    """What ``authenticator`` gets as ``auth_data`` (as aiosmtpd's). Its ``str`` and
-    ``repr`` hide the password, so that logging one leaks nothing."""
-
-    login: bytes
-    password: bytes
-
-    def __str__(self) -> str:
-        return f"LoginPassword(login={self.login.decode(errors='replace')!r}, password=...)"
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-@dataclass
-class AuthResult:
-    """What an ``authenticator`` may return (a plain bool works too)."""
-
-    success: bool
-    handled: bool = True
-    message: str | None = None
-    auth_data: Any = None
-
-
-def _auth_succeeded(result: Any) -> bool:
-    """Whether an authenticator's result is clearly a success: ``True``, or an object whose
-    ``success`` attribute is ``True`` (aiosmtpd's ``AuthResult``, ours). Anything else —
-    ``False``, ``None``, a string, an ``AuthResult(success=False)`` of any library — is a
-    failure: a compat face fails closed."""
-    if result is True:
-        return True
-    return getattr(result, "success", None) is True
-
-
-def _auth_failure_reply(result: Any) -> str:
-    """The reply to a failed authentication: the result's own ``message`` when it carries
-    a 4xx/5xx reply line (aiosmtpd's ``AuthResult(handled=False, message=...)``), else 535."""
-    message = getattr(result, "message", None)
-    if isinstance(message, str) and message[:1] in ("4", "5") and message[:3].isdigit():
-        return message
-    return "535 5.7.8 Authentication credentials invalid"
-
-
-@dataclass
-class Envelope:
-    """The transaction being received, as aiosmtpd's ``Envelope``."""
-
-    mail_from: str | None = None
-    mail_options: list[str] = field(default_factory=list)
-    smtp_utf8: bool = False
-    content: bytes | None = None
-    original_content: bytes | None = None
-    rcpt_tos: list[str] = field(default_factory=list)
-    rcpt_options: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Session:
-    """One connection, as aiosmtpd's ``Session``: ``peer`` is ``(host, port)``."""
-
-    peer: tuple[str, int]
-    host_name: str | None = None
-    extended_smtp: bool = False
-    ssl: dict[str, Any] | None = None
-    authenticated: bool = False
-    auth_data: Any = None
-    loop: asyncio.AbstractEventLoop | None = None
+_DEFAULTS = ServerSettings
 
 
 @dataclass(frozen=True)
@@ -146,163 +84,59 @@ class Maildir:
         self.path = os.fspath(path)
 
 
-class _Connection:
-    """The Python side of one connection; the Rust handler calls its methods from the
-    connection's thread. Every answer is None (accept) or a status line."""
+class _ThreadConnection:
+    """The Python object of one connection, called by the Rust server from the
+    connection's thread: each call runs the adapter's step to its answer, a coroutine
+    hook on a private event loop of the connection (made on first use)."""
 
     def __init__(self, controller: Controller, peer: tuple[str, int], tls: bool) -> None:
-        self.controller = controller
-        self.server = ServerInfo(controller.server_hostname, controller.data_size_limit, controller)
-        self.handler = controller.handler
-        self.session = Session(peer=peer, ssl={} if tls else None)
-        self.envelope = Envelope()
+        server = ServerInfo(controller.server_hostname, controller.data_size_limit, controller)
+        self.adapter = HandlerConnection(controller.handler, server, controller.settings, peer, tls)
 
-    # Hook plumbing -----------------------------------------------------------------------
+    def _resolve(self, awaitable: Awaitable[Any]) -> Any:
+        session = self.adapter.session
+        if session.loop is None:
+            session.loop = asyncio.new_event_loop()
+        return session.loop.run_until_complete(awaitable)
 
-    def _run(self, value: Any) -> Any:
-        if inspect.isawaitable(value):
-            if self.session.loop is None:
-                self.session.loop = asyncio.new_event_loop()
-            return self.session.loop.run_until_complete(value)
-        return value
-
-    def _hook(self, name: str, *args: Any) -> Any:
-        method = getattr(self.handler, name, None)
-        if method is None:
-            return _MISSING
-        return self._run(method(self.server, self.session, self.envelope, *args))
-
-    def _guard(self, what: str, call: Callable[[], _Answer]) -> _Answer | str:
-        try:
-            status = call()
-        except Exception:
-            log.exception("smtpx server: the handler failed in %s (peer %s)", what, self.session.peer)
-            return LOCAL_ERROR
-        if status is not None and not isinstance(status, str):
-            if not (isinstance(status, list) and what == "handle_DATA"):
-                log.error("smtpx server: %s returned %r, not a status string", what, status)
-                return LOCAL_ERROR
-        return status
-
-    # Called by the Rust handler -------------------------------------------------------------
+    def _finish(self, step: Step) -> Any:
+        return run_step(step, self._resolve)
 
     def hello(self, verb: str, hostname: str) -> str | None:
-        def call() -> str | None:
-            self.envelope = Envelope()
-            self.session.host_name = hostname
-            self.session.extended_smtp = verb != "HELO"
-            if verb == "HELO":
-                status = self._hook("handle_HELO", hostname)
-            else:
-                status = self._hook("handle_EHLO", hostname, [])
-            if status is _MISSING:
-                return None
-            if isinstance(status, list):
-                bad = [line for line in status if not str(line).startswith("250")]
-                return str(bad[0]) if bad else None
-            return status  # type: ignore[no-any-return]
-
-        return self._guard("handle_" + ("HELO" if verb == "HELO" else "EHLO"), call)
+        return self._finish(self.adapter.hello(verb, hostname))  # type: ignore[no-any-return]
 
     def tls_started(self) -> None:
-        self.session.ssl = {}
-        self.session.host_name = None
-        self.envelope = Envelope()
+        self.adapter.tls_started()
 
     def auth(self, mechanism: str, username: str, password: str) -> str | None:
-        def call() -> str | None:
-            authenticator = self.controller.authenticator
-            if authenticator is None:
-                return "535 5.7.8 Authentication credentials invalid"
-            data = LoginPassword(username.encode(), password.encode())
-            result = self._run(authenticator(self.server, self.session, self.envelope, mechanism, data))
-            if not _auth_succeeded(result):
-                log.info("authentication refused for %r (authenticator returned %r)", data.login, result)
-                return _auth_failure_reply(result)
-            self.session.authenticated = True
-            auth_data = getattr(result, "auth_data", None)
-            self.session.auth_data = auth_data if auth_data is not None else data
-            return None
-
-        return self._guard("authenticator", call)
+        return self._finish(self.adapter.auth(mechanism, username, password))  # type: ignore[no-any-return]
 
     def mail(self, address: str, options: list[str]) -> str | None:
-        def call() -> str | None:
-            self.envelope = Envelope()
-            status = self._hook("handle_MAIL", address, options)
-            if status is _MISSING:
-                self.envelope.mail_from = address
-                self.envelope.mail_options.extend(options)
-                self.envelope.smtp_utf8 = "SMTPUTF8" in (o.upper() for o in options)
-                return None
-            return status  # type: ignore[no-any-return]
-
-        return self._guard("handle_MAIL", call)
+        status = self.adapter.mail_now(address, options)
+        if status is HOOKED:
+            status = self._finish(self.adapter.mail(address, options))
+        return status  # type: ignore[no-any-return]
 
     def rcpt(self, address: str, options: list[str]) -> str | None:
-        def call() -> str | None:
-            status = self._hook("handle_RCPT", address, options)
-            if status is _MISSING:
-                self.envelope.rcpt_tos.append(address)
-                self.envelope.rcpt_options.extend(options)
-                return None
-            return status  # type: ignore[no-any-return]
-
-        return self._guard("handle_RCPT", call)
+        status = self.adapter.rcpt_now(address, options)
+        if status is HOOKED:
+            status = self._finish(self.adapter.rcpt(address, options))
+        return status  # type: ignore[no-any-return]
 
     def data(self, content: bytes) -> str | list[str] | None:
-        def call() -> str | list[str] | None:
-            self.envelope.content = content
-            self.envelope.original_content = content
-            try:
-                status = self._hook("handle_DATA")
-            finally:
-                self.envelope = Envelope()
-            return None if status is _MISSING else _data_answer(status, self.controller.lmtp)
-
-        return self._guard("handle_DATA", call)
+        return self._finish(self.adapter.data(content))  # type: ignore[no-any-return]
 
     def reset(self) -> None:
-        def call() -> None:
-            self.envelope = Envelope()
-            self._hook("handle_RSET")
-
-        self._guard("handle_RSET", call)
+        self._finish(self.adapter.reset())
 
     def vrfy(self, address: str) -> str | None:
-        def call() -> str | None:
-            status = self._hook("handle_VRFY", address)
-            return None if status is _MISSING else status
-
-        return self._guard("handle_VRFY", call)
+        return self._finish(self.adapter.vrfy(address))  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        loop, self.session.loop = self.session.loop, None
+        session = self.adapter.session
+        loop, session.loop = session.loop, None
         if loop is not None:
             loop.close()
-
-
-_MISSING: Any = object()
-
-
-def _data_answer(status: Any, lmtp: bool) -> Any:
-    """``handle_DATA``'s answer. Under LMTP, aiosmtpd writes the returned string as is,
-    so a handler answers per accepted recipient (in RCPT order) with one status line each
-    joined by CRLF; a list of lines works too. Either becomes a list; a single line is
-    the answer for every recipient. Anything else is returned as is, for the caller to
-    check.
-    """
-    if not lmtp:
-        return status
-    if isinstance(status, str) and "\n" in status:
-        return [line for line in status.replace("\r\n", "\n").split("\n") if line]
-    if isinstance(status, tuple):
-        status = list(status)
-    if isinstance(status, list):
-        if not all(isinstance(line, str) for line in status):
-            raise TypeError(f"handle_DATA returned {status!r}, not a list of status lines")
-        return status if status else None
-    return status
 
 
 class Controller:
@@ -317,6 +151,13 @@ class Controller:
     ``handle_DATA`` may then answer per accepted recipient, in RCPT order, with one status
     line each joined by CRLF (as aiosmtpd's LMTP writes them) or as a list. Beyond
     ``max_connections`` a client gets ``421 4.7.0`` and is disconnected.
+
+    The options and their defaults are :class:`smtpx.adapter.ServerSettings`' (those of
+    :class:`smtpx.aio.Server` too, aiosmtpd's where it has the option): the greeting
+    name ``server_hostname`` defaults to ``socket.getfqdn()``, ``data_size_limit`` to
+    33,554,432 bytes (None, no limit, is refused: the engine always has one),
+    ``auth_require_tls`` to True, ``timeout`` to 300 seconds, ``max_connections`` to
+    10,000. The listening address ``hostname`` defaults to ``127.0.0.1``.
     """
 
     def __init__(
@@ -325,42 +166,50 @@ class Controller:
         hostname: str | None = None,
         port: int = 8025,
         *,
-        server_hostname: str | None = None,
-        data_size_limit: int = 33554432,
-        tls_context: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
-        require_starttls: bool = False,
-        auth_require_tls: bool = True,
-        auth_required: bool = False,
-        authenticator: Callable[..., Any] | None = None,
-        timeout: float = 300.0,
-        lmtp: bool = False,
-        max_connections: int = 10000,
+        server_hostname: str | None = _DEFAULTS.server_hostname,
+        data_size_limit: int = _DEFAULTS.data_size_limit,
+        tls_context: TlsFiles | None = _DEFAULTS.tls_context,
+        require_starttls: bool = _DEFAULTS.require_starttls,
+        auth_require_tls: bool = _DEFAULTS.auth_require_tls,
+        auth_required: bool = _DEFAULTS.auth_required,
+        authenticator: Callable[..., Any] | None = _DEFAULTS.authenticator,
+        timeout: float = _DEFAULTS.timeout,
+        lmtp: bool = _DEFAULTS.lmtp,
+        max_connections: int = _DEFAULTS.max_connections,
     ) -> None:
-        if isinstance(tls_context, ssl.SSLContext):
-            raise TypeError(
-                "tls_context must be a (certfile, keyfile) pair: smtpx's TLS is rustls, "
-                "which cannot read an ssl.SSLContext"
-            )
+        settings = ServerSettings(
+            server_hostname=server_hostname,
+            data_size_limit=data_size_limit,
+            timeout=timeout,
+            tls_context=tls_context,
+            require_starttls=require_starttls,
+            auth_require_tls=auth_require_tls,
+            auth_required=auth_required,
+            authenticator=authenticator,
+            lmtp=lmtp,
+            max_connections=max_connections,
+        )
         if authenticator is not None and isinstance(handler, Maildir):
             raise ValueError("the Maildir handler does not support an authenticator")
+        self.settings = settings
         self.handler = handler
         self.hostname = hostname or "127.0.0.1"
         self.port = port
-        self.server_hostname = server_hostname or socket.getfqdn()
-        self.data_size_limit = data_size_limit
-        self.tls_context = tls_context
-        self.require_starttls = require_starttls
-        self.auth_require_tls = auth_require_tls
-        self.auth_required = auth_required
-        self.authenticator = authenticator
-        self.timeout = timeout
-        self.lmtp = lmtp
-        self.max_connections = max_connections
+        self.server_hostname = settings.hostname
+        self.data_size_limit = settings.data_size_limit
+        self.tls_context = settings.tls_context
+        self.require_starttls = settings.require_starttls
+        self.auth_require_tls = settings.auth_require_tls
+        self.auth_required = settings.auth_required
+        self.authenticator = settings.authenticator
+        self.timeout = settings.timeout
+        self.lmtp = settings.lmtp
+        self.max_connections = settings.max_connections
         self._server: _native.Server | None = None
         self._lock = threading.Lock()
 
-    def _factory(self, host: str, port: int, tls: bool) -> _Connection:
-        return _Connection(self, (host, port), tls)
+    def _factory(self, host: str, port: int, tls: bool) -> _ThreadConnection:
+        return _ThreadConnection(self, (host, port), tls)
 
     def start(self) -> None:
         """Starts listening; returns once the server accepts connections."""

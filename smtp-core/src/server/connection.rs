@@ -1,0 +1,660 @@
+//! The server's connection layer, sans-IO: everything a connection needs beyond the
+//! [`ServerSession`] except the syscalls. It owns the session, the event→hook dispatch
+//! ([`DispatchState`]), input that arrived while the session had no room for it, the
+//! deadlines (per command, per data block, the TLS handshake), the STARTTLS handover and
+//! graceful shutdown, and answers "what now?" with an [`Action`].
+//!
+//! Every server driver is this loop around it, with its own reading, writing, timers and
+//! TLS I/O (the blocking and tokio servers, and through them the C server and Python's
+//! `Controller`):
+//!
+//! ```
+//! use std::time::Duration;
+//! use smtp_core::server::ServerConfig;
+//! use smtp_core::server::connection::{Action, Connection};
+//!
+//! let mut conn = Connection::new(ServerConfig::new("mx.test"), Duration::ZERO, false);
+//! let mut input: &[&[u8]] = &[b"EHLO client.test\r\n", b"QUIT\r\n"];
+//! let mut wire = Vec::new();
+//! loop {
+//!     match conn.next_action(Duration::ZERO) {
+//!         Action::Connect => conn.connected(None),         // or a refusal
+//!         Action::Hook(hook) => {
+//!             let answer = hook.call(&mut smtp_core::handler::DiscardSession);
+//!             conn.answer(answer);
+//!         }
+//!         Action::Write(bytes) => {
+//!             wire.extend_from_slice(bytes);
+//!             let n = bytes.len();
+//!             conn.written(n);
+//!         }
+//!         Action::Read { .. } => match input.split_first() {
+//!             Some((bytes, rest)) => {
+//!                 conn.receive(bytes, Duration::ZERO);
+//!                 input = rest;
+//!             }
+//!             None => conn.receive_eof(),
+//!         },
+//!         Action::StartTls { .. } => unreachable!("no STARTTLS offered"),
+//!         Action::Close => break,
+//!     }
+//! }
+//! let wire = String::from_utf8(wire).unwrap();
+//! assert!(wire.starts_with("220 mx.test"));
+//! assert!(wire.ends_with("221 2.0.0 Bye\r\n"));
+//! ```
+//!
+//! The rules a driver follows:
+//! - [`Action::Read`]: read at most one buffer of input (any size; the layer keeps what the
+//!   session has no room for, and asks for more only once that is taken, so it holds at most
+//!   one read) and give it to [`Connection::receive`]; at the end of the input call
+//!   [`Connection::receive_eof`]; when the deadline passes first, [`Connection::timeout`].
+//! - [`Action::Write`]: write the bytes (all or some) and report with
+//!   [`Connection::written`]. A write that cannot finish in time is a lost connection.
+//! - [`Action::Hook`]: call the hook and give its answer to [`Connection::answer`].
+//! - [`Action::StartTls`]: do the server side of the TLS handshake within the deadline,
+//!   then [`Connection::tls_established`]; a failure is a lost connection.
+//! - [`Action::Close`]: the session is over and its hooks have run: close the connection
+//!   (with a TLS close_notify when encrypted).
+//! - The connection broke (an I/O error, a failed handshake, the server cutting it):
+//!   [`Connection::lost`], then keep answering hooks until [`Action::Close`]. Nothing more
+//!   is written.
+//! - The server is stopping: [`Connection::stop`]; the layer ends an idle session with
+//!   421 at once and lets a transaction in progress finish first.
+
+use std::time::Duration;
+
+use crate::handler::{Answer, DispatchState, Flow, Hook};
+use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::{ServerConfig, ServerSession};
+
+/// What the driver must do next; see the [module docs](self) for how to answer each.
+#[derive(Debug)]
+pub enum Action<'a> {
+    /// A client is here: call the handler's connect hook (the server's own checks, such as
+    /// a connection limit, come first), then [`Connection::connected`] with its refusal, if
+    /// any. Comes once, before anything else is said (after the handshake on an
+    /// implicit-TLS listener).
+    Connect,
+    /// Call this hook, then give its answer to [`Connection::answer`].
+    Hook(Hook<'a>),
+    /// Write these bytes, then call [`Connection::written`] with how many went out.
+    Write(&'a [u8]),
+    /// Read input and give it to [`Connection::receive`] (or [`Connection::receive_eof`]);
+    /// if none has come by `deadline` (on the clock given to the connection), call
+    /// [`Connection::timeout`].
+    Read {
+        /// When to give up waiting.
+        deadline: Duration,
+    },
+    /// Do the server side of the TLS handshake, finished by `deadline` (one deadline for
+    /// the whole handshake: a client trickling its bytes must not extend it), then call
+    /// [`Connection::tls_established`], or [`Connection::lost`] if it failed.
+    StartTls {
+        /// When the handshake must be done.
+        deadline: Duration,
+    },
+    /// Close the connection. Every hook has run; nothing more is to be written.
+    Close,
+}
+
+/// Where the connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Implicit TLS: the handshake comes before anything else.
+    Handshake { deadline: Duration, implicit: bool },
+    /// Waiting for [`Connection::connected`].
+    Connecting,
+    /// The conversation.
+    Open,
+    /// The session or the server ended it: write what is left, then close.
+    Closing,
+    /// The connection is gone: run the remaining hooks, write nothing.
+    Lost,
+    /// [`Action::Close`] was given.
+    Closed,
+}
+
+/// One server connection, sans-IO. See the [module docs](self).
+#[derive(Debug)]
+pub struct Connection {
+    session: ServerSession,
+    dispatch: DispatchState,
+    /// The handler refused the client in its connect hook: this answers Connect, and no
+    /// hook is called after.
+    refusal: Option<Reply>,
+    /// Input already read that the session had no room for; asked for no more until empty.
+    spill: Vec<u8>,
+    /// A reply the layer itself says (the 421 of a shutdown), written after the session's
+    /// output.
+    own_output: Vec<u8>,
+    phase: Phase,
+    stopping: bool,
+    /// The time allowed for a TLS handshake, and for a command when the session names no
+    /// deadline.
+    command_timeout: Duration,
+}
+
+impl Connection {
+    /// A new connection at `now`. With `implicit_tls` (a port-465 style listener) the TLS
+    /// handshake is the first action; `config.tls_active` is then set for the session.
+    pub fn new(mut config: ServerConfig, now: Duration, implicit_tls: bool) -> Connection {
+        config.tls_active |= implicit_tls;
+        let command_timeout = config.command_timeout;
+        let phase = if implicit_tls {
+            Phase::Handshake {
+                deadline: now + command_timeout,
+                implicit: true,
+            }
+        } else {
+            Phase::Connecting
+        };
+        Connection {
+            dispatch: DispatchState::new(implicit_tls),
+            session: ServerSession::new(config, now),
+            refusal: None,
+            spill: Vec::new(),
+            own_output: Vec::new(),
+            phase,
+            stopping: false,
+            command_timeout,
+        }
+    }
+
+    /// The session, to read its state (its output and input are the layer's business).
+    pub fn session(&self) -> &ServerSession {
+        &self.session
+    }
+
+    /// The transaction as known so far.
+    pub fn transaction(&self) -> &crate::handler::Transaction {
+        self.dispatch.transaction()
+    }
+
+    /// True between transactions: a shutdown may end the connection without losing
+    /// anything.
+    pub fn is_idle(&self) -> bool {
+        self.session.is_idle() && self.dispatch.due_hook(None).is_none()
+    }
+
+    /// True while the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.session.is_tls()
+    }
+
+    /// What to do now. Non-hook actions are the same until the driver acts on them, so a
+    /// driver may ask again (for example after leaving a `block_in_place` that ran hooks).
+    pub fn next_action(&mut self, now: Duration) -> Action<'_> {
+        loop {
+            match self.phase {
+                Phase::Closed => return Action::Close,
+                Phase::Connecting => return Action::Connect,
+                _ => {}
+            }
+            // A hook due now (the session's, or tls_started/close) comes first.
+            if self.dispatch.due_hook(None).is_some() {
+                if self.refusal.is_some() {
+                    self.dispatch.refuse(Some(&mut self.session));
+                    continue;
+                }
+                return Action::Hook(
+                    self.dispatch
+                        .due_hook(Some(&self.session))
+                        .unwrap_or(Hook::Close),
+                );
+            }
+            // Then what is to be said (a lost connection says nothing more).
+            if self.phase != Phase::Lost {
+                if !self.session.output().is_empty() {
+                    return Action::Write(self.session.output());
+                }
+                if !self.own_output.is_empty() {
+                    return Action::Write(&self.own_output);
+                }
+            }
+            if let Phase::Handshake { deadline, .. } = self.phase {
+                return Action::StartTls { deadline };
+            }
+            let Some(flow) = self.dispatch.poll(&mut self.session, self.refusal.as_ref()) else {
+                continue; // a hook is due
+            };
+            if self.phase == Phase::Lost {
+                if self.dispatch.begin_close() {
+                    continue;
+                }
+                self.phase = Phase::Closed;
+                return Action::Close;
+            }
+            match flow {
+                Flow::Close => {
+                    // The session said its last reply (221, 421, ...): write it, then close.
+                    self.phase = Phase::Closing;
+                    continue;
+                }
+                Flow::StartTls => {
+                    // Whatever the client sent behind STARTTLS is not to be read (the
+                    // session drops its own buffer at the handshake).
+                    self.spill = Vec::new();
+                    self.phase = Phase::Handshake {
+                        deadline: now + self.command_timeout,
+                        implicit: false,
+                    };
+                    continue;
+                }
+                Flow::Continue => {}
+            }
+            if !self.session.output().is_empty() {
+                continue; // the replies to what was just polled go out first
+            }
+            if self.phase == Phase::Closing {
+                // Everything is written: end the session (a message in progress is
+                // dropped) and run its last hooks.
+                self.session.receive_eof();
+                self.phase = Phase::Lost;
+                continue;
+            }
+            if !self.spill.is_empty() {
+                let taken = self.session.receive(&self.spill, now);
+                self.spill.drain(..taken);
+                if self.spill.is_empty() {
+                    // Hold no memory while waiting for the next read.
+                    self.spill = Vec::new();
+                }
+                if taken > 0 {
+                    continue;
+                }
+                // Output written, events answered, and still no room: the session will not
+                // move again. Cannot happen; end the connection rather than spin.
+                log::warn!("connection: the session took none of the held input; closing");
+                self.lost();
+                continue;
+            }
+            if self.stopping && self.session.is_idle() {
+                self.own_output = shutdown_reply(&self.session.config().hostname);
+                self.phase = Phase::Closing;
+                continue;
+            }
+            let deadline = self
+                .session
+                .next_deadline()
+                .unwrap_or(now + self.command_timeout);
+            return Action::Read { deadline };
+        }
+    }
+
+    /// The answer to [`Action::Connect`]: `None` to go on, or the handler's refusal (554
+    /// keeps the session for QUIT only, 421 closes at once).
+    pub fn connected(&mut self, refusal: Option<Reply>) {
+        if self.phase == Phase::Connecting {
+            self.refusal = refusal;
+            self.phase = Phase::Open;
+        }
+    }
+
+    /// The answer to [`Action::Hook`].
+    pub fn answer(&mut self, answer: Answer) {
+        self.dispatch.answer(Some(&mut self.session), answer);
+    }
+
+    /// `n` bytes of the last [`Action::Write`] went out.
+    pub fn written(&mut self, n: usize) {
+        let from_session = n.min(self.session.output().len());
+        self.session.consume_output(from_session);
+        let rest = (n - from_session).min(self.own_output.len());
+        self.own_output.drain(..rest);
+    }
+
+    /// Input read from the client at `now`. All of it is kept: what the session has no
+    /// room for waits here, and no [`Action::Read`] comes until it is taken.
+    pub fn receive(&mut self, bytes: &[u8], now: Duration) {
+        if matches!(self.phase, Phase::Lost | Phase::Closed) || bytes.is_empty() {
+            return;
+        }
+        if !self.spill.is_empty() {
+            self.spill.extend_from_slice(bytes);
+            return;
+        }
+        let taken = self.session.receive(bytes, now);
+        if taken < bytes.len() {
+            self.spill.extend_from_slice(&bytes[taken..]);
+        }
+    }
+
+    /// The client closed its side. If the server is stopping and the session is idle, that
+    /// is the shutdown's 421 moment; otherwise the session answers what it has and closes.
+    pub fn receive_eof(&mut self) {
+        if self.stopping && self.is_idle() {
+            return;
+        }
+        self.session.receive_eof();
+    }
+
+    /// The deadline of the last [`Action::Read`] passed at `now`.
+    pub fn timeout(&mut self, now: Duration) {
+        self.session.handle_timeout(now);
+    }
+
+    /// The TLS handshake of the last [`Action::StartTls`] succeeded at `now`.
+    pub fn tls_established(&mut self, now: Duration) {
+        let Phase::Handshake { implicit, .. } = self.phase else {
+            return;
+        };
+        if implicit {
+            self.phase = Phase::Connecting;
+        } else {
+            self.session.tls_established(now);
+            self.dispatch.begin_tls();
+            self.phase = Phase::Open;
+        }
+    }
+
+    /// The connection is gone (an I/O error, a failed or late handshake, the server cut
+    /// it): a message in progress is dropped, the remaining hooks run, and the next
+    /// actions are hooks, then [`Action::Close`].
+    pub fn lost(&mut self) {
+        match self.phase {
+            Phase::Closed | Phase::Lost => {}
+            // Nothing was said, no hook was called: there is nothing to run.
+            Phase::Handshake { implicit: true, .. } | Phase::Connecting => {
+                self.phase = Phase::Closed;
+            }
+            _ => {
+                self.session.receive_eof();
+                self.phase = Phase::Lost;
+            }
+        }
+    }
+
+    /// The server is shutting down: an idle session gets 421 and is closed at once; one in
+    /// a transaction is let finish, then closed the same way.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+}
+
+/// The 421 a server shutting down says to a connection between transactions.
+pub fn shutdown_reply(hostname: &str) -> Vec<u8> {
+    Reply::new(
+        ReplyCode::SERVICE_UNAVAILABLE,
+        Some(EnhancedCode::SERVICE_UNAVAILABLE),
+        format!("{hostname} Service shutting down, try again later"),
+    )
+    .to_bytes()
+}
+
+/// The 421 a server at its connection limit says to a new client before closing it.
+pub fn busy_reply(hostname: &str) -> Vec<u8> {
+    Reply::new(
+        ReplyCode::SERVICE_UNAVAILABLE,
+        Some(EnhancedCode::TOO_MANY_CONNECTIONS),
+        format!("{hostname} Error: too many connections, try again later"),
+    )
+    .to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::{DiscardSession, SessionHandler, Transaction};
+    use crate::server::Decision;
+
+    const T0: Duration = Duration::ZERO;
+
+    /// Runs `conn` against scripted input (one read each), answering hooks with `handler`,
+    /// until it asks for input the script does not have, or closes. Returns what was
+    /// written and whether it closed.
+    fn run<S: SessionHandler>(
+        conn: &mut Connection,
+        handler: &mut S,
+        input: &mut Vec<&[u8]>,
+        now: Duration,
+    ) -> (String, bool) {
+        let mut wire = Vec::new();
+        for _ in 0..10_000 {
+            match conn.next_action(now) {
+                Action::Connect => conn.connected(None),
+                Action::Hook(hook) => {
+                    let answer = hook.call(handler);
+                    conn.answer(answer);
+                }
+                Action::Write(bytes) => {
+                    // Half at a time: partial writes must be resumed where they stopped.
+                    let n = bytes.len().div_ceil(2);
+                    wire.extend_from_slice(&bytes[..n]);
+                    conn.written(n);
+                }
+                Action::Read { .. } => {
+                    if input.is_empty() {
+                        return (String::from_utf8(wire).unwrap(), false);
+                    }
+                    let bytes = input.remove(0);
+                    conn.receive(bytes, now);
+                }
+                Action::StartTls { .. } => conn.tls_established(now),
+                Action::Close => return (String::from_utf8(wire).unwrap(), true),
+            }
+        }
+        panic!("the connection did not settle");
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig::new("mx.test")
+    }
+
+    #[test]
+    fn greeting_delay_then_greeting() {
+        let mut c = config();
+        c.greeting_delay = Some(Duration::from_millis(500));
+        let mut conn = Connection::new(c, T0, false);
+        let (out, closed) = run(&mut conn, &mut DiscardSession, &mut vec![], T0);
+        assert_eq!((out.as_str(), closed), ("", false));
+        let Action::Read { deadline } = conn.next_action(T0) else {
+            panic!("waits for input")
+        };
+        assert_eq!(deadline, Duration::from_millis(500));
+        conn.timeout(deadline);
+        let (out, _) = run(&mut conn, &mut DiscardSession, &mut vec![], deadline);
+        assert!(out.starts_with("220 mx.test"), "{out:?}");
+    }
+
+    #[test]
+    fn a_flood_of_pipelined_input_is_all_answered_with_bounded_holding() {
+        let mut conn = Connection::new(config(), T0, false);
+        let flood = b"RSET\r\n".repeat(20_000);
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", &flood, b"QUIT\r\n"];
+        let (out, closed) = run(&mut conn, &mut DiscardSession, &mut input, T0);
+        assert!(closed);
+        assert_eq!(out.matches("250 2.0.0").count(), 20_000, "every RSET answered");
+        assert!(out.ends_with("221 2.0.0 Bye\r\n"));
+    }
+
+    #[test]
+    fn shutdown_ends_an_idle_session_with_421_and_lets_a_transaction_finish() {
+        let mut conn = Connection::new(config(), T0, false);
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", b"MAIL FROM:<a@b.test>\r\n"];
+        run(&mut conn, &mut DiscardSession, &mut input, T0);
+        conn.stop();
+        assert!(!conn.is_idle());
+        // In a transaction: still reading.
+        assert!(matches!(conn.next_action(T0), Action::Read { .. }));
+        let mut input: Vec<&[u8]> = vec![
+            b"RCPT TO:<x@y.test>\r\n",
+            b"DATA\r\n",
+            b"hi\r\n.\r\n",
+        ];
+        let (out, closed) = run(&mut conn, &mut DiscardSession, &mut input, T0);
+        assert!(closed);
+        assert!(out.contains("354"), "{out}");
+        assert!(
+            out.ends_with("250 2.0.0 OK\r\n421 4.3.2 mx.test Service shutting down, try again later\r\n")
+                || out.ends_with("Service shutting down, try again later\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn starttls_drops_what_was_pipelined_behind_it_and_calls_tls_started() {
+        #[derive(Default)]
+        struct Seen(Vec<&'static str>);
+        impl SessionHandler for Seen {
+            fn tls_started(&mut self) {
+                self.0.push("tls_started");
+            }
+            fn mail(
+                &mut self,
+                _: &crate::address::ReversePath,
+                _: &crate::command::MailParameters,
+            ) -> Decision {
+                self.0.push("mail");
+                Decision::Accept
+            }
+            fn close(&mut self) {
+                self.0.push("close");
+            }
+        }
+        let injected = b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\n".to_vec();
+        // With the sync check off (it would end the session first: see the next test), the
+        // layer itself must drop what came behind STARTTLS.
+        let mut c = config();
+        c.starttls = true;
+        c.pipelining_sync = false;
+        let mut conn = Connection::new(c, T0, false);
+        let mut seen = Seen::default();
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", &injected, b"QUIT\r\n"];
+        let (out, closed) = run(&mut conn, &mut seen, &mut input, T0);
+        assert!(closed);
+        assert!(conn.is_tls());
+        assert!(out.contains("220 2.0.0 Ready to start TLS\r\n"), "{out}");
+        assert!(!out.contains("2.1.0"), "the injected MAIL was not run: {out}");
+        assert_eq!(seen.0, ["tls_started", "close"]);
+    }
+
+    #[test]
+    fn input_pipelined_behind_starttls_is_a_sync_error_by_default() {
+        #[derive(Default)]
+        struct Seen(Vec<&'static str>);
+        impl SessionHandler for Seen {
+            fn tls_started(&mut self) {
+                self.0.push("tls_started");
+            }
+            fn mail(
+                &mut self,
+                _: &crate::address::ReversePath,
+                _: &crate::command::MailParameters,
+            ) -> Decision {
+                self.0.push("mail");
+                Decision::Accept
+            }
+            fn close(&mut self) {
+                self.0.push("close");
+            }
+        }
+        let mut c = config();
+        c.starttls = true;
+        let mut conn = Connection::new(c, T0, false);
+        let mut seen = Seen::default();
+        let injected = b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\n".to_vec();
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", &injected];
+        let (out, closed) = run(&mut conn, &mut seen, &mut input, T0);
+        assert!(closed);
+        assert!(!conn.is_tls());
+        assert!(
+            out.ends_with("554 5.5.0 Error: SMTP protocol synchronization\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("Ready to start TLS"), "{out}");
+        assert_eq!(seen.0, ["close"]);
+    }
+
+    #[test]
+    fn a_lost_connection_runs_the_remaining_hooks_and_writes_nothing() {
+        #[derive(Default)]
+        struct Seen(Vec<String>);
+        impl SessionHandler for Seen {
+            fn data_aborted(&mut self, reason: crate::server::AbortReason) {
+                self.0.push(format!("aborted {reason:?}"));
+            }
+            fn data_end(&mut self, _: &Transaction) -> Decision {
+                self.0.push("data_end".into());
+                Decision::Accept
+            }
+            fn close(&mut self) {
+                self.0.push("close".into());
+            }
+        }
+        let mut conn = Connection::new(config(), T0, false);
+        let mut seen = Seen::default();
+        let mut input: Vec<&[u8]> = vec![
+            b"EHLO c\r\n",
+            b"MAIL FROM:<a@b.test>\r\n",
+            b"RCPT TO:<x@y.test>\r\n",
+            b"DATA\r\n",
+            b"half a mess",
+        ];
+        run(&mut conn, &mut seen, &mut input, T0);
+        conn.lost();
+        let mut actions = Vec::new();
+        loop {
+            match conn.next_action(T0) {
+                Action::Hook(hook) => {
+                    let answer = hook.call(&mut seen);
+                    conn.answer(answer);
+                }
+                Action::Close => break,
+                other => actions.push(format!("{other:?}")),
+            }
+        }
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(seen.0, ["aborted Disconnected", "close"]);
+        assert!(matches!(conn.next_action(T0), Action::Close));
+    }
+
+    #[test]
+    fn a_refused_connection_calls_no_hook() {
+        let mut conn = Connection::new(config(), T0, false);
+        assert!(matches!(conn.next_action(T0), Action::Connect));
+        conn.connected(Some(Reply::new(
+            ReplyCode::TRANSACTION_FAILED,
+            None,
+            "go away",
+        )));
+        let mut wire = Vec::new();
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", b"QUIT\r\n"];
+        loop {
+            match conn.next_action(T0) {
+                Action::Hook(hook) => panic!("hook called on a refused connection: {hook:?}"),
+                Action::Write(bytes) => {
+                    wire.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    conn.written(n);
+                }
+                Action::Read { .. } => {
+                    let bytes = input.remove(0);
+                    conn.receive(bytes, T0);
+                }
+                Action::Close => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.starts_with("554 go away\r\n"), "{wire}");
+        assert!(wire.contains("503 5.5.1"), "{wire}");
+    }
+
+    #[test]
+    fn implicit_tls_handshakes_before_connect() {
+        let mut conn = Connection::new(config(), T0, true);
+        let Action::StartTls { deadline } = conn.next_action(T0) else {
+            panic!("the handshake comes first")
+        };
+        assert_eq!(deadline, Duration::from_secs(300));
+        conn.tls_established(T0);
+        assert!(matches!(conn.next_action(T0), Action::Connect));
+        conn.connected(None);
+        let Action::Write(greeting) = conn.next_action(T0) else {
+            panic!("then the greeting")
+        };
+        assert!(greeting.starts_with(b"220 "));
+        assert!(conn.is_tls());
+    }
+}

@@ -1,0 +1,24 @@
+"""asyncio drivers of the engine's sans-IO sessions.
+
+- :class:`SMTP`, :class:`LMTP` and :func:`send` (:mod:`smtpx.aio.client`): a client with
+  aiosmtplib's parameter names::
+
+      async with smtpx.aio.SMTP(hostname="mx.example", port=25, timeout=30) as client:
+          await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
+
+- :class:`Server` (:mod:`smtpx.aio.server`): an asyncio server running an aiosmtpd-style
+  handler (coroutine or plain ``handle_EHLO``, ``handle_MAIL``, ``handle_RCPT``,
+  ``handle_DATA``, ...), with the same :class:`~smtpx.Envelope`, :class:`~smtpx.Session`,
+  hook mapping, options and defaults as :class:`~smtpx.Controller`::
+
+      async with smtpx.aio.Server(handler, hostname="127.0.0.1", port=8025) as server:
+          ...
+
+TLS is rustls (:class:`smtpx._native.TlsSession`), not Python's :mod:`ssl`; every
+protocol decision is the Rust engine's.
+"""
+
+from smtpx.aio.client import LMTP, SMTP, send
+from smtpx.aio.server import Server
+
+__all__ = ["LMTP", "SMTP", "Server", "send"]

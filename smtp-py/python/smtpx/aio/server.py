@@ -1,0 +1,681 @@
+"""The asyncio server: :class:`Server` runs an aiosmtpd-style handler (coroutine or plain
+``handle_EHLO``, ``handle_MAIL``, ``handle_RCPT``, ``handle_DATA``, ...) on a buffered
+protocol, one callback per read (see _ServerProtocol), with the same
+:class:`~smtpx.Envelope` and :class:`~smtpx.Session`, hook mapping, options and defaults
+as :class:`~smtpx.Controller` (:mod:`smtpx.adapter`)::
+
+    async with smtpx.aio.Server(handler, hostname="127.0.0.1", port=8025) as server:
+        ...
+
+TLS is rustls (:class:`smtpx._native.TlsSession`); ``tls_context=(certfile, keyfile)``
+offers STARTTLS, with ``implicit_tls`` the listener speaks TLS from the first byte.
+Every protocol decision is the engine's (:class:`smtpx._native.ServerSession`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sys
+import types
+from typing import Any, Callable, Generator, Iterator
+
+from smtpx import _native
+from smtpx.adapter import (
+    HOOKED,
+    INVALID_STATUS,
+    HandlerConnection,
+    ServerSettings,
+    Step,
+    TlsFiles,
+)
+from smtpx.errors import SmtpTlsError
+
+__all__ = ["Server"]
+
+log = logging.getLogger("smtpx.aio")
+
+_READ = 64 * 1024
+_DEFAULTS = ServerSettings
+# Events the handler never sees: the engine's standard answer.
+_NO_HOOK = frozenset({"connect", "message_start", "expand"})
+
+
+class Server:
+    """An asyncio SMTP (or LMTP) server running an aiosmtpd-style ``handler`` on
+    ``hostname``:``port`` (``port=0`` picks a free one: read :attr:`address`).
+
+    Hooks get ``(server, session, envelope, ...)`` as aiosmtpd's do, ``server`` being
+    this object (``hostname`` is the name the server greets with). The options and their
+    defaults are :class:`smtpx.adapter.ServerSettings`', the blocking
+    :class:`~smtpx.Controller`'s too (aiosmtpd's where it has the option):
+
+    - ``server_hostname``: the greeting name; default ``socket.getfqdn()``.
+    - ``data_size_limit``: default 33,554,432 bytes; None (no limit) is refused.
+    - ``tls_context=(certfile, keyfile)`` (PEM) offers STARTTLS; ``require_starttls``
+      refuses MAIL and AUTH until it; ``implicit_tls`` makes the listener speak TLS from
+      the first byte instead (port 465 style).
+    - ``authenticator(server, session, envelope, mechanism, auth_data)`` enables AUTH
+      PLAIN and LOGIN, offered only over TLS unless ``auth_require_tls=False`` (default
+      True, as aiosmtpd's, with or without a ``tls_context``).
+    - ``lmtp`` speaks LMTP: ``handle_DATA`` may answer per accepted recipient, with one
+      status line each joined by CRLF (as aiosmtpd's LMTP pushes them) or as a list.
+    - ``timeout``: seconds per command; default 300.
+    - ``max_connections``: beyond it a client gets ``421 4.7.0`` and is disconnected;
+      default 10,000.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        hostname: str = "127.0.0.1",
+        port: int = 8025,
+        *,
+        server_hostname: str | None = _DEFAULTS.server_hostname,
+        data_size_limit: int = _DEFAULTS.data_size_limit,
+        timeout: float = _DEFAULTS.timeout,
+        authenticator: Callable[..., Any] | None = _DEFAULTS.authenticator,
+        auth_required: bool = _DEFAULTS.auth_required,
+        auth_require_tls: bool = _DEFAULTS.auth_require_tls,
+        tls_context: TlsFiles | None = _DEFAULTS.tls_context,
+        require_starttls: bool = _DEFAULTS.require_starttls,
+        implicit_tls: bool = _DEFAULTS.implicit_tls,
+        lmtp: bool = _DEFAULTS.lmtp,
+        max_connections: int = _DEFAULTS.max_connections,
+    ) -> None:
+        settings = ServerSettings(
+            server_hostname=server_hostname,
+            data_size_limit=data_size_limit,
+            timeout=timeout,
+            tls_context=tls_context,
+            require_starttls=require_starttls,
+            auth_require_tls=auth_require_tls,
+            auth_required=auth_required,
+            authenticator=authenticator,
+            lmtp=lmtp,
+            implicit_tls=implicit_tls,
+            max_connections=max_connections,
+        )
+        self.settings = settings
+        self.handler = handler
+        self.host = hostname
+        self.port = port
+        self.hostname = settings.hostname
+        self.data_size_limit = settings.data_size_limit
+        self.timeout = settings.timeout
+        self.authenticator = settings.authenticator
+        self.auth_required = settings.auth_required
+        self.auth_require_tls = settings.auth_require_tls
+        self.tls_context = settings.tls_context
+        self.require_starttls = settings.require_starttls
+        self.implicit_tls = settings.implicit_tls
+        self.lmtp = settings.lmtp
+        self.max_connections = settings.max_connections
+        self._tls_config: _native.TlsConfig | None = None
+        self._options: dict[str, Any] = {}
+        self._server: asyncio.Server | None = None
+        self._connections: set[_ServerProtocol] = set()
+        # perf: one read buffer for all connections (recv_into, no allocation per read).
+        # Safe because the event loop reads one socket at a time and buffer_updated copies
+        # out what it got before the next read.
+        self._read_buffer = bytearray(_READ)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The ``(host, port)`` listened on (the real port when ``port`` was 0)."""
+        if self._server is None:
+            raise RuntimeError("the server is not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return (str(host), int(port))
+
+    def active_connections(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Reads the certificate (when given) and starts listening."""
+        if self._server is not None:
+            raise RuntimeError("already started")
+        files = self.settings.tls_files()
+        if files is not None:
+            cert, key = files
+            self._tls_config = _native.TlsConfig.server_from_files(cert, key)
+        # The same engine settings as the blocking Controller's (smtp-py/src/server.rs).
+        self._options = dict(
+            max_message_size=self.data_size_limit,
+            lmtp=self.lmtp,
+            auth=self.authenticator is not None,
+            allow_insecure_auth=not self.auth_require_tls,
+            require_auth=self.auth_required,
+            timeout=self.timeout,
+            starttls=self.tls_context is not None and not self.implicit_tls,
+            tls_active=self.implicit_tls,
+            require_tls=self.require_starttls,
+        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stops listening and closes every connection: a hook still running is cancelled
+        (it sees CancelledError at its await); what is already written is sent first, for
+        up to 5 seconds, then the connection is cut."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        connections = list(self._connections)
+        for connection in connections:
+            connection.close()
+        waits = [w for connection in connections for w in (connection.closed, connection.hooks.task)]
+        if waits:
+            _, left = await asyncio.wait(waits, timeout=5)
+            if left:
+                for connection in connections:
+                    connection.abort()
+                await asyncio.wait(left, timeout=1)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        """Over the connection limit: the engine's 421 as the greeting, then close (as
+        the blocking server, without TLS even on an implicit-TLS listener: no handshake
+        is spent on a client that cannot be served)."""
+        session = _native.ServerSession(self.hostname, **self._options)
+        while (event := session.next_event()) is not None:
+            if event.kind == "connect":
+                session.reply_line(
+                    f"421 4.7.0 {self.hostname} Error: too many connections, try again later"
+                )
+        transport.write(session.output())
+        transport.close()  # after the buffered 421 is written
+
+
+def _no_task_switch(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    pass
+
+
+# Private asyncio functions that make a task the current one while a hook's first step runs
+# in place (see _Hooks). They exist from Python 3.7 on; were they ever gone, hooks would
+# still run, only without a current task until their first suspension.
+_TaskSwitch = Callable[[asyncio.AbstractEventLoop, "asyncio.Task[Any]"], None]
+_enter_task: _TaskSwitch = getattr(asyncio.tasks, "_enter_task", _no_task_switch)
+_leave_task: _TaskSwitch = getattr(asyncio.tasks, "_leave_task", _no_task_switch)
+
+
+@types.coroutine
+def _resume(hook: Iterator[Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Awaits the rest of an awaitable whose first step already ran and yielded ``yielded``
+    (the future it waits on): ``yield from hook`` with the first step done, so the awaiting
+    task drives the hook as if it had run it from the start (wake-ups, cancellation)."""
+    send = getattr(hook, "send")
+    throw = getattr(hook, "throw")
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            close = getattr(hook, "close", None)
+            if close is not None:
+                close()
+            raise
+        except BaseException as error:
+            try:
+                yielded = throw(error)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                yielded = send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+async def _finish(step: Step, hook: Iterator[Any], yielded: Any) -> Any:
+    """Runs the rest of ``step``, whose hook ``hook`` suspended having yielded ``yielded``."""
+    value: Any = None
+    error: Exception | None = None
+    try:
+        value = await _resume(hook, yielded)
+    except Exception as failure:
+        error = failure
+    while True:
+        try:
+            awaitable = step.send(value) if error is None else step.throw(error)
+        except StopIteration as done:
+            return done.value
+        try:
+            value, error = await awaitable, None
+        except Exception as failure:
+            value, error = None, failure
+
+
+class _Hooks:
+    """Runs one connection's hook steps (:class:`smtpx.adapter.HandlerConnection`'s) as if
+    in a task of their own, the connection's, as the streams version of this server did,
+    without its cost per command.
+
+    perf: a step whose hooks finish without suspending (the common case) runs in place, in
+    the transport's callback, stepping the hook's coroutine by ``send``; no Task, Future
+    or turn of the event loop. For the hook's code the connection's task is the current
+    task and its context the current context, so that ``asyncio.timeout``,
+    ``asyncio.current_task`` and context variables work as in a task. A hook that
+    suspends is handed, with the rest of its step, to that task, which finishes them
+    (while the connection reads nothing), then calls ``finished`` with the answer.
+    Cancelling the task (Server.stop) cancels a pending hook at its await.
+    """
+
+    def __init__(self, finished: Callable[[Any], None], failed: Callable[[BaseException], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.finished = finished
+        self.failed = failed
+        self.pending = False
+        self.closing = False
+        self.context = contextvars.copy_context()
+        self._work: asyncio.Future[tuple[Step, Iterator[Any], Any]] = self.loop.create_future()
+        if sys.version_info >= (3, 11):
+            self.task = self.loop.create_task(self._drive(), context=self.context)
+        else:  # pragma: no cover - Python 3.10: no context argument; in-place steps use self.context
+            self.task = self.loop.create_task(self._drive())
+
+    def run(self, step: Step) -> tuple[bool, Any]:
+        """Runs ``step`` up to a hook's first suspension: ``(True, the answer)`` when it
+        finished, else ``(False, None)`` and ``finished`` will get the answer."""
+        loop, task = self.loop, self.task
+        current = asyncio.current_task(loop)
+        if current is None:  # a transport's callback, the usual case: enter the task
+            _enter_task(loop, task)
+            try:
+                return self.context.run(self._advance, step)
+            finally:
+                _leave_task(loop, task)
+        if current is task:  # continuing after a suspended hook, in the task
+            return self._advance(step)
+        # Called from another task (not by asyncio), which stays the current one.
+        return self.context.run(self._advance, step)
+
+    def _advance(self, step: Step) -> tuple[bool, Any]:
+        value: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                awaitable = step.send(value) if error is None else step.throw(error)
+            except StopIteration as done:
+                return True, done.value
+            hook = awaitable.__await__()
+            try:
+                yielded = hook.send(None)
+            except StopIteration as done:
+                value, error = done.value, None
+                continue
+            except Exception as failure:
+                value, error = None, failure
+                continue
+            self.pending = True
+            self._work.set_result((step, hook, yielded))
+            return False, None
+
+    async def _drive(self) -> None:
+        while True:
+            step, hook, yielded = await self._work
+            self._work = self.loop.create_future()
+            try:
+                value = await _finish(step, hook, yielded)
+            except Exception as error:  # (a cancellation ends the task: Server.stop)
+                self.pending = False
+                if self.closing:
+                    return
+                self.failed(error)
+                continue
+            self.pending = False
+            if self.closing:
+                return
+            self.finished(value)
+
+    def close(self) -> None:
+        """The connection is gone: ends the task, unless a hook is pending, which is left to
+        finish (as the streams version did; its answer is dropped)."""
+        self.closing = True
+        if not self.pending:
+            self.task.cancel()
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+
+class _ServerProtocol(asyncio.BufferedProtocol):
+    """perf: one connection of :class:`Server`, driven from the transport's callbacks.
+
+    A task per connection on asyncio streams cost, per SMTP command, a Future and a Task
+    wake-up for the read, a timer armed and cancelled for its deadline, and a drain();
+    that machinery was over half of the server's CPU per message (bench/README.md). Here
+    buffer_updated decrypts (under TLS), feeds the session, runs the handler's hooks
+    (_Hooks) and writes the replies in the same callback. The read deadline is one timer
+    per connection, re-armed when it fires. Every decision is the engine's; the adapter
+    turns the session's events into the handler's hooks.
+
+    TLS is :class:`smtpx._native.TlsSession`, between the transport and the session:
+    received bytes go through ``tls.receive`` to the session, the session's output
+    through ``tls.write`` and ``tls.output`` to the transport.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.session: _native.ServerSession | None = None  # None: refused (max_connections)
+        self.conn: HandlerConnection | None = None
+        self.hooks = _Hooks(self._hook_finished, self._failed)
+        self.waiting: _native.Event | None = None  # the event a pending hook answers
+        self.tls: _native.TlsSession | None = None
+        self.handshake_deadline: float | None = None  # while a TLS handshake runs
+        self.starting_tls = False  # STARTTLS accepted: the handshake starts after the 220
+        self.content = bytearray()
+        self.pending = b""  # plaintext input the session has not taken yet
+        self.eof = False
+        self.eof_fed = False
+        self.write_paused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    # asyncio's callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        server = self.server
+        if len(server._connections) >= server.max_connections:
+            server._refuse(transport)
+            self.hooks.close()
+            return
+        self.transport = transport
+        server._connections.add(self)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.conn = HandlerConnection(
+            server.handler, server, server.settings, (str(peer[0]), int(peer[1])), server.implicit_tls, self.loop
+        )
+        self.session = _native.ServerSession(server.hostname, now=self.loop.time(), **server._options)
+        if server.implicit_tls:
+            self._start_tls()  # the greeting waits for the handshake
+        else:
+            self._run()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.server._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.session is None or self.transport is None:
+            return
+        data = bytes(memoryview(self.server._read_buffer)[:nbytes])
+        if self.tls is not None:
+            plain = self._decrypt(data)
+            if plain is None:
+                return
+            data = plain
+        if data:
+            self.pending = self.pending + data if self.pending else data
+        self._run()
+
+    def eof_received(self) -> bool:
+        if self.session is None:
+            return False
+        if self.tls is not None and self.tls.is_handshaking:
+            log.info("smtpx.aio server: connection ended: the connection closed during the TLS handshake")
+            return False  # the transport closes itself
+        self.eof = True
+        self._run()
+        return True  # the transport stays open for the last replies; _run closes it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        self.transport = None
+        if self.timer is not None:
+            self.timer.cancel()
+        self.hooks.close()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._reading()
+
+    # Server.stop
+
+    def close(self) -> None:
+        self.hooks.cancel()  # what cancelling the connection's task did in the streams version
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # TLS
+
+    def _start_tls(self) -> None:
+        """Starts the server side of a handshake: implicit TLS, or STARTTLS once the 220
+        is out. It must end within the server's timeout."""
+        assert self.server._tls_config is not None
+        self.tls = _native.TlsSession(self.server._tls_config)
+        self.handshake_deadline = self.loop.time() + self.server.timeout
+        self._arm_deadline()
+
+    def _decrypt(self, data: bytes) -> bytes | None:
+        """The plaintext in ``data`` (perhaps none: a handshake's records); None when the
+        TLS layer failed and the connection is closing."""
+        tls, transport = self.tls, self.transport
+        assert tls is not None and transport is not None
+        handshaking = tls.is_handshaking
+        try:
+            plain = tls.receive(data)
+        except SmtpTlsError as e:
+            transport.write(tls.output())  # the alert, so that the peer learns why
+            log.info("smtpx.aio server: connection ended: %s", e)
+            transport.close()
+            return None
+        out = tls.output()  # the handshake's next flight, a key update's answer
+        if out:
+            transport.write(out)
+        if handshaking and not tls.is_handshaking:
+            self.handshake_deadline = None
+            if not self.server.implicit_tls:  # STARTTLS: the session starts over, encrypted
+                assert self.conn is not None and self.session is not None
+                self.conn.tls_started()
+                self.session.tls_established(self.loop.time())
+        if tls.peer_closed:
+            self.eof = True
+        return plain
+
+    # The connection
+
+    def _reading(self) -> None:
+        """Reads only while the peer takes our replies and no hook is pending (what the
+        streams version got from drain() and from awaiting the hook)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.write_paused or self.waiting is not None:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def _write(self, out: bytes) -> None:
+        assert self.transport is not None
+        if self.tls is not None:
+            self.tls.write(out)
+            out = self.tls.output()
+        self.transport.write(out)
+
+    def _run(self) -> None:
+        """Feeds the pending input, answers the session's events and writes its output,
+        until the session needs more input, a hook suspends or a handshake starts."""
+        session, transport = self.session, self.transport
+        if self.waiting is not None or session is None or transport is None:
+            return
+        if self.tls is not None and self.tls.is_handshaking:
+            return  # the session waits for the handshake (implicit TLS: even its greeting)
+        try:
+            while True:
+                if self.pending:
+                    taken = session.receive(self.pending, self.loop.time())
+                    self.pending = self.pending[taken:]
+                if not self._events():
+                    return  # a hook suspended: _hook_finished goes on when it is done
+                out = session.output()
+                if out:
+                    self._write(out)
+                if session.is_closed:
+                    if self.tls is not None:
+                        self.tls.close()
+                        transport.write(self.tls.output())  # close_notify
+                    transport.close()
+                    return
+                if self.starting_tls:
+                    # The 220 is out. What was pipelined after STARTTLS (the rest of
+                    # `pending` too) came in clear and is dropped, neither plaintext nor
+                    # TLS: only what comes through the handshake counts.
+                    self.starting_tls = False
+                    self.pending = b""
+                    self._start_tls()
+                    return
+                if self.pending or out:
+                    # After a write, step the session again: it holds input back while its
+                    # output is full (a client that pipelines without reading), and that
+                    # input is already here.
+                    continue
+                if self.eof:
+                    if not self.eof_fed:
+                        self.eof_fed = True
+                        session.receive_eof()
+                        continue
+                    transport.close()  # nothing more will come, and the session did not close
+                    return
+                self._arm_deadline()
+                return
+        except Exception as error:
+            self._failed(error)
+
+    def _events(self) -> bool:
+        """Answers the session's events; False when a hook suspended."""
+        session, conn = self.session, self.conn
+        assert session is not None and conn is not None
+        while (event := session.next_event()) is not None:
+            kind = event.kind
+            if kind == "message_data":
+                self.content += event.data or b""
+            elif kind == "message_aborted":
+                self.content.clear()
+            elif kind == "starttls":
+                self.starting_tls = True
+            elif kind == "reset" or event.needs_decision:
+                status = self._answer(event)
+                if type(status) is types.GeneratorType:
+                    done, status = self.hooks.run(status)
+                    if not done:
+                        self.waiting = event
+                        self._reading()
+                        return False
+                self._decide(kind, status)
+        return True
+
+    def _answer(self, event: _native.Event) -> Any:
+        """The answer to ``event``, or the adapter's step that gives it when the handler's
+        code runs. perf: MAIL and RCPT without their hook, and the events no hook sees,
+        are answered at once, without a step."""
+        conn = self.conn
+        assert conn is not None
+        kind = event.kind
+        if kind == "mail":
+            status = conn.mail_now(event.sender or "", event.options)
+            return conn.mail(event.sender or "", event.options) if status is HOOKED else status
+        if kind == "rcpt":
+            status = conn.rcpt_now(event.recipient or "", event.options)
+            return conn.rcpt(event.recipient or "", event.options) if status is HOOKED else status
+        if kind in _NO_HOOK:
+            return None
+        if kind == "hello":
+            return conn.hello(event.verb or "", event.domain or "")
+        if kind == "auth":
+            return conn.auth(event.mechanism or "", event.username or "", event.password or "")
+        if kind == "message_end":
+            return conn.data(bytes(self.content))
+        if kind == "verify":
+            return conn.vrfy(event.argument or "")
+        if kind == "reset":
+            return conn.reset()
+        return None
+
+    def _hook_finished(self, status: Any) -> None:
+        """A hook that had suspended is done (called in the connection's task)."""
+        event, self.waiting = self.waiting, None
+        if self.transport is None or event is None:
+            return  # the connection is gone: the answer is dropped
+        self._decide(event.kind, status)
+        self._reading()
+        self._run()
+
+    def _failed(self, error: BaseException) -> None:
+        log.error("smtpx.aio server: connection failed", exc_info=error)
+        self.waiting = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _decide(self, kind: str, status: Any) -> None:
+        session = self.session
+        assert session is not None
+        if kind == "reset":
+            return  # nothing to answer
+        if kind == "message_end":
+            self.content.clear()
+        if status is None:
+            session.accept()
+            return
+        try:
+            if isinstance(status, str):
+                session.reply_line(status)
+            else:
+                session.reply_per_recipient(status)
+        except ValueError:
+            log.error("smtpx.aio server: invalid status line %r", status)
+            session.reply_line(INVALID_STATUS)
+
+    def _deadline_now(self) -> float | None:
+        if self.handshake_deadline is not None:
+            return self.handshake_deadline
+        assert self.session is not None
+        return self.session.next_deadline()
+
+    def _arm_deadline(self) -> None:
+        """One timer per connection: armed for the deadline (the handshake's, else the
+        session's), moved only when the deadline comes earlier; when it fires, _deadline
+        re-arms it if input moved the deadline on meanwhile."""
+        deadline = self._deadline_now()
+        if deadline is None or (self.timer is not None and deadline >= self.timer_at):
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = deadline
+        self.timer = self.loop.call_at(deadline, self._deadline)
+
+    def _deadline(self) -> None:
+        self.timer = None
+        session, transport = self.session, self.transport
+        if session is None or transport is None or self.waiting is not None:
+            return  # gone, or a hook is running (_run arms the timer again after it)
+        deadline = self._deadline_now()
+        now = self.loop.time()
+        if deadline is None or deadline > now:
+            self._arm_deadline()
+        elif self.handshake_deadline is not None:
+            log.info("smtpx.aio server: connection ended: TLS handshake timed out")
+            transport.close()
+        else:
+            session.handle_timeout(now)
+            self._run()

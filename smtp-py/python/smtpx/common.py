@@ -1,0 +1,309 @@
+"""What the blocking client (:mod:`smtpx.client`) and the asyncio client
+(:mod:`smtpx.aio`) share: the result types, smtplib's rules for addresses, messages and
+envelopes, the reading of an :class:`ssl.SSLContext`, and the host name to greet with.
+"""
+
+from __future__ import annotations
+
+import copy
+import email.generator
+import email.message
+import email.policy
+import email.utils
+import io
+import re
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import IO, Any, Sequence, Union
+
+from smtpx.errors import SmtpDataError, SmtpRecipientsRefused, SmtpSenderRefused
+
+__all__ = [
+    "LMTP_PORT",
+    "SMTP_PORT",
+    "SMTP_SSL_PORT",
+    "BatchMessage",
+    "Message",
+    "RecipientResult",
+    "Reply",
+    "SendResult",
+    "bare_address",
+    "batch_item",
+    "check_line",
+    "default_local_hostname",
+    "envelope_of",
+    "flatten",
+    "message_bytes",
+    "refused_or_raise",
+    "seconds",
+    "send_result",
+    "tls_arguments",
+]
+
+SMTP_PORT = 25
+SMTP_SSL_PORT = 465
+LMTP_PORT = 2003
+
+Message = Union[email.message.Message, bytes, bytearray, str, IO[bytes]]
+_ReplyTuple = tuple[int, Union[str, None], str, bytes]
+_native_Result = tuple[
+    _ReplyTuple,
+    list[tuple[str, _ReplyTuple, Union[_ReplyTuple, None], bool]],
+    Union[_ReplyTuple, None],
+    Union[str, None],
+]
+
+_local_hostname: str | None = None
+
+
+def default_local_hostname() -> str:
+    """This host's name for EHLO, as smtplib picks it (computed once)."""
+    global _local_hostname
+    if _local_hostname is None:
+        fqdn = socket.getfqdn()
+        if "." in fqdn and all(c.isalnum() or c in "-." for c in fqdn):
+            _local_hostname = fqdn
+        else:
+            # smtplib's fallback: an address literal.
+            try:
+                addr = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                addr = "127.0.0.1"
+            _local_hostname = f"[{addr}]"
+    return _local_hostname
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One server reply: ``code``, the enhanced status code (``"2.0.0"``) or None, and the
+    text without codes (lines joined with ``\\n``)."""
+
+    code: int
+    enhanced: str | None
+    text: str
+    #: The text as smtplib gives it (enhanced code kept, bytes).
+    message: bytes = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True for 2xx."""
+        return 200 <= self.code < 300
+
+    def as_tuple(self) -> tuple[int, bytes]:
+        """smtplib's ``(code, message)``."""
+        return (self.code, self.message)
+
+    @classmethod
+    def _from(cls, raw: _ReplyTuple) -> Reply:
+        return cls(raw[0], raw[1], raw[2], raw[3])
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """The outcome for one recipient: its RCPT reply and, under LMTP, its delivery."""
+
+    address: str
+    reply: Reply
+    delivery: Reply | None
+    accepted: bool
+
+    @property
+    def code(self) -> int:
+        """The deciding reply's code (the delivery's under LMTP when there is one)."""
+        return self.final.code
+
+    @property
+    def enhanced(self) -> str | None:
+        return self.final.enhanced
+
+    @property
+    def message(self) -> str:
+        return self.final.text
+
+    @property
+    def final(self) -> Reply:
+        if self.reply.ok and self.delivery is not None:
+            return self.delivery
+        return self.reply
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The outcome of one transaction, with a result for every recipient."""
+
+    mail: Reply
+    recipients: list[RecipientResult]
+    data: Reply | None
+    queue_id: str | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the message was accepted for at least one recipient."""
+        return (
+            self.mail.ok
+            and (self.data is not None and self.data.ok or self._lmtp)
+            and any(r.accepted for r in self.recipients)
+        )
+
+    @property
+    def _lmtp(self) -> bool:
+        return any(r.delivery is not None for r in self.recipients)
+
+    @property
+    def accepted(self) -> list[RecipientResult]:
+        return [r for r in self.recipients if r.accepted]
+
+    @property
+    def refused(self) -> list[RecipientResult]:
+        return [r for r in self.recipients if not r.accepted]
+
+
+def seconds(timeout: object) -> float | None:
+    """A timeout in seconds, or None for the engine's RFC 5321 defaults (which is also
+    what smtplib's "global default" sentinel means here)."""
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        return float(timeout)
+    return None
+
+
+def check_line(what: str, text: str) -> None:
+    if "\r" in text or "\n" in text or "\0" in text:
+        raise ValueError(f"{what} contains CR, LF or NUL: {text!r}")
+
+
+def bare_address(addr: str) -> str:
+    """The bare address of ``addr`` as smtplib's ``quoteaddr`` finds it
+    (``"Alice <a@example.com>"`` gives ``a@example.com``)."""
+    check_line("an address", addr)
+    stripped = addr.strip()
+    if stripped in ("", "<>"):
+        return ""
+    if "<" in stripped:
+        _, bare = email.utils.parseaddr(stripped)
+        if bare:
+            return bare
+        return stripped.strip("<>")
+    return stripped
+
+
+_EOLS = re.compile(r"(?:\r\n|\n|\r(?!\n))")
+
+
+def message_bytes(msg: str | bytes | bytearray) -> bytes | bytearray:
+    if isinstance(msg, str):
+        # As smtplib: a str message is ASCII with any line ending.
+        return _EOLS.sub("\r\n", msg).encode("ascii")
+    return msg
+
+
+def flatten(msg: email.message.Message) -> bytes:
+    """The message without Bcc/Resent-Bcc, with CRLF line ends (smtplib's send_message)."""
+    copied = copy.copy(msg)
+    del copied["Bcc"]
+    del copied["Resent-Bcc"]
+    out = io.BytesIO()
+    policy = msg.policy.clone(linesep="\r\n")
+    international = not all(
+        str(v).isascii() for v in (msg.get_all("From", []) + msg.get_all("To", []))
+    )
+    if international and isinstance(policy, email.policy.EmailPolicy):
+        policy = policy.clone(utf8=True)
+    email.generator.BytesGenerator(out, policy=policy).flatten(copied, linesep="\r\n")
+    return out.getvalue()
+
+
+def envelope_of(
+    msg: email.message.Message, from_addr: str | None, to_addrs: Sequence[str] | str | None
+) -> tuple[str, list[str]]:
+    """Sender and recipients from the headers, as smtplib's send_message takes them."""
+    resent = msg.get_all("Resent-Date")
+    if resent is not None and len(resent) > 1:
+        raise ValueError("message has more than one 'Resent-' header block")
+    prefix = "Resent-" if resent else ""
+    if from_addr is None:
+        sender = msg[prefix + "Sender"] or msg[prefix + "From"]
+        if sender is None:
+            raise ValueError("no sender: the message has no From or Sender header")
+        from_addr = email.utils.getaddresses([str(sender)])[0][1]
+    if to_addrs is None:
+        fields = [
+            str(v)
+            for name in ("To", "Bcc", "Cc")
+            for v in (msg.get_all(prefix + name) or [])
+        ]
+        to_addrs = [a for _, a in email.utils.getaddresses(fields) if a]
+    elif isinstance(to_addrs, str):
+        to_addrs = [to_addrs]
+    return from_addr, list(to_addrs)
+
+
+def tls_arguments(context: ssl.SSLContext | None, cafile: str | None) -> dict[str, Any]:
+    """What the Rust TLS configuration needs from an :class:`ssl.SSLContext`: whether to
+    verify, and the CA certificates it was given (cafile/cadata)."""
+    insecure = False
+    pem = b""
+    if context is not None:
+        insecure = context.verify_mode == ssl.CERT_NONE or not context.check_hostname
+        if not insecure:
+            for der in context.get_ca_certs(binary_form=True):
+                pem += ssl.DER_cert_to_PEM_cert(der).encode("ascii")
+    if cafile is not None:
+        with open(cafile, "rb") as f:
+            pem += f.read()
+    return {"insecure": insecure, "ca_pem": pem or None}
+
+
+def send_result(raw: _native_Result) -> SendResult:
+    """A SendResult from the native (mail, recipients, data, queue id) tuple."""
+    mail, recipients, data, queue_id = raw
+    return SendResult(
+        Reply._from(mail),
+        [
+            RecipientResult(
+                address,
+                Reply._from(reply),
+                Reply._from(delivery) if delivery is not None else None,
+                accepted,
+            )
+            for address, reply, delivery, accepted in recipients
+        ],
+        Reply._from(data) if data is not None else None,
+        queue_id,
+    )
+
+
+def refused_or_raise(
+    result: SendResult, from_addr: str, to_list: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """smtplib's sendmail outcome: the refused recipients, or the exception it raises."""
+    if not result.mail.ok:
+        raise SmtpSenderRefused(result.mail.code, result.mail.message, from_addr)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for given, outcome in zip(to_list, result.recipients):
+        if not outcome.accepted:
+            refused[given] = outcome.final.as_tuple()
+    if len(refused) == len(to_list):
+        raise SmtpRecipientsRefused(refused)
+    if not result._lmtp and (result.data is None or not result.data.ok):
+        data = result.data
+        raise SmtpDataError(
+            data.code if data else 554, data.message if data else b"message not sent"
+        )
+    return refused
+
+
+BatchMessage = Union[email.message.Message, tuple[str, Union[str, Sequence[str]], Union[str, bytes, bytearray]]]
+
+
+def batch_item(message: BatchMessage) -> tuple[str, list[str], bytes]:
+    """``(sender, recipients, bytes)`` of a batch entry: a Message (envelope from its
+    headers, Bcc removed) or a ``(sender, recipients, message)`` tuple."""
+    if isinstance(message, email.message.Message):
+        sender, recipients = envelope_of(message, None, None)
+        body = flatten(message)
+    else:
+        sender, to, data = message
+        recipients = [to] if isinstance(to, str) else list(to)
+        body = bytes(message_bytes(data))
+    return (bare_address(sender), [bare_address(a) for a in recipients], body)
