@@ -155,7 +155,7 @@ impl ServerSession {
     #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, tls_active = false,
-        require_tls = false))]
+        require_tls = false, pipelining_sync = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -170,6 +170,7 @@ impl ServerSession {
         starttls: bool,
         tls_active: bool,
         require_tls: bool,
+        pipelining_sync: bool,
     ) -> PyResult<ServerSession> {
         let mut config = ServerConfig::new(hostname);
         config.max_message_size = max_message_size;
@@ -178,6 +179,7 @@ impl ServerSession {
         config.starttls = starttls;
         config.tls_active = tls_active;
         config.require_tls = require_tls;
+        config.pipelining_sync = pipelining_sync;
         config.command_timeout = positive("timeout", timeout)?;
         config.data_timeout = config.command_timeout;
         if auth {

@@ -110,6 +110,7 @@ class Server:
         timeout: float = 300.0,
         lmtp: bool = False,
         max_connections: int = 10000,
+        pipelining_sync: bool = True,
     ) -> Server: ...
     @property
     def address(self) -> tuple[str, int]: ...
@@ -214,6 +215,7 @@ class ServerSession:
         starttls: bool = False,
         tls_active: bool = False,
         require_tls: bool = False,
+        pipelining_sync: bool = True,
     ) -> ServerSession:
         """``starttls`` offers STARTTLS (the embedder can do TLS); ``tls_active`` says the
         connection is already encrypted (implicit TLS); ``require_tls`` refuses MAIL and
