@@ -183,8 +183,7 @@ fn finals(lines: &[String]) -> Vec<String> {
 
 const EHLO: &[u8] = b"EHLO attacker.test\r\n";
 /// The envelope group, pipelined as RFC 2920 allows: three replies, the last a 354.
-const ENVELOPE: &[u8] =
-    b"MAIL FROM:<user@attacker.test>\r\nRCPT TO:<victim@mx.test>\r\nDATA\r\n";
+const ENVELOPE: &[u8] = b"MAIL FROM:<user@attacker.test>\r\nRCPT TO:<victim@mx.test>\r\nDATA\r\n";
 
 /// Greeting, EHLO and the envelope group up to DATA's 354, each waited for, then `content`
 /// (the message, its end and what follows) in one write; returns every reply line.
@@ -446,8 +445,9 @@ fn limits_recipients_size_errors_and_auth() {
     assert_eq!(finals(&lines), ["220", "250", "538 5.7.11", "221 2.0.0"]);
     // The error limit.
     // Unknown commands are answered as errors (they are not commands to keep in step).
-    let replies =
-        finals(&Peer::connect(addr, Duration::from_secs(5)).finish(b"A\r\nB\r\nC\r\nD\r\nE\r\nNOOP\r\n"));
+    let replies = finals(
+        &Peer::connect(addr, Duration::from_secs(5)).finish(b"A\r\nB\r\nC\r\nD\r\nE\r\nNOOP\r\n"),
+    );
     assert_eq!(
         replies,
         [
@@ -493,7 +493,9 @@ fn idle_connection_is_closed_with_421() {
     let dir = TempDir::new("idle");
     let server = start(&dir, |c, _| c.command_timeout = Duration::from_millis(300));
     let started = Instant::now();
-    let replies = finals(&Peer::connect(server.local_addrs()[0], Duration::from_secs(3)).finish(b"EHLO x\r\n"));
+    let replies = finals(
+        &Peer::connect(server.local_addrs()[0], Duration::from_secs(3)).finish(b"EHLO x\r\n"),
+    );
     assert_eq!(replies, ["220", "250", "421 4.4.2"]);
     assert!(started.elapsed() < Duration::from_secs(2));
     server.shutdown(Duration::from_secs(5));
@@ -626,14 +628,16 @@ fn starttls_injection_is_a_sync_error() {
     let server = start(&dir, |_, o| o.tls = Some(tls));
     let mut peer = Peer::connect(server.local_addrs()[0], Duration::from_secs(5));
     peer.group(b"EHLO x\r\n", 1);
-    let lines =
-        peer.finish(b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@mx.test>\r\n");
+    let lines = peer.finish(b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@mx.test>\r\n");
     assert_eq!(
         lines.last().map(String::as_str),
         Some("554 5.5.0 Error: SMTP protocol synchronization"),
         "{lines:?}"
     );
-    assert!(!lines.iter().any(|l| l.starts_with("220 2.0.0")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("220 2.0.0")),
+        "{lines:?}"
+    );
     server.shutdown(Duration::from_secs(5));
 }
 

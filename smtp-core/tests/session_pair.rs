@@ -770,7 +770,10 @@ fn a_bare_lf_in_a_reply_does_not_push_the_pipelined_replies_out_of_step() {
     drain(&mut client);
     assert!(client.take_output().starts_with(b"EHLO "));
     client.receive(b"250-mx.test\r\n250 PIPELINING\r\n", now);
-    assert!(matches!(drain(&mut client).as_slice(), [ClientEvent::Ready]));
+    assert!(matches!(
+        drain(&mut client).as_slice(),
+        [ClientEvent::Ready]
+    ));
     let envelope = Envelope::new("a@example.com", &["x@example.com"]).unwrap();
     client.send_mail(&envelope, None).unwrap();
     assert_eq!(
