@@ -1421,6 +1421,17 @@ smtpx_result smtpx_server_config_set_tls_listen(struct smtpx_server_config *conf
 smtpx_result smtpx_server_config_set_require_tls(struct smtpx_server_config *config, bool require);
 
 /**
+ * Turns the pipelining synchronisation check on (the default) or off. When on, a client
+ * that pipelines a command that must end a group (EHLO, DATA, NOOP, QUIT, ...), pipelines
+ * without having been offered PIPELINING, or talks before the greeting gets
+ * `554 5.5.0 Error: SMTP protocol synchronization` and is disconnected (RFC 2920 §3.1).
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_pipelining_sync(struct smtpx_server_config *config,
+                                                     bool enabled);
+
+/**
  * Adds a user for AUTH PLAIN and LOGIN (passwords are compared in constant time). With
  * at least one user, AUTH is offered and checked by the server itself (a handler's
  * `auth` callback is then not called).

@@ -16,7 +16,7 @@
 //!     [--hostname NAME] [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls]
 //!     [--auth USER:PASS]... [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N]
 //!     [--timeout SECS] [--max-connections N] [--lmtp] [--bare-lf normalize|reject]
-//!     [--async [--async-threads N] [--no-block-in-place]] [-v]
+//!     [--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v]
 //! ```
 //!
 //! `-v` prints the wire trace on standard error: every command and reply line as
@@ -43,6 +43,8 @@ struct Args {
     tls_key: Option<PathBuf>,
     tls_listen: Option<String>,
     require_tls: bool,
+    /// False with --no-pipelining-sync: careless pipelining is then tolerated.
+    pipelining_sync: bool,
     auth: Vec<(String, String)>,
     allow_insecure_auth: bool,
     max_size: Option<u64>,
@@ -65,7 +67,7 @@ const USAGE: &str = "usage: smtp-server [--listen ADDR] [--maildir DIR] [--disca
 [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls] [--auth USER:PASS]... \
 [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N] [--timeout SECS] \
 [--max-connections N] [--lmtp] [--bare-lf normalize|reject] \
-[--async [--async-threads N] [--no-block-in-place]] [-v]";
+[--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -77,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
         tls_key: None,
         tls_listen: None,
         require_tls: false,
+        pipelining_sync: true,
         auth: Vec::new(),
         allow_insecure_auth: false,
         max_size: None,
@@ -105,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
             "--tls-key" => a.tls_key = Some(value()?.into()),
             "--tls-listen" => a.tls_listen = Some(value()?),
             "--require-tls" => a.require_tls = true,
+            "--no-pipelining-sync" => a.pipelining_sync = false,
             "--auth" => {
                 let v = value()?;
                 let (user, pass) = v.split_once(':').ok_or("--auth takes USER:PASS")?;
@@ -160,6 +164,7 @@ fn options(args: &Args) -> Result<ServerOptions, String> {
     config.lmtp = args.lmtp;
     config.bare_line_policy = args.bare_lf;
     config.require_tls = args.require_tls;
+    config.pipelining_sync = args.pipelining_sync;
     config.allow_insecure_auth = args.allow_insecure_auth;
     if !args.auth.is_empty() {
         config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];

@@ -69,7 +69,7 @@ fn main() {
             match event {
                 ClientEvent::Ready if !sent => {
                     client
-                        .send_mail(&envelope, Some(body.len() as u64))
+                        .send_mail(&envelope, Some(smtp_core::data::wire_size(body)))
                         .expect("ready to send");
                     sent = true;
                 }

@@ -754,7 +754,9 @@ impl ClientSession {
     }
 
     /// Starts a transaction. `size` is the message size when known: it is announced with
-    /// SIZE and checked against the server's limit before anything is sent. The body is
+    /// SIZE and checked against the server's limit before anything is sent. It must count
+    /// the octets that go out after CRLF canonicalisation (RFC 1870), which
+    /// [`wire_size`](crate::data::wire_size) gives for a message in memory. The body is
     /// asked for with [`ClientEvent::SendBody`].
     ///
     /// With PIPELINING (and not CHUNKING), a transaction may also start while the previous

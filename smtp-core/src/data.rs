@@ -169,6 +169,126 @@ pub fn stuff_message(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The number of octets `message` takes on the wire once its line endings are
+/// canonicalised (every lone CR or LF becomes CRLF, and a CRLF is added when
+/// the message does not end with a line ending), which is what a client
+/// declares with `SIZE=` (RFC 1870: CRLF pairs included, dot-stuffing and the
+/// final dot not). It equals the length of what [`DotStuffer::canonicalize_only`]
+/// produces for the message, counted without copying it.
+///
+/// ```
+/// use smtp_core::data::wire_size;
+/// assert_eq!(wire_size(b"a\r\nb\r\n"), 6);
+/// assert_eq!(wire_size(b"a\nb\n"), 6);
+/// assert_eq!(wire_size(b"a\rb"), 6);
+/// assert_eq!(wire_size(b""), 0);
+/// ```
+pub fn wire_size(message: &[u8]) -> u64 {
+    let mut size = message.len() as u64;
+    let mut i = 0;
+    while let Some(off) = memchr2(CR, LF, &message[i..]) {
+        let p = i + off;
+        if message[p] == CR && message.get(p + 1) == Some(&LF) {
+            i = p + 2;
+        } else {
+            // A lone CR or LF goes out as two octets.
+            size += 1;
+            i = p + 1;
+        }
+    }
+    // The last line gets its CRLF when it has none (a final lone CR was counted above).
+    if message.last().is_some_and(|&b| b != CR && b != LF) {
+        size += 2;
+    }
+    size
+}
+
+/// Server side for BDAT content: lone CRs and LFs become CRLF, streaming, and
+/// the receiver remembers whether it saw any, so BDAT follows the same bare
+/// line-ending policy as DATA (which [`DataReceiver`] applies). A CR at the end
+/// of one chunk and an LF at the start of the next are a real CRLF.
+///
+/// Unlike [`DotStuffer::canonicalize_only`] it adds nothing at the end: the
+/// content of a BDAT message is exactly what was sent, only canonical.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkNormalizer {
+    /// The last byte seen was a CR whose LF may come in the next chunk.
+    pending_cr: bool,
+    /// A lone CR or LF was seen (and replaced).
+    saw_bare: bool,
+}
+
+impl ChunkNormalizer {
+    /// A normaliser at the start of a message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends the canonical form of `input` to `out`. A CR at the end of
+    /// `input` is held back until the next call (or [`finish`](Self::finish)).
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut i = 0;
+        if self.pending_cr {
+            let Some(&first) = input.first() else { return };
+            out.extend_from_slice(CRLF);
+            self.pending_cr = false;
+            if first == LF {
+                i = 1;
+            } else {
+                self.saw_bare = true;
+            }
+        }
+        let mut run = i;
+        while let Some(off) = memchr2(CR, LF, &input[i..]) {
+            let p = i + off;
+            if input[p] == CR {
+                match input.get(p + 1) {
+                    Some(&LF) => {
+                        i = p + 2;
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        out.extend_from_slice(&input[run..p]);
+                        self.pending_cr = true;
+                        return;
+                    }
+                }
+            }
+            out.extend_from_slice(&input[run..p]);
+            out.extend_from_slice(CRLF);
+            self.saw_bare = true;
+            i = p + 1;
+            run = i;
+        }
+        out.extend_from_slice(&input[run..]);
+    }
+
+    /// Ends the content: a CR held back by the last [`feed`](Self::feed) was
+    /// bare, and goes out as CRLF.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.pending_cr) {
+            out.extend_from_slice(CRLF);
+            self.saw_bare = true;
+        }
+    }
+
+    /// True when a CR is held back, waiting for the next chunk.
+    pub fn has_pending_cr(&self) -> bool {
+        self.pending_cr
+    }
+
+    /// True once a lone CR or LF was seen in this message.
+    pub fn saw_bare_line_ending(&self) -> bool {
+        self.saw_bare
+    }
+
+    /// Forgets everything, for a new message.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// Where the receiver is within the current line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RxState {
@@ -397,6 +517,88 @@ pub fn unstuff_message(data: &[u8], policy: BareLinePolicy) -> (Vec<u8>, DataPro
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn normalize_chunks(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
+        let mut n = ChunkNormalizer::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            n.feed(c, &mut out);
+        }
+        n.finish(&mut out);
+        (out, n.saw_bare_line_ending())
+    }
+
+    #[test]
+    fn chunk_normalizer_makes_lone_cr_and_lf_crlf() {
+        assert_eq!(
+            normalize_chunks(&[b"a\r\nb\r\n"]),
+            (b"a\r\nb\r\n".to_vec(), false)
+        );
+        assert_eq!(normalize_chunks(&[b"a\nb"]), (b"a\r\nb".to_vec(), true));
+        assert_eq!(
+            normalize_chunks(&[b"a\rb\r"]),
+            (b"a\r\nb\r\n".to_vec(), true)
+        );
+        // A CRLF split between chunks is real, not bare.
+        assert_eq!(
+            normalize_chunks(&[b"a\r", b"\nb"]),
+            (b"a\r\nb".to_vec(), false)
+        );
+        assert_eq!(
+            normalize_chunks(&[b"a\r", b"", b"\nb"]),
+            (b"a\r\nb".to_vec(), false)
+        );
+        assert_eq!(
+            normalize_chunks(&[b"a\r", b"b"]),
+            (b"a\r\nb".to_vec(), true)
+        );
+        // No line ending is added at the end.
+        assert_eq!(normalize_chunks(&[b"abc"]), (b"abc".to_vec(), false));
+    }
+
+    #[test]
+    fn wire_size_counts_canonical_octets() {
+        for message in [
+            &b""[..],
+            b"x",
+            b"a\r\n",
+            b"a\n",
+            b"a\r",
+            b"a\nb\rc\r\nd",
+            b"\n\n\r\r",
+            b".dot\n",
+        ] {
+            let mut out = Vec::new();
+            let mut stuffer = DotStuffer::canonicalize_only();
+            stuffer.stuff(message, &mut out);
+            stuffer.finish(&mut out);
+            assert_eq!(wire_size(message), out.len() as u64, "{message:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn wire_size_is_the_canonical_length(message in proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()], 0..64)) {
+            let mut out = Vec::new();
+            let mut stuffer = DotStuffer::canonicalize_only();
+            stuffer.stuff(&message, &mut out);
+            stuffer.finish(&mut out);
+            prop_assert_eq!(wire_size(&message), out.len() as u64);
+        }
+
+        #[test]
+        fn chunk_normalizer_is_split_independent(
+            message in proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), any::<u8>()], 0..64),
+            split in 0usize..64,
+        ) {
+            let split = split.min(message.len());
+            let whole = normalize_chunks(&[&message]);
+            let parts = normalize_chunks(&[&message[..split], &message[split..]]);
+            prop_assert_eq!(whole, parts);
+        }
+    }
 
     fn dp(consumed: usize, finished: bool) -> DataProgress {
         DataProgress { consumed, finished }

@@ -102,9 +102,18 @@ mod tests {
         }
     }
 
+    /// A session for these tests, which feed a whole scripted dialogue in one write, before
+    /// the greeting: the pipelining sync check (tested on the wire in
+    /// tests/session_server.rs) would end it, so it is off here.
+    fn scripted_session() -> ServerSession {
+        let mut config = ServerConfig::new("mx.test");
+        config.pipelining_sync = false;
+        ServerSession::new(config, Duration::ZERO)
+    }
+
     #[test]
     fn dispatch_calls_hooks_and_tracks_the_transaction() {
-        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut session = scripted_session();
         let mut dispatch = Dispatch::new(Recorder::default(), false);
         assert_eq!(dispatch.run(&mut session, None), Flow::Continue);
         session.receive(
@@ -141,7 +150,7 @@ mod tests {
                 ))
             }
         }
-        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut session = scripted_session();
         let mut dispatch = Dispatch::new(Full, false);
         session.receive(
             b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\n",
@@ -155,7 +164,7 @@ mod tests {
 
     #[test]
     fn refused_connection() {
-        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut session = scripted_session();
         let mut dispatch: Dispatch<DiscardSession> = Dispatch::refused();
         let refusal = Reply::new(
             ReplyCode::SERVICE_UNAVAILABLE,
@@ -188,7 +197,7 @@ mod tests {
 
     #[test]
     fn the_state_names_each_hook_and_keeps_what_was_accepted() {
-        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut session = scripted_session();
         let mut state = DispatchState::new(false);
         session.receive(
             b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@y.test>\r\nDATA\r\n",
@@ -223,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_decision_hook_answered_without_a_decision_is_a_temporary_failure() {
-        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut session = scripted_session();
         let mut state = DispatchState::new(false);
         session.receive(b"EHLO c\r\n", Duration::ZERO);
         let (_, flow) = step_all(&mut state, &mut session, |_| Answer::Done);
@@ -273,7 +282,7 @@ mod tests {
 
     #[test]
     fn the_close_hook_is_called_once() {
-        let mut session = ServerSession::new(ServerConfig::new("mx.test"), Duration::ZERO);
+        let mut session = scripted_session();
         let mut state = DispatchState::new(false);
         session.receive(b"QUIT\r\n", Duration::ZERO);
         let (hooks, flow) = step_all(&mut state, &mut session, |_| Answer::Done);

@@ -62,12 +62,16 @@
 //! };
 //! let mut session = ServerSession::new(ServerConfig::new("mx.example"), Duration::ZERO);
 //! let mut dispatch = Dispatch::new(handler.connect(&info).expect("accepted"), info.tls);
-//! session.receive(
-//!     b"EHLO client.example\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.example>\r\n\
-//!       DATA\r\nSubject: hi\r\n\r\nHello.\r\n.\r\nQUIT\r\n",
-//!     Duration::ZERO,
-//! );
-//! dispatch.run(&mut session, None);
+//! dispatch.run(&mut session, None); // the greeting
+//! // A client waits for the reply that ends each pipelined group.
+//! for group in [
+//!     &b"EHLO client.example\r\n"[..],
+//!     b"MAIL FROM:<a@client.example>\r\nRCPT TO:<b@mx.example>\r\nDATA\r\n",
+//!     b"Subject: hi\r\n\r\nHello.\r\n.\r\nQUIT\r\n",
+//! ] {
+//!     session.receive(group, Duration::ZERO);
+//!     dispatch.run(&mut session, None);
+//! }
 //!
 //! let out = String::from_utf8_lossy(session.output()).into_owned();
 //! assert!(out.contains("250 2.0.0 Ok: queued as "), "{out}");
@@ -780,9 +784,13 @@ mod tests {
             client
         }
 
+        /// Sends `bytes` a line at a time, as a client that waits for each reply (the
+        /// session refuses careless pipelining).
         fn send(&mut self, bytes: &[u8]) -> String {
-            assert_eq!(self.session.receive(bytes, Duration::ZERO), bytes.len());
-            self.dispatch.run(&mut self.session, None);
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                assert_eq!(self.session.receive(line, Duration::ZERO), line.len());
+                self.dispatch.run(&mut self.session, None);
+            }
             String::from_utf8(self.session.take_output()).unwrap()
         }
     }

@@ -374,6 +374,12 @@ impl EnhancedCode {
     pub const TIMEOUT: EnhancedCode = EnhancedCode::new(4, 4, 2);
     /// 4.4.0: Other or undefined network or routing status.
     pub const NETWORK_ERROR: EnhancedCode = EnhancedCode::new(4, 4, 0);
+    /// 5.5.0: Other or undefined protocol status; used for a pipelining
+    /// synchronisation error (554, RFC 2920 §3.1).
+    pub const PROTOCOL_ERROR: EnhancedCode = EnhancedCode::new(5, 5, 0);
+    /// 5.5.6: Syntax error, a line too long; also a SASL response over its
+    /// limit (500, RFC 4954 §4).
+    pub const LINE_TOO_LONG: EnhancedCode = EnhancedCode::new(5, 5, 6);
     /// 4.7.0: too many connections (the server is at its limit; try again later).
     pub const TOO_MANY_CONNECTIONS: EnhancedCode = EnhancedCode::new(4, 7, 0);
 }
@@ -671,8 +677,9 @@ fn malformed(reason: &str) -> ReplyError {
 
 /// Reads replies incrementally, across any split of the input.
 ///
-/// A line ends at LF; a CR right before it is dropped, so bare LF is
-/// tolerated. Each line is a code, then `-` (more lines follow), ` ` or the
+/// A line ends only at CRLF (RFC 5321 §2.3.8); a lone CR or LF inside a line
+/// is part of its text and becomes a space, so a server cannot end a reply
+/// early with a bare LF and push the pipelined reply stream out of step. Each line is a code, then `-` (more lines follow), ` ` or the
 /// end of the line (last line). If the first line's text begins with an
 /// enhanced status code of the reply's class, followed by a space or the end
 /// of the line, it becomes [`Reply::enhanced`] and is removed from every line
@@ -749,7 +756,28 @@ impl ReplyParser {
         let mut consumed = 0;
         while consumed < input.len() {
             let rest = &input[consumed..];
-            let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            // A line ends only at CRLF (RFC 5321 §2.3.8): a lone LF is part of the text, so
+            // a server that writes `250 ok<LF>250 x<CRLF>` sends one reply, not two, and the
+            // pipelined stream cannot be pushed out of step by it.
+            let mut search = 0;
+            let lf = loop {
+                match memchr::memchr(b'\n', &rest[search..]) {
+                    Some(i) => {
+                        let p = search + i;
+                        let after_cr = if p > 0 {
+                            rest[p - 1] == b'\r'
+                        } else {
+                            self.partial.last() == Some(&b'\r')
+                        };
+                        if after_cr {
+                            break Some(p);
+                        }
+                        search = p + 1;
+                    }
+                    None => break None,
+                }
+            };
+            let Some(lf) = lf else {
                 // No line end yet: keep the fragment, but refuse before
                 // copying it if the line already cannot fit, so a server that
                 // never sends LF cannot make us buffer without bound.
@@ -807,9 +835,10 @@ impl ReplyParser {
         let (code, last, text) = split_line(line)?;
         // A CR inside the text becomes a space before anything reads it, so what is parsed
         // here is what a writer of the parsed reply would put on the wire.
-        let cleaned: std::borrow::Cow<'_, [u8]> = if text.contains(&b'\r') {
+        // A lone LF (never a line end, see `feed`) likewise becomes a space.
+        let cleaned: std::borrow::Cow<'_, [u8]> = if memchr::memchr2(b'\r', b'\n', text).is_some() {
             text.iter()
-                .map(|&b| if b == b'\r' { b' ' } else { b })
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
                 .collect::<Vec<u8>>()
                 .into()
         } else {
@@ -1476,16 +1505,32 @@ mod tests {
     }
 
     #[test]
-    fn parse_bare_lf_tolerated() {
+    fn parse_bare_lf_is_not_a_line_end() {
+        // `250 ok<LF>250 second<CRLF>` is one reply whose text holds the LF as a space;
+        // read as two it would answer a command that the server has not answered yet.
         assert_eq!(
-            parse_one(b"250 ok\n"),
-            Reply::new(ReplyCode::OK, None, "ok")
+            parse_one(b"250 ok\n250 second\r\n"),
+            Reply::new(ReplyCode::OK, None, "ok 250 second")
         );
         assert_eq!(
-            parse_one(b"250-a\n250-b\r\n250 c\n"),
-            Reply::with_lines(ReplyCode::OK, None, lines(&["a", "b", "c"]))
+            parse_one(b"250-a\n250-b\r\n250 c\r\n"),
+            Reply::with_lines(ReplyCode::OK, None, lines(&["a 250-b", "c"]))
         );
-        assert_eq!(parse_one(b"250\n").lines(), [""]);
+        // A line ended by a bare LF only is still incomplete: nothing is returned.
+        let mut p = parser();
+        assert_eq!(p.feed(b"250 ok\n").unwrap(), (7, None));
+        assert!(p.is_partial());
+        // Also when the CR and LF of the real end arrive in different pieces.
+        let (n, reply) = p.feed(b"more\r").unwrap();
+        assert_eq!((n, reply), (5, None));
+        let (n, reply) = p.feed(b"\n").unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(reply.unwrap().lines(), ["ok more"]);
+        // An LF at the start of a piece after a partial line without CR is no end either.
+        let mut p = parser();
+        assert_eq!(p.feed(b"250 ok").unwrap(), (6, None));
+        assert_eq!(p.feed(b"\n").unwrap(), (1, None));
+        assert_eq!(p.feed(b"\r\n").unwrap().1.unwrap().lines(), ["ok "]);
     }
 
     #[test]
@@ -1535,7 +1580,6 @@ mod tests {
     fn parse_bad_code() {
         for input in [
             &b"\r\n"[..],
-            b"\n",
             b"25\r\n",
             b"25 ok\r\n",
             b"abc ok\r\n",
@@ -1582,15 +1626,15 @@ mod tests {
 
     #[test]
     fn line_length_limit() {
-        // "250 " + 6 = 10 bytes: exactly at the limit, with CRLF or bare LF.
+        // "250 " + 6 = 10 bytes: exactly at the limit.
         assert!(limited(10, 8).feed(b"250 abcdef\r\n").unwrap().1.is_some());
-        assert!(limited(10, 8).feed(b"250 abcdef\n").unwrap().1.is_some());
         assert_eq!(
             limited(10, 8).feed(b"250 abcdefg\r\n"),
             Err(ReplyError::LineTooLong)
         );
+        // A bare LF does not end the line, so it counts towards its length.
         assert_eq!(
-            limited(10, 8).feed(b"250 abcdefg\n"),
+            limited(10, 8).feed(b"250 abc\nefg\r\n"),
             Err(ReplyError::LineTooLong)
         );
         // Also when the line arrives in pieces.

@@ -25,7 +25,9 @@
 //!     session.clear_output();
 //! };
 //! drive(&mut session, b"");
-//! drive(&mut session, b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n");
+//! // EHLO ends a pipelining group: the client waits for its reply before the next group.
+//! drive(&mut session, b"EHLO client.example\r\n");
+//! drive(&mut session, b"MAIL FROM:<a@b.example>\r\nQUIT\r\n");
 //! let text = String::from_utf8(wire).unwrap();
 //! assert!(text.starts_with("220 mx.example ESMTP"));
 //! assert!(text.contains("250 2.1.0"));
@@ -50,7 +52,7 @@ use std::time::Duration;
 use crate::address::{ForwardPath, ReversePath};
 use crate::auth::{self, AuthAttempt, Secret};
 use crate::command::{Body, Command, MailParameters, RcptParameters};
-use crate::data::{BareLinePolicy, DataReceiver};
+use crate::data::{BareLinePolicy, ChunkNormalizer, DataReceiver};
 use crate::ehlo::{AuthMechanism, Capabilities};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 
@@ -85,6 +87,16 @@ pub struct ServerConfig {
     pub bare_line_policy: BareLinePolicy,
     /// Announce and serve PIPELINING. Default true.
     pub pipelining: bool,
+    /// Enforce pipelining synchronisation (RFC 2920 §3.1; Postfix's
+    /// `smtpd_forbid_unauth_pipelining`, Exim's `smtp_enforce_sync`). Input already waiting
+    /// behind a command that must end a group (EHLO, HELO, LHLO, DATA, VRFY, EXPN, QUIT,
+    /// NOOP, STARTTLS, AUTH but AUTH PLAIN with its initial response), any command
+    /// pipelined by a client that was not offered PIPELINING, and input sent before the
+    /// greeting get `554 5.5.0 Error: SMTP protocol synchronization` and the session ends.
+    /// Bytes after the final dot of a message are the start of the next group and are
+    /// allowed, so a client may chain `MAIL`/`RCPT`/`DATA` or `QUIT` behind the dot.
+    /// Default true.
+    pub pipelining_sync: bool,
     /// Announce and serve CHUNKING (BDAT) and BINARYMIME. Default true.
     pub chunking: bool,
     /// Announce 8BITMIME. Default true.
@@ -99,7 +111,9 @@ pub struct ServerConfig {
     pub starttls: bool,
     /// The connection is already encrypted (implicit TLS, port 465). Default false.
     pub tls_active: bool,
-    /// Refuse MAIL and AUTH until STARTTLS. Default false.
+    /// Refuse every command but EHLO, HELO, LHLO, STARTTLS, NOOP, RSET and QUIT with
+    /// `530 5.7.0 Must issue a STARTTLS command first` until TLS is active (RFC 3207 §4).
+    /// Default false.
     pub require_tls: bool,
     /// SASL mechanisms offered; empty disables AUTH. Default empty.
     pub auth_mechanisms: Vec<AuthMechanism>,
@@ -132,6 +146,7 @@ impl ServerConfig {
             max_auth_failures: 3,
             bare_line_policy: BareLinePolicy::Normalize,
             pipelining: true,
+            pipelining_sync: true,
             chunking: true,
             eight_bit_mime: true,
             smtputf8: true,
@@ -340,6 +355,10 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 const INPUT_BUFFER: usize = 64 * 1024;
 /// Content handed to the embedder per MessageData event, at most.
 const CONTENT_CHUNK: usize = 64 * 1024;
+/// Longest AUTH command line and SASL response line, CRLF included (RFC 4954 §4:
+/// 12,288 octets; Postfix's `smtpd_sasl_response_limit`). Other commands keep
+/// [`ServerConfig::max_line_len`].
+const SASL_LINE_MAX: usize = 12_288;
 
 /// A server-side SMTP session. See the [module docs](self) for the driving loop.
 #[derive(Debug)]
@@ -353,6 +372,8 @@ pub struct ServerSession {
     output: Vec<u8>,
     content: Vec<u8>,
     receiver: DataReceiver,
+    /// BDAT content under the bare line-ending policy, across chunks.
+    bdat_normalizer: ChunkNormalizer,
     now: Duration,
     deadline: Option<Duration>,
     eof: bool,
@@ -400,6 +421,7 @@ impl ServerSession {
             output: Vec::new(),
             content: Vec::new(),
             receiver,
+            bdat_normalizer: ChunkNormalizer::new(),
             now,
             deadline: None,
             eof: false,
@@ -665,7 +687,17 @@ impl ServerSession {
         if self.output.len() >= OUTPUT_HIGH_WATER {
             return Step::NeedInput;
         }
-        let max = self.config.max_line_len;
+        let sasl = matches!(
+            self.phase,
+            Phase::SaslPlain | Phase::SaslLoginUser | Phase::SaslLoginPassword(_)
+        );
+        let max = if sasl || is_auth_line(self.unread()) {
+            // RFC 4954 §4: an AUTH line and each SASL response may be longer than a
+            // command line (a PLAIN or XOAUTH2 token often is).
+            self.config.max_line_len.max(SASL_LINE_MAX)
+        } else {
+            self.config.max_line_len
+        };
         let unread = self.unread();
         // A line ends only at CRLF; a lone LF inside is part of the (refused) line.
         let mut search = 0;
@@ -685,11 +717,7 @@ impl ServerSession {
                 let was_skipping = std::mem::replace(&mut self.skipping_line, true);
                 self.input_pos = self.input.len();
                 if !was_skipping {
-                    self.error_reply(Reply::new(
-                        ReplyCode::SYNTAX_ERROR,
-                        Some(EnhancedCode::new(5, 5, 6)),
-                        "Error: line too long",
-                    ));
+                    self.line_too_long(sasl);
                 }
                 return Step::Continue;
             }
@@ -703,11 +731,7 @@ impl ServerSession {
         let line = &self.input[line_start..line_start + end];
         let bare_line_ending = memchr::memchr2(b'\r', b'\n', line).is_some();
         if end + 2 > max {
-            self.error_reply(Reply::new(
-                ReplyCode::SYNTAX_ERROR,
-                Some(EnhancedCode::new(5, 5, 6)),
-                "Error: line too long",
-            ));
+            self.line_too_long(sasl);
             return Step::Continue;
         }
         if bare_line_ending {
@@ -738,7 +762,13 @@ impl ServerSession {
             }
             // The parsed command owns its data, so no copy of the line is needed.
             _ => match Command::parse(&self.input[line]) {
-                Ok(command) => self.command(command),
+                Ok(command) => {
+                    if self.out_of_sync(&command) {
+                        self.sync_error();
+                        return Step::Continue;
+                    }
+                    self.command(command)
+                }
                 Err(e) => {
                     self.error_reply(e.reply());
                     Step::Continue
@@ -816,6 +846,9 @@ impl ServerSession {
                 let take = available.min(*remaining).min(CONTENT_CHUNK as u64);
                 *remaining -= take;
                 let remaining = *remaining;
+                // BINARYMIME content is not made of lines: it goes through untouched. All
+                // other content follows the bare CR/LF policy, as DATA does.
+                let normalize = !self.transaction_binary;
                 if take > 0 {
                     let start = self.input_pos;
                     self.input_pos += take as usize;
@@ -825,10 +858,23 @@ impl ServerSession {
                         if self.message_size > self.config.max_message_size {
                             return self.abort_step(AbortReason::TooLarge);
                         }
-                        self.content
-                            .extend_from_slice(&self.input[start..start + take as usize]);
-                        return Step::Data;
+                        let chunk = &self.input[start..start + take as usize];
+                        if normalize {
+                            self.bdat_normalizer.feed(chunk, &mut self.content);
+                        } else {
+                            self.content.extend_from_slice(chunk);
+                        }
+                        return self.bdat_content_step();
                     }
+                }
+                if remaining == 0
+                    && last
+                    && self.bdat_normalizer.has_pending_cr()
+                    && self.message_aborted.is_none()
+                {
+                    // A CR at the very end of the message had no LF after it: bare.
+                    self.bdat_normalizer.finish(&mut self.content);
+                    return self.bdat_content_step();
                 }
                 if remaining > 0 {
                     return if self.input_pos < self.input.len() {
@@ -842,7 +888,11 @@ impl ServerSession {
                 if last {
                     return self.end_of_message();
                 }
-                if self.message_aborted.is_some() {
+                if self.message_aborted == Some(AbortReason::TooLarge) {
+                    // Nothing more can be taken: the message is refused now. A message
+                    // refused for a bare line ending is read through LAST and refused as a
+                    // whole, as DATA does (the client then sees the refusal where it looks
+                    // for the message's reply).
                     return self.end_of_message();
                 }
                 self.reply(Reply::new(
@@ -853,6 +903,21 @@ impl ServerSession {
                 Step::Continue
             }
             _ => Step::Continue,
+        }
+    }
+
+    /// Hands normalised BDAT content to the embedder, unless the policy refuses it.
+    fn bdat_content_step(&mut self) -> Step {
+        if self.config.bare_line_policy == BareLinePolicy::Reject
+            && self.bdat_normalizer.saw_bare_line_ending()
+        {
+            self.content.clear();
+            return self.abort_step(AbortReason::BareLineEnding);
+        }
+        if self.content.is_empty() {
+            Step::Continue
+        } else {
+            Step::Data
         }
     }
 
@@ -912,6 +977,9 @@ impl ServerSession {
                 Command::Quit => self.quit(),
                 _ => self.sequence_error("Error: session rejected, only QUIT is possible"),
             };
+        }
+        if self.config.require_tls && !self.tls && !allowed_before_tls(&command) {
+            return self.tls_required(&command);
         }
         match command {
             Command::Helo(domain) if !self.config.lmtp => self.hello(HelloVerb::Helo, domain),
@@ -1323,6 +1391,12 @@ impl ServerSession {
         match pending {
             Pending::Connect => {
                 if accepted {
+                    if self.config.pipelining_sync && self.input_pos < self.input.len() {
+                        // Input that is here before the greeting was sent before it (RFC
+                        // 5321 §4.3.1): a spam engine that does not wait.
+                        self.sync_error();
+                        return;
+                    }
                     let reply = custom.unwrap_or_else(|| self.greeting());
                     self.reply(reply.without_enhanced());
                     self.wait_for_command();
@@ -1578,6 +1652,7 @@ impl ServerSession {
         self.message_started = true;
         self.message_size = 0;
         self.message_aborted = None;
+        self.bdat_normalizer.reset();
     }
 
     /// Forgets the transaction; returns a Reset event if there was one.
@@ -1648,6 +1723,69 @@ impl ServerSession {
         }
     }
 
+    /// Refuses an overlong line; a SASL response ends the AUTH exchange.
+    fn line_too_long(&mut self, sasl: bool) {
+        let text = if sasl {
+            self.phase = Phase::Command;
+            "Error: SASL response limit exceeded"
+        } else {
+            "Error: line too long"
+        };
+        self.error_reply(Reply::new(
+            ReplyCode::SYNTAX_ERROR,
+            Some(EnhancedCode::LINE_TOO_LONG),
+            text,
+        ));
+    }
+
+    /// True when `command` (just taken from the input) breaks pipelining
+    /// synchronisation: see [`ServerConfig::pipelining_sync`].
+    fn out_of_sync(&self, command: &Command) -> bool {
+        if !self.config.pipelining_sync || matches!(self.phase, Phase::Rejected) {
+            return false;
+        }
+        let mut waiting = (self.input.len() - self.input_pos) as u64;
+        if let Command::Bdat { size, .. } = command {
+            // A BDAT chunk's octets follow its command by design.
+            waiting = waiting.saturating_sub(*size);
+        }
+        if waiting == 0 {
+            return false;
+        }
+        let offered =
+            self.config.pipelining && matches!(self.hello, Some(HelloVerb::Ehlo | HelloVerb::Lhlo));
+        !offered || ends_group(command)
+    }
+
+    /// Ends the session for a pipelining synchronisation error, storing nothing.
+    fn sync_error(&mut self) {
+        self.abort_message(AbortReason::Disconnected);
+        self.close_with(Reply::new(
+            ReplyCode::TRANSACTION_FAILED,
+            Some(EnhancedCode::PROTOCOL_ERROR),
+            "Error: SMTP protocol synchronization",
+        ));
+    }
+
+    /// Refuses a command that needs TLS first; a BDAT chunk's octets are still read and
+    /// thrown away, so they can never run as commands.
+    fn tls_required(&mut self, command: &Command) -> Step {
+        let reply = Reply::new(
+            ReplyCode::AUTH_REQUIRED,
+            Some(EnhancedCode::TLS_REQUIRED),
+            "Must issue a STARTTLS command first",
+        );
+        if let Command::Bdat { size, .. } = command {
+            self.phase = Phase::BdatDrain {
+                remaining: *size,
+                reply,
+            };
+        } else {
+            self.error_reply(reply);
+        }
+        Step::Continue
+    }
+
     fn sequence_error(&mut self, text: &str) -> Step {
         self.refuse(ReplyCode::BAD_SEQUENCE, (5, 5, 1), text)
     }
@@ -1677,6 +1815,53 @@ impl ServerSession {
         ));
         Step::Continue
     }
+}
+
+/// True for a line that starts with the AUTH verb, which may be longer than other
+/// commands (RFC 4954 §4).
+fn is_auth_line(line: &[u8]) -> bool {
+    line.len() >= 5 && line[..4].eq_ignore_ascii_case(b"AUTH") && line[4] == b' '
+}
+
+/// True for the commands that must end a pipelined group (RFC 2920 §3.1, RFC 3207 §4,
+/// RFC 4954 §4). AUTH PLAIN with an initial response finishes in one round trip, so
+/// RFC 4954 lets the client pipeline behind it.
+fn ends_group(command: &Command) -> bool {
+    match command {
+        Command::Auth {
+            mechanism: AuthMechanism::Plain,
+            initial_response: Some(_),
+        } => false,
+        Command::Helo(_)
+        | Command::Ehlo(_)
+        | Command::Lhlo(_)
+        | Command::Data
+        | Command::Vrfy(_)
+        | Command::Expn(_)
+        | Command::Quit
+        | Command::Noop
+        | Command::StartTls
+        | Command::Auth { .. } => true,
+        Command::Mail { .. }
+        | Command::Rcpt { .. }
+        | Command::Rset
+        | Command::Bdat { .. }
+        | Command::Help(_) => false,
+    }
+}
+
+/// The commands served before STARTTLS under [`ServerConfig::require_tls`] (RFC 3207 §4).
+fn allowed_before_tls(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Helo(_)
+            | Command::Ehlo(_)
+            | Command::Lhlo(_)
+            | Command::StartTls
+            | Command::Noop
+            | Command::Rset
+            | Command::Quit
+    )
 }
 
 fn ok(text: &str) -> Reply {

@@ -90,6 +90,81 @@ fn exchange(addr: SocketAddr, input: &[u8], quiet: Duration) -> Vec<String> {
         .collect()
 }
 
+/// A client that keeps to pipelining synchronisation (RFC 2920 §3.1): it sends a group of
+/// commands in one write, then waits for the replies the group ends with before the next.
+struct Peer {
+    stream: TcpStream,
+    /// Bytes of a reply line not yet complete.
+    partial: Vec<u8>,
+    lines: Vec<String>,
+    /// How many final reply lines have come.
+    finals: usize,
+    closed: bool,
+}
+
+impl Peer {
+    /// Connects and waits for the greeting.
+    fn connect(addr: SocketAddr, quiet: Duration) -> Peer {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        stream.set_read_timeout(Some(quiet)).unwrap();
+        let mut peer = Peer {
+            stream,
+            partial: Vec::new(),
+            lines: Vec::new(),
+            finals: 0,
+            closed: false,
+        };
+        peer.replies(1);
+        peer
+    }
+
+    /// Sends `group` in one write, then waits for `replies` more final reply lines (or the
+    /// server closing, or going quiet).
+    fn group(&mut self, group: &[u8], replies: usize) {
+        if self.closed {
+            return;
+        }
+        if self.stream.write_all(group).is_err() {
+            self.closed = true;
+            return;
+        }
+        self.replies(replies);
+    }
+
+    /// Reads until `n` more final reply lines have come, the server closes or goes quiet,
+    /// or 20 seconds pass.
+    fn replies(&mut self, n: usize) {
+        let want = self.finals + n;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 8192];
+        while self.finals < want && !self.closed && Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => self.closed = true,
+                Ok(n) => {
+                    self.partial.extend_from_slice(&buf[..n]);
+                    while let Some(end) = self.partial.windows(2).position(|w| w == b"\r\n") {
+                        let line: Vec<u8> = self.partial.drain(..end + 2).collect();
+                        let line = String::from_utf8_lossy(&line[..end]).into_owned();
+                        if line.as_bytes().get(3) != Some(&b'-') {
+                            self.finals += 1;
+                        }
+                        if !line.is_empty() {
+                            self.lines.push(line);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the last group and reads until the server closes or goes quiet; returns every
+    /// reply line of the session.
+    fn finish(mut self, last: &[u8]) -> Vec<String> {
+        self.group(last, usize::MAX - self.finals);
+        self.lines
+    }
+}
+
 /// The final lines of each reply, as "code" or "code x.y.z".
 fn finals(lines: &[String]) -> Vec<String> {
     lines
@@ -106,8 +181,18 @@ fn finals(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
-const PREFIX: &[u8] =
-    b"EHLO attacker.test\r\nMAIL FROM:<user@attacker.test>\r\nRCPT TO:<victim@mx.test>\r\nDATA\r\n";
+const EHLO: &[u8] = b"EHLO attacker.test\r\n";
+/// The envelope group, pipelined as RFC 2920 allows: three replies, the last a 354.
+const ENVELOPE: &[u8] = b"MAIL FROM:<user@attacker.test>\r\nRCPT TO:<victim@mx.test>\r\nDATA\r\n";
+
+/// Greeting, EHLO and the envelope group up to DATA's 354, each waited for, then `content`
+/// (the message, its end and what follows) in one write; returns every reply line.
+fn transaction(addr: SocketAddr, content: &[u8], quiet: Duration) -> Vec<String> {
+    let mut peer = Peer::connect(addr, quiet);
+    peer.group(EHLO, 1);
+    peer.group(ENVELOPE, 3);
+    peer.finish(content)
+}
 
 /// Every end-of-data look-alike of SEC Consult's research and of the SMTP-Smuggling-Tools
 /// and smtpsmug checkers. None may end the message, and the smuggled commands after them
@@ -136,14 +221,14 @@ fn smuggling_lookalikes_store_one_message_with_one_reply() {
     for (name, fake_end) in LOOKALIKES {
         // At the start of the content, after a short line, and with the look-alike straddling
         // the server's 16 KiB read buffer and a 1000-octet line.
-        for pad in [0usize, 5, 998, 16 * 1024 - PREFIX.len() - 2] {
-            let mut input = PREFIX.to_vec();
-            input.extend_from_slice(b"Subject: innocent\r\n\r\n");
+        let subject = b"Subject: innocent\r\n\r\n";
+        for pad in [0usize, 5, 998, 16 * 1024 - subject.len() - 1] {
+            let mut input = subject.to_vec();
             input.extend(std::iter::repeat_n(b'a', pad));
             input.extend_from_slice(fake_end);
             input.extend_from_slice(b"MAIL FROM:<ceo@mx.test>\r\nRCPT TO:<victim@mx.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nwire money\r\n");
             input.extend_from_slice(b".\r\nQUIT\r\n");
-            let replies = finals(&exchange(addr, &input, Duration::from_secs(5)));
+            let replies = finals(&transaction(addr, &input, Duration::from_secs(5)));
             assert_eq!(
                 replies,
                 [
@@ -191,11 +276,10 @@ fn smuggling_with_bare_lf_rejected_stores_nothing() {
     });
     let addr = server.local_addrs()[0];
     for (name, fake_end) in LOOKALIKES {
-        let mut input = PREFIX.to_vec();
-        input.extend_from_slice(b"Subject: innocent\r\n\r\nx");
+        let mut input = b"Subject: innocent\r\n\r\nx".to_vec();
         input.extend_from_slice(fake_end);
         input.extend_from_slice(b"MAIL FROM:<ceo@mx.test>\r\nRCPT TO:<victim@mx.test>\r\nDATA\r\nsmuggled\r\n.\r\nQUIT\r\n");
-        let replies = finals(&exchange(addr, &input, Duration::from_secs(5)));
+        let replies = finals(&transaction(addr, &input, Duration::from_secs(5)));
         let has_bare = fake_end.iter().enumerate().any(|(i, &b)| {
             (b == b'\n' && (i == 0 || fake_end[i - 1] != b'\r'))
                 || (b == b'\r' && fake_end.get(i + 1) != Some(&b'\n'))
@@ -224,9 +308,8 @@ fn overlong_lines_and_framing_never_execute() {
     let dir = TempDir::new("framing");
     let server = start(&dir, |c, _| c.max_line_len = 512);
     let addr = server.local_addrs()[0];
-    let mut input = b"EHLO x\r\n".to_vec();
     // An overlong line whose tail is a command.
-    input.extend(std::iter::repeat_n(b'A', 600));
+    let mut input: Vec<u8> = std::iter::repeat_n(b'A', 600).collect();
     input.extend_from_slice(b"MAIL FROM:<tail@x.test>\r\n");
     // Lone LF and lone CR inside a command line.
     input.extend_from_slice(b"NOOP\nMAIL FROM:<lf@x.test>\r\n");
@@ -235,7 +318,9 @@ fn overlong_lines_and_framing_never_execute() {
     input.extend_from_slice(b"MAIL FROM:<a\0b@x.test>\r\n");
     input.extend_from_slice(b"\xff\xfe\xfd\r\n");
     input.extend_from_slice(b"RSET\r\nQUIT\r\n");
-    let replies = finals(&exchange(addr, &input, Duration::from_secs(5)));
+    let mut peer = Peer::connect(addr, Duration::from_secs(5));
+    peer.group(b"EHLO x\r\n", 1);
+    let replies = finals(&peer.finish(&input));
     assert_eq!(
         replies,
         [
@@ -259,20 +344,22 @@ fn bdat_abuse() {
     let server = start(&dir, |_, _| {});
     let addr = server.local_addrs()[0];
     // BDAT with no transaction: its octets (which look like commands) are read and dropped.
-    let replies = finals(&exchange(
-        addr,
-        b"EHLO x\r\nBDAT 25\r\nMAIL FROM:<evil@x.test>\r\nNOOP\r\nQUIT\r\n",
-        Duration::from_secs(5),
-    ));
+    let mut peer = Peer::connect(addr, Duration::from_secs(5));
+    peer.group(b"EHLO x\r\n", 1);
+    peer.group(b"BDAT 25\r\nMAIL FROM:<evil@x.test>\r\n", 1);
+    peer.group(b"NOOP\r\n", 1);
+    let replies = finals(&peer.finish(b"QUIT\r\n"));
     assert_eq!(
         replies,
         ["220", "250", "503 5.5.1", "250 2.0.0", "221 2.0.0"]
     );
     // A size smaller than what follows: the rest is read as commands (and refused).
-    let mut input = PREFIX.to_vec();
-    input.truncate(PREFIX.len() - b"DATA\r\n".len());
+    let mut input = ENVELOPE.to_vec();
+    input.truncate(ENVELOPE.len() - b"DATA\r\n".len());
     input.extend_from_slice(b"BDAT 5 LAST\r\nhello world\r\nQUIT\r\n");
-    let replies = finals(&exchange(addr, &input, Duration::from_secs(5)));
+    let mut peer = Peer::connect(addr, Duration::from_secs(5));
+    peer.group(EHLO, 1);
+    let replies = finals(&peer.finish(&input));
     assert_eq!(
         replies,
         [
@@ -324,14 +411,16 @@ fn limits_recipients_size_errors_and_auth() {
         c.max_auth_failures = 3;
     });
     let addr = server.local_addrs()[0];
-    let mut input =
-        b"EHLO x\r\nMAIL FROM:<a@x.test> SIZE=1000\r\nMAIL FROM:<a@x.test>\r\n".to_vec();
-    input.extend_from_slice(
-        b"RCPT TO:<1@mx.test>\r\nRCPT TO:<2@mx.test>\r\nRCPT TO:<3@mx.test>\r\nDATA\r\n",
+    let mut peer = Peer::connect(addr, Duration::from_secs(5));
+    peer.group(b"EHLO x\r\n", 1);
+    peer.group(
+        b"MAIL FROM:<a@x.test> SIZE=1000\r\nMAIL FROM:<a@x.test>\r\n\
+          RCPT TO:<1@mx.test>\r\nRCPT TO:<2@mx.test>\r\nRCPT TO:<3@mx.test>\r\nDATA\r\n",
+        6,
     );
-    input.extend(std::iter::repeat_n(b'x', 300));
+    let mut input: Vec<u8> = std::iter::repeat_n(b'x', 300).collect();
     input.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
-    let replies = finals(&exchange(addr, &input, Duration::from_secs(5)));
+    let replies = finals(&peer.finish(&input));
     assert_eq!(
         replies,
         [
@@ -348,19 +437,17 @@ fn limits_recipients_size_errors_and_auth() {
         ]
     );
     // AUTH is not offered, and refused, in clear.
-    let lines = exchange(
-        addr,
-        b"EHLO x\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nQUIT\r\n",
-        Duration::from_secs(5),
-    );
+    let mut peer = Peer::connect(addr, Duration::from_secs(5));
+    peer.group(b"EHLO x\r\n", 1);
+    peer.group(b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n", 1);
+    let lines = peer.finish(b"QUIT\r\n");
     assert!(!lines.iter().any(|l| l.contains("AUTH")), "{lines:?}");
     assert_eq!(finals(&lines), ["220", "250", "538 5.7.11", "221 2.0.0"]);
     // The error limit.
-    let replies = finals(&exchange(
-        addr,
-        b"A\r\nB\r\nC\r\nD\r\nE\r\nNOOP\r\n",
-        Duration::from_secs(5),
-    ));
+    // Unknown commands are answered as errors (they are not commands to keep in step).
+    let replies = finals(
+        &Peer::connect(addr, Duration::from_secs(5)).finish(b"A\r\nB\r\nC\r\nD\r\nE\r\nNOOP\r\n"),
+    );
     assert_eq!(
         replies,
         [
@@ -382,16 +469,11 @@ fn limits_recipients_size_errors_and_auth() {
         c.allow_insecure_auth = true;
         c.max_auth_failures = 3;
     });
+    // AUTH PLAIN with its initial response may be pipelined (RFC 4954 §4).
     let guess = b"AUTH PLAIN AGFsaWNlAGd1ZXNz\r\n";
-    let mut input = b"EHLO x\r\n".to_vec();
-    for _ in 0..5 {
-        input.extend_from_slice(guess);
-    }
-    let replies = finals(&exchange(
-        server.local_addrs()[0],
-        &input,
-        Duration::from_secs(5),
-    ));
+    let mut peer = Peer::connect(server.local_addrs()[0], Duration::from_secs(5));
+    peer.group(b"EHLO x\r\n", 1);
+    let replies = finals(&peer.finish(&guess.repeat(5)));
     assert_eq!(
         replies,
         [
@@ -411,11 +493,9 @@ fn idle_connection_is_closed_with_421() {
     let dir = TempDir::new("idle");
     let server = start(&dir, |c, _| c.command_timeout = Duration::from_millis(300));
     let started = Instant::now();
-    let replies = finals(&exchange(
-        server.local_addrs()[0],
-        b"EHLO x\r\n",
-        Duration::from_secs(3),
-    ));
+    let replies = finals(
+        &Peer::connect(server.local_addrs()[0], Duration::from_secs(3)).finish(b"EHLO x\r\n"),
+    );
     assert_eq!(replies, ["220", "250", "421 4.4.2"]);
     assert!(started.elapsed() < Duration::from_secs(2));
     server.shutdown(Duration::from_secs(5));
@@ -428,34 +508,41 @@ fn disconnects_at_every_step_leave_nothing_half_stored() {
     let dir = TempDir::new("cuts");
     let server = start(&dir, |_, _| {});
     let addr = server.local_addrs()[0];
-    let mut full = PREFIX.to_vec();
-    full.extend_from_slice(b"Subject: cut\r\n\r\n");
-    full.extend(std::iter::repeat_n(b'z', 3000));
-    full.extend_from_slice(b"\r\n.\r\n");
+    let mut content = b"Subject: cut\r\n\r\n".to_vec();
+    content.extend(std::iter::repeat_n(b'z', 3000));
+    content.extend_from_slice(b"\r\n.\r\n");
+    // The groups of the transaction and the replies each ends with.
+    let groups: [(&[u8], usize); 3] = [(EHLO, 1), (ENVELOPE, 3), (&content, 1)];
+    let total: usize = groups.iter().map(|(g, _)| g.len()).sum();
+    let prefix = EHLO.len() + ENVELOPE.len();
     let mut acknowledged = 0;
     let mut cut = 1;
-    while cut <= full.len() {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        stream.write_all(&full[..cut]).unwrap();
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Read what the server says to the part it got, then hang up.
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
+    while cut <= total {
+        let mut peer = Peer::connect(addr, Duration::from_secs(5));
+        let mut left = cut;
+        for (group, replies) in groups {
+            if left >= group.len() {
+                peer.group(group, replies);
+                left -= group.len();
+            } else {
+                // Read what the server says to the part it got (until it goes quiet), then
+                // hang up.
+                peer.stream
+                    .set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                if left > 0 {
+                    peer.group(&group[..left], usize::MAX - peer.finals);
+                }
                 break;
             }
-            seen.extend_from_slice(&buf[..n]);
         }
-        drop(stream);
-        if String::from_utf8_lossy(&seen).contains("250 2.0.0 Ok: queued") {
+        let seen = peer.lines;
+        if seen.iter().any(|l| l.starts_with("250 2.0.0 Ok: queued")) {
             acknowledged += 1;
         }
-        cut += if cut < PREFIX.len() + 40 { 7 } else { 397 };
-        if cut > full.len() && cut - 397 < full.len() {
-            cut = full.len();
+        cut += if cut < prefix + 40 { 7 } else { 397 };
+        if cut > total && cut - 397 < total {
+            cut = total;
         }
     }
     // Let the last connection threads finish their clean-up.
@@ -507,9 +594,11 @@ fn connection_flood_gets_421_then_service_resumes() {
     while server.active_connections() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut input = PREFIX.to_vec();
-    input.extend_from_slice(b"after the flood\r\n.\r\nQUIT\r\n");
-    let replies = finals(&exchange(addr, &input, Duration::from_secs(5)));
+    let replies = finals(&transaction(
+        addr,
+        b"after the flood\r\n.\r\nQUIT\r\n",
+        Duration::from_secs(5),
+    ));
     assert_eq!(
         replies,
         [
@@ -525,6 +614,35 @@ fn connection_flood_gets_421_then_service_resumes() {
     server.shutdown(Duration::from_secs(5));
 }
 
+/// Commands riding in the same packet as STARTTLS (CVE-2011-0411 and kin) are a
+/// pipelining synchronisation error: 554, closed, no handshake.
+#[test]
+fn starttls_injection_is_a_sync_error() {
+    let dir = TempDir::new("starttls-sync");
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let tls = smtp_core::tls::server_config_from_pem(
+        key.cert.pem().as_bytes(),
+        key.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let server = start(&dir, |_, o| o.tls = Some(tls));
+    let mut peer = Peer::connect(server.local_addrs()[0], Duration::from_secs(5));
+    peer.group(b"EHLO x\r\n", 1);
+    let lines = peer.finish(b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@mx.test>\r\n");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("554 5.5.0 Error: SMTP protocol synchronization"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("220 2.0.0")),
+        "{lines:?}"
+    );
+    server.shutdown(Duration::from_secs(5));
+}
+
+/// With the sync check off, what rode in with STARTTLS is still thrown away at the
+/// handshake, over real TLS.
 #[test]
 fn starttls_injection_is_discarded_over_real_tls() {
     let dir = TempDir::new("starttls");
@@ -534,7 +652,10 @@ fn starttls_injection_is_discarded_over_real_tls() {
         key.signing_key.serialize_pem().as_bytes(),
     )
     .unwrap();
-    let server = start(&dir, |_, o| o.tls = Some(tls));
+    let server = start(&dir, |c, o| {
+        c.pipelining_sync = false;
+        o.tls = Some(tls)
+    });
     let addr = server.local_addrs()[0];
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -570,13 +570,15 @@ fn pipelined_transaction_with_a_refused_recipient_into_a_maildir(driver: Driver)
         false,
     );
 
-    // Raw bytes: the whole envelope in one write, the replies in order.
+    // Raw bytes: EHLO (it ends a group, RFC 2920), then the whole envelope in one write,
+    // the replies in order.
     let mut peer = Peer::connect(server.addr());
     assert!(peer.reply().starts_with("220 mx.test ESMTP"));
-    peer.send(
-        b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@refused.test>\r\nDATA\r\n",
-    );
+    peer.send(b"EHLO c\r\n");
     assert_eq!(peer.reply(), "250 DSN");
+    peer.send(
+        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@refused.test>\r\nDATA\r\n",
+    );
     assert_eq!(peer.reply(), "250 2.1.0 Ok");
     assert_eq!(peer.reply(), "250 2.1.5 Ok");
     assert_eq!(peer.reply(), "550 5.7.1 relay denied");
@@ -1007,10 +1009,12 @@ fn graceful_shutdown_lets_a_transaction_finish(driver: Driver) {
     idle.command("EHLO idle");
     let mut busy = Peer::connect(addr);
     busy.reply();
-    busy.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
-    for _ in 0..4 {
+    assert!(busy.command("EHLO c").starts_with("250"));
+    busy.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+    for _ in 0..2 {
         busy.reply();
     }
+    assert!(busy.reply().starts_with("354"));
     busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
     wait_until("the server has the first half", || {
         chunks.load(Ordering::SeqCst) > 0
@@ -1044,10 +1048,13 @@ fn grace_expiry_cuts_a_stalled_transaction(driver: Driver) {
     );
     let mut stalled = Peer::connect(server.addr());
     stalled.reply();
-    stalled.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\npartial\r\n");
-    for _ in 0..4 {
+    assert!(stalled.command("EHLO c").starts_with("250"));
+    stalled.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+    for _ in 0..2 {
         stalled.reply();
     }
+    assert!(stalled.reply().starts_with("354"));
+    stalled.send(b"partial\r\n");
     wait_until("the server has the partial message", || {
         chunks.load(Ordering::SeqCst) > 0
     });
@@ -1095,12 +1102,13 @@ fn lmtp_answers_per_recipient(driver: Driver) {
     // On the wire: one reply per accepted recipient after the dot.
     let mut peer = Peer::connect(server.addr());
     assert!(peer.reply().starts_with("220 mx.test LMTP"));
+    assert!(peer.command("LHLO c").starts_with("250"));
     peer.send(
-        b"LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@refused.test>\r\nRCPT TO:<z@full.test>\r\nDATA\r\n",
+        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@refused.test>\r\nRCPT TO:<z@full.test>\r\nDATA\r\n",
     );
-    let replies: Vec<_> = (0..6).map(|_| peer.reply()).collect();
-    assert_eq!(replies[3], "550 5.7.1 relay denied");
-    assert!(replies[5].starts_with("354"), "{replies:?}");
+    let replies: Vec<_> = (0..5).map(|_| peer.reply()).collect();
+    assert_eq!(replies[2], "550 5.7.1 relay denied");
+    assert!(replies[4].starts_with("354"), "{replies:?}");
     peer.send(b"Subject: raw lmtp\r\n\r\nhi\r\n.\r\n");
     assert!(peer.reply().starts_with("250 2.0.0"));
     assert_eq!(peer.reply(), "452 4.2.2 mailbox full");

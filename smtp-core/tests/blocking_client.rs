@@ -1298,7 +1298,8 @@ fn a_batch_reports_a_message_too_large_in_place_and_a_lost_connection_at_the_end
     let (outcomes, _) = with_server(
         |peer| {
             peer.greet(&["PIPELINING", "SIZE 20"]);
-            peer.expect("MAIL FROM:<a@example.com> SIZE=4");
+            // SIZE= declares the canonical size: "one\n" goes out as "one\r\n".
+            peer.expect("MAIL FROM:<a@example.com> SIZE=5");
             peer.expect("RCPT TO:<b@example.com>");
             peer.expect("DATA");
             peer.send(b"250 ok\r\n250 ok\r\n354 go\r\n");
@@ -1306,7 +1307,7 @@ fn a_batch_reports_a_message_too_large_in_place_and_a_lost_connection_at_the_end
             peer.send(b"250 ok\r\n");
             // The second message is over SIZE: the client reports it without sending it,
             // then starts the third.
-            peer.expect("MAIL FROM:<a@example.com> SIZE=6");
+            peer.expect("MAIL FROM:<a@example.com> SIZE=7");
             peer.expect("RCPT TO:<b@example.com>");
             peer.expect("DATA");
             peer.send(b"250 ok\r\n250 ok\r\n354 go\r\n");

@@ -753,3 +753,50 @@ fn xoauth2_success_and_failure() {
         }
     }
 }
+
+/// Collects the client's events until it has none.
+fn drain(client: &mut ClientSession) -> Vec<ClientEvent> {
+    std::iter::from_fn(|| client.poll_event()).collect()
+}
+
+#[test]
+fn a_bare_lf_in_a_reply_does_not_push_the_pipelined_replies_out_of_step() {
+    // A scripted server: `250 ok<LF>250 second<CRLF>` is one reply (a reply line ends only
+    // at CRLF). Read as two, its second half would answer the pipelined RCPT and every
+    // later reply would answer the wrong command.
+    let now = Duration::ZERO;
+    let mut client = ClientSession::new(client_config(), now).unwrap();
+    client.receive(b"220 mx.test ESMTP\r\n", now);
+    drain(&mut client);
+    assert!(client.take_output().starts_with(b"EHLO "));
+    client.receive(b"250-mx.test\r\n250 PIPELINING\r\n", now);
+    assert!(matches!(
+        drain(&mut client).as_slice(),
+        [ClientEvent::Ready]
+    ));
+    let envelope = Envelope::new("a@example.com", &["x@example.com"]).unwrap();
+    client.send_mail(&envelope, None).unwrap();
+    assert_eq!(
+        client.take_output(),
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n"
+    );
+    client.receive(b"250 ok\n250 second\r\n", now);
+    assert!(drain(&mut client).is_empty(), "RCPT is not answered yet");
+    client.receive(b"550 5.1.1 no such user\r\n", now);
+    client.receive(b"554 5.5.1 Error: no valid recipients\r\n", now);
+    let events = drain(&mut client);
+    let [ClientEvent::TransactionComplete(result)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(result.mail.code(), ReplyCode::OK);
+    assert_eq!(result.mail.lines(), ["ok 250 second"]);
+    assert_eq!(result.recipients.len(), 1);
+    assert!(!result.recipients[0].is_accepted());
+    assert_eq!(
+        result.data.as_ref().map(|r| r.code().get()),
+        Some(554),
+        "DATA's reply is the 554, not the RCPT's 550"
+    );
+    assert!(client.take_output().is_empty(), "no message was sent");
+    assert!(client.is_ready());
+}

@@ -118,6 +118,20 @@ impl Harness {
         reply_codes(&self.send(bytes))
     }
 
+    /// Sends bytes one line at a time, as a client that waits for each reply before it
+    /// writes the next line (no pipelining), and returns all the replies, as text.
+    fn send_waiting(&mut self, bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            out.push_str(&self.send(line));
+        }
+        out
+    }
+
+    fn codes_waiting(&mut self, bytes: &[u8]) -> Vec<String> {
+        reply_codes(&self.send_waiting(bytes))
+    }
+
     fn greeted(config: ServerConfig) -> Harness {
         let mut h = Harness::new(config);
         let greeting = String::from_utf8(h.session.take_output()).unwrap();
@@ -241,13 +255,15 @@ fn bad_sequences_get_503() {
 #[test]
 fn pipelined_commands_are_answered_in_one_output() {
     let mut h = Harness::greeted(config());
-    let out = h.codes(
-        b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n",
-    );
+    // EHLO ends a group (RFC 2920 §3.1): the client waits for its reply. MAIL, RCPT and
+    // DATA form the next group, the content and QUIT behind the dot the one after.
+    assert_eq!(h.codes(b"EHLO c.test\r\n"), ["250"]);
+    let mut out =
+        h.codes(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\n");
+    out.extend(h.codes(b"hello\r\n.\r\nQUIT\r\n"));
     assert_eq!(
         out,
         [
-            "250",
             "250 2.1.0",
             "250 2.1.5",
             "250 2.1.5",
@@ -269,7 +285,7 @@ fn refused_recipient_then_data() {
         _ => Decision::Accept,
     });
     h.session.take_output();
-    let out = h.codes(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<nobody@b.test>\r\nRCPT TO:<yes@b.test>\r\nDATA\r\nx\r\n.\r\n");
+    let out = h.codes_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<nobody@b.test>\r\nRCPT TO:<yes@b.test>\r\nDATA\r\nx\r\n.\r\n");
     assert_eq!(
         out,
         [
@@ -327,7 +343,7 @@ fn recipient_limit() {
     let mut c = config();
     c.max_recipients = 2;
     let mut h = Harness::greeted(c);
-    let out = h.codes(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nRCPT TO:<3@b.test>\r\n");
+    let out = h.codes_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nRCPT TO:<3@b.test>\r\n");
     assert_eq!(
         out,
         ["250", "250 2.1.0", "250 2.1.5", "250 2.1.5", "452 4.5.3"]
@@ -339,7 +355,7 @@ fn size_limit_discovered_in_content() {
     let mut c = config();
     c.max_message_size = 100;
     let mut h = Harness::greeted(c);
-    h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nDATA\r\n");
+    h.send_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nDATA\r\n");
     let big = format!("{}\r\n.\r\nNOOP\r\n", "x".repeat(300));
     assert_eq!(h.codes(big.as_bytes()), ["552 5.3.4", "250 2.0.0"]);
     assert!(h.seen.contains(&Seen::Aborted(AbortReason::TooLarge)));
@@ -442,6 +458,9 @@ fn starttls_discards_pipelined_commands_and_forgets_state() {
     let mut c = config();
     c.starttls = true;
     c.auth_mechanisms = vec![AuthMechanism::Plain];
+    // The sync check would end this session at once (see pipelining_sync_refusals); the
+    // discard must hold without it too.
+    c.pipelining_sync = false;
     let mut h = Harness::greeted(c);
     h.send(b"EHLO c\r\n");
     // An attacker appends commands to the client's STARTTLS in the same packet.
@@ -516,7 +535,7 @@ fn smuggling_sequences_are_content() {
             let mut c = config();
             c.bare_line_policy = policy;
             let mut h = Harness::greeted(c);
-            h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+            h.send_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
             let mut attack = b"Subject: legit\r\n\r\nhello".to_vec();
             attack.extend_from_slice(fake_end);
             attack.extend_from_slice(b"MAIL FROM:<admin@bank.test>\r\nRCPT TO:<victim@y.test>\r\nDATA\r\nSubject: smuggled\r\n\r\n.\r\n");
@@ -583,8 +602,8 @@ fn bdat_chunks_and_errors() {
         panic!()
     };
     assert_eq!(
-        m, b"hello, world\n",
-        "BDAT content is passed through untouched"
+        m, b"hello, world\r\n",
+        "a lone LF in BDAT content is normalised, as in DATA"
     );
     // DATA after BDAT in one transaction is refused.
     h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nBDAT 1\r\nx");
@@ -608,7 +627,7 @@ fn bdat_size_limit() {
     let mut c = config();
     c.max_message_size = 10;
     let mut h = Harness::greeted(c);
-    h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
+    h.send_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
     assert_eq!(h.codes(b"BDAT 8\r\n12345678"), ["250 2.0.0"]);
     assert_eq!(
         h.codes(b"BDAT 8 LAST\r\n12345678NOOP\r\n"),
@@ -633,10 +652,13 @@ fn refused_data_and_message() {
         _ => Decision::Accept,
     });
     h.session.take_output();
-    h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
-    assert_eq!(h.codes(b"DATA\r\nspam\r\n.\r\n"), ["354", "554 5.7.1"]);
+    h.send_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
+    assert_eq!(
+        h.codes_waiting(b"DATA\r\nspam\r\n.\r\n"),
+        ["354", "554 5.7.1"]
+    );
     h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
-    let out = h.send(b"DATA\r\nham\r\n.\r\n");
+    let out = h.send_waiting(b"DATA\r\nham\r\n.\r\n");
     assert!(out.ends_with("250 2.0.0 Ok: queued as ABC123\r\n"), "{out}");
 }
 
@@ -646,7 +668,7 @@ fn lmtp_gives_one_reply_per_recipient() {
     c.lmtp = true;
     let mut h = Harness::greeted(c);
     assert_eq!(h.codes(b"EHLO c\r\n"), ["500 5.5.1"]);
-    h.send(
+    h.send_waiting(
         b"LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nDATA\r\n",
     );
     // The default Accept answers each recipient.
@@ -660,21 +682,29 @@ fn lmtp_per_recipient_decision() {
     let mut session = ServerSession::new(c, Duration::ZERO);
     let now = Duration::ZERO;
     let mut out = Vec::new();
-    session.receive(b"LHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nDATA\r\nx\r\n.\r\n", now);
-    while let Some(event) = session.poll_event() {
-        match event {
-            ServerEvent::MessageEnd => session
-                .decide(Decision::PerRecipient(vec![
-                    Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 5)), "delivered"),
-                    Reply::new(
-                        ReplyCode::INSUFFICIENT_STORAGE,
-                        Some(EnhancedCode::new(4, 2, 2)),
-                        "mailbox full",
-                    ),
-                ]))
-                .unwrap(),
-            e if e.needs_decision() => session.decide(Decision::Accept).unwrap(),
-            _ => {}
+    // The client waits for the greeting, then for each group's last reply.
+    for input in [
+        &b""[..],
+        b"LHLO c\r\n",
+        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nDATA\r\n",
+        b"x\r\n.\r\n",
+    ] {
+        session.receive(input, now);
+        while let Some(event) = session.poll_event() {
+            match event {
+                ServerEvent::MessageEnd => session
+                    .decide(Decision::PerRecipient(vec![
+                        Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 5)), "delivered"),
+                        Reply::new(
+                            ReplyCode::INSUFFICIENT_STORAGE,
+                            Some(EnhancedCode::new(4, 2, 2)),
+                            "mailbox full",
+                        ),
+                    ]))
+                    .unwrap(),
+                e if e.needs_decision() => session.decide(Decision::Accept).unwrap(),
+                _ => {}
+            }
         }
     }
     out.extend_from_slice(session.output());
@@ -758,7 +788,7 @@ fn timeout_in_data_aborts_the_message() {
     let mut c = config();
     c.data_timeout = Duration::from_secs(5);
     let mut h = Harness::greeted(c);
-    h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\npartial line");
+    h.send_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\npartial line");
     h.now = Duration::from_secs(6);
     h.session.handle_timeout(h.now);
     h.pump();
@@ -769,7 +799,7 @@ fn timeout_in_data_aborts_the_message() {
 #[test]
 fn disconnect_mid_data_aborts_and_closes() {
     let mut h = Harness::greeted(config());
-    h.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhalf a mess");
+    h.send_waiting(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhalf a mess");
     h.session.receive_eof();
     h.pump();
     assert!(h.seen.contains(&Seen::Aborted(AbortReason::Disconnected)));
@@ -780,12 +810,14 @@ fn disconnect_mid_data_aborts_and_closes() {
 #[test]
 fn commands_before_eof_are_still_answered() {
     let mut h = Harness::greeted(config());
-    h.session.receive(b"EHLO c\r\nNOOP\r\n", h.now);
+    h.send(b"EHLO c\r\n");
+    // RSET may be pipelined; NOOP ends the group.
+    h.session.receive(b"RSET\r\nNOOP\r\n", h.now);
     h.session.receive_eof();
     h.pump();
     assert_eq!(
         reply_codes(&String::from_utf8(h.session.take_output()).unwrap()),
-        ["250", "250 2.0.0"]
+        ["250 2.0.0", "250 2.0.0"]
     );
     assert_eq!(h.seen.last(), Some(&Seen::Close));
 }
@@ -804,9 +836,9 @@ fn enhanced_codes_can_be_turned_off() {
 fn input_is_bounded_and_resumable() {
     let mut h = Harness::greeted(config());
     h.send(b"EHLO c\r\n");
-    // A megabyte of pipelined NOOPs: receive takes what fits, the rest is offered again,
-    // and every command is answered.
-    let flood = b"NOOP\r\n".repeat(200_000);
+    // A megabyte of pipelined RSETs (NOOP would end the group): receive takes what fits,
+    // the rest is offered again, and every command is answered.
+    let flood = b"RSET\r\n".repeat(200_000);
     let out = h.send(&flood);
     assert_eq!(out.matches("250 2.0.0 Ok\r\n").count(), 200_000);
 }
@@ -815,4 +847,326 @@ fn input_is_bounded_and_resumable() {
 fn decide_without_pending_is_an_error() {
     let mut h = Harness::greeted(config());
     assert!(h.session.decide(Decision::Accept).is_err());
+}
+
+/// The last message the embedder saw end.
+fn last_message(h: &Harness) -> Vec<u8> {
+    h.seen
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Seen::MessageEnd(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("a message ended")
+}
+
+fn ready_for_bdat(policy: BareLinePolicy) -> Harness {
+    let mut c = config();
+    c.bare_line_policy = policy;
+    let mut h = Harness::greeted(c);
+    assert_eq!(h.codes(b"EHLO c\r\n"), ["250"]);
+    assert_eq!(
+        h.codes(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n"),
+        ["250 2.1.0", "250 2.1.5"]
+    );
+    h
+}
+
+#[test]
+fn bdat_bare_line_endings_are_normalised_by_default() {
+    let mut h = ready_for_bdat(BareLinePolicy::Normalize);
+    // A CR ending one chunk and the LF starting the next are one real CRLF.
+    assert_eq!(
+        h.codes(b"BDAT 6\r\na\nb\rcdBDAT 4\r\ne\r\r\nBDAT 3 LAST\r\n\nf\r"),
+        ["250 2.0.0", "250 2.0.0", "250 2.0.0"]
+    );
+    assert_eq!(last_message(&h), b"a\r\nb\r\ncde\r\n\r\n\r\nf\r\n");
+    // BINARYMIME content is not lines: it is stored as sent.
+    h.send(b"MAIL FROM:<a@b.test> BODY=BINARYMIME\r\nRCPT TO:<x@y.test>\r\n");
+    assert_eq!(h.codes(b"BDAT 4 LAST\r\n\n\r\0\n"), ["250 2.0.0"]);
+    assert_eq!(last_message(&h), b"\n\r\0\n");
+}
+
+#[test]
+fn bdat_bare_line_endings_refuse_the_whole_message_when_strict() {
+    let mut h = ready_for_bdat(BareLinePolicy::Reject);
+    // Read through LAST, then refused as a whole, like DATA.
+    assert_eq!(
+        h.codes(b"BDAT 3\r\na\nbBDAT 2\r\ncdBDAT 2 LAST\r\ne\n"),
+        ["250 2.0.0", "250 2.0.0", "550 5.5.2"]
+    );
+    assert!(h.seen.contains(&Seen::Aborted(AbortReason::BareLineEnding)));
+    assert!(!h.seen.iter().any(|s| matches!(s, Seen::MessageEnd(_))));
+    // A CRLF split between chunks is not bare; a CR at the very end is.
+    h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
+    assert_eq!(
+        h.codes(b"BDAT 2\r\na\rBDAT 2 LAST\r\n\nb"),
+        ["250 2.0.0", "250 2.0.0"]
+    );
+    assert_eq!(last_message(&h), b"a\r\nb");
+    h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
+    assert_eq!(h.codes(b"BDAT 2 LAST\r\na\r"), ["550 5.5.2"]);
+    // The session stays in step.
+    assert_eq!(h.codes(b"NOOP\r\n"), ["250 2.0.0"]);
+}
+
+#[test]
+fn sasl_lines_may_be_12288_octets() {
+    let mut c = config();
+    c.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+    c.allow_insecure_auth = true;
+    c.max_auth_failures = 10;
+    let mut h = Harness::with_decider(c, |seen| match seen {
+        Seen::Auth(..) => Decision::Reply(Reply::new(
+            ReplyCode::AUTH_INVALID,
+            Some(EnhancedCode::AUTH_INVALID),
+            "no",
+        )),
+        _ => Decision::Accept,
+    });
+    h.session.take_output();
+    h.send(b"EHLO c\r\n");
+    // PLAIN for "alice" with a long password: "AGFsaWNlAHBw" is "\0alice\0pp", each
+    // "cHBw" three more "p".
+    let token = |groups: usize| format!("AGFsaWNlAHBw{}", "cHBw".repeat(groups));
+    let line = format!("AUTH PLAIN {}\r\n", token(3065));
+    assert_eq!(line.len(), 12_285);
+    assert_eq!(h.codes(line.as_bytes()), ["535 5.7.8"]);
+    assert!(
+        h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Auth(_, user, _) if user == "alice"))
+    );
+    // Exactly 12,288 octets with the CRLF is still read as a line (its data is bad)...
+    let line = format!("AUTH PLAIN {}\r\n", "A".repeat(12_275));
+    assert_eq!(line.len(), 12_288);
+    assert_eq!(h.codes(line.as_bytes()), ["501 5.5.2"]);
+    // ...one more is too long.
+    let line = format!("AUTH PLAIN {}\r\n", "A".repeat(12_276));
+    assert_eq!(h.codes(line.as_bytes()), ["500 5.5.6"]);
+    // A SASL response line has the same limit.
+    assert_eq!(h.codes(b"AUTH PLAIN\r\n"), ["334"]);
+    let line = format!("{}\r\n", token(3067));
+    assert_eq!(h.codes(line.as_bytes()), ["535 5.7.8"]);
+    assert_eq!(h.codes(b"AUTH LOGIN\r\n"), ["334"]);
+    let line = format!("{}\r\n", "A".repeat(12_287));
+    assert_eq!(h.codes(line.as_bytes()), ["500 5.5.6"]);
+    // That ended the exchange: the next line is a command again.
+    assert_eq!(h.codes(b"NOOP\r\n"), ["250 2.0.0"]);
+    // Other commands keep the command line limit.
+    let line = format!("NOOP {}\r\n", "x".repeat(4_096));
+    assert_eq!(h.codes(line.as_bytes()), ["500 5.5.6"]);
+}
+
+#[test]
+fn require_tls_refuses_all_but_the_session_commands() {
+    let mut c = config();
+    c.starttls = true;
+    c.require_tls = true;
+    c.auth_mechanisms = vec![AuthMechanism::Plain];
+    c.allow_insecure_auth = true;
+    let mut h = Harness::greeted(c);
+    assert_eq!(h.codes(b"EHLO c\r\n"), ["250"]);
+    for command in [
+        &b"MAIL FROM:<a@b.test>\r\n"[..],
+        b"RCPT TO:<x@y.test>\r\n",
+        b"DATA\r\n",
+        b"VRFY x\r\n",
+        b"EXPN x\r\n",
+        b"HELP\r\n",
+        b"AUTH PLAIN AGFsaWNlAHB3\r\n",
+    ] {
+        assert_eq!(h.codes(command), ["530 5.7.0"], "{command:?}");
+    }
+    // A refused BDAT's octets are read and thrown away, never run as commands.
+    assert_eq!(h.codes(b"BDAT 6\r\nQUIT\r\n"), ["530 5.7.0"]);
+    assert!(!h.session.is_closed());
+    for command in [&b"NOOP\r\n"[..], b"RSET\r\n", b"HELO c\r\n", b"EHLO c\r\n"] {
+        assert_eq!(h.codes(command)[0].chars().next(), Some('2'), "{command:?}");
+    }
+    assert!(!h.seen.iter().any(|s| matches!(
+        s,
+        Seen::Mail(_) | Seen::Verify(_) | Seen::Expand(_) | Seen::Auth(..)
+    )));
+    assert_eq!(h.codes(b"STARTTLS\r\n"), ["220 2.0.0"]);
+    h.session.tls_established(h.now);
+    assert_eq!(h.codes(b"EHLO c\r\n"), ["250"]);
+    assert_eq!(h.codes(b"VRFY x\r\n"), ["252 2.5.0"]);
+    assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\n"), ["250 2.1.0"]);
+}
+
+const SYNC_ERROR: &str = "554 5.5.0 Error: SMTP protocol synchronization\r\n";
+
+#[test]
+fn pipelining_sync_refusals() {
+    // EHLO with the whole transaction behind it, in one write.
+    let mut h = Harness::greeted(config());
+    let out = h.send(
+        b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n",
+    );
+    assert_eq!(out, SYNC_ERROR);
+    assert!(h.session.is_closed());
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Hello(..) | Seen::Mail(_) | Seen::MessageEnd(_)))
+    );
+
+    // DATA with the content behind it, before the 354.
+    let mut h = Harness::greeted(config());
+    h.send(b"EHLO c\r\n");
+    let out = h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\n");
+    assert!(out.ends_with(SYNC_ERROR), "{out}");
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::MessageStart | Seen::MessageEnd(_)))
+    );
+
+    // A HELO client was not offered PIPELINING.
+    let mut h = Harness::greeted(config());
+    assert_eq!(h.codes(b"HELO c\r\n"), ["250"]);
+    assert_eq!(
+        h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n"),
+        SYNC_ERROR
+    );
+    assert!(!h.seen.iter().any(|s| matches!(s, Seen::Mail(_))));
+
+    // Nor was a client that has not greeted, nor one whose server does not offer it.
+    let mut h = Harness::greeted(config());
+    assert_eq!(h.send(b"RSET\r\nRSET\r\n"), SYNC_ERROR);
+    let mut c = config();
+    c.pipelining = false;
+    let mut h = Harness::greeted(c);
+    h.send(b"EHLO c\r\n");
+    assert_eq!(
+        h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n"),
+        SYNC_ERROR
+    );
+
+    // The other group enders: NOOP, VRFY, STARTTLS, AUTH without an initial response.
+    for (command, needs) in [
+        (&b"NOOP\r\n"[..], ""),
+        (b"VRFY x\r\n", ""),
+        (b"EXPN x\r\n", ""),
+        (b"QUIT\r\n", ""),
+        (b"STARTTLS\r\n", "tls"),
+        (b"AUTH LOGIN\r\n", "auth"),
+    ] {
+        let mut c = config();
+        c.starttls = needs == "tls";
+        if needs == "auth" {
+            c.auth_mechanisms = vec![AuthMechanism::Login];
+            c.allow_insecure_auth = true;
+        }
+        let mut h = Harness::greeted(c);
+        h.send(b"EHLO c\r\n");
+        let mut input = command.to_vec();
+        input.extend_from_slice(b"MAIL FROM:<a@b.test>\r\n");
+        assert_eq!(h.send(&input), SYNC_ERROR, "{command:?}");
+        assert!(
+            !h.seen.iter().any(|s| matches!(s, Seen::Mail(_))),
+            "{command:?}"
+        );
+    }
+}
+
+#[test]
+fn an_early_talker_is_refused() {
+    // Input that is there before the greeting is sent was sent before the client saw it.
+    let mut session = ServerSession::new(config(), Duration::ZERO);
+    session.receive(b"EHLO c\r\n", Duration::ZERO);
+    let mut seen = Vec::new();
+    while let Some(event) = session.poll_event() {
+        let needs = event.needs_decision();
+        seen.push(format!("{event:?}"));
+        if needs {
+            session.decide(Decision::Accept).unwrap();
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(session.output()), SYNC_ERROR);
+    assert!(session.is_closed());
+    assert!(!seen.iter().any(|s| s.starts_with("Hello")), "{seen:?}");
+}
+
+#[test]
+fn valid_pipelining_is_served() {
+    let mut h = Harness::greeted(config());
+    assert_eq!(h.codes(b"EHLO c\r\n"), ["250"]);
+    // A MAIL/RCPT/RSET group ending in DATA.
+    assert_eq!(
+        h.codes(
+            b"RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\n"
+        ),
+        ["250 2.0.0", "250 2.1.0", "250 2.1.5", "250 2.1.5", "354"]
+    );
+    // Chaining behind the dot: the next MAIL, RCPT and DATA in the same write.
+    assert_eq!(
+        h.codes(b"one\r\n.\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n"),
+        ["250 2.0.0", "250 2.1.0", "250 2.1.5", "354"]
+    );
+    assert_eq!(last_message(&h), b"one\r\n");
+    // QUIT behind the dot is allowed too.
+    assert_eq!(h.codes(b"two\r\n.\r\nQUIT\r\n"), ["250 2.0.0", "221 2.0.0"]);
+    assert_eq!(last_message(&h), b"two\r\n");
+    assert!(!h.send(b"").contains("554"));
+
+    // BDAT chunks with their octets and more BDAT commands behind them, in one write,
+    // right behind MAIL and RCPT.
+    let mut h = Harness::greeted(config());
+    h.send(b"EHLO c\r\n");
+    assert_eq!(
+        h.codes(
+            b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nBDAT 5\r\nhelloBDAT 3 LAST\r\n!\r\n"
+        ),
+        ["250 2.1.0", "250 2.1.5", "250 2.0.0", "250 2.0.0"]
+    );
+    assert_eq!(last_message(&h), b"hello!\r\n");
+    // AUTH PLAIN with its initial response completes in one round trip (RFC 4954 §4).
+    let mut c = config();
+    c.auth_mechanisms = vec![AuthMechanism::Plain];
+    c.allow_insecure_auth = true;
+    let mut h = Harness::greeted(c);
+    h.send(b"EHLO c\r\n");
+    assert_eq!(
+        h.codes(b"AUTH PLAIN AGFsaWNlAHB3\r\nMAIL FROM:<a@b.test>\r\n"),
+        ["235 2.7.0", "250 2.1.0"]
+    );
+    // A HELO client that waits for each reply is served.
+    let mut h = Harness::greeted(config());
+    assert_eq!(
+        h.codes_waiting(
+            b"HELO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n"
+        ),
+        [
+            "250",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
+}
+
+#[test]
+fn pipelining_sync_can_be_turned_off() {
+    let mut c = config();
+    c.pipelining_sync = false;
+    let mut h = Harness::greeted(c);
+    assert_eq!(
+        h.codes(
+            b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n"
+        ),
+        [
+            "250",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
+    assert_eq!(last_message(&h), b"hi\r\n");
 }

@@ -207,6 +207,23 @@ pub extern "C" fn smtpx_server_config_set_require_tls(
     })
 }
 
+/// Turns the pipelining synchronisation check on (the default) or off. When on, a client
+/// that pipelines a command that must end a group (EHLO, DATA, NOOP, QUIT, ...), pipelines
+/// without having been offered PIPELINING, or talks before the greeting gets
+/// `554 5.5.0 Error: SMTP protocol synchronization` and is disconnected (RFC 2920 §3.1).
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_pipelining_sync(
+    config: *mut smtpx_server_config,
+    enabled: bool,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.config.pipelining_sync = enabled;
+        Ok(())
+    })
+}
+
 /// Adds a user for AUTH PLAIN and LOGIN (passwords are compared in constant time). With
 /// at least one user, AUTH is offered and checked by the server itself (a handler's
 /// `auth` callback is then not called).

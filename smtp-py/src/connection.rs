@@ -189,7 +189,7 @@ impl ServerConnection {
     #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
-        require_tls = false))]
+        require_tls = false, pipelining_sync = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -204,6 +204,7 @@ impl ServerConnection {
         starttls: bool,
         implicit_tls: bool,
         require_tls: bool,
+        pipelining_sync: bool,
     ) -> PyResult<ServerConnection> {
         let config = server_config(
             hostname,
@@ -213,6 +214,7 @@ impl ServerConnection {
             (auth, allow_insecure_auth, require_auth),
             timeout,
             (starttls, false, require_tls),
+            pipelining_sync,
         )?;
         Ok(ServerConnection {
             inner: Connection::new(config, seconds(now)?, implicit_tls),

@@ -158,6 +158,7 @@ pub(crate) fn server_config(
     (auth, allow_insecure_auth, require_auth): (bool, bool, bool),
     timeout: f64,
     (starttls, tls_active, require_tls): (bool, bool, bool),
+    pipelining_sync: bool,
 ) -> PyResult<ServerConfig> {
     let mut config = ServerConfig::new(hostname);
     config.max_message_size = max_message_size;
@@ -166,6 +167,7 @@ pub(crate) fn server_config(
     config.starttls = starttls;
     config.tls_active = tls_active;
     config.require_tls = require_tls;
+    config.pipelining_sync = pipelining_sync;
     config.command_timeout = positive("timeout", timeout)?;
     config.data_timeout = config.command_timeout;
     if auth {
@@ -189,7 +191,7 @@ impl ServerSession {
     #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, tls_active = false,
-        require_tls = false))]
+        require_tls = false, pipelining_sync = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -204,6 +206,7 @@ impl ServerSession {
         starttls: bool,
         tls_active: bool,
         require_tls: bool,
+        pipelining_sync: bool,
     ) -> PyResult<ServerSession> {
         let config = server_config(
             hostname,
@@ -213,6 +216,7 @@ impl ServerSession {
             (auth, allow_insecure_auth, require_auth),
             timeout,
             (starttls, tls_active, require_tls),
+            pipelining_sync,
         )?;
         Ok(ServerSession {
             inner: RustServer::new(config, seconds(now)?),

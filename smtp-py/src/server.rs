@@ -302,7 +302,7 @@ impl Server {
     #[pyo3(signature = (host, port, *, factory = None, maildir = None, hostname,
         data_size_limit = 33554432, tls_cert = None, tls_key = None, require_starttls = false,
         auth = false, auth_require_tls = true, auth_required = false, timeout = 300.0,
-        lmtp = false, max_connections = 10000))]
+        lmtp = false, max_connections = 10000, pipelining_sync = true))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -321,6 +321,7 @@ impl Server {
         timeout: f64,
         lmtp: bool,
         max_connections: usize,
+        pipelining_sync: bool,
     ) -> PyResult<Server> {
         if !(timeout.is_finite() && timeout > 0.0) {
             return Err(PyValueError::new_err("timeout must be a positive number"));
@@ -329,6 +330,7 @@ impl Server {
         config.max_message_size = data_size_limit;
         config.require_tls = require_starttls;
         config.lmtp = lmtp;
+        config.pipelining_sync = pipelining_sync;
         config.command_timeout = Duration::from_secs_f64(timeout);
         config.data_timeout = Duration::from_secs_f64(timeout);
         if auth {

@@ -83,14 +83,20 @@ static void test_conversation(void) {
     drain_output(s);
     CHECK(strncmp(said, "220 mx.test", 11) == 0);
 
-    /* Pipelined commands, fed in one piece. */
-    feed(s, "EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n"
-            "RCPT TO:<nobody@example.org>\r\nDATA\r\n", 2000);
+    /* EHLO ends a group (RFC 2920): its reply comes before the next. */
+    feed(s, "EHLO client.test\r\n", 2000);
     e = next(s);
     CHECK(e.kind == SMTPX_EVENT_KIND_HELLO && e.needs_decision);
     CHECK(e.arg != NULL && strcmp(e.arg, "client.test") == 0 && e.arg_len == 11);
     CHECK(e.password == NULL && e.data == NULL);
     CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_NONE);
+    drain_output(s);
+    CHECK(strstr(said, "250-mx.test") != NULL);
+
+    /* Pipelined commands, fed in one piece. */
+    feed(s, "MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n"
+            "RCPT TO:<nobody@example.org>\r\nDATA\r\n", 2000);
     e = next(s);
     CHECK(e.kind == SMTPX_EVENT_KIND_MAIL && strcmp(e.arg, "alice@example.com") == 0);
     CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
@@ -111,7 +117,6 @@ static void test_conversation(void) {
     CHECK(e.kind == SMTPX_EVENT_KIND_MESSAGE_START && e.needs_decision);
     CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
     drain_output(s);
-    CHECK(strstr(said, "250-mx.test") != NULL);
     CHECK(strstr(said, "550 5.1.1 no such user\r\n") != NULL);
     CHECK(strstr(said, "354 ") != NULL);
 
@@ -130,14 +135,18 @@ static void test_conversation(void) {
     drain_output(s);
     CHECK(strstr(said, "250 2.0.0 Ok: queued as 42\r\n") != NULL || strstr(said, "250 Ok: queued as 42\r\n") != NULL);
 
-    /* VRFY, EXPN, RSET, then QUIT. */
-    feed(s, "VRFY bob\r\nEXPN staff\r\nRSET\r\nQUIT\r\n", 4000);
+    /* VRFY, EXPN (each ends a group), then RSET and QUIT pipelined. */
+    feed(s, "VRFY bob\r\n", 4000);
     e = next(s);
     CHECK(e.kind == SMTPX_EVENT_KIND_VERIFY && strcmp(e.arg, "bob") == 0);
     CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_NONE);
+    feed(s, "EXPN staff\r\n", 4000);
     e = next(s);
     CHECK(e.kind == SMTPX_EVENT_KIND_EXPAND && strcmp(e.arg, "staff") == 0);
     CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_NONE);
+    feed(s, "RSET\r\nQUIT\r\n", 4000);
     e = next(s);
     while (e.kind == SMTPX_EVENT_KIND_RESET)
         e = next(s);
@@ -187,16 +196,25 @@ static void test_timeout_and_eof(void) {
         return;
     CHECK(next(s).kind == SMTPX_EVENT_KIND_CONNECT);
     CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
-    feed(s, "HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.org>\r\nDATA\r\npartial", 1);
-    for (;;) {
-        e = next(s);
-        if (e.needs_decision) {
-            CHECK(e.kind != SMTPX_EVENT_KIND_MAIL || (e.arg != NULL && e.arg[0] == '\0'));
-            CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
-            continue;
+    {
+        /* A HELO client is not offered PIPELINING: one command at a time, each answered. */
+        const char *steps[] = {"HELO c\r\n", "MAIL FROM:<>\r\n", "RCPT TO:<b@example.org>\r\n",
+                               "DATA\r\n", "partial"};
+        size_t i;
+        for (i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+            feed(s, steps[i], 1);
+            for (;;) {
+                e = next(s);
+                if (e.needs_decision) {
+                    CHECK(e.kind != SMTPX_EVENT_KIND_MAIL || (e.arg != NULL && e.arg[0] == '\0'));
+                    CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+                    continue;
+                }
+                if (e.kind == SMTPX_EVENT_KIND_NONE)
+                    break;
+            }
+            CHECK(!smtpx_server_session_is_closed(s));
         }
-        if (e.kind == SMTPX_EVENT_KIND_NONE)
-            break;
     }
     CHECK(smtpx_server_session_receive_eof(s) == SMTPX_RESULT_OK);
     {
@@ -226,6 +244,9 @@ static void test_starttls_and_auth(const char *cert, const char *key) {
 
     CHECK(smtpx_server_config_set_tls_files(config, cert, key) == SMTPX_RESULT_OK);
     CHECK(smtpx_server_config_add_user(config, "alice", "pw") == SMTPX_RESULT_OK);
+    /* The sync check would end the session at the smuggled command (test_pipelining_sync):
+     * off here, to see the session itself throw it away. */
+    CHECK(smtpx_server_config_set_pipelining_sync(config, false) == SMTPX_RESULT_OK);
     CHECK(smtpx_server_session_new(config, 0, &s) == SMTPX_RESULT_OK);
     smtpx_server_config_free(config);
     if (s == NULL)
@@ -329,8 +350,23 @@ static void test_lmtp_per_recipient(void) {
     CHECK(next(s).kind == SMTPX_EVENT_KIND_CONNECT);
     CHECK(smtpx_server_session_decide_each(s, NULL, 0) == SMTPX_RESULT_OK); /* accepts */
     CHECK(next(s).kind == SMTPX_EVENT_KIND_NONE);
-    feed(s, "LHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
-            "RCPT TO:<c@example.org>\r\nDATA\r\nhi\r\n.\r\n", 1);
+    /* LHLO, then the envelope up to DATA's 354, then the content: each waited for. */
+    feed(s, "LHLO c\r\n", 1);
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_HELLO);
+    CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_NONE);
+    feed(s, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+            "RCPT TO:<c@example.org>\r\nDATA\r\n", 1);
+    for (;;) {
+        e = next(s);
+        if (e.kind == SMTPX_EVENT_KIND_NONE)
+            break;
+        if (e.needs_decision)
+            CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+    }
+    drain_output(s);
+    CHECK(strstr(said, "354 ") != NULL);
+    feed(s, "hi\r\n.\r\n", 1);
     for (;;) {
         e = next_collecting(s, body, sizeof body);
         if (e.kind == SMTPX_EVENT_KIND_MESSAGE_END || e.kind == SMTPX_EVENT_KIND_NONE)
@@ -359,6 +395,37 @@ static void test_lmtp_per_recipient(void) {
     smtpx_server_session_free(s);
 }
 
+/* Input waiting behind a command that ends a group (here STARTTLS) is a synchronisation
+ * error by default: 554 5.5.0 and the session closes; nothing smuggled is run. */
+static void test_pipelining_sync(const char *cert, const char *key) {
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_server_session *s = NULL;
+    smtpx_server_event e;
+
+    CHECK(smtpx_server_config_set_tls_files(config, cert, key) == SMTPX_RESULT_OK);
+    CHECK(smtpx_server_config_set_pipelining_sync(NULL, true) == SMTPX_RESULT_NULL_PARAMETER);
+    CHECK(smtpx_server_session_new(config, 0, &s) == SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    if (s == NULL)
+        return;
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_CONNECT);
+    CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+    feed(s, "EHLO c\r\n", 1);
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_HELLO);
+    CHECK(smtpx_server_session_decide(s, NULL) == SMTPX_RESULT_OK);
+    CHECK(next(s).kind == SMTPX_EVENT_KIND_NONE);
+    drain_output(s);
+    feed(s, "STARTTLS\r\nMAIL FROM:<evil@example.com>\r\n", 2);
+    e = next(s);
+    while (e.kind == SMTPX_EVENT_KIND_RESET)
+        e = next(s);
+    CHECK(e.kind == SMTPX_EVENT_KIND_CLOSE);
+    CHECK(smtpx_server_session_is_closed(s));
+    drain_output(s);
+    CHECK(strcmp(said, "554 5.5.0 Error: SMTP protocol synchronization\r\n") == 0);
+    smtpx_server_session_free(s);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CERT.pem KEY.pem\n", argv[0]);
@@ -369,6 +436,7 @@ int main(int argc, char **argv) {
     test_starttls_and_auth(argv[1], argv[2]);
     test_errors();
     test_lmtp_per_recipient();
+    test_pipelining_sync(argv[1], argv[2]);
     if (failures != 0) {
         fprintf(stderr, "test_session: %d check(s) failed\n", failures);
         return 1;

@@ -518,25 +518,61 @@ def test_connections_beyond_the_limit_get_421(driver: str) -> None:
 
 
 def test_a_client_that_pipelines_without_reading_gets_every_reply(driver: str) -> None:
-    # 5,000 EHLOs (8 bytes each, ~150-byte replies): far more output than the session
-    # holds, so the server must step the session again after each write instead of
-    # waiting for input that is already there.
-    commands = 5_000
+    # 30,000 RSETs (6 bytes each, 14-byte replies) after EHLO: far more output than the
+    # session holds (64 KiB), so the server must step the session again after each write
+    # instead of waiting for input that is already there. RSET may be pipelined (RFC 2920);
+    # a flood of EHLOs would be a synchronisation error.
+    commands = 30_000
     with serving(driver, Keep()) as (host, port):
         with socket.create_connection((host, port), timeout=10) as conn:
             reader = conn.makefile("rb")
             assert reader.readline().startswith(b"220")
-            flood = b"EHLO f\r\n" * commands + b"QUIT\r\n"
+            conn.sendall(b"EHLO f\r\n")
+            line = reader.readline()
+            while line.startswith(b"250-"):
+                line = reader.readline()
+            assert line.startswith(b"250 "), line
+            flood = b"RSET\r\n" * commands + b"QUIT\r\n"
             sender = threading.Thread(target=conn.sendall, args=(flood,), daemon=True)
             sender.start()
             for n in range(commands):
                 line = reader.readline()
-                while line.startswith(b"250-"):
-                    line = reader.readline()
                 assert line.startswith(b"250 "), (n, line)
             assert reader.readline().startswith(b"221")
             sender.join(10)
             assert not sender.is_alive()
+
+
+def _read_reply(reader: Any) -> bytes:
+    """The last line of the next reply (b"" when the connection closed)."""
+    line = reader.readline()
+    while line[3:4] == b"-":
+        line = reader.readline()
+    return bytes(line)
+
+
+def test_a_client_that_pipelines_behind_ehlo_gets_554_and_is_disconnected(driver: str) -> None:
+    handler = Keep()
+    with serving(driver, handler) as (host, port):
+        with socket.create_connection((host, port), timeout=10) as conn:
+            reader = conn.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            conn.sendall(b"EHLO x\r\nMAIL FROM:<a@b>\r\n")
+            assert _read_reply(reader) == b"554 5.5.0 Error: SMTP protocol synchronization\r\n"
+            assert reader.readline() == b"", "the server closed the connection"
+    assert handler.messages == []
+
+
+def test_pipelining_sync_false_serves_a_client_that_pipelines_behind_ehlo(driver: str) -> None:
+    with serving(driver, Keep(), pipelining_sync=False) as (host, port):
+        with socket.create_connection((host, port), timeout=10) as conn:
+            reader = conn.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            conn.sendall(b"EHLO x\r\nMAIL FROM:<a@b>\r\n")
+            assert _read_reply(reader).startswith(b"250 ")
+            assert _read_reply(reader).startswith(b"250 2.1.0")
+            conn.sendall(b"QUIT\r\n")
+            assert _read_reply(reader).startswith(b"221")
 
 
 # One adapter, one set of defaults and texts for both servers -----------------------------------

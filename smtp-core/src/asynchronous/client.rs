@@ -241,7 +241,7 @@ impl AsyncSmtpClient {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<TransactionResult, Error> {
-        self.send(envelope, message, Some(message.len() as u64))
+        self.send(envelope, message, Some(crate::data::wire_size(message)))
             .await
     }
 

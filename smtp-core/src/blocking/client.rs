@@ -292,7 +292,7 @@ impl SmtpClient {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<TransactionResult, Error> {
-        self.send(envelope, message, Some(message.len() as u64))
+        self.send(envelope, message, Some(crate::data::wire_size(message)))
     }
 
     /// Authenticates now (PLAIN, LOGIN or XOAUTH2, whichever the server offers and fits

@@ -36,7 +36,7 @@ impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
                 // Busy with an earlier message: this one starts once that is done.
                 return;
             }
-            match session.send_mail(envelope, Some(content.len() as u64)) {
+            match session.send_mail(envelope, Some(crate::data::wire_size(content))) {
                 Ok(()) => {
                     self.queue.next();
                     self.in_flight.push_back(content);

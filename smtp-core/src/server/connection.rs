@@ -518,11 +518,14 @@ mod tests {
                 self.0.push("close");
             }
         }
+        let injected = b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\n".to_vec();
+        // With the sync check off (it would end the session first: see the next test), the
+        // layer itself must drop what came behind STARTTLS.
         let mut c = config();
         c.starttls = true;
+        c.pipelining_sync = false;
         let mut conn = Connection::new(c, T0, false);
         let mut seen = Seen::default();
-        let injected = b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\n".to_vec();
         let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", &injected, b"QUIT\r\n"];
         let (out, closed) = run(&mut conn, &mut seen, &mut input, T0);
         assert!(closed);
@@ -530,6 +533,43 @@ mod tests {
         assert!(out.contains("220 2.0.0 Ready to start TLS\r\n"), "{out}");
         assert!(!out.contains("2.1.0"), "the injected MAIL was not run: {out}");
         assert_eq!(seen.0, ["tls_started", "close"]);
+    }
+
+    #[test]
+    fn input_pipelined_behind_starttls_is_a_sync_error_by_default() {
+        #[derive(Default)]
+        struct Seen(Vec<&'static str>);
+        impl SessionHandler for Seen {
+            fn tls_started(&mut self) {
+                self.0.push("tls_started");
+            }
+            fn mail(
+                &mut self,
+                _: &crate::address::ReversePath,
+                _: &crate::command::MailParameters,
+            ) -> Decision {
+                self.0.push("mail");
+                Decision::Accept
+            }
+            fn close(&mut self) {
+                self.0.push("close");
+            }
+        }
+        let mut c = config();
+        c.starttls = true;
+        let mut conn = Connection::new(c, T0, false);
+        let mut seen = Seen::default();
+        let injected = b"STARTTLS\r\nMAIL FROM:<evil@x.test>\r\n".to_vec();
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", &injected];
+        let (out, closed) = run(&mut conn, &mut seen, &mut input, T0);
+        assert!(closed);
+        assert!(!conn.is_tls());
+        assert!(
+            out.ends_with("554 5.5.0 Error: SMTP protocol synchronization\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("Ready to start TLS"), "{out}");
+        assert_eq!(seen.0, ["close"]);
     }
 
     #[test]

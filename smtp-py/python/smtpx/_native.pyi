@@ -111,6 +111,7 @@ class Server:
         timeout: float = 300.0,
         lmtp: bool = False,
         max_connections: int = 10000,
+        pipelining_sync: bool = True,
     ) -> Server: ...
     @property
     def address(self) -> tuple[str, int]: ...
@@ -221,6 +222,7 @@ class ServerSession:
         starttls: bool = False,
         tls_active: bool = False,
         require_tls: bool = False,
+        pipelining_sync: bool = True,
     ) -> ServerSession:
         """``starttls`` offers STARTTLS (the embedder can do TLS); ``tls_active`` says the
         connection is already encrypted (implicit TLS); ``require_tls`` refuses MAIL and
@@ -313,6 +315,7 @@ class ServerConnection:
         starttls: bool = False,
         implicit_tls: bool = False,
         require_tls: bool = False,
+        pipelining_sync: bool = True,
     ) -> ServerConnection:
         """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
         handshake is the first action."""

@@ -89,6 +89,10 @@ class ServerSettings:
     - ``implicit_tls``: TLS from the first byte (port 465 style; the asyncio server
       only); False.
     - ``max_connections``: beyond it a client gets ``421 4.7.0``; 10,000.
+    - ``pipelining_sync``: enforce pipelining synchronisation (RFC 2920): a client that
+      sends more behind a command that must end a group (EHLO, DATA, NOOP, QUIT, ...),
+      or pipelines without being offered PIPELINING, gets ``554 5.5.0`` and is
+      disconnected, as Postfix and Exim do; True (aiosmtpd does not check).
     """
 
     server_hostname: str | None = None
@@ -102,6 +106,7 @@ class ServerSettings:
     lmtp: bool = False
     implicit_tls: bool = False
     max_connections: int = 10000
+    pipelining_sync: bool = True
     #: ``server_hostname``, or the FQDN when it is None.
     hostname: str = field(init=False)
 

@@ -151,6 +151,9 @@ class Controller:
     ``handle_DATA`` may then answer per accepted recipient, in RCPT order, with one status
     line each joined by CRLF (as aiosmtpd's LMTP writes them) or as a list. Beyond
     ``max_connections`` a client gets ``421 4.7.0`` and is disconnected.
+    ``pipelining_sync`` (default True) answers a client that pipelines what RFC 2920
+    does not allow (more input behind EHLO, DATA, NOOP, QUIT, ...) with ``554 5.5.0``
+    and disconnects it.
 
     The options and their defaults are :class:`smtpx.adapter.ServerSettings`' (those of
     :class:`smtpx.aio.Server` too, aiosmtpd's where it has the option): the greeting
@@ -176,6 +179,7 @@ class Controller:
         timeout: float = _DEFAULTS.timeout,
         lmtp: bool = _DEFAULTS.lmtp,
         max_connections: int = _DEFAULTS.max_connections,
+        pipelining_sync: bool = _DEFAULTS.pipelining_sync,
     ) -> None:
         settings = ServerSettings(
             server_hostname=server_hostname,
@@ -188,6 +192,7 @@ class Controller:
             authenticator=authenticator,
             lmtp=lmtp,
             max_connections=max_connections,
+            pipelining_sync=pipelining_sync,
         )
         if authenticator is not None and isinstance(handler, Maildir):
             raise ValueError("the Maildir handler does not support an authenticator")
@@ -205,6 +210,7 @@ class Controller:
         self.timeout = settings.timeout
         self.lmtp = settings.lmtp
         self.max_connections = settings.max_connections
+        self.pipelining_sync = settings.pipelining_sync
         self._server: _native.Server | None = None
         self._lock = threading.Lock()
 
@@ -231,6 +237,7 @@ class Controller:
                 timeout=self.timeout,
                 lmtp=self.lmtp,
                 max_connections=self.max_connections,
+                pipelining_sync=self.pipelining_sync,
             )
             if isinstance(self.handler, Maildir):
                 server = _native.Server.start(self.hostname, self.port, maildir=self.handler.path, **common)

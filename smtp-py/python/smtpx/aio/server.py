@@ -67,6 +67,9 @@ class Server:
     - ``timeout``: seconds per command; default 300.
     - ``max_connections``: beyond it a client gets ``421 4.7.0`` and is disconnected;
       default 10,000.
+    - ``pipelining_sync``: a client that pipelines what RFC 2920 does not allow (more
+      input behind EHLO, DATA, NOOP, QUIT, ...) gets ``554 5.5.0`` and is disconnected;
+      default True.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Server:
         implicit_tls: bool = _DEFAULTS.implicit_tls,
         lmtp: bool = _DEFAULTS.lmtp,
         max_connections: int = _DEFAULTS.max_connections,
+        pipelining_sync: bool = _DEFAULTS.pipelining_sync,
     ) -> None:
         settings = ServerSettings(
             server_hostname=server_hostname,
@@ -99,6 +103,7 @@ class Server:
             lmtp=lmtp,
             implicit_tls=implicit_tls,
             max_connections=max_connections,
+            pipelining_sync=pipelining_sync,
         )
         self.settings = settings
         self.handler = handler
@@ -115,6 +120,7 @@ class Server:
         self.implicit_tls = settings.implicit_tls
         self.lmtp = settings.lmtp
         self.max_connections = settings.max_connections
+        self.pipelining_sync = settings.pipelining_sync
         self._tls_config: _native.TlsConfig | None = None
         self._options: dict[str, Any] = {}
         self._server: asyncio.Server | None = None
@@ -154,6 +160,7 @@ class Server:
             starttls=self.tls_context is not None and not self.implicit_tls,
             implicit_tls=self.implicit_tls,
             require_tls=self.require_starttls,
+            pipelining_sync=self.pipelining_sync,
         )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port)
