@@ -208,7 +208,7 @@ static void test_transaction(void) {
 }
 
 static void test_refused_recipient_and_chunk(void) {
-    const char *input[] = {"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n", "DATA\r\n",
+    const char *input[] = {"EHLO c\r\n", "MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n", "DATA\r\n",
                            "line one\r\n.\r\n", "QUIT\r\n", NULL};
     smtpx_server_connection *conn = open_connection(0, false);
     struct run r;

@@ -277,9 +277,11 @@ def test_aio_server_times_out_a_stalled_handshake(cert_files: CertFiles, implici
             reader, writer = await asyncio.open_connection(*server.address)
             if not implicit:
                 assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 ")
-                writer.write(b"EHLO client.test\r\nSTARTTLS\r\n")
-                while not (line := await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 "):
-                    assert line.startswith(b"250"), line
+                writer.write(b"EHLO client.test\r\n")
+                while not (line := await asyncio.wait_for(reader.readline(), 5)).startswith(b"250 "):
+                    assert line.startswith(b"250-"), line
+                writer.write(b"STARTTLS\r\n")
+                assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 ")
             started = asyncio.get_running_loop().time()
             assert await asyncio.wait_for(reader.read(), 5) == b""
             assert asyncio.get_running_loop().time() - started > 0.3
@@ -475,7 +477,39 @@ def read_reply(sock: socket.socket | ssl.SSLSocket, buffered: bytearray) -> byte
         buffered += chunk
 
 
+def test_commands_pipelined_behind_starttls_are_a_synchronisation_error(cert_files: CertFiles) -> None:
+    """By default, input waiting behind STARTTLS is refused as RFC 2920 says (554 5.5.0,
+    and the connection is closed) before any handshake, so nothing injected is run."""
+    handler = TlsRecorder()
+
+    def attacker(host: str, port: int) -> list[bytes]:
+        with socket.create_connection((host, port), timeout=10) as raw:
+            buffered = bytearray()
+            replies = [read_reply(raw, buffered)]
+            raw.sendall(b"EHLO client.test\r\n")
+            replies.append(read_reply(raw, buffered))
+            raw.sendall(b"STARTTLS\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+            replies.append(read_reply(raw, buffered))
+            try:
+                replies.append(raw.recv(100))
+            except ConnectionResetError:  # closed with the injected input unread
+                replies.append(b"")
+            return replies
+
+    async def main() -> list[bytes]:
+        async with tls_server(handler, cert_files) as server:
+            return await asyncio.to_thread(attacker, *server.address)
+
+    greeting, ehlo, refused, after = run(main())
+    assert greeting.startswith(b"220 ") and b"STARTTLS" in ehlo
+    assert refused.startswith(b"554 5.5.0"), refused
+    assert after == b""  # closed
+    assert handler.mail == []
+
+
 def test_server_never_executes_commands_pipelined_after_starttls(cert_files: CertFiles, ca_file: pathlib.Path) -> None:
+    """With the synchronisation check off, what was pipelined behind STARTTLS is thrown
+    away at the handshake (the STARTTLS injection defence of its own)."""
     handler = TlsRecorder()
 
     def attacker(host: str, port: int) -> list[bytes]:
@@ -500,7 +534,7 @@ def test_server_never_executes_commands_pipelined_after_starttls(cert_files: Cer
         return replies
 
     async def main() -> list[bytes]:
-        async with tls_server(handler, cert_files) as server:
+        async with tls_server(handler, cert_files, pipelining_sync=False) as server:
             return await asyncio.to_thread(attacker, *server.address)
 
     greeting, ehlo, starttls, ehlo_tls, rcpt, quit = run(main())

@@ -442,10 +442,11 @@ def test_an_end_of_data_look_alike_stays_content(driver: str) -> None:
         with socket.create_connection((host, port), timeout=10) as conn:
             reader = conn.makefile("rb")
             assert reader.readline().startswith(b"220")
-            conn.sendall(b"EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+            conn.sendall(b"EHLO c.test\r\n")
             replies = [reader.readline() for _ in range(1)]
             while not replies[-1].startswith(b"250 "):  # the end of the EHLO reply
                 replies.append(reader.readline())
+            conn.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
             assert reader.readline().startswith(b"250")  # MAIL
             assert reader.readline().startswith(b"250")  # RCPT
             assert reader.readline().startswith(b"354")
