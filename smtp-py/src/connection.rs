@@ -28,8 +28,8 @@ use smtp_core::server::Decision;
 use smtp_core::server::connection::{self, Action, Connection};
 
 use crate::sans_io::{Event, event, seconds, server_config, set_trace, verb_name};
-use crate::trace::PyTrace;
 use crate::server::{local_error, mail_options, parse_status, rcpt_options};
+use crate::trace::PyTrace;
 
 /// The action kinds of [`ServerConnection::next_action`].
 const CONNECT: u8 = 0;

@@ -85,11 +85,7 @@ impl PyTrace {
 
 impl Trace for PyTrace {
     fn line(&self, connection: u64, direction: Direction, text: &str) {
-        let callable = self
-            .slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let callable = self.slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(callable) = callable else {
             return;
         };
