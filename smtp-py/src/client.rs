@@ -22,6 +22,7 @@ use smtp_core::tls::{self, RootCerts, TlsClientOptions};
 use smtp_core::{Address, ForwardPath, ReversePath};
 
 use crate::errors::{SmtpDisconnected, client_error, smtplib_message};
+use crate::trace::PyTrace;
 
 /// How much is asked of a Python file object at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -214,11 +215,15 @@ impl Read for PyReader {
 
 /// A connection to an SMTP or LMTP server. Made by [`Client::connect`], which greets (and
 /// upgrades, and authenticates) as asked; use from one thread at a time or not, the calls
-/// are serialised.
+/// are serialised. `trace` (at connect, or `set_trace` later) sees every line of the
+/// conversation as the engine traces it (see `crate::trace`).
 #[pyclass(frozen, module = "smtpx._native")]
 #[derive(Debug)]
 pub struct Client {
     inner: Mutex<Option<SmtpClient>>,
+    /// The wire trace's switch: the engine takes its sink at connect, so every client
+    /// has one; while it holds no callable a traced line costs a lock, no Python.
+    trace: Arc<PyTrace>,
 }
 
 fn lock(m: &Mutex<Option<SmtpClient>>) -> MutexGuard<'_, Option<SmtpClient>> {
@@ -258,7 +263,7 @@ impl Client {
     #[staticmethod]
     #[pyo3(signature = (host, port, *, helo_name, tls = "none", server_name = None,
         insecure = false, ca_pem = None, timeout = None, lmtp = false, username = None,
-        password = None, pipelining = true, chunking = true))]
+        password = None, pipelining = true, chunking = true, trace = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -275,8 +280,11 @@ impl Client {
         password: Option<String>,
         pipelining: bool,
         chunking: bool,
+        trace: Option<Py<PyAny>>,
     ) -> PyResult<Client> {
+        let trace = PyTrace::new(trace);
         let mut options = ClientOptions::new(helo_name);
+        options.trace = Some(trace.sink());
         options.tls = match tls {
             "none" => TlsMode::None,
             "starttls" => TlsMode::StartTlsOpportunistic,
@@ -324,7 +332,16 @@ impl Client {
             .map_err(|e| client_error(e, true))?;
         Ok(Client {
             inner: Mutex::new(Some(client)),
+            trace,
         })
+    }
+
+    /// Calls `trace(connection_id, direction, text)` for each line from now on (direction
+    /// "C" or "S", text redacted by the engine), or stops calling when None.
+    #[pyo3(signature = (trace))]
+    fn set_trace(&self, trace: Option<Py<PyAny>>) {
+        // The slot's lock is never held while attaching, so taking it attached is safe.
+        self.trace.set(trace);
     }
 
     /// The last EHLO (or LHLO) reply's lines, the server's name first; None after a HELO

@@ -27,8 +27,9 @@ use smtp_core::handler::{Answer, Hook};
 use smtp_core::server::Decision;
 use smtp_core::server::connection::{self, Action, Connection};
 
-use crate::sans_io::{Event, event, seconds, server_config, verb_name};
+use crate::sans_io::{Event, event, seconds, server_config, set_trace, verb_name};
 use crate::server::{local_error, mail_options, parse_status, rcpt_options};
+use crate::trace::PyTrace;
 
 /// The action kinds of [`ServerConnection::next_action`].
 const CONNECT: u8 = 0;
@@ -63,6 +64,8 @@ pub struct ServerConnection {
     output: Vec<u8>,
     /// The hook handed to Python waits for a decision (its answer is a status).
     decision_due: bool,
+    /// The wire trace, once `set_trace` installed one.
+    trace: Option<std::sync::Arc<PyTrace>>,
 }
 
 impl ServerConnection {
@@ -221,6 +224,7 @@ impl ServerConnection {
             content: Vec::new(),
             output: Vec::new(),
             decision_due: false,
+            trace: None,
         })
     }
 
@@ -335,6 +339,15 @@ impl ServerConnection {
 
     fn stop(&mut self) {
         self.inner.stop();
+    }
+
+    /// Calls `trace(connection_id, direction, text)` for each line from now on (direction
+    /// "C" or "S", text redacted by the engine); None stops calling.
+    #[pyo3(signature = (trace, connection_id = 0))]
+    fn set_trace(&mut self, trace: Option<Py<PyAny>>, connection_id: u64) {
+        set_trace(&mut self.trace, trace, |sink| {
+            self.inner.set_trace(sink, connection_id);
+        });
     }
 
     #[getter]

@@ -23,6 +23,9 @@
 //! - `errors` is the one place where engine errors become the Python exceptions of
 //!   `smtpx/errors.py`; `logging` forwards the engine's log records (info and above)
 //!   to Python's `logging`, under `smtpx.*`.
+//! - `trace::PyTrace` is the wire trace's sink for Python: a callable called with
+//!   `(connection_id, "C" | "S", text)` per line, installed only when asked for
+//!   (`trace=` at `Client.connect` and `Server.start`, `set_trace` on the others).
 //!
 //! `smtpx/client.py` and `smtpx/server.py` give these smtplib's and aiosmtpd's shapes.
 
@@ -35,6 +38,7 @@ mod logging;
 mod sans_io;
 mod server;
 mod tls;
+mod trace;
 
 /// The compiled core of smtpx. Import `smtpx` instead of this module.
 #[pymodule]

@@ -5,6 +5,7 @@
 //! Only types are translated here: bytes in and out, seconds as floats (any monotonic
 //! clock, for example `loop.time()`), and each engine event as one [`Event`] object.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -23,6 +24,7 @@ use smtp_core::server::{
 use crate::client::{ReplyTuple, ResultTuple, envelope, reply_tuple, result_tuple};
 use crate::errors::client_error;
 use crate::server::{mail_options, parse_status, rcpt_options};
+use crate::trace::PyTrace;
 
 pub(crate) fn seconds(now: f64) -> PyResult<Duration> {
     if now.is_finite() && now >= 0.0 {
@@ -183,6 +185,8 @@ pub(crate) fn server_config(
 #[derive(Debug)]
 pub struct ServerSession {
     inner: RustServer,
+    /// The wire trace, once `set_trace` installed one.
+    trace: Option<Arc<PyTrace>>,
 }
 
 #[pymethods]
@@ -220,6 +224,7 @@ impl ServerSession {
         )?;
         Ok(ServerSession {
             inner: RustServer::new(config, seconds(now)?),
+            trace: None,
         })
     }
 
@@ -300,6 +305,15 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Calls `trace(connection_id, direction, text)` for each line from now on (direction
+    /// "C" or "S", text redacted by the engine); None stops calling.
+    #[pyo3(signature = (trace, connection_id = 0))]
+    fn set_trace(&mut self, trace: Option<Py<PyAny>>, connection_id: u64) {
+        set_trace(&mut self.trace, trace, |sink| {
+            self.inner.set_trace(sink, connection_id);
+        });
+    }
+
     #[getter]
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
@@ -318,6 +332,24 @@ impl ServerSession {
     #[getter]
     fn authenticated_user(&self) -> Option<String> {
         self.inner.authenticated_user().map(str::to_owned)
+    }
+}
+
+/// Installs a new sink through `install`, or empties the installed one (the engine keeps
+/// a sink once given one).
+pub(crate) fn set_trace(
+    slot: &mut Option<Arc<PyTrace>>,
+    callable: Option<Py<PyAny>>,
+    install: impl FnOnce(smtp_core::trace::TraceSink),
+) {
+    match (callable, slot.as_ref()) {
+        (None, Some(trace)) => trace.set(None),
+        (None, None) => {}
+        (Some(callable), _) => {
+            let trace = PyTrace::new(Some(callable));
+            install(trace.sink());
+            *slot = Some(trace);
+        }
     }
 }
 
@@ -358,6 +390,8 @@ fn call_error(error: ClientError) -> PyErr {
 #[derive(Debug)]
 pub struct ClientSession {
     inner: RustClient,
+    /// The wire trace, once `set_trace` installed one.
+    trace: Option<Arc<PyTrace>>,
 }
 
 #[pymethods]
@@ -399,7 +433,7 @@ impl ClientSession {
             _ => return Err(PyValueError::new_err("give both a username and a password")),
         };
         let inner = RustClient::new(config, seconds(now)?).map_err(call_error)?;
-        Ok(ClientSession { inner })
+        Ok(ClientSession { inner, trace: None })
     }
 
     fn receive(&mut self, data: &[u8], now: f64) -> PyResult<()> {
@@ -504,6 +538,15 @@ impl ClientSession {
     #[getter]
     fn is_tls(&self) -> bool {
         self.inner.is_tls()
+    }
+
+    /// Calls `trace(connection_id, direction, text)` for each line from now on (direction
+    /// "C" or "S", text redacted by the engine); None stops calling.
+    #[pyo3(signature = (trace, connection_id = 0))]
+    fn set_trace(&mut self, trace: Option<Py<PyAny>>, connection_id: u64) {
+        set_trace(&mut self.trace, trace, |sink| {
+            self.inner.set_trace(sink, connection_id);
+        });
     }
 
     #[getter]

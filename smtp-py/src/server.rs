@@ -27,6 +27,7 @@ use smtp_core::server::{AbortReason, Decision, HelloVerb, ServerConfig};
 use smtp_core::tls;
 
 use crate::errors::client_error;
+use crate::trace::PyTrace;
 
 /// Stack for each connection thread: Python code runs on it.
 const THREAD_STACK: usize = 4 << 20;
@@ -297,12 +298,14 @@ impl Drop for Server {
 impl Server {
     /// Starts listening on `host`:`port` (0 picks a free port). `factory(peer_host,
     /// peer_port, tls)` makes the Python object of each connection; with `maildir` the
-    /// built-in Maildir handler is used instead.
+    /// built-in Maildir handler is used instead. `trace(connection_id, direction, text)`,
+    /// when given, is called from the connection threads for each line of every
+    /// connection (direction "C" or "S", text redacted by the engine).
     #[staticmethod]
     #[pyo3(signature = (host, port, *, factory = None, maildir = None, hostname,
         data_size_limit = 33554432, tls_cert = None, tls_key = None, require_starttls = false,
         auth = false, auth_require_tls = true, auth_required = false, timeout = 300.0,
-        lmtp = false, max_connections = 10000, pipelining_sync = true))]
+        lmtp = false, max_connections = 10000, pipelining_sync = true, trace = None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -322,6 +325,7 @@ impl Server {
         lmtp: bool,
         max_connections: usize,
         pipelining_sync: bool,
+        trace: Option<Py<PyAny>>,
     ) -> PyResult<Server> {
         if !(timeout.is_finite() && timeout > 0.0) {
             return Err(PyValueError::new_err("timeout must be a positive number"));
@@ -341,6 +345,7 @@ impl Server {
         let mut options = ServerOptions::new(config);
         options.thread_stack = THREAD_STACK;
         options.max_connections = max_connections;
+        options.trace = trace.map(|callable| PyTrace::new(Some(callable)).sink());
         options.tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(
                 tls::server_config_from_pem_files(cert.as_ref(), key.as_ref())

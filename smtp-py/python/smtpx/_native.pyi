@@ -34,6 +34,11 @@ def check_envelope(
     """Checks an envelope as the clients would (ValueError), sending nothing; the
     clients' ``send_batch`` checks every message so before the first goes out."""
 
+# A wire trace callable: (connection id, "C" or "S", the line without CRLF, redacted by
+# the engine). It runs attached to the interpreter, from the thread running the
+# connection; an exception it raises is ignored and reported once on ``smtpx.wire``.
+_Trace = Callable[[int, str, str], object]
+
 # (code, enhanced code or None, text, smtplib message bytes)
 _Reply = tuple[int, str | None, str, bytes]
 # (address, RCPT reply, LMTP delivery reply or None, accepted)
@@ -59,7 +64,13 @@ class Client:
         password: str | None = None,
         pipelining: bool = True,
         chunking: bool = True,
-    ) -> Client: ...
+        trace: _Trace | None = None,
+    ) -> Client:
+        """Connects (and greets, upgrades, logs in, as asked). ``trace`` sees every line
+        from the first; ``set_trace`` changes it later."""
+    def set_trace(self, trace: _Trace | None) -> None:
+        """Calls ``trace`` for each line from now on; None stops calling (the switch
+        stays installed: a line then costs a lock, no Python)."""
     def ehlo_lines(self) -> list[str] | None: ...
     def features(self) -> list[tuple[str, str]]: ...
     def is_tls(self) -> bool: ...
@@ -112,7 +123,10 @@ class Server:
         lmtp: bool = False,
         max_connections: int = 10000,
         pipelining_sync: bool = True,
-    ) -> Server: ...
+        trace: _Trace | None = None,
+    ) -> Server:
+        """Starts listening. ``trace``, when given, sees every line of every connection,
+        called from the connection threads (the server's connection ids)."""
     @property
     def address(self) -> tuple[str, int]: ...
     def active_connections(self) -> int: ...
@@ -251,6 +265,9 @@ class ServerSession:
     def is_waiting_for_decision(self) -> bool: ...
     @property
     def authenticated_user(self) -> str | None: ...
+    def set_trace(self, trace: _Trace | None, connection_id: int = 0) -> None:
+        """Calls ``trace`` for each line from now on, with ``connection_id``; None stops
+        calling. Nothing is traced until a trace is set."""
 
 @final
 class ServerConnection:
@@ -350,6 +367,9 @@ class ServerConnection:
         """The connection is gone: the remaining hooks come, then CLOSE."""
     def stop(self) -> None:
         """The server is shutting down (see the class docs)."""
+    def set_trace(self, trace: _Trace | None, connection_id: int = 0) -> None:
+        """Calls ``trace`` for each line from now on, with ``connection_id``; None stops
+        calling. Nothing is traced until a trace is set."""
     @property
     def is_idle(self) -> bool:
         """True between transactions: a shutdown loses nothing by ending it."""
@@ -424,6 +444,9 @@ class ClientSession:
     def tls_established(self, now: float) -> None:
         """The TLS handshake after the "starttls" event succeeded: the session greets
         again. What the server sent after its 220 was thrown away."""
+    def set_trace(self, trace: _Trace | None, connection_id: int = 0) -> None:
+        """Calls ``trace`` for each line from now on, with ``connection_id``; None stops
+        calling. Nothing is traced until a trace is set."""
     @property
     def is_ready(self) -> bool: ...
     @property

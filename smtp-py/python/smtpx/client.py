@@ -11,6 +11,14 @@ greeting's reply instead of sending another, and their ``name`` argument (like
 smtplib users then do by hand. ``sendmail()`` pipelines MAIL, RCPT and DATA (or BDAT)
 when the server allows it, and the engine sends RSET after a failed transaction itself.
 
+``set_debuglevel(1)`` prints what smtplib prints on standard error (``connect:``,
+``send: 'EHLO ...\\r\\n'``, ``reply: b'250-...\\r\\n'``, ``reply: retcode (250); Msg:
+...``; level 2 adds the time), from the engine's wire trace: credentials show as
+``AUTH PLAIN <redacted>`` and ``<SASL response redacted>``, message content as
+``<message content, N octets>``, and smtplib's ``data:`` lines are not printed. While the
+``smtpx.wire`` logger is enabled for DEBUG when connecting, each line is also logged
+there as ``conn=ID C: text``.
+
 Differences: message bytes are canonicalised to CRLF (smtplib sends bare LF in bytes as
 is), ``source_address`` and Unix sockets are not supported (ValueError), and the 220
 texts of the greeting and of STARTTLS are not kept.
@@ -23,6 +31,7 @@ import ssl
 from typing import IO, Any, Iterable, Sequence
 
 from smtpx import _native
+from smtpx._trace import ClientTrace, wire_logging
 from smtpx.common import (
     LMTP_PORT,
     SMTP_PORT,
@@ -70,6 +79,7 @@ class SMTP:
     default_port = SMTP_PORT
     _tls_mode = "none"
     _lmtp = False
+    _trace: ClientTrace
 
     def __init__(
         self,
@@ -89,6 +99,7 @@ class SMTP:
         self.local_hostname = local_hostname
         self.timeout = timeout
         self._context = context
+        self._trace = ClientTrace()
         self._native: _native.Client | None = None
         self.esmtp_features: dict[str, str] = {}
         self.does_esmtp = False
@@ -121,6 +132,9 @@ class SMTP:
         tls: dict[str, Any] = {}
         if self._tls_mode != "none":
             tls = tls_arguments(self._context, None)
+        trace = self._trace
+        trace.log = wire_logging()
+        trace.connecting(host, port)
         self._native = _native.Client.connect(
             host,
             port,
@@ -128,12 +142,33 @@ class SMTP:
             tls=self._tls_mode,
             timeout=seconds(self.timeout),
             lmtp=self._lmtp,
+            trace=trace if trace.wanted else None,
             **tls,
         )
         self._refresh()
         lines = self._native.ehlo_lines()
         first = lines[0].encode() if lines else b""
         return (220, first)
+
+    # -- debug output -------------------------------------------------------------------
+
+    @property
+    def debuglevel(self) -> int:
+        """smtplib's debug level (see :meth:`set_debuglevel`); assignable."""
+        return self._trace.level
+
+    @debuglevel.setter
+    def debuglevel(self, level: int) -> None:
+        self.set_debuglevel(level)
+
+    def set_debuglevel(self, debuglevel: int) -> None:
+        """Prints the conversation on standard error as smtplib does: 0 (the default)
+        nothing, 1 each command and reply line, 2 the same with the time. May be changed
+        at any time, connected or not. Credentials and message content are never
+        printed (see the module docs)."""
+        self._trace.set_level(int(debuglevel))
+        if self._native is not None:
+            self._native.set_trace(self._trace if self._trace.wanted else None)
 
     def _refresh(self) -> None:
         client = self._client()
@@ -471,6 +506,8 @@ def send(
         tls["insecure"] = True
     if local_hostname is not None:
         check_line("local_hostname", local_hostname)
+    smtp = SMTP()
+    smtp._trace.log = wire_logging()
     client = _native.Client.connect(
         hostname,
         port,
@@ -480,9 +517,9 @@ def send(
         lmtp=lmtp,
         username=username,
         password=password,
+        trace=smtp._trace if smtp._trace.wanted else None,
         **(tls if mode != "none" else {}),
     )
-    smtp = SMTP()
     smtp._native = client
     smtp._host = hostname
     with smtp:

@@ -25,6 +25,15 @@ server keeps running. The hooks are mapped by :mod:`smtpx.adapter`, as for
 :class:`smtpx.aio.Server`, with the same options and defaults
 (:class:`smtpx.adapter.ServerSettings`).
 
+Wire trace: while the ``smtpx.wire`` logger is enabled for DEBUG when the server starts
+(``logging.getLogger("smtpx.wire").setLevel(logging.DEBUG)`` with a handler, or a root
+logger at DEBUG), every command and reply line of every connection is logged there, one
+DEBUG record each, as ``conn=ID C: text`` or ``conn=ID S: text`` (aiosmtpd's equivalent is
+its ``mail.log`` logger). Credentials and content are redacted by the engine: ``AUTH
+PLAIN <redacted>``, ``<SASL response redacted>``, ``<message content, N octets>``. A
+server started while that logger is not enabled installs no trace and pays nothing for
+it (enable it, then restart the server).
+
 Differences from aiosmtpd: the protocol (and EHLO's list of extensions, which a
 ``handle_EHLO`` cannot change, only refuse) is the Rust engine's; connections are served
 by threads, not an asyncio loop; ``tls_context`` is a ``(certfile, keyfile)`` pair;
@@ -40,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from smtpx import _native
+from smtpx._trace import log_line, wire_logging
 from smtpx.adapter import (
     HOOKED,
     AuthResult,
@@ -238,6 +248,7 @@ class Controller:
                 lmtp=self.lmtp,
                 max_connections=self.max_connections,
                 pipelining_sync=self.pipelining_sync,
+                trace=log_line if wire_logging() else None,
             )
             if isinstance(self.handler, Maildir):
                 server = _native.Server.start(self.hostname, self.port, maildir=self.handler.path, **common)

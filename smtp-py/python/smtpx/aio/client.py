@@ -13,6 +13,15 @@ the server does not offer it), False never upgrades. Certificates are checked ag
 Mozilla's roots unless ``cert_bundle`` (a PEM file) or ``tls_context`` (its CA
 certificates) name others; ``validate_certs=False`` accepts any (tests only).
 
+Debug output: ``set_debuglevel(1)`` (or 2) prints the conversation on standard error in
+smtplib's format, as :meth:`smtpx.SMTP.set_debuglevel` does (aiosmtplib has no such
+method; it logs instead). While the ``smtpx.wire`` logger is enabled for DEBUG when a
+client connects, each line of that connection is logged there as ``conn=ID C: text``
+(one DEBUG record per line; the ids count the asyncio clients of the process). Both come
+from the engine's wire trace, redacted: credentials show as ``AUTH PLAIN <redacted>`` and
+``<SASL response redacted>``, message content as ``<message content, N octets>``. Neither
+costs anything while off: the trace is installed only while one of them is on.
+
 Every protocol decision is the Rust engine's (:class:`smtpx._native.ClientSession`),
 including throwing away whatever was pipelined after STARTTLS; this module only moves
 bytes and times.
@@ -23,12 +32,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.message
+import itertools
 import os
 import ssl
 import sys
 from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from smtpx import _native
+from smtpx._trace import ClientTrace, wire_logging
 from smtpx.common import (
     LMTP_PORT,
     SMTP_PORT,
@@ -60,6 +71,9 @@ _T = TypeVar("_T")
 _READ = 64 * 1024
 
 _default_tls: _native.TlsConfig | None = None
+
+# Connection ids of the asyncio clients, for the wire trace.
+_connection_ids = itertools.count(1)
 
 
 # perf: the client's read deadline and the timeout of each of its calls were an
@@ -193,6 +207,26 @@ class SMTP:
         self._tls: _native.TlsSession | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._trace = ClientTrace()
+        self._connection_id = 0
+
+    @property
+    def debuglevel(self) -> int:
+        """smtplib's debug level (see :meth:`set_debuglevel`); assignable."""
+        return self._trace.level
+
+    @debuglevel.setter
+    def debuglevel(self, level: int) -> None:
+        self.set_debuglevel(level)
+
+    def set_debuglevel(self, debuglevel: int) -> None:
+        """Prints the conversation on standard error as smtplib's ``set_debuglevel``
+        does: 0 (the default) nothing, 1 each command and reply line, 2 the same with the
+        time. May be changed at any time, connected or not. Credentials and message
+        content are never printed (see the module docs)."""
+        self._trace.set_level(int(debuglevel))
+        if self._session is not None:
+            self._session.set_trace(self._trace if self._trace.wanted else None, self._connection_id)
 
     @property
     def is_connected(self) -> bool:
@@ -278,6 +312,12 @@ class SMTP:
             starttls=policy,
             tls_active=self.use_tls,
         )
+        trace = self._trace
+        trace.log = wire_logging()
+        trace.connecting(self.hostname, self.port)
+        self._connection_id = next(_connection_ids)
+        if trace.wanted:
+            self._session.set_trace(trace, self._connection_id)
         self._reader, self._writer = await asyncio.open_connection(self.hostname, self.port)
         _small_reads(self._writer)
         if self.use_tls:

@@ -11,18 +11,26 @@ TLS is rustls (:class:`smtpx._native.TlsSession`); ``tls_context=(certfile, keyf
 offers STARTTLS, with ``implicit_tls`` the listener speaks TLS from the first byte.
 Every protocol and connection decision is the engine's
 (:class:`smtpx._native.ServerConnection`).
+
+Wire trace: while the ``smtpx.wire`` logger is enabled for DEBUG when the server starts,
+every command and reply line is logged there, one DEBUG record each, as ``conn=ID C:
+text`` / ``conn=ID S: text``, redacted by the engine (``AUTH PLAIN <redacted>``, ``<SASL
+response redacted>``, ``<message content, N octets>``), as :class:`smtpx.Controller`
+does. A server started without it installs no trace (enable it, then restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 import sys
 import types
 from typing import Any, Callable, Generator, Iterator
 
 from smtpx import _native
+from smtpx._trace import log_line, wire_logging
 from smtpx.adapter import (
     HOOKED,
     HandlerConnection,
@@ -129,6 +137,8 @@ class Server:
         # Safe because the event loop reads one socket at a time and buffer_updated copies
         # out what it got before the next read.
         self._read_buffer = bytearray(_READ_SIZE)
+        self._trace = False  # the smtpx.wire logger took DEBUG records at start()
+        self._connection_ids = itertools.count(1)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -162,6 +172,7 @@ class Server:
             require_tls=self.require_starttls,
             pipelining_sync=self.pipelining_sync,
         )
+        self._trace = wire_logging()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port)
 
@@ -417,6 +428,8 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             server.handler, server, server.settings, (str(peer[0]), int(peer[1])), server.implicit_tls, self.loop
         )
         self.connection = _native.ServerConnection(server.hostname, now=self.loop.time(), **server._options)
+        if server._trace:
+            self.connection.set_trace(log_line, next(server._connection_ids))
         self._pump()
 
     def get_buffer(self, sizehint: int) -> bytearray:
