@@ -541,6 +541,28 @@ typedef struct smtpx_server_connection smtpx_server_connection;
 typedef struct smtpx_server_session smtpx_server_session;
 
 /**
+ * Receives one log record: `user_data` as it was given with the callback, the level,
+ * the connection id (on a server, as the handler's callbacks see it; 0 when the record
+ * belongs to no connection), and the text: NUL-terminated, `text_len` bytes without the
+ * NUL, valid only during the call. A trace line reads `C: MAIL FROM:<a@example.org>` (from the
+ * client) or `S: 250 2.1.0 Ok` (from the server).
+ *
+ * Client connection ids and server connection ids are counted apart: a client and a
+ * server in one process may both have a connection 1.
+ *
+ * Thread safety: on a server configuration, the callback is called from the threads that
+ * run connections, several at once: it must be thread-safe, and so must whatever
+ * `user_data` points to. On client options, it is called from the thread using the
+ * client (see `smtpx_client_options_set_log`). It must return quickly (the connection
+ * waits for it) and must not call back into the object that logs.
+ */
+typedef void (*smtpx_log_callback)(void *user_data,
+                                   smtpx_log_level level,
+                                   uint64_t connection,
+                                   const char *text,
+                                   size_t text_len);
+
+/**
  * One message of a batch for `smtpx_client_send_batch`: the envelope as
  * `smtpx_client_send` takes it (`from`, and `n_to` recipient addresses in `to`) and the
  * message held in memory (`data`, `len` bytes). Read during the call only.
@@ -577,24 +599,6 @@ typedef struct smtpx_message {
  * thread, during the call only.
  */
 typedef int (*smtpx_read_callback)(void *userdata, uint8_t *buf, size_t len, size_t *out_n);
-
-/**
- * Receives one log record: `user_data` as it was given with the callback, the level,
- * the connection id (as the handler's callbacks see it; 0 when the record belongs to no
- * connection), and the text: NUL-terminated, `text_len` bytes without the NUL, valid
- * only during the call. A trace line reads `C: MAIL FROM:<a@example.org>` (from the
- * client) or `S: 250 2.1.0 Ok` (from the server).
- *
- * Thread safety: the callback is called from the threads that run connections, several
- * at once: it must be thread-safe, and so must whatever `user_data` points to. It must
- * return quickly (the connection waits for it) and must not call back into the object
- * that logs.
- */
-typedef void (*smtpx_log_callback)(void *user_data,
-                                   smtpx_log_level level,
-                                   uint64_t connection,
-                                   const char *text,
-                                   size_t text_len);
 
 /**
  * One event of a server session. Pointers are borrowed from the session and valid until
@@ -1021,6 +1025,22 @@ smtpx_result smtpx_client_options_set_pipelining(struct smtpx_client_options *op
  * Thread safety: one thread at a time per options object.
  */
 smtpx_result smtpx_client_options_set_chunking(struct smtpx_client_options *options, bool chunking);
+
+/**
+ * Sends the wire trace of every client connected with these options from now on to
+ * `callback` (see `smtpx_log_callback` for what it receives), with `user_data`; NULL
+ * turns it off. Clients already connected keep what they had. The library never frees
+ * `user_data`; it must live as long as any client connected with these options.
+ *
+ * Thread safety: one thread at a time per options object. A client is used by one
+ * thread at a time, and its callback is called from that thread, during
+ * `smtpx_client_connect` and the calls on the client (never afterwards). Clients
+ * connected with the same options and used on different threads call it at the same
+ * time: it must then be thread-safe, and so must whatever `user_data` points to.
+ */
+smtpx_result smtpx_client_options_set_log(struct smtpx_client_options *options,
+                                          smtpx_log_callback callback,
+                                          void *user_data);
 
 /**
  * The message of the last `smtpx_client_connect` that failed with these options,

@@ -20,6 +20,7 @@ use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, out_arg, str_arg,
     to_cstring, try_arg, write_out,
 };
+use crate::log::{CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::reply::smtpx_reply;
 use crate::result::smtpx_result;
@@ -346,6 +347,30 @@ pub extern "C" fn smtpx_client_options_set_chunking(
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
         options.options.chunking = chunking;
+        smtpx_result::Ok
+    })
+}
+
+/// Sends the wire trace of every client connected with these options from now on to
+/// `callback` (see `smtpx_log_callback` for what it receives), with `user_data`; NULL
+/// turns it off. Clients already connected keep what they had. The library never frees
+/// `user_data`; it must live as long as any client connected with these options.
+///
+/// Thread safety: one thread at a time per options object. A client is used by one
+/// thread at a time, and its callback is called from that thread, during
+/// `smtpx_client_connect` and the calls on the client (never afterwards). Clients
+/// connected with the same options and used on different threads call it at the same
+/// time: it must then be thread-safe, and so must whatever `user_data` points to.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_options_set_log(
+    options: *mut smtpx_client_options,
+    callback: smtpx_log_callback,
+    user_data: *mut c_void,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or live options, used by no other thread.
+        let options = try_arg!(unsafe { obj_mut(options) });
+        options.options.trace = CLog::sink(callback, user_data).map(|log| log.trace_sink());
         smtpx_result::Ok
     })
 }

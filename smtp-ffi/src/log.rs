@@ -1,7 +1,8 @@
 //! Logging to C: `smtpx_log_callback`, set on a server configuration (and so on every
-//! server face built from it) to receive the wire trace: every command and reply line
-//! with its connection id, AUTH payloads and SASL responses redacted, message content by
-//! size only.
+//! server face built from it) or on client options (and so on every client connected
+//! with them) to receive the wire trace: every command and reply line with its
+//! connection id, AUTH payloads and SASL responses redacted, message content by size
+//! only.
 
 use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
@@ -26,15 +27,19 @@ pub enum smtpx_log_level {
 }
 
 /// Receives one log record: `user_data` as it was given with the callback, the level,
-/// the connection id (as the handler's callbacks see it; 0 when the record belongs to no
-/// connection), and the text: NUL-terminated, `text_len` bytes without the NUL, valid
-/// only during the call. A trace line reads `C: MAIL FROM:<a@example.org>` (from the
+/// the connection id (on a server, as the handler's callbacks see it; 0 when the record
+/// belongs to no connection), and the text: NUL-terminated, `text_len` bytes without the
+/// NUL, valid only during the call. A trace line reads `C: MAIL FROM:<a@example.org>` (from the
 /// client) or `S: 250 2.1.0 Ok` (from the server).
 ///
-/// Thread safety: the callback is called from the threads that run connections, several
-/// at once: it must be thread-safe, and so must whatever `user_data` points to. It must
-/// return quickly (the connection waits for it) and must not call back into the object
-/// that logs.
+/// Client connection ids and server connection ids are counted apart: a client and a
+/// server in one process may both have a connection 1.
+///
+/// Thread safety: on a server configuration, the callback is called from the threads that
+/// run connections, several at once: it must be thread-safe, and so must whatever
+/// `user_data` points to. On client options, it is called from the thread using the
+/// client (see `smtpx_client_options_set_log`). It must return quickly (the connection
+/// waits for it) and must not call back into the object that logs.
 #[allow(non_camel_case_types)]
 pub type smtpx_log_callback = Option<
     unsafe extern "C" fn(
