@@ -166,6 +166,19 @@ typedef uint32_t smtpx_result;
 /**
  * How much a log record matters. The wire trace is `SMTPX_LOG_LEVEL_DEBUG`.
  *
+ * `SMTPX_LOG`: a C program that installs no log callback can still see what the library
+ * does by setting the environment variable `SMTPX_LOG` to `error`, `warn`, `info`,
+ * `debug` or `trace` (any case) before it creates its first `smtpx_client_options` or
+ * `smtpx_server_config` (the variable is read then, once per process). The library's
+ * own records (connection events, warnings; never message content or credentials) at
+ * that level and above are then written to standard error, one line each, as
+ * `smtpx LEVEL TARGET: TEXT`. At `debug` or `trace`, clients and servers whose options
+ * or configuration have no log callback also write their wire trace there, as
+ * `smtpx DEBUG smtpx::wire: client conn=ID C: LINE` (or `server conn=ID ...`); an
+ * object with a callback sends its trace to the callback only. Unset, empty, `off` or
+ * an unknown value: nothing is written. Either way the library never installs a logger
+ * over one already installed in its process.
+ *
  * Thread safety: a plain value.
  */
 enum smtpx_log_level
@@ -548,7 +561,9 @@ typedef struct smtpx_server_session smtpx_server_session;
  * client) or `S: 250 2.1.0 Ok` (from the server).
  *
  * Client connection ids and server connection ids are counted apart: a client and a
- * server in one process may both have a connection 1.
+ * server in one process may both have a connection 1. Without a callback, the
+ * environment variable `SMTPX_LOG` can send the trace to standard error (see
+ * `smtpx_log_level`).
  *
  * Thread safety: on a server configuration, the callback is called from the threads that
  * run connections, several at once: it must be thread-safe, and so must whatever

@@ -20,7 +20,7 @@ use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, out_arg, str_arg,
     to_cstring, try_arg, write_out,
 };
-use crate::log::{CLog, smtpx_log_callback};
+use crate::log::{self, CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::reply::smtpx_reply;
 use crate::result::smtpx_result;
@@ -116,6 +116,7 @@ pub struct smtpx_client_options {
 #[unsafe(no_mangle)]
 pub extern "C" fn smtpx_client_options_new() -> *mut smtpx_client_options {
     ffi_panic_boundary(|| {
+        log::init_from_env();
         into_raw(smtpx_client_options {
             options: ClientOptions::new("localhost"),
             roots: RootCerts::default(),
@@ -468,6 +469,9 @@ pub extern "C" fn smtpx_client_connect(
         // SAFETY: as above.
         let server_name = try_arg!(unsafe { opt_line_arg(server_name) }).unwrap_or(host);
         let mut client_options = options.options.clone();
+        if client_options.trace.is_none() {
+            client_options.trace = log::env_trace(log::Side::Client);
+        }
         if client_options.tls != TlsMode::None {
             let tls_options = TlsClientOptions {
                 roots: options.roots.clone(),

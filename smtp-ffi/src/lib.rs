@@ -38,7 +38,8 @@
 //!   caller's own loop (the library's connection layer: it says what to do next).
 //! - [`decision`]: `smtpx_decision`, the reply C code gives to a hook.
 //! - [`event`]: `smtpx_server_event`, what a sans-I/O server tells C.
-//! - [`log`]: `smtpx_log_callback`, the wire trace for C.
+//! - [`log`]: `smtpx_log_callback`, the wire trace for C; `SMTPX_LOG` (records and trace
+//!   on standard error for programs without a callback).
 //! - [`server`]: `smtpx_handler` (C callbacks), `smtpx_server` (threads and sockets).
 //! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
 //!   decisions, output), for callers that want to run the connection loop themselves.

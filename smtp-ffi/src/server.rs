@@ -18,11 +18,11 @@ use smtp_core::maildir::MaildirHandler;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
-use crate::log::CLog;
 use crate::config::smtpx_server_config;
 use crate::decision::smtpx_decision;
 use crate::event::smtpx_abort_reason;
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, str_arg, try_arg, write_out};
+use crate::log;
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
@@ -453,7 +453,7 @@ fn start<H: Handler>(
         session.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
     }
     let mut options = ServerOptions::new(session);
-    options.trace = config.log.as_ref().map(CLog::trace_sink);
+    options.trace = log::server_trace_sink(config.log.as_ref());
     if let Some(n) = config.max_connections {
         options.max_connections = n;
     }
