@@ -931,6 +931,187 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Connects to `host`:`port` (trying each resolved address), sets up TLS as the options
+ * say, greets, upgrades with STARTTLS and authenticates as configured, and writes a
+ * ready client to `*out_client`, to be released with `smtpx_client_free`.
+ *
+ * `server_name` is the name the server's certificate must carry; NULL means `host`.
+ * `options` is not consumed and may be reused; on failure its
+ * `smtpx_client_options_last_error` gives the detail. Errors: argument codes (1xx), and
+ * the protocol (2xx), I/O (3xx) and TLS/authentication (4xx) codes.
+ *
+ * Thread safety: blocks the calling thread; `options` is used by this thread only
+ * during the call.
+ */
+smtpx_result smtpx_client_connect(const char *host,
+                                  uint16_t port,
+                                  const char *server_name,
+                                  struct smtpx_client_options *options,
+                                  struct smtpx_client **out_client);
+
+/**
+ * Frees a client, closing its connection without QUIT (call `smtpx_client_quit`
+ * first to say goodbye). NULL is fine; must not be called twice on the same client.
+ *
+ * Thread safety: no other thread may use the client during or after the call.
+ */
+void smtpx_client_free(struct smtpx_client *client);
+
+/**
+ * Sends QUIT, waits for the reply and closes the connection. The client must still be
+ * freed with `smtpx_client_free`; every later call on it fails with
+ * SMTPX_RESULT_NOT_READY. A server that hangs up without replying is not an error.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_quit(struct smtpx_client *client);
+
+/**
+ * True when the connection is encrypted (false for NULL or after QUIT).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+bool smtpx_client_is_tls(const struct smtpx_client *client);
+
+/**
+ * Upgrades a plain connection with STARTTLS now (for a client connected with
+ * SMTPX_TLS_MODE_NONE, like smtplib's `starttls()`), checking the certificate with the
+ * TLS settings of the options given to `smtpx_client_connect` (CA file, insecure). Returns
+ * once the session has greeted again over TLS; the capabilities accessors then give the
+ * new EHLO reply. `server_name` is the name the certificate must carry; NULL means the one
+ * used at connect time.
+ *
+ * Errors: SMTPX_RESULT_NOT_READY when the connection is already encrypted (nothing is
+ * sent) or after QUIT; SMTPX_RESULT_START_TLS_REFUSED when the server refuses (the
+ * connection stays usable in clear); SMTPX_RESULT_TLS when the handshake fails (the
+ * connection is then closed); SMTPX_RESULT_INVALID_ARGUMENT for a bad server name.
+ *
+ * Thread safety: blocks the calling thread; one thread at a time per client.
+ */
+smtpx_result smtpx_client_starttls(struct smtpx_client *client, const char *server_name);
+
+/**
+ * Writes to `*out` whether the server announced `keyword` in its last EHLO (or LHLO)
+ * reply, compared case-insensitively: "PIPELINING", "SIZE", "STARTTLS", "AUTH",
+ * "CHUNKING", "8BITMIME", "SMTPUTF8", "DSN", or any other keyword.
+ *
+ * Errors: SMTPX_RESULT_NULL_PARAMETER, SMTPX_RESULT_INVALID_UTF8; SMTPX_RESULT_NOT_READY
+ * after QUIT or when the server answered HELO only (no capabilities known). These do not
+ * change the client's last error.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_has_extension(const struct smtpx_client *client,
+                                        const char *keyword,
+                                        bool *out);
+
+/**
+ * The SIZE the server announced: `*has` is false when it announced none (`*out` is then
+ * 0); otherwise `*out` is the limit in bytes, 0 meaning announced without a fixed limit.
+ *
+ * Errors: SMTPX_RESULT_NULL_PARAMETER; SMTPX_RESULT_NOT_READY as for
+ * `smtpx_client_has_extension`.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_size_limit(const struct smtpx_client *client, uint64_t *out, bool *has);
+
+/**
+ * The AUTH mechanisms the server announced, in its order, separated by single spaces
+ * (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
+ * bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
+ * writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
+ *
+ * Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_auth_mechanisms(const struct smtpx_client *client,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_n);
+
+/**
+ * The message of the client's last failed call, copied NUL-terminated into `buf` (of
+ * `len` bytes); its length without the NUL goes to `*out_n`. Empty when no call failed.
+ * SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_last_error(const struct smtpx_client *client,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+/**
+ * The server's reply behind the client's last failed call (a refused AUTH, a 421, ...),
+ * borrowed: valid until the next call on the client or its free. NULL when the failure
+ * had no reply (or `client` is NULL).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+const struct smtpx_reply *smtpx_client_last_error_reply(const struct smtpx_client *client);
+
+/**
+ * Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
+ * server offers) and writes the server's 235 reply to `*out_reply` (free with
+ * `smtpx_reply_free`). A refusal is SMTPX_RESULT_AUTH_FAILED (the reply is then
+ * `smtpx_client_last_error_reply`) and leaves the connection usable.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_login(struct smtpx_client *client,
+                                const char *username,
+                                const char *password,
+                                struct smtpx_reply **out_reply);
+
+/**
+ * Sends NOOP and writes the reply, whatever its code, to `*out_reply` (free with
+ * `smtpx_reply_free`).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_noop(struct smtpx_client *client, struct smtpx_reply **out_reply);
+
+/**
+ * Sends RSET and writes the reply, whatever its code, to `*out_reply` (free with
+ * `smtpx_reply_free`).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_rset(struct smtpx_client *client, struct smtpx_reply **out_reply);
+
+/**
+ * Sends VRFY `argument` and writes the reply, whatever its code, to `*out_reply` (free
+ * with `smtpx_reply_free`). CR or LF in `argument` gives SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_vrfy(struct smtpx_client *client,
+                               const char *argument,
+                               struct smtpx_reply **out_reply);
+
+/**
+ * Sends EXPN `argument` and writes the reply, whatever its code, to `*out_reply` (free
+ * with `smtpx_reply_free`). CR or LF in `argument` gives SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_expn(struct smtpx_client *client,
+                               const char *argument,
+                               struct smtpx_reply **out_reply);
+
+/**
+ * Sends HELP (with `topic`, or none when NULL) and writes the reply, whatever its code,
+ * to `*out_reply` (free with `smtpx_reply_free`).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_help(struct smtpx_client *client,
+                               const char *topic,
+                               struct smtpx_reply **out_reply);
+
+/**
  * Creates client options with the defaults. Returns NULL only if memory ran out (or on
  * an internal error). Free with `smtpx_client_options_free`.
  *
@@ -1071,252 +1252,6 @@ smtpx_result smtpx_client_options_last_error(const struct smtpx_client_options *
                                              size_t *out_n);
 
 /**
- * Connects to `host`:`port` (trying each resolved address), sets up TLS as the options
- * say, greets, upgrades with STARTTLS and authenticates as configured, and writes a
- * ready client to `*out_client`, to be released with `smtpx_client_free`.
- *
- * `server_name` is the name the server's certificate must carry; NULL means `host`.
- * `options` is not consumed and may be reused; on failure its
- * `smtpx_client_options_last_error` gives the detail. Errors: argument codes (1xx), and
- * the protocol (2xx), I/O (3xx) and TLS/authentication (4xx) codes.
- *
- * Thread safety: blocks the calling thread; `options` is used by this thread only
- * during the call.
- */
-smtpx_result smtpx_client_connect(const char *host,
-                                  uint16_t port,
-                                  const char *server_name,
-                                  struct smtpx_client_options *options,
-                                  struct smtpx_client **out_client);
-
-/**
- * Frees a client, closing its connection without QUIT (call `smtpx_client_quit`
- * first to say goodbye). NULL is fine; must not be called twice on the same client.
- *
- * Thread safety: no other thread may use the client during or after the call.
- */
-void smtpx_client_free(struct smtpx_client *client);
-
-/**
- * Sends QUIT, waits for the reply and closes the connection. The client must still be
- * freed with `smtpx_client_free`; every later call on it fails with
- * SMTPX_RESULT_NOT_READY. A server that hangs up without replying is not an error.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_quit(struct smtpx_client *client);
-
-/**
- * True when the connection is encrypted (false for NULL or after QUIT).
- *
- * Thread safety: one thread at a time per client.
- */
-bool smtpx_client_is_tls(const struct smtpx_client *client);
-
-/**
- * Upgrades a plain connection with STARTTLS now (for a client connected with
- * SMTPX_TLS_MODE_NONE, like smtplib's `starttls()`), checking the certificate with the
- * TLS settings of the options given to `smtpx_client_connect` (CA file, insecure). Returns
- * once the session has greeted again over TLS; the capabilities accessors then give the
- * new EHLO reply. `server_name` is the name the certificate must carry; NULL means the one
- * used at connect time.
- *
- * Errors: SMTPX_RESULT_NOT_READY when the connection is already encrypted (nothing is
- * sent) or after QUIT; SMTPX_RESULT_START_TLS_REFUSED when the server refuses (the
- * connection stays usable in clear); SMTPX_RESULT_TLS when the handshake fails (the
- * connection is then closed); SMTPX_RESULT_INVALID_ARGUMENT for a bad server name.
- *
- * Thread safety: blocks the calling thread; one thread at a time per client.
- */
-smtpx_result smtpx_client_starttls(struct smtpx_client *client, const char *server_name);
-
-/**
- * Writes to `*out` whether the server announced `keyword` in its last EHLO (or LHLO)
- * reply, compared case-insensitively: "PIPELINING", "SIZE", "STARTTLS", "AUTH",
- * "CHUNKING", "8BITMIME", "SMTPUTF8", "DSN", or any other keyword.
- *
- * Errors: SMTPX_RESULT_NULL_PARAMETER, SMTPX_RESULT_INVALID_UTF8; SMTPX_RESULT_NOT_READY
- * after QUIT or when the server answered HELO only (no capabilities known). These do not
- * change the client's last error.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_has_extension(const struct smtpx_client *client,
-                                        const char *keyword,
-                                        bool *out);
-
-/**
- * The SIZE the server announced: `*has` is false when it announced none (`*out` is then
- * 0); otherwise `*out` is the limit in bytes, 0 meaning announced without a fixed limit.
- *
- * Errors: SMTPX_RESULT_NULL_PARAMETER; SMTPX_RESULT_NOT_READY as for
- * `smtpx_client_has_extension`.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_size_limit(const struct smtpx_client *client, uint64_t *out, bool *has);
-
-/**
- * The AUTH mechanisms the server announced, in its order, separated by single spaces
- * (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
- * bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
- * writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
- *
- * Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_auth_mechanisms(const struct smtpx_client *client,
-                                          char *buf,
-                                          size_t len,
-                                          size_t *out_n);
-
-/**
- * The message of the client's last failed call, copied NUL-terminated into `buf` (of
- * `len` bytes); its length without the NUL goes to `*out_n`. Empty when no call failed.
- * SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_last_error(const struct smtpx_client *client,
-                                     char *buf,
-                                     size_t len,
-                                     size_t *out_n);
-
-/**
- * The server's reply behind the client's last failed call (a refused AUTH, a 421, ...),
- * borrowed: valid until the next call on the client or its free. NULL when the failure
- * had no reply (or `client` is NULL).
- *
- * Thread safety: one thread at a time per client.
- */
-const struct smtpx_reply *smtpx_client_last_error_reply(const struct smtpx_client *client);
-
-/**
- * Sends one message held in memory (`msg`, `len` bytes: headers, a blank line, the
- * body) from `from` to the `n_to` addresses in `to`, and writes the outcome for each
- * recipient to `*out_result` (release with `smtpx_send_result_free`).
- *
- * A refused recipient is not an error: check `smtpx_send_result_success` and each
- * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
- * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
- * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_send(struct smtpx_client *client,
-                               const char *from,
-                               const char *const *to,
-                               size_t n_to,
-                               const uint8_t *msg,
-                               size_t len,
-                               struct smtpx_send_result **out_result);
-
-/**
- * Sends the `n` messages of `messages` over this connection, one transaction each. When
- * the server offers PIPELINING (and not CHUNKING) each next message's MAIL, RCPT and
- * DATA leave in the same write as the previous message's final dot, so a message costs
- * one round trip instead of two.
- *
- * `out_results` and `out_codes` point to arrays of `n` elements. For message `i`,
- * `out_codes[i]` is SMTPX_RESULT_OK and `out_results[i]` its outcome (refusals are in it;
- * release each with `smtpx_send_result_free`), or `out_codes[i]` is the error that
- * message failed with (SMTPX_RESULT_MESSAGE_TOO_LARGE, say) and `out_results[i]` is
- * NULL. `*out_done` is how many messages have an outcome. Every envelope is checked
- * before anything is sent: a bad one returns its code (SMTPX_RESULT_INJECTION, ...)
- * with `*out_done` 0.
- *
- * Returns SMTPX_RESULT_OK when every message has an outcome. An error that closes the
- * connection ends the batch: it is returned, `out_codes[*out_done - 1]` holds it too
- * (for the oldest message without an outcome, which may or may not have been
- * delivered), the messages from `*out_done` on were not sent (their code is
- * SMTPX_RESULT_NOT_READY, their result NULL), and `smtpx_client_last_error` says more.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_send_batch(struct smtpx_client *client,
-                                     const struct smtpx_message *messages,
-                                     size_t n,
-                                     struct smtpx_send_result **out_results,
-                                     smtpx_result *out_codes,
-                                     size_t *out_done);
-
-/**
- * Sends one message read piece by piece from `read_callback` (see
- * `smtpx_read_callback`), which receives `userdata`; otherwise as `smtpx_client_send`.
- * The message is never held whole in memory. SIZE is not announced.
- *
- * Thread safety: one thread at a time per client; the callback runs on the calling
- * thread.
- */
-smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
-                                      const char *from,
-                                      const char *const *to,
-                                      size_t n_to,
-                                      smtpx_read_callback read_callback,
-                                      void *userdata,
-                                      struct smtpx_send_result **out_result);
-
-/**
- * Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
- * server offers) and writes the server's 235 reply to `*out_reply` (free with
- * `smtpx_reply_free`). A refusal is SMTPX_RESULT_AUTH_FAILED (the reply is then
- * `smtpx_client_last_error_reply`) and leaves the connection usable.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_login(struct smtpx_client *client,
-                                const char *username,
-                                const char *password,
-                                struct smtpx_reply **out_reply);
-
-/**
- * Sends NOOP and writes the reply, whatever its code, to `*out_reply` (free with
- * `smtpx_reply_free`).
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_noop(struct smtpx_client *client, struct smtpx_reply **out_reply);
-
-/**
- * Sends RSET and writes the reply, whatever its code, to `*out_reply` (free with
- * `smtpx_reply_free`).
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_rset(struct smtpx_client *client, struct smtpx_reply **out_reply);
-
-/**
- * Sends VRFY `argument` and writes the reply, whatever its code, to `*out_reply` (free
- * with `smtpx_reply_free`). CR or LF in `argument` gives SMTPX_RESULT_INJECTION.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_vrfy(struct smtpx_client *client,
-                               const char *argument,
-                               struct smtpx_reply **out_reply);
-
-/**
- * Sends EXPN `argument` and writes the reply, whatever its code, to `*out_reply` (free
- * with `smtpx_reply_free`). CR or LF in `argument` gives SMTPX_RESULT_INJECTION.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_expn(struct smtpx_client *client,
-                               const char *argument,
-                               struct smtpx_reply **out_reply);
-
-/**
- * Sends HELP (with `topic`, or none when NULL) and writes the reply, whatever its code,
- * to `*out_reply` (free with `smtpx_reply_free`).
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_help(struct smtpx_client *client,
-                               const char *topic,
-                               struct smtpx_reply **out_reply);
-
-/**
  * Frees a send result. NULL is fine; must not be called twice on the same result.
  *
  * Thread safety: no other thread may use the result during or after the call.
@@ -1395,6 +1330,71 @@ const struct smtpx_reply *smtpx_send_result_final_reply(const struct smtpx_send_
  * Thread safety: safe to call from any thread.
  */
 const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
+
+/**
+ * Sends one message held in memory (`msg`, `len` bytes: headers, a blank line, the
+ * body) from `from` to the `n_to` addresses in `to`, and writes the outcome for each
+ * recipient to `*out_result` (release with `smtpx_send_result_free`).
+ *
+ * A refused recipient is not an error: check `smtpx_send_result_success` and each
+ * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
+ * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
+ * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_send(struct smtpx_client *client,
+                               const char *from,
+                               const char *const *to,
+                               size_t n_to,
+                               const uint8_t *msg,
+                               size_t len,
+                               struct smtpx_send_result **out_result);
+
+/**
+ * Sends the `n` messages of `messages` over this connection, one transaction each. When
+ * the server offers PIPELINING (and not CHUNKING) each next message's MAIL, RCPT and
+ * DATA leave in the same write as the previous message's final dot, so a message costs
+ * one round trip instead of two.
+ *
+ * `out_results` and `out_codes` point to arrays of `n` elements. For message `i`,
+ * `out_codes[i]` is SMTPX_RESULT_OK and `out_results[i]` its outcome (refusals are in it;
+ * release each with `smtpx_send_result_free`), or `out_codes[i]` is the error that
+ * message failed with (SMTPX_RESULT_MESSAGE_TOO_LARGE, say) and `out_results[i]` is
+ * NULL. `*out_done` is how many messages have an outcome. Every envelope is checked
+ * before anything is sent: a bad one returns its code (SMTPX_RESULT_INJECTION, ...)
+ * with `*out_done` 0.
+ *
+ * Returns SMTPX_RESULT_OK when every message has an outcome. An error that closes the
+ * connection ends the batch: it is returned, `out_codes[*out_done - 1]` holds it too
+ * (for the oldest message without an outcome, which may or may not have been
+ * delivered), the messages from `*out_done` on were not sent (their code is
+ * SMTPX_RESULT_NOT_READY, their result NULL), and `smtpx_client_last_error` says more.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_send_batch(struct smtpx_client *client,
+                                     const struct smtpx_message *messages,
+                                     size_t n,
+                                     struct smtpx_send_result **out_results,
+                                     smtpx_result *out_codes,
+                                     size_t *out_done);
+
+/**
+ * Sends one message read piece by piece from `read_callback` (see
+ * `smtpx_read_callback`), which receives `userdata`; otherwise as `smtpx_client_send`.
+ * The message is never held whole in memory. SIZE is not announced.
+ *
+ * Thread safety: one thread at a time per client; the callback runs on the calling
+ * thread.
+ */
+smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
+                                      const char *from,
+                                      const char *const *to,
+                                      size_t n_to,
+                                      smtpx_read_callback read_callback,
+                                      void *userdata,
+                                      struct smtpx_send_result **out_result);
 
 /**
  * Creates a server configuration with the defaults. Free with

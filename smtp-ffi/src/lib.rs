@@ -32,7 +32,10 @@
 //!
 //! # Modules
 //!
-//! - [`client`]: `smtpx_client_options`, `smtpx_client`, `smtpx_send_result`.
+//! - [`client`]: the blocking client, one module per concept: [`client::options`]
+//!   (`smtpx_client_options`, `smtpx_tls_mode`), [`client::connection`] (`smtpx_client`:
+//!   connect, STARTTLS, QUIT, capabilities, commands), [`client::send`] (send one message,
+//!   a batch, or a stream), [`client::result`] (`smtpx_send_result`).
 //! - [`config`]: `smtpx_server_config`, shared by every server face.
 //! - [`connection`]: `smtpx_server_connection`, the sans-I/O server connection for the
 //!   caller's own loop (the library's connection layer: it says what to do next).
