@@ -43,7 +43,8 @@
 //! - [`event`]: `smtpx_server_event`, what a sans-I/O server tells C.
 //! - [`log`]: `smtpx_log_callback`, the wire trace for C; `SMTPX_LOG` (records and trace
 //!   on standard error for programs without a callback).
-//! - [`server`]: `smtpx_handler` (C callbacks), `smtpx_server` (threads and sockets).
+//! - [`server`]: the blocking server: [`server::handler`] (`smtpx_handler`, the C
+//!   callbacks), [`server::run`] (`smtpx_server`: threads and sockets, start and stop).
 //! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
 //!   decisions, output), for callers that want to run the connection loop themselves.
 //! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].
