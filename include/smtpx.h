@@ -166,6 +166,19 @@ typedef uint32_t smtpx_result;
 /**
  * How much a log record matters. The wire trace is `SMTPX_LOG_LEVEL_DEBUG`.
  *
+ * `SMTPX_LOG`: a C program that installs no log callback can still see what the library
+ * does by setting the environment variable `SMTPX_LOG` to `error`, `warn`, `info`,
+ * `debug` or `trace` (any case) before it creates its first `smtpx_client_options` or
+ * `smtpx_server_config` (the variable is read then, once per process). The library's
+ * own records (connection events, warnings; never message content or credentials) at
+ * that level and above are then written to standard error, one line each, as
+ * `smtpx LEVEL TARGET: TEXT`. At `debug` or `trace`, clients and servers whose options
+ * or configuration have no log callback also write their wire trace there, as
+ * `smtpx DEBUG smtpx::wire: client conn=ID C: LINE` (or `server conn=ID ...`); an
+ * object with a callback sends its trace to the callback only. Unset, empty, `off` or
+ * an unknown value: nothing is written. Either way the library never installs a logger
+ * over one already installed in its process.
+ *
  * Thread safety: a plain value.
  */
 enum smtpx_log_level
@@ -541,6 +554,30 @@ typedef struct smtpx_server_connection smtpx_server_connection;
 typedef struct smtpx_server_session smtpx_server_session;
 
 /**
+ * Receives one log record: `user_data` as it was given with the callback, the level,
+ * the connection id (on a server, as the handler's callbacks see it; 0 when the record
+ * belongs to no connection), and the text: NUL-terminated, `text_len` bytes without the
+ * NUL, valid only during the call. A trace line reads `C: MAIL FROM:<a@example.org>` (from the
+ * client) or `S: 250 2.1.0 Ok` (from the server).
+ *
+ * Client connection ids and server connection ids are counted apart: a client and a
+ * server in one process may both have a connection 1. Without a callback, the
+ * environment variable `SMTPX_LOG` can send the trace to standard error (see
+ * `smtpx_log_level`).
+ *
+ * Thread safety: on a server configuration, the callback is called from the threads that
+ * run connections, several at once: it must be thread-safe, and so must whatever
+ * `user_data` points to. On client options, it is called from the thread using the
+ * client (see `smtpx_client_options_set_log`). It must return quickly (the connection
+ * waits for it) and must not call back into the object that logs.
+ */
+typedef void (*smtpx_log_callback)(void *user_data,
+                                   smtpx_log_level level,
+                                   uint64_t connection,
+                                   const char *text,
+                                   size_t text_len);
+
+/**
  * One message of a batch for `smtpx_client_send_batch`: the envelope as
  * `smtpx_client_send` takes it (`from`, and `n_to` recipient addresses in `to`) and the
  * message held in memory (`data`, `len` bytes). Read during the call only.
@@ -577,24 +614,6 @@ typedef struct smtpx_message {
  * thread, during the call only.
  */
 typedef int (*smtpx_read_callback)(void *userdata, uint8_t *buf, size_t len, size_t *out_n);
-
-/**
- * Receives one log record: `user_data` as it was given with the callback, the level,
- * the connection id (as the handler's callbacks see it; 0 when the record belongs to no
- * connection), and the text: NUL-terminated, `text_len` bytes without the NUL, valid
- * only during the call. A trace line reads `C: MAIL FROM:<a@example.org>` (from the
- * client) or `S: 250 2.1.0 Ok` (from the server).
- *
- * Thread safety: the callback is called from the threads that run connections, several
- * at once: it must be thread-safe, and so must whatever `user_data` points to. It must
- * return quickly (the connection waits for it) and must not call back into the object
- * that logs.
- */
-typedef void (*smtpx_log_callback)(void *user_data,
-                                   smtpx_log_level level,
-                                   uint64_t connection,
-                                   const char *text,
-                                   size_t text_len);
 
 /**
  * One event of a server session. Pointers are borrowed from the session and valid until
@@ -912,130 +931,6 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Creates client options with the defaults. Returns NULL only if memory ran out (or on
- * an internal error). Free with `smtpx_client_options_free`.
- *
- * Thread safety: safe to call from any thread.
- */
-struct smtpx_client_options *smtpx_client_options_new(void);
-
-/**
- * Frees client options. NULL is fine; must not be called twice on the same options.
- * Clients already connected with them are not affected.
- *
- * Thread safety: no other thread may use the options during or after the call.
- */
-void smtpx_client_options_free(struct smtpx_client_options *options);
-
-/**
- * Sets the name sent with EHLO, HELO or LHLO: this host's fully qualified domain name or
- * an address literal such as "[192.0.2.1]". Checked fully at connect time.
- *
- * Returns SMTPX_RESULT_NULL_PARAMETER, SMTPX_RESULT_INVALID_UTF8 or
- * SMTPX_RESULT_INJECTION (CR or LF) and changes nothing on a bad argument.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_helo_name(struct smtpx_client_options *options,
-                                                const char *helo_name);
-
-/**
- * Sets how the connection is encrypted (see `smtpx_tls_mode`). A value that is not an
- * `smtpx_tls_mode` gives SMTPX_RESULT_INVALID_ARGUMENT.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_tls_mode(struct smtpx_client_options *options,
-                                               smtpx_tls_mode mode);
-
-/**
- * Trusts the certificate authorities in a PEM file instead of the compiled-in Mozilla
- * roots (for a private CA or a self-signed test certificate). The file is read at
- * connect time; NULL goes back to the Mozilla roots.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_ca_file(struct smtpx_client_options *options,
-                                              const char *path);
-
-/**
- * Accepts any server certificate (expired, self-signed, for another name) when true.
- * The server is then not authenticated, so anyone on the path can read and change the
- * mail: for tests only. Default false.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_insecure(struct smtpx_client_options *options, bool insecure);
-
-/**
- * Authenticates with this user name and password once connected (PLAIN or LOGIN,
- * whichever the server offers); a refusal makes `smtpx_client_connect` fail with
- * SMTPX_RESULT_AUTH_FAILED. Passing NULL for both removes the credentials.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_credentials(struct smtpx_client_options *options,
-                                                  const char *username,
-                                                  const char *password);
-
-/**
- * How long to wait for each TCP connection attempt and the implicit-TLS handshake, in
- * milliseconds (default 30000). 0 gives SMTPX_RESULT_INVALID_ARGUMENT.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_connect_timeout_ms(struct smtpx_client_options *options,
-                                                         uint64_t timeout_ms);
-
-/**
- * How long to wait for each reply and each write, in milliseconds: sets every reply
- * timeout (greeting, commands, RCPT, DATA, each block of the message, the end of the
- * message) to this value instead of RFC 5321's (5 to 10 minutes). 0 gives
- * SMTPX_RESULT_INVALID_ARGUMENT.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_command_timeout_ms(struct smtpx_client_options *options,
-                                                         uint64_t timeout_ms);
-
-/**
- * Speaks LMTP (RFC 2033) instead of SMTP when true: LHLO, and one reply per recipient
- * after the message. Default false.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_lmtp(struct smtpx_client_options *options, bool lmtp);
-
-/**
- * Pipelines commands when the server offers PIPELINING (default true).
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_pipelining(struct smtpx_client_options *options,
-                                                 bool pipelining);
-
-/**
- * Sends messages with BDAT when the server offers CHUNKING and PIPELINING (default
- * true).
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_set_chunking(struct smtpx_client_options *options, bool chunking);
-
-/**
- * The message of the last `smtpx_client_connect` that failed with these options,
- * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
- * to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
- * nothing.
- *
- * Thread safety: one thread at a time per options object.
- */
-smtpx_result smtpx_client_options_last_error(const struct smtpx_client_options *options,
-                                             char *buf,
-                                             size_t len,
-                                             size_t *out_n);
-
-/**
  * Connects to `host`:`port` (trying each resolved address), sets up TLS as the options
  * say, greets, upgrades with STARTTLS and authenticates as configured, and writes a
  * ready client to `*out_client`, to be released with `smtpx_client_free`.
@@ -1158,71 +1053,6 @@ smtpx_result smtpx_client_last_error(const struct smtpx_client *client,
 const struct smtpx_reply *smtpx_client_last_error_reply(const struct smtpx_client *client);
 
 /**
- * Sends one message held in memory (`msg`, `len` bytes: headers, a blank line, the
- * body) from `from` to the `n_to` addresses in `to`, and writes the outcome for each
- * recipient to `*out_result` (release with `smtpx_send_result_free`).
- *
- * A refused recipient is not an error: check `smtpx_send_result_success` and each
- * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
- * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
- * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_send(struct smtpx_client *client,
-                               const char *from,
-                               const char *const *to,
-                               size_t n_to,
-                               const uint8_t *msg,
-                               size_t len,
-                               struct smtpx_send_result **out_result);
-
-/**
- * Sends the `n` messages of `messages` over this connection, one transaction each. When
- * the server offers PIPELINING (and not CHUNKING) each next message's MAIL, RCPT and
- * DATA leave in the same write as the previous message's final dot, so a message costs
- * one round trip instead of two.
- *
- * `out_results` and `out_codes` point to arrays of `n` elements. For message `i`,
- * `out_codes[i]` is SMTPX_RESULT_OK and `out_results[i]` its outcome (refusals are in it;
- * release each with `smtpx_send_result_free`), or `out_codes[i]` is the error that
- * message failed with (SMTPX_RESULT_MESSAGE_TOO_LARGE, say) and `out_results[i]` is
- * NULL. `*out_done` is how many messages have an outcome. Every envelope is checked
- * before anything is sent: a bad one returns its code (SMTPX_RESULT_INJECTION, ...)
- * with `*out_done` 0.
- *
- * Returns SMTPX_RESULT_OK when every message has an outcome. An error that closes the
- * connection ends the batch: it is returned, `out_codes[*out_done - 1]` holds it too
- * (for the oldest message without an outcome, which may or may not have been
- * delivered), the messages from `*out_done` on were not sent (their code is
- * SMTPX_RESULT_NOT_READY, their result NULL), and `smtpx_client_last_error` says more.
- *
- * Thread safety: one thread at a time per client.
- */
-smtpx_result smtpx_client_send_batch(struct smtpx_client *client,
-                                     const struct smtpx_message *messages,
-                                     size_t n,
-                                     struct smtpx_send_result **out_results,
-                                     smtpx_result *out_codes,
-                                     size_t *out_done);
-
-/**
- * Sends one message read piece by piece from `read_callback` (see
- * `smtpx_read_callback`), which receives `userdata`; otherwise as `smtpx_client_send`.
- * The message is never held whole in memory. SIZE is not announced.
- *
- * Thread safety: one thread at a time per client; the callback runs on the calling
- * thread.
- */
-smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
-                                      const char *from,
-                                      const char *const *to,
-                                      size_t n_to,
-                                      smtpx_read_callback read_callback,
-                                      void *userdata,
-                                      struct smtpx_send_result **out_result);
-
-/**
  * Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
  * server offers) and writes the server's 235 reply to `*out_reply` (free with
  * `smtpx_reply_free`). A refusal is SMTPX_RESULT_AUTH_FAILED (the reply is then
@@ -1280,6 +1110,146 @@ smtpx_result smtpx_client_expn(struct smtpx_client *client,
 smtpx_result smtpx_client_help(struct smtpx_client *client,
                                const char *topic,
                                struct smtpx_reply **out_reply);
+
+/**
+ * Creates client options with the defaults. Returns NULL only if memory ran out (or on
+ * an internal error). Free with `smtpx_client_options_free`.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+struct smtpx_client_options *smtpx_client_options_new(void);
+
+/**
+ * Frees client options. NULL is fine; must not be called twice on the same options.
+ * Clients already connected with them are not affected.
+ *
+ * Thread safety: no other thread may use the options during or after the call.
+ */
+void smtpx_client_options_free(struct smtpx_client_options *options);
+
+/**
+ * Sets the name sent with EHLO, HELO or LHLO: this host's fully qualified domain name or
+ * an address literal such as "[192.0.2.1]". Checked fully at connect time.
+ *
+ * Returns SMTPX_RESULT_NULL_PARAMETER, SMTPX_RESULT_INVALID_UTF8 or
+ * SMTPX_RESULT_INJECTION (CR or LF) and changes nothing on a bad argument.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_helo_name(struct smtpx_client_options *options,
+                                                const char *helo_name);
+
+/**
+ * Sets how the connection is encrypted (see `smtpx_tls_mode`). A value that is not an
+ * `smtpx_tls_mode` gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_tls_mode(struct smtpx_client_options *options,
+                                               smtpx_tls_mode mode);
+
+/**
+ * Trusts the certificate authorities in a PEM file instead of the compiled-in Mozilla
+ * roots (for a private CA or a self-signed test certificate). The file is read at
+ * connect time; NULL goes back to the Mozilla roots.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_ca_file(struct smtpx_client_options *options,
+                                              const char *path);
+
+/**
+ * Accepts any server certificate (expired, self-signed, for another name) when true.
+ * The server is then not authenticated, so anyone on the path can read and change the
+ * mail: for tests only. Default false.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_insecure(struct smtpx_client_options *options, bool insecure);
+
+/**
+ * Authenticates with this user name and password once connected (PLAIN or LOGIN,
+ * whichever the server offers); a refusal makes `smtpx_client_connect` fail with
+ * SMTPX_RESULT_AUTH_FAILED. Passing NULL for both removes the credentials.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_credentials(struct smtpx_client_options *options,
+                                                  const char *username,
+                                                  const char *password);
+
+/**
+ * How long to wait for each TCP connection attempt and the implicit-TLS handshake, in
+ * milliseconds (default 30000). 0 gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_connect_timeout_ms(struct smtpx_client_options *options,
+                                                         uint64_t timeout_ms);
+
+/**
+ * How long to wait for each reply and each write, in milliseconds: sets every reply
+ * timeout (greeting, commands, RCPT, DATA, each block of the message, the end of the
+ * message) to this value instead of RFC 5321's (5 to 10 minutes). 0 gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_command_timeout_ms(struct smtpx_client_options *options,
+                                                         uint64_t timeout_ms);
+
+/**
+ * Speaks LMTP (RFC 2033) instead of SMTP when true: LHLO, and one reply per recipient
+ * after the message. Default false.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_lmtp(struct smtpx_client_options *options, bool lmtp);
+
+/**
+ * Pipelines commands when the server offers PIPELINING (default true).
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_pipelining(struct smtpx_client_options *options,
+                                                 bool pipelining);
+
+/**
+ * Sends messages with BDAT when the server offers CHUNKING and PIPELINING (default
+ * true).
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_chunking(struct smtpx_client_options *options, bool chunking);
+
+/**
+ * Sends the wire trace of every client connected with these options from now on to
+ * `callback` (see `smtpx_log_callback` for what it receives), with `user_data`; NULL
+ * turns it off. Clients already connected keep what they had. The library never frees
+ * `user_data`; it must live as long as any client connected with these options.
+ *
+ * Thread safety: one thread at a time per options object. A client is used by one
+ * thread at a time, and its callback is called from that thread, during
+ * `smtpx_client_connect` and the calls on the client (never afterwards). Clients
+ * connected with the same options and used on different threads call it at the same
+ * time: it must then be thread-safe, and so must whatever `user_data` points to.
+ */
+smtpx_result smtpx_client_options_set_log(struct smtpx_client_options *options,
+                                          smtpx_log_callback callback,
+                                          void *user_data);
+
+/**
+ * The message of the last `smtpx_client_connect` that failed with these options,
+ * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
+ * to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
+ * nothing.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_last_error(const struct smtpx_client_options *options,
+                                             char *buf,
+                                             size_t len,
+                                             size_t *out_n);
 
 /**
  * Frees a send result. NULL is fine; must not be called twice on the same result.
@@ -1360,6 +1330,71 @@ const struct smtpx_reply *smtpx_send_result_final_reply(const struct smtpx_send_
  * Thread safety: safe to call from any thread.
  */
 const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
+
+/**
+ * Sends one message held in memory (`msg`, `len` bytes: headers, a blank line, the
+ * body) from `from` to the `n_to` addresses in `to`, and writes the outcome for each
+ * recipient to `*out_result` (release with `smtpx_send_result_free`).
+ *
+ * A refused recipient is not an error: check `smtpx_send_result_success` and each
+ * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
+ * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
+ * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_send(struct smtpx_client *client,
+                               const char *from,
+                               const char *const *to,
+                               size_t n_to,
+                               const uint8_t *msg,
+                               size_t len,
+                               struct smtpx_send_result **out_result);
+
+/**
+ * Sends the `n` messages of `messages` over this connection, one transaction each. When
+ * the server offers PIPELINING (and not CHUNKING) each next message's MAIL, RCPT and
+ * DATA leave in the same write as the previous message's final dot, so a message costs
+ * one round trip instead of two.
+ *
+ * `out_results` and `out_codes` point to arrays of `n` elements. For message `i`,
+ * `out_codes[i]` is SMTPX_RESULT_OK and `out_results[i]` its outcome (refusals are in it;
+ * release each with `smtpx_send_result_free`), or `out_codes[i]` is the error that
+ * message failed with (SMTPX_RESULT_MESSAGE_TOO_LARGE, say) and `out_results[i]` is
+ * NULL. `*out_done` is how many messages have an outcome. Every envelope is checked
+ * before anything is sent: a bad one returns its code (SMTPX_RESULT_INJECTION, ...)
+ * with `*out_done` 0.
+ *
+ * Returns SMTPX_RESULT_OK when every message has an outcome. An error that closes the
+ * connection ends the batch: it is returned, `out_codes[*out_done - 1]` holds it too
+ * (for the oldest message without an outcome, which may or may not have been
+ * delivered), the messages from `*out_done` on were not sent (their code is
+ * SMTPX_RESULT_NOT_READY, their result NULL), and `smtpx_client_last_error` says more.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_send_batch(struct smtpx_client *client,
+                                     const struct smtpx_message *messages,
+                                     size_t n,
+                                     struct smtpx_send_result **out_results,
+                                     smtpx_result *out_codes,
+                                     size_t *out_done);
+
+/**
+ * Sends one message read piece by piece from `read_callback` (see
+ * `smtpx_read_callback`), which receives `userdata`; otherwise as `smtpx_client_send`.
+ * The message is never held whole in memory. SIZE is not announced.
+ *
+ * Thread safety: one thread at a time per client; the callback runs on the calling
+ * thread.
+ */
+smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
+                                      const char *from,
+                                      const char *const *to,
+                                      size_t n_to,
+                                      smtpx_read_callback read_callback,
+                                      void *userdata,
+                                      struct smtpx_send_result **out_result);
 
 /**
  * Creates a server configuration with the defaults. Free with

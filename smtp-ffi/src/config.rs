@@ -15,7 +15,7 @@ use smtp_core::server::ServerConfig;
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, str_arg, try_arg,
 };
-use crate::log::{CLog, smtpx_log_callback};
+use crate::log::{self, CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
@@ -77,6 +77,7 @@ impl smtpx_server_config {
 #[unsafe(no_mangle)]
 pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
     ffi_panic_boundary(|| {
+        log::init_from_env();
         into_raw(smtpx_server_config {
             config: ServerConfig::new("localhost"),
             listen: "127.0.0.1:0".to_owned(),

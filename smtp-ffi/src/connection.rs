@@ -23,6 +23,7 @@ use crate::config::smtpx_server_config;
 use crate::decision::smtpx_decision;
 use crate::event::{smtpx_event_kind, smtpx_server_event};
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, to_cstring, try_arg, write_out};
+use crate::log;
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
@@ -149,8 +150,8 @@ pub extern "C" fn smtpx_server_connection_new(
         let config = try_arg!(unsafe { obj(config) });
         try_arg!(out_arg(out_conn));
         let mut connection = Connection::new(config.session_config(), ms(now_ms), implicit_tls);
-        if let Some(log) = &config.log {
-            connection.set_trace(log.trace_sink(), NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        if let Some(trace) = log::server_trace_sink(config.log.as_ref()) {
+            connection.set_trace(trace, NEXT_ID.fetch_add(1, Ordering::Relaxed));
         }
         let conn = into_raw(smtpx_server_connection {
             conn: connection,

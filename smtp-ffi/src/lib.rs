@@ -32,14 +32,19 @@
 //!
 //! # Modules
 //!
-//! - [`client`]: `smtpx_client_options`, `smtpx_client`, `smtpx_send_result`.
+//! - [`client`]: the blocking client, one module per concept: [`client::options`]
+//!   (`smtpx_client_options`, `smtpx_tls_mode`), [`client::connection`] (`smtpx_client`:
+//!   connect, STARTTLS, QUIT, capabilities, commands), [`client::send`] (send one message,
+//!   a batch, or a stream), [`client::result`] (`smtpx_send_result`).
 //! - [`config`]: `smtpx_server_config`, shared by every server face.
 //! - [`connection`]: `smtpx_server_connection`, the sans-I/O server connection for the
 //!   caller's own loop (the library's connection layer: it says what to do next).
 //! - [`decision`]: `smtpx_decision`, the reply C code gives to a hook.
 //! - [`event`]: `smtpx_server_event`, what a sans-I/O server tells C.
-//! - [`log`]: `smtpx_log_callback`, the wire trace for C.
-//! - [`server`]: `smtpx_handler` (C callbacks), `smtpx_server` (threads and sockets).
+//! - [`log`]: `smtpx_log_callback`, the wire trace for C; `SMTPX_LOG` (records and trace
+//!   on standard error for programs without a callback).
+//! - [`server`]: the blocking server: [`server::handler`] (`smtpx_handler`, the C
+//!   callbacks), [`server::run`] (`smtpx_server`: threads and sockets, start and stop).
 //! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
 //!   decisions, output), for callers that want to run the connection loop themselves.
 //! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].

@@ -2,25 +2,19 @@
 //!
 //! Every exported function keeps a plain `#[unsafe(no_mangle)] pub extern "C" fn`
 //! signature (so cbindgen sees it) and runs its body through [`ffi_panic_boundary`].
-//! The value returned on a panic is chosen by the return type, through [`PanicDefault`].
+//! The value returned on a panic is chosen by the return type, through [`PanicDefault`]
+//! (implemented for `smtpx_result` beside it, in `result.rs`, so that this module
+//! depends on no other).
 //! (Since Rust 1.81 an unwind out of an `extern "C"` fn aborts the process; catching it
 //! lets the caller get an error instead of losing the process.)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 
-use crate::result::smtpx_result;
-
 /// The value an exported function returns when its body panicked.
 pub trait PanicDefault {
     /// The value returned to C after a caught panic.
     fn panic_default() -> Self;
-}
-
-impl PanicDefault for smtpx_result {
-    fn panic_default() -> Self {
-        smtpx_result::Panic
-    }
 }
 
 impl<T> PanicDefault for *const T {
@@ -74,16 +68,12 @@ mod tests {
 
     #[test]
     fn passes_values_through() {
-        assert_eq!(ffi_panic_boundary(|| smtpx_result::Ok), smtpx_result::Ok);
         assert_eq!(ffi_panic_boundary(|| 7u16), 7);
+        assert!(ffi_panic_boundary(|| true));
     }
 
     #[test]
     fn turns_panics_into_defaults() {
-        assert_eq!(
-            ffi_panic_boundary(|| -> smtpx_result { panic!("test panic (expected)") }),
-            smtpx_result::Panic
-        );
         assert!(
             ffi_panic_boundary(|| -> *const c_char { panic!("test panic (expected)") }).is_null()
         );

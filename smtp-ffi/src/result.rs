@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, c_char};
 
-use crate::panic::ffi_panic_boundary;
+use crate::panic::{PanicDefault, ffi_panic_boundary};
 
 /// The outcome of a fallible smtpx call.
 ///
@@ -168,6 +168,13 @@ pub extern "C" fn smtpx_result_str(result: smtpx_result_code) -> *const c_char {
     })
 }
 
+/// A panic in a function that returns `smtpx_result` gives `SMTPX_RESULT_PANIC`.
+impl PanicDefault for smtpx_result {
+    fn panic_default() -> Self {
+        smtpx_result::Panic
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +215,14 @@ mod tests {
         for raw in [1, 99, 106, 199, 299, 899, 901, u32::MAX] {
             assert_eq!(smtpx_result_str(raw), UNKNOWN_RESULT.as_ptr());
         }
+    }
+
+    #[test]
+    fn a_panic_becomes_the_panic_result() {
+        assert_eq!(ffi_panic_boundary(|| smtpx_result::Ok), smtpx_result::Ok);
+        assert_eq!(
+            ffi_panic_boundary(|| -> smtpx_result { panic!("test panic (expected)") }),
+            smtpx_result::Panic
+        );
     }
 }

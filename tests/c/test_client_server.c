@@ -1279,6 +1279,141 @@ static void test_starttls_unavailable(void) {
     smtpx_client_options_free(o);
 }
 
+/* What a log callback received: every line, each ending in '\n'. The server's callback
+ * runs on connection threads, so everything is under the lock. */
+struct log_lines {
+    pthread_mutex_t lock;
+    char text[16384];
+    size_t len;
+    int calls;
+    int bad_calls;
+};
+
+static void on_log(void *user_data, smtpx_log_level level, uint64_t connection, const char *text,
+                   size_t text_len) {
+    struct log_lines *log = user_data;
+    pthread_mutex_lock(&log->lock);
+    log->calls++;
+    if (level != SMTPX_LOG_LEVEL_DEBUG || connection == 0 || text == NULL ||
+        strlen(text) != text_len)
+        log->bad_calls++;
+    else if (log->len + text_len + 2 < sizeof log->text) {
+        memcpy(log->text + log->len, text, text_len);
+        log->len += text_len;
+        log->text[log->len++] = '\n';
+        log->text[log->len] = '\0';
+    }
+    pthread_mutex_unlock(&log->lock);
+}
+
+/* Checks one side's trace of a STARTTLS + AUTH + message conversation. */
+static void check_trace(struct log_lines *log, const char *side) {
+    int failures_before = failures;
+    pthread_mutex_lock(&log->lock);
+    if (log->bad_calls != 0 || log->calls == 0)
+        fprintf(stderr, "%s log: %d calls, %d bad\n", side, log->calls, log->bad_calls);
+    CHECK(log->calls > 0);
+    CHECK(log->bad_calls == 0);
+    CHECK(strstr(log->text, "S: 220 ") != NULL);
+    CHECK(strstr(log->text, "C: EHLO client.test\n") != NULL);
+    CHECK(strstr(log->text, "C: STARTTLS\n") != NULL);
+    CHECK(strstr(log->text, "S: 250") != NULL);
+    CHECK(strstr(log->text, "C: AUTH PLAIN <redacted>\n") != NULL ||
+          strstr(log->text, "C: AUTH LOGIN") != NULL);
+    CHECK(strstr(log->text, "C: MAIL FROM:<alice@example.com>") != NULL);
+    CHECK(strstr(log->text, "C: <message content, ") != NULL);
+    CHECK(strstr(log->text, "C: QUIT\n") != NULL);
+    /* Neither the password, nor its base64 ("alice\0s3cret-pw" and "s3cret-pw"), nor the
+     * message content. */
+    CHECK(strstr(log->text, "s3cret") == NULL);
+    CHECK(strstr(log->text, "AGFsaWNlAHMzY3JldC1wdw") == NULL);
+    CHECK(strstr(log->text, "czNjcmV0LXB3") == NULL);
+    CHECK(strstr(log->text, "classified") == NULL);
+    if (failures != failures_before)
+        fprintf(stderr, "%s log:\n%s", side, log->text);
+    pthread_mutex_unlock(&log->lock);
+}
+
+/* Log callbacks on the client options and on the server config: each sees its side of a
+ * STARTTLS + AUTH conversation, without secrets or content. */
+static void test_log_callbacks(void) {
+    static const char secret_message[] =
+        "From: a@example.com\r\nSubject: classified\r\n\r\nclassified body\r\n";
+    struct log_lines client_log, server_log;
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_handler h;
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = tls_options();
+    smtpx_client *client = NULL;
+    smtpx_send_result *result = NULL;
+    const char *to[] = {"bob@example.org"};
+
+    memset(&client_log, 0, sizeof client_log);
+    memset(&server_log, 0, sizeof server_log);
+    pthread_mutex_init(&client_log.lock, NULL);
+    pthread_mutex_init(&server_log.lock, NULL);
+    memset(&h, 0, sizeof h);
+
+    CHECK_RESULT(smtpx_client_options_set_log(NULL, on_log, &client_log),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_client_options_set_log(o, on_log, &client_log), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "alice", "s3cret-pw"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_hostname(config, "mx.test"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(config, cert_file, key_file), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_add_user(config, "alice", "s3cret-pw"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_log(config, on_log, &server_log), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    if (server != NULL) {
+        CHECK_RESULT(smtpx_client_connect("localhost", smtpx_server_local_port(server), NULL, o,
+                                          &client),
+                     SMTPX_RESULT_OK);
+        if (client != NULL) {
+            CHECK(smtpx_client_is_tls(client));
+            CHECK_RESULT(smtpx_client_send(client, "alice@example.com", to, 1,
+                                           (const uint8_t *)secret_message,
+                                           strlen(secret_message), &result),
+                         SMTPX_RESULT_OK);
+            CHECK(smtpx_send_result_success(result));
+            smtpx_send_result_free(result);
+            CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+            smtpx_client_free(client);
+        }
+        /* After stop returns no connection thread runs: the server log is complete. */
+        CHECK_RESULT(smtpx_server_stop(server, 5000, NULL), SMTPX_RESULT_OK);
+        smtpx_server_free(server);
+    }
+    check_trace(&client_log, "client");
+    check_trace(&server_log, "server");
+
+    /* NULL turns the client's log off: a new connection adds nothing. */
+    {
+        int before = client_log.calls;
+        CHECK_RESULT(smtpx_client_options_set_log(o, NULL, NULL), SMTPX_RESULT_OK);
+        CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
+        CHECK_RESULT(smtpx_client_options_set_credentials(o, NULL, NULL), SMTPX_RESULT_OK);
+        server = NULL;
+        config = smtpx_server_config_new();
+        CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+        smtpx_server_config_free(config);
+        if (server != NULL) {
+            client = NULL;
+            CHECK_RESULT(smtpx_client_connect("127.0.0.1", smtpx_server_local_port(server), NULL,
+                                              o, &client),
+                         SMTPX_RESULT_OK);
+            if (client != NULL) {
+                CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+                smtpx_client_free(client);
+            }
+            smtpx_server_free(server);
+        }
+        CHECK(client_log.calls == before);
+    }
+    smtpx_client_options_free(o);
+    pthread_mutex_destroy(&client_log.lock);
+    pthread_mutex_destroy(&server_log.lock);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CERT.pem KEY.pem\n", argv[0]);
@@ -1290,6 +1425,7 @@ int main(int argc, char **argv) {
     test_nulls_everywhere();
     test_server_config_errors();
     test_round_trip_starttls();
+    test_log_callbacks();
     test_maildir_server();
     test_send_batch();
     test_lmtp_implicit_tls_limits();

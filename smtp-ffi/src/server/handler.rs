@@ -1,30 +1,18 @@
-//! The blocking SMTP server: `smtpx_handler` (C callbacks) and `smtpx_server`.
-//!
-//! A thin translation of [`smtp_core::blocking::server`]: a configuration builder, a
-//! handler given either as the built-in Maildir delivery or as a table of C callbacks,
-//! and a running server with a thread per connection.
+//! `smtpx_handler`: a server handler as a table of C callbacks (their types, the return
+//! values `SMTPX_ACCEPT` and `SMTPX_REPLY`), and `CHandler`, the engine's `Handler` over it.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use smtp_core::address::{ForwardPath, ReversePath};
-use smtp_core::auth::{AuthAttempt, AuthMechanism};
-use smtp_core::blocking::server::{Server, ServerOptions};
+use smtp_core::auth::AuthAttempt;
 use smtp_core::command::{MailParameters, RcptParameters};
-use smtp_core::handler::{ConnectionInfo, Handler, PasswordAuth, SessionHandler, Transaction};
-use smtp_core::maildir::MaildirHandler;
+use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
-use crate::log::CLog;
-use crate::config::smtpx_server_config;
 use crate::decision::smtpx_decision;
 use crate::event::smtpx_abort_reason;
-use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, str_arg, try_arg, write_out};
-use crate::panic::ffi_panic_boundary;
-use crate::result::smtpx_result;
 
 /// A callback's return value: go ahead with the standard reply.
 pub const SMTPX_ACCEPT: c_int = 0;
@@ -195,7 +183,7 @@ pub struct smtpx_handler {
 }
 
 /// The copied callback table, shared by every connection; releases the userdata last.
-struct CTable(smtpx_handler);
+pub(super) struct CTable(pub(super) smtpx_handler);
 
 // SAFETY: the C caller promises (see smtpx_handler) that userdata and the callbacks are
 // thread-safe; the table itself is never mutated after it is copied.
@@ -221,11 +209,11 @@ impl std::fmt::Debug for CTable {
 
 /// A `Handler` over the C table.
 #[derive(Debug, Clone)]
-struct CHandler(Arc<CTable>);
+pub(super) struct CHandler(pub(super) Arc<CTable>);
 
 /// The per-connection part of [`CHandler`].
 #[derive(Debug)]
-struct CSession {
+pub(super) struct CSession {
     table: Arc<CTable>,
     conn_id: u64,
 }
@@ -401,255 +389,4 @@ impl SessionHandler for CSession {
     fn close(&mut self) {
         self.notify(self.table.0.close);
     }
-}
-
-/// A running SMTP server: listeners and a thread per connection.
-///
-/// Thread safety: movable between threads, one thread at a time; the server's own
-/// threads run independently of the thread holding it.
-#[allow(non_camel_case_types)]
-#[derive(Debug)]
-pub struct smtpx_server {
-    server: Option<Server>,
-    addrs: Vec<SocketAddr>,
-    /// The C callback table, when the handler is one: kept so that stopping can wait
-    /// for the last connection thread to let go of it.
-    table: Option<Arc<CTable>>,
-}
-
-impl smtpx_server {
-    /// Stops the server (if running) and waits until no connection thread holds the
-    /// callback table any more, then releases it: no callback runs after this returns,
-    /// and `userdata_free` has been called.
-    fn stop(&mut self, grace: Duration) -> Option<usize> {
-        let cut = self.server.take().map(|server| server.shutdown(grace));
-        if let Some(table) = self.table.take() {
-            // Connection threads leave the server's books just before they drop their
-            // session handlers; wait for those last moments (they do no I/O any more).
-            while Arc::strong_count(&table) > 1 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            drop(table);
-        }
-        cut
-    }
-}
-
-impl Drop for smtpx_server {
-    fn drop(&mut self) {
-        self.stop(Duration::from_secs(30));
-    }
-}
-
-/// Builds the server from the configuration and starts it.
-/// `handler_auth`: the handler checks AUTH itself, so AUTH is offered even without users.
-fn start<H: Handler>(
-    config: &mut smtpx_server_config,
-    handler: H,
-    handler_auth: bool,
-) -> Result<smtpx_server, smtpx_result> {
-    let mut session = config.session_config();
-    if handler_auth {
-        session.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
-    }
-    let mut options = ServerOptions::new(session);
-    options.trace = config.log.as_ref().map(CLog::trace_sink);
-    if let Some(n) = config.max_connections {
-        options.max_connections = n;
-    }
-    if let Some((cert, key)) = &config.tls_files {
-        match smtp_core::tls::server_config_from_pem_files(cert, key) {
-            Ok(tls) => options.tls = Some(tls),
-            Err(e) => {
-                config.last_error = e.to_string();
-                return Err(smtpx_result::Tls);
-            }
-        }
-    } else if config.tls_listen.is_some() || config.config.require_tls {
-        config.last_error = "implicit TLS and require-TLS need a certificate and key".into();
-        return Err(smtpx_result::InvalidArgument);
-    }
-    let io_err = |config: &mut smtpx_server_config, what: &str, e: std::io::Error| {
-        config.last_error = format!("{what}: {e}");
-        smtpx_result::Io
-    };
-    let listen = config.listen.clone();
-    let builder = if config.users.is_empty() {
-        start_with(config, handler, options, &listen)
-    } else {
-        let users = config.users.clone();
-        start_with(config, PasswordAuth::new(handler, users), options, &listen)
-    };
-    builder.map_err(|(what, e)| io_err(config, &what, e))
-}
-
-fn start_with<H: Handler>(
-    config: &smtpx_server_config,
-    handler: H,
-    options: ServerOptions,
-    listen: &str,
-) -> Result<smtpx_server, (String, std::io::Error)> {
-    let mut builder = Server::builder(handler, options)
-        .listen(listen)
-        .map_err(|e| (listen.to_owned(), e))?;
-    if let Some(tls_listen) = &config.tls_listen {
-        builder = builder
-            .listen_tls(tls_listen)
-            .map_err(|e| (tls_listen.clone(), e))?;
-    }
-    let server = builder
-        .start()
-        .map_err(|e| ("cannot start the server".to_owned(), e))?;
-    Ok(smtpx_server {
-        addrs: server.local_addrs().to_vec(),
-        server: Some(server),
-        table: None,
-    })
-}
-
-/// Hands a started server to C.
-fn finish_start(
-    config: &mut smtpx_server_config,
-    started: Result<smtpx_server, smtpx_result>,
-    out_server: *mut *mut smtpx_server,
-) -> smtpx_result {
-    match started {
-        Ok(server) => {
-            config.last_error.clear();
-            // SAFETY: out_server was checked non-NULL by the caller.
-            unsafe { write_out(out_server, into_raw(server)) };
-            smtpx_result::Ok
-        }
-        Err(e) => e,
-    }
-}
-
-/// Starts a server that delivers every accepted message into the Maildir `maildir_dir`
-/// (created with `tmp`, `new` and `cur` when missing), and writes it to `*out_server`
-/// (release with `smtpx_server_free`). On failure `smtpx_server_config_last_error` gives
-/// the detail: SMTPX_RESULT_IO (the folder or a listening address), SMTPX_RESULT_TLS
-/// (certificate or key), SMTPX_RESULT_INVALID_ARGUMENT.
-///
-/// Thread safety: `config` is used by this thread during the call only; the server's
-/// threads are started before it returns.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_server_start_maildir(
-    config: *mut smtpx_server_config,
-    maildir_dir: *const c_char,
-    out_server: *mut *mut smtpx_server,
-) -> smtpx_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live config, used by no other thread.
-        let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        // SAFETY: the caller passes a NUL-terminated string.
-        let dir = try_arg!(unsafe { str_arg(maildir_dir) });
-        let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
-            Ok(h) => h,
-            Err(e) => {
-                config.last_error = format!("{dir}: {e}");
-                return smtpx_result::Io;
-            }
-        };
-        let started = start(config, handler, false);
-        finish_start(config, started, out_server)
-    })
-}
-
-/// Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
-/// `smtpx_handler` for threads and the userdata's lifetime), and writes it to
-/// `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
-/// called and `smtpx_server_config_last_error` gives the detail.
-///
-/// Thread safety: `config` is used by this thread during the call only.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_server_start(
-    config: *mut smtpx_server_config,
-    handler: *const smtpx_handler,
-    out_server: *mut *mut smtpx_server,
-) -> smtpx_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a readable smtpx_handler.
-        let handler = try_arg!(unsafe { obj(handler) });
-        // Owning the table first means userdata_free runs on every path below.
-        let handler_auth = handler.auth.is_some();
-        let table = Arc::new(CTable(*handler));
-        // SAFETY: the caller passes NULL or a live config, used by no other thread.
-        let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        let started =
-            start(config, CHandler(Arc::clone(&table)), handler_auth).map(|mut server| {
-                server.table = Some(table);
-                server
-            });
-        finish_start(config, started, out_server)
-    })
-}
-
-/// The port of the server's first listener (the one set with
-/// `smtpx_server_config_set_listen`); 0 for NULL.
-///
-/// Thread safety: one thread at a time per server.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_server_local_port(server: *const smtpx_server) -> u16 {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live server.
-        unsafe { server.as_ref() }
-            .and_then(|s| s.addrs.first())
-            .map_or(0, SocketAddr::port)
-    })
-}
-
-/// The port of the implicit-TLS listener; 0 when there is none or for NULL.
-///
-/// Thread safety: one thread at a time per server.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_server_tls_port(server: *const smtpx_server) -> u16 {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live server.
-        unsafe { server.as_ref() }
-            .and_then(|s| s.addrs.get(1))
-            .map_or(0, SocketAddr::port)
-    })
-}
-
-/// Stops the server gracefully: stops accepting, lets transactions in flight finish for up
-/// to `grace_ms` milliseconds, closes idle connections with 421, then cuts what is left.
-/// Returns once no callback is running or can run any more (a handler's `userdata_free`
-/// has then been called). Writes the number of connections cut to `*out_cut` when
-/// `out_cut` is not NULL.
-/// A server already stopped gives SMTPX_RESULT_NOT_READY. Free it afterwards.
-///
-/// Thread safety: blocks the calling thread; one thread at a time per server.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_server_stop(
-    server: *mut smtpx_server,
-    grace_ms: u64,
-    out_cut: *mut usize,
-) -> smtpx_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live server, used by no other thread.
-        let server = try_arg!(unsafe { obj_mut(server) });
-        let Some(cut) = server.stop(Duration::from_millis(grace_ms)) else {
-            return smtpx_result::NotReady;
-        };
-        if !out_cut.is_null() {
-            // SAFETY: out_cut is not NULL and points to a writable size_t.
-            unsafe { write_out(out_cut, cut) };
-        }
-        smtpx_result::Ok
-    })
-}
-
-/// Frees a server; one still running is stopped first with a 30-second grace period (see
-/// `smtpx_server_stop`: no callback runs after this returns).
-/// NULL is fine; must not be called twice.
-///
-/// Thread safety: no other thread may use the server during or after the call.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_server_free(server: *mut smtpx_server) {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a server from smtpx_server_start*, once.
-        unsafe { free_raw(server) }
-    })
 }

@@ -1,0 +1,87 @@
+//! The detail of a failed client call, and the `smtpx_result` of each client error kind.
+
+use smtp_core::blocking::client::{Error, ErrorKind};
+
+use crate::reply::smtpx_reply;
+use crate::result::smtpx_result;
+
+/// The detail of the last failure: the message and the server's reply when there was one.
+#[derive(Debug, Default)]
+pub(super) struct LastError {
+    pub(super) message: String,
+    pub(super) reply: Option<smtpx_reply>,
+}
+
+impl LastError {
+    pub(super) fn set(&mut self, error: &Error) {
+        self.message = error.to_string();
+        self.reply = error.reply().map(smtpx_reply::new);
+    }
+
+    pub(super) fn set_message(&mut self, message: impl Into<String>) {
+        self.message = message.into();
+        self.reply = None;
+    }
+}
+
+/// The `smtpx_result` for a client error kind.
+pub(super) fn result_for(kind: ErrorKind) -> smtpx_result {
+    match kind {
+        ErrorKind::Io => smtpx_result::Io,
+        ErrorKind::Tls => smtpx_result::Tls,
+        ErrorKind::Timeout => smtpx_result::Timeout,
+        ErrorKind::InvalidArgument => smtpx_result::InvalidArgument,
+        ErrorKind::NotReady => smtpx_result::NotReady,
+        ErrorKind::Greeting => smtpx_result::Greeting,
+        ErrorKind::Hello => smtpx_result::Hello,
+        ErrorKind::StartTlsUnavailable => smtpx_result::StartTlsUnavailable,
+        ErrorKind::StartTlsRefused => smtpx_result::StartTlsRefused,
+        ErrorKind::AuthUnsupported => smtpx_result::AuthUnsupported,
+        ErrorKind::AuthFailed => smtpx_result::AuthFailed,
+        ErrorKind::MessageTooLarge => smtpx_result::MessageTooLarge,
+        ErrorKind::SmtpUtf8Unsupported => smtpx_result::SmtpUtf8Unsupported,
+        ErrorKind::ServerClosed => smtpx_result::ServerClosed,
+        ErrorKind::ConnectionClosed => smtpx_result::ConnectionClosed,
+        ErrorKind::MessageSource => smtpx_result::MessageSource,
+        // ErrorKind is non_exhaustive: a kind added later is a protocol failure until it
+        // gets a code of its own.
+        _ => smtpx_result::Protocol,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_error_kind_has_its_own_result() {
+        let kinds = [
+            ErrorKind::Io,
+            ErrorKind::Tls,
+            ErrorKind::Timeout,
+            ErrorKind::InvalidArgument,
+            ErrorKind::NotReady,
+            ErrorKind::Greeting,
+            ErrorKind::Hello,
+            ErrorKind::StartTlsUnavailable,
+            ErrorKind::StartTlsRefused,
+            ErrorKind::AuthUnsupported,
+            ErrorKind::AuthFailed,
+            ErrorKind::MessageTooLarge,
+            ErrorKind::SmtpUtf8Unsupported,
+            ErrorKind::ServerClosed,
+            ErrorKind::ConnectionClosed,
+            ErrorKind::Protocol,
+            ErrorKind::MessageSource,
+        ];
+        let results: HashSet<u32> = kinds.iter().map(|&k| result_for(k) as u32).collect();
+        assert_eq!(results.len(), kinds.len());
+        assert!(!results.contains(&(smtpx_result::Ok as u32)));
+        // The ranges: protocol 2xx, I/O 3xx, TLS and authentication 4xx.
+        assert_eq!(result_for(ErrorKind::Greeting) as u32 / 100, 2);
+        assert_eq!(result_for(ErrorKind::Timeout) as u32 / 100, 3);
+        assert_eq!(result_for(ErrorKind::AuthFailed) as u32 / 100, 4);
+        assert_eq!(result_for(ErrorKind::StartTlsRefused) as u32 / 100, 4);
+    }
+}

@@ -1,0 +1,15 @@
+//! The blocking SMTP server: `smtpx_handler` (C callbacks) and `smtpx_server`.
+//!
+//! A thin translation of [`smtp_core::blocking::server`]: a configuration builder, a
+//! handler given either as the built-in Maildir delivery or as a table of C callbacks,
+//! and a running server with a thread per connection.
+//!
+//! The modules, by concept: [`handler`] (`smtpx_handler`, the C callback table, and the
+//! engine's handler over it) and [`run`] (`smtpx_server`: start, ports, stop). Every
+//! item is re-exported here.
+
+pub mod handler;
+pub mod run;
+
+pub use handler::*;
+pub use run::*;
