@@ -604,7 +604,7 @@ mod tests {
             smtpx_result::Ok
         );
         crate::config::smtpx_server_config_free(config);
-        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\nMAIL FROM:<a@b.test>\r\n", b"QUIT\r\n"];
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", b"MAIL FROM:<a@b.test>\r\n", b"QUIT\r\n"];
         let mut wire = Vec::new();
         let mut hooks = Vec::new();
         for _ in 0..1000 {
