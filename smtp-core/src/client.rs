@@ -40,6 +40,7 @@ pub(crate) mod batch;
 pub mod error;
 pub mod options;
 pub mod runner;
+pub(crate) mod api;
 
 use crate::trace::{Direction, TraceSink, Tracer};
 use std::collections::VecDeque;

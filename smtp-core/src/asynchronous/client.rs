@@ -1,4 +1,4 @@
-//! An async SMTP (and LMTP) client: the [`ClientSession`] engine on a tokio socket, with
+//! An async SMTP (and LMTP) client: the [`ClientSession`](crate::client::ClientSession) engine on a tokio socket, with
 //! STARTTLS and implicit TLS through tokio-rustls.
 //!
 //! It is the [blocking client](crate::blocking::client) with `.await`: the same
@@ -43,15 +43,13 @@ use tokio::net::{TcpStream, ToSocketAddrs, lookup_host};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::auth::Credentials;
+use crate::client::api::client_api;
 use crate::client::options::{Prepared, prepare};
 use crate::client::runner::{Action, ClientRunner, Operation, Outcome};
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
-use crate::client::{ClientError, ClientSession, Envelope, TransactionResult};
-use crate::ehlo::Capabilities;
-use crate::reply::Reply;
+use crate::client::Envelope;
 
 /// Size of the read buffer and of the pieces a message is read in.
 const BUFFER_SIZE: usize = 64 * 1024;
@@ -189,109 +187,7 @@ impl AsyncSmtpClient {
         Ok(client)
     }
 
-    /// The server's capabilities from its last EHLO (or LHLO).
-    pub fn capabilities(&self) -> Option<&Capabilities> {
-        self.runner.session().capabilities()
-    }
-
-    /// True when the connection is encrypted.
-    pub fn is_tls(&self) -> bool {
-        self.io.stream.is_tls()
-    }
-
-    /// True once the connection is closed.
-    pub fn is_closed(&self) -> bool {
-        self.runner.is_closed()
-    }
-
-    /// The server's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-
-    /// Sends one message, streamed from `message`; `size` (when known) is announced with
-    /// SIZE. Returns the per-recipient result; see
-    /// [`SmtpClient::send`](crate::blocking::client::SmtpClient::send).
-    pub async fn send(
-        &mut self,
-        envelope: &Envelope,
-        mut message: impl AsyncRead + Unpin,
-        size: Option<u64>,
-    ) -> Result<TransactionResult, Error> {
-        let op = self.runner.send(envelope, size, self.io.now());
-        self.io.drive(op, Some(&mut message)).await.transaction()
-    }
-
-    /// Sends several messages over this connection, one transaction each, and returns an
-    /// outcome per message, in order, chaining each next message behind the previous
-    /// one's final dot when the server pipelines; see
-    /// [`SmtpClient::send_batch`](crate::blocking::client::SmtpClient::send_batch), whose
-    /// behaviour this repeats.
-    pub async fn send_batch<'m>(
-        &mut self,
-        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
-    ) -> Vec<Result<TransactionResult, Error>> {
-        let op = self.runner.send_batch(messages);
-        self.io.drive(op, NO_BODY).await.batch()
-    }
-
-    /// Sends a message held in memory.
-    pub async fn send_bytes(
-        &mut self,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<TransactionResult, Error> {
-        self.send(envelope, message, Some(crate::data::wire_size(message)))
-            .await
-    }
-
-    /// Authenticates now (when the credentials were not given to `connect`).
-    pub async fn login(&mut self, credentials: Credentials) -> Result<Reply, Error> {
-        let op = self.runner.login(credentials, self.io.now());
-        self.io.drive(op, NO_BODY).await.reply()
-    }
-
-    /// NOOP.
-    pub async fn noop(&mut self) -> Result<Reply, Error> {
-        self.command(ClientSession::noop).await
-    }
-
-    /// RSET.
-    pub async fn rset(&mut self) -> Result<Reply, Error> {
-        self.command(ClientSession::rset).await
-    }
-
-    /// VRFY.
-    pub async fn vrfy(&mut self, argument: &str) -> Result<Reply, Error> {
-        self.command(|session| session.vrfy(argument)).await
-    }
-
-    /// EXPN.
-    pub async fn expn(&mut self, argument: &str) -> Result<Reply, Error> {
-        self.command(|session| session.expn(argument)).await
-    }
-
-    /// HELP, with an optional topic.
-    pub async fn help(&mut self, topic: Option<&str>) -> Result<Reply, Error> {
-        self.command(|session| session.help(topic)).await
-    }
-
-    /// QUIT, then closes the connection. A server that hangs up without answering QUIT
-    /// is not an error.
-    pub async fn quit(mut self) -> Result<(), Error> {
-        let op = self.runner.quit(self.io.now());
-        let outcome = self.io.drive(op, NO_BODY).await;
-        log::debug!("smtpx async client #{}: closed", self.runner.id());
-        outcome.closed()
-    }
-
-    async fn command(
-        &mut self,
-        start: impl FnOnce(&mut ClientSession) -> Result<(), ClientError>,
-    ) -> Result<Reply, Error> {
-        let op = self.runner.command(start, self.io.now());
-        self.io.drive(op, NO_BODY).await.reply()
-    }
+    client_api!([async] [.await] [AsyncRead + Unpin]);
 }
 
 /// `drive`'s message source for every operation but [`AsyncSmtpClient::send`].

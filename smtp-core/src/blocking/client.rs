@@ -1,4 +1,4 @@
-//! A blocking SMTP (and LMTP) client: the [`ClientSession`] engine on a `std::net`
+//! A blocking SMTP (and LMTP) client: the [`ClientSession`](crate::client::ClientSession) engine on a `std::net`
 //! socket, with STARTTLS and implicit TLS through rustls.
 //!
 //! This driver owns no protocol logic. It moves bytes between the socket and the session,
@@ -36,17 +36,14 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::auth::Credentials;
+use crate::client::api::client_api;
 use crate::client::options::{Prepared, prepare};
 use crate::client::runner::{Action, ClientRunner, Operation, Outcome};
-use crate::client::{ClientError, ClientSession, Envelope, TransactionResult};
-use crate::ehlo::Capabilities;
-use crate::reply::Reply;
+use crate::client::Envelope;
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
@@ -212,156 +209,7 @@ impl SmtpClient {
         Ok(client)
     }
 
-    /// What the server announced in its last EHLO reply (`None` after a HELO fallback).
-    pub fn capabilities(&self) -> Option<&Capabilities> {
-        self.runner.session().capabilities()
-    }
-
-    /// True when the connection is encrypted.
-    pub fn is_tls(&self) -> bool {
-        self.io.stream.is_tls()
-    }
-
-    /// True once the connection is over, after an error that ended it (a timeout, a lost
-    /// connection, a 421, a failed message source). Every further call fails with
-    /// [`ErrorKind::NotReady`].
-    pub fn is_closed(&self) -> bool {
-        self.runner.is_closed()
-    }
-
-    /// The server's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-
-    /// Sends one message and returns the outcome for each recipient. A refused recipient
-    /// is not an error: see [`TransactionResult::refused`]. The message is streamed from
-    /// `message` 64 KiB at a time; bare LF and CR become CRLF, and dot-stuffing is done
-    /// here. `size`, when known, is announced with SIZE (and a message over the server's
-    /// limit is refused before anything is sent).
-    ///
-    /// If reading `message` fails part-way, the connection is closed (a message cannot be
-    /// ended without being delivered) and the error is [`ErrorKind::MessageSource`].
-    pub fn send(
-        &mut self,
-        envelope: &Envelope,
-        mut message: impl Read,
-        size: Option<u64>,
-    ) -> Result<TransactionResult, Error> {
-        let op = self.runner.send(envelope, size, self.io.now());
-        self.io.drive(op, Some(&mut message)).transaction()
-    }
-
-    /// Sends several messages over this connection, one transaction each, and returns an
-    /// outcome per message, in order. With a server that offers PIPELINING but not
-    /// CHUNKING, each next message's MAIL, RCPT and DATA leave in the same write as the
-    /// previous message's final dot (RFC 2920 §3.1), so a message costs one round trip
-    /// instead of two; with CHUNKING a message is one round trip already.
-    ///
-    /// A refused message does not stop the batch (its [`TransactionResult`] says so), nor
-    /// does an error that leaves the connection usable, such as a message over the
-    /// server's size limit: that message's entry is the error. An error that ends the
-    /// connection ends the batch: the list then stops with it, shorter than `messages`.
-    /// That last entry belongs to the oldest message without an outcome, which may or may
-    /// not have been delivered; the messages after it were not.
-    ///
-    /// ```no_run
-    /// # use smtp_core::blocking::client::{ClientOptions, SmtpClient};
-    /// # use smtp_core::client::Envelope;
-    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut client = SmtpClient::connect("mx.example:25", "mx.example", ClientOptions::new("me.example"))?;
-    /// let envelope = Envelope::new("news@example.org", &["reader@example.net"])?;
-    /// let issues: Vec<Vec<u8>> = (1..=3).map(|n| format!("Subject: issue {n}\r\n\r\n...\r\n").into_bytes()).collect();
-    /// let outcomes = client.send_batch(issues.iter().map(|m| (&envelope, m.as_slice())));
-    /// for outcome in outcomes {
-    ///     println!("{}", if outcome?.is_success() { "sent" } else { "refused" });
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn send_batch<'m>(
-        &mut self,
-        messages: impl IntoIterator<Item = (&'m Envelope, &'m [u8])>,
-    ) -> Vec<Result<TransactionResult, Error>> {
-        let op = self.runner.send_batch(messages);
-        self.io.drive(op, NO_BODY).batch()
-    }
-
-    /// Sends one message held in memory; see [`send`](Self::send).
-    pub fn send_bytes(
-        &mut self,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<TransactionResult, Error> {
-        self.send(envelope, message, Some(crate::data::wire_size(message)))
-    }
-
-    /// Authenticates now (PLAIN, LOGIN or XOAUTH2, whichever the server offers and fits
-    /// the credentials) and returns the server's 235. A refusal is
-    /// [`ErrorKind::AuthFailed`] and leaves the connection usable.
-    pub fn login(&mut self, credentials: Credentials) -> Result<Reply, Error> {
-        let op = self.runner.login(credentials, self.io.now());
-        self.io.drive(op, NO_BODY).reply()
-    }
-
-    /// Upgrades a plain connection with STARTTLS now (for a connection opened with
-    /// [`TlsMode::None`], as smtplib's `starttls()` does) and returns once the session has
-    /// greeted again over TLS: [`capabilities`](Self::capabilities) then holds the new
-    /// EHLO reply. `server_name` is the name the certificate must carry; `tls_config`
-    /// `None` means [`client_config`](crate::tls::client_config)`(&TlsClientOptions::default())`.
-    ///
-    /// A refusal is [`ErrorKind::StartTlsRefused`] and leaves the connection usable in
-    /// clear; a failed handshake closes it. On an encrypted connection the call fails with
-    /// [`ErrorKind::NotReady`] and sends nothing.
-    pub fn starttls(
-        &mut self,
-        server_name: &str,
-        tls_config: Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<(), Error> {
-        let op = self.runner.starttls(server_name, tls_config, self.io.now());
-        self.io.drive(op, NO_BODY).ready()
-    }
-
-    /// Sends NOOP and returns the reply, whatever its code.
-    pub fn noop(&mut self) -> Result<Reply, Error> {
-        self.command(ClientSession::noop)
-    }
-
-    /// Sends RSET and returns the reply, whatever its code.
-    pub fn rset(&mut self) -> Result<Reply, Error> {
-        self.command(ClientSession::rset)
-    }
-
-    /// Sends VRFY and returns the reply, whatever its code.
-    pub fn vrfy(&mut self, argument: &str) -> Result<Reply, Error> {
-        self.command(|session| session.vrfy(argument))
-    }
-
-    /// Sends EXPN and returns the reply, whatever its code.
-    pub fn expn(&mut self, argument: &str) -> Result<Reply, Error> {
-        self.command(|session| session.expn(argument))
-    }
-
-    /// Sends HELP and returns the reply, whatever its code.
-    pub fn help(&mut self, topic: Option<&str>) -> Result<Reply, Error> {
-        self.command(|session| session.help(topic))
-    }
-
-    /// Sends QUIT, waits for the reply and closes the connection. A server that hangs up
-    /// without replying is not an error; a connection already closed is closed quietly.
-    pub fn quit(mut self) -> Result<(), Error> {
-        let op = self.runner.quit(self.io.now());
-        let outcome = self.io.drive(op, NO_BODY);
-        log::debug!("smtpx client #{}: closed", self.runner.id());
-        outcome.closed()
-    }
-
-    fn command(
-        &mut self,
-        start: impl FnOnce(&mut ClientSession) -> Result<(), ClientError>,
-    ) -> Result<Reply, Error> {
-        let op = self.runner.command(start, self.io.now());
-        self.io.drive(op, NO_BODY).reply()
-    }
+    client_api!([] [] [Read]);
 }
 
 /// `drive`'s message source for every operation but [`SmtpClient::send`].

@@ -1,0 +1,176 @@
+//! The public methods both client drivers share, written once: each starts an operation
+//! on the [`ClientRunner`](crate::client::runner::ClientRunner) and lets the driver's
+//! `Io::drive` carry it out. The blocking driver expands [`client_api!`] plain, the tokio
+//! driver with `async` and `.await`, so the two APIs cannot drift apart.
+//!
+//! A driver that expands it has `self.runner` (a `ClientRunner`), `self.io` (with
+//! `stream.is_tls()`, `now()` and `drive(operation, body)`), `self.peer`, and a `NO_BODY`
+//! constant (the body source of operations that send none).
+
+/// The shared methods; `[async]`/`[.await]` or `[]`/`[]`, then the bound of a streamed
+/// message (`Read` or `AsyncRead + Unpin`).
+macro_rules! client_api {
+    ([$($async:tt)*] [$($await:tt)*] [$($read:tt)+]) => {
+        /// What the server announced in its last EHLO reply (`None` after a HELO fallback).
+        pub fn capabilities(&self) -> Option<&$crate::ehlo::Capabilities> {
+            self.runner.session().capabilities()
+        }
+
+        /// True when the connection is encrypted.
+        pub fn is_tls(&self) -> bool {
+            self.io.stream.is_tls()
+        }
+
+        /// True once the connection is over, after an error that ended it (a timeout, a
+        /// lost connection, a 421, a failed message source). Every further call fails with
+        /// [`ErrorKind::NotReady`]($crate::client::error::ErrorKind::NotReady).
+        pub fn is_closed(&self) -> bool {
+            self.runner.is_closed()
+        }
+
+        /// The server's address.
+        pub fn peer_addr(&self) -> std::net::SocketAddr {
+            self.peer
+        }
+
+        /// Sends one message and returns the outcome for each recipient. A refused
+        /// recipient is not an error: see
+        /// [`TransactionResult::refused`]($crate::client::TransactionResult::refused). The
+        /// message is streamed from `message` 64 KiB at a time; bare LF and CR become CRLF,
+        /// and dot-stuffing is done here. `size`, when known, is announced with SIZE (and a
+        /// message over the server's limit is refused before anything is sent): give the
+        /// size after CRLF canonicalisation ([`crate::data::wire_size`]).
+        ///
+        /// If reading `message` fails part-way, the connection is closed (a message cannot
+        /// be ended without being delivered) and the error is
+        /// [`ErrorKind::MessageSource`]($crate::client::error::ErrorKind::MessageSource).
+        pub $($async)* fn send(
+            &mut self,
+            envelope: &$crate::client::Envelope,
+            mut message: impl $($read)+,
+            size: Option<u64>,
+        ) -> Result<$crate::client::TransactionResult, $crate::client::error::Error> {
+            let op = self.runner.send(envelope, size, self.io.now());
+            self.io.drive(op, Some(&mut message)) $($await)* .transaction()
+        }
+
+        /// Sends several messages over this connection, one transaction each, and returns
+        /// an outcome per message, in order. With a server that offers PIPELINING but not
+        /// CHUNKING, each next message's MAIL, RCPT and DATA leave in the same write as the
+        /// previous message's final dot (RFC 2920 §3.1), so a message costs one round trip
+        /// instead of two; with CHUNKING a message is one round trip already.
+        ///
+        /// A refused message does not stop the batch (its `TransactionResult` says so), nor
+        /// does an error that leaves the connection usable, such as a message over the
+        /// server's size limit: that message's entry is the error. An error that ends the
+        /// connection ends the batch: the list then stops with it, shorter than
+        /// `messages`. That last entry belongs to the oldest message without an outcome,
+        /// which may or may not have been delivered; the messages after it were not.
+        pub $($async)* fn send_batch<'m>(
+            &mut self,
+            messages: impl IntoIterator<Item = (&'m $crate::client::Envelope, &'m [u8])>,
+        ) -> Vec<Result<$crate::client::TransactionResult, $crate::client::error::Error>> {
+            let op = self.runner.send_batch(messages);
+            self.io.drive(op, NO_BODY) $($await)* .batch()
+        }
+
+        /// Sends one message held in memory; see [`send`](Self::send). SIZE declares the
+        /// octets that go out after CRLF canonicalisation.
+        pub $($async)* fn send_bytes(
+            &mut self,
+            envelope: &$crate::client::Envelope,
+            message: &[u8],
+        ) -> Result<$crate::client::TransactionResult, $crate::client::error::Error> {
+            self.send(envelope, message, Some($crate::data::wire_size(message))) $($await)*
+        }
+
+        /// Authenticates now (PLAIN, LOGIN or XOAUTH2, whichever the server offers and
+        /// fits the credentials) and returns the server's 235. A refusal is
+        /// [`ErrorKind::AuthFailed`]($crate::client::error::ErrorKind::AuthFailed) and
+        /// leaves the connection usable.
+        pub $($async)* fn login(
+            &mut self,
+            credentials: $crate::auth::Credentials,
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            let op = self.runner.login(credentials, self.io.now());
+            self.io.drive(op, NO_BODY) $($await)* .reply()
+        }
+
+        /// Upgrades a plain connection with STARTTLS now (for a connection opened with
+        /// [`TlsMode::None`]($crate::client::options::TlsMode::None), as smtplib's
+        /// `starttls()` does) and returns once the session has greeted again over TLS:
+        /// [`capabilities`](Self::capabilities) then holds the new EHLO reply.
+        /// `server_name` is the name the certificate must carry; `tls_config` `None` means
+        /// [`client_config`]($crate::tls::client_config)`(&TlsClientOptions::default())`.
+        ///
+        /// A refusal is
+        /// [`ErrorKind::StartTlsRefused`]($crate::client::error::ErrorKind::StartTlsRefused)
+        /// and leaves the connection usable in clear; a failed handshake closes it. On an
+        /// encrypted connection the call fails with
+        /// [`ErrorKind::NotReady`]($crate::client::error::ErrorKind::NotReady) and sends
+        /// nothing.
+        pub $($async)* fn starttls(
+            &mut self,
+            server_name: &str,
+            tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
+        ) -> Result<(), $crate::client::error::Error> {
+            let op = self.runner.starttls(server_name, tls_config, self.io.now());
+            self.io.drive(op, NO_BODY) $($await)* .ready()
+        }
+
+        /// Sends NOOP and returns the reply, whatever its code.
+        pub $($async)* fn noop(&mut self) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command($crate::client::ClientSession::noop) $($await)*
+        }
+
+        /// Sends RSET and returns the reply, whatever its code.
+        pub $($async)* fn rset(&mut self) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command($crate::client::ClientSession::rset) $($await)*
+        }
+
+        /// Sends VRFY and returns the reply, whatever its code.
+        pub $($async)* fn vrfy(
+            &mut self,
+            argument: &str,
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command(|session| session.vrfy(argument)) $($await)*
+        }
+
+        /// Sends EXPN and returns the reply, whatever its code.
+        pub $($async)* fn expn(
+            &mut self,
+            argument: &str,
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command(|session| session.expn(argument)) $($await)*
+        }
+
+        /// Sends HELP (with an optional topic) and returns the reply, whatever its code.
+        pub $($async)* fn help(
+            &mut self,
+            topic: Option<&str>,
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command(|session| session.help(topic)) $($await)*
+        }
+
+        /// Sends QUIT, waits for the reply and closes the connection. A server that hangs
+        /// up without replying is not an error; a connection already closed is closed
+        /// quietly.
+        pub $($async)* fn quit(mut self) -> Result<(), $crate::client::error::Error> {
+            let op = self.runner.quit(self.io.now());
+            let outcome = self.io.drive(op, NO_BODY) $($await)*;
+            log::debug!("smtpx client #{}: closed", self.runner.id());
+            outcome.closed()
+        }
+
+        $($async)* fn command(
+            &mut self,
+            start: impl FnOnce(
+                &mut $crate::client::ClientSession,
+            ) -> Result<(), $crate::client::ClientError>,
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            let op = self.runner.command(start, self.io.now());
+            self.io.drive(op, NO_BODY) $($await)* .reply()
+        }
+    };
+}
+pub(crate) use client_api;
