@@ -180,7 +180,7 @@ impl Connection {
     /// True between transactions: a shutdown may end the connection without losing
     /// anything.
     pub fn is_idle(&self) -> bool {
-        self.session.is_idle() && self.dispatch.due_hook(None).is_none()
+        self.session.is_idle() && !self.dispatch.has_due_hook()
     }
 
     /// True while the connection is encrypted.
@@ -198,7 +198,7 @@ impl Connection {
                 _ => {}
             }
             // A hook due now (the session's, or tls_started/close) comes first.
-            if self.dispatch.due_hook(None).is_some() {
+            if self.dispatch.has_due_hook() {
                 if self.refusal.is_some() {
                     self.dispatch.refuse(Some(&mut self.session));
                     continue;

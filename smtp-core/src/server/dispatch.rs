@@ -295,6 +295,11 @@ impl DispatchState {
         }
     }
 
+    /// True while a hook is due (polled and not yet answered).
+    pub fn has_due_hook(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// The hook that is due, with its arguments (a chunk is read from `session`).
     pub fn due_hook<'a>(&'a self, session: Option<&'a ServerSession>) -> Option<Hook<'a>> {
         let t = &self.transaction;
