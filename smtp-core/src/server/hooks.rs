@@ -251,6 +251,69 @@ macro_rules! forward_hooks {
 }
 pub(crate) use forward_hooks;
 
+/// Every hook of a [`SessionHandler`] as calls of one method: the methods of a wrapped
+/// [`HookHandler`]'s session. Use inside an `impl SessionHandler` block, as
+/// `with_hooks!(hooks_by_call! on_hook);`.
+macro_rules! hooks_by_call {
+    ([$method:ident] $(
+        $(#[$doc:meta])*
+        $variant:ident => fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),*) -> $answer:ty $default:block
+    )*) => {
+        $(
+            fn $name $(<$lt>)? (&mut self, $($arg: $ty),*) -> $answer {
+                <$answer as IntoAnswer>::from_answer(self.0.$method(Hook::$variant { $($arg),* }))
+            }
+        )*
+    };
+}
+
+/// A session handler written as one function over [`Hook`]s instead of a method per hook:
+/// what a binding to another language implements, so that it translates each hook in one
+/// place for every server it runs under. [`ByHook`] makes it a [`SessionHandler`].
+///
+/// ```
+/// use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler, SessionHandler};
+/// use smtp_core::server::Decision;
+///
+/// struct Names(Vec<&'static str>);
+/// impl HookHandler for Names {
+///     fn on_hook(&mut self, hook: Hook<'_>) -> Answer {
+///         self.0.push(hook.name());
+///         match hook {
+///             Hook::Verify { .. } => Answer::Decision(Decision::Accept),
+///             _ => Answer::Done,
+///         }
+///     }
+/// }
+/// let mut session = ByHook(Names(Vec::new()));
+/// assert_eq!(session.verify("postmaster"), Decision::Accept);
+/// session.reset();
+/// assert_eq!(session.0 .0, ["verify", "reset"]);
+/// ```
+pub trait HookHandler: Send + 'static {
+    /// Answers one hook: a [`Decision`] for the hooks that decide, the chunk's result for
+    /// `data_chunk`, [`Answer::Done`] for the others. An answer of the wrong kind is a
+    /// temporary failure (451), never an acceptance.
+    fn on_hook(&mut self, hook: Hook<'_>) -> Answer;
+
+    /// As [`SessionHandler::may_block`]. Default: every hook may block.
+    fn may_block(&self, _hook: &Hook<'_>) -> bool {
+        true
+    }
+}
+
+/// A [`HookHandler`] as a [`SessionHandler`].
+#[derive(Debug)]
+pub struct ByHook<T>(pub T);
+
+impl<T: HookHandler> SessionHandler for ByHook<T> {
+    with_hooks!(hooks_by_call! on_hook);
+
+    fn may_block(&self, hook: &Hook<'_>) -> bool {
+        self.0.may_block(hook)
+    }
+}
+
 /// What a hook returned, for the dispatch to apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
