@@ -137,6 +137,27 @@ impl EnhancedCode {
     pub const LINE_TOO_LONG: EnhancedCode = EnhancedCode::new(5, 5, 6);
     /// 4.7.0: too many connections (the server is at its limit; try again later).
     pub const TOO_MANY_CONNECTIONS: EnhancedCode = EnhancedCode::new(4, 7, 0);
+    /// 2.5.0: Other or undefined protocol status; a positive reply that promises nothing,
+    /// such as 252 to VRFY or EXPN.
+    pub const PROTOCOL_OK: EnhancedCode = EnhancedCode::new(2, 5, 0);
+    /// 5.7.1: Delivery not authorized, message refused; the default when a hook refuses
+    /// a greeting, a sender or a message.
+    pub const NOT_AUTHORIZED: EnhancedCode = EnhancedCode::new(5, 7, 1);
+    /// 4.7.0: Other or undefined security status, temporary; the session ends after too
+    /// many errors or failed authentications (421).
+    pub const TOO_MANY_ERRORS: EnhancedCode = EnhancedCode::new(4, 7, 0);
+    /// 5.6.7: Non-ASCII addresses not permitted for that sender or recipient (553; defined
+    /// by RFC 6531 §3.7.4.1 for SMTPUTF8, after RFC 3463's media subjects).
+    pub const NON_ASCII_ADDRESS: EnhancedCode = EnhancedCode::new(5, 6, 7);
+    /// 5.0.0: Other undefined status, permanent; used when the client cancels an AUTH
+    /// exchange with `*` (501, RFC 4954 §4).
+    pub const PERMANENT_FAILURE: EnhancedCode = EnhancedCode::new(5, 0, 0);
+    /// 4.3.1: Mail system full; the local disk is out of space (452).
+    pub const SYSTEM_FULL: EnhancedCode = EnhancedCode::new(4, 3, 1);
+    /// 5.1.3: Bad destination mailbox address syntax (501 to RCPT).
+    pub const BAD_DESTINATION_SYNTAX: EnhancedCode = EnhancedCode::new(5, 1, 3);
+    /// 5.1.7: Bad sender's mailbox address syntax (501 to MAIL).
+    pub const BAD_SENDER_SYNTAX: EnhancedCode = EnhancedCode::new(5, 1, 7);
 }
 
 impl fmt::Display for EnhancedCode {

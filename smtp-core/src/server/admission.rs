@@ -28,7 +28,7 @@ impl ServerSession {
             Command::Helo(_) | Command::Ehlo(_) | Command::Lhlo(_) => {
                 self.error_reply(Reply::new(
                     ReplyCode::SYNTAX_ERROR,
-                    Some(EnhancedCode::new(5, 5, 1)),
+                    Some(EnhancedCode::INVALID_COMMAND),
                     if self.config.lmtp {
                         "Error: this is LMTP, use LHLO"
                     } else {
@@ -62,7 +62,7 @@ impl ServerSession {
             Command::Help(_) => {
                 self.reply(Reply::new(
                     ReplyCode::HELP_MESSAGE,
-                    Some(EnhancedCode::new(2, 0, 0)),
+                    Some(EnhancedCode::OK),
                     self.help_text(),
                 ));
                 Step::Continue
@@ -79,7 +79,7 @@ impl ServerSession {
         self.abort_message(AbortReason::Disconnected);
         self.close_with(Reply::new(
             ReplyCode::CLOSING,
-            Some(EnhancedCode::new(2, 0, 0)),
+            Some(EnhancedCode::CLOSING),
             "Bye",
         ));
         Step::Continue
@@ -100,21 +100,21 @@ impl ServerSession {
         if self.config.require_tls && !self.tls {
             return self.refuse(
                 ReplyCode::AUTH_REQUIRED,
-                (5, 7, 0),
+                EnhancedCode::TLS_REQUIRED,
                 "Must issue a STARTTLS command first",
             );
         }
         if self.config.require_auth && self.authenticated.is_none() {
             return self.refuse(
                 ReplyCode::AUTH_REQUIRED,
-                (5, 7, 0),
+                EnhancedCode::AUTH_REQUIRED,
                 "Authentication required",
             );
         }
         if hello == HelloVerb::Helo && params != MailParameters::default() {
             return self.refuse(
                 ReplyCode::PARAMETERS_UNRECOGNIZED,
-                (5, 5, 4),
+                EnhancedCode::INVALID_ARGS,
                 "Error: MAIL parameters need EHLO",
             );
         }
@@ -123,7 +123,7 @@ impl ServerSession {
         {
             return self.refuse(
                 ReplyCode::STORAGE_EXCEEDED,
-                (5, 3, 4),
+                EnhancedCode::MESSAGE_TOO_BIG,
                 "Message size exceeds fixed limit",
             );
         }
@@ -144,12 +144,16 @@ impl ServerSession {
         }
         if let Some(p) = params.other.first() {
             let what = format!("{} not supported", p.keyword);
-            return self.refuse_text(ReplyCode::PARAMETERS_UNRECOGNIZED, (5, 5, 4), what);
+            return self.refuse_text(
+                ReplyCode::PARAMETERS_UNRECOGNIZED,
+                EnhancedCode::INVALID_ARGS,
+                what,
+            );
         }
         if !from.is_ascii() && !params.smtputf8 {
             return self.refuse(
                 ReplyCode::MAILBOX_NAME_INVALID,
-                (5, 6, 7),
+                EnhancedCode::NON_ASCII_ADDRESS,
                 "Non-ASCII address needs SMTPUTF8",
             );
         }
@@ -166,7 +170,7 @@ impl ServerSession {
         if self.recipients >= self.config.max_recipients {
             return self.refuse(
                 ReplyCode::INSUFFICIENT_STORAGE,
-                (4, 5, 3),
+                EnhancedCode::TOO_MANY_RECIPIENTS,
                 "Error: too many recipients",
             );
         }
@@ -175,12 +179,16 @@ impl ServerSession {
         }
         if let Some(p) = params.other.first() {
             let what = format!("{} not supported", p.keyword);
-            return self.refuse_text(ReplyCode::PARAMETERS_UNRECOGNIZED, (5, 5, 4), what);
+            return self.refuse_text(
+                ReplyCode::PARAMETERS_UNRECOGNIZED,
+                EnhancedCode::INVALID_ARGS,
+                what,
+            );
         }
         if !to.is_ascii() && !self.transaction_smtputf8 {
             return self.refuse(
                 ReplyCode::MAILBOX_NAME_INVALID,
-                (5, 6, 7),
+                EnhancedCode::NON_ASCII_ADDRESS,
                 "Non-ASCII address needs SMTPUTF8",
             );
         }
@@ -196,7 +204,7 @@ impl ServerSession {
             // RFC 2920 §3.1: a pipelined DATA after refused recipients gets 554, not 354.
             return self.refuse(
                 ReplyCode::TRANSACTION_FAILED,
-                (5, 5, 1),
+                EnhancedCode::BAD_SEQUENCE,
                 "Error: no valid recipients",
             );
         }
@@ -213,19 +221,19 @@ impl ServerSession {
         let refusal = if !self.config.chunking {
             Some(Reply::new(
                 ReplyCode::NOT_IMPLEMENTED,
-                Some(EnhancedCode::new(5, 5, 1)),
+                Some(EnhancedCode::INVALID_COMMAND),
                 "Error: command not implemented",
             ))
         } else if !self.in_transaction {
             Some(Reply::new(
                 ReplyCode::BAD_SEQUENCE,
-                Some(EnhancedCode::new(5, 5, 1)),
+                Some(EnhancedCode::BAD_SEQUENCE),
                 "Error: need MAIL command",
             ))
         } else if self.recipients == 0 {
             Some(Reply::new(
                 ReplyCode::TRANSACTION_FAILED,
-                Some(EnhancedCode::new(5, 5, 1)),
+                Some(EnhancedCode::BAD_SEQUENCE),
                 "Error: no valid recipients",
             ))
         } else {
@@ -257,14 +265,14 @@ impl ServerSession {
         if !self.config.starttls {
             return self.refuse(
                 ReplyCode::NOT_IMPLEMENTED,
-                (5, 5, 1),
+                EnhancedCode::INVALID_COMMAND,
                 "Error: command not implemented",
             );
         }
         let step = self.reset_transaction();
         self.reply(Reply::new(
             ReplyCode::SERVICE_READY,
-            Some(EnhancedCode::new(2, 0, 0)),
+            Some(EnhancedCode::OK),
             "Ready to start TLS",
         ));
         // Whatever the client pipelined after STARTTLS was sent in clear and may have been
@@ -325,32 +333,28 @@ impl ServerSession {
     }
 
     pub(super) fn sequence_error(&mut self, text: &str) -> Step {
-        self.refuse(ReplyCode::BAD_SEQUENCE, (5, 5, 1), text)
+        self.refuse(ReplyCode::BAD_SEQUENCE, EnhancedCode::BAD_SEQUENCE, text)
     }
 
     pub(super) fn unsupported_parameter(&mut self, what: &str) -> Step {
         self.refuse_text(
             ReplyCode::PARAMETERS_UNRECOGNIZED,
-            (5, 5, 4),
+            EnhancedCode::INVALID_ARGS,
             format!("Error: {what} not supported"),
         )
     }
 
-    pub(super) fn refuse(&mut self, code: ReplyCode, enhanced: (u8, u16, u16), text: &str) -> Step {
+    pub(super) fn refuse(&mut self, code: ReplyCode, enhanced: EnhancedCode, text: &str) -> Step {
         self.refuse_text(code, enhanced, text.to_owned())
     }
 
     pub(super) fn refuse_text(
         &mut self,
         code: ReplyCode,
-        (class, subject, detail): (u8, u16, u16),
+        enhanced: EnhancedCode,
         text: String,
     ) -> Step {
-        self.error_reply(Reply::new(
-            code,
-            Some(EnhancedCode::new(class, subject, detail)),
-            text,
-        ));
+        self.error_reply(Reply::new(code, Some(enhanced), text));
         Step::Continue
     }
 }

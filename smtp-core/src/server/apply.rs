@@ -56,7 +56,7 @@ impl ServerSession {
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
-                        Some(EnhancedCode::new(5, 7, 1)),
+                        Some(EnhancedCode::NOT_AUTHORIZED),
                         "Error: greeting refused",
                     )));
                 }
@@ -67,7 +67,7 @@ impl ServerSession {
                     self.reply(custom.unwrap_or_else(|| {
                         Reply::new(
                             ReplyCode::AUTH_SUCCEEDED,
-                            Some(EnhancedCode::new(2, 7, 0)),
+                            Some(EnhancedCode::AUTH_SUCCEEDED),
                             "Authentication successful",
                         )
                     }));
@@ -75,14 +75,14 @@ impl ServerSession {
                     self.auth_failures += 1;
                     let reply = custom.unwrap_or(Reply::new(
                         ReplyCode::AUTH_INVALID,
-                        Some(EnhancedCode::new(5, 7, 8)),
+                        Some(EnhancedCode::AUTH_INVALID),
                         "Error: authentication failed",
                     ));
                     if self.auth_failures >= self.config.max_auth_failures {
                         self.reply(reply);
                         self.close_with(Reply::new(
                             ReplyCode::SERVICE_UNAVAILABLE,
-                            Some(EnhancedCode::new(4, 7, 0)),
+                            Some(EnhancedCode::TOO_MANY_ERRORS),
                             format!(
                                 "{} Error: too many authentication failures",
                                 self.config.hostname
@@ -97,12 +97,12 @@ impl ServerSession {
                 if accepted {
                     self.in_transaction = true;
                     self.reply(custom.unwrap_or_else(|| {
-                        Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 0)), "Ok")
+                        Reply::new(ReplyCode::OK, Some(EnhancedCode::SENDER_OK), "Ok")
                     }));
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
-                        Some(EnhancedCode::new(5, 7, 1)),
+                        Some(EnhancedCode::NOT_AUTHORIZED),
                         "Error: sender refused",
                     )));
                 }
@@ -111,12 +111,12 @@ impl ServerSession {
                 if accepted {
                     self.recipients += 1;
                     self.reply(custom.unwrap_or_else(|| {
-                        Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 1, 5)), "Ok")
+                        Reply::new(ReplyCode::OK, Some(EnhancedCode::RECIPIENT_OK), "Ok")
                     }));
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
-                        Some(EnhancedCode::new(5, 1, 1)),
+                        Some(EnhancedCode::BAD_DESTINATION),
                         "Error: recipient refused",
                     )));
                 }
@@ -140,7 +140,7 @@ impl ServerSession {
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::TRANSACTION_FAILED,
-                        Some(EnhancedCode::new(5, 7, 1)),
+                        Some(EnhancedCode::NOT_AUTHORIZED),
                         "Error: message refused",
                     )));
                 }
@@ -156,7 +156,7 @@ impl ServerSession {
                 } else {
                     let reply = custom.unwrap_or(Reply::new(
                         ReplyCode::TRANSACTION_FAILED,
-                        Some(EnhancedCode::new(5, 7, 1)),
+                        Some(EnhancedCode::NOT_AUTHORIZED),
                         "Error: message refused",
                     ));
                     self.end_transaction();
@@ -170,16 +170,12 @@ impl ServerSession {
             Pending::MessageEnd => {
                 let reply = if accepted {
                     custom.unwrap_or_else(|| {
-                        Reply::new(
-                            ReplyCode::OK,
-                            Some(EnhancedCode::new(2, 0, 0)),
-                            "Ok: queued",
-                        )
+                        Reply::new(ReplyCode::OK, Some(EnhancedCode::OK), "Ok: queued")
                     })
                 } else {
                     custom.unwrap_or(Reply::new(
                         ReplyCode::TRANSACTION_FAILED,
-                        Some(EnhancedCode::new(5, 7, 1)),
+                        Some(EnhancedCode::NOT_AUTHORIZED),
                         "Error: message refused",
                     ))
                 };
@@ -199,7 +195,7 @@ impl ServerSession {
                 self.reply(custom.unwrap_or_else(|| {
                     Reply::new(
                         ReplyCode::CANNOT_VERIFY,
-                        Some(EnhancedCode::new(2, 5, 0)),
+                        Some(EnhancedCode::PROTOCOL_OK),
                         "Cannot verify the address, but will accept mail and attempt delivery",
                     )
                 }));
@@ -208,7 +204,7 @@ impl ServerSession {
                 self.reply(custom.unwrap_or_else(|| {
                     Reply::new(
                         ReplyCode::CANNOT_VERIFY,
-                        Some(EnhancedCode::new(2, 5, 0)),
+                        Some(EnhancedCode::PROTOCOL_OK),
                         "Will not expand the list",
                     )
                 }));
@@ -218,13 +214,10 @@ impl ServerSession {
 
     pub(super) fn finish_lmtp_message(&mut self, mut replies: Vec<Reply>) {
         let recipients = self.recipients.max(1);
-        let fallback = replies.last().cloned().unwrap_or_else(|| {
-            Reply::new(
-                ReplyCode::OK,
-                Some(EnhancedCode::new(2, 0, 0)),
-                "Ok: delivered",
-            )
-        });
+        let fallback = replies
+            .last()
+            .cloned()
+            .unwrap_or_else(|| Reply::new(ReplyCode::OK, Some(EnhancedCode::OK), "Ok: delivered"));
         replies.resize(recipients, fallback);
         replies.truncate(recipients);
         self.end_transaction();

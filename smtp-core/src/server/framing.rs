@@ -86,7 +86,7 @@ impl ServerSession {
         if bare_line_ending {
             self.error_reply(Reply::new(
                 ReplyCode::SYNTAX_ERROR,
-                Some(EnhancedCode::new(5, 5, 2)),
+                Some(EnhancedCode::SYNTAX_ERROR),
                 "Error: bare <CR> or <LF> in command",
             ));
             return Step::Continue;
@@ -246,7 +246,7 @@ impl ServerSession {
                 }
                 self.reply(Reply::new(
                     ReplyCode::OK,
-                    Some(EnhancedCode::new(2, 0, 0)),
+                    Some(EnhancedCode::OK),
                     format!("{size} octets received"),
                 ));
                 Step::Continue
@@ -288,12 +288,12 @@ impl ServerSession {
                 let reply = match reason {
                     AbortReason::TooLarge => Reply::new(
                         ReplyCode::STORAGE_EXCEEDED,
-                        Some(EnhancedCode::new(5, 3, 4)),
+                        Some(EnhancedCode::MESSAGE_TOO_BIG),
                         "Error: message exceeds fixed maximum message size",
                     ),
                     _ => Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
-                        Some(EnhancedCode::new(5, 5, 2)),
+                        Some(EnhancedCode::SYNTAX_ERROR),
                         "Error: bare <CR> or <LF> in message content",
                     ),
                 };

@@ -68,5 +68,5 @@ impl ServerSession {
 }
 
 pub(super) fn ok(text: &str) -> Reply {
-    Reply::new(ReplyCode::OK, Some(EnhancedCode::new(2, 0, 0)), text)
+    Reply::new(ReplyCode::OK, Some(EnhancedCode::OK), text)
 }

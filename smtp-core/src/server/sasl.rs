@@ -2,7 +2,7 @@
 
 use crate::auth::{self, AuthAttempt, Secret};
 use crate::ehlo::AuthMechanism;
-use crate::reply::{Reply, ReplyCode};
+use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::trace::Direction;
 
 use super::session::{Pending, Phase, Step};
@@ -17,7 +17,7 @@ impl ServerSession {
         if self.config.auth_mechanisms.is_empty() {
             return self.refuse(
                 ReplyCode::NOT_IMPLEMENTED,
-                (5, 5, 1),
+                EnhancedCode::INVALID_COMMAND,
                 "Error: authentication not enabled",
             );
         }
@@ -33,14 +33,14 @@ impl ServerSession {
         if !self.tls && !self.config.allow_insecure_auth {
             return self.refuse(
                 ReplyCode::ENCRYPTION_REQUIRED,
-                (5, 7, 11),
+                EnhancedCode::ENCRYPTION_REQUIRED,
                 "Encryption required for requested authentication mechanism",
             );
         }
         if !self.config.auth_mechanisms.contains(&mechanism) {
             return self.refuse(
                 ReplyCode::PARAMETER_NOT_IMPLEMENTED,
-                (5, 5, 4),
+                EnhancedCode::INVALID_ARGS,
                 "Unrecognized authentication type",
             );
         }
@@ -61,7 +61,7 @@ impl ServerSession {
             }
             _ => self.refuse(
                 ReplyCode::PARAMETER_NOT_IMPLEMENTED,
-                (5, 5, 4),
+                EnhancedCode::INVALID_ARGS,
                 "Unrecognized authentication type",
             ),
         }
@@ -72,14 +72,14 @@ impl ServerSession {
         let Ok(line) = std::str::from_utf8(line) else {
             return self.refuse(
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                (5, 5, 2),
+                EnhancedCode::SYNTAX_ERROR,
                 "Invalid base64 data",
             );
         };
         if line == "*" {
             return self.refuse(
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                (5, 0, 0),
+                EnhancedCode::PERMANENT_FAILURE,
                 "Authentication aborted",
             );
         }
@@ -95,7 +95,7 @@ impl ServerSession {
                 }),
                 _ => self.refuse(
                     ReplyCode::PARAMETER_SYNTAX_ERROR,
-                    (5, 5, 2),
+                    EnhancedCode::SYNTAX_ERROR,
                     "Invalid base64 data",
                 ),
             },
@@ -114,7 +114,7 @@ impl ServerSession {
             }),
             None => self.refuse(
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                (5, 5, 2),
+                EnhancedCode::SYNTAX_ERROR,
                 "Invalid authentication data",
             ),
         }
@@ -129,7 +129,7 @@ impl ServerSession {
             }
             _ => self.refuse(
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                (5, 5, 2),
+                EnhancedCode::SYNTAX_ERROR,
                 "Invalid base64 data",
             ),
         }

@@ -289,7 +289,7 @@ impl ServerSession {
         let text = format!("{} Error: timeout exceeded", self.config.hostname);
         self.close_with(Reply::new(
             ReplyCode::SERVICE_UNAVAILABLE,
-            Some(EnhancedCode::new(4, 4, 2)),
+            Some(EnhancedCode::TIMEOUT),
             text,
         ));
     }
@@ -387,7 +387,7 @@ impl ServerSession {
     pub(super) fn early_talker(&mut self) {
         self.close_with(Reply::new(
             ReplyCode::TRANSACTION_FAILED,
-            Some(EnhancedCode::new(5, 5, 1)),
+            Some(EnhancedCode::INVALID_COMMAND),
             format!(
                 "{} Error: protocol error, client talked before the greeting",
                 self.config.hostname
@@ -464,7 +464,7 @@ impl ServerSession {
             self.abort_message(AbortReason::Disconnected);
             self.close_with(Reply::new(
                 ReplyCode::SERVICE_UNAVAILABLE,
-                Some(EnhancedCode::new(4, 7, 0)),
+                Some(EnhancedCode::TOO_MANY_ERRORS),
                 format!("{} Error: too many errors", self.config.hostname),
             ));
         }
