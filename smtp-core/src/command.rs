@@ -223,37 +223,37 @@ impl CommandError {
         let (code, enhanced, text): (ReplyCode, EnhancedCode, String) = match *self {
             CommandError::Empty => (
                 ReplyCode::SYNTAX_ERROR,
-                EnhancedCode::new(5, 5, 2),
+                EnhancedCode::SYNTAX_ERROR,
                 "Error: bad syntax".into(),
             ),
             CommandError::Unrecognized => (
                 ReplyCode::SYNTAX_ERROR,
-                EnhancedCode::new(5, 5, 1),
+                EnhancedCode::INVALID_COMMAND,
                 "Error: command not recognized".into(),
             ),
             CommandError::InvalidCharacters | CommandError::ControlCharacter => (
                 ReplyCode::SYNTAX_ERROR,
-                EnhancedCode::new(5, 5, 2),
+                EnhancedCode::SYNTAX_ERROR,
                 "Error: invalid characters in command".into(),
             ),
             CommandError::Syntax(usage) => (
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                EnhancedCode::new(5, 5, 4),
+                EnhancedCode::INVALID_ARGS,
                 format!("Syntax: {usage}"),
             ),
             CommandError::BadSender(e) => (
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                EnhancedCode::new(5, 1, 7),
+                EnhancedCode::BAD_SENDER_SYNTAX,
                 format!("Bad sender address syntax: {e}"),
             ),
             CommandError::BadRecipient(e) => (
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                EnhancedCode::new(5, 1, 3),
+                EnhancedCode::BAD_DESTINATION_SYNTAX,
                 format!("Bad recipient address syntax: {e}"),
             ),
             CommandError::BadParameter(what) => (
                 ReplyCode::PARAMETER_SYNTAX_ERROR,
-                EnhancedCode::new(5, 5, 4),
+                EnhancedCode::INVALID_ARGS,
                 format!("Bad parameter: {what}"),
             ),
         };

@@ -24,7 +24,7 @@
 //!     fn rcpt(&mut self, to: &ForwardPath, _: &RcptParameters) -> Decision {
 //!         if to.as_str().ends_with("@example.com") { Decision::Accept } else {
 //!             Decision::Reply(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE,
-//!                 Some(EnhancedCode::new(5, 7, 1)), "relay denied"))
+//!                 Some(EnhancedCode::NOT_AUTHORIZED), "relay denied"))
 //!         }
 //!     }
 //!     fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> { self.bytes += chunk.len(); Ok(()) }
@@ -70,7 +70,7 @@ mod tests {
             if to.as_str().starts_with("no") {
                 Decision::Reply(Reply::new(
                     ReplyCode::MAILBOX_UNAVAILABLE,
-                    Some(EnhancedCode::new(5, 1, 1)),
+                    Some(EnhancedCode::BAD_DESTINATION),
                     "no",
                 ))
             } else {
@@ -90,7 +90,7 @@ mod tests {
             ));
             Decision::Reply(Reply::new(
                 ReplyCode::OK,
-                Some(EnhancedCode::new(2, 0, 0)),
+                Some(EnhancedCode::OK),
                 "queued as X1",
             ))
         }
@@ -145,7 +145,7 @@ mod tests {
             fn data_chunk(&mut self, _: &[u8]) -> Result<(), Reply> {
                 Err(Reply::new(
                     ReplyCode::INSUFFICIENT_STORAGE,
-                    Some(EnhancedCode::new(4, 3, 1)),
+                    Some(EnhancedCode::SYSTEM_FULL),
                     "disk full",
                 ))
             }
@@ -168,7 +168,7 @@ mod tests {
         let mut dispatch: Dispatch<DiscardSession> = Dispatch::refused();
         let refusal = Reply::new(
             ReplyCode::SERVICE_UNAVAILABLE,
-            Some(EnhancedCode::new(4, 7, 0)),
+            Some(EnhancedCode::TOO_MANY_CONNECTIONS),
             "too busy",
         );
         assert_eq!(dispatch.run(&mut session, Some(&refusal)), Flow::Close);

@@ -518,7 +518,7 @@ fn storage_error(e: &io::Error) -> Reply {
     if e.kind() == ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
         Reply::new(
             ReplyCode::INSUFFICIENT_STORAGE,
-            Some(EnhancedCode::new(4, 3, 1)),
+            Some(EnhancedCode::SYSTEM_FULL),
             "Error: insufficient system storage",
         )
     } else {

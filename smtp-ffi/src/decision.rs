@@ -71,7 +71,7 @@ impl smtpx_decision {
             }
             None => Reply::new(
                 ReplyCode::new(451).expect("451 is a reply code"),
-                Some(EnhancedCode::new(4, 3, 0)),
+                Some(EnhancedCode::TEMP_LOCAL_ERROR),
                 "Local error in processing",
             ),
         }

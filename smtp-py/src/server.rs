@@ -35,7 +35,7 @@ const THREAD_STACK: usize = 4 << 20;
 pub(crate) fn local_error(text: &str) -> Reply {
     Reply::new(
         ReplyCode::LOCAL_ERROR,
-        Some(EnhancedCode::new(4, 3, 0)),
+        Some(EnhancedCode::TEMP_LOCAL_ERROR),
         text,
     )
 }
@@ -106,7 +106,7 @@ impl Handler for PyHandler {
             }),
             _ => Err(Reply::new(
                 ReplyCode::SERVICE_UNAVAILABLE,
-                Some(EnhancedCode::new(4, 3, 0)),
+                Some(EnhancedCode::TEMP_LOCAL_ERROR),
                 "Error: cannot serve this connection now",
             )),
         }

@@ -281,7 +281,7 @@ impl SessionHandler for CSession {
         let Some(callback) = self.table.0.auth else {
             return Decision::Reply(Reply::new(
                 ReplyCode::new(535).expect("535 is a reply code"),
-                Some(EnhancedCode::new(5, 7, 8)),
+                Some(EnhancedCode::AUTH_INVALID),
                 "Error: authentication failed",
             ));
         };
