@@ -1519,6 +1519,17 @@ smtpx_result smtpx_server_config_set_timeout_secs(struct smtpx_server_config *co
 smtpx_result smtpx_server_config_set_max_connections(struct smtpx_server_config *config, size_t n);
 
 /**
+ * The accept queue of each listener: how many connections the kernel completes and
+ * holds while the server is busy accepting, so that a burst of connections is greeted
+ * rather than left in a handshake the kernel forgot. Default 1024; the kernel caps it
+ * (`net.core.somaxconn` on Linux). 0 or more than 2^31 - 1 gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_listen_backlog(struct smtpx_server_config *config, uint32_t n);
+
+/**
  * Speaks LMTP (RFC 2033) instead of SMTP when true. Default false.
  *
  * Thread safety: one thread at a time per config.

@@ -113,6 +113,7 @@ int header_compile_uses_everything(void) {
     (void)&smtpx_server_config_set_max_recipients;
     (void)&smtpx_server_config_set_timeout_secs;
     (void)&smtpx_server_config_set_max_connections;
+    (void)&smtpx_server_config_set_listen_backlog;
     (void)&smtpx_server_config_set_lmtp;
     (void)&smtpx_server_config_set_bare_lf;
     (void)&smtpx_server_config_last_error;

@@ -372,6 +372,11 @@ static void test_server_config_errors(void) {
     CHECK_RESULT(smtpx_server_config_set_max_connections(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
     CHECK_RESULT(smtpx_server_config_set_max_connections(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
     CHECK_RESULT(smtpx_server_config_set_max_connections(c, 8), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(c, 0x80000000u),
+                 SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(c, 2048), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_server_config_set_lmtp(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
     CHECK_RESULT(smtpx_server_config_set_lmtp(c, false), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_server_config_set_bare_lf(NULL, SMTPX_BARE_LF_POLICY_REJECT),

@@ -72,6 +72,9 @@ fn start<H: Handler>(
     if let Some(n) = config.max_connections {
         options.max_connections = n;
     }
+    if let Some(n) = config.listen_backlog {
+        options.listen_backlog = n;
+    }
     if let Some((cert, key)) = &config.tls_files {
         match smtp_core::tls::server_config_from_pem_files(cert, key) {
             Ok(tls) => options.tls = Some(tls),
