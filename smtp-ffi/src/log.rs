@@ -122,7 +122,8 @@ impl Trace for CLog {
             return;
         };
         let len = line.as_bytes().len();
-        let _inside = (self.server != 0).then(|| crate::server::reentry::Inside::enter(self.server));
+        let _inside =
+            (self.server != 0).then(|| crate::server::reentry::Inside::enter(self.server));
         // SAFETY: the caller gave a callback of this signature with this user data and
         // promised they may be called from any thread; the text is valid for the call.
         unsafe {

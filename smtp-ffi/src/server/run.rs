@@ -101,7 +101,13 @@ fn start<H: Handler>(
         start_with(config, handler, options, &listen, token)
     } else {
         let users = config.users.clone();
-        start_with(config, PasswordAuth::new(handler, users), options, &listen, token)
+        start_with(
+            config,
+            PasswordAuth::new(handler, users),
+            options,
+            &listen,
+            token,
+        )
     };
     builder.map_err(|(what, e)| io_err(config, &what, e))
 }
@@ -205,9 +211,9 @@ pub extern "C" fn smtpx_server_start(
         let token = reentry::new_token();
         let handler = CHandler(Arc::clone(&table), token);
         let started = start(config, handler, handler_auth, token).map(|mut server| {
-                server.table = Some(table);
-                server
-            });
+            server.table = Some(table);
+            server
+        });
         finish_start(config, started, out_server)
     })
 }
@@ -309,7 +315,9 @@ pub extern "C" fn smtpx_server_free(server: *mut smtpx_server) {
                 let _ = hand_over.send(owned);
             }
             Err(e) => {
-                ::log::error!("smtpx_server_free from a callback: no thread to stop the server ({e}); it is leaked");
+                ::log::error!(
+                    "smtpx_server_free from a callback: no thread to stop the server ({e}); it is leaked"
+                );
                 Box::leak(owned);
             }
         }
