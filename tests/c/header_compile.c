@@ -160,6 +160,7 @@ int header_compile_uses_everything(void) {
     case SMTPX_RESULT_BUFFER_TOO_SMALL:
     case SMTPX_RESULT_INJECTION:
     case SMTPX_RESULT_NOT_READY:
+    case SMTPX_RESULT_REENTRANT:
     case SMTPX_RESULT_PROTOCOL:
     case SMTPX_RESULT_GREETING:
     case SMTPX_RESULT_HELLO:
