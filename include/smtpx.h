@@ -86,6 +86,12 @@ enum smtpx_result
    */
   SMTPX_RESULT_NOT_READY = 105,
   /**
+   * The call was made from inside a callback of the object it acts on and would wait
+   * for that very callback to return (for example `smtpx_server_stop` from a server's
+   * handler or log callback): nothing was done.
+   */
+  SMTPX_RESULT_REENTRANT = 106,
+  /**
    * The server sent something that is not a valid reply, or a reply nobody asked for.
    */
   SMTPX_RESULT_PROTOCOL = 200,
@@ -569,7 +575,8 @@ typedef struct smtpx_server_session smtpx_server_session;
  * run connections, several at once: it must be thread-safe, and so must whatever
  * `user_data` points to. On client options, it is called from the thread using the
  * client (see `smtpx_client_options_set_log`). It must return quickly (the connection
- * waits for it) and must not call back into the object that logs.
+ * waits for it) and must not call back into the object that logs (on a server,
+ * `smtpx_server_stop` gives SMTPX_RESULT_REENTRANT there; see `smtpx_handler`).
  */
 typedef void (*smtpx_log_callback)(void *user_data,
                                    smtpx_log_level level,
@@ -743,7 +750,8 @@ typedef struct smtpx_decision {
 
 /**
  * The releaser of a handler's userdata: called once, after the last callback has
- * returned, on the thread that stops or frees the server.
+ * returned, on the thread that stops or frees the server (a background thread when the
+ * server was freed from one of its own callbacks).
  */
 typedef void (*smtpx_userdata_free_callback)(void *userdata);
 
@@ -841,8 +849,19 @@ typedef void (*smtpx_abort_callback)(void *userdata, uint64_t conn_id, smtpx_abo
  * hello again after STARTTLS, auth if any, mail, rcpt..., data_start, data_chunk...,
  * data_end or data_aborted, reset if any, verify and expand whenever asked, close).
  * `userdata_free` (may be NULL) is called exactly once with `userdata`, after the last callback has returned: by
- * `smtpx_server_stop` or `smtpx_server_free` on the calling thread (or before
+ * `smtpx_server_stop` or `smtpx_server_free` on the calling thread (on a background
+ * thread when `smtpx_server_free` was called from one of the server's callbacks; before
  * `smtpx_server_start` returns when starting fails).
+ *
+ * Calling back into smtpx from a callback: a callback may use objects of its own
+ * (clients, sessions, connections, configurations it owns) and may start other servers.
+ * It must not wait for its own server: `smtpx_server_stop` on it returns
+ * SMTPX_RESULT_REENTRANT and does nothing (it would wait for the very connection that
+ * is calling), and `smtpx_server_free` on it returns at once and stops and frees the
+ * server on a background thread (where `userdata_free` is then called). The same holds
+ * in the configuration's log callback. Stopping a different server from a callback
+ * waits for that server's connections as usual: two servers whose callbacks stop each
+ * other wait for each other.
  *
  * The table is copied by `smtpx_server_start`.
  *
@@ -1519,6 +1538,17 @@ smtpx_result smtpx_server_config_set_timeout_secs(struct smtpx_server_config *co
 smtpx_result smtpx_server_config_set_max_connections(struct smtpx_server_config *config, size_t n);
 
 /**
+ * The accept queue of each listener: how many connections the kernel completes and
+ * holds while the server is busy accepting, so that a burst of connections is greeted
+ * rather than left in a handshake the kernel forgot. Default 1024; the kernel caps it
+ * (`net.core.somaxconn` on Linux). 0 or more than 2^31 - 1 gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_listen_backlog(struct smtpx_server_config *config, uint32_t n);
+
+/**
  * Speaks LMTP (RFC 2033) instead of SMTP when true. Default false.
  *
  * Thread safety: one thread at a time per config.
@@ -1816,6 +1846,12 @@ uint16_t smtpx_server_tls_port(const struct smtpx_server *server);
  * `out_cut` is not NULL.
  * A server already stopped gives SMTPX_RESULT_NOT_READY. Free it afterwards.
  *
+ * Not from the server's own callbacks: called from inside one of its handler or log
+ * callbacks (on a thread serving one of its connections), where it would wait for that
+ * very connection, it does nothing and returns SMTPX_RESULT_REENTRANT. To stop the
+ * server from a callback, tell another thread to call this, or call `smtpx_server_free`
+ * (which then finishes in the background).
+ *
  * Thread safety: blocks the calling thread; one thread at a time per server.
  */
 smtpx_result smtpx_server_stop(struct smtpx_server *server, uint64_t grace_ms, size_t *out_cut);
@@ -1824,6 +1860,11 @@ smtpx_result smtpx_server_stop(struct smtpx_server *server, uint64_t grace_ms, s
  * Frees a server; one still running is stopped first with a 30-second grace period (see
  * `smtpx_server_stop`: no callback runs after this returns).
  * NULL is fine; must not be called twice.
+ *
+ * From inside one of the server's own handler or log callbacks it returns at once: the
+ * stop (30-second grace, the calling connection included) and the release then happen on
+ * a background thread, and `userdata_free` is called there. The server must not be used
+ * after the call either way.
  *
  * Thread safety: no other thread may use the server during or after the call.
  */

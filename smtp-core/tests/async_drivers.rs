@@ -72,6 +72,7 @@ both_drivers!(
     graceful_shutdown_lets_a_transaction_finish,
     grace_expiry_cuts_a_stalled_transaction,
     connection_limit_answers_421_then_serves_again,
+    a_flood_of_connections_is_answered,
     lmtp_answers_per_recipient,
     both_clients_against_this_server,
 );
@@ -1089,6 +1090,96 @@ fn connection_limit_answers_421_then_serves_again(driver: Driver) {
     assert_eq!(again.command("QUIT"), "221 2.0.0 Bye");
     drop(held);
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// Connections opened at once by [`a_flood_of_connections_is_answered`]: far more than
+/// the 128 of std's `TcpListener::bind`, within the default accept queue of 1,024 plus
+/// what the acceptor takes while the burst arrives.
+const FLOOD: usize = 2_000;
+
+/// Every connection of a burst is greeted (220, or 421 past the limit) within seconds:
+/// none is left in a handshake the kernel forgot because the accept queue overflowed
+/// (its client would wait for a greeting that never comes).
+fn a_flood_of_connections_is_answered(driver: Driver) {
+    // A descriptor at each end of each connection, in this one process.
+    #[cfg(unix)]
+    raise_open_files_limit(2 * FLOOD as u64 + 500);
+    let h = Harness::new(driver);
+    let options = ServerOptions::new(ServerConfig::new("mx.test"));
+    assert_eq!(options.listen_backlog, 1024);
+    let server = h.serve(DiscardHandler, options, false);
+    let addr = server.addr();
+    // The clients: one task each on a runtime of their own, all connecting at once.
+    let clients = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let (answers, held) = clients.block_on(async move {
+        let tasks: Vec<_> = (0..FLOOD)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let greeting = async {
+                        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+                        let mut line = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !line.ends_with(b"\r\n") && stream.read(&mut byte).await? == 1 {
+                            line.push(byte[0]);
+                        }
+                        Ok::<_, std::io::Error>((
+                            String::from_utf8_lossy(&line).into_owned(),
+                            stream,
+                        ))
+                    };
+                    tokio::time::timeout(Duration::from_secs(10), greeting).await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        let mut held = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(Ok((line, stream))) => {
+                    answers.push(line);
+                    held.push(stream);
+                }
+                Ok(Err(e)) => answers.push(format!("error: {e}")),
+                Err(_) => answers.push("no greeting within 10 s".to_owned()),
+            }
+        }
+        (answers, held)
+    });
+    let elapsed = started.elapsed();
+    let unanswered: Vec<_> = answers
+        .iter()
+        .filter(|a| !(a.starts_with("220 ") || a.starts_with("421 ")))
+        .collect();
+    assert!(
+        unanswered.is_empty(),
+        "{} of {FLOOD} connections not greeted (first: {:?}) after {elapsed:?}",
+        unanswered.len(),
+        unanswered.first()
+    );
+    assert_eq!(answers.len(), FLOOD);
+    drop(held);
+    drop(clients);
+    server.shutdown(Duration::from_secs(5));
+}
+
+/// Sets the soft limit on open files to at least `needed` when the hard limit allows.
+#[cfg(unix)]
+fn raise_open_files_limit(needed: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|soft| soft < needed) {
+        let raised = Rlimit {
+            current: Some(limit.maximum.map_or(needed, |hard| hard.min(needed))),
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("cannot raise RLIMIT_NOFILE to {needed}: {e}");
+        }
+    }
 }
 
 fn lmtp_answers_per_recipient(driver: Driver) {

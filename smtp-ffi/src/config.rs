@@ -53,6 +53,7 @@ pub struct smtpx_server_config {
     pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
     pub(crate) users: Vec<(String, String)>,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) listen_backlog: Option<u32>,
     pub(crate) last_error: String,
     /// The log callback, with its user data.
     pub(crate) log: Option<CLog>,
@@ -85,6 +86,7 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             tls_files: None,
             users: Vec::new(),
             max_connections: None,
+            listen_backlog: None,
             last_error: String::new(),
             log: None,
         })
@@ -329,6 +331,27 @@ pub extern "C" fn smtpx_server_config_set_max_connections(
             return Err(smtpx_result::InvalidArgument);
         }
         c.max_connections = Some(n);
+        Ok(())
+    })
+}
+
+/// The accept queue of each listener: how many connections the kernel completes and
+/// holds while the server is busy accepting, so that a burst of connections is greeted
+/// rather than left in a handshake the kernel forgot. Default 1024; the kernel caps it
+/// (`net.core.somaxconn` on Linux). 0 or more than 2^31 - 1 gives
+/// SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_listen_backlog(
+    config: *mut smtpx_server_config,
+    n: u32,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if n == 0 || i32::try_from(n).is_err() {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.listen_backlog = Some(n);
         Ok(())
     })
 }

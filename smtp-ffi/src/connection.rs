@@ -150,7 +150,7 @@ pub extern "C" fn smtpx_server_connection_new(
         let config = try_arg!(unsafe { obj(config) });
         try_arg!(out_arg(out_conn));
         let mut connection = Connection::new(config.session_config(), ms(now_ms), implicit_tls);
-        if let Some(trace) = log::server_trace_sink(config.log.as_ref()) {
+        if let Some(trace) = log::server_trace_sink(config.log.as_ref(), 0) {
             connection.set_trace(trace, NEXT_ID.fetch_add(1, Ordering::Relaxed));
         }
         let conn = into_raw(smtpx_server_connection {

@@ -60,7 +60,8 @@ pub enum smtpx_log_level {
 /// run connections, several at once: it must be thread-safe, and so must whatever
 /// `user_data` points to. On client options, it is called from the thread using the
 /// client (see `smtpx_client_options_set_log`). It must return quickly (the connection
-/// waits for it) and must not call back into the object that logs.
+/// waits for it) and must not call back into the object that logs (on a server,
+/// `smtpx_server_stop` gives SMTPX_RESULT_REENTRANT there; see `smtpx_handler`).
 #[allow(non_camel_case_types)]
 pub type smtpx_log_callback = Option<
     unsafe extern "C" fn(
@@ -77,6 +78,8 @@ pub type smtpx_log_callback = Option<
 pub(crate) struct CLog {
     callback: unsafe extern "C" fn(*mut c_void, smtpx_log_level, u64, *const c_char, usize),
     user_data: *mut c_void,
+    /// The token of the server whose trace this is (see `server::reentry`); 0 otherwise.
+    server: u64,
 }
 
 // SAFETY: the callback's contract (see `smtpx_log_callback`) requires it and its user data
@@ -91,14 +94,22 @@ impl CLog {
         callback.map(|callback| CLog {
             callback,
             user_data,
+            server: 0,
         })
     }
 
     /// A trace sink that calls this callback.
     pub(crate) fn trace_sink(&self) -> TraceSink {
+        self.trace_sink_of(0)
+    }
+
+    /// A trace sink that calls this callback for the server with token `server`: while
+    /// it runs, the thread counts as inside that server's callbacks.
+    fn trace_sink_of(&self, server: u64) -> TraceSink {
         TraceSink::new(Arc::new(CLog {
             callback: self.callback,
             user_data: self.user_data,
+            server,
         }))
     }
 }
@@ -111,6 +122,8 @@ impl Trace for CLog {
             return;
         };
         let len = line.as_bytes().len();
+        let _inside =
+            (self.server != 0).then(|| crate::server::reentry::Inside::enter(self.server));
         // SAFETY: the caller gave a callback of this signature with this user data and
         // promised they may be called from any thread; the text is valid for the call.
         unsafe {
@@ -169,9 +182,9 @@ pub(crate) fn env_trace(side: Side) -> Option<TraceSink> {
 }
 
 /// The trace sink for a server object: its callback when it has one, else `SMTPX_LOG`'s.
-pub(crate) fn server_trace_sink(log: Option<&CLog>) -> Option<TraceSink> {
+pub(crate) fn server_trace_sink(log: Option<&CLog>, server: u64) -> Option<TraceSink> {
     match log {
-        Some(log) => Some(log.trace_sink()),
+        Some(log) => Some(log.trace_sink_of(server)),
         None => env_trace(Side::Server),
     }
 }

@@ -37,6 +37,10 @@ pub enum smtpx_result {
     /// The call does not fit the object's state: for example the client is closed (after
     /// QUIT or an error that ended the connection), or the server is stopped.
     NotReady = 105,
+    /// The call was made from inside a callback of the object it acts on and would wait
+    /// for that very callback to return (for example `smtpx_server_stop` from a server's
+    /// handler or log callback): nothing was done.
+    Reentrant = 106,
     /// The server sent something that is not a valid reply, or a reply nobody asked for.
     Protocol = 200,
     /// The server refused the connection in its greeting (see the client's last error).
@@ -78,7 +82,7 @@ pub enum smtpx_result {
 
 impl smtpx_result {
     /// Every value, in ascending order. (Not `pub`: cbindgen would export it as a macro.)
-    pub(crate) const ALL: [Self; 23] = [
+    pub(crate) const ALL: [Self; 24] = [
         Self::Ok,
         Self::NullParameter,
         Self::InvalidUtf8,
@@ -86,6 +90,7 @@ impl smtpx_result {
         Self::BufferTooSmall,
         Self::Injection,
         Self::NotReady,
+        Self::Reentrant,
         Self::Protocol,
         Self::Greeting,
         Self::Hello,
@@ -119,6 +124,9 @@ impl smtpx_result {
             Self::BufferTooSmall => c"the output buffer was too small",
             Self::Injection => c"a string argument contained CR or LF",
             Self::NotReady => c"the object is not ready for this call (closed or stopped)",
+            Self::Reentrant => {
+                c"called from inside the object's own callback, where it would wait for itself"
+            }
             Self::Protocol => c"the server broke the SMTP protocol",
             Self::Greeting => c"the server refused the connection in its greeting",
             Self::Hello => c"the server refused EHLO and HELO",
@@ -212,7 +220,7 @@ mod tests {
 
     #[test]
     fn unknown_values_are_described_not_null() {
-        for raw in [1, 99, 106, 199, 299, 899, 901, u32::MAX] {
+        for raw in [1, 99, 107, 199, 299, 899, 901, u32::MAX] {
             assert_eq!(smtpx_result_str(raw), UNKNOWN_RESULT.as_ptr());
         }
     }

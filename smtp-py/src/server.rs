@@ -305,7 +305,8 @@ impl Server {
     #[pyo3(signature = (host, port, *, factory = None, maildir = None, hostname,
         data_size_limit = 33554432, tls_cert = None, tls_key = None, require_starttls = false,
         auth = false, auth_require_tls = true, auth_required = false, timeout = 300.0,
-        lmtp = false, max_connections = 10000, pipelining_sync = true, trace = None))]
+        lmtp = false, max_connections = 10000, listen_backlog = 1024, pipelining_sync = true,
+        trace = None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -324,6 +325,7 @@ impl Server {
         timeout: f64,
         lmtp: bool,
         max_connections: usize,
+        listen_backlog: u32,
         pipelining_sync: bool,
         trace: Option<Py<PyAny>>,
     ) -> PyResult<Server> {
@@ -345,6 +347,7 @@ impl Server {
         let mut options = ServerOptions::new(config);
         options.thread_stack = THREAD_STACK;
         options.max_connections = max_connections;
+        options.listen_backlog = listen_backlog;
         options.trace = trace.map(|callable| PyTrace::new(Some(callable)).sink());
         options.tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(

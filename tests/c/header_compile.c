@@ -113,6 +113,7 @@ int header_compile_uses_everything(void) {
     (void)&smtpx_server_config_set_max_recipients;
     (void)&smtpx_server_config_set_timeout_secs;
     (void)&smtpx_server_config_set_max_connections;
+    (void)&smtpx_server_config_set_listen_backlog;
     (void)&smtpx_server_config_set_lmtp;
     (void)&smtpx_server_config_set_bare_lf;
     (void)&smtpx_server_config_last_error;
@@ -159,6 +160,7 @@ int header_compile_uses_everything(void) {
     case SMTPX_RESULT_BUFFER_TOO_SMALL:
     case SMTPX_RESULT_INJECTION:
     case SMTPX_RESULT_NOT_READY:
+    case SMTPX_RESULT_REENTRANT:
     case SMTPX_RESULT_PROTOCOL:
     case SMTPX_RESULT_GREETING:
     case SMTPX_RESULT_HELLO:

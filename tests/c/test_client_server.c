@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures = 0;
@@ -372,6 +373,11 @@ static void test_server_config_errors(void) {
     CHECK_RESULT(smtpx_server_config_set_max_connections(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
     CHECK_RESULT(smtpx_server_config_set_max_connections(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
     CHECK_RESULT(smtpx_server_config_set_max_connections(c, 8), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(NULL, 1), SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(c, 0), SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(c, 0x80000000u),
+                 SMTPX_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(smtpx_server_config_set_listen_backlog(c, 2048), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_server_config_set_lmtp(NULL, true), SMTPX_RESULT_NULL_PARAMETER);
     CHECK_RESULT(smtpx_server_config_set_lmtp(c, false), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_server_config_set_bare_lf(NULL, SMTPX_BARE_LF_POLICY_REJECT),
@@ -1414,6 +1420,176 @@ static void test_log_callbacks(void) {
     pthread_mutex_destroy(&server_log.lock);
 }
 
+/* ---- Re-entry: a callback that stops or frees its own server ---- */
+
+/* What the callbacks of one server saw; written on connection threads, read under lock. */
+struct reentry_state {
+    pthread_mutex_t lock;
+    smtpx_server *server;
+    smtpx_result from_mail;   /* smtpx_server_stop in the mail callback */
+    smtpx_result from_log;    /* smtpx_server_stop in the log callback */
+    int log_calls;
+    int freed;                /* userdata_free was called */
+};
+
+static smtpx_server *reentry_server(struct reentry_state *st) {
+    smtpx_server *server;
+    pthread_mutex_lock(&st->lock);
+    server = st->server;
+    pthread_mutex_unlock(&st->lock);
+    return server;
+}
+
+static int re_mail_stop(void *ud, uint64_t conn_id, const char *from, smtpx_decision *out) {
+    struct reentry_state *st = ud;
+    size_t cut = 99;
+    smtpx_result r = smtpx_server_stop(reentry_server(st), 1000, &cut);
+    (void)conn_id, (void)from, (void)out;
+    pthread_mutex_lock(&st->lock);
+    st->from_mail = r;
+    pthread_mutex_unlock(&st->lock);
+    return SMTPX_ACCEPT;
+}
+
+static void re_log_stop(void *ud, smtpx_log_level level, uint64_t conn, const char *text,
+                        size_t len) {
+    struct reentry_state *st = ud;
+    smtpx_result r;
+    (void)level, (void)conn, (void)text, (void)len;
+    pthread_mutex_lock(&st->lock);
+    st->log_calls++;
+    if (st->log_calls != 1) {
+        pthread_mutex_unlock(&st->lock);
+        return;
+    }
+    pthread_mutex_unlock(&st->lock);
+    r = smtpx_server_stop(reentry_server(st), 1000, NULL);
+    pthread_mutex_lock(&st->lock);
+    st->from_log = r;
+    pthread_mutex_unlock(&st->lock);
+}
+
+static int re_hello_free(void *ud, uint64_t conn_id, const char *domain, smtpx_decision *out) {
+    struct reentry_state *st = ud;
+    smtpx_server *server;
+    (void)conn_id, (void)domain, (void)out;
+    pthread_mutex_lock(&st->lock);
+    server = st->server;
+    st->server = NULL; /* freed: nobody may use it any more */
+    pthread_mutex_unlock(&st->lock);
+    smtpx_server_free(server); /* returns at once; the stop finishes in the background */
+    return SMTPX_ACCEPT;
+}
+
+static void re_free(void *ud) {
+    struct reentry_state *st = ud;
+    pthread_mutex_lock(&st->lock);
+    st->freed++;
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* smtpx_server_stop from a handler or log callback of its own server would wait for the
+ * calling connection forever: it returns SMTPX_RESULT_REENTRANT and does nothing; and
+ * smtpx_server_free from a callback returns at once and finishes in the background. An
+ * alarm bounds the whole test (a hang fails it). */
+static void test_reentry_from_callbacks(void) {
+    struct reentry_state st;
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_handler h;
+    smtpx_client_options *o = smtpx_client_options_new();
+    smtpx_client *client = NULL;
+    smtpx_send_result *result = NULL;
+    smtpx_server *server = NULL;
+    const char *to[] = {"bob@example.org"};
+    size_t cut = 99;
+    int waited, freed = 0;
+
+    alarm(120);
+    memset(&st, 0, sizeof st);
+    pthread_mutex_init(&st.lock, NULL);
+    st.from_mail = st.from_log = SMTPX_RESULT_OK;
+    CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
+
+    /* 1. stop from the mail callback and from the log callback */
+    memset(&h, 0, sizeof h);
+    h.userdata = &st;
+    h.userdata_free = re_free;
+    h.mail = re_mail_stop;
+    CHECK_RESULT(smtpx_server_config_set_log(config, re_log_stop, &st), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    pthread_mutex_lock(&st.lock);
+    st.server = server;
+    pthread_mutex_unlock(&st.lock);
+    if (server != NULL)
+        CHECK_RESULT(smtpx_client_connect("127.0.0.1", smtpx_server_local_port(server), NULL, o,
+                                          &client),
+                     SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK_RESULT(smtpx_client_send(client, "alice@example.com", to, 1,
+                                       (const uint8_t *)message, strlen(message), &result),
+                     SMTPX_RESULT_OK);
+        CHECK(result != NULL && smtpx_send_result_success(result));
+        smtpx_send_result_free(result);
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+        client = NULL;
+    }
+    pthread_mutex_lock(&st.lock);
+    CHECK_RESULT(st.from_mail, SMTPX_RESULT_REENTRANT);
+    CHECK_RESULT(st.from_log, SMTPX_RESULT_REENTRANT);
+    CHECK(st.log_calls > 0);
+    CHECK(st.freed == 0);
+    pthread_mutex_unlock(&st.lock);
+    /* From outside a callback the same calls work. */
+    if (server != NULL) {
+        CHECK_RESULT(smtpx_server_stop(server, 5000, &cut), SMTPX_RESULT_OK);
+        CHECK(cut == 0);
+    }
+    smtpx_server_free(server);
+    CHECK(st.freed == 1);
+
+    /* 2. free from the hello callback */
+    pthread_mutex_destroy(&st.lock);
+    memset(&st, 0, sizeof st);
+    pthread_mutex_init(&st.lock, NULL);
+    smtpx_server_config_free(config);
+    config = smtpx_server_config_new();
+    memset(&h, 0, sizeof h);
+    h.userdata = &st;
+    h.userdata_free = re_free;
+    h.hello = re_hello_free;
+    server = NULL;
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    pthread_mutex_lock(&st.lock);
+    st.server = server;
+    pthread_mutex_unlock(&st.lock);
+    if (server != NULL) {
+        /* The client may be greeted and then told 421 as the server stops: either way. */
+        if (smtpx_client_connect("127.0.0.1", smtpx_server_local_port(server), NULL, o,
+                                 &client) == SMTPX_RESULT_OK) {
+            (void)smtpx_client_quit(client);
+            smtpx_client_free(client);
+        }
+    }
+    for (waited = 0; waited < 600 && !freed; waited++) {
+        pthread_mutex_lock(&st.lock);
+        freed = st.freed;
+        pthread_mutex_unlock(&st.lock);
+        if (!freed) {
+            struct timespec tenth = {0, 100 * 1000 * 1000};
+            nanosleep(&tenth, NULL);
+        }
+    }
+    CHECK(freed == 1);
+    pthread_mutex_lock(&st.lock);
+    CHECK(st.server == NULL);
+    pthread_mutex_unlock(&st.lock);
+    alarm(0);
+    pthread_mutex_destroy(&st.lock);
+    smtpx_server_config_free(config);
+    smtpx_client_options_free(o);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CERT.pem KEY.pem\n", argv[0]);
@@ -1432,6 +1608,7 @@ int main(int argc, char **argv) {
     test_lmtp_handler();
     test_hooks_starttls_capabilities();
     test_starttls_unavailable();
+    test_reentry_from_callbacks();
     if (failures != 0) {
         fprintf(stderr, "test_client_server: %d check(s) failed\n", failures);
         return 1;

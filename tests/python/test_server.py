@@ -291,3 +291,67 @@ def test_connection_events_reach_python_logging(caplog: pytest.LogCaptureFixture
     assert any("closed" in text for _, text in messages), messages
     # No message content or credentials in the log.
     assert not any("Hello." in text for _, text in messages)
+
+
+FLOOD = 2000
+
+
+def _flood(port: int, count: int, within: float) -> list[bytes]:
+    """Opens `count` connections to 127.0.0.1:`port` at once (non-blocking connects) and
+    returns the first line each one reads within `within` seconds (b"" when none)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    socks = []
+    lines: dict[int, bytes] = {}
+    try:
+        for i in range(count):
+            s = socket.socket()
+            s.setblocking(False)
+            socks.append(s)
+            lines[i] = b""
+        # The connects back to back, so that they arrive as one burst.
+        for s in socks:
+            s.connect_ex(("127.0.0.1", port))
+        for i, s in enumerate(socks):
+            sel.register(s, selectors.EVENT_READ, i)
+        deadline = time.monotonic() + within
+        waiting = count
+        while waiting and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                i = key.data
+                try:
+                    chunk = key.fileobj.recv(512)  # type: ignore[union-attr]
+                except OSError:
+                    chunk = b""
+                lines[i] += chunk
+                if not chunk or b"\r\n" in lines[i]:
+                    sel.unregister(key.fileobj)
+                    waiting -= 1
+        return [lines[i] for i in range(count)]
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
+
+
+def test_a_flood_of_connections_is_greeted() -> None:
+    """2,000 connections opened at once are each greeted (220, or 421 past the limit)
+    within seconds: the listener's accept queue (listen_backlog, 1,024 by default) holds
+    the burst, where std's 128 left hundreds in handshakes the kernel had forgotten."""
+    import resource
+
+    from smtpx.adapter import ServerSettings
+
+    assert ServerSettings().listen_backlog == 1024
+    # A descriptor at each end of each connection, in this one process.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * FLOOD + 200
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard), hard))
+    with pytest.raises(ValueError):
+        smtpx.Controller(Collect(), port=0, listen_backlog=0)
+    with smtpx.Controller(Collect(), port=0, server_hostname="mx.flood.test", listen_backlog=1024) as controller:
+        lines = _flood(controller.port, FLOOD, within=10.0)
+    silent = [line for line in lines if not (line.startswith(b"220 ") or line.startswith(b"421 "))]
+    assert not silent, f"{len(silent)} of {FLOOD} connections not greeted, first: {silent[0]!r}"

@@ -73,16 +73,14 @@ pub struct AsyncServerBuilder {
 }
 
 /// A listener before [`AsyncServerBuilder::start`]: bound by the builder (so that bind
-/// errors come from `listen`), listening once started, with [`BACKLOG`].
+/// errors come from `listen`), listening once started, with an accept queue of
+/// [`ServerOptions::listen_backlog`] (a burst of connections waits there instead of
+/// having its SYNs dropped and retried a second later).
 #[derive(Debug)]
 enum Pending {
     Bound(TcpSocket),
     Listening(StdTcpListener),
 }
-
-/// The accept queue of the builder's own listeners: a burst of connections waits here
-/// instead of having its SYNs dropped (and retried a second later).
-const BACKLOG: u32 = 1024;
 
 fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpSocket> {
     let mut last = None;
@@ -160,7 +158,7 @@ impl AsyncServerBuilder {
         Ok(self)
     }
 
-    /// Adds an already bound listener.
+    /// Adds an already bound listener (it keeps its own accept queue).
     pub fn listener(mut self, listener: StdTcpListener, implicit_tls: bool) -> Self {
         self.listeners
             .push((Pending::Listening(listener), implicit_tls));
@@ -199,11 +197,12 @@ impl AsyncServerBuilder {
             phase: watch::Sender::new(Phase::Serving),
             block_in_place,
         });
+        let backlog = shared.options.listen_backlog;
         let mut local_addrs = Vec::new();
         let mut listeners = Vec::new();
         for (pending, implicit_tls) in self.listeners {
             let listener = match pending {
-                Pending::Bound(socket) => socket.listen(BACKLOG)?,
+                Pending::Bound(socket) => socket.listen(backlog)?,
                 Pending::Listening(listener) => {
                     listener.set_nonblocking(true)?;
                     TcpListener::from_std(listener)?

@@ -46,18 +46,20 @@ pub struct ServerBuilder<H> {
 impl<H: Handler> ServerBuilder<H> {
     /// Adds a plain listener (STARTTLS is offered when TLS is configured).
     pub fn listen(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        self.listeners.push((TcpListener::bind(addr)?, false));
+        let backlog = self.options.listen_backlog;
+        self.listeners.push((bind(addr, backlog)?, false));
         Ok(self)
     }
 
     /// Adds an implicit-TLS listener (port 465 style). Needs [`ServerOptions::tls`].
     pub fn listen_tls(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
         self.options.check_implicit_tls()?;
-        self.listeners.push((TcpListener::bind(addr)?, true));
+        let backlog = self.options.listen_backlog;
+        self.listeners.push((bind(addr, backlog)?, true));
         Ok(self)
     }
 
-    /// Adds an already bound listener.
+    /// Adds an already bound listener (it keeps its own accept queue).
     pub fn listener(mut self, listener: TcpListener, implicit_tls: bool) -> Self {
         self.listeners.push((listener, implicit_tls));
         self
@@ -97,6 +99,47 @@ impl<H: Handler> ServerBuilder<H> {
             acceptors,
         })
     }
+}
+
+/// Binds a listener with an accept queue of `backlog` ([`ServerOptions::listen_backlog`]),
+/// trying each address `addr` resolves to in turn. std's `TcpListener::bind` always asks
+/// for 128, which a burst of connections overflows.
+#[cfg(unix)]
+fn bind(addr: impl ToSocketAddrs, backlog: u32) -> io::Result<TcpListener> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let family = if addr.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        };
+        let attempt = (|| -> io::Result<TcpListener> {
+            let fd =
+                rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+            // As std does: a restarted server may bind while old connections linger.
+            rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+            rustix::net::bind(&fd, &addr)?;
+            rustix::net::listen(&fd, i32::try_from(backlog).unwrap_or(i32::MAX))?;
+            Ok(TcpListener::from(fd))
+        })();
+        match attempt {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+/// Elsewhere std's own bind (its fixed accept queue of 128).
+#[cfg(not(unix))]
+fn bind(addr: impl ToSocketAddrs, _backlog: u32) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
 }
 
 /// A running server. Dropping it shuts it down with a 30-second grace period.
@@ -574,11 +617,13 @@ fn drive<H: Handler>(
                             conn,
                             Conn::Plain(SharedTcp(Arc::clone(&live.stream))),
                         );
-                        plain.upgrade(tls, deadline.saturating_sub(now())).and_then(|c| {
-                            *conn = c;
-                            conn.tcp()
-                                .set_write_timeout(Some(shared.options.session.command_timeout))
-                        })
+                        plain
+                            .upgrade(tls, deadline.saturating_sub(now()))
+                            .and_then(|c| {
+                                *conn = c;
+                                conn.tcp()
+                                    .set_write_timeout(Some(shared.options.session.command_timeout))
+                            })
                     }
                     None => Err(io::Error::other("no TLS configuration")),
                 };

@@ -22,6 +22,14 @@ pub struct ServerOptions {
     /// small enough that thousands of idle connections stay cheap. (The async server
     /// reads into one such buffer per thread, so its idle connections hold none.)
     pub read_buffer: usize,
+    /// The accept queue of each listener the server binds itself (`listen`,
+    /// `listen_tls`): how many connections the kernel completes and holds while the
+    /// server is busy accepting. Default 1,024. A burst larger than the queue has SYNs
+    /// dropped (retried a second later) or, with SYN cookies, handshakes the kernel
+    /// forgets, whose clients then wait for a greeting that never comes. The kernel
+    /// caps it (`net.core.somaxconn` on Linux, 4,096 by default since 5.4). Listeners
+    /// handed over already bound keep their own.
+    pub listen_backlog: u32,
     /// Stack reserved for each connection thread. Default 256 KiB.
     pub thread_stack: usize,
     /// The wire trace of every connection (commands and replies, secrets redacted; see
@@ -37,6 +45,7 @@ impl ServerOptions {
             tls: None,
             max_connections: 10_000,
             read_buffer: 16 * 1024,
+            listen_backlog: 1024,
             thread_stack: 256 * 1024,
             trace: None,
         }

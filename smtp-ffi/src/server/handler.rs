@@ -11,6 +11,7 @@ use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
+use super::reentry::Inside;
 use crate::decision::smtpx_decision;
 use crate::event::smtpx_abort_reason;
 
@@ -109,7 +110,8 @@ pub type smtpx_abort_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, conn_id: u64, reason: smtpx_abort_reason)>;
 
 /// The releaser of a handler's userdata: called once, after the last callback has
-/// returned, on the thread that stops or frees the server.
+/// returned, on the thread that stops or frees the server (a background thread when the
+/// server was freed from one of its own callbacks).
 #[allow(non_camel_case_types)]
 pub type smtpx_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
@@ -129,8 +131,19 @@ pub type smtpx_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *m
 /// hello again after STARTTLS, auth if any, mail, rcpt..., data_start, data_chunk...,
 /// data_end or data_aborted, reset if any, verify and expand whenever asked, close).
 /// `userdata_free` (may be NULL) is called exactly once with `userdata`, after the last callback has returned: by
-/// `smtpx_server_stop` or `smtpx_server_free` on the calling thread (or before
+/// `smtpx_server_stop` or `smtpx_server_free` on the calling thread (on a background
+/// thread when `smtpx_server_free` was called from one of the server's callbacks; before
 /// `smtpx_server_start` returns when starting fails).
+///
+/// Calling back into smtpx from a callback: a callback may use objects of its own
+/// (clients, sessions, connections, configurations it owns) and may start other servers.
+/// It must not wait for its own server: `smtpx_server_stop` on it returns
+/// SMTPX_RESULT_REENTRANT and does nothing (it would wait for the very connection that
+/// is calling), and `smtpx_server_free` on it returns at once and stops and frees the
+/// server on a background thread (where `userdata_free` is then called). The same holds
+/// in the configuration's log callback. Stopping a different server from a callback
+/// waits for that server's connections as usual: two servers whose callbacks stop each
+/// other wait for each other.
 ///
 /// The table is copied by `smtpx_server_start`.
 ///
@@ -207,15 +220,17 @@ impl std::fmt::Debug for CTable {
     }
 }
 
-/// A `Handler` over the C table.
+/// A `Handler` over the C table, with the token of its server (see `reentry`).
 #[derive(Debug, Clone)]
-pub(super) struct CHandler(pub(super) Arc<CTable>);
+pub(super) struct CHandler(pub(super) Arc<CTable>, pub(super) u64);
 
 /// The per-connection part of [`CHandler`].
 #[derive(Debug)]
 pub(super) struct CSession {
     table: Arc<CTable>,
     conn_id: u64,
+    /// The server's token: set on the thread while a callback runs.
+    server: u64,
 }
 
 /// A C string for a callback argument (NUL bytes cannot occur in SMTP arguments the
@@ -231,6 +246,7 @@ impl CSession {
         };
         let arg = arg.map(c_arg);
         let mut out = smtpx_decision::zeroed();
+        let _inside = Inside::enter(self.server);
         // SAFETY: the callback's contract (smtpx_decide_callback): userdata as given,
         // arg NULL or a C string valid during the call, out a writable smtpx_decision.
         let rc = unsafe {
@@ -250,6 +266,7 @@ impl CSession {
 
     fn notify(&self, callback: smtpx_notify_callback) {
         if let Some(callback) = callback {
+            let _inside = Inside::enter(self.server);
             // SAFETY: the callback's contract: userdata as given.
             unsafe { callback(self.table.0.userdata, self.conn_id) }
         }
@@ -263,6 +280,7 @@ impl Handler for CHandler {
         let session = CSession {
             table: Arc::clone(&self.0),
             conn_id: info.id,
+            server: self.1,
         };
         let peer = info.peer.map(|p| p.to_string()).unwrap_or_default();
         match session.decide(self.0.0.connect, Some(&peer)) {
@@ -288,6 +306,7 @@ impl SessionHandler for CSession {
         let user = c_arg(&attempt.username);
         let pass = c_arg(attempt.password.expose());
         let mut out = smtpx_decision::zeroed();
+        let _inside = Inside::enter(self.server);
         // SAFETY: the callback's contract (smtpx_auth_callback): C strings valid during
         // the call, out a writable smtpx_decision.
         let rc = unsafe {
@@ -323,6 +342,7 @@ impl SessionHandler for CSession {
             return Ok(());
         };
         let mut out = smtpx_decision::zeroed();
+        let _inside = Inside::enter(self.server);
         // SAFETY: the callback's contract (smtpx_chunk_callback): chunk readable for len
         // bytes during the call, out a writable smtpx_decision.
         let rc = unsafe {
@@ -347,6 +367,7 @@ impl SessionHandler for CSession {
         match self.table.0.data_end_lmtp {
             Some(callback) if lmtp && n > 0 => {
                 let mut out = vec![smtpx_decision::zeroed(); n];
+                let _inside = Inside::enter(self.server);
                 // SAFETY: the callback's contract (smtpx_lmtp_end_callback): out points to
                 // n writable smtpx_decision values during the call.
                 let rc =
@@ -382,6 +403,7 @@ impl SessionHandler for CSession {
             return;
         };
         let reason = smtpx_abort_reason::from(reason);
+        let _inside = Inside::enter(self.server);
         // SAFETY: the callback's contract (smtpx_abort_callback): userdata as given.
         unsafe { callback(self.table.0.userdata, self.conn_id, reason) }
     }

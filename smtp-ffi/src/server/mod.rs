@@ -5,10 +5,12 @@
 //! and a running server with a thread per connection.
 //!
 //! The modules, by concept: [`handler`] (`smtpx_handler`, the C callback table, and the
-//! engine's handler over it) and [`run`] (`smtpx_server`: start, ports, stop). Every
-//! item is re-exported here.
+//! engine's handler over it) and [`run`] (`smtpx_server`: start, ports, stop), and
+//! `reentry` (how a stop from inside the server's own callbacks is told apart). Every
+//! public item is re-exported here.
 
 pub mod handler;
+pub(crate) mod reentry;
 pub mod run;
 
 pub use handler::*;

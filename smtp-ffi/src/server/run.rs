@@ -12,6 +12,7 @@ use smtp_core::handler::{Handler, PasswordAuth};
 use smtp_core::maildir::MaildirHandler;
 
 use super::handler::{CHandler, CTable, smtpx_handler};
+use super::reentry;
 use crate::config::smtpx_server_config;
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, str_arg, try_arg, write_out};
 use crate::log;
@@ -30,6 +31,8 @@ pub struct smtpx_server {
     /// The C callback table, when the handler is one: kept so that stopping can wait
     /// for the last connection thread to let go of it.
     table: Option<Arc<CTable>>,
+    /// Marks the threads running this server's callbacks (see `reentry`).
+    token: u64,
 }
 
 impl smtpx_server {
@@ -58,19 +61,24 @@ impl Drop for smtpx_server {
 
 /// Builds the server from the configuration and starts it.
 /// `handler_auth`: the handler checks AUTH itself, so AUTH is offered even without users.
+/// `token`: the server's own (see `reentry`), given to its log callback.
 fn start<H: Handler>(
     config: &mut smtpx_server_config,
     handler: H,
     handler_auth: bool,
+    token: u64,
 ) -> Result<smtpx_server, smtpx_result> {
     let mut session = config.session_config();
     if handler_auth {
         session.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
     }
     let mut options = ServerOptions::new(session);
-    options.trace = log::server_trace_sink(config.log.as_ref());
+    options.trace = log::server_trace_sink(config.log.as_ref(), token);
     if let Some(n) = config.max_connections {
         options.max_connections = n;
+    }
+    if let Some(n) = config.listen_backlog {
+        options.listen_backlog = n;
     }
     if let Some((cert, key)) = &config.tls_files {
         match smtp_core::tls::server_config_from_pem_files(cert, key) {
@@ -90,10 +98,16 @@ fn start<H: Handler>(
     };
     let listen = config.listen.clone();
     let builder = if config.users.is_empty() {
-        start_with(config, handler, options, &listen)
+        start_with(config, handler, options, &listen, token)
     } else {
         let users = config.users.clone();
-        start_with(config, PasswordAuth::new(handler, users), options, &listen)
+        start_with(
+            config,
+            PasswordAuth::new(handler, users),
+            options,
+            &listen,
+            token,
+        )
     };
     builder.map_err(|(what, e)| io_err(config, &what, e))
 }
@@ -103,6 +117,7 @@ fn start_with<H: Handler>(
     handler: H,
     options: ServerOptions,
     listen: &str,
+    token: u64,
 ) -> Result<smtpx_server, (String, std::io::Error)> {
     let mut builder = Server::builder(handler, options)
         .listen(listen)
@@ -119,6 +134,7 @@ fn start_with<H: Handler>(
         addrs: server.local_addrs().to_vec(),
         server: Some(server),
         table: None,
+        token,
     })
 }
 
@@ -166,7 +182,7 @@ pub extern "C" fn smtpx_server_start_maildir(
                 return smtpx_result::Io;
             }
         };
-        let started = start(config, handler, false);
+        let started = start(config, handler, false, reentry::new_token());
         finish_start(config, started, out_server)
     })
 }
@@ -192,11 +208,12 @@ pub extern "C" fn smtpx_server_start(
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
         try_arg!(out_arg(out_server));
-        let started =
-            start(config, CHandler(Arc::clone(&table)), handler_auth).map(|mut server| {
-                server.table = Some(table);
-                server
-            });
+        let token = reentry::new_token();
+        let handler = CHandler(Arc::clone(&table), token);
+        let started = start(config, handler, handler_auth, token).map(|mut server| {
+            server.table = Some(table);
+            server
+        });
         finish_start(config, started, out_server)
     })
 }
@@ -235,6 +252,12 @@ pub extern "C" fn smtpx_server_tls_port(server: *const smtpx_server) -> u16 {
 /// `out_cut` is not NULL.
 /// A server already stopped gives SMTPX_RESULT_NOT_READY. Free it afterwards.
 ///
+/// Not from the server's own callbacks: called from inside one of its handler or log
+/// callbacks (on a thread serving one of its connections), where it would wait for that
+/// very connection, it does nothing and returns SMTPX_RESULT_REENTRANT. To stop the
+/// server from a callback, tell another thread to call this, or call `smtpx_server_free`
+/// (which then finishes in the background).
+///
 /// Thread safety: blocks the calling thread; one thread at a time per server.
 #[unsafe(no_mangle)]
 pub extern "C" fn smtpx_server_stop(
@@ -245,6 +268,9 @@ pub extern "C" fn smtpx_server_stop(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live server, used by no other thread.
         let server = try_arg!(unsafe { obj_mut(server) });
+        if reentry::is_inside(server.token) {
+            return smtpx_result::Reentrant;
+        }
         let Some(cut) = server.stop(Duration::from_millis(grace_ms)) else {
             return smtpx_result::NotReady;
         };
@@ -260,11 +286,40 @@ pub extern "C" fn smtpx_server_stop(
 /// `smtpx_server_stop`: no callback runs after this returns).
 /// NULL is fine; must not be called twice.
 ///
+/// From inside one of the server's own handler or log callbacks it returns at once: the
+/// stop (30-second grace, the calling connection included) and the release then happen on
+/// a background thread, and `userdata_free` is called there. The server must not be used
+/// after the call either way.
+///
 /// Thread safety: no other thread may use the server during or after the call.
 #[unsafe(no_mangle)]
 pub extern "C" fn smtpx_server_free(server: *mut smtpx_server) {
     ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a server from smtpx_server_start*, once.
-        unsafe { free_raw(server) }
+        // SAFETY: the caller passes NULL or a live server, which nobody else uses now.
+        let reentrant = unsafe { server.as_ref() }.is_some_and(|s| reentry::is_inside(s.token));
+        if !reentrant {
+            // SAFETY: the caller passes NULL or a server from smtpx_server_start*, once.
+            unsafe { free_raw(server) };
+            return;
+        }
+        // SAFETY: not NULL (checked above), from smtpx_server_start*, freed only here.
+        let owned = unsafe { Box::from_raw(server) };
+        // The server goes over only once the thread exists: if it cannot be made, dropping
+        // the server here would wait for this very thread, so it is leaked instead.
+        let (hand_over, receive) = std::sync::mpsc::channel::<Box<smtpx_server>>();
+        let spawned = std::thread::Builder::new()
+            .name("smtpx-server-free".into())
+            .spawn(move || drop(receive.recv()));
+        match spawned {
+            Ok(_) => {
+                let _ = hand_over.send(owned);
+            }
+            Err(e) => {
+                ::log::error!(
+                    "smtpx_server_free from a callback: no thread to stop the server ({e}); it is leaked"
+                );
+                Box::leak(owned);
+            }
+        }
     })
 }

@@ -122,6 +122,7 @@ class Server:
         timeout: float = 300.0,
         lmtp: bool = False,
         max_connections: int = 10000,
+        listen_backlog: int = 1024,
         pipelining_sync: bool = True,
         trace: _Trace | None = None,
     ) -> Server:

@@ -89,6 +89,8 @@ class ServerSettings:
     - ``implicit_tls``: TLS from the first byte (port 465 style; the asyncio server
       only); False.
     - ``max_connections``: beyond it a client gets ``421 4.7.0``; 10,000.
+    - ``listen_backlog``: the listener's accept queue, where a burst of connections
+      waits to be accepted (the kernel caps it: ``net.core.somaxconn``); 1,024.
     - ``pipelining_sync``: enforce pipelining synchronisation (RFC 2920): a client that
       sends more behind a command that must end a group (EHLO, DATA, NOOP, QUIT, ...),
       or pipelines without being offered PIPELINING, gets ``554 5.5.0`` and is
@@ -106,6 +108,7 @@ class ServerSettings:
     lmtp: bool = False
     implicit_tls: bool = False
     max_connections: int = 10000
+    listen_backlog: int = 1024
     pipelining_sync: bool = True
     #: ``server_hostname``, or the FQDN when it is None.
     hostname: str = field(init=False)
@@ -128,6 +131,9 @@ class ServerSettings:
             raise ValueError("timeout must be a positive number of seconds")
         if self.max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        backlog = self.listen_backlog
+        if not isinstance(backlog, int) or isinstance(backlog, bool) or not 1 <= backlog < 2**31:
+            raise ValueError("listen_backlog must be at least 1 (and below 2**31)")
         self.hostname = self.server_hostname or socket.getfqdn()
 
     def tls_files(self) -> tuple[str, str] | None:

@@ -160,7 +160,8 @@ class Controller:
     ``timeout`` is the per-command deadline in seconds. ``lmtp`` speaks LMTP:
     ``handle_DATA`` may then answer per accepted recipient, in RCPT order, with one status
     line each joined by CRLF (as aiosmtpd's LMTP writes them) or as a list. Beyond
-    ``max_connections`` a client gets ``421 4.7.0`` and is disconnected.
+    ``max_connections`` a client gets ``421 4.7.0`` and is disconnected;
+    ``listen_backlog`` (default 1,024) is the listener's accept queue.
     ``pipelining_sync`` (default True) answers a client that pipelines what RFC 2920
     does not allow (more input behind EHLO, DATA, NOOP, QUIT, ...) with ``554 5.5.0``
     and disconnects it.
@@ -189,6 +190,7 @@ class Controller:
         timeout: float = _DEFAULTS.timeout,
         lmtp: bool = _DEFAULTS.lmtp,
         max_connections: int = _DEFAULTS.max_connections,
+        listen_backlog: int = _DEFAULTS.listen_backlog,
         pipelining_sync: bool = _DEFAULTS.pipelining_sync,
     ) -> None:
         settings = ServerSettings(
@@ -202,6 +204,7 @@ class Controller:
             authenticator=authenticator,
             lmtp=lmtp,
             max_connections=max_connections,
+            listen_backlog=listen_backlog,
             pipelining_sync=pipelining_sync,
         )
         if authenticator is not None and isinstance(handler, Maildir):
@@ -220,6 +223,7 @@ class Controller:
         self.timeout = settings.timeout
         self.lmtp = settings.lmtp
         self.max_connections = settings.max_connections
+        self.listen_backlog = settings.listen_backlog
         self.pipelining_sync = settings.pipelining_sync
         self._server: _native.Server | None = None
         self._lock = threading.Lock()
@@ -247,6 +251,7 @@ class Controller:
                 timeout=self.timeout,
                 lmtp=self.lmtp,
                 max_connections=self.max_connections,
+                listen_backlog=self.listen_backlog,
                 pipelining_sync=self.pipelining_sync,
                 trace=log_line if wire_logging() else None,
             )

@@ -75,6 +75,8 @@ class Server:
     - ``timeout``: seconds per command; default 300.
     - ``max_connections``: beyond it a client gets ``421 4.7.0`` and is disconnected;
       default 10,000.
+    - ``listen_backlog``: the listener's accept queue, where a burst of connections
+      waits to be accepted; default 1,024 (asyncio's own default is 100).
     - ``pipelining_sync``: a client that pipelines what RFC 2920 does not allow (more
       input behind EHLO, DATA, NOOP, QUIT, ...) gets ``554 5.5.0`` and is disconnected;
       default True.
@@ -97,6 +99,7 @@ class Server:
         implicit_tls: bool = _DEFAULTS.implicit_tls,
         lmtp: bool = _DEFAULTS.lmtp,
         max_connections: int = _DEFAULTS.max_connections,
+        listen_backlog: int = _DEFAULTS.listen_backlog,
         pipelining_sync: bool = _DEFAULTS.pipelining_sync,
     ) -> None:
         settings = ServerSettings(
@@ -111,6 +114,7 @@ class Server:
             lmtp=lmtp,
             implicit_tls=implicit_tls,
             max_connections=max_connections,
+            listen_backlog=listen_backlog,
             pipelining_sync=pipelining_sync,
         )
         self.settings = settings
@@ -128,6 +132,7 @@ class Server:
         self.implicit_tls = settings.implicit_tls
         self.lmtp = settings.lmtp
         self.max_connections = settings.max_connections
+        self.listen_backlog = settings.listen_backlog
         self.pipelining_sync = settings.pipelining_sync
         self._tls_config: _native.TlsConfig | None = None
         self._options: dict[str, Any] = {}
@@ -174,7 +179,9 @@ class Server:
         )
         self._trace = wire_logging()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port)
+        self._server = await loop.create_server(
+            lambda: _ServerProtocol(self), self.host, self.port, backlog=self.listen_backlog
+        )
 
     async def stop(self, grace: float | None = None) -> int:
         """Stops listening and closes every connection; returns how many were cut.
