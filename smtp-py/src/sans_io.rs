@@ -152,6 +152,7 @@ fn server_event(py: Python<'_>, e: ServerEvent<'_>) -> Event {
 /// The engine's settings from the keyword arguments `ServerSession` and `ServerConnection`
 /// share: `auth` is (auth, allow_insecure_auth, require_auth), `tls` is (starttls,
 /// tls_active, require_tls).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn server_config(
     hostname: String,
     max_message_size: u64,

@@ -20,10 +20,11 @@ use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::auth::{AuthAttempt, AuthMechanism};
 use smtp_core::blocking::server::{Server as RustServer, ServerOptions};
 use smtp_core::command::{Command, MailParameters, RcptParameters};
-use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
+use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
+use smtp_core::handler::{ConnectionInfo, Handler};
 use smtp_core::maildir::MaildirHandler;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode, ReplyLimits, ReplyParser};
-use smtp_core::server::{AbortReason, Decision, HelloVerb, ServerConfig};
+use smtp_core::server::{Decision, HelloVerb, ServerConfig};
 use smtp_core::tls;
 
 use crate::errors::client_error;
@@ -85,9 +86,9 @@ struct PyHandler {
 }
 
 impl Handler for PyHandler {
-    type Session = PySession;
+    type Session = ByHook<PySession>;
 
-    fn connect(&self, info: &ConnectionInfo) -> Result<PySession, Reply> {
+    fn connect(&self, info: &ConnectionInfo) -> Result<ByHook<PySession>, Reply> {
         let (host, port) = match info.peer {
             Some(addr) => (addr.ip().to_string(), addr.port()),
             None => (String::new(), 0),
@@ -100,10 +101,10 @@ impl Handler for PyHandler {
                 .map_err(|e| e.write_unraisable(py, Some(self.factory.bind(py))))
         });
         match made {
-            Some(Ok(conn)) => Ok(PySession {
+            Some(Ok(conn)) => Ok(ByHook(PySession {
                 conn,
                 content: Vec::new(),
-            }),
+            })),
             _ => Err(Reply::new(
                 ReplyCode::SERVICE_UNAVAILABLE,
                 Some(EnhancedCode::TEMP_LOCAL_ERROR),
@@ -175,7 +176,53 @@ impl PySession {
     }
 }
 
-impl SessionHandler for PySession {
+/// Every hook to the connection's Python object, in one match: a new hook is a compile
+/// error here until Python is told about it.
+impl HookHandler for PySession {
+    fn on_hook(&mut self, hook: Hook<'_>) -> Answer {
+        match hook {
+            Hook::Hello { verb, domain } => Answer::Decision(self.hello(verb, domain)),
+            Hook::TlsStarted => {
+                self.notify("tls_started", ());
+                Answer::Done
+            }
+            Hook::Auth { attempt } => Answer::Decision(self.auth(attempt)),
+            Hook::Mail { from, params } => {
+                Answer::Decision(self.decide("mail", (from.as_str(), mail_options(params))))
+            }
+            Hook::Rcpt { to, params } => {
+                Answer::Decision(self.decide("rcpt", (to.as_str(), rcpt_options(to, params))))
+            }
+            Hook::DataStart { .. } => {
+                self.content.clear();
+                Answer::Decision(Decision::Accept)
+            }
+            Hook::DataChunk { chunk } => {
+                // The session enforces the size limit, so this stays bounded.
+                self.content.extend_from_slice(chunk);
+                Answer::Chunk(Ok(()))
+            }
+            Hook::DataEnd { .. } => Answer::Decision(self.data_end()),
+            Hook::DataAborted { .. } => {
+                self.content = Vec::new();
+                Answer::Done
+            }
+            Hook::Reset => {
+                self.notify("reset", ());
+                Answer::Done
+            }
+            Hook::Verify { argument } => Answer::Decision(self.decide("vrfy", (argument,))),
+            // EXPN: the engine's 252 (the adapter has no EXPN hook for this server yet).
+            Hook::Expand { .. } => Answer::Decision(Decision::Accept),
+            Hook::Close => {
+                self.notify("close", ());
+                Answer::Done
+            }
+        }
+    }
+}
+
+impl PySession {
     fn hello(&mut self, verb: HelloVerb, domain: &str) -> Decision {
         let verb = match verb {
             HelloVerb::Helo => "HELO",
@@ -187,10 +234,6 @@ impl SessionHandler for PySession {
             Decision::Reply(reply) if reply.is_positive() => Decision::Accept,
             other => other,
         }
-    }
-
-    fn tls_started(&mut self) {
-        self.notify("tls_started", ());
     }
 
     fn auth(&mut self, attempt: &AuthAttempt) -> Decision {
@@ -209,26 +252,7 @@ impl SessionHandler for PySession {
         }
     }
 
-    fn mail(&mut self, from: &ReversePath, params: &MailParameters) -> Decision {
-        self.decide("mail", (from.as_str(), mail_options(params)))
-    }
-
-    fn rcpt(&mut self, to: &ForwardPath, params: &RcptParameters) -> Decision {
-        self.decide("rcpt", (to.as_str(), rcpt_options(to, params)))
-    }
-
-    fn data_start(&mut self, _transaction: &Transaction) -> Decision {
-        self.content.clear();
-        Decision::Accept
-    }
-
-    fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
-        // The session enforces the size limit, so this stays bounded.
-        self.content.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn data_end(&mut self, _transaction: &Transaction) -> Decision {
+    fn data_end(&mut self) -> Decision {
         let content = std::mem::take(&mut self.content);
         let outcome = Python::try_attach(|py| {
             let conn = self.conn.bind(py);
@@ -255,21 +279,6 @@ impl SessionHandler for PySession {
         }
     }
 
-    fn data_aborted(&mut self, _reason: AbortReason) {
-        self.content = Vec::new();
-    }
-
-    fn reset(&mut self) {
-        self.notify("reset", ());
-    }
-
-    fn verify(&mut self, argument: &str) -> Decision {
-        self.decide("vrfy", (argument,))
-    }
-
-    fn close(&mut self) {
-        self.notify("close", ());
-    }
 }
 
 /// A running server. `stop()` shuts it down; so does dropping it.

@@ -4,10 +4,9 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
-use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::auth::AuthAttempt;
-use smtp_core::command::{MailParameters, RcptParameters};
-use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
+use smtp_core::handler::{ConnectionInfo, Handler, Transaction};
+use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
@@ -274,9 +273,9 @@ impl CSession {
 }
 
 impl Handler for CHandler {
-    type Session = CSession;
+    type Session = ByHook<CSession>;
 
-    fn connect(&self, info: &ConnectionInfo) -> Result<CSession, Reply> {
+    fn connect(&self, info: &ConnectionInfo) -> Result<ByHook<CSession>, Reply> {
         let session = CSession {
             table: Arc::clone(&self.0),
             conn_id: info.id,
@@ -285,16 +284,49 @@ impl Handler for CHandler {
         let peer = info.peer.map(|p| p.to_string()).unwrap_or_default();
         match session.decide(self.0.0.connect, Some(&peer)) {
             Decision::Reply(reply) if !reply.is_positive() => Err(reply),
-            _ => Ok(session),
+            _ => Ok(ByHook(session)),
         }
     }
 }
 
-impl SessionHandler for CSession {
-    fn hello(&mut self, _verb: HelloVerb, domain: &str) -> Decision {
-        self.decide(self.table.0.hello, Some(domain))
+/// Every hook to its C callback, in one match: a new hook is a compile error here until
+/// C is told about it.
+impl HookHandler for CSession {
+    fn on_hook(&mut self, hook: Hook<'_>) -> Answer {
+        let table = &self.table.0;
+        match hook {
+            Hook::Hello { domain, .. } => Answer::Decision(self.decide(table.hello, Some(domain))),
+            Hook::TlsStarted => {
+                self.notify(table.tls_started);
+                Answer::Done
+            }
+            Hook::Auth { attempt } => Answer::Decision(self.auth(attempt)),
+            Hook::Mail { from, .. } => {
+                Answer::Decision(self.decide(table.mail, Some(from.as_str())))
+            }
+            Hook::Rcpt { to, .. } => Answer::Decision(self.decide(table.rcpt, Some(to.as_str()))),
+            Hook::DataStart { .. } => Answer::Decision(self.decide(table.data_start, None)),
+            Hook::DataChunk { chunk } => Answer::Chunk(self.data_chunk(chunk)),
+            Hook::DataEnd { transaction } => Answer::Decision(self.data_end(transaction)),
+            Hook::DataAborted { reason } => {
+                self.data_aborted(reason);
+                Answer::Done
+            }
+            Hook::Reset => {
+                self.notify(table.reset);
+                Answer::Done
+            }
+            Hook::Verify { argument } => Answer::Decision(self.decide(table.verify, Some(argument))),
+            Hook::Expand { argument } => Answer::Decision(self.decide(table.expand, Some(argument))),
+            Hook::Close => {
+                self.notify(table.close);
+                Answer::Done
+            }
+        }
     }
+}
 
+impl CSession {
     fn auth(&mut self, attempt: &AuthAttempt) -> Decision {
         let Some(callback) = self.table.0.auth else {
             return Decision::Reply(Reply::new(
@@ -323,18 +355,6 @@ impl SessionHandler for CSession {
         } else {
             Decision::Reply(out.to_reply())
         }
-    }
-
-    fn mail(&mut self, from: &ReversePath, _params: &MailParameters) -> Decision {
-        self.decide(self.table.0.mail, Some(from.as_str()))
-    }
-
-    fn rcpt(&mut self, to: &ForwardPath, _params: &RcptParameters) -> Decision {
-        self.decide(self.table.0.rcpt, Some(to.as_str()))
-    }
-
-    fn data_start(&mut self, _transaction: &Transaction) -> Decision {
-        self.decide(self.table.0.data_start, None)
     }
 
     fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
@@ -382,21 +402,6 @@ impl SessionHandler for CSession {
         }
     }
 
-    fn reset(&mut self) {
-        self.notify(self.table.0.reset);
-    }
-
-    fn verify(&mut self, argument: &str) -> Decision {
-        self.decide(self.table.0.verify, Some(argument))
-    }
-
-    fn expand(&mut self, argument: &str) -> Decision {
-        self.decide(self.table.0.expand, Some(argument))
-    }
-
-    fn tls_started(&mut self) {
-        self.notify(self.table.0.tls_started);
-    }
 
     fn data_aborted(&mut self, reason: AbortReason) {
         let Some(callback) = self.table.0.data_aborted else {
@@ -406,9 +411,5 @@ impl SessionHandler for CSession {
         let _inside = Inside::enter(self.server);
         // SAFETY: the callback's contract (smtpx_abort_callback): userdata as given.
         unsafe { callback(self.table.0.userdata, self.conn_id, reason) }
-    }
-
-    fn close(&mut self) {
-        self.notify(self.table.0.close);
     }
 }
