@@ -32,7 +32,6 @@
 //! - Dropping an [`AsyncSmtpClient`] closes the socket without QUIT; call
 //!   [`AsyncSmtpClient::quit`] to say goodbye.
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,16 +42,13 @@ use tokio::net::{TcpStream, ToSocketAddrs, lookup_host};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::client::api::client_api;
+use crate::client::api::{client_api, client_debug};
 use crate::client::options::{Prepared, prepare};
-use crate::client::runner::{Action, ClientRunner, Operation, Outcome};
+use crate::client::runner::{Action, ClientRunner, Operation, Outcome, READ_BUFFER};
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 use crate::client::Envelope;
-
-/// Size of the read buffer and of the pieces a message is read in.
-const BUFFER_SIZE: usize = 64 * 1024;
 
 /// How long closing (close_notify, shutdown) may take; errors do not matter any more.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -122,17 +118,7 @@ struct Io {
     write_timeout: Duration,
 }
 
-impl fmt::Debug for AsyncSmtpClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncSmtpClient")
-            .field("id", &self.runner.id())
-            .field("peer", &self.peer)
-            .field("tls", &self.is_tls())
-            .field("authenticated", &self.runner.session().is_authenticated())
-            .field("closed", &self.is_closed())
-            .finish_non_exhaustive()
-    }
-}
+client_debug!(AsyncSmtpClient);
 
 impl AsyncSmtpClient {
     /// Connects, sets up TLS, greets, upgrades and authenticates as `options` say, and
@@ -174,7 +160,7 @@ impl AsyncSmtpClient {
             io: Io {
                 stream,
                 base,
-                buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
+                buffer: vec![0; READ_BUFFER].into_boxed_slice(),
                 write_timeout: timeouts.data_block,
             },
             runner: ClientRunner::new(id, session, tls, timeouts.command),

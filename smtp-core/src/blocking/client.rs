@@ -33,23 +33,19 @@
 //! - Dropping an [`SmtpClient`] closes the socket without QUIT; call [`SmtpClient::quit`]
 //!   to say goodbye.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::client::api::client_api;
+use crate::client::api::{client_api, client_debug};
 use crate::client::options::{Prepared, prepare};
-use crate::client::runner::{Action, ClientRunner, Operation, Outcome};
+use crate::client::runner::{Action, ClientRunner, Operation, Outcome, READ_BUFFER};
 use crate::client::Envelope;
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
-
-/// Size of the read buffer and of the pieces a message is read in.
-const BUFFER_SIZE: usize = 64 * 1024;
 
 /// The shortest socket timeout set; zero would mean "no timeout" (or an error) to the OS.
 const MIN_WAIT: Duration = Duration::from_millis(1);
@@ -136,19 +132,7 @@ struct Io {
     buffer: Box<[u8]>,
 }
 
-impl fmt::Debug for SmtpClient {
-    // Hand-written so that neither the session (which holds the credentials) nor the TLS
-    // state is printed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpClient")
-            .field("id", &self.runner.id())
-            .field("peer", &self.peer)
-            .field("tls", &self.is_tls())
-            .field("authenticated", &self.runner.session().is_authenticated())
-            .field("closed", &self.is_closed())
-            .finish_non_exhaustive()
-    }
-}
+client_debug!(SmtpClient);
 
 impl SmtpClient {
     /// Connects (with the connect timeout, trying each resolved address in turn), sets up
@@ -201,7 +185,7 @@ impl SmtpClient {
             io: Io {
                 stream,
                 base,
-                buffer: vec![0; BUFFER_SIZE].into_boxed_slice(),
+                buffer: vec![0; READ_BUFFER].into_boxed_slice(),
             },
             runner: ClientRunner::new(id, session, tls, timeouts.command),
         };

@@ -174,3 +174,22 @@ macro_rules! client_api {
     };
 }
 pub(crate) use client_api;
+
+/// The `Debug` of a client driver: hand-written so that neither the session (which holds
+/// the credentials) nor the TLS state is printed.
+macro_rules! client_debug {
+    ($client:ident) => {
+        impl std::fmt::Debug for $client {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($client))
+                    .field("id", &self.runner.id())
+                    .field("peer", &self.peer)
+                    .field("tls", &self.is_tls())
+                    .field("authenticated", &self.runner.session().is_authenticated())
+                    .field("closed", &self.is_closed())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use client_debug;

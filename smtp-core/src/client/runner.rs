@@ -56,6 +56,9 @@ mod tests;
 /// (and memory) stays bounded by the flush threshold whatever a message's size.
 const BODY_PIECE: usize = 64 * 1024;
 
+/// The size of a driver's read buffer, and of the pieces a streamed message is read in.
+pub(crate) const READ_BUFFER: usize = 64 * 1024;
+
 /// Session output is written once it reaches this size while a message streams, so that
 /// memory stays bounded and each write is large.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
