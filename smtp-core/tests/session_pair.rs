@@ -946,3 +946,22 @@ fn implicit_tls_needs_no_permission() {
     let wrote = String::from_utf8(client.take_output()).unwrap();
     assert!(wrote.starts_with("AUTH PLAIN "), "{wrote:?}");
 }
+
+#[test]
+fn the_permission_can_be_given_after_the_session_was_made() {
+    let mut config = client_config();
+    config.starttls = StartTlsPolicy::Never;
+    let (mut client, _, _) = greeted_in_clear(config);
+    let alice = || Credentials::password("alice", "pw");
+    assert_eq!(client.login(alice()), Err(ClientError::InsecureAuth));
+    client.set_allow_insecure_auth(true);
+    client.login(alice()).unwrap();
+    let wrote = String::from_utf8(client.take_output()).unwrap();
+    assert!(wrote.starts_with("AUTH PLAIN "), "{wrote:?}");
+    client.receive(b"535 5.7.8 no\r\n", Duration::ZERO);
+    drain(&mut client);
+    // And taken back.
+    client.set_allow_insecure_auth(false);
+    assert_eq!(client.login(alice()), Err(ClientError::InsecureAuth));
+    assert!(client.output().is_empty());
+}

@@ -172,6 +172,13 @@ impl ClientSession {
         self.capabilities.as_ref()
     }
 
+    /// Allows (or forbids again) AUTH while the connection is not encrypted, from the next
+    /// [`ClientSession::login`] on: [`ClientConfig::allow_insecure_auth`] given after the
+    /// session was made (as smtplib-style APIs set it on a connected object).
+    pub fn set_allow_insecure_auth(&mut self, allow: bool) {
+        self.config.allow_insecure_auth = allow;
+    }
+
     /// True while the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.tls
