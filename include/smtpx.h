@@ -156,6 +156,11 @@ enum smtpx_result
    */
   SMTPX_RESULT_AUTH_FAILED = 411,
   /**
+   * Authentication was asked for on a connection without TLS, which the options do
+   * not allow (`smtpx_client_options_set_allow_insecure_auth`); no credential was sent.
+   */
+  SMTPX_RESULT_INSECURE_AUTH = 412,
+  /**
    * A Rust panic was caught at the API boundary. This is a bug in smtpx: please
    * report it. The object the call was made on should not be used further.
    */
@@ -1075,7 +1080,10 @@ const struct smtpx_reply *smtpx_client_last_error_reply(const struct smtpx_clien
  * Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
  * server offers) and writes the server's 235 reply to `*out_reply` (free with
  * `smtpx_reply_free`). A refusal is SMTPX_RESULT_AUTH_FAILED (the reply is then
- * `smtpx_client_last_error_reply`) and leaves the connection usable.
+ * `smtpx_client_last_error_reply`) and leaves the connection usable. On a connection
+ * without TLS it fails with SMTPX_RESULT_INSECURE_AUTH, sending nothing, unless the
+ * options allowed it (`smtpx_client_options_set_allow_insecure_auth`); the connection
+ * stays usable (for `smtpx_client_starttls`, then a login).
  *
  * Thread safety: one thread at a time per client.
  */
@@ -1189,13 +1197,29 @@ smtpx_result smtpx_client_options_set_insecure(struct smtpx_client_options *opti
 /**
  * Authenticates with this user name and password once connected (PLAIN or LOGIN,
  * whichever the server offers); a refusal makes `smtpx_client_connect` fail with
- * SMTPX_RESULT_AUTH_FAILED. Passing NULL for both removes the credentials.
+ * SMTPX_RESULT_AUTH_FAILED. Over a connection without TLS (SMTPX_TLS_MODE_NONE, or an
+ * opportunistic STARTTLS the server does not offer) the connect fails with
+ * SMTPX_RESULT_INSECURE_AUTH before anything of the credentials is sent, unless
+ * `smtpx_client_options_set_allow_insecure_auth` allowed it. Passing NULL for both
+ * removes the credentials.
  *
  * Thread safety: one thread at a time per options object.
  */
 smtpx_result smtpx_client_options_set_credentials(struct smtpx_client_options *options,
                                                   const char *username,
                                                   const char *password);
+
+/**
+ * Allows AUTH (the credentials of `smtpx_client_options_set_credentials`, or
+ * `smtpx_client_login`) on a connection without TLS when true, where PLAIN and LOGIN
+ * send the password merely base64-encoded: for test servers and trusted networks only.
+ * Default false: such an attempt fails with SMTPX_RESULT_INSECURE_AUTH and sends
+ * nothing of the credentials.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_allow_insecure_auth(struct smtpx_client_options *options,
+                                                          bool allow);
 
 /**
  * How long to wait for each TCP connection attempt and the implicit-TLS handshake, in

@@ -2,7 +2,10 @@
  * send: send one message with smtpx's C client.
  *
  *   send [--starttls | --tls] [--ca-file PEM] [--insecure] [--auth USER:PASS]
- *        [--helo NAME] HOST:PORT FROM TO [TO...] < message
+ *        [--allow-insecure-auth] [--helo NAME] HOST:PORT FROM TO [TO...] < message
+ *
+ * --auth needs --starttls or --tls: without them the password would go in clear, which
+ * the library refuses unless --allow-insecure-auth says so (test servers only).
  *
  * The message (headers, a blank line, the body; LF or CRLF line endings) is read from
  * standard input and streamed to the server. Prints each recipient's result and the
@@ -19,7 +22,8 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: send [--starttls | --tls] [--ca-file PEM] [--insecure] "
-                    "[--auth USER:PASS] [--helo NAME] HOST:PORT FROM TO [TO...] < message\n");
+                    "[--auth USER:PASS] [--allow-insecure-auth] [--helo NAME] HOST:PORT FROM TO "
+                    "[TO...] < message\n");
     return 2;
 }
 
@@ -83,6 +87,8 @@ int main(int argc, char **argv) {
             mode = SMTPX_TLS_MODE_IMPLICIT;
         } else if (strcmp(flag, "--insecure") == 0) {
             rc = smtpx_client_options_set_insecure(options, true);
+        } else if (strcmp(flag, "--allow-insecure-auth") == 0) {
+            rc = smtpx_client_options_set_allow_insecure_auth(options, true);
         } else if (strcmp(flag, "--ca-file") == 0 && value != NULL) {
             rc = smtpx_client_options_set_ca_file(options, value);
             i++;

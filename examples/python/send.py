@@ -2,7 +2,8 @@
 """Send a message with smtpx, like the Rust example smtp-send.
 
     python examples/python/send.py --server HOST:PORT --from ADDR --to ADDR... \\
-        [--starttls | --tls] [--insecure] [--auth USER:PASS] [--helo NAME] [--count N] [FILE|-]
+        [--starttls | --tls] [--insecure] [--auth USER:PASS] [--allow-insecure-auth] \
+        [--helo NAME] [--count N] [FILE|-]
 
 (As --to takes several addresses, put FILE before the options or after ``--``.)
 Sends the message (from FILE, or stdin) N times over one connection and prints each
@@ -30,6 +31,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     tls.add_argument("--tls", action="store_true", help="implicit TLS")
     parser.add_argument("--insecure", action="store_true", help="do not verify the certificate")
     parser.add_argument("--auth", help="USER:PASS")
+    parser.add_argument(
+        "--allow-insecure-auth",
+        action="store_true",
+        help="let --auth send the password without TLS (in clear; test servers only)",
+    )
     parser.add_argument("--helo", help="name to greet with")
     parser.add_argument("--count", type=int, default=1, help="send the message N times")
     parser.add_argument("file", nargs="?", default="-", help="the message (default: stdin)")
@@ -65,6 +71,7 @@ def main(argv: list[str]) -> int:
                 client.starttls(context=context)
             if args.auth:
                 user, _, password = args.auth.partition(":")
+                client.allow_insecure_auth = args.allow_insecure_auth
                 client.login(user, password)
             for _ in range(args.count):
                 result = client.send(message, sender=args.sender, recipients=args.to)

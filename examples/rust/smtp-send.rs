@@ -2,9 +2,13 @@
 //!
 //! ```text
 //! cargo run --release --example smtp-send -- --server HOST:PORT --from ADDR --to ADDR...
-//!     [--starttls | --tls] [--insecure] [--auth USER:PASS] [--helo NAME] [--count N] [-v]
-//!     [FILE|-]
+//!     [--starttls | --tls] [--insecure] [--auth USER:PASS] [--allow-insecure-auth]
+//!     [--helo NAME] [--count N] [-v] [FILE|-]
 //! ```
+//!
+//! `--auth` needs `--starttls` or `--tls`: without TLS the password would go in clear, so
+//! the client refuses to send it (and says so) unless `--allow-insecure-auth` is given, for
+//! a test server or a trusted network.
 //!
 //! `-v` prints the wire trace on standard error (`conn=ID C: ...` / `conn=ID S: ...`, AUTH
 //! payloads redacted, message content by size).
@@ -29,6 +33,8 @@ struct Args {
     tls: TlsMode,
     insecure: bool,
     auth: Option<(String, String)>,
+    /// Let the credentials go over a connection without TLS.
+    allow_insecure_auth: bool,
     helo: String,
     count: u64,
     file: Option<String>,
@@ -37,7 +43,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: smtp-send --server HOST:PORT --from ADDR --to ADDR... [--starttls | --tls] \
-[--insecure] [--auth USER:PASS] [--helo NAME] [--count N] [-v] [FILE|-]";
+[--insecure] [--auth USER:PASS] [--allow-insecure-auth] [--helo NAME] [--count N] [-v] [FILE|-]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -47,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         tls: TlsMode::None,
         insecure: false,
         auth: None,
+        allow_insecure_auth: false,
         helo: "localhost".into(),
         count: 1,
         file: None,
@@ -87,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
             "--starttls" => a.tls = TlsMode::StartTlsRequired,
             "--tls" => a.tls = TlsMode::Implicit,
             "--insecure" => a.insecure = true,
+            "--allow-insecure-auth" => a.allow_insecure_auth = true,
             "--auth" => {
                 let v = value(i)?;
                 let (user, pass) = v.split_once(':').ok_or("--auth takes USER:PASS")?;
@@ -154,6 +162,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .auth
         .as_ref()
         .map(|(u, p)| Credentials::password(u.clone(), p.clone()));
+    options.allow_insecure_auth = args.allow_insecure_auth;
     let host = args
         .server
         .rsplit_once(':')

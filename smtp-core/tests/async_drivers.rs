@@ -68,6 +68,7 @@ both_drivers!(
     per_command_timeout_closes_a_slow_client,
     tls_handshake_has_one_deadline,
     wire_trace_shows_commands_and_replies_but_no_secret,
+    credentials_go_in_clear_only_when_allowed,
     client_times_out_on_a_silent_server,
     graceful_shutdown_lets_a_transaction_finish,
     grace_expiry_cuts_a_stalled_transaction,
@@ -933,6 +934,8 @@ fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
     let client_trace = Arc::new(KeepTrace::default());
     let mut options = client_options(TlsMode::None);
     options.credentials = Some(Credentials::password("alice", "s3cret-pw"));
+    // In clear, so that the server's trace can be compared with the raw client's.
+    options.allow_insecure_auth = true;
     options.trace = Some(smtp_core::trace::TraceSink::new(client_trace.clone()));
     let mut client = h.connect(server.addr(), options).unwrap();
     let result = client
@@ -978,6 +981,102 @@ fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
         assert!(!line.contains("AGFsaWNl"), "an AUTH payload in the trace: {line}");
         assert!(!line.contains("top secret content"), "content in the trace: {line}");
     }
+}
+
+/// Credentials never go out over a connection without TLS unless the caller allows it
+/// (`ClientOptions::allow_insecure_auth`), against a server that would take them in clear:
+/// without the permission, `connect` with credentials and `login` both fail before any AUTH
+/// is written; with it both log in; over STARTTLS the same credentials need no permission.
+fn credentials_go_in_clear_only_when_allowed(driver: Driver) {
+    let h = Harness::new(driver);
+    let cert = TestCert::new();
+    let trace = Arc::new(KeepTrace::default());
+    let mut config = ServerConfig::new("mx.test");
+    config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+    config.allow_insecure_auth = true;
+    let mut options = ServerOptions::new(config);
+    options.tls = Some(Arc::clone(&cert.server));
+    options.trace = Some(smtp_core::trace::TraceSink::new(trace.clone()));
+    let server = h.serve(
+        PasswordAuth::new(DiscardHandler, [("alice", "s3cret")]),
+        options,
+        false,
+    );
+    let alice = || Credentials::password("alice", "s3cret");
+    // What the server read: every command, by connection.
+    let commands = |prefix: &str| {
+        trace
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.starts_with(&format!("C: {prefix}")))
+            .count()
+    };
+
+    // Configured credentials in clear: connect fails and says why, with QUIT.
+    let mut o = client_options(TlsMode::None);
+    o.credentials = Some(alice());
+    let err = h.connect(server.addr(), o).err().expect("refused in clear");
+    assert_eq!(err.kind(), ErrorKind::InsecureAuth, "{err}");
+    assert!(err.to_string().contains("without TLS"), "{err}");
+    assert!(err.reply().is_none());
+    wait_until("the refused connection is gone", || {
+        server.active_connections() == 0
+    });
+    assert_eq!(commands("QUIT"), 1, "{:#?}", trace.0.lock().unwrap());
+
+    // An explicit login in clear fails the same way; the connection stays usable.
+    let mut client = h
+        .connect(server.addr(), client_options(TlsMode::None))
+        .unwrap();
+    let err = client.login(alice()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InsecureAuth, "{err}");
+    assert_eq!(client.noop().unwrap().code(), ReplyCode::OK);
+    client.quit().unwrap();
+    wait_until("the connection is closed", || server.active_connections() == 0);
+    assert_eq!(commands("AUTH"), 0, "{:#?}", trace.0.lock().unwrap());
+
+    // Allowed: both log in in clear.
+    let mut o = client_options(TlsMode::None);
+    o.credentials = Some(alice());
+    o.allow_insecure_auth = true;
+    let client = h.connect(server.addr(), o).unwrap();
+    assert!(!client.is_tls());
+    client.quit().unwrap();
+    let mut o = client_options(TlsMode::None);
+    o.allow_insecure_auth = true;
+    let mut client = h.connect(server.addr(), o).unwrap();
+    assert_eq!(
+        client.login(alice()).unwrap().code(),
+        ReplyCode::AUTH_SUCCEEDED
+    );
+    client.quit().unwrap();
+    wait_until("the connections are closed", || {
+        server.active_connections() == 0
+    });
+    assert_eq!(commands("AUTH"), 2, "{:#?}", trace.0.lock().unwrap());
+
+    // Over STARTTLS the same credentials need no permission (the default opportunistic
+    // policy, the server offering STARTTLS).
+    let mut o = cert.client(TlsMode::StartTlsOpportunistic);
+    o.credentials = Some(alice());
+    let client = h.connect(server.addr(), o).unwrap();
+    assert!(client.is_tls());
+    client.quit().unwrap();
+    let mut client = h
+        .connect(server.addr(), cert.client(TlsMode::StartTlsRequired))
+        .unwrap();
+    assert_eq!(
+        client.login(alice()).unwrap().code(),
+        ReplyCode::AUTH_SUCCEEDED
+    );
+    client.quit().unwrap();
+    wait_until("the TLS connections are closed", || {
+        server.active_connections() == 0
+    });
+    assert_eq!(commands("AUTH"), 4, "{:#?}", trace.0.lock().unwrap());
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }
 
 fn client_times_out_on_a_silent_server(driver: Driver) {

@@ -849,6 +849,8 @@ fn auth_plain_goes_only_over_tls_when_required() {
 fn refused_configured_credentials_fail_connect() {
     let mut opts = options();
     opts.credentials = Some(Credentials::password("alice", "wrong"));
+    // A fake server in clear: the refusal, not TLS, is under test.
+    opts.allow_insecure_auth = true;
     let (error, transcript) = with_server(
         |peer| {
             peer.greet(&["AUTH PLAIN"]);
@@ -885,7 +887,10 @@ fn failed_login_leaves_the_connection_usable() {
             peer.quit();
         },
         |addr| {
-            let mut client = SmtpClient::connect(addr, "localhost", options()).unwrap();
+            // A fake server in clear: the refusal, not TLS, is under test.
+            let mut opts = options();
+            opts.allow_insecure_auth = true;
+            let mut client = SmtpClient::connect(addr, "localhost", opts).unwrap();
             let failed = client
                 .login(Credentials::password("bob", "nope"))
                 .unwrap_err();

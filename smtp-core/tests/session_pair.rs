@@ -494,7 +494,10 @@ fn auth_login_when_plain_is_not_offered_and_a_failed_login() {
         )),
         _ => Decision::Accept,
     });
-    let mut pair = Pair::with_decider(client_config(), server, decide);
+    // Over clear text (AUTH LOGIN is what this tests), as the server allows it.
+    let mut client = client_config();
+    client.allow_insecure_auth = true;
+    let mut pair = Pair::with_decider(client, server, decide);
     assert_eq!(pair.run(), [ClientEvent::Ready]);
     pair.client
         .login(Credentials::password("bob", "wrong"))
@@ -709,6 +712,8 @@ fn xoauth2_success_and_failure() {
     ] {
         let now = Duration::ZERO;
         let mut config = client_config();
+        // A scripted server in clear text: the exchange, not TLS, is under test.
+        config.allow_insecure_auth = true;
         config.credentials = Some(Credentials::oauth2("user@example.com", "ya29.token"));
         let mut client = ClientSession::new(config, now).unwrap();
         client.receive(b"220 smtp.example ESMTP\r\n", now);
@@ -799,4 +804,164 @@ fn a_bare_lf_in_a_reply_does_not_push_the_pipelined_replies_out_of_step() {
     );
     assert!(client.take_output().is_empty(), "no message was sent");
     assert!(client.is_ready());
+}
+
+/// A session greeted over clear text by a server that offers AUTH; returns what the client
+/// wrote after the EHLO reply, and the events so far.
+fn greeted_in_clear(config: ClientConfig) -> (ClientSession, String, Vec<ClientEvent>) {
+    let now = Duration::ZERO;
+    let mut client = ClientSession::new(config, now).unwrap();
+    client.receive(b"220 smtp.example ESMTP\r\n", now);
+    assert_eq!(client.take_output(), b"EHLO client.test\r\n");
+    client.receive(b"250-smtp.example\r\n250 AUTH PLAIN LOGIN XOAUTH2\r\n", now);
+    let wrote = String::from_utf8(client.take_output()).unwrap();
+    let events = drain(&mut client);
+    (client, wrote, events)
+}
+
+#[test]
+fn configured_credentials_are_not_sent_in_clear() {
+    for credentials in [
+        Credentials::password("alice", "s3cret-pw"),
+        Credentials::oauth2("alice@example.com", "ya29.s3cret-token"),
+    ] {
+        let mut config = client_config();
+        config.starttls = StartTlsPolicy::Never;
+        config.credentials = Some(credentials);
+        let (client, wrote, events) = greeted_in_clear(config);
+        // Nothing of the credentials: the opening is abandoned with QUIT.
+        assert_eq!(wrote, "QUIT\r\n");
+        assert!(!wrote.contains("AUTH"), "{wrote:?}");
+        assert_eq!(
+            events,
+            [
+                ClientEvent::Error(ClientError::InsecureAuth),
+                ClientEvent::Closed
+            ]
+        );
+        assert!(client.is_closed() && !client.is_authenticated());
+    }
+}
+
+#[test]
+fn an_opportunistic_starttls_not_offered_does_not_let_credentials_out() {
+    let mut config = client_config();
+    config.starttls = StartTlsPolicy::Opportunistic;
+    config.credentials = Some(Credentials::password("alice", "s3cret-pw"));
+    let (client, wrote, events) = greeted_in_clear(config);
+    assert_eq!(wrote, "QUIT\r\n");
+    assert_eq!(
+        events,
+        [
+            ClientEvent::Error(ClientError::InsecureAuth),
+            ClientEvent::Closed
+        ]
+    );
+    assert!(client.is_closed());
+
+    // Nor does a refused one.
+    let now = Duration::ZERO;
+    let mut config = client_config();
+    config.credentials = Some(Credentials::password("alice", "s3cret-pw"));
+    let mut client = ClientSession::new(config, now).unwrap();
+    client.receive(b"220 smtp.example ESMTP\r\n", now);
+    client.take_output();
+    client.receive(
+        b"250-smtp.example\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n",
+        now,
+    );
+    assert_eq!(client.take_output(), b"STARTTLS\r\n");
+    client.receive(b"454 4.7.0 TLS not available\r\n", now);
+    let wrote = String::from_utf8(client.take_output()).unwrap();
+    assert_eq!(wrote, "QUIT\r\n");
+    let events = drain(&mut client);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ClientEvent::Error(ClientError::StartTlsRefused(_)),
+                ClientEvent::Error(ClientError::InsecureAuth),
+                ClientEvent::Closed
+            ]
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_explicit_login_in_clear_fails_and_writes_nothing() {
+    let mut config = client_config();
+    config.starttls = StartTlsPolicy::Never;
+    let (mut client, wrote, events) = greeted_in_clear(config);
+    assert_eq!(wrote, "");
+    assert_eq!(events, [ClientEvent::Ready]);
+    let err = client
+        .login(Credentials::password("alice", "s3cret-pw"))
+        .unwrap_err();
+    assert_eq!(err, ClientError::InsecureAuth);
+    assert!(!err.is_fatal());
+    assert!(err.to_string().contains("without TLS"), "{err}");
+    assert!(client.output().is_empty(), "{:?}", client.output());
+    assert_eq!(drain(&mut client), []);
+    // The session is still usable.
+    assert!(client.is_ready());
+    client.noop().unwrap();
+    assert_eq!(client.take_output(), b"NOOP\r\n");
+}
+
+#[test]
+fn allow_insecure_auth_lets_credentials_go_in_clear() {
+    let now = Duration::ZERO;
+    let mut config = client_config();
+    config.starttls = StartTlsPolicy::Never;
+    config.allow_insecure_auth = true;
+    config.credentials = Some(Credentials::password("alice", "pw"));
+    let (mut client, wrote, events) = greeted_in_clear(config);
+    assert!(wrote.starts_with("AUTH PLAIN "), "{wrote:?}");
+    assert_eq!(events, []);
+    client.receive(b"235 2.7.0 ok\r\n", now);
+    assert!(matches!(
+        drain(&mut client).as_slice(),
+        [ClientEvent::Authenticated(_), ClientEvent::Ready]
+    ));
+
+    // And an explicit login.
+    let mut config = client_config();
+    config.starttls = StartTlsPolicy::Never;
+    config.allow_insecure_auth = true;
+    let (mut client, _, _) = greeted_in_clear(config);
+    client.login(Credentials::password("alice", "pw")).unwrap();
+    let wrote = String::from_utf8(client.take_output()).unwrap();
+    assert!(wrote.starts_with("AUTH PLAIN "), "{wrote:?}");
+}
+
+#[test]
+fn implicit_tls_needs_no_permission() {
+    let mut config = client_config();
+    config.starttls = StartTlsPolicy::Never;
+    config.tls_active = true;
+    let (mut client, _, events) = greeted_in_clear(config);
+    assert_eq!(events, [ClientEvent::Ready]);
+    client.login(Credentials::password("alice", "pw")).unwrap();
+    let wrote = String::from_utf8(client.take_output()).unwrap();
+    assert!(wrote.starts_with("AUTH PLAIN "), "{wrote:?}");
+}
+
+#[test]
+fn the_permission_can_be_given_after_the_session_was_made() {
+    let mut config = client_config();
+    config.starttls = StartTlsPolicy::Never;
+    let (mut client, _, _) = greeted_in_clear(config);
+    let alice = || Credentials::password("alice", "pw");
+    assert_eq!(client.login(alice()), Err(ClientError::InsecureAuth));
+    client.set_allow_insecure_auth(true);
+    client.login(alice()).unwrap();
+    let wrote = String::from_utf8(client.take_output()).unwrap();
+    assert!(wrote.starts_with("AUTH PLAIN "), "{wrote:?}");
+    client.receive(b"535 5.7.8 no\r\n", Duration::ZERO);
+    drain(&mut client);
+    // And taken back.
+    client.set_allow_insecure_auth(false);
+    assert_eq!(client.login(alice()), Err(ClientError::InsecureAuth));
+    assert!(client.output().is_empty());
 }

@@ -75,6 +75,9 @@ pub enum smtpx_result {
     AuthUnsupported = 410,
     /// The server refused the credentials.
     AuthFailed = 411,
+    /// Authentication was asked for on a connection without TLS, which the options do
+    /// not allow (`smtpx_client_options_set_allow_insecure_auth`); no credential was sent.
+    InsecureAuth = 412,
     /// A Rust panic was caught at the API boundary. This is a bug in smtpx: please
     /// report it. The object the call was made on should not be used further.
     Panic = 900,
@@ -82,7 +85,7 @@ pub enum smtpx_result {
 
 impl smtpx_result {
     /// Every value, in ascending order. (Not `pub`: cbindgen would export it as a macro.)
-    pub(crate) const ALL: [Self; 24] = [
+    pub(crate) const ALL: [Self; 25] = [
         Self::Ok,
         Self::NullParameter,
         Self::InvalidUtf8,
@@ -106,6 +109,7 @@ impl smtpx_result {
         Self::StartTlsRefused,
         Self::AuthUnsupported,
         Self::AuthFailed,
+        Self::InsecureAuth,
         Self::Panic,
     ];
 
@@ -142,6 +146,7 @@ impl smtpx_result {
             Self::StartTlsRefused => c"the server refused STARTTLS",
             Self::AuthUnsupported => c"no authentication mechanism in common",
             Self::AuthFailed => c"the server refused the credentials",
+            Self::InsecureAuth => c"credentials not sent: the connection has no TLS",
             Self::Panic => c"internal error: a panic was caught at the smtpx API boundary",
         }
     }

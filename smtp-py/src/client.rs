@@ -263,7 +263,8 @@ impl Client {
     #[staticmethod]
     #[pyo3(signature = (host, port, *, helo_name, tls = "none", server_name = None,
         insecure = false, ca_pem = None, timeout = None, lmtp = false, username = None,
-        password = None, pipelining = true, chunking = true, trace = None))]
+        password = None, allow_insecure_auth = false, pipelining = true, chunking = true,
+        trace = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -278,6 +279,7 @@ impl Client {
         lmtp: bool,
         username: Option<String>,
         password: Option<String>,
+        allow_insecure_auth: bool,
         pipelining: bool,
         chunking: bool,
         trace: Option<Py<PyAny>>,
@@ -323,6 +325,7 @@ impl Client {
                 ));
             }
         };
+        options.allow_insecure_auth = allow_insecure_auth;
         options.lmtp = lmtp;
         options.pipelining = pipelining;
         options.chunking = chunking;
@@ -399,13 +402,24 @@ impl Client {
         self.with(py, move |c| c.starttls(&server_name, config))
     }
 
-    /// Authenticates (PLAIN or LOGIN, as offered) and returns the 235 reply.
-    fn login(&self, py: Python<'_>, username: String, password: String) -> PyResult<ReplyTuple> {
+    /// Authenticates (PLAIN or LOGIN, as offered) and returns the 235 reply. Without TLS
+    /// it fails (SmtpInsecureAuthError, nothing sent) unless `allow_insecure_auth`.
+    #[pyo3(signature = (username, password, *, allow_insecure_auth = false))]
+    fn login(
+        &self,
+        py: Python<'_>,
+        username: String,
+        password: String,
+        allow_insecure_auth: bool,
+    ) -> PyResult<ReplyTuple> {
         no_line_breaks("the user name", &username)?;
         no_line_breaks("the password", &password)?;
         let credentials = Credentials::password(username, password);
-        self.with(py, move |c| c.login(credentials))
-            .map(|r| reply_tuple(&r))
+        self.with(py, move |c| {
+            c.set_allow_insecure_auth(allow_insecure_auth);
+            c.login(credentials)
+        })
+        .map(|r| reply_tuple(&r))
     }
 
     /// NOOP; the reply whatever its code.

@@ -19,6 +19,13 @@ pyo3::import_exception!(smtpx.errors, SmtpReplyError);
 pyo3::import_exception!(smtpx.errors, SmtpDataError);
 pyo3::import_exception!(smtpx.errors, SmtpAuthError);
 pyo3::import_exception!(smtpx.errors, SmtpTlsError);
+pyo3::import_exception!(smtpx.errors, SmtpInsecureAuthError);
+
+/// What an [`ErrorKind::InsecureAuth`] says in Python: smtplib's users expect `login()` to
+/// work in clear, so the message names both ways out.
+const INSECURE_AUTH: &str = "credentials not sent: the connection is not encrypted; \
+    call starttls() first (or use implicit TLS), or pass allow_insecure_auth=True to send \
+    them in clear";
 
 /// A reply's text as smtplib gives it: every line with the enhanced code in front (as it
 /// was on the wire), lines joined with `\n`.
@@ -60,6 +67,7 @@ pub fn client_error(error: Error, connecting: bool) -> PyErr {
         ErrorKind::Greeting => with_reply(SmtpConnectError::new_err),
         ErrorKind::Hello | ErrorKind::StartTlsRefused => with_reply(SmtpReplyError::new_err),
         ErrorKind::AuthFailed => with_reply(SmtpAuthError::new_err),
+        ErrorKind::InsecureAuth => SmtpInsecureAuthError::new_err(INSECURE_AUTH),
         ErrorKind::StartTlsUnavailable
         | ErrorKind::AuthUnsupported
         | ErrorKind::SmtpUtf8Unsupported => SmtpNotSupportedError::new_err(text),

@@ -399,8 +399,8 @@ pub struct ClientSession {
 impl ClientSession {
     #[new]
     #[pyo3(signature = (helo_name, *, now = 0.0, lmtp = false, username = None,
-        password = None, pipelining = true, chunking = true, starttls = "never",
-        tls_active = false))]
+        password = None, allow_insecure_auth = false, pipelining = true, chunking = true,
+        starttls = "never", tls_active = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         helo_name: String,
@@ -408,6 +408,7 @@ impl ClientSession {
         lmtp: bool,
         username: Option<String>,
         password: Option<String>,
+        allow_insecure_auth: bool,
         pipelining: bool,
         chunking: bool,
         starttls: &str,
@@ -426,6 +427,7 @@ impl ClientSession {
             }
         };
         config.tls_active = tls_active;
+        config.allow_insecure_auth = allow_insecure_auth;
         config.pipelining = pipelining;
         config.chunking = chunking;
         config.credentials = match (username, password) {
@@ -493,11 +495,21 @@ impl ClientSession {
     /// Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
     /// server offers): an "authenticated" event, or an "error" event that leaves the
     /// session ready.
+    ///
+    /// Without TLS it raises SmtpInsecureAuthError (nothing written) unless AUTH in clear
+    /// is allowed (`allow_insecure_auth`, at construction or with
+    /// `set_allow_insecure_auth`).
     fn login(&mut self, username: String, password: String) -> PyResult<()> {
         // The engine refuses CR, LF or NUL in either (InvalidArgument: ValueError).
         self.inner
             .login(Credentials::password(username, password))
             .map_err(call_error)
+    }
+
+    /// Allows (or forbids again) AUTH while the connection is not encrypted, from the next
+    /// `login` on.
+    fn set_allow_insecure_auth(&mut self, allow: bool) {
+        self.inner.set_allow_insecure_auth(allow);
     }
 
     /// True when `send_mail` would start a transaction now: the session is ready, or the

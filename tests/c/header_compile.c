@@ -176,6 +176,7 @@ int header_compile_uses_everything(void) {
     case SMTPX_RESULT_START_TLS_REFUSED:
     case SMTPX_RESULT_AUTH_UNSUPPORTED:
     case SMTPX_RESULT_AUTH_FAILED:
+    case SMTPX_RESULT_INSECURE_AUTH:
     case SMTPX_RESULT_PANIC:
         break;
     }

@@ -63,6 +63,7 @@ static void test_result_str(void) {
         SMTPX_RESULT_START_TLS_REFUSED,
         SMTPX_RESULT_AUTH_UNSUPPORTED,
         SMTPX_RESULT_AUTH_FAILED,
+        SMTPX_RESULT_INSECURE_AUTH,
         SMTPX_RESULT_PANIC,
     };
     const size_t count = sizeof all / sizeof all[0];

@@ -1590,6 +1590,100 @@ static void test_reentry_from_callbacks(void) {
     smtpx_client_options_free(o);
 }
 
+/* Credentials never go out without TLS unless the client options allow it, even to a
+ * server that would take them in clear (allow_insecure_auth on its side too). */
+static void test_insecure_auth(void) {
+    struct counters counters;
+    smtpx_server_config *config = smtpx_server_config_new();
+    smtpx_handler h;
+    smtpx_server *server = NULL;
+    smtpx_client_options *o = plain_options();
+    smtpx_client *client = NULL;
+    smtpx_reply *reply = NULL;
+    char buf[512];
+    size_t n = 0;
+    uint16_t port;
+    smtpx_result r;
+
+    memset(&counters, 0, sizeof counters);
+    pthread_mutex_init(&counters.lock, NULL);
+    memset(&h, 0, sizeof h);
+    h.userdata = &counters;
+    h.userdata_free = on_free;
+    h.connect = on_connect;
+    h.auth = on_auth;
+    h.close = on_close;
+
+    CHECK_RESULT(smtpx_client_options_set_allow_insecure_auth(NULL, true),
+                 SMTPX_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(smtpx_server_config_set_hostname(config, "mx.test"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_tls_files(config, cert_file, key_file), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_config_set_allow_insecure_auth(config, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
+    smtpx_server_config_free(config);
+    if (server == NULL) {
+        smtpx_client_options_free(o);
+        pthread_mutex_destroy(&counters.lock);
+        return;
+    }
+    port = smtpx_server_local_port(server);
+
+    /* Credentials in the options, no TLS: the connect fails and says why. */
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "alice", "s3cret"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, "localhost", o, &client),
+                 SMTPX_RESULT_INSECURE_AUTH);
+    CHECK(client == NULL);
+    CHECK_RESULT(smtpx_client_options_last_error(o, buf, sizeof buf, &n), SMTPX_RESULT_OK);
+    CHECK(strstr(buf, "without TLS") != NULL);
+
+    /* An explicit login in clear fails the same way and leaves the connection usable;
+     * after STARTTLS the same credentials go through without the permission. */
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, NULL, NULL), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, "localhost", o, &client),
+                 SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK_RESULT(smtpx_client_login(client, "alice", "s3cret", &reply),
+                     SMTPX_RESULT_INSECURE_AUTH);
+        CHECK(reply == NULL);
+        CHECK(smtpx_client_last_error_reply(client) == NULL);
+        r = smtpx_client_noop(client, &reply);
+        check_reply_code(r, reply, 250);
+        reply = NULL;
+        CHECK_RESULT(smtpx_client_starttls(client, NULL), SMTPX_RESULT_OK);
+        CHECK(smtpx_client_is_tls(client));
+        r = smtpx_client_login(client, "alice", "s3cret", &reply);
+        check_reply_code(r, reply, 235);
+        reply = NULL;
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+        client = NULL;
+    }
+    pthread_mutex_lock(&counters.lock);
+    CHECK(counters.auths == 1); /* only the one over TLS */
+    pthread_mutex_unlock(&counters.lock);
+
+    /* Allowed: the credentials go in clear. */
+    CHECK_RESULT(smtpx_client_options_set_allow_insecure_auth(o, true), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_options_set_credentials(o, "alice", "s3cret"), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_connect("127.0.0.1", port, "localhost", o, &client),
+                 SMTPX_RESULT_OK);
+    if (client != NULL) {
+        CHECK(!smtpx_client_is_tls(client));
+        CHECK_RESULT(smtpx_client_quit(client), SMTPX_RESULT_OK);
+        smtpx_client_free(client);
+        client = NULL;
+    }
+
+    CHECK_RESULT(smtpx_server_stop(server, 5000, NULL), SMTPX_RESULT_OK);
+    smtpx_server_free(server);
+    smtpx_client_options_free(o);
+    CHECK(counters.freed == 1);
+    CHECK(counters.auths == 2);
+    CHECK(counters.connects == 3);
+    CHECK(counters.connects == counters.closes);
+    pthread_mutex_destroy(&counters.lock);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CERT.pem KEY.pem\n", argv[0]);
@@ -1609,6 +1703,7 @@ int main(int argc, char **argv) {
     test_hooks_starttls_capabilities();
     test_starttls_unavailable();
     test_reentry_from_callbacks();
+    test_insecure_auth();
     if (failures != 0) {
         fprintf(stderr, "test_client_server: %d check(s) failed\n", failures);
         return 1;

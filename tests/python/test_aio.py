@@ -330,10 +330,13 @@ def test_aio_client_to_aio_server_with_auth() -> None:
         return bool(data.password == b"secret")
 
     async def body(host: str, port: int) -> None:
+        # In clear (allowed): the refusal and the login are under test.
         with pytest.raises(smtplib.SMTPAuthenticationError):
-            async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="wrong", timeout=10):
+            async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="wrong",
+                                      allow_insecure_auth=True, timeout=10):
                 pass
-        async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="secret", timeout=10) as c:
+        async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="secret",
+                                  allow_insecure_auth=True, timeout=10) as c:
             assert await c.sendmail("a@example.com", "b@example.com", MESSAGE) == {}
 
     # auth_require_tls defaults to True (as aiosmtpd's): AUTH in clear is asked for.
@@ -717,3 +720,35 @@ def test_blocking_controller_connection_limit() -> None:
             assert first.recv(100).startswith(b"220 ")
             with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as second:
                 assert second.recv(100) == b"421 4.7.0 mx.test Error: too many connections, try again later\r\n"
+
+
+def test_configured_credentials_in_clear_need_allow_insecure_auth() -> None:
+    attempts: list[bytes] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> bool:
+        attempts.append(data.login)
+        return bool(data.login == b"u" and data.password == b"secret")
+
+    async def body(host: str, port: int) -> None:
+        message = b"Subject: x\r\n\r\nx\r\n"
+        # The server would take them in clear; the client does not send them.
+        with pytest.raises(smtpx.SmtpInsecureAuthError) as refused:
+            async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="secret", timeout=10):
+                pass
+        assert isinstance(refused.value, smtplib.SMTPException)
+        with pytest.raises(smtpx.SmtpInsecureAuthError):
+            await smtpx.aio.send(message, sender="a@example.org", recipients=["b@example.net"],
+                                 hostname=host, port=port, username="u", password="secret", timeout=10)
+        assert attempts == []
+        # Allowed: the client and the one-call send log in.
+        async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="secret",
+                                  allow_insecure_auth=True, timeout=10) as c:
+            assert (await c.noop())[0] == 250
+        refused_rcpts = await smtpx.aio.send(
+            message, sender="a@example.org", recipients=["b@example.net"], hostname=host, port=port,
+            username="u", password="secret", allow_insecure_auth=True, timeout=10,
+        )
+        assert refused_rcpts == {}
+        assert attempts == [b"u", b"u"]
+
+    run(with_server(AsyncRecorder(), body, authenticator=authenticator, auth_required=True, auth_require_tls=False))

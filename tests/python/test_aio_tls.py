@@ -224,8 +224,16 @@ def test_aio_client_and_server_starttls_with_auth(cert_files: CertFiles, ca_file
     async def main() -> None:
         async with tls_server(handler, cert_files, authenticator=logins, auth_required=True) as server:
             host, port = server.address
-            # auth_require_tls defaults to True with a certificate: no AUTH in clear.
+            # auth_require_tls defaults to True with a certificate: no AUTH in clear (the
+            # client would send it here: allowed, so that the server's side is what shows).
             with pytest.raises(smtpx.SmtpNotSupportedError):
+                async with smtpx.aio.SMTP(
+                    hostname=host, port=port, username="alice", password="s3cret", start_tls=False,
+                    allow_insecure_auth=True, timeout=10,
+                ):
+                    pass
+            # Without the permission the client refuses first, and says why.
+            with pytest.raises(smtpx.SmtpInsecureAuthError):
                 async with smtpx.aio.SMTP(
                     hostname=host, port=port, username="alice", password="s3cret", start_tls=False, timeout=10
                 ):
@@ -349,10 +357,16 @@ def test_aio_required_starttls_fails_before_mail_and_auth() -> None:
             with pytest.raises(smtpx.SmtpNotSupportedError):
                 await client.connect()
             assert not client.is_connected
-            # Opportunistic (the default) goes on in clear.
+            # Opportunistic (the default) goes on in clear, but not with the credentials...
+            with pytest.raises(smtpx.SmtpInsecureAuthError):
+                await smtpx.aio.send(
+                    MESSAGE, sender="a@example.com", recipients="b@example.com", hostname=host, port=port,
+                    username="alice", password="s3cret", timeout=10,
+                )
+            # ...unless allowed.
             assert await smtpx.aio.send(
                 MESSAGE, sender="a@example.com", recipients="b@example.com", hostname=host, port=port,
-                username="alice", password="s3cret", timeout=10,
+                username="alice", password="s3cret", allow_insecure_auth=True, timeout=10,
             ) == {}
 
     run(main())

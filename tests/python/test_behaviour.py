@@ -126,7 +126,8 @@ def test_a_message_over_the_size_limit_is_refused_before_sending(driver: str, tm
 def test_login_then_send_to_the_rust_server(driver: str, tmp_path: pathlib.Path) -> None:
     server = start_server(tmp_path / "md", "--auth", "user:secret", "--allow-insecure-auth")
     try:
-        with open_client(driver, server.host, server.port, timeout=10) as client:
+        # In clear (allowed): the refusal and the login are under test.
+        with open_client(driver, server.host, server.port, timeout=10, allow_insecure_auth=True) as client:
             assert client.has_extn("auth") if driver == "blocking" else True
             with pytest.raises(smtplib.SMTPAuthenticationError):
                 client.login("user", "wrong")
@@ -639,3 +640,36 @@ def test_a_positive_ehlo_answer_keeps_the_extensions_and_a_negative_one_refuses(
             assert client.ehlo("good.test")[0] == 250
             assert client.esmtp_features.get("size") == "1000"
             assert client.ehlo("bad.test") == (550, b"5.7.1 not you")
+
+
+def test_credentials_go_in_clear_only_with_allow_insecure_auth(
+    driver: str, cert_files: tuple[pathlib.Path, pathlib.Path], ca_file: pathlib.Path
+) -> None:
+    # A server that would take AUTH in clear, and offers STARTTLS.
+    attempts: list[bytes] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> smtpx.AuthResult:
+        attempts.append(auth_data.login)
+        return smtpx.AuthResult(success=(auth_data.login, auth_data.password) == (b"user", b"secret"))
+
+    cert, key = cert_files
+    options: dict[str, Any] = dict(
+        authenticator=authenticator, auth_require_tls=False, tls_context=(str(cert), str(key))
+    )
+    with serving(driver, Keep(), **options) as (host, port):
+        # login() in clear: refused before anything is sent, unlike smtplib; still usable.
+        with open_client(driver, "localhost", port, timeout=10) as client:
+            with pytest.raises(smtpx.SmtpInsecureAuthError) as refused:
+                client.login("user", "secret")
+            assert isinstance(refused.value, smtplib.SMTPException)
+            assert "starttls()" in str(refused.value) and "allow_insecure_auth=True" in str(refused.value)
+            assert client.noop()[0] == 250
+        assert attempts == []
+        # Allowed: the same login goes through in clear.
+        with open_client(driver, "localhost", port, timeout=10, allow_insecure_auth=True) as client:
+            assert client.login("user", "secret")[0] == 235
+        assert attempts == [b"user"]
+        # Over STARTTLS no permission is needed.
+        with open_client(driver, "localhost", port, timeout=10, starttls_ca=ca_file) as client:
+            assert client.login("user", "secret")[0] == 235
+        assert attempts == [b"user", b"user"]

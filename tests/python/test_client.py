@@ -464,3 +464,34 @@ def test_one_connection_shared_by_threads(rust_server: RunningServer) -> None:
     client.quit()
     assert errors == []
     assert len(rust_server.wait_for(20)) == 20
+
+
+def test_login_in_clear_is_refused_unless_allowed(tmp_path: pathlib.Path) -> None:
+    # The server would take AUTH in clear; smtplib would send it. smtpx does not, unless
+    # allow_insecure_auth (keyword or attribute) says so.
+    server = start_server(tmp_path / "md", "--auth", "alice:s3cret", "--allow-insecure-auth")
+    message_bytes = b"Subject: clear\r\n\r\nhi\r\n"
+    try:
+        with smtpx.SMTP(server.host, server.port, timeout=10) as client:
+            assert client.allow_insecure_auth is False and client.has_extn("auth")
+            with pytest.raises(smtpx.SmtpInsecureAuthError) as refused:
+                client.login("alice", "s3cret")
+            assert isinstance(refused.value, smtplib.SMTPException)
+            assert not isinstance(refused.value, smtplib.SMTPAuthenticationError)
+            assert "starttls()" in str(refused.value) and "allow_insecure_auth=True" in str(refused.value)
+            client.allow_insecure_auth = True
+            assert client.login("alice", "s3cret")[0] == 235
+            assert client.sendmail("a@example.org", ["b@example.net"], message_bytes) == {}
+        with smtpx.SMTP(server.host, server.port, timeout=10, allow_insecure_auth=True) as client:
+            assert client.login("alice", "s3cret")[0] == 235
+        one_call: dict[str, Any] = dict(
+            sender="a@example.org", recipients=["b@example.net"], hostname=server.host, port=server.port,
+            username="alice", password="s3cret", timeout=10,
+        )
+        with pytest.raises(smtpx.SmtpInsecureAuthError):
+            smtpx.send(message_bytes, **one_call)
+        assert smtpx.send(message_bytes, allow_insecure_auth=True, **one_call).ok
+        files = server.wait_for(2)
+        assert len(files) == 2 and all(b"with ESMTPA id" in f for f in files)
+    finally:
+        assert server.stop() == 0

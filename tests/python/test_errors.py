@@ -21,6 +21,7 @@ CASES: list[tuple[BaseException, tuple[type[BaseException], ...]]] = [
     (smtpx.SmtpTlsError("bad certificate"), (smtplib.SMTPException, ssl.SSLError)),
     (smtpx.SmtpDisconnected("closed"), (smtplib.SMTPServerDisconnected,)),
     (smtpx.SmtpNotSupportedError("no SMTPUTF8"), (smtplib.SMTPNotSupportedError,)),
+    (smtpx.SmtpInsecureAuthError("credentials not sent"), (smtplib.SMTPException,)),
     (
         smtpx.SmtpRecipientsRefused({"a@example.org": (550, b"no such user")}),
         (smtplib.SMTPRecipientsRefused,),

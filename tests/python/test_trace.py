@@ -65,7 +65,8 @@ def auth_server(tmp_path: pathlib.Path) -> Iterator[RunningServer]:
 def test_smtp_debuglevel_1_prints_what_smtplib_prints(
     auth_server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client = smtpx.SMTP(timeout=10)
+    # Plain TCP (allowed): the trace, not TLS, is under test.
+    client = smtpx.SMTP(timeout=10, allow_insecure_auth=True)
     client.set_debuglevel(1)
     assert client.debuglevel == 1
     client.connect(auth_server.host, auth_server.port)
@@ -94,7 +95,7 @@ def test_smtp_debuglevel_1_prints_what_smtplib_prints(
 def test_smtp_debuglevel_2_adds_the_time_and_0_stops(
     auth_server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with smtpx.SMTP(auth_server.host, auth_server.port, timeout=10) as client:
+    with smtpx.SMTP(auth_server.host, auth_server.port, timeout=10, allow_insecure_auth=True) as client:
         assert capsys.readouterr().err == ""  # level 0: nothing
         client.set_debuglevel(2)  # on a connected client
         client.noop()
@@ -133,7 +134,9 @@ def test_aio_smtp_debuglevel_and_wire_logger(
     auth_server: RunningServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     async def talk() -> None:
-        client = smtpx.aio.SMTP(auth_server.host, auth_server.port, timeout=10, start_tls=False)
+        client = smtpx.aio.SMTP(
+            auth_server.host, auth_server.port, timeout=10, start_tls=False, allow_insecure_auth=True
+        )
         client.set_debuglevel(1)
         await client.connect()
         await client.login(USER, PASSWORD)
@@ -158,7 +161,9 @@ def test_aio_smtp_debuglevel_and_wire_logger(
     caplog.set_level(logging.DEBUG, logger="smtpx.wire")
 
     async def logged() -> None:
-        async with smtpx.aio.SMTP(auth_server.host, auth_server.port, timeout=10, start_tls=False) as client:
+        async with smtpx.aio.SMTP(
+            auth_server.host, auth_server.port, timeout=10, start_tls=False, allow_insecure_auth=True
+        ) as client:
             await client.login(USER, PASSWORD)
             await client.noop()
 

@@ -84,10 +84,19 @@ macro_rules! client_api {
             self.send(envelope, message, Some($crate::data::wire_size(message))) $($await)*
         }
 
+        /// Allows (or forbids again) [`login`](Self::login) while the connection is not
+        /// encrypted, as [`ClientOptions::allow_insecure_auth`]($crate::client::options::ClientOptions::allow_insecure_auth)
+        /// does from the start.
+        pub fn set_allow_insecure_auth(&mut self, allow: bool) {
+            self.runner.set_allow_insecure_auth(allow);
+        }
+
         /// Authenticates now (PLAIN, LOGIN or XOAUTH2, whichever the server offers and
         /// fits the credentials) and returns the server's 235. A refusal is
         /// [`ErrorKind::AuthFailed`]($crate::client::error::ErrorKind::AuthFailed) and
-        /// leaves the connection usable.
+        /// leaves the connection usable. On a connection without TLS the call fails with
+        /// [`ErrorKind::InsecureAuth`]($crate::client::error::ErrorKind::InsecureAuth) and
+        /// sends nothing, unless `allow_insecure_auth` allowed it.
         pub $($async)* fn login(
             &mut self,
             credentials: $crate::auth::Credentials,

@@ -63,6 +63,14 @@ pub struct ClientConfig {
     pub tls_active: bool,
     /// Authenticate with these after the greeting (and TLS). Default none.
     pub credentials: Option<Credentials>,
+    /// Allow AUTH on a connection that is not encrypted. Default false: without TLS,
+    /// authentication (configured or by [`ClientSession::login`]) fails with
+    /// [`ClientError::InsecureAuth`] before any credential is written, since PLAIN, LOGIN
+    /// and XOAUTH2 only base64-encode the secret.
+    ///
+    /// [`ClientSession::login`]: super::ClientSession::login
+    /// [`ClientError::InsecureAuth`]: super::ClientError::InsecureAuth
+    pub allow_insecure_auth: bool,
     /// Pipeline when the server offers PIPELINING. Default true.
     pub pipelining: bool,
     /// Send the message with BDAT when the server offers CHUNKING. Default true.
@@ -82,6 +90,7 @@ impl ClientConfig {
             starttls: StartTlsPolicy::Opportunistic,
             tls_active: false,
             credentials: None,
+            allow_insecure_auth: false,
             pipelining: true,
             chunking: true,
             reply_limits: ReplyLimits::default(),

@@ -45,6 +45,10 @@ pub enum ErrorKind {
     /// The server refused the credentials; see [`Error::reply`].
     /// (`SMTPAuthenticationError`)
     AuthFailed,
+    /// Authentication was asked for on a connection without TLS, which the options do not
+    /// allow (`allow_insecure_auth`); no credential was sent. Under `connect` the
+    /// connection was ended with QUIT. (An `SMTPException`; smtplib would send in clear.)
+    InsecureAuth,
     /// The message is larger than the server's SIZE limit; nothing was sent.
     MessageTooLarge,
     /// An address needs SMTPUTF8, which the server does not offer; nothing was sent.
@@ -203,6 +207,7 @@ impl From<ClientError> for Error {
             ClientError::StartTlsRefused(_) => ErrorKind::StartTlsRefused,
             ClientError::AuthUnsupported => ErrorKind::AuthUnsupported,
             ClientError::AuthFailed(_) => ErrorKind::AuthFailed,
+            ClientError::InsecureAuth => ErrorKind::InsecureAuth,
             ClientError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
             ClientError::SmtpUtf8Unsupported => ErrorKind::SmtpUtf8Unsupported,
             ClientError::ServerClosed(_) => ErrorKind::ServerClosed,

@@ -32,6 +32,11 @@ pub enum ClientError {
     AuthUnsupported,
     /// The server refused the credentials.
     AuthFailed(Reply),
+    /// Authentication was asked for on a connection that is not encrypted and
+    /// [`ClientConfig::allow_insecure_auth`] is false; nothing of the credentials was sent.
+    ///
+    /// [`ClientConfig::allow_insecure_auth`]: super::ClientConfig::allow_insecure_auth
+    InsecureAuth,
     /// The message is larger than the server's announced SIZE limit; nothing was sent.
     MessageTooLarge {
         /// The server's limit.
@@ -58,6 +63,7 @@ impl ClientError {
                 | ClientError::NotReady
                 | ClientError::AuthFailed(_)
                 | ClientError::AuthUnsupported
+                | ClientError::InsecureAuth
                 | ClientError::StartTlsRefused(_)
                 | ClientError::MessageTooLarge { .. }
                 | ClientError::SmtpUtf8Unsupported
@@ -92,6 +98,10 @@ impl fmt::Display for ClientError {
                 f.write_str("no authentication mechanism in common with the server")
             }
             ClientError::AuthFailed(r) => write!(f, "authentication failed: {r}"),
+            ClientError::InsecureAuth => f.write_str(
+                "refusing to send credentials over a connection without TLS: use STARTTLS \
+                 or implicit TLS, or allow insecure authentication explicitly",
+            ),
             ClientError::MessageTooLarge { limit } => write!(
                 f,
                 "message larger than the server's limit of {limit} octets"

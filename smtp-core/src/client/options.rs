@@ -46,6 +46,11 @@ pub struct ClientOptions {
     /// Authenticate with these once the greeting (and TLS) is done; a refusal makes
     /// `connect` fail. Default `None`.
     pub credentials: Option<Credentials>,
+    /// Allow AUTH (the configured credentials, or a later `login`) on a connection that is
+    /// not encrypted: [`TlsMode::None`], or an opportunistic STARTTLS the server did not
+    /// offer. Default false: such an attempt fails with [`ErrorKind::InsecureAuth`] before
+    /// any credential is written.
+    pub allow_insecure_auth: bool,
     /// How long to wait for each TCP connection attempt (one per resolved address), and
     /// for the handshake of implicit TLS. Name resolution itself is not bounded by it.
     /// Default 30 seconds.
@@ -75,6 +80,7 @@ impl ClientOptions {
             tls: TlsMode::default(),
             tls_config: None,
             credentials: None,
+            allow_insecure_auth: false,
             connect_timeout: Duration::from_secs(30),
             timeouts: ClientTimeouts::default(),
             lmtp: false,
@@ -96,6 +102,7 @@ impl fmt::Debug for ClientOptions {
                 "credentials",
                 &self.credentials.as_ref().map(|_| "<redacted>"),
             )
+            .field("allow_insecure_auth", &self.allow_insecure_auth)
             .field("connect_timeout", &self.connect_timeout)
             .field("timeouts", &self.timeouts)
             .field("lmtp", &self.lmtp)
@@ -148,6 +155,7 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
         tls: tls_mode,
         tls_config,
         credentials,
+        allow_insecure_auth,
         connect_timeout,
         timeouts,
         lmtp,
@@ -160,6 +168,7 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
     config.pipelining = pipelining;
     config.chunking = chunking;
     config.credentials = credentials;
+    config.allow_insecure_auth = allow_insecure_auth;
     config.timeouts = timeouts;
     config.tls_active = tls_mode == TlsMode::Implicit;
     config.starttls = match tls_mode {

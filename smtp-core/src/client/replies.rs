@@ -177,6 +177,12 @@ impl ClientSession {
 
     pub(super) fn after_tls_decision(&mut self) {
         if self.config.credentials.is_some() && !self.authenticated {
+            if !self.auth_allowed() {
+                // Nothing of the credentials is written; the opening ends with QUIT, as
+                // one that cannot go on the way the caller asked does.
+                self.abandon(ClientError::InsecureAuth);
+                return;
+            }
             if !self.start_auth() {
                 self.events
                     .push_back(ClientEvent::Error(ClientError::AuthUnsupported));
@@ -195,11 +201,22 @@ impl ClientSession {
         self.events.push_back(ClientEvent::Ready);
     }
 
-    /// Sends the first AUTH command; false when no mechanism fits.
+    /// True when credentials may be sent now: the connection is encrypted, or the
+    /// configuration allows clear text.
+    pub(super) fn auth_allowed(&self) -> bool {
+        self.tls || self.config.allow_insecure_auth
+    }
+
+    /// Sends the first AUTH command; false when no mechanism fits, or when credentials may
+    /// not go out in clear (the callers check [`ClientSession::auth_allowed`] first, to
+    /// report that).
     pub(super) fn start_auth(&mut self) -> bool {
         let Some(credentials) = self.config.credentials.clone() else {
             return false;
         };
+        if !self.auth_allowed() {
+            return false;
+        }
         let offered = self
             .capabilities
             .as_ref()

@@ -279,6 +279,12 @@ impl ClientRunner {
         &self.session
     }
 
+    /// Allows (or forbids again) AUTH on this connection while it is not encrypted; see
+    /// [`ClientSession::set_allow_insecure_auth`].
+    pub fn set_allow_insecure_auth(&mut self, allow: bool) {
+        self.session.set_allow_insecure_auth(allow);
+    }
+
     /// The number of this connection in log lines.
     pub fn id(&self) -> u64 {
         self.id

@@ -172,6 +172,13 @@ impl ClientSession {
         self.capabilities.as_ref()
     }
 
+    /// Allows (or forbids again) AUTH while the connection is not encrypted, from the next
+    /// [`ClientSession::login`] on: [`ClientConfig::allow_insecure_auth`] given after the
+    /// session was made (as smtplib-style APIs set it on a connected object).
+    pub fn set_allow_insecure_auth(&mut self, allow: bool) {
+        self.config.allow_insecure_auth = allow;
+    }
+
     /// True while the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.tls
@@ -298,13 +305,18 @@ impl ClientSession {
 
     /// Authenticates now with `credentials`, choosing PLAIN, LOGIN or XOAUTH2 from what the
     /// server offers. The outcome is [`ClientEvent::Authenticated`] or
-    /// [`ClientError::AuthFailed`].
+    /// [`ClientError::AuthFailed`]. On a connection without TLS it fails at once with
+    /// [`ClientError::InsecureAuth`], writing nothing, unless
+    /// [`ClientConfig::allow_insecure_auth`] is set; the session stays ready.
     pub fn login(&mut self, credentials: Credentials) -> Result<(), ClientError> {
         self.require_ready()?;
         if credentials.has_control_characters() {
             return Err(ClientError::InvalidArgument(
                 "credentials contain control characters".into(),
             ));
+        }
+        if !self.auth_allowed() {
+            return Err(ClientError::InsecureAuth);
         }
         self.config.credentials = Some(credentials);
         self.explicit_auth = true;

@@ -372,7 +372,10 @@ fn reply_command(
 /// Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
 /// server offers) and writes the server's 235 reply to `*out_reply` (free with
 /// `smtpx_reply_free`). A refusal is SMTPX_RESULT_AUTH_FAILED (the reply is then
-/// `smtpx_client_last_error_reply`) and leaves the connection usable.
+/// `smtpx_client_last_error_reply`) and leaves the connection usable. On a connection
+/// without TLS it fails with SMTPX_RESULT_INSECURE_AUTH, sending nothing, unless the
+/// options allowed it (`smtpx_client_options_set_allow_insecure_auth`); the connection
+/// stays usable (for `smtpx_client_starttls`, then a login).
 ///
 /// Thread safety: one thread at a time per client.
 #[unsafe(no_mangle)]

@@ -38,6 +38,7 @@ pub(super) fn result_for(kind: ErrorKind) -> smtpx_result {
         ErrorKind::StartTlsRefused => smtpx_result::StartTlsRefused,
         ErrorKind::AuthUnsupported => smtpx_result::AuthUnsupported,
         ErrorKind::AuthFailed => smtpx_result::AuthFailed,
+        ErrorKind::InsecureAuth => smtpx_result::InsecureAuth,
         ErrorKind::MessageTooLarge => smtpx_result::MessageTooLarge,
         ErrorKind::SmtpUtf8Unsupported => smtpx_result::SmtpUtf8Unsupported,
         ErrorKind::ServerClosed => smtpx_result::ServerClosed,
@@ -68,6 +69,7 @@ mod tests {
             ErrorKind::StartTlsRefused,
             ErrorKind::AuthUnsupported,
             ErrorKind::AuthFailed,
+            ErrorKind::InsecureAuth,
             ErrorKind::MessageTooLarge,
             ErrorKind::SmtpUtf8Unsupported,
             ErrorKind::ServerClosed,
@@ -82,6 +84,7 @@ mod tests {
         assert_eq!(result_for(ErrorKind::Greeting) as u32 / 100, 2);
         assert_eq!(result_for(ErrorKind::Timeout) as u32 / 100, 3);
         assert_eq!(result_for(ErrorKind::AuthFailed) as u32 / 100, 4);
+        assert_eq!(result_for(ErrorKind::InsecureAuth) as u32 / 100, 4);
         assert_eq!(result_for(ErrorKind::StartTlsRefused) as u32 / 100, 4);
     }
 }

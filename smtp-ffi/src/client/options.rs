@@ -173,7 +173,11 @@ pub extern "C" fn smtpx_client_options_set_insecure(
 
 /// Authenticates with this user name and password once connected (PLAIN or LOGIN,
 /// whichever the server offers); a refusal makes `smtpx_client_connect` fail with
-/// SMTPX_RESULT_AUTH_FAILED. Passing NULL for both removes the credentials.
+/// SMTPX_RESULT_AUTH_FAILED. Over a connection without TLS (SMTPX_TLS_MODE_NONE, or an
+/// opportunistic STARTTLS the server does not offer) the connect fails with
+/// SMTPX_RESULT_INSECURE_AUTH before anything of the credentials is sent, unless
+/// `smtpx_client_options_set_allow_insecure_auth` allowed it. Passing NULL for both
+/// removes the credentials.
 ///
 /// Thread safety: one thread at a time per options object.
 #[unsafe(no_mangle)]
@@ -194,6 +198,26 @@ pub extern "C" fn smtpx_client_options_set_credentials(
         // SAFETY: as above.
         let password = try_arg!(unsafe { line_arg(password) });
         options.options.credentials = Some(Credentials::password(username, password));
+        smtpx_result::Ok
+    })
+}
+
+/// Allows AUTH (the credentials of `smtpx_client_options_set_credentials`, or
+/// `smtpx_client_login`) on a connection without TLS when true, where PLAIN and LOGIN
+/// send the password merely base64-encoded: for test servers and trusted networks only.
+/// Default false: such an attempt fails with SMTPX_RESULT_INSECURE_AUTH and sends
+/// nothing of the credentials.
+///
+/// Thread safety: one thread at a time per options object.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_options_set_allow_insecure_auth(
+    options: *mut smtpx_client_options,
+    allow: bool,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or live options, used by no other thread.
+        let options = try_arg!(unsafe { obj_mut(options) });
+        options.options.allow_insecure_auth = allow;
         smtpx_result::Ok
     })
 }

@@ -62,6 +62,7 @@ class Client:
         lmtp: bool = False,
         username: str | None = None,
         password: str | None = None,
+        allow_insecure_auth: bool = False,
         pipelining: bool = True,
         chunking: bool = True,
         trace: _Trace | None = None,
@@ -77,7 +78,11 @@ class Client:
     def is_closed(self) -> bool: ...
     def peer(self) -> tuple[str, int] | None: ...
     def starttls(self, server_name: str, *, insecure: bool = False, ca_pem: bytes | None = None) -> None: ...
-    def login(self, username: str, password: str) -> _Reply: ...
+    def login(
+        self, username: str, password: str, *, allow_insecure_auth: bool = False
+    ) -> _Reply:
+        """Authenticates; without TLS raises SmtpInsecureAuthError, sending nothing,
+        unless ``allow_insecure_auth``."""
     def noop(self) -> _Reply: ...
     def rset(self) -> _Reply: ...
     def vrfy(self, argument: str) -> _Reply: ...
@@ -395,7 +400,9 @@ class ClientSession:
 
     ``starttls`` is "never" (the default), "opportunistic" (upgrade when offered) or
     "required" (a server that does not offer it ends the session before MAIL or AUTH);
-    ``tls_active`` says the connection is already encrypted (implicit TLS).
+    ``tls_active`` says the connection is already encrypted (implicit TLS). Credentials
+    are sent only over TLS unless ``allow_insecure_auth``: otherwise the opening ends
+    with an "error" (SmtpInsecureAuthError) and QUIT, and ``login`` raises it.
     """
 
     def __new__(
@@ -406,6 +413,7 @@ class ClientSession:
         lmtp: bool = False,
         username: str | None = None,
         password: str | None = None,
+        allow_insecure_auth: bool = False,
         pipelining: bool = True,
         chunking: bool = True,
         starttls: str = "never",
@@ -430,7 +438,11 @@ class ClientSession:
     def quit(self) -> None: ...
     def login(self, username: str, password: str) -> None:
         """Authenticates now (PLAIN or LOGIN, whichever the server offers):
-        "authenticated" follows, or an "error" that leaves the session ready."""
+        "authenticated" follows, or an "error" that leaves the session ready. Without
+        TLS raises SmtpInsecureAuthError at once, writing nothing, unless AUTH in clear
+        is allowed."""
+    def set_allow_insecure_auth(self, allow: bool) -> None:
+        """Allows (or forbids again) AUTH without TLS from the next ``login`` on."""
     @property
     def can_send_mail(self) -> bool:
         """True when ``send_mail`` would start a transaction now: the session is ready, or

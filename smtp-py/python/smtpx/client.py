@@ -20,8 +20,12 @@ when the server allows it, and the engine sends RSET after a failed transaction 
 there as ``conn=ID C: text``.
 
 Differences: message bytes are canonicalised to CRLF (smtplib sends bare LF in bytes as
-is), ``source_address`` and Unix sockets are not supported (ValueError), and the 220
-texts of the greeting and of STARTTLS are not kept.
+is), ``source_address`` and Unix sockets are not supported (ValueError), the 220
+texts of the greeting and of STARTTLS are not kept, and ``login()`` on a connection
+without TLS raises :class:`~smtpx.errors.SmtpInsecureAuthError` (an
+``smtplib.SMTPException``) without sending the credentials, where smtplib sends them in
+clear: call ``starttls()`` first, or set ``allow_insecure_auth=True`` (keyword or
+attribute) for a trusted network.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ class SMTP:
 
     ``SMTP(host, port)`` connects and greets at once; use it as a context manager to QUIT
     at the end. ``timeout`` (seconds) bounds the connection and every reply; the default
-    waits as RFC 5321 says (minutes).
+    waits as RFC 5321 says (minutes). ``allow_insecure_auth`` (also an attribute, read by
+    each :meth:`login`) lets credentials go over a connection without TLS.
     """
 
     default_port = SMTP_PORT
@@ -90,11 +95,13 @@ class SMTP:
         source_address: tuple[str, int] | None = None,
         *,
         context: ssl.SSLContext | None = None,
+        allow_insecure_auth: bool = False,
     ) -> None:
         if source_address is not None:
             raise ValueError("smtpx does not support source_address")
         if local_hostname is not None:
             check_line("local_hostname", local_hostname)
+        self.allow_insecure_auth = allow_insecure_auth
         self._host = host
         self.local_hostname = local_hostname
         self.timeout = timeout
@@ -266,13 +273,20 @@ class SMTP:
     def login(
         self, user: str, password: str, *, initial_response_ok: bool = True
     ) -> tuple[int, bytes]:
-        """Authenticates with PLAIN or LOGIN (whichever the server offers)."""
+        """Authenticates with PLAIN or LOGIN (whichever the server offers).
+
+        Unlike smtplib, on a connection without TLS this raises
+        :class:`~smtpx.errors.SmtpInsecureAuthError` and sends nothing, unless
+        ``allow_insecure_auth`` is true; the connection stays usable (``starttls()``, then
+        ``login()`` again)."""
         check_line("the user name", user)
         check_line("the password", password)
         client = self._client()
         if not self.has_extn("auth"):
             raise SmtpNotSupportedError("SMTP AUTH extension not supported by server.")
-        return Reply._from(client.login(user, password)).as_tuple()
+        return Reply._from(
+            client.login(user, password, allow_insecure_auth=bool(self.allow_insecure_auth))
+        ).as_tuple()
 
     # -- simple commands ----------------------------------------------------------------
 
@@ -451,8 +465,17 @@ class LMTP(SMTP):
         local_hostname: str | None = None,
         source_address: tuple[str, int] | None = None,
         timeout: float | None = None,
+        *,
+        allow_insecure_auth: bool = False,
     ) -> None:
-        super().__init__(host, port, local_hostname, timeout, source_address)
+        super().__init__(
+            host,
+            port,
+            local_hostname,
+            timeout,
+            source_address,
+            allow_insecure_auth=allow_insecure_auth,
+        )
 
 
 def send(
@@ -465,6 +488,7 @@ def send(
     port: int | None = None,
     username: str | None = None,
     password: str | None = None,
+    allow_insecure_auth: bool = False,
     local_hostname: str | None = None,
     timeout: float | None = 60,
     use_tls: bool = False,
@@ -479,7 +503,9 @@ def send(
     """Connects, sends one message, says QUIT: aiosmtplib's ``send`` for blocking code.
 
     ``use_tls`` is implicit TLS (default port 465); otherwise ``start_tls`` None upgrades
-    when the server offers STARTTLS, True requires it, False never upgrades. Returns the
+    when the server offers STARTTLS, True requires it, False never upgrades. Credentials
+    go only over TLS unless ``allow_insecure_auth`` (otherwise
+    :class:`~smtpx.errors.SmtpInsecureAuthError`, nothing of them sent). Returns the
     per-recipient :class:`SendResult`.
     """
     if use_tls and start_tls:
@@ -517,6 +543,7 @@ def send(
         lmtp=lmtp,
         username=username,
         password=password,
+        allow_insecure_auth=allow_insecure_auth,
         trace=smtp._trace if smtp._trace.wanted else None,
         **(tls if mode != "none" else {}),
     )

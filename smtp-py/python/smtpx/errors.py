@@ -15,6 +15,7 @@ Hierarchy::
           ├── SmtpTlsError             (also ssl.SSLError)
           ├── SmtpDisconnected         (also smtplib.SMTPServerDisconnected)
           ├── SmtpNotSupportedError    (also smtplib.SMTPNotSupportedError)
+          ├── SmtpInsecureAuthError
           ├── SmtpRecipientsRefused    (also smtplib.SMTPRecipientsRefused)
           └── SmtpReplyError           (also smtplib.SMTPResponseException)
                ├── SmtpSenderRefused   (also smtplib.SMTPSenderRefused)
@@ -33,6 +34,7 @@ __all__ = [
     "SmtpDataError",
     "SmtpDisconnected",
     "SmtpError",
+    "SmtpInsecureAuthError",
     "SmtpNotSupportedError",
     "SmtpProtocolError",
     "SmtpRecipientsRefused",
@@ -84,6 +86,16 @@ class SmtpDisconnected(SmtpError, smtplib.SMTPServerDisconnected):
 
 class SmtpNotSupportedError(SmtpError, smtplib.SMTPNotSupportedError):
     """The command or option is not supported by the server."""
+
+
+class SmtpInsecureAuthError(SmtpError):
+    """Credentials were not sent because the connection is not encrypted.
+
+    smtplib would send them in clear (merely base64-encoded); smtpx refuses before
+    writing anything of them. Use ``starttls()`` (or implicit TLS) first, or pass
+    ``allow_insecure_auth=True`` for a server on a trusted network. The connection stays
+    usable after an explicit ``login()``.
+    """
 
 
 class SmtpRecipientsRefused(SmtpError, smtplib.SMTPRecipientsRefused):

@@ -184,6 +184,8 @@ fn a_fatal_error_says_goodbye_and_closes() {
 fn refused_credentials_end_connect_with_a_quit() {
     let mut runner = runner(|config| {
         config.credentials = Some(crate::auth::Credentials::password("u", "p"));
+        // The scripted server speaks clear text; the refusal is under test.
+        config.allow_insecure_auth = true;
     });
     let mut script = Script::new(&[
         b"220 mx.example\r\n",
@@ -201,6 +203,27 @@ fn refused_credentials_end_connect_with_a_quit() {
         script.written()
     );
     assert!(script.wire.closed);
+}
+
+#[test]
+fn credentials_in_clear_end_connect_with_a_quit_and_no_auth() {
+    let mut runner = runner(|config| {
+        config.credentials = Some(crate::auth::Credentials::password("u", "p"));
+    });
+    let mut script = Script::new(&[
+        b"220 mx.example\r\n",
+        b"250-mx.example\r\n250 AUTH PLAIN\r\n",
+    ]);
+    let error = script
+        .drive(runner.connect(), &mut VecDeque::new())
+        .ready()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InsecureAuth);
+    assert!(error.to_string().contains("without TLS"), "{error}");
+    assert!(error.reply().is_none() && !error.is_transient());
+    assert_eq!(script.written(), "EHLO client.example\r\nQUIT\r\n");
+    assert!(script.wire.closed);
+    assert!(runner.is_closed());
 }
 
 #[test]

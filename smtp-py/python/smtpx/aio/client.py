@@ -13,6 +13,11 @@ the server does not offer it), False never upgrades. Certificates are checked ag
 Mozilla's roots unless ``cert_bundle`` (a PEM file) or ``tls_context`` (its CA
 certificates) name others; ``validate_certs=False`` accepts any (tests only).
 
+Credentials (``username``/``password``, or :meth:`SMTP.login`) are sent only over TLS:
+without it the connection fails, or ``login`` raises, with
+:class:`~smtpx.errors.SmtpInsecureAuthError` before anything of them is written, unless
+``allow_insecure_auth=True`` (aiosmtplib sends them in clear).
+
 Debug output: ``set_debuglevel(1)`` (or 2) prints the conversation on standard error in
 smtplib's format, as :meth:`smtpx.SMTP.set_debuglevel` does (aiosmtplib has no such
 method; it logs instead). While the ``smtpx.wire`` logger is enabled for DEBUG when a
@@ -176,6 +181,7 @@ class SMTP:
         *,
         username: str | None = None,
         password: str | None = None,
+        allow_insecure_auth: bool = False,
         local_hostname: str | None = None,
         timeout: float | None = 60.0,
         use_tls: bool = False,
@@ -192,6 +198,7 @@ class SMTP:
         self.port = port if port is not None else (SMTP_SSL_PORT if use_tls else self.default_port)
         self.username = username
         self.password = password
+        self.allow_insecure_auth = allow_insecure_auth
         self.local_hostname = local_hostname
         self.timeout = timeout
         self.use_tls = use_tls
@@ -309,6 +316,7 @@ class SMTP:
             lmtp=self._lmtp,
             username=self.username,
             password=self.password,
+            allow_insecure_auth=bool(self.allow_insecure_auth),
             starttls=policy,
             tls_active=self.use_tls,
         )
@@ -416,10 +424,13 @@ class SMTP:
     async def login(self, username: str, password: str) -> tuple[int, bytes]:
         """Authenticates now with PLAIN or LOGIN (whichever the server offers) and returns
         the server's ``(235, message)``; a refusal raises :class:`SmtpAuthError` and leaves
-        the connection usable (for a client made without ``username``/``password``)."""
+        the connection usable (for a client made without ``username``/``password``). On a
+        connection without TLS it raises :class:`SmtpInsecureAuthError`, sending nothing,
+        unless ``allow_insecure_auth`` is true."""
         session = self._live()[0]
 
         async def run() -> tuple[int, bytes]:
+            session.set_allow_insecure_auth(bool(self.allow_insecure_auth))
             session.login(username, password)
             event = await self._until("authenticated")
             assert event.reply is not None
@@ -622,6 +633,7 @@ async def send(
     port: int | None = None,
     username: str | None = None,
     password: str | None = None,
+    allow_insecure_auth: bool = False,
     local_hostname: str | None = None,
     timeout: float | None = 60.0,
     use_tls: bool = False,
@@ -640,6 +652,7 @@ async def send(
         port,
         username=username,
         password=password,
+        allow_insecure_auth=allow_insecure_auth,
         local_hostname=local_hostname,
         timeout=timeout,
         use_tls=use_tls,
