@@ -78,6 +78,13 @@ mod _native {
         crate::client::envelope(sender, &recipients, &mail_options, &rcpt_options).map(drop)
     }
 
+    /// The octets `message` takes on the wire after CRLF canonicalisation (dot-stuffing
+    /// and the final dot not counted): what SIZE= declares (RFC 1870).
+    #[pyfunction]
+    fn wire_size(message: &[u8]) -> u64 {
+        smtp_core::data::wire_size(message)
+    }
+
     /// The standard meaning of an SMTP reply code (RFC 5321 section 4.2), or None.
     ///
     /// For example ``reply_code_meaning(250)`` is "Requested mail action okay,

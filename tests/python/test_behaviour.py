@@ -267,6 +267,33 @@ class Keep:
         return "250 2.0.0 Ok: queued as K%d" % len(self.messages)
 
 
+class KeepSize(Keep):
+    """Also keeps the MAIL parameters, to see what SIZE= the client declared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail_options: list[list[str]] = []
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
+        self.mail_options.append(list(mail_options))
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_size_declares_the_canonical_octets(driver: str) -> None:
+    """SIZE= counts what goes out after CRLF canonicalisation (RFC 1870): a body with bare
+    LFs is declared as its CRLF form, by both clients."""
+    handler = KeepSize()
+    body = b"Subject: x\n\none\ntwo\n"
+    with serving(driver, handler) as (host, port):
+        for client_driver in DRIVERS:
+            with open_client(client_driver, host, port, timeout=10) as client:
+                assert client.sendmail("a@example.org", ["b@example.net"], body) == {}
+    canonical = len(body.replace(b"\n", b"\r\n"))
+    sizes = [o for options in handler.mail_options for o in options if o.upper().startswith("SIZE=")]
+    assert sizes == [f"SIZE={canonical}"] * len(DRIVERS), sizes
+
+
 def test_smtplib_delivers_to_a_coroutine_handler(driver: str) -> None:
     handler = Keep()
     with serving(driver, handler, server_hostname="mx.test") as (host, port):

@@ -17,6 +17,7 @@ __all__ = [
     "TlsSession",
     "check_envelope",
     "reply_code_meaning",
+    "wire_size",
     "__version__",
 ]
 
@@ -24,6 +25,10 @@ __version__: str
 
 def reply_code_meaning(code: int) -> str | None:
     """The standard meaning of an SMTP reply code (RFC 5321 section 4.2), or None."""
+
+def wire_size(message: bytes) -> int:
+    """The octets ``message`` takes on the wire after CRLF canonicalisation: what
+    SIZE= declares (RFC 1870)."""
 
 def check_envelope(
     sender: str,

@@ -488,7 +488,7 @@ class SMTP:
             session.send_mail(
                 bare_address(sender),
                 [bare_address(a) for a in to_list],
-                len(body),
+                _native.wire_size(body),
                 list(mail_options),
                 list(rcpt_options),
             )
@@ -561,7 +561,7 @@ class SMTP:
             while queue and session.can_send_mail:
                 sender, to, body = queue[0]
                 try:
-                    session.send_mail(sender, to, len(body), *options)
+                    session.send_mail(sender, to, _native.wire_size(body), *options)
                 except SmtpError as error:
                     if in_flight:
                         return
