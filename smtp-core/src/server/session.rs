@@ -199,6 +199,13 @@ impl ServerSession {
     /// answered; a message in progress is aborted.
     pub fn receive_eof(&mut self) {
         self.eof = true;
+        if let Phase::GreetingDelay(_) = self.phase {
+            // The client left before the greeting: there is no one to greet, and waiting
+            // for the delay would have the driver read the end of the input again and again.
+            self.phase = Phase::Closed;
+            self.deadline = None;
+            self.queued.push_back(ServerEvent::Close);
+        }
     }
 
     /// Bytes to send to the client. Write them (all or some), then call
