@@ -114,3 +114,72 @@ fn the_end_of_input_during_the_greeting_delay_closes_at_once() {
     assert!(s.output().is_empty());
     assert_eq!(s.next_deadline(), None);
 }
+
+/// Feeds `input` and answers every decision with `decision()`.
+fn exchange_with(s: &mut ServerSession, input: &[u8], decision: &dyn Fn() -> Decision) -> String {
+    assert_eq!(s.receive(input, T0), input.len());
+    while let Some(event) = s.poll_event() {
+        if event.needs_decision() {
+            s.decide(decision()).unwrap();
+        }
+    }
+    let out = String::from_utf8(s.output().to_vec()).unwrap();
+    s.clear_output();
+    out
+}
+
+fn reply(code: u16, text: &str) -> smtp_core::reply::Reply {
+    smtp_core::reply::Reply::new(smtp_core::reply::ReplyCode::new(code).unwrap(), None, text)
+}
+
+/// Python adapter property test (a hook answering "300" to RCPT): a 3xx reply to a
+/// command that completes was said as is and taken as an acceptance, so the client heard
+/// "go on" (334 to AUTH, 354 to MAIL) while the session went on as if it were done.
+#[test]
+fn a_3xx_answer_to_a_command_that_completes_is_a_451() {
+    let mut s = auth_session();
+    let intermediate = || Decision::Reply(reply(334, "more please"));
+    let out = exchange_with(&mut s, b"AUTH PLAIN AGFsaWNlAHB3\r\n", &intermediate);
+    assert!(out.starts_with("451 4.3.0"), "{out:?}");
+    let out = exchange_with(&mut s, b"MAIL FROM:<a@b.test>\r\n", &|| {
+        Decision::Reply(reply(354, "go on"))
+    });
+    assert!(out.starts_with("451 4.3.0"), "{out:?}");
+    // MAIL was not accepted: RCPT has no transaction to join.
+    let out = exchange_with(&mut s, b"RCPT TO:<x@y.test>\r\n", &|| Decision::Accept);
+    assert!(out.starts_with("503 "), "{out:?}");
+    // AUTH was not accepted either: it may be tried again.
+    let out = exchange_with(&mut s, b"AUTH PLAIN AGFsaWNlAHB3\r\n", &|| Decision::Accept);
+    assert!(out.starts_with("235 "), "{out:?}");
+    // DATA's own 3xx still works, with the text given.
+    exchange_with(&mut s, b"MAIL FROM:<a@b.test>\r\n", &|| Decision::Accept);
+    exchange_with(&mut s, b"RCPT TO:<x@y.test>\r\n", &|| Decision::Accept);
+    let out = exchange_with(&mut s, b"DATA\r\n", &|| Decision::Reply(reply(354, "send it")));
+    assert_eq!(out, "354 send it\r\n");
+}
+
+/// The same rule under LMTP, for each recipient's reply after the message.
+#[test]
+fn a_3xx_per_recipient_reply_is_a_451() {
+    let mut config = ServerConfig::new("mx.test");
+    config.lmtp = true;
+    let mut s = ServerSession::new(config, T0);
+    let accept = || Decision::Accept;
+    for line in [
+        &b""[..],
+        b"LHLO c.test\r\n",
+        b"MAIL FROM:<a@b.test>\r\n",
+        b"RCPT TO:<x@y.test>\r\n",
+        b"RCPT TO:<z@y.test>\r\n",
+        b"DATA\r\n",
+    ] {
+        exchange_with(&mut s, line, &accept);
+    }
+    let out = exchange_with(&mut s, b"hi\r\n.\r\n", &|| {
+        Decision::PerRecipient(vec![reply(250, "ok"), reply(354, "more")])
+    });
+    assert!(
+        out.starts_with("250 ok\r\n451 4.3.0") && out.matches("\r\n").count() == 2,
+        "{out:?}"
+    );
+}
