@@ -48,7 +48,8 @@ SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 VENV_PY := $(VENV)/bin/python
 PIP := $(VENV_PY) -m pip --timeout $(PIP_TIMEOUT) --disable-pip-version-check
 PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
-	'aiosmtpd>=1.4,<2' 'aiosmtplib>=3,<6' 'trustme>=1.1,<2' 'mypy>=1.10,<2'
+	'aiosmtpd>=1.4,<2' 'aiosmtplib>=3,<6' 'trustme>=1.1,<2' 'mypy>=1.10,<2' \
+	'hypothesis>=6,<7'
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
 .PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
