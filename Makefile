@@ -254,7 +254,7 @@ bench:
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"
-	@echo "  server_session  client_session  reply_parser  stuffing"
+	@echo "  server_session  connection  sasl  client_session  reply_parser  stuffing"
 	@echo "Install cargo-fuzz once:"
 	@echo "  cargo install cargo-fuzz --locked"
 	@echo "Then run one target (until stopped; add -- -max_total_time=60 for a minute):"
