@@ -209,7 +209,10 @@ mod tests {
         // password, and the message was accepted as "admin" / "bo" / "\0\0b\0s3cret".
         assert!(parse_plain(b"admin\0bo\0\0\0b\0s3cret").is_none());
         assert!(parse_plain(b"\0alice\0pw\0").is_none());
-        assert!(parse_plain(b"\0alice\0").is_some(), "an empty password is for the hook");
+        assert!(
+            parse_plain(b"\0alice\0").is_some(),
+            "an empty password is for the hook"
+        );
     }
 
     #[test]

@@ -34,7 +34,11 @@ fn auth_session() -> ServerSession {
     config.allow_insecure_auth = true;
     let mut s = ServerSession::new(config, T0);
     assert!(exchange(&mut s, b"").0.starts_with("220 "));
-    assert!(exchange(&mut s, b"EHLO c.test\r\n").0.contains("AUTH PLAIN LOGIN"));
+    assert!(
+        exchange(&mut s, b"EHLO c.test\r\n")
+            .0
+            .contains("AUTH PLAIN LOGIN")
+    );
     s
 }
 
@@ -67,7 +71,11 @@ fn login_with_a_nul_in_the_user_or_password_is_refused() {
     assert!(users.is_empty(), "reached the auth hook as {users:?}");
     assert!(out.starts_with("501 "), "{out:?}");
     // And without the NUL it goes through.
-    assert!(exchange(&mut s, b"AUTH LOGIN YWxpY2U=\r\n").0.starts_with("334 "));
+    assert!(
+        exchange(&mut s, b"AUTH LOGIN YWxpY2U=\r\n")
+            .0
+            .starts_with("334 ")
+    );
     let (out, users) = exchange(&mut s, b"cHc=\r\n");
     assert_eq!(users, ["alice"]);
     assert!(out.starts_with("235 "), "{out:?}");
@@ -154,7 +162,9 @@ fn a_3xx_answer_to_a_command_that_completes_is_a_451() {
     // DATA's own 3xx still works, with the text given.
     exchange_with(&mut s, b"MAIL FROM:<a@b.test>\r\n", &|| Decision::Accept);
     exchange_with(&mut s, b"RCPT TO:<x@y.test>\r\n", &|| Decision::Accept);
-    let out = exchange_with(&mut s, b"DATA\r\n", &|| Decision::Reply(reply(354, "send it")));
+    let out = exchange_with(&mut s, b"DATA\r\n", &|| {
+        Decision::Reply(reply(354, "send it"))
+    });
     assert_eq!(out, "354 send it\r\n");
 }
 

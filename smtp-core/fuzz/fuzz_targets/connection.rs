@@ -175,7 +175,9 @@ fn answer_for(hook: &Hook<'_>, s: &mut Script<'_>) -> Answer {
         },
         _ => {
             let n = usize::from(op >> 3 & 3);
-            Answer::Decision(Decision::PerRecipient((0..n).map(|_| reply_from(s)).collect()))
+            Answer::Decision(Decision::PerRecipient(
+                (0..n).map(|_| reply_from(s)).collect(),
+            ))
         }
     }
 }

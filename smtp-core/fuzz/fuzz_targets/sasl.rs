@@ -100,7 +100,11 @@ fn structured(mode: u8, data: &[u8]) {
     };
     let mut fields = data.split(|&b| b == 0xff);
     let (authzid, user, password) = if login {
-        (&b""[..], fields.next().unwrap_or(b""), fields.next().unwrap_or(b""))
+        (
+            &b""[..],
+            fields.next().unwrap_or(b""),
+            fields.next().unwrap_or(b""),
+        )
     } else {
         (
             fields.next().unwrap_or(b""),
@@ -186,7 +190,11 @@ fn structured(mode: u8, data: &[u8]) {
         assert_eq!(a.password.expose().as_bytes(), password);
         assert!(out.starts_with("235 "), "accepted attempt answered {out:?}");
         // Once is enough.
-        let (out, again) = exchange(&mut s, format!("{}\r\n", lines[0]).as_bytes(), &mut accept_all);
+        let (out, again) = exchange(
+            &mut s,
+            format!("{}\r\n", lines[0]).as_bytes(),
+            &mut accept_all,
+        );
         assert!(again.is_empty() && out.starts_with("503 "), "{out:?}");
     } else {
         assert!(

@@ -329,7 +329,10 @@ impl ServerSession {
                 if let Pending::MessageEnd = pending
                     && self.config.lmtp
                 {
-                    let replies = replies.into_iter().map(|r| fit_reply(&pending, r)).collect();
+                    let replies = replies
+                        .into_iter()
+                        .map(|r| fit_reply(&pending, r))
+                        .collect();
                     self.finish_lmtp_message(replies);
                     return Ok(());
                 }
@@ -491,7 +494,10 @@ fn fit_reply(pending: &Pending, reply: Reply) -> Reply {
     if reply.code().is_intermediate()
         && !matches!(pending, Pending::DataStart | Pending::BdatStart { .. })
     {
-        log::warn!("server: a {} reply to a command that completes; answering 451", reply.code().get());
+        log::warn!(
+            "server: a {} reply to a command that completes; answering 451",
+            reply.code().get()
+        );
         return crate::server::hooks::internal_error();
     }
     reply
