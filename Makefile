@@ -48,7 +48,8 @@ SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 VENV_PY := $(VENV)/bin/python
 PIP := $(VENV_PY) -m pip --timeout $(PIP_TIMEOUT) --disable-pip-version-check
 PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
-	'aiosmtpd>=1.4,<2' 'aiosmtplib>=3,<6' 'trustme>=1.1,<2' 'mypy>=1.10,<2'
+	'aiosmtpd>=1.4,<2' 'aiosmtplib>=3,<6' 'trustme>=1.1,<2' 'mypy>=1.10,<2' \
+	'hypothesis>=6,<7'
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
 .PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
@@ -253,7 +254,7 @@ bench:
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"
-	@echo "  server_session  client_session  reply_parser  stuffing"
+	@echo "  server_session  connection  sasl  client_session  reply_parser  stuffing"
 	@echo "Install cargo-fuzz once:"
 	@echo "  cargo install cargo-fuzz --locked"
 	@echo "Then run one target (until stopped; add -- -max_total_time=60 for a minute):"

@@ -152,13 +152,15 @@ pub(crate) fn plain_response(username: &str, password: &str) -> String {
     encoded
 }
 
-/// Splits a decoded PLAIN message into its three fields.
+/// Splits a decoded PLAIN message into its three fields. Exactly two NULs: RFC 4616 §2
+/// forbids NUL in every field, so a third one (which would otherwise end up inside the
+/// password) makes the message malformed.
 pub(crate) fn parse_plain(decoded: &[u8]) -> Option<(String, String, Secret)> {
-    let mut parts = decoded.splitn(3, |&b| b == 0);
+    let mut parts = decoded.split(|&b| b == 0);
     let authzid = std::str::from_utf8(parts.next()?).ok()?;
     let authcid = std::str::from_utf8(parts.next()?).ok()?;
     let passwd = std::str::from_utf8(parts.next()?).ok()?;
-    if authcid.is_empty() {
+    if authcid.is_empty() || parts.next().is_some() {
         return None;
     }
     Some((authzid.to_owned(), authcid.to_owned(), Secret::new(passwd)))
@@ -203,6 +205,14 @@ mod tests {
         );
         assert!(parse_plain(b"no-nul").is_none());
         assert!(parse_plain(b"\0\0pw").is_none());
+        // Found by the `sasl` fuzz target: a NUL in a field shifted the rest into the
+        // password, and the message was accepted as "admin" / "bo" / "\0\0b\0s3cret".
+        assert!(parse_plain(b"admin\0bo\0\0\0b\0s3cret").is_none());
+        assert!(parse_plain(b"\0alice\0pw\0").is_none());
+        assert!(
+            parse_plain(b"\0alice\0").is_some(),
+            "an empty password is for the hook"
+        );
     }
 
     #[test]

@@ -508,10 +508,13 @@ fn decide(session: &mut ServerSession, decision: Decision) {
     debug_assert!(answered.is_ok());
 }
 
+/// Whether the answer to HELO/EHLO, AUTH, MAIL or RCPT accepts it: a completion (2xx)
+/// reply; a 3xx one is refused by the session (see `fit_reply` there), so it is no
+/// acceptance here either.
 fn is_accept(decision: &Decision) -> bool {
     match decision {
         Decision::Accept => true,
-        Decision::Reply(r) => r.is_positive(),
-        Decision::PerRecipient(rs) => rs.first().is_none_or(Reply::is_positive),
+        Decision::Reply(r) => r.is_completion(),
+        Decision::PerRecipient(rs) => rs.first().is_none_or(Reply::is_completion),
     }
 }

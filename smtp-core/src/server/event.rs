@@ -116,7 +116,8 @@ pub enum Decision {
     /// Go ahead, with the standard reply.
     Accept,
     /// This reply: a positive code (2xx, or 3xx for MessageStart) accepts with this text,
-    /// anything else refuses.
+    /// anything else refuses. A 3xx reply to any other event is no acceptance: the session
+    /// answers it with 451 (the client would take it as "go on sending").
     Reply(Reply),
     /// LMTP MessageEnd: one reply per accepted recipient, in RCPT order. Missing entries
     /// repeat the last one; for SMTP only the first is used.

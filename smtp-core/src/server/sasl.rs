@@ -87,7 +87,8 @@ impl ServerSession {
             Phase::SaslPlain => self.sasl_plain(line),
             Phase::SaslLoginUser => self.sasl_login_user(line),
             Phase::SaslLoginPassword(user) => match auth::decode(line).map(String::from_utf8) {
-                Some(Ok(password)) => self.auth_attempt(AuthAttempt {
+                // NUL is no more a part of a password here than in PLAIN (RFC 4616 §2).
+                Some(Ok(password)) if !password.contains('\0') => self.auth_attempt(AuthAttempt {
                     mechanism: AuthMechanism::Login,
                     authorization_id: String::new(),
                     username: user,
@@ -122,7 +123,7 @@ impl ServerSession {
 
     pub(super) fn sasl_login_user(&mut self, line: &str) -> Step {
         match auth::decode(line).map(String::from_utf8) {
-            Some(Ok(user)) if !user.is_empty() => {
+            Some(Ok(user)) if !user.is_empty() && !user.contains('\0') => {
                 self.phase = Phase::SaslLoginPassword(user);
                 self.reply(Reply::new(ReplyCode::AUTH_CONTINUE, None, "UGFzc3dvcmQ6"));
                 Step::Continue

@@ -199,6 +199,13 @@ impl ServerSession {
     /// answered; a message in progress is aborted.
     pub fn receive_eof(&mut self) {
         self.eof = true;
+        if let Phase::GreetingDelay(_) = self.phase {
+            // The client left before the greeting: there is no one to greet, and waiting
+            // for the delay would have the driver read the end of the input again and again.
+            self.phase = Phase::Closed;
+            self.deadline = None;
+            self.queued.push_back(ServerEvent::Close);
+        }
     }
 
     /// Bytes to send to the client. Write them (all or some), then call
@@ -314,18 +321,25 @@ impl ServerSession {
         let pending = self.pending.take().ok_or(NoDecisionPending)?;
         let (accepted, custom) = match decision {
             Decision::Accept => (true, None),
-            Decision::Reply(r) => (r.is_positive(), Some(r)),
+            Decision::Reply(r) => {
+                let r = fit_reply(&pending, r);
+                (r.is_positive(), Some(r))
+            }
             Decision::PerRecipient(mut replies) => {
                 if let Pending::MessageEnd = pending
                     && self.config.lmtp
                 {
+                    let replies = replies
+                        .into_iter()
+                        .map(|r| fit_reply(&pending, r))
+                        .collect();
                     self.finish_lmtp_message(replies);
                     return Ok(());
                 }
                 if replies.is_empty() {
                     (true, None)
                 } else {
-                    let r = replies.swap_remove(0);
+                    let r = fit_reply(&pending, replies.swap_remove(0));
                     (r.is_positive(), Some(r))
                 }
             }
@@ -469,4 +483,22 @@ impl ServerSession {
             ));
         }
     }
+}
+
+/// The embedder's reply to `pending`, made safe to say: a positive intermediate (3xx) reply
+/// belongs to DATA and BDAT's start only. To any other command it would tell the client to
+/// go on sending (334 to AUTH, 354 to MAIL) while the session takes the command as done, so
+/// the two would no longer agree on where they are. Such an answer is no clear acceptance:
+/// it becomes the internal error (451), as an answer of the wrong kind does.
+fn fit_reply(pending: &Pending, reply: Reply) -> Reply {
+    if reply.code().is_intermediate()
+        && !matches!(pending, Pending::DataStart | Pending::BdatStart { .. })
+    {
+        log::warn!(
+            "server: a {} reply to a command that completes; answering 451",
+            reply.code().get()
+        );
+        return crate::server::hooks::internal_error();
+    }
+    reply
 }

@@ -217,19 +217,26 @@ def data_answer(status: Any, lmtp: bool) -> Any:
     """``handle_DATA``'s answer. Under LMTP, aiosmtpd writes the returned string as is,
     so a handler answers per accepted recipient (in RCPT order) with one status line each
     joined by CRLF; a list of lines works too. Either becomes a list; a single line is
-    the answer for every recipient. Anything else is returned as is, for the caller to
-    check.
+    the answer for every recipient. No line at all (an empty list, a string of line
+    breaks) says nothing, so it is no acceptance: :data:`INVALID_STATUS`. Anything else
+    is returned as is, for the caller to check.
     """
     if not lmtp:
+        if isinstance(status, list) and not status:
+            log.error("smtpx server: handle_DATA returned an empty list, not a status")
+            return INVALID_STATUS
         return status
     if isinstance(status, str) and "\n" in status:
-        return [line for line in status.replace("\r\n", "\n").split("\n") if line]
+        status = [line for line in status.replace("\r\n", "\n").split("\n") if line]
     if isinstance(status, tuple):
         status = list(status)
     if isinstance(status, list):
         if not all(isinstance(line, str) for line in status):
             raise TypeError(f"handle_DATA returned {status!r}, not a list of status lines")
-        return status if status else None
+        if not status:
+            log.error("smtpx server: handle_DATA returned no status line")
+            return INVALID_STATUS
+        return status
     return status
 
 
@@ -345,8 +352,18 @@ class HandlerConnection:
         else:
             status = yield from self._hook(name, domain, [])
         if isinstance(status, list):
-            bad = [line for line in status if not str(line).startswith("250")]
-            return str(bad[0]) if bad else None
+            # aiosmtpd's responses: accepted when every one is a 250 line (an empty list is
+            # the `responses` the hook was given, returned as they were). Otherwise the
+            # first other line is the answer if it refuses; anything else (a line that is
+            # no string, a 2xx or 3xx line that is not 250) is no clear answer, and fails
+            # closed.
+            bad = [line for line in status if not (isinstance(line, str) and line.startswith("250"))]
+            if not bad:
+                return None
+            if bad and isinstance(bad[0], str) and bad[0][:1] in ("4", "5"):
+                return bad[0]
+            log.error("smtpx server: %s returned %r, not a list of 250 lines", name, status)
+            return INVALID_STATUS
         if status is _MISSING or (isinstance(status, str) and status.startswith("2")):
             return None
         return status
