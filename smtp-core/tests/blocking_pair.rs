@@ -363,3 +363,58 @@ fn lmtp_client_and_server() {
     assert!(String::from_utf8_lossy(&new_files(&dir)[0]).contains("with LMTP id"));
     server.shutdown(Duration::from_secs(5));
 }
+
+/// A client meeting a certificate it cannot trust is told which problem it was, without
+/// downcasting to rustls's error: unknown issuer, wrong name, a CA as end entity.
+#[test]
+fn tls_failures_say_which_certificate_problem() {
+    use smtp_core::tls::TlsErrorKind;
+    let cert = test_cert();
+    let server = start(
+        smtp_core::handler::DiscardHandler,
+        ServerConfig::new("mx.test"),
+        Some(&cert),
+        false,
+    );
+    let addr = server.local_addrs()[0];
+    let kind_for = |name: &str, config: Option<Arc<rustls::ClientConfig>>| {
+        let mut o = options(TlsMode::StartTlsRequired);
+        o.tls_config = config;
+        let err = SmtpClient::connect(addr, name, o).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+        err.tls_kind().unwrap()
+    };
+    assert_eq!(kind_for("localhost", None), TlsErrorKind::UnknownIssuer);
+    assert_eq!(
+        kind_for("other.test", Some(trusting(&cert))),
+        TlsErrorKind::NameMismatch
+    );
+    server.shutdown(Duration::from_secs(5));
+
+    // A CA certificate (what `openssl req -x509` makes by default) served as the leaf.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&key).unwrap();
+    let ca_cert = TestCert {
+        cert_pem: ca.pem(),
+        server: tls::server_config_from_pem(ca.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .unwrap(),
+    };
+    let server = start(
+        smtp_core::handler::DiscardHandler,
+        ServerConfig::new("mx.test"),
+        Some(&ca_cert),
+        false,
+    );
+    let mut o = options(TlsMode::StartTlsRequired);
+    o.tls_config = Some(trusting(&ca_cert));
+    let err = SmtpClient::connect(server.local_addrs()[0], "localhost", o).unwrap_err();
+    assert_eq!(err.tls_kind(), Some(TlsErrorKind::CaUsedAsEndEntity), "{err}");
+    assert!(err.tls_kind().unwrap().is_certificate());
+    server.shutdown(Duration::from_secs(5));
+
+    // A configuration problem is not a certificate problem.
+    let e = tls::server_config_from_pem(b"", b"").unwrap_err();
+    assert!(e.kind().is_configuration());
+}

@@ -7,7 +7,7 @@ use std::io;
 
 use crate::client::ClientError;
 use crate::reply::Reply;
-use crate::tls::TlsError;
+use crate::tls::{TlsError, TlsErrorKind};
 
 /// What kind of failure an [`Error`] is. Each kind is meant to become one C result code and
 /// one Python exception class; the smtplib counterpart is named where there is one.
@@ -173,6 +173,33 @@ impl Error {
             | ErrorKind::AuthFailed => self.reply().is_some_and(Reply::is_transient),
             _ => false,
         }
+    }
+
+    /// For a [`ErrorKind::Tls`] failure, what it was about: a certificate problem
+    /// (unknown issuer, name mismatch, expired, a CA used as end entity...) or this
+    /// side's configuration; `None` for other kinds.
+    ///
+    /// ```no_run
+    /// # use smtp_core::blocking::client::{ClientOptions, SmtpClient};
+    /// # use smtp_core::tls::TlsErrorKind;
+    /// match SmtpClient::connect("mx.example.net:25", "mx.example.net", ClientOptions::new("me.example")) {
+    ///     Err(e) if e.tls_kind() == Some(TlsErrorKind::UnknownIssuer) => eprintln!("untrusted: {e}"),
+    ///     Err(e) if e.tls_kind().is_some_and(|k| k.is_certificate()) => eprintln!("bad certificate: {e}"),
+    ///     Err(e) => eprintln!("{e}"),
+    ///     Ok(_client) => {}
+    /// }
+    /// ```
+    pub fn tls_kind(&self) -> Option<TlsErrorKind> {
+        if self.kind != ErrorKind::Tls {
+            return None;
+        }
+        // A TLS error without a classifiable source is about the set-up.
+        Some(
+            self.source
+                .as_deref()
+                .and_then(|s| TlsErrorKind::of(s as &(dyn std::error::Error + 'static)))
+                .unwrap_or(TlsErrorKind::Configuration),
+        )
     }
 
     /// True when something took longer than its timeout.
