@@ -22,7 +22,7 @@ fn main() {
         ClientSession::new(ClientConfig::new("client.example.org"), now).expect("valid config");
     let envelope = Envelope::new(
         "alice@example.org",
-        &["bob@example.net", "nobody@example.net", "carol@example.net"],
+        ["bob@example.net", "nobody@example.net", "carol@example.net"],
     )
     .expect("valid addresses");
     let body = b"From: alice@example.org\nTo: bob@example.net\nSubject: Hello from smtpx\n\nHi Bob,\n.this line starts with a dot\n";

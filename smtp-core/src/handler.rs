@@ -33,10 +33,15 @@
 //! ```
 
 pub use crate::server::dispatch::{Dispatch, DispatchState, Flow, HookCall, Step};
-pub use crate::server::handlers::{DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession};
+pub use crate::server::handlers::{
+    DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession,
+};
 pub use crate::server::hooks::{
     Answer, AsyncHandler, AsyncSessionHandler, ConnectionInfo, Handler, Hook, IntoAnswer,
     SessionHandler, Transaction,
+};
+pub use crate::server::message::{
+    AsyncMessageHook, Message, MessageHook, WholeMessage, WholeMessageSession,
 };
 
 #[cfg(test)]
@@ -46,8 +51,8 @@ mod tests {
     use crate::auth::AuthAttempt;
     use crate::command::{MailParameters, RcptParameters};
     use crate::reply::{EnhancedCode, Reply, ReplyCode};
-    use crate::server::{Decision, HelloVerb, ServerSession};
     use crate::server::ServerConfig;
+    use crate::server::{Decision, HelloVerb, ServerSession};
     use std::time::Duration;
 
     #[derive(Default)]

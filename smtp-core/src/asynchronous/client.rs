@@ -13,7 +13,7 @@
 //! let mut options = ClientOptions::new("client.example");
 //! options.tls = TlsMode::StartTlsRequired;
 //! let mut client = AsyncSmtpClient::connect("mx.example.com:25", "mx.example.com", options).await?;
-//! let envelope = Envelope::new("alice@example.com", &["bob@example.org"])?;
+//! let envelope = Envelope::new("alice@example.com", ["bob@example.org"])?;
 //! let result = client.send_bytes(&envelope, b"Subject: hi\r\n\r\nHello.\r\n").await?;
 //! for refused in result.refused() {
 //!     eprintln!("{:?}: {}", refused.address, refused.reply);
@@ -46,13 +46,12 @@ use crate::client::api::{client_api, client_debug};
 use crate::client::options::{Prepared, prepare};
 use crate::client::runner::{Action, ClientRunner, Operation, Outcome, READ_BUFFER};
 
+use crate::client::Envelope;
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
-use crate::client::Envelope;
 
 /// How long closing (close_notify, shutdown) may take; errors do not matter any more.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
 
 /// The socket, before and after TLS.
 enum Stream {

@@ -12,7 +12,7 @@
 //! let mut options = ClientOptions::new("client.example");
 //! options.tls = TlsMode::StartTlsRequired;
 //! let mut client = SmtpClient::connect("mx.example.com:25", "mx.example.com", options)?;
-//! let envelope = Envelope::new("alice@example.com", &["bob@example.org"])?;
+//! let envelope = Envelope::new("alice@example.com", ["bob@example.org"])?;
 //! let result = client.send_bytes(&envelope, b"Subject: hi\r\n\r\nHello.\r\n")?;
 //! for refused in result.refused() {
 //!     eprintln!("{:?}: {}", refused.address, refused.reply);
@@ -39,17 +39,16 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
+use crate::client::Envelope;
 use crate::client::api::{client_api, client_debug};
 use crate::client::options::{Prepared, prepare};
 use crate::client::runner::{Action, ClientRunner, Operation, Outcome, READ_BUFFER};
-use crate::client::Envelope;
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 
 /// The shortest socket timeout set; zero would mean "no timeout" (or an error) to the OS.
 const MIN_WAIT: Duration = Duration::from_millis(1);
-
 
 /// The socket, before and after TLS.
 enum Stream {

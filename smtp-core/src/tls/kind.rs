@@ -112,12 +112,12 @@ impl TlsErrorKind {
             if e.is::<super::TlsError>() {
                 return Some(TlsErrorKind::Configuration);
             }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if let Some(inner) = io.get_ref() {
-                    if let Some(kind) = TlsErrorKind::of(inner) {
-                        return Some(kind);
-                    }
-                }
+            if let Some(kind) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| TlsErrorKind::of(inner))
+            {
+                return Some(kind);
             }
             next = e.source();
         }
