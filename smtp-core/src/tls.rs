@@ -58,6 +58,13 @@ pub enum RootCerts {
     Pem(Vec<u8>),
 }
 
+impl RootCerts {
+    /// The certificates in the PEM file at `path` ([`RootCerts::PemFile`]).
+    pub fn pem_file(path: impl AsRef<Path>) -> RootCerts {
+        RootCerts::PemFile(path.as_ref().to_path_buf())
+    }
+}
+
 /// How a client sets up TLS.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsClientOptions {
@@ -250,10 +257,16 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 
 /// A server configuration from a PEM certificate chain (leaf first) and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1) in two files; clients are not asked for certificates.
+///
+/// ```no_run
+/// let config = smtp_core::tls::server_config_from_pem_files("cert.pem", "key.pem")?;
+/// # Ok::<(), smtp_core::tls::TlsError>(())
+/// ```
 pub fn server_config_from_pem_files(
-    cert: &Path,
-    key: &Path,
+    cert: impl AsRef<Path>,
+    key: impl AsRef<Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (cert, key) = (cert.as_ref(), key.as_ref());
     let cert_pem = std::fs::read(cert).map_err(|e| {
         TlsError::new(format!(
             "cannot read TLS certificate {}: {e}",

@@ -200,6 +200,7 @@ impl ClientSession {
     }
 
     /// Bytes to send to the server.
+    #[must_use]
     pub fn output(&self) -> &[u8] {
         &self.output
     }
@@ -221,12 +222,14 @@ impl ClientSession {
     }
 
     /// The next event, if any.
+    #[must_use = "events carry the results and the requests for message content"]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
 
     /// When [`ClientSession::handle_timeout`] must be called next: the deadline of the
     /// oldest reply still awaited.
+    #[must_use]
     pub fn next_deadline(&self) -> Option<Duration> {
         if self.state == State::Closed || self.state == State::AwaitTls {
             return None;
