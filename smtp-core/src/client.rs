@@ -52,6 +52,11 @@ mod transaction;
 
 pub use config::{ClientConfig, ClientTimeouts, StartTlsPolicy};
 pub use envelope::{AddressRole, Envelope, InvalidAddress, Recipient};
+pub use error::{Error, ErrorKind};
 pub use event::{ClientError, ClientEvent};
+/// The engine's error ([`ClientError`]) by the name that says whose it is: the sans-IO
+/// session's, as opposed to [`Error`], what the drivers return.
+pub use event::ClientError as SessionError;
+pub use options::{ClientOptions, TlsMode};
 pub use result::{RecipientResult, TransactionResult};
 pub use session::ClientSession;

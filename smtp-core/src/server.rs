@@ -58,4 +58,5 @@ mod wrap;
 
 pub use config::ServerConfig;
 pub use event::{AbortReason, Decision, HelloVerb, NoDecisionPending, ServerEvent};
+pub use options::ServerOptions;
 pub use session::ServerSession;

@@ -17,8 +17,8 @@ use crate::server::wrap::forward_hooks_async;
 /// Adds password authentication to any handler, a [`Handler`] or an [`AsyncHandler`]:
 /// AUTH is checked against a fixed table of users (in time that does not depend on how
 /// much of a password was right), and everything else goes to the inner handler. The
-/// server offers AUTH PLAIN and LOGIN for it ([`Handler::auth_mechanisms`]) unless the
-/// configuration names mechanisms itself; as always, only over TLS unless
+/// server offers AUTH PLAIN and LOGIN for it ([`Handler::auth_mechanisms`]; none when
+/// the table is empty) unless the configuration names mechanisms itself; as always, only over TLS unless
 /// [`ServerConfig::allow_insecure_auth`](crate::server::ServerConfig::allow_insecure_auth).
 ///
 /// ```
@@ -49,6 +49,17 @@ impl<H> PasswordAuth<H> {
     }
 }
 
+impl<H> PasswordAuth<H> {
+    /// PLAIN and LOGIN, when there is a user to check (an empty table offers nothing).
+    fn mechanisms(&self) -> Vec<AuthMechanism> {
+        if self.users.is_empty() {
+            Vec::new()
+        } else {
+            vec![AuthMechanism::Plain, AuthMechanism::Login]
+        }
+    }
+}
+
 impl<H: Handler> Handler for PasswordAuth<H> {
     type Session = PasswordAuthSession<H::Session>;
     fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply> {
@@ -59,7 +70,7 @@ impl<H: Handler> Handler for PasswordAuth<H> {
     }
 
     fn auth_mechanisms(&self) -> Vec<AuthMechanism> {
-        vec![AuthMechanism::Plain, AuthMechanism::Login]
+        self.mechanisms()
     }
 }
 
@@ -73,7 +84,7 @@ impl<H: AsyncHandler> AsyncHandler for PasswordAuth<H> {
     }
 
     fn auth_mechanisms(&self) -> Vec<AuthMechanism> {
-        vec![AuthMechanism::Plain, AuthMechanism::Login]
+        self.mechanisms()
     }
 }
 
