@@ -44,6 +44,7 @@ pub mod runner;
 
 mod config;
 mod envelope;
+mod phase;
 mod event;
 mod replies;
 mod result;
@@ -58,5 +59,6 @@ pub use event::{ClientError, ClientEvent};
 /// session's, as opposed to [`Error`], what the drivers return.
 pub use event::ClientError as SessionError;
 pub use options::{ClientOptions, TlsMode};
+pub use phase::Phase;
 pub use result::{RecipientResult, TransactionResult};
 pub use session::ClientSession;

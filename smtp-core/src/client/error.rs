@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 
-use crate::client::ClientError;
+use crate::client::{ClientError, Phase};
 use crate::reply::Reply;
 use crate::tls::{TlsError, TlsErrorKind};
 
@@ -79,6 +79,8 @@ pub struct Error {
     message: String,
     client: Option<ClientError>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Where the session was when a failure ended the connection.
+    phase: Option<Phase>,
 }
 
 impl Error {
@@ -88,6 +90,7 @@ impl Error {
             message: message.into(),
             client: None,
             source: None,
+            phase: None,
         }
     }
 
@@ -108,6 +111,7 @@ impl Error {
                     message: format!("{context}: {inner}"),
                     client: None,
                     source: Some(inner),
+                    phase: None,
                 };
             }
             // into_inner gave nothing back although get_ref saw something: cannot happen.
@@ -118,6 +122,7 @@ impl Error {
             message: format!("{context}: {error}"),
             client: None,
             source: Some(Box::new(error)),
+            phase: None,
         }
     }
 
@@ -128,6 +133,7 @@ impl Error {
             message: format!("cannot start TLS: {error}"),
             client: None,
             source: Some(Box::new(error)),
+            phase: None,
         }
     }
 
@@ -202,6 +208,48 @@ impl Error {
         )
     }
 
+    /// Where the conversation was when this failure ended the connection (a timeout, a
+    /// hang-up, a network or TLS failure, a protocol error): the greeting, EHLO, STARTTLS,
+    /// AUTH, MAIL, RCPT, DATA, after the end of data... `None` for failures that leave
+    /// the connection usable (a refusal, a bad argument).
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+
+    /// True when a message may have been delivered although this error came instead of
+    /// its reply: the connection ended after the end of the content
+    /// ([`Phase::AfterData`]). Resending may deliver it twice.
+    pub fn delivery_unknown(&self) -> bool {
+        self.phase.is_some_and(Phase::delivery_unknown)
+    }
+
+    /// Records where the session was, for an error that ended the connection (the
+    /// runner's, for every driver); the message says it too.
+    pub(crate) fn in_phase(mut self, phase: Phase) -> Error {
+        if self.phase.is_none() && phase != Phase::Idle && self.ends_connection() {
+            self.phase = Some(phase);
+            self.message.push_str(&format!(" (during {phase}"));
+            if phase.delivery_unknown() {
+                self.message
+                    .push_str("; the message may have been delivered");
+            }
+            self.message.push(')');
+        }
+        self
+    }
+
+    fn ends_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Io
+                | ErrorKind::Tls
+                | ErrorKind::Timeout
+                | ErrorKind::ConnectionClosed
+                | ErrorKind::ServerClosed
+                | ErrorKind::Protocol
+        )
+    }
+
     /// True when something took longer than its timeout.
     pub fn is_timeout(&self) -> bool {
         self.kind == ErrorKind::Timeout
@@ -247,6 +295,7 @@ impl From<ClientError> for Error {
             message: error.to_string(),
             client: Some(error),
             source: None,
+            phase: None,
         }
     }
 }
@@ -258,6 +307,13 @@ impl From<TlsError> for Error {
             message: error.to_string(),
             client: None,
             source: Some(Box::new(error)),
+            phase: None,
         }
+    }
+}
+
+impl From<crate::client::InvalidAddress> for Error {
+    fn from(error: crate::client::InvalidAddress) -> Error {
+        Error::from(ClientError::from(error))
     }
 }
