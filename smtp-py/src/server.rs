@@ -361,7 +361,7 @@ impl Server {
         options.trace = trace.map(|callable| PyTrace::new(Some(callable)).sink());
         options.tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(
-                tls::server_config_from_pem_files(cert.as_ref(), key.as_ref())
+                tls::server_config_from_pem_files(&cert, &key)
                     .map_err(|e| client_error(e.into(), false))?,
             ),
             (None, None) => None,

@@ -13,7 +13,7 @@
 //! let mut options = ClientOptions::new("client.example");
 //! options.tls = TlsMode::StartTlsRequired;
 //! let mut client = AsyncSmtpClient::connect("mx.example.com:25", "mx.example.com", options).await?;
-//! let envelope = Envelope::new("alice@example.com", &["bob@example.org"])?;
+//! let envelope = Envelope::new("alice@example.com", ["bob@example.org"])?;
 //! let result = client.send_bytes(&envelope, b"Subject: hi\r\n\r\nHello.\r\n").await?;
 //! for refused in result.refused() {
 //!     eprintln!("{:?}: {}", refused.address, refused.reply);

@@ -12,7 +12,7 @@
 //! let mut options = ClientOptions::new("client.example");
 //! options.tls = TlsMode::StartTlsRequired;
 //! let mut client = SmtpClient::connect("mx.example.com:25", "mx.example.com", options)?;
-//! let envelope = Envelope::new("alice@example.com", &["bob@example.org"])?;
+//! let envelope = Envelope::new("alice@example.com", ["bob@example.org"])?;
 //! let result = client.send_bytes(&envelope, b"Subject: hi\r\n\r\nHello.\r\n")?;
 //! for refused in result.refused() {
 //!     eprintln!("{:?}: {}", refused.address, refused.reply);

@@ -64,6 +64,16 @@ pub trait Handler: Send + Sync + 'static {
     /// A client connected. Return its session handler, or a reply that refuses it (554, or
     /// 421 to close at once).
     fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply>;
+
+    /// The SASL mechanisms this handler's `auth` hook checks. When
+    /// [`ServerConfig::auth_mechanisms`](crate::server::ServerConfig::auth_mechanisms) is
+    /// left empty, the server offers AUTH with these, so a handler that implements `auth`
+    /// says so here, in the same `impl`, and nothing else needs setting.
+    /// [`PasswordAuth`](crate::handler::PasswordAuth) answers PLAIN and LOGIN. Default:
+    /// none (AUTH is not offered).
+    fn auth_mechanisms(&self) -> Vec<crate::ehlo::AuthMechanism> {
+        Vec::new()
+    }
 }
 
 /// Makes an [`AsyncSessionHandler`] for each connection: the async counterpart of
@@ -78,6 +88,12 @@ pub trait AsyncHandler: Send + Sync + 'static {
         &self,
         info: &ConnectionInfo,
     ) -> impl Future<Output = Result<Self::Session, Reply>> + Send;
+
+    /// As [`Handler::auth_mechanisms`]: the mechanisms the `auth` hook checks, offered when
+    /// the configuration names none. Default: none.
+    fn auth_mechanisms(&self) -> Vec<crate::ehlo::AuthMechanism> {
+        Vec::new()
+    }
 }
 
 /// The default answer to AUTH: refused.

@@ -528,6 +528,8 @@ impl<R: BorrowMut<ClientRunner>, I: Iterator<Item: BatchMessage>> Operation<R, I
     }
 
     fn finish(&mut self, ending: Option<Ending>, outcome: Outcome) {
+        // An error that ended the connection says where (see client::Phase).
+        let outcome = outcome.in_phase(self.runner.borrow().session.phase());
         // QUIT always ends with the connection closed, whatever the server did.
         let ending = match self.kind {
             Kind::Quit => Some(ending.unwrap_or(Ending::Close)),

@@ -116,7 +116,7 @@ fn a_send_with_a_refused_recipient_reports_each_recipient() {
         &b"250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go\r\n"[..],
         b"250 2.0.0 queued as Q1\r\n",
     ]);
-    let envelope = Envelope::new("a@example.com", &["b@example.com", "c@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com", "c@example.com"]).unwrap();
     let op = runner.send(&envelope, None, Duration::from_secs(1));
     let mut body = VecDeque::from([Ok(&b"Subject: x\r\n\r\n"[..]), Ok(b".dot\n")]);
     let result = script.drive(op, &mut body).transaction().unwrap();
@@ -139,7 +139,7 @@ fn a_batch_chains_the_next_transaction_behind_the_final_dot() {
         b"250 first\r\n250 ok\r\n250 ok\r\n354 go\r\n",
         b"250 second\r\n",
     ]);
-    let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     let messages: [(&Envelope, &[u8]); 2] = [(&envelope, b"one\r\n"), (&envelope, b"two\r\n")];
     let results = script
         .drive(runner.send_batch(messages), &mut VecDeque::new())
@@ -168,7 +168,7 @@ fn an_owned_operation_keeps_its_runner_and_messages_between_calls() {
         b"250 second\r\n",
         b"250 2.0.0 fine\r\n",
     ]);
-    let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     // Owned messages and an owned runner: nothing borrowed, as a binding holds it while
     // its host language awaits.
     let messages = vec![
@@ -292,7 +292,7 @@ fn credentials_in_clear_end_connect_with_a_quit_and_no_auth() {
 fn a_connection_lost_before_the_final_reply_fails_the_send() {
     let (mut runner, mut script) = connected(b"250-mx.example\r\n250 PIPELINING\r\n");
     script.replies.push_back(b"250 ok\r\n250 ok\r\n354 go\r\n");
-    let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     let op = runner.send(&envelope, None, Duration::from_secs(1));
     // The server hangs up while waiting for the final reply.
     let mut body = VecDeque::from([Ok(&b"half a message\r\n"[..])]);
@@ -305,7 +305,7 @@ fn a_connection_lost_before_the_final_reply_fails_the_send() {
 fn a_failing_message_source_drops_the_connection() {
     let (mut runner, mut script) = connected(b"250-mx.example\r\n250 PIPELINING\r\n");
     script.replies.push_back(b"250 ok\r\n250 ok\r\n354 go\r\n");
-    let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     let op = runner.send(&envelope, None, Duration::from_secs(1));
     let mut body = VecDeque::from([Ok(&b"half\r\n"[..]), Err(())]);
     let error = script.drive(op, &mut body).transaction().unwrap_err();
