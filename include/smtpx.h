@@ -5,6 +5,36 @@
  * Regenerate with: SMTPX_BLESS=1 cargo test -p smtp-ffi --test header
  *
  * Licensed under MIT OR Apache-2.0.
+ *
+ * Contracts that hold for every function:
+ *
+ * - Results: fallible functions return smtpx_result (SMTPX_RESULT_OK is 0).
+ * - Out-parameters are written only on success: a call that fails leaves every
+ *   out-parameter as it was, with one exception: the size of a string getter's buffer.
+ * - Buffers: a function that copies a string out takes (char *buf, size_t len,
+ *   size_t *out_n). On success the string and a NUL are in buf and *out_n is its length
+ *   without the NUL. When buf is NULL or len is too small the result is
+ *   SMTPX_RESULT_BUFFER_TOO_SMALL, buf is untouched and *out_n is the size needed,
+ *   NUL included: call once with NULL to learn the size, allocate, call again.
+ * - Last errors: an object with a *_last_error function (smtpx_client,
+ *   smtpx_client_options, smtpx_server_config) keeps the message of its most recent
+ *   call that did something: each such call clears it first and a failure sets it, so
+ *   it is empty after a success. Read-only queries (*_last_error, *_is_*,
+ *   smtpx_client_has_extension, smtpx_client_size_limit, smtpx_client_auth_mechanisms)
+ *   leave it alone. A call with a NULL object records nothing.
+ * - Wrong state: a call that does not fit the object's state (QUIT after the connection
+ *   was lost or after QUIT, tls_established without a START_TLS to answer, an answer
+ *   without a hook or event waiting for one) returns SMTPX_RESULT_NOT_READY and changes
+ *   nothing.
+ * - START_TLS input rule (sans-I/O server session and connection): after a START_TLS
+ *   event or action, give the session no more received bytes until the handshake is
+ *   done and *_tls_established has been called. Every byte the socket delivers from
+ *   then on belongs to TLS: hand it to the TLS layer, and give the session only the
+ *   plaintext TLS decrypts. Plaintext the client pipelined behind STARTTLS is discarded
+ *   by the session (RFC 3207 section 4.2), never read as a command.
+ * - Logging: without a log callback, the environment variable SMTPX_LOG (error, warn,
+ *   info, debug or trace) sends the library's records to standard error, and at debug
+ *   or trace the wire trace too (see smtpx_log_level).
  */
 
 #ifndef SMTPX_H
@@ -72,7 +102,9 @@ enum smtpx_result
    */
   SMTPX_RESULT_INVALID_ARGUMENT = 102,
   /**
-   * The caller's output buffer was too small; nothing was written to it.
+   * The caller's output buffer was too small, or NULL: nothing was written to it, and
+   * the size it needs (including the terminating NUL) was written to `*out_n`. Pass a
+   * NULL buffer to ask for the size, allocate it, and call again.
    */
   SMTPX_RESULT_BUFFER_TOO_SMALL = 103,
   /**
@@ -1043,8 +1075,8 @@ smtpx_result smtpx_client_size_limit(const struct smtpx_client *client, uint64_t
 /**
  * The AUTH mechanisms the server announced, in its order, separated by single spaces
  * (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
- * bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
- * writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
+ * bytes); the length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
  *
  * Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
  *
@@ -1056,9 +1088,18 @@ smtpx_result smtpx_client_auth_mechanisms(const struct smtpx_client *client,
                                           size_t *out_n);
 
 /**
- * The message of the client's last failed call, copied NUL-terminated into `buf` (of
- * `len` bytes); its length without the NUL goes to `*out_n`. Empty when no call failed.
- * SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ * The message of the client's last call if it failed (empty if it succeeded; see "Last
+ * errors" at the top of this header), copied NUL-terminated into `buf` (of `len`
+ * bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size needed (with the
+ * NUL) written to `*out_n`, as every string getter of this library does:
+ *
+ * ```c
+ * size_t n = 0;
+ * smtpx_client_last_error(client, NULL, 0, &n);  // SMTPX_RESULT_BUFFER_TOO_SMALL
+ * char *text = malloc(n);
+ * smtpx_client_last_error(client, text, n, &n);  // SMTPX_RESULT_OK, n = strlen(text)
+ * ```
  *
  * Thread safety: one thread at a time per client.
  */
@@ -1282,10 +1323,10 @@ smtpx_result smtpx_client_options_set_log(struct smtpx_client_options *options,
                                           void *user_data);
 
 /**
- * The message of the last `smtpx_client_connect` that failed with these options,
- * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
- * to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
- * nothing.
+ * The message of the last call on these options (a setter or `smtpx_client_connect`)
+ * if it failed, empty if it succeeded, copied NUL-terminated into `buf` (of `len`
+ * bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
  *
  * Thread safety: one thread at a time per options object.
  */
@@ -1601,9 +1642,11 @@ smtpx_result smtpx_server_config_set_log(struct smtpx_server_config *config,
                                          void *user_data);
 
 /**
- * The message of the last `smtpx_server_start*` that failed with this configuration,
- * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
- * `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ * The message of the last call on this configuration (a setter or `smtpx_server_start*`)
+ * if it failed, copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
+ * `*out_n`. Empty when the last call on the configuration succeeded. When `buf` is NULL
+ * or too small: SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size
+ * needed (with the NUL) written to `*out_n`.
  *
  * Thread safety: one thread at a time per config.
  */
@@ -2011,6 +2054,8 @@ smtpx_result smtpx_server_session_handle_timeout(struct smtpx_server_session *se
 /**
  * The TLS handshake that followed a START_TLS event succeeded: the session forgets its
  * state (the client must greet again) and reads the rest of the connection as encrypted.
+ * Without a START_TLS event waiting for its handshake: SMTPX_RESULT_NOT_READY, and
+ * nothing changes.
  *
  * Thread safety: one thread at a time per session.
  */
@@ -2033,6 +2078,19 @@ bool smtpx_server_session_is_closed(const struct smtpx_server_session *session);
  * Thread safety: safe to call from any thread.
  */
 const char *smtpx_version(void);
+
+/**
+ * The version of the library actually linked as a number, `0xMMmmpp` (major, minor,
+ * patch: 0.1.0 is `0x000100`), the run-time twin of the header's `SMTPX_VERSION_NUMBER`:
+ *
+ * ```c
+ * if (smtpx_version_number() != SMTPX_VERSION_NUMBER)
+ *     fprintf(stderr, "built with another smtpx.h than the library\n");
+ * ```
+ *
+ * Thread safety: safe to call from any thread.
+ */
+uint32_t smtpx_version_number(void);
 
 #ifdef __cplusplus
 }  // extern "C"

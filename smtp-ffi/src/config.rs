@@ -15,6 +15,7 @@ use smtp_core::server::ServerConfig;
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, str_arg, try_arg,
 };
+use crate::last_error::{KeepsLastError, LastError, record};
 use crate::log::{self, CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
@@ -54,9 +55,15 @@ pub struct smtpx_server_config {
     pub(crate) users: Vec<(String, String)>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) listen_backlog: Option<u32>,
-    pub(crate) last_error: String,
+    pub(crate) last_error: LastError,
     /// The log callback, with its user data.
     pub(crate) log: Option<CLog>,
+}
+
+impl KeepsLastError for smtpx_server_config {
+    fn last_error_mut(&mut self) -> &mut LastError {
+        &mut self.last_error
+    }
 }
 
 impl smtpx_server_config {
@@ -87,7 +94,7 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             users: Vec::new(),
             max_connections: None,
             listen_backlog: None,
-            last_error: String::new(),
+            last_error: LastError::default(),
             log: None,
         })
     })
@@ -113,10 +120,10 @@ fn with_config(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        match f(config) {
+        record(config, |config| match f(config) {
             Ok(()) => smtpx_result::Ok,
             Err(e) => e,
-        }
+        })
     })
 }
 
@@ -407,9 +414,11 @@ pub extern "C" fn smtpx_server_config_set_log(
     })
 }
 
-/// The message of the last `smtpx_server_start*` that failed with this configuration,
-/// copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
-/// `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+/// The message of the last call on this configuration (a setter or `smtpx_server_start*`)
+/// if it failed, copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
+/// `*out_n`. Empty when the last call on the configuration succeeded. When `buf` is NULL
+/// or too small: SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size
+/// needed (with the NUL) written to `*out_n`.
 ///
 /// Thread safety: one thread at a time per config.
 #[unsafe(no_mangle)]
@@ -423,6 +432,6 @@ pub extern "C" fn smtpx_server_config_last_error(
         // SAFETY: the caller passes NULL or a live config.
         let config = try_arg!(unsafe { obj(config) });
         // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
-        unsafe { copy_str_out(&config.last_error, buf, len, out_n) }
+        unsafe { copy_str_out(&config.last_error.message, buf, len, out_n) }
     })
 }

@@ -66,6 +66,7 @@ pub mod connection;
 pub mod decision;
 pub mod event;
 pub(crate) mod ffi;
+pub(crate) mod last_error;
 pub mod log;
 pub mod panic;
 pub mod reply;

@@ -29,7 +29,9 @@ pub enum smtpx_result {
     /// An argument was out of range or malformed (for example a string containing CR,
     /// LF or NUL where a single protocol token is expected).
     InvalidArgument = 102,
-    /// The caller's output buffer was too small; nothing was written to it.
+    /// The caller's output buffer was too small, or NULL: nothing was written to it, and
+    /// the size it needs (including the terminating NUL) was written to `*out_n`. Pass a
+    /// NULL buffer to ask for the size, allocate it, and call again.
     BufferTooSmall = 103,
     /// A string argument contained CR or LF, which would inject protocol lines; nothing
     /// was sent.

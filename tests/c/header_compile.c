@@ -59,6 +59,7 @@ int header_compile_uses_everything(void) {
     bool b = true;
 
     /* The rest of the API: each name must be declared as a function. */
+    (void)&smtpx_version_number;
     (void)&smtpx_client_options_new;
     (void)&smtpx_client_options_free;
     (void)&smtpx_client_options_set_helo_name;

@@ -1,28 +1,8 @@
 //! The detail of a failed client call, and the `smtpx_result` of each client error kind.
 
-use smtp_core::blocking::client::{Error, ErrorKind};
+use smtp_core::blocking::client::ErrorKind;
 
-use crate::reply::smtpx_reply;
 use crate::result::smtpx_result;
-
-/// The detail of the last failure: the message and the server's reply when there was one.
-#[derive(Debug, Default)]
-pub(super) struct LastError {
-    pub(super) message: String,
-    pub(super) reply: Option<smtpx_reply>,
-}
-
-impl LastError {
-    pub(super) fn set(&mut self, error: &Error) {
-        self.message = error.to_string();
-        self.reply = error.reply().map(smtpx_reply::new);
-    }
-
-    pub(super) fn set_message(&mut self, message: impl Into<String>) {
-        self.message = message.into();
-        self.reply = None;
-    }
-}
 
 /// The `smtpx_result` for a client error kind.
 pub(super) fn result_for(kind: ErrorKind) -> smtpx_result {

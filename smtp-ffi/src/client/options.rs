@@ -8,8 +8,8 @@ use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, TlsMode};
 use smtp_core::tls::RootCerts;
 
-use super::error::LastError;
 use crate::ffi::{copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, str_arg, try_arg};
+use crate::last_error::{KeepsLastError, LastError, record};
 use crate::log::{self, CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
@@ -52,6 +52,12 @@ pub struct smtpx_client_options {
     pub(super) roots: RootCerts,
     pub(super) insecure: bool,
     pub(super) last_error: LastError,
+}
+
+impl KeepsLastError for smtpx_client_options {
+    fn last_error_mut(&mut self) -> &mut LastError {
+        &mut self.last_error
+    }
 }
 
 /// Creates client options with the defaults. Returns NULL only if memory ran out (or on
@@ -98,10 +104,12 @@ pub extern "C" fn smtpx_client_options_set_helo_name(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let name = try_arg!(unsafe { line_arg(helo_name) });
-        options.options.helo_name = name.to_owned();
-        smtpx_result::Ok
+        record(options, |options| {
+            // SAFETY: the caller passes NULL or a NUL-terminated string.
+            let name = try_arg!(unsafe { line_arg(helo_name) });
+            options.options.helo_name = name.to_owned();
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -117,16 +125,18 @@ pub extern "C" fn smtpx_client_options_set_tls_mode(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.tls = match mode {
-            m if m == smtpx_tls_mode::None as u32 => TlsMode::None,
-            m if m == smtpx_tls_mode::StarttlsOpportunistic as u32 => {
-                TlsMode::StartTlsOpportunistic
-            }
-            m if m == smtpx_tls_mode::StarttlsRequired as u32 => TlsMode::StartTlsRequired,
-            m if m == smtpx_tls_mode::Implicit as u32 => TlsMode::Implicit,
-            _ => return smtpx_result::InvalidArgument,
-        };
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.tls = match mode {
+                m if m == smtpx_tls_mode::None as u32 => TlsMode::None,
+                m if m == smtpx_tls_mode::StarttlsOpportunistic as u32 => {
+                    TlsMode::StartTlsOpportunistic
+                }
+                m if m == smtpx_tls_mode::StarttlsRequired as u32 => TlsMode::StartTlsRequired,
+                m if m == smtpx_tls_mode::Implicit as u32 => TlsMode::Implicit,
+                _ => return smtpx_result::InvalidArgument,
+            };
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -143,13 +153,15 @@ pub extern "C" fn smtpx_client_options_set_ca_file(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.roots = if path.is_null() {
-            RootCerts::WebPki
-        } else {
-            // SAFETY: path is a NUL-terminated string.
-            RootCerts::PemFile(try_arg!(unsafe { str_arg(path) }).into())
-        };
-        smtpx_result::Ok
+        record(options, |options| {
+            options.roots = if path.is_null() {
+                RootCerts::WebPki
+            } else {
+                // SAFETY: path is a NUL-terminated string.
+                RootCerts::PemFile(try_arg!(unsafe { str_arg(path) }).into())
+            };
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -166,8 +178,10 @@ pub extern "C" fn smtpx_client_options_set_insecure(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.insecure = insecure;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.insecure = insecure;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -189,16 +203,18 @@ pub extern "C" fn smtpx_client_options_set_credentials(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        if username.is_null() && password.is_null() {
-            options.options.credentials = None;
-            return smtpx_result::Ok;
-        }
-        // SAFETY: the caller passes NUL-terminated strings.
-        let username = try_arg!(unsafe { line_arg(username) });
-        // SAFETY: as above.
-        let password = try_arg!(unsafe { line_arg(password) });
-        options.options.credentials = Some(Credentials::password(username, password));
-        smtpx_result::Ok
+        record(options, |options| {
+            if username.is_null() && password.is_null() {
+                options.options.credentials = None;
+                return smtpx_result::Ok;
+            }
+            // SAFETY: the caller passes NUL-terminated strings.
+            let username = try_arg!(unsafe { line_arg(username) });
+            // SAFETY: as above.
+            let password = try_arg!(unsafe { line_arg(password) });
+            options.options.credentials = Some(Credentials::password(username, password));
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -217,8 +233,10 @@ pub extern "C" fn smtpx_client_options_set_allow_insecure_auth(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.allow_insecure_auth = allow;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.allow_insecure_auth = allow;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -234,11 +252,13 @@ pub extern "C" fn smtpx_client_options_set_connect_timeout_ms(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        if timeout_ms == 0 {
-            return smtpx_result::InvalidArgument;
-        }
-        options.options.connect_timeout = Duration::from_millis(timeout_ms);
-        smtpx_result::Ok
+        record(options, |options| {
+            if timeout_ms == 0 {
+                return smtpx_result::InvalidArgument;
+            }
+            options.options.connect_timeout = Duration::from_millis(timeout_ms);
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -256,18 +276,20 @@ pub extern "C" fn smtpx_client_options_set_command_timeout_ms(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        if timeout_ms == 0 {
-            return smtpx_result::InvalidArgument;
-        }
-        let t = Duration::from_millis(timeout_ms);
-        let timeouts = &mut options.options.timeouts;
-        timeouts.greeting = t;
-        timeouts.command = t;
-        timeouts.rcpt = t;
-        timeouts.data_start = t;
-        timeouts.data_block = t;
-        timeouts.data_end = t;
-        smtpx_result::Ok
+        record(options, |options| {
+            if timeout_ms == 0 {
+                return smtpx_result::InvalidArgument;
+            }
+            let t = Duration::from_millis(timeout_ms);
+            let timeouts = &mut options.options.timeouts;
+            timeouts.greeting = t;
+            timeouts.command = t;
+            timeouts.rcpt = t;
+            timeouts.data_start = t;
+            timeouts.data_block = t;
+            timeouts.data_end = t;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -283,8 +305,10 @@ pub extern "C" fn smtpx_client_options_set_lmtp(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.lmtp = lmtp;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.lmtp = lmtp;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -299,8 +323,10 @@ pub extern "C" fn smtpx_client_options_set_pipelining(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.pipelining = pipelining;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.pipelining = pipelining;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -316,8 +342,10 @@ pub extern "C" fn smtpx_client_options_set_chunking(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.chunking = chunking;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.chunking = chunking;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -340,15 +368,17 @@ pub extern "C" fn smtpx_client_options_set_log(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.trace = CLog::sink(callback, user_data).map(|log| log.trace_sink());
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.trace = CLog::sink(callback, user_data).map(|log| log.trace_sink());
+            smtpx_result::Ok
+        })
     })
 }
 
-/// The message of the last `smtpx_client_connect` that failed with these options,
-/// copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
-/// to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
-/// nothing.
+/// The message of the last call on these options (a setter or `smtpx_client_connect`)
+/// if it failed, empty if it succeeded, copied NUL-terminated into `buf` (of `len`
+/// bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+/// SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
 ///
 /// Thread safety: one thread at a time per options object.
 #[unsafe(no_mangle)]

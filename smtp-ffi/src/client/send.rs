@@ -11,6 +11,7 @@ use smtp_core::client::{Envelope, TransactionResult};
 use super::connection::smtpx_client;
 use super::result::smtpx_send_result;
 use crate::ffi::{into_raw, line_arg, obj_mut, out_arg, try_arg, write_out};
+use crate::last_error::record;
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
@@ -87,24 +88,26 @@ pub extern "C" fn smtpx_client_send(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        try_arg!(out_arg(out_result));
-        if msg.is_null() && len != 0 {
-            return client.refuse(smtpx_result::NullParameter, "the message is NULL");
-        }
-        // SAFETY: from, to and n_to as documented.
-        let envelope = match unsafe { envelope_args(from, to, n_to) } {
-            Ok(e) => e,
-            Err((r, m)) => return client.refuse(r, m),
-        };
-        let message: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: msg is not NULL and readable for len bytes (the caller's contract).
-            unsafe { std::slice::from_raw_parts(msg, len) }
-        };
-        let session = try_arg!(client.session());
-        let outcome = session.send_bytes(&envelope, message);
-        finish_send(client, outcome, out_result)
+        record(client, |client| {
+            try_arg!(out_arg(out_result));
+            if msg.is_null() && len != 0 {
+                return client.refuse(smtpx_result::NullParameter, "the message is NULL");
+            }
+            // SAFETY: from, to and n_to as documented.
+            let envelope = match unsafe { envelope_args(from, to, n_to) } {
+                Ok(e) => e,
+                Err((r, m)) => return client.refuse(r, m),
+            };
+            let message: &[u8] = if len == 0 {
+                &[]
+            } else {
+                // SAFETY: msg is not NULL and readable for len bytes (the caller's contract).
+                unsafe { std::slice::from_raw_parts(msg, len) }
+            };
+            let session = try_arg!(client.session());
+            let outcome = session.send_bytes(&envelope, message);
+            finish_send(client, outcome, out_result)
+        })
     })
 }
 
@@ -159,71 +162,73 @@ pub extern "C" fn smtpx_client_send_batch(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        try_arg!(out_arg(out_done));
-        // SAFETY: out_done was checked non-NULL above.
-        unsafe { write_out(out_done, 0) };
-        if n == 0 {
-            return smtpx_result::Ok;
-        }
-        if messages.is_null() || out_results.is_null() || out_codes.is_null() {
-            return client.refuse(
-                smtpx_result::NullParameter,
-                "messages, out_results and out_codes must not be NULL",
-            );
-        }
-        // SAFETY: messages points to n readable elements (the caller's contract).
-        let messages = unsafe { std::slice::from_raw_parts(messages, n) };
-        // SAFETY: out_results and out_codes point to n writable elements each.
-        let (results, codes) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(out_results, n),
-                std::slice::from_raw_parts_mut(out_codes, n),
-            )
-        };
-        results.fill(ptr::null_mut());
-        codes.fill(smtpx_result::NotReady);
-        let mut envelopes = Vec::with_capacity(n);
-        let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
-        for (i, m) in messages.iter().enumerate() {
-            if m.data.is_null() && m.len != 0 {
+        record(client, |client| {
+            try_arg!(out_arg(out_done));
+            // SAFETY: out_done was checked non-NULL above.
+            unsafe { write_out(out_done, 0) };
+            if n == 0 {
+                return smtpx_result::Ok;
+            }
+            if messages.is_null() || out_results.is_null() || out_codes.is_null() {
                 return client.refuse(
                     smtpx_result::NullParameter,
-                    format!("message {i}: the data is NULL"),
+                    "messages, out_results and out_codes must not be NULL",
                 );
             }
-            // SAFETY: from, to and n_to as documented for smtpx_message.
-            match unsafe { envelope_args(m.from, m.to, m.n_to) } {
-                Ok(e) => envelopes.push(e),
-                Err((r, text)) => return client.refuse(r, format!("message {i}: {text}")),
-            }
-            bodies.push(if m.len == 0 {
-                &[]
-            } else {
-                // SAFETY: data is not NULL and readable for len bytes (the caller's
-                // contract), and stays so during the call.
-                unsafe { std::slice::from_raw_parts(m.data, m.len) }
-            });
-        }
-        let session = try_arg!(client.session());
-        let outcomes = session.send_batch(envelopes.iter().zip(bodies.iter().copied()));
-        let done = outcomes.len();
-        let complete = done == n;
-        let mut last = smtpx_result::Ok;
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
-                Ok(result) => {
-                    results[i] = into_raw(smtpx_send_result::new(&result));
-                    codes[i] = smtpx_result::Ok;
+            // SAFETY: messages points to n readable elements (the caller's contract).
+            let messages = unsafe { std::slice::from_raw_parts(messages, n) };
+            // SAFETY: out_results and out_codes point to n writable elements each.
+            let (results, codes) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(out_results, n),
+                    std::slice::from_raw_parts_mut(out_codes, n),
+                )
+            };
+            results.fill(ptr::null_mut());
+            codes.fill(smtpx_result::NotReady);
+            let mut envelopes = Vec::with_capacity(n);
+            let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
+            for (i, m) in messages.iter().enumerate() {
+                if m.data.is_null() && m.len != 0 {
+                    return client.refuse(
+                        smtpx_result::NullParameter,
+                        format!("message {i}: the data is NULL"),
+                    );
                 }
-                Err(e) => {
-                    codes[i] = client.fail(&e);
-                    last = codes[i];
+                // SAFETY: from, to and n_to as documented for smtpx_message.
+                match unsafe { envelope_args(m.from, m.to, m.n_to) } {
+                    Ok(e) => envelopes.push(e),
+                    Err((r, text)) => return client.refuse(r, format!("message {i}: {text}")),
+                }
+                bodies.push(if m.len == 0 {
+                    &[]
+                } else {
+                    // SAFETY: data is not NULL and readable for len bytes (the caller's
+                    // contract), and stays so during the call.
+                    unsafe { std::slice::from_raw_parts(m.data, m.len) }
+                });
+            }
+            let session = try_arg!(client.session());
+            let outcomes = session.send_batch(envelopes.iter().zip(bodies.iter().copied()));
+            let done = outcomes.len();
+            let complete = done == n;
+            let mut last = smtpx_result::Ok;
+            for (i, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    Ok(result) => {
+                        results[i] = into_raw(smtpx_send_result::new(&result));
+                        codes[i] = smtpx_result::Ok;
+                    }
+                    Err(e) => {
+                        codes[i] = client.fail(&e);
+                        last = codes[i];
+                    }
                 }
             }
-        }
-        // SAFETY: out_done was checked non-NULL above.
-        unsafe { write_out(out_done, done) };
-        if complete { smtpx_result::Ok } else { last }
+            // SAFETY: out_done was checked non-NULL above.
+            unsafe { write_out(out_done, done) };
+            if complete { smtpx_result::Ok } else { last }
+        })
     })
 }
 
@@ -287,18 +292,20 @@ pub extern "C" fn smtpx_client_send_stream(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        try_arg!(out_arg(out_result));
-        let Some(callback) = read_callback else {
-            return client.refuse(smtpx_result::NullParameter, "the read callback is NULL");
-        };
-        // SAFETY: from, to and n_to as documented.
-        let envelope = match unsafe { envelope_args(from, to, n_to) } {
-            Ok(e) => e,
-            Err((r, m)) => return client.refuse(r, m),
-        };
-        let session = try_arg!(client.session());
-        let reader = CallbackReader { callback, userdata };
-        let outcome = session.send(&envelope, reader, None);
-        finish_send(client, outcome, out_result)
+        record(client, |client| {
+            try_arg!(out_arg(out_result));
+            let Some(callback) = read_callback else {
+                return client.refuse(smtpx_result::NullParameter, "the read callback is NULL");
+            };
+            // SAFETY: from, to and n_to as documented.
+            let envelope = match unsafe { envelope_args(from, to, n_to) } {
+                Ok(e) => e,
+                Err((r, m)) => return client.refuse(r, m),
+            };
+            let session = try_arg!(client.session());
+            let reader = CallbackReader { callback, userdata };
+            let outcome = session.send(&envelope, reader, None);
+            finish_send(client, outcome, out_result)
+        })
     })
 }

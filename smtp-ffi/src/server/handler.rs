@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use smtp_core::auth::AuthAttempt;
 use smtp_core::handler::{ConnectionInfo, Handler, Transaction};
-use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
+use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
 use super::reentry::Inside;
@@ -316,8 +316,12 @@ impl HookHandler for CSession {
                 self.notify(table.reset);
                 Answer::Done
             }
-            Hook::Verify { argument } => Answer::Decision(self.decide(table.verify, Some(argument))),
-            Hook::Expand { argument } => Answer::Decision(self.decide(table.expand, Some(argument))),
+            Hook::Verify { argument } => {
+                Answer::Decision(self.decide(table.verify, Some(argument)))
+            }
+            Hook::Expand { argument } => {
+                Answer::Decision(self.decide(table.expand, Some(argument)))
+            }
             Hook::Close => {
                 self.notify(table.close);
                 Answer::Done
@@ -401,7 +405,6 @@ impl CSession {
             _ => self.decide(self.table.0.data_end, None),
         }
     }
-
 
     fn data_aborted(&mut self, reason: AbortReason) {
         let Some(callback) = self.table.0.data_aborted else {

@@ -15,6 +15,7 @@ use super::handler::{CHandler, CTable, smtpx_handler};
 use super::reentry;
 use crate::config::smtpx_server_config;
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, str_arg, try_arg, write_out};
+use crate::last_error::record;
 use crate::log;
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
@@ -84,16 +85,18 @@ fn start<H: Handler>(
         match smtp_core::tls::server_config_from_pem_files(cert, key) {
             Ok(tls) => options.tls = Some(tls),
             Err(e) => {
-                config.last_error = e.to_string();
+                config.last_error.set_message(e.to_string());
                 return Err(smtpx_result::Tls);
             }
         }
     } else if config.tls_listen.is_some() || config.config.require_tls {
-        config.last_error = "implicit TLS and require-TLS need a certificate and key".into();
+        config
+            .last_error
+            .set_message("implicit TLS and require-TLS need a certificate and key");
         return Err(smtpx_result::InvalidArgument);
     }
     let io_err = |config: &mut smtpx_server_config, what: &str, e: std::io::Error| {
-        config.last_error = format!("{what}: {e}");
+        config.last_error.set_message(format!("{what}: {e}"));
         smtpx_result::Io
     };
     let listen = config.listen.clone();
@@ -140,13 +143,11 @@ fn start_with<H: Handler>(
 
 /// Hands a started server to C.
 fn finish_start(
-    config: &mut smtpx_server_config,
     started: Result<smtpx_server, smtpx_result>,
     out_server: *mut *mut smtpx_server,
 ) -> smtpx_result {
     match started {
         Ok(server) => {
-            config.last_error.clear();
             // SAFETY: out_server was checked non-NULL by the caller.
             unsafe { write_out(out_server, into_raw(server)) };
             smtpx_result::Ok
@@ -172,18 +173,20 @@ pub extern "C" fn smtpx_server_start_maildir(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        // SAFETY: the caller passes a NUL-terminated string.
-        let dir = try_arg!(unsafe { str_arg(maildir_dir) });
-        let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
-            Ok(h) => h,
-            Err(e) => {
-                config.last_error = format!("{dir}: {e}");
-                return smtpx_result::Io;
-            }
-        };
-        let started = start(config, handler, false, reentry::new_token());
-        finish_start(config, started, out_server)
+        record(config, |config| {
+            try_arg!(out_arg(out_server));
+            // SAFETY: the caller passes a NUL-terminated string.
+            let dir = try_arg!(unsafe { str_arg(maildir_dir) });
+            let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
+                Ok(h) => h,
+                Err(e) => {
+                    config.last_error.set_message(format!("{dir}: {e}"));
+                    return smtpx_result::Io;
+                }
+            };
+            let started = start(config, handler, false, reentry::new_token());
+            finish_start(started, out_server)
+        })
     })
 }
 
@@ -207,14 +210,16 @@ pub extern "C" fn smtpx_server_start(
         let table = Arc::new(CTable(*handler));
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        let token = reentry::new_token();
-        let handler = CHandler(Arc::clone(&table), token);
-        let started = start(config, handler, handler_auth, token).map(|mut server| {
-            server.table = Some(table);
-            server
-        });
-        finish_start(config, started, out_server)
+        record(config, |config| {
+            try_arg!(out_arg(out_server));
+            let token = reentry::new_token();
+            let handler = CHandler(Arc::clone(&table), token);
+            let started = start(config, handler, handler_auth, token).map(|mut server| {
+                server.table = Some(table);
+                server
+            });
+            finish_start(started, out_server)
+        })
     })
 }
 
