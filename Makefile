@@ -134,21 +134,36 @@ c-cert: c-lib
 	  -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
 	  -keyout $(C_TLS_DIR)/key.pem -out $(C_TLS_DIR)/cert.pem 2>/dev/null
 	@echo "made a self-signed test certificate in $(C_TLS_DIR)"
+	@cd $(C_TLS_DIR) && \
+	openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=smtpx test CA" -days 1 \
+	  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+	  -keyout ca-key.pem -out ca.pem 2>/dev/null && \
+	for leaf in server:localhost:1 client:client.test:1 expired:localhost:-1; do \
+	  IFS=: read -r name cn days <<< "$$leaf"; \
+	  printf 'subjectAltName=DNS:%s\nbasicConstraints=critical,CA:FALSE\n' "$$cn" > $$name.ext; \
+	  openssl req -newkey rsa:2048 -nodes -subj "/CN=$$cn" -keyout $$name-key.pem -out $$name.csr 2>/dev/null && \
+	  openssl x509 -req -in $$name.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days $$days \
+	    -extfile $$name.ext -out $$name.pem 2>/dev/null || exit 1; \
+	done
+	@echo "made a test CA with server, client and expired certificates in $(C_TLS_DIR)"
 
 # The C tests (tests/c/NAME.c). Each gets the test certificate's files as arguments
 # (those that need no certificate ignore them).
-C_TESTS := test_basics test_client_server test_session test_connection test_contracts
+C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls
+# test_tls takes the folder of the test CA (see c-cert) instead.
+C_TEST_ARGS_test_tls := $(C_TLS_DIR)
+c_test_args = $(or $(C_TEST_ARGS_$(1)),$(C_CERT_ARGS))
 
 c-asan: c-lib c-cert
 	$(foreach t,$(C_TESTS),$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/$(t).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/$(t)_asan &&) true
 	@for t in $(C_TESTS); do \
 	  nm $(C_OUT)/$${t}_asan | grep __asan_init >/dev/null || { echo "$${t}_asan was built without ASan"; exit 1; }; done
-	$(foreach t,$(C_TESTS),$(ASAN_RUN) $(C_OUT)/$(t)_asan $(C_CERT_ARGS) &&) true
+	$(foreach t,$(C_TESTS),$(ASAN_RUN) $(C_OUT)/$(t)_asan $(call c_test_args,$(t)) &&) true
 
 c-valgrind: c-lib c-cert
 	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }
 	$(foreach t,$(C_TESTS),$(CC) $(C_FLAGS) -O1 tests/c/$(t).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/$(t) &&) true
-	$(foreach t,$(C_TESTS),$(VALGRIND_RUN) $(C_OUT)/$(t) $(C_CERT_ARGS) &&) true
+	$(foreach t,$(C_TESTS),$(VALGRIND_RUN) $(C_OUT)/$(t) $(call c_test_args,$(t)) &&) true
 
 ## The C example programs (examples/c), for make demo and for reading.
 C_EXAMPLES := send server eventloop

@@ -166,8 +166,8 @@ enum smtpx_result
    */
   SMTPX_RESULT_MESSAGE_SOURCE = 303,
   /**
-   * TLS failed: the configuration (certificates, keys, CA file) could not be used, the
-   * handshake failed, or the server's certificate was not trusted.
+   * TLS failed: the configuration (certificates, keys, CA file) could not be used. A
+   * handshake that failed has one of the codes below (403 to 406).
    */
   SMTPX_RESULT_TLS = 400,
   /**
@@ -178,6 +178,25 @@ enum smtpx_result
    * The server refused STARTTLS.
    */
   SMTPX_RESULT_START_TLS_REFUSED = 402,
+  /**
+   * The peer's certificate does not chain to a trusted root (self-signed, a private CA
+   * that was not configured, a missing intermediate certificate).
+   */
+  SMTPX_RESULT_TLS_UNKNOWN_ISSUER = 403,
+  /**
+   * The peer's certificate is valid, but not for the name that was asked for.
+   */
+  SMTPX_RESULT_TLS_NAME_MISMATCH = 404,
+  /**
+   * The peer's certificate has expired (or is not valid yet).
+   */
+  SMTPX_RESULT_TLS_EXPIRED = 405,
+  /**
+   * The TLS handshake failed otherwise: no protocol version or cipher in common, a
+   * certificate refused for another reason, an alert from the peer (such as a server
+   * that wanted a client certificate), a peer that closed the connection.
+   */
+  SMTPX_RESULT_TLS_HANDSHAKE = 406,
   /**
    * No authentication mechanism that both sides support (the server may offer AUTH
    * only after TLS).
@@ -500,6 +519,33 @@ enum smtpx_bare_lf_policy
 typedef enum smtpx_bare_lf_policy smtpx_bare_lf_policy;
 #else
 typedef uint32_t smtpx_bare_lf_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The oldest TLS protocol version a client or server accepts.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_tls_version
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * TLS 1.2 and 1.3 (the default).
+   */
+  SMTPX_TLS_VERSION_TLS12 = 12,
+  /**
+   * TLS 1.3 only.
+   */
+  SMTPX_TLS_VERSION_TLS13 = 13,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_tls_version smtpx_tls_version;
+#else
+typedef uint32_t smtpx_tls_version;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -2068,6 +2114,92 @@ smtpx_result smtpx_server_session_tls_established(struct smtpx_server_session *s
  * Thread safety: one thread at a time per session.
  */
 bool smtpx_server_session_is_closed(const struct smtpx_server_session *session);
+
+/**
+ * Trusts the operating system's certificate store (on Debian the ca-certificates
+ * bundle) instead of the compiled-in Mozilla roots. Read now: SMTPX_RESULT_TLS (and the
+ * last error) when the store holds no usable certificate, and nothing changes.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_system_roots(struct smtpx_client_options *options);
+
+/**
+ * Trusts the certificate authorities in `pem` (`len` bytes of PEM text, copied) instead
+ * of the compiled-in Mozilla roots: a private CA held in memory. Checked now:
+ * SMTPX_RESULT_TLS when it holds no usable certificate, and nothing changes. NULL with
+ * length 0 goes back to the Mozilla roots.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_ca_pem(struct smtpx_client_options *options,
+                                             const uint8_t *pem,
+                                             size_t len);
+
+/**
+ * Sets the certificate chain (leaf first) and private key the client shows a server
+ * that asks for one (mutual TLS), as PEM text in memory (copied). Checked now:
+ * SMTPX_RESULT_TLS with the detail in the last error when either cannot be used.
+ * NULL for both (lengths 0) removes the client certificate.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_client_cert_pem(struct smtpx_client_options *options,
+                                                      const uint8_t *cert_pem,
+                                                      size_t cert_len,
+                                                      const uint8_t *key_pem,
+                                                      size_t key_len);
+
+/**
+ * As `smtpx_client_options_set_client_cert_pem`, from two PEM files read now. NULL for
+ * both removes the client certificate.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_client_cert_files(struct smtpx_client_options *options,
+                                                        const char *cert_path,
+                                                        const char *key_path);
+
+/**
+ * Sets the oldest TLS version the client accepts (default SMTPX_TLS_VERSION_TLS12). A
+ * value that is not an `smtpx_tls_version` gives SMTPX_RESULT_INVALID_ARGUMENT. A server
+ * that cannot speak it fails the handshake with SMTPX_RESULT_TLS_HANDSHAKE.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_min_tls_version(struct smtpx_client_options *options,
+                                                      smtpx_tls_version version);
+
+/**
+ * Sends the server's name in the TLS handshake (SNI) when true, the default. The name
+ * is the `server_name` of `smtpx_client_connect` (or of `smtpx_client_starttls`), which
+ * is also the name the certificate must carry; an IP address is never sent.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_sni(struct smtpx_client_options *options, bool enable);
+
+/**
+ * Asks TLS clients for a certificate that chains to the certificate authorities in the
+ * PEM file `ca_path` (mutual TLS). With `required` a client without one fails the
+ * handshake; without, it is let in. The file is read when the server starts (its
+ * errors are SMTPX_RESULT_TLS there). NULL stops asking. Needs the TLS files of
+ * `smtpx_server_config_set_tls_files`.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_client_ca_file(struct smtpx_server_config *config,
+                                                    const char *ca_path,
+                                                    bool required);
+
+/**
+ * Sets the oldest TLS version the server accepts (default SMTPX_TLS_VERSION_TLS12). A
+ * value that is not an `smtpx_tls_version` gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_min_tls_version(struct smtpx_server_config *config,
+                                                     smtpx_tls_version version);
 
 /**
  * The version of the library actually linked, as `"smtpx/MAJOR.MINOR.PATCH"`.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use smtp_core::auth::AuthMechanism;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::server::ServerConfig;
+use smtp_core::tls::TlsServerExtras;
 
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, str_arg, try_arg,
@@ -56,6 +57,8 @@ pub struct smtpx_server_config {
     pub(crate) max_connections: Option<usize>,
     pub(crate) listen_backlog: Option<u32>,
     pub(crate) last_error: LastError,
+    /// Client certificates, the oldest TLS version (see the `tls` module).
+    pub(crate) tls_extras: TlsServerExtras,
     /// The log callback, with its user data.
     pub(crate) log: Option<CLog>,
 }
@@ -95,6 +98,7 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             max_connections: None,
             listen_backlog: None,
             last_error: LastError::default(),
+            tls_extras: TlsServerExtras::default(),
             log: None,
         })
     })

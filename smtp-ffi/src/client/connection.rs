@@ -9,9 +9,9 @@ use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{Error, SmtpClient, TlsMode};
 use smtp_core::ehlo::Capabilities;
 use smtp_core::reply::Reply;
-use smtp_core::tls::{self, TlsClientOptions};
+use smtp_core::tls::{self, TlsClientExtras, TlsClientOptions};
 
-use super::error::result_for;
+use super::error::result_of;
 use super::options::smtpx_client_options;
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, out_arg, str_arg,
@@ -38,6 +38,8 @@ pub struct smtpx_client {
     last_error: LastError,
     /// The options' TLS settings, for `smtpx_client_starttls`.
     tls_options: TlsClientOptions,
+    /// The options' other TLS settings (client certificate, minimum version, SNI).
+    tls_extras: TlsClientExtras,
     /// The name given to (or implied by) `smtpx_client_connect`.
     server_name: String,
 }
@@ -69,7 +71,7 @@ impl smtpx_client {
     /// Records `error` as the last error and gives its code.
     pub(super) fn fail(&mut self, error: &Error) -> smtpx_result {
         self.last_error.set(error);
-        result_for(error.kind())
+        result_of(error)
     }
 
     /// Records a failure found at the boundary (a bad argument).
@@ -116,11 +118,7 @@ pub extern "C" fn smtpx_client_connect(
                 client_options.trace = log::env_trace(log::Side::Client);
             }
             if client_options.tls != TlsMode::None {
-                let tls_options = TlsClientOptions {
-                    roots: options.roots.clone(),
-                    dangerous_accept_invalid_certs: options.insecure,
-                };
-                match tls::client_config(&tls_options) {
+                match tls::client_config_with(&options.tls_options(), &options.tls_extras) {
                     Ok(config) => client_options.tls_config = Some(config),
                     Err(e) => {
                         options.last_error.set_message(e.to_string());
@@ -133,10 +131,8 @@ pub extern "C" fn smtpx_client_connect(
                     let client = into_raw(smtpx_client {
                         inner: Some(client),
                         last_error: LastError::default(),
-                        tls_options: TlsClientOptions {
-                            roots: options.roots.clone(),
-                            dangerous_accept_invalid_certs: options.insecure,
-                        },
+                        tls_options: options.tls_options(),
+                        tls_extras: options.tls_extras.clone(),
                         server_name: server_name.to_owned(),
                     });
                     // SAFETY: out_client was checked non-NULL above.
@@ -145,7 +141,7 @@ pub extern "C" fn smtpx_client_connect(
                 }
                 Err(e) => {
                     options.last_error.set(&e);
-                    result_for(e.kind())
+                    result_of(&e)
                 }
             }
         })
@@ -233,7 +229,7 @@ pub extern "C" fn smtpx_client_starttls(
             if let Err(r) = client.session() {
                 return r;
             }
-            let config = match tls::client_config(&client.tls_options) {
+            let config = match tls::client_config_with(&client.tls_options, &client.tls_extras) {
                 Ok(config) => config,
                 Err(e) => return client.refuse(smtpx_result::Tls, e.to_string()),
             };

@@ -1,11 +1,33 @@
 //! The detail of a failed client call, and the `smtpx_result` of each client error kind.
 
-use smtp_core::blocking::client::ErrorKind;
+use smtp_core::blocking::client::{Error, ErrorKind};
+use smtp_core::tls::TlsFailure;
 
 use crate::result::smtpx_result;
 
+/// The `smtpx_result` for a client error: its kind's, and for a TLS error the kind of
+/// TLS failure (classified by the core, [`Error::tls_failure`]).
+pub(crate) fn result_of(error: &Error) -> smtpx_result {
+    match error.tls_failure() {
+        Some(failure) => result_for_tls(failure),
+        None => result_for(error.kind()),
+    }
+}
+
+/// The `smtpx_result` for a kind of TLS failure.
+pub(crate) fn result_for_tls(failure: TlsFailure) -> smtpx_result {
+    match failure {
+        TlsFailure::UnknownIssuer => smtpx_result::TlsUnknownIssuer,
+        TlsFailure::NameMismatch => smtpx_result::TlsNameMismatch,
+        TlsFailure::Expired => smtpx_result::TlsExpired,
+        TlsFailure::Handshake => smtpx_result::TlsHandshake,
+        // TlsFailure is non_exhaustive: a configuration, or a kind added later.
+        _ => smtpx_result::Tls,
+    }
+}
+
 /// The `smtpx_result` for a client error kind.
-pub(super) fn result_for(kind: ErrorKind) -> smtpx_result {
+pub(crate) fn result_for(kind: ErrorKind) -> smtpx_result {
     match kind {
         ErrorKind::Io => smtpx_result::Io,
         ErrorKind::Tls => smtpx_result::Tls,

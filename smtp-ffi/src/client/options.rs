@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, TlsMode};
-use smtp_core::tls::RootCerts;
+use smtp_core::tls::{RootCerts, TlsClientExtras, TlsClientOptions};
 
 use crate::ffi::{copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, str_arg, try_arg};
 use crate::last_error::{KeepsLastError, LastError, record};
@@ -49,9 +49,21 @@ pub type smtpx_tls_mode_code = u32;
 #[derive(Debug)]
 pub struct smtpx_client_options {
     pub(super) options: ClientOptions,
-    pub(super) roots: RootCerts,
+    pub(crate) roots: RootCerts,
     pub(super) insecure: bool,
-    pub(super) last_error: LastError,
+    pub(crate) last_error: LastError,
+    /// Mutual TLS, the oldest TLS version, SNI (see the `tls` module).
+    pub(crate) tls_extras: TlsClientExtras,
+}
+
+impl smtpx_client_options {
+    /// Which certificates the client trusts, as the core takes it.
+    pub(super) fn tls_options(&self) -> TlsClientOptions {
+        TlsClientOptions {
+            roots: self.roots.clone(),
+            dangerous_accept_invalid_certs: self.insecure,
+        }
+    }
 }
 
 impl KeepsLastError for smtpx_client_options {
@@ -73,6 +85,7 @@ pub extern "C" fn smtpx_client_options_new() -> *mut smtpx_client_options {
             roots: RootCerts::default(),
             insecure: false,
             last_error: LastError::default(),
+            tls_extras: TlsClientExtras::default(),
         })
     })
 }

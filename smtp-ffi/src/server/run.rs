@@ -82,7 +82,9 @@ fn start<H: Handler>(
         options.listen_backlog = n;
     }
     if let Some((cert, key)) = &config.tls_files {
-        match smtp_core::tls::server_config_from_pem_files(cert, key) {
+        let tls = smtp_core::tls::TlsIdentity::from_pem_files(cert, key)
+            .and_then(|id| smtp_core::tls::server_config_with(id, &config.tls_extras));
+        match tls {
             Ok(tls) => options.tls = Some(tls),
             Err(e) => {
                 config.last_error.set_message(e.to_string());
