@@ -149,7 +149,8 @@ c-cert: c-lib
 
 # The C tests (tests/c/NAME.c). Each gets the test certificate's files as arguments
 # (those that need no certificate ignore them).
-C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls
+C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
+	test_envelope test_server_parity
 # test_tls takes the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
 c_test_args = $(or $(C_TEST_ARGS_$(1)),$(C_CERT_ARGS))
@@ -180,45 +181,49 @@ c-smtplib: c-lib c-cert $(VENV)/bin/pip
 	$(foreach e,$(C_EXAMPLES),$(CC) $(C_FLAGS) -O1 $(SANITIZE) examples/c/$(e).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/examples-asan/$(e) &&) true
 	$(ASAN_RUN) $(VENV_PY) tests/c/smtplib_drives_c.py $(C_OUT)/examples-asan $(C_CERT_ARGS)
 
-## Installing: the header, both libraries (the shared one under its SONAME) and smtpx.pc.
+## Installing: the header, both libraries (the shared one under its SONAME), smtpx.pc,
+## smtpx-static.pc (links libsmtpx.a by name) and the CMake package (lib/cmake/smtpx:
+## find_package(smtpx) gives smtpx::smtpx, smtpx::smtpx_shared and smtpx::smtpx_static).
 PREFIX ?= /usr/local
 DESTDIR ?=
 INSTALL_LIB := $(DESTDIR)$(PREFIX)/lib
+empty :=
+space := $(empty) $(empty)
+# STATIC_LIBS as a CMake list: gcc_s;util;...
+STATIC_LIBS_CMAKE := $(subst $(space),;,$(patsubst -l%,%,$(STATIC_LIBS)))
+VERSION_MAJOR_MINOR := $(basename $(VERSION))
+SUBST := sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|' \
+  -e 's|@STATIC_LIBS_CMAKE@|$(STATIC_LIBS_CMAKE)|' -e 's|@VERSION_MAJOR_MINOR@|$(VERSION_MAJOR_MINOR)|'
 
 install: c-lib
-	install -d $(INSTALL_LIB)/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -d $(INSTALL_LIB)/pkgconfig $(INSTALL_LIB)/cmake/smtpx $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/smtpx.h $(DESTDIR)$(PREFIX)/include/smtpx.h
 	install -m 644 $(LIB_DIR)/libsmtpx.a $(INSTALL_LIB)/libsmtpx.a
 	install -m 755 $(LIB_DIR)/libsmtpx.so $(INSTALL_LIB)/libsmtpx.so.$(VERSION)
 	ln -sf libsmtpx.so.$(VERSION) $(INSTALL_LIB)/libsmtpx.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|' \
-	  smtp-ffi/smtpx.pc.in > $(INSTALL_LIB)/pkgconfig/smtpx.pc
+	$(SUBST) smtp-ffi/smtpx.pc.in > $(INSTALL_LIB)/pkgconfig/smtpx.pc
+	$(SUBST) smtp-ffi/smtpx-static.pc.in > $(INSTALL_LIB)/pkgconfig/smtpx-static.pc
+	$(SUBST) smtp-ffi/cmake/smtpxConfig.cmake > $(INSTALL_LIB)/cmake/smtpx/smtpxConfig.cmake
+	$(SUBST) smtp-ffi/cmake/smtpxConfigVersion.cmake > $(INSTALL_LIB)/cmake/smtpx/smtpxConfigVersion.cmake
 
 ## make install into a scratch prefix, then the README's C quick start, built outside the
-## repository with pkg-config only (shared, then static), must run.
+## repository as users build it (pkg-config shared and static, an rpath, a CMake project
+## with find_package(smtpx), shared and static), must run; readelf checks each binary's
+## dependency on libsmtpx.so (tests/c/install-test.sh).
 c-install-test: c-lib
 	@command -v pkg-config >/dev/null || { echo "pkg-config not found (Debian: apt-get install pkg-config)"; exit 1; }
+	@command -v cmake >/dev/null || { echo "cmake not found (Debian: apt-get install cmake)"; exit 1; }
 	rm -rf $(C_OUT)/prefix
 	$(MAKE) --no-print-directory install PREFIX=$(abspath $(C_OUT))/prefix
-	@work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
-	sed -n '/<!-- c-quick-start: begin -->/,/<!-- c-quick-start: end -->/p' README.md | sed '1,2d;$$d' | sed '$$d' > "$$work/quickstart.c"; \
-	grep -q smtpx_client_send "$$work/quickstart.c" || { echo "README.md lacks the C quick start"; exit 1; }; \
-	export PKG_CONFIG_PATH=$(abspath $(C_OUT))/prefix/lib/pkgconfig; \
-	echo "pkg-config --cflags --libs smtpx: $$(pkg-config --cflags --libs smtpx)"; \
-	cd "$$work" && \
-	$(CC) -std=c99 $(C_WARNINGS) quickstart.c $$(pkg-config --cflags --libs smtpx) -o quickstart && \
-	readelf -d quickstart | grep -q "NEEDED.*libsmtpx.so.$(VERSION)" && \
-	LD_LIBRARY_PATH=$$(pkg-config --variable=libdir smtpx) ./quickstart | grep '^250 ' && \
-	$(CC) -std=c99 $(C_WARNINGS) quickstart.c $$(pkg-config --cflags smtpx) \
-	  $$(pkg-config --variable=libdir smtpx)/libsmtpx.a $$(pkg-config --static --libs-only-l smtpx | sed 's/-lsmtpx//') -o quickstart-static && \
-	! readelf -d quickstart-static | grep -q "libsmtpx" && \
-	./quickstart-static | grep '^250 ' && \
-	test "$$(ls maildir/new | wc -l)" = 2 && echo "c-install-test: the README's C quick start built and ran against the installed library"
+	CC=$(CC) tests/c/install-test.sh $(abspath $(C_OUT))/prefix $(VERSION)
 
 ## The shared library, as a program linked with -lsmtpx loads it: by its SONAME.
 c-shared: c-lib
 	@readelf -d $(LIB_DIR)/libsmtpx.so | grep "SONAME.*\[libsmtpx\.so\.$(VERSION)\]" >/dev/null \
 	  || { echo "libsmtpx.so lacks the SONAME libsmtpx.so.$(VERSION)"; exit 1; }
+	@! readelf -S $(LIB_DIR)/libsmtpx.so | grep -q '\.debug_' \
+	  || { echo "libsmtpx.so carries debug information (build.rs strips it unless SMTPX_SO_DEBUG=1)"; exit 1; }
+	@echo "libsmtpx.so: $$(du -k $(LIB_DIR)/libsmtpx.so | cut -f1) KiB, SONAME libsmtpx.so.$(VERSION), no debug information"
 	@mkdir -p $(C_OUT)/lib
 	cp $(LIB_DIR)/libsmtpx.so $(C_OUT)/lib/libsmtpx.so.$(VERSION)
 	ln -sf libsmtpx.so.$(VERSION) $(C_OUT)/lib/libsmtpx.so

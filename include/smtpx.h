@@ -51,6 +51,26 @@
   ((SMTPX_VERSION_MAJOR << 16) | (SMTPX_VERSION_MINOR << 8) | SMTPX_VERSION_PATCH)
 
 /**
+ * NOTIFY=SUCCESS for a recipient (a flag of `smtpx_envelope_add_recipient`).
+ */
+#define SMTPX_NOTIFY_SUCCESS 1
+
+/**
+ * NOTIFY=FAILURE for a recipient.
+ */
+#define SMTPX_NOTIFY_FAILURE 2
+
+/**
+ * NOTIFY=DELAY for a recipient.
+ */
+#define SMTPX_NOTIFY_DELAY 4
+
+/**
+ * NOTIFY=NEVER for a recipient (alone: not with the other flags).
+ */
+#define SMTPX_NOTIFY_NEVER 8
+
+/**
  * The size of `smtpx_decision.text`, including the terminating NUL.
  */
 #define SMTPX_DECISION_TEXT_LEN 256
@@ -147,6 +167,11 @@ enum smtpx_result
    * An address needs SMTPUTF8, which the server does not offer; nothing was sent.
    */
   SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED = 205,
+  /**
+   * The server refused the sender (MAIL FROM): nothing was delivered, the reply is
+   * the client's `smtpx_client_last_error_reply`, and the connection stays usable.
+   */
+  SMTPX_RESULT_SENDER_REFUSED = 206,
   /**
    * The network failed: name resolution, connection refused or reset, a closed
    * socket; or a file or socket of the server could not be opened.
@@ -550,6 +575,72 @@ typedef uint32_t smtpx_tls_version;
 #endif // __cplusplus
 
 /**
+ * RET (RFC 3461): what a bounce of the message should carry.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_dsn_ret
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No RET parameter (the default).
+   */
+  SMTPX_DSN_RET_NONE = 0,
+  /**
+   * RET=FULL: the whole message.
+   */
+  SMTPX_DSN_RET_FULL = 1,
+  /**
+   * RET=HDRS: the headers only.
+   */
+  SMTPX_DSN_RET_HEADERS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_dsn_ret smtpx_dsn_ret;
+#else
+typedef uint32_t smtpx_dsn_ret;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * BODY (RFC 6152, RFC 3030): what the message's content is.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_body
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No BODY parameter (the default).
+   */
+  SMTPX_BODY_NONE = 0,
+  /**
+   * BODY=7BIT.
+   */
+  SMTPX_BODY_SEVEN_BIT = 1,
+  /**
+   * BODY=8BITMIME (needs the server's 8BITMIME).
+   */
+  SMTPX_BODY_EIGHT_BIT_MIME = 2,
+  /**
+   * BODY=BINARYMIME (needs the server's BINARYMIME and CHUNKING).
+   */
+  SMTPX_BODY_BINARY_MIME = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_body smtpx_body;
+#else
+typedef uint32_t smtpx_body;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A connected SMTP (or LMTP) client session, ready for mail.
  *
  * Every call blocks until the server has answered or a timeout expires. After an error
@@ -572,6 +663,15 @@ typedef struct smtpx_client smtpx_client;
  * `smtpx_client_connect` write to it).
  */
 typedef struct smtpx_client_options smtpx_client_options;
+
+/**
+ * A message's envelope: the sender, the recipients, and their parameters. Built with
+ * `smtpx_envelope_new` and the setters, sent with `smtpx_client_send_envelope` (which
+ * does not consume it), freed with `smtpx_envelope_free`.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_envelope smtpx_envelope;
 
 /**
  * An SMTP reply from a server: its code, its enhanced status code when it had one, and
@@ -807,8 +907,10 @@ typedef struct smtpx_enhanced_code {
  *
  * For callbacks, the library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
  * (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
- * becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
- * and an empty text gives the code's standard meaning.
+ * becomes 451 4.3.0. `text` is NUL-terminated; an empty text gives the code's standard
+ * meaning. A multi-line reply separates its lines with LF (`"first\nsecond"` is sent
+ * as `550-first` and `550 second`, the code and enhanced code on every line); CR is
+ * dropped, so a text can never inject a line of its own.
  *
  * Thread safety: a plain value, owned by the calling thread during the callback.
  */
@@ -1180,6 +1282,18 @@ smtpx_result smtpx_client_login(struct smtpx_client *client,
                                 struct smtpx_reply **out_reply);
 
 /**
+ * Authenticates now with XOAUTH2: `username` and an OAuth 2.0 bearer `token`; otherwise
+ * as `smtpx_client_login` (SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not offer
+ * XOAUTH2).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_login_xoauth2(struct smtpx_client *client,
+                                        const char *username,
+                                        const char *token,
+                                        struct smtpx_reply **out_reply);
+
+/**
  * Sends NOOP and writes the reply, whatever its code, to `*out_reply` (free with
  * `smtpx_reply_free`).
  *
@@ -1224,6 +1338,67 @@ smtpx_result smtpx_client_expn(struct smtpx_client *client,
 smtpx_result smtpx_client_help(struct smtpx_client *client,
                                const char *topic,
                                struct smtpx_reply **out_reply);
+
+/**
+ * Creates an envelope from `from` (bare, as `smtpx_client_send` takes it; "" is the
+ * null sender) with no recipients yet, and writes it to `*out_envelope`. A malformed
+ * address gives SMTPX_RESULT_INVALID_ARGUMENT, CR or LF SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+smtpx_result smtpx_envelope_new(const char *from, struct smtpx_envelope **out_envelope);
+
+/**
+ * Frees an envelope. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the envelope during or after the call.
+ */
+void smtpx_envelope_free(struct smtpx_envelope *envelope);
+
+/**
+ * Adds a recipient (bare address) with its DSN parameters: `notify` is 0 (no NOTIFY)
+ * or SMTPX_NOTIFY_* flags ORed (SMTPX_NOTIFY_NEVER alone); `original` is NULL or the
+ * recipient's original address, sent as ORCPT=rfc822;ADDRESS (xtext-encoded here).
+ * Errors: SMTPX_RESULT_INVALID_ARGUMENT (a malformed address, unknown flags, NEVER with
+ * another flag), SMTPX_RESULT_INJECTION; nothing is added then.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_add_recipient(struct smtpx_envelope *envelope,
+                                          const char *to,
+                                          uint32_t notify,
+                                          const char *original);
+
+/**
+ * Sets RET (see `smtpx_dsn_ret`); an unknown value gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_ret(struct smtpx_envelope *envelope, smtpx_dsn_ret ret);
+
+/**
+ * Sets ENVID, the envelope identifier bounces refer to (any text; xtext-encoded here;
+ * at most 100 characters once encoded, RFC 3461). NULL removes it.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_envid(struct smtpx_envelope *envelope, const char *envid);
+
+/**
+ * Sets BODY (see `smtpx_body`); an unknown value gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_body(struct smtpx_envelope *envelope, smtpx_body body);
+
+/**
+ * Asks for SMTPUTF8 (RFC 6531) even when the addresses are ASCII (for UTF-8 headers).
+ * An address that needs it gets it anyway. When the server does not offer SMTPUTF8 the
+ * send fails with SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED before anything is sent.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_smtputf8(struct smtpx_envelope *envelope, bool smtputf8);
 
 /**
  * Creates client options with the defaults. Returns NULL only if memory ran out (or on
@@ -1295,6 +1470,21 @@ smtpx_result smtpx_client_options_set_insecure(struct smtpx_client_options *opti
 smtpx_result smtpx_client_options_set_credentials(struct smtpx_client_options *options,
                                                   const char *username,
                                                   const char *password);
+
+/**
+ * Authenticates with XOAUTH2 (RFC 7628's predecessor, as Gmail and Microsoft 365 take
+ * it) once connected: `username` and an OAuth 2.0 bearer `token` the caller obtained.
+ * Replaces any password set with `smtpx_client_options_set_credentials` (and is
+ * replaced by it); the same TLS rule applies (SMTPX_RESULT_INSECURE_AUTH without TLS
+ * unless allowed). A refusal makes `smtpx_client_connect` fail with
+ * SMTPX_RESULT_AUTH_FAILED, or SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not
+ * offer XOAUTH2. NULL for both removes the credentials.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_xoauth2(struct smtpx_client_options *options,
+                                              const char *username,
+                                              const char *token);
 
 /**
  * Allows AUTH (the credentials of `smtpx_client_options_set_credentials`, or
@@ -1467,7 +1657,8 @@ const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
  * recipient to `*out_result` (release with `smtpx_send_result_free`).
  *
  * A refused recipient is not an error: check `smtpx_send_result_success` and each
- * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
+ * recipient's reply. A refused sender is: SMTPX_RESULT_SENDER_REFUSED, with the MAIL
+ * reply as `smtpx_client_last_error_reply` (the connection stays usable). Bare LF and CR become CRLF and dot-stuffing is done here.
  * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
  * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
  *
@@ -1527,6 +1718,20 @@ smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
                                       struct smtpx_send_result **out_result);
 
 /**
+ * Sends one message held in memory (`msg`, `len` bytes) with the envelope `envelope`
+ * (see `smtpx_envelope`: DSN parameters, BODY, SMTPUTF8), otherwise as
+ * `smtpx_client_send`. The envelope is not consumed. An envelope without recipients
+ * gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per client and per envelope.
+ */
+smtpx_result smtpx_client_send_envelope(struct smtpx_client *client,
+                                        const struct smtpx_envelope *envelope,
+                                        const uint8_t *msg,
+                                        size_t len,
+                                        struct smtpx_send_result **out_result);
+
+/**
  * Creates a server configuration with the defaults. Free with
  * `smtpx_server_config_free`; NULL only on an internal error.
  *
@@ -1550,6 +1755,19 @@ void smtpx_server_config_free(struct smtpx_server_config *config);
  */
 smtpx_result smtpx_server_config_set_hostname(struct smtpx_server_config *config,
                                               const char *hostname);
+
+/**
+ * Serves the already listening TCP socket `fd` (socket activation: systemd's
+ * `LISTEN_FDS`, inetd, a socket the program bound before dropping privileges) instead
+ * of the address of `smtpx_server_config_set_listen`; -1 goes back to that address.
+ * When the server starts it checks that `fd` is a listening TCP socket (else
+ * SMTPX_RESULT_IO and the descriptor stays the caller's), then owns it: it is closed
+ * when the server is freed, and the configuration forgets it (start another server
+ * with another descriptor). Unix only; elsewhere SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_listen_fd(struct smtpx_server_config *config, int fd);
 
 /**
  * Sets the address to listen on, "HOST:PORT" (for example "127.0.0.1:2525", or port 0

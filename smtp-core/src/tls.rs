@@ -11,6 +11,8 @@
 //! - [`client_config_with`] and [`server_config_with`] take the settings beyond those
 //!   ([`TlsClientExtras`], [`TlsServerExtras`]): mutual TLS, the oldest protocol version,
 //!   SNI.
+//! - [`TlsSession`] is one TLS connection without I/O (client or server), for event
+//!   loops in C and Python.
 //! - [`TlsFailure`] says what kind of TLS failure an error is (an unknown issuer, a name
 //!   mismatch, an expired certificate, another handshake failure, a configuration).
 
@@ -25,9 +27,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 mod failure;
+mod session;
 mod settings;
 
 pub use failure::TlsFailure;
+pub use session::{TlsSession, TlsSessionError};
 pub use settings::{ClientAuth, TlsClientExtras, TlsIdentity, TlsServerExtras, TlsVersion};
 
 /// Which certificate authorities a client trusts.

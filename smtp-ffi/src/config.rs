@@ -4,7 +4,7 @@
 //! [`crate::server`]) and the sans-I/O ones (`smtpx_server_session_new`,
 //! `smtpx_server_connection_new`), which read only its session settings.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ pub struct smtpx_server_config {
     pub(crate) config: ServerConfig,
     pub(crate) listen: String,
     pub(crate) tls_listen: Option<String>,
+    /// An already listening socket to serve instead of `listen` (socket activation).
+    pub(crate) listen_fd: Option<c_int>,
     pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
     pub(crate) users: Vec<(String, String)>,
     pub(crate) max_connections: Option<usize>,
@@ -93,6 +95,7 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             config: ServerConfig::new("localhost"),
             listen: "127.0.0.1:0".to_owned(),
             tls_listen: None,
+            listen_fd: None,
             tls_files: None,
             users: Vec::new(),
             max_connections: None,
@@ -147,6 +150,29 @@ pub extern "C" fn smtpx_server_config_set_hostname(
             return Err(smtpx_result::InvalidArgument);
         }
         c.config.hostname = name.to_owned();
+        Ok(())
+    })
+}
+
+/// Serves the already listening TCP socket `fd` (socket activation: systemd's
+/// `LISTEN_FDS`, inetd, a socket the program bound before dropping privileges) instead
+/// of the address of `smtpx_server_config_set_listen`; -1 goes back to that address.
+/// When the server starts it checks that `fd` is a listening TCP socket (else
+/// SMTPX_RESULT_IO and the descriptor stays the caller's), then owns it: it is closed
+/// when the server is freed, and the configuration forgets it (start another server
+/// with another descriptor). Unix only; elsewhere SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_listen_fd(
+    config: *mut smtpx_server_config,
+    fd: c_int,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if fd < -1 || (!cfg!(unix) && fd != -1) {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.listen_fd = (fd >= 0).then_some(fd);
         Ok(())
     })
 }

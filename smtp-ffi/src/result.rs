@@ -55,6 +55,9 @@ pub enum smtpx_result {
     MessageTooLarge = 204,
     /// An address needs SMTPUTF8, which the server does not offer; nothing was sent.
     SmtpUtf8Unsupported = 205,
+    /// The server refused the sender (MAIL FROM): nothing was delivered, the reply is
+    /// the client's `smtpx_client_last_error_reply`, and the connection stays usable.
+    SenderRefused = 206,
     /// The network failed: name resolution, connection refused or reset, a closed
     /// socket; or a file or socket of the server could not be opened.
     Io = 300,
@@ -98,7 +101,7 @@ pub enum smtpx_result {
 
 impl smtpx_result {
     /// Every value, in ascending order. (Not `pub`: cbindgen would export it as a macro.)
-    pub(crate) const ALL: [Self; 29] = [
+    pub(crate) const ALL: [Self; 30] = [
         Self::Ok,
         Self::NullParameter,
         Self::InvalidUtf8,
@@ -113,6 +116,7 @@ impl smtpx_result {
         Self::ServerClosed,
         Self::MessageTooLarge,
         Self::SmtpUtf8Unsupported,
+        Self::SenderRefused,
         Self::Io,
         Self::Timeout,
         Self::ConnectionClosed,
@@ -154,6 +158,7 @@ impl smtpx_result {
             Self::ServerClosed => c"the server closed the session (421)",
             Self::MessageTooLarge => c"the message exceeds the server's size limit",
             Self::SmtpUtf8Unsupported => c"an address needs SMTPUTF8, which the server lacks",
+            Self::SenderRefused => c"the server refused the sender",
             Self::Io => c"an I/O error occurred",
             Self::Timeout => c"the operation timed out",
             Self::ConnectionClosed => c"the connection closed while a reply was expected",

@@ -61,6 +61,17 @@ int header_compile_uses_everything(void) {
     /* The rest of the API: each name must be declared as a function. */
     (void)&smtpx_version_number;
     (void)&smtpx_client_options_new;
+    (void)&smtpx_client_options_set_xoauth2;
+    (void)&smtpx_client_login_xoauth2;
+    (void)&smtpx_envelope_new;
+    (void)&smtpx_envelope_free;
+    (void)&smtpx_envelope_add_recipient;
+    (void)&smtpx_envelope_set_ret;
+    (void)&smtpx_envelope_set_envid;
+    (void)&smtpx_envelope_set_body;
+    (void)&smtpx_envelope_set_smtputf8;
+    (void)&smtpx_client_send_envelope;
+    (void)&smtpx_server_config_set_listen_fd;
     (void)&smtpx_client_options_set_system_roots;
     (void)&smtpx_client_options_set_ca_pem;
     (void)&smtpx_client_options_set_client_cert_pem;
@@ -176,6 +187,7 @@ int header_compile_uses_everything(void) {
     case SMTPX_RESULT_SERVER_CLOSED:
     case SMTPX_RESULT_MESSAGE_TOO_LARGE:
     case SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED:
+    case SMTPX_RESULT_SENDER_REFUSED:
     case SMTPX_RESULT_IO:
     case SMTPX_RESULT_TIMEOUT:
     case SMTPX_RESULT_CONNECTION_CLOSED:

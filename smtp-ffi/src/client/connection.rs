@@ -74,6 +74,13 @@ impl smtpx_client {
         result_of(error)
     }
 
+    /// Records a refused MAIL FROM (the reply kept as the last error's).
+    pub(super) fn sender_refused(&mut self, mail: &Reply) -> smtpx_result {
+        self.last_error.message = format!("the server refused the sender: {mail}");
+        self.last_error.reply = Some(smtpx_reply::new(mail));
+        smtpx_result::SenderRefused
+    }
+
     /// Records a failure found at the boundary (a bad argument).
     pub(super) fn refuse(
         &mut self,
@@ -431,6 +438,29 @@ pub extern "C" fn smtpx_client_login(
             // SAFETY: as above.
             let pass = unsafe { line_arg(password) }.map_err(CommandFailure::Argument)?;
             Ok(c.login(Credentials::password(user, pass))?)
+        })
+    })
+}
+
+/// Authenticates now with XOAUTH2: `username` and an OAuth 2.0 bearer `token`; otherwise
+/// as `smtpx_client_login` (SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not offer
+/// XOAUTH2).
+///
+/// Thread safety: one thread at a time per client.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_login_xoauth2(
+    client: *mut smtpx_client,
+    username: *const c_char,
+    token: *const c_char,
+    out_reply: *mut *mut smtpx_reply,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        reply_command(client, out_reply, |c| {
+            // SAFETY: the caller passes NUL-terminated strings.
+            let user = unsafe { line_arg(username) }.map_err(CommandFailure::Argument)?;
+            // SAFETY: as above.
+            let token = unsafe { line_arg(token) }.map_err(CommandFailure::Argument)?;
+            Ok(c.login(Credentials::oauth2(user, token))?)
         })
     })
 }

@@ -231,6 +231,39 @@ pub extern "C" fn smtpx_client_options_set_credentials(
     })
 }
 
+/// Authenticates with XOAUTH2 (RFC 7628's predecessor, as Gmail and Microsoft 365 take
+/// it) once connected: `username` and an OAuth 2.0 bearer `token` the caller obtained.
+/// Replaces any password set with `smtpx_client_options_set_credentials` (and is
+/// replaced by it); the same TLS rule applies (SMTPX_RESULT_INSECURE_AUTH without TLS
+/// unless allowed). A refusal makes `smtpx_client_connect` fail with
+/// SMTPX_RESULT_AUTH_FAILED, or SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not
+/// offer XOAUTH2. NULL for both removes the credentials.
+///
+/// Thread safety: one thread at a time per options object.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_options_set_xoauth2(
+    options: *mut smtpx_client_options,
+    username: *const c_char,
+    token: *const c_char,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or live options, used by no other thread.
+        let options = try_arg!(unsafe { obj_mut(options) });
+        record(options, |options| {
+            if username.is_null() && token.is_null() {
+                options.options.credentials = None;
+                return smtpx_result::Ok;
+            }
+            // SAFETY: the caller passes NUL-terminated strings.
+            let username = try_arg!(unsafe { line_arg(username) });
+            // SAFETY: as above.
+            let token = try_arg!(unsafe { line_arg(token) });
+            options.options.credentials = Some(Credentials::oauth2(username, token));
+            smtpx_result::Ok
+        })
+    })
+}
+
 /// Allows AUTH (the credentials of `smtpx_client_options_set_credentials`, or
 /// `smtpx_client_login`) on a connection without TLS when true, where PLAIN and LOGIN
 /// send the password merely base64-encoded: for test servers and trusted networks only.

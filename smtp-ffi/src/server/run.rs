@@ -101,32 +101,52 @@ fn start<H: Handler>(
         config.last_error.set_message(format!("{what}: {e}"));
         smtpx_result::Io
     };
-    let listen = config.listen.clone();
+    // A listening descriptor is the server's from here on, whatever happens next.
+    let listen = match config.listen_fd {
+        Some(fd) => match adopt_listener(fd) {
+            Ok(listener) => {
+                config.listen_fd = None;
+                Listen::Adopted(listener)
+            }
+            Err(e) => return Err(io_err(config, &format!("listening descriptor {fd}"), e)),
+        },
+        None => Listen::Address(config.listen.clone()),
+    };
     let builder = if config.users.is_empty() {
-        start_with(config, handler, options, &listen, token)
+        start_with(config, handler, options, listen, token)
     } else {
         let users = config.users.clone();
         start_with(
             config,
             PasswordAuth::new(handler, users),
             options,
-            &listen,
+            listen,
             token,
         )
     };
     builder.map_err(|(what, e)| io_err(config, &what, e))
 }
 
+/// Where the first listener comes from.
+enum Listen {
+    /// An address to bind ("HOST:PORT").
+    Address(String),
+    /// A listening socket handed over by the caller.
+    Adopted(std::net::TcpListener),
+}
+
 fn start_with<H: Handler>(
     config: &smtpx_server_config,
     handler: H,
     options: ServerOptions,
-    listen: &str,
+    listen: Listen,
     token: u64,
 ) -> Result<smtpx_server, (String, std::io::Error)> {
-    let mut builder = Server::builder(handler, options)
-        .listen(listen)
-        .map_err(|e| (listen.to_owned(), e))?;
+    let builder = Server::builder(handler, options);
+    let mut builder = match listen {
+        Listen::Adopted(listener) => builder.listener(listener, false),
+        Listen::Address(addr) => builder.listen(&*addr).map_err(|e| (addr.clone(), e))?,
+    };
     if let Some(tls_listen) = &config.tls_listen {
         builder = builder
             .listen_tls(tls_listen)
@@ -141,6 +161,50 @@ fn start_with<H: Handler>(
         table: None,
         token,
     })
+}
+
+/// Takes `fd` as a listening TCP socket, after checking that it is one (an Internet
+/// socket with SO_ACCEPTCONN set). On failure the descriptor is left, open, to the caller.
+#[cfg(unix)]
+fn adopt_listener(fd: std::ffi::c_int) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes to `listening`, a c_int that lives
+    // through the call; an invalid descriptor is an error, not undefined behaviour.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if listening == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the socket is not listening",
+        ));
+    }
+    // SAFETY: fd is an open socket (getsockopt succeeded) that the caller handed to the
+    // library with smtpx_server_config_set_listen_fd; it is given back on failure below.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    match listener.local_addr() {
+        Ok(_) => Ok(listener),
+        Err(e) => {
+            let _ = listener.into_raw_fd();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn adopt_listener(_fd: std::ffi::c_int) -> std::io::Result<std::net::TcpListener> {
+    Err(std::io::Error::other("listening descriptors are Unix only"))
 }
 
 /// Hands a started server to C.
