@@ -33,7 +33,9 @@
 //! ```
 
 pub use crate::server::dispatch::{Dispatch, DispatchState, Flow, HookCall, Step};
-pub use crate::server::handlers::{DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession};
+pub use crate::server::handlers::{
+    DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession,
+};
 pub use crate::server::hooks::{
     Answer, AsyncHandler, AsyncSessionHandler, ConnectionInfo, Handler, Hook, IntoAnswer,
     SessionHandler, Transaction,
@@ -46,8 +48,8 @@ mod tests {
     use crate::auth::AuthAttempt;
     use crate::command::{MailParameters, RcptParameters};
     use crate::reply::{EnhancedCode, Reply, ReplyCode};
-    use crate::server::{Decision, HelloVerb, ServerSession};
     use crate::server::ServerConfig;
+    use crate::server::{Decision, HelloVerb, ServerSession};
     use std::time::Duration;
 
     #[derive(Default)]
@@ -261,6 +263,7 @@ mod tests {
             local: None,
             hostname: "mx.test".into(),
             tls: false,
+            proxy: None,
         };
         let t = Transaction::default();
         let attempt = AuthAttempt {

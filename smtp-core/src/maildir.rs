@@ -59,6 +59,7 @@
 //!     local: None,
 //!     hostname: "mx.example".into(),
 //!     tls: false,
+//!     proxy: None,
 //! };
 //! let mut session = ServerSession::new(ServerConfig::new("mx.example"), Duration::ZERO);
 //! let mut dispatch = Dispatch::new(handler.connect(&info).expect("accepted"), info.tls);
@@ -85,8 +86,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, ErrorKind, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::handler::{ConnectionInfo, Handler, Hook, SessionHandler, Transaction};
@@ -771,6 +772,7 @@ mod tests {
                 local: None,
                 hostname: "mx.test".into(),
                 tls: false,
+                proxy: None,
             };
             let mut config = ServerConfig::new("mx.test");
             config.lmtp = lmtp;
@@ -976,14 +978,12 @@ mod tests {
         let id = queue_id(c.send(MESSAGE).lines().last().unwrap());
         let files = handler.list_new().unwrap();
         assert_eq!(files.len(), 1);
-        assert!(
-            files[0]
-                .file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with(&format!("{id}."))
-        );
+        assert!(files[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("{id}.")));
         assert!(files_in(&tmp).is_empty());
     }
 
@@ -1008,11 +1008,9 @@ mod tests {
         let id = queue_id(c.send(MESSAGE).lines().last().unwrap());
         let files = handler.list_new().unwrap();
         assert_eq!(files.len(), 1);
-        assert!(
-            fs::read_to_string(&files[0])
-                .unwrap()
-                .contains(&format!(" id {id}\r\n"))
-        );
+        assert!(fs::read_to_string(&files[0])
+            .unwrap()
+            .contains(&format!(" id {id}\r\n")));
         assert!(files_in(&root.0.join("tmp")).is_empty());
     }
 

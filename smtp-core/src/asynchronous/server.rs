@@ -39,27 +39,27 @@
 //! and without waiting (the tasks end as their transactions do, or by their timeouts).
 
 use std::cell::RefCell;
-use std::future::{Future, poll_fn};
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
-pub use crate::server::options::ServerOptions;
-pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
-use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
 use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
+use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
+pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
+pub use crate::server::options::ServerOptions;
 
 /// How long the cut connections get to unwind their handlers after the grace period.
 const UNWIND: Duration = Duration::from_secs(5);
@@ -623,6 +623,9 @@ async fn serve_connection<K: Hooks>(
     if let Some(trace) = &shared.options.trace {
         connection.set_trace(trace.clone(), id);
     }
+    if let Some(proxy) = &shared.options.proxy_protocol {
+        connection.expect_proxy_header(proxy, Some(peer), shared.now());
+    }
     let mut phase = shared.phase.subscribe();
     let size = shared.options.read_buffer.max(512);
     let mut failure: Option<io::Error> = None;
@@ -636,17 +639,17 @@ async fn serve_connection<K: Hooks>(
     loop {
         match connection.next_action(shared.now()) {
             Action::Connect => {
+                let info = connection.connection_info(id, Some(peer), local);
                 log::info!(
-                    "conn={id} peer={peer} connected{}",
-                    if implicit_tls { " tls" } else { "" }
+                    "conn={id} peer={} connected{}{}",
+                    info.peer.unwrap_or(peer),
+                    if implicit_tls { " tls" } else { "" },
+                    if info.proxy.is_some() {
+                        format!(" via {peer}")
+                    } else {
+                        String::new()
+                    }
                 );
-                let info = ConnectionInfo {
-                    id,
-                    peer: Some(peer),
-                    local,
-                    hostname: shared.options.session.hostname.clone(),
-                    tls: implicit_tls,
-                };
                 let refusal = hooks.connect(&info).await;
                 connection.connected(refusal);
             }
@@ -728,6 +731,7 @@ async fn serve_connection<K: Hooks>(
         }
     }
     conn.close().await;
+    let peer = connection.peer(Some(peer)).unwrap_or(peer);
     if let Some(e) = failure {
         log::info!("conn={id} peer={peer} ended: {e}");
     }
@@ -781,7 +785,7 @@ fn poll_receive(
         if buf.len() < size {
             buf.resize(size, 0);
         }
-        let mut read = ReadBuf::new(&mut buf[..size]);
+        let mut read = ReadBuf::new(&mut buf[..size.min(connection.read_limit())]);
         ready!(conn.poll_read(cx, &mut read))?;
         let bytes = read.filled();
         connection.receive(bytes, shared.now());
