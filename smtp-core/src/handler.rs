@@ -33,9 +33,7 @@
 //! ```
 
 pub use crate::server::dispatch::{Dispatch, DispatchState, Flow, HookCall, Step};
-pub use crate::server::handlers::{
-    DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession,
-};
+pub use crate::server::handlers::{DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession};
 pub use crate::server::hooks::{
     Answer, AsyncHandler, AsyncSessionHandler, ConnectionInfo, Handler, Hook, IntoAnswer,
     SessionHandler, Transaction,
@@ -48,8 +46,8 @@ mod tests {
     use crate::auth::AuthAttempt;
     use crate::command::{MailParameters, RcptParameters};
     use crate::reply::{EnhancedCode, Reply, ReplyCode};
-    use crate::server::ServerConfig;
     use crate::server::{Decision, HelloVerb, ServerSession};
+    use crate::server::ServerConfig;
     use std::time::Duration;
 
     #[derive(Default)]

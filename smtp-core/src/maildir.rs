@@ -86,8 +86,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, ErrorKind, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::handler::{ConnectionInfo, Handler, Hook, SessionHandler, Transaction};
@@ -978,12 +978,14 @@ mod tests {
         let id = queue_id(c.send(MESSAGE).lines().last().unwrap());
         let files = handler.list_new().unwrap();
         assert_eq!(files.len(), 1);
-        assert!(files[0]
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with(&format!("{id}.")));
+        assert!(
+            files[0]
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("{id}."))
+        );
         assert!(files_in(&tmp).is_empty());
     }
 
@@ -1008,9 +1010,11 @@ mod tests {
         let id = queue_id(c.send(MESSAGE).lines().last().unwrap());
         let files = handler.list_new().unwrap();
         assert_eq!(files.len(), 1);
-        assert!(fs::read_to_string(&files[0])
-            .unwrap()
-            .contains(&format!(" id {id}\r\n")));
+        assert!(
+            fs::read_to_string(&files[0])
+                .unwrap()
+                .contains(&format!(" id {id}\r\n"))
+        );
         assert!(files_in(&root.0.join("tmp")).is_empty());
     }
 

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use smtp_core::address::{ForwardPath, ReversePath};
@@ -639,12 +639,16 @@ fn pipelined_transaction_with_a_refused_recipient_into_a_maildir(driver: Driver)
 
     let files = dir.delivered();
     assert_eq!(files.len(), 3);
-    assert!(files
-        .iter()
-        .any(|f| f.ends_with("Subject: one\r\n\r\nbody\r\n")));
-    assert!(files
-        .iter()
-        .any(|f| f.ends_with(&format!("{}\r\n", "z".repeat(100)))));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("Subject: one\r\n\r\nbody\r\n"))
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with(&format!("{}\r\n", "z".repeat(100))))
+    );
     assert!(dir.partial().is_empty());
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }
@@ -783,10 +787,12 @@ fn size_limit_announced_and_discovered(driver: Driver) {
     assert!(!result.is_success());
     assert_eq!(result.data.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
     // The connection is still good.
-    assert!(client
-        .send_bytes(&to, b"Subject: small\r\n\r\nok\r\n")
-        .unwrap()
-        .is_success());
+    assert!(
+        client
+            .send_bytes(&to, b"Subject: small\r\n\r\nok\r\n")
+            .unwrap()
+            .is_success()
+    );
     client.quit().unwrap();
     assert_eq!(dir.delivered().len(), 1);
     assert!(dir.partial().is_empty());
@@ -932,15 +938,17 @@ fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
     peer.reply();
     assert!(peer.command("EHLO client.test").starts_with("250"));
     // AUTH PLAIN with the initial response: "\0alice\0s3cret-pw".
-    assert!(peer
-        .command("AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==")
-        .starts_with("235"));
+    assert!(
+        peer.command("AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==")
+            .starts_with("235")
+    );
     assert!(peer.command("MAIL FROM:<a@example.org>").starts_with("250"));
     assert!(peer.command("RCPT TO:<b@example.net>").starts_with("250"));
     assert!(peer.command("DATA").starts_with("354"));
-    assert!(peer
-        .command("Subject: top secret content\r\n\r\nhello\r\n.")
-        .starts_with("250"));
+    assert!(
+        peer.command("Subject: top secret content\r\n\r\nhello\r\n.")
+            .starts_with("250")
+    );
     assert!(peer.command("QUIT").starts_with("221"));
     wait_until("the connection is closed", || {
         server.active_connections() == 0
@@ -1318,7 +1326,7 @@ fn a_flood_of_connections_is_answered(driver: Driver) {
 /// Sets the soft limit on open files to at least `needed` when the hard limit allows.
 #[cfg(unix)]
 fn raise_open_files_limit(needed: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current.is_some_and(|soft| soft < needed) {
         let raised = Rlimit {
@@ -1576,9 +1584,10 @@ fn proxied(version: u8, source: &str, tlvs: Vec<ProxyTlv>) -> Vec<u8> {
 fn send_one(peer: &mut Peer, subject: &str) {
     assert!(peer.reply().starts_with("220 mx.test"));
     assert!(peer.command("EHLO client.test").starts_with("250 "));
-    assert!(peer
-        .command("MAIL FROM:<a@example.org>")
-        .starts_with("250 "));
+    assert!(
+        peer.command("MAIL FROM:<a@example.org>")
+            .starts_with("250 ")
+    );
     assert!(peer.command("RCPT TO:<b@example.net>").starts_with("250 "));
     assert!(peer.command("DATA").starts_with("354 "));
     let body = format!("Subject: {subject}\r\n\r\nx\r\n.");

@@ -4,8 +4,8 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::server::proxy::ProxyProtocol;
 use crate::server::ServerConfig;
+use crate::server::proxy::ProxyProtocol;
 use crate::trace::TraceSink;
 
 /// How the server runs, beyond the protocol settings of [`ServerConfig`].

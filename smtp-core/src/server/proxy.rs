@@ -346,11 +346,7 @@ impl ProxyParser {
         }
         // v1: the line ends with CRLF, so at least one byte when it ends with CR, two
         // otherwise.
-        if self.buf.ends_with(b"\r") {
-            1
-        } else {
-            2
-        }
+        if self.buf.ends_with(b"\r") { 1 } else { 2 }
     }
 
     /// Takes `bytes`; says whether the header is complete, or why it is refused (the

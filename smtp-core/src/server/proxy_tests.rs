@@ -294,8 +294,8 @@ fn networks() {
 mod connection {
     use super::*;
     use crate::handler::DiscardSession;
-    use crate::server::connection::{Action, Connection};
     use crate::server::ServerConfig;
+    use crate::server::connection::{Action, Connection};
 
     const T0: Duration = Duration::ZERO;
 
