@@ -57,6 +57,10 @@ pub struct smtpx_server_config {
     pub(crate) last_error: String,
     /// The log callback, with its user data.
     pub(crate) log: Option<CLog>,
+    /// The PROXY protocol when enabled (its trusted list unused), and the trusted
+    /// networks (see `proxy.rs`).
+    pub(crate) proxy: Option<smtp_core::server::proxy::ProxyProtocol>,
+    pub(crate) proxy_trusted: Vec<smtp_core::server::proxy::IpNetwork>,
 }
 
 impl smtpx_server_config {
@@ -89,6 +93,8 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             listen_backlog: None,
             last_error: String::new(),
             log: None,
+            proxy: None,
+            proxy_trusted: Vec::new(),
         })
     })
 }

@@ -68,6 +68,7 @@ pub mod event;
 pub(crate) mod ffi;
 pub mod log;
 pub mod panic;
+pub mod proxy;
 pub mod reply;
 pub mod result;
 pub mod server;

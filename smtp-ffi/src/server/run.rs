@@ -80,6 +80,7 @@ fn start<H: Handler>(
     if let Some(n) = config.listen_backlog {
         options.listen_backlog = n;
     }
+    options.proxy_protocol = config.proxy_protocol();
     if let Some((cert, key)) = &config.tls_files {
         match smtp_core::tls::server_config_from_pem_files(cert, key) {
             Ok(tls) => options.tls = Some(tls),
