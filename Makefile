@@ -146,13 +146,15 @@ c-asan: c-lib c-cert
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session_asan
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection_asan
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_proxy.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_proxy_asan
-	@for t in test_basics test_client_server test_session test_connection test_proxy; do \
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_blocking_callbacks.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_blocking_callbacks_asan
+	@for t in test_basics test_client_server test_session test_connection test_proxy test_blocking_callbacks; do \
 	  nm $(C_OUT)/$${t}_asan | grep __asan_init >/dev/null || { echo "$${t}_asan was built without ASan"; exit 1; }; done
 	$(ASAN_RUN) $(C_OUT)/test_basics_asan
 	$(ASAN_RUN) $(C_OUT)/test_client_server_asan $(C_CERT_ARGS)
 	$(ASAN_RUN) $(C_OUT)/test_session_asan $(C_CERT_ARGS)
 	$(ASAN_RUN) $(C_OUT)/test_connection_asan
 	$(ASAN_RUN) $(C_OUT)/test_proxy_asan
+	$(ASAN_RUN) $(C_OUT)/test_blocking_callbacks_asan
 
 c-valgrind: c-lib c-cert
 	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }
@@ -161,11 +163,13 @@ c-valgrind: c-lib c-cert
 	$(CC) $(C_FLAGS) -O1 tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session
 	$(CC) $(C_FLAGS) -O1 tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection
 	$(CC) $(C_FLAGS) -O1 tests/c/test_proxy.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_proxy
+	$(CC) $(C_FLAGS) -O1 tests/c/test_blocking_callbacks.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_blocking_callbacks
 	$(VALGRIND_RUN) $(C_OUT)/test_basics
 	$(VALGRIND_RUN) $(C_OUT)/test_client_server $(C_CERT_ARGS)
 	$(VALGRIND_RUN) $(C_OUT)/test_session $(C_CERT_ARGS)
 	$(VALGRIND_RUN) $(C_OUT)/test_connection
 	$(VALGRIND_RUN) $(C_OUT)/test_proxy
+	$(VALGRIND_RUN) $(C_OUT)/test_blocking_callbacks
 
 ## The C example programs (examples/c), for make demo and for reading.
 C_EXAMPLES := send server eventloop

@@ -36,6 +36,11 @@
 #define SMTPX_REPLY 1
 
 /**
+ * Threads that may run blocking callbacks at once (tokio's `max_blocking_threads`).
+ */
+#define MAX_BLOCKING 512
+
+/**
  * The outcome of a fallible smtpx call.
  *
  * Values are grouped in ranges and a value is never reused for another meaning:
@@ -521,7 +526,8 @@ typedef struct smtpx_reply smtpx_reply;
 typedef struct smtpx_send_result smtpx_send_result;
 
 /**
- * A running SMTP server: listeners and a thread per connection.
+ * A running SMTP server: listeners and connections served by an event loop on a few
+ * worker threads of its own (see `smtpx_handler` for where callbacks run).
  *
  * Thread safety: movable between threads, one thread at a time; the server's own
  * threads run independently of the thread holding it.
@@ -1940,8 +1946,10 @@ smtpx_result smtpx_server_start_maildir(struct smtpx_server_config *config,
 
 /**
  * Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
- * `smtpx_handler` for threads and the userdata's lifetime), and writes it to
- * `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+ * `smtpx_handler` for threads and the userdata's lifetime). The server is event-driven: a few threads of its own serve every
+ * connection; a callback that blocks runs in tokio's `block_in_place`, which hands the
+ * other connections of its thread to another thread first, so it stalls only its own
+ * connection (at most 512 callbacks block at once). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
  * called and `smtpx_server_config_last_error` gives the detail.
  *
  * Thread safety: `config` is used by this thread during the call only.

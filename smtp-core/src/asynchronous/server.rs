@@ -420,7 +420,13 @@ struct SyncHooks<H: Handler> {
 
 impl<H: Handler> Hooks for SyncHooks<H> {
     async fn connect(&mut self, info: &ConnectionInfo) -> Option<Reply> {
-        match self.serve.0.connect(info) {
+        // The connect hook may block as any other (a lookup of the client's address).
+        let made = if self.block_in_place {
+            tokio::task::block_in_place(|| self.serve.0.connect(info))
+        } else {
+            self.serve.0.connect(info)
+        };
+        match made {
             Ok(session) => {
                 self.session = Some(session);
                 None
