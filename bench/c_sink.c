@@ -2,7 +2,10 @@
  * c_sink: the C server of bench/c_server.py, a trivial callback table on
  * smtpx_server_start: every message is accepted and counted, its content dropped.
  *
- *   c_sink [--max-connections N]
+ *   c_sink [--max-connections N] [--inline]
+ *
+ * --inline: the callbacks say they never block (smtpx_server_config_set_callbacks_block
+ * false), so they run on the event loop instead of in block_in_place.
  *
  * Listens on 127.0.0.1, a free port, and prints "listening on 127.0.0.1:PORT". On
  * SIGUSR1 prints "count=N" (messages accepted so far); on SIGTERM prints it and stops.
@@ -41,8 +44,12 @@ int main(int argc, char **argv) {
 
     if (config == NULL)
         return 1;
-    if (argc == 3 && strcmp(argv[1], "--max-connections") == 0)
-        smtpx_server_config_set_max_connections(config, (size_t)strtoul(argv[2], NULL, 10));
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--max-connections") == 0 && i + 1 < argc)
+            smtpx_server_config_set_max_connections(config, (size_t)strtoul(argv[++i], NULL, 10));
+        else if (strcmp(argv[i], "--inline") == 0)
+            smtpx_server_config_set_callbacks_block(config, false);
+    }
     smtpx_server_config_set_hostname(config, "bench.test");
     smtpx_server_config_set_listen(config, "127.0.0.1:0");
     memset(&h, 0, sizeof h);

@@ -1931,6 +1931,19 @@ const char *smtpx_reply_code_meaning(uint16_t code);
 const char *smtpx_result_str(smtpx_result result);
 
 /**
+ * Says whether the handler's callbacks may block (the default, true): then each runs in
+ * tokio's `block_in_place`, which first hands the other connections of the server thread
+ * it runs on to another thread (see `smtpx_server_start`). Callbacks that never block
+ * (no I/O, no lock held long, no sleep) may say false: they then run inline on the
+ * server's event loop, which costs less CPU per message, but a callback that does block
+ * then stalls every connection served by that thread.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_callbacks_block(struct smtpx_server_config *config,
+                                                     bool may_block);
+
+/**
  * Starts a server that delivers every accepted message into the Maildir `maildir_dir`
  * (created with `tmp`, `new` and `cur` when missing), and writes it to `*out_server`
  * (release with `smtpx_server_free`). On failure `smtpx_server_config_last_error` gives

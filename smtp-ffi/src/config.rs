@@ -61,6 +61,8 @@ pub struct smtpx_server_config {
     /// networks (see `proxy.rs`).
     pub(crate) proxy: Option<smtp_core::server::proxy::ProxyProtocol>,
     pub(crate) proxy_trusted: Vec<smtp_core::server::proxy::IpNetwork>,
+    /// False when the callbacks never block (`smtpx_server_config_set_callbacks_block`).
+    pub(crate) callbacks_block: bool,
 }
 
 impl smtpx_server_config {
@@ -95,6 +97,7 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             log: None,
             proxy: None,
             proxy_trusted: Vec::new(),
+            callbacks_block: true,
         })
     })
 }

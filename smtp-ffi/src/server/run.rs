@@ -158,6 +158,7 @@ fn start_with<H: Handler>(
     let handle = {
         let _inside = runtime.enter();
         let mut builder = AsyncServer::builder(handler, options)
+            .block_in_place(config.callbacks_block)
             .listen(listen)
             .map_err(|e| (listen.to_owned(), e))?;
         if let Some(tls_listen) = &config.tls_listen {
@@ -194,6 +195,27 @@ fn block_sigpipe() {
         libc::sigaddset(&mut set, libc::SIGPIPE);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+}
+
+/// Says whether the handler's callbacks may block (the default, true): then each runs in
+/// tokio's `block_in_place`, which first hands the other connections of the server thread
+/// it runs on to another thread (see `smtpx_server_start`). Callbacks that never block
+/// (no I/O, no lock held long, no sleep) may say false: they then run inline on the
+/// server's event loop, which costs less CPU per message, but a callback that does block
+/// then stalls every connection served by that thread.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_callbacks_block(
+    config: *mut smtpx_server_config,
+    may_block: bool,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live config, used by no other thread.
+        let config = try_arg!(unsafe { obj_mut(config) });
+        config.callbacks_block = may_block;
+        smtpx_result::Ok
+    })
 }
 
 /// Hands a started server to C.
