@@ -1,6 +1,7 @@
 /*
  * c_sink: the C server of bench/c_server.py, a trivial callback table on
- * smtpx_server_start: every message is accepted and counted, its content dropped.
+ * smtpx_server_start: every message is accepted and counted (data_end), its content
+ * dropped (no data_chunk callback).
  *
  *   c_sink [--max-connections N] [--inline]
  *
@@ -21,12 +22,6 @@
 #include <string.h>
 
 static atomic_ulong messages;
-
-static int on_data_chunk(void *userdata, uint64_t conn_id, const uint8_t *data, size_t len,
-                         smtpx_decision *out) {
-    (void)userdata, (void)conn_id, (void)data, (void)len, (void)out;
-    return SMTPX_ACCEPT;
-}
 
 static int on_data_end(void *userdata, uint64_t conn_id, const char *arg, smtpx_decision *out) {
     (void)userdata, (void)conn_id, (void)arg, (void)out;
@@ -53,7 +48,6 @@ int main(int argc, char **argv) {
     smtpx_server_config_set_hostname(config, "bench.test");
     smtpx_server_config_set_listen(config, "127.0.0.1:0");
     memset(&h, 0, sizeof h);
-    h.data_chunk = on_data_chunk;
     h.data_end = on_data_end;
 
     sigemptyset(&signals);
