@@ -90,7 +90,7 @@ pub extern "C" fn smtpx_envelope_new(
         try_arg!(out_arg(out_envelope));
         // SAFETY: the caller passes a NUL-terminated string.
         let from = try_arg!(unsafe { line_arg(from) });
-        let envelope = try_arg!(Envelope::new(from, &[] as &[&str]).map_err(address_error));
+        let envelope = try_arg!(Envelope::new(from, [] as [&str; 0]).map_err(address_error));
         // SAFETY: out_envelope was checked non-NULL above.
         unsafe { write_out(out_envelope, into_raw(smtpx_envelope { envelope })) };
         smtpx_result::Ok
@@ -140,7 +140,7 @@ pub extern "C" fn smtpx_envelope_add_recipient(
             }),
             _ => return smtpx_result::InvalidArgument,
         };
-        let mut one = try_arg!(Envelope::new("", &[to]).map_err(address_error));
+        let mut one = try_arg!(Envelope::new("", [to]).map_err(address_error));
         let Some(mut recipient) = one.recipients.pop() else {
             return smtpx_result::InvalidArgument;
         };
