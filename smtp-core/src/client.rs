@@ -39,6 +39,7 @@
 pub(crate) mod batch;
 pub mod error;
 pub mod options;
+pub mod pool;
 pub mod runner;
 pub(crate) mod api;
 
@@ -48,6 +49,7 @@ mod event;
 mod replies;
 mod result;
 mod session;
+mod stepwise;
 mod transaction;
 
 pub use config::{ClientConfig, ClientTimeouts, StartTlsPolicy};

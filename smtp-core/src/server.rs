@@ -43,6 +43,7 @@ pub mod dispatch;
 pub mod handlers;
 pub mod hooks;
 pub mod options;
+pub mod relay;
 
 mod admission;
 mod apply;

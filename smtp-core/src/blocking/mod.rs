@@ -4,4 +4,5 @@
 //!   with a result for every recipient.
 
 pub mod client;
+pub mod pool;
 pub mod server;
