@@ -12,4 +12,5 @@
 //! and do TLS handshakes.
 
 pub mod client;
+pub mod pool;
 pub mod server;

@@ -64,16 +64,7 @@ impl SmtpPool {
         options: ClientOptions,
         config: PoolConfig,
     ) -> Result<SmtpPool, Error> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| Error::io("cannot resolve the server's address", e))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "the server's address resolved to nothing",
-            ));
-        }
+        let addrs = resolve(addr)?;
         Ok(SmtpPool {
             shared: Arc::new(Shared {
                 addrs,
@@ -187,6 +178,21 @@ impl SmtpPool {
             sent: 0,
         }
     }
+}
+
+/// The addresses of a pool's server, resolved once when the pool is made.
+pub(crate) fn resolve(addr: impl ToSocketAddrs) -> Result<Vec<SocketAddr>, Error> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::io("cannot resolve the server's address", e))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "the server's address resolved to nothing",
+        ));
+    }
+    Ok(addrs)
 }
 
 fn close_all(clients: Vec<SmtpClient>) {
