@@ -53,7 +53,7 @@ PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
 .PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
-	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench fuzz clean distclean
+	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench bench-pool fuzz clean distclean
 
 help:
 	@sed -n '3,12s/^# \{0,1\}//p' Makefile
@@ -251,6 +251,13 @@ python-install: python-env
 
 bench:
 	$(CARGO) bench -p smtp-core --bench engine
+
+## The connection-pool benchmark: smtpx's SmtpPool against lettre's pooled SmtpTransport
+## into Postfix's smtp-sink, side by side (a crate outside the workspace: `make test`
+## never builds lettre). BENCH_POOL_ARGS overrides the run's size.
+BENCH_POOL_ARGS ?= --messages 100000 --senders 8 --pool 8 --rounds 3
+bench-pool:
+	bench/pool-lettre/run.sh $(BENCH_POOL_ARGS)
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"
