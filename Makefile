@@ -77,10 +77,13 @@ test: test-rust test-c test-python test-interop-python
 test-interop-python: examples python-env
 	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/interop
 
-## Interop with Debian-packaged peers (needs root for apt-get when they are missing).
-interop: examples
+## Interop with Debian-packaged peers (needs root for apt-get when they are missing), and
+## the relay into a private Postfix smtpd and Dovecot LMTP (tests/interop-relay).
+interop: examples python-env
 	@missing=""; \
 	command -v smtp-source >/dev/null || missing="$$missing postfix"; \
+	command -v dovecot >/dev/null || missing="$$missing dovecot-core"; \
+	test -x /usr/lib/dovecot/lmtp || missing="$$missing dovecot-lmtpd"; \
 	command -v swaks >/dev/null || missing="$$missing swaks"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
@@ -90,6 +93,7 @@ interop: examples
 	  DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends $$missing; \
 	fi
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/postfix-tools.sh
+	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/interop-relay
 
 ## Rust: the core's tests with the async drivers (feature tokio; the README's quick
 ## starts run as doctests), the core without the feature, and smtp-ffi's tests

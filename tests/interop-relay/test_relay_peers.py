@@ -19,6 +19,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import tempfile
 import time
 from typing import Iterator
 
@@ -139,6 +140,8 @@ class Postfix:
                 f"smtpd_tls_cert_file = {tls[0]}",
                 f"smtpd_tls_key_file = {tls[1]}",
                 "smtpd_tls_security_level = may",
+                "smtpd_tls_received_header = yes",
+                "smtpd_tls_loglevel = 1",
             ]
         (conf / "main.cf").write_text("\n".join(lines) + "\n")
         master = []
@@ -245,15 +248,24 @@ service auth {{
 
 
 @pytest.fixture
-def postfix(tmp_path: pathlib.Path) -> Iterator[Postfix]:
-    server = Postfix(tmp_path / "postfix", None)
+def work() -> Iterator[pathlib.Path]:
+    """A folder the servers' own users can reach (pytest's tmp_path is root's alone)."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="smtpx-relay-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def postfix(work: pathlib.Path) -> Iterator[Postfix]:
+    server = Postfix(work / "postfix", None)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def dovecot(tmp_path: pathlib.Path) -> Iterator[Dovecot]:
-    server = Dovecot(tmp_path / "dovecot")
+def dovecot(work: pathlib.Path) -> Iterator[Dovecot]:
+    server = Dovecot(work / "dovecot")
     yield server
     server.stop()
 
@@ -264,13 +276,17 @@ MESSAGE = (
     b"Subject: relayed by smtpx\r\n"
     b"\r\n"
     b"line one\r\n"
-    b".a line that starts with a dot\r\n"
+    b"..a line that starts with a dot (stuffed on the wire)\r\n"
     b"bare LF here\n"
     b"bare CR here\r"
     b"last line\r\n"
 )
-# What must arrive: lone CR and LF made CRLF, the dot line intact.
-BODY_ON_ARRIVAL = b"line one\r\n.a line that starts with a dot\r\nbare LF here\r\nbare CR here\r\nlast line\r\n"
+# What must arrive, as the Maildir stores it (LF line ends, which is how both Postfix and
+# Dovecot write files): each lone CR and LF became a line end of its own (a lone CR left
+# in place would survive as "\r"), the dot line un-stuffed once, intact.
+BODY_ON_ARRIVAL = (
+    b"line one\n.a line that starts with a dot (stuffed on the wire)\nbare LF here\nbare CR here\nlast line\n"
+)
 
 
 def raw_send(port: int, rcpts: list[str], data: bytes, lhlo: bool = False) -> list[bytes]:
@@ -311,7 +327,8 @@ def raw_send(port: int, rcpts: list[str], data: bytes, lhlo: bool = False) -> li
 
 
 def body_of(message: bytes) -> bytes:
-    return message.split(b"\r\n\r\n", 1)[1]
+    """The body of a stored message, CRLF read as LF (Maildir files may hold either)."""
+    return message.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
 
 
 def test_relay_into_postfix_smtpd(postfix: Postfix) -> None:
@@ -324,30 +341,36 @@ def test_relay_into_postfix_smtpd(postfix: Postfix) -> None:
         assert answers[2].startswith(b"250"), answers
         assert answers[3].startswith(b"354"), answers
         assert answers[4].startswith(b"250") and b"queued as" in answers[4], answers
-        [stored] = postfix.delivered(1)
-        assert body_of(stored) == BODY_ON_ARRIVAL, stored
-        assert b"\nSubject: relayed by smtpx\n" in stored.replace(b"\r\n", b"\n")
-        assert b"Delivered-To: bob@example.net" in stored or b"Delivered-To: carol@example.net" in stored
+        # One copy per accepted recipient (both map to one Maildir), each byte for byte.
+        stored = postfix.delivered(2)
+        assert len(stored) == 2, postfix.log()
+        for copy in stored:
+            assert body_of(copy) == BODY_ON_ARRIVAL, copy
+            assert b"\nSubject: relayed by smtpx\n" in copy
+        assert b"Delivered-To: bob@example.net" in b"".join(stored)
+        assert b"Delivered-To: carol@example.net" in b"".join(stored)
         # A second message reuses the pooled connection to Postfix.
         answers = raw_send(relay.port, ["carol@example.net"], b"Subject: two\r\n\r\nsecond\r\n")
         assert answers[-1].startswith(b"250"), answers
-        assert len(postfix.delivered(3)) >= 2
+        assert len(postfix.delivered(3)) == 3
         log = postfix.log()
-        assert log.count("connect from localhost[127.0.0.1]") == 1, log
+        # Two connections in all: the readiness probe, and the relay's one pooled
+        # connection that carried both messages.
+        assert log.count(": connect from localhost[127.0.0.1]") == 2, log
     finally:
         assert relay.stop() == 0
 
 
-def test_relay_into_postfix_with_starttls(tmp_path: pathlib.Path) -> None:
-    trustme = pytest.importorskip("trustme", reason="trustme is in PY_TEST_DEPS; without it no certificate")
+def test_relay_into_postfix_with_starttls(work: pathlib.Path) -> None:
+    import trustme
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
-    certs = tmp_path / "certs"
+    certs = work / "certs"
     certs.mkdir()
     cert.private_key_pem.write_to_path(str(certs / "key.pem"))
     cert.cert_chain_pems[0].write_to_path(str(certs / "cert.pem"))
     ca.cert_pem.write_to_path(str(certs / "ca.pem"))
-    server = Postfix(tmp_path / "postfix", (certs / "cert.pem", certs / "key.pem"))
+    server = Postfix(work / "postfix", (certs / "cert.pem", certs / "key.pem"))
     relay = None
     try:
         relay = Relay(
@@ -356,7 +379,9 @@ def test_relay_into_postfix_with_starttls(tmp_path: pathlib.Path) -> None:
         answers = raw_send(relay.port, ["bob@example.net"], b"Subject: tls\r\n\r\nover TLS\r\n")
         assert answers[-1].startswith(b"250"), answers
         [stored] = server.delivered(1)
-        assert body_of(stored) == b"over TLS\r\n"
+        assert body_of(stored) == b"over TLS\n"
+        # Postfix's own word that the relay came over TLS: its Received header and its log.
+        assert b"(using TLSv1.3" in stored, stored
         assert "TLS connection established from localhost" in server.log(), server.log()
     finally:
         if relay is not None:
@@ -364,7 +389,7 @@ def test_relay_into_postfix_with_starttls(tmp_path: pathlib.Path) -> None:
         server.stop()
 
 
-def test_postfix_down_gives_451(tmp_path: pathlib.Path) -> None:
+def test_postfix_down_gives_451() -> None:
     relay = Relay("--relay", f"127.0.0.1:{free_port()}")
     try:
         with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as client:
@@ -392,8 +417,8 @@ def test_relay_into_dovecot_lmtp(dovecot: Dovecot) -> None:
         assert relay.stop() == 0
 
 
-def test_lmtp_front_gets_dovecots_reply_per_recipient(tmp_path: pathlib.Path) -> None:
-    server = Dovecot(tmp_path / "dovecot")
+def test_lmtp_front_gets_dovecots_reply_per_recipient(work: pathlib.Path) -> None:
+    server = Dovecot(work / "dovecot")
     relay = None
     try:
         relay = Relay("--relay", f"127.0.0.1:{server.port}", "--relay-lmtp", "--lmtp")
@@ -402,8 +427,8 @@ def test_lmtp_front_gets_dovecots_reply_per_recipient(tmp_path: pathlib.Path) ->
         assert len(finals) == 2 and all(a.startswith(b"250") for a in finals), answers
         # Dovecot's words (its session id and "Saved"), not the relay's own.
         assert all(b"Saved" in a for a in finals), answers
-        assert body_of(server.delivered("bob", 1)[0]) == b"per recipient\r\n"
-        assert body_of(server.delivered("carol", 1)[0]) == b"per recipient\r\n"
+        assert body_of(server.delivered("bob", 1)[0]) == b"per recipient\n"
+        assert body_of(server.delivered("carol", 1)[0]) == b"per recipient\n"
     finally:
         if relay is not None:
             assert relay.stop() == 0
