@@ -144,12 +144,14 @@ c-asan: c-lib c-cert
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server_asan
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session_asan
 	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection_asan
-	@for t in test_basics test_client_server test_session test_connection; do \
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_relay_pool.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_relay_pool_asan
+	@for t in test_basics test_client_server test_session test_connection test_relay_pool; do \
 	  nm $(C_OUT)/$${t}_asan | grep __asan_init >/dev/null || { echo "$${t}_asan was built without ASan"; exit 1; }; done
 	$(ASAN_RUN) $(C_OUT)/test_basics_asan
 	$(ASAN_RUN) $(C_OUT)/test_client_server_asan $(C_CERT_ARGS)
 	$(ASAN_RUN) $(C_OUT)/test_session_asan $(C_CERT_ARGS)
 	$(ASAN_RUN) $(C_OUT)/test_connection_asan
+	$(ASAN_RUN) $(C_OUT)/test_relay_pool_asan
 
 c-valgrind: c-lib c-cert
 	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }
@@ -157,10 +159,12 @@ c-valgrind: c-lib c-cert
 	$(CC) $(C_FLAGS) -O1 tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server
 	$(CC) $(C_FLAGS) -O1 tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session
 	$(CC) $(C_FLAGS) -O1 tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection
+	$(CC) $(C_FLAGS) -O1 tests/c/test_relay_pool.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_relay_pool
 	$(VALGRIND_RUN) $(C_OUT)/test_basics
 	$(VALGRIND_RUN) $(C_OUT)/test_client_server $(C_CERT_ARGS)
 	$(VALGRIND_RUN) $(C_OUT)/test_session $(C_CERT_ARGS)
 	$(VALGRIND_RUN) $(C_OUT)/test_connection
+	$(VALGRIND_RUN) $(C_OUT)/test_relay_pool
 
 ## The C example programs (examples/c), for make demo and for reading.
 C_EXAMPLES := send server eventloop

@@ -68,6 +68,8 @@ pub mod event;
 pub(crate) mod ffi;
 pub mod log;
 pub mod panic;
+pub mod pool;
+pub mod relay;
 pub mod reply;
 pub mod result;
 pub mod server;

@@ -13,6 +13,7 @@
 pub mod connection;
 mod error;
 pub mod options;
+pub(crate) mod pooling;
 pub mod result;
 pub mod send;
 

@@ -62,7 +62,7 @@ impl Drop for smtpx_server {
 /// Builds the server from the configuration and starts it.
 /// `handler_auth`: the handler checks AUTH itself, so AUTH is offered even without users.
 /// `token`: the server's own (see `reentry`), given to its log callback.
-fn start<H: Handler>(
+pub(crate) fn start<H: Handler>(
     config: &mut smtpx_server_config,
     handler: H,
     handler_auth: bool,
@@ -139,7 +139,7 @@ fn start_with<H: Handler>(
 }
 
 /// Hands a started server to C.
-fn finish_start(
+pub(crate) fn finish_start(
     config: &mut smtpx_server_config,
     started: Result<smtpx_server, smtpx_result>,
     out_server: *mut *mut smtpx_server,
