@@ -3,15 +3,15 @@
 //! message.
 #![cfg(feature = "tokio")]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use smtp_core::asynchronous::pool::AsyncSmtpPool;
 use smtp_core::blocking::client::{ClientOptions, TlsMode};
 use smtp_core::blocking::server::{Server, ServerOptions};
-use smtp_core::client::pool::PoolConfig;
 use smtp_core::client::Envelope;
+use smtp_core::client::pool::PoolConfig;
 use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler};
 use smtp_core::reply::Reply;
 use smtp_core::server::ServerConfig;

@@ -11,18 +11,21 @@ use std::time::Duration;
 use smtp_core::blocking::client::{ClientOptions, SmtpClient, TlsMode};
 use smtp_core::blocking::pool::SmtpPool;
 use smtp_core::blocking::server::{Server, ServerOptions};
-use smtp_core::client::pool::PoolConfig;
 use smtp_core::client::Envelope;
+use smtp_core::client::pool::PoolConfig;
 use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::relay::RelayHandler;
 use smtp_core::server::{Decision, ServerConfig};
 use smtp_core::{ForwardPath, ReversePath};
 
-/// What the next hop stored: envelope recipients and content, per message.
+/// One stored message: its envelope recipients and its content.
+type Stored = (Vec<String>, Vec<u8>);
+
+/// What the next hop stored, and how many connections it took.
 #[derive(Clone, Default)]
 struct Store {
-    messages: Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>,
+    messages: Arc<Mutex<Vec<Stored>>>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -188,12 +191,14 @@ fn lmtp_next_hop_replies_per_recipient_to_an_lmtp_client() {
         .map(|r| r.delivery.as_ref().expect("a delivery reply").code().get())
         .collect();
     assert_eq!(deliveries, [250, 452]);
-    assert!(result.recipients[1]
-        .delivery
-        .as_ref()
-        .unwrap()
-        .text()
-        .contains("full (next hop)"));
+    assert!(
+        result.recipients[1]
+            .delivery
+            .as_ref()
+            .unwrap()
+            .text()
+            .contains("full (next hop)")
+    );
     client.quit().unwrap();
     assert_eq!(store.messages.lock().unwrap().len(), 1);
     front.shutdown(Duration::from_secs(5));
@@ -262,17 +267,15 @@ fn lone_cr_and_lf_from_the_client_leave_as_crlf() {
         .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
+    // The last line of a reply.
     let mut reply = || {
-        let mut last = String::new();
         loop {
             let mut line = String::new();
             assert!(reader.read_line(&mut line).unwrap() > 0, "closed");
             if line.as_bytes().get(3) != Some(&b'-') {
-                last = line;
-                break;
+                return line;
             }
         }
-        last
     };
     assert!(reply().starts_with("220"));
     for (command, code) in [

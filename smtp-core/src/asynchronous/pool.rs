@@ -257,12 +257,12 @@ impl Drop for AsyncPooledClient {
             .core()
             .checkin(lease, healthy, self.sent, Instant::now());
         self.pool.available.notify_one();
-        if let (Some(client), true) = (retired, healthy) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = client.quit().await;
-                });
-            }
+        if let (Some(client), true) = (retired, healthy)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = client.quit().await;
+            });
         }
     }
 }

@@ -277,10 +277,8 @@ impl Drop for PooledClient {
             .core()
             .checkin(lease, healthy, self.sent, Instant::now());
         self.pool.available.notify_one();
-        if let Some(client) = retired {
-            if healthy {
-                let _ = client.quit();
-            }
+        if let (Some(client), true) = (retired, healthy) {
+            let _ = client.quit();
         }
     }
 }

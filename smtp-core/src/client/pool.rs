@@ -193,12 +193,12 @@ impl<C> PoolCore<C> {
     /// A connection for a sender. Idle connections past `idle_timeout` are not offered:
     /// take them with [`expired`](Self::expired) and close them.
     pub fn checkout(&mut self, now: Instant) -> Checkout<C> {
-        while let Some(idle) = self.idle.pop_back() {
-            if now.saturating_duration_since(idle.since) >= self.config.idle_timeout {
-                // Too old, and so is everything in front of it: leave them for expired().
-                self.idle.push_back(idle);
-                break;
-            }
+        // The most recently used; when it is too old, so is everything in front of it,
+        // which expired() takes out.
+        let fresh = self.idle.back().is_some_and(|idle| {
+            now.saturating_duration_since(idle.since) < self.config.idle_timeout
+        });
+        if let Some(idle) = fresh.then(|| self.idle.pop_back()).flatten() {
             let check = now.saturating_duration_since(idle.since) >= self.config.check_after;
             return Checkout::Reuse {
                 lease: Lease {

@@ -39,7 +39,7 @@ impl ClientSession {
                 kept.size = params.size;
             }
             if caps.eight_bit_mime {
-                kept.body = params.body.clone();
+                kept.body = params.body;
             }
             if params.smtputf8 {
                 if !caps.smtputf8 {
@@ -48,7 +48,7 @@ impl ClientSession {
                 kept.smtputf8 = true;
             }
             if caps.dsn {
-                kept.ret = params.ret.clone();
+                kept.ret = params.ret;
                 kept.envid = params.envid.clone();
             }
             if !caps.auth.is_empty() {

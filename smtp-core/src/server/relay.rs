@@ -167,10 +167,11 @@ impl RelaySession {
                 self.client = Some(client);
             }
         }
-        if let Some(mut client) = self.client.take() {
-            if !client.is_closed() && client.rset().is_err() {
-                log::debug!("smtpx relay: RSET on the next hop failed");
-            }
+        if let Some(mut client) = self.client.take()
+            && !client.is_closed()
+            && client.rset().is_err()
+        {
+            log::debug!("smtpx relay: RSET on the next hop failed");
         }
         self.from = None;
         self.accepted.clear();
