@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import threading
-from typing import Any
-
 import pytest
 
 import smtpx
@@ -71,9 +69,10 @@ def test_an_asyncio_pool_gives_each_message_its_own_result(aiosmtpd_server: tupl
             assert second.accepted
 
 
-def test_a_pool_to_nowhere_raises_a_connect_error() -> None:
+def test_a_pool_to_nowhere_raises_and_holds_no_connection() -> None:
     pool = SMTPPool("127.0.0.1", free_port(), timeout=2)
-    with pytest.raises(smtpx.SmtpConnectError):
+    # No connection could carry the message: smtplib's SMTPServerDisconnected family.
+    with pytest.raises(smtpx.SmtpDisconnected, match="cannot connect"):
         pool.send("a@example.org", ["b@example.net"], MSG)
     assert pool.status() == (0, 0)
 
@@ -117,14 +116,15 @@ def test_the_relay_passes_on_the_next_hops_final_reply(aiosmtpd_server: tuple[in
     port, recorder = aiosmtpd_server
     relay = RelayHandler("127.0.0.1", port)
 
-    async def main() -> Any:
+    async def main() -> smtpx.SendResult:
         async with smtpx.aio.SMTP(hostname="127.0.0.1", port=front_port, timeout=10) as client:
-            return await client.sendmail("a@example.org", ["b@example.net"], MSG)
+            return await client.send(MSG, sender="a@example.org", recipients=["b@example.net"])
 
     with smtpx.Controller(relay, port=0) as controller:
         front_port = controller.port
-        errors, text = asyncio.run(main())
+        result = asyncio.run(main())
     relay.close()
-    assert errors == {}
-    assert "queued as Q1" in text
+    assert result.ok
+    # The next hop's own final reply, queue id included.
+    assert result.data is not None and "queued as Q1" in result.data.text
     assert len(recorder.messages) == 1
