@@ -128,3 +128,37 @@ def test_the_relay_passes_on_the_next_hops_final_reply(aiosmtpd_server: tuple[in
     # The next hop's own final reply, queue id included.
     assert result.data is not None and "queued as Q1" in result.data.text
     assert len(recorder.messages) == 1
+
+
+def test_the_relay_and_pool_examples_run(rust_server: RunningServer) -> None:
+    import pathlib
+    import subprocess
+    import sys
+
+    examples = pathlib.Path(__file__).resolve().parents[2] / "examples" / "python"
+    relay = subprocess.Popen(
+        [sys.executable, str(examples / "relay.py"), "--relay", f"{rust_server.host}:{rust_server.port}",
+         "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert relay.stdout is not None
+        line = relay.stdout.readline().strip()
+        assert line.startswith("listening on "), line
+        port = line.rsplit(":", 1)[1]
+        sent = subprocess.run(
+            [sys.executable, str(examples / "pool_send.py"), f"127.0.0.1:{port}", "--from", "a@example.org",
+             "--to", "b@example.net", "--count", "6", "--threads", "3", "--pool", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert sent.stdout.splitlines() == [f"{i} ok" for i in range(6)]
+        assert len(rust_server.wait_for(6)) == 6
+    finally:
+        relay.terminate()
+        assert relay.wait(timeout=15) == 0
+        if relay.stdout is not None:
+            relay.stdout.close()
