@@ -167,7 +167,7 @@ c-valgrind: c-lib c-cert
 	$(VALGRIND_RUN) $(C_OUT)/test_relay_pool
 
 ## The C example programs (examples/c), for make demo and for reading.
-C_EXAMPLES := send server eventloop
+C_EXAMPLES := send server eventloop pool
 C_EXAMPLES_DIR := $(C_OUT)/examples
 
 c-examples: c-lib
