@@ -446,3 +446,42 @@ fn pool_is_bounded_and_shared_between_threads() {
     assert_eq!(pool.status(), (0, 0));
     hop.shutdown(Duration::from_secs(5));
 }
+
+#[test]
+fn relay_authenticates_to_a_next_hop_that_requires_it() {
+    use smtp_core::auth::{AuthMechanism, Credentials};
+    use smtp_core::handler::PasswordAuth;
+
+    let store = Store::default();
+    let hop = NextHop {
+        store: store.clone(),
+        delay: Duration::ZERO,
+    };
+    let mut config = ServerConfig::new("hop.test");
+    config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
+    config.allow_insecure_auth = true;
+    config.require_auth = true;
+    let hop = Server::builder(
+        PasswordAuth::new(hop, [("relay", "s3cret")]),
+        ServerOptions::new(config),
+    )
+    .listen("127.0.0.1:0")
+    .unwrap()
+    .start()
+    .unwrap();
+    // Without credentials the next hop refuses MAIL, and so does the relay.
+    let front = relay_to(hop.local_addrs()[0], client_options(false));
+    let result = send(&front, &["a@example.net"], b"x\r\n");
+    assert_eq!(result.mail.code().get(), 530, "{}", result.mail);
+    front.shutdown(Duration::from_secs(5));
+    // With them, the message goes through.
+    let mut options = client_options(false);
+    options.credentials = Some(Credentials::password("relay", "s3cret"));
+    options.allow_insecure_auth = true;
+    let front = relay_to(hop.local_addrs()[0], options);
+    let result = send(&front, &["a@example.net"], b"authenticated\r\n");
+    assert!(result.is_success(), "{result:?}");
+    assert_eq!(store.messages.lock().unwrap()[0].1, b"authenticated\r\n");
+    front.shutdown(Duration::from_secs(5));
+    hop.shutdown(Duration::from_secs(5));
+}
