@@ -54,7 +54,7 @@ PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
 .PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
-	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench fuzz clean distclean
+	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench bench-pool fuzz clean distclean
 
 help:
 	@sed -n '3,12s/^# \{0,1\}//p' Makefile
@@ -78,10 +78,13 @@ test: test-rust test-c test-python test-interop-python
 test-interop-python: examples python-env
 	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/interop
 
-## Interop with Debian-packaged peers (needs root for apt-get when they are missing).
-interop: examples
+## Interop with Debian-packaged peers (needs root for apt-get when they are missing), and
+## the relay into a private Postfix smtpd and Dovecot LMTP (tests/interop-relay).
+interop: examples python-env
 	@missing=""; \
 	command -v smtp-source >/dev/null || missing="$$missing postfix"; \
+	command -v dovecot >/dev/null || missing="$$missing dovecot-core"; \
+	test -x /usr/lib/dovecot/lmtp || missing="$$missing dovecot-lmtpd"; \
 	command -v swaks >/dev/null || missing="$$missing swaks"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
@@ -95,6 +98,7 @@ interop: examples
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/postfix-tools.sh
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/haproxy.sh
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) SMTPX_INTEROP_CACHE=$(TARGET_DIR)/interop-cache tests/interop/exim.sh
+	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/interop-relay
 
 ## Rust: the core's tests with the async drivers (feature tokio; the README's quick
 ## starts run as doctests), a fresh crate depending on the core builds without warnings,
@@ -157,7 +161,7 @@ c-cert: c-lib
 # The C tests (tests/c/NAME.c). Each gets the test certificate's files as arguments
 # (those that need no certificate ignore them).
 C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
-	test_envelope test_server_parity test_proxy test_blocking_callbacks
+	test_envelope test_server_parity test_proxy test_blocking_callbacks test_relay_pool
 # test_tls takes the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
 c_test_args = $(or $(C_TEST_ARGS_$(1)),$(C_CERT_ARGS))
@@ -174,7 +178,7 @@ c-valgrind: c-lib c-cert
 	$(foreach t,$(C_TESTS),$(VALGRIND_RUN) $(C_OUT)/$(t) $(call c_test_args,$(t)) &&) true
 
 ## The C example programs (examples/c), for make demo and for reading.
-C_EXAMPLES := send server eventloop
+C_EXAMPLES := send server eventloop pool
 C_EXAMPLES_DIR := $(C_OUT)/examples
 
 c-examples: c-lib
@@ -270,6 +274,13 @@ python-install: python-env
 
 bench:
 	$(CARGO) bench -p smtp-core --bench engine
+
+## The connection-pool benchmark: smtpx's SmtpPool against lettre's pooled SmtpTransport
+## into Postfix's smtp-sink, side by side (a crate outside the workspace: `make test`
+## never builds lettre). BENCH_POOL_ARGS overrides the run's size.
+BENCH_POOL_ARGS ?= --messages 100000 --senders 8 --pool 8 --rounds 3
+bench-pool:
+	bench/pool-lettre/run.sh $(BENCH_POOL_ARGS)
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"

@@ -362,7 +362,8 @@ typedef uint32_t smtpx_action_kind;
  * `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
  * MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
  * EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
- * has actions for them).
+ * has actions for them). A hook of a newer library that this header has no kind for
+ * is not given to C: it gets its default answer, as from a NULL callback.
  *
  * Thread safety: a plain value.
  */
@@ -679,6 +680,17 @@ typedef struct smtpx_client_options smtpx_client_options;
 typedef struct smtpx_envelope smtpx_envelope;
 
 /**
+ * A bounded pool of connections to one server: each `smtpx_pool_send` takes an idle
+ * connection (checked with NOOP after idling), or opens one while fewer than `max_size`
+ * are open, or waits for one; the connection goes back after the message.
+ *
+ * Thread safety: shareable; any number of threads may call `smtpx_pool_send`,
+ * `smtpx_pool_open_count` and `smtpx_pool_idle_count` at once. `smtpx_pool_free` only
+ * when no other thread uses the pool.
+ */
+typedef struct smtpx_pool smtpx_pool;
+
+/**
  * An SMTP reply from a server: its code, its enhanced status code when it had one, and
  * its text (the lines joined with LF, without codes).
  *
@@ -965,6 +977,35 @@ typedef struct smtpx_proxy_info {
    */
   char destination[64];
 } smtpx_proxy_info;
+
+/**
+ * How a pool behaves; start from `smtpx_pool_config_default()` and change fields.
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_pool_config {
+  /**
+   * The most connections open at once (at least 1). Default 8.
+   */
+  size_t max_size;
+  /**
+   * An idle connection older than this is closed, not reused. Default 60000.
+   */
+  uint64_t idle_timeout_ms;
+  /**
+   * A connection is closed after carrying this many messages; 0: no limit. Default 0.
+   */
+  uint64_t max_messages;
+  /**
+   * A connection idle longer than this is checked with NOOP before reuse; 0 checks
+   * before every reuse. Default 1000.
+   */
+  uint64_t check_after_ms;
+  /**
+   * How long a sender waits for a connection when all are busy. Default 30000.
+   */
+  uint64_t checkout_timeout_ms;
+} smtpx_pool_config;
 
 /**
  * The releaser of a handler's userdata: called once, after the last callback has
@@ -2184,6 +2225,100 @@ smtpx_result smtpx_server_connection_proxy_tlv(const struct smtpx_server_connect
                                                size_t *out_n);
 
 /**
+ * The defaults documented on each field of `smtpx_pool_config`.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+struct smtpx_pool_config smtpx_pool_config_default(void);
+
+/**
+ * Makes a pool of connections to `host`:`port`, each set up by `options` as
+ * `smtpx_client_connect` would (not consumed; NULL is not allowed), behaving as `config`
+ * says (NULL: the defaults), and writes it to `*out_pool` (release with
+ * `smtpx_pool_free`). No connection is opened yet. `server_name` is the name the
+ * server's certificate must carry; NULL means `host`. On failure the options'
+ * `smtpx_client_options_last_error` says why.
+ *
+ * Thread safety: `options` is used by this thread during the call only.
+ */
+smtpx_result smtpx_pool_new(const char *host,
+                            uint16_t port,
+                            const char *server_name,
+                            struct smtpx_client_options *options,
+                            const struct smtpx_pool_config *config,
+                            struct smtpx_pool **out_pool);
+
+/**
+ * Sends one message held in memory through the pool, as `smtpx_client_send` does
+ * (same arguments and result; a refused recipient is not an error), and writes its
+ * outcome to `*out_result` (release with `smtpx_send_result_free`). On failure
+ * `smtpx_pool_last_error` gives the detail, on this thread.
+ *
+ * Thread safety: any number of threads at once.
+ */
+smtpx_result smtpx_pool_send(const struct smtpx_pool *pool,
+                             const char *from,
+                             const char *const *to,
+                             size_t n_to,
+                             const uint8_t *msg,
+                             size_t len,
+                             struct smtpx_send_result **out_result);
+
+/**
+ * The detail of this thread's last failed `smtpx_pool_send` ("" when none): valid until
+ * this thread's next pool call.
+ *
+ * Thread safety: per thread.
+ */
+const char *smtpx_pool_last_error(void);
+
+/**
+ * Connections open now (idle and in use); 0 for NULL.
+ *
+ * Thread safety: any thread.
+ */
+size_t smtpx_pool_open_count(const struct smtpx_pool *pool);
+
+/**
+ * Idle connections now; 0 for NULL.
+ *
+ * Thread safety: any thread.
+ */
+size_t smtpx_pool_idle_count(const struct smtpx_pool *pool);
+
+/**
+ * Closes the pool's connections (QUIT to the idle ones now, the others when their
+ * message is done) and frees it. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the pool during or after the call.
+ */
+void smtpx_pool_free(struct smtpx_pool *pool);
+
+/**
+ * Starts a relay: a server (configured by `config`, as `smtpx_server_start` is) that
+ * forwards each transaction to `host`:`port` over a pool of connections made with
+ * `options` (`smtpx_client_options_set_lmtp` for an LMTP next hop, the TLS mode,
+ * credentials and timeouts; not consumed) and `pool` (NULL: the defaults). MAIL and each
+ * RCPT get the next hop's reply, the content is streamed to it as it arrives, and the
+ * final reply is the next hop's (per recipient under LMTP); a next hop that is down or
+ * slow gives 451 with an enhanced code, never 250. `server_name` is the name the next
+ * hop's certificate must carry (NULL: `host`).
+ *
+ * Writes the server to `*out_server` (release with `smtpx_server_free`). On failure
+ * `smtpx_server_config_last_error` (listening) or `smtpx_client_options_last_error` (the
+ * next hop's address or TLS setup) gives the detail.
+ *
+ * Thread safety: `config` and `options` are used by this thread during the call only.
+ */
+smtpx_result smtpx_server_start_relay(struct smtpx_server_config *config,
+                                      const char *host,
+                                      uint16_t port,
+                                      const char *server_name,
+                                      struct smtpx_client_options *options,
+                                      const struct smtpx_pool_config *pool,
+                                      struct smtpx_server **out_server);
+
+/**
  * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
  *
  * Thread safety: safe to call from any thread.
@@ -2369,7 +2504,9 @@ smtpx_result smtpx_server_session_receive_eof(struct smtpx_server_session *sessi
 
 /**
  * Writes the next event to `*out_event`; its kind is SMTPX_EVENT_KIND_NONE when the
- * session needs more input, a decision, or its output written. The event's pointers
+ * session needs more input, a decision, or its output written. An event this header has no
+ * kind for (a library newer than the header the program was built with) is never
+ * given: the session answers it as a handler without that callback would. The event's pointers
  * are valid until the next call on the session.
  *
  * Thread safety: one thread at a time per session.

@@ -45,6 +45,7 @@ pub mod hooks;
 pub mod message;
 pub mod options;
 pub mod proxy;
+pub mod relay;
 
 mod admission;
 mod apply;

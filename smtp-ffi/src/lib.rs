@@ -45,6 +45,10 @@
 //!   on standard error for programs without a callback).
 //! - [`server`]: the blocking server: [`server::handler`] (`smtpx_handler`, the C
 //!   callbacks), [`server::run`] (`smtpx_server`: threads and sockets, start and stop).
+//! - [`pool`]: `smtpx_pool`, a bounded pool of client connections shared between
+//!   threads (`smtpx_pool_config`, `smtpx_pool_send`).
+//! - [`relay`]: `smtpx_server_start_relay`, a server that forwards each transaction to a
+//!   next hop and answers with its replies.
 //! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
 //!   decisions, output), for callers that want to run the connection loop themselves.
 //! - [`tls`]: the TLS settings (trust store, client certificates, minimum version, SNI)
@@ -72,6 +76,8 @@ pub(crate) mod last_error;
 pub mod log;
 pub mod panic;
 pub mod proxy;
+pub mod pool;
+pub mod relay;
 pub mod reply;
 pub mod result;
 pub mod server;

@@ -27,6 +27,9 @@ impl ClientSession {
     ///
     /// [`finish_body`]: ClientSession::finish_body
     pub fn send_mail(&mut self, envelope: &Envelope, size: Option<u64>) -> Result<(), ClientError> {
+        if self.stepwise {
+            return self.send_stepwise_data(envelope);
+        }
         let chaining = self.can_chain();
         if !chaining {
             self.require_ready()?;

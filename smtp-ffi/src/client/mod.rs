@@ -14,6 +14,7 @@ pub mod connection;
 pub mod envelope;
 mod error;
 pub mod options;
+pub(crate) mod pooling;
 pub mod result;
 pub mod send;
 

@@ -89,7 +89,7 @@ impl Drop for smtpx_server {
 /// Builds the server from the configuration and starts it.
 /// `handler_auth`: the handler checks AUTH itself, so AUTH is offered even without users.
 /// `token`: the server's own (see `reentry`), given to its log callback.
-fn start<H: Handler>(
+pub(crate) fn start<H: Handler>(
     config: &mut smtpx_server_config,
     handler: H,
     handler_auth: bool,
@@ -288,7 +288,7 @@ pub extern "C" fn smtpx_server_config_set_callbacks_block(
 }
 
 /// Hands a started server to C.
-fn finish_start(
+pub(crate) fn finish_start(
     started: Result<smtpx_server, smtpx_result>,
     out_server: *mut *mut smtpx_server,
 ) -> smtpx_result {

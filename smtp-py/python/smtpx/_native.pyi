@@ -10,6 +10,9 @@ __all__ = [
     "Client",
     "ClientSession",
     "Event",
+    "Pool",
+    "Relay",
+    "RelaySession",
     "Server",
     "ServerConnection",
     "ServerSession",
@@ -555,3 +558,92 @@ class TlsSession:
     def protocol_version(self) -> str | None: ...
     @property
     def cipher_suite(self) -> str | None: ...
+
+@final
+class Pool:
+    """A bounded pool of client connections to one server, shared between threads (the
+    core's pool policy); see ``smtpx.pool.SMTPPool``."""
+
+    def __new__(
+        cls,
+        host: str,
+        port: int,
+        *,
+        helo_name: str,
+        tls: str = "none",
+        server_name: str | None = None,
+        insecure: bool = False,
+        ca_pem: bytes | None = None,
+        timeout: float | None = None,
+        lmtp: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        max_size: int = 8,
+        idle_timeout: float = 60.0,
+        max_messages: int = 0,
+        check_after: float = 1.0,
+        checkout_timeout: float = 30.0,
+    ) -> Pool: ...
+    def send(
+        self,
+        from_addr: str,
+        to_addrs: list[str],
+        message: bytes,
+        mail_options: list[str] = ...,
+        rcpt_options: list[str] = ...,
+    ) -> _Result:
+        """Sends one message (bytes) over a pooled connection; the result tuple as
+        `Client.send` gives it."""
+    def status(self) -> tuple[int, int]:
+        """`(open, idle)` connections now."""
+    def reap(self) -> None:
+        """Closes the connections idle for too long."""
+    def close(self) -> None:
+        """Closes the pool: idle connections now, the others when given back."""
+
+@final
+class Relay:
+    """A relay to one next hop (the core's relay handler); see
+    ``smtpx.relay.RelayHandler``."""
+
+    def __new__(
+        cls,
+        host: str,
+        port: int,
+        *,
+        helo_name: str,
+        tls: str = "none",
+        server_name: str | None = None,
+        insecure: bool = False,
+        ca_pem: bytes | None = None,
+        timeout: float | None = None,
+        lmtp: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        max_size: int = 8,
+    ) -> Relay: ...
+    def session(self) -> RelaySession:
+        """The per-connection part, for one client connection."""
+    def status(self) -> tuple[int, int]:
+        """`(open, idle)` next-hop connections now."""
+    def close(self) -> None:
+        """Closes the next-hop connections."""
+
+@final
+class RelaySession:
+    """The relay's hooks for one client connection; each answers with status lines (the
+    next hop's replies)."""
+
+    def mail(self, address: str, options: list[str] = ...) -> str:
+        """MAIL FROM (options as aiosmtpd gives them, e.g. `["SIZE=100"]`): the next hop's
+        status line."""
+    def rcpt(self, address: str, options: list[str] = ...) -> str:
+        """RCPT TO: the next hop's status line."""
+    def data(self, content: bytes, lmtp: bool = False) -> list[str]:
+        """The whole message (the content as the server received it): DATA on the next hop,
+        the content in pieces, and its final reply: one status line, or under `lmtp` one
+        per accepted recipient."""
+    def reset(self) -> None:
+        """RSET, or the end of a transaction: the next hop's transaction is abandoned."""
+    def close(self) -> None:
+        """The client connection is over: the next-hop connection goes back to the pool."""
