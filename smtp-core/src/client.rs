@@ -36,15 +36,16 @@
 //! assert_eq!(result.queue_id(), Some("4XyZ"));
 //! ```
 
+pub(crate) mod api;
 pub(crate) mod batch;
 pub mod error;
 pub mod options;
 pub mod runner;
-pub(crate) mod api;
 
 mod config;
 mod envelope;
 mod event;
+mod raw;
 mod replies;
 mod result;
 mod session;

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConnection, StreamOwned};
 
 use crate::client::api::{client_api, client_debug};
-use crate::client::options::{Prepared, prepare};
+use crate::client::options::{prepare, Prepared};
 use crate::client::runner::{Action, ClientRunner, Operation, Outcome, READ_BUFFER};
 use crate::client::Envelope;
 
@@ -49,7 +49,6 @@ pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 
 /// The shortest socket timeout set; zero would mean "no timeout" (or an error) to the OS.
 const MIN_WAIT: Duration = Duration::from_millis(1);
-
 
 /// The socket, before and after TLS.
 enum Stream {
@@ -153,6 +152,23 @@ impl SmtpClient {
         server_name: &str,
         options: ClientOptions,
     ) -> Result<SmtpClient, Error> {
+        let prepared = prepare(options, server_name)?;
+        let tcp = connect_tcp(addr, prepared.connect_timeout, prepared.id)?;
+        SmtpClient::open(tcp, prepared)
+    }
+
+    /// Does what [`SmtpClient::connect`] does on a TCP connection the caller made (bound
+    /// to a source address, say): TLS as configured, the greeting, EHLO, STARTTLS and
+    /// AUTH.
+    pub fn from_tcp(
+        tcp: TcpStream,
+        server_name: &str,
+        options: ClientOptions,
+    ) -> Result<SmtpClient, Error> {
+        SmtpClient::open(tcp, prepare(options, server_name)?)
+    }
+
+    fn open(tcp: TcpStream, prepared: Prepared) -> Result<SmtpClient, Error> {
         let Prepared {
             id,
             session,
@@ -160,9 +176,7 @@ impl SmtpClient {
             tls_mode,
             connect_timeout,
             timeouts,
-        } = prepare(options, server_name)?;
-
-        let tcp = connect_tcp(addr, connect_timeout, id)?;
+        } = prepared;
         let peer = tcp
             .peer_addr()
             .map_err(|e| Error::io("cannot set up the connection", e))?;
