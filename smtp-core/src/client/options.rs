@@ -1,9 +1,9 @@
 //! How a client connection is set up ([`ClientOptions`], [`TlsMode`]) and what the drivers
 //! make of it before a socket exists ([`TlsSetup`] and the session).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use crate::trace::TraceSink;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use crate::command::{Command, MailParameters};
 use crate::data::DotStuffer;
 use crate::trace::Direction;
 
-use super::session::{no_reply, BodyMode, Expect, State, Transaction, BDAT_CHUNK};
+use super::session::{BDAT_CHUNK, BodyMode, Expect, State, Transaction, no_reply};
 use super::{ClientError, ClientEvent, ClientSession, Envelope, RecipientResult};
 
 impl ClientSession {

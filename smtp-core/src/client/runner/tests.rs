@@ -130,9 +130,11 @@ fn a_batch_chains_the_next_transaction_behind_the_final_dot() {
         .drive(runner.send_batch(messages), &mut VecDeque::new())
         .batch();
     assert_eq!(results.len(), 2);
-    assert!(results
-        .iter()
-        .all(|r| r.as_ref().is_ok_and(|r| r.is_success())));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.is_success()))
+    );
     let mail = "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n";
     assert_eq!(
         script.written(),
