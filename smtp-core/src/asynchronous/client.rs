@@ -38,21 +38,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, ToSocketAddrs, lookup_host};
-use tokio_rustls::TlsConnector;
+use tokio::net::{lookup_host, TcpStream, ToSocketAddrs};
 use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::client::api::{client_api, client_debug};
-use crate::client::options::{Prepared, prepare};
-use crate::client::runner::{Action, ClientRunner, Operation, Outcome, READ_BUFFER};
+use crate::client::options::{prepare, Prepared};
+use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
-use crate::client::Envelope;
 
 /// How long closing (close_notify, shutdown) may take; errors do not matter any more.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
 
 /// The socket, before and after TLS.
 enum Stream {
@@ -188,13 +186,13 @@ impl Io {
     /// Carries out `op`'s actions on the socket until it is done; `body` is the message
     /// it asks for with [`Action::Body`]. Every wait is bounded: reads by the session's
     /// deadline, writes by the write timeout, the goodbye and closing by [`CLOSE_WAIT`].
-    async fn drive<'m, I, B>(
+    async fn drive<I, B>(
         &mut self,
-        mut op: Operation<'_, 'm, I>,
+        mut op: Operation<&mut ClientRunner, I>,
         mut body: Option<&mut B>,
     ) -> Outcome
     where
-        I: Iterator<Item = (&'m Envelope, &'m [u8])>,
+        I: Iterator<Item: BatchMessage>,
         B: AsyncRead + Unpin + ?Sized,
     {
         loop {

@@ -41,8 +41,7 @@ use rustls::{ClientConnection, StreamOwned};
 
 use crate::client::api::{client_api, client_debug};
 use crate::client::options::{prepare, Prepared};
-use crate::client::runner::{Action, ClientRunner, Operation, Outcome, READ_BUFFER};
-use crate::client::Envelope;
+use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
@@ -221,13 +220,13 @@ impl Io {
 
     /// Carries out `op`'s actions on the socket until it is done; `body` is the message
     /// it asks for with [`Action::Body`].
-    fn drive<'m, I>(
+    fn drive<I>(
         &mut self,
-        mut op: Operation<'_, 'm, I>,
+        mut op: Operation<&mut ClientRunner, I>,
         mut body: Option<&mut dyn Read>,
     ) -> Outcome
     where
-        I: Iterator<Item = (&'m Envelope, &'m [u8])>,
+        I: Iterator<Item: BatchMessage>,
     {
         loop {
             match op.next_action(self.base.elapsed()) {
@@ -275,9 +274,9 @@ impl Io {
     }
 
     /// Waits for bytes until `deadline` and hands what happened to `op`.
-    fn read_once<'m, I>(&mut self, op: &mut Operation<'_, 'm, I>, deadline: Duration)
+    fn read_once<I>(&mut self, op: &mut Operation<&mut ClientRunner, I>, deadline: Duration)
     where
-        I: Iterator<Item = (&'m Envelope, &'m [u8])>,
+        I: Iterator<Item: BatchMessage>,
     {
         let now = self.base.elapsed();
         if let Err(e) = self.stream.set_read_timeout(deadline.saturating_sub(now)) {
