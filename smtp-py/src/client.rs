@@ -170,6 +170,25 @@ pub(crate) fn envelope(
     })
 }
 
+/// Takes over a connected TCP socket that Python gave up (`socket.detach()`).
+fn owned_tcp(fd: i32) -> PyResult<std::net::TcpStream> {
+    if fd < 0 {
+        return Err(PyValueError::new_err("sock_fd must be a file descriptor"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the caller (smtpx/client.py) passes the descriptor returned by
+        // `socket.detach()`, which Python no longer owns or closes; it is a connected
+        // stream socket, so this TcpStream becomes its only owner.
+        Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+    }
+    #[cfg(not(unix))]
+    {
+        Err(PyValueError::new_err("sock_fd is supported on Unix only"))
+    }
+}
+
 /// A Python binary file object as a [`Read`]: each read attaches, calls `read(64 KiB)`
 /// and detaches again. A Python exception is kept to be raised as it was.
 struct PyReader {
@@ -264,7 +283,7 @@ impl Client {
     #[pyo3(signature = (host, port, *, helo_name, tls = "none", server_name = None,
         insecure = false, ca_pem = None, timeout = None, lmtp = false, username = None,
         password = None, allow_insecure_auth = false, pipelining = true, chunking = true,
-        trace = None))]
+        trace = None, sock_fd = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -283,6 +302,7 @@ impl Client {
         pipelining: bool,
         chunking: bool,
         trace: Option<Py<PyAny>>,
+        sock_fd: Option<i32>,
     ) -> PyResult<Client> {
         let trace = PyTrace::new(trace);
         let mut options = ClientOptions::new(helo_name);
@@ -330,9 +350,14 @@ impl Client {
         options.pipelining = pipelining;
         options.chunking = chunking;
         let server_name = server_name.unwrap_or_else(|| host.clone());
-        let client = py
-            .detach(|| SmtpClient::connect((host.as_str(), port), &server_name, options))
-            .map_err(|e| client_error(e, true))?;
+        let client = match sock_fd {
+            Some(fd) => {
+                let tcp = owned_tcp(fd)?;
+                py.detach(|| SmtpClient::from_tcp(tcp, &server_name, options))
+            }
+            None => py.detach(|| SmtpClient::connect((host.as_str(), port), &server_name, options)),
+        }
+        .map_err(|e| client_error(e, true))?;
         Ok(Client {
             inner: Mutex::new(Some(client)),
             trace,
@@ -549,13 +574,62 @@ impl Client {
             .collect()
     }
 
-    /// Sends QUIT, waits for the reply and closes. Quiet when already closed.
-    fn quit(&self, py: Python<'_>) -> PyResult<()> {
+    /// Sends `line` as it is and returns the reply whatever its code (smtplib's
+    /// `docmd`); `secret` redacts it in the trace. AUTH lines need TLS or
+    /// `allow_insecure_auth` (SmtpInsecureAuthError otherwise, nothing sent).
+    #[pyo3(signature = (line, *, secret = false, allow_insecure_auth = false))]
+    fn command(
+        &self,
+        py: Python<'_>,
+        line: String,
+        secret: bool,
+        allow_insecure_auth: bool,
+    ) -> PyResult<ReplyTuple> {
+        no_line_breaks("the command", &line)?;
+        self.with(py, move |c| {
+            c.set_allow_insecure_auth(allow_insecure_auth);
+            c.raw_command(&line, secret)
+        })
+        .map(|r| reply_tuple(&r))
+    }
+
+    /// Sends message content after the caller's own DATA got 354 (dot-stuffed, CRLF line
+    /// ends, the final dot added); returns the reply whatever its code.
+    fn content(&self, py: Python<'_>, message: Vec<u8>) -> PyResult<ReplyTuple> {
+        self.with(py, move |c| c.raw_content(&message))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// Greets again with EHLO (HELO when `ehlo` is false) as `name`; returns the reply
+    /// whatever its code, a 2xx one replacing the known extensions.
+    #[pyo3(signature = (ehlo, name = None))]
+    fn hello(&self, py: Python<'_>, ehlo: bool, name: Option<String>) -> PyResult<ReplyTuple> {
+        self.with(py, move |c| c.hello(ehlo, name.as_deref()))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// The server's greeting, and its 220 to the last STARTTLS, as reply tuples.
+    fn kept_replies(&self, py: Python<'_>) -> (Option<ReplyTuple>, Option<ReplyTuple>) {
+        self.peek(py, |c| {
+            (
+                c.greeting().map(reply_tuple),
+                c.starttls_reply().map(reply_tuple),
+            )
+        })
+        .unwrap_or((None, None))
+    }
+
+    /// Sends QUIT, waits for the reply and closes; returns the reply (None when the server
+    /// hung up without one). Quiet when already closed.
+    fn quit(&self, py: Python<'_>) -> PyResult<Option<ReplyTuple>> {
         py.detach(|| {
             let client = lock(&self.inner).take();
             match client {
-                Some(client) => client.quit().map_err(|e| client_error(e, false)),
-                None => Ok(()),
+                Some(client) => client
+                    .quit_reply()
+                    .map(|r| r.as_ref().map(reply_tuple))
+                    .map_err(|e| client_error(e, false)),
+                None => Ok(None),
             }
         })
     }

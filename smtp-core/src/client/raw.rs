@@ -43,13 +43,21 @@ impl ClientSession {
     /// Sends `line` (without its CRLF) as it is; the reply comes as [`ClientEvent::Reply`].
     /// `secret` marks a SASL response: the trace shows it redacted (an `AUTH` line's
     /// initial response is redacted anyway). Refuses CR, LF and NUL, and lines over 4096
-    /// octets, writing nothing.
+    /// octets, writing nothing; an AUTH line or a SASL response on a connection without
+    /// TLS fails with [`ClientError::InsecureAuth`] unless
+    /// [`ClientConfig::allow_insecure_auth`](super::ClientConfig::allow_insecure_auth).
     pub fn raw_command(&mut self, line: &str, secret: bool) -> Result<(), ClientError> {
         self.require_ready()?;
         if has_control(line) || line.len() > MAX_RAW_LINE {
             return Err(ClientError::InvalidArgument(
                 "a command line contains CR, LF or NUL, or is over 4096 octets".into(),
             ));
+        }
+        let auth = line
+            .get(..5)
+            .is_some_and(|verb| verb.eq_ignore_ascii_case("AUTH "));
+        if (auth || secret) && !self.auth_allowed() {
+            return Err(ClientError::InsecureAuth);
         }
         self.state = State::Busy;
         self.output.extend_from_slice(line.as_bytes());

@@ -11,13 +11,17 @@ Hierarchy::
      └── SmtpError
           ├── SmtpProtocolError
           ├── SmtpConnectError         (also ConnectionError)
+          │    └── SmtpConnectionRefused (also ConnectionRefusedError)
           ├── SmtpTimeoutError         (also TimeoutError)
           ├── SmtpTlsError             (also ssl.SSLError)
+          │    └── SmtpCertificateError (also ssl.SSLCertVerificationError)
           ├── SmtpDisconnected         (also smtplib.SMTPServerDisconnected)
+          │    └── SmtpServerClosed    (a 421; also SmtpReplyError)
           ├── SmtpNotSupportedError    (also smtplib.SMTPNotSupportedError)
           ├── SmtpInsecureAuthError
           ├── SmtpRecipientsRefused    (also smtplib.SMTPRecipientsRefused)
           └── SmtpReplyError           (also smtplib.SMTPResponseException)
+               ├── SmtpHeloError       (also smtplib.SMTPHeloError)
                ├── SmtpSenderRefused   (also smtplib.SMTPSenderRefused)
                ├── SmtpDataError       (also smtplib.SMTPDataError)
                └── SmtpAuthError       (also smtplib.SMTPAuthenticationError)
@@ -30,6 +34,10 @@ import ssl
 
 __all__ = [
     "SmtpAuthError",
+    "SmtpCertificateError",
+    "SmtpConnectionRefused",
+    "SmtpHeloError",
+    "SmtpServerClosed",
     "SmtpConnectError",
     "SmtpDataError",
     "SmtpDisconnected",
@@ -72,12 +80,30 @@ class SmtpConnectError(SmtpError, ConnectionError):
         return message if isinstance(message, bytes) else None
 
 
+class SmtpConnectionRefused(SmtpConnectError, ConnectionRefusedError):
+    """The server refused the TCP connection: a ``ConnectionRefusedError`` with its
+    ``errno``, as smtplib raises it, that is also an :class:`SmtpConnectError`."""
+
+    @property
+    def smtp_code(self) -> int | None:
+        return None
+
+    @property
+    def smtp_error(self) -> bytes | None:
+        return None
+
+
 class SmtpTimeoutError(SmtpError, TimeoutError):
     """A deadline passed while waiting for the peer."""
 
 
 class SmtpTlsError(SmtpError, ssl.SSLError):
     """TLS failed: the handshake, or the server's certificate was not trusted."""
+
+
+class SmtpCertificateError(SmtpTlsError, ssl.SSLCertVerificationError):
+    """The server's certificate was not trusted (an ``ssl.SSLCertVerificationError``, as
+    Python's ssl raises it under smtplib)."""
 
 
 class SmtpDisconnected(SmtpError, smtplib.SMTPServerDisconnected):
@@ -111,6 +137,15 @@ class SmtpReplyError(SmtpError, smtplib.SMTPResponseException):
 
     ``smtp_code`` is the reply code and ``smtp_error`` the reply text, as in smtplib.
     """
+
+
+class SmtpServerClosed(SmtpDisconnected, SmtpReplyError):
+    """The server closed the session with a 421 reply: ``smtp_code`` (421) and
+    ``smtp_error`` are that reply's, as in smtplib's ``SMTPResponseException``."""
+
+
+class SmtpHeloError(SmtpReplyError, smtplib.SMTPHeloError):
+    """The server refused EHLO and then HELO (or LHLO)."""
 
 
 class SmtpSenderRefused(SmtpReplyError, smtplib.SMTPSenderRefused):
