@@ -327,6 +327,7 @@ class SMTP:
         """Sends ``MAIL FROM:`` with the address as given (quoted as smtplib's
         ``quoteaddr`` does) and the ESMTP ``options``; returns the reply. ``SMTPUTF8``
         among the options needs the server to offer it (SmtpNotSupportedError)."""
+        check_line("the sender", sender)
         option_list = ""
         if options and self.does_esmtp:
             if any(o.lower() == "smtputf8" for o in options) and not self.has_extn("smtputf8"):
@@ -337,6 +338,7 @@ class SMTP:
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         """Sends ``RCPT TO:`` with the address as given and the ESMTP ``options``;
         returns the reply."""
+        check_line("the recipient", recip)
         option_list = " " + " ".join(options) if options and self.does_esmtp else ""
         return self.docmd("RCPT", f"TO:{smtplib.quoteaddr(recip)}{option_list}")
 

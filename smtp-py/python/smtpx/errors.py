@@ -10,7 +10,7 @@ Hierarchy::
     smtplib.SMTPException (an OSError)
      └── SmtpError
           ├── SmtpProtocolError
-          ├── SmtpConnectError         (also ConnectionError)
+          ├── SmtpConnectError         (also smtplib.SMTPConnectError, ConnectionError)
           │    └── SmtpConnectionRefused (also ConnectionRefusedError)
           ├── SmtpTimeoutError         (also TimeoutError)
           ├── SmtpTlsError             (also ssl.SSLError)
@@ -61,7 +61,7 @@ class SmtpProtocolError(SmtpError):
     """The peer broke the SMTP protocol (for example, a malformed or overlong reply)."""
 
 
-class SmtpConnectError(SmtpError, ConnectionError):
+class SmtpConnectError(SmtpError, smtplib.SMTPConnectError, ConnectionError):
     """The connection to the server could not be made or was refused.
 
     When the server refused it in its greeting, ``args`` is ``(code, message)`` as for
@@ -69,28 +69,21 @@ class SmtpConnectError(SmtpError, ConnectionError):
     otherwise).
     """
 
-    @property
-    def smtp_code(self) -> int | None:
-        code = self.args[0] if len(self.args) == 2 else None
-        return code if isinstance(code, int) else None
-
-    @property
-    def smtp_error(self) -> bytes | None:
-        message = self.args[1] if len(self.args) == 2 else None
-        return message if isinstance(message, bytes) else None
+    def __init__(self, *args: object) -> None:
+        OSError.__init__(self, *args)
+        code = args[0] if len(args) == 2 else None
+        if isinstance(code, int) and not isinstance(self, ConnectionRefusedError):
+            self.smtp_code: int | None = code  # type: ignore[assignment]
+            self.smtp_error: bytes | None = args[1]  # type: ignore[assignment]
+        else:
+            self.smtp_code = None
+            self.smtp_error = None
 
 
 class SmtpConnectionRefused(SmtpConnectError, ConnectionRefusedError):
     """The server refused the TCP connection: a ``ConnectionRefusedError`` with its
-    ``errno``, as smtplib raises it, that is also an :class:`SmtpConnectError`."""
-
-    @property
-    def smtp_code(self) -> int | None:
-        return None
-
-    @property
-    def smtp_error(self) -> bytes | None:
-        return None
+    ``errno``, as smtplib raises it, that is also an :class:`SmtpConnectError` (with no
+    ``smtp_code``)."""
 
 
 class SmtpTimeoutError(SmtpError, TimeoutError):
