@@ -9,7 +9,7 @@ is its Python binding:
   ``handle_RCPT``, ``handle_DATA``, ...), or the built-in :class:`Maildir` handler.
 - :mod:`smtpx.aio`: the asyncio client (``SMTP``, ``LMTP``, ``send``) and server
   (``Server``), with STARTTLS and implicit TLS, built on the sans-IO sessions
-  ``smtpx._native.ClientSession`` and ``smtpx._native.ServerSession`` and the sans-IO
+  ``smtpx._native.ClientRunner`` and ``smtpx._native.ServerConnection`` and the sans-IO
   rustls ``smtpx._native.TlsSession``.
 
 Every exception subclasses the matching :mod:`smtplib` exception, so code that catches

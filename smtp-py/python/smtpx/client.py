@@ -47,13 +47,13 @@ from smtpx.common import (
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
+    Batch,
     BatchMessage,
     Message,
     RecipientResult,
     Reply,
     SendResult,
     bare_address,
-    batch_item,
     check_line,
     default_local_hostname,
     envelope_of,
@@ -589,29 +589,13 @@ class SMTP:
         may not have been delivered); the messages after it were not sent. The messages
         are handed to the engine 1,000 at a time, which bounds the copies it holds.
         """
+        batch = Batch(messages, mail_options, rcpt_options)
         client = self._client()
-        options = (list(mail_options), list(rcpt_options))
-        items = [batch_item(m) for m in messages]
-        for sender, to, _ in items:
-            _native.check_envelope(sender, to, *options)
-        outcomes: list[SendResult | SmtpError] = []
-        for start in range(0, len(items), _BATCH):
-            group = items[start : start + _BATCH]
-            raw = client.send_batch(group, *options)
-            for item in raw:
-                if isinstance(item, BaseException):
-                    if not isinstance(item, SmtpError):
-                        raise item
-                    outcomes.append(item)
-                else:
-                    outcomes.append(send_result(item))
-            if len(raw) < len(group):
+        for group in batch.groups():
+            if not batch.collect(client.send_batch(group, *batch.options), len(group)):
                 break  # the connection ended: the rest were not sent
-        return outcomes
+        return batch.outcomes
 
-
-# Messages handed to the engine per call of send_batch: bounds the copies it holds at once.
-_BATCH = 1000
 
 # smtplib's bound on the challenges of one AUTH exchange.
 _MAX_CHALLENGES = 5

@@ -15,14 +15,16 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import IO, Any, Sequence, Union
+from typing import IO, Any, Iterable, Iterator, Sequence, Union
 
-from smtpx.errors import SmtpDataError, SmtpRecipientsRefused, SmtpSenderRefused
+from smtpx import _native
+from smtpx.errors import SmtpDataError, SmtpError, SmtpRecipientsRefused, SmtpSenderRefused
 
 __all__ = [
     "LMTP_PORT",
     "SMTP_PORT",
     "SMTP_SSL_PORT",
+    "Batch",
     "BatchMessage",
     "Message",
     "RecipientResult",
@@ -307,3 +309,41 @@ def batch_item(message: BatchMessage) -> tuple[str, list[str], bytes]:
         recipients = [to] if isinstance(to, str) else list(to)
         body = bytes(message_bytes(data))
     return (bare_address(sender), [bare_address(a) for a in recipients], body)
+
+
+class Batch:
+    """What both clients' ``send_batch`` do around the engine's batch: every envelope
+    checked before anything is sent (``ValueError``), the messages handed over
+    :data:`BATCH_GROUP` at a time (which bounds the copies the engine holds), and the
+    outcomes collected in order, a :class:`SendResult` or the :class:`SmtpError` of each
+    message."""
+
+    def __init__(
+        self, messages: Iterable[BatchMessage], mail_options: Sequence[str], rcpt_options: Sequence[str]
+    ) -> None:
+        self.options = (list(mail_options), list(rcpt_options))
+        self.items = [batch_item(m) for m in messages]
+        for sender, to, _ in self.items:
+            _native.check_envelope(sender, to, *self.options)
+        self.outcomes: list[SendResult | SmtpError] = []
+
+    def groups(self) -> Iterator[list[tuple[str, list[str], bytes]]]:
+        """The messages, :data:`BATCH_GROUP` at a time."""
+        for start in range(0, len(self.items), BATCH_GROUP):
+            yield self.items[start : start + BATCH_GROUP]
+
+    def collect(self, raw: list[Any], sent: int) -> bool:
+        """Takes the engine's outcomes of a group of ``sent`` messages; False when the
+        connection ended (the rest were not sent)."""
+        for item in raw:
+            if isinstance(item, BaseException):
+                if not isinstance(item, SmtpError):
+                    raise item
+                self.outcomes.append(item)
+            else:
+                self.outcomes.append(send_result(item))
+        return len(raw) >= sent
+
+
+# Messages handed to the engine per call of a batch: bounds the copies it holds at once.
+BATCH_GROUP = 1000

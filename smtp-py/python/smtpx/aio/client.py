@@ -1,4 +1,4 @@
-"""The asyncio client: the engine's sans-IO client session on asyncio streams.
+"""The asyncio client: the engine's client runner on asyncio streams.
 
 :class:`SMTP`, :class:`LMTP` and :func:`send` have aiosmtplib's parameter names::
 
@@ -27,17 +27,16 @@ from the engine's wire trace, redacted: credentials show as ``AUTH PLAIN <redact
 ``<SASL response redacted>``, message content as ``<message content, N octets>``. Neither
 costs anything while off: the trace is installed only while one of them is on.
 
-Every protocol decision is the Rust engine's (:class:`smtpx._native.ClientSession`),
-including throwing away whatever was pipelined after STARTTLS; this module only moves
-bytes and times.
+Every client operation (connect, send, a batch, STARTTLS, AUTH, a command, QUIT) is the
+Rust engine's runner (:class:`smtpx._native.ClientRunner`, the one the Rust drivers
+use), including throwing away whatever was pipelined after STARTTLS; this module only
+moves bytes, does the TLS I/O and keeps time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import email.message
-import itertools
 import os
 import ssl
 import sys
@@ -49,10 +48,10 @@ from smtpx.common import (
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
+    Batch,
     BatchMessage,
     SendResult,
     bare_address,
-    batch_item,
     default_local_hostname,
     envelope_of,
     flatten,
@@ -76,10 +75,6 @@ _T = TypeVar("_T")
 _READ = 64 * 1024
 
 _default_tls: _native.TlsConfig | None = None
-
-# Connection ids of the asyncio clients, for the wire trace.
-_connection_ids = itertools.count(1)
-
 
 # perf: the client's read deadline and the timeout of each of its calls were an
 # asyncio.wait_for. Before Python 3.12 wait_for wraps the awaitable in a new Task each time
@@ -169,6 +164,7 @@ class SMTP:
     ``timeout`` (seconds, None for none) bounds connecting and every call. When a call
     times out or is cancelled, the connection is closed: the session cannot go on.
     ``port`` defaults to 465 with ``use_tls``, else 25 (2003 for :class:`LMTP`).
+    Calls from several coroutines at once are served one after the other.
     """
 
     default_port = SMTP_PORT
@@ -210,12 +206,14 @@ class SMTP:
             if use_tls or start_tls is not False
             else None
         )
-        self._session: _native.ClientSession | None = None
+        self._runner: _native.ClientRunner | None = None
         self._tls: _native.TlsSession | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._base = 0.0
         self._trace = ClientTrace()
-        self._connection_id = 0
+        # One operation at a time: concurrent callers wait their turn.
+        self._turn = asyncio.Lock()
 
     @property
     def debuglevel(self) -> int:
@@ -232,11 +230,12 @@ class SMTP:
         time. May be changed at any time, connected or not. Credentials and message
         content are never printed (see the module docs)."""
         self._trace.set_level(int(debuglevel))
-        if self._session is not None:
-            self._session.set_trace(self._trace if self._trace.wanted else None, self._connection_id)
+        if self._runner is not None:
+            self._runner.set_trace(self._trace if self._trace.wanted else None)
 
     @property
     def is_connected(self) -> bool:
+        """True while the connection is open."""
         return self._writer is not None
 
     @property
@@ -249,13 +248,13 @@ class SMTP:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """QUIT (also after an exception in the block, as aiosmtplib does), then close."""
         if self._writer is None:
             return
-        if exc_info[0] is None:
-            try:
-                await self.quit()
-            except Exception:
-                pass
+        try:
+            await self.quit()
+        except Exception:
+            pass
         self.close()
 
     def close(self) -> None:
@@ -263,163 +262,227 @@ class SMTP:
         writer, self._writer = self._writer, None
         tls, self._tls = self._tls, None
         self._reader = None
-        self._session = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.abandon()
         if writer is not None:
             if tls is not None and not tls.is_handshaking:
                 tls.close()
                 writer.write(tls.output())  # close_notify; close() flushes it
             writer.close()
 
-    async def _guarded(self, operation: Awaitable[_T]) -> _T:
-        """Runs one call under the timeout; any failure or cancellation closes the
-        connection, since the session is then in an unknown state."""
-        try:
-            return await _within(operation, self.timeout)
-        except asyncio.TimeoutError:
-            self.close()
-            raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
-        except SmtpTlsError:
-            self.close()  # the TLS layer is broken: nothing more can be said on it
-            raise
-        except (SmtpError, ValueError):
-            # ValueError: an argument refused before anything was written (CR or LF in
-            # an address, say). SmtpError: a refusal.
-            # Either leaves the session usable (a fatal error closed it already).
-            if self._session is None or not self._session.is_ready:
+    async def _guarded(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
+        """Runs one operation of the engine's runner (``start(runner, now)`` starts it)
+        under the timeout, after any operation other coroutines started first. A failure
+        that leaves the connection unusable (or a cancellation) closes it."""
+        async with self._turn:
+            try:
+                return await _within(self._operation(start), self.timeout)
+            except asyncio.TimeoutError:
                 self.close()
-            raise
-        except BaseException:
-            self.close()
-            raise
+                raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
+            except SmtpTlsError:
+                self.close()  # the TLS layer is broken: nothing more can be said on it
+                raise
+            except (SmtpError, ValueError):
+                # ValueError: an argument refused before anything was written (CR or LF
+                # in an address, say). SmtpError: a refusal. Either leaves the session
+                # usable, unless the engine ended it.
+                if self._runner is None or self._runner.is_closed:
+                    self.close()
+                raise
+            except BaseException:
+                self.close()
+                raise
+
+    async def _operation(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
+        runner = self._live()
+        start(runner, self._now())
+        return await self._drive(runner)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time() - self._base
 
     async def connect(self) -> None:
         """Connects, then greets (and logs in, when given credentials)."""
         if self._writer is not None:
             raise ValueError("already connected")
         try:
-            await self._guarded(self._connect())
+            async with self._turn:
+                await _within(self._connect(), self.timeout)
+        except asyncio.TimeoutError:
+            self.close()
+            raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
         except BaseException:
             self.close()  # a session that did not open (say, AUTH not offered) is no use
             raise
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
         if self.use_tls:
-            policy = "never"
+            mode = "implicit"
         elif self.start_tls is None:
-            policy = "opportunistic"
+            mode = "starttls"
         else:
-            policy = "required" if self.start_tls else "never"
-        self._session = _native.ClientSession(
-            self.local_hostname or default_local_hostname(),
-            now=loop.time(),
-            lmtp=self._lmtp,
-            username=self.username,
-            password=self.password,
-            allow_insecure_auth=bool(self.allow_insecure_auth),
-            starttls=policy,
-            tls_active=self.use_tls,
-        )
+            mode = "starttls-required" if self.start_tls else "none"
         trace = self._trace
         trace.log = wire_logging()
         trace.connecting(self.hostname, self.port)
-        self._connection_id = next(_connection_ids)
-        if trace.wanted:
-            self._session.set_trace(trace, self._connection_id)
+        runner = _native.ClientRunner(
+            self.local_hostname or default_local_hostname(),
+            server_name=self.hostname,
+            tls=mode,
+            tls_config=self._tls_config,
+            username=self.username,
+            password=self.password,
+            allow_insecure_auth=bool(self.allow_insecure_auth),
+            lmtp=self._lmtp,
+            trace=trace if trace.wanted else None,
+        )
         self._reader, self._writer = await asyncio.open_connection(self.hostname, self.port)
+        self._runner = runner
+        self._base = asyncio.get_running_loop().time()
         _small_reads(self._writer)
-        if self.use_tls:
-            await self._start_tls()
-        await self._until("ready")
+        plain = await self._handshake() if self.use_tls else b""
+        runner.start_connect()
+        if plain:
+            runner.received(plain, self._now())
+        await self._drive(runner)
 
-    async def _start_tls(self) -> None:
-        """The TLS handshake (implicit TLS, or after the 220 to STARTTLS)."""
-        session, reader, writer = self._live()
+    async def _handshake(self) -> bytes:
+        """The TLS handshake (implicit TLS, or after the 220 to STARTTLS); returns the
+        plaintext that came with its last records."""
+        reader, writer = self._streams()
         if self._tls_config is None:  # start_tls=False, then starttls()
             self._tls_config = _client_tls_config(*self._tls_options)
         tls = _native.TlsSession(self._tls_config, self.hostname)
         self._tls = tls
-        plain = await _handshake(reader, writer, tls)
-        loop = asyncio.get_running_loop()
-        session.tls_established(loop.time())  # (nothing to do under implicit TLS)
-        if plain:
-            session.receive(plain, loop.time())
+        return await _handshake(reader, writer, tls)
 
-    def _live(self) -> tuple[_native.ClientSession, asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._session is None or self._reader is None or self._writer is None:
+    def _live(self) -> _native.ClientRunner:
+        if self._runner is None or self._writer is None:
             raise SmtpDisconnected("not connected")
-        return self._session, self._reader, self._writer
+        return self._runner
 
-    async def _until(self, *kinds: str) -> _native.Event:
-        """Writes, reads and feeds the session until one of ``kinds`` comes."""
-        session, reader, writer = self._live()
-        loop = asyncio.get_running_loop()
+    def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            raise SmtpDisconnected("not connected")
+        return self._reader, self._writer
+
+    async def _drive(self, runner: _native.ClientRunner) -> object:
+        """Performs the runner's actions on the connection until its operation is done;
+        returns the outcome (a failed operation raises)."""
+        reader, writer = self._streams()
         while True:
-            out = session.output()
-            if out:
-                tls = self._tls
-                if tls is not None:
-                    tls.write(out)
-                    out = tls.output()
-                writer.write(out)
-                await writer.drain()
-            event = session.next_event()
-            if event is not None:
-                if event.kind in kinds:
-                    return event
-                if event.kind == "error":
-                    if event.fatal:
-                        self.close()
-                    assert event.exception is not None
-                    raise event.exception
-                if event.kind == "closed":
-                    self.close()
-                    raise SmtpDisconnected("the server closed the session")
-                if event.kind == "starttls":
-                    await self._start_tls()
-                continue
-            deadline = session.next_deadline()
-            wait = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
-                data = await _within(reader.read(_READ), wait)
-            except asyncio.TimeoutError:
-                session.handle_timeout(loop.time())
-                continue
-            if not data:
-                session.receive_eof()
-            elif self._tls is None:
-                session.receive(data, loop.time())
-            else:
-                tls = self._tls
+            kind, value = runner.next_action(self._now())
+            if kind == "write":
                 try:
-                    plain = tls.receive(data)
-                finally:
-                    out = tls.output()  # a key update's answer, or an alert
-                    if out:
-                        writer.write(out)
-                session.receive(plain, loop.time())
-                if tls.peer_closed:
-                    session.receive_eof()
+                    self._write(writer, value)
+                    await writer.drain()
+                except OSError as error:
+                    runner.write_failed(str(error))
+                    continue
+                runner.written()
+            elif kind == "read":
+                await self._read(runner, reader, writer, value)
+            elif kind == "starttls":
+                await self._starttls_handshake(runner, value)
+            elif kind == "goodbye":
+                try:
+                    self._write(writer, value)
+                except OSError:
+                    pass  # best effort: the connection is ending anyway
+                runner.written()
+            elif kind == "close":
+                self._close_streams()
+            elif kind == "abort":
+                writer.transport.abort()
+                self._close_streams()
+            else:  # "done"
+                return value
 
-    async def _simple(self, call: Callable[[], None]) -> tuple[int, bytes]:
-        async def run() -> tuple[int, bytes]:
-            call()
-            event = await self._until("reply")
-            assert event.reply is not None
-            return (event.reply[0], event.reply[3])
+    def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        tls = self._tls
+        if tls is not None:
+            tls.write(data)
+            data = tls.output()
+        writer.write(data)
 
-        return await self._guarded(run())
+    async def _read(
+        self,
+        runner: _native.ClientRunner,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        deadline: float,
+    ) -> None:
+        try:
+            data = await _within(reader.read(_READ), max(0.0, deadline - self._now()))
+        except asyncio.TimeoutError:
+            runner.timed_out(self._now())
+            return
+        except OSError as error:
+            runner.read_failed(str(error))
+            return
+        if not data:
+            runner.eof()
+            return
+        tls = self._tls
+        if tls is None:
+            runner.received(data, self._now())
+            return
+        try:
+            plain = tls.receive(data)
+        except SmtpTlsError as error:
+            writer.write(tls.output())  # the alert, so that the peer learns why
+            runner.tls_failed(str(error))
+            return
+        out = tls.output()  # a key update's answer
+        if out:
+            writer.write(out)
+        runner.received(plain, self._now())
+        if tls.peer_closed:
+            runner.eof()
+
+    async def _starttls_handshake(self, runner: _native.ClientRunner, deadline: float) -> None:
+        try:
+            plain = await _within(self._handshake(), max(0.0, deadline - self._now()))
+        except asyncio.TimeoutError:
+            runner.tls_failed("the TLS handshake timed out", timeout=True)
+            return
+        except (SmtpError, OSError) as error:
+            runner.tls_failed(f"TLS handshake failed: {error}")
+            return
+        runner.tls_established(self._now())
+        if plain:
+            runner.received(plain, self._now())
+
+    def _close_streams(self) -> None:
+        writer, self._writer = self._writer, None
+        self._reader = None
+        tls, self._tls = self._tls, None
+        if writer is not None:
+            if tls is not None and not tls.is_handshaking:
+                tls.close()
+                writer.write(tls.output())
+            writer.close()
+
+    async def _command(self, verb: str, argument: str | None = None) -> tuple[int, bytes]:
+        reply = await self._guarded(
+            lambda runner, now: runner.start_command(verb, argument, now=now)
+        )
+        assert isinstance(reply, tuple)
+        return (reply[0], reply[3])
 
     async def noop(self) -> tuple[int, bytes]:
         """NOOP; returns ``(code, message)`` as smtplib does."""
-        return await self._simple(self._live()[0].noop)
+        return await self._command("noop")
 
     async def rset(self) -> tuple[int, bytes]:
-        return await self._simple(self._live()[0].rset)
+        """RSET; returns ``(code, message)``."""
+        return await self._command("rset")
 
     async def vrfy(self, address: str) -> tuple[int, bytes]:
-        session = self._live()[0]
-        return await self._simple(lambda: session.vrfy(address))
+        """VRFY ``address``; returns ``(code, message)``."""
+        return await self._command("vrfy", address)
 
     async def login(self, username: str, password: str) -> tuple[int, bytes]:
         """Authenticates now with PLAIN or LOGIN (whichever the server offers) and returns
@@ -427,43 +490,34 @@ class SMTP:
         the connection usable (for a client made without ``username``/``password``). On a
         connection without TLS it raises :class:`SmtpInsecureAuthError`, sending nothing,
         unless ``allow_insecure_auth`` is true."""
-        session = self._live()[0]
 
-        async def run() -> tuple[int, bytes]:
-            session.set_allow_insecure_auth(bool(self.allow_insecure_auth))
-            session.login(username, password)
-            event = await self._until("authenticated")
-            assert event.reply is not None
-            return (event.reply[0], event.reply[3])
+        def start(runner: _native.ClientRunner, now: float) -> None:
+            runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
+            runner.start_login(username, password, now=now)
 
-        return await self._guarded(run())
+        reply = await self._guarded(start)
+        assert isinstance(reply, tuple)
+        return (reply[0], reply[3])
 
     async def starttls(self) -> tuple[int, bytes]:
-        """Upgrades with STARTTLS now and greets again (logging in then, when given
-        credentials), for a client made with ``start_tls=False``; as the blocking
-        :meth:`smtpx.SMTP.starttls` returns ``(220, b"TLS established")``. A refusal raises
-        :class:`SmtpReplyError` and leaves the connection as it was."""
-        session = self._live()[0]
-        if session.is_tls:
+        """Upgrades with STARTTLS now and greets again, for a client made with
+        ``start_tls=False``; returns the server's 220 as ``(code, message)``. A refusal
+        raises :class:`SmtpReplyError` and leaves the connection as it was."""
+        if self._live().is_tls:
             raise SmtpNotSupportedError("the connection is already encrypted")
-
-        async def run() -> None:
-            session.starttls()
-            await self._until("ready")
-
-        await self._guarded(run())
-        return (220, b"TLS established")
+        if self._tls_config is None:
+            self._tls_config = _client_tls_config(*self._tls_options)
+        config = self._tls_config
+        await self._guarded(
+            lambda runner, now: runner.start_starttls(self.hostname, config, now=now)
+        )
+        _, reply = self._live().kept_replies()
+        return (reply[0], reply[3]) if reply is not None else (220, b"")
 
     async def quit(self) -> None:
         """QUIT, then close the connection."""
-        session = self._live()[0]
-
-        async def run() -> None:
-            session.quit()
-            await self._until("closed")
-
         try:
-            await self._guarded(run())
+            await self._guarded(lambda runner, now: runner.start_quit(now=now))
         except SmtpDisconnected:
             pass
         finally:
@@ -474,34 +528,25 @@ class SMTP:
         sender: str,
         recipients: str | Sequence[str],
         message: str | bytes | bytearray,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
+        mail_options: Sequence[str] | None = (),
+        rcpt_options: Sequence[str] | None = (),
     ) -> dict[str, tuple[int, bytes]]:
         """Sends one message; like :meth:`smtpx.SMTP.sendmail` returns the refused
         recipients as ``{address: (code, message)}`` and raises :class:`SmtpSenderRefused`,
         :class:`SmtpRecipientsRefused` (all refused) or :class:`SmtpDataError`."""
         to_list = [recipients] if isinstance(recipients, str) else list(recipients)
         body = bytes(message_bytes(message))
-        session = self._live()[0]
-
-        async def run() -> _native.Event:
-            session.send_mail(
+        result = await self._guarded(
+            lambda runner, now: runner.start_send(
                 bare_address(sender),
                 [bare_address(a) for a in to_list],
-                _native.wire_size(body),
-                list(mail_options),
-                list(rcpt_options),
+                body,
+                list(mail_options or ()),
+                list(rcpt_options or ()),
+                now=now,
             )
-            event = await self._until("send_body", "transaction_complete")
-            if event.kind == "send_body":
-                session.send_body(body)
-                session.finish_body()
-                event = await self._until("transaction_complete")
-            return event
-
-        done = await self._guarded(run())
-        assert done.result is not None
-        return refused_or_raise(send_result(done.result), sender, to_list)
+        )
+        return refused_or_raise(send_result(result), sender, to_list)  # type: ignore[arg-type]
 
     async def send(
         self,
@@ -543,63 +588,17 @@ class SMTP:
         When the server pipelines, each next message goes out right behind the previous
         one's end (one round trip per message). Every envelope is checked first
         (``ValueError``, nothing sent). An error that closes the connection ends the list
-        early, its last entry being that error. ``timeout`` bounds each wait, not the
-        whole batch."""
-        items = [batch_item(m) for m in messages]
-        session = self._live()[0]
-        options = (list(mail_options), list(rcpt_options))
-        for sender, to, _ in items:
-            _native.check_envelope(sender, to, *options)
-        outcomes: list[SendResult | SmtpError] = []
-        queue = collections.deque(items)
-        in_flight: collections.deque[bytes] = collections.deque()
-
-        def start_next() -> None:
-            # One message at a time: when the session is ready, or chained behind the
-            # message just written. A message refused for itself (too large) gets its
-            # error in place once every message before it has its outcome.
-            while queue and session.can_send_mail:
-                sender, to, body = queue[0]
-                try:
-                    session.send_mail(sender, to, _native.wire_size(body), *options)
-                except SmtpError as error:
-                    if in_flight:
-                        return
-                    queue.popleft()
-                    outcomes.append(error)
-                    continue
-                queue.popleft()
-                in_flight.append(body)
-                return
-
-        async def step() -> None:
-            event = await self._until("send_body", "transaction_complete")
-            if event.kind == "send_body":
-                session.send_body(in_flight[0])
-                session.finish_body()
-                start_next()  # leaves with the final dot, in the same write
-            else:
-                assert event.result is not None
-                in_flight.popleft()
-                outcomes.append(send_result(event.result))
-
-        start_next()
-        while in_flight or queue:
-            if not in_flight:
-                if not session.can_send_mail:
-                    outcomes.append(SmtpDisconnected("the session cannot start a message"))
-                    break
-                start_next()
-                continue
-            try:
-                await self._guarded(step())
-            except SmtpError as error:
-                # Only errors that end the session come here (refusals are results), so
-                # the oldest message without an outcome gets it, and the batch ends.
-                self.close()
-                outcomes.append(error)
+        early, its last entry being that error. ``timeout`` bounds each group of 1,000
+        messages."""
+        batch = Batch(messages, mail_options, rcpt_options)
+        self._live()
+        for group in batch.groups():
+            raw = await self._guarded(
+                lambda runner, now: runner.start_batch(group, *batch.options)
+            )
+            if not batch.collect(raw, len(group)):  # type: ignore[arg-type]
                 break
-        return outcomes
+        return batch.outcomes
 
     async def send_message(
         self,
