@@ -21,7 +21,7 @@ use smtp_core::reply::Reply;
 use smtp_core::tls::{self, RootCerts, TlsClientOptions};
 use smtp_core::{Address, ForwardPath, ReversePath};
 
-use crate::errors::{SmtpDisconnected, client_error, smtplib_message};
+use crate::errors::{client_error, smtplib_message, SmtpDisconnected};
 use crate::trace::PyTrace;
 
 /// How much is asked of a Python file object at a time.
@@ -170,6 +170,60 @@ pub(crate) fn envelope(
     })
 }
 
+/// The options both Python clients (this one and `crate::runner`) make of their
+/// arguments: `tls` is "none", "starttls" (when offered), "starttls-required" or
+/// "implicit"; `timeout` (seconds) bounds connecting and each reply.
+pub(crate) fn client_options(
+    helo_name: String,
+    tls: &str,
+    timeout: Option<f64>,
+    (username, password): (Option<String>, Option<String>),
+    allow_insecure_auth: bool,
+    lmtp: bool,
+    trace: &Arc<PyTrace>,
+) -> PyResult<ClientOptions> {
+    let mut options = ClientOptions::new(helo_name);
+    options.trace = Some(trace.sink());
+    options.tls = match tls {
+        "none" => TlsMode::None,
+        "starttls" => TlsMode::StartTlsOpportunistic,
+        "starttls-required" => TlsMode::StartTlsRequired,
+        "implicit" => TlsMode::Implicit,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "tls must be none, starttls, starttls-required or implicit, not {other:?}"
+            )));
+        }
+    };
+    if let Some(seconds) = timeout {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(PyValueError::new_err("timeout must be a positive number"));
+        }
+        let each = Duration::from_secs_f64(seconds);
+        options.connect_timeout = each;
+        options.timeouts = ClientTimeouts {
+            greeting: each,
+            command: each,
+            rcpt: each,
+            data_start: each,
+            data_block: each,
+            data_end: each,
+        };
+    }
+    options.credentials = match (username, password) {
+        (Some(user), Some(password)) => Some(Credentials::password(user, password)),
+        (None, None) => None,
+        _ => {
+            return Err(PyValueError::new_err(
+                "give both username and password, or neither",
+            ));
+        }
+    };
+    options.allow_insecure_auth = allow_insecure_auth;
+    options.lmtp = lmtp;
+    Ok(options)
+}
+
 /// Takes over a connected TCP socket that Python gave up (`socket.detach()`).
 fn owned_tcp(fd: i32) -> PyResult<std::net::TcpStream> {
     if fd < 0 {
@@ -305,48 +359,18 @@ impl Client {
         sock_fd: Option<i32>,
     ) -> PyResult<Client> {
         let trace = PyTrace::new(trace);
-        let mut options = ClientOptions::new(helo_name);
-        options.trace = Some(trace.sink());
-        options.tls = match tls {
-            "none" => TlsMode::None,
-            "starttls" => TlsMode::StartTlsOpportunistic,
-            "starttls-required" => TlsMode::StartTlsRequired,
-            "implicit" => TlsMode::Implicit,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "tls must be none, starttls, starttls-required or implicit, not {other:?}"
-                )));
-            }
-        };
+        let mut options = client_options(
+            helo_name,
+            tls,
+            timeout,
+            (username, password),
+            allow_insecure_auth,
+            lmtp,
+            &trace,
+        )?;
         if options.tls != TlsMode::None {
             options.tls_config = tls_config(insecure, ca_pem)?;
         }
-        if let Some(seconds) = timeout {
-            if !(seconds.is_finite() && seconds > 0.0) {
-                return Err(PyValueError::new_err("timeout must be a positive number"));
-            }
-            let each = Duration::from_secs_f64(seconds);
-            options.connect_timeout = each;
-            options.timeouts = ClientTimeouts {
-                greeting: each,
-                command: each,
-                rcpt: each,
-                data_start: each,
-                data_block: each,
-                data_end: each,
-            };
-        }
-        options.credentials = match (username, password) {
-            (Some(user), Some(password)) => Some(Credentials::password(user, password)),
-            (None, None) => None,
-            _ => {
-                return Err(PyValueError::new_err(
-                    "give both username and password, or neither",
-                ));
-            }
-        };
-        options.allow_insecure_auth = allow_insecure_auth;
-        options.lmtp = lmtp;
         options.pipelining = pipelining;
         options.chunking = chunking;
         let server_name = server_name.unwrap_or_else(|| host.clone());

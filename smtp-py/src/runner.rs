@@ -20,11 +20,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use smtp_core::auth::Credentials;
-use smtp_core::blocking::client::{ClientOptions, Error, TlsMode};
+use smtp_core::blocking::client::Error;
 use smtp_core::client::runner::{Action, ClientRunner as Runner, Outcome, OwnedOperation};
-use smtp_core::client::{ClientSession, ClientTimeouts};
+use smtp_core::client::ClientSession;
 
-use crate::client::{envelope, reply_tuple, result_tuple, ReplyTuple};
+use crate::client::{client_options, envelope, reply_tuple, result_tuple, ReplyTuple};
 use crate::errors::{client_error, SmtpDisconnected};
 use crate::tls::TlsConfig;
 use crate::trace::PyTrace;
@@ -60,21 +60,6 @@ impl std::fmt::Debug for ClientRunner {
 
 fn seconds(now: f64) -> Duration {
     Duration::try_from_secs_f64(now.max(0.0)).unwrap_or(Duration::MAX)
-}
-
-fn timeouts(seconds: f64) -> PyResult<ClientTimeouts> {
-    if !(seconds.is_finite() && seconds > 0.0) {
-        return Err(PyValueError::new_err("timeout must be a positive number"));
-    }
-    let each = Duration::from_secs_f64(seconds);
-    Ok(ClientTimeouts {
-        greeting: each,
-        command: each,
-        rcpt: each,
-        data_start: each,
-        data_block: each,
-        data_end: each,
-    })
 }
 
 impl ClientRunner {
@@ -188,37 +173,19 @@ impl ClientRunner {
         trace: Option<Py<PyAny>>,
     ) -> PyResult<ClientRunner> {
         let trace = PyTrace::new(trace);
-        let mut options = ClientOptions::new(helo_name);
-        options.trace = Some(trace.sink());
-        options.tls = match tls {
-            "none" => TlsMode::None,
-            "starttls" => TlsMode::StartTlsOpportunistic,
-            "starttls-required" => TlsMode::StartTlsRequired,
-            "implicit" => TlsMode::Implicit,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "tls must be none, starttls, starttls-required or implicit, not {other:?}"
-                )));
-            }
-        };
+        let mut options = client_options(
+            helo_name,
+            tls,
+            timeout,
+            (username, password),
+            allow_insecure_auth,
+            lmtp,
+            &trace,
+        )?;
         options.tls_config = match tls_config {
             Some(config) => Some(config.client_config()?),
             None => None,
         };
-        if let Some(seconds) = timeout {
-            options.timeouts = timeouts(seconds)?;
-        }
-        options.credentials = match (username, password) {
-            (Some(user), Some(password)) => Some(Credentials::password(user, password)),
-            (None, None) => None,
-            _ => {
-                return Err(PyValueError::new_err(
-                    "give both username and password, or neither",
-                ));
-            }
-        };
-        options.allow_insecure_auth = allow_insecure_auth;
-        options.lmtp = lmtp;
         let runner =
             Runner::from_options(options, &server_name).map_err(|e| client_error(e, true))?;
         Ok(ClientRunner {
@@ -359,7 +326,8 @@ impl ClientRunner {
     }
 
     /// Starts one command: `verb` is "noop", "rset", "vrfy", "expn", "help", "ehlo",
-    /// "helo" (`argument` the name, or None), "raw" (`argument` the line as it is) or
+    /// "helo" (`argument` the name, or None), "raw" (`argument` the line as it is),
+    /// "secret" (the same, a SASL response the trace redacts) or
     /// "content" (`content` the message after the caller's own DATA).
     #[pyo3(signature = (verb, argument = None, content = None, *, now))]
     fn start_command(
@@ -373,7 +341,16 @@ impl ClientRunner {
         let verb = verb.to_owned();
         if !matches!(
             verb.as_str(),
-            "noop" | "rset" | "vrfy" | "expn" | "help" | "ehlo" | "helo" | "raw" | "content"
+            "noop"
+                | "rset"
+                | "vrfy"
+                | "expn"
+                | "help"
+                | "ehlo"
+                | "helo"
+                | "raw"
+                | "secret"
+                | "content"
         ) {
             return Err(PyValueError::new_err(format!("unknown command {verb:?}")));
         }
@@ -391,6 +368,7 @@ impl ClientRunner {
                         s.hello(verb == "ehlo", (!arg.is_empty()).then_some(arg.as_str()))
                     }
                     "raw" => s.raw_command(&arg, false),
+                    "secret" => s.raw_command(&arg, true),
                     _ => s.raw_content(&content),
                 },
                 seconds(now),

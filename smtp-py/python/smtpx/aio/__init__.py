@@ -1,7 +1,9 @@
 """asyncio drivers of the engine's sans-IO sessions.
 
 - :class:`SMTP`, :class:`LMTP` and :func:`send` (:mod:`smtpx.aio.client`): a client with
-  aiosmtplib's parameter names::
+  aiosmtplib's parameter names, return values (``(errors, response)``,
+  :class:`SMTPResponse`) and exceptions (:mod:`smtpx.aio.errors`), so that
+  ``import smtpx.aio as aiosmtplib`` runs aiosmtplib code::
 
       async with smtpx.aio.SMTP(hostname="mx.example", port=25, timeout=30) as client:
           await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
@@ -19,6 +21,45 @@ protocol decision is the Rust engine's.
 """
 
 from smtpx.aio.client import LMTP, SMTP, send
+from smtpx.aio.errors import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPConnectResponseError,
+    SMTPConnectTimeoutError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupported,
+    SMTPReadTimeoutError,
+    SMTPRecipientRefused,
+    SMTPRecipientsRefused,
+    SMTPResponse,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
 from smtpx.aio.server import Server
 
-__all__ = ["LMTP", "SMTP", "Server", "send"]
+__all__ = [
+    "LMTP",
+    "SMTP",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPConnectResponseError",
+    "SMTPConnectTimeoutError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupported",
+    "SMTPReadTimeoutError",
+    "SMTPRecipientRefused",
+    "SMTPRecipientsRefused",
+    "SMTPResponse",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTPTimeoutError",
+    "Server",
+    "send",
+]

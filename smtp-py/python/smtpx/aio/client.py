@@ -36,11 +36,14 @@ moves bytes, does the TLS I/O and keeps time.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.message
 import os
+import socket
 import ssl
 import sys
-from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
+from smtplib import quoteaddr
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from smtpx import _native
 from smtpx._trace import ClientTrace, wire_logging
@@ -52,6 +55,7 @@ from smtpx.common import (
     BatchMessage,
     SendResult,
     bare_address,
+    check_line,
     default_local_hostname,
     envelope_of,
     flatten,
@@ -59,6 +63,18 @@ from smtpx.common import (
     refused_or_raise,
     send_result,
     tls_arguments,
+)
+from smtpx.aio.errors import (
+    SMTPAuthenticationError,
+    SMTPDataError,
+    SMTPHeloError,
+    SMTPRecipientRefused,
+    SMTPResponse,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    response,
+    translate,
 )
 from smtpx.errors import (
     SmtpDisconnected,
@@ -185,7 +201,13 @@ class SMTP:
         validate_certs: bool = True,
         cert_bundle: str | os.PathLike[str] | None = None,
         tls_context: ssl.SSLContext | None = None,
+        source_address: tuple[str, int] | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        socket_path: str | bytes | os.PathLike[str] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        _no_client_certificate(client_cert, client_key)
         if (username is None) != (password is None):
             raise ValueError("give both a username and a password")
         if use_tls and start_tls:
@@ -200,6 +222,9 @@ class SMTP:
         self.use_tls = use_tls
         self.start_tls = start_tls
         self._tls_options = (validate_certs, cert_bundle, tls_context)
+        self.source_address = source_address
+        self.socket_path = socket_path
+        self.sock = sock
         # Built now so that a bad cert_bundle fails here, not in the middle of a session.
         self._tls_config = (
             _client_tls_config(validate_certs, cert_bundle, tls_context)
@@ -274,7 +299,16 @@ class SMTP:
     async def _guarded(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
         """Runs one operation of the engine's runner (``start(runner, now)`` starts it)
         under the timeout, after any operation other coroutines started first. A failure
-        that leaves the connection unusable (or a cancellation) closes it."""
+        that leaves the connection unusable (or a cancellation) closes it; errors are
+        raised as aiosmtplib's (:mod:`smtpx.aio.errors`)."""
+        try:
+            return await self._guarded_engine(start)
+        except SmtpError as error:
+            raise translate(error) from None
+
+    async def _guarded_engine(
+        self, start: Callable[[_native.ClientRunner, float], None]
+    ) -> object:
         async with self._turn:
             try:
                 return await _within(self._operation(start), self.timeout)
@@ -303,19 +337,59 @@ class SMTP:
     def _now(self) -> float:
         return asyncio.get_running_loop().time() - self._base
 
-    async def connect(self) -> None:
-        """Connects, then greets (and logs in, when given credentials)."""
+    async def connect(self, **options: object) -> SMTPResponse:
+        """Connects, then greets (and logs in, when given credentials); returns the
+        server's greeting. Keyword arguments (``hostname``, ``port``, ``timeout``,
+        ``use_tls``, ``start_tls``, ``socket_path``, ...: the constructor's) replace the
+        constructor's values first, as in aiosmtplib. A refused connection raises
+        :class:`~smtpx.aio.errors.SMTPConnectError`."""
         if self._writer is not None:
             raise ValueError("already connected")
+        self._apply(options)
         try:
             async with self._turn:
                 await _within(self._connect(), self.timeout)
         except asyncio.TimeoutError:
             self.close()
-            raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
-        except BaseException:
+            raise translate(SmtpTimeoutError(f"timed out after {self.timeout} s"), connecting=True) from None
+        except (SmtpError, OSError) as error:
             self.close()  # a session that did not open (say, AUTH not offered) is no use
+            raise translate(error, connecting=True) from None
+        except BaseException:
+            self.close()
             raise
+        greeting, _ = self._live().kept_replies()
+        return response(greeting) if greeting is not None else SMTPResponse(220, "")
+
+    def _apply(self, options: dict[str, object]) -> None:
+        """The keyword arguments of :meth:`connect`, checked as the constructor's."""
+        known = {
+            "hostname", "port", "username", "password", "local_hostname", "source_address",
+            "timeout", "use_tls", "start_tls", "validate_certs", "client_cert", "client_key",
+            "tls_context", "cert_bundle", "socket_path", "sock",
+        }
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"connect() got unexpected keyword arguments {sorted(unknown)}")
+        _no_client_certificate(options.get("client_cert"), options.get("client_key"))
+        tls_keys = {"validate_certs", "tls_context", "cert_bundle"}
+        for name, value in options.items():
+            if name not in tls_keys and name not in ("client_cert", "client_key"):
+                setattr(self, name, value)
+        if "port" in options and options["port"] is None or "port" not in options and self.port is None:
+            self.port = SMTP_SSL_PORT if self.use_tls else self.default_port
+        if tls_keys & set(options) or "use_tls" in options or "start_tls" in options:
+            validate, bundle, context = self._tls_options
+            self._tls_options = (
+                bool(options.get("validate_certs", validate)),
+                options.get("cert_bundle", bundle),  # type: ignore[assignment]
+                options.get("tls_context", context),  # type: ignore[assignment]
+            )
+            self._tls_config = (
+                _client_tls_config(*self._tls_options)
+                if self.use_tls or self.start_tls is not False
+                else None
+            )
 
     async def _connect(self) -> None:
         if self.use_tls:
@@ -338,7 +412,14 @@ class SMTP:
             lmtp=self._lmtp,
             trace=trace if trace.wanted else None,
         )
-        self._reader, self._writer = await asyncio.open_connection(self.hostname, self.port)
+        if self.sock is not None:
+            self._reader, self._writer = await asyncio.open_connection(sock=self.sock)
+        elif self.socket_path is not None:
+            self._reader, self._writer = await asyncio.open_unix_connection(self.socket_path)
+        else:
+            self._reader, self._writer = await asyncio.open_connection(
+                self.hostname, self.port, local_addr=self.source_address
+            )
         self._runner = runner
         self._base = asyncio.get_running_loop().time()
         _small_reads(self._writer)
@@ -465,46 +546,139 @@ class SMTP:
                 writer.write(tls.output())
             writer.close()
 
-    async def _command(self, verb: str, argument: str | None = None) -> tuple[int, bytes]:
+    async def _command(
+        self, verb: str, argument: str | None = None, content: bytes | None = None
+    ) -> SMTPResponse:
         reply = await self._guarded(
-            lambda runner, now: runner.start_command(verb, argument, now=now)
+            lambda runner, now: runner.start_command(verb, argument, content, now=now)
         )
-        assert isinstance(reply, tuple)
-        return (reply[0], reply[3])
+        return response(reply)  # type: ignore[arg-type]
 
-    async def noop(self) -> tuple[int, bytes]:
-        """NOOP; returns ``(code, message)`` as smtplib does."""
-        return await self._command("noop")
+    async def execute_command(self, *args: bytes) -> SMTPResponse:
+        """Sends one command line made of ``args`` (joined with spaces) and returns the
+        reply, whatever its code (aiosmtplib's ``execute_command``)."""
+        line = b" ".join(args).decode("utf-8")
+        return await self._command("raw", line)
 
-    async def rset(self) -> tuple[int, bytes]:
-        """RSET; returns ``(code, message)``."""
-        return await self._command("rset")
+    async def noop(self) -> SMTPResponse:
+        """NOOP; returns the reply (any code but 250 raises SMTPResponseException)."""
+        return _expect(await self._command("noop"), 250)
 
-    async def vrfy(self, address: str) -> tuple[int, bytes]:
-        """VRFY ``address``; returns ``(code, message)``."""
-        return await self._command("vrfy", address)
+    async def rset(self) -> SMTPResponse:
+        """RSET; returns the reply (any code but 250 raises SMTPResponseException)."""
+        return _expect(await self._command("rset"), 250)
 
-    async def login(self, username: str, password: str) -> tuple[int, bytes]:
+    async def vrfy(self, address: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+        """VRFY ``address``; returns the reply (250, 251 or 252; others raise)."""
+        argument = " ".join([address, *(options or ())])
+        return _expect(await self._command("vrfy", argument), 250, 251, 252)
+
+    async def expn(self, address: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+        """EXPN ``address``; returns the reply (any code but 250 raises)."""
+        argument = " ".join([address, *(options or ())])
+        return _expect(await self._command("expn", argument), 250)
+
+    async def help(self) -> str:
+        """HELP; returns the reply's message (214 or 211; others raise)."""
+        return _expect(await self._command("help"), 211, 214).message
+
+    async def ehlo(self, *, hostname: str | None = None) -> SMTPResponse:
+        """Sends EHLO again (as ``hostname``, default ``local_hostname``); a 250 refreshes
+        the known extensions; any other reply raises SMTPHeloError."""
+        reply = await self._command("ehlo", hostname or self.local_hostname)
+        if reply.code != 250:
+            raise SMTPHeloError(reply.code, reply.message)
+        return reply
+
+    async def helo(self, *, hostname: str | None = None) -> SMTPResponse:
+        """Sends HELO (as ``hostname``); any reply but 250 raises SMTPHeloError."""
+        reply = await self._command("helo", hostname or self.local_hostname)
+        if reply.code != 250:
+            raise SMTPHeloError(reply.code, reply.message)
+        return reply
+
+    def supports_extension(self, extension: str, /) -> bool:
+        """True when the server announced ``extension`` (any case) in its last EHLO."""
+        return extension.lower() in self.esmtp_extensions
+
+    @property
+    def esmtp_extensions(self) -> dict[str, str]:
+        """The extensions of the last EHLO reply, ``{lower-case keyword: parameters}``."""
+        lines = self._runner.ehlo_lines() if self._runner is not None else None
+        found: dict[str, str] = {}
+        for line in (lines or [])[1:]:
+            keyword, _, params = line.partition(" ")
+            found[keyword.lower()] = params
+        return found
+
+    async def mail(self, sender: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+        """MAIL FROM with the address as given; any reply but 250 raises
+        SMTPSenderRefused."""
+        check_line("the sender", sender)
+        line = " ".join([f"MAIL FROM:{quoteaddr(sender)}", *(options or ())])
+        reply = await self._command("raw", line)
+        if reply.code != 250:
+            raise SMTPSenderRefused(reply.code, reply.message, sender)
+        return reply
+
+    async def rcpt(self, recipient: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+        """RCPT TO with the address as given; any reply but 250 or 251 raises
+        SMTPRecipientRefused."""
+        check_line("the recipient", recipient)
+        line = " ".join([f"RCPT TO:{quoteaddr(recipient)}", *(options or ())])
+        reply = await self._command("raw", line)
+        if reply.code not in (250, 251):
+            raise SMTPRecipientRefused(reply.code, reply.message, recipient)
+        return reply
+
+    async def data(self, message: str | bytes, /) -> SMTPResponse:
+        """DATA, then after the 354 the message (CRLF line ends, dots stuffed, the final
+        dot added); returns the final reply. Any reply to DATA but 354, or a final reply
+        but 250, raises SMTPDataError."""
+        reply = await self._command("raw", "DATA")
+        if reply.code != 354:
+            raise SMTPDataError(reply.code, reply.message)
+        body = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        final = await self._command("content", None, body)
+        if final.code != 250:
+            raise SMTPDataError(final.code, final.message)
+        return final
+
+    async def login(self, username: str, password: str) -> SMTPResponse:
         """Authenticates now with PLAIN or LOGIN (whichever the server offers) and returns
-        the server's ``(235, message)``; a refusal raises :class:`SmtpAuthError` and leaves
-        the connection usable (for a client made without ``username``/``password``). On a
-        connection without TLS it raises :class:`SmtpInsecureAuthError`, sending nothing,
-        unless ``allow_insecure_auth`` is true."""
+        the server's 235; a refusal raises SMTPAuthenticationError and leaves the
+        connection usable. On a connection without TLS it raises
+        :class:`~smtpx.errors.SmtpInsecureAuthError`, sending nothing, unless
+        ``allow_insecure_auth`` is true."""
 
         def start(runner: _native.ClientRunner, now: float) -> None:
             runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
             runner.start_login(username, password, now=now)
 
-        reply = await self._guarded(start)
-        assert isinstance(reply, tuple)
-        return (reply[0], reply[3])
+        return response(await self._guarded(start))  # type: ignore[arg-type]
 
-    async def starttls(self) -> tuple[int, bytes]:
+    async def auth_plain(self, username: str, password: str, /) -> SMTPResponse:
+        """AUTH PLAIN with these credentials; a refusal raises SMTPAuthenticationError."""
+        self._live().set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+        return _authenticated(await self._command("raw", f"AUTH PLAIN {token}"))
+
+    async def auth_login(self, username: str, password: str, /) -> SMTPResponse:
+        """AUTH LOGIN with these credentials; a refusal raises SMTPAuthenticationError."""
+        self._live().set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        user = base64.b64encode(username.encode()).decode("ascii")
+        reply = await self._command("raw", f"AUTH LOGIN {user}")
+        if reply.code == 334:
+            secret = base64.b64encode(password.encode()).decode("ascii")
+            reply = await self._command("secret", secret)
+        return _authenticated(reply)
+
+    async def starttls(self) -> SMTPResponse:
         """Upgrades with STARTTLS now and greets again, for a client made with
-        ``start_tls=False``; returns the server's 220 as ``(code, message)``. A refusal
-        raises :class:`SmtpReplyError` and leaves the connection as it was."""
+        ``start_tls=False``; returns the server's 220. A refusal raises
+        SMTPResponseException and leaves the connection as it was."""
         if self._live().is_tls:
-            raise SmtpNotSupportedError("the connection is already encrypted")
+            raise translate(SmtpNotSupportedError("the connection is already encrypted"))
         if self._tls_config is None:
             self._tls_config = _client_tls_config(*self._tls_options)
         config = self._tls_config
@@ -512,31 +686,34 @@ class SMTP:
             lambda runner, now: runner.start_starttls(self.hostname, config, now=now)
         )
         _, reply = self._live().kept_replies()
-        return (reply[0], reply[3]) if reply is not None else (220, b"")
+        return response(reply) if reply is not None else SMTPResponse(220, "")
 
-    async def quit(self) -> None:
-        """QUIT, then close the connection."""
+    async def quit(self) -> SMTPResponse:
+        """QUIT, then close the connection; returns the server's reply."""
         try:
-            await self._guarded(lambda runner, now: runner.start_quit(now=now))
-        except SmtpDisconnected:
-            pass
+            reply = await self._guarded(lambda runner, now: runner.start_quit(now=now))
+        except SMTPServerDisconnected:
+            reply = None
         finally:
             self.close()
+        return response(reply) if reply is not None else SMTPResponse(221, "")  # type: ignore[arg-type]
 
     async def sendmail(
         self,
         sender: str,
         recipients: str | Sequence[str],
         message: str | bytes | bytearray,
-        mail_options: Sequence[str] | None = (),
-        rcpt_options: Sequence[str] | None = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        """Sends one message; like :meth:`smtpx.SMTP.sendmail` returns the refused
-        recipients as ``{address: (code, message)}`` and raises :class:`SmtpSenderRefused`,
-        :class:`SmtpRecipientsRefused` (all refused) or :class:`SmtpDataError`."""
+        mail_options: Iterable[str] | None = None,
+        rcpt_options: Iterable[str] | None = None,
+    ) -> tuple[dict[str, SMTPResponse], str]:
+        """Sends one message, as aiosmtplib's ``sendmail``: returns ``(errors,
+        response)``, ``errors`` mapping each refused recipient to its
+        :class:`SMTPResponse` and ``response`` the text of the final reply. Raises
+        SMTPSenderRefused, SMTPRecipientsRefused (all refused, with the list of each
+        SMTPRecipientRefused) or SMTPDataError."""
         to_list = [recipients] if isinstance(recipients, str) else list(recipients)
         body = bytes(message_bytes(message))
-        result = await self._guarded(
+        raw = await self._guarded(
             lambda runner, now: runner.start_send(
                 bare_address(sender),
                 [bare_address(a) for a in to_list],
@@ -546,7 +723,17 @@ class SMTP:
                 now=now,
             )
         )
-        return refused_or_raise(send_result(result), sender, to_list)  # type: ignore[arg-type]
+        result = send_result(raw)  # type: ignore[arg-type]
+        try:
+            refused = refused_or_raise(result, sender, to_list)
+        except SmtpError as error:
+            raise translate(error) from None
+        errors = {
+            address: SMTPResponse(code, message.decode("utf-8", "replace"))
+            for address, (code, message) in refused.items()
+        }
+        final = result.data.message.decode("utf-8", "replace") if result.data else ""
+        return errors, final
 
     async def send(
         self,
@@ -603,13 +790,14 @@ class SMTP:
     async def send_message(
         self,
         message: email.message.Message,
+        /,
         sender: str | None = None,
         recipients: str | Sequence[str] | None = None,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
+        mail_options: Iterable[str] | None = None,
+        rcpt_options: Iterable[str] | None = None,
+    ) -> tuple[dict[str, SMTPResponse], str]:
         """Sends an :class:`email.message.Message`, the envelope taken from its headers
-        (Bcc removed) unless given."""
+        (Bcc removed) unless given; returns ``(errors, response)`` as :meth:`sendmail`."""
         from_addr, to_addrs = envelope_of(message, sender, recipients)
         return await self.sendmail(from_addr, to_addrs, flatten(message), mail_options, rcpt_options)
 
@@ -623,50 +811,50 @@ class LMTP(SMTP):
     _lmtp = True
 
 
+
 async def send(
     message: email.message.Message | str | bytes,
+    /,
     *,
     sender: str | None = None,
     recipients: str | Sequence[str] | None = None,
-    hostname: str = "localhost",
-    port: int | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    allow_insecure_auth: bool = False,
-    local_hostname: str | None = None,
-    timeout: float | None = 60.0,
-    use_tls: bool = False,
-    start_tls: bool | None = None,
-    validate_certs: bool = True,
-    cert_bundle: str | os.PathLike[str] | None = None,
-    tls_context: ssl.SSLContext | None = None,
+    mail_options: Iterable[str] | None = None,
+    rcpt_options: Iterable[str] | None = None,
     lmtp: bool = False,
-    mail_options: Sequence[str] | None = None,
-    rcpt_options: Sequence[str] | None = None,
-) -> dict[str, tuple[int, bytes]]:
-    """Connects, sends one message and quits (aiosmtplib's ``send``). Returns the refused
-    recipients. ``sender`` and ``recipients`` are needed unless ``message`` is a Message."""
-    client = (LMTP if lmtp else SMTP)(
-        hostname,
-        port,
-        username=username,
-        password=password,
-        allow_insecure_auth=allow_insecure_auth,
-        local_hostname=local_hostname,
-        timeout=timeout,
-        use_tls=use_tls,
-        start_tls=start_tls,
-        validate_certs=validate_certs,
-        cert_bundle=cert_bundle,
-        tls_context=tls_context,
-    )
+    **client_options: Any,
+) -> tuple[dict[str, SMTPResponse], str]:
+    """Connects, sends one message and quits (aiosmtplib's ``send``); returns ``(errors,
+    response)`` as :meth:`SMTP.sendmail`. ``client_options`` are :class:`SMTP`'s keyword
+    arguments (``hostname``, ``port``, ``username``, ``password``, ``use_tls``,
+    ``start_tls``, ``timeout``, ...). ``sender`` and ``recipients`` are needed unless
+    ``message`` is a Message."""
+    if not isinstance(message, email.message.Message) and (sender is None or recipients is None):
+        raise ValueError("sender and recipients are needed unless message is a Message")
+    client = (LMTP if lmtp else SMTP)(**client_options)
     async with client:
         if isinstance(message, email.message.Message):
             return await client.send_message(
-                message, sender, recipients, mail_options or (), rcpt_options or ()
+                message, sender, recipients, mail_options, rcpt_options
             )
-        if sender is None or recipients is None:
-            raise ValueError("sender and recipients are needed unless message is a Message")
-        return await client.sendmail(
-            sender, recipients, message, mail_options or (), rcpt_options or ()
-        )
+        assert sender is not None and recipients is not None
+        return await client.sendmail(sender, recipients, message, mail_options, rcpt_options)
+
+
+def _expect(reply: SMTPResponse, *codes: int) -> SMTPResponse:
+    """The reply, when its code is one of ``codes``; SMTPResponseException otherwise."""
+    if reply.code not in codes:
+        raise SMTPResponseException(reply.code, reply.message)
+    return reply
+
+
+def _authenticated(reply: SMTPResponse) -> SMTPResponse:
+    if reply.code != 235:
+        raise SMTPAuthenticationError(reply.code, reply.message)
+    return reply
+
+
+def _no_client_certificate(client_cert: object, client_key: object) -> None:
+    """Client certificates are refused loudly: the engine's TLS configuration has none
+    (see the README's differences table)."""
+    if client_cert is not None or client_key is not None:
+        raise ValueError("smtpx does not support TLS client certificates (client_cert, client_key)")
