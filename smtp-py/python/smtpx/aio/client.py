@@ -41,9 +41,8 @@ import email.message
 import os
 import socket
 import ssl
-import sys
 from smtplib import quoteaddr
-from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence
 
 from smtpx import _native
 from smtpx._trace import ClientTrace, wire_logging
@@ -62,8 +61,8 @@ from smtpx.common import (
     message_bytes,
     refused_or_raise,
     send_result,
-    tls_arguments,
 )
+from smtpx.aio.driver import Connection, client_tls_config, within
 from smtpx.aio.errors import (
     SMTPAuthenticationError,
     SMTPDataError,
@@ -85,93 +84,6 @@ from smtpx.errors import (
 )
 
 __all__ = ["LMTP", "SMTP", "send"]
-
-
-_T = TypeVar("_T")
-_READ = 64 * 1024
-
-_default_tls: _native.TlsConfig | None = None
-
-# perf: the client's read deadline and the timeout of each of its calls were an
-# asyncio.wait_for. Before Python 3.12 wait_for wraps the awaitable in a new Task each time
-# (a Task, its first step, a done callback and more turns of the event loop per read);
-# asyncio.timeout (3.11+) only arms a timer on the current task. Same semantics: the
-# awaitable is cancelled when the time is up and TimeoutError (asyncio.TimeoutError is
-# TimeoutError since 3.11) is raised. See bench/README.md for the measured difference.
-if sys.version_info >= (3, 11):
-
-    async def _within(operation: Awaitable[_T], seconds: float | None) -> _T:
-        async with asyncio.timeout(seconds):
-            return await operation
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(operation: Awaitable[_T], seconds: float | None) -> _T:
-        return await asyncio.wait_for(operation, seconds)
-
-
-def _small_reads(writer: asyncio.StreamWriter) -> None:
-    """perf (the client; the server reads with recv_into): CPython's selector transports
-    read with ``sock.recv(max_size)``, max_size 256 KiB: a new bytes object of that size
-    per read, which glibc's malloc serves with mmap (it is above the default 128 KiB mmap
-    threshold), then shrinks with mremap and frees with munmap: three system calls and
-    fresh page faults for every SMTP reply. With reads of at most _READ (64 KiB) the
-    buffer comes from the heap and is shrunk in place.
-    ``max_size`` exists only on CPython's selector transports (not uvloop's, not the
-    proactor's), hence the check."""
-    transport = writer.transport
-    if isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = _READ  # type: ignore[attr-defined]
-
-
-def _default_tls_config() -> _native.TlsConfig:
-    """The client configuration with Mozilla's roots and full checks, built once (it
-    also keeps session tickets for resumption across connections)."""
-    global _default_tls
-    if _default_tls is None:
-        _default_tls = _native.TlsConfig.client()
-    return _default_tls
-
-
-def _client_tls_config(
-    validate_certs: bool, cert_bundle: str | os.PathLike[str] | None, tls_context: ssl.SSLContext | None
-) -> _native.TlsConfig:
-    if tls_context is not None:
-        # As the blocking client reads a context: its verification setting and CAs.
-        found = tls_arguments(tls_context, None if cert_bundle is None else os.fspath(cert_bundle))
-        return _native.TlsConfig.client(
-            ca_pem=found["ca_pem"],
-            dangerous_accept_invalid_certs=found["insecure"] or not validate_certs,
-        )
-    if cert_bundle is None and validate_certs:
-        return _default_tls_config()
-    return _native.TlsConfig.client(
-        ca_file=None if cert_bundle is None else os.fspath(cert_bundle),
-        dangerous_accept_invalid_certs=not validate_certs,
-    )
-
-
-async def _handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: _native.TlsSession
-) -> bytes:
-    """Runs a TLS handshake on the connection; returns the plaintext that arrived with
-    its last records (the peer may talk right after its Finished)."""
-    plain = b""
-    while True:
-        out = tls.output()
-        if out:
-            writer.write(out)
-            await writer.drain()
-        if not tls.is_handshaking:
-            return plain
-        data = await reader.read(_READ)
-        if not data:
-            raise SmtpDisconnected("the connection closed during the TLS handshake")
-        try:
-            plain += tls.receive(data)
-        except SmtpTlsError:
-            writer.write(tls.output())  # the alert, so that the peer learns why
-            raise
 
 
 class SMTP:
@@ -227,15 +139,11 @@ class SMTP:
         self.sock = sock
         # Built now so that a bad cert_bundle fails here, not in the middle of a session.
         self._tls_config = (
-            _client_tls_config(validate_certs, cert_bundle, tls_context)
+            client_tls_config(validate_certs, cert_bundle, tls_context)
             if use_tls or start_tls is not False
             else None
         )
-        self._runner: _native.ClientRunner | None = None
-        self._tls: _native.TlsSession | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._base = 0.0
+        self._connection: Connection | None = None
         self._trace = ClientTrace()
         # One operation at a time: concurrent callers wait their turn.
         self._turn = asyncio.Lock()
@@ -255,18 +163,18 @@ class SMTP:
         time. May be changed at any time, connected or not. Credentials and message
         content are never printed (see the module docs)."""
         self._trace.set_level(int(debuglevel))
-        if self._runner is not None:
-            self._runner.set_trace(self._trace if self._trace.wanted else None)
+        if self._connection is not None:
+            self._connection.runner.set_trace(self._trace if self._trace.wanted else None)
 
     @property
     def is_connected(self) -> bool:
         """True while the connection is open."""
-        return self._writer is not None
+        return self._connection is not None and self._connection.is_open
 
     @property
     def is_tls(self) -> bool:
         """True while the connection is encrypted (implicit TLS, or after STARTTLS)."""
-        return self._tls is not None and self._writer is not None
+        return self._connection is not None and self._connection.is_tls
 
     async def __aenter__(self) -> SMTP:
         await self.connect()
@@ -274,7 +182,7 @@ class SMTP:
 
     async def __aexit__(self, *exc_info: object) -> None:
         """QUIT (also after an exception in the block, as aiosmtplib does), then close."""
-        if self._writer is None:
+        if not self.is_connected:
             return
         try:
             await self.quit()
@@ -284,17 +192,10 @@ class SMTP:
 
     def close(self) -> None:
         """Closes the connection at once (no QUIT)."""
-        writer, self._writer = self._writer, None
-        tls, self._tls = self._tls, None
-        self._reader = None
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.abandon()
-        if writer is not None:
-            if tls is not None and not tls.is_handshaking:
-                tls.close()
-                writer.write(tls.output())  # close_notify; close() flushes it
-            writer.close()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.runner.abandon()
+            connection.close()
 
     async def _guarded(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
         """Runs one operation of the engine's runner (``start(runner, now)`` starts it)
@@ -311,7 +212,7 @@ class SMTP:
     ) -> object:
         async with self._turn:
             try:
-                return await _within(self._operation(start), self.timeout)
+                return await within(self._operation(start), self.timeout)
             except asyncio.TimeoutError:
                 self.close()
                 raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
@@ -322,7 +223,7 @@ class SMTP:
                 # ValueError: an argument refused before anything was written (CR or LF
                 # in an address, say). SmtpError: a refusal. Either leaves the session
                 # usable, unless the engine ended it.
-                if self._runner is None or self._runner.is_closed:
+                if self._connection is None or self._connection.runner.is_closed:
                     self.close()
                 raise
             except BaseException:
@@ -330,12 +231,9 @@ class SMTP:
                 raise
 
     async def _operation(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
-        runner = self._live()
-        start(runner, self._now())
-        return await self._drive(runner)
-
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time() - self._base
+        connection = self._live()
+        start(connection.runner, connection.now())
+        return await connection.run()
 
     async def connect(self, **options: object) -> SMTPResponse:
         """Connects, then greets (and logs in, when given credentials); returns the
@@ -343,12 +241,12 @@ class SMTP:
         ``use_tls``, ``start_tls``, ``socket_path``, ...: the constructor's) replace the
         constructor's values first, as in aiosmtplib. A refused connection raises
         :class:`~smtpx.aio.errors.SMTPConnectError`."""
-        if self._writer is not None:
+        if self.is_connected:
             raise ValueError("already connected")
         self._apply(options)
         try:
             async with self._turn:
-                await _within(self._connect(), self.timeout)
+                await within(self._connect(), self.timeout)
         except asyncio.TimeoutError:
             self.close()
             raise translate(SmtpTimeoutError(f"timed out after {self.timeout} s"), connecting=True) from None
@@ -358,7 +256,7 @@ class SMTP:
         except BaseException:
             self.close()
             raise
-        greeting, _ = self._live().kept_replies()
+        greeting, _ = self._live().runner.kept_replies()
         return response(greeting) if greeting is not None else SMTPResponse(220, "")
 
     def _apply(self, options: dict[str, object]) -> None:
@@ -386,7 +284,7 @@ class SMTP:
                 options.get("tls_context", context),  # type: ignore[assignment]
             )
             self._tls_config = (
-                _client_tls_config(*self._tls_options)
+                client_tls_config(*self._tls_options)
                 if self.use_tls or self.start_tls is not False
                 else None
             )
@@ -412,139 +310,33 @@ class SMTP:
             lmtp=self._lmtp,
             trace=trace if trace.wanted else None,
         )
-        if self.sock is not None:
-            self._reader, self._writer = await asyncio.open_connection(sock=self.sock)
-        elif self.socket_path is not None:
-            self._reader, self._writer = await asyncio.open_unix_connection(self.socket_path)
-        else:
-            self._reader, self._writer = await asyncio.open_connection(
-                self.hostname, self.port, local_addr=self.source_address
-            )
-        self._runner = runner
-        self._base = asyncio.get_running_loop().time()
-        _small_reads(self._writer)
-        plain = await self._handshake() if self.use_tls else b""
+        connection = await Connection.open(
+            runner,
+            hostname=self.hostname,
+            port=self.port,  # type: ignore[arg-type]
+            source_address=self.source_address,
+            socket_path=self.socket_path,
+            sock=self.sock,
+            tls_config=self._client_tls,
+        )
+        self._connection = connection
+        plain = await connection.tls_handshake() if self.use_tls else b""
         runner.start_connect()
         if plain:
-            runner.received(plain, self._now())
-        await self._drive(runner)
+            runner.received(plain, connection.now())
+        await connection.run()
 
-    async def _handshake(self) -> bytes:
-        """The TLS handshake (implicit TLS, or after the 220 to STARTTLS); returns the
-        plaintext that came with its last records."""
-        reader, writer = self._streams()
-        if self._tls_config is None:  # start_tls=False, then starttls()
-            self._tls_config = _client_tls_config(*self._tls_options)
-        tls = _native.TlsSession(self._tls_config, self.hostname)
-        self._tls = tls
-        return await _handshake(reader, writer, tls)
+    def _client_tls(self) -> _native.TlsConfig:
+        """The TLS configuration: the one built from the constructor's arguments, or
+        (``start_tls=False``, then :meth:`starttls`) one built now."""
+        if self._tls_config is None:
+            self._tls_config = client_tls_config(*self._tls_options)
+        return self._tls_config
 
-    def _live(self) -> _native.ClientRunner:
-        if self._runner is None or self._writer is None:
+    def _live(self) -> Connection:
+        if self._connection is None or not self._connection.is_open:
             raise SmtpDisconnected("not connected")
-        return self._runner
-
-    def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None:
-            raise SmtpDisconnected("not connected")
-        return self._reader, self._writer
-
-    async def _drive(self, runner: _native.ClientRunner) -> object:
-        """Performs the runner's actions on the connection until its operation is done;
-        returns the outcome (a failed operation raises)."""
-        reader, writer = self._streams()
-        while True:
-            kind, value = runner.next_action(self._now())
-            if kind == "write":
-                try:
-                    self._write(writer, value)
-                    await writer.drain()
-                except OSError as error:
-                    runner.write_failed(str(error))
-                    continue
-                runner.written()
-            elif kind == "read":
-                await self._read(runner, reader, writer, value)
-            elif kind == "starttls":
-                await self._starttls_handshake(runner, value)
-            elif kind == "goodbye":
-                try:
-                    self._write(writer, value)
-                except OSError:
-                    pass  # best effort: the connection is ending anyway
-                runner.written()
-            elif kind == "close":
-                self._close_streams()
-            elif kind == "abort":
-                writer.transport.abort()
-                self._close_streams()
-            else:  # "done"
-                return value
-
-    def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        tls = self._tls
-        if tls is not None:
-            tls.write(data)
-            data = tls.output()
-        writer.write(data)
-
-    async def _read(
-        self,
-        runner: _native.ClientRunner,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        deadline: float,
-    ) -> None:
-        try:
-            data = await _within(reader.read(_READ), max(0.0, deadline - self._now()))
-        except asyncio.TimeoutError:
-            runner.timed_out(self._now())
-            return
-        except OSError as error:
-            runner.read_failed(str(error))
-            return
-        if not data:
-            runner.eof()
-            return
-        tls = self._tls
-        if tls is None:
-            runner.received(data, self._now())
-            return
-        try:
-            plain = tls.receive(data)
-        except SmtpTlsError as error:
-            writer.write(tls.output())  # the alert, so that the peer learns why
-            runner.tls_failed(str(error))
-            return
-        out = tls.output()  # a key update's answer
-        if out:
-            writer.write(out)
-        runner.received(plain, self._now())
-        if tls.peer_closed:
-            runner.eof()
-
-    async def _starttls_handshake(self, runner: _native.ClientRunner, deadline: float) -> None:
-        try:
-            plain = await _within(self._handshake(), max(0.0, deadline - self._now()))
-        except asyncio.TimeoutError:
-            runner.tls_failed("the TLS handshake timed out", timeout=True)
-            return
-        except (SmtpError, OSError) as error:
-            runner.tls_failed(f"TLS handshake failed: {error}")
-            return
-        runner.tls_established(self._now())
-        if plain:
-            runner.received(plain, self._now())
-
-    def _close_streams(self) -> None:
-        writer, self._writer = self._writer, None
-        self._reader = None
-        tls, self._tls = self._tls, None
-        if writer is not None:
-            if tls is not None and not tls.is_handshaking:
-                tls.close()
-                writer.write(tls.output())
-            writer.close()
+        return self._connection
 
     async def _command(
         self, verb: str, argument: str | None = None, content: bytes | None = None
@@ -604,7 +396,7 @@ class SMTP:
     @property
     def esmtp_extensions(self) -> dict[str, str]:
         """The extensions of the last EHLO reply, ``{lower-case keyword: parameters}``."""
-        lines = self._runner.ehlo_lines() if self._runner is not None else None
+        lines = self._connection.runner.ehlo_lines() if self._connection is not None else None
         found: dict[str, str] = {}
         for line in (lines or [])[1:]:
             keyword, _, params = line.partition(" ")
@@ -659,13 +451,13 @@ class SMTP:
 
     async def auth_plain(self, username: str, password: str, /) -> SMTPResponse:
         """AUTH PLAIN with these credentials; a refusal raises SMTPAuthenticationError."""
-        self._live().set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
         token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
         return _authenticated(await self._command("raw", f"AUTH PLAIN {token}"))
 
     async def auth_login(self, username: str, password: str, /) -> SMTPResponse:
         """AUTH LOGIN with these credentials; a refusal raises SMTPAuthenticationError."""
-        self._live().set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
         user = base64.b64encode(username.encode()).decode("ascii")
         reply = await self._command("raw", f"AUTH LOGIN {user}")
         if reply.code == 334:
@@ -677,15 +469,13 @@ class SMTP:
         """Upgrades with STARTTLS now and greets again, for a client made with
         ``start_tls=False``; returns the server's 220. A refusal raises
         SMTPResponseException and leaves the connection as it was."""
-        if self._live().is_tls:
+        if self._live().runner.is_tls:
             raise translate(SmtpNotSupportedError("the connection is already encrypted"))
-        if self._tls_config is None:
-            self._tls_config = _client_tls_config(*self._tls_options)
-        config = self._tls_config
+        config = self._client_tls()
         await self._guarded(
             lambda runner, now: runner.start_starttls(self.hostname, config, now=now)
         )
-        _, reply = self._live().kept_replies()
+        _, reply = self._live().runner.kept_replies()
         return response(reply) if reply is not None else SMTPResponse(220, "")
 
     async def quit(self) -> SMTPResponse:
