@@ -21,45 +21,8 @@ protocol decision is the Rust engine's.
 """
 
 from smtpx.aio.client import LMTP, SMTP, send
-from smtpx.aio.errors import (
-    SMTPAuthenticationError,
-    SMTPConnectError,
-    SMTPConnectResponseError,
-    SMTPConnectTimeoutError,
-    SMTPDataError,
-    SMTPException,
-    SMTPHeloError,
-    SMTPNotSupported,
-    SMTPReadTimeoutError,
-    SMTPRecipientRefused,
-    SMTPRecipientsRefused,
-    SMTPResponse,
-    SMTPResponseException,
-    SMTPSenderRefused,
-    SMTPServerDisconnected,
-    SMTPTimeoutError,
-)
+from smtpx.aio.errors import *  # noqa: F403 (aiosmtplib's names, listed in errors.__all__)
+from smtpx.aio.errors import __all__ as _error_names
 from smtpx.aio.server import Server
 
-__all__ = [
-    "LMTP",
-    "SMTP",
-    "SMTPAuthenticationError",
-    "SMTPConnectError",
-    "SMTPConnectResponseError",
-    "SMTPConnectTimeoutError",
-    "SMTPDataError",
-    "SMTPException",
-    "SMTPHeloError",
-    "SMTPNotSupported",
-    "SMTPReadTimeoutError",
-    "SMTPRecipientRefused",
-    "SMTPRecipientsRefused",
-    "SMTPResponse",
-    "SMTPResponseException",
-    "SMTPSenderRefused",
-    "SMTPServerDisconnected",
-    "SMTPTimeoutError",
-    "Server",
-    "send",
-]
+__all__ = ["LMTP", "SMTP", "Server", "send", *(n for n in _error_names if n != "translate")]

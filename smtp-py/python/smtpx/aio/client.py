@@ -281,7 +281,7 @@ class SMTP:
             self._tls_options = (
                 bool(options.get("validate_certs", validate)),
                 options.get("cert_bundle", bundle),  # type: ignore[assignment]
-                options.get("tls_context", context),  # type: ignore[assignment]
+                options.get("tls_context", context),
             )
             self._tls_config = (
                 client_tls_config(*self._tls_options)
@@ -313,7 +313,7 @@ class SMTP:
         connection = await Connection.open(
             runner,
             hostname=self.hostname,
-            port=self.port,  # type: ignore[arg-type]
+            port=self.port,
             source_address=self.source_address,
             socket_path=self.socket_path,
             sock=self.sock,

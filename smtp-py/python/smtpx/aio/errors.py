@@ -117,7 +117,7 @@ class SMTPSenderRefused(SMTPResponseException, errors.SmtpSenderRefused):
     def __init__(self, code: int, message: str, sender: str, /) -> None:
         SMTPResponseException.__init__(self, code, message)
         self.sender = sender
-        self.args = (code, message, sender)
+        self.args = (code, message, sender)  # type: ignore[assignment]
 
 
 class SMTPRecipientRefused(SMTPResponseException):
@@ -126,16 +126,18 @@ class SMTPRecipientRefused(SMTPResponseException):
     def __init__(self, code: int, message: str, recipient: str, /) -> None:
         SMTPResponseException.__init__(self, code, message)
         self.recipient = recipient
-        self.args = (code, message, recipient)
+        self.args = (code, message, recipient)  # type: ignore[assignment]
 
 
 class SMTPRecipientsRefused(SMTPException, errors.SmtpRecipientsRefused):
     """The server refused every recipient: ``recipients`` lists them, each an
     :class:`SMTPRecipientRefused`."""
 
+    recipients: list[SMTPRecipientRefused]  # type: ignore[assignment]
+
     def __init__(self, recipients: list[SMTPRecipientRefused], /) -> None:
         Exception.__init__(self, recipients)
-        self.recipients = recipients  # type: ignore[assignment]
+        self.recipients = recipients
 
 
 def _text(error: errors.SmtpReplyError) -> str:
