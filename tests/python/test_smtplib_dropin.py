@@ -68,10 +68,15 @@ def aiosmtpd() -> Iterator[tuple[int, Recording]]:
 
 
 @contextlib.contextmanager
-def scripted(replies: dict[bytes, bytes], greeting: bytes = b"220 scripted ESMTP\r\n") -> Iterator[int]:
+def scripted(
+    replies: dict[bytes, bytes],
+    greeting: bytes = b"220 scripted ESMTP\r\n",
+    seen: list[bytes] | None = None,
+) -> Iterator[int]:
     """A one-connection server: sends ``greeting``, then answers each command by the
     reply of the first key its line starts with (``502`` otherwise); closes after a 421
-    or QUIT. Every wait is bounded by a socket timeout."""
+    or QUIT. Each command line goes into ``seen``. Every wait is bounded by a socket
+    timeout."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
     port = listener.getsockname()[1]
@@ -97,6 +102,8 @@ def scripted(replies: dict[bytes, bytes], greeting: bytes = b"220 scripted ESMTP
                 buffer += data
                 while b"\r\n" in buffer:
                     line, buffer = buffer.split(b"\r\n", 1)
+                    if seen is not None:
+                        seen.append(line)
                     reply = next(
                         (r for k, r in replies.items() if line.upper().startswith(k)), b"502 no\r\n"
                     )
