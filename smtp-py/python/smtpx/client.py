@@ -491,15 +491,15 @@ class SMTP:
         message: bytes | bytearray | IO[bytes],
         mail_options: Iterable[str],
         rcpt_options: Iterable[str],
-    ) -> SendResult:
-        raw = self._client().send(
+    ) -> Any:
+        """The engine's result tuple of one transaction."""
+        return self._client().send(
             bare_address(from_addr),
             [bare_address(a) for a in to_addrs],
             message,
             list(mail_options),
             list(rcpt_options),
         )
-        return send_result(raw)
 
     def sendmail(
         self,
@@ -566,7 +566,7 @@ class SMTP:
             raise ValueError("sender and recipients are needed unless message is a Message")
         if isinstance(recipients, str):
             recipients = [recipients]
-        return self._transaction(sender, recipients, body, mail_options, rcpt_options)
+        return send_result(self._transaction(sender, recipients, body, mail_options, rcpt_options))
 
 
     def send_batch(

@@ -60,7 +60,6 @@ from smtpx.common import (
     flatten,
     message_bytes,
     refused_or_raise,
-    send_result,
 )
 from smtpx.aio.driver import Connection, client_tls_config, within
 from smtpx.aio.errors import (
@@ -513,16 +512,16 @@ class SMTP:
                 now=now,
             )
         )
-        result = send_result(raw)  # type: ignore[arg-type]
         try:
-            refused = refused_or_raise(result, sender, to_list)
+            refused = refused_or_raise(raw, sender, to_list)  # type: ignore[arg-type]
         except SmtpError as error:
             raise translate(error) from None
         errors = {
             address: SMTPResponse(code, message.decode("utf-8", "replace"))
             for address, (code, message) in refused.items()
         }
-        final = result.data.message.decode("utf-8", "replace") if result.data else ""
+        data = raw[2]  # type: ignore[index]
+        final = data[3].decode("utf-8", "replace") if data is not None else ""
         return errors, final
 
     async def send(
