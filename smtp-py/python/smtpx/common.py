@@ -333,8 +333,11 @@ class Batch:
     ) -> None:
         self.options = (list(mail_options), list(rcpt_options))
         self.items = [batch_item(m) for m in messages]
-        for sender, to, _ in self.items:
-            _native.check_envelope(sender, to, *self.options)
+        if len(self.items) > BATCH_GROUP:
+            # The engine checks each group before sending any of it; with several
+            # groups, a bad envelope in a later one must stop the first, too.
+            for sender, to, _ in self.items:
+                _native.check_envelope(sender, to, *self.options)
         self.outcomes: list[SendResult | SmtpError] = []
 
     def groups(self) -> Iterator[list[tuple[str, list[str], bytes]]]:
