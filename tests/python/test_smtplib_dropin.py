@@ -352,3 +352,17 @@ def test_smtpx_auth_responses_never_reach_the_debug_output(
             assert s.noop()[0] == 250
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize("cls", [smtpx.SMTP, smtpx.SMTP_SSL, smtpx.LMTP, smtpx.aio.SMTP, smtpx.aio.LMTP])
+def test_every_public_client_method_has_a_docstring(cls: type) -> None:
+    import inspect
+
+    missing = [
+        name
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_")
+        and (inspect.isfunction(member) or isinstance(member, property))
+        and not (member.__doc__ or "").strip()
+    ]
+    assert missing == []
