@@ -100,7 +100,8 @@ fn connect_failure(error: &Error, text: String) -> PyErr {
 fn certificate_refused(error: &Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(current) = source {
-        if let Some(rustls::Error::InvalidCertificate(_)) = current.downcast_ref::<rustls::Error>() {
+        if let Some(rustls::Error::InvalidCertificate(_)) = current.downcast_ref::<rustls::Error>()
+        {
             return true;
         }
         source = current.source();

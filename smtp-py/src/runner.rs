@@ -31,7 +31,7 @@ use crate::trace::PyTrace;
 
 /// The runner between operations, or the operation that holds it.
 enum State {
-    Idle(Runner),
+    Idle(Box<Runner>),
     /// An operation and the content it will ask for (a single message's).
     Busy(Box<OwnedOperation>, Option<Vec<u8>>),
     /// Only while moving from one to the other.
@@ -83,7 +83,7 @@ impl ClientRunner {
     ) -> PyResult<()> {
         match std::mem::replace(&mut self.state, State::Moving) {
             State::Idle(runner) => {
-                self.state = State::Busy(Box::new(make(runner)), body);
+                self.state = State::Busy(Box::new(make(*runner)), body);
                 Ok(())
             }
             other => {
@@ -105,7 +105,7 @@ impl ClientRunner {
     /// The operation is over: the runner is idle again, the outcome in Python's terms.
     fn finish(&mut self, py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
         if let State::Busy(op, _) = std::mem::replace(&mut self.state, State::Moving) {
-            self.state = State::Idle(op.into_runner());
+            self.state = State::Idle(Box::new(op.into_runner()));
         }
         let connecting = std::mem::take(&mut self.connecting);
         Ok(match outcome {
@@ -189,7 +189,7 @@ impl ClientRunner {
         let runner =
             Runner::from_options(options, &server_name).map_err(|e| client_error(e, true))?;
         Ok(ClientRunner {
-            state: State::Idle(runner),
+            state: State::Idle(Box::new(runner)),
             trace,
             connecting: false,
         })
@@ -386,7 +386,7 @@ impl ClientRunner {
     /// where it was, which only closing the connection can follow.
     fn abandon(&mut self) {
         if let State::Busy(op, _) = std::mem::replace(&mut self.state, State::Moving) {
-            self.state = State::Idle(op.into_runner());
+            self.state = State::Idle(Box::new(op.into_runner()));
         }
     }
 

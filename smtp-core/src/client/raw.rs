@@ -120,3 +120,86 @@ impl ClientSession {
         self.events.push_back(ClientEvent::Reply(reply));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
+
+    const NOW: Duration = Duration::ZERO;
+
+    fn ready(ehlo: &[u8]) -> ClientSession {
+        let mut client = ClientSession::new(ClientConfig::new("client.example"), NOW).unwrap();
+        client.receive(b"220 mx.example ESMTP hello\r\n", NOW);
+        client.receive(ehlo, NOW);
+        client.clear_output();
+        assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
+        client
+    }
+
+    fn reply_code(client: &mut ClientSession) -> u16 {
+        match client.poll_event() {
+            Some(ClientEvent::Reply(reply)) => reply.code().get(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hello_sends_again_and_refreshes_the_extensions() {
+        let mut client = ready(b"250 mx.example\r\n");
+        assert_eq!(client.greeting().map(|r| r.code().get()), Some(220));
+        assert!(!client.capabilities().unwrap().pipelining);
+        client.hello(true, Some("other.example")).unwrap();
+        assert_eq!(client.take_output(), b"EHLO other.example\r\n");
+        client.receive(b"250-mx.example\r\n250 PIPELINING\r\n", NOW);
+        assert_eq!(reply_code(&mut client), 250);
+        assert!(client.capabilities().unwrap().pipelining);
+        // A refusal leaves what is known; HELO forgets the extensions.
+        client.hello(true, None).unwrap();
+        assert_eq!(client.take_output(), b"EHLO client.example\r\n");
+        client.receive(b"502 no\r\n", NOW);
+        assert_eq!(reply_code(&mut client), 502);
+        assert!(client.capabilities().is_some());
+        client.hello(false, None).unwrap();
+        assert_eq!(client.take_output(), b"HELO client.example\r\n");
+        client.receive(b"250 mx.example\r\n", NOW);
+        assert_eq!(reply_code(&mut client), 250);
+        assert!(client.capabilities().is_none());
+        assert!(client.is_ready());
+    }
+
+    #[test]
+    fn raw_lines_refuse_injection_and_credentials_in_clear() {
+        let mut client = ready(b"250-mx.example\r\n250 AUTH PLAIN\r\n");
+        for bad in ["NOOP\r\nRSET", "NOOP\nX", "NO\0OP"] {
+            assert!(matches!(
+                client.raw_command(bad, false),
+                Err(ClientError::InvalidArgument(_))
+            ));
+        }
+        assert!(matches!(
+            client.raw_command("AUTH PLAIN AGEAYg==", false),
+            Err(ClientError::InsecureAuth)
+        ));
+        assert!(matches!(
+            client.raw_command("c2VjcmV0", true),
+            Err(ClientError::InsecureAuth)
+        ));
+        assert!(client.output().is_empty());
+        client.set_allow_insecure_auth(true);
+        client.raw_command("AUTH PLAIN AGEAYg==", false).unwrap();
+        assert_eq!(client.take_output(), b"AUTH PLAIN AGEAYg==\r\n");
+        client.receive(b"235 ok\r\n", NOW);
+        assert_eq!(reply_code(&mut client), 235);
+    }
+
+    #[test]
+    fn quit_reply_is_kept() {
+        let mut client = ready(b"250 mx.example\r\n");
+        client.quit().unwrap();
+        client.receive(b"221 2.0.0 bye\r\n", NOW);
+        assert_eq!(client.quit_reply().map(|r| r.code().get()), Some(221));
+        assert!(client.is_closed());
+    }
+}
