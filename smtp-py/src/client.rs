@@ -337,7 +337,7 @@ impl Client {
     #[pyo3(signature = (host, port, *, helo_name, tls = "none", server_name = None,
         insecure = false, ca_pem = None, timeout = None, lmtp = false, username = None,
         password = None, allow_insecure_auth = false, pipelining = true, chunking = true,
-        trace = None, sock_fd = None))]
+        trace = None, sock_fd = None, unix_path = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -357,6 +357,7 @@ impl Client {
         chunking: bool,
         trace: Option<Py<PyAny>>,
         sock_fd: Option<i32>,
+        unix_path: Option<std::path::PathBuf>,
     ) -> PyResult<Client> {
         let trace = PyTrace::new(trace);
         let mut options = client_options(
@@ -374,12 +375,20 @@ impl Client {
         options.pipelining = pipelining;
         options.chunking = chunking;
         let server_name = server_name.unwrap_or_else(|| host.clone());
-        let client = match sock_fd {
-            Some(fd) => {
+        let client = match (sock_fd, unix_path) {
+            #[cfg(unix)]
+            (_, Some(path)) => py.detach(|| SmtpClient::connect_unix(&path, options)),
+            #[cfg(not(unix))]
+            (_, Some(_)) => {
+                return Err(PyValueError::new_err("Unix sockets need a Unix system"));
+            }
+            (Some(fd), None) => {
                 let tcp = owned_tcp(fd)?;
                 py.detach(|| SmtpClient::from_tcp(tcp, &server_name, options))
             }
-            None => py.detach(|| SmtpClient::connect((host.as_str(), port), &server_name, options)),
+            (None, None) => {
+                py.detach(|| SmtpClient::connect((host.as_str(), port), &server_name, options))
+            }
         }
         .map_err(|e| client_error(e, true))?;
         Ok(Client {

@@ -366,3 +366,28 @@ def test_every_public_client_method_has_a_docstring(cls: type) -> None:
         and not (member.__doc__ or "").strip()
     ]
     assert missing == []
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_lmtp_over_a_unix_socket(lib: ModuleType, tmp_path: pathlib.Path) -> None:
+    from aiosmtpd.controller import UnixSocketController
+    from aiosmtpd.lmtp import LMTP
+
+    class LmtpController(UnixSocketController):
+        def factory(self) -> Any:
+            return LMTP(self.handler)
+
+    handler = Recording()
+    path = tmp_path / "lmtp.sock"
+    controller = LmtpController(handler, unix_socket=str(path))
+    controller.start()
+    try:
+        s = lib.LMTP(str(path))
+        assert s.sendmail("a@example.org", ["bob@example.net", "nobody@example.net"], "x\r\n") == {
+            "nobody@example.net": (550, b"5.1.1 no such user")
+        }
+        assert s.quit()[0] == 221
+    finally:
+        controller.stop()
+    [envelope] = handler.envelopes
+    assert envelope.rcpt_tos == ["bob@example.net"]

@@ -35,6 +35,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
@@ -53,6 +55,9 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 enum Stream {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// A Unix-domain socket (local LMTP delivery, say); never encrypted.
+    #[cfg(unix)]
+    Unix(UnixStream),
     /// Closed, or lost in a failed upgrade; nothing more can be sent.
     Gone,
 }
@@ -62,6 +67,8 @@ impl Stream {
         match self {
             Stream::Plain(tcp) => Some(tcp),
             Stream::Tls(tls) => Some(tls.get_ref()),
+            #[cfg(unix)]
+            Stream::Unix(_) => None,
             Stream::Gone => None,
         }
     }
@@ -71,6 +78,10 @@ impl Stream {
     }
 
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        #[cfg(unix)]
+        if let Stream::Unix(unix) = self {
+            return unix.set_read_timeout(Some(timeout.max(MIN_WAIT)));
+        }
         match self.tcp() {
             Some(tcp) => tcp.set_read_timeout(Some(timeout.max(MIN_WAIT))),
             None => Err(io::ErrorKind::NotConnected.into()),
@@ -81,6 +92,8 @@ impl Stream {
         match self {
             Stream::Plain(tcp) => tcp.read(buf),
             Stream::Tls(tls) => tls.read(buf),
+            #[cfg(unix)]
+            Stream::Unix(unix) => unix.read(buf),
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -94,6 +107,8 @@ impl Stream {
                 tls.write_all(data)?;
                 tls.flush()
             }
+            #[cfg(unix)]
+            Stream::Unix(unix) => unix.write_all(data),
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -109,6 +124,10 @@ impl Stream {
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
                 let _ = tls.sock.shutdown(Shutdown::Both);
+            }
+            #[cfg(unix)]
+            Stream::Unix(unix) => {
+                let _ = unix.shutdown(Shutdown::Both);
             }
             Stream::Gone => {}
         }
@@ -165,6 +184,48 @@ impl SmtpClient {
         options: ClientOptions,
     ) -> Result<SmtpClient, Error> {
         SmtpClient::open(tcp, prepare(options, server_name)?)
+    }
+
+    /// Does what [`SmtpClient::connect`] does over the Unix-domain socket at `path` (local
+    /// LMTP or SMTP delivery, as smtplib's `LMTP("/path")`): the greeting, EHLO or LHLO,
+    /// AUTH. TLS is refused (`InvalidArgument`): the socket is local. The
+    /// [`peer_addr`](SmtpClient::peer_addr) of such a client is `0.0.0.0:0`.
+    #[cfg(unix)]
+    pub fn connect_unix(
+        path: impl AsRef<std::path::Path>,
+        options: ClientOptions,
+    ) -> Result<SmtpClient, Error> {
+        if options.tls != TlsMode::None {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "TLS is not offered over a Unix socket",
+            ));
+        }
+        let Prepared {
+            id,
+            session,
+            timeouts,
+            ..
+        } = prepare(options, "localhost")?;
+        let unix = UnixStream::connect(path.as_ref())
+            .map_err(|e| Error::io("cannot connect to the Unix socket", e))?;
+        unix.set_write_timeout(Some(timeouts.data_block.max(MIN_WAIT)))
+            .map_err(|e| Error::io("cannot set up the connection", e))?;
+        log::debug!(
+            "smtpx client #{id}: connected to {}",
+            path.as_ref().display()
+        );
+        let mut client = SmtpClient {
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            io: Io {
+                stream: Stream::Unix(unix),
+                base: Instant::now(),
+                buffer: vec![0; READ_BUFFER].into_boxed_slice(),
+            },
+            runner: ClientRunner::new(id, session, None, timeouts.command),
+        };
+        client.io.drive(client.runner.connect(), NO_BODY).ready()?;
+        Ok(client)
     }
 
     fn open(tcp: TcpStream, prepared: Prepared) -> Result<SmtpClient, Error> {

@@ -73,6 +73,7 @@ class Client:
         chunking: bool = True,
         trace: _Trace | None = None,
         sock_fd: int | None = None,
+        unix_path: str | None = None,
     ) -> Client:
         """Connects (and greets, upgrades, logs in, as asked). ``trace`` sees every line
         from the first; ``set_trace`` changes it later."""

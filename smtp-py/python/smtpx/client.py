@@ -23,8 +23,7 @@ write what the caller asks for, as smtplib does; ``putcmd`` waits for the reply,
 there as ``conn=ID C: text``.
 
 Differences (the README's table has them all with their reasons): message bytes are
-canonicalised to CRLF (smtplib sends bare LF in bytes as is), Unix sockets are not
-supported (ValueError), ``send(s)`` is smtpx's per-recipient send, not smtplib's raw
+canonicalised to CRLF (smtplib sends bare LF in bytes as is), ``send(s)`` is smtpx's per-recipient send, not smtplib's raw
 write, and ``login()``/``auth()`` on a connection without TLS raise
 :class:`~smtpx.errors.SmtpInsecureAuthError` (an ``smtplib.SMTPException``) without
 sending the credentials, where smtplib sends them in clear: call ``starttls()`` first, or
@@ -146,8 +145,11 @@ class SMTP:
         if source_address is not None:
             self.source_address = source_address
         check_line("host", host)
+        unix_path = None
         if host.startswith("/"):
-            raise ValueError("smtpx does not support Unix sockets")
+            if not self._lmtp:
+                raise ValueError("a Unix socket path is for LMTP (smtpx.LMTP('/path'))")
+            unix_path = host
         if not port and ":" in host and host.count(":") == 1:
             host, _, port_text = host.partition(":")
             try:
@@ -171,6 +173,7 @@ class SMTP:
             host,
             port,
             sock_fd=sock_fd,
+            unix_path=unix_path,
             helo_name=self.local_hostname or default_local_hostname(),
             tls=self._tls_mode,
             timeout=seconds(self.timeout),
@@ -637,7 +640,9 @@ class SMTP_SSL(SMTP):
 
 class LMTP(SMTP):
     """LMTP (RFC 2033, port 2003): LHLO, and a delivery reply per recipient, which
-    ``sendmail`` reports like a refused RCPT and :meth:`send` as ``delivery``."""
+    ``sendmail`` reports like a refused RCPT and :meth:`send` as ``delivery``. As in
+    smtplib, a host starting with ``/`` is the path of a Unix-domain socket
+    (``LMTP("/var/run/lmtp.sock")``)."""
 
     default_port = LMTP_PORT
     _lmtp = True
