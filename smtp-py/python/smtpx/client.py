@@ -57,6 +57,7 @@ from smtpx.common import (
     default_local_hostname,
     envelope_of,
     flatten,
+    gc_paused,
     message_bytes,
     refused_or_raise,
     seconds,
@@ -595,7 +596,9 @@ class SMTP:
         batch = Batch(messages, mail_options, rcpt_options)
         client = self._client()
         for group in batch.groups():
-            if not batch.collect(client.send_batch(group, *batch.options), len(group)):
+            with gc_paused():  # the engine turns its outcomes into tuples at the end
+                raw = client.send_batch(group, *batch.options)
+            if not batch.collect(raw, len(group)):
                 break  # the connection ended: the rest were not sent
         return batch.outcomes
 
