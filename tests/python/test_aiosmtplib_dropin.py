@@ -61,7 +61,7 @@ def test_sendmail_returns_errors_and_response(lib: ModuleType, aiosmtpd: tuple[i
     async def main() -> Any:
         async with lib.SMTP(hostname="127.0.0.1", port=port, timeout=10) as client:
             sent = await client.sendmail(
-                "a@example.org", ["b@example.net", "nobody@example.net"], MESSAGE, mail_options=None
+                "a@example.org", ["b@example.net", "nobody@example.net"], MESSAGE, mail_options=None, timeout=10
             )
             message = await client.send_message(_message())
             return sent, message
@@ -95,7 +95,7 @@ def test_commands_return_smtp_responses(lib: ModuleType, aiosmtpd: tuple[int, Re
         seen = [greeting.code]
         seen.append(tuple(await client.ehlo()))
         seen.append(client.supports_extension("8BITMIME"))
-        seen.append(tuple(await client.noop()))
+        seen.append(tuple(await client.noop(timeout=5)))
         seen.append(tuple(await client.execute_command(b"NOOP")))
         seen.append((await client.vrfy("someone")).code)
         seen.append(tuple(await client.mail("root")))
@@ -249,3 +249,24 @@ def test_module_send(lib: ModuleType, aiosmtpd: tuple[int, Recording]) -> None:
     )
     assert (errors, response) == ({}, "OK")
     assert len(handler.envelopes) == 1
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_a_call_s_own_timeout(lib: ModuleType) -> None:
+    # The server never answers NOOP and the client has no timeout of its own: only the
+    # call's (0.5 s) can end the wait before run()'s bound (a builtin TimeoutError).
+    with scripted({b"EHLO": b"250 scripted\r\n", b"NOOP": b""}) as port:
+
+        async def main() -> float:
+            client = lib.SMTP(hostname="127.0.0.1", port=port, timeout=None)
+            await client.connect()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                with pytest.raises(lib.SMTPTimeoutError):
+                    await client.noop(timeout=0.5)
+            finally:
+                client.close()
+            return loop.time() - started
+
+        assert run(main()) < 5

@@ -38,11 +38,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.message
+import enum
 import os
 import socket
 import ssl
 from smtplib import quoteaddr
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from smtpx import _native
 from smtpx._trace import ClientTrace, wire_logging
@@ -85,11 +86,22 @@ from smtpx.errors import (
 __all__ = ["LMTP", "SMTP", "send"]
 
 
+class _Default(enum.Enum):
+    """The default of each call's ``timeout``: the client's, as in aiosmtplib."""
+
+    token = 0
+
+
+_DEFAULT = _Default.token
+Timeout = Union[float, None, _Default]
+
+
 class SMTP:
     """An asyncio SMTP client connection (see the module docstring for TLS).
 
-    ``timeout`` (seconds, None for none) bounds connecting and every call. When a call
-    times out or is cancelled, the connection is closed: the session cannot go on.
+    ``timeout`` (seconds, None for none) bounds connecting and every call; each call's own
+    ``timeout`` keyword replaces it for that call, as in aiosmtplib. When a call times
+    out or is cancelled, the connection is closed: the session cannot go on.
     ``port`` defaults to 465 with ``use_tls``, else 25 (2003 for :class:`LMTP`).
     Calls from several coroutines at once are served one after the other.
     """
@@ -196,25 +208,28 @@ class SMTP:
             connection.runner.abandon()
             connection.close()
 
-    async def _guarded(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
+    async def _guarded(
+        self, start: Callable[[_native.ClientRunner, float], None], timeout: Timeout = _DEFAULT
+    ) -> object:
         """Runs one operation of the engine's runner (``start(runner, now)`` starts it)
         under the timeout, after any operation other coroutines started first. A failure
         that leaves the connection unusable (or a cancellation) closes it; errors are
         raised as aiosmtplib's (:mod:`smtpx.aio.errors`)."""
         try:
-            return await self._guarded_engine(start)
+            return await self._guarded_engine(start, timeout)
         except SmtpError as error:
             raise translate(error) from None
 
     async def _guarded_engine(
-        self, start: Callable[[_native.ClientRunner, float], None]
+        self, start: Callable[[_native.ClientRunner, float], None], timeout: Timeout
     ) -> object:
+        seconds = self.timeout if isinstance(timeout, _Default) else timeout
         async with self._turn:
             try:
-                return await within(self._operation(start), self.timeout)
+                return await within(self._operation(start), seconds)
             except asyncio.TimeoutError:
                 self.close()
-                raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
+                raise SmtpTimeoutError(f"timed out after {seconds} s") from None
             except SmtpTlsError:
                 self.close()  # the TLS layer is broken: nothing more can be said on it
                 raise
@@ -338,52 +353,64 @@ class SMTP:
         return self._connection
 
     async def _command(
-        self, verb: str, argument: str | None = None, content: bytes | None = None
+        self,
+        verb: str,
+        argument: str | None = None,
+        content: bytes | None = None,
+        timeout: Timeout = _DEFAULT,
     ) -> SMTPResponse:
         reply = await self._guarded(
-            lambda runner, now: runner.start_command(verb, argument, content, now=now)
+            lambda runner, now: runner.start_command(verb, argument, content, now=now), timeout
         )
         return response(reply)  # type: ignore[arg-type]
 
-    async def execute_command(self, *args: bytes) -> SMTPResponse:
+    async def execute_command(self, *args: bytes, timeout: Timeout = _DEFAULT) -> SMTPResponse:
         """Sends one command line made of ``args`` (joined with spaces) and returns the
         reply, whatever its code (aiosmtplib's ``execute_command``)."""
         line = b" ".join(args).decode("utf-8")
-        return await self._command("raw", line)
+        return await self._command("raw", line, timeout=timeout)
 
-    async def noop(self) -> SMTPResponse:
+    async def noop(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
         """NOOP; returns the reply (any code but 250 raises SMTPResponseException)."""
-        return _expect(await self._command("noop"), 250)
+        return _expect(await self._command("noop", timeout=timeout), 250)
 
-    async def rset(self) -> SMTPResponse:
+    async def rset(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
         """RSET; returns the reply (any code but 250 raises SMTPResponseException)."""
-        return _expect(await self._command("rset"), 250)
+        return _expect(await self._command("rset", timeout=timeout), 250)
 
-    async def vrfy(self, address: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+    async def vrfy(
+        self, address: str, /, *, options: Iterable[str] | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """VRFY ``address``; returns the reply (250, 251 or 252; others raise)."""
         argument = " ".join([address, *(options or ())])
-        return _expect(await self._command("vrfy", argument), 250, 251, 252)
+        return _expect(await self._command("vrfy", argument, timeout=timeout), 250, 251, 252)
 
-    async def expn(self, address: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+    async def expn(
+        self, address: str, /, *, options: Iterable[str] | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """EXPN ``address``; returns the reply (any code but 250 raises)."""
         argument = " ".join([address, *(options or ())])
-        return _expect(await self._command("expn", argument), 250)
+        return _expect(await self._command("expn", argument, timeout=timeout), 250)
 
-    async def help(self) -> str:
+    async def help(self, *, timeout: Timeout = _DEFAULT) -> str:
         """HELP; returns the reply's message (214 or 211; others raise)."""
-        return _expect(await self._command("help"), 211, 214).message
+        return _expect(await self._command("help", timeout=timeout), 211, 214).message
 
-    async def ehlo(self, *, hostname: str | None = None) -> SMTPResponse:
+    async def ehlo(
+        self, *, hostname: str | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """Sends EHLO again (as ``hostname``, default ``local_hostname``); a 250 refreshes
         the known extensions; any other reply raises SMTPHeloError."""
-        reply = await self._command("ehlo", hostname or self.local_hostname)
+        reply = await self._command("ehlo", hostname or self.local_hostname, timeout=timeout)
         if reply.code != 250:
             raise SMTPHeloError(reply.code, reply.message)
         return reply
 
-    async def helo(self, *, hostname: str | None = None) -> SMTPResponse:
+    async def helo(
+        self, *, hostname: str | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """Sends HELO (as ``hostname``); any reply but 250 raises SMTPHeloError."""
-        reply = await self._command("helo", hostname or self.local_hostname)
+        reply = await self._command("helo", hostname or self.local_hostname, timeout=timeout)
         if reply.code != 250:
             raise SMTPHeloError(reply.code, reply.message)
         return reply
@@ -402,40 +429,51 @@ class SMTP:
             found[keyword.lower()] = params
         return found
 
-    async def mail(self, sender: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+    async def mail(
+        self, sender: str, /, *, options: Iterable[str] | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """MAIL FROM with the address as given; any reply but 250 raises
         SMTPSenderRefused."""
         check_line("the sender", sender)
         line = " ".join([f"MAIL FROM:{quoteaddr(sender)}", *(options or ())])
-        reply = await self._command("raw", line)
+        reply = await self._command("raw", line, timeout=timeout)
         if reply.code != 250:
             raise SMTPSenderRefused(reply.code, reply.message, sender)
         return reply
 
-    async def rcpt(self, recipient: str, /, *, options: Iterable[str] | None = None) -> SMTPResponse:
+    async def rcpt(
+        self,
+        recipient: str,
+        /,
+        *,
+        options: Iterable[str] | None = None,
+        timeout: Timeout = _DEFAULT,
+    ) -> SMTPResponse:
         """RCPT TO with the address as given; any reply but 250 or 251 raises
         SMTPRecipientRefused."""
         check_line("the recipient", recipient)
         line = " ".join([f"RCPT TO:{quoteaddr(recipient)}", *(options or ())])
-        reply = await self._command("raw", line)
+        reply = await self._command("raw", line, timeout=timeout)
         if reply.code not in (250, 251):
             raise SMTPRecipientRefused(reply.code, reply.message, recipient)
         return reply
 
-    async def data(self, message: str | bytes, /) -> SMTPResponse:
+    async def data(self, message: str | bytes, /, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
         """DATA, then after the 354 the message (CRLF line ends, dots stuffed, the final
         dot added); returns the final reply. Any reply to DATA but 354, or a final reply
         but 250, raises SMTPDataError."""
-        reply = await self._command("raw", "DATA")
+        reply = await self._command("raw", "DATA", timeout=timeout)
         if reply.code != 354:
             raise SMTPDataError(reply.code, reply.message)
         body = message.encode("utf-8") if isinstance(message, str) else bytes(message)
-        final = await self._command("content", None, body)
+        final = await self._command("content", None, body, timeout=timeout)
         if final.code != 250:
             raise SMTPDataError(final.code, final.message)
         return final
 
-    async def login(self, username: str, password: str) -> SMTPResponse:
+    async def login(
+        self, username: str, password: str, /, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """Authenticates now with PLAIN or LOGIN (whichever the server offers) and returns
         the server's 235; a refusal raises SMTPAuthenticationError and leaves the
         connection usable. On a connection without TLS it raises
@@ -446,25 +484,29 @@ class SMTP:
             runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
             runner.start_login(username, password, now=now)
 
-        return response(await self._guarded(start))  # type: ignore[arg-type]
+        return response(await self._guarded(start, timeout))  # type: ignore[arg-type]
 
-    async def auth_plain(self, username: str, password: str, /) -> SMTPResponse:
+    async def auth_plain(
+        self, username: str, password: str, /, *, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """AUTH PLAIN with these credentials; a refusal raises SMTPAuthenticationError."""
         self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
         token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
-        return _authenticated(await self._command("raw", f"AUTH PLAIN {token}"))
+        return _authenticated(await self._command("raw", f"AUTH PLAIN {token}", timeout=timeout))
 
-    async def auth_login(self, username: str, password: str, /) -> SMTPResponse:
+    async def auth_login(
+        self, username: str, password: str, /, *, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """AUTH LOGIN with these credentials; a refusal raises SMTPAuthenticationError."""
         self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
         user = base64.b64encode(username.encode()).decode("ascii")
-        reply = await self._command("raw", f"AUTH LOGIN {user}")
+        reply = await self._command("raw", f"AUTH LOGIN {user}", timeout=timeout)
         if reply.code == 334:
             secret = base64.b64encode(password.encode()).decode("ascii")
-            reply = await self._command("secret", secret)
+            reply = await self._command("secret", secret, timeout=timeout)
         return _authenticated(reply)
 
-    async def starttls(self) -> SMTPResponse:
+    async def starttls(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
         """Upgrades with STARTTLS now and greets again, for a client made with
         ``start_tls=False``; returns the server's 220. A refusal raises
         SMTPResponseException and leaves the connection as it was."""
@@ -472,15 +514,15 @@ class SMTP:
             raise translate(SmtpNotSupportedError("the connection is already encrypted"))
         config = self._client_tls()
         await self._guarded(
-            lambda runner, now: runner.start_starttls(self.hostname, config, now=now)
+            lambda runner, now: runner.start_starttls(self.hostname, config, now=now), timeout
         )
         _, reply = self._live().runner.kept_replies()
         return response(reply) if reply is not None else SMTPResponse(220, "")
 
-    async def quit(self) -> SMTPResponse:
+    async def quit(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
         """QUIT, then close the connection; returns the server's reply."""
         try:
-            reply = await self._guarded(lambda runner, now: runner.start_quit(now=now))
+            reply = await self._guarded(lambda runner, now: runner.start_quit(now=now), timeout)
         except SMTPServerDisconnected:
             reply = None
         finally:
@@ -494,6 +536,8 @@ class SMTP:
         message: str | bytes | bytearray,
         mail_options: Iterable[str] | None = None,
         rcpt_options: Iterable[str] | None = None,
+        *,
+        timeout: Timeout = _DEFAULT,
     ) -> tuple[dict[str, SMTPResponse], str]:
         """Sends one message, as aiosmtplib's ``sendmail``: returns ``(errors,
         response)``, ``errors`` mapping each refused recipient to its
@@ -510,7 +554,8 @@ class SMTP:
                 list(mail_options or ()),
                 list(rcpt_options or ()),
                 now=now,
-            )
+            ),
+            timeout,
         )
         try:
             refused = refused_or_raise(raw, sender, to_list)  # type: ignore[arg-type]
@@ -584,11 +629,15 @@ class SMTP:
         recipients: str | Sequence[str] | None = None,
         mail_options: Iterable[str] | None = None,
         rcpt_options: Iterable[str] | None = None,
+        *,
+        timeout: Timeout = _DEFAULT,
     ) -> tuple[dict[str, SMTPResponse], str]:
         """Sends an :class:`email.message.Message`, the envelope taken from its headers
         (Bcc removed) unless given; returns ``(errors, response)`` as :meth:`sendmail`."""
         from_addr, to_addrs = envelope_of(message, sender, recipients)
-        return await self.sendmail(from_addr, to_addrs, flatten(message), mail_options, rcpt_options)
+        return await self.sendmail(
+            from_addr, to_addrs, flatten(message), mail_options, rcpt_options, timeout=timeout
+        )
 
 
 class LMTP(SMTP):
