@@ -108,7 +108,8 @@ async def _aio_smtpx(port: int, count: int, msg: bytes) -> None:
     async with smtpx.aio.SMTP(hostname="127.0.0.1", port=port, local_hostname="bench.test",
                               timeout=60) as client:
         for _ in range(count):
-            if await client.sendmail(SENDER, RECIPIENTS, msg):
+            errors, _ = await client.sendmail(SENDER, RECIPIENTS, msg)
+            if errors:
                 raise RuntimeError("refused")
 
 

@@ -46,11 +46,11 @@ async def main(recipients: list[str]) -> int:
         message["Subject"] = "smtpx.aio loopback"
         message.set_content("Sent and received by asyncio.\n")
         try:
-            refused = await smtpx.aio.send(message, hostname=host, port=port, timeout=10)
-        except smtpx.SmtpRecipientsRefused as e:
-            refused = e.recipients
-        for address, (code, text) in refused.items():
-            print(f"{address}: refused {code} {text.decode(errors='replace')}")
+            refused, _ = await smtpx.aio.send(message, hostname=host, port=port, timeout=10)
+        except smtpx.aio.SMTPRecipientsRefused as e:
+            refused = {r.recipient: smtpx.aio.SMTPResponse(r.code, r.message) for r in e.recipients}
+        for address, response in refused.items():
+            print(f"{address}: refused {response.code} {response.message}")
         return 1 if refused else 0
 
 

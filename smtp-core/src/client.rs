@@ -47,6 +47,7 @@ mod config;
 mod envelope;
 mod phase;
 mod event;
+mod raw;
 mod replies;
 mod result;
 mod session;

@@ -170,6 +170,79 @@ pub(crate) fn envelope(
     })
 }
 
+/// The options both Python clients (this one and `crate::runner`) make of their
+/// arguments: `tls` is "none", "starttls" (when offered), "starttls-required" or
+/// "implicit"; `timeout` (seconds) bounds connecting and each reply.
+pub(crate) fn client_options(
+    helo_name: String,
+    tls: &str,
+    timeout: Option<f64>,
+    (username, password): (Option<String>, Option<String>),
+    allow_insecure_auth: bool,
+    lmtp: bool,
+    trace: &Arc<PyTrace>,
+) -> PyResult<ClientOptions> {
+    let mut options = ClientOptions::new(helo_name);
+    options.trace = Some(trace.sink());
+    options.tls = match tls {
+        "none" => TlsMode::None,
+        "starttls" => TlsMode::StartTlsOpportunistic,
+        "starttls-required" => TlsMode::StartTlsRequired,
+        "implicit" => TlsMode::Implicit,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "tls must be none, starttls, starttls-required or implicit, not {other:?}"
+            )));
+        }
+    };
+    if let Some(seconds) = timeout {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(PyValueError::new_err("timeout must be a positive number"));
+        }
+        let each = Duration::from_secs_f64(seconds);
+        options.connect_timeout = each;
+        options.timeouts = ClientTimeouts {
+            greeting: each,
+            command: each,
+            rcpt: each,
+            data_start: each,
+            data_block: each,
+            data_end: each,
+        };
+    }
+    options.credentials = match (username, password) {
+        (Some(user), Some(password)) => Some(Credentials::password(user, password)),
+        (None, None) => None,
+        _ => {
+            return Err(PyValueError::new_err(
+                "give both username and password, or neither",
+            ));
+        }
+    };
+    options.allow_insecure_auth = allow_insecure_auth;
+    options.lmtp = lmtp;
+    Ok(options)
+}
+
+/// Takes over a connected TCP socket that Python gave up (`socket.detach()`).
+fn owned_tcp(fd: i32) -> PyResult<std::net::TcpStream> {
+    if fd < 0 {
+        return Err(PyValueError::new_err("sock_fd must be a file descriptor"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the caller (smtpx/client.py) passes the descriptor returned by
+        // `socket.detach()`, which Python no longer owns or closes; it is a connected
+        // stream socket, so this TcpStream becomes its only owner.
+        Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+    }
+    #[cfg(not(unix))]
+    {
+        Err(PyValueError::new_err("sock_fd is supported on Unix only"))
+    }
+}
+
 /// A Python binary file object as a [`Read`]: each read attaches, calls `read(64 KiB)`
 /// and detaches again. A Python exception is kept to be raised as it was.
 struct PyReader {
@@ -264,7 +337,7 @@ impl Client {
     #[pyo3(signature = (host, port, *, helo_name, tls = "none", server_name = None,
         insecure = false, ca_pem = None, timeout = None, lmtp = false, username = None,
         password = None, allow_insecure_auth = false, pipelining = true, chunking = true,
-        trace = None))]
+        trace = None, sock_fd = None, unix_path = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -283,56 +356,41 @@ impl Client {
         pipelining: bool,
         chunking: bool,
         trace: Option<Py<PyAny>>,
+        sock_fd: Option<i32>,
+        unix_path: Option<std::path::PathBuf>,
     ) -> PyResult<Client> {
         let trace = PyTrace::new(trace);
-        let mut options = ClientOptions::new(helo_name);
-        options.trace = Some(trace.sink());
-        options.tls = match tls {
-            "none" => TlsMode::None,
-            "starttls" => TlsMode::StartTlsOpportunistic,
-            "starttls-required" => TlsMode::StartTlsRequired,
-            "implicit" => TlsMode::Implicit,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "tls must be none, starttls, starttls-required or implicit, not {other:?}"
-                )));
-            }
-        };
+        let mut options = client_options(
+            helo_name,
+            tls,
+            timeout,
+            (username, password),
+            allow_insecure_auth,
+            lmtp,
+            &trace,
+        )?;
         if options.tls != TlsMode::None {
             options.tls_config = tls_config(insecure, ca_pem)?;
         }
-        if let Some(seconds) = timeout {
-            if !(seconds.is_finite() && seconds > 0.0) {
-                return Err(PyValueError::new_err("timeout must be a positive number"));
-            }
-            let each = Duration::from_secs_f64(seconds);
-            options.connect_timeout = each;
-            options.timeouts = ClientTimeouts {
-                greeting: each,
-                command: each,
-                rcpt: each,
-                data_start: each,
-                data_block: each,
-                data_end: each,
-            };
-        }
-        options.credentials = match (username, password) {
-            (Some(user), Some(password)) => Some(Credentials::password(user, password)),
-            (None, None) => None,
-            _ => {
-                return Err(PyValueError::new_err(
-                    "give both username and password, or neither",
-                ));
-            }
-        };
-        options.allow_insecure_auth = allow_insecure_auth;
-        options.lmtp = lmtp;
         options.pipelining = pipelining;
         options.chunking = chunking;
         let server_name = server_name.unwrap_or_else(|| host.clone());
-        let client = py
-            .detach(|| SmtpClient::connect((host.as_str(), port), &server_name, options))
-            .map_err(|e| client_error(e, true))?;
+        let client = match (sock_fd, unix_path) {
+            #[cfg(unix)]
+            (_, Some(path)) => py.detach(|| SmtpClient::connect_unix(&path, options)),
+            #[cfg(not(unix))]
+            (_, Some(_)) => {
+                return Err(PyValueError::new_err("Unix sockets need a Unix system"));
+            }
+            (Some(fd), None) => {
+                let tcp = owned_tcp(fd)?;
+                py.detach(|| SmtpClient::from_tcp(tcp, &server_name, options))
+            }
+            (None, None) => {
+                py.detach(|| SmtpClient::connect((host.as_str(), port), &server_name, options))
+            }
+        }
+        .map_err(|e| client_error(e, true))?;
         Ok(Client {
             inner: Mutex::new(Some(client)),
             trace,
@@ -549,13 +607,62 @@ impl Client {
             .collect()
     }
 
-    /// Sends QUIT, waits for the reply and closes. Quiet when already closed.
-    fn quit(&self, py: Python<'_>) -> PyResult<()> {
+    /// Sends `line` as it is and returns the reply whatever its code (smtplib's
+    /// `docmd`); `secret` redacts it in the trace. AUTH lines need TLS or
+    /// `allow_insecure_auth` (SmtpInsecureAuthError otherwise, nothing sent).
+    #[pyo3(signature = (line, *, secret = false, allow_insecure_auth = false))]
+    fn command(
+        &self,
+        py: Python<'_>,
+        line: String,
+        secret: bool,
+        allow_insecure_auth: bool,
+    ) -> PyResult<ReplyTuple> {
+        no_line_breaks("the command", &line)?;
+        self.with(py, move |c| {
+            c.set_allow_insecure_auth(allow_insecure_auth);
+            c.raw_command(&line, secret)
+        })
+        .map(|r| reply_tuple(&r))
+    }
+
+    /// Sends message content after the caller's own DATA got 354 (dot-stuffed, CRLF line
+    /// ends, the final dot added); returns the reply whatever its code.
+    fn content(&self, py: Python<'_>, message: Vec<u8>) -> PyResult<ReplyTuple> {
+        self.with(py, move |c| c.raw_content(&message))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// Greets again with EHLO (HELO when `ehlo` is false) as `name`; returns the reply
+    /// whatever its code, a 2xx one replacing the known extensions.
+    #[pyo3(signature = (ehlo, name = None))]
+    fn hello(&self, py: Python<'_>, ehlo: bool, name: Option<String>) -> PyResult<ReplyTuple> {
+        self.with(py, move |c| c.hello(ehlo, name.as_deref()))
+            .map(|r| reply_tuple(&r))
+    }
+
+    /// The server's greeting, and its 220 to the last STARTTLS, as reply tuples.
+    fn kept_replies(&self, py: Python<'_>) -> (Option<ReplyTuple>, Option<ReplyTuple>) {
+        self.peek(py, |c| {
+            (
+                c.greeting().map(reply_tuple),
+                c.starttls_reply().map(reply_tuple),
+            )
+        })
+        .unwrap_or((None, None))
+    }
+
+    /// Sends QUIT, waits for the reply and closes; returns the reply (None when the server
+    /// hung up without one). Quiet when already closed.
+    fn quit(&self, py: Python<'_>) -> PyResult<Option<ReplyTuple>> {
         py.detach(|| {
             let client = lock(&self.inner).take();
             match client {
-                Some(client) => client.quit().map_err(|e| client_error(e, false)),
-                None => Ok(()),
+                Some(client) => client
+                    .quit_reply()
+                    .map(|r| r.as_ref().map(reply_tuple))
+                    .map_err(|e| client_error(e, false)),
+                None => Ok(None),
             }
         })
     }

@@ -20,6 +20,10 @@ pyo3::import_exception!(smtpx.errors, SmtpDataError);
 pyo3::import_exception!(smtpx.errors, SmtpAuthError);
 pyo3::import_exception!(smtpx.errors, SmtpTlsError);
 pyo3::import_exception!(smtpx.errors, SmtpInsecureAuthError);
+pyo3::import_exception!(smtpx.errors, SmtpHeloError);
+pyo3::import_exception!(smtpx.errors, SmtpServerClosed);
+pyo3::import_exception!(smtpx.errors, SmtpConnectionRefused);
+pyo3::import_exception!(smtpx.errors, SmtpCertificateError);
 
 /// What an [`ErrorKind::InsecureAuth`] says in Python: smtplib's users expect `login()` to
 /// work in clear, so the message names both ways out.
@@ -56,16 +60,18 @@ pub fn client_error(error: Error, connecting: bool) -> PyErr {
         None => SmtpError::new_err(text.clone()),
     };
     match error.kind() {
-        ErrorKind::Io if connecting => SmtpConnectError::new_err(text),
+        ErrorKind::Io if connecting => connect_failure(&error, text),
         ErrorKind::Io | ErrorKind::ConnectionClosed | ErrorKind::NotReady => {
             SmtpDisconnected::new_err(text)
         }
-        ErrorKind::ServerClosed => SmtpDisconnected::new_err(text),
+        ErrorKind::ServerClosed => with_reply(SmtpServerClosed::new_err),
+        ErrorKind::Tls if certificate_refused(&error) => SmtpCertificateError::new_err(text),
         ErrorKind::Tls => SmtpTlsError::new_err(text),
         ErrorKind::Timeout => SmtpTimeoutError::new_err(text),
         ErrorKind::InvalidArgument => PyValueError::new_err(text),
         ErrorKind::Greeting => with_reply(SmtpConnectError::new_err),
-        ErrorKind::Hello | ErrorKind::StartTlsRefused => with_reply(SmtpReplyError::new_err),
+        ErrorKind::Hello => with_reply(SmtpHeloError::new_err),
+        ErrorKind::StartTlsRefused => with_reply(SmtpReplyError::new_err),
         ErrorKind::AuthFailed => with_reply(SmtpAuthError::new_err),
         ErrorKind::InsecureAuth => SmtpInsecureAuthError::new_err(INSECURE_AUTH),
         ErrorKind::StartTlsUnavailable
@@ -76,4 +82,29 @@ pub fn client_error(error: Error, connecting: bool) -> PyErr {
         ErrorKind::MessageSource => PyOSError::new_err(text),
         _ => SmtpError::new_err(text),
     }
+}
+
+/// The network failure of a connection attempt, as an `OSError` with its `errno` (as
+/// smtplib's `socket.create_connection` raises it): `ConnectionRefusedError` when refused.
+fn connect_failure(error: &Error, text: String) -> PyErr {
+    let io = std::error::Error::source(error).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io {
+        Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            SmtpConnectionRefused::new_err((io.raw_os_error().unwrap_or(0), text))
+        }
+        _ => SmtpConnectError::new_err(text),
+    }
+}
+
+/// True when TLS failed because the server's certificate was not trusted.
+fn certificate_refused(error: &Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        if let Some(rustls::Error::InvalidCertificate(_)) = current.downcast_ref::<rustls::Error>()
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }

@@ -15,6 +15,8 @@
 //! - `sans_io::{ServerSession, ClientSession}` expose the engine's sans-IO sessions
 //!   (bytes, seconds and one `Event` object per engine event), which the asyncio client
 //!   (`smtpx/aio/client.py`) drives on a transport.
+//! - `runner::ClientRunner` is the engine's client runner (every client operation) as
+//!   actions, which `smtpx/aio/client.py` performs on an asyncio transport.
 //! - `connection::ServerConnection` is the engine's server connection layer (hook
 //!   dispatch, held input, deadlines, STARTTLS handover, graceful shutdown) as actions,
 //!   which `smtpx/aio/server.py` performs on an asyncio transport.
@@ -35,8 +37,9 @@ mod client;
 mod connection;
 mod errors;
 mod logging;
-mod proxy;
 mod pool;
+mod proxy;
+mod runner;
 mod sans_io;
 mod server;
 mod tls;
@@ -56,6 +59,8 @@ mod _native {
     use crate::connection::ServerConnection;
     #[pymodule_export]
     use crate::pool::{Pool, Relay, RelaySession};
+    #[pymodule_export]
+    use crate::runner::ClientRunner;
     #[pymodule_export]
     use crate::sans_io::{ClientSession, Event, ServerSession};
     #[pymodule_export]

@@ -41,6 +41,18 @@ pub struct TlsConfig {
     side: Side,
 }
 
+impl TlsConfig {
+    /// The client configuration, for the engine's client runner.
+    pub(crate) fn client_config(&self) -> PyResult<Arc<rustls::ClientConfig>> {
+        match &self.side {
+            Side::Client(config) => Ok(Arc::clone(config)),
+            Side::Server(_) => Err(pyo3::exceptions::PyValueError::new_err(
+                "a server TLS configuration cannot be used by a client",
+            )),
+        }
+    }
+}
+
 #[pymethods]
 impl TlsConfig {
     /// A client configuration. `roots` is "webpki" (Mozilla's roots, compiled in; the

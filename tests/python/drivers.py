@@ -44,9 +44,20 @@ class LoopThread:
         self.loop.close()
 
 
+def _as_smtplib(value: Any) -> Any:
+    """aiosmtplib's conventions (``(errors, response)``, SMTPResponse) as smtplib's, so
+    that one behaviour test reads both clients the same way."""
+    if isinstance(value, smtpx.aio.SMTPResponse):
+        return (value.code, value.message.encode())
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], dict) and isinstance(value[1], str):
+        return {address: (r.code, r.message.encode()) for address, r in value[0].items()}
+    return value
+
+
 class AsyncClientFacade:
     """``smtpx.aio.SMTP`` with blocking methods: ``facade.sendmail(...)`` runs
-    ``await client.sendmail(...)`` on the loop thread."""
+    ``await client.sendmail(...)`` on the loop thread, its aiosmtplib-style outcome read
+    the smtplib way."""
 
     def __init__(self, runner: LoopThread, client: smtpx.aio.SMTP) -> None:
         self._runner = runner
@@ -58,7 +69,12 @@ class AsyncClientFacade:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._runner.run(attribute(*args, **kwargs))
+            try:
+                return _as_smtplib(self._runner.run(attribute(*args, **kwargs)))
+            except smtpx.aio.SMTPRecipientsRefused as refused:
+                raise smtpx.SmtpRecipientsRefused(
+                    {r.recipient: (r.code, r.message.encode()) for r in refused.recipients}
+                ) from None
 
         return call
 

@@ -144,8 +144,8 @@ def test_aio_client_to_rust_server(rust_server: RunningServer) -> None:
     async def main() -> tuple[int, bytes]:
         async with smtpx.aio.SMTP(hostname=rust_server.host, port=rust_server.port, timeout=10) as client:
             noop = await client.noop()
-            refused = await client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
-            assert refused == {}
+            refused, response = await client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+            assert refused == {} and response.startswith("2.0.0")
             return noop
 
     code, _ = run(main())
@@ -163,9 +163,9 @@ def test_aio_send_message_to_aiosmtpd(aiosmtpd_server: tuple[int, Recorder]) -> 
     msg["Subject"] = "aio"
     msg.set_content("Hello from asyncio\n")
 
-    refused = run(smtpx.aio.send(msg, hostname="127.0.0.1", port=port, timeout=10))
+    refused, _ = run(smtpx.aio.send(msg, hostname="127.0.0.1", port=port, timeout=10))
     assert list(refused) == ["nobody@example.com"]
-    assert refused["nobody@example.com"][0] == 550
+    assert refused["nobody@example.com"].code == 550
     assert len(recorder.messages) == 1
     sender, rcpts, content = recorder.messages[0]
     assert sender == "a@example.com"
@@ -337,7 +337,7 @@ def test_aio_client_to_aio_server_with_auth() -> None:
                 pass
         async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="secret",
                                   allow_insecure_auth=True, timeout=10) as c:
-            assert await c.sendmail("a@example.com", "b@example.com", MESSAGE) == {}
+            assert (await c.sendmail("a@example.com", "b@example.com", MESSAGE))[0] == {}
 
     # auth_require_tls defaults to True (as aiosmtpd's): AUTH in clear is asked for.
     run(with_server(handler, body, authenticator=authenticator, auth_required=True, auth_require_tls=False))
@@ -562,7 +562,7 @@ def test_aio_server_hooks_run_as_the_connections_task() -> None:
     async def body(host: str, port: int) -> None:
         for sender in ("one@x.test", "two@x.test"):  # two connections, one after the other
             async with smtpx.aio.SMTP(hostname=host, port=port, timeout=10) as client:
-                assert await client.sendmail(sender, ["b@x.test"], MESSAGE) == {}
+                assert (await client.sendmail(sender, ["b@x.test"], MESSAGE))[0] == {}
 
     run(with_server(handler, body))
     assert handler.seen == ["one@x.test", "two@x.test"]
@@ -618,9 +618,9 @@ def test_aio_lmtp_client_and_server_answer_per_recipient(as_list: bool) -> None:
         async with smtpx.aio.Server(handler, port=0, lmtp=True) as server:
             host, port = server.address
             async with smtpx.aio.LMTP(hostname=host, port=port, timeout=10) as client:
-                refused = await client.sendmail("s@example.com", rcpts, MESSAGE)
+                refused, _ = await client.sendmail("s@example.com", rcpts, MESSAGE)
             # nobody@ is accepted too: LmtpHandler has no handle_RCPT.
-            assert refused == {"full@example.com": (452, b"4.2.2 full@example.com is over quota")}
+            assert refused == {"full@example.com": (452, "4.2.2 full@example.com is over quota")}
             # The blocking client sees each delivery reply too.
             result = await asyncio.to_thread(blocking_lmtp, host, port)
             assert [(r.address, r.code) for r in result.recipients] == [
@@ -647,7 +647,7 @@ def test_aio_lmtp_single_answer_and_smtp_greeting_refused() -> None:
         async with smtpx.aio.Server(One(), port=0, lmtp=True) as server:
             host, port = server.address
             async with smtpx.aio.LMTP(hostname=host, port=port, timeout=10) as client:
-                assert await client.sendmail("s@example.com", ["a@example.com", "b@example.com"], MESSAGE) == {}
+                assert (await client.sendmail("s@example.com", ["a@example.com", "b@example.com"], MESSAGE))[0] == {}
             # An SMTP client's EHLO is refused by an LMTP server.
             with pytest.raises(smtpx.SmtpReplyError):
                 async with smtpx.aio.SMTP(hostname=host, port=port, timeout=10):
@@ -662,7 +662,7 @@ def test_aio_lmtp_client_against_the_rust_server(tmp_path: Any) -> None:
 
     server = start_server(tmp_path / "md", "--lmtp")
     try:
-        refused = run(smtpx.aio.send(
+        refused, _ = run(smtpx.aio.send(
             MESSAGE, sender="a@example.com", recipients=["b@example.com", "c@example.com"],
             hostname=server.host, port=server.port, lmtp=True, timeout=10,
         ))
@@ -746,7 +746,7 @@ def test_configured_credentials_in_clear_need_allow_insecure_auth() -> None:
         async with smtpx.aio.SMTP(hostname=host, port=port, username="u", password="secret",
                                   allow_insecure_auth=True, timeout=10) as c:
             assert (await c.noop())[0] == 250
-        refused_rcpts = await smtpx.aio.send(
+        refused_rcpts, _ = await smtpx.aio.send(
             message, sender="a@example.org", recipients=["b@example.net"], hostname=host, port=port,
             username="u", password="secret", allow_insecure_auth=True, timeout=10,
         )

@@ -178,7 +178,7 @@ def test_aio_starttls_and_auth_against_the_rust_server(
         )
         async with client:
             assert client.is_tls
-            assert await client.sendmail("a@example.org", ["b@example.net"], MESSAGE) == {}
+            assert (await client.sendmail("a@example.org", ["b@example.net"], MESSAGE))[0] == {}
         assert not client.is_tls
         with pytest.raises(smtpx.SmtpAuthError):
             async with smtpx.aio.SMTP(
@@ -207,7 +207,7 @@ def test_aio_implicit_tls_against_the_rust_server(tmp_path: pathlib.Path, cert_f
     try:
         assert server.proc.stderr is not None
         port = int(server.proc.stderr.readline().strip().rsplit(":", 1)[1])
-        refused = run(smtpx.aio.send(
+        refused, _ = run(smtpx.aio.send(
             MESSAGE, sender="a@example.org", recipients=["b@example.net"], hostname="127.0.0.1", port=port,
             use_tls=True, cert_bundle=ca_file, timeout=10,
         ))
@@ -243,7 +243,7 @@ def test_aio_client_and_server_starttls_with_auth(cert_files: CertFiles, ca_file
                 hostname=host, port=port, username="alice", password="s3cret", cert_bundle=ca_file, timeout=10
             ) as client:
                 assert client.is_tls
-                assert await client.sendmail("a@example.com", ["b@example.com"], MESSAGE) == {}
+                assert (await client.sendmail("a@example.com", ["b@example.com"], MESSAGE))[0] == {}
                 assert (await client.noop())[0] == 250
 
     run(main())
@@ -258,7 +258,7 @@ def test_aio_implicit_tls_client_and_server(cert_files: CertFiles, ca_file: path
     async def main() -> None:
         async with tls_server(handler, cert_files, implicit_tls=True) as server:
             host, port = server.address
-            refused = await smtpx.aio.send(
+            refused, _ = await smtpx.aio.send(
                 MESSAGE, sender="a@example.com", recipients="b@example.com", hostname=host, port=port,
                 use_tls=True, cert_bundle=ca_file, timeout=10,
             )
@@ -314,10 +314,10 @@ def test_aio_client_checks_the_certificate(
                     )
             assert handler.mail == []
             # validate_certs=False: any certificate (tests only).
-            assert await smtpx.aio.send(
+            assert (await smtpx.aio.send(
                 MESSAGE, sender="a@example.com", recipients="b@example.com", hostname=host, port=port,
                 start_tls=True, validate_certs=False, timeout=10,
-            ) == {}
+            ))[0] == {}
             # An ssl.SSLContext is read as the blocking client reads it: its CAs.
             context = ssl.create_default_context()
             ca.configure_trust(context)
@@ -328,10 +328,10 @@ def test_aio_client_checks_the_certificate(
                 )
         async with tls_server(handler, cert_files) as server:
             host, port = server.address
-            assert await smtpx.aio.send(
+            assert (await smtpx.aio.send(
                 MESSAGE, sender="a@example.com", recipients="b@example.com", hostname=host, port=port,
                 tls_context=context, timeout=10,
-            ) == {}
+            ))[0] == {}
 
     run(main())
     assert handler.sessions == [(True, False), (True, False)]
@@ -364,10 +364,10 @@ def test_aio_required_starttls_fails_before_mail_and_auth() -> None:
                     username="alice", password="s3cret", timeout=10,
                 )
             # ...unless allowed.
-            assert await smtpx.aio.send(
+            assert (await smtpx.aio.send(
                 MESSAGE, sender="a@example.com", recipients="b@example.com", hostname=host, port=port,
                 username="alice", password="s3cret", allow_insecure_auth=True, timeout=10,
-            ) == {}
+            ))[0] == {}
 
     run(main())
     assert logins.attempts == 1
@@ -383,11 +383,12 @@ def test_aio_explicit_starttls(cert_files: CertFiles, ca_file: pathlib.Path) -> 
             host, port = server.address
             async with smtpx.aio.SMTP(hostname=host, port=port, start_tls=False, cert_bundle=ca_file, timeout=10) as c:
                 assert not c.is_tls
-                assert await c.starttls() == (220, b"TLS established")
+                code, message = await c.starttls()
+                assert code == 220 and "TLS" in message  # the server's own 220
                 assert c.is_tls
                 with pytest.raises(smtpx.SmtpNotSupportedError):
                     await c.starttls()
-                assert await c.sendmail("a@example.com", "b@example.com", MESSAGE) == {}
+                assert (await c.sendmail("a@example.com", "b@example.com", MESSAGE))[0] == {}
         async with smtpx.aio.Server(handler, port=0, server_hostname="mx.aio.test") as server:
             host, port = server.address
             async with smtpx.aio.SMTP(hostname=host, port=port, start_tls=False, timeout=10) as c:
@@ -636,5 +637,5 @@ def test_client_ignores_replies_injected_after_the_starttls_220(cert_files: Cert
     assert fake.error is None, fake.error
     # Had the forged 250 been read as the EHLO reply after TLS, every later reply would
     # be one behind: NOOP would get the real EHLO reply.
-    assert noop == (250, b"2.0.0 the real NOOP reply")
+    assert noop == (250, "2.0.0 the real NOOP reply")
     assert fake.commands == [b"EHLO", b"NOOP", b"QUIT"]

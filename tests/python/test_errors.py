@@ -33,6 +33,19 @@ CASES: list[tuple[BaseException, tuple[type[BaseException], ...]]] = [
     ),
     (smtpx.SmtpDataError(552, b"too big"), (smtplib.SMTPDataError,)),
     (smtpx.SmtpAuthError(535, b"bad credentials"), (smtplib.SMTPAuthenticationError,)),
+    (
+        smtpx.SmtpConnectionRefused(111, "refused"),
+        (smtpx.SmtpConnectError, ConnectionRefusedError),
+    ),
+    (
+        smtpx.SmtpCertificateError("certificate not trusted"),
+        (smtpx.SmtpTlsError, ssl.SSLCertVerificationError),
+    ),
+    (
+        smtpx.SmtpServerClosed(421, b"shutting down"),
+        (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException),
+    ),
+    (smtpx.SmtpHeloError(501, b"bad name"), (smtplib.SMTPHeloError,)),
 ]
 
 IDS = [type(exc).__name__ for exc, _ in CASES]

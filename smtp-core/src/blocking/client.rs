@@ -35,13 +35,18 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::client::api::{self, client_api, client_connect, client_debug, client_struct};
-use crate::client::options::Prepared;
-use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
+use crate::client::api::{client_api, client_connect, client_debug, client_struct};
+use crate::client::options::{Prepared, prepare};
+use crate::client::runner::{
+    Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER,
+    starttls_without_plain_socket,
+};
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
@@ -50,18 +55,48 @@ pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// The socket, before and after TLS.
-type Stream = api::Stream<TcpStream, StreamOwned<ClientConnection, TcpStream>>;
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// A Unix-domain socket (local LMTP delivery, say); never encrypted.
+    #[cfg(unix)]
+    Unix(UnixStream),
+    /// Closed, or lost in a failed upgrade; nothing more can be sent.
+    Gone,
+}
 
 impl Stream {
+    fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Takes the TCP socket for a STARTTLS handshake (leaving `Gone` until the TLS stream
+    /// is put back); on any other stream, an error and the stream unchanged.
+    fn take_plain(&mut self) -> Result<TcpStream, Error> {
+        match std::mem::replace(self, Stream::Gone) {
+            Stream::Plain(tcp) => Ok(tcp),
+            stream => {
+                *self = stream;
+                Err(starttls_without_plain_socket())
+            }
+        }
+    }
+
     fn tcp(&self) -> Option<&TcpStream> {
         match self {
             Stream::Plain(tcp) => Some(tcp),
             Stream::Tls(tls) => Some(tls.get_ref()),
+            #[cfg(unix)]
+            Stream::Unix(_) => None,
             Stream::Gone => None,
         }
     }
 
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        #[cfg(unix)]
+        if let Stream::Unix(unix) = self {
+            return unix.set_read_timeout(Some(timeout.max(MIN_WAIT)));
+        }
         match self.tcp() {
             Some(tcp) => tcp.set_read_timeout(Some(timeout.max(MIN_WAIT))),
             None => Err(io::ErrorKind::NotConnected.into()),
@@ -72,6 +107,8 @@ impl Stream {
         match self {
             Stream::Plain(tcp) => tcp.read(buf),
             Stream::Tls(tls) => tls.read(buf),
+            #[cfg(unix)]
+            Stream::Unix(unix) => unix.read(buf),
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -85,6 +122,8 @@ impl Stream {
                 tls.write_all(data)?;
                 tls.flush()
             }
+            #[cfg(unix)]
+            Stream::Unix(unix) => unix.write_all(data),
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -100,6 +139,10 @@ impl Stream {
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
                 let _ = tls.sock.shutdown(Shutdown::Both);
+            }
+            #[cfg(unix)]
+            Stream::Unix(unix) => {
+                let _ = unix.shutdown(Shutdown::Both);
             }
             Stream::Gone => {}
         }
@@ -137,6 +180,52 @@ impl SmtpClient {
         /// A refused STARTTLS under [`TlsMode::StartTlsOpportunistic`] is logged and the
         /// session goes on in clear.
         [] []
+    }
+
+    /// Does what [`SmtpClient::connect`] does on a TCP connection the caller made (bound
+    /// to a source address, say): TLS as configured, the greeting, EHLO, STARTTLS and
+    /// AUTH.
+    pub fn from_tcp(
+        tcp: TcpStream,
+        server_name: &str,
+        options: ClientOptions,
+    ) -> Result<SmtpClient, Error> {
+        let prepared = prepare(options, server_name)?;
+        let (io, peer) = Io::open(tcp, &prepared)?;
+        SmtpClient::start(io, peer, prepared)
+    }
+
+    /// Does what [`SmtpClient::connect`] does over the Unix-domain socket at `path` (local
+    /// LMTP or SMTP delivery, as smtplib's `LMTP("/path")`): the greeting, EHLO or LHLO,
+    /// AUTH. TLS is refused (`InvalidArgument`): the socket is local. The
+    /// [`peer_addr`](SmtpClient::peer_addr) of such a client is `0.0.0.0:0`.
+    #[cfg(unix)]
+    pub fn connect_unix(
+        path: impl AsRef<std::path::Path>,
+        options: ClientOptions,
+    ) -> Result<SmtpClient, Error> {
+        if options.tls != TlsMode::None {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "TLS is not offered over a Unix socket",
+            ));
+        }
+        let prepared = prepare(options, "localhost")?;
+        let unix = UnixStream::connect(path.as_ref())
+            .map_err(|e| Error::io("cannot connect to the Unix socket", e))?;
+        unix.set_write_timeout(Some(prepared.timeouts.data_block.max(MIN_WAIT)))
+            .map_err(|e| Error::io("cannot set up the connection", e))?;
+        log::debug!(
+            "smtpx client #{}: connected to {}",
+            prepared.id,
+            path.as_ref().display()
+        );
+        let io = Io {
+            stream: Stream::Unix(unix),
+            base: Instant::now(),
+            buffer: vec![0; READ_BUFFER].into_boxed_slice(),
+        };
+        SmtpClient::start(io, SocketAddr::from(([0, 0, 0, 0], 0)), prepared)
     }
 
     client_api!([] [] [Read]);

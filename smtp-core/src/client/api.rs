@@ -62,6 +62,15 @@ macro_rules! client_connect {
             let prepared = $crate::client::options::prepare(options, server_name)?;
             let tcp = connect_tcp(addr, prepared.connect_timeout, prepared.id) $($await)* ?;
             let (io, peer) = Io::open(tcp, &prepared) $($await)* ?;
+            Self::start(io, peer, prepared) $($await)*
+        }
+
+        /// Greets (and upgrades and authenticates as configured) on a connection set up.
+        $($async)* fn start(
+            io: Io,
+            peer: std::net::SocketAddr,
+            prepared: $crate::client::options::Prepared,
+        ) -> Result<Self, $crate::client::error::Error> {
             let $crate::client::options::Prepared { id, session, tls, timeouts, .. } = prepared;
             let mut client = Self {
                 peer,
@@ -232,11 +241,61 @@ macro_rules! client_api {
         /// Sends QUIT, waits for the reply and closes the connection. A server that hangs
         /// up without replying is not an error; a connection already closed is closed
         /// quietly.
-        pub $($async)* fn quit(mut self) -> Result<(), $crate::client::error::Error> {
+        pub $($async)* fn quit(self) -> Result<(), $crate::client::error::Error> {
+            self.quit_reply() $($await)* .map(drop)
+        }
+
+        /// Does what [`quit`](Self::quit) does and returns the server's reply to QUIT
+        /// (`None` when it hung up without one, or the connection was already over).
+        pub $($async)* fn quit_reply(
+            mut self,
+        ) -> Result<Option<$crate::reply::Reply>, $crate::client::error::Error> {
             let op = self.runner.quit(self.io.now());
             let outcome = self.io.drive(op, NO_BODY) $($await)*;
             log::debug!("smtpx client #{}: closed", self.runner.id());
-            outcome.closed()
+            outcome.closed()?;
+            Ok(self.runner.session().quit_reply().cloned())
+        }
+
+        /// The server's greeting (its 220 line or lines).
+        pub fn greeting(&self) -> Option<&$crate::reply::Reply> {
+            self.runner.session().greeting()
+        }
+
+        /// The server's 220 to the last STARTTLS, after an upgrade.
+        pub fn starttls_reply(&self) -> Option<&$crate::reply::Reply> {
+            self.runner.session().starttls_reply()
+        }
+
+        /// Sends `line` (without CRLF) as it is and returns the reply, whatever its code:
+        /// smtplib's `docmd`. `secret` marks a SASL response, which the wire trace then
+        /// redacts. See [`ClientSession::raw_command`]($crate::client::ClientSession::raw_command).
+        pub $($async)* fn raw_command(
+            &mut self,
+            line: &str,
+            secret: bool,
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command(|session| session.raw_command(line, secret)) $($await)*
+        }
+
+        /// Sends message content (dot-stuffed, ended with the final dot) after the caller's
+        /// own `DATA` got its 354, and returns the reply, whatever its code.
+        pub $($async)* fn raw_content(
+            &mut self,
+            content: &[u8],
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command(|session| session.raw_content(content)) $($await)*
+        }
+
+        /// Greets again with EHLO (or HELO when `ehlo` is false) and returns the reply,
+        /// whatever its code; a 2xx replaces the known extensions. See
+        /// [`ClientSession::hello`]($crate::client::ClientSession::hello).
+        pub $($async)* fn hello(
+            &mut self,
+            ehlo: bool,
+            name: Option<&str>,
+        ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
+            self.command(|session| session.hello(ehlo, name)) $($await)*
         }
 
         /// Sends one command that `start` writes and returns its reply (the crate's relay

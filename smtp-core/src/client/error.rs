@@ -126,6 +126,12 @@ impl Error {
         }
     }
 
+    /// A TLS failure met by a driver that does the handshake with its own TLS session
+    /// (a binding's), for [`Operation::tls_failed`](crate::client::runner::Operation::tls_failed).
+    pub fn tls(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Tls, message)
+    }
+
     /// rustls refused to start a TLS connection (a configuration it cannot use).
     pub(crate) fn tls_start(error: rustls::Error) -> Error {
         Error {

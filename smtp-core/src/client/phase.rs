@@ -65,7 +65,7 @@ impl Phase {
     pub(super) fn of_expect(expect: Expect) -> Phase {
         match expect {
             Expect::Greeting => Phase::Greeting,
-            Expect::Ehlo | Expect::Helo => Phase::Hello,
+            Expect::Ehlo | Expect::Helo | Expect::Rehello { .. } => Phase::Hello,
             Expect::StartTls => Phase::StartTls,
             Expect::AuthPlain
             | Expect::AuthLoginStart

@@ -43,6 +43,7 @@ impl ClientSession {
         }
         match expect {
             Expect::Greeting => {
+                self.kept.greeting = Some(reply.clone());
                 if reply.code() == ReplyCode::SERVICE_READY {
                     self.send_hello(Expect::Ehlo);
                 } else {
@@ -69,6 +70,7 @@ impl ClientSession {
             }
             Expect::StartTls => {
                 if reply.code() == ReplyCode::SERVICE_READY {
+                    self.kept.starttls = Some(reply);
                     // Anything after the 220 arrived before TLS: it can only be injected.
                     self.parser = ReplyParser::new(self.config.reply_limits);
                     self.expected.clear();
@@ -152,7 +154,9 @@ impl ClientSession {
                 self.state = State::Ready;
                 self.events.push_back(ClientEvent::Reply(reply));
             }
+            Expect::Rehello { ehlo } => self.on_rehello(reply, ehlo),
             Expect::Quit => {
+                self.kept.quit = Some(reply);
                 self.state = State::Closed;
                 self.expected.clear();
                 self.events.push_back(ClientEvent::Closed);

@@ -205,6 +205,25 @@ impl ClientRunner {
         }
     }
 
+    /// A runner for a connection that a binding makes itself, from `options` checked as
+    /// the drivers' `connect` checks them (`server_name` is the name a certificate must
+    /// carry). The binding connects and, under
+    /// [`TlsMode::Implicit`](crate::client::options::TlsMode::Implicit), does the TLS
+    /// handshake before it starts [`Operation::connect`]; the session's clock starts when
+    /// the connection is made.
+    pub fn from_options(
+        options: crate::client::options::ClientOptions,
+        server_name: &str,
+    ) -> Result<ClientRunner, Error> {
+        let prepared = crate::client::options::prepare(options, server_name)?;
+        Ok(ClientRunner::new(
+            prepared.id,
+            prepared.session,
+            prepared.tls,
+            prepared.timeouts.command,
+        ))
+    }
+
     /// The session, for what it knows (capabilities, TLS, authentication).
     pub fn session(&self) -> &ClientSession {
         &self.session

@@ -38,6 +38,10 @@ pub(super) enum Expect {
     CleanupRset,
     /// A command whose reply goes to the embedder as [`ClientEvent::Reply`].
     Simple,
+    /// EHLO (or HELO) sent again by the embedder (see `raw.rs`).
+    Rehello {
+        ehlo: bool,
+    },
     Quit,
 }
 
@@ -113,6 +117,18 @@ pub struct ClientSession {
     /// MAIL (and RCPT) of the current transaction went out one at a time (see
     /// `client::stepwise`): the next `send_mail` only sends DATA.
     pub(super) stepwise: bool,
+    /// The server's replies that end no operation of their own, kept for smtplib-style
+    /// APIs that return them: the greeting, the 220 to STARTTLS, the reply to QUIT.
+    pub(super) kept: KeptReplies,
+}
+
+/// See [`ClientSession::greeting`], [`ClientSession::starttls_reply`] and
+/// [`ClientSession::quit_reply`].
+#[derive(Debug, Default)]
+pub(super) struct KeptReplies {
+    pub(super) greeting: Option<Reply>,
+    pub(super) starttls: Option<Reply>,
+    pub(super) quit: Option<Reply>,
 }
 
 /// A placeholder used while a recipient's RCPT reply has not come yet.
@@ -165,6 +181,7 @@ impl ClientSession {
             needs_rset: false,
             tracer: Tracer::default(),
             stepwise: false,
+            kept: KeptReplies::default(),
         })
     }
 
@@ -177,6 +194,21 @@ impl ClientSession {
     /// What the server announced in its last EHLO reply (`None` before it, or after HELO).
     pub fn capabilities(&self) -> Option<&Capabilities> {
         self.capabilities.as_ref()
+    }
+
+    /// The server's greeting, once it came.
+    pub fn greeting(&self) -> Option<&Reply> {
+        self.kept.greeting.as_ref()
+    }
+
+    /// The server's 220 to the last STARTTLS, once it came.
+    pub fn starttls_reply(&self) -> Option<&Reply> {
+        self.kept.starttls.as_ref()
+    }
+
+    /// The server's reply to QUIT, once it came.
+    pub fn quit_reply(&self) -> Option<&Reply> {
+        self.kept.quit.as_ref()
     }
 
     /// Allows (or forbids again) AUTH while the connection is not encrypted, from the next

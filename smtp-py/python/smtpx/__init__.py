@@ -9,17 +9,38 @@ is its Python binding:
   ``handle_RCPT``, ``handle_DATA``, ...), or the built-in :class:`Maildir` handler.
 - :mod:`smtpx.aio`: the asyncio client (``SMTP``, ``LMTP``, ``send``) and server
   (``Server``), with STARTTLS and implicit TLS, built on the sans-IO sessions
-  ``smtpx._native.ClientSession`` and ``smtpx._native.ServerSession`` and the sans-IO
+  ``smtpx._native.ClientRunner`` and ``smtpx._native.ServerConnection`` and the sans-IO
   rustls ``smtpx._native.TlsSession``.
 
 Every exception subclasses the matching :mod:`smtplib` exception, so code that catches
 ``smtplib.SMTPException`` keeps working.
 """
 
+from smtplib import (
+    CRLF,
+    OLDSTYLE_AUTH,
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    bCRLF,
+    quoteaddr,
+    quotedata,
+)
+
 from smtpx._native import __version__, reply_code_meaning
 from smtpx.client import (
     LMTP,
+    LMTP_PORT,
     SMTP,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
     SMTP_SSL,
     RecipientResult,
     Reply,
@@ -37,7 +58,11 @@ from smtpx.server import (
 )
 from smtpx.errors import (
     SmtpAuthError,
+    SmtpCertificateError,
     SmtpConnectError,
+    SmtpConnectionRefused,
+    SmtpHeloError,
+    SmtpServerClosed,
     SmtpDataError,
     SmtpDisconnected,
     SmtpError,
@@ -52,8 +77,32 @@ from smtpx.errors import (
 )
 
 __all__ = [
+    # smtplib's public names: its own exception classes (every smtpx exception
+    # subclasses the matching one) and helpers, so `import smtpx as smtplib` works.
+    "CRLF",
+    "LMTP_PORT",
+    "OLDSTYLE_AUTH",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTP_PORT",
+    "SMTP_SSL_PORT",
+    "bCRLF",
+    "quoteaddr",
+    "quotedata",
     "SmtpAuthError",
+    "SmtpCertificateError",
     "SmtpConnectError",
+    "SmtpConnectionRefused",
+    "SmtpHeloError",
+    "SmtpServerClosed",
     "SmtpDataError",
     "SmtpDisconnected",
     "SmtpError",

@@ -8,6 +8,7 @@ from typing import Any, Callable, final
 
 __all__ = [
     "Client",
+    "ClientRunner",
     "ClientSession",
     "Event",
     "Pool",
@@ -74,6 +75,8 @@ class Client:
         pipelining: bool = True,
         chunking: bool = True,
         trace: _Trace | None = None,
+        sock_fd: int | None = None,
+        unix_path: str | None = None,
     ) -> Client:
         """Connects (and greets, upgrades, logs in, as asked). ``trace`` sees every line
         from the first; ``set_trace`` changes it later."""
@@ -110,8 +113,90 @@ class Client:
         mail_options: list[str] = ...,
         rcpt_options: list[str] = ...,
     ) -> list[tuple[_Reply, list[_Recipient], _Reply | None, str | None] | BaseException]: ...
-    def quit(self) -> None: ...
+    def command(
+        self, line: str, *, secret: bool = False, allow_insecure_auth: bool = False
+    ) -> _Reply:
+        """Sends ``line`` as it is; the reply whatever its code (smtplib's docmd)."""
+    def content(self, message: bytes) -> _Reply:
+        """The message after the caller's own DATA got 354; the final reply."""
+    def hello(self, ehlo: bool, name: str | None = None) -> _Reply: ...
+    def kept_replies(self) -> tuple[_Reply | None, _Reply | None]:
+        """The greeting and the 220 to the last STARTTLS."""
+    def quit(self) -> _Reply | None: ...
     def close(self) -> None: ...
+
+@final
+class ClientRunner:
+    """The engine's client runner for an asyncio driver (see smtp-py/src/runner.rs)."""
+
+    def __new__(
+        cls,
+        helo_name: str,
+        *,
+        server_name: str,
+        tls: str = "none",
+        tls_config: TlsConfig | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        allow_insecure_auth: bool = False,
+        lmtp: bool = False,
+        timeout: float | None = None,
+        trace: _Trace | None = None,
+    ) -> ClientRunner: ...
+    def set_trace(self, trace: _Trace | None) -> None: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def is_ready(self) -> bool: ...
+    @property
+    def is_closed(self) -> bool: ...
+    @property
+    def is_tls(self) -> bool: ...
+    def ehlo_lines(self) -> list[str] | None: ...
+    def kept_replies(self) -> tuple[_Reply | None, _Reply | None]: ...
+    def set_allow_insecure_auth(self, allow: bool) -> None: ...
+    def start_connect(self) -> None: ...
+    def start_send(
+        self,
+        from_addr: str,
+        to_addrs: list[str],
+        message: bytes,
+        mail_options: list[str] = ...,
+        rcpt_options: list[str] = ...,
+        *,
+        now: float,
+    ) -> None: ...
+    def start_batch(
+        self,
+        messages: list[tuple[str, list[str], bytes]],
+        mail_options: list[str] = ...,
+        rcpt_options: list[str] = ...,
+    ) -> None: ...
+    def start_login(self, username: str, password: str, *, now: float) -> None: ...
+    def start_starttls(
+        self, server_name: str, tls_config: TlsConfig | None = None, *, now: float
+    ) -> None: ...
+    def start_command(
+        self,
+        verb: str,
+        argument: str | None = None,
+        content: bytes | None = None,
+        *,
+        now: float,
+    ) -> None: ...
+    def start_quit(self, *, now: float) -> None: ...
+    def abandon(self) -> None: ...
+    def next_action(self, now: float) -> tuple[str, Any]:
+        """One of ("write", bytes), ("goodbye", bytes), ("read", deadline),
+        ("starttls", deadline), ("close", None), ("abort", None), ("done", outcome)."""
+    def written(self) -> None: ...
+    def write_failed(self, reason: str) -> None: ...
+    def received(self, data: bytes, now: float) -> None: ...
+    def eof(self) -> None: ...
+    def timed_out(self, now: float) -> None: ...
+    def read_failed(self, reason: str) -> None: ...
+    def tls_established(self, now: float) -> None: ...
+    def tls_failed(self, reason: str, *, timeout: bool = False) -> None: ...
 
 @final
 class Server:

@@ -5,11 +5,14 @@ How this maps onto smtplib
 --------------------------
 The Rust engine opens a session in one step: it connects, reads the greeting and sends
 EHLO (falling back to HELO). So ``connect()`` (called by the constructor when a host is
-given) has already greeted; ``ehlo()``/``helo()``/``ehlo_or_helo_if_needed()`` return that
-greeting's reply instead of sending another, and their ``name`` argument (like
-``local_hostname``) is used by ``connect()``. ``starttls()`` upgrades and greets again, as
-smtplib users then do by hand. ``sendmail()`` pipelines MAIL, RCPT and DATA (or BDAT)
-when the server allows it, and the engine sends RSET after a failed transaction itself.
+given) has already greeted, and ``ehlo_or_helo_if_needed()`` has nothing left to do;
+``ehlo()`` and ``helo()`` send the command again, as smtplib's do, and refresh
+``esmtp_features``. ``starttls()`` upgrades and greets again (smtplib users then call
+``ehlo()`` by hand, which sends one more EHLO). ``sendmail()`` pipelines MAIL, RCPT and
+DATA (or BDAT) when the server allows it, and the engine sends RSET after a failed
+transaction itself. ``docmd``, ``putcmd``/``getreply``, ``mail``, ``rcpt`` and ``data``
+write what the caller asks for, as smtplib does; ``putcmd`` waits for the reply, which
+``getreply`` then returns.
 
 ``set_debuglevel(1)`` prints what smtplib prints on standard error (``connect:``,
 ``send: 'EHLO ...\\r\\n'``, ``reply: b'250-...\\r\\n'``, ``reply: retcode (250); Msg:
@@ -19,20 +22,23 @@ when the server allows it, and the engine sends RSET after a failed transaction 
 ``smtpx.wire`` logger is enabled for DEBUG when connecting, each line is also logged
 there as ``conn=ID C: text``.
 
-Differences: message bytes are canonicalised to CRLF (smtplib sends bare LF in bytes as
-is), ``source_address`` and Unix sockets are not supported (ValueError), the 220
-texts of the greeting and of STARTTLS are not kept, and ``login()`` on a connection
-without TLS raises :class:`~smtpx.errors.SmtpInsecureAuthError` (an
-``smtplib.SMTPException``) without sending the credentials, where smtplib sends them in
-clear: call ``starttls()`` first, or set ``allow_insecure_auth=True`` (keyword or
-attribute) for a trusted network.
+Differences (the README's table has them all with their reasons): message bytes are
+canonicalised to CRLF (smtplib sends bare LF in bytes as is), ``send(s)`` is smtpx's per-recipient send, not smtplib's raw
+write, and ``login()``/``auth()`` on a connection without TLS raise
+:class:`~smtpx.errors.SmtpInsecureAuthError` (an ``smtplib.SMTPException``) without
+sending the credentials, where smtplib sends them in clear: call ``starttls()`` first, or
+set ``allow_insecure_auth=True`` (keyword or attribute) for a trusted network.
 """
 
 from __future__ import annotations
 
+import base64
 import email.message
+import hmac
+import socket
 import ssl
-from typing import IO, Any, Iterable, Sequence
+import smtplib
+from typing import IO, Any, Callable, Iterable, Sequence
 
 from smtpx import _native
 from smtpx._trace import ClientTrace, wire_logging
@@ -40,24 +46,32 @@ from smtpx.common import (
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
+    Batch,
     BatchMessage,
     Message,
     RecipientResult,
     Reply,
     SendResult,
     bare_address,
-    batch_item,
     check_line,
     default_local_hostname,
     envelope_of,
     flatten,
+    gc_paused,
     message_bytes,
     refused_or_raise,
     seconds,
     send_result,
     tls_arguments,
 )
-from smtpx.errors import SmtpDisconnected, SmtpError, SmtpNotSupportedError
+from smtpx.errors import (
+    SmtpAuthError,
+    SmtpDataError,
+    SmtpDisconnected,
+    SmtpError,
+    SmtpHeloError,
+    SmtpNotSupportedError,
+)
 
 __all__ = [
     "LMTP",
@@ -97,11 +111,14 @@ class SMTP:
         context: ssl.SSLContext | None = None,
         allow_insecure_auth: bool = False,
     ) -> None:
-        if source_address is not None:
-            raise ValueError("smtpx does not support source_address")
         if local_hostname is not None:
             check_line("local_hostname", local_hostname)
         self.allow_insecure_auth = allow_insecure_auth
+        self.source_address = source_address
+        self.user: str | None = None
+        self.password: str | None = None
+        self._replies: list[tuple[int, bytes]] = []
+        self._auth_challenge_count = 0
         self._host = host
         self.local_hostname = local_hostname
         self.timeout = timeout
@@ -120,12 +137,20 @@ class SMTP:
     def connect(
         self, host: str = "localhost", port: int = 0, source_address: Any = None
     ) -> tuple[int, bytes]:
-        """Connects and greets; returns ``(220, first line of the EHLO reply)``."""
+        """Connects (from ``source_address``, a ``(host, port)`` to bind to, when given)
+        and greets; returns the server's greeting as ``(code, message)``, as smtplib's
+        ``connect`` does. A refused connection raises ``ConnectionRefusedError`` (as
+        :class:`~smtpx.errors.SmtpConnectionRefused`), a refusing greeting
+        :class:`~smtpx.errors.SmtpConnectError`, a refused EHLO and HELO
+        :class:`~smtpx.errors.SmtpHeloError`."""
         if source_address is not None:
-            raise ValueError("smtpx does not support source_address")
+            self.source_address = source_address
         check_line("host", host)
+        unix_path = None
         if host.startswith("/"):
-            raise ValueError("smtpx does not support Unix sockets")
+            if not self._lmtp:
+                raise ValueError("a Unix socket path is for LMTP (smtpx.LMTP('/path'))")
+            unix_path = host
         if not port and ":" in host and host.count(":") == 1:
             host, _, port_text = host.partition(":")
             try:
@@ -142,9 +167,14 @@ class SMTP:
         trace = self._trace
         trace.log = wire_logging()
         trace.connecting(host, port)
+        sock_fd = None
+        if self.source_address is not None:
+            sock_fd = _bound_connection(host, port, self.source_address, seconds(self.timeout))
         self._native = _native.Client.connect(
             host,
             port,
+            sock_fd=sock_fd,
+            unix_path=unix_path,
             helo_name=self.local_hostname or default_local_hostname(),
             tls=self._tls_mode,
             timeout=seconds(self.timeout),
@@ -153,9 +183,8 @@ class SMTP:
             **tls,
         )
         self._refresh()
-        lines = self._native.ehlo_lines()
-        first = lines[0].encode() if lines else b""
-        return (220, first)
+        greeting, _ = self._native.kept_replies()
+        return (greeting[0], greeting[3]) if greeting is not None else (220, b"")
 
     # -- debug output -------------------------------------------------------------------
 
@@ -203,14 +232,16 @@ class SMTP:
             native.close()
 
     def quit(self) -> tuple[int, bytes]:
-        """Sends QUIT and closes."""
+        """Sends QUIT, closes, and returns the server's reply to QUIT as ``(code,
+        message)`` (``(221, b"")`` when it hung up without one)."""
         native, self._native = self._native, None
         if native is None:
             raise SmtpDisconnected("please run connect() first")
-        native.quit()
+        reply = native.quit()
         self.esmtp_features = {}
         self.does_esmtp = False
-        return (221, b"")
+        self.ehlo_resp = self.helo_resp = None
+        return (reply[0], reply[3]) if reply is not None else (221, b"")
 
     def __enter__(self) -> SMTP:
         return self
@@ -227,28 +258,159 @@ class SMTP:
     # -- greeting, TLS, AUTH -----------------------------------------------------------
 
     def ehlo(self, name: str = "") -> tuple[int, bytes]:
-        """The EHLO reply of the session (the engine greets when connecting)."""
+        """Sends EHLO (LHLO for :class:`LMTP`) as ``name`` (default: ``local_hostname``)
+        and returns the reply as ``(code, message)``; a 250 refreshes ``esmtp_features``,
+        ``does_esmtp`` and ``ehlo_resp``, as smtplib's ``ehlo`` does."""
         if name:
             check_line("name", name)
-        self._client()
-        if self.ehlo_resp is None:
-            return (502, b"EHLO refused: the session greeted with HELO")
-        return (250, self.ehlo_resp)
+        code, message = _pair(self._client().hello(True, name or None))
+        self.ehlo_resp = message
+        if code == 250:
+            self._refresh()
+        else:
+            self.does_esmtp = False
+        return (code, message)
 
     def helo(self, name: str = "") -> tuple[int, bytes]:
-        """The greeting's reply (the engine greets with EHLO, or HELO when refused)."""
+        """Sends HELO as ``name`` (default: ``local_hostname``) and returns the reply;
+        ``helo_resp`` keeps its text and the session then knows no extensions."""
         if name:
             check_line("name", name)
-        self._client()
-        first = (self.ehlo_resp or b"").split(b"\n", 1)[0]
-        self.helo_resp = first
-        return (250, first)
+        code, message = _pair(self._client().hello(False, name or None))
+        self.helo_resp = message
+        if 200 <= code <= 299:
+            self._refresh()
+        return (code, message)
 
     def ehlo_or_helo_if_needed(self) -> None:
+        """Greets when the session has not: never needed here, since ``connect()``
+        greets (and raises :class:`~smtpx.errors.SmtpHeloError` when EHLO and HELO are
+        both refused); kept for smtplib code that calls it."""
         self._client()
 
     def has_extn(self, opt: str) -> bool:
+        """True when the server announced the extension ``opt`` (any case) in its last
+        EHLO reply."""
         return opt.lower() in self.esmtp_features
+
+    # -- commands as the caller writes them (smtplib's low-level API) -------------------
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        """Sends ``cmd`` (and ``args``) as one line. Unlike smtplib, this waits for the
+        reply, which the next :meth:`getreply` returns; CR and LF raise ``ValueError``
+        as in smtplib."""
+        line = cmd if args == "" else f"{cmd} {args}"
+        if "\r" in line or "\n" in line:
+            shown = line.replace("\n", "\\n").replace("\r", "\\r")
+            raise ValueError(
+                f"command and arguments contain prohibited newline characters: {shown}"
+            )
+        self._replies.append(self._command(line))
+
+    def getreply(self) -> tuple[int, bytes]:
+        """The reply to the last :meth:`putcmd` as ``(code, message)``, message lines
+        joined with ``\\n`` as smtplib gives them."""
+        if not self._replies:
+            self.close()
+            raise SmtpDisconnected("Connection unexpectedly closed")
+        return self._replies.pop(0)
+
+    def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
+        """Sends one command line and returns its reply as ``(code, message)``."""
+        self.putcmd(cmd, args)
+        return self.getreply()
+
+    def _command(self, line: str, secret: bool = False) -> tuple[int, bytes]:
+        return _pair(
+            self._client().command(
+                line, secret=secret, allow_insecure_auth=bool(self.allow_insecure_auth)
+            )
+        )
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """Sends ``MAIL FROM:`` with the address as given (quoted as smtplib's
+        ``quoteaddr`` does) and the ESMTP ``options``; returns the reply. ``SMTPUTF8``
+        among the options needs the server to offer it (SmtpNotSupportedError)."""
+        check_line("the sender", sender)
+        option_list = ""
+        if options and self.does_esmtp:
+            if any(o.lower() == "smtputf8" for o in options) and not self.has_extn("smtputf8"):
+                raise SmtpNotSupportedError("SMTPUTF8 not supported by server")
+            option_list = " " + " ".join(options)
+        return self.docmd("MAIL", f"FROM:{smtplib.quoteaddr(sender)}{option_list}")
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """Sends ``RCPT TO:`` with the address as given and the ESMTP ``options``;
+        returns the reply."""
+        check_line("the recipient", recip)
+        option_list = " " + " ".join(options) if options and self.does_esmtp else ""
+        return self.docmd("RCPT", f"TO:{smtplib.quoteaddr(recip)}{option_list}")
+
+    def data(self, msg: str | bytes | bytearray) -> tuple[int, bytes]:
+        """Sends DATA and, after the server's 354, the message (line ends made CRLF,
+        leading dots doubled, the final dot added); returns the final reply. Any reply
+        to DATA but 354 raises :class:`~smtpx.errors.SmtpDataError`."""
+        code, message = self.docmd("DATA")
+        if code != 354:
+            raise SmtpDataError(code, message)
+        body = msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
+        return _pair(self._client().content(body))
+
+    # -- authentication with a caller's mechanism (smtplib's auth API) -----------------
+
+    def auth(
+        self,
+        mechanism: str,
+        authobject: Callable[..., str | None],
+        *,
+        initial_response_ok: bool = True,
+    ) -> tuple[int, bytes]:
+        """Authenticates with ``mechanism``, ``authobject(challenge)`` giving each
+        response (``authobject()`` the initial one, when ``initial_response_ok``), as
+        smtplib's ``auth``: returns ``(235 or 503, message)``, raises
+        :class:`~smtpx.errors.SmtpAuthError` otherwise. The responses never appear in the
+        debug output; without TLS they are not sent unless ``allow_insecure_auth``."""
+        mechanism = mechanism.upper()
+        check_line("the mechanism", mechanism)
+        initial = authobject() if initial_response_ok else None
+        if initial is not None:
+            encoded = base64.b64encode(initial.encode("ascii")).decode("ascii")
+            code, resp = self._command(f"AUTH {mechanism} {encoded}")
+            self._auth_challenge_count = 1
+        else:
+            code, resp = self._command(f"AUTH {mechanism}")
+            self._auth_challenge_count = 0
+        while code == 334:
+            self._auth_challenge_count += 1
+            answer = authobject(base64.decodebytes(resp)) or ""
+            code, resp = self._command(
+                base64.b64encode(answer.encode("ascii")).decode("ascii"), secret=True
+            )
+            if self._auth_challenge_count > _MAX_CHALLENGES:
+                raise SmtpError(
+                    "Server AUTH mechanism infinite loop. Last response: " + repr((code, resp))
+                )
+        if code in (235, 503):
+            return (code, resp)
+        raise SmtpAuthError(code, resp)
+
+    def auth_plain(self, challenge: bytes | None = None) -> str:
+        """smtplib's PLAIN authobject: ``\\0user\\0password`` from ``self.user`` and
+        ``self.password`` (set by :meth:`login`)."""
+        return f"\0{self.user}\0{self.password}"
+
+    def auth_login(self, challenge: bytes | None = None) -> str:
+        """smtplib's LOGIN authobject: the user name first, then the password."""
+        if challenge is None or self._auth_challenge_count < 2:
+            return str(self.user)
+        return str(self.password)
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        """smtplib's CRAM-MD5 authobject: ``user`` and the HMAC-MD5 of the challenge."""
+        if challenge is None:
+            return None
+        digest = hmac.HMAC(str(self.password).encode("ascii"), challenge, "md5").hexdigest()
+        return f"{self.user} {digest}"
 
     def starttls(
         self,
@@ -258,7 +420,8 @@ class SMTP:
         *,
         cafile: str | None = None,
     ) -> tuple[int, bytes]:
-        """Upgrades with STARTTLS and greets again. Only ``context``'s verification
+        """Upgrades with STARTTLS and greets again; returns the server's 220 as ``(code,
+        message)``. A refusal raises :class:`~smtpx.errors.SmtpReplyError`. Only ``context``'s verification
         setting and CA certificates are used (``CERT_NONE`` or ``check_hostname=False``
         means no verification); ``cafile`` adds a PEM file of trusted CAs."""
         if keyfile is not None or certfile is not None:
@@ -268,7 +431,8 @@ class SMTP:
             raise SmtpNotSupportedError("STARTTLS extension not supported by server.")
         client.starttls(self._host, **tls_arguments(context, cafile))
         self._refresh()
-        return (220, b"TLS established")
+        _, reply = client.kept_replies()
+        return (reply[0], reply[3]) if reply is not None else (220, b"")
 
     def login(
         self, user: str, password: str, *, initial_response_ok: bool = True
@@ -284,6 +448,14 @@ class SMTP:
         client = self._client()
         if not self.has_extn("auth"):
             raise SmtpNotSupportedError("SMTP AUTH extension not supported by server.")
+        self.user, self.password = user, password
+        if not initial_response_ok:
+            # smtplib's way: each response only after the server's 334.
+            offered = self.esmtp_features["auth"].upper().split()
+            for mechanism, method in (("PLAIN", self.auth_plain), ("LOGIN", self.auth_login)):
+                if mechanism in offered:
+                    return self.auth(mechanism, method, initial_response_ok=False)
+            raise SmtpNotSupportedError("No suitable authentication method found.")
         return Reply._from(
             client.login(user, password, allow_insecure_auth=bool(self.allow_insecure_auth))
         ).as_tuple()
@@ -291,20 +463,27 @@ class SMTP:
     # -- simple commands ----------------------------------------------------------------
 
     def noop(self) -> tuple[int, bytes]:
+        """Sends NOOP; returns the reply as ``(code, message)``."""
         return Reply._from(self._client().noop()).as_tuple()
 
     def rset(self) -> tuple[int, bytes]:
+        """Sends RSET (abandoning a transaction begun with :meth:`mail`); returns the
+        reply as ``(code, message)``."""
+        self._replies.clear()
         return Reply._from(self._client().rset()).as_tuple()
 
     def vrfy(self, address: str) -> tuple[int, bytes]:
+        """Sends VRFY for ``address``; returns the reply as ``(code, message)``."""
         return Reply._from(self._client().vrfy(address)).as_tuple()
 
     verify = vrfy
 
     def expn(self, address: str) -> tuple[int, bytes]:
+        """Sends EXPN for ``address``; returns the reply as ``(code, message)``."""
         return Reply._from(self._client().expn(address)).as_tuple()
 
     def help(self, args: str = "") -> bytes:
+        """Sends HELP (with a topic when given); returns the reply's message."""
         return Reply._from(self._client().help(args or None)).message
 
     # -- sending ------------------------------------------------------------------------
@@ -316,15 +495,15 @@ class SMTP:
         message: bytes | bytearray | IO[bytes],
         mail_options: Iterable[str],
         rcpt_options: Iterable[str],
-    ) -> SendResult:
-        raw = self._client().send(
+    ) -> Any:
+        """The engine's result tuple of one transaction."""
+        return self._client().send(
             bare_address(from_addr),
             [bare_address(a) for a in to_addrs],
             message,
             list(mail_options),
             list(rcpt_options),
         )
-        return send_result(raw)
 
     def sendmail(
         self,
@@ -356,6 +535,14 @@ class SMTP:
         """Sends an :class:`email.message.Message`, the envelope taken from its headers
         (Bcc removed) as smtplib does."""
         sender, recipients = envelope_of(msg, from_addr, to_addrs)
+        if not "".join([sender, *recipients]).isascii():
+            if not self.has_extn("smtputf8"):
+                raise SmtpNotSupportedError(
+                    "One or more source or delivery addresses require internationalized "
+                    "email support, but the server does not advertise the required "
+                    "SMTPUTF8 capability"
+                )
+            mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
         return self.sendmail(sender, recipients, flatten(msg), mail_options, rcpt_options)
 
     def send(
@@ -383,7 +570,7 @@ class SMTP:
             raise ValueError("sender and recipients are needed unless message is a Message")
         if isinstance(recipients, str):
             recipients = [recipients]
-        return self._transaction(sender, recipients, body, mail_options, rcpt_options)
+        return send_result(self._transaction(sender, recipients, body, mail_options, rcpt_options))
 
 
     def send_batch(
@@ -406,29 +593,32 @@ class SMTP:
         may not have been delivered); the messages after it were not sent. The messages
         are handed to the engine 1,000 at a time, which bounds the copies it holds.
         """
+        batch = Batch(messages, mail_options, rcpt_options)
         client = self._client()
-        options = (list(mail_options), list(rcpt_options))
-        items = [batch_item(m) for m in messages]
-        for sender, to, _ in items:
-            _native.check_envelope(sender, to, *options)
-        outcomes: list[SendResult | SmtpError] = []
-        for start in range(0, len(items), _BATCH):
-            group = items[start : start + _BATCH]
-            raw = client.send_batch(group, *options)
-            for item in raw:
-                if isinstance(item, BaseException):
-                    if not isinstance(item, SmtpError):
-                        raise item
-                    outcomes.append(item)
-                else:
-                    outcomes.append(send_result(item))
-            if len(raw) < len(group):
+        for group in batch.groups():
+            with gc_paused():  # the engine turns its outcomes into tuples at the end
+                raw = client.send_batch(group, *batch.options)
+            if not batch.collect(raw, len(group)):
                 break  # the connection ended: the rest were not sent
-        return outcomes
+        return batch.outcomes
 
 
-# Messages handed to the engine per call of send_batch: bounds the copies it holds at once.
-_BATCH = 1000
+# smtplib's bound on the challenges of one AUTH exchange.
+_MAX_CHALLENGES = 5
+
+
+def _pair(reply: tuple[int, str | None, str, bytes]) -> tuple[int, bytes]:
+    return (reply[0], reply[3])
+
+
+def _bound_connection(
+    host: str, port: int, source_address: tuple[str, int], timeout: float | None
+) -> int:
+    """A TCP connection to ``host``:``port`` from ``source_address``, made as smtplib
+    makes it (``socket.create_connection``); its descriptor, handed over to the engine."""
+    sock = socket.create_connection((host, port), timeout, source_address)
+    sock.setblocking(True)
+    return sock.detach()
 
 class SMTP_SSL(SMTP):
     """SMTP over implicit TLS (port 465). ``context`` is read as by :meth:`SMTP.starttls`."""
@@ -453,7 +643,9 @@ class SMTP_SSL(SMTP):
 
 class LMTP(SMTP):
     """LMTP (RFC 2033, port 2003): LHLO, and a delivery reply per recipient, which
-    ``sendmail`` reports like a refused RCPT and :meth:`send` as ``delivery``."""
+    ``sendmail`` reports like a refused RCPT and :meth:`send` as ``delivery``. As in
+    smtplib, a host starting with ``/`` is the path of a Unix-domain socket
+    (``LMTP("/var/run/lmtp.sock")``)."""
 
     default_port = LMTP_PORT
     _lmtp = True

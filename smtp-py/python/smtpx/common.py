@@ -5,24 +5,27 @@ envelopes, the reading of an :class:`ssl.SSLContext`, and the host name to greet
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import email.generator
 import email.message
 import email.policy
 import email.utils
+import gc
 import io
 import re
 import socket
 import ssl
-from dataclasses import dataclass, field
-from typing import IO, Any, Sequence, Union
+from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence, Union
 
-from smtpx.errors import SmtpDataError, SmtpRecipientsRefused, SmtpSenderRefused
+from smtpx import _native
+from smtpx.errors import SmtpDataError, SmtpError, SmtpRecipientsRefused, SmtpSenderRefused
 
 __all__ = [
     "LMTP_PORT",
     "SMTP_PORT",
     "SMTP_SSL_PORT",
+    "Batch",
     "BatchMessage",
     "Message",
     "RecipientResult",
@@ -34,6 +37,7 @@ __all__ = [
     "default_local_hostname",
     "envelope_of",
     "flatten",
+    "gc_paused",
     "message_bytes",
     "refused_or_raise",
     "seconds",
@@ -74,16 +78,19 @@ def default_local_hostname() -> str:
     return _local_hostname
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One server reply: ``code``, the enhanced status code (``"2.0.0"``) or None, and the
-    text without codes (lines joined with ``\\n``)."""
+# perf: the result types are NamedTuples, not frozen dataclasses: a frozen dataclass sets
+# each field through object.__setattr__, and building a SendResult with its replies cost
+# about 18 us per message, more than the rest of the Python layer together. A NamedTuple
+# is built from the engine's tuples in one step (bench/blocking_client.py).
+class Reply(NamedTuple):
+    """One server reply: ``code``, the enhanced status code (``"2.0.0"``) or None, the
+    text without codes (lines joined with ``\\n``), and ``message``, the text as smtplib
+    gives it (enhanced code kept, bytes). Immutable."""
 
     code: int
     enhanced: str | None
     text: str
-    #: The text as smtplib gives it (enhanced code kept, bytes).
-    message: bytes = field(repr=False)
+    message: bytes
 
     @property
     def ok(self) -> bool:
@@ -96,11 +103,10 @@ class Reply:
 
     @classmethod
     def _from(cls, raw: _ReplyTuple) -> Reply:
-        return cls(raw[0], raw[1], raw[2], raw[3])
+        return cls._make(raw)
 
 
-@dataclass(frozen=True)
-class RecipientResult:
+class RecipientResult(NamedTuple):
     """The outcome for one recipient: its RCPT reply and, under LMTP, its delivery."""
 
     address: str
@@ -115,21 +121,24 @@ class RecipientResult:
 
     @property
     def enhanced(self) -> str | None:
+        """The deciding reply's enhanced status code, or None."""
         return self.final.enhanced
 
     @property
     def message(self) -> str:
+        """The deciding reply's text."""
         return self.final.text
 
     @property
     def final(self) -> Reply:
+        """The deciding reply: the LMTP delivery when the RCPT was accepted, else the
+        RCPT reply."""
         if self.reply.ok and self.delivery is not None:
             return self.delivery
         return self.reply
 
 
-@dataclass(frozen=True)
-class SendResult:
+class SendResult(NamedTuple):
     """The outcome of one transaction, with a result for every recipient."""
 
     mail: Reply
@@ -152,10 +161,12 @@ class SendResult:
 
     @property
     def accepted(self) -> list[RecipientResult]:
+        """The recipients the message was accepted for."""
         return [r for r in self.recipients if r.accepted]
 
     @property
     def refused(self) -> list[RecipientResult]:
+        """The recipients refused (at RCPT, or under LMTP at delivery)."""
         return [r for r in self.recipients if not r.accepted]
 
 
@@ -258,38 +269,42 @@ def send_result(raw: _native_Result) -> SendResult:
     """A SendResult from the native (mail, recipients, data, queue id) tuple."""
     mail, recipients, data, queue_id = raw
     return SendResult(
-        Reply._from(mail),
+        Reply._make(mail),
         [
             RecipientResult(
                 address,
-                Reply._from(reply),
-                Reply._from(delivery) if delivery is not None else None,
+                Reply._make(reply),
+                Reply._make(delivery) if delivery is not None else None,
                 accepted,
             )
             for address, reply, delivery, accepted in recipients
         ],
-        Reply._from(data) if data is not None else None,
+        Reply._make(data) if data is not None else None,
         queue_id,
     )
 
 
 def refused_or_raise(
-    result: SendResult, from_addr: str, to_list: list[str]
+    raw: _native_Result, from_addr: str, to_list: list[str]
 ) -> dict[str, tuple[int, bytes]]:
-    """smtplib's sendmail outcome: the refused recipients, or the exception it raises."""
-    if not result.mail.ok:
-        raise SmtpSenderRefused(result.mail.code, result.mail.message, from_addr)
+    """smtplib's sendmail outcome, read straight from the engine's result tuple (no
+    SendResult is built: sendmail does not return one): the refused recipients as
+    ``{address: (code, message)}``, or the exception smtplib raises."""
+    mail, recipients, data, _ = raw
+    if not 200 <= mail[0] < 300:
+        raise SmtpSenderRefused(mail[0], mail[3], from_addr)
     refused: dict[str, tuple[int, bytes]] = {}
-    for given, outcome in zip(to_list, result.recipients):
-        if not outcome.accepted:
-            refused[given] = outcome.final.as_tuple()
+    lmtp = False
+    for given, (_, reply, delivery, accepted) in zip(to_list, recipients):
+        lmtp = lmtp or delivery is not None
+        if not accepted:
+            # The deciding reply, as RecipientResult.final says.
+            final = delivery if delivery is not None and 200 <= reply[0] < 300 else reply
+            refused[given] = (final[0], final[3])
     if len(refused) == len(to_list):
         raise SmtpRecipientsRefused(refused)
-    if not result._lmtp and (result.data is None or not result.data.ok):
-        data = result.data
-        raise SmtpDataError(
-            data.code if data else 554, data.message if data else b"message not sent"
-        )
+    if not lmtp and (data is None or not 200 <= data[0] < 300):
+        raise SmtpDataError(data[0] if data else 554, data[3] if data else b"message not sent")
     return refused
 
 
@@ -307,3 +322,64 @@ def batch_item(message: BatchMessage) -> tuple[str, list[str], bytes]:
         recipients = [to] if isinstance(to, str) else list(to)
         body = bytes(message_bytes(data))
     return (bare_address(sender), [bare_address(a) for a in recipients], body)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """perf: Python's cyclic garbage collector paused while a batch's outcomes are built.
+    They are thousands of tuples without cycles, and each collection it would run meanwhile
+    walks all of them again: about 15 % of the client's CPU per message of a send_batch
+    (bench/blocking_client.py). Reference counting still frees everything as usual; the
+    collector runs again, as it was, at the end."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class Batch:
+    """What both clients' ``send_batch`` do around the engine's batch: every envelope
+    checked before anything is sent (``ValueError``), the messages handed over
+    :data:`BATCH_GROUP` at a time (which bounds the copies the engine holds), and the
+    outcomes collected in order, a :class:`SendResult` or the :class:`SmtpError` of each
+    message."""
+
+    def __init__(
+        self, messages: Iterable[BatchMessage], mail_options: Sequence[str], rcpt_options: Sequence[str]
+    ) -> None:
+        self.options = (list(mail_options), list(rcpt_options))
+        self.items = [batch_item(m) for m in messages]
+        if len(self.items) > BATCH_GROUP:
+            # The engine checks each group before sending any of it; with several
+            # groups, a bad envelope in a later one must stop the first, too.
+            for sender, to, _ in self.items:
+                _native.check_envelope(sender, to, *self.options)
+        self.outcomes: list[SendResult | SmtpError] = []
+
+    def groups(self) -> Iterator[list[tuple[str, list[str], bytes]]]:
+        """The messages, :data:`BATCH_GROUP` at a time."""
+        for start in range(0, len(self.items), BATCH_GROUP):
+            yield self.items[start : start + BATCH_GROUP]
+
+    def collect(self, raw: list[Any], sent: int) -> bool:
+        """Takes the engine's outcomes of a group of ``sent`` messages; False when the
+        connection ended (the rest were not sent)."""
+        with gc_paused():
+            self._collect(raw)
+        return len(raw) >= sent
+
+    def _collect(self, raw: list[Any]) -> None:
+        for item in raw:
+            if isinstance(item, BaseException):
+                if not isinstance(item, SmtpError):
+                    raise item
+                self.outcomes.append(item)
+            else:
+                self.outcomes.append(send_result(item))
+
+
+# Messages handed to the engine per call of a batch: bounds the copies it holds at once.
+BATCH_GROUP = 1000

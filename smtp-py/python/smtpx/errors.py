@@ -10,14 +10,18 @@ Hierarchy::
     smtplib.SMTPException (an OSError)
      └── SmtpError
           ├── SmtpProtocolError
-          ├── SmtpConnectError         (also ConnectionError)
+          ├── SmtpConnectError         (also smtplib.SMTPConnectError, ConnectionError)
+          │    └── SmtpConnectionRefused (also ConnectionRefusedError)
           ├── SmtpTimeoutError         (also TimeoutError)
           ├── SmtpTlsError             (also ssl.SSLError)
+          │    └── SmtpCertificateError (also ssl.SSLCertVerificationError)
           ├── SmtpDisconnected         (also smtplib.SMTPServerDisconnected)
+          │    └── SmtpServerClosed    (a 421; also SmtpReplyError)
           ├── SmtpNotSupportedError    (also smtplib.SMTPNotSupportedError)
           ├── SmtpInsecureAuthError
           ├── SmtpRecipientsRefused    (also smtplib.SMTPRecipientsRefused)
           └── SmtpReplyError           (also smtplib.SMTPResponseException)
+               ├── SmtpHeloError       (also smtplib.SMTPHeloError)
                ├── SmtpSenderRefused   (also smtplib.SMTPSenderRefused)
                ├── SmtpDataError       (also smtplib.SMTPDataError)
                └── SmtpAuthError       (also smtplib.SMTPAuthenticationError)
@@ -30,6 +34,10 @@ import ssl
 
 __all__ = [
     "SmtpAuthError",
+    "SmtpCertificateError",
+    "SmtpConnectionRefused",
+    "SmtpHeloError",
+    "SmtpServerClosed",
     "SmtpConnectError",
     "SmtpDataError",
     "SmtpDisconnected",
@@ -53,7 +61,7 @@ class SmtpProtocolError(SmtpError):
     """The peer broke the SMTP protocol (for example, a malformed or overlong reply)."""
 
 
-class SmtpConnectError(SmtpError, ConnectionError):
+class SmtpConnectError(SmtpError, smtplib.SMTPConnectError, ConnectionError):
     """The connection to the server could not be made or was refused.
 
     When the server refused it in its greeting, ``args`` is ``(code, message)`` as for
@@ -61,15 +69,21 @@ class SmtpConnectError(SmtpError, ConnectionError):
     otherwise).
     """
 
-    @property
-    def smtp_code(self) -> int | None:
-        code = self.args[0] if len(self.args) == 2 else None
-        return code if isinstance(code, int) else None
+    def __init__(self, *args: object) -> None:
+        OSError.__init__(self, *args)
+        code = args[0] if len(args) == 2 else None
+        if isinstance(code, int) and not isinstance(self, ConnectionRefusedError):
+            self.smtp_code: int | None = code  # type: ignore[assignment]
+            self.smtp_error: bytes | None = args[1]  # type: ignore[assignment]
+        else:
+            self.smtp_code = None
+            self.smtp_error = None
 
-    @property
-    def smtp_error(self) -> bytes | None:
-        message = self.args[1] if len(self.args) == 2 else None
-        return message if isinstance(message, bytes) else None
+
+class SmtpConnectionRefused(SmtpConnectError, ConnectionRefusedError):
+    """The server refused the TCP connection: a ``ConnectionRefusedError`` with its
+    ``errno``, as smtplib raises it, that is also an :class:`SmtpConnectError` (with no
+    ``smtp_code``)."""
 
 
 class SmtpTimeoutError(SmtpError, TimeoutError):
@@ -78,6 +92,11 @@ class SmtpTimeoutError(SmtpError, TimeoutError):
 
 class SmtpTlsError(SmtpError, ssl.SSLError):
     """TLS failed: the handshake, or the server's certificate was not trusted."""
+
+
+class SmtpCertificateError(SmtpTlsError, ssl.SSLCertVerificationError):
+    """The server's certificate was not trusted (an ``ssl.SSLCertVerificationError``, as
+    Python's ssl raises it under smtplib)."""
 
 
 class SmtpDisconnected(SmtpError, smtplib.SMTPServerDisconnected):
@@ -111,6 +130,15 @@ class SmtpReplyError(SmtpError, smtplib.SMTPResponseException):
 
     ``smtp_code`` is the reply code and ``smtp_error`` the reply text, as in smtplib.
     """
+
+
+class SmtpServerClosed(SmtpDisconnected, SmtpReplyError):
+    """The server closed the session with a 421 reply: ``smtp_code`` (421) and
+    ``smtp_error`` are that reply's, as in smtplib's ``SMTPResponseException``."""
+
+
+class SmtpHeloError(SmtpReplyError, smtplib.SMTPHeloError):
+    """The server refused EHLO and then HELO (or LHLO)."""
 
 
 class SmtpSenderRefused(SmtpReplyError, smtplib.SMTPSenderRefused):

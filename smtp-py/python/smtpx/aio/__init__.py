@@ -1,7 +1,9 @@
 """asyncio drivers of the engine's sans-IO sessions.
 
 - :class:`SMTP`, :class:`LMTP` and :func:`send` (:mod:`smtpx.aio.client`): a client with
-  aiosmtplib's parameter names::
+  aiosmtplib's parameter names, return values (``(errors, response)``,
+  :class:`SMTPResponse`) and exceptions (:mod:`smtpx.aio.errors`), so that
+  ``import smtpx.aio as aiosmtplib`` runs aiosmtplib code::
 
       async with smtpx.aio.SMTP(hostname="mx.example", port=25, timeout=30) as client:
           await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
@@ -19,6 +21,8 @@ protocol decision is the Rust engine's.
 """
 
 from smtpx.aio.client import LMTP, SMTP, send
+from smtpx.aio.errors import *  # noqa: F403 (aiosmtplib's names, listed in errors.__all__)
+from smtpx.aio.errors import __all__ as _error_names
 from smtpx.aio.server import Server
 
-__all__ = ["LMTP", "SMTP", "Server", "send"]
+__all__ = ["LMTP", "SMTP", "Server", "send", *(n for n in _error_names if n != "translate")]

@@ -1,4 +1,4 @@
-"""The asyncio client: the engine's sans-IO client session on asyncio streams.
+"""The asyncio client: the engine's client runner on asyncio streams.
 
 :class:`SMTP`, :class:`LMTP` and :func:`send` have aiosmtplib's parameter names::
 
@@ -27,21 +27,23 @@ from the engine's wire trace, redacted: credentials show as ``AUTH PLAIN <redact
 ``<SASL response redacted>``, message content as ``<message content, N octets>``. Neither
 costs anything while off: the trace is installed only while one of them is on.
 
-Every protocol decision is the Rust engine's (:class:`smtpx._native.ClientSession`),
-including throwing away whatever was pipelined after STARTTLS; this module only moves
-bytes and times.
+Every client operation (connect, send, a batch, STARTTLS, AUTH, a command, QUIT) is the
+Rust engine's runner (:class:`smtpx._native.ClientRunner`, the one the Rust drivers
+use), including throwing away whatever was pipelined after STARTTLS; this module only
+moves bytes, does the TLS I/O and keeps time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import base64
 import email.message
-import itertools
+import enum
 import os
+import socket
 import ssl
-import sys
-from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
+from smtplib import quoteaddr
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from smtpx import _native
 from smtpx._trace import ClientTrace, wire_logging
@@ -49,17 +51,29 @@ from smtpx.common import (
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
+    Batch,
     BatchMessage,
     SendResult,
     bare_address,
-    batch_item,
+    check_line,
     default_local_hostname,
     envelope_of,
     flatten,
     message_bytes,
     refused_or_raise,
-    send_result,
-    tls_arguments,
+)
+from smtpx.aio.driver import Connection, client_tls_config, within
+from smtpx.aio.errors import (
+    SMTPAuthenticationError,
+    SMTPDataError,
+    SMTPHeloError,
+    SMTPRecipientRefused,
+    SMTPResponse,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    response,
+    translate,
 )
 from smtpx.errors import (
     SmtpDisconnected,
@@ -72,103 +86,24 @@ from smtpx.errors import (
 __all__ = ["LMTP", "SMTP", "send"]
 
 
-_T = TypeVar("_T")
-_READ = 64 * 1024
+class _Default(enum.Enum):
+    """The default of each call's ``timeout``: the client's, as in aiosmtplib."""
 
-_default_tls: _native.TlsConfig | None = None
-
-# Connection ids of the asyncio clients, for the wire trace.
-_connection_ids = itertools.count(1)
+    token = 0
 
 
-# perf: the client's read deadline and the timeout of each of its calls were an
-# asyncio.wait_for. Before Python 3.12 wait_for wraps the awaitable in a new Task each time
-# (a Task, its first step, a done callback and more turns of the event loop per read);
-# asyncio.timeout (3.11+) only arms a timer on the current task. Same semantics: the
-# awaitable is cancelled when the time is up and TimeoutError (asyncio.TimeoutError is
-# TimeoutError since 3.11) is raised. See bench/README.md for the measured difference.
-if sys.version_info >= (3, 11):
-
-    async def _within(operation: Awaitable[_T], seconds: float | None) -> _T:
-        async with asyncio.timeout(seconds):
-            return await operation
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(operation: Awaitable[_T], seconds: float | None) -> _T:
-        return await asyncio.wait_for(operation, seconds)
-
-
-def _small_reads(writer: asyncio.StreamWriter) -> None:
-    """perf (the client; the server reads with recv_into): CPython's selector transports
-    read with ``sock.recv(max_size)``, max_size 256 KiB: a new bytes object of that size
-    per read, which glibc's malloc serves with mmap (it is above the default 128 KiB mmap
-    threshold), then shrinks with mremap and frees with munmap: three system calls and
-    fresh page faults for every SMTP reply. With reads of at most _READ (64 KiB) the
-    buffer comes from the heap and is shrunk in place.
-    ``max_size`` exists only on CPython's selector transports (not uvloop's, not the
-    proactor's), hence the check."""
-    transport = writer.transport
-    if isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = _READ  # type: ignore[attr-defined]
-
-
-def _default_tls_config() -> _native.TlsConfig:
-    """The client configuration with Mozilla's roots and full checks, built once (it
-    also keeps session tickets for resumption across connections)."""
-    global _default_tls
-    if _default_tls is None:
-        _default_tls = _native.TlsConfig.client()
-    return _default_tls
-
-
-def _client_tls_config(
-    validate_certs: bool, cert_bundle: str | os.PathLike[str] | None, tls_context: ssl.SSLContext | None
-) -> _native.TlsConfig:
-    if tls_context is not None:
-        # As the blocking client reads a context: its verification setting and CAs.
-        found = tls_arguments(tls_context, None if cert_bundle is None else os.fspath(cert_bundle))
-        return _native.TlsConfig.client(
-            ca_pem=found["ca_pem"],
-            dangerous_accept_invalid_certs=found["insecure"] or not validate_certs,
-        )
-    if cert_bundle is None and validate_certs:
-        return _default_tls_config()
-    return _native.TlsConfig.client(
-        ca_file=None if cert_bundle is None else os.fspath(cert_bundle),
-        dangerous_accept_invalid_certs=not validate_certs,
-    )
-
-
-async def _handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: _native.TlsSession
-) -> bytes:
-    """Runs a TLS handshake on the connection; returns the plaintext that arrived with
-    its last records (the peer may talk right after its Finished)."""
-    plain = b""
-    while True:
-        out = tls.output()
-        if out:
-            writer.write(out)
-            await writer.drain()
-        if not tls.is_handshaking:
-            return plain
-        data = await reader.read(_READ)
-        if not data:
-            raise SmtpDisconnected("the connection closed during the TLS handshake")
-        try:
-            plain += tls.receive(data)
-        except SmtpTlsError:
-            writer.write(tls.output())  # the alert, so that the peer learns why
-            raise
+_DEFAULT = _Default.token
+Timeout = Union[float, None, _Default]
 
 
 class SMTP:
     """An asyncio SMTP client connection (see the module docstring for TLS).
 
-    ``timeout`` (seconds, None for none) bounds connecting and every call. When a call
-    times out or is cancelled, the connection is closed: the session cannot go on.
+    ``timeout`` (seconds, None for none) bounds connecting and every call; each call's own
+    ``timeout`` keyword replaces it for that call, as in aiosmtplib. When a call times
+    out or is cancelled, the connection is closed: the session cannot go on.
     ``port`` defaults to 465 with ``use_tls``, else 25 (2003 for :class:`LMTP`).
+    Calls from several coroutines at once are served one after the other.
     """
 
     default_port = SMTP_PORT
@@ -189,7 +124,13 @@ class SMTP:
         validate_certs: bool = True,
         cert_bundle: str | os.PathLike[str] | None = None,
         tls_context: ssl.SSLContext | None = None,
+        source_address: tuple[str, int] | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        socket_path: str | bytes | os.PathLike[str] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        _no_client_certificate(client_cert, client_key)
         if (username is None) != (password is None):
             raise ValueError("give both a username and a password")
         if use_tls and start_tls:
@@ -204,18 +145,19 @@ class SMTP:
         self.use_tls = use_tls
         self.start_tls = start_tls
         self._tls_options = (validate_certs, cert_bundle, tls_context)
+        self.source_address = source_address
+        self.socket_path = socket_path
+        self.sock = sock
         # Built now so that a bad cert_bundle fails here, not in the middle of a session.
         self._tls_config = (
-            _client_tls_config(validate_certs, cert_bundle, tls_context)
+            client_tls_config(validate_certs, cert_bundle, tls_context)
             if use_tls or start_tls is not False
             else None
         )
-        self._session: _native.ClientSession | None = None
-        self._tls: _native.TlsSession | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._connection: Connection | None = None
         self._trace = ClientTrace()
-        self._connection_id = 0
+        # One operation at a time: concurrent callers wait their turn.
+        self._turn = asyncio.Lock()
 
     @property
     def debuglevel(self) -> int:
@@ -232,276 +174,400 @@ class SMTP:
         time. May be changed at any time, connected or not. Credentials and message
         content are never printed (see the module docs)."""
         self._trace.set_level(int(debuglevel))
-        if self._session is not None:
-            self._session.set_trace(self._trace if self._trace.wanted else None, self._connection_id)
+        if self._connection is not None:
+            self._connection.runner.set_trace(self._trace if self._trace.wanted else None)
 
     @property
     def is_connected(self) -> bool:
-        return self._writer is not None
+        """True while the connection is open."""
+        return self._connection is not None and self._connection.is_open
 
     @property
     def is_tls(self) -> bool:
         """True while the connection is encrypted (implicit TLS, or after STARTTLS)."""
-        return self._tls is not None and self._writer is not None
+        return self._connection is not None and self._connection.is_tls
 
     async def __aenter__(self) -> SMTP:
         await self.connect()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._writer is None:
+        """QUIT (also after an exception in the block, as aiosmtplib does), then close."""
+        if not self.is_connected:
             return
-        if exc_info[0] is None:
-            try:
-                await self.quit()
-            except Exception:
-                pass
+        try:
+            await self.quit()
+        except Exception:
+            pass
         self.close()
 
     def close(self) -> None:
         """Closes the connection at once (no QUIT)."""
-        writer, self._writer = self._writer, None
-        tls, self._tls = self._tls, None
-        self._reader = None
-        self._session = None
-        if writer is not None:
-            if tls is not None and not tls.is_handshaking:
-                tls.close()
-                writer.write(tls.output())  # close_notify; close() flushes it
-            writer.close()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.runner.abandon()
+            connection.close()
 
-    async def _guarded(self, operation: Awaitable[_T]) -> _T:
-        """Runs one call under the timeout; any failure or cancellation closes the
-        connection, since the session is then in an unknown state."""
+    async def _guarded(
+        self, start: Callable[[_native.ClientRunner, float], None], timeout: Timeout = _DEFAULT
+    ) -> object:
+        """Runs one operation of the engine's runner (``start(runner, now)`` starts it)
+        under the timeout, after any operation other coroutines started first. A failure
+        that leaves the connection unusable (or a cancellation) closes it; errors are
+        raised as aiosmtplib's (:mod:`smtpx.aio.errors`)."""
         try:
-            return await _within(operation, self.timeout)
+            return await self._guarded_engine(start, timeout)
+        except SmtpError as error:
+            raise translate(error) from None
+
+    async def _guarded_engine(
+        self, start: Callable[[_native.ClientRunner, float], None], timeout: Timeout
+    ) -> object:
+        seconds = self.timeout if isinstance(timeout, _Default) else timeout
+        async with self._turn:
+            try:
+                return await within(self._operation(start), seconds)
+            except asyncio.TimeoutError:
+                self.close()
+                raise SmtpTimeoutError(f"timed out after {seconds} s") from None
+            except SmtpTlsError:
+                self.close()  # the TLS layer is broken: nothing more can be said on it
+                raise
+            except (SmtpError, ValueError):
+                # ValueError: an argument refused before anything was written (CR or LF
+                # in an address, say). SmtpError: a refusal. Either leaves the session
+                # usable, unless the engine ended it.
+                if self._connection is None or self._connection.runner.is_closed:
+                    self.close()
+                raise
+            except BaseException:
+                self.close()
+                raise
+
+    async def _operation(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
+        connection = self._live()
+        start(connection.runner, connection.now())
+        return await connection.run()
+
+    async def connect(self, **options: object) -> SMTPResponse:
+        """Connects, then greets (and logs in, when given credentials); returns the
+        server's greeting. Keyword arguments (``hostname``, ``port``, ``timeout``,
+        ``use_tls``, ``start_tls``, ``socket_path``, ...: the constructor's) replace the
+        constructor's values first, as in aiosmtplib. A refused connection raises
+        :class:`~smtpx.aio.errors.SMTPConnectError`."""
+        if self.is_connected:
+            raise ValueError("already connected")
+        self._apply(options)
+        try:
+            async with self._turn:
+                await within(self._connect(), self.timeout)
         except asyncio.TimeoutError:
             self.close()
-            raise SmtpTimeoutError(f"timed out after {self.timeout} s") from None
-        except SmtpTlsError:
-            self.close()  # the TLS layer is broken: nothing more can be said on it
-            raise
-        except (SmtpError, ValueError):
-            # ValueError: an argument refused before anything was written (CR or LF in
-            # an address, say). SmtpError: a refusal.
-            # Either leaves the session usable (a fatal error closed it already).
-            if self._session is None or not self._session.is_ready:
-                self.close()
-            raise
+            raise translate(SmtpTimeoutError(f"timed out after {self.timeout} s"), connecting=True) from None
+        except (SmtpError, OSError) as error:
+            self.close()  # a session that did not open (say, AUTH not offered) is no use
+            raise translate(error, connecting=True) from None
         except BaseException:
             self.close()
             raise
+        greeting, _ = self._live().runner.kept_replies()
+        return response(greeting) if greeting is not None else SMTPResponse(220, "")
 
-    async def connect(self) -> None:
-        """Connects, then greets (and logs in, when given credentials)."""
-        if self._writer is not None:
-            raise ValueError("already connected")
-        try:
-            await self._guarded(self._connect())
-        except BaseException:
-            self.close()  # a session that did not open (say, AUTH not offered) is no use
-            raise
+    def _apply(self, options: dict[str, object]) -> None:
+        """The keyword arguments of :meth:`connect`, checked as the constructor's."""
+        known = {
+            "hostname", "port", "username", "password", "local_hostname", "source_address",
+            "timeout", "use_tls", "start_tls", "validate_certs", "client_cert", "client_key",
+            "tls_context", "cert_bundle", "socket_path", "sock",
+        }
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"connect() got unexpected keyword arguments {sorted(unknown)}")
+        _no_client_certificate(options.get("client_cert"), options.get("client_key"))
+        tls_keys = {"validate_certs", "tls_context", "cert_bundle"}
+        for name, value in options.items():
+            if name not in tls_keys and name not in ("client_cert", "client_key"):
+                setattr(self, name, value)
+        if "port" in options and options["port"] is None or "port" not in options and self.port is None:
+            self.port = SMTP_SSL_PORT if self.use_tls else self.default_port
+        if tls_keys & set(options) or "use_tls" in options or "start_tls" in options:
+            validate, bundle, context = self._tls_options
+            self._tls_options = (
+                bool(options.get("validate_certs", validate)),
+                options.get("cert_bundle", bundle),  # type: ignore[assignment]
+                options.get("tls_context", context),
+            )
+            self._tls_config = (
+                client_tls_config(*self._tls_options)
+                if self.use_tls or self.start_tls is not False
+                else None
+            )
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
         if self.use_tls:
-            policy = "never"
+            mode = "implicit"
         elif self.start_tls is None:
-            policy = "opportunistic"
+            mode = "starttls"
         else:
-            policy = "required" if self.start_tls else "never"
-        self._session = _native.ClientSession(
-            self.local_hostname or default_local_hostname(),
-            now=loop.time(),
-            lmtp=self._lmtp,
-            username=self.username,
-            password=self.password,
-            allow_insecure_auth=bool(self.allow_insecure_auth),
-            starttls=policy,
-            tls_active=self.use_tls,
-        )
+            mode = "starttls-required" if self.start_tls else "none"
         trace = self._trace
         trace.log = wire_logging()
         trace.connecting(self.hostname, self.port)
-        self._connection_id = next(_connection_ids)
-        if trace.wanted:
-            self._session.set_trace(trace, self._connection_id)
-        self._reader, self._writer = await asyncio.open_connection(self.hostname, self.port)
-        _small_reads(self._writer)
-        if self.use_tls:
-            await self._start_tls()
-        await self._until("ready")
-
-    async def _start_tls(self) -> None:
-        """The TLS handshake (implicit TLS, or after the 220 to STARTTLS)."""
-        session, reader, writer = self._live()
-        if self._tls_config is None:  # start_tls=False, then starttls()
-            self._tls_config = _client_tls_config(*self._tls_options)
-        tls = _native.TlsSession(self._tls_config, self.hostname)
-        self._tls = tls
-        plain = await _handshake(reader, writer, tls)
-        loop = asyncio.get_running_loop()
-        session.tls_established(loop.time())  # (nothing to do under implicit TLS)
+        runner = _native.ClientRunner(
+            self.local_hostname or default_local_hostname(),
+            server_name=self.hostname,
+            tls=mode,
+            tls_config=self._tls_config,
+            username=self.username,
+            password=self.password,
+            allow_insecure_auth=bool(self.allow_insecure_auth),
+            lmtp=self._lmtp,
+            trace=trace if trace.wanted else None,
+        )
+        connection = await Connection.open(
+            runner,
+            hostname=self.hostname,
+            port=self.port,
+            source_address=self.source_address,
+            socket_path=self.socket_path,
+            sock=self.sock,
+            tls_config=self._client_tls,
+        )
+        self._connection = connection
+        plain = await connection.tls_handshake() if self.use_tls else b""
+        runner.start_connect()
         if plain:
-            session.receive(plain, loop.time())
+            runner.received(plain, connection.now())
+        await connection.run()
 
-    def _live(self) -> tuple[_native.ClientSession, asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._session is None or self._reader is None or self._writer is None:
+    def _client_tls(self) -> _native.TlsConfig:
+        """The TLS configuration: the one built from the constructor's arguments, or
+        (``start_tls=False``, then :meth:`starttls`) one built now."""
+        if self._tls_config is None:
+            self._tls_config = client_tls_config(*self._tls_options)
+        return self._tls_config
+
+    def _live(self) -> Connection:
+        if self._connection is None or not self._connection.is_open:
             raise SmtpDisconnected("not connected")
-        return self._session, self._reader, self._writer
+        return self._connection
 
-    async def _until(self, *kinds: str) -> _native.Event:
-        """Writes, reads and feeds the session until one of ``kinds`` comes."""
-        session, reader, writer = self._live()
-        loop = asyncio.get_running_loop()
-        while True:
-            out = session.output()
-            if out:
-                tls = self._tls
-                if tls is not None:
-                    tls.write(out)
-                    out = tls.output()
-                writer.write(out)
-                await writer.drain()
-            event = session.next_event()
-            if event is not None:
-                if event.kind in kinds:
-                    return event
-                if event.kind == "error":
-                    if event.fatal:
-                        self.close()
-                    assert event.exception is not None
-                    raise event.exception
-                if event.kind == "closed":
-                    self.close()
-                    raise SmtpDisconnected("the server closed the session")
-                if event.kind == "starttls":
-                    await self._start_tls()
-                continue
-            deadline = session.next_deadline()
-            wait = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
-                data = await _within(reader.read(_READ), wait)
-            except asyncio.TimeoutError:
-                session.handle_timeout(loop.time())
-                continue
-            if not data:
-                session.receive_eof()
-            elif self._tls is None:
-                session.receive(data, loop.time())
-            else:
-                tls = self._tls
-                try:
-                    plain = tls.receive(data)
-                finally:
-                    out = tls.output()  # a key update's answer, or an alert
-                    if out:
-                        writer.write(out)
-                session.receive(plain, loop.time())
-                if tls.peer_closed:
-                    session.receive_eof()
+    async def _command(
+        self,
+        verb: str,
+        argument: str | None = None,
+        content: bytes | None = None,
+        timeout: Timeout = _DEFAULT,
+    ) -> SMTPResponse:
+        reply = await self._guarded(
+            lambda runner, now: runner.start_command(verb, argument, content, now=now), timeout
+        )
+        return response(reply)  # type: ignore[arg-type]
 
-    async def _simple(self, call: Callable[[], None]) -> tuple[int, bytes]:
-        async def run() -> tuple[int, bytes]:
-            call()
-            event = await self._until("reply")
-            assert event.reply is not None
-            return (event.reply[0], event.reply[3])
+    async def execute_command(self, *args: bytes, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+        """Sends one command line made of ``args`` (joined with spaces) and returns the
+        reply, whatever its code (aiosmtplib's ``execute_command``)."""
+        line = b" ".join(args).decode("utf-8")
+        return await self._command("raw", line, timeout=timeout)
 
-        return await self._guarded(run())
+    async def noop(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+        """NOOP; returns the reply (any code but 250 raises SMTPResponseException)."""
+        return _expect(await self._command("noop", timeout=timeout), 250)
 
-    async def noop(self) -> tuple[int, bytes]:
-        """NOOP; returns ``(code, message)`` as smtplib does."""
-        return await self._simple(self._live()[0].noop)
+    async def rset(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+        """RSET; returns the reply (any code but 250 raises SMTPResponseException)."""
+        return _expect(await self._command("rset", timeout=timeout), 250)
 
-    async def rset(self) -> tuple[int, bytes]:
-        return await self._simple(self._live()[0].rset)
+    async def vrfy(
+        self, address: str, /, *, options: Iterable[str] | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """VRFY ``address``; returns the reply (250, 251 or 252; others raise)."""
+        argument = " ".join([address, *(options or ())])
+        return _expect(await self._command("vrfy", argument, timeout=timeout), 250, 251, 252)
 
-    async def vrfy(self, address: str) -> tuple[int, bytes]:
-        session = self._live()[0]
-        return await self._simple(lambda: session.vrfy(address))
+    async def expn(
+        self, address: str, /, *, options: Iterable[str] | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """EXPN ``address``; returns the reply (any code but 250 raises)."""
+        argument = " ".join([address, *(options or ())])
+        return _expect(await self._command("expn", argument, timeout=timeout), 250)
 
-    async def login(self, username: str, password: str) -> tuple[int, bytes]:
+    async def help(self, *, timeout: Timeout = _DEFAULT) -> str:
+        """HELP; returns the reply's message (214 or 211; others raise)."""
+        return _expect(await self._command("help", timeout=timeout), 211, 214).message
+
+    async def ehlo(
+        self, *, hostname: str | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """Sends EHLO again (as ``hostname``, default ``local_hostname``); a 250 refreshes
+        the known extensions; any other reply raises SMTPHeloError."""
+        reply = await self._command("ehlo", hostname or self.local_hostname, timeout=timeout)
+        if reply.code != 250:
+            raise SMTPHeloError(reply.code, reply.message)
+        return reply
+
+    async def helo(
+        self, *, hostname: str | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """Sends HELO (as ``hostname``); any reply but 250 raises SMTPHeloError."""
+        reply = await self._command("helo", hostname or self.local_hostname, timeout=timeout)
+        if reply.code != 250:
+            raise SMTPHeloError(reply.code, reply.message)
+        return reply
+
+    def supports_extension(self, extension: str, /) -> bool:
+        """True when the server announced ``extension`` (any case) in its last EHLO."""
+        return extension.lower() in self.esmtp_extensions
+
+    @property
+    def esmtp_extensions(self) -> dict[str, str]:
+        """The extensions of the last EHLO reply, ``{lower-case keyword: parameters}``."""
+        lines = self._connection.runner.ehlo_lines() if self._connection is not None else None
+        found: dict[str, str] = {}
+        for line in (lines or [])[1:]:
+            keyword, _, params = line.partition(" ")
+            found[keyword.lower()] = params
+        return found
+
+    async def mail(
+        self, sender: str, /, *, options: Iterable[str] | None = None, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """MAIL FROM with the address as given; any reply but 250 raises
+        SMTPSenderRefused."""
+        check_line("the sender", sender)
+        line = " ".join([f"MAIL FROM:{quoteaddr(sender)}", *(options or ())])
+        reply = await self._command("raw", line, timeout=timeout)
+        if reply.code != 250:
+            raise SMTPSenderRefused(reply.code, reply.message, sender)
+        return reply
+
+    async def rcpt(
+        self,
+        recipient: str,
+        /,
+        *,
+        options: Iterable[str] | None = None,
+        timeout: Timeout = _DEFAULT,
+    ) -> SMTPResponse:
+        """RCPT TO with the address as given; any reply but 250 or 251 raises
+        SMTPRecipientRefused."""
+        check_line("the recipient", recipient)
+        line = " ".join([f"RCPT TO:{quoteaddr(recipient)}", *(options or ())])
+        reply = await self._command("raw", line, timeout=timeout)
+        if reply.code not in (250, 251):
+            raise SMTPRecipientRefused(reply.code, reply.message, recipient)
+        return reply
+
+    async def data(self, message: str | bytes, /, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+        """DATA, then after the 354 the message (CRLF line ends, dots stuffed, the final
+        dot added); returns the final reply. Any reply to DATA but 354, or a final reply
+        but 250, raises SMTPDataError."""
+        reply = await self._command("raw", "DATA", timeout=timeout)
+        if reply.code != 354:
+            raise SMTPDataError(reply.code, reply.message)
+        body = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        final = await self._command("content", None, body, timeout=timeout)
+        if final.code != 250:
+            raise SMTPDataError(final.code, final.message)
+        return final
+
+    async def login(
+        self, username: str, password: str, /, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
         """Authenticates now with PLAIN or LOGIN (whichever the server offers) and returns
-        the server's ``(235, message)``; a refusal raises :class:`SmtpAuthError` and leaves
-        the connection usable (for a client made without ``username``/``password``). On a
-        connection without TLS it raises :class:`SmtpInsecureAuthError`, sending nothing,
-        unless ``allow_insecure_auth`` is true."""
-        session = self._live()[0]
+        the server's 235; a refusal raises SMTPAuthenticationError and leaves the
+        connection usable. On a connection without TLS it raises
+        :class:`~smtpx.errors.SmtpInsecureAuthError`, sending nothing, unless
+        ``allow_insecure_auth`` is true."""
 
-        async def run() -> tuple[int, bytes]:
-            session.set_allow_insecure_auth(bool(self.allow_insecure_auth))
-            session.login(username, password)
-            event = await self._until("authenticated")
-            assert event.reply is not None
-            return (event.reply[0], event.reply[3])
+        def start(runner: _native.ClientRunner, now: float) -> None:
+            runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
+            runner.start_login(username, password, now=now)
 
-        return await self._guarded(run())
+        return response(await self._guarded(start, timeout))  # type: ignore[arg-type]
 
-    async def starttls(self) -> tuple[int, bytes]:
-        """Upgrades with STARTTLS now and greets again (logging in then, when given
-        credentials), for a client made with ``start_tls=False``; as the blocking
-        :meth:`smtpx.SMTP.starttls` returns ``(220, b"TLS established")``. A refusal raises
-        :class:`SmtpReplyError` and leaves the connection as it was."""
-        session = self._live()[0]
-        if session.is_tls:
-            raise SmtpNotSupportedError("the connection is already encrypted")
+    async def auth_plain(
+        self, username: str, password: str, /, *, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """AUTH PLAIN with these credentials; a refusal raises SMTPAuthenticationError."""
+        self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+        return _authenticated(await self._command("raw", f"AUTH PLAIN {token}", timeout=timeout))
 
-        async def run() -> None:
-            session.starttls()
-            await self._until("ready")
+    async def auth_login(
+        self, username: str, password: str, /, *, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """AUTH LOGIN with these credentials; a refusal raises SMTPAuthenticationError."""
+        self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        user = base64.b64encode(username.encode()).decode("ascii")
+        reply = await self._command("raw", f"AUTH LOGIN {user}", timeout=timeout)
+        if reply.code == 334:
+            secret = base64.b64encode(password.encode()).decode("ascii")
+            reply = await self._command("secret", secret, timeout=timeout)
+        return _authenticated(reply)
 
-        await self._guarded(run())
-        return (220, b"TLS established")
+    async def starttls(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+        """Upgrades with STARTTLS now and greets again, for a client made with
+        ``start_tls=False``; returns the server's 220. A refusal raises
+        SMTPResponseException and leaves the connection as it was."""
+        if self._live().runner.is_tls:
+            raise translate(SmtpNotSupportedError("the connection is already encrypted"))
+        config = self._client_tls()
+        await self._guarded(
+            lambda runner, now: runner.start_starttls(self.hostname, config, now=now), timeout
+        )
+        _, reply = self._live().runner.kept_replies()
+        return response(reply) if reply is not None else SMTPResponse(220, "")
 
-    async def quit(self) -> None:
-        """QUIT, then close the connection."""
-        session = self._live()[0]
-
-        async def run() -> None:
-            session.quit()
-            await self._until("closed")
-
+    async def quit(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+        """QUIT, then close the connection; returns the server's reply."""
         try:
-            await self._guarded(run())
-        except SmtpDisconnected:
-            pass
+            reply = await self._guarded(lambda runner, now: runner.start_quit(now=now), timeout)
+        except SMTPServerDisconnected:
+            reply = None
         finally:
             self.close()
+        return response(reply) if reply is not None else SMTPResponse(221, "")  # type: ignore[arg-type]
 
     async def sendmail(
         self,
         sender: str,
         recipients: str | Sequence[str],
         message: str | bytes | bytearray,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        """Sends one message; like :meth:`smtpx.SMTP.sendmail` returns the refused
-        recipients as ``{address: (code, message)}`` and raises :class:`SmtpSenderRefused`,
-        :class:`SmtpRecipientsRefused` (all refused) or :class:`SmtpDataError`."""
+        mail_options: Iterable[str] | None = None,
+        rcpt_options: Iterable[str] | None = None,
+        *,
+        timeout: Timeout = _DEFAULT,
+    ) -> tuple[dict[str, SMTPResponse], str]:
+        """Sends one message, as aiosmtplib's ``sendmail``: returns ``(errors,
+        response)``, ``errors`` mapping each refused recipient to its
+        :class:`SMTPResponse` and ``response`` the text of the final reply. Raises
+        SMTPSenderRefused, SMTPRecipientsRefused (all refused, with the list of each
+        SMTPRecipientRefused) or SMTPDataError."""
         to_list = [recipients] if isinstance(recipients, str) else list(recipients)
         body = bytes(message_bytes(message))
-        session = self._live()[0]
-
-        async def run() -> _native.Event:
-            session.send_mail(
+        raw = await self._guarded(
+            lambda runner, now: runner.start_send(
                 bare_address(sender),
                 [bare_address(a) for a in to_list],
-                _native.wire_size(body),
-                list(mail_options),
-                list(rcpt_options),
-            )
-            event = await self._until("send_body", "transaction_complete")
-            if event.kind == "send_body":
-                session.send_body(body)
-                session.finish_body()
-                event = await self._until("transaction_complete")
-            return event
-
-        done = await self._guarded(run())
-        assert done.result is not None
-        return refused_or_raise(send_result(done.result), sender, to_list)
+                body,
+                list(mail_options or ()),
+                list(rcpt_options or ()),
+                now=now,
+            ),
+            timeout,
+        )
+        try:
+            refused = refused_or_raise(raw, sender, to_list)  # type: ignore[arg-type]
+        except SmtpError as error:
+            raise translate(error) from None
+        errors = {
+            address: SMTPResponse(code, message.decode("utf-8", "replace"))
+            for address, (code, message) in refused.items()
+        }
+        data = raw[2]  # type: ignore[index]
+        final = data[3].decode("utf-8", "replace") if data is not None else ""
+        return errors, final
 
     async def send(
         self,
@@ -543,76 +609,35 @@ class SMTP:
         When the server pipelines, each next message goes out right behind the previous
         one's end (one round trip per message). Every envelope is checked first
         (``ValueError``, nothing sent). An error that closes the connection ends the list
-        early, its last entry being that error. ``timeout`` bounds each wait, not the
-        whole batch."""
-        items = [batch_item(m) for m in messages]
-        session = self._live()[0]
-        options = (list(mail_options), list(rcpt_options))
-        for sender, to, _ in items:
-            _native.check_envelope(sender, to, *options)
-        outcomes: list[SendResult | SmtpError] = []
-        queue = collections.deque(items)
-        in_flight: collections.deque[bytes] = collections.deque()
-
-        def start_next() -> None:
-            # One message at a time: when the session is ready, or chained behind the
-            # message just written. A message refused for itself (too large) gets its
-            # error in place once every message before it has its outcome.
-            while queue and session.can_send_mail:
-                sender, to, body = queue[0]
-                try:
-                    session.send_mail(sender, to, _native.wire_size(body), *options)
-                except SmtpError as error:
-                    if in_flight:
-                        return
-                    queue.popleft()
-                    outcomes.append(error)
-                    continue
-                queue.popleft()
-                in_flight.append(body)
-                return
-
-        async def step() -> None:
-            event = await self._until("send_body", "transaction_complete")
-            if event.kind == "send_body":
-                session.send_body(in_flight[0])
-                session.finish_body()
-                start_next()  # leaves with the final dot, in the same write
-            else:
-                assert event.result is not None
-                in_flight.popleft()
-                outcomes.append(send_result(event.result))
-
-        start_next()
-        while in_flight or queue:
-            if not in_flight:
-                if not session.can_send_mail:
-                    outcomes.append(SmtpDisconnected("the session cannot start a message"))
-                    break
-                start_next()
-                continue
-            try:
-                await self._guarded(step())
-            except SmtpError as error:
-                # Only errors that end the session come here (refusals are results), so
-                # the oldest message without an outcome gets it, and the batch ends.
-                self.close()
-                outcomes.append(error)
+        early, its last entry being that error. ``timeout`` bounds each group of 1,000
+        messages."""
+        batch = Batch(messages, mail_options, rcpt_options)
+        self._live()
+        for group in batch.groups():
+            raw = await self._guarded(
+                lambda runner, now: runner.start_batch(group, *batch.options)
+            )
+            if not batch.collect(raw, len(group)):  # type: ignore[arg-type]
                 break
-        return outcomes
+        return batch.outcomes
 
     async def send_message(
         self,
         message: email.message.Message,
+        /,
         sender: str | None = None,
         recipients: str | Sequence[str] | None = None,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
+        mail_options: Iterable[str] | None = None,
+        rcpt_options: Iterable[str] | None = None,
+        *,
+        timeout: Timeout = _DEFAULT,
+    ) -> tuple[dict[str, SMTPResponse], str]:
         """Sends an :class:`email.message.Message`, the envelope taken from its headers
-        (Bcc removed) unless given."""
+        (Bcc removed) unless given; returns ``(errors, response)`` as :meth:`sendmail`."""
         from_addr, to_addrs = envelope_of(message, sender, recipients)
-        return await self.sendmail(from_addr, to_addrs, flatten(message), mail_options, rcpt_options)
+        return await self.sendmail(
+            from_addr, to_addrs, flatten(message), mail_options, rcpt_options, timeout=timeout
+        )
 
 
 class LMTP(SMTP):
@@ -624,50 +649,50 @@ class LMTP(SMTP):
     _lmtp = True
 
 
+
 async def send(
     message: email.message.Message | str | bytes,
+    /,
     *,
     sender: str | None = None,
     recipients: str | Sequence[str] | None = None,
-    hostname: str = "localhost",
-    port: int | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    allow_insecure_auth: bool = False,
-    local_hostname: str | None = None,
-    timeout: float | None = 60.0,
-    use_tls: bool = False,
-    start_tls: bool | None = None,
-    validate_certs: bool = True,
-    cert_bundle: str | os.PathLike[str] | None = None,
-    tls_context: ssl.SSLContext | None = None,
+    mail_options: Iterable[str] | None = None,
+    rcpt_options: Iterable[str] | None = None,
     lmtp: bool = False,
-    mail_options: Sequence[str] | None = None,
-    rcpt_options: Sequence[str] | None = None,
-) -> dict[str, tuple[int, bytes]]:
-    """Connects, sends one message and quits (aiosmtplib's ``send``). Returns the refused
-    recipients. ``sender`` and ``recipients`` are needed unless ``message`` is a Message."""
-    client = (LMTP if lmtp else SMTP)(
-        hostname,
-        port,
-        username=username,
-        password=password,
-        allow_insecure_auth=allow_insecure_auth,
-        local_hostname=local_hostname,
-        timeout=timeout,
-        use_tls=use_tls,
-        start_tls=start_tls,
-        validate_certs=validate_certs,
-        cert_bundle=cert_bundle,
-        tls_context=tls_context,
-    )
+    **client_options: Any,
+) -> tuple[dict[str, SMTPResponse], str]:
+    """Connects, sends one message and quits (aiosmtplib's ``send``); returns ``(errors,
+    response)`` as :meth:`SMTP.sendmail`. ``client_options`` are :class:`SMTP`'s keyword
+    arguments (``hostname``, ``port``, ``username``, ``password``, ``use_tls``,
+    ``start_tls``, ``timeout``, ...). ``sender`` and ``recipients`` are needed unless
+    ``message`` is a Message."""
+    if not isinstance(message, email.message.Message) and (sender is None or recipients is None):
+        raise ValueError("sender and recipients are needed unless message is a Message")
+    client = (LMTP if lmtp else SMTP)(**client_options)
     async with client:
         if isinstance(message, email.message.Message):
             return await client.send_message(
-                message, sender, recipients, mail_options or (), rcpt_options or ()
+                message, sender, recipients, mail_options, rcpt_options
             )
-        if sender is None or recipients is None:
-            raise ValueError("sender and recipients are needed unless message is a Message")
-        return await client.sendmail(
-            sender, recipients, message, mail_options or (), rcpt_options or ()
-        )
+        assert sender is not None and recipients is not None
+        return await client.sendmail(sender, recipients, message, mail_options, rcpt_options)
+
+
+def _expect(reply: SMTPResponse, *codes: int) -> SMTPResponse:
+    """The reply, when its code is one of ``codes``; SMTPResponseException otherwise."""
+    if reply.code not in codes:
+        raise SMTPResponseException(reply.code, reply.message)
+    return reply
+
+
+def _authenticated(reply: SMTPResponse) -> SMTPResponse:
+    if reply.code != 235:
+        raise SMTPAuthenticationError(reply.code, reply.message)
+    return reply
+
+
+def _no_client_certificate(client_cert: object, client_key: object) -> None:
+    """Client certificates are refused loudly: the engine's TLS configuration has none
+    (see the README's differences table)."""
+    if client_cert is not None or client_key is not None:
+        raise ValueError("smtpx does not support TLS client certificates (client_cert, client_key)")

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""The blocking Python clients into Postfix's smtp-sink over one connection, client and
+sink pinned to the same CPU: smtplib's sendmail loop, smtpx's sendmail loop (``import
+smtpx as smtplib``) and smtpx's send_batch, side by side in one run.
+
+    .venv/bin/python bench/blocking_client.py [--count 5000] [--size 1024] [--rounds 5]
+        [--cpu 0]
+
+Each round runs the three contenders one after the other (the order rotates from round
+to round), each on a fresh smtp-sink and a fresh connection, and measures the wall time
+of the whole run: with client and sink on one CPU, that is the CPU both spend per
+message, the client's share as ``time.process_time``. Prints every round, the medians,
+and the median of the per-round ratios against smtplib (messages per second). Needs
+smtp-sink (Debian: postfix), taskset (util-linux) and smtpx in the Python running it
+(make python-install).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import smtpx
+
+SENDER = "bench@example.org"
+RECIPIENTS = ["sink@example.net"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def message(size: int) -> bytes:
+    head = b"From: bench@example.org\r\nTo: sink@example.net\r\nSubject: bench\r\n\r\n"
+    line = b"x" * 76 + b"\r\n"
+    return head + line * max(1, (size - len(head)) // len(line))
+
+
+class Sink:
+    """smtp-sink on a free loopback port, pinned to ``cpu``, counting messages (-c)."""
+
+    def __init__(self, cpu: int) -> None:
+        self.port = free_port()
+        # -c rewrites its counters as messages end: into a file, which nobody must read
+        # while the run goes on (a pipe would fill up and stall smtp-sink).
+        self.counts = tempfile.TemporaryFile()
+        binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", str(cpu), binary, "-c", "-u", "nobody", f"127.0.0.1:{self.port}", "100"],
+            stdout=self.counts,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("smtp-sink did not start") from None
+                time.sleep(0.02)
+
+    def stop(self) -> int:
+        """Stops smtp-sink; the number of messages it counted."""
+        self.proc.terminate()
+        self.proc.communicate(timeout=10)
+        self.counts.seek(0)
+        text = self.counts.read().decode(errors="replace")
+        found = [int(part.split("=")[1]) for part in text.replace("\r", " ").split() if part.startswith("mesg=")]
+        # The first connection is the readiness probe, which sends no message.
+        return found[-1] if found else 0
+
+
+def smtplib_loop(port: int, count: int, msg: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        for _ in range(count):
+            client.sendmail(SENDER, RECIPIENTS, msg)
+
+
+def smtpx_loop(port: int, count: int, msg: bytes) -> None:
+    with smtpx.SMTP("127.0.0.1", port) as client:
+        for _ in range(count):
+            client.sendmail(SENDER, RECIPIENTS, msg)
+
+
+def smtpx_batch(port: int, count: int, msg: bytes) -> None:
+    with smtpx.SMTP("127.0.0.1", port) as client:
+        outcomes = client.send_batch([(SENDER, RECIPIENTS, msg)] * count)
+        if not all(isinstance(o, smtpx.SendResult) and o.ok for o in outcomes):
+            raise RuntimeError("a batch message was not accepted")
+
+
+CONTENDERS: list[tuple[str, Callable[[int, int, bytes], None]]] = [
+    ("smtplib sendmail loop", smtplib_loop),
+    ("smtpx sendmail loop", smtpx_loop),
+    ("smtpx send_batch", smtpx_batch),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=5000, help="messages per run")
+    parser.add_argument("--size", type=int, default=1024, help="message size in bytes")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cpu", type=int, default=0, help="the CPU of client and sink")
+    args = parser.parse_args()
+    if shutil.which("taskset") is None:
+        print("taskset is needed (util-linux)", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {args.cpu})
+    msg = message(args.size)
+    print(
+        f"{args.count} messages of {len(msg)} bytes over one connection into smtp-sink, "
+        f"client and sink on CPU {args.cpu}, {args.rounds} rounds"
+    )
+    rates: dict[str, list[float]] = {name: [] for name, _ in CONTENDERS}
+    client_us: dict[str, list[float]] = {name: [] for name, _ in CONTENDERS}
+    for round_no in range(args.rounds):
+        shift = round_no % len(CONTENDERS)
+        for name, run in CONTENDERS[shift:] + CONTENDERS[:shift]:
+            sink = Sink(args.cpu)
+            try:
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                run(sink.port, args.count, msg)
+                wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            finally:
+                counted = sink.stop()
+            if counted != args.count:
+                raise RuntimeError(f"{name}: smtp-sink counted {counted} of {args.count} messages")
+            rates[name].append(args.count / wall)
+            client_us[name].append(cpu / args.count * 1e6)
+            print(
+                f"round {round_no + 1} {name:<22} {args.count / wall:9.0f} msg/s  "
+                f"client CPU {cpu / args.count * 1e6:6.1f} us/msg"
+            )
+    base = rates[CONTENDERS[0][0]]
+    print()
+    print("| contender | median msg/s | median client CPU us/msg | median ratio to smtplib (per round) |")
+    print("|---|---|---|---|")
+    for name, _ in CONTENDERS:
+        ratios = [r / b for r, b in zip(rates[name], base)]
+        print(
+            f"| {name} | {statistics.median(rates[name]):.0f} | "
+            f"{statistics.median(client_us[name]):.1f} | {statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
