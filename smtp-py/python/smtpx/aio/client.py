@@ -1,9 +1,16 @@
 """The asyncio client: the engine's client runner on asyncio streams.
 
-:class:`SMTP`, :class:`LMTP` and :func:`send` have aiosmtplib's parameter names::
+:class:`SMTP`, :class:`LMTP` and :func:`send` are aiosmtplib's (``import smtpx.aio as
+aiosmtplib``): its parameter names, ``(errors, response)`` from ``send``, ``sendmail`` and
+``send_message``, :class:`~smtpx.aio.errors.SMTPResponse` from each command, and its
+exceptions (:mod:`smtpx.aio.errors`)::
 
     async with smtpx.aio.SMTP(hostname="mx.example", port=25, timeout=30) as client:
-        await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
+        errors, response = await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
+
+Calls from several coroutines are served one after the other; leaving ``async with``
+sends QUIT, also after an exception. :meth:`SMTP.send` and :meth:`SMTP.send_batch` give
+smtpx's per-recipient :class:`~smtpx.SendResult` instead.
 
 TLS is rustls (:class:`smtpx._native.TlsSession`), configured by the same code as the
 blocking client and server and the C API, not Python's :mod:`ssl`. ``use_tls`` is
