@@ -68,6 +68,7 @@ from smtpx.common import (
     flatten,
     message_bytes,
     refused_or_raise,
+    tls_mode,
 )
 from smtpx.aio.driver import Connection, client_tls_config, within
 from smtpx.aio.errors import (
@@ -311,12 +312,7 @@ class SMTP:
             )
 
     async def _connect(self) -> None:
-        if self.use_tls:
-            mode = "implicit"
-        elif self.start_tls is None:
-            mode = "starttls"
-        else:
-            mode = "starttls-required" if self.start_tls else "none"
+        mode = tls_mode(self.use_tls, self.start_tls)
         trace = self._trace
         trace.log = wire_logging()
         trace.connecting(self.hostname, self.port)
