@@ -509,15 +509,39 @@ class SMTP:
             reply = await self._command("secret", secret, timeout=timeout)
         return _authenticated(reply)
 
-    async def starttls(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+    async def starttls(
+        self,
+        *,
+        server_hostname: str | None = None,
+        validate_certs: bool | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        cert_bundle: str | os.PathLike[str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        timeout: Timeout = _DEFAULT,
+    ) -> SMTPResponse:
         """Upgrades with STARTTLS now and greets again, for a client made with
-        ``start_tls=False``; returns the server's 220. A refusal raises
-        SMTPResponseException and leaves the connection as it was."""
+        ``start_tls=False``; returns the server's 220. The keywords replace the client's
+        TLS settings for this upgrade, as in aiosmtplib (``server_hostname``: the name the
+        certificate must carry). A refusal raises SMTPResponseException and leaves the
+        connection as it was."""
+        _no_client_certificate(client_cert, client_key)
         if self._live().runner.is_tls:
             raise translate(SmtpNotSupportedError("the connection is already encrypted"))
-        config = self._client_tls()
+        if validate_certs is None and cert_bundle is None and tls_context is None:
+            config = self._client_tls()
+        else:
+            validate, bundle, context = self._tls_options
+            config = client_tls_config(
+                validate if validate_certs is None else validate_certs,
+                bundle if cert_bundle is None else cert_bundle,
+                context if tls_context is None else tls_context,
+            )
+            self._tls_config = config  # the handshake's configuration
+        name = server_hostname or self.hostname
+        self._live().server_name = name
         await self._guarded(
-            lambda runner, now: runner.start_starttls(self.hostname, config, now=now), timeout
+            lambda runner, now: runner.start_starttls(name, config, now=now), timeout
         )
         _, reply = self._live().runner.kept_replies()
         return response(reply) if reply is not None else SMTPResponse(220, "")
