@@ -270,3 +270,34 @@ def test_a_call_s_own_timeout(lib: ModuleType) -> None:
             return loop.time() - started
 
         assert run(main()) < 5
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_starttls_with_its_own_tls_settings(
+    lib: ModuleType, cert_files: tuple[pathlib.Path, pathlib.Path], ca_file: pathlib.Path
+) -> None:
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    cert, key = cert_files
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(str(cert), str(key))
+    handler = Recording()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=server_context)
+    controller.start()
+    try:
+
+        async def main(name: str) -> int:
+            async with lib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=10) as client:
+                code = (await client.starttls(server_hostname=name, cert_bundle=str(ca_file))).code
+                await client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+                return int(code)
+
+        assert run(main("mx.test")) == 220
+        with pytest.raises((ssl.SSLError, lib.SMTPException)):
+            run(main("other.test"))  # the certificate does not name it
+    finally:
+        controller.stop()
+    assert len(handler.envelopes) == 1

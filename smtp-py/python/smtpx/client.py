@@ -63,6 +63,7 @@ from smtpx.common import (
     seconds,
     send_result,
     tls_arguments,
+    tls_mode,
 )
 from smtpx.errors import (
     SmtpAuthError,
@@ -711,12 +712,7 @@ def send(
         recipients = [recipients]
     for text in [sender, *recipients, *mail_options, *rcpt_options]:
         check_line("an argument", text)
-    if use_tls:
-        mode = "implicit"
-    elif start_tls is None:
-        mode = "starttls"
-    else:
-        mode = "starttls-required" if start_tls else "none"
+    mode = tls_mode(use_tls, start_tls)
     if port is None:
         port = SMTP_SSL_PORT if use_tls else (LMTP_PORT if lmtp else SMTP_PORT)
     tls = tls_arguments(tls_context, cert_bundle)

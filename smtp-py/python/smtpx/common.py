@@ -43,6 +43,7 @@ __all__ = [
     "seconds",
     "send_result",
     "tls_arguments",
+    "tls_mode",
 ]
 
 SMTP_PORT = 25
@@ -176,6 +177,16 @@ def seconds(timeout: object) -> float | None:
     if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
         return float(timeout)
     return None
+
+
+def tls_mode(use_tls: bool, start_tls: bool | None) -> str:
+    """The engine's TLS mode for aiosmtplib's ``use_tls``/``start_tls``: implicit TLS, or
+    STARTTLS when offered (None), required (True) or never (False)."""
+    if use_tls:
+        return "implicit"
+    if start_tls is None:
+        return "starttls"
+    return "starttls-required" if start_tls else "none"
 
 
 def check_line(what: str, text: str) -> None:

@@ -1,9 +1,16 @@
 """The asyncio client: the engine's client runner on asyncio streams.
 
-:class:`SMTP`, :class:`LMTP` and :func:`send` have aiosmtplib's parameter names::
+:class:`SMTP`, :class:`LMTP` and :func:`send` are aiosmtplib's (``import smtpx.aio as
+aiosmtplib``): its parameter names, ``(errors, response)`` from ``send``, ``sendmail`` and
+``send_message``, :class:`~smtpx.aio.errors.SMTPResponse` from each command, and its
+exceptions (:mod:`smtpx.aio.errors`)::
 
     async with smtpx.aio.SMTP(hostname="mx.example", port=25, timeout=30) as client:
-        await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
+        errors, response = await client.sendmail("a@example.com", ["b@example.com"], message_bytes)
+
+Calls from several coroutines are served one after the other; leaving ``async with``
+sends QUIT, also after an exception. :meth:`SMTP.send` and :meth:`SMTP.send_batch` give
+smtpx's per-recipient :class:`~smtpx.SendResult` instead.
 
 TLS is rustls (:class:`smtpx._native.TlsSession`), configured by the same code as the
 blocking client and server and the C API, not Python's :mod:`ssl`. ``use_tls`` is
@@ -61,6 +68,7 @@ from smtpx.common import (
     flatten,
     message_bytes,
     refused_or_raise,
+    tls_mode,
 )
 from smtpx.aio.driver import Connection, client_tls_config, within
 from smtpx.aio.errors import (
@@ -304,12 +312,7 @@ class SMTP:
             )
 
     async def _connect(self) -> None:
-        if self.use_tls:
-            mode = "implicit"
-        elif self.start_tls is None:
-            mode = "starttls"
-        else:
-            mode = "starttls-required" if self.start_tls else "none"
+        mode = tls_mode(self.use_tls, self.start_tls)
         trace = self._trace
         trace.log = wire_logging()
         trace.connecting(self.hostname, self.port)
@@ -506,15 +509,39 @@ class SMTP:
             reply = await self._command("secret", secret, timeout=timeout)
         return _authenticated(reply)
 
-    async def starttls(self, *, timeout: Timeout = _DEFAULT) -> SMTPResponse:
+    async def starttls(
+        self,
+        *,
+        server_hostname: str | None = None,
+        validate_certs: bool | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        cert_bundle: str | os.PathLike[str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        timeout: Timeout = _DEFAULT,
+    ) -> SMTPResponse:
         """Upgrades with STARTTLS now and greets again, for a client made with
-        ``start_tls=False``; returns the server's 220. A refusal raises
-        SMTPResponseException and leaves the connection as it was."""
+        ``start_tls=False``; returns the server's 220. The keywords replace the client's
+        TLS settings for this upgrade, as in aiosmtplib (``server_hostname``: the name the
+        certificate must carry). A refusal raises SMTPResponseException and leaves the
+        connection as it was."""
+        _no_client_certificate(client_cert, client_key)
         if self._live().runner.is_tls:
             raise translate(SmtpNotSupportedError("the connection is already encrypted"))
-        config = self._client_tls()
+        if validate_certs is None and cert_bundle is None and tls_context is None:
+            config = self._client_tls()
+        else:
+            validate, bundle, context = self._tls_options
+            config = client_tls_config(
+                validate if validate_certs is None else validate_certs,
+                bundle if cert_bundle is None else cert_bundle,
+                context if tls_context is None else tls_context,
+            )
+            self._tls_config = config  # the handshake's configuration
+        name = server_hostname or self.hostname
+        self._live().server_name = name
         await self._guarded(
-            lambda runner, now: runner.start_starttls(self.hostname, config, now=now), timeout
+            lambda runner, now: runner.start_starttls(name, config, now=now), timeout
         )
         _, reply = self._live().runner.kept_replies()
         return response(reply) if reply is not None else SMTPResponse(220, "")

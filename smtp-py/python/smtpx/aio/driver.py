@@ -124,7 +124,8 @@ class Connection:
         self._reader: asyncio.StreamReader | None = reader
         self._writer: asyncio.StreamWriter | None = writer
         self._tls: _native.TlsSession | None = None
-        self._server_name = server_name
+        #: The name the server's certificate must carry in the next handshake.
+        self.server_name = server_name
         self._tls_config = tls_config
         self._base = asyncio.get_running_loop().time()
         _small_reads(writer)
@@ -178,7 +179,7 @@ class Connection:
         """The TLS handshake (implicit TLS, or after the 220 to STARTTLS); returns the
         plaintext that came with its last records."""
         reader, writer = self._streams()
-        tls = _native.TlsSession(self._tls_config(), self._server_name)
+        tls = _native.TlsSession(self._tls_config(), self.server_name)
         self._tls = tls
         return await _handshake(reader, writer, tls)
 
