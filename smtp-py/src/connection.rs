@@ -12,8 +12,7 @@
 //! is benchmarked, `bench/python_server.py`):
 //! - The hooks no Python code answers are answered here: `data_start` (accept),
 //!   `data_chunk` (the content is gathered here and handed over once, with
-//!   "message_end"), `data_aborted` (the content is dropped) and `expand` (the engine's
-//!   standard answer), as the blocking server's Python handler does (`server.rs`).
+//!   "message_end") and `data_aborted` (the content is dropped).
 //! - Output is gathered across actions and handed over as one `bytes` when the driver must
 //!   wait (to read, for a handshake, to close), so a pipelined group of commands costs one
 //!   transport write: an asyncio transport takes every byte it is given, so the bytes
@@ -23,11 +22,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyString};
 
+use smtp_core::ehlo::AuthMechanism;
 use smtp_core::handler::{Answer, Hook};
-use smtp_core::server::Decision;
 use smtp_core::server::connection::{self, Action, Connection};
+use smtp_core::server::Decision;
 
-use crate::sans_io::{Event, event, seconds, server_config, set_trace, verb_name};
+use crate::sans_io::{event, seconds, server_config, set_trace, verb_name, Event};
 use crate::server::{local_error, mail_options, parse_status, rcpt_options};
 use crate::trace::PyTrace;
 
@@ -104,7 +104,6 @@ impl ServerConnection {
                 Self::drop_content(content);
                 return Route::Here(Answer::Done);
             }
-            Hook::Expand { .. } => return Route::Here(Answer::Decision(Decision::Accept)),
             Hook::Hello { verb, domain } => Event {
                 verb: Some(verb_name(verb)),
                 domain: Some(domain.to_owned()),
@@ -139,6 +138,10 @@ impl ServerConnection {
             Hook::Verify { argument } => Event {
                 argument: Some(argument.to_owned()),
                 ..event("verify")
+            },
+            Hook::Expand { argument } => Event {
+                argument: Some(argument.to_owned()),
+                ..event("expand")
             },
             Hook::Close => event("close"),
         };
@@ -189,15 +192,16 @@ impl ServerConnection {
     const CLOSE: u8 = CLOSE;
 
     #[new]
-    #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
+    #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = Some(26214400),
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
-        require_tls = false, pipelining_sync = true))]
+        require_tls = false, pipelining_sync = true, banner = None, smtputf8 = true,
+        eight_bit_mime = true, auth_mechanisms = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
         now: f64,
-        max_message_size: u64,
+        max_message_size: Option<u64>,
         max_recipients: usize,
         lmtp: bool,
         auth: bool,
@@ -208,10 +212,15 @@ impl ServerConnection {
         implicit_tls: bool,
         require_tls: bool,
         pipelining_sync: bool,
+        banner: Option<String>,
+        smtputf8: bool,
+        eight_bit_mime: bool,
+        auth_mechanisms: Option<Vec<String>>,
     ) -> PyResult<ServerConnection> {
-        let config = server_config(
+        let mut config = server_config(
             hostname,
-            max_message_size,
+            // None: no limit (u64::MAX, which the engine does not announce).
+            max_message_size.unwrap_or(u64::MAX),
             max_recipients,
             lmtp,
             (auth, allow_insecure_auth, require_auth),
@@ -219,6 +228,23 @@ impl ServerConnection {
             (starttls, false, require_tls),
             pipelining_sync,
         )?;
+        if banner.as_deref().is_some_and(|b| b.contains(['\r', '\n'])) {
+            return Err(PyValueError::new_err("banner must be one line"));
+        }
+        config.banner = banner;
+        config.smtputf8 = smtputf8;
+        config.eight_bit_mime = eight_bit_mime;
+        if let (true, Some(names)) = (auth, auth_mechanisms) {
+            config.auth_mechanisms = names
+                .iter()
+                .map(|name| match AuthMechanism::parse(name) {
+                    m @ (AuthMechanism::Plain | AuthMechanism::Login) => Ok(m),
+                    _ => Err(PyValueError::new_err(format!(
+                        "the server offers PLAIN and LOGIN, not {name:?}"
+                    ))),
+                })
+                .collect::<PyResult<_>>()?;
+        }
         Ok(ServerConnection {
             inner: Connection::new(config, seconds(now)?, implicit_tls),
             content: Vec::new(),

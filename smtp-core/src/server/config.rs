@@ -25,6 +25,7 @@ pub struct ServerConfig {
     /// Longest command line accepted, CRLF included. Default 4096 (RFC 5321's minimum is 512).
     pub max_line_len: usize,
     /// Largest message in octets, announced as SIZE and enforced on the content. Default 25 MiB.
+    /// `u64::MAX` means no limit: SIZE is then not announced.
     pub max_message_size: u64,
     /// Most recipients per message (452 beyond). Default 100, RFC 5321 §4.5.3.1.8's minimum.
     pub max_recipients: usize,

@@ -32,7 +32,6 @@ from smtpx.server import (
     Envelope,
     LoginPassword,
     Maildir,
-    ServerInfo,
     Session,
 )
 from smtpx.errors import (
@@ -70,7 +69,6 @@ __all__ = [
     "Envelope",
     "LoginPassword",
     "Maildir",
-    "ServerInfo",
     "Session",
     "LMTP",
     "SMTP",
