@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generator, Iterable, NamedTuple, Union
 
@@ -211,6 +212,24 @@ class LoginPassword(NamedTuple):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+_hybrids: dict[type, type] = {}
+
+
+def login_password(login: bytes, password: bytes) -> LoginPassword:
+    """The ``auth_data`` an authenticator gets: a :class:`LoginPassword`, which is also
+    an instance of aiosmtpd's ``LoginPassword`` when aiosmtpd is imported, so that an
+    authenticator written for aiosmtpd (``isinstance(auth_data, LoginPassword)`` with
+    aiosmtpd's class) accepts it unchanged. smtpx never imports aiosmtpd itself."""
+    theirs = getattr(sys.modules.get("aiosmtpd.smtp"), "LoginPassword", None)
+    if not isinstance(theirs, type) or not issubclass(theirs, tuple):
+        return LoginPassword(login, password)
+    hybrid = _hybrids.get(theirs)
+    if hybrid is None:
+        hybrid = type("LoginPassword", (LoginPassword, theirs), {"__slots__": ()})
+        _hybrids[theirs] = hybrid
+    return hybrid(login, password)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -470,7 +489,7 @@ class HandlerConnection:
         authenticator = self.authenticator
         if authenticator is None:
             return AUTH_FAILED
-        data = LoginPassword(username.encode(), password.encode())
+        data = login_password(username.encode(), password.encode())
         result = yield from self._call(authenticator, self.server, self.session, self.envelope, mechanism, data)
         if not auth_succeeded(result):
             log.info("authentication refused for %r (authenticator returned %r)", data.login, result)

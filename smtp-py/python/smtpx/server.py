@@ -204,6 +204,8 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._own_loop = False
         self._lock = threading.Lock()
+        #: How many connections the last :meth:`stop` cut (after its grace period).
+        self.cut_connections = 0
 
     def factory(self) -> Any:
         """Makes the server (called on the controller's event loop, as aiosmtpd calls
@@ -271,21 +273,23 @@ class Controller:
             if self._own_loop and not thread.is_alive():
                 loop.close()
 
-    def stop(self, grace: float = 5.0) -> int:
+    def stop(self, grace: float = 5.0, no_assert: bool = False) -> None:
         """Stops accepting, lets transactions in flight finish for up to ``grace``
-        seconds, closes idle connections with 421 and cuts the rest (returned: how many
-        were cut). Then the controller's thread ends."""
+        seconds, closes idle connections with 421 and cuts the rest (how many were cut
+        is then :attr:`cut_connections`). Then the controller's thread ends. Returns None,
+        as aiosmtpd's; ``no_assert`` is accepted for its signature (stopping a controller
+        that is not running does nothing either way)."""
         with self._lock:
             native, self._native = self._native, None
             if native is not None:
-                return native.stop(grace)
+                self.cut_connections = native.stop(grace)
+                return
             server, self.smtpd, self.server = self.smtpd, None, None
             loop = self._running_loop
             try:
-                if server is None or loop is None:
-                    return 0
-                future = asyncio.run_coroutine_threadsafe(server.stop(grace), loop)
-                return future.result(grace + 10)
+                if server is not None and loop is not None:
+                    future = asyncio.run_coroutine_threadsafe(server.stop(grace), loop)
+                    self.cut_connections = future.result(grace + 10)
             finally:
                 self._halt()
 
