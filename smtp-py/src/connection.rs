@@ -58,27 +58,45 @@ enum Route {
 #[derive(Debug)]
 pub struct ServerConnection {
     inner: Connection,
-    /// The message being received.
-    content: Vec<u8>,
     /// Output not handed over yet (already reported written to the layer).
     output: Vec<u8>,
     /// The hook handed to Python waits for a decision (its answer is a status).
     decision_due: bool,
     /// The wire trace, once `set_trace` installed one.
     trace: Option<std::sync::Arc<PyTrace>>,
+    /// What the hooks answered here keep.
+    hooks: HookState,
 }
 
-impl ServerConnection {
-    /// Takes the gathered output as one `bytes`.
-    fn take_output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyAny> {
-        let bytes = PyBytes::new(py, &self.output).into_any();
-        self.output.clear();
-        if self.output.capacity() > WRITE_BATCH {
-            self.output = Vec::new();
-        }
-        bytes
-    }
+/// The hooks' side of a connection: what is kept for the hooks answered here.
+#[derive(Debug)]
+struct HookState {
+    /// The message being received.
+    content: Vec<u8>,
+    /// Which hooks Python has code for (the others are answered here).
+    routing: Routing,
+    /// perf: the envelope of the message just ended, kept here when MAIL and RCPT are
+    /// answered here (`take_envelope` hands it over with the message).
+    envelope: Option<Envelope>,
+    /// The RCPT parameters of the transaction so far, when RCPT is answered here.
+    rcpt_options: Vec<String>,
+}
 
+/// What `ServerConnection(mail_rcpt_hooks=..., reset_hook=...)` says Python wants.
+#[derive(Debug, Clone, Copy)]
+struct Routing {
+    /// MAIL and RCPT go to Python; else they are accepted here and the envelope travels
+    /// with the message.
+    mail_rcpt: bool,
+    /// RSET (and a transaction's other abandons) go to Python.
+    reset: bool,
+}
+
+/// A finished transaction's envelope: the sender, MAIL's parameters, the recipients and
+/// their parameters, as aiosmtpd lists them.
+type Envelope = (String, Vec<String>, Vec<String>, Vec<String>);
+
+impl HookState {
     fn drop_content(content: &mut Vec<u8>) {
         if content.capacity() > KEEP_CONTENT {
             *content = Vec::new();
@@ -88,8 +106,42 @@ impl ServerConnection {
     }
 
     /// What to do with `hook`: answer it here, or hand it to Python.
-    fn route(py: Python<'_>, hook: Hook<'_>, content: &mut Vec<u8>) -> Route {
+    fn route(&mut self, py: Python<'_>, hook: Hook<'_>) -> Route {
+        let content = &mut self.content;
         let needs_decision = hook.needs_decision();
+        if !self.routing.mail_rcpt {
+            match hook {
+                Hook::Mail { .. } => {
+                    self.rcpt_options.clear();
+                    return Route::Here(Answer::Decision(Decision::Accept));
+                }
+                Hook::Rcpt { to, params } => {
+                    self.rcpt_options.extend(rcpt_options(to, params));
+                    return Route::Here(Answer::Decision(Decision::Accept));
+                }
+                Hook::DataEnd { transaction } => {
+                    let sender = transaction
+                        .from
+                        .as_ref()
+                        .map_or_else(String::new, |f| f.as_str().to_owned());
+                    let recipients = transaction
+                        .recipients
+                        .iter()
+                        .map(|r| r.as_str().to_owned())
+                        .collect();
+                    self.envelope = Some((
+                        sender,
+                        mail_options(&transaction.mail_params),
+                        recipients,
+                        std::mem::take(&mut self.rcpt_options),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !self.routing.reset && matches!(hook, Hook::Reset) {
+            return Route::Here(Answer::Done);
+        }
         let mut out = match hook {
             Hook::DataStart { .. } => {
                 Self::drop_content(content);
@@ -150,6 +202,18 @@ impl ServerConnection {
     }
 }
 
+impl ServerConnection {
+    /// Takes the gathered output as one `bytes`.
+    fn take_output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyAny> {
+        let bytes = PyBytes::new(py, &self.output).into_any();
+        self.output.clear();
+        if self.output.capacity() > WRITE_BATCH {
+            self.output = Vec::new();
+        }
+        bytes
+    }
+}
+
 /// A hook's answer from Python: None accepts; a status line, or (LMTP, "message_end") a
 /// list of them, replies. Anything else is the handler's bug, answered with 451.
 fn decision(status: Option<&Bound<'_, PyAny>>) -> Decision {
@@ -196,7 +260,8 @@ impl ServerConnection {
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
         require_tls = false, pipelining_sync = true, banner = None, smtputf8 = true,
-        eight_bit_mime = true, auth_mechanisms = None))]
+        eight_bit_mime = true, auth_mechanisms = None, mail_rcpt_hooks = true,
+        reset_hook = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -216,6 +281,8 @@ impl ServerConnection {
         smtputf8: bool,
         eight_bit_mime: bool,
         auth_mechanisms: Option<Vec<String>>,
+        mail_rcpt_hooks: bool,
+        reset_hook: bool,
     ) -> PyResult<ServerConnection> {
         let mut config = server_config(
             hostname,
@@ -247,10 +314,18 @@ impl ServerConnection {
         }
         Ok(ServerConnection {
             inner: Connection::new(config, seconds(now)?, implicit_tls),
-            content: Vec::new(),
             output: Vec::new(),
             decision_due: false,
             trace: None,
+            hooks: HookState {
+                content: Vec::new(),
+                routing: Routing {
+                    mail_rcpt: mail_rcpt_hooks,
+                    reset: reset_hook,
+                },
+                envelope: None,
+                rcpt_options: Vec::new(),
+            },
         })
     }
 
@@ -273,7 +348,7 @@ impl ServerConnection {
                     }
                     return Ok((WRITE, self.take_output(py)));
                 }
-                Action::Hook(hook) => match Self::route(py, hook, &mut self.content) {
+                Action::Hook(hook) => match self.hooks.route(py, hook) {
                     Route::Here(answer) => {
                         self.inner.answer(answer);
                         continue;
@@ -342,6 +417,12 @@ impl ServerConnection {
             return Err(PyTypeError::new_err("data must be bytes or a bytearray"));
         }
         Ok(())
+    }
+
+    /// perf: with `mail_rcpt_hooks=False`, the envelope of the message just handed over
+    /// ("message_end"): `(sender, mail_options, recipients, rcpt_options)`; None otherwise.
+    fn take_envelope(&mut self) -> Option<Envelope> {
+        self.hooks.envelope.take()
     }
 
     fn receive_eof(&mut self) {

@@ -333,7 +333,7 @@ class ServerConnection:
         hostname: str,
         *,
         now: float = 0.0,
-        max_message_size: int = 26214400,
+        max_message_size: int | None = 26214400,
         max_recipients: int = 100,
         lmtp: bool = False,
         auth: bool = False,
@@ -344,9 +344,19 @@ class ServerConnection:
         implicit_tls: bool = False,
         require_tls: bool = False,
         pipelining_sync: bool = True,
+        banner: str | None = None,
+        smtputf8: bool = True,
+        eight_bit_mime: bool = True,
+        auth_mechanisms: list[str] | None = None,
+        mail_rcpt_hooks: bool = True,
+        reset_hook: bool = True,
     ) -> ServerConnection:
         """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
-        handshake is the first action."""
+        handshake is the first action. ``max_message_size=None``: no limit (and no SIZE).
+        ``banner``: the greeting's text after the name. ``auth_mechanisms``: the names
+        offered with ``auth`` (PLAIN, LOGIN; default both). perf: ``mail_rcpt_hooks=False``
+        accepts MAIL and RCPT here (no "mail"/"rcpt" hooks; the envelope comes with the
+        message, :meth:`take_envelope`); ``reset_hook=False`` answers "reset" here."""
     @staticmethod
     def busy_reply(hostname: str) -> bytes:
         """The 421 a server at its connection limit says before closing a connection."""
@@ -368,6 +378,9 @@ class ServerConnection:
         """Input read from the client (the first ``size`` bytes of ``data``). All of it
         is kept: what the session has no room for waits, and no READ comes until it is
         taken."""
+    def take_envelope(self) -> tuple[str, list[str], list[str], list[str]] | None:
+        """With ``mail_rcpt_hooks=False``: the envelope of the message just handed over
+        ("message_end"), ``(sender, mail_options, recipients, rcpt_options)``."""
     def receive_eof(self) -> None:
         """The client closed its side (call it when the action is READ)."""
     def timeout(self, now: float) -> None:

@@ -431,6 +431,15 @@ class HandlerConnection:
         self._take_recipient(address, options)
         return None
 
+    def take_envelope(self, sender: str, mail_options: list[str], recipients: list[str], rcpt_options: list[str]) -> None:
+        """perf: the envelope of a message whose MAIL and RCPT the engine accepted without
+        a hook (the handler has neither ``handle_MAIL`` nor ``handle_RCPT``), filled as
+        aiosmtpd's defaults fill it."""
+        self.envelope = Envelope()
+        self._take_sender(sender, mail_options)
+        self.envelope.rcpt_tos.extend(recipients)
+        self.envelope.rcpt_options.extend(rcpt_options)
+
     def _take_sender(self, address: str, options: list[str]) -> None:
         self.envelope.mail_from = address
         self.envelope.mail_options.extend(options)

@@ -88,7 +88,14 @@ class Server:
         self.controller: Any = None
         self._tls_config: _native.TlsConfig | None = None
         self._ssl_context: ssl.SSLContext | None = None
-        self._options: dict[str, Any] = settings.engine_options()
+        # perf: the hooks the handler has no code for are answered in Rust; without
+        # handle_MAIL and handle_RCPT the envelope comes with the message.
+        self._envelope_with_message = not (hasattr(handler, "handle_MAIL") or hasattr(handler, "handle_RCPT"))
+        self._options: dict[str, Any] = dict(
+            settings.engine_options(),
+            mail_rcpt_hooks=not self._envelope_with_message,
+            reset_hook=hasattr(handler, "handle_RSET"),
+        )
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerProtocol] = set()
@@ -543,6 +550,11 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             status = conn.rcpt_now(event.recipient or "", event.options)
             return conn.rcpt(event.recipient or "", event.options) if status is HOOKED else status
         if kind == "message_end":
+            if self.server._envelope_with_message:
+                assert self.connection is not None
+                envelope = self.connection.take_envelope()
+                if envelope is not None:
+                    conn.take_envelope(*envelope)
             return conn.data(event.data or b"")
         if kind == "hello":
             return conn.hello(event.verb or "", event.domain or "")
