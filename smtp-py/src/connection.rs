@@ -212,6 +212,54 @@ impl ServerConnection {
         }
         bytes
     }
+
+    /// The next action for Python; see `next_action` and `step` (`with_output`).
+    fn advance<'py>(
+        &mut self,
+        py: Python<'py>,
+        now: std::time::Duration,
+        with_output: bool,
+    ) -> PyResult<(u8, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+        loop {
+            let (kind, payload) = match self.inner.next_action(now) {
+                Action::Write(bytes) => {
+                    self.output.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    self.inner.written(n);
+                    if self.output.len() < WRITE_BATCH {
+                        continue;
+                    }
+                    return Ok((WRITE, self.take_output(py), None));
+                }
+                Action::Hook(hook) => match self.hooks.route(py, hook) {
+                    Route::Here(answer) => {
+                        self.inner.answer(answer);
+                        continue;
+                    }
+                    Route::Python(event) => {
+                        self.decision_due = event.needs_decision;
+                        (HOOK, Bound::new(py, event)?.into_any())
+                    }
+                },
+                // The driver waits now: what was said goes first (the layer gives the
+                // same action again when asked).
+                _ if !with_output && !self.output.is_empty() => {
+                    return Ok((WRITE, self.take_output(py), None));
+                }
+                Action::Connect => (CONNECT, py.None().into_bound(py)),
+                Action::Read { deadline } => {
+                    (READ, PyFloat::new(py, deadline.as_secs_f64()).into_any())
+                }
+                Action::StartTls { deadline } => (
+                    START_TLS,
+                    PyFloat::new(py, deadline.as_secs_f64()).into_any(),
+                ),
+                Action::Close => (CLOSE, py.None().into_bound(py)),
+            };
+            let output = (kind != HOOK && !self.output.is_empty()).then(|| self.take_output(py));
+            return Ok((kind, payload, output));
+        }
+    }
 }
 
 /// A hook's answer from Python: None accepts; a status line, or (LMTP, "message_end") a
@@ -336,43 +384,21 @@ impl ServerConnection {
     }
 
     fn next_action<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<(u8, Bound<'py, PyAny>)> {
-        let now = seconds(now)?;
-        loop {
-            let (kind, payload) = match self.inner.next_action(now) {
-                Action::Write(bytes) => {
-                    self.output.extend_from_slice(bytes);
-                    let n = bytes.len();
-                    self.inner.written(n);
-                    if self.output.len() < WRITE_BATCH {
-                        continue;
-                    }
-                    return Ok((WRITE, self.take_output(py)));
-                }
-                Action::Hook(hook) => match self.hooks.route(py, hook) {
-                    Route::Here(answer) => {
-                        self.inner.answer(answer);
-                        continue;
-                    }
-                    Route::Python(event) => {
-                        self.decision_due = event.needs_decision;
-                        (HOOK, Bound::new(py, event)?.into_any())
-                    }
-                },
-                // The driver waits now: what was said goes first (the layer gives the
-                // same action again when asked).
-                _ if !self.output.is_empty() => return Ok((WRITE, self.take_output(py))),
-                Action::Connect => (CONNECT, py.None().into_bound(py)),
-                Action::Read { deadline } => {
-                    (READ, PyFloat::new(py, deadline.as_secs_f64()).into_any())
-                }
-                Action::StartTls { deadline } => (
-                    START_TLS,
-                    PyFloat::new(py, deadline.as_secs_f64()).into_any(),
-                ),
-                Action::Close => (CLOSE, py.None().into_bound(py)),
-            };
-            return Ok((kind, payload));
-        }
+        let (kind, payload, _) = self.advance(py, seconds(now)?, false)?;
+        Ok((kind, payload))
+    }
+
+    /// perf: `next_action`, with the output gathered before a waiting action (CONNECT,
+    /// READ, START_TLS, CLOSE) handed over with it, as `(kind, payload, output or
+    /// None)`: one call where `next_action` takes two. Write the output first; when the
+    /// driver cannot act on the action at once (the transport is full), asking again gives
+    /// the same waiting action.
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        now: f64,
+    ) -> PyResult<(u8, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+        self.advance(py, seconds(now)?, true)
     }
 
     #[pyo3(signature = (refusal = None))]

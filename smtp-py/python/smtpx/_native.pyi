@@ -378,6 +378,10 @@ class ServerConnection:
         """Input read from the client (the first ``size`` bytes of ``data``). All of it
         is kept: what the session has no room for waits, and no READ comes until it is
         taken."""
+    def step(self, now: float) -> tuple[int, Any, bytes | None]:
+        """perf: :meth:`next_action` with the output gathered before a waiting action
+        (CONNECT, READ, START_TLS, CLOSE) handed over with it: ``(kind, payload, output or
+        None)``. Write the output first; asking again gives the same waiting action."""
     def take_envelope(self) -> tuple[str, list[str], list[str], list[str]] | None:
         """With ``mail_rcpt_hooks=False``: the envelope of the message just handed over
         ("message_end"), ``(sender, mail_options, recipients, rcpt_options)``."""

@@ -421,13 +421,14 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         connection = self.connection
         if connection is None or self.transport is None:
             return
+        now = self.loop.time()
         if self.tls is None:
-            connection.receive(self.server._read_buffer, self.loop.time(), nbytes)
+            connection.receive(self.server._read_buffer, now, nbytes)
         else:
             plain = self._decrypt(bytes(memoryview(self.server._read_buffer)[:nbytes]))
             if plain:
-                connection.receive(plain, self.loop.time())
-        self._pump()
+                connection.receive(plain, now)
+        self._pump(now)
 
     def eof_received(self) -> bool:
         connection = self.connection
@@ -481,22 +482,23 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     # The connection's actions
 
-    def _pump(self) -> None:
+    def _pump(self, now: float | None = None) -> None:
         """Performs the connection's actions until one means waiting (for input, a
         handshake, a suspended hook, the transport to drain) or the end."""
         connection = self.connection
         if connection is None or self.waiting or (self.write_paused and not self.cut):
             return
-        now = self.loop.time()
+        if now is None:
+            now = self.loop.time()
         try:
             while True:
-                kind, payload = connection.next_action(now)
-                if kind == _WRITE:
+                kind, payload, out = connection.step(now)
+                if out is not None:  # what was said before a waiting action
                     if self.transport is not None:
-                        self._write(payload)
+                        self._write(out)
                     if self.write_paused and not self.cut:
-                        return  # resume_writing goes on
-                elif kind == _READ:
+                        return  # resume_writing goes on (step gives the same action again)
+                if kind == _READ:
                     if self.eof:
                         if self.eof_said:  # nothing more will come
                             connection.lost()
@@ -504,8 +506,15 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                             self.eof_said = True
                             connection.receive_eof()
                         continue
-                    self._arm(payload)
+                    self.deadline = payload
+                    if self.timer is None or payload < self.timer_at:
+                        self._arm(payload)
                     return
+                elif kind == _WRITE:
+                    if self.transport is not None:
+                        self._write(payload)
+                    if self.write_paused and not self.cut:
+                        return  # resume_writing goes on
                 elif kind == _HOOK:
                     status = self._answer(payload)
                     if type(status) is types.GeneratorType:
