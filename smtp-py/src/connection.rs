@@ -24,10 +24,11 @@ use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyString};
 
 use smtp_core::ehlo::AuthMechanism;
 use smtp_core::handler::{Answer, Hook};
+use smtp_core::reply::{ReplyLimits, ReplyParser};
 use smtp_core::server::connection::{self, Action, Connection};
 use smtp_core::server::Decision;
 
-use crate::sans_io::{Event, event, seconds, server_config, set_trace};
+use crate::sans_io::{event, seconds, server_config, set_trace, Event};
 use crate::server::{local_error, mail_options, parse_status, rcpt_options};
 use crate::trace::PyTrace;
 use crate::vocabulary::hook_event;
@@ -83,14 +84,12 @@ struct HookState {
     rcpt_options: Vec<String>,
 }
 
-/// What `ServerConnection(mail_rcpt_hooks=..., reset_hook=...)` says Python wants.
+/// What `ServerConnection(mail_rcpt_hooks=...)` says Python wants.
 #[derive(Debug, Clone, Copy)]
 struct Routing {
     /// MAIL and RCPT go to Python; else they are accepted here and the envelope travels
     /// with the message.
     mail_rcpt: bool,
-    /// RSET (and a transaction's other abandons) go to Python.
-    reset: bool,
 }
 
 /// A finished transaction's envelope: the sender, MAIL's parameters, the recipients and
@@ -139,7 +138,8 @@ impl HookState {
                 _ => {}
             }
         }
-        if !self.routing.reset && matches!(hook, Hook::Reset) {
+        if matches!(hook, Hook::Reset) {
+            // Python's envelope starts over at MAIL, RSET, a greeting and STARTTLS.
             return Route::Here(Answer::Done);
         }
         let out = match hook {
@@ -241,7 +241,13 @@ fn decision(status: Option<&Bound<'_, PyAny>>) -> Decision {
     let parsed = if let Ok(line) = status.cast::<PyString>() {
         line.to_str()
             .ok()
-            .and_then(parse_status)
+            .and_then(|text| {
+                if text.contains('\n') {
+                    parse_lines(text)
+                } else {
+                    parse_status(text)
+                }
+            })
             .map(Decision::Reply)
     } else if let Ok(lines) = status.extract::<Vec<String>>() {
         lines
@@ -256,6 +262,22 @@ fn decision(status: Option<&Bound<'_, PyAny>>) -> Decision {
         log::error!("the handler returned an invalid status: {status}");
         Decision::Reply(local_error("Error: handler returned an invalid status"))
     })
+}
+
+/// One reply of several lines (`"250-a\r\n250 b"`, an edited EHLO reply) through the
+/// engine's reply parser: every line must belong to it, the last one ending it.
+fn parse_lines(text: &str) -> Option<smtp_core::reply::Reply> {
+    let mut wire = text.trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
+    if wire.contains('\r') {
+        return None;
+    }
+    wire = wire.replace('\n', "\r\n");
+    wire.push_str("\r\n");
+    let mut parser = ReplyParser::new(ReplyLimits::default());
+    match parser.feed(wire.as_bytes()) {
+        Ok((used, Some(reply))) if used == wire.len() => Some(reply),
+        _ => None,
+    }
 }
 
 #[pymethods]
@@ -278,8 +300,7 @@ impl ServerConnection {
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
         require_tls = false, pipelining_sync = true, banner = None, smtputf8 = true,
-        eight_bit_mime = true, auth_mechanisms = None, mail_rcpt_hooks = true,
-        reset_hook = true))]
+        eight_bit_mime = true, auth_mechanisms = None, mail_rcpt_hooks = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -300,7 +321,6 @@ impl ServerConnection {
         eight_bit_mime: bool,
         auth_mechanisms: Option<Vec<String>>,
         mail_rcpt_hooks: bool,
-        reset_hook: bool,
     ) -> PyResult<ServerConnection> {
         let mut config = server_config(
             hostname,
@@ -317,6 +337,8 @@ impl ServerConnection {
             return Err(PyValueError::new_err("banner must be one line"));
         }
         config.banner = banner;
+        // aiosmtpd's hooks: handle_NOOP, handle_RSET, handle_QUIT, an edited EHLO reply.
+        config.handler_replies = true;
         config.smtputf8 = smtputf8;
         config.eight_bit_mime = eight_bit_mime;
         if let (true, Some(names)) = (auth, auth_mechanisms) {
@@ -339,7 +361,6 @@ impl ServerConnection {
                 content: Vec::new(),
                 routing: Routing {
                     mail_rcpt: mail_rcpt_hooks,
-                    reset: reset_hook,
                 },
                 envelope: None,
                 rcpt_options: Vec::new(),
@@ -413,6 +434,17 @@ impl ServerConnection {
             return Err(PyTypeError::new_err("data must be bytes or a bytearray"));
         }
         Ok(())
+    }
+
+    /// The lines of the EHLO reply the engine would say now (for aiosmtpd's
+    /// `handle_EHLO(..., responses)`), as written: `["250-mx.example", ..., "250 DSN"]`.
+    fn ehlo_lines(&self) -> Vec<String> {
+        let reply = self.inner.session().capabilities().to_reply();
+        String::from_utf8_lossy(&reply.to_bytes())
+            .split("\r\n")
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// perf: with `mail_rcpt_hooks=False`, the envelope of the message just handed over

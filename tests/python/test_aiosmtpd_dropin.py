@@ -409,3 +409,84 @@ def test_the_server_argument_is_the_server() -> None:
     with Controller(Look(), port=0, server_hostname="mx.look.test", data_size_limit=None) as controller:
         assert _send(controller) == {}
     assert seen == [("mx.look.test", None, controller)]
+
+
+def test_every_command_hook_with_aiosmtpd_arguments_and_answers() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Hooks:
+        async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
+            calls.append(("HELO", hostname))
+            return "250 hello " + hostname
+
+        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                              responses: list[str]) -> list[str]:
+            calls.append(("EHLO", hostname, responses[0], responses[-1][:4]))
+            # aiosmtpd's documented edit: drop an extension, add one.
+            return [r for r in responses if "CHUNKING" not in r] + ["250 XFOO"]
+
+        async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+            calls.append(("NOOP", arg))
+            return "250 noop seen"
+
+        async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+            calls.append(("RSET", envelope.mail_from))
+            return "250 reset seen"
+
+        async def handle_VRFY(self, server: Any, session: Any, envelope: Any, address: str) -> str:
+            calls.append(("VRFY", address))
+            return "550 5.1.1 no " + address
+
+        async def handle_EXPN(self, server: Any, session: Any, envelope: Any, address: str) -> str:
+            calls.append(("EXPN", address))
+            return "550 5.7.1 not expanding " + address
+
+        async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+            calls.append(("QUIT",))
+            return "221 see you"
+
+    with Controller(Hooks(), port=0, server_hostname="mx.hooks.test") as controller:
+        client = smtplib.SMTP(controller.hostname, controller.port, timeout=10)
+        try:
+            assert client.helo("h.test") == (250, b"hello h.test")
+            code, text = client.ehlo("e.test")
+            assert code == 250
+            assert "chunking" not in client.esmtp_features and "xfoo" in client.esmtp_features
+            assert "pipelining" in client.esmtp_features
+            assert client.noop() == (250, b"noop seen")
+            assert client.rset() == (250, b"reset seen")  # outside a transaction
+            client.mail("a@example.com")
+            assert client.rset() == (250, b"reset seen")  # inside one: the envelope is new
+            assert client.verify("bob") == (550, b"5.1.1 no bob")
+            assert client.expn("staff") == (550, b"5.7.1 not expanding staff")
+            assert client.quit() == (221, b"see you")
+        finally:
+            client.close()
+    assert calls[0] == ("HELO", "h.test")
+    assert calls[1] == ("EHLO", "e.test", "250-mx.hooks.test", "250 ")
+    assert calls[2:] == [("NOOP", ""), ("RSET", None), ("RSET", None), ("VRFY", "bob"),
+                         ("EXPN", "staff"), ("QUIT",)]
+
+
+def test_without_the_hooks_the_replies_read_like_aiosmtpd() -> None:
+    with Controller(Sink(), port=0) as controller:
+        client = smtplib.SMTP(controller.hostname, controller.port, timeout=10)
+        try:
+            client.ehlo()
+            # aiosmtpd's texts, with the enhanced codes ENHANCEDSTATUSCODES asks for.
+            assert client.noop() == (250, b"2.0.0 OK")
+            assert client.rset() == (250, b"2.0.0 OK")
+            assert client.quit() == (221, b"2.0.0 Bye")
+        finally:
+            client.close()
+
+
+def test_a_bad_edit_of_the_ehlo_lines_fails_closed() -> None:
+    class Smuggle:
+        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                              responses: list[str]) -> list[str]:
+            return responses[:-1] + ["250 X\r\n250 smuggled"]
+
+    with Controller(Smuggle(), port=0) as controller:
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+            assert client.ehlo()[0] == 451

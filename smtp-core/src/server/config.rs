@@ -82,6 +82,12 @@ pub struct ServerConfig {
     /// Time allowed between lines (or 1 KiB of BDAT content) while a message is read.
     /// Default 3 minutes (RFC 5321 §4.5.3.2.5's data block timeout).
     pub data_timeout: Duration,
+    /// The handler answers more: NOOP, RSET (in a transaction or not) and QUIT become
+    /// decision events (hooks `noop`, `rset`, `quit`), and a positive reply to HELO, EHLO
+    /// or LHLO is said instead of the standard one (an EHLO reply with its extension lines
+    /// edited; what the session accepts stays the same). Default false: the session
+    /// answers those itself. aiosmtpd-style servers (Python) turn it on.
+    pub handler_replies: bool,
 }
 
 impl ServerConfig {
@@ -113,6 +119,7 @@ impl ServerConfig {
             greeting_delay: None,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            handler_replies: false,
         }
     }
 }

@@ -333,7 +333,7 @@ class ServerConnection:
         hostname: str,
         *,
         now: float = 0.0,
-        max_message_size: int | None = 26214400,
+        max_message_size: int | None = ...,  # 26214400
         max_recipients: int = 100,
         lmtp: bool = False,
         auth: bool = False,
@@ -349,14 +349,15 @@ class ServerConnection:
         eight_bit_mime: bool = True,
         auth_mechanisms: list[str] | None = None,
         mail_rcpt_hooks: bool = True,
-        reset_hook: bool = True,
     ) -> ServerConnection:
         """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
         handshake is the first action. ``max_message_size=None``: no limit (and no SIZE).
         ``banner``: the greeting's text after the name. ``auth_mechanisms``: the names
         offered with ``auth`` (PLAIN, LOGIN; default both). perf: ``mail_rcpt_hooks=False``
         accepts MAIL and RCPT here (no "mail"/"rcpt" hooks; the envelope comes with the
-        message, :meth:`take_envelope`); ``reset_hook=False`` answers "reset" here."""
+        message, :meth:`take_envelope`). "reset" is answered here; NOOP, RSET and QUIT are the
+        hooks "noop", "rset" and "quit" (a status line answers them), and a status of
+        several lines (CRLF-joined) answers EHLO with edited extension lines."""
     @staticmethod
     def busy_reply(hostname: str) -> bytes:
         """The 421 a server at its connection limit says before closing a connection."""
@@ -382,6 +383,8 @@ class ServerConnection:
         """perf: :meth:`next_action` with the output gathered before a waiting action
         (CONNECT, READ, START_TLS, CLOSE) handed over with it: ``(kind, payload, output or
         None)``. Write the output first; asking again gives the same waiting action."""
+    def ehlo_lines(self) -> list[str]:
+        """The lines of the EHLO reply the engine would say now, as written."""
     def take_envelope(self) -> tuple[str, list[str], list[str], list[str]] | None:
         """With ``mail_rcpt_hooks=False``: the envelope of the message just handed over
         ("message_end"), ``(sender, mail_options, recipients, rcpt_options)``."""

@@ -53,6 +53,11 @@ log = logging.getLogger("smtpx.server")
 HANDLER_FAILED = "451 4.3.0 Error: handler failed"
 #: The reply when a hook answers something that is not a status line.
 INVALID_STATUS = "451 4.3.0 Error: handler returned an invalid status"
+#: The replies to NOOP, RSET and QUIT without their hook: aiosmtpd's texts, with the
+#: enhanced codes RFC 3463 asks for once ENHANCEDSTATUSCODES is offered.
+NOOP_OK = "250 2.0.0 OK"
+RSET_OK = "250 2.0.0 OK"
+QUIT_BYE = "221 2.0.0 Bye"
 #: The reply to a refused authentication (no authenticator, or it did not say yes).
 AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 #: aiosmtpd's default message size limit (32 MiB).
@@ -451,29 +456,43 @@ class HandlerConnection:
 
     # The events ----------------------------------------------------------------------------
 
-    def hello(self, verb: str, domain: str) -> Step:
+    def hello(self, verb: str, domain: str, responses: list[str] | None = None) -> Step:
         """HELO, EHLO or LHLO: ``handle_HELO(hostname)`` or ``handle_EHLO(hostname,
-        responses)``."""
+        responses)``, ``responses`` being the lines of the engine's EHLO reply
+        (``["250-mx.example", "250-PIPELINING", ..., "250 DSN"]``), which the hook may
+        return edited (the server then says those lines)."""
         name = "handle_HELO" if verb == "HELO" else "handle_EHLO"
-        return self._guarded(name, self._hello(verb, name, domain))
+        return self._guarded(name, self._hello(verb, name, domain, responses or []))
 
-    def _hello(self, verb: str, name: str, domain: str) -> Step:
+    def _hello(self, verb: str, name: str, domain: str, responses: list[str]) -> Step:
         self.envelope = Envelope()
         self.session.host_name = domain
         self.session.extended_smtp = verb != "HELO"
         if verb == "HELO":
             status = yield from self._hook(name, domain)
+            if isinstance(status, str) and status.startswith("250"):
+                return status  # said as it is, as aiosmtpd says it
         else:
-            status = yield from self._hook(name, domain, [])
+            status = yield from self._hook(name, domain, list(responses))
         if isinstance(status, list):
-            # aiosmtpd's responses: accepted when every one is a 250 line (an empty list is
-            # the `responses` the hook was given, returned as they were). Otherwise the
-            # first other line is the answer if it refuses; anything else (a line that is
-            # no string, a 2xx or 3xx line that is not 250) is no clear answer, and fails
-            # closed.
+            # aiosmtpd's responses: accepted when every one is a 250 line, and said as they
+            # are when the hook edited them (an empty list, or the lines it was given,
+            # keep the engine's reply). Otherwise the first other line is the answer if it
+            # refuses; anything else (a line that is no string, a 2xx or 3xx line that is
+            # not 250) is no clear answer, and fails closed.
             bad = [line for line in status if not (isinstance(line, str) and line.startswith("250"))]
             if not bad:
-                return None
+                if not status or status == responses:
+                    return None
+                if any("\r" in line or "\n" in line for line in status):
+                    log.error("smtpx server: %s returned a line with a line break: %r", name, status)
+                    return INVALID_STATUS
+                # One reply: every line a continuation ("250-") but the last ("250 "),
+                # whatever markers the hook wrote.
+                texts = [line[4:] for line in status]
+                return "\r\n".join(
+                    f"250{'-' if i < len(texts) - 1 else ' '}{text}" for i, text in enumerate(texts)
+                )
             if bad and isinstance(bad[0], str) and bad[0][:1] in ("4", "5"):
                 return bad[0]
             log.error("smtpx server: %s returned %r, not a list of 250 lines", name, status)
@@ -556,13 +575,38 @@ class HandlerConnection:
         return None if status is _MISSING else data_answer(status, self.lmtp)
 
     def reset(self) -> Step:
-        """RSET (or a transaction's end): a new envelope, then ``handle_RSET``."""
-        return self._guarded("handle_RSET", self._reset())
-
-    def _reset(self) -> Step:
+        """A transaction was abandoned (RSET, a new greeting, STARTTLS): a new
+        envelope."""
         self.envelope = Envelope()
-        yield from self._hook("handle_RSET")
         return None
+        yield  # a step, like the others
+
+    def rset(self) -> Step:
+        """The RSET command (in a transaction or not, as aiosmtpd): a new envelope, then
+        ``handle_RSET()``; without it, ``250 2.0.0 OK`` (aiosmtpd's text)."""
+        return self._guarded("handle_RSET", self._rset())
+
+    def _rset(self) -> Step:
+        self.envelope = Envelope()
+        status = yield from self._hook("handle_RSET")
+        return RSET_OK if status is _MISSING else status
+
+    def noop(self, argument: str = "") -> Step:
+        """NOOP: ``handle_NOOP(arg)``; without it, ``250 2.0.0 OK`` (aiosmtpd's text)."""
+        return self._guarded("handle_NOOP", self._noop(argument))
+
+    def _noop(self, argument: str) -> Step:
+        status = yield from self._hook("handle_NOOP", argument)
+        return NOOP_OK if status is _MISSING else status
+
+    def quit(self) -> Step:
+        """QUIT: ``handle_QUIT()``, whose status is said before the connection closes;
+        without it, ``221 2.0.0 Bye`` (aiosmtpd's text)."""
+        return self._guarded("handle_QUIT", self._quit())
+
+    def _quit(self) -> Step:
+        status = yield from self._hook("handle_QUIT")
+        return QUIT_BYE if status is _MISSING else status
 
     def vrfy(self, argument: str) -> Step:
         """VRFY: ``handle_VRFY(address)``; without it, the engine's standard answer."""

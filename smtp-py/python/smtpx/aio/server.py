@@ -94,8 +94,8 @@ class Server:
         self._options: dict[str, Any] = dict(
             settings.engine_options(),
             mail_rcpt_hooks=not self._envelope_with_message,
-            reset_hook=hasattr(handler, "handle_RSET"),
         )
+        self._ehlo_hook = hasattr(handler, "handle_EHLO")
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerProtocol] = set()
@@ -566,7 +566,17 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                     conn.take_envelope(*envelope)
             return conn.data(event.data or b"")
         if kind == "hello":
-            return conn.hello(event.verb or "", event.domain or "")
+            verb = event.verb or ""
+            lines = None
+            if verb != "HELO" and self.server._ehlo_hook and self.connection is not None:
+                lines = self.connection.ehlo_lines()
+            return conn.hello(verb, event.domain or "", lines)
+        if kind == "noop":
+            return conn.noop(event.argument or "")
+        if kind == "rset":
+            return conn.rset()
+        if kind == "quit":
+            return conn.quit()
         if kind == "reset":
             return conn.reset()
         if kind == "auth":
