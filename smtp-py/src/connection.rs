@@ -68,6 +68,8 @@ pub struct ServerConnection {
     trace: Option<std::sync::Arc<PyTrace>>,
     /// What the hooks answered here keep.
     hooks: HookState,
+    /// The socket's peer, as given.
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// The hooks' side of a connection: what is kept for the hooks answered here.
@@ -300,7 +302,8 @@ impl ServerConnection {
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
         require_tls = false, pipelining_sync = true, banner = None, smtputf8 = true,
-        eight_bit_mime = true, auth_mechanisms = None, mail_rcpt_hooks = true))]
+        eight_bit_mime = true, auth_mechanisms = None, mail_rcpt_hooks = true, peer = None,
+        proxy_protocol_timeout = None, proxy_trusted = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -321,6 +324,9 @@ impl ServerConnection {
         eight_bit_mime: bool,
         auth_mechanisms: Option<Vec<String>>,
         mail_rcpt_hooks: bool,
+        peer: Option<(String, u16)>,
+        proxy_protocol_timeout: Option<f64>,
+        proxy_trusted: Vec<String>,
     ) -> PyResult<ServerConnection> {
         let mut config = server_config(
             hostname,
@@ -352,8 +358,20 @@ impl ServerConnection {
                 })
                 .collect::<PyResult<_>>()?;
         }
+        let now = seconds(now)?;
+        let mut inner = Connection::new(config, now, implicit_tls);
+        // An address that does not parse (an IPv6 one with a zone, say) is unknown: the
+        // PROXY header is then refused, as from any untrusted peer.
+        let peer = peer.and_then(|(host, port)| {
+            let ip: std::net::IpAddr = host.parse().ok()?;
+            Some(std::net::SocketAddr::new(ip, port))
+        });
+        if let Some(proxy) = crate::proxy::proxy_protocol(proxy_protocol_timeout, &proxy_trusted)? {
+            inner.expect_proxy_header(&proxy, peer, now);
+        }
         Ok(ServerConnection {
-            inner: Connection::new(config, seconds(now)?, implicit_tls),
+            peer,
+            inner,
             output: Vec::new(),
             decision_due: false,
             trace: None,
@@ -493,5 +511,31 @@ impl ServerConnection {
     #[getter]
     fn is_tls(&self) -> bool {
         self.inner.is_tls()
+    }
+
+    /// The most bytes to read now; 0 for any number (see `_native.pyi`).
+    #[getter]
+    fn read_limit(&self) -> usize {
+        match self.inner.read_limit() {
+            usize::MAX => 0,
+            n => n,
+        }
+    }
+
+    /// The client's `(host, port)`: the PROXY header's, or else the `peer` given.
+    #[getter]
+    fn peer(&self) -> Option<(String, u16)> {
+        self.inner
+            .peer(self.peer)
+            .map(|a| (a.ip().to_string(), a.port()))
+    }
+
+    /// The PROXY protocol header the connection began with, as a dict, or None.
+    #[getter]
+    fn proxy<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyDict>>> {
+        self.inner
+            .proxy_header()
+            .map(|h| crate::proxy::header_dict(py, h))
+            .transpose()
     }
 }

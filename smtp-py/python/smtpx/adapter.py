@@ -23,7 +23,7 @@ import socket
 import ssl
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generator, Iterable, NamedTuple, Union
+from typing import Any, Awaitable, Callable, Generator, Iterable, NamedTuple, Sequence, Union
 
 __all__ = [
     "AUTH_FAILED",
@@ -123,6 +123,14 @@ class ServerSettings:
       default. :class:`smtpx.Controller` defaults to :data:`CONTROLLER_HOOK_THREADS`.
     - ``server_kwargs``: more keywords for ``loop.create_server`` (aiosmtpd's
       Controller's ``server_kwargs``), such as ``reuse_port``.
+    - ``proxy_protocol_timeout``: seconds; when set, every connection must begin with a
+      PROXY protocol header (HAProxy's v1 or v2) within that time, or is closed without
+      a greeting, as aiosmtpd's option (None, the default, expects none). The client
+      address in the header becomes ``session.peer``; the header itself is
+      ``session.proxy`` (see :class:`Session`).
+    - ``proxy_trusted``: the networks (CIDR strings) a header is accepted from; a
+      connection from anywhere else is closed without a greeting (aiosmtpd accepts a
+      header from anyone; this fails closed). Default loopback only.
     """
 
     server_hostname: str | None = None
@@ -144,6 +152,8 @@ class ServerSettings:
     pipelining_sync: bool = True
     hook_threads: int = 0
     server_kwargs: dict[str, Any] | None = None
+    proxy_protocol_timeout: float | None = None
+    proxy_trusted: Sequence[str] = ("127.0.0.0/8", "::1")
     #: ``server_hostname``, or the FQDN when it is None.
     hostname: str = field(init=False)
     #: The SASL mechanisms offered when there is an ``authenticator``.
@@ -175,7 +185,19 @@ class ServerSettings:
         if unknown:
             raise ValueError(f"auth_exclude_mechanism: unknown mechanisms {sorted(unknown)} (smtpx has {AUTH_MECHANISMS})")
         self.auth_mechanisms = [name for name in AUTH_MECHANISMS if name not in excluded]
+        proxy_timeout = self.proxy_protocol_timeout
+        if proxy_timeout is not None and not (
+            isinstance(proxy_timeout, (int, float)) and not isinstance(proxy_timeout, bool) and proxy_timeout > 0
+        ):
+            raise ValueError("proxy_protocol_timeout must be None or a positive number of seconds")
+        if isinstance(self.proxy_trusted, str):
+            raise TypeError("proxy_trusted is a sequence of networks, not one string")
+        self.proxy_trusted = tuple(self.proxy_trusted)
         self.hostname = self.server_hostname or socket.getfqdn()
+
+    def proxy_options(self) -> dict[str, Any]:
+        """The PROXY protocol keywords of the native servers."""
+        return dict(proxy_protocol_timeout=self.proxy_protocol_timeout, proxy_trusted=list(self.proxy_trusted))
 
     def tls_files(self) -> tuple[str, str] | None:
         """The certificate and key file names, when TLS is rustls'."""
@@ -202,6 +224,7 @@ class ServerSettings:
             implicit_tls=self.implicit_tls,
             require_tls=self.require_starttls,
             pipelining_sync=self.pipelining_sync,
+            **self.proxy_options(),
         )
 
 
@@ -264,7 +287,14 @@ class Envelope:
 
 @dataclass
 class Session:
-    """One connection, as aiosmtpd's ``Session``: ``peer`` is ``(host, port)``."""
+    """One connection, as aiosmtpd's ``Session``: ``peer`` is ``(host, port)`` (the
+    client's as a PROXY protocol header gave it, on a server with
+    ``proxy_protocol_timeout``).
+
+    ``proxy`` is that header, else None: a dict with ``version`` (1 or 2), ``command``
+    (``"PROXY"``, or ``"LOCAL"`` for a balancer's own health check, served with the real
+    addresses), ``source`` and ``destination`` (``(host, port)`` or None) and ``tlvs``
+    (v2: a list of ``(type, value bytes)``, e.g. type 2 the authority, 5 the unique id)."""
 
     peer: tuple[str, int]
     host_name: str | None = None
@@ -273,6 +303,7 @@ class Session:
     authenticated: bool = False
     auth_data: Any = None
     loop: asyncio.AbstractEventLoop | None = None
+    proxy: dict[str, Any] | None = None
 
 
 def auth_succeeded(result: Any) -> bool:

@@ -125,6 +125,7 @@ class Maildir:
             listen_backlog=settings.listen_backlog,
             pipelining_sync=settings.pipelining_sync,
             trace=log_line if wire_logging() else None,
+            **settings.proxy_options(),
         )
 
 

@@ -29,7 +29,7 @@ import logging
 import ssl
 import sys
 import types
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 from smtpx import _native
 from smtpx._trace import log_line, wire_logging
@@ -67,7 +67,8 @@ class Server:
     keyfile)`` pair for rustls or an :class:`ssl.SSLContext`), ``require_starttls``,
     ``implicit_tls``, ``authenticator``, ``auth_required``, ``auth_require_tls``,
     ``auth_exclude_mechanism``, ``lmtp``, ``max_connections``, ``listen_backlog``,
-    ``pipelining_sync``, ``hook_threads`` (0 here: plain-function hooks run on the event
+    ``pipelining_sync``, ``proxy_protocol_timeout`` and ``proxy_trusted`` (aiosmtpd's PROXY
+    protocol option, see :class:`smtpx.adapter.ServerSettings`), ``hook_threads`` (0 here: plain-function hooks run on the event
     loop, as aiosmtpd's) and ``server_kwargs``. An unknown keyword is a ``TypeError``.
     """
 
@@ -97,6 +98,7 @@ class Server:
         )
         self._ehlo_hook = hasattr(handler, "handle_EHLO")
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._proxy = settings.proxy_protocol_timeout is not None  # connections begin with a PROXY header
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerProtocol] = set()
         # perf: one read buffer for all connections (recv_into, no allocation per read).
@@ -133,6 +135,9 @@ class Server:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 settings.hook_threads, thread_name_prefix="smtpx-hook"
             )
+        # The engine's options are checked now (a network that is no CIDR, a banner of
+        # two lines), not at the first connection.
+        _native.ServerConnection(self.hostname, **self._options)
         self._trace = wire_logging()
         loop = asyncio.get_running_loop()
         extra = dict(settings.server_kwargs or {})
@@ -387,6 +392,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.deadline = 0.0  # of the last READ or START_TLS
+        self.proxy_pending = False  # a PROXY protocol header is being read
 
     # asyncio's callbacks
 
@@ -409,12 +415,23 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             self.loop,
             server.offload if server._executor is not None else None,
         )
-        self.connection = _native.ServerConnection(server.hostname, now=self.loop.time(), **server._options)
+        if server._proxy:
+            self.proxy_pending = True
+            self.connection = _native.ServerConnection(
+                server.hostname, now=self.loop.time(), peer=(str(peer[0]), int(peer[1])), **server._options
+            )
+        else:
+            self.connection = _native.ServerConnection(server.hostname, now=self.loop.time(), **server._options)
         if server._trace:
             self.connection.set_trace(log_line, next(server._connection_ids))
         self._pump()
 
-    def get_buffer(self, sizehint: int) -> bytearray:
+    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
+        if self.proxy_pending and self.connection is not None:
+            # No read past the PROXY header: what follows is the client's (a ClientHello).
+            limit = self.connection.read_limit
+            if limit:
+                return memoryview(self.server._read_buffer)[:limit]
         return self.server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -525,6 +542,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                             return  # _hook_finished goes on
                     connection.answer(status)
                 elif kind == _START_TLS:
+                    self.proxy_pending = False
                     if self.server._ssl_context is not None:
                         if self.transport is not None and self.transport.get_extra_info("ssl_object") is not None:
                             connection.tls_established(now)  # implicit: asyncio did the handshake
@@ -538,12 +556,23 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                     self._arm(payload)
                     return  # _decrypt goes on when the handshake is done
                 elif kind == _CONNECT:
+                    if self.server._proxy:
+                        self._proxied(connection)
                     connection.connected()
                 else:
                     self._close()
                     return
         except Exception as error:
             self._failed(error)
+
+    def _proxied(self, connection: _native.ServerConnection) -> None:
+        """The PROXY header is read: the session names the client it carried."""
+        self.proxy_pending = False
+        if self.conn is not None:
+            peer = connection.peer
+            if peer is not None:
+                self.conn.session.peer = peer
+            self.conn.session.proxy = connection.proxy
 
     def _answer(self, event: _native.Event) -> Any:
         """The answer to the hook ``event``, or the adapter's step that gives it when the
