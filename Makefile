@@ -7,6 +7,9 @@
 #   make interop the Debian-packaged peers (Postfix smtp-source/smtp-sink, swaks, curl,
 #                HAProxy), installed with apt-get when missing, and Exim (downloaded
 #                into target/interop-cache and run from there, not installed)
+#   make wheel   the distributable Python packages: an abi3 manylinux wheel and an sdist
+#                (in target/wheels/dist); make wheel-test installs the wheel into a fresh
+#                virtualenv without cargo on PATH and runs the Python quick start
 #   make bench   engine benchmarks (criterion)
 #   make fuzz    how to run the fuzz targets (not run by make test or CI)
 #   make clean   remove build outputs (make distclean also removes .venv)
@@ -53,11 +56,11 @@ PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
 	'hypothesis>=6,<7'
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
-.PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
+.PHONY: wheel wheel-test help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
 	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench bench-pool fuzz clean distclean
 
 help:
-	@sed -n '3,12s/^# \{0,1\}//p' Makefile
+	@sed -n '3,15s/^# \{0,1\}//p' Makefile
 
 # With the tokio feature, so that smtp-server's --async (the async driver) is available to
 # the tests and bench/peers; without it the example still builds and refuses --async.
@@ -70,7 +73,7 @@ demo: examples c-examples
 	@echo "== the engine alone: a client and a server session talking in memory"
 	$(EXAMPLES_DIR)/transcript
 
-test: test-rust test-c test-python test-interop-python
+test: test-rust test-c test-python wheel-test test-interop-python
 	@echo "make test: all passed"
 
 ## Interop with Python peers: smtplib and aiosmtplib against smtp-server, smtp-send
@@ -271,6 +274,22 @@ $(VENV)/bin/pip:
 python-install: python-env
 	@echo "building and installing the smtpx wheel from smtp-py (cargo, release profile)"
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PIP) install --quiet --force-reinstall --no-deps --no-build-isolation ./smtp-py
+
+## The distributable Python packages. maturin's manylinux check (--auditwheel check) fails
+## the build unless the wheel is manylinux-compliant; it is tagged with the oldest
+## manylinux the symbols it uses allow (the building machine's glibc sets that: build in a
+## manylinux container for an older one). --strip: no debug info in the wheel.
+WHEEL_DIR := $(TARGET_DIR)/wheels/dist
+
+wheel: python-env
+	rm -rf $(WHEEL_DIR)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --strip --auditwheel check \
+	  --manifest-path smtp-py/Cargo.toml --out $(WHEEL_DIR)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin sdist --manifest-path smtp-py/Cargo.toml --out $(WHEEL_DIR)
+
+## The wheel in a fresh virtualenv, on a PATH without cargo: the README's quick start runs.
+wheel-test: wheel
+	SMTPX_DIST=$(abspath $(WHEEL_DIR)) $(VENV_PY) -m pytest tests/packaging
 
 bench:
 	$(CARGO) bench -p smtp-core --bench engine

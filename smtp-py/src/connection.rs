@@ -12,8 +12,7 @@
 //! is benchmarked, `bench/python_server.py`):
 //! - The hooks no Python code answers are answered here: `data_start` (accept),
 //!   `data_chunk` (the content is gathered here and handed over once, with
-//!   "message_end"), `data_aborted` (the content is dropped) and `expand` (the engine's
-//!   standard answer), as the blocking server's Python handler does (`server.rs`).
+//!   "message_end") and `data_aborted` (the content is dropped).
 //! - Output is gathered across actions and handed over as one `bytes` when the driver must
 //!   wait (to read, for a handshake, to close), so a pipelined group of commands costs one
 //!   transport write: an asyncio transport takes every byte it is given, so the bytes
@@ -23,12 +22,14 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyString};
 
+use smtp_core::ehlo::AuthMechanism;
 use smtp_core::handler::{Answer, Hook};
-use smtp_core::server::Decision;
+use smtp_core::reply::{ReplyLimits, ReplyParser};
 use smtp_core::server::connection::{self, Action, Connection};
+use smtp_core::server::Decision;
 
-use crate::sans_io::{Event, event, seconds, server_config, set_trace};
-use crate::server::{local_error, parse_status};
+use crate::sans_io::{event, seconds, server_config, set_trace, Event};
+use crate::server::{local_error, mail_options, parse_status, rcpt_options};
 use crate::trace::PyTrace;
 use crate::vocabulary::hook_event;
 
@@ -59,29 +60,45 @@ enum Route {
 #[derive(Debug)]
 pub struct ServerConnection {
     inner: Connection,
-    /// The message being received.
-    content: Vec<u8>,
     /// Output not handed over yet (already reported written to the layer).
     output: Vec<u8>,
     /// The hook handed to Python waits for a decision (its answer is a status).
     decision_due: bool,
     /// The wire trace, once `set_trace` installed one.
     trace: Option<std::sync::Arc<PyTrace>>,
+    /// What the hooks answered here keep.
+    hooks: HookState,
     /// The socket's peer, as given.
     peer: Option<std::net::SocketAddr>,
 }
 
-impl ServerConnection {
-    /// Takes the gathered output as one `bytes`.
-    fn take_output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyAny> {
-        let bytes = PyBytes::new(py, &self.output).into_any();
-        self.output.clear();
-        if self.output.capacity() > WRITE_BATCH {
-            self.output = Vec::new();
-        }
-        bytes
-    }
+/// The hooks' side of a connection: what is kept for the hooks answered here.
+#[derive(Debug)]
+struct HookState {
+    /// The message being received.
+    content: Vec<u8>,
+    /// Which hooks Python has code for (the others are answered here).
+    routing: Routing,
+    /// perf: the envelope of the message just ended, kept here when MAIL and RCPT are
+    /// answered here (`take_envelope` hands it over with the message).
+    envelope: Option<Envelope>,
+    /// The RCPT parameters of the transaction so far, when RCPT is answered here.
+    rcpt_options: Vec<String>,
+}
 
+/// What `ServerConnection(mail_rcpt_hooks=...)` says Python wants.
+#[derive(Debug, Clone, Copy)]
+struct Routing {
+    /// MAIL and RCPT go to Python; else they are accepted here and the envelope travels
+    /// with the message.
+    mail_rcpt: bool,
+}
+
+/// A finished transaction's envelope: the sender, MAIL's parameters, the recipients and
+/// their parameters, as aiosmtpd lists them.
+type Envelope = (String, Vec<String>, Vec<String>, Vec<String>);
+
+impl HookState {
     fn drop_content(content: &mut Vec<u8>) {
         if content.capacity() > KEEP_CONTENT {
             *content = Vec::new();
@@ -91,7 +108,42 @@ impl ServerConnection {
     }
 
     /// What to do with `hook`: answer it here, or hand it to Python.
-    fn route(py: Python<'_>, hook: Hook<'_>, content: &mut Vec<u8>) -> Route {
+    fn route(&mut self, py: Python<'_>, hook: Hook<'_>) -> Route {
+        let content = &mut self.content;
+        if !self.routing.mail_rcpt {
+            match hook {
+                Hook::Mail { .. } => {
+                    self.rcpt_options.clear();
+                    return Route::Here(Answer::Decision(Decision::Accept));
+                }
+                Hook::Rcpt { to, params } => {
+                    self.rcpt_options.extend(rcpt_options(to, params));
+                    return Route::Here(Answer::Decision(Decision::Accept));
+                }
+                Hook::DataEnd { transaction } => {
+                    let sender = transaction
+                        .from
+                        .as_ref()
+                        .map_or_else(String::new, |f| f.as_str().to_owned());
+                    let recipients = transaction
+                        .recipients
+                        .iter()
+                        .map(|r| r.as_str().to_owned())
+                        .collect();
+                    self.envelope = Some((
+                        sender,
+                        mail_options(&transaction.mail_params),
+                        recipients,
+                        std::mem::take(&mut self.rcpt_options),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if matches!(hook, Hook::Reset) {
+            // Python's envelope starts over at MAIL, RSET, a greeting and STARTTLS.
+            return Route::Here(Answer::Done);
+        }
         let out = match hook {
             Hook::DataStart { .. } => {
                 Self::drop_content(content);
@@ -106,7 +158,6 @@ impl ServerConnection {
                 Self::drop_content(content);
                 return Route::Here(Answer::Done);
             }
-            Hook::Expand { .. } => return Route::Here(Answer::Decision(Decision::Accept)),
             Hook::DataEnd { .. } => {
                 let data = PyBytes::new(py, content).unbind();
                 Self::drop_content(content);
@@ -123,6 +174,66 @@ impl ServerConnection {
     }
 }
 
+impl ServerConnection {
+    /// Takes the gathered output as one `bytes`.
+    fn take_output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyAny> {
+        let bytes = PyBytes::new(py, &self.output).into_any();
+        self.output.clear();
+        if self.output.capacity() > WRITE_BATCH {
+            self.output = Vec::new();
+        }
+        bytes
+    }
+
+    /// The next action for Python; see `next_action` and `step` (`with_output`).
+    fn advance<'py>(
+        &mut self,
+        py: Python<'py>,
+        now: std::time::Duration,
+        with_output: bool,
+    ) -> PyResult<(u8, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+        loop {
+            let (kind, payload) = match self.inner.next_action(now) {
+                Action::Write(bytes) => {
+                    self.output.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    self.inner.written(n);
+                    if self.output.len() < WRITE_BATCH {
+                        continue;
+                    }
+                    return Ok((WRITE, self.take_output(py), None));
+                }
+                Action::Hook(hook) => match self.hooks.route(py, hook) {
+                    Route::Here(answer) => {
+                        self.inner.answer(answer);
+                        continue;
+                    }
+                    Route::Python(event) => {
+                        self.decision_due = event.needs_decision;
+                        (HOOK, Bound::new(py, event)?.into_any())
+                    }
+                },
+                // The driver waits now: what was said goes first (the layer gives the
+                // same action again when asked).
+                _ if !with_output && !self.output.is_empty() => {
+                    return Ok((WRITE, self.take_output(py), None));
+                }
+                Action::Connect => (CONNECT, py.None().into_bound(py)),
+                Action::Read { deadline } => {
+                    (READ, PyFloat::new(py, deadline.as_secs_f64()).into_any())
+                }
+                Action::StartTls { deadline } => (
+                    START_TLS,
+                    PyFloat::new(py, deadline.as_secs_f64()).into_any(),
+                ),
+                Action::Close => (CLOSE, py.None().into_bound(py)),
+            };
+            let output = (kind != HOOK && !self.output.is_empty()).then(|| self.take_output(py));
+            return Ok((kind, payload, output));
+        }
+    }
+}
+
 /// A hook's answer from Python: None accepts; a status line, or (LMTP, "message_end") a
 /// list of them, replies. Anything else is the handler's bug, answered with 451.
 fn decision(status: Option<&Bound<'_, PyAny>>) -> Decision {
@@ -132,7 +243,13 @@ fn decision(status: Option<&Bound<'_, PyAny>>) -> Decision {
     let parsed = if let Ok(line) = status.cast::<PyString>() {
         line.to_str()
             .ok()
-            .and_then(parse_status)
+            .and_then(|text| {
+                if text.contains('\n') {
+                    parse_lines(text)
+                } else {
+                    parse_status(text)
+                }
+            })
             .map(Decision::Reply)
     } else if let Ok(lines) = status.extract::<Vec<String>>() {
         lines
@@ -147,6 +264,22 @@ fn decision(status: Option<&Bound<'_, PyAny>>) -> Decision {
         log::error!("the handler returned an invalid status: {status}");
         Decision::Reply(local_error("Error: handler returned an invalid status"))
     })
+}
+
+/// One reply of several lines (`"250-a\r\n250 b"`, an edited EHLO reply) through the
+/// engine's reply parser: every line must belong to it, the last one ending it.
+fn parse_lines(text: &str) -> Option<smtp_core::reply::Reply> {
+    let mut wire = text.trim_end_matches(['\r', '\n']).replace("\r\n", "\n");
+    if wire.contains('\r') {
+        return None;
+    }
+    wire = wire.replace('\n', "\r\n");
+    wire.push_str("\r\n");
+    let mut parser = ReplyParser::new(ReplyLimits::default());
+    match parser.feed(wire.as_bytes()) {
+        Ok((used, Some(reply))) if used == wire.len() => Some(reply),
+        _ => None,
+    }
 }
 
 #[pymethods]
@@ -165,16 +298,17 @@ impl ServerConnection {
     const CLOSE: u8 = CLOSE;
 
     #[new]
-    #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
+    #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = Some(26214400),
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
-        require_tls = false, pipelining_sync = true, peer = None,
+        require_tls = false, pipelining_sync = true, banner = None, smtputf8 = true,
+        eight_bit_mime = true, auth_mechanisms = None, mail_rcpt_hooks = true, peer = None,
         proxy_protocol_timeout = None, proxy_trusted = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
         now: f64,
-        max_message_size: u64,
+        max_message_size: Option<u64>,
         max_recipients: usize,
         lmtp: bool,
         auth: bool,
@@ -185,13 +319,19 @@ impl ServerConnection {
         implicit_tls: bool,
         require_tls: bool,
         pipelining_sync: bool,
+        banner: Option<String>,
+        smtputf8: bool,
+        eight_bit_mime: bool,
+        auth_mechanisms: Option<Vec<String>>,
+        mail_rcpt_hooks: bool,
         peer: Option<(String, u16)>,
         proxy_protocol_timeout: Option<f64>,
         proxy_trusted: Vec<String>,
     ) -> PyResult<ServerConnection> {
-        let config = server_config(
+        let mut config = server_config(
             hostname,
-            max_message_size,
+            // None: no limit (u64::MAX, which the engine does not announce).
+            max_message_size.unwrap_or(u64::MAX),
             max_recipients,
             lmtp,
             (auth, allow_insecure_auth, require_auth),
@@ -199,6 +339,25 @@ impl ServerConnection {
             (starttls, false, require_tls),
             pipelining_sync,
         )?;
+        if banner.as_deref().is_some_and(|b| b.contains(['\r', '\n'])) {
+            return Err(PyValueError::new_err("banner must be one line"));
+        }
+        config.banner = banner;
+        // aiosmtpd's hooks: handle_NOOP, handle_RSET, handle_QUIT, an edited EHLO reply.
+        config.handler_replies = true;
+        config.smtputf8 = smtputf8;
+        config.eight_bit_mime = eight_bit_mime;
+        if let (true, Some(names)) = (auth, auth_mechanisms) {
+            config.auth_mechanisms = names
+                .iter()
+                .map(|name| match AuthMechanism::parse(name) {
+                    m @ (AuthMechanism::Plain | AuthMechanism::Login) => Ok(m),
+                    _ => Err(PyValueError::new_err(format!(
+                        "the server offers PLAIN and LOGIN, not {name:?}"
+                    ))),
+                })
+                .collect::<PyResult<_>>()?;
+        }
         let now = seconds(now)?;
         let mut inner = Connection::new(config, now, implicit_tls);
         // An address that does not parse (an IPv6 one with a zone, say) is unknown: the
@@ -213,10 +372,17 @@ impl ServerConnection {
         Ok(ServerConnection {
             peer,
             inner,
-            content: Vec::new(),
             output: Vec::new(),
             decision_due: false,
             trace: None,
+            hooks: HookState {
+                content: Vec::new(),
+                routing: Routing {
+                    mail_rcpt: mail_rcpt_hooks,
+                },
+                envelope: None,
+                rcpt_options: Vec::new(),
+            },
         })
     }
 
@@ -227,43 +393,21 @@ impl ServerConnection {
     }
 
     fn next_action<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<(u8, Bound<'py, PyAny>)> {
-        let now = seconds(now)?;
-        loop {
-            let (kind, payload) = match self.inner.next_action(now) {
-                Action::Write(bytes) => {
-                    self.output.extend_from_slice(bytes);
-                    let n = bytes.len();
-                    self.inner.written(n);
-                    if self.output.len() < WRITE_BATCH {
-                        continue;
-                    }
-                    return Ok((WRITE, self.take_output(py)));
-                }
-                Action::Hook(hook) => match Self::route(py, hook, &mut self.content) {
-                    Route::Here(answer) => {
-                        self.inner.answer(answer);
-                        continue;
-                    }
-                    Route::Python(event) => {
-                        self.decision_due = event.needs_decision;
-                        (HOOK, Bound::new(py, event)?.into_any())
-                    }
-                },
-                // The driver waits now: what was said goes first (the layer gives the
-                // same action again when asked).
-                _ if !self.output.is_empty() => return Ok((WRITE, self.take_output(py))),
-                Action::Connect => (CONNECT, py.None().into_bound(py)),
-                Action::Read { deadline } => {
-                    (READ, PyFloat::new(py, deadline.as_secs_f64()).into_any())
-                }
-                Action::StartTls { deadline } => (
-                    START_TLS,
-                    PyFloat::new(py, deadline.as_secs_f64()).into_any(),
-                ),
-                Action::Close => (CLOSE, py.None().into_bound(py)),
-            };
-            return Ok((kind, payload));
-        }
+        let (kind, payload, _) = self.advance(py, seconds(now)?, false)?;
+        Ok((kind, payload))
+    }
+
+    /// perf: `next_action`, with the output gathered before a waiting action (CONNECT,
+    /// READ, START_TLS, CLOSE) handed over with it, as `(kind, payload, output or
+    /// None)`: one call where `next_action` takes two. Write the output first; when the
+    /// driver cannot act on the action at once (the transport is full), asking again gives
+    /// the same waiting action.
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        now: f64,
+    ) -> PyResult<(u8, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
+        self.advance(py, seconds(now)?, true)
     }
 
     #[pyo3(signature = (refusal = None))]
@@ -308,6 +452,23 @@ impl ServerConnection {
             return Err(PyTypeError::new_err("data must be bytes or a bytearray"));
         }
         Ok(())
+    }
+
+    /// The lines of the EHLO reply the engine would say now (for aiosmtpd's
+    /// `handle_EHLO(..., responses)`), as written: `["250-mx.example", ..., "250 DSN"]`.
+    fn ehlo_lines(&self) -> Vec<String> {
+        let reply = self.inner.session().capabilities().to_reply();
+        String::from_utf8_lossy(&reply.to_bytes())
+            .split("\r\n")
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// perf: with `mail_rcpt_hooks=False`, the envelope of the message just handed over
+    /// ("message_end"): `(sender, mail_options, recipients, rcpt_options)`; None otherwise.
+    fn take_envelope(&mut self) -> Option<Envelope> {
+        self.hooks.envelope.take()
     }
 
     fn receive_eof(&mut self) {

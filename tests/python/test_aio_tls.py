@@ -411,7 +411,9 @@ def test_aio_client_argument_errors(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="tls_context"):
         smtpx.aio.Server(AsyncRecorder(), implicit_tls=True)
     with pytest.raises(TypeError, match="certfile"):
-        smtpx.aio.Server(AsyncRecorder(), tls_context=ssl.create_default_context())  # type: ignore[arg-type]
+        smtpx.aio.Server(AsyncRecorder(), tls_context="cert.pem")
+    with pytest.raises(TypeError, match="no_such_option"):
+        smtpx.aio.Server(AsyncRecorder(), no_such_option=1)
 
 
 # Other clients against the asyncio server ------------------------------------------------------

@@ -650,10 +650,22 @@ def test_both_servers_share_the_defaults(driver: str) -> None:
     assert smtpx.adapter.ServerSettings().data_size_limit == smtpx.adapter.DATA_SIZE_DEFAULT == 33554432
 
 
-@pytest.mark.parametrize("limit", [None, 0, -1])
-def test_no_size_limit_is_refused_loudly_by_both_servers(driver: str, limit: Any) -> None:
+@pytest.mark.parametrize("limit", [None, 0])
+def test_no_size_limit_as_aiosmtpd_announces_no_size_and_takes_a_large_message(driver: str, limit: Any) -> None:
+    # aiosmtpd: data_size_limit None (or 0) means no limit, and EHLO says no SIZE.
+    handler = Keep()
+    body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 40_000  # 40 MB, above the 32 MiB default
+    with serving(driver, handler, data_size_limit=limit) as (host, port):
+        with smtplib.SMTP(host, port, timeout=30) as client:
+            client.ehlo()
+            assert "size" not in client.esmtp_features
+            assert client.sendmail("a@example.org", ["b@example.net"], body) == {}
+    assert len(handler.messages) == 1 and len(handler.messages[0][2]) == len(body)
+
+
+def test_a_negative_size_limit_is_refused_loudly_by_both_servers(driver: str) -> None:
     with pytest.raises(ValueError, match="data_size_limit"):
-        with serving(driver, Keep(), data_size_limit=limit):
+        with serving(driver, Keep(), data_size_limit=-1):
             pass
 
 

@@ -245,7 +245,8 @@ def test_stop_with_connections_open() -> None:
     sender.start()
     time.sleep(0.1)
     started = time.monotonic()
-    cut = controller.stop(grace=5)
+    controller.stop(grace=5)
+    cut = controller.cut_connections
     assert time.monotonic() - started < 5
     sender.join(timeout=10)
     assert outcome == [{}], "the transaction in flight finishes"

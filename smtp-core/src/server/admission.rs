@@ -43,8 +43,16 @@ impl ServerSession {
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::Rset => {
                 let step = self.reset_transaction();
-                self.reply(ok("Ok"));
+                if self.config.handler_replies {
+                    self.queued.push_back(ServerEvent::Rset);
+                } else {
+                    self.reply(ok("Ok"));
+                }
                 step
+            }
+            Command::Noop if self.config.handler_replies => {
+                self.pending = Some(Pending::Noop);
+                Step::Event(ServerEvent::Noop)
             }
             Command::Noop => {
                 self.reply(ok("Ok"));
@@ -77,11 +85,15 @@ impl ServerSession {
 
     pub(super) fn quit(&mut self) -> Step {
         self.abort_message(AbortReason::Disconnected);
-        self.close_with(Reply::new(
-            ReplyCode::CLOSING,
-            Some(EnhancedCode::CLOSING),
-            "Bye",
-        ));
+        if self.config.handler_replies {
+            self.queued.push_back(ServerEvent::Quit);
+        } else {
+            self.close_with(Reply::new(
+                ReplyCode::CLOSING,
+                Some(EnhancedCode::CLOSING),
+                "Bye",
+            ));
+        }
         Step::Continue
     }
 

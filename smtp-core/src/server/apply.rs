@@ -2,6 +2,7 @@
 
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 
+use super::replies::ok;
 use super::session::{Pending, Phase};
 use super::{HelloVerb, ServerEvent, ServerSession};
 
@@ -46,11 +47,16 @@ impl ServerSession {
                     }
                     self.end_transaction();
                     self.hello = Some(verb);
-                    let reply = match verb {
-                        HelloVerb::Helo => {
+                    // A positive reply of the handler's is said instead of the standard
+                    // one (an EHLO reply with its extension lines edited); the session's
+                    // state is the same either way.
+                    let custom = custom.filter(|_| self.config.handler_replies);
+                    let reply = match (verb, custom) {
+                        (_, Some(reply)) => reply,
+                        (HelloVerb::Helo, None) => {
                             Reply::new(ReplyCode::OK, None, self.config.hostname.clone())
                         }
-                        HelloVerb::Ehlo | HelloVerb::Lhlo => self.capabilities().to_reply(),
+                        (HelloVerb::Ehlo | HelloVerb::Lhlo, None) => self.capabilities().to_reply(),
                     };
                     self.reply(reply);
                 } else {
@@ -191,6 +197,13 @@ impl ServerSession {
                     self.error_reply(reply);
                 }
             }
+            Pending::Noop | Pending::Rset => match custom {
+                Some(reply) if !accepted => self.error_reply(reply),
+                custom => self.reply(custom.unwrap_or_else(|| ok("Ok"))),
+            },
+            Pending::Quit => self.close_with(custom.unwrap_or_else(|| {
+                Reply::new(ReplyCode::CLOSING, Some(EnhancedCode::CLOSING), "Bye")
+            })),
             Pending::Verify => {
                 self.reply(custom.unwrap_or_else(|| {
                     Reply::new(

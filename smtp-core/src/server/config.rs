@@ -25,6 +25,7 @@ pub struct ServerConfig {
     /// Longest command line accepted, CRLF included. Default 4096 (RFC 5321's minimum is 512).
     pub max_line_len: usize,
     /// Largest message in octets, announced as SIZE and enforced on the content. Default 25 MiB.
+    /// `u64::MAX` means no limit: SIZE is then not announced.
     pub max_message_size: u64,
     /// Most recipients per message (452 beyond). Default 100, RFC 5321 §4.5.3.1.8's minimum.
     pub max_recipients: usize,
@@ -81,6 +82,12 @@ pub struct ServerConfig {
     /// Time allowed between lines (or 1 KiB of BDAT content) while a message is read.
     /// Default 3 minutes (RFC 5321 §4.5.3.2.5's data block timeout).
     pub data_timeout: Duration,
+    /// The handler answers more: NOOP, RSET (in a transaction or not) and QUIT become
+    /// decision events (hooks `noop`, `rset`, `quit`), and a positive reply to HELO, EHLO
+    /// or LHLO is said instead of the standard one (an EHLO reply with its extension lines
+    /// edited; what the session accepts stays the same). Default false: the session
+    /// answers those itself. aiosmtpd-style servers (Python) turn it on.
+    pub handler_replies: bool,
 }
 
 impl ServerConfig {
@@ -112,6 +119,7 @@ impl ServerConfig {
             greeting_delay: None,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            handler_replies: false,
         }
     }
 }

@@ -97,6 +97,14 @@ pub enum ServerEvent<'a> {
     Verify(String),
     /// *Decision.* EXPN. Accepting replies 252 (will not expand).
     Expand(String),
+    /// *Decision.* NOOP. Accepting replies 250; a reply is said instead.
+    Noop,
+    /// *Decision.* The RSET command, in a transaction or not (after [`ServerEvent::Reset`]
+    /// when one was abandoned). Accepting replies 250; a reply is said instead.
+    Rset,
+    /// *Decision.* QUIT. Accepting replies 221; a reply is said instead. The session
+    /// closes either way.
+    Quit,
     /// The session is over: write the output, then close the connection.
     Close,
 }
@@ -115,6 +123,9 @@ impl ServerEvent<'_> {
                 | ServerEvent::MessageEnd
                 | ServerEvent::Verify(_)
                 | ServerEvent::Expand(_)
+                | ServerEvent::Noop
+                | ServerEvent::Rset
+                | ServerEvent::Quit
         )
     }
 }
@@ -136,6 +147,9 @@ impl<'e> ServerEvent<'e> {
             ServerEvent::Reset => "reset",
             ServerEvent::Verify(_) => "verify",
             ServerEvent::Expand(_) => "expand",
+            ServerEvent::Noop => "noop",
+            ServerEvent::Rset => "rset",
+            ServerEvent::Quit => "quit",
             ServerEvent::Close => "close",
         }
     }
@@ -172,6 +186,9 @@ impl<'e> ServerEvent<'e> {
             ServerEvent::Reset => Hook::Reset,
             ServerEvent::Verify(argument) => Hook::Verify { argument },
             ServerEvent::Expand(argument) => Hook::Expand { argument },
+            ServerEvent::Noop => Hook::Noop,
+            ServerEvent::Rset => Hook::Rset,
+            ServerEvent::Quit => Hook::Quit,
             ServerEvent::Close => Hook::Close,
         })
     }
@@ -194,6 +211,9 @@ impl<'e> ServerEvent<'e> {
             ServerEvent::Reset => ServerEvent::Reset,
             ServerEvent::Verify(argument) => ServerEvent::Verify(argument),
             ServerEvent::Expand(argument) => ServerEvent::Expand(argument),
+            ServerEvent::Noop => ServerEvent::Noop,
+            ServerEvent::Rset => ServerEvent::Rset,
+            ServerEvent::Quit => ServerEvent::Quit,
             ServerEvent::Close => ServerEvent::Close,
         }
     }
@@ -246,6 +266,13 @@ macro_rules! with_hooks {
             /// EXPN. Default: 252.
             Expand => fn expand<'a>(argument: &'a str)
                 -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// NOOP. Default: 250.
+            Noop => fn noop() -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// The RSET command, in a transaction or not (after `reset` when one was
+            /// abandoned). Default: 250.
+            Rset => fn rset() -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// QUIT: the reply before the session closes. Default: 221.
+            Quit => fn quit() -> $crate::server::Decision { $crate::server::Decision::Accept }
             /// The connection is over.
             Close => fn close() -> () {}
         }

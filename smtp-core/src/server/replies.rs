@@ -49,7 +49,8 @@ impl ServerSession {
             domain: c.hostname.clone(),
             greeting: String::new(),
             pipelining: c.pipelining,
-            size: Some(c.max_message_size),
+            // u64::MAX is "no limit": nothing to announce.
+            size: (c.max_message_size != u64::MAX).then_some(c.max_message_size),
             eight_bit_mime: c.eight_bit_mime,
             smtputf8: c.smtputf8,
             enhanced_status_codes: c.enhanced_status_codes,

@@ -24,6 +24,9 @@ pub(super) enum Pending {
     MessageEnd,
     Verify,
     Expand,
+    Noop,
+    Rset,
+    Quit,
 }
 
 /// Where the session is in the conversation.
@@ -393,6 +396,9 @@ impl ServerSession {
             match e {
                 ServerEvent::Close => self.phase = Phase::Closed,
                 ServerEvent::Connect => self.pending = Some(Pending::Connect),
+                // Queued behind the events of the transaction RSET or QUIT ends.
+                ServerEvent::Rset => self.pending = Some(Pending::Rset),
+                ServerEvent::Quit => self.pending = Some(Pending::Quit),
                 _ => {}
             }
             return Step::Event(e);

@@ -53,7 +53,6 @@ from smtpx.server import (
     Envelope,
     LoginPassword,
     Maildir,
-    ServerInfo,
     Session,
 )
 from smtpx.errors import (
@@ -119,7 +118,6 @@ __all__ = [
     "Envelope",
     "LoginPassword",
     "Maildir",
-    "ServerInfo",
     "Session",
     "LMTP",
     "SMTP",

@@ -428,7 +428,7 @@ class ServerConnection:
         hostname: str,
         *,
         now: float = 0.0,
-        max_message_size: int = 26214400,
+        max_message_size: int | None = ...,  # 26214400
         max_recipients: int = 100,
         lmtp: bool = False,
         auth: bool = False,
@@ -439,16 +439,28 @@ class ServerConnection:
         implicit_tls: bool = False,
         require_tls: bool = False,
         pipelining_sync: bool = True,
+        banner: str | None = None,
+        smtputf8: bool = True,
+        eight_bit_mime: bool = True,
+        auth_mechanisms: list[str] | None = None,
+        mail_rcpt_hooks: bool = True,
         peer: tuple[str, int] | None = None,
         proxy_protocol_timeout: float | None = None,
         proxy_trusted: list[str] = ...,
     ) -> ServerConnection:
         """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
-        handshake is the first action. With ``proxy_protocol_timeout`` (seconds) the
-        connection must begin with a PROXY protocol header within that time, and only
-        when ``peer`` (the socket's ``(host, port)``) is in one of the ``proxy_trusted``
-        networks (CIDR strings); otherwise the first action is CLOSE, nothing said. Until
-        the header is read, read at most ``read_limit`` bytes at a time."""
+        handshake is the first action. ``max_message_size=None``: no limit (and no SIZE).
+        ``banner``: the greeting's text after the name. ``auth_mechanisms``: the names
+        offered with ``auth`` (PLAIN, LOGIN; default both). perf: ``mail_rcpt_hooks=False``
+        accepts MAIL and RCPT here (no "mail"/"rcpt" hooks; the envelope comes with the
+        message, :meth:`take_envelope`). "reset" is answered here; NOOP, RSET and QUIT are the
+        hooks "noop", "rset" and "quit" (a status line answers them), and a status of
+        several lines (CRLF-joined) answers EHLO with edited extension lines.
+        With ``proxy_protocol_timeout`` (seconds) the connection must begin with a PROXY
+        protocol header within that time, and only when ``peer`` (the socket's ``(host,
+        port)``) is in one of the ``proxy_trusted`` networks (CIDR strings); otherwise the
+        first action is CLOSE, nothing said. Until the header is read, read at most
+        ``read_limit`` bytes at a time."""
     @staticmethod
     def busy_reply(hostname: str) -> bytes:
         """The 421 a server at its connection limit says before closing a connection."""
@@ -470,6 +482,15 @@ class ServerConnection:
         """Input read from the client (the first ``size`` bytes of ``data``). All of it
         is kept: what the session has no room for waits, and no READ comes until it is
         taken."""
+    def step(self, now: float) -> tuple[int, Any, bytes | None]:
+        """perf: :meth:`next_action` with the output gathered before a waiting action
+        (CONNECT, READ, START_TLS, CLOSE) handed over with it: ``(kind, payload, output or
+        None)``. Write the output first; asking again gives the same waiting action."""
+    def ehlo_lines(self) -> list[str]:
+        """The lines of the EHLO reply the engine would say now, as written."""
+    def take_envelope(self) -> tuple[str, list[str], list[str], list[str]] | None:
+        """With ``mail_rcpt_hooks=False``: the envelope of the message just handed over
+        ("message_end"), ``(sender, mail_options, recipients, rcpt_options)``."""
     def receive_eof(self) -> None:
         """The client closed its side (call it when the action is READ)."""
     def timeout(self, now: float) -> None:

@@ -21,11 +21,14 @@ import logging
 import os
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generator, NamedTuple, Sequence, Union
+from typing import Any, Awaitable, Callable, Generator, Iterable, NamedTuple, Sequence, Union
 
 __all__ = [
     "AUTH_FAILED",
+    "AUTH_MECHANISMS",
+    "CONTROLLER_HOOK_THREADS",
     "DATA_SIZE_DEFAULT",
     "HANDLER_FAILED",
     "HOOKED",
@@ -50,10 +53,19 @@ log = logging.getLogger("smtpx.server")
 HANDLER_FAILED = "451 4.3.0 Error: handler failed"
 #: The reply when a hook answers something that is not a status line.
 INVALID_STATUS = "451 4.3.0 Error: handler returned an invalid status"
+#: The replies to NOOP, RSET and QUIT without their hook: aiosmtpd's texts, with the
+#: enhanced codes RFC 3463 asks for once ENHANCEDSTATUSCODES is offered.
+NOOP_OK = "250 2.0.0 OK"
+RSET_OK = "250 2.0.0 OK"
+QUIT_BYE = "221 2.0.0 Bye"
 #: The reply to a refused authentication (no authenticator, or it did not say yes).
 AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 #: aiosmtpd's default message size limit (32 MiB).
 DATA_SIZE_DEFAULT = 33554432
+#: The SASL mechanisms the servers offer with an ``authenticator``.
+AUTH_MECHANISMS = ["LOGIN", "PLAIN"]
+#: How many threads run :class:`smtpx.Controller`'s plain-function hooks by default.
+CONTROLLER_HOOK_THREADS = 16
 
 #: What a step returns: None (accept), a status line, or per-recipient status lines.
 Answer = Union[str, list[str], None]
@@ -69,25 +81,35 @@ TlsFiles = tuple[Union[str, "os.PathLike[str]"], Union[str, "os.PathLike[str]"]]
 @dataclass
 class ServerSettings:
     """The options of both servers, with one set of defaults (aiosmtpd's, where it has
-    the option):
+    the option). :class:`smtpx.aio.Server` and :class:`smtpx.Controller` take these as
+    keywords and build one of these; an unknown keyword is a ``TypeError``.
 
     - ``server_hostname``: the name the server greets with; None (the default) is this
       host's FQDN, ``socket.getfqdn()``, as aiosmtpd computes it.
+    - ``ident``: the greeting's text after the name (aiosmtpd's ``ident``); None gives
+      the engine's ``ESMTP smtpx``.
     - ``data_size_limit``: the largest message in bytes, announced with SIZE; 33,554,432
-      (32 MiB) as aiosmtpd. The engine always enforces a limit, so aiosmtpd's None (or 0)
-      for "no limit" is refused with ValueError rather than silently meaning something else.
+      (32 MiB) as aiosmtpd. None (or 0), as in aiosmtpd: no limit, and no SIZE.
+    - ``enable_SMTPUTF8``: offer and accept SMTPUTF8; True (aiosmtpd's default is False:
+      see the README's differences table).
+    - ``decode_data``: ``envelope.content`` is a ``str`` (UTF-8 with surrogateescape when
+      SMTPUTF8 is enabled, else strict ASCII: other bytes get ``500 Error: strict ASCII
+      mode``), and 8BITMIME is not offered, as aiosmtpd; False (bytes).
     - ``timeout``: seconds allowed per command (and for a TLS handshake); 300 as aiosmtpd.
-    - ``tls_context``: a ``(certfile, keyfile)`` pair of PEM files enabling STARTTLS (an
-      :class:`ssl.SSLContext` is refused: the TLS is rustls). None by default.
+    - ``tls_context``: enables STARTTLS. A ``(certfile, keyfile)`` pair of PEM files runs
+      TLS in rustls; an :class:`ssl.SSLContext` (server side, certificate loaded) runs it
+      in Python's :mod:`ssl` (OpenSSL) through asyncio. None by default.
     - ``require_starttls``: refuse MAIL and AUTH until STARTTLS; False as aiosmtpd.
     - ``auth_require_tls``: offer AUTH only over TLS; True as aiosmtpd, with or without a
       ``tls_context`` (so a server without TLS offers no AUTH unless this is False).
     - ``auth_required``: refuse MAIL until the client logged in; False as aiosmtpd.
+    - ``auth_exclude_mechanism``: mechanism names not to offer (``["LOGIN"]``), as
+      aiosmtpd's; an unknown name is a ValueError.
     - ``authenticator(server, session, envelope, mechanism, auth_data)``: enables AUTH
       PLAIN and LOGIN; None by default.
     - ``lmtp``: speak LMTP instead of SMTP; False.
-    - ``implicit_tls``: TLS from the first byte (port 465 style; the asyncio server
-      only); False.
+    - ``implicit_tls``: TLS from the first byte (port 465 style; aiosmtpd's Controller
+      ``ssl_context``); False.
     - ``max_connections``: beyond it a client gets ``421 4.7.0``; 10,000.
     - ``listen_backlog``: the listener's accept queue, where a burst of connections
       waits to be accepted (the kernel caps it: ``net.core.somaxconn``); 1,024.
@@ -95,6 +117,12 @@ class ServerSettings:
       sends more behind a command that must end a group (EHLO, DATA, NOOP, QUIT, ...),
       or pipelines without being offered PIPELINING, gets ``554 5.5.0`` and is
       disconnected, as Postfix and Exim do; True (aiosmtpd does not check).
+    - ``hook_threads``: how many threads run hooks that are plain functions (not
+      coroutine functions), so that a hook that blocks stalls only its own connection.
+      0 runs them on the event loop, as aiosmtpd does; :class:`smtpx.aio.Server`'s
+      default. :class:`smtpx.Controller` defaults to :data:`CONTROLLER_HOOK_THREADS`.
+    - ``server_kwargs``: more keywords for ``loop.create_server`` (aiosmtpd's
+      Controller's ``server_kwargs``), such as ``reuse_port``.
     - ``proxy_protocol_timeout``: seconds; when set, every connection must begin with a
       PROXY protocol header (HAProxy's v1 or v2) within that time, or is closed without
       a greeting, as aiosmtpd's option (None, the default, expects none). The client
@@ -106,37 +134,43 @@ class ServerSettings:
     """
 
     server_hostname: str | None = None
-    data_size_limit: int = DATA_SIZE_DEFAULT
+    ident: str | None = None
+    data_size_limit: int | None = DATA_SIZE_DEFAULT
+    enable_SMTPUTF8: bool = True
+    decode_data: bool = False
     timeout: float = 300.0
-    tls_context: TlsFiles | None = None
+    tls_context: TlsFiles | ssl.SSLContext | None = None
     require_starttls: bool = False
     auth_require_tls: bool = True
     auth_required: bool = False
+    auth_exclude_mechanism: Iterable[str] | None = None
     authenticator: Callable[..., Any] | None = None
     lmtp: bool = False
     implicit_tls: bool = False
     max_connections: int = 10000
     listen_backlog: int = 1024
     pipelining_sync: bool = True
+    hook_threads: int = 0
+    server_kwargs: dict[str, Any] | None = None
     proxy_protocol_timeout: float | None = None
     proxy_trusted: Sequence[str] = ("127.0.0.0/8", "::1")
     #: ``server_hostname``, or the FQDN when it is None.
     hostname: str = field(init=False)
+    #: The SASL mechanisms offered when there is an ``authenticator``.
+    auth_mechanisms: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.tls_context, ssl.SSLContext):
-            raise TypeError(
-                "tls_context must be a (certfile, keyfile) pair: smtpx's TLS is rustls, "
-                "which cannot read an ssl.SSLContext"
-            )
-        if self.tls_context is None and (self.require_starttls or self.implicit_tls):
+        context = self.tls_context
+        if context is not None and not isinstance(context, ssl.SSLContext):
+            if not (isinstance(context, (tuple, list)) and len(context) == 2):
+                raise TypeError(
+                    f"tls_context must be a (certfile, keyfile) pair or an ssl.SSLContext, not {context!r}"
+                )
+        if context is None and (self.require_starttls or self.implicit_tls):
             raise ValueError("require_starttls and implicit_tls need a tls_context")
         limit = self.data_size_limit
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(
-                f"data_size_limit must be a positive number of bytes, not {limit!r}: "
-                "smtpx always enforces a limit (aiosmtpd's None for none is not supported)"
-            )
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise ValueError(f"data_size_limit must be a number of bytes, or None for no limit, not {limit!r}")
         if not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
             raise ValueError("timeout must be a positive number of seconds")
         if self.max_connections < 1:
@@ -144,6 +178,13 @@ class ServerSettings:
         backlog = self.listen_backlog
         if not isinstance(backlog, int) or isinstance(backlog, bool) or not 1 <= backlog < 2**31:
             raise ValueError("listen_backlog must be at least 1 (and below 2**31)")
+        if not isinstance(self.hook_threads, int) or not 0 <= self.hook_threads <= 1024:
+            raise ValueError("hook_threads must be a number of threads from 0 to 1024")
+        excluded = {name.upper() for name in (self.auth_exclude_mechanism or ())}
+        unknown = excluded - set(AUTH_MECHANISMS)
+        if unknown:
+            raise ValueError(f"auth_exclude_mechanism: unknown mechanisms {sorted(unknown)} (smtpx has {AUTH_MECHANISMS})")
+        self.auth_mechanisms = [name for name in AUTH_MECHANISMS if name not in excluded]
         proxy_timeout = self.proxy_protocol_timeout
         if proxy_timeout is not None and not (
             isinstance(proxy_timeout, (int, float)) and not isinstance(proxy_timeout, bool) and proxy_timeout > 0
@@ -159,11 +200,32 @@ class ServerSettings:
         return dict(proxy_protocol_timeout=self.proxy_protocol_timeout, proxy_trusted=list(self.proxy_trusted))
 
     def tls_files(self) -> tuple[str, str] | None:
-        """The certificate and key file names, when TLS is configured."""
-        if self.tls_context is None:
+        """The certificate and key file names, when TLS is rustls'."""
+        if self.tls_context is None or isinstance(self.tls_context, ssl.SSLContext):
             return None
         cert, key = self.tls_context
         return (os.fspath(cert), os.fspath(key))
+
+    def engine_options(self) -> dict[str, Any]:
+        """The keywords of :class:`smtpx._native.ServerConnection` these settings give."""
+        limit = self.data_size_limit
+        return dict(
+            banner=self.ident,
+            max_message_size=limit if limit else None,
+            smtputf8=self.enable_SMTPUTF8,
+            eight_bit_mime=not self.decode_data,
+            lmtp=self.lmtp,
+            auth=self.authenticator is not None and bool(self.auth_mechanisms),
+            auth_mechanisms=self.auth_mechanisms,
+            allow_insecure_auth=not self.auth_require_tls,
+            require_auth=self.auth_required,
+            timeout=self.timeout,
+            starttls=self.tls_context is not None and not self.implicit_tls,
+            implicit_tls=self.implicit_tls,
+            require_tls=self.require_starttls,
+            pipelining_sync=self.pipelining_sync,
+            **self.proxy_options(),
+        )
 
 
 class LoginPassword(NamedTuple):
@@ -178,6 +240,24 @@ class LoginPassword(NamedTuple):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+_hybrids: dict[type, type] = {}
+
+
+def login_password(login: bytes, password: bytes) -> LoginPassword:
+    """The ``auth_data`` an authenticator gets: a :class:`LoginPassword`, which is also
+    an instance of aiosmtpd's ``LoginPassword`` when aiosmtpd is imported, so that an
+    authenticator written for aiosmtpd (``isinstance(auth_data, LoginPassword)`` with
+    aiosmtpd's class) accepts it unchanged. smtpx never imports aiosmtpd itself."""
+    theirs = getattr(sys.modules.get("aiosmtpd.smtp"), "LoginPassword", None)
+    if not isinstance(theirs, type) or not issubclass(theirs, tuple):
+        return LoginPassword(login, password)
+    hybrid = _hybrids.get(theirs)
+    if hybrid is None:
+        hybrid = type("LoginPassword", (LoginPassword, theirs), {"__slots__": ()})
+        _hybrids[theirs] = hybrid
+    return hybrid(login, password)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -197,7 +277,9 @@ class Envelope:
     mail_from: str | None = None
     mail_options: list[str] = field(default_factory=list)
     smtp_utf8: bool = False
-    content: bytes | None = None
+    #: The message: bytes, or a str with ``decode_data`` (as aiosmtpd).
+    content: bytes | str | None = None
+    #: The message as received (after dot-unstuffing), always bytes.
     original_content: bytes | None = None
     rcpt_tos: list[str] = field(default_factory=list)
     rcpt_options: list[str] = field(default_factory=list)
@@ -306,35 +388,64 @@ class HandlerConnection:
         peer: tuple[str, int],
         tls: bool,
         loop: asyncio.AbstractEventLoop | None = None,
+        offload: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.handler = handler
         self.server = server
         self.authenticator = settings.authenticator
         self.lmtp = settings.lmtp
+        self.decode_data = settings.decode_data
+        self.smtputf8 = settings.enable_SMTPUTF8
+        self.offload = offload
         self.session = Session(peer=peer, ssl={} if tls else None, loop=loop)
         self.envelope = Envelope()
 
     # Plumbing ------------------------------------------------------------------------------
 
-    def _hook(self, name: str, *args: Any) -> Step:
-        method = getattr(self.handler, name, None)
-        if method is None:
-            return _MISSING
-        value = method(self.server, self.session, self.envelope, *args)
+    def _call(self, method: Callable[..., Any], *args: Any) -> Step:
+        """Calls a hook: a plain function on the hook threads when there are some
+        (``offload``), so that it blocks only this connection; an awaitable it gives is
+        awaited."""
+        if self.offload is not None and not inspect.iscoroutinefunction(method):
+            value = yield self.offload(method, *args)
+        else:
+            value = method(*args)
         if inspect.isawaitable(value):
             value = yield value
         return value
 
+    def _hook(self, name: str, *args: Any) -> Step:
+        method = getattr(self.handler, name, None)
+        if method is None:
+            return _MISSING
+        return (yield from self._call(method, self.server, self.session, self.envelope, *args))
+
     def _guarded(self, what: str, step: Step) -> Step:
         try:
             status = yield from step
-        except Exception:
+        except Exception as error:
             log.exception("smtpx server: the handler failed in %s (peer %s)", what, self.session.peer)
-            return HANDLER_FAILED
+            return (yield from self._exception(error))
         if status is not None and not isinstance(status, str):
             if not (isinstance(status, list) and what == "handle_DATA"):
                 log.error("smtpx server: %s returned %r, not a status string", what, status)
                 return INVALID_STATUS
+        return status
+
+    def _exception(self, error: Exception) -> Step:
+        """The reply to a hook that raised: ``handle_exception(error)``'s status, as
+        aiosmtpd asks it, else (or when that raises too) :data:`HANDLER_FAILED`."""
+        method = getattr(self.handler, "handle_exception", None)
+        if method is None:
+            return HANDLER_FAILED
+        try:
+            status = yield from self._call(method, error)
+        except Exception:
+            log.exception("smtpx server: handle_exception failed (peer %s)", self.session.peer)
+            return HANDLER_FAILED
+        if not isinstance(status, str):
+            log.error("smtpx server: handle_exception returned %r, not a status string", status)
+            return INVALID_STATUS
         return status
 
     # Fast paths: no step when none of the handler's code runs -----------------------------
@@ -356,6 +467,15 @@ class HandlerConnection:
         self._take_recipient(address, options)
         return None
 
+    def take_envelope(self, sender: str, mail_options: list[str], recipients: list[str], rcpt_options: list[str]) -> None:
+        """perf: the envelope of a message whose MAIL and RCPT the engine accepted without
+        a hook (the handler has neither ``handle_MAIL`` nor ``handle_RCPT``), filled as
+        aiosmtpd's defaults fill it."""
+        self.envelope = Envelope()
+        self._take_sender(sender, mail_options)
+        self.envelope.rcpt_tos.extend(recipients)
+        self.envelope.rcpt_options.extend(rcpt_options)
+
     def _take_sender(self, address: str, options: list[str]) -> None:
         self.envelope.mail_from = address
         self.envelope.mail_options.extend(options)
@@ -367,29 +487,43 @@ class HandlerConnection:
 
     # The events ----------------------------------------------------------------------------
 
-    def hello(self, verb: str, domain: str) -> Step:
+    def hello(self, verb: str, domain: str, responses: list[str] | None = None) -> Step:
         """HELO, EHLO or LHLO: ``handle_HELO(hostname)`` or ``handle_EHLO(hostname,
-        responses)``."""
+        responses)``, ``responses`` being the lines of the engine's EHLO reply
+        (``["250-mx.example", "250-PIPELINING", ..., "250 DSN"]``), which the hook may
+        return edited (the server then says those lines)."""
         name = "handle_HELO" if verb == "HELO" else "handle_EHLO"
-        return self._guarded(name, self._hello(verb, name, domain))
+        return self._guarded(name, self._hello(verb, name, domain, responses or []))
 
-    def _hello(self, verb: str, name: str, domain: str) -> Step:
+    def _hello(self, verb: str, name: str, domain: str, responses: list[str]) -> Step:
         self.envelope = Envelope()
         self.session.host_name = domain
         self.session.extended_smtp = verb != "HELO"
         if verb == "HELO":
             status = yield from self._hook(name, domain)
+            if isinstance(status, str) and status.startswith("250"):
+                return status  # said as it is, as aiosmtpd says it
         else:
-            status = yield from self._hook(name, domain, [])
+            status = yield from self._hook(name, domain, list(responses))
         if isinstance(status, list):
-            # aiosmtpd's responses: accepted when every one is a 250 line (an empty list is
-            # the `responses` the hook was given, returned as they were). Otherwise the
-            # first other line is the answer if it refuses; anything else (a line that is
-            # no string, a 2xx or 3xx line that is not 250) is no clear answer, and fails
-            # closed.
+            # aiosmtpd's responses: accepted when every one is a 250 line, and said as they
+            # are when the hook edited them (an empty list, or the lines it was given,
+            # keep the engine's reply). Otherwise the first other line is the answer if it
+            # refuses; anything else (a line that is no string, a 2xx or 3xx line that is
+            # not 250) is no clear answer, and fails closed.
             bad = [line for line in status if not (isinstance(line, str) and line.startswith("250"))]
             if not bad:
-                return None
+                if not status or status == responses:
+                    return None
+                if any("\r" in line or "\n" in line for line in status):
+                    log.error("smtpx server: %s returned a line with a line break: %r", name, status)
+                    return INVALID_STATUS
+                # One reply: every line a continuation ("250-") but the last ("250 "),
+                # whatever markers the hook wrote.
+                texts = [line[4:] for line in status]
+                return "\r\n".join(
+                    f"250{'-' if i < len(texts) - 1 else ' '}{text}" for i, text in enumerate(texts)
+                )
             if bad and isinstance(bad[0], str) and bad[0][:1] in ("4", "5"):
                 return bad[0]
             log.error("smtpx server: %s returned %r, not a list of 250 lines", name, status)
@@ -398,9 +532,10 @@ class HandlerConnection:
             return None
         return status
 
-    def tls_started(self) -> None:
-        """STARTTLS succeeded: the session starts over, encrypted."""
-        self.session.ssl = {}
+    def tls_started(self, info: dict[str, Any] | None = None) -> None:
+        """TLS is on (STARTTLS, or an implicit-TLS listener's handshake): the session
+        starts over, encrypted; ``session.ssl`` is ``info`` (what the TLS layer tells)."""
+        self.session.ssl = info if info else {"library": "unknown"}
         self.session.host_name = None
         self.envelope = Envelope()
 
@@ -413,10 +548,8 @@ class HandlerConnection:
         authenticator = self.authenticator
         if authenticator is None:
             return AUTH_FAILED
-        data = LoginPassword(username.encode(), password.encode())
-        result = authenticator(self.server, self.session, self.envelope, mechanism, data)
-        if inspect.isawaitable(result):
-            result = yield result
+        data = login_password(username.encode(), password.encode())
+        result = yield from self._call(authenticator, self.server, self.session, self.envelope, mechanism, data)
         if not auth_succeeded(result):
             log.info("authentication refused for %r (authenticator returned %r)", data.login, result)
             return auth_failure_reply(result)
@@ -454,8 +587,18 @@ class HandlerConnection:
         return self._guarded("handle_DATA", self._data(content))
 
     def _data(self, content: bytes) -> Step:
-        self.envelope.content = content
         self.envelope.original_content = content
+        if self.decode_data:  # as aiosmtpd decodes
+            if self.smtputf8:
+                self.envelope.content = content.decode("utf-8", errors="surrogateescape")
+            else:
+                try:
+                    self.envelope.content = content.decode("ascii", errors="strict")
+                except UnicodeDecodeError:
+                    self.envelope = Envelope()
+                    return "500 5.6.0 Error: strict ASCII mode"
+        else:
+            self.envelope.content = content
         try:
             status = yield from self._hook("handle_DATA")
         finally:
@@ -463,13 +606,38 @@ class HandlerConnection:
         return None if status is _MISSING else data_answer(status, self.lmtp)
 
     def reset(self) -> Step:
-        """RSET (or a transaction's end): a new envelope, then ``handle_RSET``."""
-        return self._guarded("handle_RSET", self._reset())
-
-    def _reset(self) -> Step:
+        """A transaction was abandoned (RSET, a new greeting, STARTTLS): a new
+        envelope."""
         self.envelope = Envelope()
-        yield from self._hook("handle_RSET")
         return None
+        yield  # a step, like the others
+
+    def rset(self) -> Step:
+        """The RSET command (in a transaction or not, as aiosmtpd): a new envelope, then
+        ``handle_RSET()``; without it, ``250 2.0.0 OK`` (aiosmtpd's text)."""
+        return self._guarded("handle_RSET", self._rset())
+
+    def _rset(self) -> Step:
+        self.envelope = Envelope()
+        status = yield from self._hook("handle_RSET")
+        return RSET_OK if status is _MISSING else status
+
+    def noop(self, argument: str = "") -> Step:
+        """NOOP: ``handle_NOOP(arg)``; without it, ``250 2.0.0 OK`` (aiosmtpd's text)."""
+        return self._guarded("handle_NOOP", self._noop(argument))
+
+    def _noop(self, argument: str) -> Step:
+        status = yield from self._hook("handle_NOOP", argument)
+        return NOOP_OK if status is _MISSING else status
+
+    def quit(self) -> Step:
+        """QUIT: ``handle_QUIT()``, whose status is said before the connection closes;
+        without it, ``221 2.0.0 Bye`` (aiosmtpd's text)."""
+        return self._guarded("handle_QUIT", self._quit())
+
+    def _quit(self) -> Step:
+        status = yield from self._hook("handle_QUIT")
+        return QUIT_BYE if status is _MISSING else status
 
     def vrfy(self, argument: str) -> Step:
         """VRFY: ``handle_VRFY(address)``; without it, the engine's standard answer."""
@@ -477,6 +645,14 @@ class HandlerConnection:
 
     def _vrfy(self, argument: str) -> Step:
         status = yield from self._hook("handle_VRFY", argument)
+        return None if status is _MISSING else status
+
+    def expn(self, argument: str) -> Step:
+        """EXPN: ``handle_EXPN(address)``; without it, the engine's standard answer."""
+        return self._guarded("handle_EXPN", self._expn(argument))
+
+    def _expn(self, argument: str) -> Step:
+        status = yield from self._hook("handle_EXPN", argument)
         return None if status is _MISSING else status
 
     def by_name(self, kind: str, argument: str | None) -> Step:

@@ -1,4 +1,6 @@
-"""The server: :class:`Controller` runs the Rust server with an aiosmtpd-style handler.
+"""The server: :class:`Controller` runs :class:`smtpx.aio.Server` with an aiosmtpd-style
+handler on an event loop of its own, in one background thread, as aiosmtpd's
+``Controller`` does.
 
 A handler is any object with optional ``handle_<VERB>`` methods, called as aiosmtpd
 calls them::
@@ -16,14 +18,22 @@ session, envelope, hostname, responses)``, ``handle_MAIL(server, session, envelo
 address, mail_options)`` (must set ``envelope.mail_from``), ``handle_RCPT(server,
 session, envelope, address, rcpt_options)`` (must append to ``envelope.rcpt_tos``),
 ``handle_DATA(server, session, envelope)`` (``envelope.content`` is the message bytes),
-``handle_RSET``, ``handle_VRFY(server, session, envelope, address)``. Each returns a
-status line (``"250 OK"``, ``"550 5.1.1 No such user"``); plain functions and
-coroutines both work (a coroutine runs on a private event loop of its connection). A
-missing hook does what aiosmtpd's default does. A hook that raises is logged on the
-``smtpx.server`` logger and the client gets ``451 4.3.0 Error: handler failed``; the
-server keeps running. The hooks are mapped by :mod:`smtpx.adapter`, as for
-:class:`smtpx.aio.Server`, with the same options and defaults
-(:class:`smtpx.adapter.ServerSettings`).
+``handle_RSET``, ``handle_VRFY(server, session, envelope, address)``,
+``handle_EXPN(server, session, envelope, address)``, ``handle_exception(error)``. Each
+returns a status line (``"250 OK"``, ``"550 5.1.1 No such user"``). A missing hook does
+what aiosmtpd's default does. A hook that raises is logged on the ``smtpx.server``
+logger and answered by ``handle_exception(error)`` when the handler has one, else with
+``451 4.3.0 Error: handler failed``; the server keeps running. The hooks are mapped by
+:mod:`smtpx.adapter`, with the options and defaults of
+:class:`smtpx.adapter.ServerSettings`.
+
+Where hooks run: every connection is served by the one event loop of the controller's
+thread (no thread per connection). Coroutine hooks (``async def``) run on that loop, as
+in aiosmtpd: one that awaits lets the others go on, one that blocks without awaiting
+stalls every connection. Hooks that are plain functions (and a plain ``authenticator``)
+run on a bounded pool of ``hook_threads`` threads (default 16), so that a plain hook that
+blocks (a database call, ``time.sleep``) holds only its own connection; beyond
+``hook_threads`` blocked hooks, further plain hooks wait for a free thread.
 
 Wire trace: while the ``smtpx.wire`` logger is enabled for DEBUG when the server starts
 (``logging.getLogger("smtpx.wire").setLevel(logging.DEBUG)`` with a handler, or a root
@@ -34,34 +44,28 @@ PLAIN <redacted>``, ``<SASL response redacted>``, ``<message content, N octets>`
 server started while that logger is not enabled installs no trace and pays nothing for
 it (enable it, then restart the server).
 
-Differences from aiosmtpd: the protocol (and EHLO's list of extensions, which a
-``handle_EHLO`` cannot change, only refuse) is the Rust engine's; connections are served
-by threads, not an asyncio loop; ``tls_context`` is a ``(certfile, keyfile)`` pair;
-``envelope.content`` is always bytes (no ``decode_data``).
+The differences from aiosmtpd are listed in the README ("aiosmtpd: differences").
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 from smtpx import _native
 from smtpx._trace import log_line, wire_logging
 from smtpx.adapter import (
-    HOOKED,
+    CONTROLLER_HOOK_THREADS,
     AuthResult,
     Envelope,
-    HandlerConnection,
     LoginPassword,
     ServerSettings,
     Session,
-    Step,
-    TlsFiles,
-    run_step,
 )
+from smtpx.aio.server import Server
 
 __all__ = [
     "AuthResult",
@@ -69,114 +73,93 @@ __all__ = [
     "Envelope",
     "LoginPassword",
     "Maildir",
-    "ServerInfo",
     "Session",
 ]
 
-_DEFAULTS = ServerSettings
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """What hooks get as ``server`` (aiosmtpd passes its ``SMTP`` instance): the server's
-    ``hostname`` (its FQDN, as in aiosmtpd), ``data_size_limit`` and the ``controller``."""
-
-    hostname: str
-    data_size_limit: int
-    controller: Controller
+#: aiosmtpd's default ``ready_timeout`` (seconds).
+READY_TIMEOUT = 5.0
 
 
 class Maildir:
     """The built-in handler: delivers every message into the Maildir at ``path``
-    (``tmp/``, ``new/``, ``cur/``, created when missing), in Rust, without Python."""
+    (``tmp/``, ``new/``, ``cur/``, created when missing), in Rust, without Python.
+
+    A :class:`Controller` with this handler runs the Rust blocking server (no Python
+    code per connection, a Rust thread per connection) with the settings' greeting name,
+    size limit, ``(certfile, keyfile)`` TLS, timeout, limits and LMTP; the options that
+    only mean something to Python hooks (``authenticator``, ``decode_data``, an
+    ``ssl.SSLContext``, ...) are refused with ``ValueError``."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
 
-
-class _ThreadConnection:
-    """The Python object of one connection, called by the Rust server from the
-    connection's thread: each call runs the adapter's step to its answer, a coroutine
-    hook on a private event loop of the connection (made on first use)."""
-
-    def __init__(
-        self, controller: Controller, peer: tuple[str, int], tls: bool, proxy: dict[str, Any] | None = None
-    ) -> None:
-        server = ServerInfo(controller.server_hostname, controller.data_size_limit, controller)
-        self.adapter = HandlerConnection(controller.handler, server, controller.settings, peer, tls)
-        self.adapter.session.proxy = proxy
-
-    def _resolve(self, awaitable: Awaitable[Any]) -> Any:
-        session = self.adapter.session
-        if session.loop is None:
-            session.loop = asyncio.new_event_loop()
-        return session.loop.run_until_complete(awaitable)
-
-    def _finish(self, step: Step) -> Any:
-        return run_step(step, self._resolve)
-
-    def hello(self, verb: str, hostname: str) -> str | None:
-        return self._finish(self.adapter.hello(verb, hostname))  # type: ignore[no-any-return]
-
-    def tls_started(self) -> None:
-        self.adapter.tls_started()
-
-    def auth(self, mechanism: str, username: str, password: str) -> str | None:
-        return self._finish(self.adapter.auth(mechanism, username, password))  # type: ignore[no-any-return]
-
-    def mail(self, address: str, options: list[str]) -> str | None:
-        status = self.adapter.mail_now(address, options)
-        if status is HOOKED:
-            status = self._finish(self.adapter.mail(address, options))
-        return status  # type: ignore[no-any-return]
-
-    def rcpt(self, address: str, options: list[str]) -> str | None:
-        status = self.adapter.rcpt_now(address, options)
-        if status is HOOKED:
-            status = self._finish(self.adapter.rcpt(address, options))
-        return status  # type: ignore[no-any-return]
-
-    def data(self, content: bytes) -> str | list[str] | None:
-        return self._finish(self.adapter.data(content))  # type: ignore[no-any-return]
-
-    def reset(self) -> None:
-        self._finish(self.adapter.reset())
-
-    def vrfy(self, address: str) -> str | None:
-        return self._finish(self.adapter.vrfy(address))  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        session = self.adapter.session
-        loop, session.loop = session.loop, None
-        if loop is not None:
-            loop.close()
+    def start(self, host: str, port: int, settings: ServerSettings) -> _native.Server:
+        """Starts the Rust server delivering into this Maildir."""
+        unsupported = {
+            "authenticator": settings.authenticator is not None,
+            "decode_data": settings.decode_data,
+            "ident": settings.ident is not None,
+            "enable_SMTPUTF8": not settings.enable_SMTPUTF8,
+            "auth_exclude_mechanism": bool(settings.auth_exclude_mechanism),
+            "implicit_tls": settings.implicit_tls,
+            "an ssl.SSLContext": settings.tls_context is not None and settings.tls_files() is None,
+            "data_size_limit=None": not settings.data_size_limit,
+            "server_kwargs": bool(settings.server_kwargs),
+        }
+        refused = [name for name, given in unsupported.items() if given]
+        if refused:
+            raise ValueError(f"the Maildir handler does not support {', '.join(refused)}")
+        cert, key = settings.tls_files() or (None, None)
+        return _native.Server.start(
+            host,
+            port,
+            maildir=self.path,
+            hostname=settings.hostname,
+            data_size_limit=settings.data_size_limit or 0,
+            tls_cert=cert,
+            tls_key=key,
+            require_starttls=settings.require_starttls,
+            timeout=settings.timeout,
+            lmtp=settings.lmtp,
+            max_connections=settings.max_connections,
+            listen_backlog=settings.listen_backlog,
+            pipelining_sync=settings.pipelining_sync,
+            trace=log_line if wire_logging() else None,
+            **settings.proxy_options(),
+        )
 
 
 class Controller:
-    """Runs an SMTP server for ``handler`` on ``hostname``:``port`` in background
-    threads, as aiosmtpd's ``Controller`` does; ``start()``/``stop()`` or ``with``.
+    """Runs an SMTP server for ``handler`` on ``hostname``:``port`` in a background
+    thread, as aiosmtpd's ``Controller`` does; ``start()``/``stop()`` or ``with``.
 
-    ``port=0`` picks a free port (read ``controller.port`` after ``start()``).
-    ``tls_context`` is ``(certfile, keyfile)`` (PEM) and enables STARTTLS.
-    ``authenticator(server, session, envelope, mechanism, auth_data)`` enables AUTH
-    PLAIN and LOGIN, offered only over TLS unless ``auth_require_tls=False``.
-    ``timeout`` is the per-command deadline in seconds. ``lmtp`` speaks LMTP:
-    ``handle_DATA`` may then answer per accepted recipient, in RCPT order, with one status
-    line each joined by CRLF (as aiosmtpd's LMTP writes them) or as a list. Beyond
-    ``max_connections`` a client gets ``421 4.7.0`` and is disconnected;
-    ``listen_backlog`` (default 1,024) is the listener's accept queue.
-    ``pipelining_sync`` (default True) answers a client that pipelines what RFC 2920
-    does not allow (more input behind EHLO, DATA, NOOP, QUIT, ...) with ``554 5.5.0``
-    and disconnects it. ``proxy_protocol_timeout`` (aiosmtpd's) makes every connection
-    begin with a PROXY protocol header from a load balancer in ``proxy_trusted`` (CIDR
-    strings, default loopback); see :class:`smtpx.adapter.ServerSettings`.
+    The server is :class:`smtpx.aio.Server` on an event loop of its own (``loop``, or a
+    new one), run by one thread; see the module's doc for where hooks run.
 
-    The options and their defaults are :class:`smtpx.adapter.ServerSettings`' (those of
-    :class:`smtpx.aio.Server` too, aiosmtpd's where it has the option): the greeting
-    name ``server_hostname`` defaults to ``socket.getfqdn()``, ``data_size_limit`` to
-    33,554,432 bytes (None, no limit, is refused: the engine always has one),
-    ``auth_require_tls`` to True, ``timeout`` to 300 seconds, ``max_connections`` to
-    10,000. The listening address ``hostname`` defaults to ``127.0.0.1``.
+    - ``hostname``: the address to listen on; default ``127.0.0.1``. ``port=0`` picks a
+      free port (read ``controller.port`` after ``start()``).
+    - ``loop``: the event loop to serve on, as aiosmtpd's. A loop not running is run by
+      the controller's thread; a loop already running in another thread is used as it
+      is (the server is started and stopped on it).
+    - ``ready_timeout``: seconds ``start()`` waits for the server to listen before
+      raising ``TimeoutError``; 5 as aiosmtpd.
+    - ``ssl_context``: an :class:`ssl.SSLContext` (or a ``(certfile, keyfile)`` pair):
+      the listener speaks TLS from the first byte (SMTPS), as aiosmtpd's.
+    - ``server_hostname``: the name the server greets with; default the FQDN.
+    - ``server_kwargs``: more keywords for ``loop.create_server``.
+    - ``hook_threads``: the threads that run plain-function hooks; default 16.
+    - every other keyword is one of aiosmtpd's ``SMTP`` (and smtpx's) options, listed
+      with their defaults by :class:`smtpx.adapter.ServerSettings`: ``tls_context``,
+      ``require_starttls``, ``data_size_limit`` (None: no limit), ``ident``,
+      ``enable_SMTPUTF8``, ``decode_data``, ``authenticator``, ``auth_required``,
+      ``auth_require_tls``, ``auth_exclude_mechanism``, ``timeout``, ``lmtp``,
+      ``max_connections``, ``listen_backlog``, ``pipelining_sync``. An unknown one is a
+      ``TypeError``.
+
+    A subclass may override :meth:`factory`, as aiosmtpd's ``Controller.factory``: it
+    may return an :class:`smtpx.aio.Server`, or aiosmtpd's ``SMTP`` or ``LMTP`` made for
+    this controller's handler (its handler is used, LMTP is honoured, the controller's
+    settings apply); anything else is refused with ``TypeError``.
     """
 
     def __init__(
@@ -184,107 +167,139 @@ class Controller:
         handler: Any,
         hostname: str | None = None,
         port: int = 8025,
+        loop: asyncio.AbstractEventLoop | None = None,
         *,
-        server_hostname: str | None = _DEFAULTS.server_hostname,
-        data_size_limit: int = _DEFAULTS.data_size_limit,
-        tls_context: TlsFiles | None = _DEFAULTS.tls_context,
-        require_starttls: bool = _DEFAULTS.require_starttls,
-        auth_require_tls: bool = _DEFAULTS.auth_require_tls,
-        auth_required: bool = _DEFAULTS.auth_required,
-        authenticator: Callable[..., Any] | None = _DEFAULTS.authenticator,
-        timeout: float = _DEFAULTS.timeout,
-        lmtp: bool = _DEFAULTS.lmtp,
-        max_connections: int = _DEFAULTS.max_connections,
-        listen_backlog: int = _DEFAULTS.listen_backlog,
-        pipelining_sync: bool = _DEFAULTS.pipelining_sync,
-        proxy_protocol_timeout: float | None = _DEFAULTS.proxy_protocol_timeout,
-        proxy_trusted: Sequence[str] = _DEFAULTS.proxy_trusted,
+        ready_timeout: float = READY_TIMEOUT,
+        ssl_context: Any = None,
+        server_hostname: str | None = None,
+        server_kwargs: dict[str, Any] | None = None,
+        hook_threads: int = CONTROLLER_HOOK_THREADS,
+        **SMTP_parameters: Any,
     ) -> None:
-        settings = ServerSettings(
+        if ssl_context is not None:
+            if SMTP_parameters.get("tls_context") is not None:
+                raise ValueError("give ssl_context (TLS from the first byte) or tls_context (STARTTLS), not both")
+            SMTP_parameters["tls_context"] = ssl_context
+            SMTP_parameters["implicit_tls"] = True
+        self.settings = ServerSettings(
             server_hostname=server_hostname,
-            data_size_limit=data_size_limit,
-            timeout=timeout,
-            tls_context=tls_context,
-            require_starttls=require_starttls,
-            auth_require_tls=auth_require_tls,
-            auth_required=auth_required,
-            authenticator=authenticator,
-            lmtp=lmtp,
-            max_connections=max_connections,
-            listen_backlog=listen_backlog,
-            pipelining_sync=pipelining_sync,
-            proxy_protocol_timeout=proxy_protocol_timeout,
-            proxy_trusted=proxy_trusted,
+            server_kwargs=server_kwargs,
+            hook_threads=hook_threads,
+            **SMTP_parameters,
         )
-        if authenticator is not None and isinstance(handler, Maildir):
-            raise ValueError("the Maildir handler does not support an authenticator")
-        self.settings = settings
         self.handler = handler
         self.hostname = hostname or "127.0.0.1"
         self.port = port
-        self.server_hostname = settings.hostname
-        self.data_size_limit = settings.data_size_limit
-        self.tls_context = settings.tls_context
-        self.require_starttls = settings.require_starttls
-        self.auth_require_tls = settings.auth_require_tls
-        self.auth_required = settings.auth_required
-        self.authenticator = settings.authenticator
-        self.timeout = settings.timeout
-        self.lmtp = settings.lmtp
-        self.max_connections = settings.max_connections
-        self.listen_backlog = settings.listen_backlog
-        self.pipelining_sync = settings.pipelining_sync
-        self._server: _native.Server | None = None
+        self.loop = loop
+        self.ready_timeout = ready_timeout
+        self.ssl_context = ssl_context
+        self.server_hostname = self.settings.hostname
+        self.server_kwargs = server_kwargs or {}
+        self.SMTP_kwargs = SMTP_parameters
+        #: The running :class:`smtpx.aio.Server` (aiosmtpd's ``smtpd``).
+        self.smtpd: Server | None = None
+        #: The asyncio server listening (as aiosmtpd's ``server``).
+        self.server: asyncio.AbstractServer | None = None
+        self._native: _native.Server | None = None
+        self._running_loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._own_loop = False
         self._lock = threading.Lock()
+        #: How many connections the last :meth:`stop` cut (after its grace period).
+        self.cut_connections = 0
 
-    def _factory(self, host: str, port: int, tls: bool, proxy: dict[str, Any] | None = None) -> _ThreadConnection:
-        return _ThreadConnection(self, (host, port), tls, proxy)
+    def factory(self) -> Any:
+        """Makes the server (called on the controller's event loop, as aiosmtpd calls
+        its ``factory``). Override it to return another :class:`smtpx.aio.Server`, or
+        aiosmtpd's ``SMTP``/``LMTP`` (see the class doc)."""
+        return Server(self.handler, self.hostname, self.port, settings=self.settings)
+
+    def _adopt(self, made: Any) -> Server:
+        """The server ``factory()`` means, or TypeError: never silently another one."""
+        if isinstance(made, Server):
+            return made
+        names = {cls.__module__ + "." + cls.__name__ for cls in type(made).__mro__}
+        if "aiosmtpd.smtp.SMTP" in names:
+            settings = self.settings
+            if "aiosmtpd.lmtp.LMTP" in names:
+                settings = dataclasses.replace(settings, lmtp=True)
+            return Server(getattr(made, "event_handler"), self.hostname, self.port, settings=settings)
+        raise TypeError(
+            f"{type(self).__name__}.factory() returned {made!r}: smtpx runs an smtpx.aio.Server "
+            "or aiosmtpd's SMTP/LMTP (for their handler and LMTP), nothing else"
+        )
+
+    async def _start(self) -> Server:
+        server = self._adopt(self.factory())
+        server.controller = self
+        await server.start()
+        return server
 
     def start(self) -> None:
-        """Starts listening; returns once the server accepts connections."""
+        """Starts listening; returns once the server accepts connections (or raises
+        ``TimeoutError`` after ``ready_timeout`` seconds)."""
         with self._lock:
-            if self._server is not None:
+            if self._native is not None or self.smtpd is not None:
                 raise RuntimeError("the controller is already running")
-            cert = key = None
-            if self.tls_context is not None:
-                cert, key = (os.fspath(p) for p in self.tls_context)
-            common: dict[str, Any] = dict(
-                hostname=self.server_hostname,
-                data_size_limit=self.data_size_limit,
-                tls_cert=cert,
-                tls_key=key,
-                require_starttls=self.require_starttls,
-                auth=self.authenticator is not None,
-                auth_require_tls=self.auth_require_tls,
-                auth_required=self.auth_required,
-                timeout=self.timeout,
-                lmtp=self.lmtp,
-                max_connections=self.max_connections,
-                listen_backlog=self.listen_backlog,
-                pipelining_sync=self.pipelining_sync,
-                trace=log_line if wire_logging() else None,
-                **self.settings.proxy_options(),
-            )
             if isinstance(self.handler, Maildir):
-                server = _native.Server.start(self.hostname, self.port, maildir=self.handler.path, **common)
-            else:
-                server = _native.Server.start(self.hostname, self.port, factory=self._factory, **common)
-            self._server = server
+                self._native = self.handler.start(self.hostname, self.port, self.settings)
+                self.port = self._native.address[1]
+                return
+            loop = self.loop
+            if loop is None or not loop.is_running():
+                if loop is None:
+                    loop = asyncio.new_event_loop()
+                    self._own_loop = True
+                self._thread = threading.Thread(target=loop.run_forever, name="smtpx-controller", daemon=True)
+                self._thread.start()
+            self._running_loop = loop
+            future = asyncio.run_coroutine_threadsafe(self._start(), loop)
+            try:
+                server = future.result(self.ready_timeout)
+            except BaseException:
+                future.cancel()
+                self._halt()
+                raise
+            self.smtpd = server
+            self.server = server._server
             self.port = server.address[1]
 
-    def stop(self, grace: float = 5.0) -> int:
+    def _halt(self) -> None:
+        """Stops the controller's own thread and loop (not a loop it was given running)."""
+        loop, thread = self._running_loop, self._thread
+        self._running_loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(30)
+            if self._own_loop and not thread.is_alive():
+                loop.close()
+
+    def stop(self, grace: float = 5.0, no_assert: bool = False) -> None:
         """Stops accepting, lets transactions in flight finish for up to ``grace``
-        seconds, closes idle connections with 421 and cuts the rest (returned: how many
-        were cut)."""
+        seconds, closes idle connections with 421 and cuts the rest (how many were cut
+        is then :attr:`cut_connections`). Then the controller's thread ends. Returns None,
+        as aiosmtpd's; ``no_assert`` is accepted for its signature (stopping a controller
+        that is not running does nothing either way)."""
         with self._lock:
-            server, self._server = self._server, None
-        if server is None:
-            return 0
-        return server.stop(grace)
+            native, self._native = self._native, None
+            if native is not None:
+                self.cut_connections = native.stop(grace)
+                return
+            server, self.smtpd, self.server = self.smtpd, None, None
+            loop = self._running_loop
+            try:
+                if server is not None and loop is not None:
+                    future = asyncio.run_coroutine_threadsafe(server.stop(grace), loop)
+                    self.cut_connections = future.result(grace + 10)
+            finally:
+                self._halt()
 
     @property
     def active_connections(self) -> int:
-        server = self._server
+        """How many connections are being served now."""
+        if self._native is not None:
+            return self._native.active_connections()
+        server = self.smtpd
         return server.active_connections() if server is not None else 0
 
     def __enter__(self) -> Controller:

@@ -22,9 +22,11 @@ does. A server started without it installs no trace (enable it, then restart).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import itertools
 import logging
+import ssl
 import sys
 import types
 from typing import Any, Callable, Generator, Iterator, Sequence
@@ -36,7 +38,6 @@ from smtpx.adapter import (
     HandlerConnection,
     ServerSettings,
     Step,
-    TlsFiles,
 )
 from smtpx.errors import SmtpTlsError
 
@@ -45,7 +46,6 @@ __all__ = ["Server"]
 log = logging.getLogger("smtpx.aio")
 
 _READ_SIZE = 64 * 1024
-_DEFAULTS = ServerSettings
 _CONNECT = _native.ServerConnection.CONNECT
 _HOOK = _native.ServerConnection.HOOK
 _WRITE = _native.ServerConnection.WRITE
@@ -58,94 +58,47 @@ class Server:
     ``hostname``:``port`` (``port=0`` picks a free one: read :attr:`address`).
 
     Hooks get ``(server, session, envelope, ...)`` as aiosmtpd's do, ``server`` being
-    this object (``hostname`` is the name the server greets with). The options and their
-    defaults are :class:`smtpx.adapter.ServerSettings`', the blocking
-    :class:`~smtpx.Controller`'s too (aiosmtpd's where it has the option):
-
-    - ``server_hostname``: the greeting name; default ``socket.getfqdn()``.
-    - ``data_size_limit``: default 33,554,432 bytes; None (no limit) is refused.
-    - ``tls_context=(certfile, keyfile)`` (PEM) offers STARTTLS; ``require_starttls``
-      refuses MAIL and AUTH until it; ``implicit_tls`` makes the listener speak TLS from
-      the first byte instead (port 465 style).
-    - ``authenticator(server, session, envelope, mechanism, auth_data)`` enables AUTH
-      PLAIN and LOGIN, offered only over TLS unless ``auth_require_tls=False`` (default
-      True, as aiosmtpd's, with or without a ``tls_context``).
-    - ``lmtp`` speaks LMTP: ``handle_DATA`` may answer per accepted recipient, with one
-      status line each joined by CRLF (as aiosmtpd's LMTP pushes them) or as a list.
-    - ``timeout``: seconds per command; default 300.
-    - ``max_connections``: beyond it a client gets ``421 4.7.0`` and is disconnected;
-      default 10,000.
-    - ``listen_backlog``: the listener's accept queue, where a burst of connections
-      waits to be accepted; default 1,024 (asyncio's own default is 100).
-    - ``pipelining_sync``: a client that pipelines what RFC 2920 does not allow (more
-      input behind EHLO, DATA, NOOP, QUIT, ...) gets ``554 5.5.0`` and is disconnected;
-      default True.
-    - ``proxy_protocol_timeout`` (aiosmtpd's): every connection begins with a PROXY
-      protocol header (v1 or v2) within this many seconds, from a balancer in
-      ``proxy_trusted`` (CIDR strings; default loopback), or is closed without a
-      greeting; ``session.peer`` is then the client's address and ``session.proxy`` the
-      header. Default None: no header.
+    this object (``hostname`` is the name the server greets with, as aiosmtpd's
+    ``SMTP.hostname``). Every other keyword is an option of
+    :class:`smtpx.adapter.ServerSettings`, which lists them with their defaults (those
+    of :class:`~smtpx.Controller` too, aiosmtpd's where it has the option):
+    ``server_hostname``, ``ident``, ``data_size_limit`` (None: no limit),
+    ``enable_SMTPUTF8``, ``decode_data``, ``timeout``, ``tls_context`` (a ``(certfile,
+    keyfile)`` pair for rustls or an :class:`ssl.SSLContext`), ``require_starttls``,
+    ``implicit_tls``, ``authenticator``, ``auth_required``, ``auth_require_tls``,
+    ``auth_exclude_mechanism``, ``lmtp``, ``max_connections``, ``listen_backlog``,
+    ``pipelining_sync``, ``proxy_protocol_timeout`` and ``proxy_trusted`` (aiosmtpd's PROXY
+    protocol option, see :class:`smtpx.adapter.ServerSettings`), ``hook_threads`` (0 here: plain-function hooks run on the event
+    loop, as aiosmtpd's) and ``server_kwargs``. An unknown keyword is a ``TypeError``.
     """
 
-    def __init__(
-        self,
-        handler: Any,
-        hostname: str = "127.0.0.1",
-        port: int = 8025,
-        *,
-        server_hostname: str | None = _DEFAULTS.server_hostname,
-        data_size_limit: int = _DEFAULTS.data_size_limit,
-        timeout: float = _DEFAULTS.timeout,
-        authenticator: Callable[..., Any] | None = _DEFAULTS.authenticator,
-        auth_required: bool = _DEFAULTS.auth_required,
-        auth_require_tls: bool = _DEFAULTS.auth_require_tls,
-        tls_context: TlsFiles | None = _DEFAULTS.tls_context,
-        require_starttls: bool = _DEFAULTS.require_starttls,
-        implicit_tls: bool = _DEFAULTS.implicit_tls,
-        lmtp: bool = _DEFAULTS.lmtp,
-        max_connections: int = _DEFAULTS.max_connections,
-        listen_backlog: int = _DEFAULTS.listen_backlog,
-        pipelining_sync: bool = _DEFAULTS.pipelining_sync,
-        proxy_protocol_timeout: float | None = _DEFAULTS.proxy_protocol_timeout,
-        proxy_trusted: Sequence[str] = _DEFAULTS.proxy_trusted,
-    ) -> None:
-        settings = ServerSettings(
-            server_hostname=server_hostname,
-            data_size_limit=data_size_limit,
-            timeout=timeout,
-            tls_context=tls_context,
-            require_starttls=require_starttls,
-            auth_require_tls=auth_require_tls,
-            auth_required=auth_required,
-            authenticator=authenticator,
-            lmtp=lmtp,
-            implicit_tls=implicit_tls,
-            max_connections=max_connections,
-            listen_backlog=listen_backlog,
-            pipelining_sync=pipelining_sync,
-            proxy_protocol_timeout=proxy_protocol_timeout,
-            proxy_trusted=proxy_trusted,
-        )
-        self.settings = settings
+    def __init__(self, handler: Any, hostname: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
+        settings = options.pop("settings", None)
+        if settings is None:
+            settings = ServerSettings(**options)
+        elif options:
+            raise TypeError("give either settings or its keywords, not both")
+        self.settings: ServerSettings = settings
         self.handler = handler
         self.host = hostname
         self.port = port
+        #: The name the server greets with (aiosmtpd's ``SMTP.hostname``).
         self.hostname = settings.hostname
         self.data_size_limit = settings.data_size_limit
-        self.timeout = settings.timeout
-        self.authenticator = settings.authenticator
-        self.auth_required = settings.auth_required
-        self.auth_require_tls = settings.auth_require_tls
-        self.tls_context = settings.tls_context
-        self.require_starttls = settings.require_starttls
-        self.implicit_tls = settings.implicit_tls
-        self.lmtp = settings.lmtp
-        self.max_connections = settings.max_connections
-        self.listen_backlog = settings.listen_backlog
-        self.pipelining_sync = settings.pipelining_sync
+        #: The :class:`smtpx.Controller` running this server, if any.
+        self.controller: Any = None
         self._tls_config: _native.TlsConfig | None = None
-        self._options: dict[str, Any] = {}
-        self._proxy = False  # connections begin with a PROXY protocol header
+        self._ssl_context: ssl.SSLContext | None = None
+        # perf: the hooks the handler has no code for are answered in Rust; without
+        # handle_MAIL and handle_RCPT the envelope comes with the message.
+        self._envelope_with_message = not (hasattr(handler, "handle_MAIL") or hasattr(handler, "handle_RCPT"))
+        self._options: dict[str, Any] = dict(
+            settings.engine_options(),
+            mail_rcpt_hooks=not self._envelope_with_message,
+        )
+        self._ehlo_hook = hasattr(handler, "handle_EHLO")
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._proxy = settings.proxy_protocol_timeout is not None  # connections begin with a PROXY header
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerProtocol] = set()
         # perf: one read buffer for all connections (recv_into, no allocation per read).
@@ -164,36 +117,40 @@ class Server:
         return (str(host), int(port))
 
     def active_connections(self) -> int:
+        """How many connections are being served now."""
         return len(self._connections)
 
     async def start(self) -> None:
         """Reads the certificate (when given) and starts listening."""
         if self._server is not None:
             raise RuntimeError("already started")
-        files = self.settings.tls_files()
+        settings = self.settings
+        files = settings.tls_files()
         if files is not None:
             cert, key = files
             self._tls_config = _native.TlsConfig.server_from_files(cert, key)
-        # The same engine settings as the blocking Controller's (smtp-py/src/server.rs).
-        self._options = dict(
-            max_message_size=self.data_size_limit,
-            lmtp=self.lmtp,
-            auth=self.authenticator is not None,
-            allow_insecure_auth=not self.auth_require_tls,
-            require_auth=self.auth_required,
-            timeout=self.timeout,
-            starttls=self.tls_context is not None and not self.implicit_tls,
-            implicit_tls=self.implicit_tls,
-            require_tls=self.require_starttls,
-            pipelining_sync=self.pipelining_sync,
-            **self.settings.proxy_options(),
-        )
-        self._proxy = self.settings.proxy_protocol_timeout is not None
+        elif isinstance(settings.tls_context, ssl.SSLContext):
+            self._ssl_context = settings.tls_context
+        if settings.hook_threads:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                settings.hook_threads, thread_name_prefix="smtpx-hook"
+            )
+        # The engine's options are checked now (a network that is no CIDR, a banner of
+        # two lines), not at the first connection.
+        _native.ServerConnection(self.hostname, **self._options)
         self._trace = wire_logging()
         loop = asyncio.get_running_loop()
+        extra = dict(settings.server_kwargs or {})
+        if settings.implicit_tls and self._ssl_context is not None:
+            extra["ssl"] = self._ssl_context  # asyncio's TLS: the handshake is done before connection_made
         self._server = await loop.create_server(
-            lambda: _ServerProtocol(self), self.host, self.port, backlog=self.listen_backlog
+            lambda: _ServerProtocol(self), self.host, self.port, backlog=settings.listen_backlog, **extra
         )
+
+    def offload(self, hook: Callable[..., Any], *args: Any) -> Any:
+        """Runs the plain-function ``hook`` on the hook threads (``hook_threads``);
+        returns the future of its result."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, hook, *args)
 
     async def stop(self, grace: float | None = None) -> int:
         """Stops listening and closes every connection; returns how many were cut.
@@ -226,6 +183,9 @@ class Server:
                     connection.abort()
                 await asyncio.wait(pending, timeout=1)
         await server.wait_closed()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
         return len(left)
 
     async def __aenter__(self) -> Server:
@@ -422,6 +382,8 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.hooks = _Hooks(self._hook_finished, self._failed)
         self.tls: _native.TlsSession | None = None
         self.tls_failed = False
+        self.ssl_handshaking = False  # asyncio's TLS (an ssl.SSLContext) is starting
+        self.ssl_task: asyncio.Task[None] | None = None
         self.waiting = False  # a hook suspended: its answer comes to _hook_finished
         self.eof = False  # the client closed its side: said to the connection at its next READ
         self.eof_said = False
@@ -437,7 +399,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         server = self.server
-        if len(server._connections) >= server.max_connections:
+        if len(server._connections) >= server.settings.max_connections:
             server._refuse(transport)
             self.hooks.close()
             return
@@ -445,7 +407,13 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         server._connections.add(self)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.conn = HandlerConnection(
-            server.handler, server, server.settings, (str(peer[0]), int(peer[1])), server.implicit_tls, self.loop
+            server.handler,
+            server,
+            server.settings,
+            (str(peer[0]), int(peer[1])),
+            False,
+            self.loop,
+            server.offload if server._executor is not None else None,
         )
         if server._proxy:
             self.proxy_pending = True
@@ -470,13 +438,14 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         connection = self.connection
         if connection is None or self.transport is None:
             return
+        now = self.loop.time()
         if self.tls is None:
-            connection.receive(self.server._read_buffer, self.loop.time(), nbytes)
+            connection.receive(self.server._read_buffer, now, nbytes)
         else:
             plain = self._decrypt(bytes(memoryview(self.server._read_buffer)[:nbytes]))
             if plain:
-                connection.receive(plain, self.loop.time())
-        self._pump()
+                connection.receive(plain, now)
+        self._pump(now)
 
     def eof_received(self) -> bool:
         connection = self.connection
@@ -530,22 +499,23 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     # The connection's actions
 
-    def _pump(self) -> None:
+    def _pump(self, now: float | None = None) -> None:
         """Performs the connection's actions until one means waiting (for input, a
         handshake, a suspended hook, the transport to drain) or the end."""
         connection = self.connection
         if connection is None or self.waiting or (self.write_paused and not self.cut):
             return
-        now = self.loop.time()
+        if now is None:
+            now = self.loop.time()
         try:
             while True:
-                kind, payload = connection.next_action(now)
-                if kind == _WRITE:
+                kind, payload, out = connection.step(now)
+                if out is not None:  # what was said before a waiting action
                     if self.transport is not None:
-                        self._write(payload)
+                        self._write(out)
                     if self.write_paused and not self.cut:
-                        return  # resume_writing goes on
-                elif kind == _READ:
+                        return  # resume_writing goes on (step gives the same action again)
+                if kind == _READ:
                     if self.eof:
                         if self.eof_said:  # nothing more will come
                             connection.lost()
@@ -553,8 +523,15 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                             self.eof_said = True
                             connection.receive_eof()
                         continue
-                    self._arm(payload)
+                    self.deadline = payload
+                    if self.timer is None or payload < self.timer_at:
+                        self._arm(payload)
                     return
+                elif kind == _WRITE:
+                    if self.transport is not None:
+                        self._write(payload)
+                    if self.write_paused and not self.cut:
+                        return  # resume_writing goes on
                 elif kind == _HOOK:
                     status = self._answer(payload)
                     if type(status) is types.GeneratorType:
@@ -566,6 +543,14 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                     connection.answer(status)
                 elif kind == _START_TLS:
                     self.proxy_pending = False
+                    if self.server._ssl_context is not None:
+                        if self.transport is not None and self.transport.get_extra_info("ssl_object") is not None:
+                            connection.tls_established(now)  # implicit: asyncio did the handshake
+                            self._secured()
+                            continue
+                        if not self.ssl_handshaking:
+                            self._start_ssl(payload)
+                        return  # _ssl_handshake goes on
                     if self.tls is None:
                         self._start_tls()
                     self._arm(payload)
@@ -603,17 +588,34 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             status = conn.rcpt_now(event.recipient or "", event.options)
             return conn.rcpt(event.recipient or "", event.options) if status is HOOKED else status
         if kind == "message_end":
+            if self.server._envelope_with_message:
+                assert self.connection is not None
+                envelope = self.connection.take_envelope()
+                if envelope is not None:
+                    conn.take_envelope(*envelope)
             return conn.data(event.data or b"")
         if kind == "hello":
-            return conn.hello(event.verb or "", event.domain or "")
+            verb = event.verb or ""
+            lines = None
+            if verb != "HELO" and self.server._ehlo_hook and self.connection is not None:
+                lines = self.connection.ehlo_lines()
+            return conn.hello(verb, event.domain or "", lines)
+        if kind == "noop":
+            return conn.noop(event.argument or "")
+        if kind == "rset":
+            return conn.rset()
+        if kind == "quit":
+            return conn.quit()
         if kind == "reset":
             return conn.reset()
         if kind == "auth":
             return conn.auth(event.mechanism or "", event.username or "", event.password or "")
         if kind == "verify":
             return conn.vrfy(event.argument or "")
+        if kind == "expand":
+            return conn.expn(event.argument or "")
         if kind == "tls_started":
-            conn.tls_started()
+            conn.tls_started(self._tls_info())
             return None
         if kind == "close":
             return None  # nothing to say
@@ -673,6 +675,62 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         assert self.server._tls_config is not None
         self.tls = _native.TlsSession(self.server._tls_config)
 
+    def _tls_info(self) -> dict[str, Any]:
+        """What ``session.ssl`` holds once TLS is on: the keys aiosmtpd's has (asyncio's
+        extra info) under Python's ssl; under rustls the ``cipher`` triple (name, version,
+        None) and the ``version``."""
+        if self.tls is not None:
+            version, suite = self.tls.protocol_version, self.tls.cipher_suite
+            return {"cipher": (suite, version, None), "version": version, "library": "rustls"}
+        transport = self.transport
+        if transport is None:
+            return {"library": "ssl"}
+        names = ("sslcontext", "ssl_object", "peercert", "cipher", "compression")
+        info = {name: transport.get_extra_info(name) for name in names}
+        ssl_object = info["ssl_object"]
+        info["version"] = ssl_object.version() if ssl_object is not None else None
+        info["library"] = "ssl"
+        return info
+
+    def _secured(self) -> None:
+        """The handshake is done: ``session.ssl`` says so at once (an implicit-TLS
+        connection has no STARTTLS hook to say it)."""
+        if self.conn is not None:
+            self.conn.session.ssl = self._tls_info()
+
+    def _start_ssl(self, deadline: float) -> None:
+        """STARTTLS with an :class:`ssl.SSLContext`: asyncio's TLS (Python's ssl over
+        memory BIOs) takes over the transport."""
+        self.ssl_handshaking = True
+        self.ssl_task = self.loop.create_task(self._ssl_handshake(deadline))
+
+    async def _ssl_handshake(self, deadline: float) -> None:
+        transport, context = self.transport, self.server._ssl_context
+        assert transport is not None and context is not None
+        try:
+            secured = await self.loop.start_tls(
+                transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=max(deadline - self.loop.time(), 0.001),
+            )
+        except (Exception, asyncio.CancelledError) as error:
+            self.ssl_handshaking = False
+            log.info("smtpx.aio server: connection ended: TLS handshake failed: %r", error)
+            self.tls_failed = True
+            transport.abort()
+            if self.transport is not None:  # asyncio does not call connection_lost here
+                self.connection_lost(None)
+            return
+        self.ssl_handshaking = False
+        if self.transport is None or self.connection is None or secured is None:
+            return
+        self.transport = secured
+        self.connection.tls_established(self.loop.time())
+        self._secured()
+        self._pump()
+
     def _decrypt(self, data: bytes) -> bytes | None:
         """The plaintext in ``data`` (perhaps none: a handshake's records); None when the
         TLS layer failed (the connection is then lost)."""
@@ -692,6 +750,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             transport.write(out)
         if handshaking and not tls.is_handshaking:
             connection.tls_established(self.loop.time())
+            self._secured()
         if tls.peer_closed:
             self.eof = True
         return plain
@@ -717,8 +776,8 @@ class _ServerProtocol(asyncio.BufferedProtocol):
     def _expired(self) -> None:
         self.timer = None
         connection = self.connection
-        if connection is None or self.transport is None or self.waiting:
-            return  # gone, or a hook is running (the next READ arms the timer again)
+        if connection is None or self.transport is None or self.waiting or self.ssl_handshaking:
+            return  # gone, a hook is running (the next READ arms the timer again), or asyncio's handshake (its own timeout)
         now = self.loop.time()
         if self.deadline > now:
             self._arm(self.deadline)
