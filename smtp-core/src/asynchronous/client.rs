@@ -60,6 +60,7 @@ impl Stream {
         match self {
             Stream::Plain(tcp) => tcp.read(buf).await,
             Stream::Tls(tls) => tls.read(buf).await,
+            Stream::Local(never) => match *never {},
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -72,6 +73,7 @@ impl Stream {
                 tls.write_all(data).await?;
                 tls.flush().await
             }
+            Stream::Local(never) => match *never {},
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -85,6 +87,7 @@ impl Stream {
                 // Sends close_notify, then shuts the socket down.
                 let _ = tokio::time::timeout(CLOSE_WAIT, tls.shutdown()).await;
             }
+            Stream::Local(never) => match never {},
             Stream::Gone => {}
         }
     }

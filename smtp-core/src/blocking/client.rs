@@ -41,12 +41,9 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::client::api::{client_api, client_connect, client_debug, client_struct};
+use crate::client::api::{self, client_api, client_connect, client_debug, client_struct};
 use crate::client::options::{Prepared, prepare};
-use crate::client::runner::{
-    Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER,
-    starttls_without_plain_socket,
-};
+use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
@@ -54,47 +51,28 @@ pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 /// The shortest socket timeout set; zero would mean "no timeout" (or an error) to the OS.
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
-/// The socket, before and after TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-    /// A Unix-domain socket (local LMTP delivery, say); never encrypted.
-    #[cfg(unix)]
-    Unix(UnixStream),
-    /// Closed, or lost in a failed upgrade; nothing more can be sent.
-    Gone,
-}
+/// A Unix-domain socket where there are some (local LMTP delivery, say).
+#[cfg(unix)]
+type LocalStream = UnixStream;
+#[cfg(not(unix))]
+type LocalStream = std::convert::Infallible;
+
+/// The socket, before and after TLS, or a local one.
+type Stream = api::Stream<TcpStream, StreamOwned<ClientConnection, TcpStream>, LocalStream>;
 
 impl Stream {
-    fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
-    /// Takes the TCP socket for a STARTTLS handshake (leaving `Gone` until the TLS stream
-    /// is put back); on any other stream, an error and the stream unchanged.
-    fn take_plain(&mut self) -> Result<TcpStream, Error> {
-        match std::mem::replace(self, Stream::Gone) {
-            Stream::Plain(tcp) => Ok(tcp),
-            stream => {
-                *self = stream;
-                Err(starttls_without_plain_socket())
-            }
-        }
-    }
-
     fn tcp(&self) -> Option<&TcpStream> {
         match self {
             Stream::Plain(tcp) => Some(tcp),
             Stream::Tls(tls) => Some(tls.get_ref()),
-            #[cfg(unix)]
-            Stream::Unix(_) => None,
+            Stream::Local(_) => None,
             Stream::Gone => None,
         }
     }
 
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
         #[cfg(unix)]
-        if let Stream::Unix(unix) = self {
+        if let Stream::Local(unix) = self {
             return unix.set_read_timeout(Some(timeout.max(MIN_WAIT)));
         }
         match self.tcp() {
@@ -108,7 +86,9 @@ impl Stream {
             Stream::Plain(tcp) => tcp.read(buf),
             Stream::Tls(tls) => tls.read(buf),
             #[cfg(unix)]
-            Stream::Unix(unix) => unix.read(buf),
+            Stream::Local(unix) => unix.read(buf),
+            #[cfg(not(unix))]
+            Stream::Local(never) => match *never {},
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -123,7 +103,9 @@ impl Stream {
                 tls.flush()
             }
             #[cfg(unix)]
-            Stream::Unix(unix) => unix.write_all(data),
+            Stream::Local(unix) => unix.write_all(data),
+            #[cfg(not(unix))]
+            Stream::Local(never) => match *never {},
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -141,9 +123,11 @@ impl Stream {
                 let _ = tls.sock.shutdown(Shutdown::Both);
             }
             #[cfg(unix)]
-            Stream::Unix(unix) => {
+            Stream::Local(unix) => {
                 let _ = unix.shutdown(Shutdown::Both);
             }
+            #[cfg(not(unix))]
+            Stream::Local(never) => match never {},
             Stream::Gone => {}
         }
     }
@@ -221,7 +205,7 @@ impl SmtpClient {
             path.as_ref().display()
         );
         let io = Io {
-            stream: Stream::Unix(unix),
+            stream: Stream::Local(unix),
             base: Instant::now(),
             buffer: vec![0; READ_BUFFER].into_boxed_slice(),
         };

@@ -7,16 +7,19 @@
 //! `stream.is_tls()`, `now()` and `drive(operation, body)`), `self.peer`, and a `NO_BODY`
 //! constant (the body source of operations that send none).
 
-/// A client driver's socket, before and after TLS (`P` the plain socket, `T` the TLS
-/// stream over it).
-pub(crate) enum Stream<P, T> {
+/// A client driver's socket, before and after TLS: `P` the plain socket, `T` the TLS
+/// stream over it, `L` a local socket that is never encrypted (the blocking driver's
+/// Unix-domain socket; `Infallible` where there is none).
+pub(crate) enum Stream<P, T, L = std::convert::Infallible> {
     Plain(P),
     Tls(Box<T>),
+    /// A local socket (LMTP delivery over a Unix-domain socket, say).
+    Local(L),
     /// Closed, or lost in a failed upgrade; nothing more can be sent.
     Gone,
 }
 
-impl<P, T> Stream<P, T> {
+impl<P, T, L> Stream<P, T, L> {
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
