@@ -743,6 +743,23 @@ typedef struct smtpx_server_connection smtpx_server_connection;
 typedef struct smtpx_server_session smtpx_server_session;
 
 /**
+ * One TLS connection, client or server, without I/O (see `smtpx_tls_session_new_client`
+ * and `smtpx_tls_session_new_server`).
+ *
+ * The loop: write what `smtpx_tls_session_output` holds to the socket (then
+ * `smtpx_tls_session_consume_output`); give what the socket delivers to
+ * `smtpx_tls_session_receive`; read the decrypted bytes with `smtpx_tls_session_plaintext`
+ * (then `smtpx_tls_session_consume_plaintext`); encrypt with `smtpx_tls_session_write`
+ * once `smtpx_tls_session_is_handshaking` is false. It keeps a last error (see the
+ * header's contracts); a failed `receive` gives the kind of failure as its result
+ * (SMTPX_RESULT_TLS_UNKNOWN_ISSUER, ...) and may leave an alert in the output to send
+ * before closing.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_tls_session smtpx_tls_session;
+
+/**
  * Receives one log record: `user_data` as it was given with the callback, the level,
  * the connection id (on a server, as the handler's callbacks see it; 0 when the record
  * belongs to no connection), and the text: NUL-terminated, `text_len` bytes without the
@@ -2418,6 +2435,173 @@ smtpx_result smtpx_server_config_set_client_ca_file(struct smtpx_server_config *
  */
 smtpx_result smtpx_server_config_set_min_tls_version(struct smtpx_server_config *config,
                                                      smtpx_tls_version version);
+
+/**
+ * Creates a client session that checks the server's certificate against `server_name`
+ * (a DNS name or IP address) with the TLS settings of `options` (trusted roots, client
+ * certificate, minimum version, SNI, insecure), and writes it to `*out_session`; its
+ * ClientHello is ready in the output. On failure `options`' last error says why
+ * (SMTPX_RESULT_TLS: settings that cannot be used; SMTPX_RESULT_INVALID_ARGUMENT: a bad
+ * name).
+ *
+ * Thread safety: `options` is used by this thread during the call only.
+ */
+smtpx_result smtpx_tls_session_new_client(struct smtpx_client_options *options,
+                                          const char *server_name,
+                                          struct smtpx_tls_session **out_session);
+
+/**
+ * Creates a server session with the certificate and key of
+ * `smtpx_server_config_set_tls_files` and the configuration's TLS settings (client
+ * certificates, minimum version), and writes it to `*out_session`. The files are read
+ * by every call: make one session per connection. On failure the configuration's last
+ * error says why (SMTPX_RESULT_TLS; SMTPX_RESULT_NOT_READY without TLS files).
+ *
+ * Thread safety: `config` is used by this thread during the call only.
+ */
+smtpx_result smtpx_tls_session_new_server(struct smtpx_server_config *config,
+                                          struct smtpx_tls_session **out_session);
+
+/**
+ * Frees a session. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the session during or after the call.
+ */
+void smtpx_tls_session_free(struct smtpx_tls_session *session);
+
+/**
+ * Takes `len` bytes of ciphertext read from the socket (all of them); the plaintext
+ * they carried is added to `smtpx_tls_session_plaintext`. A TLS failure returns its
+ * kind (SMTPX_RESULT_TLS_UNKNOWN_ISSUER, _NAME_MISMATCH, _EXPIRED, _HANDSHAKE); the
+ * output may then hold an alert to send before closing the socket.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_receive(struct smtpx_tls_session *session,
+                                       const uint8_t *data,
+                                       size_t len);
+
+/**
+ * Encrypts `len` bytes of plaintext to send; the ciphertext goes to the output. Before
+ * the handshake is over: SMTPX_RESULT_NOT_READY, nothing taken.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_write(struct smtpx_tls_session *session,
+                                     const uint8_t *data,
+                                     size_t len);
+
+/**
+ * The ciphertext to write to the socket: a pointer to it in `*out_ptr` and its length in
+ * `*out_len` (0: nothing to send). Valid until the next call on the session; after
+ * writing some, call `smtpx_tls_session_consume_output`.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_output(const struct smtpx_tls_session *session,
+                                      const uint8_t **out_ptr,
+                                      size_t *out_len);
+
+/**
+ * Marks the first `n` bytes of the output as written (more than there are: all).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_consume_output(struct smtpx_tls_session *session, size_t n);
+
+/**
+ * The decrypted bytes received and not yet consumed: a pointer in `*out_ptr`, the
+ * length in `*out_len`. Valid until the next call on the session; after using some,
+ * call `smtpx_tls_session_consume_plaintext`.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_plaintext(const struct smtpx_tls_session *session,
+                                         const uint8_t **out_ptr,
+                                         size_t *out_len);
+
+/**
+ * Marks the first `n` bytes of the plaintext as used (more than there are: all).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_consume_plaintext(struct smtpx_tls_session *session, size_t n);
+
+/**
+ * Queues a close_notify alert in the output: the orderly end of the TLS connection.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_close(struct smtpx_tls_session *session);
+
+/**
+ * True until the handshake is complete (true for NULL).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+bool smtpx_tls_session_is_handshaking(const struct smtpx_tls_session *session);
+
+/**
+ * True once the peer sent close_notify: it sends nothing more (false for NULL).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+bool smtpx_tls_session_peer_closed(const struct smtpx_tls_session *session);
+
+/**
+ * The negotiated protocol version, "TLSv1.2" or "TLSv1.3": a static string (never
+ * free it); NULL before the handshake has chosen one, or for NULL.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+const char *smtpx_tls_session_protocol_version(const struct smtpx_tls_session *session);
+
+/**
+ * The negotiated cipher suite's IANA name (for example "TLS13_AES_256_GCM_SHA384"),
+ * copied into `buf` under the buffer contract. SMTPX_RESULT_NOT_READY before one is
+ * negotiated.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_cipher_suite(const struct smtpx_tls_session *session,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *out_n);
+
+/**
+ * On a server session, the name the client asked for (SNI), copied into `buf` under the
+ * buffer contract. SMTPX_RESULT_NOT_READY when the client sent none (or on a client).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_server_name(const struct smtpx_tls_session *session,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *out_n);
+
+/**
+ * The peer's certificate number `index` (0 is its own, then the chain it sent), DER
+ * encoded: a pointer in `*out_der` and the length in `*out_len`, valid as long as the
+ * session. On a server this is the client's certificate (mutual TLS). SMTPX_RESULT_NOT_READY
+ * when there is none at that index (before the handshake, or a client without one).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_peer_certificate(const struct smtpx_tls_session *session,
+                                                size_t index,
+                                                const uint8_t **out_der,
+                                                size_t *out_len);
+
+/**
+ * The message of the session's last call if it failed (see the header's contracts),
+ * copied into `buf` under the buffer contract.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_last_error(const struct smtpx_tls_session *session,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_n);
 
 /**
  * The version of the library actually linked, as `"smtpx/MAJOR.MINOR.PATCH"`.

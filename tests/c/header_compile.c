@@ -61,6 +61,23 @@ int header_compile_uses_everything(void) {
     /* The rest of the API: each name must be declared as a function. */
     (void)&smtpx_version_number;
     (void)&smtpx_client_options_new;
+    (void)&smtpx_tls_session_new_client;
+    (void)&smtpx_tls_session_new_server;
+    (void)&smtpx_tls_session_free;
+    (void)&smtpx_tls_session_receive;
+    (void)&smtpx_tls_session_write;
+    (void)&smtpx_tls_session_output;
+    (void)&smtpx_tls_session_consume_output;
+    (void)&smtpx_tls_session_plaintext;
+    (void)&smtpx_tls_session_consume_plaintext;
+    (void)&smtpx_tls_session_close;
+    (void)&smtpx_tls_session_is_handshaking;
+    (void)&smtpx_tls_session_peer_closed;
+    (void)&smtpx_tls_session_protocol_version;
+    (void)&smtpx_tls_session_cipher_suite;
+    (void)&smtpx_tls_session_server_name;
+    (void)&smtpx_tls_session_peer_certificate;
+    (void)&smtpx_tls_session_last_error;
     (void)&smtpx_client_options_set_xoauth2;
     (void)&smtpx_client_login_xoauth2;
     (void)&smtpx_envelope_new;

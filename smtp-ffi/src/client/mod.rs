@@ -13,6 +13,7 @@
 pub mod connection;
 pub mod envelope;
 mod error;
+pub(crate) use error::result_for_tls as tls_result;
 pub mod options;
 pub mod result;
 pub mod send;
