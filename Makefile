@@ -92,10 +92,12 @@ interop: examples
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/postfix-tools.sh
 
 ## Rust: the core's tests with the async drivers (feature tokio; the README's quick
-## starts run as doctests), the core without the feature, and smtp-ffi's tests
+## starts run as doctests), a fresh crate depending on the core builds without warnings,
+## the core without the feature, and smtp-ffi's tests
 ## (including the header check).
 test-rust:
 	$(CARGO) test -p smtp-core --features tokio
+	tests/rust/fresh-dependent.sh default
 	$(CARGO) check -p smtp-core --all-targets
 	$(CARGO) test -p smtp-ffi
 

@@ -42,17 +42,21 @@ pub mod connection;
 pub mod dispatch;
 pub mod handlers;
 pub mod hooks;
+pub mod message;
 pub mod options;
 
 mod admission;
 mod apply;
 mod config;
+mod decision;
 mod event;
 mod framing;
 mod replies;
 mod sasl;
 mod session;
+mod wrap;
 
 pub use config::ServerConfig;
 pub use event::{AbortReason, Decision, HelloVerb, NoDecisionPending, ServerEvent};
+pub use options::ServerOptions;
 pub use session::ServerSession;

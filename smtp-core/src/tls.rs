@@ -1,4 +1,24 @@
-//! TLS configuration for the drivers, built on rustls with the *ring* provider.
+//! TLS configuration for the drivers, built on rustls, and what a TLS failure was about.
+//!
+//! The crypto provider is chosen by feature, as rustls does: `ring` (the default) or
+//! `aws-lc-rs` (which wins when both are on; it adds post-quantum key exchange). Turn
+//! the default off to use only aws-lc-rs:
+//! `smtp-core = { version = "0.1", default-features = false, features = ["aws-lc-rs"] }`.
+//!
+//! **Certificates for tests.** rustls wants an *end-entity* server certificate. `openssl
+//! req -x509` makes a CA certificate by default (`basicConstraints=CA:TRUE`), which rustls
+//! refuses as `CaUsedAsEndEntity` ([`TlsErrorKind::CaUsedAsEndEntity`] here). Make one with
+//! `-addext basicConstraints=critical,CA:FALSE` (and a `subjectAltName`, since the name in
+//! the CN is not checked):
+//!
+//! ```text
+//! openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+//!     -addext basicConstraints=critical,CA:FALSE -addext subjectAltName=DNS:localhost \
+//!     -keyout key.pem -out cert.pem
+//! ```
+//!
+//! The client then trusts that file with [`RootCerts::PemFile`]; `rcgen` (Rust) and
+//! `trustme` (Python) make end-entity certificates by default.
 //!
 //! Every configuration here names its crypto provider explicitly instead of relying on a
 //! process-wide default, so that linking another crate that installs a different default
@@ -13,8 +33,6 @@
 //!   SNI.
 //! - [`TlsSession`] is one TLS connection without I/O (client or server), for event
 //!   loops in C and Python.
-//! - [`TlsFailure`] says what kind of TLS failure an error is (an unknown issuer, a name
-//!   mismatch, an expired certificate, another handshake failure, a configuration).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,11 +44,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-mod failure;
+mod kind;
 mod session;
 mod settings;
 
-pub use failure::TlsFailure;
+pub use kind::TlsErrorKind;
 pub use session::{TlsSession, TlsSessionError};
 pub use settings::{ClientAuth, TlsClientExtras, TlsIdentity, TlsServerExtras, TlsVersion};
 
@@ -48,6 +66,13 @@ pub enum RootCerts {
     PemFile(PathBuf),
     /// The certificates in PEM text (for a private CA, or a test's self-signed certificate).
     Pem(Vec<u8>),
+}
+
+impl RootCerts {
+    /// The certificates in the PEM file at `path` ([`RootCerts::PemFile`]).
+    pub fn pem_file(path: impl AsRef<Path>) -> RootCerts {
+        RootCerts::PemFile(path.as_ref().to_path_buf())
+    }
 }
 
 /// How a client sets up TLS.
@@ -74,6 +99,12 @@ impl TlsError {
         }
     }
 
+    /// What kind of failure: always [`TlsErrorKind::Configuration`], since this error is
+    /// about building a configuration (a file, a PEM block, a key).
+    pub fn kind(&self) -> TlsErrorKind {
+        TlsErrorKind::Configuration
+    }
+
     /// The whole message, the same as the `Display` form.
     pub fn message(&self) -> &str {
         &self.message
@@ -88,10 +119,32 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-/// The one provider every configuration here uses.
-fn provider() -> Arc<CryptoProvider> {
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("smtp-core needs a TLS crypto provider: enable the feature `ring` or `aws-lc-rs`");
+
+/// The one provider every configuration here uses: aws-lc-rs when its feature is on.
+#[cfg(feature = "aws-lc-rs")]
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The one provider every configuration here uses: *ring* (feature `ring`).
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+pub fn provider() -> Arc<CryptoProvider> {
+    // rustls 0.23.48 deprecates this constructor only to point out that *ring* has no
+    // post-quantum key exchange; it is the one way to get the provider the user chose by
+    // feature (rustls itself calls it the same way), and aws-lc-rs is the feature for
+    // post-quantum key exchange.
+    #[allow(deprecated)]
     Arc::new(rustls::crypto::ring::default_provider())
 }
+
+/// The name of the crypto provider compiled in: `"aws-lc-rs"` or `"ring"`.
+pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};
 
 /// A client configuration as `options` say; share the result between connections (it
 /// caches session tickets for resumption).
@@ -234,10 +287,16 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 
 /// A server configuration from a PEM certificate chain (leaf first) and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1) in two files; clients are not asked for certificates.
+///
+/// ```no_run
+/// let config = smtp_core::tls::server_config_from_pem_files("cert.pem", "key.pem")?;
+/// # Ok::<(), smtp_core::tls::TlsError>(())
+/// ```
 pub fn server_config_from_pem_files(
-    cert: &Path,
-    key: &Path,
+    cert: impl AsRef<Path>,
+    key: impl AsRef<Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (cert, key) = (cert.as_ref(), key.as_ref());
     let identity = TlsIdentity::from_pem_files(cert, key)?;
     server_config_with(identity, &TlsServerExtras::default()).map_err(|e| {
         TlsError::new(format!(

@@ -10,7 +10,7 @@ use rcgen::{
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection};
 use smtp_core::tls::{
-    ClientAuth, RootCerts, TlsClientExtras, TlsClientOptions, TlsFailure, TlsIdentity,
+    ClientAuth, RootCerts, TlsClientExtras, TlsClientOptions, TlsErrorKind, TlsIdentity,
     TlsServerExtras, TlsVersion, client_config_with, server_config_with,
 };
 
@@ -222,18 +222,18 @@ fn failures_are_classified() {
     let server = TlsServerExtras::default();
     let failure = |cert, roots, name| {
         let (_, _, outcome) = connect(&pki, cert, &server, roots, &plain, name);
-        TlsFailure::of_rustls(&outcome.expect_err("the handshake must fail"))
+        TlsErrorKind::of_rustls(&outcome.expect_err("the handshake must fail"))
     };
     assert_eq!(
         failure(pki.leaf("localhost", false), other.roots(), "localhost"),
-        TlsFailure::UnknownIssuer
+        TlsErrorKind::UnknownIssuer
     );
     assert_eq!(
         failure(pki.leaf("localhost", false), pki.roots(), "mx.example"),
-        TlsFailure::NameMismatch
+        TlsErrorKind::NameMismatch
     );
     assert_eq!(
         failure(pki.leaf("localhost", true), pki.roots(), "localhost"),
-        TlsFailure::Expired
+        TlsErrorKind::Expired
     );
 }

@@ -2,7 +2,7 @@
 //! certificate for mutual TLS, the oldest protocol version, SNI; on a server, asking
 //! clients for certificates. The result codes of failed handshakes
 //! (`SMTPX_RESULT_TLS_UNKNOWN_ISSUER` and the others) come from the core's
-//! [`TlsFailure`](smtp_core::tls::TlsFailure).
+//! [`TlsErrorKind`](smtp_core::tls::TlsErrorKind).
 
 use std::ffi::c_char;
 use std::path::Path;

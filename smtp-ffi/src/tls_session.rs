@@ -187,7 +187,7 @@ pub extern "C" fn smtpx_tls_session_receive(
             Ok(()) => smtpx_result::Ok,
             Err(e) => {
                 s.last_error.set_message(e.to_string());
-                tls_result(e.failure())
+                tls_result(e.kind())
             }
         }
     })
@@ -214,7 +214,7 @@ pub extern "C" fn smtpx_tls_session_write(
             Ok(()) => smtpx_result::Ok,
             Err(e) => {
                 s.last_error.set_message(e.to_string());
-                tls_result(e.failure())
+                tls_result(e.kind())
             }
         }
     })

@@ -55,11 +55,11 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-pub use crate::server::options::ServerOptions;
-pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
-use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
 use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
+use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
+pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
+pub use crate::server::options::ServerOptions;
 
 /// How long the cut connections get to unwind their handlers after the grace period.
 const UNWIND: Duration = Duration::from_secs(5);
@@ -121,7 +121,8 @@ pub struct AsyncServer;
 
 impl AsyncServer {
     /// A server whose user code is a synchronous [`Handler`].
-    pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> AsyncServerBuilder {
+    pub fn builder<H: Handler>(handler: H, mut options: ServerOptions) -> AsyncServerBuilder {
+        options.offer_handler_auth(handler.auth_mechanisms());
         AsyncServerBuilder {
             serve: Arc::new(SyncServe(handler)),
             options,
@@ -133,8 +134,9 @@ impl AsyncServer {
     /// A server whose user code is an [`AsyncHandler`].
     pub fn builder_async<H: AsyncHandler>(
         handler: H,
-        options: ServerOptions,
+        mut options: ServerOptions,
     ) -> AsyncServerBuilder {
+        options.offer_handler_auth(handler.auth_mechanisms());
         AsyncServerBuilder {
             serve: Arc::new(AsyncServe(handler)),
             options,

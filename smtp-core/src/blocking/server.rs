@@ -152,7 +152,8 @@ pub struct Server {
 
 impl Server {
     /// Starts building a server around `handler`.
-    pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> ServerBuilder<H> {
+    pub fn builder<H: Handler>(handler: H, mut options: ServerOptions) -> ServerBuilder<H> {
+        options.offer_handler_auth(handler.auth_mechanisms());
         ServerBuilder {
             handler,
             options,
@@ -496,8 +497,11 @@ fn serve<H: Handler>(
     let tcp = &live.stream;
     tcp.set_write_timeout(Some(options.session.command_timeout))?;
     let mut conn = Conn::Plain(SharedTcp(Arc::clone(tcp)));
-    let mut connection =
-        Connection::new(options.session.clone(), shared.epoch.elapsed(), implicit_tls);
+    let mut connection = Connection::new(
+        options.session.clone(),
+        shared.epoch.elapsed(),
+        implicit_tls,
+    );
     if let Some(trace) = &options.trace {
         connection.set_trace(trace.clone(), id);
     }

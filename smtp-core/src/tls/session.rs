@@ -9,23 +9,23 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConnection, Connection, ServerConnection};
 
-use super::{TlsError, TlsFailure};
+use super::{TlsError, TlsErrorKind};
 
-/// A TLS failure of a [`TlsSession`]: what failed and its [kind](TlsFailure).
+/// A TLS failure of a [`TlsSession`]: what failed and its [kind](TlsErrorKind).
 #[derive(Debug, Clone)]
 pub struct TlsSessionError {
     message: String,
-    failure: TlsFailure,
+    kind: TlsErrorKind,
 }
 
 impl TlsSessionError {
-    fn new(failure: TlsFailure, message: String) -> TlsSessionError {
-        TlsSessionError { message, failure }
+    fn new(kind: TlsErrorKind, message: String) -> TlsSessionError {
+        TlsSessionError { message, kind }
     }
 
-    /// The kind of failure (an unknown issuer, a name mismatch, ...).
-    pub fn failure(&self) -> TlsFailure {
-        self.failure
+    /// What the failure was about (an unknown issuer, a name mismatch, ...).
+    pub fn kind(&self) -> TlsErrorKind {
+        self.kind
     }
 }
 
@@ -100,11 +100,11 @@ impl TlsSession {
         } else {
             "TLS failed"
         };
-        TlsSessionError::new(TlsFailure::of_rustls(error), format!("{what}: {error}"))
+        TlsSessionError::new(TlsErrorKind::of_rustls(error), format!("{what}: {error}"))
     }
 
     fn io_failed(error: &io::Error) -> TlsSessionError {
-        TlsSessionError::new(TlsFailure::Handshake, format!("TLS: {error}"))
+        TlsSessionError::new(TlsErrorKind::Protocol, format!("TLS: {error}"))
     }
 
     /// Moves what rustls has to send into `out`.
@@ -163,7 +163,7 @@ impl TlsSession {
     pub fn write(&mut self, data: &[u8]) -> Result<(), TlsSessionError> {
         if self.conn.is_handshaking() {
             return Err(TlsSessionError::new(
-                TlsFailure::Handshake,
+                TlsErrorKind::Protocol,
                 "TLS: the handshake is not over".into(),
             ));
         }
@@ -178,7 +178,7 @@ impl TlsSession {
             self.drain_tls();
             if n == 0 {
                 return Err(TlsSessionError::new(
-                    TlsFailure::Handshake,
+                    TlsErrorKind::Protocol,
                     "TLS: the connection takes no more data".into(),
                 ));
             }
@@ -308,7 +308,7 @@ mod tests {
     fn an_untrusted_name_is_a_classified_failure() {
         let (mut client, mut server) = pair("mx.example.org");
         let e = pump(&mut client, &mut server).unwrap_err();
-        assert_eq!(e.failure(), TlsFailure::NameMismatch);
+        assert_eq!(e.kind(), TlsErrorKind::NameMismatch);
         assert!(e.to_string().contains("handshake"), "{e}");
         let (mut early, _) = pair("localhost");
         assert!(early.write(b"too soon").is_err());

@@ -1,28 +1,30 @@
 //! The detail of a failed client call, and the `smtpx_result` of each client error kind.
 
 use smtp_core::blocking::client::{Error, ErrorKind};
-use smtp_core::tls::TlsFailure;
+use smtp_core::tls::TlsErrorKind;
 
 use crate::result::smtpx_result;
 
-/// The `smtpx_result` for a client error: its kind's, and for a TLS error the kind of
-/// TLS failure (classified by the core, [`Error::tls_failure`]).
+/// The `smtpx_result` for a client error: its kind's, and for a TLS error what it was
+/// about (classified by the core, [`Error::tls_kind`]).
 pub(crate) fn result_of(error: &Error) -> smtpx_result {
-    match error.tls_failure() {
-        Some(failure) => result_for_tls(failure),
+    match error.tls_kind() {
+        Some(kind) => result_for_tls(kind),
         None => result_for(error.kind()),
     }
 }
 
-/// The `smtpx_result` for a kind of TLS failure.
-pub(crate) fn result_for_tls(failure: TlsFailure) -> smtpx_result {
-    match failure {
-        TlsFailure::UnknownIssuer => smtpx_result::TlsUnknownIssuer,
-        TlsFailure::NameMismatch => smtpx_result::TlsNameMismatch,
-        TlsFailure::Expired => smtpx_result::TlsExpired,
-        TlsFailure::Handshake => smtpx_result::TlsHandshake,
-        // TlsFailure is non_exhaustive: a configuration, or a kind added later.
-        _ => smtpx_result::Tls,
+/// The `smtpx_result` for a kind of TLS failure: three certificate problems have codes of
+/// their own, this side's configuration is SMTPX_RESULT_TLS, and every other failure of
+/// the handshake (another certificate problem, a refusal by the peer, nothing in common,
+/// a protocol error) is SMTPX_RESULT_TLS_HANDSHAKE.
+pub(crate) fn result_for_tls(kind: TlsErrorKind) -> smtpx_result {
+    match kind {
+        TlsErrorKind::UnknownIssuer => smtpx_result::TlsUnknownIssuer,
+        TlsErrorKind::NameMismatch => smtpx_result::TlsNameMismatch,
+        TlsErrorKind::Expired => smtpx_result::TlsExpired,
+        TlsErrorKind::Configuration => smtpx_result::Tls,
+        _ => smtpx_result::TlsHandshake,
     }
 }
 

@@ -289,8 +289,8 @@ impl Handler for CHandler {
     }
 }
 
-/// Every hook to its C callback, in one match: a new hook is a compile error here until
-/// C is told about it.
+/// Every hook to its C callback, in one match. A hook the table has no callback for (a
+/// newer core) gets its default answer, as a NULL callback does.
 impl HookHandler for CSession {
     fn on_hook(&mut self, hook: Hook<'_>) -> Answer {
         let table = &self.table.0;
@@ -326,6 +326,7 @@ impl HookHandler for CSession {
                 self.notify(table.close);
                 Answer::Done
             }
+            other => other.default_answer(),
         }
     }
 }
