@@ -7,7 +7,7 @@
 use std::ffi::c_char;
 use std::ptr;
 
-use smtp_core::tls::{self, TlsIdentity, TlsSession};
+use smtp_core::tls::{self, TlsIdentity, TlsSession, TlsSessionError};
 
 use crate::client::smtpx_client_options;
 use crate::client::tls_result;
@@ -37,6 +37,22 @@ use crate::result::smtpx_result;
 pub struct smtpx_tls_session {
     session: TlsSession,
     last_error: LastError,
+    /// The failure of the last receive or write, for a client session's `tls_failed`.
+    failure: Option<TlsSessionError>,
+}
+
+/// Hands a core TLS session to C (for a client session's START_TLS).
+pub(crate) fn hand_over(session: TlsSession) -> *mut smtpx_tls_session {
+    into_raw(smtpx_tls_session {
+        session,
+        last_error: LastError::default(),
+        failure: None,
+    })
+}
+
+/// The failure of the session's last receive or write, if it failed.
+pub(crate) fn failure(session: &smtpx_tls_session) -> Option<TlsSessionError> {
+    session.failure.clone()
 }
 
 impl KeepsLastError for smtpx_tls_session {
@@ -46,10 +62,7 @@ impl KeepsLastError for smtpx_tls_session {
 }
 
 fn hand_out(session: TlsSession, out: *mut *mut smtpx_tls_session) -> smtpx_result {
-    let s = into_raw(smtpx_tls_session {
-        session,
-        last_error: LastError::default(),
-    });
+    let s = hand_over(session);
     // SAFETY: out was checked non-NULL by the caller.
     unsafe { write_out(out, s) };
     smtpx_result::Ok
@@ -187,7 +200,9 @@ pub extern "C" fn smtpx_tls_session_receive(
             Ok(()) => smtpx_result::Ok,
             Err(e) => {
                 s.last_error.set_message(e.to_string());
-                tls_result(e.kind())
+                let code = tls_result(e.kind());
+                s.failure = Some(e);
+                code
             }
         }
     })
@@ -214,7 +229,9 @@ pub extern "C" fn smtpx_tls_session_write(
             Ok(()) => smtpx_result::Ok,
             Err(e) => {
                 s.last_error.set_message(e.to_string());
-                tls_result(e.kind())
+                let code = tls_result(e.kind());
+                s.failure = Some(e);
+                code
             }
         }
     })

@@ -225,3 +225,29 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
         timeouts,
     })
 }
+
+impl crate::client::runner::ClientRunner {
+    /// A runner for a connection the caller opened itself (a sans-I/O driver: an event
+    /// loop in C, asyncio), set up as `options` say for a server known as `server_name`;
+    /// its clock starts at zero now. The caller keeps the socket, the clock and the
+    /// connect timeout; with [`TlsMode::Implicit`] it does the TLS handshake before the
+    /// first operation.
+    pub fn from_options(
+        options: ClientOptions,
+        server_name: &str,
+    ) -> Result<crate::client::runner::ClientRunner, Error> {
+        let Prepared {
+            id,
+            session,
+            tls,
+            timeouts,
+            ..
+        } = prepare(options, server_name)?;
+        Ok(crate::client::runner::ClientRunner::new(
+            id,
+            session,
+            tls,
+            timeouts.command,
+        ))
+    }
+}

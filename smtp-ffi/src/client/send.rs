@@ -20,7 +20,7 @@ use crate::result::smtpx_result;
 ///
 /// # Safety
 /// `from` is a C string; `to` is NULL or points to `n_to` C strings.
-unsafe fn envelope_args(
+pub(super) unsafe fn envelope_args(
     from: *const c_char,
     to: *const *const c_char,
     n_to: usize,
