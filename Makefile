@@ -152,7 +152,7 @@ c-cert: c-lib
 # The C tests (tests/c/NAME.c). Each gets the test certificate's files as arguments
 # (those that need no certificate ignore them).
 C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
-	test_envelope test_server_parity test_tls_session
+	test_envelope test_server_parity test_tls_session test_client_session
 # test_tls and test_tls_session take the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
 C_TEST_ARGS_test_tls_session := $(C_TLS_DIR)

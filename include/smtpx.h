@@ -1907,6 +1907,88 @@ smtpx_result smtpx_client_session_new(struct smtpx_client_options *options,
 void smtpx_client_session_free(struct smtpx_client_session *session);
 
 /**
+ * Writes what to do next for the operation in progress to `*out_action` (see
+ * `smtpx_client_action_kind`); `now_ms` is the time now. Report on a WRITE, READ or
+ * START_TLS before asking again. Without an operation in progress:
+ * SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_next_action(struct smtpx_client_session *session,
+                                              uint64_t now_ms,
+                                              struct smtpx_client_action *out_action);
+
+/**
+ * The bytes of the last WRITE went out (all of them; or, for a goodbye, whatever
+ * happened).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_written(struct smtpx_client_session *session);
+
+/**
+ * Bytes read for the last READ at `now_ms` (decrypted, once TLS is on).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_receive(struct smtpx_client_session *session,
+                                          const uint8_t *bytes,
+                                          size_t len,
+                                          uint64_t now_ms);
+
+/**
+ * The server closed the connection (the last READ found the end of input).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_receive_eof(struct smtpx_client_session *session);
+
+/**
+ * The deadline of the last READ passed; `now_ms` is the time now.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_timeout(struct smtpx_client_session *session, uint64_t now_ms);
+
+/**
+ * The socket failed during the last WRITE or READ (an error other than the end of
+ * input): the operation ends with SMTPX_RESULT_IO.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_lost(struct smtpx_client_session *session);
+
+/**
+ * For a START_TLS action: hands over the TLS session to do the handshake with (a client
+ * session for the server's name with the options' TLS settings), to be freed with
+ * `smtpx_tls_session_free` after the connection. Once only per START_TLS; otherwise
+ * SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_take_tls(struct smtpx_client_session *session,
+                                           struct smtpx_tls_session **out_tls);
+
+/**
+ * The handshake of the last START_TLS succeeded at `now_ms`: from now on the caller
+ * carries every byte through the TLS session.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_tls_established(struct smtpx_client_session *session,
+                                                  uint64_t now_ms);
+
+/**
+ * The handshake of the last START_TLS failed (or ran past its deadline): `tls` is the
+ * TLS session that failed, whose failure becomes the operation's (DONE then gives
+ * SMTPX_RESULT_TLS_UNKNOWN_ISSUER and the like), or NULL (SMTPX_RESULT_TLS_HANDSHAKE).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_tls_failed(struct smtpx_client_session *session,
+                                             const struct smtpx_tls_session *tls);
+
+/**
  * Starts the connect operation: wait for the greeting, EHLO (or LHLO), STARTTLS and
  * AUTH as the options say. Every operation starter returns SMTPX_RESULT_NOT_READY while
  * another operation is in progress, and otherwise OK: what happens is told by the
@@ -2000,88 +2082,6 @@ smtpx_result smtpx_client_session_command(struct smtpx_client_session *session,
 smtpx_result smtpx_client_session_quit(struct smtpx_client_session *session, uint64_t now_ms);
 
 /**
- * Writes what to do next for the operation in progress to `*out_action` (see
- * `smtpx_client_action_kind`); `now_ms` is the time now. Report on a WRITE, READ or
- * START_TLS before asking again. Without an operation in progress:
- * SMTPX_RESULT_NOT_READY.
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_next_action(struct smtpx_client_session *session,
-                                              uint64_t now_ms,
-                                              struct smtpx_client_action *out_action);
-
-/**
- * The bytes of the last WRITE went out (all of them; or, for a goodbye, whatever
- * happened).
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_written(struct smtpx_client_session *session);
-
-/**
- * Bytes read for the last READ at `now_ms` (decrypted, once TLS is on).
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_receive(struct smtpx_client_session *session,
-                                          const uint8_t *bytes,
-                                          size_t len,
-                                          uint64_t now_ms);
-
-/**
- * The server closed the connection (the last READ found the end of input).
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_receive_eof(struct smtpx_client_session *session);
-
-/**
- * The deadline of the last READ passed; `now_ms` is the time now.
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_timeout(struct smtpx_client_session *session, uint64_t now_ms);
-
-/**
- * The socket failed during the last WRITE or READ (an error other than the end of
- * input): the operation ends with SMTPX_RESULT_IO.
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_lost(struct smtpx_client_session *session);
-
-/**
- * For a START_TLS action: hands over the TLS session to do the handshake with (a client
- * session for the server's name with the options' TLS settings), to be freed with
- * `smtpx_tls_session_free` after the connection. Once only per START_TLS; otherwise
- * SMTPX_RESULT_NOT_READY.
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_take_tls(struct smtpx_client_session *session,
-                                           struct smtpx_tls_session **out_tls);
-
-/**
- * The handshake of the last START_TLS succeeded at `now_ms`: from now on the caller
- * carries every byte through the TLS session.
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_tls_established(struct smtpx_client_session *session,
-                                                  uint64_t now_ms);
-
-/**
- * The handshake of the last START_TLS failed (or ran past its deadline): `tls` is the
- * TLS session that failed, whose failure becomes the operation's (DONE then gives
- * SMTPX_RESULT_TLS_UNKNOWN_ISSUER and the like), or NULL (SMTPX_RESULT_TLS_HANDSHAKE).
- *
- * Thread safety: one thread at a time per session.
- */
-smtpx_result smtpx_client_session_tls_failed(struct smtpx_client_session *session,
-                                             const struct smtpx_tls_session *tls);
-
-/**
  * Takes the per-recipient outcome of the last send (free with `smtpx_send_result_free`).
  * SMTPX_RESULT_NOT_READY when there is none (not a send, not taken yet, or it failed).
  *
@@ -2129,9 +2129,10 @@ bool smtpx_client_session_is_tls(const struct smtpx_client_session *session);
 bool smtpx_client_session_is_closed(const struct smtpx_client_session *session);
 
 /**
- * The message of the session's last call if it failed (an operation's failure is
- * recorded by the `next_action` that gave DONE), copied into `buf` under the buffer
- * contract.
+ * The message of the session's last failure, copied into `buf` under the buffer
+ * contract: an operation's, set (or cleared, when it succeeded) by the
+ * `smtpx_client_session_next_action` that gave DONE; else that of the last other call,
+ * which follows the header's rule (cleared on success).
  *
  * Thread safety: one thread at a time per session.
  */

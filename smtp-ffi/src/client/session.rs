@@ -10,22 +10,16 @@ use std::ffi::c_char;
 use std::io;
 use std::time::Duration;
 
-use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{Error, TlsMode};
+use smtp_core::client::TransactionResult;
 use smtp_core::client::runner::{Action, ClientRunner, Outcome, OwnedOperation};
-use smtp_core::client::{Envelope, TransactionResult};
 use smtp_core::reply::Reply;
 use smtp_core::tls::{self, TlsSession};
 
-use super::envelope::smtpx_envelope;
 use super::error::result_of;
 use super::options::smtpx_client_options;
-use super::result::smtpx_send_result;
-use super::send::{envelope_args, smtpx_message};
-use crate::ffi::{
-    copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, out_arg, try_arg,
-    write_out,
-};
+use super::session_ops::message;
+use crate::ffi::{free_raw, into_raw, line_arg, obj_mut, out_arg, try_arg, write_out};
 use crate::last_error::{KeepsLastError, LastError, record};
 use crate::panic::ffi_panic_boundary;
 use crate::reply::smtpx_reply;
@@ -91,7 +85,7 @@ pub struct smtpx_client_action {
 
 /// What the last finished operation produced, until taken.
 #[derive(Debug, Default)]
-enum Produced {
+pub(super) enum Produced {
     #[default]
     Nothing,
     Transaction(TransactionResult),
@@ -110,15 +104,15 @@ enum Awaiting {
 
 /// An operation in progress, with the message it is sending (fed in pieces).
 #[derive(Debug)]
-struct Busy {
-    op: OwnedOperation,
+pub(super) struct Busy {
+    pub(super) op: OwnedOperation,
     body: Vec<u8>,
     fed: usize,
     awaiting: Awaiting,
 }
 
 #[derive(Debug)]
-enum State {
+pub(super) enum State {
     Idle(ClientRunner),
     Busy(Box<Busy>),
     /// Only while moving between the two (a panic there leaves it so).
@@ -131,13 +125,13 @@ enum State {
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct smtpx_client_session {
-    state: State,
+    pub(super) state: State,
     /// The caller's clock at creation: the session's zero.
     epoch_ms: u64,
-    produced: Produced,
+    pub(super) produced: Produced,
     /// The TLS session for the START_TLS being handled, until taken.
     tls: Option<TlsSession>,
-    last_error: LastError,
+    pub(super) last_error: LastError,
 }
 
 impl KeepsLastError for smtpx_client_session {
@@ -147,13 +141,13 @@ impl KeepsLastError for smtpx_client_session {
 }
 
 impl smtpx_client_session {
-    fn at(&self, now_ms: u64) -> Duration {
+    pub(super) fn at(&self, now_ms: u64) -> Duration {
         Duration::from_millis(now_ms.saturating_sub(self.epoch_ms))
     }
 
     /// Starts an operation made by `start` from the idle runner (with `body`, the message
     /// it sends); NOT_READY while another is in progress or after the connection ended.
-    fn start(
+    pub(super) fn start(
         &mut self,
         body: Vec<u8>,
         start: impl FnOnce(ClientRunner) -> OwnedOperation,
@@ -270,6 +264,7 @@ impl smtpx_client_session {
             self.state = State::Idle(busy.op.into_runner());
         }
         self.tls = None;
+        self.last_error.clear();
         match outcome {
             Outcome::Ready | Outcome::Closed => smtpx_result::Ok,
             Outcome::Transaction(t) if !t.mail.is_completion() => {
@@ -387,7 +382,7 @@ pub extern "C" fn smtpx_client_session_free(session: *mut smtpx_client_session) 
 }
 
 /// Runs `call` on the session under the last-error rule.
-fn on_session(
+pub(super) fn on_session(
     session: *mut smtpx_client_session,
     call: impl FnOnce(&mut smtpx_client_session) -> smtpx_result,
 ) -> smtpx_result {
@@ -395,283 +390,6 @@ fn on_session(
         // SAFETY: the caller passes NULL or a live session, used by no other thread.
         let s = try_arg!(unsafe { obj_mut(session) });
         record(s, call)
-    })
-}
-
-/// Starts the connect operation: wait for the greeting, EHLO (or LHLO), STARTTLS and
-/// AUTH as the options say. Every operation starter returns SMTPX_RESULT_NOT_READY while
-/// another operation is in progress, and otherwise OK: what happens is told by the
-/// actions, up to DONE.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_connect(session: *mut smtpx_client_session) -> smtpx_result {
-    on_session(session, |s| s.start(Vec::new(), OwnedOperation::connect))
-}
-
-/// Starts sending one message held in memory (`msg`, `len` bytes, copied) from `from` to
-/// the `n_to` addresses of `to`, as `smtpx_client_send` takes them. At DONE with
-/// SMTPX_RESULT_OK, `smtpx_client_session_take_send_result` gives the per-recipient
-/// outcome; a refused sender is SMTPX_RESULT_SENDER_REFUSED.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_send(
-    session: *mut smtpx_client_session,
-    from: *const c_char,
-    to: *const *const c_char,
-    n_to: usize,
-    msg: *const u8,
-    len: usize,
-    now_ms: u64,
-) -> smtpx_result {
-    on_session(session, |s| {
-        // SAFETY: from, to and n_to as documented.
-        let envelope = match unsafe { envelope_args(from, to, n_to) } {
-            Ok(e) => e,
-            Err((r, m)) => {
-                s.last_error.set_message(m);
-                return r;
-            }
-        };
-        // SAFETY: msg is readable for len bytes (the caller's contract).
-        let body = try_arg!(unsafe { message(msg, len) }).to_vec();
-        start_send(s, envelope, body, now_ms)
-    })
-}
-
-/// As `smtpx_client_session_send`, with the envelope `envelope` (DSN, BODY, SMTPUTF8;
-/// see `smtpx_envelope`; not consumed).
-///
-/// Thread safety: one thread at a time per session and per envelope.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_send_envelope(
-    session: *mut smtpx_client_session,
-    envelope: *const smtpx_envelope,
-    msg: *const u8,
-    len: usize,
-    now_ms: u64,
-) -> smtpx_result {
-    on_session(session, |s| {
-        // SAFETY: the caller passes NULL or a live envelope.
-        let envelope = try_arg!(unsafe { obj(envelope) }).envelope.clone();
-        if envelope.recipients.is_empty() {
-            s.last_error
-                .set_message("a message needs at least one recipient");
-            return smtpx_result::InvalidArgument;
-        }
-        // SAFETY: msg is readable for len bytes (the caller's contract).
-        let body = try_arg!(unsafe { message(msg, len) }).to_vec();
-        start_send(s, envelope, body, now_ms)
-    })
-}
-
-fn start_send(
-    s: &mut smtpx_client_session,
-    envelope: Envelope,
-    body: Vec<u8>,
-    now_ms: u64,
-) -> smtpx_result {
-    let now = s.at(now_ms);
-    let size = u64::try_from(body.len()).ok();
-    s.start(body, |runner| {
-        OwnedOperation::send(runner, &envelope, size, now)
-    })
-}
-
-/// A message argument: NULL only with length 0.
-///
-/// # Safety
-/// `p` is NULL or readable for `len` bytes during the call.
-unsafe fn message<'a>(p: *const u8, len: usize) -> Result<&'a [u8], smtpx_result> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(smtpx_result::NullParameter);
-    }
-    // SAFETY: p is not NULL and readable for len bytes by this function's contract.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
-}
-
-/// Starts sending the `n` messages of `messages` (copied), one transaction each, chained
-/// behind each final dot when the server pipelines (one round trip per message). Every
-/// envelope is checked first: a bad one returns its code and starts nothing. At DONE,
-/// `smtpx_client_session_take_batch` gives each message's outcome.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_send_batch(
-    session: *mut smtpx_client_session,
-    messages: *const smtpx_message,
-    n: usize,
-) -> smtpx_result {
-    on_session(session, |s| {
-        if messages.is_null() || n == 0 {
-            s.last_error
-                .set_message("a batch needs at least one message");
-            return if messages.is_null() {
-                smtpx_result::NullParameter
-            } else {
-                smtpx_result::InvalidArgument
-            };
-        }
-        // SAFETY: messages points to n readable elements (the caller's contract).
-        let messages = unsafe { std::slice::from_raw_parts(messages, n) };
-        let mut batch = Vec::with_capacity(n);
-        for (i, m) in messages.iter().enumerate() {
-            // SAFETY: from, to and n_to as documented for smtpx_message.
-            let envelope = match unsafe { envelope_args(m.from, m.to, m.n_to) } {
-                Ok(e) => e,
-                Err((r, text)) => {
-                    s.last_error.set_message(format!("message {i}: {text}"));
-                    return r;
-                }
-            };
-            // SAFETY: data is readable for len bytes (the caller's contract).
-            let body = try_arg!(unsafe { message(m.data, m.len) }).to_vec();
-            batch.push((envelope, body));
-        }
-        s.start(Vec::new(), |runner| {
-            OwnedOperation::send_batch(runner, batch)
-        })
-    })
-}
-
-/// Starts AUTH with a user name and password (PLAIN or LOGIN). At DONE with
-/// SMTPX_RESULT_OK, `smtpx_client_session_take_reply` gives the 235.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_login(
-    session: *mut smtpx_client_session,
-    username: *const c_char,
-    password: *const c_char,
-    now_ms: u64,
-) -> smtpx_result {
-    on_session(session, |s| {
-        // SAFETY: the caller passes NUL-terminated strings.
-        let user = try_arg!(unsafe { line_arg(username) });
-        // SAFETY: as above.
-        let pass = try_arg!(unsafe { line_arg(password) });
-        let credentials = Credentials::password(user, pass);
-        let now = s.at(now_ms);
-        s.start(Vec::new(), |runner| {
-            OwnedOperation::login(runner, credentials, now)
-        })
-    })
-}
-
-/// Starts STARTTLS on a plain connection, checking the certificate for `server_name`
-/// (NULL: the session's name) with the options' TLS settings; a START_TLS action follows
-/// the server's 220.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_starttls(
-    session: *mut smtpx_client_session,
-    options: *mut smtpx_client_options,
-    server_name: *const c_char,
-    now_ms: u64,
-) -> smtpx_result {
-    on_session(session, |s| {
-        // SAFETY: the caller passes NULL or live options.
-        let o = try_arg!(unsafe { obj(options) });
-        // SAFETY: the caller passes a NUL-terminated string.
-        let name = try_arg!(unsafe { line_arg(server_name) }).to_owned();
-        let config = match tls::client_config_with(&o.tls_options(), &o.tls_extras) {
-            Ok(c) => c,
-            Err(e) => {
-                s.last_error.set_message(e.to_string());
-                return smtpx_result::Tls;
-            }
-        };
-        let now = s.at(now_ms);
-        s.start(Vec::new(), |runner| {
-            OwnedOperation::starttls(runner, &name, Some(config), now)
-        })
-    })
-}
-
-/// The commands that return a reply, for `smtpx_client_session_command`.
-///
-/// Thread safety: a plain value.
-#[repr(u32)]
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum smtpx_client_command {
-    /// NOOP (no argument).
-    Noop = 1,
-    /// RSET (no argument).
-    Rset = 2,
-    /// VRFY argument.
-    Vrfy = 3,
-    /// EXPN argument.
-    Expn = 4,
-    /// HELP [argument].
-    Help = 5,
-}
-
-/// A raw `smtpx_client_command` from C; the header spells it `smtpx_client_command`.
-#[allow(non_camel_case_types)]
-pub type smtpx_client_command_code = u32;
-
-/// Starts one command that returns a reply (see `smtpx_client_command`; `argument` for
-/// VRFY and EXPN, optional for HELP, NULL otherwise). At DONE with SMTPX_RESULT_OK,
-/// `smtpx_client_session_take_reply` gives the reply, whatever its code.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_command(
-    session: *mut smtpx_client_session,
-    command: smtpx_client_command_code,
-    argument: *const c_char,
-    now_ms: u64,
-) -> smtpx_result {
-    on_session(session, |s| {
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let argument = try_arg!(unsafe { opt_line_arg(argument) }).map(str::to_owned);
-        let now = s.at(now_ms);
-        let needs_argument = |a: Option<String>| a.ok_or(smtpx_result::NullParameter);
-        match command {
-            c if c == smtpx_client_command::Noop as u32 => s.start(Vec::new(), |r| {
-                OwnedOperation::command(r, |c| c.noop(), now)
-            }),
-            c if c == smtpx_client_command::Rset as u32 => s.start(Vec::new(), |r| {
-                OwnedOperation::command(r, |c| c.rset(), now)
-            }),
-            c if c == smtpx_client_command::Vrfy as u32 => {
-                let a = try_arg!(needs_argument(argument));
-                s.start(Vec::new(), |r| {
-                    OwnedOperation::command(r, |c| c.vrfy(&a), now)
-                })
-            }
-            c if c == smtpx_client_command::Expn as u32 => {
-                let a = try_arg!(needs_argument(argument));
-                s.start(Vec::new(), |r| {
-                    OwnedOperation::command(r, |c| c.expn(&a), now)
-                })
-            }
-            c if c == smtpx_client_command::Help as u32 => s.start(Vec::new(), |r| {
-                OwnedOperation::command(r, |c| c.help(argument.as_deref()), now)
-            }),
-            _ => smtpx_result::InvalidArgument,
-        }
-    })
-}
-
-/// Starts QUIT: the reply, then a CLOSE action (a connection already over is only
-/// closed).
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_quit(
-    session: *mut smtpx_client_session,
-    now_ms: u64,
-) -> smtpx_result {
-    on_session(session, |s| {
-        let now = s.at(now_ms);
-        s.start(Vec::new(), |r| OwnedOperation::quit(r, now))
     })
 }
 
@@ -687,7 +405,12 @@ pub extern "C" fn smtpx_client_session_next_action(
     now_ms: u64,
     out_action: *mut smtpx_client_action,
 ) -> smtpx_result {
-    on_session(session, |s| {
+    // Not under the usual last-error rule: the last error is the operation's, set (or
+    // cleared) by the call that gives DONE, and kept until the next call that fails or
+    // starts an operation.
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live session, used by no other thread.
+        let s = try_arg!(unsafe { obj_mut(session) });
         try_arg!(out_arg(out_action));
         let now = s.at(now_ms);
         let action = try_arg!(s.next(now));
@@ -853,158 +576,5 @@ pub extern "C" fn smtpx_client_session_tls_failed(
         busy.op.tls_failed(error);
         busy.awaiting = Awaiting::Nothing;
         smtpx_result::Ok
-    })
-}
-
-/// Takes the per-recipient outcome of the last send (free with `smtpx_send_result_free`).
-/// SMTPX_RESULT_NOT_READY when there is none (not a send, not taken yet, or it failed).
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_take_send_result(
-    session: *mut smtpx_client_session,
-    out_result: *mut *mut smtpx_send_result,
-) -> smtpx_result {
-    on_session(session, |s| {
-        try_arg!(out_arg(out_result));
-        let Produced::Transaction(t) = std::mem::take(&mut s.produced) else {
-            return smtpx_result::NotReady;
-        };
-        // SAFETY: out_result was checked non-NULL above.
-        unsafe { write_out(out_result, into_raw(smtpx_send_result::new(&t))) };
-        smtpx_result::Ok
-    })
-}
-
-/// Takes the reply of the last command or login (free with `smtpx_reply_free`).
-/// SMTPX_RESULT_NOT_READY when there is none.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_take_reply(
-    session: *mut smtpx_client_session,
-    out_reply: *mut *mut smtpx_reply,
-) -> smtpx_result {
-    on_session(session, |s| {
-        try_arg!(out_arg(out_reply));
-        let Produced::Reply(r) = std::mem::take(&mut s.produced) else {
-            return smtpx_result::NotReady;
-        };
-        // SAFETY: out_reply was checked non-NULL above.
-        unsafe { write_out(out_reply, into_raw(smtpx_reply::new(&r))) };
-        smtpx_result::Ok
-    })
-}
-
-/// Takes the outcomes of the last batch, as `smtpx_client_send_batch` gives them:
-/// `out_results` and `out_codes` have room for `n` (the batch's size); `*out_done` is
-/// how many messages have an outcome. SMTPX_RESULT_NOT_READY when there is no batch
-/// outcome.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_take_batch(
-    session: *mut smtpx_client_session,
-    out_results: *mut *mut smtpx_send_result,
-    out_codes: *mut smtpx_result,
-    n: usize,
-    out_done: *mut usize,
-) -> smtpx_result {
-    on_session(session, |s| {
-        try_arg!(out_arg(out_done));
-        if n > 0 && (out_results.is_null() || out_codes.is_null()) {
-            return smtpx_result::NullParameter;
-        }
-        let Produced::Batch(outcomes) = std::mem::take(&mut s.produced) else {
-            return smtpx_result::NotReady;
-        };
-        if outcomes.len() > n {
-            s.produced = Produced::Batch(outcomes);
-            return smtpx_result::BufferTooSmall;
-        }
-        for (i, outcome) in outcomes.iter().enumerate() {
-            let (result, code) = match outcome {
-                Ok(t) if !t.mail.is_completion() => {
-                    (std::ptr::null_mut(), smtpx_result::SenderRefused)
-                }
-                Ok(t) => (into_raw(smtpx_send_result::new(t)), smtpx_result::Ok),
-                Err(e) => (std::ptr::null_mut(), result_of(e)),
-            };
-            // SAFETY: both arrays have room for n >= outcomes.len() elements.
-            unsafe {
-                out_results.add(i).write(result);
-                out_codes.add(i).write(code);
-            }
-        }
-        // SAFETY: out_done was checked non-NULL above.
-        unsafe { write_out(out_done, outcomes.len()) };
-        smtpx_result::Ok
-    })
-}
-
-/// True when the connection is encrypted (STARTTLS done, or implicit TLS).
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_is_tls(session: *const smtpx_client_session) -> bool {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live session.
-        unsafe { session.as_ref() }.is_some_and(|s| match &s.state {
-            State::Idle(r) => r.session().is_tls(),
-            State::Busy(b) => b.op.runner().session().is_tls(),
-            State::Moving => false,
-        })
-    })
-}
-
-/// True once the connection is over (after QUIT, or an error that ended it); also true
-/// for NULL.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_is_closed(session: *const smtpx_client_session) -> bool {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live session.
-        unsafe { session.as_ref() }.is_none_or(|s| match &s.state {
-            State::Idle(r) => r.is_closed(),
-            State::Busy(b) => b.op.runner().is_closed(),
-            State::Moving => true,
-        })
-    })
-}
-
-/// The message of the session's last call if it failed (an operation's failure is
-/// recorded by the `next_action` that gave DONE), copied into `buf` under the buffer
-/// contract.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_last_error(
-    session: *const smtpx_client_session,
-    buf: *mut c_char,
-    len: usize,
-    out_n: *mut usize,
-) -> smtpx_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live session.
-        let s = try_arg!(unsafe { obj(session) });
-        // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
-        unsafe { copy_str_out(&s.last_error.message, buf, len, out_n) }
-    })
-}
-
-/// The server's reply behind the session's last failure (a refused sender, AUTH, a 421),
-/// borrowed until the next call on the session; NULL when there is none.
-///
-/// Thread safety: one thread at a time per session.
-#[unsafe(no_mangle)]
-pub extern "C" fn smtpx_client_session_last_error_reply(
-    session: *const smtpx_client_session,
-) -> *const smtpx_reply {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a live session.
-        unsafe { session.as_ref() }
-            .and_then(|s| s.last_error.reply.as_ref())
-            .map_or(std::ptr::null(), |r| r as *const smtpx_reply)
     })
 }
