@@ -1,5 +1,5 @@
 //! `smtpx_tls_session`: one TLS connection without I/O, over the core's
-//! [`TlsSession`](smtp_core::tls::TlsSession), so that a C event loop needs no OpenSSL for
+//! [`TlsSession`], so that a C event loop needs no OpenSSL for
 //! STARTTLS (or implicit TLS) on either side: the program moves ciphertext between the
 //! socket and the session, and plaintext between the session and an SMTP session
 //! (`smtpx_server_connection`, `smtpx_server_session`, or its own client).

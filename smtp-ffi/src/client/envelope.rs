@@ -139,7 +139,7 @@ pub extern "C" fn smtpx_envelope_add_recipient(
             }),
             _ => return smtpx_result::InvalidArgument,
         };
-        let mut one = try_arg!(Envelope::new("", &[to]).map_err(address_error));
+        let mut one = try_arg!(Envelope::new("", [to]).map_err(address_error));
         let Some(mut recipient) = one.recipients.pop() else {
             return smtpx_result::InvalidArgument;
         };

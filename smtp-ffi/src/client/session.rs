@@ -113,7 +113,7 @@ pub(super) struct Busy {
 
 #[derive(Debug)]
 pub(super) enum State {
-    Idle(ClientRunner),
+    Idle(Box<ClientRunner>),
     Busy(Box<Busy>),
     /// Only while moving between the two (a panic there leaves it so).
     Moving,
@@ -163,7 +163,7 @@ impl smtpx_client_session {
         };
         self.produced = Produced::Nothing;
         self.state = State::Busy(Box::new(Busy {
-            op: start(runner),
+            op: start(*runner),
             body,
             fed: 0,
             awaiting: Awaiting::Nothing,
@@ -205,7 +205,7 @@ impl smtpx_client_session {
                 Action::Goodbye(bytes) => Step::Write(bytes.as_ptr(), bytes.len(), true),
                 Action::Read { deadline } => Step::Read(deadline),
                 Action::StartTls { setup, deadline } => {
-                    Step::StartTls(TlsSession::client_for(setup), deadline)
+                    Step::StartTls(TlsSession::client_for(setup).map(Box::new), deadline)
                 }
                 Action::Body => Step::Body,
                 Action::Close => Step::Close(true),
@@ -228,7 +228,7 @@ impl smtpx_client_session {
                     return Ok(action);
                 }
                 Step::StartTls(Ok(session), deadline) => {
-                    self.tls = Some(session);
+                    self.tls = Some(*session);
                     action.kind = smtpx_client_action_kind::StartTls;
                     action.deadline_ms = ms(self.epoch_ms, deadline);
                     busy.awaiting = Awaiting::Handshake;
@@ -261,7 +261,7 @@ impl smtpx_client_session {
     /// The operation ended: the runner goes back to idle and the outcome is kept.
     fn finish(&mut self, outcome: Outcome) -> smtpx_result {
         if let State::Busy(busy) = std::mem::replace(&mut self.state, State::Moving) {
-            self.state = State::Idle(busy.op.into_runner());
+            self.state = State::Idle(Box::new(busy.op.into_runner()));
         }
         self.tls = None;
         self.last_error.clear();
@@ -299,7 +299,7 @@ impl smtpx_client_session {
 enum Step {
     Write(*const u8, usize, bool),
     Read(Duration),
-    StartTls(Result<TlsSession, tls::TlsError>, Duration),
+    StartTls(Result<Box<TlsSession>, tls::TlsError>, Duration),
     Body,
     Close(bool),
     Done(Outcome),
@@ -350,7 +350,7 @@ pub extern "C" fn smtpx_client_session_new(
             match ClientRunner::from_options(client_options, name) {
                 Ok(runner) => {
                     let session = into_raw(smtpx_client_session {
-                        state: State::Idle(runner),
+                        state: State::Idle(Box::new(runner)),
                         epoch_ms: now_ms,
                         produced: Produced::Nothing,
                         tls: None,

@@ -225,7 +225,7 @@ pub enum smtpx_client_command {
     Vrfy = 3,
     /// EXPN argument.
     Expn = 4,
-    /// HELP [argument].
+    /// HELP, with an optional argument.
     Help = 5,
 }
 
