@@ -4,8 +4,9 @@
 #                delivered Maildir file shown (then the in-memory transcript)
 #   make test    every test that needs only cargo, a C compiler, valgrind and Python
 #                packages it installs itself (into .venv)
-#   make interop the Debian-packaged peers (Postfix smtp-source/smtp-sink, swaks, curl),
-#                installed with apt-get when missing
+#   make interop the Debian-packaged peers (Postfix smtp-source/smtp-sink, swaks, curl,
+#                HAProxy), installed with apt-get when missing, and Exim (downloaded
+#                into target/interop-cache and run from there, not installed)
 #   make bench   engine benchmarks (criterion)
 #   make fuzz    how to run the fuzz targets (not run by make test or CI)
 #   make clean   remove build outputs (make distclean also removes .venv)
@@ -83,6 +84,8 @@ interop: examples
 	command -v smtp-source >/dev/null || missing="$$missing postfix"; \
 	command -v swaks >/dev/null || missing="$$missing swaks"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
@@ -90,6 +93,8 @@ interop: examples
 	  DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends $$missing; \
 	fi
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/postfix-tools.sh
+	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/haproxy.sh
+	SMTPX_EXAMPLES=$(EXAMPLES_DIR) SMTPX_INTEROP_CACHE=$(TARGET_DIR)/interop-cache tests/interop/exim.sh
 
 ## Rust: the core's tests with the async drivers (feature tokio; the README's quick
 ## starts run as doctests), a fresh crate depending on the core builds without warnings,
@@ -152,7 +157,8 @@ c-cert: c-lib
 # The C tests (tests/c/NAME.c). Each gets the test certificate's files as arguments
 # (those that need no certificate ignore them).
 C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
-	test_envelope test_server_parity test_tls_session test_client_session
+	test_envelope test_server_parity test_proxy test_blocking_callbacks test_tls_session \
+	test_client_session
 # test_tls and test_tls_session take the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
 C_TEST_ARGS_test_tls_session := $(C_TLS_DIR)

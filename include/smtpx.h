@@ -86,6 +86,11 @@
 #define SMTPX_REPLY 1
 
 /**
+ * Threads that may run blocking callbacks at once (tokio's `max_blocking_threads`).
+ */
+#define MAX_BLOCKING 512
+
+/**
  * The outcome of a fallible smtpx call.
  *
  * Values are grouped in ranges and a value is never reused for another meaning:
@@ -406,7 +411,8 @@ typedef uint32_t smtpx_action_kind;
  * `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
  * MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
  * EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
- * has actions for them).
+ * has actions for them). A hook of a newer library that this header has no kind for
+ * is not given to C: it gets its default answer, as from a NULL callback.
  *
  * Thread safety: a plain value.
  */
@@ -716,7 +722,7 @@ enum smtpx_client_command
    */
   SMTPX_CLIENT_COMMAND_EXPN = 4,
   /**
-   * HELP [argument].
+   * HELP, with an optional argument.
    */
   SMTPX_CLIENT_COMMAND_HELP = 5,
 };
@@ -794,7 +800,8 @@ typedef struct smtpx_reply smtpx_reply;
 typedef struct smtpx_send_result smtpx_send_result;
 
 /**
- * A running SMTP server: listeners and a thread per connection.
+ * A running SMTP server: listeners and connections served by an event loop on a few
+ * worker threads of its own (see `smtpx_handler` for where callbacks run).
  *
  * Thread safety: movable between threads, one thread at a time; the server's own
  * threads run independently of the thread holding it.
@@ -1018,7 +1025,9 @@ typedef struct smtpx_action {
    */
   const uint8_t *bytes;
   /**
-   * WRITE: how many.
+   * WRITE: how many. READ: the most bytes to read now, 0 for any number (while a
+   * PROXY protocol header is read, reading past it would take the client's first
+   * bytes, on an implicit-TLS listener its ClientHello).
    */
   size_t bytes_len;
   /**
@@ -1082,6 +1091,31 @@ typedef struct smtpx_decision {
    */
   char text[SMTPX_DECISION_TEXT_LEN];
 } smtpx_decision;
+
+/**
+ * What a connection's PROXY protocol header said (`smtpx_server_connection_proxy`).
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_proxy_info {
+  /**
+   * 1 or 2.
+   */
+  uint8_t version;
+  /**
+   * True for a `LOCAL` (v2) or `UNKNOWN` (v1) header: the balancer's own connection,
+   * served with the real addresses; `source` and `destination` are then empty.
+   */
+  bool local;
+  /**
+   * The client's address, "IP:PORT" ("[IPv6]:PORT"), NUL-terminated.
+   */
+  char source[64];
+  /**
+   * The address the client connected to on the balancer, the same way.
+   */
+  char destination[64];
+} smtpx_proxy_info;
 
 /**
  * The releaser of a handler's userdata: called once, after the last callback has
@@ -2493,6 +2527,82 @@ bool smtpx_server_connection_is_idle(const struct smtpx_server_connection *conn)
 bool smtpx_server_connection_is_tls(const struct smtpx_server_connection *conn);
 
 /**
+ * Makes every connection begin with a PROXY protocol header (HAProxy's v1 or v2) from a
+ * load balancer in one of the trusted networks (`smtpx_server_config_add_proxy_trusted`;
+ * none trusted means every connection is refused), within `timeout_ms` of being
+ * accepted (0: the default, 10 seconds). The client address the header carries is then
+ * the connection's peer: the connect callback's argument, the Received header, the logs.
+ * A connection from elsewhere, or without a valid header in time, is closed without a
+ * greeting. A `LOCAL` (v2) or `UNKNOWN` (v1) header, a balancer's health check, is
+ * served with the real addresses. `enabled` false turns it off (the default).
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_proxy_protocol(struct smtpx_server_config *config,
+                                                    bool enabled,
+                                                    uint64_t timeout_ms);
+
+/**
+ * Trusts the network `cidr` ("10.0.0.0/8", "2001:db8::/32", or one address) to send
+ * PROXY protocol headers; call once per network. Not CIDR notation gives
+ * SMTPX_RESULT_INVALID_ARGUMENT. Takes effect with
+ * `smtpx_server_config_set_proxy_protocol` (in either order).
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_add_proxy_trusted(struct smtpx_server_config *config,
+                                                   const char *cidr);
+
+/**
+ * Tells a sans-I/O connection the address of the socket's peer, "IP:PORT" (before its
+ * first `smtpx_server_connection_next_action`). With the PROXY protocol enabled in the
+ * configuration it was created from, the header is accepted only from a trusted peer: a
+ * connection whose peer was never set is closed at once. Not an address gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_set_peer(struct smtpx_server_connection *conn,
+                                              const char *peer);
+
+/**
+ * The client's address, "IP:PORT", copied NUL-terminated into `buf` (of `len` bytes; 64
+ * is always enough), its length to `*out_n`: the one the PROXY header carried, or else
+ * the one given to `smtpx_server_connection_set_peer` (empty when neither).
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_peer(const struct smtpx_server_connection *conn,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_n);
+
+/**
+ * Writes what the connection's PROXY header said to `*out` (see `smtpx_proxy_info`);
+ * SMTPX_RESULT_NOT_READY when it began with none (yet).
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_proxy(const struct smtpx_server_connection *conn,
+                                           struct smtpx_proxy_info *out);
+
+/**
+ * Copies the value of the connection's first PROXY v2 TLV of type `kind` (0x02 the
+ * authority the client asked for, 0x05 the balancer's unique id, 0x20 its TLS facts,
+ * ...) into `buf` (of `len` bytes, not NUL-terminated), its length to `*out_n`.
+ * SMTPX_RESULT_NOT_READY when there is no header or no such TLV;
+ * SMTPX_RESULT_BUFFER_TOO_SMALL (nothing written, `*out_n` the length needed) when it
+ * does not fit.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_proxy_tlv(const struct smtpx_server_connection *conn,
+                                               uint8_t kind,
+                                               uint8_t *buf,
+                                               size_t len,
+                                               size_t *out_n);
+
+/**
  * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
  *
  * Thread safety: safe to call from any thread.
@@ -2547,6 +2657,19 @@ const char *smtpx_reply_code_meaning(uint16_t code);
 const char *smtpx_result_str(smtpx_result result);
 
 /**
+ * Says whether the handler's callbacks may block (the default, true): then each runs in
+ * tokio's `block_in_place`, which first hands the other connections of the server thread
+ * it runs on to another thread (see `smtpx_server_start`). Callbacks that never block
+ * (no I/O, no lock held long, no sleep) may say false: they then run inline on the
+ * server's event loop, which costs less CPU per message, but a callback that does block
+ * then stalls every connection served by that thread.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_callbacks_block(struct smtpx_server_config *config,
+                                                     bool may_block);
+
+/**
  * Starts a server that delivers every accepted message into the Maildir `maildir_dir`
  * (created with `tmp`, `new` and `cur` when missing), and writes it to `*out_server`
  * (release with `smtpx_server_free`). On failure `smtpx_server_config_last_error` gives
@@ -2562,8 +2685,10 @@ smtpx_result smtpx_server_start_maildir(struct smtpx_server_config *config,
 
 /**
  * Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
- * `smtpx_handler` for threads and the userdata's lifetime), and writes it to
- * `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+ * `smtpx_handler` for threads and the userdata's lifetime). The server is event-driven: a few threads of its own serve every
+ * connection; a callback that blocks runs in tokio's `block_in_place`, which hands the
+ * other connections of its thread to another thread first, so it stalls only its own
+ * connection (at most 512 callbacks block at once). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
  * called and `smtpx_server_config_last_error` gives the detail.
  *
  * Thread safety: `config` is used by this thread during the call only.
@@ -2663,7 +2788,9 @@ smtpx_result smtpx_server_session_receive_eof(struct smtpx_server_session *sessi
 
 /**
  * Writes the next event to `*out_event`; its kind is SMTPX_EVENT_KIND_NONE when the
- * session needs more input, a decision, or its output written. The event's pointers
+ * session needs more input, a decision, or its output written. An event this header has no
+ * kind for (a library newer than the header the program was built with) is never
+ * given: the session answers it as a handler without that callback would. The event's pointers
  * are valid until the next call on the session.
  *
  * Thread safety: one thread at a time per session.

@@ -16,7 +16,8 @@
 //!     [--hostname NAME] [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls]
 //!     [--auth USER:PASS]... [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N]
 //!     [--timeout SECS] [--max-connections N] [--lmtp] [--bare-lf normalize|reject]
-//!     [--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v]
+//!     [--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync]
+//!     [--proxy-protocol [--proxy-trusted CIDR]...] [-v]
 //! ```
 //!
 //! `-v` prints the wire trace on standard error: every command and reply line as
@@ -31,6 +32,7 @@ use smtp_core::blocking::Server;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::handler::{DiscardHandler, Handler, PasswordAuth};
 use smtp_core::maildir::MaildirHandler;
+use smtp_core::server::proxy::{IpNetwork, ProxyProtocol};
 use smtp_core::server::{ServerConfig, ServerOptions};
 
 struct Args {
@@ -60,13 +62,18 @@ struct Args {
     block_in_place: bool,
     /// Print the wire trace on standard error.
     verbose: bool,
+    /// --proxy-protocol: every connection begins with a PROXY header.
+    proxy_protocol: bool,
+    /// --proxy-trusted: where the headers may come from (default loopback).
+    proxy_trusted: Vec<IpNetwork>,
 }
 
 const USAGE: &str = "usage: smtp-server [--listen ADDR] [--maildir DIR] [--discard] [--hostname NAME] \
 [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls] [--auth USER:PASS]... \
 [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N] [--timeout SECS] \
 [--max-connections N] [--lmtp] [--bare-lf normalize|reject] \
-[--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v]";
+[--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] \
+[--proxy-protocol [--proxy-trusted CIDR]...] [-v]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -91,6 +98,8 @@ fn parse_args() -> Result<Args, String> {
         async_threads: None,
         block_in_place: true,
         verbose: false,
+        proxy_protocol: false,
+        proxy_trusted: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -135,10 +144,19 @@ fn parse_args() -> Result<Args, String> {
                 a.async_threads = Some(n);
             }
             "--no-block-in-place" => a.block_in_place = false,
+            "--proxy-protocol" => a.proxy_protocol = true,
+            "--proxy-trusted" => a.proxy_trusted.push(
+                value()?
+                    .parse()
+                    .map_err(|e| format!("--proxy-trusted: {e}"))?,
+            ),
             "-v" | "--verbose" => a.verbose = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if !a.proxy_trusted.is_empty() && !a.proxy_protocol {
+        return Err("--proxy-trusted goes with --proxy-protocol".into());
     }
     if a.tls_cert.is_some() != a.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
@@ -181,6 +199,18 @@ fn options(args: &Args) -> Result<ServerOptions, String> {
     }
     if let Some(n) = args.max_connections {
         options.max_connections = n;
+    }
+    if args.proxy_protocol {
+        let trusted = if args.proxy_trusted.is_empty() {
+            vec!["127.0.0.0/8".parse()?, "::1".parse()?]
+        } else {
+            args.proxy_trusted.clone()
+        };
+        let mut proxy = ProxyProtocol::new(trusted);
+        if let Some(secs) = args.timeout {
+            proxy.timeout = proxy.timeout.min(Duration::from_secs(secs));
+        }
+        options.proxy_protocol = Some(proxy);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options.tls = Some(

@@ -44,6 +44,7 @@ pub mod handlers;
 pub mod hooks;
 pub mod message;
 pub mod options;
+pub mod proxy;
 
 mod admission;
 mod apply;

@@ -33,6 +33,9 @@
 //!   SNI.
 //! - [`TlsSession`] is one TLS connection without I/O (client or server), for event
 //!   loops in C and Python.
+//! - [`TlsErrorKind`] says what kind of TLS failure an error is (an unknown issuer, a name
+//!   mismatch, an expired certificate, another certificate or handshake problem, a
+//!   configuration).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -63,6 +63,12 @@ pub struct smtpx_server_config {
     pub(crate) tls_extras: TlsServerExtras,
     /// The log callback, with its user data.
     pub(crate) log: Option<CLog>,
+    /// The PROXY protocol when enabled (its trusted list unused), and the trusted
+    /// networks (see `proxy.rs`).
+    pub(crate) proxy: Option<smtp_core::server::proxy::ProxyProtocol>,
+    pub(crate) proxy_trusted: Vec<smtp_core::server::proxy::IpNetwork>,
+    /// False when the callbacks never block (`smtpx_server_config_set_callbacks_block`).
+    pub(crate) callbacks_block: bool,
 }
 
 impl KeepsLastError for smtpx_server_config {
@@ -103,6 +109,9 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             last_error: LastError::default(),
             tls_extras: TlsServerExtras::default(),
             log: None,
+            proxy: None,
+            proxy_trusted: Vec::new(),
+            callbacks_block: true,
         })
     })
 }

@@ -73,6 +73,7 @@ pub(crate) mod ffi;
 pub(crate) mod last_error;
 pub mod log;
 pub mod panic;
+pub mod proxy;
 pub mod reply;
 pub mod result;
 pub mod server;

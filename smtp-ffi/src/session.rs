@@ -128,7 +128,9 @@ pub extern "C" fn smtpx_server_session_receive_eof(
 }
 
 /// Writes the next event to `*out_event`; its kind is SMTPX_EVENT_KIND_NONE when the
-/// session needs more input, a decision, or its output written. The event's pointers
+/// session needs more input, a decision, or its output written. An event this header has no
+/// kind for (a library newer than the header the program was built with) is never
+/// given: the session answers it as a handler without that callback would. The event's pointers
 /// are valid until the next call on the session.
 ///
 /// Thread safety: one thread at a time per session.

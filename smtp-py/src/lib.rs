@@ -35,6 +35,7 @@ mod client;
 mod connection;
 mod errors;
 mod logging;
+mod proxy;
 mod sans_io;
 mod server;
 mod tls;
