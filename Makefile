@@ -57,7 +57,7 @@ PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
 .PHONY: wheel wheel-test help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
-	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench bench-pool fuzz clean distclean
+	c-shared c-examples c-smtplib c-install-test c-client-loop install test-python python-env python-install python-typecheck bench bench-pool fuzz clean distclean
 
 help:
 	@sed -n '3,15s/^# \{0,1\}//p' Makefile
@@ -117,7 +117,7 @@ test-rust:
 ## against each other with STARTTLS, the sans-I/O session and connection) run under ASan+UBSan and under
 ## valgrind, against libsmtpx.a; the shared library has its SONAME and only smtpx_*; the
 ## C examples build, and Python's smtplib drives them (built with ASan+UBSan).
-test-c: c-header c-symbols c-asan c-valgrind c-shared c-examples c-smtplib c-install-test
+test-c: c-header c-symbols c-asan c-valgrind c-shared c-examples c-smtplib c-install-test c-client-loop
 
 c-lib:
 	$(CARGO) build --release -p smtp-ffi
@@ -164,9 +164,11 @@ c-cert: c-lib
 # The C tests (tests/c/NAME.c). Each gets the test certificate's files as arguments
 # (those that need no certificate ignore them).
 C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
-	test_envelope test_server_parity test_proxy test_blocking_callbacks test_relay_pool
-# test_tls takes the folder of the test CA (see c-cert) instead.
+	test_envelope test_server_parity test_proxy test_blocking_callbacks test_relay_pool test_tls_session \
+	test_client_session
+# test_tls and test_tls_session take the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
+C_TEST_ARGS_test_tls_session := $(C_TLS_DIR)
 c_test_args = $(or $(C_TEST_ARGS_$(1)),$(C_CERT_ARGS))
 
 c-asan: c-lib c-cert
@@ -181,12 +183,31 @@ c-valgrind: c-lib c-cert
 	$(foreach t,$(C_TESTS),$(VALGRIND_RUN) $(C_OUT)/$(t) $(call c_test_args,$(t)) &&) true
 
 ## The C example programs (examples/c), for make demo and for reading.
-C_EXAMPLES := send server eventloop pool
+C_EXAMPLES := send server eventloop pool clientloop
 C_EXAMPLES_DIR := $(C_OUT)/examples
 
 c-examples: c-lib
 	@mkdir -p $(C_EXAMPLES_DIR)
 	$(foreach e,$(C_EXAMPLES),$(CC) $(C_FLAGS) -O1 examples/c/$(e).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_EXAMPLES_DIR)/$(e) &&) true
+
+## The event-loop client (examples/c/clientloop.c, built with ASan+UBSan) against the
+## Rust example smtp-server: five connections at once from one poll() loop, in clear and
+## with STARTTLS (smtpx_tls_session); every message must land in the Maildir.
+c-client-loop: examples c-lib c-cert
+	@mkdir -p $(C_OUT)/examples-asan
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) examples/c/clientloop.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/examples-asan/clientloop
+	@work=$$(mktemp -d); \
+	$(EXAMPLES_DIR)/smtp-server --listen 127.0.0.1:0 --maildir "$$work/maildir" \
+	  --tls-cert $(C_TLS_DIR)/cert.pem --tls-key $(C_TLS_DIR)/key.pem > "$$work/server.out" 2>&1 & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null; rm -rf "$$work"' EXIT; \
+	for i in $$(seq 100); do grep -q 'listening on' "$$work/server.out" && break; sleep 0.1; done; \
+	port=$$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$$work/server.out" | head -n 1); \
+	test -n "$$port" || { echo "smtp-server did not start"; cat "$$work/server.out"; exit 1; }; \
+	$(ASAN_RUN) timeout 120 $(C_OUT)/examples-asan/clientloop --port $$port --count 5 && \
+	$(ASAN_RUN) timeout 120 $(C_OUT)/examples-asan/clientloop --port $$port --count 5 --ca $(C_TLS_DIR)/cert.pem | tee "$$work/tls.out" && \
+	test "$$(grep -c '(TLS)' "$$work/tls.out")" = 5 && \
+	test "$$(ls "$$work/maildir/new" | wc -l)" = 10 && \
+	echo "c-client-loop: 10 messages over 10 connections from one poll() loop, 5 of them with STARTTLS"
 
 ## Python's smtplib against the C example servers, and send.c against server.c, all built
 ## with ASan+UBSan (standard library only; the repository's virtualenv's Python).

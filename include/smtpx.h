@@ -304,6 +304,55 @@ typedef uint32_t smtpx_log_level;
 #endif // __cplusplus
 
 /**
+ * What an `smtpx_client_action` asks of the caller.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_client_action_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Write all of `bytes` (`bytes_len`), through TLS once it is on, then call
+   * `smtpx_client_session_written` (or `smtpx_client_session_lost` if the socket
+   * failed). With `goodbye` the connection is ending: try briefly, then call
+   * `smtpx_client_session_written` whatever happened.
+   */
+  SMTPX_CLIENT_ACTION_KIND_WRITE = 1,
+  /**
+   * Read once, waiting until `deadline_ms` at the most, and report with
+   * `smtpx_client_session_receive`, `_receive_eof`, `_timeout` or `_lost`.
+   */
+  SMTPX_CLIENT_ACTION_KIND_READ = 2,
+  /**
+   * Do a TLS client handshake (STARTTLS) by `deadline_ms`: take the TLS session with
+   * `smtpx_client_session_take_tls`, run it to the end of its handshake, then call
+   * `smtpx_client_session_tls_established` or `smtpx_client_session_tls_failed`. From
+   * now on every byte of the socket is TLS (the input rule of the header).
+   */
+  SMTPX_CLIENT_ACTION_KIND_START_TLS = 3,
+  /**
+   * Close the socket (after a TLS close_notify when `graceful`). Nothing to report: ask
+   * for the next action.
+   */
+  SMTPX_CLIENT_ACTION_KIND_CLOSE = 4,
+  /**
+   * The operation is over; `result` is its outcome. Take what it produced with
+   * `smtpx_client_session_take_send_result`, `_take_reply` or `_take_batch`; then start
+   * the next operation.
+   */
+  SMTPX_CLIENT_ACTION_KIND_DONE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_client_action_kind smtpx_client_action_kind;
+#else
+typedef uint32_t smtpx_client_action_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What an `smtpx_action` asks of the caller.
  *
  * Thread safety: a plain value.
@@ -647,6 +696,45 @@ typedef uint32_t smtpx_body;
 #endif // __cplusplus
 
 /**
+ * The commands that return a reply, for `smtpx_client_session_command`.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_client_command
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * NOOP (no argument).
+   */
+  SMTPX_CLIENT_COMMAND_NOOP = 1,
+  /**
+   * RSET (no argument).
+   */
+  SMTPX_CLIENT_COMMAND_RSET = 2,
+  /**
+   * VRFY argument.
+   */
+  SMTPX_CLIENT_COMMAND_VRFY = 3,
+  /**
+   * EXPN argument.
+   */
+  SMTPX_CLIENT_COMMAND_EXPN = 4,
+  /**
+   * HELP, with an optional argument.
+   */
+  SMTPX_CLIENT_COMMAND_HELP = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_client_command smtpx_client_command;
+#else
+typedef uint32_t smtpx_client_command;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A connected SMTP (or LMTP) client session, ready for mail.
  *
  * Every call blocks until the server has answered or a timeout expires. After an error
@@ -669,6 +757,13 @@ typedef struct smtpx_client smtpx_client;
  * `smtpx_client_connect` write to it).
  */
 typedef struct smtpx_client_options smtpx_client_options;
+
+/**
+ * An SMTP client connection without I/O (see `smtpx_client_session_new`).
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_client_session smtpx_client_session;
 
 /**
  * A message's envelope: the sender, the recipients, and their parameters. Built with
@@ -761,6 +856,23 @@ typedef struct smtpx_server_connection smtpx_server_connection;
 typedef struct smtpx_server_session smtpx_server_session;
 
 /**
+ * One TLS connection, client or server, without I/O (see `smtpx_tls_session_new_client`
+ * and `smtpx_tls_session_new_server`).
+ *
+ * The loop: write what `smtpx_tls_session_output` holds to the socket (then
+ * `smtpx_tls_session_consume_output`); give what the socket delivers to
+ * `smtpx_tls_session_receive`; read the decrypted bytes with `smtpx_tls_session_plaintext`
+ * (then `smtpx_tls_session_consume_plaintext`); encrypt with `smtpx_tls_session_write`
+ * once `smtpx_tls_session_is_handshaking` is false. It keeps a last error (see the
+ * header's contracts); a failed `receive` gives the kind of failure as its result
+ * (SMTPX_RESULT_TLS_UNKNOWN_ISSUER, ...) and may leave an alert in the output to send
+ * before closing.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_tls_session smtpx_tls_session;
+
+/**
  * Receives one log record: `user_data` as it was given with the callback, the level,
  * the connection id (on a server, as the handler's callbacks see it; 0 when the record
  * belongs to no connection), and the text: NUL-terminated, `text_len` bytes without the
@@ -822,6 +934,44 @@ typedef struct smtpx_message {
  * thread, during the call only.
  */
 typedef int (*smtpx_read_callback)(void *userdata, uint8_t *buf, size_t len, size_t *out_n);
+
+/**
+ * What to do next for the operation in progress (see `smtpx_client_action_kind`).
+ * Pointers are valid until the next call on the session.
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_client_action {
+  /**
+   * What to do.
+   */
+  smtpx_client_action_kind kind;
+  /**
+   * WRITE: the bytes.
+   */
+  const uint8_t *bytes;
+  /**
+   * WRITE: how many.
+   */
+  size_t bytes_len;
+  /**
+   * WRITE: the connection is ending (write if quick).
+   */
+  bool goodbye;
+  /**
+   * READ and START_TLS: when to give up, in milliseconds on the caller's clock.
+   */
+  uint64_t deadline_ms;
+  /**
+   * CLOSE: true for an orderly close, false to drop the connection at once.
+   */
+  bool graceful;
+  /**
+   * DONE: the operation's result (SMTPX_RESULT_OK, or why it failed; the session's
+   * last error says more).
+   */
+  smtpx_result result;
+} smtpx_client_action;
 
 /**
  * One event of a server session. Pointers are borrowed from the session and valid until
@@ -1806,6 +1956,274 @@ smtpx_result smtpx_client_send_envelope(struct smtpx_client *client,
                                         struct smtpx_send_result **out_result);
 
 /**
+ * Creates a client session for a connection the caller has opened (or is opening) to a
+ * server known as `server_name` (the name its certificate must carry), set up as
+ * `options` say (HELO name, TLS mode and settings, credentials, timeouts, LMTP,
+ * pipelining, the log callback), with `now_ms` as the time now on the caller's clock;
+ * writes it to `*out_session` (free with `smtpx_client_session_free`). Start with
+ * `smtpx_client_session_connect`. With SMTPX_TLS_MODE_IMPLICIT, do the TLS handshake
+ * first (`smtpx_tls_session_new_client` with the same options and name) and carry every
+ * byte through it. On failure `options`' last error says why.
+ *
+ * Thread safety: `options` is used by this thread during the call only.
+ */
+smtpx_result smtpx_client_session_new(struct smtpx_client_options *options,
+                                      const char *server_name,
+                                      uint64_t now_ms,
+                                      struct smtpx_client_session **out_session);
+
+/**
+ * Frees a client session (an operation in progress is abandoned; close the socket
+ * yourself). NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the session during or after the call.
+ */
+void smtpx_client_session_free(struct smtpx_client_session *session);
+
+/**
+ * Writes what to do next for the operation in progress to `*out_action` (see
+ * `smtpx_client_action_kind`); `now_ms` is the time now. Report on a WRITE, READ or
+ * START_TLS before asking again. Without an operation in progress:
+ * SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_next_action(struct smtpx_client_session *session,
+                                              uint64_t now_ms,
+                                              struct smtpx_client_action *out_action);
+
+/**
+ * The bytes of the last WRITE went out (all of them; or, for a goodbye, whatever
+ * happened).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_written(struct smtpx_client_session *session);
+
+/**
+ * Bytes read for the last READ at `now_ms` (decrypted, once TLS is on).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_receive(struct smtpx_client_session *session,
+                                          const uint8_t *bytes,
+                                          size_t len,
+                                          uint64_t now_ms);
+
+/**
+ * The server closed the connection (the last READ found the end of input).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_receive_eof(struct smtpx_client_session *session);
+
+/**
+ * The deadline of the last READ passed; `now_ms` is the time now.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_timeout(struct smtpx_client_session *session, uint64_t now_ms);
+
+/**
+ * The socket failed during the last WRITE or READ (an error other than the end of
+ * input): the operation ends with SMTPX_RESULT_IO.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_lost(struct smtpx_client_session *session);
+
+/**
+ * For a START_TLS action: hands over the TLS session to do the handshake with (a client
+ * session for the server's name with the options' TLS settings), to be freed with
+ * `smtpx_tls_session_free` after the connection. Once only per START_TLS; otherwise
+ * SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_take_tls(struct smtpx_client_session *session,
+                                           struct smtpx_tls_session **out_tls);
+
+/**
+ * The handshake of the last START_TLS succeeded at `now_ms`: from now on the caller
+ * carries every byte through the TLS session.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_tls_established(struct smtpx_client_session *session,
+                                                  uint64_t now_ms);
+
+/**
+ * The handshake of the last START_TLS failed (or ran past its deadline): `tls` is the
+ * TLS session that failed, whose failure becomes the operation's (DONE then gives
+ * SMTPX_RESULT_TLS_UNKNOWN_ISSUER and the like), or NULL (SMTPX_RESULT_TLS_HANDSHAKE).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_tls_failed(struct smtpx_client_session *session,
+                                             const struct smtpx_tls_session *tls);
+
+/**
+ * Starts the connect operation: wait for the greeting, EHLO (or LHLO), STARTTLS and
+ * AUTH as the options say. Every operation starter returns SMTPX_RESULT_NOT_READY while
+ * another operation is in progress, and otherwise OK: what happens is told by the
+ * actions, up to DONE.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_connect(struct smtpx_client_session *session);
+
+/**
+ * Starts sending one message held in memory (`msg`, `len` bytes, copied) from `from` to
+ * the `n_to` addresses of `to`, as `smtpx_client_send` takes them. At DONE with
+ * SMTPX_RESULT_OK, `smtpx_client_session_take_send_result` gives the per-recipient
+ * outcome; a refused sender is SMTPX_RESULT_SENDER_REFUSED.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_send(struct smtpx_client_session *session,
+                                       const char *from,
+                                       const char *const *to,
+                                       size_t n_to,
+                                       const uint8_t *msg,
+                                       size_t len,
+                                       uint64_t now_ms);
+
+/**
+ * As `smtpx_client_session_send`, with the envelope `envelope` (DSN, BODY, SMTPUTF8;
+ * see `smtpx_envelope`; not consumed).
+ *
+ * Thread safety: one thread at a time per session and per envelope.
+ */
+smtpx_result smtpx_client_session_send_envelope(struct smtpx_client_session *session,
+                                                const struct smtpx_envelope *envelope,
+                                                const uint8_t *msg,
+                                                size_t len,
+                                                uint64_t now_ms);
+
+/**
+ * Starts sending the `n` messages of `messages` (copied), one transaction each, chained
+ * behind each final dot when the server pipelines (one round trip per message). Every
+ * envelope is checked first: a bad one returns its code and starts nothing. At DONE,
+ * `smtpx_client_session_take_batch` gives each message's outcome.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_send_batch(struct smtpx_client_session *session,
+                                             const struct smtpx_message *messages,
+                                             size_t n);
+
+/**
+ * Starts AUTH with a user name and password (PLAIN or LOGIN). At DONE with
+ * SMTPX_RESULT_OK, `smtpx_client_session_take_reply` gives the 235.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_login(struct smtpx_client_session *session,
+                                        const char *username,
+                                        const char *password,
+                                        uint64_t now_ms);
+
+/**
+ * Starts STARTTLS on a plain connection, checking the certificate for `server_name`
+ * (NULL: the session's name) with the options' TLS settings; a START_TLS action follows
+ * the server's 220.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_starttls(struct smtpx_client_session *session,
+                                           struct smtpx_client_options *options,
+                                           const char *server_name,
+                                           uint64_t now_ms);
+
+/**
+ * Starts one command that returns a reply (see `smtpx_client_command`; `argument` for
+ * VRFY and EXPN, optional for HELP, NULL otherwise). At DONE with SMTPX_RESULT_OK,
+ * `smtpx_client_session_take_reply` gives the reply, whatever its code.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_command(struct smtpx_client_session *session,
+                                          smtpx_client_command command,
+                                          const char *argument,
+                                          uint64_t now_ms);
+
+/**
+ * Starts QUIT: the reply, then a CLOSE action (a connection already over is only
+ * closed).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_quit(struct smtpx_client_session *session, uint64_t now_ms);
+
+/**
+ * Takes the per-recipient outcome of the last send (free with `smtpx_send_result_free`).
+ * SMTPX_RESULT_NOT_READY when there is none (not a send, not taken yet, or it failed).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_take_send_result(struct smtpx_client_session *session,
+                                                   struct smtpx_send_result **out_result);
+
+/**
+ * Takes the reply of the last command or login (free with `smtpx_reply_free`).
+ * SMTPX_RESULT_NOT_READY when there is none.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_take_reply(struct smtpx_client_session *session,
+                                             struct smtpx_reply **out_reply);
+
+/**
+ * Takes the outcomes of the last batch, as `smtpx_client_send_batch` gives them:
+ * `out_results` and `out_codes` have room for `n` (the batch's size); `*out_done` is
+ * how many messages have an outcome. SMTPX_RESULT_NOT_READY when there is no batch
+ * outcome.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_take_batch(struct smtpx_client_session *session,
+                                             struct smtpx_send_result **out_results,
+                                             smtpx_result *out_codes,
+                                             size_t n,
+                                             size_t *out_done);
+
+/**
+ * True when the connection is encrypted (STARTTLS done, or implicit TLS).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+bool smtpx_client_session_is_tls(const struct smtpx_client_session *session);
+
+/**
+ * True once the connection is over (after QUIT, or an error that ended it); also true
+ * for NULL.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+bool smtpx_client_session_is_closed(const struct smtpx_client_session *session);
+
+/**
+ * The message of the session's last failure, copied into `buf` under the buffer
+ * contract: an operation's, set (or cleared, when it succeeded) by the
+ * `smtpx_client_session_next_action` that gave DONE; else that of the last other call,
+ * which follows the header's rule (cleared on success).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_last_error(const struct smtpx_client_session *session,
+                                             char *buf,
+                                             size_t len,
+                                             size_t *out_n);
+
+/**
+ * The server's reply behind the session's last failure (a refused sender, AUTH, a 421),
+ * borrowed until the next call on the session; NULL when there is none.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+const struct smtpx_reply *smtpx_client_session_last_error_reply(const struct smtpx_client_session *session);
+
+/**
  * Creates a server configuration with the defaults. Free with
  * `smtpx_server_config_free`; NULL only on an internal error.
  *
@@ -2679,6 +3097,173 @@ smtpx_result smtpx_server_config_set_client_ca_file(struct smtpx_server_config *
  */
 smtpx_result smtpx_server_config_set_min_tls_version(struct smtpx_server_config *config,
                                                      smtpx_tls_version version);
+
+/**
+ * Creates a client session that checks the server's certificate against `server_name`
+ * (a DNS name or IP address) with the TLS settings of `options` (trusted roots, client
+ * certificate, minimum version, SNI, insecure), and writes it to `*out_session`; its
+ * ClientHello is ready in the output. On failure `options`' last error says why
+ * (SMTPX_RESULT_TLS: settings that cannot be used; SMTPX_RESULT_INVALID_ARGUMENT: a bad
+ * name).
+ *
+ * Thread safety: `options` is used by this thread during the call only.
+ */
+smtpx_result smtpx_tls_session_new_client(struct smtpx_client_options *options,
+                                          const char *server_name,
+                                          struct smtpx_tls_session **out_session);
+
+/**
+ * Creates a server session with the certificate and key of
+ * `smtpx_server_config_set_tls_files` and the configuration's TLS settings (client
+ * certificates, minimum version), and writes it to `*out_session`. The files are read
+ * by every call: make one session per connection. On failure the configuration's last
+ * error says why (SMTPX_RESULT_TLS; SMTPX_RESULT_NOT_READY without TLS files).
+ *
+ * Thread safety: `config` is used by this thread during the call only.
+ */
+smtpx_result smtpx_tls_session_new_server(struct smtpx_server_config *config,
+                                          struct smtpx_tls_session **out_session);
+
+/**
+ * Frees a session. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the session during or after the call.
+ */
+void smtpx_tls_session_free(struct smtpx_tls_session *session);
+
+/**
+ * Takes `len` bytes of ciphertext read from the socket (all of them); the plaintext
+ * they carried is added to `smtpx_tls_session_plaintext`. A TLS failure returns its
+ * kind (SMTPX_RESULT_TLS_UNKNOWN_ISSUER, _NAME_MISMATCH, _EXPIRED, _HANDSHAKE); the
+ * output may then hold an alert to send before closing the socket.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_receive(struct smtpx_tls_session *session,
+                                       const uint8_t *data,
+                                       size_t len);
+
+/**
+ * Encrypts `len` bytes of plaintext to send; the ciphertext goes to the output. Before
+ * the handshake is over: SMTPX_RESULT_NOT_READY, nothing taken.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_write(struct smtpx_tls_session *session,
+                                     const uint8_t *data,
+                                     size_t len);
+
+/**
+ * The ciphertext to write to the socket: a pointer to it in `*out_ptr` and its length in
+ * `*out_len` (0: nothing to send). Valid until the next call on the session; after
+ * writing some, call `smtpx_tls_session_consume_output`.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_output(const struct smtpx_tls_session *session,
+                                      const uint8_t **out_ptr,
+                                      size_t *out_len);
+
+/**
+ * Marks the first `n` bytes of the output as written (more than there are: all).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_consume_output(struct smtpx_tls_session *session, size_t n);
+
+/**
+ * The decrypted bytes received and not yet consumed: a pointer in `*out_ptr`, the
+ * length in `*out_len`. Valid until the next call on the session; after using some,
+ * call `smtpx_tls_session_consume_plaintext`.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_plaintext(const struct smtpx_tls_session *session,
+                                         const uint8_t **out_ptr,
+                                         size_t *out_len);
+
+/**
+ * Marks the first `n` bytes of the plaintext as used (more than there are: all).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_consume_plaintext(struct smtpx_tls_session *session, size_t n);
+
+/**
+ * Queues a close_notify alert in the output: the orderly end of the TLS connection.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_close(struct smtpx_tls_session *session);
+
+/**
+ * True until the handshake is complete (true for NULL).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+bool smtpx_tls_session_is_handshaking(const struct smtpx_tls_session *session);
+
+/**
+ * True once the peer sent close_notify: it sends nothing more (false for NULL).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+bool smtpx_tls_session_peer_closed(const struct smtpx_tls_session *session);
+
+/**
+ * The negotiated protocol version, "TLSv1.2" or "TLSv1.3": a static string (never
+ * free it); NULL before the handshake has chosen one, or for NULL.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+const char *smtpx_tls_session_protocol_version(const struct smtpx_tls_session *session);
+
+/**
+ * The negotiated cipher suite's IANA name (for example "TLS13_AES_256_GCM_SHA384"),
+ * copied into `buf` under the buffer contract. SMTPX_RESULT_NOT_READY before one is
+ * negotiated.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_cipher_suite(const struct smtpx_tls_session *session,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *out_n);
+
+/**
+ * On a server session, the name the client asked for (SNI), copied into `buf` under the
+ * buffer contract. SMTPX_RESULT_NOT_READY when the client sent none (or on a client).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_server_name(const struct smtpx_tls_session *session,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *out_n);
+
+/**
+ * The peer's certificate number `index` (0 is its own, then the chain it sent), DER
+ * encoded: a pointer in `*out_der` and the length in `*out_len`, valid as long as the
+ * session. On a server this is the client's certificate (mutual TLS). SMTPX_RESULT_NOT_READY
+ * when there is none at that index (before the handshake, or a client without one).
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_peer_certificate(const struct smtpx_tls_session *session,
+                                                size_t index,
+                                                const uint8_t **out_der,
+                                                size_t *out_len);
+
+/**
+ * The message of the session's last call if it failed (see the header's contracts),
+ * copied into `buf` under the buffer contract.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_tls_session_last_error(const struct smtpx_tls_session *session,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_n);
 
 /**
  * The version of the library actually linked, as `"smtpx/MAJOR.MINOR.PATCH"`.

@@ -53,6 +53,8 @@
 //!   decisions, output), for callers that want to run the connection loop themselves.
 //! - [`tls`]: the TLS settings (trust store, client certificates, minimum version, SNI)
 //!   and `smtpx_tls_version`.
+//! - [`tls_session`]: `smtpx_tls_session`, one TLS connection without I/O (rustls), for
+//!   event loops on either side.
 //! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].
 //!
 //! # ABI stability
@@ -83,6 +85,7 @@ pub mod result;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod tls_session;
 pub mod version;
 
 pub use reply::smtpx_reply_code_meaning;

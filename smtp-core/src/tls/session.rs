@@ -16,14 +16,26 @@ use super::{TlsError, TlsErrorKind};
 pub struct TlsSessionError {
     message: String,
     kind: TlsErrorKind,
+    /// The rustls error behind it, when there is one (the error's source).
+    rustls: Option<rustls::Error>,
 }
 
 impl TlsSessionError {
     fn new(kind: TlsErrorKind, message: String) -> TlsSessionError {
-        TlsSessionError { message, kind }
+        TlsSessionError {
+            message,
+            kind,
+            rustls: None,
+        }
     }
 
-    /// The kind of failure (an unknown issuer, a name mismatch, ...).
+    /// A handshake that failed without a TLS error to show for it (the caller's
+    /// deadline passed, the peer hung up).
+    pub fn handshake(message: impl Into<String>) -> TlsSessionError {
+        TlsSessionError::new(TlsErrorKind::Protocol, message.into())
+    }
+
+    /// What the failure was about (an unknown issuer, a name mismatch, ...).
     pub fn kind(&self) -> TlsErrorKind {
         self.kind
     }
@@ -35,7 +47,31 @@ impl std::fmt::Display for TlsSessionError {
     }
 }
 
-impl std::error::Error for TlsSessionError {}
+impl std::error::Error for TlsSessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.rustls
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A failed handshake of a caller's [`TlsSession`], reported to a client operation
+/// ([`Operation::tls_failed`](crate::client::runner::Operation::tls_failed)): an error of
+/// kind `Tls` whose [`tls_kind`](crate::client::error::Error::tls_kind) is the session's.
+impl From<TlsSessionError> for crate::client::error::Error {
+    fn from(error: TlsSessionError) -> Self {
+        match error.rustls {
+            Some(rustls) => crate::client::error::Error::io(
+                "TLS handshake failed",
+                io::Error::new(io::ErrorKind::InvalidData, rustls),
+            ),
+            None => crate::client::error::Error::new(
+                crate::client::error::ErrorKind::Tls,
+                error.message,
+            ),
+        }
+    }
+}
 
 /// One TLS connection without I/O, client or server.
 ///
@@ -76,6 +112,15 @@ impl TlsSession {
         Ok(TlsSession::with(Connection::Client(conn)))
     }
 
+    /// A client session for a STARTTLS the client runner asked for
+    /// ([`Action::StartTls`](crate::client::runner::Action::StartTls)): its configuration
+    /// and the name the certificate must carry.
+    pub fn client_for(setup: &crate::client::options::TlsSetup) -> Result<TlsSession, TlsError> {
+        let conn = ClientConnection::new(Arc::clone(&setup.config), setup.server_name.clone())
+            .map_err(|e| TlsError::new(format!("TLS client: {e}")))?;
+        Ok(TlsSession::with(Connection::Client(conn)))
+    }
+
     /// A server session; it waits for the client's hello.
     pub fn server(config: Arc<rustls::ServerConfig>) -> Result<TlsSession, TlsError> {
         let conn =
@@ -100,7 +145,11 @@ impl TlsSession {
         } else {
             "TLS failed"
         };
-        TlsSessionError::new(TlsErrorKind::of_rustls(error), format!("{what}: {error}"))
+        TlsSessionError {
+            message: format!("{what}: {error}"),
+            kind: TlsErrorKind::of_rustls(error),
+            rustls: Some(error.clone()),
+        }
     }
 
     fn io_failed(error: &io::Error) -> TlsSessionError {

@@ -3,8 +3,7 @@
 
 use std::ffi::c_char;
 
-use smtp_core::client::Envelope;
-use smtp_core::client::InvalidAddress;
+use smtp_core::client::{Envelope, InvalidAddress};
 use smtp_core::command::{Body, Notify, Ret, encode_xtext};
 
 use crate::ffi::{
@@ -90,7 +89,7 @@ pub extern "C" fn smtpx_envelope_new(
         try_arg!(out_arg(out_envelope));
         // SAFETY: the caller passes a NUL-terminated string.
         let from = try_arg!(unsafe { line_arg(from) });
-        let envelope = try_arg!(Envelope::new(from, [] as [&str; 0]).map_err(address_error));
+        let envelope = try_arg!(Envelope::new(from, [""; 0]).map_err(address_error));
         // SAFETY: out_envelope was checked non-NULL above.
         unsafe { write_out(out_envelope, into_raw(smtpx_envelope { envelope })) };
         smtpx_result::Ok

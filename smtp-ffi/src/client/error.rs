@@ -5,24 +5,25 @@ use smtp_core::tls::TlsErrorKind;
 
 use crate::result::smtpx_result;
 
-/// The `smtpx_result` for a client error: its kind's, and for a TLS error the kind of
-/// TLS failure (classified by the core, [`Error::tls_kind`]).
+/// The `smtpx_result` for a client error: its kind's, and for a TLS error what it was
+/// about (classified by the core, [`Error::tls_kind`]).
 pub(crate) fn result_of(error: &Error) -> smtpx_result {
     match error.tls_kind() {
-        Some(failure) => result_for_tls(failure),
+        Some(kind) => result_for_tls(kind),
         None => result_for(error.kind()),
     }
 }
 
-/// The `smtpx_result` for a kind of TLS failure.
+/// The `smtpx_result` for a kind of TLS failure: three certificate problems have codes of
+/// their own, this side's configuration is SMTPX_RESULT_TLS, and every other failure of
+/// the handshake (another certificate problem, a refusal by the peer, nothing in common,
+/// a protocol error) is SMTPX_RESULT_TLS_HANDSHAKE.
 pub(crate) fn result_for_tls(kind: TlsErrorKind) -> smtpx_result {
     match kind {
         TlsErrorKind::UnknownIssuer => smtpx_result::TlsUnknownIssuer,
         TlsErrorKind::NameMismatch => smtpx_result::TlsNameMismatch,
         TlsErrorKind::Expired => smtpx_result::TlsExpired,
-        // A configuration problem is this side's, not the handshake's.
         TlsErrorKind::Configuration => smtpx_result::Tls,
-        // Any other certificate or handshake problem (TlsErrorKind may grow).
         _ => smtpx_result::TlsHandshake,
     }
 }

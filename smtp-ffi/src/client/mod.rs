@@ -7,19 +7,28 @@
 //! The modules, by concept: [`options`] (`smtpx_client_options`, `smtpx_tls_mode`),
 //! [`connection`] (`smtpx_client`: connect, STARTTLS, QUIT, capabilities, commands),
 //! [`envelope`] (`smtpx_envelope`: DSN, BODY, SMTPUTF8), [`send`] (`smtpx_client_send`, `smtpx_client_send_batch`, `smtpx_client_send_stream`),
+//! [`session`] (`smtpx_client_session`: the client without I/O, for event loops; its
+//! operations in [`session_ops`], what they produce in [`session_results`]),
 //! [`result`] (`smtpx_send_result`), and `error` (the last error and the result codes of
 //! client errors). Every item is re-exported here.
 
 pub mod connection;
 pub mod envelope;
 mod error;
+pub(crate) use error::result_for_tls as tls_result;
 pub mod options;
 pub(crate) mod pooling;
 pub mod result;
 pub mod send;
+pub mod session;
+pub mod session_ops;
+pub mod session_results;
 
 pub use connection::*;
 pub use envelope::*;
 pub use options::*;
 pub use result::*;
 pub use send::*;
+pub use session::*;
+pub use session_ops::*;
+pub use session_results::*;

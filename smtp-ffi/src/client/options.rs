@@ -58,7 +58,7 @@ pub struct smtpx_client_options {
 
 impl smtpx_client_options {
     /// Which certificates the client trusts, as the core takes it.
-    pub(super) fn tls_options(&self) -> TlsClientOptions {
+    pub(crate) fn tls_options(&self) -> TlsClientOptions {
         TlsClientOptions {
             roots: self.roots.clone(),
             dangerous_accept_invalid_certs: self.insecure,
