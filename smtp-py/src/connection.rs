@@ -25,10 +25,10 @@ use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyString};
 use smtp_core::ehlo::AuthMechanism;
 use smtp_core::handler::{Answer, Hook};
 use smtp_core::reply::{ReplyLimits, ReplyParser};
-use smtp_core::server::connection::{self, Action, Connection};
 use smtp_core::server::Decision;
+use smtp_core::server::connection::{self, Action, Connection};
 
-use crate::sans_io::{event, seconds, server_config, set_trace, Event};
+use crate::sans_io::{Event, event, seconds, server_config, set_trace};
 use crate::server::{local_error, mail_options, parse_status, rcpt_options};
 use crate::trace::PyTrace;
 use crate::vocabulary::hook_event;

@@ -647,6 +647,19 @@ class HandlerConnection:
         status = yield from self._hook("handle_VRFY", argument)
         return None if status is _MISSING else status
 
+    def proxy(self) -> Step:
+        """The PROXY header was read: ``handle_PROXY(server, session, envelope,
+        proxy_data)``, ``proxy_data`` being ``session.proxy``; its answer is True (go on,
+        greet) or False (close without a greeting, as aiosmtpd). Without the hook: True
+        (aiosmtpd closes every connection then; see the README). A hook that raises is a
+        no."""
+        try:
+            status = yield from self._hook("handle_PROXY", self.session.proxy)
+        except Exception:
+            log.exception("smtpx server: the handler failed in handle_PROXY (peer %s)", self.session.peer)
+            return False
+        return True if status is _MISSING else bool(status)
+
     def expn(self, argument: str) -> Step:
         """EXPN: ``handle_EXPN(address)``; without it, the engine's standard answer."""
         return self._guarded("handle_EXPN", self._expn(argument))

@@ -99,6 +99,7 @@ class Server:
         self._ehlo_hook = hasattr(handler, "handle_EHLO")
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._proxy = settings.proxy_protocol_timeout is not None  # connections begin with a PROXY header
+        self._proxy_hook = hasattr(handler, "handle_PROXY")
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerProtocol] = set()
         # perf: one read buffer for all connections (recv_into, no allocation per read).
@@ -393,6 +394,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.timer_at = 0.0
         self.deadline = 0.0  # of the last READ or START_TLS
         self.proxy_pending = False  # a PROXY protocol header is being read
+        self.proxy_hook_pending = False  # handle_PROXY suspended: its answer decides CONNECT
 
     # asyncio's callbacks
 
@@ -558,6 +560,16 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                 elif kind == _CONNECT:
                     if self.server._proxy:
                         self._proxied(connection)
+                        if self.server._proxy_hook:
+                            assert self.conn is not None
+                            done, accepted = self.hooks.run(self.conn.proxy())
+                            if not done:
+                                self.proxy_hook_pending = self.waiting = True
+                                self._reading()
+                                return  # _hook_finished goes on
+                            if not accepted:
+                                self._proxy_refused(connection)
+                                continue
                     connection.connected()
                 else:
                     self._close()
@@ -627,9 +639,21 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.waiting = False
         if self.connection is None:
             return
-        self.connection.answer(status)
+        if self.proxy_hook_pending:
+            self.proxy_hook_pending = False
+            if status:
+                self.connection.connected()
+            else:
+                self._proxy_refused(self.connection)
+        else:
+            self.connection.answer(status)
         self._reading()
         self._pump()
+
+    def _proxy_refused(self, connection: _native.ServerConnection) -> None:
+        """``handle_PROXY`` said no: closed without a greeting, as aiosmtpd closes it."""
+        log.info("smtpx.aio server: connection refused by handle_PROXY (peer %s)", self.conn and self.conn.session.peer)
+        connection.lost()
 
     def _failed(self, error: BaseException) -> None:
         log.error("smtpx.aio server: connection failed", exc_info=error)
