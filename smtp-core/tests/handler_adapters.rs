@@ -1,6 +1,7 @@
 //! The handler adapters over real loopback sockets: AUTH offered because the handler
 //! checks it (no `auth_mechanisms` in the configuration), `PasswordAuth` around an
 //! `AsyncHandler`, and whole-message handlers (sync and async) with the size limit.
+#![cfg(feature = "tokio")]
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,6 @@
 //! buffers (which rustls limits too) before returning, so a session holds at most one
 //! partial TLS record between calls.
 
-use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,8 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, Connection, ServerConnection};
-use smtp_core::tls::{self, RootCerts, TlsClientOptions};
+use smtp_core::tls::{self, RootCerts, TlsClientOptions, TlsSession as CoreSession};
 
 use crate::errors::{SmtpTlsError, client_error};
 
@@ -120,36 +118,17 @@ impl TlsConfig {
     }
 }
 
-/// One TLS connection without I/O (see `_native.pyi`).
+/// One TLS connection without I/O (see `_native.pyi`): the core's
+/// [`smtp_core::tls::TlsSession`], the one C's `smtpx_tls_session` wraps too, with its
+/// bytes as Python `bytes` and its failures as `SmtpTlsError`.
 #[pyclass(module = "smtpx._native")]
 #[derive(Debug)]
 pub struct TlsSession {
-    conn: Connection,
-    /// Ciphertext waiting to be taken by `output()`.
-    out: Vec<u8>,
-    /// A close_notify arrived: the peer sends nothing more.
-    peer_closed: bool,
+    inner: CoreSession,
 }
 
-impl TlsSession {
-    fn failed(&self, error: &rustls::Error) -> PyErr {
-        let what = if self.conn.is_handshaking() {
-            "TLS handshake failed"
-        } else {
-            "TLS failed"
-        };
-        SmtpTlsError::new_err(format!("{what}: {error}"))
-    }
-
-    /// Moves what rustls has to send into `out`.
-    fn drain_tls(&mut self) {
-        while self.conn.wants_write() {
-            // Writing into a Vec cannot fail.
-            if self.conn.write_tls(&mut self.out).is_err() {
-                break;
-            }
-        }
-    }
+fn tls_error(error: impl std::fmt::Display) -> PyErr {
+    SmtpTlsError::new_err(error.to_string())
 }
 
 #[pymethods]
@@ -159,14 +138,14 @@ impl TlsSession {
     #[new]
     #[pyo3(signature = (config, server_name = None))]
     fn new(config: &TlsConfig, server_name: Option<String>) -> PyResult<TlsSession> {
-        let conn = match (&config.side, server_name) {
+        let inner = match (&config.side, server_name) {
             (Side::Client(config), Some(name)) => {
-                let name = ServerName::try_from(name.clone()).map_err(|_| {
-                    PyValueError::new_err(format!("not a DNS name or IP address: {name:?}"))
-                })?;
-                let conn = ClientConnection::new(Arc::clone(config), name)
-                    .map_err(|e| SmtpTlsError::new_err(format!("TLS client: {e}")))?;
-                Connection::Client(conn)
+                if ServerName::try_from(name.clone()).is_err() {
+                    return Err(PyValueError::new_err(format!(
+                        "not a DNS name or IP address: {name:?}"
+                    )));
+                }
+                CoreSession::client(Arc::clone(config), &name).map_err(tls_error)?
             }
             (Side::Client(_), None) => {
                 return Err(PyValueError::new_err(
@@ -174,9 +153,7 @@ impl TlsSession {
                 ));
             }
             (Side::Server(config), None) => {
-                let conn = ServerConnection::new(Arc::clone(config))
-                    .map_err(|e| SmtpTlsError::new_err(format!("TLS server: {e}")))?;
-                Connection::Server(conn)
+                CoreSession::server(Arc::clone(config)).map_err(tls_error)?
             }
             (Side::Server(_), Some(_)) => {
                 return Err(PyValueError::new_err(
@@ -184,14 +161,7 @@ impl TlsSession {
                 ));
             }
         };
-        let mut session = TlsSession {
-            conn,
-            out: Vec::new(),
-            peer_closed: false,
-        };
-        // A client speaks first: its ClientHello is ready now.
-        session.drain_tls();
-        Ok(session)
+        Ok(TlsSession { inner })
     }
 
     /// Takes ciphertext read from the socket and returns the plaintext it carried (often
@@ -199,94 +169,55 @@ impl TlsSession {
     /// TLS or, during the handshake, is not trusted; `output()` may then hold an alert to
     /// send before closing.
     fn receive<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        let mut input = data;
-        let mut plain = Vec::new();
-        while !input.is_empty() && !self.peer_closed {
-            let read = match self.conn.read_tls(&mut input) {
-                Ok(n) => n,
-                Err(e) => return Err(SmtpTlsError::new_err(format!("TLS: {e}"))),
-            };
-            let processed = self.conn.process_new_packets();
-            self.drain_tls();
-            let state = processed.map_err(|e| self.failed(&e))?;
-            if state.plaintext_bytes_to_read() > 0 {
-                let mut reader = self.conn.reader();
-                match reader.read_to_end(&mut plain) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(SmtpTlsError::new_err(format!("TLS: {e}"))),
-                }
-            }
-            if state.peer_has_closed() {
-                self.peer_closed = true;
-            }
-            if read == 0 {
-                break;
-            }
-        }
-        Ok(PyBytes::new(py, &plain))
+        let received = self.inner.receive(data);
+        let plain = PyBytes::new(py, self.inner.plaintext());
+        let n = self.inner.plaintext().len();
+        self.inner.consume_plaintext(n);
+        received.map_err(tls_error)?;
+        Ok(plain)
     }
 
     /// Encrypts plaintext to send; take the ciphertext with `output()`. Only once the
     /// handshake is over (before, rustls would hold the plaintext back).
     fn write(&mut self, data: &[u8]) -> PyResult<()> {
-        let mut rest = data;
-        while !rest.is_empty() {
-            let n = self
-                .conn
-                .writer()
-                .write(rest)
-                .map_err(|e| SmtpTlsError::new_err(format!("TLS: {e}")))?;
-            // rustls takes up to its buffer limit; move that out and offer the rest.
-            self.drain_tls();
-            if n == 0 {
-                return Err(SmtpTlsError::new_err(
-                    "TLS: the connection takes no more data",
-                ));
-            }
-            rest = &rest[n..];
-        }
-        Ok(())
+        self.inner.write(data).map_err(tls_error)
     }
 
     /// The ciphertext to write to the socket (handshake records, encrypted data, alerts);
     /// taking it clears it.
     fn output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        self.drain_tls();
-        let out = PyBytes::new(py, &self.out);
-        self.out.clear();
+        let out = PyBytes::new(py, self.inner.output());
+        let n = self.inner.output().len();
+        self.inner.consume_output(n);
         out
     }
 
     /// Queues a close_notify alert (take it with `output()`): the orderly end.
     fn close(&mut self) {
-        self.conn.send_close_notify();
-        self.drain_tls();
+        self.inner.close();
     }
 
     /// True until the handshake is complete.
     #[getter]
     fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        self.inner.is_handshaking()
     }
 
     /// True once the peer sent close_notify: it will send nothing more.
     #[getter]
     fn peer_closed(&self) -> bool {
-        self.peer_closed
+        self.inner.peer_closed()
     }
 
-    /// The negotiated protocol, such as "TLSv1_3", once the handshake is over.
+    /// The negotiated protocol, such as "TLSv1.3" (as Python's `ssl` names it), once the handshake is over.
     #[getter]
     fn protocol_version(&self) -> Option<String> {
-        self.conn.protocol_version().map(|v| format!("{v:?}"))
+        self.inner.protocol_version().map(str::to_owned)
     }
 
     /// The negotiated cipher suite, such as "TLS13_AES_256_GCM_SHA384".
     #[getter]
     fn cipher_suite(&self) -> Option<String> {
-        self.conn
-            .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
+        self.inner.cipher_suite().map(str::to_owned)
     }
 }

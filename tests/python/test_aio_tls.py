@@ -97,7 +97,7 @@ def test_native_tls_sessions_in_memory(ca: Any, cert_files: CertFiles) -> None:
     server = _native.TlsSession(server_config)
     assert client.is_handshaking and client.protocol_version is None
     handshake_in_memory(client, server)
-    assert client.protocol_version == "TLSv1_3" and client.cipher_suite is not None
+    assert client.protocol_version == "TLSv1.3" and client.cipher_suite is not None
     server.output()  # session tickets
 
     big = bytes(range(256)) * 4096  # 1 MiB: more than rustls buffers at once
