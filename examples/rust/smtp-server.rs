@@ -16,7 +16,8 @@
 //!     [--hostname NAME] [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls]
 //!     [--auth USER:PASS]... [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N]
 //!     [--timeout SECS] [--max-connections N] [--lmtp] [--bare-lf normalize|reject]
-//!     [--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v]
+//!     [--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync]
+//!     [--proxy-protocol [--proxy-trusted CIDR]...] [-v]
 //!     [--relay HOST:PORT [--relay-lmtp] [--relay-starttls] [--relay-ca PEM]
 //!      [--relay-auth USER:PASS] [--relay-pool N]]
 //! ```
@@ -37,15 +38,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use smtp_core::auth::AuthMechanism;
-use smtp_core::auth::Credentials;
-use smtp_core::blocking::client::{ClientOptions, TlsMode};
-use smtp_core::blocking::server::{Server, ServerOptions};
-use smtp_core::client::pool::PoolConfig;
+use smtp_core::blocking::Server;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::handler::{DiscardHandler, Handler, PasswordAuth};
 use smtp_core::maildir::MaildirHandler;
-use smtp_core::server::ServerConfig;
+use smtp_core::server::proxy::{IpNetwork, ProxyProtocol};
+use smtp_core::server::{ServerConfig, ServerOptions};
+use smtp_core::auth::Credentials;
+use smtp_core::blocking::client::{ClientOptions, TlsMode};
+use smtp_core::client::pool::PoolConfig;
 use smtp_core::server::relay::RelayHandler;
 use smtp_core::tls::{self, RootCerts, TlsClientOptions};
 use smtp_core::trace::TraceSink;
@@ -77,6 +78,10 @@ struct Args {
     block_in_place: bool,
     /// Print the wire trace on standard error.
     verbose: bool,
+    /// --proxy-protocol: every connection begins with a PROXY header.
+    proxy_protocol: bool,
+    /// --proxy-trusted: where the headers may come from (default loopback).
+    proxy_trusted: Vec<IpNetwork>,
     /// Forward every transaction to this next hop instead of storing it.
     relay: Option<String>,
     relay_lmtp: bool,
@@ -90,7 +95,8 @@ const USAGE: &str = "usage: smtp-server [--listen ADDR] [--maildir DIR] [--disca
 [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls] [--auth USER:PASS]... \
 [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N] [--timeout SECS] \
 [--max-connections N] [--lmtp] [--bare-lf normalize|reject] \
-[--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v] \
+[--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] \
+[--proxy-protocol [--proxy-trusted CIDR]...] [-v] \
 [--relay HOST:PORT [--relay-lmtp] [--relay-starttls] [--relay-ca PEM] [--relay-auth USER:PASS] \
 [--relay-pool N]]";
 
@@ -117,6 +123,8 @@ fn parse_args() -> Result<Args, String> {
         async_threads: None,
         block_in_place: true,
         verbose: false,
+        proxy_protocol: false,
+        proxy_trusted: Vec::new(),
         relay: None,
         relay_lmtp: false,
         relay_starttls: false,
@@ -167,6 +175,12 @@ fn parse_args() -> Result<Args, String> {
                 a.async_threads = Some(n);
             }
             "--no-block-in-place" => a.block_in_place = false,
+            "--proxy-protocol" => a.proxy_protocol = true,
+            "--proxy-trusted" => a.proxy_trusted.push(
+                value()?
+                    .parse()
+                    .map_err(|e| format!("--proxy-trusted: {e}"))?,
+            ),
             "-v" | "--verbose" => a.verbose = true,
             "--relay" => a.relay = Some(value()?),
             "--relay-lmtp" => a.relay_lmtp = true,
@@ -181,6 +195,9 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if !a.proxy_trusted.is_empty() && !a.proxy_protocol {
+        return Err("--proxy-trusted goes with --proxy-protocol".into());
     }
     if a.tls_cert.is_some() != a.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
@@ -207,9 +224,6 @@ fn options(args: &Args) -> Result<ServerOptions, String> {
     config.require_tls = args.require_tls;
     config.pipelining_sync = args.pipelining_sync;
     config.allow_insecure_auth = args.allow_insecure_auth;
-    if !args.auth.is_empty() {
-        config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
-    }
     if let Some(size) = args.max_size {
         config.max_message_size = size;
     }
@@ -226,6 +240,18 @@ fn options(args: &Args) -> Result<ServerOptions, String> {
     }
     if let Some(n) = args.max_connections {
         options.max_connections = n;
+    }
+    if args.proxy_protocol {
+        let trusted = if args.proxy_trusted.is_empty() {
+            vec!["127.0.0.0/8".parse()?, "::1".parse()?]
+        } else {
+            args.proxy_trusted.clone()
+        };
+        let mut proxy = ProxyProtocol::new(trusted);
+        if let Some(secs) = args.timeout {
+            proxy.timeout = proxy.timeout.min(Duration::from_secs(secs));
+        }
+        options.proxy_protocol = Some(proxy);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options.tls = Some(
@@ -282,7 +308,7 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
 /// current-thread runtime serves connections only while `block_on` runs.
 #[cfg(feature = "tokio")]
 fn run_async<H: Handler>(handler: H, options: ServerOptions, args: &Args) -> Result<(), String> {
-    use smtp_core::asynchronous::server::AsyncServer;
+    use smtp_core::asynchronous::AsyncServer;
 
     let runtime = match args.async_threads {
         None => tokio::runtime::Builder::new_current_thread(),

@@ -321,6 +321,7 @@ fn relay_session_canonicalises_lone_line_endings_in_chunks() {
         local: None,
         hostname: "relay.test".into(),
         tls: false,
+        proxy: None,
     };
     let mut session = relay.connect(&info).unwrap();
     let from: ReversePath =

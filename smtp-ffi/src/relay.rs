@@ -61,6 +61,6 @@ pub extern "C" fn smtpx_server_start_relay(
             Err(e) => return options_failed(options, &e),
         };
         let started = start(config, relay, false, reentry::new_token());
-        finish_start(config, started, out_server)
+        finish_start(started, out_server)
     })
 }

@@ -36,10 +36,12 @@ mod connection;
 mod errors;
 mod logging;
 mod pool;
+mod proxy;
 mod sans_io;
 mod server;
 mod tls;
 mod trace;
+mod vocabulary;
 
 /// The compiled core of smtpx. Import `smtpx` instead of this module.
 #[pymodule]

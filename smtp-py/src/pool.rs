@@ -247,6 +247,7 @@ impl Relay {
             local: None,
             hostname: String::new(),
             tls: false,
+            proxy: None,
         };
         let session = self
             .relay

@@ -14,3 +14,6 @@
 pub mod client;
 pub mod pool;
 pub mod server;
+
+pub use client::AsyncSmtpClient;
+pub use server::AsyncServer;

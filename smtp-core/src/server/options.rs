@@ -4,7 +4,9 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::ehlo::AuthMechanism;
 use crate::server::ServerConfig;
+use crate::server::proxy::ProxyProtocol;
 use crate::trace::TraceSink;
 
 /// How the server runs, beyond the protocol settings of [`ServerConfig`].
@@ -35,6 +37,13 @@ pub struct ServerOptions {
     /// The wire trace of every connection (commands and replies, secrets redacted; see
     /// [`crate::trace`]). Default none.
     pub trace: Option<TraceSink>,
+    /// Every connection to this server's listeners begins with a PROXY protocol header
+    /// (v1 or v2) from a load balancer in one of the trusted networks; the client
+    /// address it carries is the connection's peer everywhere. A connection from
+    /// elsewhere, or without a valid header in time, is closed without a greeting. See
+    /// [`crate::server::proxy`]. Default none (no header expected). To take both
+    /// balanced and direct clients, run two servers.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ServerOptions {
@@ -48,6 +57,19 @@ impl ServerOptions {
             listen_backlog: 1024,
             thread_stack: 256 * 1024,
             trace: None,
+            proxy_protocol: None,
+        }
+    }
+
+    /// Offers AUTH with the handler's mechanisms ([`Handler::auth_mechanisms`]) when the
+    /// configuration names none: what every server driver does with its handler, so that
+    /// implementing `auth` (or wrapping in [`PasswordAuth`]) is all it takes.
+    ///
+    /// [`Handler::auth_mechanisms`]: crate::handler::Handler::auth_mechanisms
+    /// [`PasswordAuth`]: crate::handler::PasswordAuth
+    pub fn offer_handler_auth(&mut self, mechanisms: Vec<AuthMechanism>) {
+        if self.session.auth_mechanisms.is_empty() {
+            self.session.auth_mechanisms = mechanisms;
         }
     }
 

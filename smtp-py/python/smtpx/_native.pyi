@@ -122,7 +122,7 @@ class Server:
         host: str,
         port: int,
         *,
-        factory: Callable[[str, int, bool], Any] | None = None,
+        factory: Callable[..., Any] | None = None,
         maildir: str | None = None,
         hostname: str,
         data_size_limit: int = 33554432,
@@ -138,9 +138,16 @@ class Server:
         listen_backlog: int = 1024,
         pipelining_sync: bool = True,
         trace: _Trace | None = None,
+        proxy_protocol_timeout: float | None = None,
+        proxy_trusted: list[str] = ...,
     ) -> Server:
         """Starts listening. ``trace``, when given, sees every line of every connection,
-        called from the connection threads (the server's connection ids)."""
+        called from the connection threads (the server's connection ids).
+        ``factory(host, port, tls)`` makes each connection's object; with
+        ``proxy_protocol_timeout`` (seconds) every connection begins with a PROXY protocol
+        header from one of the ``proxy_trusted`` networks, and the factory is called as
+        ``factory(host, port, tls, proxy)`` with the client's address and the header
+        (see ``ServerConnection.proxy``)."""
     @property
     def address(self) -> tuple[str, int]: ...
     def active_connections(self) -> int: ...
@@ -347,9 +354,16 @@ class ServerConnection:
         implicit_tls: bool = False,
         require_tls: bool = False,
         pipelining_sync: bool = True,
+        peer: tuple[str, int] | None = None,
+        proxy_protocol_timeout: float | None = None,
+        proxy_trusted: list[str] = ...,
     ) -> ServerConnection:
         """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
-        handshake is the first action."""
+        handshake is the first action. With ``proxy_protocol_timeout`` (seconds) the
+        connection must begin with a PROXY protocol header within that time, and only
+        when ``peer`` (the socket's ``(host, port)``) is in one of the ``proxy_trusted``
+        networks (CIDR strings); otherwise the first action is CLOSE, nothing said. Until
+        the header is read, read at most ``read_limit`` bytes at a time."""
     @staticmethod
     def busy_reply(hostname: str) -> bytes:
         """The 421 a server at its connection limit says before closing a connection."""
@@ -389,6 +403,18 @@ class ServerConnection:
         """True between transactions: a shutdown loses nothing by ending it."""
     @property
     def is_tls(self) -> bool: ...
+    @property
+    def read_limit(self) -> int:
+        """The most bytes the next read may take; 0 for any number. Not 0 only while a
+        PROXY header is read: reading past it would take the client's first bytes."""
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The client's ``(host, port)``: the PROXY header's, else the ``peer`` given."""
+    @property
+    def proxy(self) -> dict[str, Any] | None:
+        """The PROXY protocol header the connection began with: ``{"version": 1 | 2,
+        "command": "PROXY" | "LOCAL", "source": (host, port) | None, "destination":
+        (host, port) | None, "tlvs": [(type, value), ...]}``; None without one."""
 
 @final
 class ClientSession:
