@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let envelope = match Envelope::new(&args[1], &[args[2].as_str()]) {
+    let envelope = match Envelope::new(&args[1], [args[2].as_str()]) {
         Ok(envelope) => envelope,
         Err(e) => {
             eprintln!("pool-send: {e}");

@@ -94,7 +94,7 @@ async fn tasks_share_a_bounded_pool_with_a_result_per_message() {
                 } else {
                     "ok@example.net"
                 };
-                let envelope = Envelope::new("s@example.org", &[to, "ok2@example.net"]).unwrap();
+                let envelope = Envelope::new("s@example.org", [to, "ok2@example.net"]).unwrap();
                 let result = pool
                     .send_bytes(&envelope, b"Subject: pooled\r\n\r\nx\r\n")
                     .await
@@ -134,7 +134,7 @@ async fn an_idle_connection_is_checked_and_a_dead_one_replaced() {
     let addr = server.local_addrs()[0];
     let config = PoolConfig::new(1).check_after(Duration::ZERO);
     let pool = AsyncSmtpPool::new(addr, "localhost", options(), config).unwrap();
-    let envelope = Envelope::new("s@example.org", &["ok@example.net"]).unwrap();
+    let envelope = Envelope::new("s@example.org", ["ok@example.net"]).unwrap();
     pool.send_bytes(&envelope, b"one\r\n").await.unwrap();
     pool.send_bytes(&envelope, b"two\r\n").await.unwrap();
     assert_eq!(counting.connections.load(Ordering::SeqCst), 1);
@@ -162,7 +162,7 @@ async fn idle_connections_expire() {
     let (server, counting) = serve();
     let config = PoolConfig::new(2).idle_timeout(Duration::from_millis(100));
     let pool = AsyncSmtpPool::new(server.local_addrs()[0], "localhost", options(), config).unwrap();
-    let envelope = Envelope::new("s@example.org", &["ok@example.net"]).unwrap();
+    let envelope = Envelope::new("s@example.org", ["ok@example.net"]).unwrap();
     pool.send_bytes(&envelope, b"one\r\n").await.unwrap();
     assert_eq!(pool.status(), (1, 1));
     tokio::time::sleep(Duration::from_millis(200)).await;

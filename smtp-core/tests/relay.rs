@@ -181,7 +181,7 @@ fn lmtp_next_hop_replies_per_recipient_to_an_lmtp_client() {
     let front = server(relay, true);
     let mut client =
         SmtpClient::connect(front.local_addrs()[0], "localhost", client_options(true)).unwrap();
-    let envelope = Envelope::new("s@example.org", &["a@example.net", "full@example.net"]).unwrap();
+    let envelope = Envelope::new("s@example.org", ["a@example.net", "full@example.net"]).unwrap();
     let result = client
         .send_bytes(&envelope, b"Subject: lmtp\r\n\r\nx\r\n")
         .unwrap();
@@ -229,7 +229,7 @@ fn a_next_hop_that_is_down_gives_451_441() {
     let front = relay_to(addr, options);
     let mut client =
         SmtpClient::connect(front.local_addrs()[0], "localhost", client_options(false)).unwrap();
-    let envelope = Envelope::new("s@example.org", &["a@example.net"]).unwrap();
+    let envelope = Envelope::new("s@example.org", ["a@example.net"]).unwrap();
     let result = client.send_bytes(&envelope, b"x\r\n").unwrap();
     assert_eq!(
         result.mail.code(),
@@ -426,7 +426,7 @@ fn pool_is_bounded_and_shared_between_threads() {
         PoolConfig::new(3).max_messages(10),
     )
     .unwrap();
-    let envelope = Envelope::new("s@example.org", &["a@example.net"]).unwrap();
+    let envelope = Envelope::new("s@example.org", ["a@example.net"]).unwrap();
     std::thread::scope(|s| {
         for _ in 0..6 {
             s.spawn(|| {

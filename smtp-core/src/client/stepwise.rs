@@ -182,7 +182,7 @@ mod tests {
                 matches!(reply(&mut s, answer), ClientEvent::Reply(r) if r.code().get() == code)
             );
         }
-        let envelope = Envelope::new("a@example.org", &["b@x.example", "d@x.example"]).unwrap();
+        let envelope = Envelope::new("a@example.org", ["b@x.example", "d@x.example"]).unwrap();
         s.send_mail(&envelope, None).unwrap();
         assert_eq!(s.take_output(), b"DATA\r\n");
         assert_eq!(reply(&mut s, b"354 go\r\n"), ClientEvent::SendBody);
