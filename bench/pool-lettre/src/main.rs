@@ -119,7 +119,7 @@ fn smtpx_round(a: &Args, msg: &[u8]) -> Result<Round, String> {
     let mut options = ClientOptions::new("bench.example");
     options.tls = TlsMode::None;
     let pool = SmtpPool::new(a.addr, "localhost", options, PoolConfig::new(a.pool)).map_err(|e| e.to_string())?;
-    let envelope = Envelope::new("bench@example.org", &["sink@example.net"]).map_err(|e| e.to_string())?;
+    let envelope = Envelope::new("bench@example.org", ["sink@example.net"]).map_err(|e| e.to_string())?;
     let rate = timed(a.messages, a.senders, || {
         let result = pool.send_bytes(&envelope, msg).map_err(|e| format!("smtpx: {e}"))?;
         if result.is_success() { Ok(()) } else { Err(format!("smtpx: refused: {result:?}")) }

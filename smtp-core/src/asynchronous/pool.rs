@@ -12,7 +12,7 @@
 //!
 //! let pool = AsyncSmtpPool::new("mx.example.com:25", "mx.example.com",
 //!                               ClientOptions::new("client.example"), PoolConfig::new(8))?;
-//! let envelope = Envelope::new("alice@example.com", &["bob@example.org"])?;
+//! let envelope = Envelope::new("alice@example.com", ["bob@example.org"])?;
 //! let result = pool.send_bytes(&envelope, b"Subject: hi\r\n\r\nHello.\r\n").await?;
 //! pool.close().await;
 //! # Ok(()) }

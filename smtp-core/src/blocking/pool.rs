@@ -10,7 +10,7 @@
 //!
 //! let pool = SmtpPool::new("mx.example.com:25", "mx.example.com",
 //!                          ClientOptions::new("client.example"), PoolConfig::new(8))?;
-//! let envelope = Envelope::new("alice@example.com", &["bob@example.org"])?;
+//! let envelope = Envelope::new("alice@example.com", ["bob@example.org"])?;
 //! std::thread::scope(|s| {
 //!     for _ in 0..8 {
 //!         s.spawn(|| pool.send_bytes(&envelope, b"Subject: hi\r\n\r\nHello.\r\n"));
