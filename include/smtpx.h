@@ -5,6 +5,36 @@
  * Regenerate with: SMTPX_BLESS=1 cargo test -p smtp-ffi --test header
  *
  * Licensed under MIT OR Apache-2.0.
+ *
+ * Contracts that hold for every function:
+ *
+ * - Results: fallible functions return smtpx_result (SMTPX_RESULT_OK is 0).
+ * - Out-parameters are written only on success: a call that fails leaves every
+ *   out-parameter as it was, with one exception: the size of a string getter's buffer.
+ * - Buffers: a function that copies a string out takes (char *buf, size_t len,
+ *   size_t *out_n). On success the string and a NUL are in buf and *out_n is its length
+ *   without the NUL. When buf is NULL or len is too small the result is
+ *   SMTPX_RESULT_BUFFER_TOO_SMALL, buf is untouched and *out_n is the size needed,
+ *   NUL included: call once with NULL to learn the size, allocate, call again.
+ * - Last errors: an object with a *_last_error function (smtpx_client,
+ *   smtpx_client_options, smtpx_server_config) keeps the message of its most recent
+ *   call that did something: each such call clears it first and a failure sets it, so
+ *   it is empty after a success. Read-only queries (*_last_error, *_is_*,
+ *   smtpx_client_has_extension, smtpx_client_size_limit, smtpx_client_auth_mechanisms)
+ *   leave it alone. A call with a NULL object records nothing.
+ * - Wrong state: a call that does not fit the object's state (QUIT after the connection
+ *   was lost or after QUIT, tls_established without a START_TLS to answer, an answer
+ *   without a hook or event waiting for one) returns SMTPX_RESULT_NOT_READY and changes
+ *   nothing.
+ * - START_TLS input rule (sans-I/O server session and connection): after a START_TLS
+ *   event or action, give the session no more received bytes until the handshake is
+ *   done and *_tls_established has been called. Every byte the socket delivers from
+ *   then on belongs to TLS: hand it to the TLS layer, and give the session only the
+ *   plaintext TLS decrypts. Plaintext the client pipelined behind STARTTLS is discarded
+ *   by the session (RFC 3207 section 4.2), never read as a command.
+ * - Logging: without a log callback, the environment variable SMTPX_LOG (error, warn,
+ *   info, debug or trace) sends the library's records to standard error, and at debug
+ *   or trace the wire trace too (see smtpx_log_level).
  */
 
 #ifndef SMTPX_H
@@ -19,6 +49,26 @@
 #define SMTPX_VERSION_PATCH 0
 #define SMTPX_VERSION_NUMBER \
   ((SMTPX_VERSION_MAJOR << 16) | (SMTPX_VERSION_MINOR << 8) | SMTPX_VERSION_PATCH)
+
+/**
+ * NOTIFY=SUCCESS for a recipient (a flag of `smtpx_envelope_add_recipient`).
+ */
+#define SMTPX_NOTIFY_SUCCESS 1
+
+/**
+ * NOTIFY=FAILURE for a recipient.
+ */
+#define SMTPX_NOTIFY_FAILURE 2
+
+/**
+ * NOTIFY=DELAY for a recipient.
+ */
+#define SMTPX_NOTIFY_DELAY 4
+
+/**
+ * NOTIFY=NEVER for a recipient (alone: not with the other flags).
+ */
+#define SMTPX_NOTIFY_NEVER 8
 
 /**
  * The size of `smtpx_decision.text`, including the terminating NUL.
@@ -77,7 +127,9 @@ enum smtpx_result
    */
   SMTPX_RESULT_INVALID_ARGUMENT = 102,
   /**
-   * The caller's output buffer was too small; nothing was written to it.
+   * The caller's output buffer was too small, or NULL: nothing was written to it, and
+   * the size it needs (including the terminating NUL) was written to `*out_n`. Pass a
+   * NULL buffer to ask for the size, allocate it, and call again.
    */
   SMTPX_RESULT_BUFFER_TOO_SMALL = 103,
   /**
@@ -121,6 +173,11 @@ enum smtpx_result
    */
   SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED = 205,
   /**
+   * The server refused the sender (MAIL FROM): nothing was delivered, the reply is
+   * the client's `smtpx_client_last_error_reply`, and the connection stays usable.
+   */
+  SMTPX_RESULT_SENDER_REFUSED = 206,
+  /**
    * The network failed: name resolution, connection refused or reset, a closed
    * socket; or a file or socket of the server could not be opened.
    */
@@ -139,8 +196,8 @@ enum smtpx_result
    */
   SMTPX_RESULT_MESSAGE_SOURCE = 303,
   /**
-   * TLS failed: the configuration (certificates, keys, CA file) could not be used, the
-   * handshake failed, or the server's certificate was not trusted.
+   * TLS failed: the configuration (certificates, keys, CA file) could not be used. A
+   * handshake that failed has one of the codes below (403 to 406).
    */
   SMTPX_RESULT_TLS = 400,
   /**
@@ -151,6 +208,25 @@ enum smtpx_result
    * The server refused STARTTLS.
    */
   SMTPX_RESULT_START_TLS_REFUSED = 402,
+  /**
+   * The peer's certificate does not chain to a trusted root (self-signed, a private CA
+   * that was not configured, a missing intermediate certificate).
+   */
+  SMTPX_RESULT_TLS_UNKNOWN_ISSUER = 403,
+  /**
+   * The peer's certificate is valid, but not for the name that was asked for.
+   */
+  SMTPX_RESULT_TLS_NAME_MISMATCH = 404,
+  /**
+   * The peer's certificate has expired (or is not valid yet).
+   */
+  SMTPX_RESULT_TLS_EXPIRED = 405,
+  /**
+   * The TLS handshake failed otherwise: no protocol version or cipher in common, a
+   * certificate refused for another reason, an alert from the peer (such as a server
+   * that wanted a client certificate), a peer that closed the connection.
+   */
+  SMTPX_RESULT_TLS_HANDSHAKE = 406,
   /**
    * No authentication mechanism that both sides support (the server may offer AUTH
    * only after TLS).
@@ -477,6 +553,99 @@ typedef uint32_t smtpx_bare_lf_policy;
 #endif // __cplusplus
 
 /**
+ * The oldest TLS protocol version a client or server accepts.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_tls_version
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * TLS 1.2 and 1.3 (the default).
+   */
+  SMTPX_TLS_VERSION_TLS12 = 12,
+  /**
+   * TLS 1.3 only.
+   */
+  SMTPX_TLS_VERSION_TLS13 = 13,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_tls_version smtpx_tls_version;
+#else
+typedef uint32_t smtpx_tls_version;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * RET (RFC 3461): what a bounce of the message should carry.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_dsn_ret
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No RET parameter (the default).
+   */
+  SMTPX_DSN_RET_NONE = 0,
+  /**
+   * RET=FULL: the whole message.
+   */
+  SMTPX_DSN_RET_FULL = 1,
+  /**
+   * RET=HDRS: the headers only.
+   */
+  SMTPX_DSN_RET_HEADERS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_dsn_ret smtpx_dsn_ret;
+#else
+typedef uint32_t smtpx_dsn_ret;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * BODY (RFC 6152, RFC 3030): what the message's content is.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_body
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No BODY parameter (the default).
+   */
+  SMTPX_BODY_NONE = 0,
+  /**
+   * BODY=7BIT.
+   */
+  SMTPX_BODY_SEVEN_BIT = 1,
+  /**
+   * BODY=8BITMIME (needs the server's 8BITMIME).
+   */
+  SMTPX_BODY_EIGHT_BIT_MIME = 2,
+  /**
+   * BODY=BINARYMIME (needs the server's BINARYMIME and CHUNKING).
+   */
+  SMTPX_BODY_BINARY_MIME = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_body smtpx_body;
+#else
+typedef uint32_t smtpx_body;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A connected SMTP (or LMTP) client session, ready for mail.
  *
  * Every call blocks until the server has answered or a timeout expires. After an error
@@ -499,6 +668,15 @@ typedef struct smtpx_client smtpx_client;
  * `smtpx_client_connect` write to it).
  */
 typedef struct smtpx_client_options smtpx_client_options;
+
+/**
+ * A message's envelope: the sender, the recipients, and their parameters. Built with
+ * `smtpx_envelope_new` and the setters, sent with `smtpx_client_send_envelope` (which
+ * does not consume it), freed with `smtpx_envelope_free`.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_envelope smtpx_envelope;
 
 /**
  * An SMTP reply from a server: its code, its enhanced status code when it had one, and
@@ -737,8 +915,10 @@ typedef struct smtpx_enhanced_code {
  *
  * For callbacks, the library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
  * (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
- * becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
- * and an empty text gives the code's standard meaning.
+ * becomes 451 4.3.0. `text` is NUL-terminated; an empty text gives the code's standard
+ * meaning. A multi-line reply separates its lines with LF (`"first\nsecond"` is sent
+ * as `550-first` and `550 second`, the code and enhanced code on every line); CR is
+ * dropped, so a text can never inject a line of its own.
  *
  * Thread safety: a plain value, owned by the calling thread during the callback.
  */
@@ -1076,8 +1256,8 @@ smtpx_result smtpx_client_size_limit(const struct smtpx_client *client, uint64_t
 /**
  * The AUTH mechanisms the server announced, in its order, separated by single spaces
  * (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
- * bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
- * writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
+ * bytes); the length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
  *
  * Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
  *
@@ -1089,9 +1269,18 @@ smtpx_result smtpx_client_auth_mechanisms(const struct smtpx_client *client,
                                           size_t *out_n);
 
 /**
- * The message of the client's last failed call, copied NUL-terminated into `buf` (of
- * `len` bytes); its length without the NUL goes to `*out_n`. Empty when no call failed.
- * SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ * The message of the client's last call if it failed (empty if it succeeded; see "Last
+ * errors" at the top of this header), copied NUL-terminated into `buf` (of `len`
+ * bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size needed (with the
+ * NUL) written to `*out_n`, as every string getter of this library does:
+ *
+ * ```c
+ * size_t n = 0;
+ * smtpx_client_last_error(client, NULL, 0, &n);  // SMTPX_RESULT_BUFFER_TOO_SMALL
+ * char *text = malloc(n);
+ * smtpx_client_last_error(client, text, n, &n);  // SMTPX_RESULT_OK, n = strlen(text)
+ * ```
  *
  * Thread safety: one thread at a time per client.
  */
@@ -1124,6 +1313,18 @@ smtpx_result smtpx_client_login(struct smtpx_client *client,
                                 const char *username,
                                 const char *password,
                                 struct smtpx_reply **out_reply);
+
+/**
+ * Authenticates now with XOAUTH2: `username` and an OAuth 2.0 bearer `token`; otherwise
+ * as `smtpx_client_login` (SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not offer
+ * XOAUTH2).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_login_xoauth2(struct smtpx_client *client,
+                                        const char *username,
+                                        const char *token,
+                                        struct smtpx_reply **out_reply);
 
 /**
  * Sends NOOP and writes the reply, whatever its code, to `*out_reply` (free with
@@ -1170,6 +1371,67 @@ smtpx_result smtpx_client_expn(struct smtpx_client *client,
 smtpx_result smtpx_client_help(struct smtpx_client *client,
                                const char *topic,
                                struct smtpx_reply **out_reply);
+
+/**
+ * Creates an envelope from `from` (bare, as `smtpx_client_send` takes it; "" is the
+ * null sender) with no recipients yet, and writes it to `*out_envelope`. A malformed
+ * address gives SMTPX_RESULT_INVALID_ARGUMENT, CR or LF SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+smtpx_result smtpx_envelope_new(const char *from, struct smtpx_envelope **out_envelope);
+
+/**
+ * Frees an envelope. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the envelope during or after the call.
+ */
+void smtpx_envelope_free(struct smtpx_envelope *envelope);
+
+/**
+ * Adds a recipient (bare address) with its DSN parameters: `notify` is 0 (no NOTIFY)
+ * or SMTPX_NOTIFY_* flags ORed (SMTPX_NOTIFY_NEVER alone); `original` is NULL or the
+ * recipient's original address, sent as ORCPT=rfc822;ADDRESS (xtext-encoded here).
+ * Errors: SMTPX_RESULT_INVALID_ARGUMENT (a malformed address, unknown flags, NEVER with
+ * another flag), SMTPX_RESULT_INJECTION; nothing is added then.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_add_recipient(struct smtpx_envelope *envelope,
+                                          const char *to,
+                                          uint32_t notify,
+                                          const char *original);
+
+/**
+ * Sets RET (see `smtpx_dsn_ret`); an unknown value gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_ret(struct smtpx_envelope *envelope, smtpx_dsn_ret ret);
+
+/**
+ * Sets ENVID, the envelope identifier bounces refer to (any text; xtext-encoded here;
+ * at most 100 characters once encoded, RFC 3461). NULL removes it.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_envid(struct smtpx_envelope *envelope, const char *envid);
+
+/**
+ * Sets BODY (see `smtpx_body`); an unknown value gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_body(struct smtpx_envelope *envelope, smtpx_body body);
+
+/**
+ * Asks for SMTPUTF8 (RFC 6531) even when the addresses are ASCII (for UTF-8 headers).
+ * An address that needs it gets it anyway. When the server does not offer SMTPUTF8 the
+ * send fails with SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED before anything is sent.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_smtputf8(struct smtpx_envelope *envelope, bool smtputf8);
 
 /**
  * Creates client options with the defaults. Returns NULL only if memory ran out (or on
@@ -1241,6 +1503,21 @@ smtpx_result smtpx_client_options_set_insecure(struct smtpx_client_options *opti
 smtpx_result smtpx_client_options_set_credentials(struct smtpx_client_options *options,
                                                   const char *username,
                                                   const char *password);
+
+/**
+ * Authenticates with XOAUTH2 (RFC 7628's predecessor, as Gmail and Microsoft 365 take
+ * it) once connected: `username` and an OAuth 2.0 bearer `token` the caller obtained.
+ * Replaces any password set with `smtpx_client_options_set_credentials` (and is
+ * replaced by it); the same TLS rule applies (SMTPX_RESULT_INSECURE_AUTH without TLS
+ * unless allowed). A refusal makes `smtpx_client_connect` fail with
+ * SMTPX_RESULT_AUTH_FAILED, or SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not
+ * offer XOAUTH2. NULL for both removes the credentials.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_xoauth2(struct smtpx_client_options *options,
+                                              const char *username,
+                                              const char *token);
 
 /**
  * Allows AUTH (the credentials of `smtpx_client_options_set_credentials`, or
@@ -1315,10 +1592,10 @@ smtpx_result smtpx_client_options_set_log(struct smtpx_client_options *options,
                                           void *user_data);
 
 /**
- * The message of the last `smtpx_client_connect` that failed with these options,
- * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
- * to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
- * nothing.
+ * The message of the last call on these options (a setter or `smtpx_client_connect`)
+ * if it failed, empty if it succeeded, copied NUL-terminated into `buf` (of `len`
+ * bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
  *
  * Thread safety: one thread at a time per options object.
  */
@@ -1413,7 +1690,8 @@ const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
  * recipient to `*out_result` (release with `smtpx_send_result_free`).
  *
  * A refused recipient is not an error: check `smtpx_send_result_success` and each
- * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
+ * recipient's reply. A refused sender is: SMTPX_RESULT_SENDER_REFUSED, with the MAIL
+ * reply as `smtpx_client_last_error_reply` (the connection stays usable). Bare LF and CR become CRLF and dot-stuffing is done here.
  * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
  * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
  *
@@ -1473,6 +1751,20 @@ smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
                                       struct smtpx_send_result **out_result);
 
 /**
+ * Sends one message held in memory (`msg`, `len` bytes) with the envelope `envelope`
+ * (see `smtpx_envelope`: DSN parameters, BODY, SMTPUTF8), otherwise as
+ * `smtpx_client_send`. The envelope is not consumed. An envelope without recipients
+ * gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per client and per envelope.
+ */
+smtpx_result smtpx_client_send_envelope(struct smtpx_client *client,
+                                        const struct smtpx_envelope *envelope,
+                                        const uint8_t *msg,
+                                        size_t len,
+                                        struct smtpx_send_result **out_result);
+
+/**
  * Creates a server configuration with the defaults. Free with
  * `smtpx_server_config_free`; NULL only on an internal error.
  *
@@ -1496,6 +1788,19 @@ void smtpx_server_config_free(struct smtpx_server_config *config);
  */
 smtpx_result smtpx_server_config_set_hostname(struct smtpx_server_config *config,
                                               const char *hostname);
+
+/**
+ * Serves the already listening TCP socket `fd` (socket activation: systemd's
+ * `LISTEN_FDS`, inetd, a socket the program bound before dropping privileges) instead
+ * of the address of `smtpx_server_config_set_listen`; -1 goes back to that address.
+ * When the server starts it checks that `fd` is a listening TCP socket (else
+ * SMTPX_RESULT_IO and the descriptor stays the caller's), then owns it: it is closed
+ * when the server is freed, and the configuration forgets it (start another server
+ * with another descriptor). Unix only; elsewhere SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_listen_fd(struct smtpx_server_config *config, int fd);
 
 /**
  * Sets the address to listen on, "HOST:PORT" (for example "127.0.0.1:2525", or port 0
@@ -1634,9 +1939,11 @@ smtpx_result smtpx_server_config_set_log(struct smtpx_server_config *config,
                                          void *user_data);
 
 /**
- * The message of the last `smtpx_server_start*` that failed with this configuration,
- * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
- * `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ * The message of the last call on this configuration (a setter or `smtpx_server_start*`)
+ * if it failed, copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
+ * `*out_n`. Empty when the last call on the configuration succeeded. When `buf` is NULL
+ * or too small: SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size
+ * needed (with the NUL) written to `*out_n`.
  *
  * Thread safety: one thread at a time per config.
  */
@@ -2135,6 +2442,8 @@ smtpx_result smtpx_server_session_handle_timeout(struct smtpx_server_session *se
 /**
  * The TLS handshake that followed a START_TLS event succeeded: the session forgets its
  * state (the client must greet again) and reads the rest of the connection as encrypted.
+ * Without a START_TLS event waiting for its handshake: SMTPX_RESULT_NOT_READY, and
+ * nothing changes.
  *
  * Thread safety: one thread at a time per session.
  */
@@ -2149,6 +2458,92 @@ smtpx_result smtpx_server_session_tls_established(struct smtpx_server_session *s
 bool smtpx_server_session_is_closed(const struct smtpx_server_session *session);
 
 /**
+ * Trusts the operating system's certificate store (on Debian the ca-certificates
+ * bundle) instead of the compiled-in Mozilla roots. Read now: SMTPX_RESULT_TLS (and the
+ * last error) when the store holds no usable certificate, and nothing changes.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_system_roots(struct smtpx_client_options *options);
+
+/**
+ * Trusts the certificate authorities in `pem` (`len` bytes of PEM text, copied) instead
+ * of the compiled-in Mozilla roots: a private CA held in memory. Checked now:
+ * SMTPX_RESULT_TLS when it holds no usable certificate, and nothing changes. NULL with
+ * length 0 goes back to the Mozilla roots.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_ca_pem(struct smtpx_client_options *options,
+                                             const uint8_t *pem,
+                                             size_t len);
+
+/**
+ * Sets the certificate chain (leaf first) and private key the client shows a server
+ * that asks for one (mutual TLS), as PEM text in memory (copied). Checked now:
+ * SMTPX_RESULT_TLS with the detail in the last error when either cannot be used.
+ * NULL for both (lengths 0) removes the client certificate.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_client_cert_pem(struct smtpx_client_options *options,
+                                                      const uint8_t *cert_pem,
+                                                      size_t cert_len,
+                                                      const uint8_t *key_pem,
+                                                      size_t key_len);
+
+/**
+ * As `smtpx_client_options_set_client_cert_pem`, from two PEM files read now. NULL for
+ * both removes the client certificate.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_client_cert_files(struct smtpx_client_options *options,
+                                                        const char *cert_path,
+                                                        const char *key_path);
+
+/**
+ * Sets the oldest TLS version the client accepts (default SMTPX_TLS_VERSION_TLS12). A
+ * value that is not an `smtpx_tls_version` gives SMTPX_RESULT_INVALID_ARGUMENT. A server
+ * that cannot speak it fails the handshake with SMTPX_RESULT_TLS_HANDSHAKE.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_min_tls_version(struct smtpx_client_options *options,
+                                                      smtpx_tls_version version);
+
+/**
+ * Sends the server's name in the TLS handshake (SNI) when true, the default. The name
+ * is the `server_name` of `smtpx_client_connect` (or of `smtpx_client_starttls`), which
+ * is also the name the certificate must carry; an IP address is never sent.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_sni(struct smtpx_client_options *options, bool enable);
+
+/**
+ * Asks TLS clients for a certificate that chains to the certificate authorities in the
+ * PEM file `ca_path` (mutual TLS). With `required` a client without one fails the
+ * handshake; without, it is let in. The file is read when the server starts (its
+ * errors are SMTPX_RESULT_TLS there). NULL stops asking. Needs the TLS files of
+ * `smtpx_server_config_set_tls_files`.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_client_ca_file(struct smtpx_server_config *config,
+                                                    const char *ca_path,
+                                                    bool required);
+
+/**
+ * Sets the oldest TLS version the server accepts (default SMTPX_TLS_VERSION_TLS12). A
+ * value that is not an `smtpx_tls_version` gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_min_tls_version(struct smtpx_server_config *config,
+                                                     smtpx_tls_version version);
+
+/**
  * The version of the library actually linked, as `"smtpx/MAJOR.MINOR.PATCH"`.
  *
  * Compare with the `SMTPX_VERSION_*` macros to detect a header/library mismatch.
@@ -2157,6 +2552,19 @@ bool smtpx_server_session_is_closed(const struct smtpx_server_session *session);
  * Thread safety: safe to call from any thread.
  */
 const char *smtpx_version(void);
+
+/**
+ * The version of the library actually linked as a number, `0xMMmmpp` (major, minor,
+ * patch: 0.1.0 is `0x000100`), the run-time twin of the header's `SMTPX_VERSION_NUMBER`:
+ *
+ * ```c
+ * if (smtpx_version_number() != SMTPX_VERSION_NUMBER)
+ *     fprintf(stderr, "built with another smtpx.h than the library\n");
+ * ```
+ *
+ * Thread safety: safe to call from any thread.
+ */
+uint32_t smtpx_version_number(void);
 
 #ifdef __cplusplus
 }  // extern "C"

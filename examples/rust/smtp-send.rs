@@ -22,8 +22,8 @@ use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
 use smtp_core::auth::Credentials;
-use smtp_core::blocking::client::{ClientOptions, SmtpClient, TlsMode};
-use smtp_core::client::Envelope;
+use smtp_core::blocking::SmtpClient;
+use smtp_core::client::{ClientOptions, Envelope, TlsMode};
 use smtp_core::tls::{self, TlsClientOptions};
 
 struct Args {

@@ -28,13 +28,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use smtp_core::auth::AuthMechanism;
-use smtp_core::blocking::server::{Server, ServerOptions};
+use smtp_core::blocking::Server;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::handler::{DiscardHandler, Handler, PasswordAuth};
 use smtp_core::maildir::MaildirHandler;
-use smtp_core::server::ServerConfig;
 use smtp_core::server::proxy::{IpNetwork, ProxyProtocol};
+use smtp_core::server::{ServerConfig, ServerOptions};
 
 struct Args {
     listen: String,
@@ -184,9 +183,6 @@ fn options(args: &Args) -> Result<ServerOptions, String> {
     config.require_tls = args.require_tls;
     config.pipelining_sync = args.pipelining_sync;
     config.allow_insecure_auth = args.allow_insecure_auth;
-    if !args.auth.is_empty() {
-        config.auth_mechanisms = vec![AuthMechanism::Plain, AuthMechanism::Login];
-    }
     if let Some(size) = args.max_size {
         config.max_message_size = size;
     }
@@ -271,7 +267,7 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
 /// current-thread runtime serves connections only while `block_on` runs.
 #[cfg(feature = "tokio")]
 fn run_async<H: Handler>(handler: H, options: ServerOptions, args: &Args) -> Result<(), String> {
-    use smtp_core::asynchronous::server::AsyncServer;
+    use smtp_core::asynchronous::AsyncServer;
 
     let runtime = match args.async_threads {
         None => tokio::runtime::Builder::new_current_thread(),

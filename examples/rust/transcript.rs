@@ -22,7 +22,7 @@ fn main() {
         ClientSession::new(ClientConfig::new("client.example.org"), now).expect("valid config");
     let envelope = Envelope::new(
         "alice@example.org",
-        &["bob@example.net", "nobody@example.net", "carol@example.net"],
+        ["bob@example.net", "nobody@example.net", "carol@example.net"],
     )
     .expect("valid addresses");
     let body = b"From: alice@example.org\nTo: bob@example.net\nSubject: Hello from smtpx\n\nHi Bob,\n.this line starts with a dot\n";
@@ -97,7 +97,9 @@ fn main() {
         let from_client = client.take_output();
         if !from_client.is_empty() {
             print_wire("C:", &from_client);
-            server.receive(&from_client, now);
+            // The server takes at most its input buffer; a conversation this small fits.
+            let taken = server.receive(&from_client, now);
+            assert_eq!(taken, from_client.len(), "the server took all of the input");
         }
         if done && server.is_closed() {
             break;

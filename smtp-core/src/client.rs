@@ -21,7 +21,7 @@
 //! client.receive(b"250-mx.example\r\n250 PIPELINING\r\n", now);
 //! assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
 //!
-//! let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+//! let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
 //! client.send_mail(&envelope, None).unwrap();
 //! // Pipelined: MAIL, RCPT and DATA leave in one write.
 //! assert_eq!(client.take_output(), b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
@@ -36,14 +36,15 @@
 //! assert_eq!(result.queue_id(), Some("4XyZ"));
 //! ```
 
+pub(crate) mod api;
 pub(crate) mod batch;
 pub mod error;
 pub mod options;
 pub mod runner;
-pub(crate) mod api;
 
 mod config;
 mod envelope;
+mod phase;
 mod event;
 mod replies;
 mod result;
@@ -51,7 +52,13 @@ mod session;
 mod transaction;
 
 pub use config::{ClientConfig, ClientTimeouts, StartTlsPolicy};
-pub use envelope::{Envelope, Recipient};
+pub use envelope::{AddressRole, Envelope, InvalidAddress, Recipient};
+pub use error::{Error, ErrorKind};
 pub use event::{ClientError, ClientEvent};
+/// The engine's error ([`ClientError`]) by the name that says whose it is: the sans-IO
+/// session's, as opposed to [`Error`], what the drivers return.
+pub use event::ClientError as SessionError;
+pub use options::{ClientOptions, TlsMode};
+pub use phase::Phase;
 pub use result::{RecipientResult, TransactionResult};
 pub use session::ClientSession;

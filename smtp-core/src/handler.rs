@@ -33,10 +33,15 @@
 //! ```
 
 pub use crate::server::dispatch::{Dispatch, DispatchState, Flow, HookCall, Step};
-pub use crate::server::handlers::{DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession};
+pub use crate::server::handlers::{
+    DiscardHandler, DiscardSession, PasswordAuth, PasswordAuthSession,
+};
 pub use crate::server::hooks::{
     Answer, AsyncHandler, AsyncSessionHandler, ConnectionInfo, Handler, Hook, IntoAnswer,
     SessionHandler, Transaction,
+};
+pub use crate::server::message::{
+    AsyncMessageHook, Message, MessageHook, WholeMessage, WholeMessageSession,
 };
 
 #[cfg(test)]
@@ -46,8 +51,8 @@ mod tests {
     use crate::auth::AuthAttempt;
     use crate::command::{MailParameters, RcptParameters};
     use crate::reply::{EnhancedCode, Reply, ReplyCode};
-    use crate::server::{Decision, HelloVerb, ServerSession};
     use crate::server::ServerConfig;
+    use crate::server::{Decision, HelloVerb, ServerSession};
     use std::time::Duration;
 
     #[derive(Default)]
@@ -116,7 +121,7 @@ mod tests {
         let mut session = scripted_session();
         let mut dispatch = Dispatch::new(Recorder::default(), false);
         assert_eq!(dispatch.run(&mut session, None), Flow::Continue);
-        session.receive(
+        let _ = session.receive(
             b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@y.test>\r\nDATA\r\nhi\r\n.\r\nRSET\r\nQUIT\r\n",
             Duration::ZERO,
         );
@@ -152,7 +157,7 @@ mod tests {
         }
         let mut session = scripted_session();
         let mut dispatch = Dispatch::new(Full, false);
-        session.receive(
+        let _ = session.receive(
             b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\n",
             Duration::ZERO,
         );
@@ -199,7 +204,7 @@ mod tests {
     fn the_state_names_each_hook_and_keeps_what_was_accepted() {
         let mut session = scripted_session();
         let mut state = DispatchState::new(false);
-        session.receive(
+        let _ = session.receive(
             b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<no@y.test>\r\nDATA\r\n",
             Duration::ZERO,
         );
@@ -234,7 +239,7 @@ mod tests {
     fn a_decision_hook_answered_without_a_decision_is_a_temporary_failure() {
         let mut session = scripted_session();
         let mut state = DispatchState::new(false);
-        session.receive(b"EHLO c\r\n", Duration::ZERO);
+        let _ = session.receive(b"EHLO c\r\n", Duration::ZERO);
         let (_, flow) = step_all(&mut state, &mut session, |_| Answer::Done);
         assert_eq!(flow, Flow::Continue);
         let out = String::from_utf8(session.take_output()).unwrap();
@@ -285,7 +290,7 @@ mod tests {
     fn the_close_hook_is_called_once() {
         let mut session = scripted_session();
         let mut state = DispatchState::new(false);
-        session.receive(b"QUIT\r\n", Duration::ZERO);
+        let _ = session.receive(b"QUIT\r\n", Duration::ZERO);
         let (hooks, flow) = step_all(&mut state, &mut session, |_| Answer::Done);
         assert_eq!(
             (hooks.as_slice(), flow),

@@ -42,18 +42,22 @@ pub mod connection;
 pub mod dispatch;
 pub mod handlers;
 pub mod hooks;
+pub mod message;
 pub mod options;
 pub mod proxy;
 
 mod admission;
 mod apply;
 mod config;
+mod decision;
 mod event;
 mod framing;
 mod replies;
 mod sasl;
 mod session;
+mod wrap;
 
 pub use config::ServerConfig;
 pub use event::{AbortReason, Decision, HelloVerb, NoDecisionPending, ServerEvent};
+pub use options::ServerOptions;
 pub use session::ServerSession;

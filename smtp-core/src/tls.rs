@@ -1,4 +1,24 @@
-//! TLS configuration for the drivers, built on rustls with the *ring* provider.
+//! TLS configuration for the drivers, built on rustls, and what a TLS failure was about.
+//!
+//! The crypto provider is chosen by feature, as rustls does: `ring` (the default) or
+//! `aws-lc-rs` (which wins when both are on; it adds post-quantum key exchange). Turn
+//! the default off to use only aws-lc-rs:
+//! `smtp-core = { version = "0.1", default-features = false, features = ["aws-lc-rs"] }`.
+//!
+//! **Certificates for tests.** rustls wants an *end-entity* server certificate. `openssl
+//! req -x509` makes a CA certificate by default (`basicConstraints=CA:TRUE`), which rustls
+//! refuses as `CaUsedAsEndEntity` ([`TlsErrorKind::CaUsedAsEndEntity`] here). Make one with
+//! `-addext basicConstraints=critical,CA:FALSE` (and a `subjectAltName`, since the name in
+//! the CN is not checked):
+//!
+//! ```text
+//! openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+//!     -addext basicConstraints=critical,CA:FALSE -addext subjectAltName=DNS:localhost \
+//!     -keyout key.pem -out cert.pem
+//! ```
+//!
+//! The client then trusts that file with [`RootCerts::PemFile`]; `rcgen` (Rust) and
+//! `trustme` (Python) make end-entity certificates by default.
 //!
 //! Every configuration here names its crypto provider explicitly instead of relying on a
 //! process-wide default, so that linking another crate that installs a different default
@@ -8,6 +28,14 @@
 //!   to trust, or (for tests only) no certificate checks at all.
 //! - [`server_config_from_pem`] and [`server_config_from_pem_files`] build a server
 //!   configuration from a PEM certificate chain and private key.
+//! - [`client_config_with`] and [`server_config_with`] take the settings beyond those
+//!   ([`TlsClientExtras`], [`TlsServerExtras`]): mutual TLS, the oldest protocol version,
+//!   SNI.
+//! - [`TlsSession`] is one TLS connection without I/O (client or server), for event
+//!   loops in C and Python.
+//! - [`TlsErrorKind`] says what kind of TLS failure an error is (an unknown issuer, a name
+//!   mismatch, an expired certificate, another certificate or handshake problem, a
+//!   configuration).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +46,14 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+mod kind;
+mod session;
+mod settings;
+
+pub use kind::TlsErrorKind;
+pub use session::{TlsSession, TlsSessionError};
+pub use settings::{ClientAuth, TlsClientExtras, TlsIdentity, TlsServerExtras, TlsVersion};
 
 /// Which certificate authorities a client trusts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,6 +69,13 @@ pub enum RootCerts {
     PemFile(PathBuf),
     /// The certificates in PEM text (for a private CA, or a test's self-signed certificate).
     Pem(Vec<u8>),
+}
+
+impl RootCerts {
+    /// The certificates in the PEM file at `path` ([`RootCerts::PemFile`]).
+    pub fn pem_file(path: impl AsRef<Path>) -> RootCerts {
+        RootCerts::PemFile(path.as_ref().to_path_buf())
+    }
 }
 
 /// How a client sets up TLS.
@@ -59,6 +102,12 @@ impl TlsError {
         }
     }
 
+    /// What kind of failure: always [`TlsErrorKind::Configuration`], since this error is
+    /// about building a configuration (a file, a PEM block, a key).
+    pub fn kind(&self) -> TlsErrorKind {
+        TlsErrorKind::Configuration
+    }
+
     /// The whole message, the same as the `Display` form.
     pub fn message(&self) -> &str {
         &self.message
@@ -73,10 +122,32 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-/// The one provider every configuration here uses.
-fn provider() -> Arc<CryptoProvider> {
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("smtp-core needs a TLS crypto provider: enable the feature `ring` or `aws-lc-rs`");
+
+/// The one provider every configuration here uses: aws-lc-rs when its feature is on.
+#[cfg(feature = "aws-lc-rs")]
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The one provider every configuration here uses: *ring* (feature `ring`).
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+pub fn provider() -> Arc<CryptoProvider> {
+    // rustls 0.23.48 deprecates this constructor only to point out that *ring* has no
+    // post-quantum key exchange; it is the one way to get the provider the user chose by
+    // feature (rustls itself calls it the same way), and aws-lc-rs is the feature for
+    // post-quantum key exchange.
+    #[allow(deprecated)]
     Arc::new(rustls::crypto::ring::default_provider())
 }
+
+/// The name of the crypto provider compiled in: `"aws-lc-rs"` or `"ring"`.
+pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};
 
 /// A client configuration as `options` say; share the result between connections (it
 /// caches session tickets for resumption).
@@ -87,22 +158,42 @@ fn provider() -> Arc<CryptoProvider> {
 /// assert!(config.enable_sni);
 /// ```
 pub fn client_config(options: &TlsClientOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    client_config_with(options, &TlsClientExtras::default())
+}
+
+/// A client configuration as `options` and `extras` say (a client certificate for mutual
+/// TLS, the oldest protocol version, SNI).
+///
+/// ```
+/// use smtp_core::tls::{client_config_with, TlsClientExtras, TlsClientOptions, TlsVersion};
+/// let extras = TlsClientExtras { min_version: TlsVersion::Tls13, enable_sni: false, ..Default::default() };
+/// let config = client_config_with(&TlsClientOptions::default(), &extras).unwrap();
+/// assert!(!config.enable_sni);
+/// ```
+pub fn client_config_with(
+    options: &TlsClientOptions,
+    extras: &TlsClientExtras,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(extras.min_version.versions())
         .map_err(|e| TlsError::new(format!("TLS client configuration: {e}")))?;
-    let config = if options.dangerous_accept_invalid_certs {
+    let builder = if options.dangerous_accept_invalid_certs {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert {
                 algorithms: provider.signature_verification_algorithms,
             }))
-            .with_no_client_auth()
     } else {
-        builder
-            .with_root_certificates(root_store(&options.roots)?)
-            .with_no_client_auth()
+        builder.with_root_certificates(root_store(&options.roots)?)
     };
+    let mut config = match &extras.identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|e| TlsError::new(format!("TLS client certificate and key: {e}")))?,
+    };
+    config.enable_sni = extras.enable_sni;
     Ok(Arc::new(config))
 }
 
@@ -199,23 +290,18 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 
 /// A server configuration from a PEM certificate chain (leaf first) and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1) in two files; clients are not asked for certificates.
+///
+/// ```no_run
+/// let config = smtp_core::tls::server_config_from_pem_files("cert.pem", "key.pem")?;
+/// # Ok::<(), smtp_core::tls::TlsError>(())
+/// ```
 pub fn server_config_from_pem_files(
-    cert: &Path,
-    key: &Path,
+    cert: impl AsRef<Path>,
+    key: impl AsRef<Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let cert_pem = std::fs::read(cert).map_err(|e| {
-        TlsError::new(format!(
-            "cannot read TLS certificate {}: {e}",
-            cert.display()
-        ))
-    })?;
-    let key_pem = std::fs::read(key)
-        .map_err(|e| TlsError::new(format!("cannot read TLS key {}: {e}", key.display())))?;
-    let chain = parse_chain(&cert_pem)
-        .map_err(|e| TlsError::new(format!("TLS certificate {}: {e}", cert.display())))?;
-    let private_key = parse_key(&key_pem)
-        .map_err(|e| TlsError::new(format!("TLS key {}: {e}", key.display())))?;
-    build_server_config(chain, private_key).map_err(|e| {
+    let (cert, key) = (cert.as_ref(), key.as_ref());
+    let identity = TlsIdentity::from_pem_files(cert, key)?;
+    server_config_with(identity, &TlsServerExtras::default()).map_err(|e| {
         TlsError::new(format!(
             "TLS certificate {} with key {}: {e}",
             cert.display(),
@@ -224,16 +310,50 @@ pub fn server_config_from_pem_files(
     })
 }
 
+/// A server configuration with `identity` as `extras` say: clients asked for
+/// certificates (mutual TLS) or not, the oldest protocol version.
+pub fn server_config_with(
+    identity: TlsIdentity,
+    extras: &TlsServerExtras,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(extras.min_version.versions())
+        .map_err(|e| TlsError::new(format!("TLS server configuration: {e}")))?;
+    let builder = match &extras.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional(roots) | ClientAuth::Required(roots) => {
+            let store = Arc::new(
+                root_store(roots)
+                    .map_err(|e| TlsError::new(format!("client certificate roots: {e}")))?,
+            );
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(store, provider);
+            let verifier = if matches!(extras.client_auth, ClientAuth::Optional(_)) {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::new(format!("client certificate verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(identity.chain, identity.key)
+        .map_err(|e| TlsError::new(format!("rejected: {e}")))?;
+    Ok(Arc::new(config))
+}
+
 /// A server configuration from PEM text: a certificate chain (leaf first) and a private
 /// key; clients are not asked for certificates.
 pub fn server_config_from_pem(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain =
-        parse_chain(cert_pem).map_err(|e| TlsError::new(format!("TLS certificate: {e}")))?;
-    let private_key = parse_key(key_pem).map_err(|e| TlsError::new(format!("TLS key: {e}")))?;
-    build_server_config(chain, private_key)
+    let identity = TlsIdentity::from_pem(cert_pem, key_pem)?;
+    server_config_with(identity, &TlsServerExtras::default())
         .map_err(|e| TlsError::new(format!("TLS certificate and key: {e}")))
 }
 
@@ -252,19 +372,6 @@ fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
         rustls::pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY block found".to_owned(),
         e => format!("bad PEM: {e}"),
     })
-}
-
-fn build_server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<rustls::ServerConfig>, String> {
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("rejected: {e}"))?;
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

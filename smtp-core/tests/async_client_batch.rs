@@ -78,7 +78,7 @@ fn messages() -> (Vec<Envelope>, Vec<Vec<u8>>) {
             if n % 7 == 3 {
                 Envelope::new("a@example.org", &many).unwrap()
             } else {
-                Envelope::new("a@example.org", &["b@example.net"]).unwrap()
+                Envelope::new("a@example.org", ["b@example.net"]).unwrap()
             }
         })
         .collect();

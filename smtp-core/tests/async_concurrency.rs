@@ -260,7 +260,7 @@ fn ten_thousand_concurrent_connections() {
             let client =
                 AsyncSmtpClient::connect(addr, "localhost", ClientOptions::new("client.test"));
             let mut client = client.await.unwrap();
-            let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
+            let envelope = Envelope::new("a@example.org", ["b@example.net"]).unwrap();
             let result = client
                 .send_bytes(&envelope, b"Subject: one more\r\n\r\nx\r\n")
                 .await

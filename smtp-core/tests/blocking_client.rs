@@ -1139,7 +1139,7 @@ fn control_characters_in_commands_are_refused_before_anything_is_written() {
         },
         |addr| {
             let mut client = SmtpClient::connect(addr, "localhost", options()).unwrap();
-            assert!(Envelope::new("a@example.com", &["b@example.com>\r\nRSET"]).is_err());
+            assert!(Envelope::new("a@example.com", ["b@example.com>\r\nRSET"]).is_err());
             let mut envelope = envelope(&["b@example.com"]);
             envelope.params.envid = Some("id\r\nRSET".into());
             let errors = vec![

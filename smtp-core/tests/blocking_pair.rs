@@ -131,7 +131,7 @@ fn starttls_auth_pipelining_and_bdat_into_maildir() {
     // Three recipients against a limit of two: the third is refused, the others get it.
     let envelope = Envelope::new(
         "a@example.org",
-        &["b@example.net", "c@example.net", "d@example.net"],
+        ["b@example.net", "c@example.net", "d@example.net"],
     )
     .unwrap();
     let result = client
@@ -146,7 +146,7 @@ fn starttls_auth_pipelining_and_bdat_into_maildir() {
 
     // The connection is reused.
     for i in 0..5 {
-        let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
+        let envelope = Envelope::new("a@example.org", ["b@example.net"]).unwrap();
         let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
         assert!(
             client
@@ -195,7 +195,7 @@ fn implicit_tls_listener() {
     o.tls_config = Some(trusting(&cert));
     let mut client = SmtpClient::connect(tls_addr, "localhost", o).unwrap();
     assert!(client.is_tls());
-    let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
+    let envelope = Envelope::new("a@example.org", ["b@example.net"]).unwrap();
     assert!(
         client
             .send_bytes(&envelope, b"Subject: 465\r\n\r\nhi\r\n")
@@ -251,7 +251,7 @@ fn size_limit_announced_and_discovered() {
     let server = start(maildir(&dir), config, None, false);
     let mut client =
         SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
-    let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
+    let envelope = Envelope::new("a@example.org", ["b@example.net"]).unwrap();
     // Announced: refused before anything is sent.
     let err = client.send_bytes(&envelope, &[b'x'; 2000]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
@@ -293,7 +293,7 @@ fn unwritable_maildir_gives_451_and_the_server_keeps_serving() {
     std::fs::remove_dir_all(dir.0.join("md/tmp")).unwrap();
     std::fs::write(dir.0.join("md/tmp"), b"not a directory").unwrap();
     let mut client = SmtpClient::connect(addr, "localhost", options(TlsMode::None)).unwrap();
-    let envelope = Envelope::new("a@example.org", &["b@example.net"]).unwrap();
+    let envelope = Envelope::new("a@example.org", ["b@example.net"]).unwrap();
     let result = client
         .send_bytes(&envelope, b"Subject: lost?\r\n\r\nno\r\n")
         .unwrap();
@@ -348,7 +348,7 @@ fn lmtp_client_and_server() {
     let mut o = options(TlsMode::None);
     o.lmtp = true;
     let mut client = SmtpClient::connect(server.local_addrs()[0], "localhost", o).unwrap();
-    let envelope = Envelope::new("a@example.org", &["b@example.net", "c@example.net"]).unwrap();
+    let envelope = Envelope::new("a@example.org", ["b@example.net", "c@example.net"]).unwrap();
     let result = client
         .send_bytes(&envelope, b"Subject: lmtp\r\n\r\nhi\r\n")
         .unwrap();
@@ -362,4 +362,63 @@ fn lmtp_client_and_server() {
     client.quit().unwrap();
     assert!(String::from_utf8_lossy(&new_files(&dir)[0]).contains("with LMTP id"));
     server.shutdown(Duration::from_secs(5));
+}
+
+/// A client meeting a certificate it cannot trust is told which problem it was, without
+/// downcasting to rustls's error: unknown issuer, wrong name, a CA as end entity.
+#[test]
+fn tls_failures_say_which_certificate_problem() {
+    use smtp_core::tls::TlsErrorKind;
+    let cert = test_cert();
+    let server = start(
+        smtp_core::handler::DiscardHandler,
+        ServerConfig::new("mx.test"),
+        Some(&cert),
+        false,
+    );
+    let addr = server.local_addrs()[0];
+    let kind_for = |name: &str, config: Option<Arc<rustls::ClientConfig>>| {
+        let mut o = options(TlsMode::StartTlsRequired);
+        o.tls_config = config;
+        let err = SmtpClient::connect(addr, name, o).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+        err.tls_kind().unwrap()
+    };
+    assert_eq!(kind_for("localhost", None), TlsErrorKind::UnknownIssuer);
+    assert_eq!(
+        kind_for("other.test", Some(trusting(&cert))),
+        TlsErrorKind::NameMismatch
+    );
+    server.shutdown(Duration::from_secs(5));
+
+    // A CA certificate (what `openssl req -x509` makes by default) served as the leaf.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&key).unwrap();
+    let ca_cert = TestCert {
+        cert_pem: ca.pem(),
+        server: tls::server_config_from_pem(ca.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .unwrap(),
+    };
+    let server = start(
+        smtp_core::handler::DiscardHandler,
+        ServerConfig::new("mx.test"),
+        Some(&ca_cert),
+        false,
+    );
+    let mut o = options(TlsMode::StartTlsRequired);
+    o.tls_config = Some(trusting(&ca_cert));
+    let err = SmtpClient::connect(server.local_addrs()[0], "localhost", o).unwrap_err();
+    assert_eq!(
+        err.tls_kind(),
+        Some(TlsErrorKind::CaUsedAsEndEntity),
+        "{err}"
+    );
+    assert!(err.tls_kind().unwrap().is_certificate());
+    server.shutdown(Duration::from_secs(5));
+
+    // A configuration problem is not a certificate problem.
+    let e = tls::server_config_from_pem(b"", b"").unwrap_err();
+    assert!(e.kind().is_configuration());
 }

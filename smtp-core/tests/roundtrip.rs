@@ -440,7 +440,7 @@ fn regression_no_send_body_after_a_fatal_error() {
     client.receive(b"220 mx\r\n250-mx\r\n250 PIPELINING\r\n", now);
     assert_eq!(client.poll_event(), Some(ClientEvent::Ready));
     client
-        .send_mail(&Envelope::new("a@b.test", &["c@d.test"]).unwrap(), None)
+        .send_mail(&Envelope::new("a@b.test", ["c@d.test"]).unwrap(), None)
         .unwrap();
     client.receive(b"250 ok\r\n250 ok\r\n354 go\r\nxx\r\n", now);
     let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();

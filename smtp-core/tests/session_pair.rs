@@ -212,7 +212,7 @@ fn pipelined_bdat_transaction_with_a_refused_recipient() {
     pair.body = b"Subject: hi\n\n.leading dot\nbare LF lines\n".to_vec();
     let envelope = Envelope::new(
         "a@example.com",
-        &["x@example.com", "nobody@example.com", "y@example.com"],
+        ["x@example.com", "nobody@example.com", "y@example.com"],
     )
     .unwrap();
     let result = pair.send(&envelope);
@@ -252,8 +252,7 @@ fn pipelined_data_transaction() {
     let mut pair = Pair::with_decider(client_config(), server, refuse_nobody());
     pair.run();
     pair.body = b"Subject: hi\n\n.leading dot\n..two\n".to_vec();
-    let envelope =
-        Envelope::new("a@example.com", &["x@example.com", "nobody@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["x@example.com", "nobody@example.com"]).unwrap();
     let before = pair.client_wrote.len();
     let result = pair.send(&envelope);
     assert!(result.is_success());
@@ -293,7 +292,7 @@ fn transactions_chain_behind_the_final_dot() {
     });
     let mut pair = Pair::with_decider(client_config(), server, decide);
     pair.run();
-    let envelope = |to: &str| Envelope::new("a@example.com", &[to]).unwrap();
+    let envelope = |to: &str| Envelope::new("a@example.com", [to]).unwrap();
     pair.chain = vec![
         envelope("x@example.com"),
         envelope("nobody@example.com"),
@@ -367,7 +366,7 @@ fn no_chaining_with_bdat_or_lmtp() {
     // With CHUNKING the whole transaction is already one write: send_mail waits.
     let mut pair = Pair::new(client_config(), server_config());
     pair.run();
-    let envelope = Envelope::new("a@example.com", &["x@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["x@example.com"]).unwrap();
     pair.client.send_mail(&envelope, None).unwrap();
     let _ = pair.client.poll_event(); // SendBody
     pair.client.send_body(b"x\r\n").unwrap();
@@ -397,8 +396,7 @@ fn one_command_at_a_time_without_pipelining() {
     server.pipelining = false;
     let mut pair = Pair::with_decider(client_config(), server, refuse_nobody());
     pair.run();
-    let envelope =
-        Envelope::new("a@example.com", &["nobody@example.com", "x@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["nobody@example.com", "x@example.com"]).unwrap();
     let result = pair.send(&envelope);
     assert!(result.is_success());
     assert_eq!(
@@ -407,11 +405,11 @@ fn one_command_at_a_time_without_pipelining() {
     );
     assert!(result.recipients[1].reply.is_completion());
     // Every recipient refused: no DATA is sent, and the server is RSET before the next MAIL.
-    let envelope = Envelope::new("a@example.com", &["nobody@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["nobody@example.com"]).unwrap();
     let result = pair.send(&envelope);
     assert!(!result.is_success());
     assert!(result.data.is_none());
-    let result = pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap());
+    let result = pair.send(&Envelope::new("a@example.com", ["x@example.com"]).unwrap());
     assert!(result.is_success(), "{result:?}");
     let lines = pair.client_lines();
     let data_count = lines.iter().filter(|l| *l == "DATA").count();
@@ -426,7 +424,7 @@ fn many_messages_over_one_connection() {
     pair.run();
     for i in 0..50 {
         pair.body = format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes();
-        let result = pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap());
+        let result = pair.send(&Envelope::new("a@example.com", ["x@example.com"]).unwrap());
         assert!(result.is_success());
     }
     assert_eq!(pair.delivered.len(), 50);
@@ -475,7 +473,7 @@ fn starttls_then_auth_plain() {
     );
     assert!(lines[3].starts_with("AUTH PLAIN "));
     assert!(
-        pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap())
+        pair.send(&Envelope::new("a@example.com", ["x@example.com"]).unwrap())
             .is_success()
     );
 }
@@ -535,7 +533,7 @@ fn helo_fallback_when_ehlo_is_refused() {
     let mut pair = Pair::with_decider(client_config(), server_config(), decide);
     assert_eq!(pair.run(), [ClientEvent::Ready]);
     assert!(pair.client.capabilities().is_none());
-    let result = pair.send(&Envelope::new("a@example.com", &["x@example.com"]).unwrap());
+    let result = pair.send(&Envelope::new("a@example.com", ["x@example.com"]).unwrap());
     assert!(result.is_success());
     let lines = pair.client_lines();
     assert_eq!(&lines[..2], ["EHLO client.test", "HELO client.test"]);
@@ -613,8 +611,8 @@ fn lmtp_reports_each_recipient() {
         client.lmtp = true;
         pair.client = ClientSession::new(client, pair.now).unwrap();
         pair.run();
-        let result = pair
-            .send(&Envelope::new("a@example.com", &["x@example.com", "y@example.com"]).unwrap());
+        let result =
+            pair.send(&Envelope::new("a@example.com", ["x@example.com", "y@example.com"]).unwrap());
         assert!(result.is_success(), "{result:?}");
         assert!(
             result
@@ -636,7 +634,7 @@ fn size_limit_is_checked_before_sending() {
     let err = pair
         .client
         .send_mail(
-            &Envelope::new("a@example.com", &["x@example.com"]).unwrap(),
+            &Envelope::new("a@example.com", ["x@example.com"]).unwrap(),
             Some(11),
         )
         .unwrap_err();
@@ -649,7 +647,7 @@ fn size_limit_is_checked_before_sending() {
 fn smtputf8_is_requested_for_international_addresses() {
     let mut pair = Pair::new(client_config(), server_config());
     pair.run();
-    let result = pair.send(&Envelope::new("jöran@bücher.example", &["用户@例子.广告"]).unwrap());
+    let result = pair.send(&Envelope::new("jöran@bücher.example", ["用户@例子.广告"]).unwrap());
     assert!(result.is_success());
     assert!(
         pair.client_lines()
@@ -664,7 +662,7 @@ fn smtputf8_is_requested_for_international_addresses() {
     let err = pair
         .client
         .send_mail(
-            &Envelope::new("jöran@bücher.example", &["x@example.com"]).unwrap(),
+            &Envelope::new("jöran@bücher.example", ["x@example.com"]).unwrap(),
             None,
         )
         .unwrap_err();
@@ -779,7 +777,7 @@ fn a_bare_lf_in_a_reply_does_not_push_the_pipelined_replies_out_of_step() {
         drain(&mut client).as_slice(),
         [ClientEvent::Ready]
     ));
-    let envelope = Envelope::new("a@example.com", &["x@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["x@example.com"]).unwrap();
     client.send_mail(&envelope, None).unwrap();
     assert_eq!(
         client.take_output(),

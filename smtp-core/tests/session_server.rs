@@ -468,7 +468,7 @@ fn starttls_discards_pipelined_commands_and_forgets_state() {
     assert_eq!(out, "220 2.0.0 Ready to start TLS\r\n");
     assert_eq!(h.seen.last(), Some(&Seen::StartTls));
     // Bytes arriving before the handshake completes are thrown away too.
-    h.session.receive(b"RSET\r\n", h.now);
+    let _ = h.session.receive(b"RSET\r\n", h.now);
     h.session.tls_established(h.now);
     assert!(h.session.is_tls());
     assert!(
@@ -689,7 +689,7 @@ fn lmtp_per_recipient_decision() {
         b"MAIL FROM:<a@b.test>\r\nRCPT TO:<1@b.test>\r\nRCPT TO:<2@b.test>\r\nDATA\r\n",
         b"x\r\n.\r\n",
     ] {
-        session.receive(input, now);
+        let _ = session.receive(input, now);
         while let Some(event) = session.poll_event() {
             match event {
                 ServerEvent::MessageEnd => session
@@ -812,7 +812,7 @@ fn commands_before_eof_are_still_answered() {
     let mut h = Harness::greeted(config());
     h.send(b"EHLO c\r\n");
     // RSET may be pipelined; NOOP ends the group.
-    h.session.receive(b"RSET\r\nNOOP\r\n", h.now);
+    let _ = h.session.receive(b"RSET\r\nNOOP\r\n", h.now);
     h.session.receive_eof();
     h.pump();
     assert_eq!(
@@ -1076,7 +1076,7 @@ fn pipelining_sync_refusals() {
 fn an_early_talker_is_refused() {
     // Input that is there before the greeting is sent was sent before the client saw it.
     let mut session = ServerSession::new(config(), Duration::ZERO);
-    session.receive(b"EHLO c\r\n", Duration::ZERO);
+    let _ = session.receive(b"EHLO c\r\n", Duration::ZERO);
     let mut seen = Vec::new();
     while let Some(event) = session.poll_event() {
         let needs = event.needs_decision();

@@ -47,6 +47,8 @@
 //!   callbacks), [`server::run`] (`smtpx_server`: threads and sockets, start and stop).
 //! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
 //!   decisions, output), for callers that want to run the connection loop themselves.
+//! - [`tls`]: the TLS settings (trust store, client certificates, minimum version, SNI)
+//!   and `smtpx_tls_version`.
 //! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].
 //!
 //! # ABI stability
@@ -66,6 +68,7 @@ pub mod connection;
 pub mod decision;
 pub mod event;
 pub(crate) mod ffi;
+pub(crate) mod last_error;
 pub mod log;
 pub mod panic;
 pub mod proxy;
@@ -73,6 +76,7 @@ pub mod reply;
 pub mod result;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod version;
 
 pub use reply::smtpx_reply_code_meaning;

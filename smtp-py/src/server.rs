@@ -180,8 +180,7 @@ impl PySession {
     }
 }
 
-/// Every hook to the connection's Python object, in one match: a new hook is a compile
-/// error here until Python is told about it.
+/// Every hook to the connection's Python object, in one match.
 impl HookHandler for PySession {
     fn on_hook(&mut self, hook: Hook<'_>) -> Answer {
         match hook {
@@ -222,6 +221,9 @@ impl HookHandler for PySession {
                 self.notify("close", ());
                 Answer::Done
             }
+            // A hook this server has no method for: its default, as an aiosmtpd handler
+            // without that hook gets.
+            other => other.default_answer(),
         }
     }
 }
@@ -369,7 +371,7 @@ impl Server {
             crate::proxy::proxy_protocol(proxy_protocol_timeout, &proxy_trusted)?;
         options.tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(
-                tls::server_config_from_pem_files(cert.as_ref(), key.as_ref())
+                tls::server_config_from_pem_files(&cert, &key)
                     .map_err(|e| client_error(e.into(), false))?,
             ),
             (None, None) => None,

@@ -13,3 +13,6 @@
 
 pub mod client;
 pub mod server;
+
+pub use client::AsyncSmtpClient;
+pub use server::AsyncServer;

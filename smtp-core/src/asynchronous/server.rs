@@ -121,7 +121,8 @@ pub struct AsyncServer;
 
 impl AsyncServer {
     /// A server whose user code is a synchronous [`Handler`].
-    pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> AsyncServerBuilder {
+    pub fn builder<H: Handler>(handler: H, mut options: ServerOptions) -> AsyncServerBuilder {
+        options.offer_handler_auth(handler.auth_mechanisms());
         AsyncServerBuilder {
             serve: Arc::new(SyncServe(handler)),
             options,
@@ -133,8 +134,9 @@ impl AsyncServer {
     /// A server whose user code is an [`AsyncHandler`].
     pub fn builder_async<H: AsyncHandler>(
         handler: H,
-        options: ServerOptions,
+        mut options: ServerOptions,
     ) -> AsyncServerBuilder {
+        options.offer_handler_auth(handler.auth_mechanisms());
         AsyncServerBuilder {
             serve: Arc::new(AsyncServe(handler)),
             options,

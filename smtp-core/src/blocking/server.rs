@@ -152,7 +152,8 @@ pub struct Server {
 
 impl Server {
     /// Starts building a server around `handler`.
-    pub fn builder<H: Handler>(handler: H, options: ServerOptions) -> ServerBuilder<H> {
+    pub fn builder<H: Handler>(handler: H, mut options: ServerOptions) -> ServerBuilder<H> {
+        options.offer_handler_auth(handler.auth_mechanisms());
         ServerBuilder {
             handler,
             options,

@@ -6,18 +6,48 @@ use std::iter::Peekable;
 use crate::client::error::Error;
 use crate::client::{ClientError, ClientSession, Envelope, TransactionResult};
 
+/// One message of a batch: its envelope and its content, borrowed or owned.
+///
+/// Borrowed pairs `(&Envelope, &[u8])` suit a caller that holds its messages while the
+/// batch runs; owned pairs `(Envelope, Vec<u8>)` suit a binding whose operation outlives
+/// the call that started it.
+pub trait BatchMessage {
+    /// The envelope.
+    fn envelope(&self) -> &Envelope;
+    /// The content, as the caller wrote it (the session canonicalises line endings).
+    fn content(&self) -> &[u8];
+}
+
+impl BatchMessage for (&Envelope, &[u8]) {
+    fn envelope(&self) -> &Envelope {
+        self.0
+    }
+    fn content(&self) -> &[u8] {
+        self.1
+    }
+}
+
+impl BatchMessage for (Envelope, Vec<u8>) {
+    fn envelope(&self) -> &Envelope {
+        &self.0
+    }
+    fn content(&self) -> &[u8] {
+        &self.1
+    }
+}
+
 /// The bookkeeping of a batch of messages sent over one connection, for the
 /// [runner](super::runner)'s `send_batch`: which messages are started (each one's content is the
 /// next to be asked for with [`ClientEvent::SendBody`](crate::client::ClientEvent::SendBody), since replies come in order), and
 /// the outcomes in message order.
-pub(crate) struct Batch<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> {
+pub(crate) struct Batch<I: Iterator<Item: BatchMessage>> {
     queue: Peekable<I>,
-    /// The contents of the started transactions, oldest first.
-    in_flight: VecDeque<&'m [u8]>,
+    /// The started messages, oldest first.
+    in_flight: VecDeque<I::Item>,
     results: Vec<Result<TransactionResult, Error>>,
 }
 
-impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
+impl<I: Iterator<Item: BatchMessage>> Batch<I> {
     pub(crate) fn new(messages: impl IntoIterator<IntoIter = I>) -> Self {
         Batch {
             queue: messages.into_iter().peekable(),
@@ -31,15 +61,17 @@ impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
     /// refuses for itself (too large, an address it cannot send) gets its error in place
     /// once every message before it has its outcome, and the next one is tried.
     pub(crate) fn start_next(&mut self, session: &mut ClientSession) {
-        while let Some(&(envelope, content)) = self.queue.peek() {
+        while let Some(message) = self.queue.peek() {
             if !self.in_flight.is_empty() && !session.can_send_mail() {
                 // Busy with an earlier message: this one starts once that is done.
                 return;
             }
-            match session.send_mail(envelope, Some(crate::data::wire_size(content))) {
+            let size = crate::data::wire_size(message.content());
+            match session.send_mail(message.envelope(), Some(size)) {
                 Ok(()) => {
-                    self.queue.next();
-                    self.in_flight.push_back(content);
+                    if let Some(message) = self.queue.next() {
+                        self.in_flight.push_back(message);
+                    }
                     return;
                 }
                 Err(error) if self.in_flight.is_empty() => {
@@ -58,12 +90,15 @@ impl<'m, I: Iterator<Item = (&'m Envelope, &'m [u8])>> Batch<'m, I> {
     }
 
     /// The content the session asks for now.
-    pub(crate) fn content(&self) -> Result<&'m [u8], Error> {
-        self.in_flight.front().copied().ok_or_else(|| {
-            Error::from(ClientError::Protocol(
-                "the session asked for content with no message started".into(),
-            ))
-        })
+    pub(crate) fn content(&self) -> Result<&[u8], Error> {
+        self.in_flight
+            .front()
+            .map(BatchMessage::content)
+            .ok_or_else(|| {
+                Error::from(ClientError::Protocol(
+                    "the session asked for content with no message started".into(),
+                ))
+            })
     }
 
     /// The oldest started message is done.

@@ -5,9 +5,9 @@
 use std::fmt;
 use std::io;
 
-use crate::client::ClientError;
+use crate::client::{ClientError, Phase};
 use crate::reply::Reply;
-use crate::tls::TlsError;
+use crate::tls::{TlsError, TlsErrorKind};
 
 /// What kind of failure an [`Error`] is. Each kind is meant to become one C result code and
 /// one Python exception class; the smtplib counterpart is named where there is one.
@@ -79,6 +79,8 @@ pub struct Error {
     message: String,
     client: Option<ClientError>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Where the session was when a failure ended the connection.
+    phase: Option<Phase>,
 }
 
 impl Error {
@@ -88,6 +90,7 @@ impl Error {
             message: message.into(),
             client: None,
             source: None,
+            phase: None,
         }
     }
 
@@ -108,6 +111,7 @@ impl Error {
                     message: format!("{context}: {inner}"),
                     client: None,
                     source: Some(inner),
+                    phase: None,
                 };
             }
             // into_inner gave nothing back although get_ref saw something: cannot happen.
@@ -118,6 +122,7 @@ impl Error {
             message: format!("{context}: {error}"),
             client: None,
             source: Some(Box::new(error)),
+            phase: None,
         }
     }
 
@@ -128,6 +133,7 @@ impl Error {
             message: format!("cannot start TLS: {error}"),
             client: None,
             source: Some(Box::new(error)),
+            phase: None,
         }
     }
 
@@ -175,6 +181,75 @@ impl Error {
         }
     }
 
+    /// For a [`ErrorKind::Tls`] failure, what it was about: a certificate problem
+    /// (unknown issuer, name mismatch, expired, a CA used as end entity...) or this
+    /// side's configuration; `None` for other kinds.
+    ///
+    /// ```no_run
+    /// # use smtp_core::blocking::client::{ClientOptions, SmtpClient};
+    /// # use smtp_core::tls::TlsErrorKind;
+    /// match SmtpClient::connect("mx.example.net:25", "mx.example.net", ClientOptions::new("me.example")) {
+    ///     Err(e) if e.tls_kind() == Some(TlsErrorKind::UnknownIssuer) => eprintln!("untrusted: {e}"),
+    ///     Err(e) if e.tls_kind().is_some_and(|k| k.is_certificate()) => eprintln!("bad certificate: {e}"),
+    ///     Err(e) => eprintln!("{e}"),
+    ///     Ok(_client) => {}
+    /// }
+    /// ```
+    pub fn tls_kind(&self) -> Option<TlsErrorKind> {
+        if self.kind != ErrorKind::Tls {
+            return None;
+        }
+        // A TLS error without a classifiable source is about the set-up.
+        Some(
+            self.source
+                .as_deref()
+                .and_then(|s| TlsErrorKind::of(s as &(dyn std::error::Error + 'static)))
+                .unwrap_or(TlsErrorKind::Configuration),
+        )
+    }
+
+    /// Where the conversation was when this failure ended the connection (a timeout, a
+    /// hang-up, a network or TLS failure, a protocol error): the greeting, EHLO, STARTTLS,
+    /// AUTH, MAIL, RCPT, DATA, after the end of data... `None` for failures that leave
+    /// the connection usable (a refusal, a bad argument).
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+
+    /// True when a message may have been delivered although this error came instead of
+    /// its reply: the connection ended after the end of the content
+    /// ([`Phase::AfterData`]). Resending may deliver it twice.
+    pub fn delivery_unknown(&self) -> bool {
+        self.phase.is_some_and(Phase::delivery_unknown)
+    }
+
+    /// Records where the session was, for an error that ended the connection (the
+    /// runner's, for every driver); the message says it too.
+    pub(crate) fn in_phase(mut self, phase: Phase) -> Error {
+        if self.phase.is_none() && phase != Phase::Idle && self.ends_connection() {
+            self.phase = Some(phase);
+            self.message.push_str(&format!(" (during {phase}"));
+            if phase.delivery_unknown() {
+                self.message
+                    .push_str("; the message may have been delivered");
+            }
+            self.message.push(')');
+        }
+        self
+    }
+
+    fn ends_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Io
+                | ErrorKind::Tls
+                | ErrorKind::Timeout
+                | ErrorKind::ConnectionClosed
+                | ErrorKind::ServerClosed
+                | ErrorKind::Protocol
+        )
+    }
+
     /// True when something took longer than its timeout.
     pub fn is_timeout(&self) -> bool {
         self.kind == ErrorKind::Timeout
@@ -220,6 +295,7 @@ impl From<ClientError> for Error {
             message: error.to_string(),
             client: Some(error),
             source: None,
+            phase: None,
         }
     }
 }
@@ -231,6 +307,13 @@ impl From<TlsError> for Error {
             message: error.to_string(),
             client: None,
             source: Some(Box::new(error)),
+            phase: None,
         }
+    }
+}
+
+impl From<crate::client::InvalidAddress> for Error {
+    fn from(error: crate::client::InvalidAddress) -> Error {
+        Error::from(ClientError::from(error))
     }
 }

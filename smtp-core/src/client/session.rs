@@ -98,6 +98,8 @@ pub struct ClientSession {
     pub(super) authenticated: bool,
     /// The current authentication was asked for by [`ClientSession::login`].
     pub(super) explicit_auth: bool,
+    /// Where the session was when a fatal error ended it (see [`ClientSession::phase`]).
+    pub(super) failed_in: Option<super::Phase>,
     /// The current STARTTLS was asked for by [`ClientSession::starttls`].
     pub(super) explicit_starttls: bool,
     pub(super) transaction: Option<Transaction>,
@@ -153,6 +155,7 @@ impl ClientSession {
             capabilities: None,
             authenticated: false,
             explicit_auth: false,
+            failed_in: None,
             explicit_starttls: false,
             transaction: None,
             chained: None,
@@ -200,6 +203,7 @@ impl ClientSession {
     }
 
     /// Bytes to send to the server.
+    #[must_use]
     pub fn output(&self) -> &[u8] {
         &self.output
     }
@@ -221,12 +225,14 @@ impl ClientSession {
     }
 
     /// The next event, if any.
+    #[must_use = "events carry the results and the requests for message content"]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
 
     /// When [`ClientSession::handle_timeout`] must be called next: the deadline of the
     /// oldest reply still awaited.
+    #[must_use]
     pub fn next_deadline(&self) -> Option<Duration> {
         if self.state == State::Closed || self.state == State::AwaitTls {
             return None;
@@ -418,6 +424,9 @@ impl ClientSession {
             return;
         }
         let fatal = error.is_fatal();
+        if fatal && self.failed_in.is_none() {
+            self.failed_in = Some(self.current_phase());
+        }
         if fatal {
             // A body request queued before the failure can no longer be served.
             self.events.retain(|e| *e != ClientEvent::SendBody);

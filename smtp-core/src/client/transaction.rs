@@ -43,7 +43,9 @@ impl ClientSession {
             }
             params.size = Some(size);
         }
-        if !envelope.is_ascii() {
+        // Asked for (UTF-8 headers) or needed (UTF-8 addresses): either way the server
+        // must offer it, or nothing is sent.
+        if params.smtputf8 || !envelope.is_ascii() {
             if !caps.smtputf8 {
                 return Err(ClientError::SmtpUtf8Unsupported);
             }

@@ -64,7 +64,9 @@ pub struct ServerConfig {
     /// `530 5.7.0 Must issue a STARTTLS command first` until TLS is active (RFC 3207 §4).
     /// Default false.
     pub require_tls: bool,
-    /// SASL mechanisms offered; empty disables AUTH. Default empty.
+    /// SASL mechanisms offered. Empty (the default): the server drivers offer those of
+    /// the handler ([`Handler::auth_mechanisms`](crate::handler::Handler::auth_mechanisms)),
+    /// and AUTH is not offered when it names none.
     pub auth_mechanisms: Vec<AuthMechanism>,
     /// Offer and accept AUTH without TLS. Default false: passwords never travel in clear.
     pub allow_insecure_auth: bool,

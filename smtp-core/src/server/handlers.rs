@@ -5,19 +5,26 @@
 use std::sync::Arc;
 
 use crate::auth::{AuthAttempt, Secret};
+use crate::ehlo::AuthMechanism;
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::server::Decision;
 use crate::server::hooks::{
-    Answer, ConnectionInfo, Handler, Hook, IntoAnswer, SessionHandler, forward_hooks, with_hooks,
+    Answer, AsyncHandler, AsyncSessionHandler, ConnectionInfo, Handler, Hook, IntoAnswer,
+    SessionHandler, forward_hooks, with_hooks,
 };
+use crate::server::wrap::forward_hooks_async;
 
-/// Adds password authentication to any handler: AUTH is checked against a fixed table of
-/// users (in time that does not depend on how much of a password was right), and everything
-/// else goes to the inner handler.
+/// Adds password authentication to any handler, a [`Handler`] or an [`AsyncHandler`]:
+/// AUTH is checked against a fixed table of users (in time that does not depend on how
+/// much of a password was right), and everything else goes to the inner handler. The
+/// server offers AUTH PLAIN and LOGIN for it ([`Handler::auth_mechanisms`]; none when
+/// the table is empty) unless the configuration names mechanisms itself; as always, only over TLS unless
+/// [`ServerConfig::allow_insecure_auth`](crate::server::ServerConfig::allow_insecure_auth).
 ///
 /// ```
-/// use smtp_core::handler::{DiscardHandler, PasswordAuth};
+/// use smtp_core::handler::{DiscardHandler, Handler, PasswordAuth};
 /// let handler = PasswordAuth::new(DiscardHandler, [("alice", "secret")]);
+/// assert!(!handler.auth_mechanisms().is_empty());
 /// ```
 #[derive(Debug)]
 pub struct PasswordAuth<H> {
@@ -42,6 +49,17 @@ impl<H> PasswordAuth<H> {
     }
 }
 
+impl<H> PasswordAuth<H> {
+    /// PLAIN and LOGIN, when there is a user to check (an empty table offers nothing).
+    fn mechanisms(&self) -> Vec<AuthMechanism> {
+        if self.users.is_empty() {
+            Vec::new()
+        } else {
+            vec![AuthMechanism::Plain, AuthMechanism::Login]
+        }
+    }
+}
+
 impl<H: Handler> Handler for PasswordAuth<H> {
     type Session = PasswordAuthSession<H::Session>;
     fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply> {
@@ -49,6 +67,24 @@ impl<H: Handler> Handler for PasswordAuth<H> {
             inner: self.inner.connect(info)?,
             users: Arc::clone(&self.users),
         })
+    }
+
+    fn auth_mechanisms(&self) -> Vec<AuthMechanism> {
+        self.mechanisms()
+    }
+}
+
+impl<H: AsyncHandler> AsyncHandler for PasswordAuth<H> {
+    type Session = PasswordAuthSession<H::Session>;
+    async fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply> {
+        Ok(PasswordAuthSession {
+            inner: self.inner.connect(info).await?,
+            users: Arc::clone(&self.users),
+        })
+    }
+
+    fn auth_mechanisms(&self) -> Vec<AuthMechanism> {
+        self.mechanisms()
     }
 }
 
@@ -88,6 +124,16 @@ impl<S> PasswordAuthSession<S> {
             ))
         }
     }
+}
+
+impl<S: Send> PasswordAuthSession<S> {
+    async fn intercept_async(&mut self, hook: &Hook<'_>) -> Option<Answer> {
+        self.intercept(hook)
+    }
+}
+
+impl<S: AsyncSessionHandler> AsyncSessionHandler for PasswordAuthSession<S> {
+    with_hooks!(forward_hooks_async! inner);
 }
 
 impl<S: SessionHandler> SessionHandler for PasswordAuthSession<S> {

@@ -4,6 +4,7 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::ehlo::AuthMechanism;
 use crate::server::ServerConfig;
 use crate::server::proxy::ProxyProtocol;
 use crate::trace::TraceSink;
@@ -57,6 +58,18 @@ impl ServerOptions {
             thread_stack: 256 * 1024,
             trace: None,
             proxy_protocol: None,
+        }
+    }
+
+    /// Offers AUTH with the handler's mechanisms ([`Handler::auth_mechanisms`]) when the
+    /// configuration names none: what every server driver does with its handler, so that
+    /// implementing `auth` (or wrapping in [`PasswordAuth`]) is all it takes.
+    ///
+    /// [`Handler::auth_mechanisms`]: crate::handler::Handler::auth_mechanisms
+    /// [`PasswordAuth`]: crate::handler::PasswordAuth
+    pub fn offer_handler_auth(&mut self, mechanisms: Vec<AuthMechanism>) {
+        if self.session.auth_mechanisms.is_empty() {
+            self.session.auth_mechanisms = mechanisms;
         }
     }
 

@@ -177,6 +177,7 @@ impl ServerSession {
 
     /// Takes bytes read from the client at `now`. Returns how many were taken: fewer than
     /// offered when the input buffer is full (poll events, then offer the rest again).
+    #[must_use = "bytes beyond the returned count were not taken: offer them again after polling events"]
     pub fn receive(&mut self, bytes: &[u8], now: Duration) -> usize {
         self.now = now;
         if matches!(self.phase, Phase::Closed) {
@@ -197,6 +198,14 @@ impl ServerSession {
 
     /// The client closed its side of the connection. Commands already received are still
     /// answered; a message in progress is aborted.
+    ///
+    /// **Promise:** after `receive_eof`, the session needs no more input. Keep calling
+    /// [`poll_event`](Self::poll_event), answering decisions with
+    /// [`decide`](Self::decide) and writing (or dropping) the output: within a bounded
+    /// number of steps it yields [`ServerEvent::Close`] and [`is_closed`](Self::is_closed)
+    /// turns true, whatever state it was in (before the greeting, mid-command, mid-message,
+    /// waiting for a decision). A loop that stops reading at end of input therefore always
+    /// ends.
     pub fn receive_eof(&mut self) {
         self.eof = true;
         if let Phase::GreetingDelay(_) = self.phase {
@@ -210,6 +219,7 @@ impl ServerSession {
 
     /// Bytes to send to the client. Write them (all or some), then call
     /// [`ServerSession::consume_output`] or [`ServerSession::clear_output`].
+    #[must_use]
     pub fn output(&self) -> &[u8] {
         &self.output
     }
@@ -269,6 +279,7 @@ impl ServerSession {
     }
 
     /// When [`ServerSession::handle_timeout`] must be called next, if at all.
+    #[must_use]
     pub fn next_deadline(&self) -> Option<Duration> {
         if self.pending.is_some() || matches!(self.phase, Phase::Closed) {
             return None;
@@ -299,6 +310,13 @@ impl ServerSession {
             Some(EnhancedCode::TIMEOUT),
             text,
         ));
+    }
+
+    /// True between [`ServerEvent::StartTls`] and [`ServerSession::tls_established`]: the
+    /// caller owes the session a TLS handshake, and only then may call
+    /// `tls_established`.
+    pub fn is_awaiting_tls(&self) -> bool {
+        matches!(self.phase, Phase::AwaitTls)
     }
 
     /// The TLS handshake that followed [`ServerEvent::StartTls`] succeeded. Everything known
@@ -357,6 +375,7 @@ impl ServerSession {
 
     /// The next event, or `None` when the session needs more input, a decision, or output
     /// to be written. A [`ServerEvent::MessageData`] slice is valid until the next call.
+    #[must_use = "events that need a decision stop the session until decide() is called"]
     pub fn poll_event(&mut self) -> Option<ServerEvent<'_>> {
         self.content.clear();
         loop {

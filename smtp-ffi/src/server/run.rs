@@ -24,6 +24,7 @@ use super::handler::{CHandler, CTable, smtpx_handler};
 use super::reentry;
 use crate::config::smtpx_server_config;
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, str_arg, try_arg, write_out};
+use crate::last_error::record;
 use crate::log;
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
@@ -108,42 +109,64 @@ fn start<H: Handler>(
     }
     options.proxy_protocol = config.proxy_protocol();
     if let Some((cert, key)) = &config.tls_files {
-        match smtp_core::tls::server_config_from_pem_files(cert, key) {
+        let tls = smtp_core::tls::TlsIdentity::from_pem_files(cert, key)
+            .and_then(|id| smtp_core::tls::server_config_with(id, &config.tls_extras));
+        match tls {
             Ok(tls) => options.tls = Some(tls),
             Err(e) => {
-                config.last_error = e.to_string();
+                config.last_error.set_message(e.to_string());
                 return Err(smtpx_result::Tls);
             }
         }
     } else if config.tls_listen.is_some() || config.config.require_tls {
-        config.last_error = "implicit TLS and require-TLS need a certificate and key".into();
+        config
+            .last_error
+            .set_message("implicit TLS and require-TLS need a certificate and key");
         return Err(smtpx_result::InvalidArgument);
     }
     let io_err = |config: &mut smtpx_server_config, what: &str, e: std::io::Error| {
-        config.last_error = format!("{what}: {e}");
+        config.last_error.set_message(format!("{what}: {e}"));
         smtpx_result::Io
     };
-    let listen = config.listen.clone();
+    // A listening descriptor is the server's from here on, whatever happens next.
+    let listen = match config.listen_fd {
+        Some(fd) => match adopt_listener(fd) {
+            Ok(listener) => {
+                config.listen_fd = None;
+                Listen::Adopted(listener)
+            }
+            Err(e) => return Err(io_err(config, &format!("listening descriptor {fd}"), e)),
+        },
+        None => Listen::Address(config.listen.clone()),
+    };
     let builder = if config.users.is_empty() {
-        start_with(config, handler, options, &listen, token)
+        start_with(config, handler, options, listen, token)
     } else {
         let users = config.users.clone();
         start_with(
             config,
             PasswordAuth::new(handler, users),
             options,
-            &listen,
+            listen,
             token,
         )
     };
     builder.map_err(|(what, e)| io_err(config, &what, e))
 }
 
+/// Where the first listener comes from.
+enum Listen {
+    /// An address to bind ("HOST:PORT").
+    Address(String),
+    /// A listening socket handed over by the caller.
+    Adopted(std::net::TcpListener),
+}
+
 fn start_with<H: Handler>(
     config: &smtpx_server_config,
     handler: H,
     options: ServerOptions,
-    listen: &str,
+    listen: Listen,
     token: u64,
 ) -> Result<smtpx_server, (String, std::io::Error)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
@@ -157,10 +180,11 @@ fn start_with<H: Handler>(
         .map_err(|e| ("cannot start the server's threads".to_owned(), e))?;
     let handle = {
         let _inside = runtime.enter();
-        let mut builder = AsyncServer::builder(handler, options)
-            .block_in_place(config.callbacks_block)
-            .listen(listen)
-            .map_err(|e| (listen.to_owned(), e))?;
+        let builder = AsyncServer::builder(handler, options).block_in_place(config.callbacks_block);
+        let mut builder = match listen {
+            Listen::Adopted(listener) => builder.listener(listener, false),
+            Listen::Address(addr) => builder.listen(&*addr).map_err(|e| (addr.clone(), e))?,
+        };
         if let Some(tls_listen) = &config.tls_listen {
             builder = builder
                 .listen_tls(tls_listen)
@@ -218,15 +242,57 @@ pub extern "C" fn smtpx_server_config_set_callbacks_block(
     })
 }
 
+/// Takes `fd` as a listening TCP socket, after checking that it is one (an Internet
+/// socket with SO_ACCEPTCONN set). On failure the descriptor is left, open, to the caller.
+#[cfg(unix)]
+fn adopt_listener(fd: std::ffi::c_int) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes to `listening`, a c_int that lives
+    // through the call; an invalid descriptor is an error, not undefined behaviour.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if listening == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the socket is not listening",
+        ));
+    }
+    // SAFETY: fd is an open socket (getsockopt succeeded) that the caller handed to the
+    // library with smtpx_server_config_set_listen_fd; it is given back on failure below.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    match listener.local_addr() {
+        Ok(_) => Ok(listener),
+        Err(e) => {
+            let _ = listener.into_raw_fd();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn adopt_listener(_fd: std::ffi::c_int) -> std::io::Result<std::net::TcpListener> {
+    Err(std::io::Error::other("listening descriptors are Unix only"))
+}
+
 /// Hands a started server to C.
 fn finish_start(
-    config: &mut smtpx_server_config,
     started: Result<smtpx_server, smtpx_result>,
     out_server: *mut *mut smtpx_server,
 ) -> smtpx_result {
     match started {
         Ok(server) => {
-            config.last_error.clear();
             // SAFETY: out_server was checked non-NULL by the caller.
             unsafe { write_out(out_server, into_raw(server)) };
             smtpx_result::Ok
@@ -252,18 +318,20 @@ pub extern "C" fn smtpx_server_start_maildir(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        // SAFETY: the caller passes a NUL-terminated string.
-        let dir = try_arg!(unsafe { str_arg(maildir_dir) });
-        let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
-            Ok(h) => h,
-            Err(e) => {
-                config.last_error = format!("{dir}: {e}");
-                return smtpx_result::Io;
-            }
-        };
-        let started = start(config, handler, false, reentry::new_token());
-        finish_start(config, started, out_server)
+        record(config, |config| {
+            try_arg!(out_arg(out_server));
+            // SAFETY: the caller passes a NUL-terminated string.
+            let dir = try_arg!(unsafe { str_arg(maildir_dir) });
+            let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
+                Ok(h) => h,
+                Err(e) => {
+                    config.last_error.set_message(format!("{dir}: {e}"));
+                    return smtpx_result::Io;
+                }
+            };
+            let started = start(config, handler, false, reentry::new_token());
+            finish_start(started, out_server)
+        })
     })
 }
 
@@ -289,14 +357,16 @@ pub extern "C" fn smtpx_server_start(
         let table = Arc::new(CTable(*handler));
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        let token = reentry::new_token();
-        let handler = CHandler(Arc::clone(&table), token);
-        let started = start(config, handler, handler_auth, token).map(|mut server| {
-            server.table = Some(table);
-            server
-        });
-        finish_start(config, started, out_server)
+        record(config, |config| {
+            try_arg!(out_arg(out_server));
+            let token = reentry::new_token();
+            let handler = CHandler(Arc::clone(&table), token);
+            let started = start(config, handler, handler_auth, token).map(|mut server| {
+                server.table = Some(table);
+                server
+            });
+            finish_start(started, out_server)
+        })
     })
 }
 

@@ -1,9 +1,10 @@
 //! The runner driven in memory against a scripted server.
 
+use std::borrow::BorrowMut;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{Action, ClientRunner, Operation, Outcome};
+use super::{Action, BatchMessage, ClientRunner, Operation, Outcome, OwnedOperation};
 use crate::client::error::ErrorKind;
 use crate::client::{ClientConfig, ClientSession, Envelope, StartTlsPolicy};
 
@@ -34,13 +35,27 @@ impl Script {
 
     /// Carries out `op`'s actions; `body` is the message in pieces, and `Err` as a piece
     /// is a failing source.
-    fn drive<'m, I>(
+    fn drive<R, I>(
         &mut self,
-        mut op: Operation<'_, 'm, I>,
+        mut op: Operation<R, I>,
         body: &mut VecDeque<Result<&[u8], ()>>,
     ) -> Outcome
     where
-        I: Iterator<Item = (&'m Envelope, &'m [u8])>,
+        R: BorrowMut<ClientRunner>,
+        I: Iterator<Item: BatchMessage>,
+    {
+        self.drive_in_place(&mut op, body)
+    }
+
+    /// As [`Script::drive`], leaving the operation (and so its runner) with the caller.
+    fn drive_in_place<R, I>(
+        &mut self,
+        op: &mut Operation<R, I>,
+        body: &mut VecDeque<Result<&[u8], ()>>,
+    ) -> Outcome
+    where
+        R: BorrowMut<ClientRunner>,
+        I: Iterator<Item: BatchMessage>,
     {
         let now = Duration::from_secs(1);
         // Bounded, so that a runner that loops for ever fails the test instead.
@@ -101,7 +116,7 @@ fn a_send_with_a_refused_recipient_reports_each_recipient() {
         &b"250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go\r\n"[..],
         b"250 2.0.0 queued as Q1\r\n",
     ]);
-    let envelope = Envelope::new("a@example.com", &["b@example.com", "c@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com", "c@example.com"]).unwrap();
     let op = runner.send(&envelope, None, Duration::from_secs(1));
     let mut body = VecDeque::from([Ok(&b"Subject: x\r\n\r\n"[..]), Ok(b".dot\n")]);
     let result = script.drive(op, &mut body).transaction().unwrap();
@@ -124,7 +139,7 @@ fn a_batch_chains_the_next_transaction_behind_the_final_dot() {
         b"250 first\r\n250 ok\r\n250 ok\r\n354 go\r\n",
         b"250 second\r\n",
     ]);
-    let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     let messages: [(&Envelope, &[u8]); 2] = [(&envelope, b"one\r\n"), (&envelope, b"two\r\n")];
     let results = script
         .drive(runner.send_batch(messages), &mut VecDeque::new())
@@ -142,6 +157,53 @@ fn a_batch_chains_the_next_transaction_behind_the_final_dot() {
     );
     // The second MAIL left in the same write as the first message's dot.
     assert_eq!(script.wire.writes, 3);
+}
+
+#[test]
+fn an_owned_operation_keeps_its_runner_and_messages_between_calls() {
+    let (runner, mut script) = connected(b"250-mx.example\r\n250 PIPELINING\r\n");
+    script.replies.extend([
+        &b"250 ok\r\n250 ok\r\n354 go\r\n"[..],
+        b"250 first\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 second\r\n",
+        b"250 2.0.0 fine\r\n",
+    ]);
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
+    // Owned messages and an owned runner: nothing borrowed, as a binding holds it while
+    // its host language awaits.
+    let messages = vec![
+        (envelope.clone(), b"one\r\n".to_vec()),
+        (envelope, b"two\r\n".to_vec()),
+    ];
+    let mut op: OwnedOperation = Operation::send_batch(runner, messages);
+    let results = script.drive_in_place(&mut op, &mut VecDeque::new()).batch();
+    assert_eq!(results.len(), 2);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.is_success()))
+    );
+    assert_eq!(
+        script.wire.writes, 3,
+        "the second MAIL chained behind the dot"
+    );
+
+    // The runner comes back for the next operation on the same connection.
+    let runner = op.into_runner();
+    assert!(!runner.is_closed());
+    let mut op: OwnedOperation =
+        Operation::command(runner, |session| session.noop(), Duration::from_secs(1));
+    let reply = script
+        .drive_in_place(&mut op, &mut VecDeque::new())
+        .reply()
+        .unwrap();
+    assert_eq!(reply.code().get(), 250);
+    assert!(
+        script.written().ends_with("NOOP\r\n"),
+        "{}",
+        script.written()
+    );
+    assert_eq!(op.runner().id(), 7);
 }
 
 #[test]
@@ -230,7 +292,7 @@ fn credentials_in_clear_end_connect_with_a_quit_and_no_auth() {
 fn a_connection_lost_before_the_final_reply_fails_the_send() {
     let (mut runner, mut script) = connected(b"250-mx.example\r\n250 PIPELINING\r\n");
     script.replies.push_back(b"250 ok\r\n250 ok\r\n354 go\r\n");
-    let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     let op = runner.send(&envelope, None, Duration::from_secs(1));
     // The server hangs up while waiting for the final reply.
     let mut body = VecDeque::from([Ok(&b"half a message\r\n"[..])]);
@@ -243,7 +305,7 @@ fn a_connection_lost_before_the_final_reply_fails_the_send() {
 fn a_failing_message_source_drops_the_connection() {
     let (mut runner, mut script) = connected(b"250-mx.example\r\n250 PIPELINING\r\n");
     script.replies.push_back(b"250 ok\r\n250 ok\r\n354 go\r\n");
-    let envelope = Envelope::new("a@example.com", &["b@example.com"]).unwrap();
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
     let op = runner.send(&envelope, None, Duration::from_secs(1));
     let mut body = VecDeque::from([Ok(&b"half\r\n"[..]), Err(())]);
     let error = script.drive(op, &mut body).transaction().unwrap_err();
