@@ -1119,7 +1119,7 @@ typedef struct smtpx_proxy_info {
    */
   bool local;
   /**
-   * The client's address, "IP:PORT" ("[IPv6]:PORT"), NUL-terminated.
+   * The client's address, `"IP:PORT"` (`"[IPv6]:PORT"`), NUL-terminated.
    */
   char source[64];
   /**

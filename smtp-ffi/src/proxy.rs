@@ -95,7 +95,7 @@ pub struct smtpx_proxy_info {
     /// True for a `LOCAL` (v2) or `UNKNOWN` (v1) header: the balancer's own connection,
     /// served with the real addresses; `source` and `destination` are then empty.
     pub local: bool,
-    /// The client's address, "IP:PORT" ("[IPv6]:PORT"), NUL-terminated.
+    /// The client's address, `"IP:PORT"` (`"[IPv6]:PORT"`), NUL-terminated.
     pub source: [c_char; 64],
     /// The address the client connected to on the balancer, the same way.
     pub destination: [c_char; 64],
