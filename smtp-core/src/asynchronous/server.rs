@@ -647,17 +647,7 @@ async fn serve_connection<K: Hooks>(
     loop {
         match connection.next_action(shared.now()) {
             Action::Connect => {
-                let info = connection.connection_info(id, Some(peer), local);
-                log::info!(
-                    "conn={id} peer={} connected{}{}",
-                    info.peer.unwrap_or(peer),
-                    if implicit_tls { " tls" } else { "" },
-                    if info.proxy.is_some() {
-                        format!(" via {peer}")
-                    } else {
-                        String::new()
-                    }
-                );
+                let info = connection.connected_info(id, peer, local);
                 let refusal = hooks.connect(&info).await;
                 connection.connected(refusal);
             }

@@ -22,60 +22,20 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Condvar;
 use std::time::Instant;
 
-use crate::client::pool::{Checkout, Lease, PoolConfig, PoolCore};
-use crate::client::{Envelope, TransactionResult};
+use crate::client::pool::{Checkout, pool_api, pooled_client};
 
-use super::client::{ClientOptions, Error, ErrorKind, SmtpClient};
+use super::client::{Error, ErrorKind, SmtpClient};
 
-/// A bounded pool of [`SmtpClient`] connections to one server; cheap to clone, and every
-/// clone is the same pool. See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct SmtpPool {
-    shared: Arc<Shared>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    addrs: Vec<SocketAddr>,
-    server_name: String,
-    options: ClientOptions,
-    core: Mutex<PoolCore<SmtpClient>>,
-    /// Signalled when a slot or an idle connection becomes available.
-    available: Condvar,
-}
-
-impl Shared {
-    fn core(&self) -> MutexGuard<'_, PoolCore<SmtpClient>> {
-        // The core's state stays consistent whatever panicked while holding the lock.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
-    }
+pool_api! {
+    /// A bounded pool of [`SmtpClient`] connections to one server; cheap to clone, and
+    /// every clone is the same pool. See the [module docs](self).
+    SmtpPool, PooledClient(SmtpClient), Condvar, notify_all, [] [] [Read]
 }
 
 impl SmtpPool {
-    /// A pool of at most `config.max_size` connections to `addr` (resolved now), each set
-    /// up with `options` as [`SmtpClient::connect`] does. No connection is opened yet.
-    pub fn new(
-        addr: impl ToSocketAddrs,
-        server_name: &str,
-        options: ClientOptions,
-        config: PoolConfig,
-    ) -> Result<SmtpPool, Error> {
-        let addrs = resolve(addr)?;
-        Ok(SmtpPool {
-            shared: Arc::new(Shared {
-                addrs,
-                server_name: server_name.to_owned(),
-                options,
-                core: Mutex::new(PoolCore::new(config)),
-                available: Condvar::new(),
-            }),
-        })
-    }
-
     /// A connection for this thread's use: an idle one (checked with NOOP first when it
     /// has been idle for longer than `check_after`), a new one when a slot is free, or
     /// the first one given back within `checkout_timeout`. It goes back to the pool when
@@ -84,12 +44,7 @@ impl SmtpPool {
         let shared = &self.shared;
         let deadline = Instant::now() + shared.core().config().checkout_timeout;
         loop {
-            let now = Instant::now();
-            let (checkout, expired) = {
-                let mut core = shared.core();
-                let expired = core.expired(now);
-                (core.checkout(now), expired)
-            };
+            let (checkout, expired) = self.next_checkout();
             close_all(expired);
             match checkout {
                 Checkout::Reuse { mut lease, check } => {
@@ -97,22 +52,14 @@ impl SmtpPool {
                         || lease
                             .conn()
                             .is_some_and(|c| c.noop().is_ok_and(|r| r.is_completion()));
-                    if usable {
-                        return Ok(self.lent(lease));
+                    if let Some(client) = self.lend_if_usable(lease, usable) {
+                        return Ok(client);
                     }
-                    shared.core().discard(lease);
-                    shared.available.notify_one();
                 }
                 Checkout::Connect(lease) => {
-                    let options = shared.options.clone();
-                    match SmtpClient::connect(&shared.addrs[..], &shared.server_name, options) {
-                        Ok(client) => return Ok(self.lent(lease.with(client))),
-                        Err(error) => {
-                            shared.core().discard(lease);
-                            shared.available.notify_one();
-                            return Err(error);
-                        }
-                    }
+                    let (addrs, server_name, options) = self.connect_args();
+                    let connected = SmtpClient::connect(addrs, server_name, options);
+                    return self.lend_or_discard(lease, connected);
                 }
                 Checkout::Wait => {
                     let core = shared.core();
@@ -127,55 +74,6 @@ impl SmtpPool {
                     drop(shared.available.wait_timeout(core, left));
                 }
             }
-        }
-    }
-
-    /// Sends one message over a pooled connection and returns its per-recipient result;
-    /// see [`SmtpClient::send`].
-    pub fn send(
-        &self,
-        envelope: &Envelope,
-        message: impl Read,
-        size: Option<u64>,
-    ) -> Result<TransactionResult, Error> {
-        self.get()?.send(envelope, message, size)
-    }
-
-    /// Sends one message held in memory; see [`SmtpClient::send_bytes`].
-    pub fn send_bytes(
-        &self,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<TransactionResult, Error> {
-        self.get()?.send_bytes(envelope, message)
-    }
-
-    /// Closes the idle connections that have been idle too long (with QUIT). Senders do
-    /// this as they go; call it to reap a pool that sits unused.
-    pub fn reap(&self) {
-        let expired = self.shared.core().expired(Instant::now());
-        close_all(expired);
-    }
-
-    /// Closes the pool: idle connections now (with QUIT), the others when they are given
-    /// back; no new connection is opened.
-    pub fn close(&self) {
-        let idle = self.shared.core().close();
-        close_all(idle);
-        self.shared.available.notify_all();
-    }
-
-    /// Connections open now, and how many of them are idle.
-    pub fn status(&self) -> (usize, usize) {
-        let core = self.shared.core();
-        (core.open(), core.idle())
-    }
-
-    fn lent(&self, lease: Lease<SmtpClient>) -> PooledClient {
-        PooledClient {
-            pool: Arc::clone(&self.shared),
-            lease: Some(lease),
-            sent: 0,
         }
     }
 }
@@ -202,37 +100,13 @@ fn close_all(clients: Vec<SmtpClient>) {
     }
 }
 
-/// A connection lent by an [`SmtpPool`]: an [`SmtpClient`] (through `Deref`) that goes
-/// back to the pool when dropped, unless it is closed.
-#[derive(Debug)]
-pub struct PooledClient {
-    pool: Arc<Shared>,
-    lease: Option<Lease<SmtpClient>>,
-    sent: u64,
+pooled_client! {
+    /// A connection lent by an [`SmtpPool`]: an [`SmtpClient`] (through `Deref`) that goes
+    /// back to the pool when dropped, unless it is closed.
+    PooledClient(SmtpClient) [] [] [Read]
 }
 
 impl PooledClient {
-    /// [`SmtpClient::send`], counted against the pool's `max_messages`.
-    pub fn send(
-        &mut self,
-        envelope: &Envelope,
-        message: impl Read,
-        size: Option<u64>,
-    ) -> Result<TransactionResult, Error> {
-        self.sent += 1;
-        self.client_mut().send(envelope, message, size)
-    }
-
-    /// [`SmtpClient::send_bytes`], counted against the pool's `max_messages`.
-    pub fn send_bytes(
-        &mut self,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Result<TransactionResult, Error> {
-        self.sent += 1;
-        self.client_mut().send_bytes(envelope, message)
-    }
-
     /// Takes the connection out of the pool for good (its slot is freed).
     pub fn detach(mut self) -> Option<SmtpClient> {
         let lease = self.lease.take()?;
@@ -240,44 +114,11 @@ impl PooledClient {
         self.pool.available.notify_one();
         client
     }
-
-    fn client_mut(&mut self) -> &mut SmtpClient {
-        match self.lease.as_mut().and_then(Lease::conn) {
-            Some(client) => client,
-            // A lent PooledClient always holds its connection until dropped or detached.
-            None => unreachable!("a pooled client without its connection"),
-        }
-    }
-}
-
-impl Deref for PooledClient {
-    type Target = SmtpClient;
-    fn deref(&self) -> &SmtpClient {
-        match self.lease.as_ref().and_then(|l| l.conn_ref()) {
-            Some(client) => client,
-            None => unreachable!("a pooled client without its connection"),
-        }
-    }
-}
-
-impl DerefMut for PooledClient {
-    fn deref_mut(&mut self) -> &mut SmtpClient {
-        self.client_mut()
-    }
 }
 
 impl Drop for PooledClient {
     fn drop(&mut self) {
-        let Some(mut lease) = self.lease.take() else {
-            return;
-        };
-        let healthy = lease.conn().is_some_and(|c| !c.is_closed());
-        let retired = self
-            .pool
-            .core()
-            .checkin(lease, healthy, self.sent, Instant::now());
-        self.pool.available.notify_one();
-        if let (Some(client), true) = (retired, healthy) {
+        if let Some(client) = self.give_back() {
             let _ = client.quit();
         }
     }

@@ -515,7 +515,7 @@ fn serve<H: Handler>(
         &mut conn,
         &mut buf,
         live,
-        (id, peer, implicit_tls),
+        (id, peer),
     );
     log::info!(
         "conn={id} peer={} closed",
@@ -532,7 +532,7 @@ fn drive<H: Handler>(
     conn: &mut Conn,
     buf: &mut [u8],
     live: &Live,
-    (id, peer, implicit_tls): (u64, SocketAddr, bool),
+    (id, peer): (u64, SocketAddr),
 ) -> io::Result<()> {
     let now = || shared.epoch.elapsed();
     let mut handler: Option<H::Session> = None;
@@ -541,18 +541,7 @@ fn drive<H: Handler>(
     loop {
         match connection.next_action(now()) {
             Action::Connect => {
-                let info =
-                    connection.connection_info(id, Some(peer), live.stream.local_addr().ok());
-                log::info!(
-                    "conn={id} peer={} connected{}{}",
-                    info.peer.unwrap_or(peer),
-                    if implicit_tls { " tls" } else { "" },
-                    if info.proxy.is_some() {
-                        format!(" via {peer}")
-                    } else {
-                        String::new()
-                    }
-                );
+                let info = connection.connected_info(id, peer, live.stream.local_addr().ok());
                 match shared.handler.connect(&info) {
                     Ok(h) => {
                         handler = Some(h);

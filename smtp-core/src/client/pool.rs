@@ -290,6 +290,244 @@ impl<C> PoolCore<C> {
     }
 }
 
+/// A driver's pooled connection type, written once: `$name` lends a `$client` (through
+/// `Deref`) and gives it back to the pool with `give_back` (the driver's `Drop` closes
+/// what the pool retired). `[async]`/`[.await]` or `[]`/`[]`, then the bound of a
+/// streamed message. The driver's pool state is `Shared`, with `core()` and `available`.
+macro_rules! pooled_client {
+    ($(#[$doc:meta])* $name:ident($client:ty) [$($async:tt)*] [$($await:tt)*] [$($read:tt)+]) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            pool: std::sync::Arc<Shared>,
+            lease: Option<$crate::client::pool::Lease<$client>>,
+            sent: u64,
+        }
+
+        impl $name {
+            /// The connection's `send`, counted against the pool's `max_messages`.
+            pub $($async)* fn send(
+                &mut self,
+                envelope: &$crate::client::Envelope,
+                message: impl $($read)+,
+                size: Option<u64>,
+            ) -> Result<$crate::client::TransactionResult, $crate::client::error::Error> {
+                self.sent += 1;
+                self.client_mut().send(envelope, message, size) $($await)*
+            }
+
+            /// The connection's `send_bytes`, counted against the pool's `max_messages`.
+            pub $($async)* fn send_bytes(
+                &mut self,
+                envelope: &$crate::client::Envelope,
+                message: &[u8],
+            ) -> Result<$crate::client::TransactionResult, $crate::client::error::Error> {
+                self.sent += 1;
+                self.client_mut().send_bytes(envelope, message) $($await)*
+            }
+
+            fn client_mut(&mut self) -> &mut $client {
+                match self.lease.as_mut().and_then($crate::client::pool::Lease::conn) {
+                    Some(client) => client,
+                    // A lent connection is held until it is dropped or detached.
+                    None => unreachable!("a pooled client without its connection"),
+                }
+            }
+
+            /// Gives the connection back to the pool (once); returns the connection the
+            /// pool retired on the way, when it is still good for a QUIT.
+            fn give_back(&mut self) -> Option<$client> {
+                let mut lease = self.lease.take()?;
+                let healthy = lease.conn().is_some_and(|c| !c.is_closed());
+                let retired =
+                    self.pool.core().checkin(lease, healthy, self.sent, std::time::Instant::now());
+                self.pool.available.notify_one();
+                retired.filter(|_| healthy)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $client;
+            fn deref(&self) -> &$client {
+                match self.lease.as_ref().and_then(|l| l.conn_ref()) {
+                    Some(client) => client,
+                    None => unreachable!("a pooled client without its connection"),
+                }
+            }
+        }
+
+        impl std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $client {
+                self.client_mut()
+            }
+        }
+    };
+}
+pub(crate) use pooled_client;
+
+/// A driver's pool type, written once around the driver's own `get` (its waits differ):
+/// the shared state (`Shared`: the resolved addresses, the options, the [`PoolCore`]
+/// behind a lock, and `available`, the driver's wake-up), `new`, `send`, `send_bytes`,
+/// `reap`, `close`, `status`. The driver provides `close_all(clients)`, `resolve(addr)`
+/// and its `wake_all` for `available`. Arguments: the pool, its pooled connection and
+/// client types, the wake-up type, `[async]`/`[.await]` or `[]`/`[]`, and the bound of
+/// a streamed message.
+macro_rules! pool_api {
+    (
+        $(#[$doc:meta])* $pool:ident, $pooled:ident($client:ty), $wake:ty, $wake_all:ident,
+        [$($async:tt)*] [$($await:tt)*] [$($read:tt)+]
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $pool {
+            shared: std::sync::Arc<Shared>,
+        }
+
+        #[derive(Debug)]
+        struct Shared {
+            addrs: Vec<std::net::SocketAddr>,
+            server_name: String,
+            options: $crate::client::options::ClientOptions,
+            core: std::sync::Mutex<$crate::client::pool::PoolCore<$client>>,
+            /// Woken when a slot or an idle connection becomes available.
+            available: $wake,
+        }
+
+        impl Shared {
+            fn core(&self) -> std::sync::MutexGuard<'_, $crate::client::pool::PoolCore<$client>> {
+                // Held only for the core's short decisions (never across a wait or an
+                // await); its state stays consistent whatever panicked while holding it.
+                self.core.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        }
+
+        impl $pool {
+            /// A pool of at most `config.max_size` connections to `addr` (resolved now),
+            /// each set up with `options` as the client's `connect` does. No connection is
+            /// opened yet.
+            pub fn new(
+                addr: impl std::net::ToSocketAddrs,
+                server_name: &str,
+                options: $crate::client::options::ClientOptions,
+                config: $crate::client::pool::PoolConfig,
+            ) -> Result<$pool, $crate::client::error::Error> {
+                Ok($pool {
+                    shared: std::sync::Arc::new(Shared {
+                        addrs: resolve(addr)?,
+                        server_name: server_name.to_owned(),
+                        options,
+                        core: std::sync::Mutex::new($crate::client::pool::PoolCore::new(config)),
+                        available: <$wake>::new(),
+                    }),
+                })
+            }
+
+            /// Sends one message over a pooled connection and returns its per-recipient
+            /// result; see the client's `send`.
+            pub $($async)* fn send(
+                &self,
+                envelope: &$crate::client::Envelope,
+                message: impl $($read)+,
+                size: Option<u64>,
+            ) -> Result<$crate::client::TransactionResult, $crate::client::error::Error> {
+                self.get() $($await)* ?.send(envelope, message, size) $($await)*
+            }
+
+            /// Sends one message held in memory; see the client's `send_bytes`.
+            pub $($async)* fn send_bytes(
+                &self,
+                envelope: &$crate::client::Envelope,
+                message: &[u8],
+            ) -> Result<$crate::client::TransactionResult, $crate::client::error::Error> {
+                self.get() $($await)* ?.send_bytes(envelope, message) $($await)*
+            }
+
+            /// Closes the connections that have been idle too long (with QUIT). Senders do
+            /// this as they go; call it to reap a pool that sits unused.
+            pub $($async)* fn reap(&self) {
+                let expired = self.shared.core().expired(std::time::Instant::now());
+                close_all(expired) $($await)*;
+            }
+
+            /// Closes the pool: idle connections now (with QUIT), the others when they are
+            /// given back; no new connection is opened.
+            pub $($async)* fn close(&self) {
+                let idle = self.shared.core().close();
+                close_all(idle) $($await)*;
+                self.shared.available.$wake_all();
+            }
+
+            /// Connections open now, and how many of them are idle.
+            pub fn status(&self) -> (usize, usize) {
+                let core = self.shared.core();
+                (core.open(), core.idle())
+            }
+
+            /// What the pool says to do next, and the idle connections it retired on the
+            /// way (to be closed).
+            fn next_checkout(&self) -> ($crate::client::pool::Checkout<$client>, Vec<$client>) {
+                let now = std::time::Instant::now();
+                let mut core = self.shared.core();
+                let expired = core.expired(now);
+                (core.checkout(now), expired)
+            }
+
+            /// An idle connection lent when it passed its check, else dropped (its slot
+            /// is free).
+            fn lend_if_usable(
+                &self,
+                lease: $crate::client::pool::Lease<$client>,
+                usable: bool,
+            ) -> Option<$pooled> {
+                if usable {
+                    return Some(self.lent(lease));
+                }
+                self.discard(lease);
+                None
+            }
+
+            /// Where and how a new connection is made: the addresses, the name its
+            /// certificate must carry and the options.
+            fn connect_args(
+                &self,
+            ) -> (&[std::net::SocketAddr], &str, $crate::client::options::ClientOptions) {
+                let shared = &self.shared;
+                (&shared.addrs[..], &shared.server_name, shared.options.clone())
+            }
+
+            /// A new connection lent, or its failure (the slot freed for another try).
+            fn lend_or_discard(
+                &self,
+                lease: $crate::client::pool::Lease<$client>,
+                connected: Result<$client, $crate::client::error::Error>,
+            ) -> Result<$pooled, $crate::client::error::Error> {
+                match connected {
+                    Ok(client) => Ok(self.lent(lease.with(client))),
+                    Err(error) => {
+                        self.discard(lease);
+                        Err(error)
+                    }
+                }
+            }
+
+            /// Drops a connection that failed its check or its connect; its slot is free.
+            fn discard(&self, lease: $crate::client::pool::Lease<$client>) {
+                self.shared.core().discard(lease);
+                self.shared.available.notify_one();
+            }
+
+            fn lent(&self, lease: $crate::client::pool::Lease<$client>) -> $pooled {
+                $pooled {
+                    pool: std::sync::Arc::clone(&self.shared),
+                    lease: Some(lease),
+                    sent: 0,
+                }
+            }
+        }
+    };
+}
+pub(crate) use pool_api;
+
 #[cfg(test)]
 mod tests {
     use super::*;

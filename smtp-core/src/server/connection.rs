@@ -250,6 +250,29 @@ impl Connection {
         }
     }
 
+    /// [`connection_info`](Self::connection_info) for a driver at [`Action::Connect`],
+    /// with the connection's log line (the client's address, TLS, and the balancer it
+    /// came through), so that every driver logs it alike.
+    pub fn connected_info(
+        &self,
+        id: u64,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> ConnectionInfo {
+        let info = self.connection_info(id, Some(peer), local);
+        let via = if info.proxy.is_some() {
+            format!(" via {peer}")
+        } else {
+            String::new()
+        };
+        let tls = if self.implicit_tls { " tls" } else { "" };
+        log::info!(
+            "conn={id} peer={} connected{tls}{via}",
+            info.peer.unwrap_or(peer)
+        );
+        info
+    }
+
     /// Feeds the PROXY header's parser; the rest of the input, if a driver read past the
     /// header, goes to the session.
     fn receive_proxy_header(&mut self, bytes: &[u8], now: Duration) {

@@ -329,6 +329,28 @@ impl HookHandler for CSession {
             other => other.default_answer(),
         }
     }
+
+    /// Only a hook with a C callback can block; the others are answered by the library
+    /// at once, so the event-driven server need not hand its thread over for them.
+    fn may_block(&self, hook: &Hook<'_>) -> bool {
+        let t = &self.table.0;
+        match hook {
+            Hook::Hello { .. } => t.hello.is_some(),
+            Hook::TlsStarted => t.tls_started.is_some(),
+            Hook::Auth { .. } => t.auth.is_some(),
+            Hook::Mail { .. } => t.mail.is_some(),
+            Hook::Rcpt { .. } => t.rcpt.is_some(),
+            Hook::DataStart { .. } => t.data_start.is_some(),
+            Hook::DataChunk { .. } => t.data_chunk.is_some(),
+            Hook::DataEnd { .. } => t.data_end.is_some() || t.data_end_lmtp.is_some(),
+            Hook::DataAborted { .. } => t.data_aborted.is_some(),
+            Hook::Reset => t.reset.is_some(),
+            Hook::Verify { .. } => t.verify.is_some(),
+            Hook::Expand { .. } => t.expand.is_some(),
+            Hook::Close => t.close.is_some(),
+            _ => false,
+        }
+    }
 }
 
 impl CSession {
