@@ -253,14 +253,26 @@ fn size_limit_announced_and_discovered() {
         SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
     let envelope = Envelope::new("a@example.org", ["b@example.net"]).unwrap();
     // Announced: refused before anything is sent.
-    let err = client.send_bytes(&envelope, &[b'x'; 2000]).unwrap_err();
+    let announced = client.send_bytes(&envelope, &[b'x'; 2000]);
+    let err = announced.as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
     // Discovered: a stream of unknown size that turns out too big.
-    let result = client
-        .send(&envelope, std::io::repeat(b'y').take_bytes(5000), None)
-        .unwrap();
+    let discovered = client.send(&envelope, std::io::repeat(b'y').take_bytes(5000), None);
+    let result = discovered.as_ref().unwrap();
     assert!(!result.is_success());
-    assert_eq!(result.data.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
+    assert_eq!(
+        result.data.as_ref().unwrap().code(),
+        ReplyCode::STORAGE_EXCEEDED
+    );
+    // One shape for both.
+    use smtp_core::client::SendOutcome;
+    let (early, late) = (
+        announced.message_too_large().unwrap(),
+        discovered.message_too_large().unwrap(),
+    );
+    assert_eq!((early.limit, early.sent), (Some(1000), false));
+    assert!(late.sent);
+    assert_eq!(late.reply.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
     // The connection still works.
     assert!(
         client
