@@ -52,6 +52,7 @@ mod result;
 mod session;
 mod transaction;
 
+pub use batch::BatchMessage;
 pub use config::{ClientConfig, ClientTimeouts, StartTlsPolicy};
 pub use envelope::{AddressRole, Envelope, InvalidAddress, Recipient};
 pub use error::{Error, ErrorKind};

@@ -434,3 +434,37 @@ fn tls_failures_say_which_certificate_problem() {
     let e = tls::server_config_from_pem(b"", b"").unwrap_err();
     assert!(e.kind().is_configuration());
 }
+
+/// `send_batch` takes owned messages from an iterator that makes them as the batch goes.
+#[test]
+fn send_batch_over_owned_messages_from_an_iterator() {
+    let dir = TempDir::new("owned-batch");
+    let server = start(maildir(&dir), ServerConfig::new("mx.test"), None, false);
+    let mut client =
+        SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
+    let made = std::cell::Cell::new(0);
+    let messages = (0..3).map(|i| {
+        made.set(made.get() + 1);
+        let envelope = Envelope::new("a@example.org", [format!("user{i}@example.net")]).unwrap();
+        (
+            envelope,
+            format!("Subject: {i}\r\n\r\nmessage {i}\r\n").into_bytes(),
+        )
+    });
+    let outcomes = client.send_batch(messages);
+    assert_eq!(made.get(), 3);
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes.iter().all(|o| o.as_ref().unwrap().is_success()));
+    client.quit().unwrap();
+    let files = new_files(&dir);
+    assert_eq!(files.len(), 3);
+    for i in 0..3 {
+        let needle = format!("message {i}");
+        assert!(
+            files
+                .iter()
+                .any(|f| String::from_utf8_lossy(f).contains(&needle))
+        );
+    }
+    server.shutdown(Duration::from_secs(5));
+}
