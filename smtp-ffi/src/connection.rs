@@ -21,7 +21,7 @@ use smtp_core::server::connection::{Action, Connection};
 
 use crate::config::smtpx_server_config;
 use crate::decision::smtpx_decision;
-use crate::event::{smtpx_event_kind, smtpx_server_event};
+use crate::event::{EventStrings, describe_hook, smtpx_event_kind, smtpx_server_event};
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, to_cstring, try_arg, write_out};
 use crate::log;
 use crate::panic::ffi_panic_boundary;
@@ -211,96 +211,72 @@ pub extern "C" fn smtpx_server_connection_next_action(
             deadline_ms: 0,
             event: smtpx_server_event::empty(smtpx_event_kind::None),
         };
-        let mut hook_arg: Option<String> = None;
-        let mut hook_password: Option<String> = None;
-        match conn.next_action(ms(now_ms)) {
-            Action::Connect => {
+        let mut strings = EventStrings::default();
+        let action_now = loop {
+            match conn.next_action(ms(now_ms)) {
+                Action::Hook(hook) => {
+                    let mut event = smtpx_server_event::empty(smtpx_event_kind::None);
+                    event.needs_decision = hook.needs_decision();
+                    let answer = match &hook {
+                        Hook::DataChunk { .. } => HookAnswer::Chunk,
+                        _ if event.needs_decision => HookAnswer::Decision,
+                        _ => HookAnswer::Done,
+                    };
+                    match describe_hook(&hook, &mut event) {
+                        Some(s) => {
+                            strings = s;
+                            action.kind = smtpx_action_kind::Hook;
+                            action.event = event;
+                            *awaiting = Awaiting::Hook(answer);
+                            break None;
+                        }
+                        // A hook C has no name for: its default, as a handler without
+                        // that callback would answer.
+                        None => {
+                            let default = hook.default_answer();
+                            conn.answer(default);
+                        }
+                    }
+                }
+                other => break Some(other),
+            }
+        };
+        match action_now {
+            None => {}
+            Some(Action::Hook(_)) => unreachable!("hooks are handled in the loop above"),
+            Some(Action::Connect) => {
                 action.kind = smtpx_action_kind::Connect;
                 *awaiting = Awaiting::Connected;
             }
-            Action::Hook(hook) => {
-                action.kind = smtpx_action_kind::Hook;
-                let event = &mut action.event;
-                event.needs_decision = hook.needs_decision();
-                let answer = if event.needs_decision {
-                    HookAnswer::Decision
-                } else {
-                    HookAnswer::Done
-                };
-                *awaiting = Awaiting::Hook(answer);
-                event.kind = match hook {
-                    Hook::Hello { domain, .. } => {
-                        hook_arg = Some(domain.to_owned());
-                        smtpx_event_kind::Hello
-                    }
-                    Hook::TlsStarted => smtpx_event_kind::TlsStarted,
-                    Hook::Auth { attempt } => {
-                        hook_arg = Some(attempt.username.clone());
-                        hook_password = Some(attempt.password.expose().to_owned());
-                        smtpx_event_kind::Auth
-                    }
-                    Hook::Mail { from, .. } => {
-                        hook_arg = Some(from.as_str().to_owned());
-                        smtpx_event_kind::Mail
-                    }
-                    Hook::Rcpt { to, .. } => {
-                        hook_arg = Some(to.as_str().to_owned());
-                        smtpx_event_kind::Rcpt
-                    }
-                    Hook::DataStart { .. } => smtpx_event_kind::MessageStart,
-                    Hook::DataChunk { chunk } => {
-                        // The chunk lives in the session until the next call, as documented.
-                        event.data = chunk.as_ptr();
-                        event.data_len = chunk.len();
-                        *awaiting = Awaiting::Hook(HookAnswer::Chunk);
-                        smtpx_event_kind::MessageData
-                    }
-                    Hook::DataEnd { .. } => smtpx_event_kind::MessageEnd,
-                    Hook::DataAborted { reason } => {
-                        event.abort_reason = reason.into();
-                        smtpx_event_kind::MessageAborted
-                    }
-                    Hook::Reset => smtpx_event_kind::Reset,
-                    Hook::Verify { argument: a } => {
-                        hook_arg = Some(a.to_owned());
-                        smtpx_event_kind::Verify
-                    }
-                    Hook::Expand { argument: a } => {
-                        hook_arg = Some(a.to_owned());
-                        smtpx_event_kind::Expand
-                    }
-                    Hook::Close => smtpx_event_kind::Close,
-                };
-            }
-            Action::Write(bytes) => {
+            Some(Action::Write(bytes)) => {
                 action.kind = smtpx_action_kind::Write;
                 // The bytes live in the connection until its next call, as documented.
                 action.bytes = bytes.as_ptr();
                 action.bytes_len = bytes.len();
                 *awaiting = Awaiting::Written(bytes.len());
             }
-            Action::Read { deadline } => {
+            Some(Action::Read { deadline }) => {
                 action.kind = smtpx_action_kind::Read;
                 action.deadline_ms = to_ms(deadline);
                 *awaiting = Awaiting::Nothing;
             }
-            Action::StartTls { deadline } => {
+            Some(Action::StartTls { deadline }) => {
                 action.kind = smtpx_action_kind::StartTls;
                 action.deadline_ms = to_ms(deadline);
                 *awaiting = Awaiting::Handshake;
             }
-            Action::Close => {
+            Some(Action::Close) => {
                 action.kind = smtpx_action_kind::Close;
                 *awaiting = Awaiting::Nothing;
             }
         }
-        if let Some(a) = hook_arg {
+        if let Some(a) = strings.arg {
             action.event.arg_len = a.len();
             let a = to_cstring(a);
             action.event.arg = a.as_ptr();
             *arg = Some(a);
         }
-        if let Some(p) = hook_password {
+        if let Some(p) = strings.password {
             action.event.password_len = p.len();
             let p = to_cstring(p);
             action.event.password = p.as_ptr();

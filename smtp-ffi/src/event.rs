@@ -6,6 +6,7 @@ use std::ffi::c_char;
 use std::ptr;
 
 use smtp_core::server::AbortReason;
+use smtp_core::server::hooks::Hook;
 
 /// What an `smtpx_server_event` is. Kinds marked *decision* stop the session until
 /// `smtpx_server_session_decide` is called (or, for a connection's hook,
@@ -131,4 +132,70 @@ impl From<AbortReason> for smtpx_abort_reason {
             AbortReason::Reset => smtpx_abort_reason::Reset,
         }
     }
+}
+
+/// The strings an `smtpx_server_event` points to, which its owner keeps until its next
+/// call.
+#[derive(Debug, Default)]
+pub(crate) struct EventStrings {
+    /// The command's argument (`arg`).
+    pub(crate) arg: Option<String>,
+    /// AUTH's password (`password`).
+    pub(crate) password: Option<String>,
+}
+
+/// What C is told of `hook`: fills `event`'s kind, data and abort reason, and returns the
+/// strings its `arg` and `password` are to point to. `None` for a hook this header does
+/// not name (a newer core): the caller answers it with [`Hook::default_answer`], as a
+/// handler without that callback would. The one translation of hooks into C, for the
+/// sans-I/O session's events and the connection's hooks alike.
+pub(crate) fn describe_hook(
+    hook: &Hook<'_>,
+    event: &mut smtpx_server_event,
+) -> Option<EventStrings> {
+    let mut strings = EventStrings::default();
+    event.kind = match hook {
+        Hook::Hello { domain, .. } => {
+            strings.arg = Some((*domain).to_owned());
+            smtpx_event_kind::Hello
+        }
+        Hook::TlsStarted => smtpx_event_kind::TlsStarted,
+        Hook::Auth { attempt } => {
+            strings.arg = Some(attempt.username.clone());
+            strings.password = Some(attempt.password.expose().to_owned());
+            smtpx_event_kind::Auth
+        }
+        Hook::Mail { from, .. } => {
+            strings.arg = Some(from.as_str().to_owned());
+            smtpx_event_kind::Mail
+        }
+        Hook::Rcpt { to, .. } => {
+            strings.arg = Some(to.as_str().to_owned());
+            smtpx_event_kind::Rcpt
+        }
+        Hook::DataStart { .. } => smtpx_event_kind::MessageStart,
+        Hook::DataChunk { chunk } => {
+            // The chunk lives in the session until its next call, as documented.
+            event.data = chunk.as_ptr();
+            event.data_len = chunk.len();
+            smtpx_event_kind::MessageData
+        }
+        Hook::DataEnd { .. } => smtpx_event_kind::MessageEnd,
+        Hook::DataAborted { reason } => {
+            event.abort_reason = (*reason).into();
+            smtpx_event_kind::MessageAborted
+        }
+        Hook::Reset => smtpx_event_kind::Reset,
+        Hook::Verify { argument } | Hook::Expand { argument } => {
+            strings.arg = Some((*argument).to_owned());
+            if matches!(hook, Hook::Verify { .. }) {
+                smtpx_event_kind::Verify
+            } else {
+                smtpx_event_kind::Expand
+            }
+        }
+        Hook::Close => smtpx_event_kind::Close,
+        _ => return None,
+    };
+    Some(strings)
 }

@@ -9,11 +9,12 @@
 use std::ffi::CString;
 use std::time::Duration;
 
+use smtp_core::server::hooks::{Answer, Transaction};
 use smtp_core::server::{Decision, ServerEvent, ServerSession};
 
 use crate::config::smtpx_server_config;
 use crate::decision::smtpx_decision;
-use crate::event::{smtpx_event_kind, smtpx_server_event};
+use crate::event::{EventStrings, describe_hook, smtpx_event_kind, smtpx_server_event};
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, to_cstring, try_arg, write_out};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
@@ -142,55 +143,41 @@ pub extern "C" fn smtpx_server_session_poll_event(
         try_arg!(out_arg(out_event));
         s.arg = None;
         s.password = None;
-        let mut arg: Option<String> = None;
-        let mut password: Option<String> = None;
+        let mut strings = EventStrings::default();
         let mut event = smtpx_server_event::empty(smtpx_event_kind::None);
-        if let Some(e) = s.session.poll_event() {
+        // The session's events are told as the hooks they call (one translation, in
+        // `event.rs`), but for the two a connection answers itself.
+        let transaction = Transaction::default();
+        while let Some(e) = s.session.poll_event() {
             event.needs_decision = e.needs_decision();
-            event.kind = match e {
-                ServerEvent::Connect => smtpx_event_kind::Connect,
-                ServerEvent::Hello { domain, .. } => {
-                    arg = Some(domain);
-                    smtpx_event_kind::Hello
+            let default = match &e {
+                ServerEvent::Connect => {
+                    event.kind = smtpx_event_kind::Connect;
+                    break;
                 }
-                ServerEvent::StartTls => smtpx_event_kind::StartTls,
-                ServerEvent::Auth(attempt) => {
-                    arg = Some(attempt.username.clone());
-                    password = Some(attempt.password.expose().to_owned());
-                    smtpx_event_kind::Auth
+                ServerEvent::StartTls => {
+                    event.kind = smtpx_event_kind::StartTls;
+                    break;
                 }
-                ServerEvent::Mail { from, .. } => {
-                    arg = Some(from.as_str().to_owned());
-                    smtpx_event_kind::Mail
-                }
-                ServerEvent::Rcpt { to, .. } => {
-                    arg = Some(to.as_str().to_owned());
-                    smtpx_event_kind::Rcpt
-                }
-                ServerEvent::MessageStart => smtpx_event_kind::MessageStart,
-                ServerEvent::MessageData(chunk) => {
-                    // The slice lives in the session until its next call, as documented.
-                    event.data = chunk.as_ptr();
-                    event.data_len = chunk.len();
-                    smtpx_event_kind::MessageData
-                }
-                ServerEvent::MessageEnd => smtpx_event_kind::MessageEnd,
-                ServerEvent::MessageAborted(reason) => {
-                    event.abort_reason = reason.into();
-                    smtpx_event_kind::MessageAborted
-                }
-                ServerEvent::Reset => smtpx_event_kind::Reset,
-                ServerEvent::Verify(a) => {
-                    arg = Some(a);
-                    smtpx_event_kind::Verify
-                }
-                ServerEvent::Expand(a) => {
-                    arg = Some(a);
-                    smtpx_event_kind::Expand
-                }
-                ServerEvent::Close => smtpx_event_kind::Close,
+                e => match e.hook(&transaction) {
+                    Some(hook) => match describe_hook(&hook, &mut event) {
+                        Some(described) => {
+                            strings = described;
+                            break;
+                        }
+                        None => hook.default_answer(),
+                    },
+                    None => Answer::Done,
+                },
             };
+            // An event this header has no name for (a newer core): decided with its
+            // hook's default, and the next one is taken.
+            event = smtpx_server_event::empty(smtpx_event_kind::None);
+            if let Answer::Decision(decision) = default {
+                let _ = s.session.decide(decision);
+            }
         }
+        let (arg, password) = (strings.arg, strings.password);
         if let Some(a) = arg {
             event.arg_len = a.len();
             let c = to_cstring(a);

@@ -27,9 +27,10 @@ use smtp_core::handler::{Answer, Hook};
 use smtp_core::server::Decision;
 use smtp_core::server::connection::{self, Action, Connection};
 
-use crate::sans_io::{Event, event, seconds, server_config, set_trace, verb_name};
-use crate::server::{local_error, mail_options, parse_status, rcpt_options};
+use crate::sans_io::{Event, event, seconds, server_config, set_trace};
+use crate::server::{local_error, parse_status};
 use crate::trace::PyTrace;
+use crate::vocabulary::hook_event;
 
 /// The action kinds of [`ServerConnection::next_action`].
 const CONNECT: u8 = 0;
@@ -89,8 +90,7 @@ impl ServerConnection {
 
     /// What to do with `hook`: answer it here, or hand it to Python.
     fn route(py: Python<'_>, hook: Hook<'_>, content: &mut Vec<u8>) -> Route {
-        let needs_decision = hook.needs_decision();
-        let mut out = match hook {
+        let out = match hook {
             Hook::DataStart { .. } => {
                 Self::drop_content(content);
                 return Route::Here(Answer::Decision(Decision::Accept));
@@ -105,44 +105,18 @@ impl ServerConnection {
                 return Route::Here(Answer::Done);
             }
             Hook::Expand { .. } => return Route::Here(Answer::Decision(Decision::Accept)),
-            Hook::Hello { verb, domain } => Event {
-                verb: Some(verb_name(verb)),
-                domain: Some(domain.to_owned()),
-                ..event("hello")
-            },
-            Hook::TlsStarted => event("tls_started"),
-            Hook::Auth { attempt } => Event {
-                mechanism: Some(attempt.mechanism.name().to_owned()),
-                username: Some(attempt.username.clone()),
-                password: Some(attempt.password.expose().to_owned()),
-                ..event("auth")
-            },
-            Hook::Mail { from, params } => Event {
-                sender: Some(from.as_str().to_owned()),
-                options: mail_options(params),
-                ..event("mail")
-            },
-            Hook::Rcpt { to, params } => Event {
-                recipient: Some(to.as_str().to_owned()),
-                options: rcpt_options(to, params),
-                ..event("rcpt")
-            },
             Hook::DataEnd { .. } => {
                 let data = PyBytes::new(py, content).unbind();
                 Self::drop_content(content);
                 Event {
                     data: Some(data),
+                    needs_decision: true,
                     ..event("message_end")
                 }
             }
-            Hook::Reset => event("reset"),
-            Hook::Verify { argument } => Event {
-                argument: Some(argument.to_owned()),
-                ..event("verify")
-            },
-            Hook::Close => event("close"),
+            // Every other hook by its name and arguments.
+            hook => hook_event(py, hook.name(), &hook),
         };
-        out.needs_decision = needs_decision;
         Route::Python(out)
     }
 }

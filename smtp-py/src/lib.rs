@@ -39,6 +39,7 @@ mod sans_io;
 mod server;
 mod tls;
 mod trace;
+mod vocabulary;
 
 /// The compiled core of smtpx. Import `smtpx` instead of this module.
 #[pymodule]

@@ -17,14 +17,14 @@ use smtp_core::blocking::client::Error;
 use smtp_core::client::{
     ClientConfig, ClientError, ClientEvent, ClientSession as RustClient, StartTlsPolicy,
 };
-use smtp_core::server::{
-    AbortReason, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession as RustServer,
-};
+use smtp_core::server::hooks::Transaction;
+use smtp_core::server::{Decision, ServerConfig, ServerEvent, ServerSession as RustServer};
 
 use crate::client::{ReplyTuple, ResultTuple, envelope, reply_tuple, result_tuple};
 use crate::errors::client_error;
-use crate::server::{mail_options, parse_status, rcpt_options};
+use crate::server::parse_status;
 use crate::trace::PyTrace;
+use crate::vocabulary::hook_event;
 
 pub(crate) fn seconds(now: f64) -> PyResult<Duration> {
     if now.is_finite() && now >= 0.0 {
@@ -78,14 +78,6 @@ impl Event {
     }
 }
 
-pub(crate) fn verb_name(verb: HelloVerb) -> &'static str {
-    match verb {
-        HelloVerb::Helo => "HELO",
-        HelloVerb::Ehlo => "EHLO",
-        HelloVerb::Lhlo => "LHLO",
-    }
-}
-
 pub(crate) fn event(kind: &'static str) -> Event {
     Event {
         kind,
@@ -93,60 +85,16 @@ pub(crate) fn event(kind: &'static str) -> Event {
     }
 }
 
+/// A session event for Python: told as the hook it calls ([`hook_event`]), under the
+/// event's own name, but for the two a connection answers itself.
 fn server_event(py: Python<'_>, e: ServerEvent<'_>) -> Event {
-    let needs_decision = e.needs_decision();
-    let mut out = match e {
-        ServerEvent::Connect => event("connect"),
-        ServerEvent::Hello { verb, domain } => Event {
-            verb: Some(verb_name(verb)),
-            domain: Some(domain),
-            ..event("hello")
+    match e.hook(&Transaction::default()) {
+        Some(hook) => hook_event(py, e.name(), &hook),
+        None => Event {
+            needs_decision: e.needs_decision(),
+            ..event(e.name())
         },
-        ServerEvent::StartTls => event("starttls"),
-        ServerEvent::Auth(attempt) => Event {
-            mechanism: Some(attempt.mechanism.name().to_owned()),
-            username: Some(attempt.username.clone()),
-            password: Some(attempt.password.expose().to_owned()),
-            ..event("auth")
-        },
-        ServerEvent::Mail { from, params } => Event {
-            sender: Some(from.as_str().to_owned()),
-            options: mail_options(&params),
-            ..event("mail")
-        },
-        ServerEvent::Rcpt { to, params } => Event {
-            recipient: Some(to.as_str().to_owned()),
-            options: rcpt_options(&to, &params),
-            ..event("rcpt")
-        },
-        ServerEvent::MessageStart => event("message_start"),
-        ServerEvent::MessageData(bytes) => Event {
-            data: Some(PyBytes::new(py, bytes).unbind()),
-            ..event("message_data")
-        },
-        ServerEvent::MessageEnd => event("message_end"),
-        ServerEvent::MessageAborted(reason) => Event {
-            reason: Some(match reason {
-                AbortReason::TooLarge => "too_large",
-                AbortReason::BareLineEnding => "bare_line_ending",
-                AbortReason::Disconnected => "disconnected",
-                AbortReason::Reset => "reset",
-            }),
-            ..event("message_aborted")
-        },
-        ServerEvent::Reset => event("reset"),
-        ServerEvent::Verify(argument) => Event {
-            argument: Some(argument),
-            ..event("verify")
-        },
-        ServerEvent::Expand(argument) => Event {
-            argument: Some(argument),
-            ..event("expand")
-        },
-        ServerEvent::Close => event("close"),
-    };
-    out.needs_decision = needs_decision;
-    out
+    }
 }
 
 /// The engine's settings from the keyword arguments `ServerSession` and `ServerConnection`

@@ -20,10 +20,10 @@ use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::auth::{AuthAttempt, AuthMechanism};
 use smtp_core::blocking::server::{Server as RustServer, ServerOptions};
 use smtp_core::command::{Command, MailParameters, RcptParameters};
-use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::handler::{ConnectionInfo, Handler};
 use smtp_core::maildir::MaildirHandler;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode, ReplyLimits, ReplyParser};
+use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::server::{Decision, HelloVerb, ServerConfig};
 use smtp_core::tls;
 
@@ -176,8 +176,7 @@ impl PySession {
     }
 }
 
-/// Every hook to the connection's Python object, in one match: a new hook is a compile
-/// error here until Python is told about it.
+/// Every hook to the connection's Python object, in one match.
 impl HookHandler for PySession {
     fn on_hook(&mut self, hook: Hook<'_>) -> Answer {
         match hook {
@@ -218,6 +217,9 @@ impl HookHandler for PySession {
                 self.notify("close", ());
                 Answer::Done
             }
+            // A hook this server has no method for: its default, as an aiosmtpd handler
+            // without that hook gets.
+            other => other.default_answer(),
         }
     }
 }
@@ -278,7 +280,6 @@ impl PySession {
             None => Decision::Reply(local_error("Error: server shutting down")),
         }
     }
-
 }
 
 /// A running server. `stop()` shuts it down; so does dropping it.

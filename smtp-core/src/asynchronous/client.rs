@@ -38,12 +38,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{lookup_host, TcpStream, ToSocketAddrs};
-use tokio_rustls::client::TlsStream;
+use tokio::net::{TcpStream, ToSocketAddrs, lookup_host};
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
-use crate::client::api::{client_api, client_debug};
-use crate::client::options::{prepare, Prepared};
+use crate::client::api::{self, client_api, client_connect, client_debug, client_struct};
+use crate::client::options::Prepared;
 use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
 
 pub use crate::client::error::{Error, ErrorKind};
@@ -53,18 +53,9 @@ pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The socket, before and after TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Closed, or lost in a failed upgrade.
-    Gone,
-}
+type Stream = api::Stream<TcpStream, TlsStream<TcpStream>>;
 
 impl Stream {
-    fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) => tcp.read(buf).await,
@@ -99,11 +90,9 @@ impl Stream {
     }
 }
 
-/// An async SMTP client connection. See the [module docs](self).
-pub struct AsyncSmtpClient {
-    peer: SocketAddr,
-    io: Io,
-    runner: ClientRunner,
+client_struct! {
+    /// An async SMTP client connection. See the [module docs](self).
+    AsyncSmtpClient
 }
 
 /// The driver's half of a connection: the socket, the read buffer, the clock and the
@@ -119,56 +108,12 @@ struct Io {
 client_debug!(AsyncSmtpClient);
 
 impl AsyncSmtpClient {
-    /// Connects, sets up TLS, greets, upgrades and authenticates as `options` say, and
-    /// returns once the session is ready for mail; see
-    /// [`SmtpClient::connect`](crate::blocking::client::SmtpClient::connect), whose
-    /// behaviour this repeats.
-    pub async fn connect(
-        addr: impl ToSocketAddrs,
-        server_name: &str,
-        options: ClientOptions,
-    ) -> Result<AsyncSmtpClient, Error> {
-        let Prepared {
-            id,
-            session,
-            tls,
-            tls_mode,
-            connect_timeout,
-            timeouts,
-        } = prepare(options, server_name)?;
-
-        let tcp = connect_tcp(addr, connect_timeout, id).await?;
-        let peer = tcp
-            .peer_addr()
-            .map_err(|e| Error::io("cannot set up the connection", e))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| Error::io("cannot set up the connection", e))?;
-        let base = Instant::now();
-        log::debug!("smtpx async client #{id}: connected to {peer}");
-        let stream = match (&tls, tls_mode) {
-            (Some(setup), TlsMode::Implicit) => {
-                let tls = tls_handshake(tcp, setup, base + connect_timeout).await?;
-                log::debug!("smtpx async client #{id}: implicit TLS established");
-                Stream::Tls(Box::new(tls))
-            }
-            _ => Stream::Plain(tcp),
-        };
-        let mut client = AsyncSmtpClient {
-            peer,
-            io: Io {
-                stream,
-                base,
-                buffer: vec![0; READ_BUFFER].into_boxed_slice(),
-                write_timeout: timeouts.data_block,
-            },
-            runner: ClientRunner::new(id, session, tls, timeouts.command),
-        };
-        client
-            .io
-            .drive(client.runner.connect(), NO_BODY)
-            .await
-            .ready()?;
-        Ok(client)
+    client_connect! {
+        /// Connects, sets up TLS, greets, upgrades and authenticates as `options` say, and
+        /// returns once the session is ready for mail; see
+        /// [`SmtpClient::connect`](crate::blocking::client::SmtpClient::connect), whose
+        /// behaviour this repeats.
+        [async] [.await]
     }
 
     client_api!([async] [.await] [AsyncRead + Unpin]);
@@ -178,9 +123,48 @@ impl AsyncSmtpClient {
 const NO_BODY: Option<&mut &[u8]> = None;
 
 impl Io {
+    /// Sets up a freshly connected socket (no delay), starts the session's clock, and
+    /// does the implicit TLS handshake when `prepared` says so.
+    async fn open(tcp: TcpStream, prepared: &Prepared) -> Result<(Io, SocketAddr), Error> {
+        let peer = tcp.peer_addr();
+        let peer = peer
+            .and_then(|peer| tcp.set_nodelay(true).map(|()| peer))
+            .map_err(|e| Error::io("cannot set up the connection", e))?;
+        let base = Instant::now();
+        log::debug!("smtpx async client #{}: connected to {peer}", prepared.id);
+        let stream = match (&prepared.tls, prepared.tls_mode) {
+            (Some(setup), TlsMode::Implicit) => {
+                let deadline = base + prepared.connect_timeout;
+                let tls = tls_handshake(tcp, setup, deadline).await?;
+                log::debug!(
+                    "smtpx async client #{}: implicit TLS established",
+                    prepared.id
+                );
+                Stream::Tls(Box::new(tls))
+            }
+            _ => Stream::Plain(tcp),
+        };
+        let io = Io {
+            stream,
+            base,
+            buffer: vec![0; READ_BUFFER].into_boxed_slice(),
+            write_timeout: prepared.timeouts.data_block,
+        };
+        Ok((io, peer))
+    }
+
     /// The session clock.
     fn now(&self) -> Duration {
         self.base.elapsed()
+    }
+
+    /// The STARTTLS handshake on the plain socket, done by `deadline` (session clock).
+    async fn starttls(&mut self, setup: &TlsSetup, deadline: Duration) -> Result<(), Error> {
+        let tcp = self.stream.take_plain()?;
+        self.stream = Stream::Tls(Box::new(
+            tls_handshake(tcp, setup, self.base + deadline).await?,
+        ));
+        Ok(())
     }
 
     /// Carries out `op`'s actions on the socket until it is done; `body` is the message
@@ -229,23 +213,9 @@ impl Io {
                     }
                 }
                 Action::StartTls { setup, deadline } => {
-                    match std::mem::replace(&mut self.stream, Stream::Gone) {
-                        Stream::Plain(tcp) => {
-                            match tls_handshake(tcp, setup, self.base + deadline).await {
-                                Ok(tls) => {
-                                    self.stream = Stream::Tls(Box::new(tls));
-                                    op.tls_established(self.base.elapsed());
-                                }
-                                Err(error) => op.tls_failed(error),
-                            }
-                        }
-                        stream => {
-                            self.stream = stream;
-                            op.tls_failed(Error::new(
-                                ErrorKind::Protocol,
-                                "the session asked for STARTTLS on a connection that cannot do it",
-                            ));
-                        }
+                    match self.starttls(setup, deadline).await {
+                        Ok(()) => op.tls_established(self.base.elapsed()),
+                        Err(error) => op.tls_failed(error),
                     }
                 }
                 Action::Body => {

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::client::api::{client_api, client_debug};
-use crate::client::options::{prepare, Prepared};
+use crate::client::api::{self, client_api, client_connect, client_debug, client_struct};
+use crate::client::options::Prepared;
 use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
 
 pub use crate::client::error::{Error, ErrorKind};
@@ -50,12 +50,7 @@ pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// The socket, before and after TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-    /// Closed, or lost in a failed upgrade; nothing more can be sent.
-    Gone,
-}
+type Stream = api::Stream<TcpStream, StreamOwned<ClientConnection, TcpStream>>;
 
 impl Stream {
     fn tcp(&self) -> Option<&TcpStream> {
@@ -64,10 +59,6 @@ impl Stream {
             Stream::Tls(tls) => Some(tls.get_ref()),
             Stream::Gone => None,
         }
-    }
-
-    fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
     }
 
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
@@ -115,11 +106,9 @@ impl Stream {
     }
 }
 
-/// A blocking SMTP client connection. See the [module docs](self).
-pub struct SmtpClient {
-    peer: SocketAddr,
-    io: Io,
-    runner: ClientRunner,
+client_struct! {
+    /// A blocking SMTP client connection. See the [module docs](self).
+    SmtpClient
 }
 
 /// The driver's half of a connection: the socket, the read buffer and the clock.
@@ -133,62 +122,21 @@ struct Io {
 client_debug!(SmtpClient);
 
 impl SmtpClient {
-    /// Connects (with the connect timeout, trying each resolved address in turn), sets up
-    /// TLS as `options.tls` says, greets, upgrades with STARTTLS and authenticates as
-    /// configured, and returns once the session is ready for mail. All sequencing is the
-    /// session's; this only reacts to its events.
-    ///
-    /// `server_name` is the name the server's certificate must carry (usually the host
-    /// part of `addr`); it is not used without TLS.
-    ///
-    /// The HELO name and credentials are checked before anything is connected. When the
-    /// configured credentials are refused (or no mechanism fits), the connection is closed
-    /// with QUIT and the error returned: the caller asked for an authenticated session.
-    /// A refused STARTTLS under [`TlsMode::StartTlsOpportunistic`] is logged and the
-    /// session goes on in clear.
-    pub fn connect(
-        addr: impl ToSocketAddrs,
-        server_name: &str,
-        options: ClientOptions,
-    ) -> Result<SmtpClient, Error> {
-        let Prepared {
-            id,
-            session,
-            tls,
-            tls_mode,
-            connect_timeout,
-            timeouts,
-        } = prepare(options, server_name)?;
-
-        let tcp = connect_tcp(addr, connect_timeout, id)?;
-        let peer = tcp
-            .peer_addr()
-            .map_err(|e| Error::io("cannot set up the connection", e))?;
-        tcp.set_nodelay(true)
-            .and_then(|()| tcp.set_write_timeout(Some(timeouts.data_block.max(MIN_WAIT))))
-            .map_err(|e| Error::io("cannot set up the connection", e))?;
-        let base = Instant::now();
-        log::debug!("smtpx client #{id}: connected to {peer}");
-
-        let stream = match (&tls, tls_mode) {
-            (Some(setup), TlsMode::Implicit) => {
-                let tls = tls_handshake(tcp, setup, base, connect_timeout)?;
-                log::debug!("smtpx client #{id}: implicit TLS established");
-                Stream::Tls(Box::new(tls))
-            }
-            _ => Stream::Plain(tcp),
-        };
-        let mut client = SmtpClient {
-            peer,
-            io: Io {
-                stream,
-                base,
-                buffer: vec![0; READ_BUFFER].into_boxed_slice(),
-            },
-            runner: ClientRunner::new(id, session, tls, timeouts.command),
-        };
-        client.io.drive(client.runner.connect(), NO_BODY).ready()?;
-        Ok(client)
+    client_connect! {
+        /// Connects (with the connect timeout, trying each resolved address in turn), sets up
+        /// TLS as `options.tls` says, greets, upgrades with STARTTLS and authenticates as
+        /// configured, and returns once the session is ready for mail. All sequencing is the
+        /// session's; this only reacts to its events.
+        ///
+        /// `server_name` is the name the server's certificate must carry (usually the host
+        /// part of `addr`); it is not used without TLS.
+        ///
+        /// The HELO name and credentials are checked before anything is connected. When the
+        /// configured credentials are refused (or no mechanism fits), the connection is closed
+        /// with QUIT and the error returned: the caller asked for an authenticated session.
+        /// A refused STARTTLS under [`TlsMode::StartTlsOpportunistic`] is logged and the
+        /// session goes on in clear.
+        [] []
     }
 
     client_api!([] [] [Read]);
@@ -198,6 +146,36 @@ impl SmtpClient {
 const NO_BODY: Option<&mut dyn Read> = None;
 
 impl Io {
+    /// Sets up a freshly connected socket (no delay, the write timeout), starts the
+    /// session's clock, and does the implicit TLS handshake when `prepared` says so.
+    fn open(tcp: TcpStream, prepared: &Prepared) -> Result<(Io, SocketAddr), Error> {
+        let setup_failed = |e| Error::io("cannot set up the connection", e);
+        let peer = tcp.peer_addr().map_err(setup_failed)?;
+        let write_timeout = prepared.timeouts.data_block.max(MIN_WAIT);
+        tcp.set_nodelay(true)
+            .and_then(|()| tcp.set_write_timeout(Some(write_timeout)))
+            .map_err(setup_failed)?;
+        let base = Instant::now();
+        log::debug!("smtpx client #{}: connected to {peer}", prepared.id);
+        let stream = match (&prepared.tls, prepared.tls_mode) {
+            (Some(setup), TlsMode::Implicit) => {
+                let tls = tls_handshake(tcp, setup, base, prepared.connect_timeout)?;
+                log::debug!("smtpx client #{}: implicit TLS established", prepared.id);
+                Stream::Tls(Box::new(tls))
+            }
+            _ => Stream::Plain(tcp),
+        };
+        let buffer = vec![0; READ_BUFFER].into_boxed_slice();
+        Ok((
+            Io {
+                stream,
+                base,
+                buffer,
+            },
+            peer,
+        ))
+    }
+
     /// The session clock.
     fn now(&self) -> Duration {
         self.base.elapsed()
@@ -224,26 +202,10 @@ impl Io {
                     op.written();
                 }
                 Action::Read { deadline } => self.read_once(&mut op, deadline),
-                Action::StartTls { setup, deadline } => {
-                    match std::mem::replace(&mut self.stream, Stream::Gone) {
-                        Stream::Plain(tcp) => {
-                            match tls_handshake(tcp, setup, self.base, deadline) {
-                                Ok(tls) => {
-                                    self.stream = Stream::Tls(Box::new(tls));
-                                    op.tls_established(self.base.elapsed());
-                                }
-                                Err(error) => op.tls_failed(error),
-                            }
-                        }
-                        stream => {
-                            self.stream = stream;
-                            op.tls_failed(Error::new(
-                                ErrorKind::Protocol,
-                                "the session asked for STARTTLS on a connection that cannot do it",
-                            ));
-                        }
-                    }
-                }
+                Action::StartTls { setup, deadline } => match self.starttls(setup, deadline) {
+                    Ok(()) => op.tls_established(self.base.elapsed()),
+                    Err(error) => op.tls_failed(error),
+                },
                 Action::Body => match body.as_mut().map(|message| message.read(&mut self.buffer)) {
                     Some(Ok(0)) => op.body_end(self.base.elapsed()),
                     Some(Ok(n)) => op.body(&self.buffer[..n], self.base.elapsed()),
@@ -256,6 +218,13 @@ impl Io {
                 Action::Done(outcome) => return outcome,
             }
         }
+    }
+
+    /// The STARTTLS handshake on the plain socket, done by `deadline` (session clock).
+    fn starttls(&mut self, setup: &TlsSetup, deadline: Duration) -> Result<(), Error> {
+        let tcp = self.stream.take_plain()?;
+        self.stream = Stream::Tls(Box::new(tls_handshake(tcp, setup, self.base, deadline)?));
+        Ok(())
     }
 
     /// Waits for bytes until `deadline` and hands what happened to `op`.

@@ -7,6 +7,74 @@
 //! `stream.is_tls()`, `now()` and `drive(operation, body)`), `self.peer`, and a `NO_BODY`
 //! constant (the body source of operations that send none).
 
+/// A client driver's socket, before and after TLS (`P` the plain socket, `T` the TLS
+/// stream over it).
+pub(crate) enum Stream<P, T> {
+    Plain(P),
+    Tls(Box<T>),
+    /// Closed, or lost in a failed upgrade; nothing more can be sent.
+    Gone,
+}
+
+impl<P, T> Stream<P, T> {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Takes the plain socket for a STARTTLS handshake (leaving `Gone` until the TLS
+    /// stream is put back); on any other stream, an error and the stream unchanged.
+    pub(crate) fn take_plain(&mut self) -> Result<P, crate::client::error::Error> {
+        match std::mem::replace(self, Stream::Gone) {
+            Stream::Plain(plain) => Ok(plain),
+            stream => {
+                *self = stream;
+                Err(crate::client::runner::starttls_without_plain_socket())
+            }
+        }
+    }
+}
+
+/// A client connection type: the server's address, the driver's `Io` and the runner.
+macro_rules! client_struct {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            peer: std::net::SocketAddr,
+            io: Io,
+            runner: $crate::client::runner::ClientRunner,
+        }
+    };
+}
+pub(crate) use client_struct;
+
+/// The shared `connect`, after the doc comment the driver gives it; `[async]`/`[.await]`
+/// or `[]`/`[]`. The driver has `connect_tcp(addr, timeout, id)`, `Io::open(tcp,
+/// &Prepared)` (the socket options, the clock, implicit TLS) and `ToSocketAddrs` in
+/// scope.
+macro_rules! client_connect {
+    ($(#[$doc:meta])* [$($async:tt)*] [$($await:tt)*]) => {
+        $(#[$doc])*
+        pub $($async)* fn connect(
+            addr: impl ToSocketAddrs,
+            server_name: &str,
+            options: $crate::client::options::ClientOptions,
+        ) -> Result<Self, $crate::client::error::Error> {
+            let prepared = $crate::client::options::prepare(options, server_name)?;
+            let tcp = connect_tcp(addr, prepared.connect_timeout, prepared.id) $($await)* ?;
+            let (io, peer) = Io::open(tcp, &prepared) $($await)* ?;
+            let $crate::client::options::Prepared { id, session, tls, timeouts, .. } = prepared;
+            let mut client = Self {
+                peer,
+                io,
+                runner: $crate::client::runner::ClientRunner::new(id, session, tls, timeouts.command),
+            };
+            client.io.drive(client.runner.connect(), NO_BODY) $($await)* .ready()?;
+            Ok(client)
+        }
+    };
+}
+pub(crate) use client_connect;
+
 /// The shared methods; `[async]`/`[.await]` or `[]`/`[]`, then the bound of a streamed
 /// message (`Read` or `AsyncRead + Unpin`).
 macro_rules! client_api {

@@ -1,10 +1,10 @@
 //! How a client connection is set up ([`ClientOptions`], [`TlsMode`]) and what the drivers
 //! make of it before a socket exists ([`TlsSetup`] and the session).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use crate::trace::TraceSink;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -122,6 +122,30 @@ pub struct TlsSetup {
     pub server_name: ServerName<'static>,
 }
 
+impl TlsSetup {
+    /// The setup for a server known as `server_name`, with `config` or (`None`) the
+    /// default client configuration ([`tls::client_config`]).
+    pub fn new(
+        server_name: &str,
+        config: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<TlsSetup, Error> {
+        let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{server_name:?} is not a valid TLS server name"),
+            )
+        })?;
+        let config = match config {
+            Some(config) => config,
+            None => tls::client_config(&TlsClientOptions::default())?,
+        };
+        Ok(TlsSetup {
+            config,
+            server_name: name,
+        })
+    }
+}
+
 impl fmt::Debug for TlsSetup {
     // The configuration holds keys and caches: its name is enough.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,22 +213,7 @@ pub(crate) fn prepare(options: ClientOptions, server_name: &str) -> Result<Prepa
     }
     let tls = match tls_mode {
         TlsMode::None => None,
-        _ => {
-            let server_name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("{server_name:?} is not a valid TLS server name"),
-                )
-            })?;
-            let config = match tls_config {
-                Some(config) => config,
-                None => tls::client_config(&TlsClientOptions::default())?,
-            };
-            Some(TlsSetup {
-                config,
-                server_name,
-            })
-        }
+        _ => Some(TlsSetup::new(server_name, tls_config)?),
     };
 
     Ok(Prepared {

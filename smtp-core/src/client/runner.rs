@@ -37,14 +37,11 @@ use std::iter::Empty;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-
 use crate::auth::Credentials;
 use crate::client::error::{Error, ErrorKind};
 use crate::client::options::TlsSetup;
 use crate::client::{ClientError, ClientSession, Envelope, TransactionResult};
 use crate::reply::Reply;
-use crate::tls::{self, TlsClientOptions};
 
 mod operation;
 #[cfg(test)]
@@ -303,21 +300,9 @@ impl ClientRunner {
                 "the connection is already encrypted",
             ));
         }
-        let server_name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("{server_name:?} is not a valid TLS server name"),
-            )
-        })?;
-        let config = match tls_config {
-            Some(config) => config,
-            None => tls::client_config(&TlsClientOptions::default())?,
-        };
+        let setup = TlsSetup::new(server_name, tls_config)?;
         self.session.starttls()?;
-        self.tls = Some(TlsSetup {
-            config,
-            server_name,
-        });
+        self.tls = Some(setup);
         Ok(())
     }
 
@@ -349,4 +334,12 @@ impl ClientRunner {
         self.session.receive_eof();
         while self.session.poll_event().is_some() {}
     }
+}
+
+/// A driver was asked for STARTTLS on a connection that is not a plain socket.
+pub(crate) fn starttls_without_plain_socket() -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        "the session asked for STARTTLS on a connection that cannot do it",
+    )
 }

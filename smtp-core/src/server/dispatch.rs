@@ -4,12 +4,9 @@
 //! the end of the message). It exists once; the connection layer
 //! ([`crate::server::connection`]) and [`Dispatch`] drive it.
 
-use crate::address::{ForwardPath, ReversePath};
-use crate::auth::AuthAttempt;
-use crate::command::{MailParameters, RcptParameters};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::server::hooks::{Answer, Hook, IntoAnswer, SessionHandler, Transaction};
-use crate::server::{AbortReason, Decision, HelloVerb, ServerEvent, ServerSession};
+use crate::server::{AbortReason, Decision, ServerEvent, ServerSession};
 
 /// What the driver must do after [`Dispatch::run`] (or when [`DispatchState::step`] is done).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,32 +161,24 @@ pub struct HookCall<'a> {
 /// A hook call's event, owned so that the session is free to take the decision.
 #[derive(Debug)]
 enum Pending {
-    Hello {
-        verb: HelloVerb,
-        domain: String,
-    },
-    Auth(AuthAttempt),
-    Mail {
-        from: ReversePath,
-        params: MailParameters,
-    },
-    Rcpt {
-        to: ForwardPath,
-        params: RcptParameters,
-    },
-    DataStart,
-    /// The chunk itself is still in the session ([`ServerSession::message_data`]).
-    DataChunk,
-    DataEnd,
+    /// The session's event (a chunk's bytes are still in the session:
+    /// [`ServerSession::message_data`]).
+    Event(ServerEvent<'static>),
     /// The message ended after `data_chunk` failed: `data_aborted` is called instead of
     /// `data_end`, and the failure is the reply.
     DataEndFailed(Reply),
-    DataAborted(AbortReason),
-    Reset,
-    Verify(String),
-    Expand(String),
+    /// The TLS handshake succeeded (the driver says so; the session has no event for it).
     TlsStarted,
-    Close,
+}
+
+impl Pending {
+    fn needs_decision(&self) -> bool {
+        match self {
+            Pending::Event(event) => event.needs_decision(),
+            Pending::DataEndFailed(_) => true,
+            Pending::TlsStarted => false,
+        }
+    }
 }
 
 impl DispatchState {
@@ -263,32 +252,26 @@ impl DispatchState {
                     }
                     None => return Some(Flow::Close),
                 },
-                ServerEvent::Hello { verb, domain } => Pending::Hello { verb, domain },
-                ServerEvent::Auth(attempt) => Pending::Auth(attempt),
-                ServerEvent::Mail { from, params } => Pending::Mail { from, params },
-                ServerEvent::Rcpt { to, params } => Pending::Rcpt { to, params },
                 ServerEvent::MessageStart => {
                     self.data_error = None;
-                    Pending::DataStart
+                    Pending::Event(ServerEvent::MessageStart)
                 }
                 // After a failure the rest of the message is not the handler's business.
                 ServerEvent::MessageData(_) if self.data_error.is_some() => continue,
-                ServerEvent::MessageData(_) => Pending::DataChunk,
                 ServerEvent::MessageEnd => match self.data_error.take() {
                     Some(reply) => Pending::DataEndFailed(reply),
-                    None => Pending::DataEnd,
+                    None => Pending::Event(ServerEvent::MessageEnd),
                 },
                 ServerEvent::MessageAborted(reason) => {
                     self.data_error = None;
-                    Pending::DataAborted(reason)
+                    Pending::Event(ServerEvent::MessageAborted(reason))
                 }
                 ServerEvent::Reset => {
                     self.transaction.from = None;
                     self.transaction.recipients.clear();
-                    Pending::Reset
+                    Pending::Event(ServerEvent::Reset)
                 }
-                ServerEvent::Verify(argument) => Pending::Verify(argument),
-                ServerEvent::Expand(argument) => Pending::Expand(argument),
+                event => Pending::Event(event.into_owned()),
             };
             self.pending = Some(pending);
             return None;
@@ -302,30 +285,16 @@ impl DispatchState {
 
     /// The hook that is due, with its arguments (a chunk is read from `session`).
     pub fn due_hook<'a>(&'a self, session: Option<&'a ServerSession>) -> Option<Hook<'a>> {
-        let t = &self.transaction;
-        Some(match self.pending.as_ref()? {
-            Pending::Hello { verb, domain } => Hook::Hello {
-                verb: *verb,
-                domain,
-            },
-            Pending::Auth(attempt) => Hook::Auth { attempt },
-            Pending::Mail { from, params } => Hook::Mail { from, params },
-            Pending::Rcpt { to, params } => Hook::Rcpt { to, params },
-            Pending::DataStart => Hook::DataStart { transaction: t },
-            Pending::DataChunk => Hook::DataChunk {
+        match self.pending.as_ref()? {
+            Pending::Event(ServerEvent::MessageData(_)) => Some(Hook::DataChunk {
                 chunk: session.map_or(&[], |s| s.message_data()),
-            },
-            Pending::DataEnd => Hook::DataEnd { transaction: t },
-            Pending::DataEndFailed(_) => Hook::DataAborted {
+            }),
+            Pending::Event(event) => event.hook(&self.transaction),
+            Pending::DataEndFailed(_) => Some(Hook::DataAborted {
                 reason: AbortReason::Disconnected,
-            },
-            Pending::DataAborted(reason) => Hook::DataAborted { reason: *reason },
-            Pending::Reset => Hook::Reset,
-            Pending::Verify(argument) => Hook::Verify { argument },
-            Pending::Expand(argument) => Hook::Expand { argument },
-            Pending::TlsStarted => Hook::TlsStarted,
-            Pending::Close => Hook::Close,
-        })
+            }),
+            Pending::TlsStarted => Some(Hook::TlsStarted),
+        }
     }
 
     /// Applies what the due hook returned: keeps the accepted parts of the envelope,
@@ -337,7 +306,7 @@ impl DispatchState {
         };
         let t = &mut self.transaction;
         let decision = match pending {
-            Pending::Hello { verb, domain } => {
+            Pending::Event(ServerEvent::Hello { verb, domain }) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.hello = Some((verb, domain));
@@ -346,14 +315,14 @@ impl DispatchState {
                 }
                 Some(d)
             }
-            Pending::Auth(attempt) => {
+            Pending::Event(ServerEvent::Auth(attempt)) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.authenticated = Some(attempt.username);
                 }
                 Some(d)
             }
-            Pending::Mail { from, params } => {
+            Pending::Event(ServerEvent::Mail { from, params }) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.from = Some(from);
@@ -362,20 +331,20 @@ impl DispatchState {
                 }
                 Some(d)
             }
-            Pending::Rcpt { to, .. } => {
+            Pending::Event(ServerEvent::Rcpt { to, .. }) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.recipients.push(to);
                 }
                 Some(d)
             }
-            Pending::DataChunk => {
+            Pending::Event(ServerEvent::MessageData(_)) => {
                 if let Answer::Chunk(Err(reply)) = answer {
                     self.data_error = Some(reply);
                 }
                 None
             }
-            Pending::DataEnd => {
+            Pending::Event(ServerEvent::MessageEnd) => {
                 t.from = None;
                 t.recipients.clear();
                 Some(Decision::from_answer(answer))
@@ -385,10 +354,10 @@ impl DispatchState {
                 t.recipients.clear();
                 Some(Decision::Reply(reply))
             }
-            Pending::DataStart | Pending::Verify(_) | Pending::Expand(_) => {
-                Some(Decision::from_answer(answer))
-            }
-            Pending::DataAborted(_) | Pending::Reset | Pending::TlsStarted | Pending::Close => None,
+            // Every other hook: its decision goes to the session as it is.
+            pending => pending
+                .needs_decision()
+                .then(|| Decision::from_answer(answer)),
         };
         if let (Some(d), Some(session)) = (decision, session) {
             decide(session, d);
@@ -398,20 +367,7 @@ impl DispatchState {
     /// Answers the due hook as for a connection refused in [`Handler::connect`](crate::server::hooks::Handler::connect): every
     /// decision is a refusal, and no user code runs.
     pub fn refuse(&mut self, session: Option<&mut ServerSession>) {
-        let needs_decision = matches!(
-            self.pending.take(),
-            Some(
-                Pending::Hello { .. }
-                    | Pending::Auth(_)
-                    | Pending::Mail { .. }
-                    | Pending::Rcpt { .. }
-                    | Pending::DataStart
-                    | Pending::DataEnd
-                    | Pending::DataEndFailed(_)
-                    | Pending::Verify(_)
-                    | Pending::Expand(_)
-            )
-        );
+        let needs_decision = self.pending.take().is_some_and(|p| p.needs_decision());
         if needs_decision && let Some(session) = session {
             decide(
                 session,
@@ -469,7 +425,7 @@ impl DispatchState {
     }
 
     fn close_pending(&mut self) -> Option<Pending> {
-        (!std::mem::replace(&mut self.closed, true)).then_some(Pending::Close)
+        (!std::mem::replace(&mut self.closed, true)).then_some(Pending::Event(ServerEvent::Close))
     }
 
     fn reset_transaction(&mut self) {

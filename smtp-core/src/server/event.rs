@@ -1,4 +1,12 @@
-//! What a server session tells the embedder, and what the embedder answers.
+//! The server's vocabulary: what a server session tells the embedder
+//! ([`ServerEvent`]), what the embedder answers ([`Decision`]), and the table of hooks a
+//! handler implements (the crate-private `with_hooks!`), with the mapping from each event
+//! to its hook ([`ServerEvent::hook`]).
+//!
+//! A new verb or event is added here (its event, its name, its hook in the table and the
+//! mapping) and in the session that emits it; `server::hooks` makes the handler traits
+//! from the table, and the bindings translate a hook they do not know by its name and
+//! arguments ([`Hook::for_each_arg`]).
 
 use std::fmt;
 
@@ -6,6 +14,7 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::auth::AuthAttempt;
 use crate::command::{MailParameters, RcptParameters};
 use crate::reply::Reply;
+use crate::server::hooks::{Hook, Transaction};
 
 // Named only by the docs.
 #[cfg(doc)]
@@ -109,6 +118,140 @@ impl ServerEvent<'_> {
         )
     }
 }
+
+impl<'e> ServerEvent<'e> {
+    /// The event's name, as the bindings spell it (`"hello"`, `"message_end"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerEvent::Connect => "connect",
+            ServerEvent::Hello { .. } => "hello",
+            ServerEvent::StartTls => "starttls",
+            ServerEvent::Auth(_) => "auth",
+            ServerEvent::Mail { .. } => "mail",
+            ServerEvent::Rcpt { .. } => "rcpt",
+            ServerEvent::MessageStart => "message_start",
+            ServerEvent::MessageData(_) => "message_data",
+            ServerEvent::MessageEnd => "message_end",
+            ServerEvent::MessageAborted(_) => "message_aborted",
+            ServerEvent::Reset => "reset",
+            ServerEvent::Verify(_) => "verify",
+            ServerEvent::Expand(_) => "expand",
+            ServerEvent::Close => "close",
+        }
+    }
+
+    /// The hook this event calls, with its arguments (`transaction` for the hooks that
+    /// receive the envelope); `None` for Connect and StartTls, which a connection answers
+    /// itself (with [`Handler::connect`](crate::server::hooks::Handler::connect) and the
+    /// TLS handshake).
+    ///
+    /// ```
+    /// use smtp_core::server::hooks::{Hook, Transaction};
+    /// use smtp_core::server::ServerEvent;
+    ///
+    /// let event = ServerEvent::Verify("postmaster".into());
+    /// let transaction = Transaction::default();
+    /// let hook = event.hook(&transaction).unwrap();
+    /// assert_eq!(hook.name(), "verify");
+    /// assert!(matches!(hook, Hook::Verify { argument: "postmaster" }));
+    /// ```
+    pub fn hook<'a>(&'a self, transaction: &'a Transaction) -> Option<Hook<'a>> {
+        Some(match self {
+            ServerEvent::Connect | ServerEvent::StartTls => return None,
+            ServerEvent::Hello { verb, domain } => Hook::Hello {
+                verb: *verb,
+                domain,
+            },
+            ServerEvent::Auth(attempt) => Hook::Auth { attempt },
+            ServerEvent::Mail { from, params } => Hook::Mail { from, params },
+            ServerEvent::Rcpt { to, params } => Hook::Rcpt { to, params },
+            ServerEvent::MessageStart => Hook::DataStart { transaction },
+            ServerEvent::MessageData(chunk) => Hook::DataChunk { chunk },
+            ServerEvent::MessageEnd => Hook::DataEnd { transaction },
+            ServerEvent::MessageAborted(reason) => Hook::DataAborted { reason: *reason },
+            ServerEvent::Reset => Hook::Reset,
+            ServerEvent::Verify(argument) => Hook::Verify { argument },
+            ServerEvent::Expand(argument) => Hook::Expand { argument },
+            ServerEvent::Close => Hook::Close,
+        })
+    }
+
+    /// The event without its borrow, to be kept while its hook runs: a chunk of content
+    /// is left behind (empty), since the session still holds it
+    /// ([`ServerSession::message_data`]).
+    pub(crate) fn into_owned(self) -> ServerEvent<'static> {
+        match self {
+            ServerEvent::Connect => ServerEvent::Connect,
+            ServerEvent::Hello { verb, domain } => ServerEvent::Hello { verb, domain },
+            ServerEvent::StartTls => ServerEvent::StartTls,
+            ServerEvent::Auth(attempt) => ServerEvent::Auth(attempt),
+            ServerEvent::Mail { from, params } => ServerEvent::Mail { from, params },
+            ServerEvent::Rcpt { to, params } => ServerEvent::Rcpt { to, params },
+            ServerEvent::MessageStart => ServerEvent::MessageStart,
+            ServerEvent::MessageData(_) => ServerEvent::MessageData(&[]),
+            ServerEvent::MessageEnd => ServerEvent::MessageEnd,
+            ServerEvent::MessageAborted(reason) => ServerEvent::MessageAborted(reason),
+            ServerEvent::Reset => ServerEvent::Reset,
+            ServerEvent::Verify(argument) => ServerEvent::Verify(argument),
+            ServerEvent::Expand(argument) => ServerEvent::Expand(argument),
+            ServerEvent::Close => ServerEvent::Close,
+        }
+    }
+}
+
+/// The table of hooks: `Variant => fn name(args) -> answer { default }`, in the order a
+/// conversation meets them (types spelled out from the crate root, since the table is
+/// expanded in other modules). Hands the table to the macro named first, with any tokens
+/// after it in brackets, which makes one thing out of it.
+macro_rules! with_hooks {
+    ($callback:ident ! $($extra:tt)*) => {
+        $callback! { [$($extra)*]
+            /// HELO, EHLO or LHLO.
+            Hello => fn hello<'a>(verb: $crate::server::HelloVerb, domain: &'a str)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// The connection is now encrypted (after STARTTLS).
+            TlsStarted => fn tls_started() -> () {}
+            /// AUTH: check the credentials (use [`crate::auth::Secret::constant_time_eq`]).
+            /// Default: refuse.
+            Auth => fn auth<'a>(attempt: &'a $crate::auth::AuthAttempt)
+                -> $crate::server::Decision { $crate::server::hooks::auth_refused() }
+            /// MAIL FROM.
+            Mail => fn mail<'a>(
+                from: &'a $crate::address::ReversePath,
+                params: &'a $crate::command::MailParameters
+            ) -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// RCPT TO.
+            Rcpt => fn rcpt<'a>(
+                to: &'a $crate::address::ForwardPath,
+                params: &'a $crate::command::RcptParameters
+            ) -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// DATA or the first BDAT chunk: may the content come?
+            DataStart => fn data_start<'a>(transaction: &'a $crate::server::hooks::Transaction)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// A piece of the content (un-stuffed, CRLF line endings). An error is
+            /// remembered and becomes the reply to the end of the message.
+            DataChunk => fn data_chunk<'a>(chunk: &'a [u8])
+                -> Result<(), $crate::reply::Reply> { Ok(()) }
+            /// The whole message has arrived: accept (the reply can carry a queue id) or
+            /// refuse. Under LMTP answer with [`Decision::PerRecipient`].
+            DataEnd => fn data_end<'a>(transaction: &'a $crate::server::hooks::Transaction)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// The message in progress was dropped; discard what was kept of it.
+            DataAborted => fn data_aborted(reason: $crate::server::AbortReason) -> () {}
+            /// The transaction was abandoned (RSET, a new greeting, STARTTLS).
+            Reset => fn reset() -> () {}
+            /// VRFY. Default: 252.
+            Verify => fn verify<'a>(argument: &'a str)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// EXPN. Default: 252.
+            Expand => fn expand<'a>(argument: &'a str)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// The connection is over.
+            Close => fn close() -> () {}
+        }
+    };
+}
+pub(crate) use with_hooks;
 
 /// The embedder's answer to a decision event.
 #[derive(Clone, Debug, PartialEq, Eq)]

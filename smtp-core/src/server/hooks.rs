@@ -1,18 +1,26 @@
-//! The server's hook vocabulary: what user code is told about a connection and what it
-//! answers. One table (the crate-private `with_hooks!` macro) lists every hook once (its name, arguments, answer
-//! and default); the synchronous [`SessionHandler`], the async [`AsyncSessionHandler`], the
-//! [`Hook`] a driver is asked to call, the way each kind of handler is called, and the way
-//! a wrapper such as [`PasswordAuth`](crate::handler::PasswordAuth) forwards hooks are all
-//! made from it. A new hook is one entry here, its event in the session, its mapping in
-//! [`crate::server::dispatch`], and what each binding translates.
+//! The server's hooks: what user code is told about a connection and what it answers.
+//! The vocabulary itself is one table beside the session's events (the crate-private
+//! `with_hooks!` macro in `server/event.rs`: each hook's name, arguments, answer and
+//! default); the synchronous [`SessionHandler`], the async [`AsyncSessionHandler`], the
+//! [`Hook`] a driver is asked to call, the way each kind of handler is called, a hook's
+//! arguments for a binding ([`Hook::for_each_arg`]), its default answer, and the way a
+//! wrapper such as [`PasswordAuth`](crate::handler::PasswordAuth) forwards hooks are all
+//! made here from that table.
+//!
+//! A new hook touches two files of the core: the session, which emits its event, and
+//! `server/event.rs`, which names the event, maps it to the hook and lists the hook in the
+//! table. The bindings translate hooks they do not know by their name and arguments and
+//! answer them with the table's default, so a binding changes only to give the hook a
+//! shape of its own (the C callback table, an aiosmtpd `handle_*` method).
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use crate::address::{ForwardPath, ReversePath};
-use crate::command::MailParameters;
+use crate::auth::AuthAttempt;
+use crate::command::{MailParameters, RcptParameters};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::{Decision, HelloVerb};
+use crate::server::{AbortReason, Decision, HelloVerb};
 
 /// What a handler knows about a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,59 +105,48 @@ pub(crate) fn auth_refused() -> Decision {
     ))
 }
 
-/// The table of hooks: `Variant => fn name(args) -> answer { default }`, in the order a
-/// conversation meets them (types spelled out from the crate root, since the table is
-/// expanded in other modules). Hands the table to the macro named first, with any tokens
-/// after it in brackets, which makes one thing out of it.
-macro_rules! with_hooks {
-    ($callback:ident ! $($extra:tt)*) => {
-        $callback! { [$($extra)*]
-            /// HELO, EHLO or LHLO.
-            Hello => fn hello<'a>(verb: $crate::server::HelloVerb, domain: &'a str)
-                -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// The connection is now encrypted (after STARTTLS).
-            TlsStarted => fn tls_started() -> () {}
-            /// AUTH: check the credentials (use [`crate::auth::Secret::constant_time_eq`]).
-            /// Default: refuse.
-            Auth => fn auth<'a>(attempt: &'a $crate::auth::AuthAttempt)
-                -> $crate::server::Decision { $crate::server::hooks::auth_refused() }
-            /// MAIL FROM.
-            Mail => fn mail<'a>(
-                from: &'a $crate::address::ReversePath,
-                params: &'a $crate::command::MailParameters
-            ) -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// RCPT TO.
-            Rcpt => fn rcpt<'a>(
-                to: &'a $crate::address::ForwardPath,
-                params: &'a $crate::command::RcptParameters
-            ) -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// DATA or the first BDAT chunk: may the content come?
-            DataStart => fn data_start<'a>(transaction: &'a $crate::server::hooks::Transaction)
-                -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// A piece of the content (un-stuffed, CRLF line endings). An error is
-            /// remembered and becomes the reply to the end of the message.
-            DataChunk => fn data_chunk<'a>(chunk: &'a [u8])
-                -> Result<(), $crate::reply::Reply> { Ok(()) }
-            /// The whole message has arrived: accept (the reply can carry a queue id) or
-            /// refuse. Under LMTP answer with [`Decision::PerRecipient`].
-            DataEnd => fn data_end<'a>(transaction: &'a $crate::server::hooks::Transaction)
-                -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// The message in progress was dropped; discard what was kept of it.
-            DataAborted => fn data_aborted(reason: $crate::server::AbortReason) -> () {}
-            /// The transaction was abandoned (RSET, a new greeting, STARTTLS).
-            Reset => fn reset() -> () {}
-            /// VRFY. Default: 252.
-            Verify => fn verify<'a>(argument: &'a str)
-                -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// EXPN. Default: 252.
-            Expand => fn expand<'a>(argument: &'a str)
-                -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// The connection is over.
-            Close => fn close() -> () {}
+/// Makes [`HookArg`] and its `From` conversions from one list of kinds of values.
+macro_rules! hook_args {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty),)*) => {
+        /// One argument of a [`Hook`], as [`Hook::for_each_arg`] gives it: each kind of
+        /// value a hook carries, so that a binding translates kinds of values once rather
+        /// than each hook.
+        #[derive(Clone, Copy, Debug)]
+        #[non_exhaustive]
+        pub enum HookArg<'a> {
+            $($(#[$doc])* $variant($ty),)*
         }
+
+        $(impl<'a> From<$ty> for HookArg<'a> {
+            fn from(value: $ty) -> HookArg<'a> {
+                HookArg::$variant(value)
+            }
+        })*
     };
 }
-pub(crate) use with_hooks;
+
+hook_args! {
+    /// The greeting verb.
+    Verb(HelloVerb),
+    /// A name or a command's argument (the HELO domain, VRFY's argument).
+    Text(&'a str),
+    /// AUTH's credentials.
+    Auth(&'a AuthAttempt),
+    /// MAIL's sender.
+    Sender(&'a ReversePath),
+    /// MAIL's parameters.
+    MailParams(&'a MailParameters),
+    /// RCPT's recipient.
+    Recipient(&'a ForwardPath),
+    /// RCPT's parameters.
+    RcptParams(&'a RcptParameters),
+    /// The envelope and context of the message.
+    Transaction(&'a Transaction),
+    /// A piece of content.
+    Bytes(&'a [u8]),
+    /// Why a message was dropped.
+    AbortReason(AbortReason),
+}
 
 /// The traits, the [`Hook`] enum and the calls, from the table.
 macro_rules! define_hooks {
@@ -223,6 +220,40 @@ macro_rules! define_hooks {
                     $(Hook::$variant { .. } => stringify!($name),)*
                 }
             }
+
+            /// Calls `f` with each argument's name (as the trait method names it) and
+            /// value, in order: how a binding translates a hook it has no shape of its own
+            /// for.
+            ///
+            /// ```
+            /// use smtp_core::server::hooks::{Hook, HookArg};
+            ///
+            /// let mut seen = Vec::new();
+            /// Hook::Verify { argument: "postmaster" }.for_each_arg(|name, value| {
+            ///     if let HookArg::Text(text) = value {
+            ///         seen.push((name, text.to_owned()));
+            ///     }
+            /// });
+            /// assert_eq!(seen, [("argument", "postmaster".to_owned())]);
+            /// ```
+            pub fn for_each_arg<'s>(&'s self, mut f: impl FnMut(&'static str, HookArg<'s>)) {
+                match self {
+                    $(Hook::$variant { $($arg),* } => {
+                        $(f(stringify!($arg), HookArg::from(*$arg));)*
+                    })*
+                }
+            }
+
+            /// What a handler that does not implement this hook answers: the table's
+            /// default (accept, refuse AUTH, throw content away, nothing to say).
+            pub fn default_answer(&self) -> Answer {
+                match self {
+                    $(Hook::$variant { .. } => {
+                        let answer: $answer = $default;
+                        answer.into_answer()
+                    })*
+                }
+            }
         }
     };
 }
@@ -232,8 +263,11 @@ macro_rules! define_hooks {
 macro_rules! hook_enum {
     (@acc [$($done:tt)*]) => {
         /// A hook with its arguments: what a driver is asked to call. The variants are the
-        /// [`SessionHandler`] methods of the same names, with the same arguments.
+        /// [`SessionHandler`] methods of the same names, with the same arguments. New hooks
+        /// may come in any release: a binding's match ends with a translation by
+        /// [`Hook::name`] and [`Hook::for_each_arg`], answered by [`Hook::default_answer`].
         #[derive(Debug)]
+        #[non_exhaustive]
         pub enum Hook<'a> { $($done)* }
     };
     (@acc [$($done:tt)*] $(#[$doc:meta])* $variant:ident (); $($rest:tt)*) => {
@@ -397,4 +431,92 @@ pub(crate) fn internal_error() -> Reply {
     )
 }
 
+pub(crate) use crate::server::event::with_hooks;
+
 with_hooks!(define_hooks!);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that implements no hook.
+    struct Defaults;
+    impl SessionHandler for Defaults {}
+
+    /// The default answer a binding gives a hook it does not know is the trait's own
+    /// default, hook by hook.
+    #[test]
+    fn default_answers_are_the_traits_defaults() {
+        let transaction = Transaction::default();
+        let attempt = AuthAttempt {
+            mechanism: crate::auth::AuthMechanism::Plain,
+            authorization_id: String::new(),
+            username: "user".into(),
+            password: crate::auth::Secret::new("pw"),
+        };
+        let from = ReversePath::Null;
+        let to = ForwardPath::Mailbox(crate::address::Address::parse("a@example.com").unwrap());
+        let (mail, rcpt) = (MailParameters::default(), RcptParameters::default());
+        let hooks = [
+            Hook::Hello {
+                verb: HelloVerb::Ehlo,
+                domain: "client.example",
+            },
+            Hook::TlsStarted,
+            Hook::Auth { attempt: &attempt },
+            Hook::Mail {
+                from: &from,
+                params: &mail,
+            },
+            Hook::Rcpt {
+                to: &to,
+                params: &rcpt,
+            },
+            Hook::DataStart {
+                transaction: &transaction,
+            },
+            Hook::DataChunk { chunk: b"x" },
+            Hook::DataEnd {
+                transaction: &transaction,
+            },
+            Hook::DataAborted {
+                reason: AbortReason::TooLarge,
+            },
+            Hook::Reset,
+            Hook::Verify {
+                argument: "postmaster",
+            },
+            Hook::Expand { argument: "list" },
+            Hook::Close,
+        ];
+        for hook in hooks {
+            let by_table = hook.default_answer();
+            let by_trait = Hook::call(hook, &mut Defaults);
+            assert_eq!(by_table, by_trait);
+        }
+        let refused = Hook::Auth { attempt: &attempt }.default_answer();
+        assert_eq!(refused, Answer::Decision(auth_refused()));
+    }
+
+    /// Every argument of a hook comes out of `for_each_arg`, named as the trait names it.
+    #[test]
+    fn for_each_arg_names_every_argument() {
+        let to = ForwardPath::Mailbox(crate::address::Address::parse("a@example.com").unwrap());
+        let params = RcptParameters::default();
+        let mut names = Vec::new();
+        Hook::Rcpt {
+            to: &to,
+            params: &params,
+        }
+        .for_each_arg(|name, value| {
+            names.push(name);
+            match (name, value) {
+                ("to", HookArg::Recipient(r)) => assert_eq!(r.as_str(), "a@example.com"),
+                ("params", HookArg::RcptParams(_)) => {}
+                other => panic!("unexpected argument {other:?}"),
+            }
+        });
+        assert_eq!(names, ["to", "params"]);
+        Hook::Close.for_each_arg(|name, _| panic!("close has no argument, got {name}"));
+    }
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use smtp_core::auth::AuthAttempt;
 use smtp_core::handler::{ConnectionInfo, Handler, Transaction};
-use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
+use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
 use super::reentry::Inside;
@@ -289,8 +289,8 @@ impl Handler for CHandler {
     }
 }
 
-/// Every hook to its C callback, in one match: a new hook is a compile error here until
-/// C is told about it.
+/// Every hook to its C callback, in one match. A hook the table has no callback for (a
+/// newer core) gets its default answer, as a NULL callback does.
 impl HookHandler for CSession {
     fn on_hook(&mut self, hook: Hook<'_>) -> Answer {
         let table = &self.table.0;
@@ -316,12 +316,17 @@ impl HookHandler for CSession {
                 self.notify(table.reset);
                 Answer::Done
             }
-            Hook::Verify { argument } => Answer::Decision(self.decide(table.verify, Some(argument))),
-            Hook::Expand { argument } => Answer::Decision(self.decide(table.expand, Some(argument))),
+            Hook::Verify { argument } => {
+                Answer::Decision(self.decide(table.verify, Some(argument)))
+            }
+            Hook::Expand { argument } => {
+                Answer::Decision(self.decide(table.expand, Some(argument)))
+            }
             Hook::Close => {
                 self.notify(table.close);
                 Answer::Done
             }
+            other => other.default_answer(),
         }
     }
 }
@@ -401,7 +406,6 @@ impl CSession {
             _ => self.decide(self.table.0.data_end, None),
         }
     }
-
 
     fn data_aborted(&mut self, reason: AbortReason) {
         let Some(callback) = self.table.0.data_aborted else {

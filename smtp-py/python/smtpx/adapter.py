@@ -448,3 +448,15 @@ class HandlerConnection:
     def _vrfy(self, argument: str) -> Step:
         status = yield from self._hook("handle_VRFY", argument)
         return None if status is _MISSING else status
+
+    def by_name(self, kind: str, argument: str | None) -> Step:
+        """Any other hook of the engine's, by its name: ``handle_<KIND>(server, session,
+        envelope[, argument])``, as aiosmtpd names its hooks (``handle_NOOP``,
+        ``handle_QUIT``); without that method, the engine's standard answer."""
+        name = "handle_" + kind.upper()
+        return self._guarded(name, self._by_name(name, argument))
+
+    def _by_name(self, name: str, argument: str | None) -> Step:
+        args = () if argument is None else (argument,)
+        status = yield from self._hook(name, *args)
+        return None if status is _MISSING else status

@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Action, ClientRunner, Outcome, BODY_PIECE, FLUSH_THRESHOLD};
+use super::{Action, BODY_PIECE, ClientRunner, FLUSH_THRESHOLD, Outcome};
 use crate::auth::Credentials;
 use crate::client::batch::{Batch, BatchMessage};
 use crate::client::error::{Error, ErrorKind};

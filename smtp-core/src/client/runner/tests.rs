@@ -145,9 +145,11 @@ fn a_batch_chains_the_next_transaction_behind_the_final_dot() {
         .drive(runner.send_batch(messages), &mut VecDeque::new())
         .batch();
     assert_eq!(results.len(), 2);
-    assert!(results
-        .iter()
-        .all(|r| r.as_ref().is_ok_and(|r| r.is_success())));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.is_success()))
+    );
     let mail = "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n";
     assert_eq!(
         script.written(),
@@ -176,9 +178,11 @@ fn an_owned_operation_keeps_its_runner_and_messages_between_calls() {
     let mut op: OwnedOperation = Operation::send_batch(runner, messages);
     let results = script.drive_in_place(&mut op, &mut VecDeque::new()).batch();
     assert_eq!(results.len(), 2);
-    assert!(results
-        .iter()
-        .all(|r| r.as_ref().is_ok_and(|r| r.is_success())));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.is_success()))
+    );
     assert_eq!(
         script.wire.writes, 3,
         "the second MAIL chained behind the dot"

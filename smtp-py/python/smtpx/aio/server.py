@@ -578,7 +578,11 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             return conn.vrfy(event.argument or "")
         if kind == "tls_started":
             conn.tls_started()
-        return None  # "close": nothing to say
+            return None
+        if kind == "close":
+            return None  # nothing to say
+        # A hook the adapter has no shape of its own for: by its name.
+        return conn.by_name(kind, event.argument)
 
     def _hook_finished(self, status: Any) -> None:
         """A hook that had suspended is done (called in the connection's task)."""
