@@ -4,8 +4,9 @@
 #                delivered Maildir file shown (then the in-memory transcript)
 #   make test    every test that needs only cargo, a C compiler, valgrind and Python
 #                packages it installs itself (into .venv)
-#   make interop the Debian-packaged peers (Postfix smtp-source/smtp-sink, swaks, curl),
-#                installed with apt-get when missing
+#   make interop the Debian-packaged peers (Postfix smtp-source/smtp-sink, swaks, curl,
+#                HAProxy), installed with apt-get when missing, and Exim (downloaded
+#                into target/interop-cache and run from there, not installed)
 #   make bench   engine benchmarks (criterion)
 #   make fuzz    how to run the fuzz targets (not run by make test or CI)
 #   make clean   remove build outputs (make distclean also removes .venv)
@@ -53,7 +54,7 @@ PY_TEST_DEPS := 'maturin>=1.16,<2' 'pytest>=8,<10' 'pytest-timeout>=2.3,<3' \
 EXAMPLES_DIR := $(TARGET_DIR)/release/examples
 
 .PHONY: help demo examples interop test-interop-python test test-rust test-c c-lib c-header c-symbols c-cert c-asan c-valgrind \
-	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench fuzz clean distclean
+	c-shared c-examples c-smtplib c-install-test install test-python python-env python-install python-typecheck bench bench-pool fuzz clean distclean
 
 help:
 	@sed -n '3,12s/^# \{0,1\}//p' Makefile
@@ -77,12 +78,17 @@ test: test-rust test-c test-python test-interop-python
 test-interop-python: examples python-env
 	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/interop
 
-## Interop with Debian-packaged peers (needs root for apt-get when they are missing).
-interop: examples
+## Interop with Debian-packaged peers (needs root for apt-get when they are missing), and
+## the relay into a private Postfix smtpd and Dovecot LMTP (tests/interop-relay).
+interop: examples python-env
 	@missing=""; \
 	command -v smtp-source >/dev/null || missing="$$missing postfix"; \
+	command -v dovecot >/dev/null || missing="$$missing dovecot-core"; \
+	test -x /usr/lib/dovecot/lmtp || missing="$$missing dovecot-lmtpd"; \
 	command -v swaks >/dev/null || missing="$$missing swaks"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
@@ -90,6 +96,9 @@ interop: examples
 	  DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends $$missing; \
 	fi
 	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/postfix-tools.sh
+	SMTPX_EXAMPLES=$(EXAMPLES_DIR) tests/interop/haproxy.sh
+	SMTPX_EXAMPLES=$(EXAMPLES_DIR) SMTPX_INTEROP_CACHE=$(TARGET_DIR)/interop-cache tests/interop/exim.sh
+	SMTPX_EXAMPLES=$(abspath $(EXAMPLES_DIR)) $(VENV_PY) -m pytest tests/interop-relay
 
 ## Rust: the core's tests with the async drivers (feature tokio; the README's quick
 ## starts run as doctests), a fresh crate depending on the core builds without warnings,
@@ -136,32 +145,40 @@ c-cert: c-lib
 	  -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
 	  -keyout $(C_TLS_DIR)/key.pem -out $(C_TLS_DIR)/cert.pem 2>/dev/null
 	@echo "made a self-signed test certificate in $(C_TLS_DIR)"
+	@cd $(C_TLS_DIR) && \
+	openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=smtpx test CA" -days 1 \
+	  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+	  -keyout ca-key.pem -out ca.pem 2>/dev/null && \
+	for leaf in server:localhost:1 client:client.test:1 expired:localhost:-1; do \
+	  IFS=: read -r name cn days <<< "$$leaf"; \
+	  printf 'subjectAltName=DNS:%s\nbasicConstraints=critical,CA:FALSE\n' "$$cn" > $$name.ext; \
+	  openssl req -newkey rsa:2048 -nodes -subj "/CN=$$cn" -keyout $$name-key.pem -out $$name.csr 2>/dev/null && \
+	  openssl x509 -req -in $$name.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days $$days \
+	    -extfile $$name.ext -out $$name.pem 2>/dev/null || exit 1; \
+	done
+	@echo "made a test CA with server, client and expired certificates in $(C_TLS_DIR)"
+
+# The C tests (tests/c/NAME.c). Each gets the test certificate's files as arguments
+# (those that need no certificate ignore them).
+C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
+	test_envelope test_server_parity test_proxy test_blocking_callbacks test_relay_pool
+# test_tls takes the folder of the test CA (see c-cert) instead.
+C_TEST_ARGS_test_tls := $(C_TLS_DIR)
+c_test_args = $(or $(C_TEST_ARGS_$(1)),$(C_CERT_ARGS))
 
 c-asan: c-lib c-cert
-	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics_asan
-	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server_asan
-	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session_asan
-	$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection_asan
-	@for t in test_basics test_client_server test_session test_connection; do \
+	$(foreach t,$(C_TESTS),$(CC) $(C_FLAGS) -O1 $(SANITIZE) tests/c/$(t).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/$(t)_asan &&) true
+	@for t in $(C_TESTS); do \
 	  nm $(C_OUT)/$${t}_asan | grep __asan_init >/dev/null || { echo "$${t}_asan was built without ASan"; exit 1; }; done
-	$(ASAN_RUN) $(C_OUT)/test_basics_asan
-	$(ASAN_RUN) $(C_OUT)/test_client_server_asan $(C_CERT_ARGS)
-	$(ASAN_RUN) $(C_OUT)/test_session_asan $(C_CERT_ARGS)
-	$(ASAN_RUN) $(C_OUT)/test_connection_asan
+	$(foreach t,$(C_TESTS),$(ASAN_RUN) $(C_OUT)/$(t)_asan $(call c_test_args,$(t)) &&) true
 
 c-valgrind: c-lib c-cert
 	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }
-	$(CC) $(C_FLAGS) -O1 tests/c/test_basics.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_basics
-	$(CC) $(C_FLAGS) -O1 tests/c/test_client_server.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_client_server
-	$(CC) $(C_FLAGS) -O1 tests/c/test_session.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_session
-	$(CC) $(C_FLAGS) -O1 tests/c/test_connection.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/test_connection
-	$(VALGRIND_RUN) $(C_OUT)/test_basics
-	$(VALGRIND_RUN) $(C_OUT)/test_client_server $(C_CERT_ARGS)
-	$(VALGRIND_RUN) $(C_OUT)/test_session $(C_CERT_ARGS)
-	$(VALGRIND_RUN) $(C_OUT)/test_connection
+	$(foreach t,$(C_TESTS),$(CC) $(C_FLAGS) -O1 tests/c/$(t).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/$(t) &&) true
+	$(foreach t,$(C_TESTS),$(VALGRIND_RUN) $(C_OUT)/$(t) $(call c_test_args,$(t)) &&) true
 
 ## The C example programs (examples/c), for make demo and for reading.
-C_EXAMPLES := send server eventloop
+C_EXAMPLES := send server eventloop pool
 C_EXAMPLES_DIR := $(C_OUT)/examples
 
 c-examples: c-lib
@@ -175,45 +192,49 @@ c-smtplib: c-lib c-cert $(VENV)/bin/pip
 	$(foreach e,$(C_EXAMPLES),$(CC) $(C_FLAGS) -O1 $(SANITIZE) examples/c/$(e).c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/examples-asan/$(e) &&) true
 	$(ASAN_RUN) $(VENV_PY) tests/c/smtplib_drives_c.py $(C_OUT)/examples-asan $(C_CERT_ARGS)
 
-## Installing: the header, both libraries (the shared one under its SONAME) and smtpx.pc.
+## Installing: the header, both libraries (the shared one under its SONAME), smtpx.pc,
+## smtpx-static.pc (links libsmtpx.a by name) and the CMake package (lib/cmake/smtpx:
+## find_package(smtpx) gives smtpx::smtpx, smtpx::smtpx_shared and smtpx::smtpx_static).
 PREFIX ?= /usr/local
 DESTDIR ?=
 INSTALL_LIB := $(DESTDIR)$(PREFIX)/lib
+empty :=
+space := $(empty) $(empty)
+# STATIC_LIBS as a CMake list: gcc_s;util;...
+STATIC_LIBS_CMAKE := $(subst $(space),;,$(patsubst -l%,%,$(STATIC_LIBS)))
+VERSION_MAJOR_MINOR := $(basename $(VERSION))
+SUBST := sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|' \
+  -e 's|@STATIC_LIBS_CMAKE@|$(STATIC_LIBS_CMAKE)|' -e 's|@VERSION_MAJOR_MINOR@|$(VERSION_MAJOR_MINOR)|'
 
 install: c-lib
-	install -d $(INSTALL_LIB)/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -d $(INSTALL_LIB)/pkgconfig $(INSTALL_LIB)/cmake/smtpx $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/smtpx.h $(DESTDIR)$(PREFIX)/include/smtpx.h
 	install -m 644 $(LIB_DIR)/libsmtpx.a $(INSTALL_LIB)/libsmtpx.a
 	install -m 755 $(LIB_DIR)/libsmtpx.so $(INSTALL_LIB)/libsmtpx.so.$(VERSION)
 	ln -sf libsmtpx.so.$(VERSION) $(INSTALL_LIB)/libsmtpx.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|' \
-	  smtp-ffi/smtpx.pc.in > $(INSTALL_LIB)/pkgconfig/smtpx.pc
+	$(SUBST) smtp-ffi/smtpx.pc.in > $(INSTALL_LIB)/pkgconfig/smtpx.pc
+	$(SUBST) smtp-ffi/smtpx-static.pc.in > $(INSTALL_LIB)/pkgconfig/smtpx-static.pc
+	$(SUBST) smtp-ffi/cmake/smtpxConfig.cmake > $(INSTALL_LIB)/cmake/smtpx/smtpxConfig.cmake
+	$(SUBST) smtp-ffi/cmake/smtpxConfigVersion.cmake > $(INSTALL_LIB)/cmake/smtpx/smtpxConfigVersion.cmake
 
 ## make install into a scratch prefix, then the README's C quick start, built outside the
-## repository with pkg-config only (shared, then static), must run.
+## repository as users build it (pkg-config shared and static, an rpath, a CMake project
+## with find_package(smtpx), shared and static), must run; readelf checks each binary's
+## dependency on libsmtpx.so (tests/c/install-test.sh).
 c-install-test: c-lib
 	@command -v pkg-config >/dev/null || { echo "pkg-config not found (Debian: apt-get install pkg-config)"; exit 1; }
+	@command -v cmake >/dev/null || { echo "cmake not found (Debian: apt-get install cmake)"; exit 1; }
 	rm -rf $(C_OUT)/prefix
 	$(MAKE) --no-print-directory install PREFIX=$(abspath $(C_OUT))/prefix
-	@work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
-	sed -n '/<!-- c-quick-start: begin -->/,/<!-- c-quick-start: end -->/p' README.md | sed '1,2d;$$d' | sed '$$d' > "$$work/quickstart.c"; \
-	grep -q smtpx_client_send "$$work/quickstart.c" || { echo "README.md lacks the C quick start"; exit 1; }; \
-	export PKG_CONFIG_PATH=$(abspath $(C_OUT))/prefix/lib/pkgconfig; \
-	echo "pkg-config --cflags --libs smtpx: $$(pkg-config --cflags --libs smtpx)"; \
-	cd "$$work" && \
-	$(CC) -std=c99 $(C_WARNINGS) quickstart.c $$(pkg-config --cflags --libs smtpx) -o quickstart && \
-	readelf -d quickstart | grep -q "NEEDED.*libsmtpx.so.$(VERSION)" && \
-	LD_LIBRARY_PATH=$$(pkg-config --variable=libdir smtpx) ./quickstart | grep '^250 ' && \
-	$(CC) -std=c99 $(C_WARNINGS) quickstart.c $$(pkg-config --cflags smtpx) \
-	  $$(pkg-config --variable=libdir smtpx)/libsmtpx.a $$(pkg-config --static --libs-only-l smtpx | sed 's/-lsmtpx//') -o quickstart-static && \
-	! readelf -d quickstart-static | grep -q "libsmtpx" && \
-	./quickstart-static | grep '^250 ' && \
-	test "$$(ls maildir/new | wc -l)" = 2 && echo "c-install-test: the README's C quick start built and ran against the installed library"
+	CC=$(CC) tests/c/install-test.sh $(abspath $(C_OUT))/prefix $(VERSION)
 
 ## The shared library, as a program linked with -lsmtpx loads it: by its SONAME.
 c-shared: c-lib
 	@readelf -d $(LIB_DIR)/libsmtpx.so | grep "SONAME.*\[libsmtpx\.so\.$(VERSION)\]" >/dev/null \
 	  || { echo "libsmtpx.so lacks the SONAME libsmtpx.so.$(VERSION)"; exit 1; }
+	@! readelf -S $(LIB_DIR)/libsmtpx.so | grep -q '\.debug_' \
+	  || { echo "libsmtpx.so carries debug information (build.rs strips it unless SMTPX_SO_DEBUG=1)"; exit 1; }
+	@echo "libsmtpx.so: $$(du -k $(LIB_DIR)/libsmtpx.so | cut -f1) KiB, SONAME libsmtpx.so.$(VERSION), no debug information"
 	@mkdir -p $(C_OUT)/lib
 	cp $(LIB_DIR)/libsmtpx.so $(C_OUT)/lib/libsmtpx.so.$(VERSION)
 	ln -sf libsmtpx.so.$(VERSION) $(C_OUT)/lib/libsmtpx.so
@@ -253,6 +274,13 @@ python-install: python-env
 
 bench:
 	$(CARGO) bench -p smtp-core --bench engine
+
+## The connection-pool benchmark: smtpx's SmtpPool against lettre's pooled SmtpTransport
+## into Postfix's smtp-sink, side by side (a crate outside the workspace: `make test`
+## never builds lettre). BENCH_POOL_ARGS overrides the run's size.
+BENCH_POOL_ARGS ?= --messages 100000 --senders 8 --pool 8 --rounds 3
+bench-pool:
+	bench/pool-lettre/run.sh $(BENCH_POOL_ARGS)
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"

@@ -5,6 +5,36 @@
  * Regenerate with: SMTPX_BLESS=1 cargo test -p smtp-ffi --test header
  *
  * Licensed under MIT OR Apache-2.0.
+ *
+ * Contracts that hold for every function:
+ *
+ * - Results: fallible functions return smtpx_result (SMTPX_RESULT_OK is 0).
+ * - Out-parameters are written only on success: a call that fails leaves every
+ *   out-parameter as it was, with one exception: the size of a string getter's buffer.
+ * - Buffers: a function that copies a string out takes (char *buf, size_t len,
+ *   size_t *out_n). On success the string and a NUL are in buf and *out_n is its length
+ *   without the NUL. When buf is NULL or len is too small the result is
+ *   SMTPX_RESULT_BUFFER_TOO_SMALL, buf is untouched and *out_n is the size needed,
+ *   NUL included: call once with NULL to learn the size, allocate, call again.
+ * - Last errors: an object with a *_last_error function (smtpx_client,
+ *   smtpx_client_options, smtpx_server_config) keeps the message of its most recent
+ *   call that did something: each such call clears it first and a failure sets it, so
+ *   it is empty after a success. Read-only queries (*_last_error, *_is_*,
+ *   smtpx_client_has_extension, smtpx_client_size_limit, smtpx_client_auth_mechanisms)
+ *   leave it alone. A call with a NULL object records nothing.
+ * - Wrong state: a call that does not fit the object's state (QUIT after the connection
+ *   was lost or after QUIT, tls_established without a START_TLS to answer, an answer
+ *   without a hook or event waiting for one) returns SMTPX_RESULT_NOT_READY and changes
+ *   nothing.
+ * - START_TLS input rule (sans-I/O server session and connection): after a START_TLS
+ *   event or action, give the session no more received bytes until the handshake is
+ *   done and *_tls_established has been called. Every byte the socket delivers from
+ *   then on belongs to TLS: hand it to the TLS layer, and give the session only the
+ *   plaintext TLS decrypts. Plaintext the client pipelined behind STARTTLS is discarded
+ *   by the session (RFC 3207 section 4.2), never read as a command.
+ * - Logging: without a log callback, the environment variable SMTPX_LOG (error, warn,
+ *   info, debug or trace) sends the library's records to standard error, and at debug
+ *   or trace the wire trace too (see smtpx_log_level).
  */
 
 #ifndef SMTPX_H
@@ -21,6 +51,26 @@
   ((SMTPX_VERSION_MAJOR << 16) | (SMTPX_VERSION_MINOR << 8) | SMTPX_VERSION_PATCH)
 
 /**
+ * NOTIFY=SUCCESS for a recipient (a flag of `smtpx_envelope_add_recipient`).
+ */
+#define SMTPX_NOTIFY_SUCCESS 1
+
+/**
+ * NOTIFY=FAILURE for a recipient.
+ */
+#define SMTPX_NOTIFY_FAILURE 2
+
+/**
+ * NOTIFY=DELAY for a recipient.
+ */
+#define SMTPX_NOTIFY_DELAY 4
+
+/**
+ * NOTIFY=NEVER for a recipient (alone: not with the other flags).
+ */
+#define SMTPX_NOTIFY_NEVER 8
+
+/**
  * The size of `smtpx_decision.text`, including the terminating NUL.
  */
 #define SMTPX_DECISION_TEXT_LEN 256
@@ -34,6 +84,11 @@
  * A callback's return value: answer with the reply in the callback's `smtpx_decision`.
  */
 #define SMTPX_REPLY 1
+
+/**
+ * Threads that may run blocking callbacks at once (tokio's `max_blocking_threads`).
+ */
+#define MAX_BLOCKING 512
 
 /**
  * The outcome of a fallible smtpx call.
@@ -72,7 +127,9 @@ enum smtpx_result
    */
   SMTPX_RESULT_INVALID_ARGUMENT = 102,
   /**
-   * The caller's output buffer was too small; nothing was written to it.
+   * The caller's output buffer was too small, or NULL: nothing was written to it, and
+   * the size it needs (including the terminating NUL) was written to `*out_n`. Pass a
+   * NULL buffer to ask for the size, allocate it, and call again.
    */
   SMTPX_RESULT_BUFFER_TOO_SMALL = 103,
   /**
@@ -116,6 +173,11 @@ enum smtpx_result
    */
   SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED = 205,
   /**
+   * The server refused the sender (MAIL FROM): nothing was delivered, the reply is
+   * the client's `smtpx_client_last_error_reply`, and the connection stays usable.
+   */
+  SMTPX_RESULT_SENDER_REFUSED = 206,
+  /**
    * The network failed: name resolution, connection refused or reset, a closed
    * socket; or a file or socket of the server could not be opened.
    */
@@ -134,8 +196,8 @@ enum smtpx_result
    */
   SMTPX_RESULT_MESSAGE_SOURCE = 303,
   /**
-   * TLS failed: the configuration (certificates, keys, CA file) could not be used, the
-   * handshake failed, or the server's certificate was not trusted.
+   * TLS failed: the configuration (certificates, keys, CA file) could not be used. A
+   * handshake that failed has one of the codes below (403 to 406).
    */
   SMTPX_RESULT_TLS = 400,
   /**
@@ -146,6 +208,25 @@ enum smtpx_result
    * The server refused STARTTLS.
    */
   SMTPX_RESULT_START_TLS_REFUSED = 402,
+  /**
+   * The peer's certificate does not chain to a trusted root (self-signed, a private CA
+   * that was not configured, a missing intermediate certificate).
+   */
+  SMTPX_RESULT_TLS_UNKNOWN_ISSUER = 403,
+  /**
+   * The peer's certificate is valid, but not for the name that was asked for.
+   */
+  SMTPX_RESULT_TLS_NAME_MISMATCH = 404,
+  /**
+   * The peer's certificate has expired (or is not valid yet).
+   */
+  SMTPX_RESULT_TLS_EXPIRED = 405,
+  /**
+   * The TLS handshake failed otherwise: no protocol version or cipher in common, a
+   * certificate refused for another reason, an alert from the peer (such as a server
+   * that wanted a client certificate), a peer that closed the connection.
+   */
+  SMTPX_RESULT_TLS_HANDSHAKE = 406,
   /**
    * No authentication mechanism that both sides support (the server may offer AUTH
    * only after TLS).
@@ -281,7 +362,8 @@ typedef uint32_t smtpx_action_kind;
  * `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
  * MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
  * EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
- * has actions for them).
+ * has actions for them). A hook of a newer library that this header has no kind for
+ * is not given to C: it gets its default answer, as from a NULL callback.
  *
  * Thread safety: a plain value.
  */
@@ -472,6 +554,99 @@ typedef uint32_t smtpx_bare_lf_policy;
 #endif // __cplusplus
 
 /**
+ * The oldest TLS protocol version a client or server accepts.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_tls_version
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * TLS 1.2 and 1.3 (the default).
+   */
+  SMTPX_TLS_VERSION_TLS12 = 12,
+  /**
+   * TLS 1.3 only.
+   */
+  SMTPX_TLS_VERSION_TLS13 = 13,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_tls_version smtpx_tls_version;
+#else
+typedef uint32_t smtpx_tls_version;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * RET (RFC 3461): what a bounce of the message should carry.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_dsn_ret
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No RET parameter (the default).
+   */
+  SMTPX_DSN_RET_NONE = 0,
+  /**
+   * RET=FULL: the whole message.
+   */
+  SMTPX_DSN_RET_FULL = 1,
+  /**
+   * RET=HDRS: the headers only.
+   */
+  SMTPX_DSN_RET_HEADERS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_dsn_ret smtpx_dsn_ret;
+#else
+typedef uint32_t smtpx_dsn_ret;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * BODY (RFC 6152, RFC 3030): what the message's content is.
+ *
+ * Thread safety: a plain value.
+ */
+enum smtpx_body
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No BODY parameter (the default).
+   */
+  SMTPX_BODY_NONE = 0,
+  /**
+   * BODY=7BIT.
+   */
+  SMTPX_BODY_SEVEN_BIT = 1,
+  /**
+   * BODY=8BITMIME (needs the server's 8BITMIME).
+   */
+  SMTPX_BODY_EIGHT_BIT_MIME = 2,
+  /**
+   * BODY=BINARYMIME (needs the server's BINARYMIME and CHUNKING).
+   */
+  SMTPX_BODY_BINARY_MIME = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum smtpx_body smtpx_body;
+#else
+typedef uint32_t smtpx_body;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A connected SMTP (or LMTP) client session, ready for mail.
  *
  * Every call blocks until the server has answered or a timeout expires. After an error
@@ -494,6 +669,26 @@ typedef struct smtpx_client smtpx_client;
  * `smtpx_client_connect` write to it).
  */
 typedef struct smtpx_client_options smtpx_client_options;
+
+/**
+ * A message's envelope: the sender, the recipients, and their parameters. Built with
+ * `smtpx_envelope_new` and the setters, sent with `smtpx_client_send_envelope` (which
+ * does not consume it), freed with `smtpx_envelope_free`.
+ *
+ * Thread safety: movable between threads, one thread at a time.
+ */
+typedef struct smtpx_envelope smtpx_envelope;
+
+/**
+ * A bounded pool of connections to one server: each `smtpx_pool_send` takes an idle
+ * connection (checked with NOOP after idling), or opens one while fewer than `max_size`
+ * are open, or waits for one; the connection goes back after the message.
+ *
+ * Thread safety: shareable; any number of threads may call `smtpx_pool_send`,
+ * `smtpx_pool_open_count` and `smtpx_pool_idle_count` at once. `smtpx_pool_free` only
+ * when no other thread uses the pool.
+ */
+typedef struct smtpx_pool smtpx_pool;
 
 /**
  * An SMTP reply from a server: its code, its enhanced status code when it had one, and
@@ -521,7 +716,8 @@ typedef struct smtpx_reply smtpx_reply;
 typedef struct smtpx_send_result smtpx_send_result;
 
 /**
- * A running SMTP server: listeners and a thread per connection.
+ * A running SMTP server: listeners and connections served by an event loop on a few
+ * worker threads of its own (see `smtpx_handler` for where callbacks run).
  *
  * Thread safety: movable between threads, one thread at a time; the server's own
  * threads run independently of the thread holding it.
@@ -690,7 +886,9 @@ typedef struct smtpx_action {
    */
   const uint8_t *bytes;
   /**
-   * WRITE: how many.
+   * WRITE: how many. READ: the most bytes to read now, 0 for any number (while a
+   * PROXY protocol header is read, reading past it would take the client's first
+   * bytes, on an implicit-TLS listener its ClientHello).
    */
   size_t bytes_len;
   /**
@@ -729,8 +927,10 @@ typedef struct smtpx_enhanced_code {
  *
  * For callbacks, the library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
  * (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
- * becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
- * and an empty text gives the code's standard meaning.
+ * becomes 451 4.3.0. `text` is NUL-terminated; an empty text gives the code's standard
+ * meaning. A multi-line reply separates its lines with LF (`"first\nsecond"` is sent
+ * as `550-first` and `550 second`, the code and enhanced code on every line); CR is
+ * dropped, so a text can never inject a line of its own.
  *
  * Thread safety: a plain value, owned by the calling thread during the callback.
  */
@@ -752,6 +952,60 @@ typedef struct smtpx_decision {
    */
   char text[SMTPX_DECISION_TEXT_LEN];
 } smtpx_decision;
+
+/**
+ * What a connection's PROXY protocol header said (`smtpx_server_connection_proxy`).
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_proxy_info {
+  /**
+   * 1 or 2.
+   */
+  uint8_t version;
+  /**
+   * True for a `LOCAL` (v2) or `UNKNOWN` (v1) header: the balancer's own connection,
+   * served with the real addresses; `source` and `destination` are then empty.
+   */
+  bool local;
+  /**
+   * The client's address, "IP:PORT" ("[IPv6]:PORT"), NUL-terminated.
+   */
+  char source[64];
+  /**
+   * The address the client connected to on the balancer, the same way.
+   */
+  char destination[64];
+} smtpx_proxy_info;
+
+/**
+ * How a pool behaves; start from `smtpx_pool_config_default()` and change fields.
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_pool_config {
+  /**
+   * The most connections open at once (at least 1). Default 8.
+   */
+  size_t max_size;
+  /**
+   * An idle connection older than this is closed, not reused. Default 60000.
+   */
+  uint64_t idle_timeout_ms;
+  /**
+   * A connection is closed after carrying this many messages; 0: no limit. Default 0.
+   */
+  uint64_t max_messages;
+  /**
+   * A connection idle longer than this is checked with NOOP before reuse; 0 checks
+   * before every reuse. Default 1000.
+   */
+  uint64_t check_after_ms;
+  /**
+   * How long a sender waits for a connection when all are busy. Default 30000.
+   */
+  uint64_t checkout_timeout_ms;
+} smtpx_pool_config;
 
 /**
  * The releaser of a handler's userdata: called once, after the last callback has
@@ -1043,8 +1297,8 @@ smtpx_result smtpx_client_size_limit(const struct smtpx_client *client, uint64_t
 /**
  * The AUTH mechanisms the server announced, in its order, separated by single spaces
  * (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
- * bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
- * writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
+ * bytes); the length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
  *
  * Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
  *
@@ -1056,9 +1310,18 @@ smtpx_result smtpx_client_auth_mechanisms(const struct smtpx_client *client,
                                           size_t *out_n);
 
 /**
- * The message of the client's last failed call, copied NUL-terminated into `buf` (of
- * `len` bytes); its length without the NUL goes to `*out_n`. Empty when no call failed.
- * SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ * The message of the client's last call if it failed (empty if it succeeded; see "Last
+ * errors" at the top of this header), copied NUL-terminated into `buf` (of `len`
+ * bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size needed (with the
+ * NUL) written to `*out_n`, as every string getter of this library does:
+ *
+ * ```c
+ * size_t n = 0;
+ * smtpx_client_last_error(client, NULL, 0, &n);  // SMTPX_RESULT_BUFFER_TOO_SMALL
+ * char *text = malloc(n);
+ * smtpx_client_last_error(client, text, n, &n);  // SMTPX_RESULT_OK, n = strlen(text)
+ * ```
  *
  * Thread safety: one thread at a time per client.
  */
@@ -1091,6 +1354,18 @@ smtpx_result smtpx_client_login(struct smtpx_client *client,
                                 const char *username,
                                 const char *password,
                                 struct smtpx_reply **out_reply);
+
+/**
+ * Authenticates now with XOAUTH2: `username` and an OAuth 2.0 bearer `token`; otherwise
+ * as `smtpx_client_login` (SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not offer
+ * XOAUTH2).
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_login_xoauth2(struct smtpx_client *client,
+                                        const char *username,
+                                        const char *token,
+                                        struct smtpx_reply **out_reply);
 
 /**
  * Sends NOOP and writes the reply, whatever its code, to `*out_reply` (free with
@@ -1137,6 +1412,67 @@ smtpx_result smtpx_client_expn(struct smtpx_client *client,
 smtpx_result smtpx_client_help(struct smtpx_client *client,
                                const char *topic,
                                struct smtpx_reply **out_reply);
+
+/**
+ * Creates an envelope from `from` (bare, as `smtpx_client_send` takes it; "" is the
+ * null sender) with no recipients yet, and writes it to `*out_envelope`. A malformed
+ * address gives SMTPX_RESULT_INVALID_ARGUMENT, CR or LF SMTPX_RESULT_INJECTION.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+smtpx_result smtpx_envelope_new(const char *from, struct smtpx_envelope **out_envelope);
+
+/**
+ * Frees an envelope. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the envelope during or after the call.
+ */
+void smtpx_envelope_free(struct smtpx_envelope *envelope);
+
+/**
+ * Adds a recipient (bare address) with its DSN parameters: `notify` is 0 (no NOTIFY)
+ * or SMTPX_NOTIFY_* flags ORed (SMTPX_NOTIFY_NEVER alone); `original` is NULL or the
+ * recipient's original address, sent as ORCPT=rfc822;ADDRESS (xtext-encoded here).
+ * Errors: SMTPX_RESULT_INVALID_ARGUMENT (a malformed address, unknown flags, NEVER with
+ * another flag), SMTPX_RESULT_INJECTION; nothing is added then.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_add_recipient(struct smtpx_envelope *envelope,
+                                          const char *to,
+                                          uint32_t notify,
+                                          const char *original);
+
+/**
+ * Sets RET (see `smtpx_dsn_ret`); an unknown value gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_ret(struct smtpx_envelope *envelope, smtpx_dsn_ret ret);
+
+/**
+ * Sets ENVID, the envelope identifier bounces refer to (any text; xtext-encoded here;
+ * at most 100 characters once encoded, RFC 3461). NULL removes it.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_envid(struct smtpx_envelope *envelope, const char *envid);
+
+/**
+ * Sets BODY (see `smtpx_body`); an unknown value gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_body(struct smtpx_envelope *envelope, smtpx_body body);
+
+/**
+ * Asks for SMTPUTF8 (RFC 6531) even when the addresses are ASCII (for UTF-8 headers).
+ * An address that needs it gets it anyway. When the server does not offer SMTPUTF8 the
+ * send fails with SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED before anything is sent.
+ *
+ * Thread safety: one thread at a time per envelope.
+ */
+smtpx_result smtpx_envelope_set_smtputf8(struct smtpx_envelope *envelope, bool smtputf8);
 
 /**
  * Creates client options with the defaults. Returns NULL only if memory ran out (or on
@@ -1208,6 +1544,21 @@ smtpx_result smtpx_client_options_set_insecure(struct smtpx_client_options *opti
 smtpx_result smtpx_client_options_set_credentials(struct smtpx_client_options *options,
                                                   const char *username,
                                                   const char *password);
+
+/**
+ * Authenticates with XOAUTH2 (RFC 7628's predecessor, as Gmail and Microsoft 365 take
+ * it) once connected: `username` and an OAuth 2.0 bearer `token` the caller obtained.
+ * Replaces any password set with `smtpx_client_options_set_credentials` (and is
+ * replaced by it); the same TLS rule applies (SMTPX_RESULT_INSECURE_AUTH without TLS
+ * unless allowed). A refusal makes `smtpx_client_connect` fail with
+ * SMTPX_RESULT_AUTH_FAILED, or SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not
+ * offer XOAUTH2. NULL for both removes the credentials.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_xoauth2(struct smtpx_client_options *options,
+                                              const char *username,
+                                              const char *token);
 
 /**
  * Allows AUTH (the credentials of `smtpx_client_options_set_credentials`, or
@@ -1282,10 +1633,10 @@ smtpx_result smtpx_client_options_set_log(struct smtpx_client_options *options,
                                           void *user_data);
 
 /**
- * The message of the last `smtpx_client_connect` that failed with these options,
- * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
- * to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
- * nothing.
+ * The message of the last call on these options (a setter or `smtpx_client_connect`)
+ * if it failed, empty if it succeeded, copied NUL-terminated into `buf` (of `len`
+ * bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+ * SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
  *
  * Thread safety: one thread at a time per options object.
  */
@@ -1380,7 +1731,8 @@ const char *smtpx_send_result_queue_id(const struct smtpx_send_result *result);
  * recipient to `*out_result` (release with `smtpx_send_result_free`).
  *
  * A refused recipient is not an error: check `smtpx_send_result_success` and each
- * recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
+ * recipient's reply. A refused sender is: SMTPX_RESULT_SENDER_REFUSED, with the MAIL
+ * reply as `smtpx_client_last_error_reply` (the connection stays usable). Bare LF and CR become CRLF and dot-stuffing is done here.
  * Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
  * An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
  *
@@ -1440,6 +1792,20 @@ smtpx_result smtpx_client_send_stream(struct smtpx_client *client,
                                       struct smtpx_send_result **out_result);
 
 /**
+ * Sends one message held in memory (`msg`, `len` bytes) with the envelope `envelope`
+ * (see `smtpx_envelope`: DSN parameters, BODY, SMTPUTF8), otherwise as
+ * `smtpx_client_send`. The envelope is not consumed. An envelope without recipients
+ * gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per client and per envelope.
+ */
+smtpx_result smtpx_client_send_envelope(struct smtpx_client *client,
+                                        const struct smtpx_envelope *envelope,
+                                        const uint8_t *msg,
+                                        size_t len,
+                                        struct smtpx_send_result **out_result);
+
+/**
  * Creates a server configuration with the defaults. Free with
  * `smtpx_server_config_free`; NULL only on an internal error.
  *
@@ -1463,6 +1829,19 @@ void smtpx_server_config_free(struct smtpx_server_config *config);
  */
 smtpx_result smtpx_server_config_set_hostname(struct smtpx_server_config *config,
                                               const char *hostname);
+
+/**
+ * Serves the already listening TCP socket `fd` (socket activation: systemd's
+ * `LISTEN_FDS`, inetd, a socket the program bound before dropping privileges) instead
+ * of the address of `smtpx_server_config_set_listen`; -1 goes back to that address.
+ * When the server starts it checks that `fd` is a listening TCP socket (else
+ * SMTPX_RESULT_IO and the descriptor stays the caller's), then owns it: it is closed
+ * when the server is freed, and the configuration forgets it (start another server
+ * with another descriptor). Unix only; elsewhere SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_listen_fd(struct smtpx_server_config *config, int fd);
 
 /**
  * Sets the address to listen on, "HOST:PORT" (for example "127.0.0.1:2525", or port 0
@@ -1601,9 +1980,11 @@ smtpx_result smtpx_server_config_set_log(struct smtpx_server_config *config,
                                          void *user_data);
 
 /**
- * The message of the last `smtpx_server_start*` that failed with this configuration,
- * copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
- * `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+ * The message of the last call on this configuration (a setter or `smtpx_server_start*`)
+ * if it failed, copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
+ * `*out_n`. Empty when the last call on the configuration succeeded. When `buf` is NULL
+ * or too small: SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size
+ * needed (with the NUL) written to `*out_n`.
  *
  * Thread safety: one thread at a time per config.
  */
@@ -1768,6 +2149,176 @@ bool smtpx_server_connection_is_idle(const struct smtpx_server_connection *conn)
 bool smtpx_server_connection_is_tls(const struct smtpx_server_connection *conn);
 
 /**
+ * Makes every connection begin with a PROXY protocol header (HAProxy's v1 or v2) from a
+ * load balancer in one of the trusted networks (`smtpx_server_config_add_proxy_trusted`;
+ * none trusted means every connection is refused), within `timeout_ms` of being
+ * accepted (0: the default, 10 seconds). The client address the header carries is then
+ * the connection's peer: the connect callback's argument, the Received header, the logs.
+ * A connection from elsewhere, or without a valid header in time, is closed without a
+ * greeting. A `LOCAL` (v2) or `UNKNOWN` (v1) header, a balancer's health check, is
+ * served with the real addresses. `enabled` false turns it off (the default).
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_proxy_protocol(struct smtpx_server_config *config,
+                                                    bool enabled,
+                                                    uint64_t timeout_ms);
+
+/**
+ * Trusts the network `cidr` ("10.0.0.0/8", "2001:db8::/32", or one address) to send
+ * PROXY protocol headers; call once per network. Not CIDR notation gives
+ * SMTPX_RESULT_INVALID_ARGUMENT. Takes effect with
+ * `smtpx_server_config_set_proxy_protocol` (in either order).
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_add_proxy_trusted(struct smtpx_server_config *config,
+                                                   const char *cidr);
+
+/**
+ * Tells a sans-I/O connection the address of the socket's peer, "IP:PORT" (before its
+ * first `smtpx_server_connection_next_action`). With the PROXY protocol enabled in the
+ * configuration it was created from, the header is accepted only from a trusted peer: a
+ * connection whose peer was never set is closed at once. Not an address gives
+ * SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_set_peer(struct smtpx_server_connection *conn,
+                                              const char *peer);
+
+/**
+ * The client's address, "IP:PORT", copied NUL-terminated into `buf` (of `len` bytes; 64
+ * is always enough), its length to `*out_n`: the one the PROXY header carried, or else
+ * the one given to `smtpx_server_connection_set_peer` (empty when neither).
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_peer(const struct smtpx_server_connection *conn,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_n);
+
+/**
+ * Writes what the connection's PROXY header said to `*out` (see `smtpx_proxy_info`);
+ * SMTPX_RESULT_NOT_READY when it began with none (yet).
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_proxy(const struct smtpx_server_connection *conn,
+                                           struct smtpx_proxy_info *out);
+
+/**
+ * Copies the value of the connection's first PROXY v2 TLV of type `kind` (0x02 the
+ * authority the client asked for, 0x05 the balancer's unique id, 0x20 its TLS facts,
+ * ...) into `buf` (of `len` bytes, not NUL-terminated), its length to `*out_n`.
+ * SMTPX_RESULT_NOT_READY when there is no header or no such TLV;
+ * SMTPX_RESULT_BUFFER_TOO_SMALL (nothing written, `*out_n` the length needed) when it
+ * does not fit.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_proxy_tlv(const struct smtpx_server_connection *conn,
+                                               uint8_t kind,
+                                               uint8_t *buf,
+                                               size_t len,
+                                               size_t *out_n);
+
+/**
+ * The defaults documented on each field of `smtpx_pool_config`.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+struct smtpx_pool_config smtpx_pool_config_default(void);
+
+/**
+ * Makes a pool of connections to `host`:`port`, each set up by `options` as
+ * `smtpx_client_connect` would (not consumed; NULL is not allowed), behaving as `config`
+ * says (NULL: the defaults), and writes it to `*out_pool` (release with
+ * `smtpx_pool_free`). No connection is opened yet. `server_name` is the name the
+ * server's certificate must carry; NULL means `host`. On failure the options'
+ * `smtpx_client_options_last_error` says why.
+ *
+ * Thread safety: `options` is used by this thread during the call only.
+ */
+smtpx_result smtpx_pool_new(const char *host,
+                            uint16_t port,
+                            const char *server_name,
+                            struct smtpx_client_options *options,
+                            const struct smtpx_pool_config *config,
+                            struct smtpx_pool **out_pool);
+
+/**
+ * Sends one message held in memory through the pool, as `smtpx_client_send` does
+ * (same arguments and result; a refused recipient is not an error), and writes its
+ * outcome to `*out_result` (release with `smtpx_send_result_free`). On failure
+ * `smtpx_pool_last_error` gives the detail, on this thread.
+ *
+ * Thread safety: any number of threads at once.
+ */
+smtpx_result smtpx_pool_send(const struct smtpx_pool *pool,
+                             const char *from,
+                             const char *const *to,
+                             size_t n_to,
+                             const uint8_t *msg,
+                             size_t len,
+                             struct smtpx_send_result **out_result);
+
+/**
+ * The detail of this thread's last failed `smtpx_pool_send` ("" when none): valid until
+ * this thread's next pool call.
+ *
+ * Thread safety: per thread.
+ */
+const char *smtpx_pool_last_error(void);
+
+/**
+ * Connections open now (idle and in use); 0 for NULL.
+ *
+ * Thread safety: any thread.
+ */
+size_t smtpx_pool_open_count(const struct smtpx_pool *pool);
+
+/**
+ * Idle connections now; 0 for NULL.
+ *
+ * Thread safety: any thread.
+ */
+size_t smtpx_pool_idle_count(const struct smtpx_pool *pool);
+
+/**
+ * Closes the pool's connections (QUIT to the idle ones now, the others when their
+ * message is done) and frees it. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the pool during or after the call.
+ */
+void smtpx_pool_free(struct smtpx_pool *pool);
+
+/**
+ * Starts a relay: a server (configured by `config`, as `smtpx_server_start` is) that
+ * forwards each transaction to `host`:`port` over a pool of connections made with
+ * `options` (`smtpx_client_options_set_lmtp` for an LMTP next hop, the TLS mode,
+ * credentials and timeouts; not consumed) and `pool` (NULL: the defaults). MAIL and each
+ * RCPT get the next hop's reply, the content is streamed to it as it arrives, and the
+ * final reply is the next hop's (per recipient under LMTP); a next hop that is down or
+ * slow gives 451 with an enhanced code, never 250. `server_name` is the name the next
+ * hop's certificate must carry (NULL: `host`).
+ *
+ * Writes the server to `*out_server` (release with `smtpx_server_free`). On failure
+ * `smtpx_server_config_last_error` (listening) or `smtpx_client_options_last_error` (the
+ * next hop's address or TLS setup) gives the detail.
+ *
+ * Thread safety: `config` and `options` are used by this thread during the call only.
+ */
+smtpx_result smtpx_server_start_relay(struct smtpx_server_config *config,
+                                      const char *host,
+                                      uint16_t port,
+                                      const char *server_name,
+                                      struct smtpx_client_options *options,
+                                      const struct smtpx_pool_config *pool,
+                                      struct smtpx_server **out_server);
+
+/**
  * The three-digit code of a reply, for example 250; 0 when `reply` is NULL.
  *
  * Thread safety: safe to call from any thread.
@@ -1822,6 +2373,19 @@ const char *smtpx_reply_code_meaning(uint16_t code);
 const char *smtpx_result_str(smtpx_result result);
 
 /**
+ * Says whether the handler's callbacks may block (the default, true): then each runs in
+ * tokio's `block_in_place`, which first hands the other connections of the server thread
+ * it runs on to another thread (see `smtpx_server_start`). Callbacks that never block
+ * (no I/O, no lock held long, no sleep) may say false: they then run inline on the
+ * server's event loop, which costs less CPU per message, but a callback that does block
+ * then stalls every connection served by that thread.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_callbacks_block(struct smtpx_server_config *config,
+                                                     bool may_block);
+
+/**
  * Starts a server that delivers every accepted message into the Maildir `maildir_dir`
  * (created with `tmp`, `new` and `cur` when missing), and writes it to `*out_server`
  * (release with `smtpx_server_free`). On failure `smtpx_server_config_last_error` gives
@@ -1837,8 +2401,10 @@ smtpx_result smtpx_server_start_maildir(struct smtpx_server_config *config,
 
 /**
  * Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
- * `smtpx_handler` for threads and the userdata's lifetime), and writes it to
- * `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+ * `smtpx_handler` for threads and the userdata's lifetime). The server is event-driven: a few threads of its own serve every
+ * connection; a callback that blocks runs in tokio's `block_in_place`, which hands the
+ * other connections of its thread to another thread first, so it stalls only its own
+ * connection (at most 512 callbacks block at once). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
  * called and `smtpx_server_config_last_error` gives the detail.
  *
  * Thread safety: `config` is used by this thread during the call only.
@@ -1938,7 +2504,9 @@ smtpx_result smtpx_server_session_receive_eof(struct smtpx_server_session *sessi
 
 /**
  * Writes the next event to `*out_event`; its kind is SMTPX_EVENT_KIND_NONE when the
- * session needs more input, a decision, or its output written. The event's pointers
+ * session needs more input, a decision, or its output written. An event this header has no
+ * kind for (a library newer than the header the program was built with) is never
+ * given: the session answers it as a handler without that callback would. The event's pointers
  * are valid until the next call on the session.
  *
  * Thread safety: one thread at a time per session.
@@ -2011,6 +2579,8 @@ smtpx_result smtpx_server_session_handle_timeout(struct smtpx_server_session *se
 /**
  * The TLS handshake that followed a START_TLS event succeeded: the session forgets its
  * state (the client must greet again) and reads the rest of the connection as encrypted.
+ * Without a START_TLS event waiting for its handshake: SMTPX_RESULT_NOT_READY, and
+ * nothing changes.
  *
  * Thread safety: one thread at a time per session.
  */
@@ -2025,6 +2595,92 @@ smtpx_result smtpx_server_session_tls_established(struct smtpx_server_session *s
 bool smtpx_server_session_is_closed(const struct smtpx_server_session *session);
 
 /**
+ * Trusts the operating system's certificate store (on Debian the ca-certificates
+ * bundle) instead of the compiled-in Mozilla roots. Read now: SMTPX_RESULT_TLS (and the
+ * last error) when the store holds no usable certificate, and nothing changes.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_system_roots(struct smtpx_client_options *options);
+
+/**
+ * Trusts the certificate authorities in `pem` (`len` bytes of PEM text, copied) instead
+ * of the compiled-in Mozilla roots: a private CA held in memory. Checked now:
+ * SMTPX_RESULT_TLS when it holds no usable certificate, and nothing changes. NULL with
+ * length 0 goes back to the Mozilla roots.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_ca_pem(struct smtpx_client_options *options,
+                                             const uint8_t *pem,
+                                             size_t len);
+
+/**
+ * Sets the certificate chain (leaf first) and private key the client shows a server
+ * that asks for one (mutual TLS), as PEM text in memory (copied). Checked now:
+ * SMTPX_RESULT_TLS with the detail in the last error when either cannot be used.
+ * NULL for both (lengths 0) removes the client certificate.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_client_cert_pem(struct smtpx_client_options *options,
+                                                      const uint8_t *cert_pem,
+                                                      size_t cert_len,
+                                                      const uint8_t *key_pem,
+                                                      size_t key_len);
+
+/**
+ * As `smtpx_client_options_set_client_cert_pem`, from two PEM files read now. NULL for
+ * both removes the client certificate.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_client_cert_files(struct smtpx_client_options *options,
+                                                        const char *cert_path,
+                                                        const char *key_path);
+
+/**
+ * Sets the oldest TLS version the client accepts (default SMTPX_TLS_VERSION_TLS12). A
+ * value that is not an `smtpx_tls_version` gives SMTPX_RESULT_INVALID_ARGUMENT. A server
+ * that cannot speak it fails the handshake with SMTPX_RESULT_TLS_HANDSHAKE.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_min_tls_version(struct smtpx_client_options *options,
+                                                      smtpx_tls_version version);
+
+/**
+ * Sends the server's name in the TLS handshake (SNI) when true, the default. The name
+ * is the `server_name` of `smtpx_client_connect` (or of `smtpx_client_starttls`), which
+ * is also the name the certificate must carry; an IP address is never sent.
+ *
+ * Thread safety: one thread at a time per options object.
+ */
+smtpx_result smtpx_client_options_set_sni(struct smtpx_client_options *options, bool enable);
+
+/**
+ * Asks TLS clients for a certificate that chains to the certificate authorities in the
+ * PEM file `ca_path` (mutual TLS). With `required` a client without one fails the
+ * handshake; without, it is let in. The file is read when the server starts (its
+ * errors are SMTPX_RESULT_TLS there). NULL stops asking. Needs the TLS files of
+ * `smtpx_server_config_set_tls_files`.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_client_ca_file(struct smtpx_server_config *config,
+                                                    const char *ca_path,
+                                                    bool required);
+
+/**
+ * Sets the oldest TLS version the server accepts (default SMTPX_TLS_VERSION_TLS12). A
+ * value that is not an `smtpx_tls_version` gives SMTPX_RESULT_INVALID_ARGUMENT.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_min_tls_version(struct smtpx_server_config *config,
+                                                     smtpx_tls_version version);
+
+/**
  * The version of the library actually linked, as `"smtpx/MAJOR.MINOR.PATCH"`.
  *
  * Compare with the `SMTPX_VERSION_*` macros to detect a header/library mismatch.
@@ -2033,6 +2689,19 @@ bool smtpx_server_session_is_closed(const struct smtpx_server_session *session);
  * Thread safety: safe to call from any thread.
  */
 const char *smtpx_version(void);
+
+/**
+ * The version of the library actually linked as a number, `0xMMmmpp` (major, minor,
+ * patch: 0.1.0 is `0x000100`), the run-time twin of the header's `SMTPX_VERSION_NUMBER`:
+ *
+ * ```c
+ * if (smtpx_version_number() != SMTPX_VERSION_NUMBER)
+ *     fprintf(stderr, "built with another smtpx.h than the library\n");
+ * ```
+ *
+ * Thread safety: safe to call from any thread.
+ */
+uint32_t smtpx_version_number(void);
 
 #ifdef __cplusplus
 }  // extern "C"

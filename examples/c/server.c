@@ -2,7 +2,12 @@
  * server: a Maildir SMTP server with smtpx's C API; stops cleanly on SIGINT or SIGTERM.
  *
  *   server [--listen HOST:PORT] [--maildir DIR] [--hostname NAME]
- *          [--tls-cert PEM --tls-key PEM] [--auth USER:PASS]
+ *          [--tls-cert PEM --tls-key PEM] [--auth USER:PASS] [--proxy-trusted CIDR]...
+ *
+ * --proxy-trusted (repeatable) puts the server behind a load balancer speaking the PROXY
+ * protocol (HAProxy's send-proxy / send-proxy-v2) from that network: every connection
+ * must then begin with the balancer's header, whose client address is the one the server
+ * logs and stores.
  *
  * Defaults: 127.0.0.1:2525, ./maildir, localhost. Prints "listening on HOST:PORT" once
  * ready (port 0 picks a free port, and the line shows which).
@@ -17,7 +22,7 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: server [--listen HOST:PORT] [--maildir DIR] [--hostname NAME] "
-                    "[--tls-cert PEM --tls-key PEM] [--auth USER:PASS]\n");
+                    "[--tls-cert PEM --tls-key PEM] [--auth USER:PASS] [--proxy-trusted CIDR]...\n");
     return 2;
 }
 
@@ -67,6 +72,10 @@ int main(int argc, char **argv) {
             memcpy(user, value, len);
             user[len] = '\0';
             r = smtpx_server_config_add_user(config, user, strchr(value, ':') + 1);
+        } else if (strcmp(argv[i], "--proxy-trusted") == 0) {
+            r = smtpx_server_config_add_proxy_trusted(config, value);
+            if (r == SMTPX_RESULT_OK)
+                r = smtpx_server_config_set_proxy_protocol(config, true, 0);
         } else {
             smtpx_server_config_free(config);
             return usage();

@@ -3,6 +3,11 @@
 
     python examples/python/server.py [--listen ADDR] [--maildir DIR | --print]
         [--hostname NAME] [--tls-cert PEM --tls-key PEM] [--auth USER:PASS]
+        [--proxy-trusted CIDR]...
+
+``--proxy-trusted`` puts the server behind a load balancer speaking the PROXY protocol
+(HAProxy's send-proxy / send-proxy-v2) from that network: each connection begins with
+its header, and ``session.peer`` is the client's address from it (``--print`` shows it).
 
 Prints one line ``listening on ADDR`` when ready and stops cleanly on SIGINT/SIGTERM.
 """
@@ -28,7 +33,8 @@ class PrintHandler:
 
     async def handle_DATA(self, server: Any, session: smtpx.Session, envelope: smtpx.Envelope) -> str:
         size = len(envelope.content or b"")
-        print(f"from {envelope.mail_from} to {', '.join(envelope.rcpt_tos)}: {size} bytes", flush=True)
+        client = session.peer[0]
+        print(f"from {envelope.mail_from} ({client}) to {', '.join(envelope.rcpt_tos)}: {size} bytes", flush=True)
         return "250 OK: message accepted"
 
 
@@ -43,6 +49,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tls-key", help="PEM private key")
     parser.add_argument("--auth", action="append", default=[],
                         help="USER:PASS (repeatable; messages are then printed: the Maildir handler takes no authenticator)")
+    parser.add_argument("--proxy-trusted", action="append", default=[], metavar="CIDR",
+                        help="expect a PROXY protocol header from this network (repeatable)")
     args = parser.parse_args(argv)
 
     host, _, port = args.listen.rpartition(":")
@@ -57,6 +65,8 @@ def main(argv: list[str]) -> int:
     controller = smtpx.Controller(
         handler, host, int(port), server_hostname=args.hostname, tls_context=tls,
         authenticator=authenticator if users else None,
+        proxy_protocol_timeout=10.0 if args.proxy_trusted else None,
+        proxy_trusted=args.proxy_trusted or ("127.0.0.0/8", "::1"),
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

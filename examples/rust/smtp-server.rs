@@ -16,8 +16,19 @@
 //!     [--hostname NAME] [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls]
 //!     [--auth USER:PASS]... [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N]
 //!     [--timeout SECS] [--max-connections N] [--lmtp] [--bare-lf normalize|reject]
-//!     [--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v]
+//!     [--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync]
+//!     [--proxy-protocol [--proxy-trusted CIDR]...] [-v]
+//!     [--relay HOST:PORT [--relay-lmtp] [--relay-starttls] [--relay-ca PEM]
+//!      [--relay-auth USER:PASS] [--relay-pool N]]
 //! ```
+//!
+//! `--relay HOST:PORT` replaces Maildir delivery with a before-queue proxy
+//! ([`RelayHandler`](smtp_core::server::relay::RelayHandler)): every transaction is
+//! forwarded as it arrives to that next hop (over LMTP with `--relay-lmtp`, with STARTTLS
+//! required with `--relay-starttls`, trusting the CA certificates in `--relay-ca PEM`
+//! instead of the web PKI, authenticating with `--relay-auth`), through a pool of at
+//! most `--relay-pool N` connections (default 8); each client is answered with the next
+//! hop's replies.
 //!
 //! `-v` prints the wire trace on standard error: every command and reply line as
 //! `conn=ID C: ...` / `conn=ID S: ...`, AUTH payloads redacted, message content by size.
@@ -27,11 +38,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use smtp_core::auth::Credentials;
 use smtp_core::blocking::Server;
+use smtp_core::client::pool::PoolConfig;
+use smtp_core::client::{ClientOptions, TlsMode};
 use smtp_core::data::BareLinePolicy;
 use smtp_core::handler::{DiscardHandler, Handler, PasswordAuth};
 use smtp_core::maildir::MaildirHandler;
+use smtp_core::server::proxy::{IpNetwork, ProxyProtocol};
+use smtp_core::server::relay::RelayHandler;
 use smtp_core::server::{ServerConfig, ServerOptions};
+use smtp_core::tls::{self, RootCerts, TlsClientOptions};
+use smtp_core::trace::TraceSink;
 
 struct Args {
     listen: String,
@@ -60,13 +78,27 @@ struct Args {
     block_in_place: bool,
     /// Print the wire trace on standard error.
     verbose: bool,
+    /// --proxy-protocol: every connection begins with a PROXY header.
+    proxy_protocol: bool,
+    /// --proxy-trusted: where the headers may come from (default loopback).
+    proxy_trusted: Vec<IpNetwork>,
+    /// Forward every transaction to this next hop instead of storing it.
+    relay: Option<String>,
+    relay_lmtp: bool,
+    relay_starttls: bool,
+    relay_ca: Option<PathBuf>,
+    relay_auth: Option<(String, String)>,
+    relay_pool: usize,
 }
 
 const USAGE: &str = "usage: smtp-server [--listen ADDR] [--maildir DIR] [--discard] [--hostname NAME] \
 [--tls-cert PEM --tls-key PEM] [--tls-listen ADDR] [--require-tls] [--auth USER:PASS]... \
 [--allow-insecure-auth] [--max-size BYTES] [--max-recipients N] [--timeout SECS] \
 [--max-connections N] [--lmtp] [--bare-lf normalize|reject] \
-[--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] [-v]";
+[--async [--async-threads N] [--no-block-in-place]] [--no-pipelining-sync] \
+[--proxy-protocol [--proxy-trusted CIDR]...] [-v] \
+[--relay HOST:PORT [--relay-lmtp] [--relay-starttls] [--relay-ca PEM] [--relay-auth USER:PASS] \
+[--relay-pool N]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -91,6 +123,14 @@ fn parse_args() -> Result<Args, String> {
         async_threads: None,
         block_in_place: true,
         verbose: false,
+        proxy_protocol: false,
+        proxy_trusted: Vec::new(),
+        relay: None,
+        relay_lmtp: false,
+        relay_starttls: false,
+        relay_ca: None,
+        relay_auth: None,
+        relay_pool: 8,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -135,10 +175,29 @@ fn parse_args() -> Result<Args, String> {
                 a.async_threads = Some(n);
             }
             "--no-block-in-place" => a.block_in_place = false,
+            "--proxy-protocol" => a.proxy_protocol = true,
+            "--proxy-trusted" => a.proxy_trusted.push(
+                value()?
+                    .parse()
+                    .map_err(|e| format!("--proxy-trusted: {e}"))?,
+            ),
             "-v" | "--verbose" => a.verbose = true,
+            "--relay" => a.relay = Some(value()?),
+            "--relay-lmtp" => a.relay_lmtp = true,
+            "--relay-starttls" => a.relay_starttls = true,
+            "--relay-ca" => a.relay_ca = Some(value()?.into()),
+            "--relay-auth" => {
+                let v = value()?;
+                let (user, pass) = v.split_once(':').ok_or("--relay-auth takes USER:PASS")?;
+                a.relay_auth = Some((user.to_owned(), pass.to_owned()));
+            }
+            "--relay-pool" => a.relay_pool = number(&flag, value()?)?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if !a.proxy_trusted.is_empty() && !a.proxy_protocol {
+        return Err("--proxy-trusted goes with --proxy-protocol".into());
     }
     if a.tls_cert.is_some() != a.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
@@ -181,6 +240,18 @@ fn options(args: &Args) -> Result<ServerOptions, String> {
     }
     if let Some(n) = args.max_connections {
         options.max_connections = n;
+    }
+    if args.proxy_protocol {
+        let trusted = if args.proxy_trusted.is_empty() {
+            vec!["127.0.0.0/8".parse()?, "::1".parse()?]
+        } else {
+            args.proxy_trusted.clone()
+        };
+        let mut proxy = ProxyProtocol::new(trusted);
+        if let Some(secs) = args.timeout {
+            proxy.timeout = proxy.timeout.min(Duration::from_secs(secs));
+        }
+        options.proxy_protocol = Some(proxy);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options.tls = Some(
@@ -298,6 +369,38 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
+/// The relay to `next_hop` that the `--relay*` flags describe.
+fn relay_handler(next_hop: &str, args: &Args) -> Result<RelayHandler, String> {
+    let host = next_hop
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+        .ok_or("--relay takes HOST:PORT")?;
+    let mut options = ClientOptions::new(args.hostname.clone());
+    options.lmtp = args.relay_lmtp;
+    options.tls = if args.relay_starttls {
+        TlsMode::StartTlsRequired
+    } else {
+        TlsMode::None
+    };
+    if let Some(ca) = &args.relay_ca {
+        let roots = TlsClientOptions {
+            roots: RootCerts::PemFile(ca.clone()),
+            ..TlsClientOptions::default()
+        };
+        options.tls_config = Some(tls::client_config(&roots).map_err(|e| e.to_string())?);
+    }
+    if let Some((user, pass)) = &args.relay_auth {
+        options.credentials = Some(Credentials::password(user.clone(), pass.clone()));
+        // Without --relay-starttls the password goes in clear: the operator asked for it.
+        options.allow_insecure_auth = !args.relay_starttls;
+    }
+    if args.verbose {
+        options.trace = Some(TraceSink::log());
+    }
+    RelayHandler::new(next_hop, host, options, PoolConfig::new(args.relay_pool))
+        .map_err(|e| format!("--relay {next_hop}: {e}"))
+}
+
 fn main() -> ExitCode {
     if let Ok(level) = std::env::var("SMTPX_LOG")
         && let Ok(filter) = level.parse::<log::LevelFilter>()
@@ -314,7 +417,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = if args.discard {
+    let result = if let Some(next_hop) = &args.relay {
+        relay_handler(next_hop, &args).and_then(|relay| run(relay, &args))
+    } else if args.discard {
         run(DiscardHandler, &args)
     } else {
         match MaildirHandler::new(&args.maildir, args.hostname.clone()) {

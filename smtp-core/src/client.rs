@@ -40,6 +40,7 @@ pub(crate) mod api;
 pub(crate) mod batch;
 pub mod error;
 pub mod options;
+pub mod pool;
 pub mod runner;
 
 mod config;
@@ -50,6 +51,7 @@ mod event;
 mod replies;
 mod result;
 mod session;
+mod stepwise;
 mod transaction;
 
 pub use batch::BatchMessage;

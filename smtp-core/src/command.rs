@@ -157,6 +157,25 @@ impl Notify {
     }
 }
 
+/// Encodes `text` as xtext (RFC 3461 section 4): printable ASCII other than `+` and `=`
+/// as is, every other byte as `+XX`. For ENVID and ORCPT values built from raw text.
+///
+/// ```
+/// use smtp_core::command::encode_xtext;
+/// assert_eq!(encode_xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+/// ```
+pub fn encode_xtext(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
 /// An ESMTP parameter that this library does not interpret, kept as sent.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Parameter {

@@ -266,6 +266,7 @@ mod tests {
             local: None,
             hostname: "mx.test".into(),
             tls: false,
+            proxy: None,
         };
         let t = Transaction::default();
         let attempt = AuthAttempt {

@@ -59,6 +59,7 @@
 //!     local: None,
 //!     hostname: "mx.example".into(),
 //!     tls: false,
+//!     proxy: None,
 //! };
 //! let mut session = ServerSession::new(ServerConfig::new("mx.example"), Duration::ZERO);
 //! let mut dispatch = Dispatch::new(handler.connect(&info).expect("accepted"), info.tls);
@@ -771,6 +772,7 @@ mod tests {
                 local: None,
                 hostname: "mx.test".into(),
                 tls: false,
+                proxy: None,
             };
             let mut config = ServerConfig::new("mx.test");
             config.lmtp = lmtp;

@@ -44,6 +44,8 @@ pub mod handlers;
 pub mod hooks;
 pub mod message;
 pub mod options;
+pub mod proxy;
+pub mod relay;
 
 mod admission;
 mod apply;

@@ -28,6 +28,14 @@
 //!   to trust, or (for tests only) no certificate checks at all.
 //! - [`server_config_from_pem`] and [`server_config_from_pem_files`] build a server
 //!   configuration from a PEM certificate chain and private key.
+//! - [`client_config_with`] and [`server_config_with`] take the settings beyond those
+//!   ([`TlsClientExtras`], [`TlsServerExtras`]): mutual TLS, the oldest protocol version,
+//!   SNI.
+//! - [`TlsSession`] is one TLS connection without I/O (client or server), for event
+//!   loops in C and Python.
+//! - [`TlsErrorKind`] says what kind of TLS failure an error is (an unknown issuer, a name
+//!   mismatch, an expired certificate, another certificate or handshake problem, a
+//!   configuration).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,7 +48,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 mod kind;
+mod session;
+mod settings;
+
 pub use kind::TlsErrorKind;
+pub use session::{TlsSession, TlsSessionError};
+pub use settings::{ClientAuth, TlsClientExtras, TlsIdentity, TlsServerExtras, TlsVersion};
 
 /// Which certificate authorities a client trusts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -155,22 +168,42 @@ pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
 /// assert!(config.enable_sni);
 /// ```
 pub fn client_config(options: &TlsClientOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    client_config_with(options, &TlsClientExtras::default())
+}
+
+/// A client configuration as `options` and `extras` say (a client certificate for mutual
+/// TLS, the oldest protocol version, SNI).
+///
+/// ```
+/// use smtp_core::tls::{client_config_with, TlsClientExtras, TlsClientOptions, TlsVersion};
+/// let extras = TlsClientExtras { min_version: TlsVersion::Tls13, enable_sni: false, ..Default::default() };
+/// let config = client_config_with(&TlsClientOptions::default(), &extras).unwrap();
+/// assert!(!config.enable_sni);
+/// ```
+pub fn client_config_with(
+    options: &TlsClientOptions,
+    extras: &TlsClientExtras,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(extras.min_version.versions())
         .map_err(|e| TlsError::new(format!("TLS client configuration: {e}")))?;
-    let config = if options.dangerous_accept_invalid_certs {
+    let builder = if options.dangerous_accept_invalid_certs {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert {
                 algorithms: provider.signature_verification_algorithms,
             }))
-            .with_no_client_auth()
     } else {
-        builder
-            .with_root_certificates(root_store(&options.roots)?)
-            .with_no_client_auth()
+        builder.with_root_certificates(root_store(&options.roots)?)
     };
+    let mut config = match &extras.identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|e| TlsError::new(format!("TLS client certificate and key: {e}")))?,
+    };
+    config.enable_sni = extras.enable_sni;
     Ok(Arc::new(config))
 }
 
@@ -277,19 +310,8 @@ pub fn server_config_from_pem_files(
     key: impl AsRef<Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (cert, key) = (cert.as_ref(), key.as_ref());
-    let cert_pem = std::fs::read(cert).map_err(|e| {
-        TlsError::new(format!(
-            "cannot read TLS certificate {}: {e}",
-            cert.display()
-        ))
-    })?;
-    let key_pem = std::fs::read(key)
-        .map_err(|e| TlsError::new(format!("cannot read TLS key {}: {e}", key.display())))?;
-    let chain = parse_chain(&cert_pem)
-        .map_err(|e| TlsError::new(format!("TLS certificate {}: {e}", cert.display())))?;
-    let private_key = parse_key(&key_pem)
-        .map_err(|e| TlsError::new(format!("TLS key {}: {e}", key.display())))?;
-    build_server_config(chain, private_key).map_err(|e| {
+    let identity = TlsIdentity::from_pem_files(cert, key)?;
+    server_config_with(identity, &TlsServerExtras::default()).map_err(|e| {
         TlsError::new(format!(
             "TLS certificate {} with key {}: {e}",
             cert.display(),
@@ -298,16 +320,57 @@ pub fn server_config_from_pem_files(
     })
 }
 
+/// A server configuration with `identity` as `extras` say: clients asked for
+/// certificates (mutual TLS) or not, the oldest protocol version.
+pub fn server_config_with(
+    identity: TlsIdentity,
+    extras: &TlsServerExtras,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(extras.min_version.versions())
+        .map_err(|e| TlsError::new(format!("TLS server configuration: {e}")))?;
+    let builder = match &extras.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional(roots) | ClientAuth::Required(roots) => {
+            let store = Arc::new(
+                root_store(roots)
+                    .map_err(|e| TlsError::new(format!("client certificate roots: {e}")))?,
+            );
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(store, provider);
+            let verifier = if matches!(extras.client_auth, ClientAuth::Optional(_)) {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::new(format!("client certificate verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(identity.chain, identity.key)
+        .map_err(|e| TlsError::new(format!("rejected: {e}")))?;
+    // Returning clients resume with a ticket instead of a new certificate signature (the
+    // handshake's most expensive step, see bench/tls_handshake.py). Stateless tickets,
+    // encrypted under keys rotated every 6 hours, serve any number of clients without a
+    // server-side cache; one ticket per handshake is enough for a client that reconnects
+    // one connection at a time.
+    config.ticketer = ticketer().map_err(TlsError::new)?;
+    config.send_tls13_tickets = 1;
+    Ok(Arc::new(config))
+}
+
 /// A server configuration from PEM text: a certificate chain (leaf first) and a private
 /// key; clients are not asked for certificates.
 pub fn server_config_from_pem(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain =
-        parse_chain(cert_pem).map_err(|e| TlsError::new(format!("TLS certificate: {e}")))?;
-    let private_key = parse_key(key_pem).map_err(|e| TlsError::new(format!("TLS key: {e}")))?;
-    build_server_config(chain, private_key)
+    let identity = TlsIdentity::from_pem(cert_pem, key_pem)?;
+    server_config_with(identity, &TlsServerExtras::default())
         .map_err(|e| TlsError::new(format!("TLS certificate and key: {e}")))
 }
 
@@ -326,26 +389,6 @@ fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
         rustls::pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY block found".to_owned(),
         e => format!("bad PEM: {e}"),
     })
-}
-
-fn build_server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<rustls::ServerConfig>, String> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("rejected: {e}"))?;
-    // Returning clients resume with a ticket instead of a new certificate signature (the
-    // handshake's most expensive step, see bench/tls_handshake.py). Stateless tickets,
-    // encrypted under keys rotated every 6 hours, serve any number of clients without a
-    // server-side cache; one ticket per handshake is enough for a client that reconnects
-    // one connection at a time.
-    config.ticketer = ticketer()?;
-    config.send_tls13_tickets = 1;
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use smtp_core::handler::{
 };
 use smtp_core::maildir::MaildirHandler;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
+use smtp_core::server::proxy::{ProxyCommand, ProxyHeader, ProxyProtocol, ProxyTlv};
 use smtp_core::server::{AbortReason, Decision, HelloVerb, ServerConfig};
 use smtp_core::tls::{self, RootCerts, TlsClientOptions};
 use tokio::io::AsyncReadExt;
@@ -76,6 +77,9 @@ both_drivers!(
     a_flood_of_connections_is_answered,
     lmtp_answers_per_recipient,
     both_clients_against_this_server,
+    proxy_protocol_header_names_the_client,
+    proxy_protocol_refuses_without_a_greeting,
+    proxy_protocol_with_starttls_and_implicit_tls,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -866,7 +870,11 @@ fn tls_handshake_has_one_deadline(driver: Driver) {
             match stream.read(&mut byte) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => break,
             }
         }
@@ -879,13 +887,21 @@ fn tls_handshake_has_one_deadline(driver: Driver) {
     assert!(peer.command("EHLO client.test").starts_with("250"));
     assert!(peer.command("STARTTLS").starts_with("220"));
     let took = trickle(&mut peer.writer);
-    assert!(took < Duration::from_secs(4), "STARTTLS handshake cut after {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "STARTTLS handshake cut after {took:?}"
+    );
 
     // On the implicit-TLS listener.
     let mut stream = TcpStream::connect(server.addrs()[1]).unwrap();
     let took = trickle(&mut stream);
-    assert!(took < Duration::from_secs(4), "implicit-TLS handshake cut after {took:?}");
-    wait_until("both connections are gone", || server.active_connections() == 0);
+    assert!(
+        took < Duration::from_secs(4),
+        "implicit-TLS handshake cut after {took:?}"
+    );
+    wait_until("both connections are gone", || {
+        server.active_connections() == 0
+    });
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }
 
@@ -922,13 +938,21 @@ fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
     peer.reply();
     assert!(peer.command("EHLO client.test").starts_with("250"));
     // AUTH PLAIN with the initial response: "\0alice\0s3cret-pw".
-    assert!(peer.command("AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==").starts_with("235"));
+    assert!(
+        peer.command("AUTH PLAIN AGFsaWNlAHMzY3JldC1wdw==")
+            .starts_with("235")
+    );
     assert!(peer.command("MAIL FROM:<a@example.org>").starts_with("250"));
     assert!(peer.command("RCPT TO:<b@example.net>").starts_with("250"));
     assert!(peer.command("DATA").starts_with("354"));
-    assert!(peer.command("Subject: top secret content\r\n\r\nhello\r\n.").starts_with("250"));
+    assert!(
+        peer.command("Subject: top secret content\r\n\r\nhello\r\n.")
+            .starts_with("250")
+    );
     assert!(peer.command("QUIT").starts_with("221"));
-    wait_until("the connection is closed", || server.active_connections() == 0);
+    wait_until("the connection is closed", || {
+        server.active_connections() == 0
+    });
 
     // The client's side: this driver's client, with its own trace.
     let client_trace = Arc::new(KeepTrace::default());
@@ -939,17 +963,42 @@ fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
     options.trace = Some(smtp_core::trace::TraceSink::new(client_trace.clone()));
     let mut client = h.connect(server.addr(), options).unwrap();
     let result = client
-        .send_bytes(&envelope(&["b@example.net"]), b"Subject: top secret content\r\n\r\nhi\r\n")
+        .send_bytes(
+            &envelope(&["b@example.net"]),
+            b"Subject: top secret content\r\n\r\nhi\r\n",
+        )
         .unwrap();
     assert!(result.is_success());
     client.quit().unwrap();
-    let client_lines: Vec<String> = client_trace.0.lock().unwrap().iter().map(|(_, l)| l.clone()).collect();
-    for expected in ["S: 220 mx.test ESMTP smtpx", "C: EHLO client.test", "C: AUTH PLAIN <redacted>", "C: QUIT"] {
-        assert!(client_lines.iter().any(|l| l == expected), "{expected:?} not in {client_lines:#?}");
+    let client_lines: Vec<String> = client_trace
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, l)| l.clone())
+        .collect();
+    for expected in [
+        "S: 220 mx.test ESMTP smtpx",
+        "C: EHLO client.test",
+        "C: AUTH PLAIN <redacted>",
+        "C: QUIT",
+    ] {
+        assert!(
+            client_lines.iter().any(|l| l == expected),
+            "{expected:?} not in {client_lines:#?}"
+        );
     }
-    assert!(client_lines.iter().any(|l| l.starts_with("C: <message content, ")), "{client_lines:#?}");
+    assert!(
+        client_lines
+            .iter()
+            .any(|l| l.starts_with("C: <message content, ")),
+        "{client_lines:#?}"
+    );
     for line in &client_lines {
-        assert!(!line.contains("s3cret") && !line.contains("top secret"), "leaked: {line}");
+        assert!(
+            !line.contains("s3cret") && !line.contains("top secret"),
+            "leaked: {line}"
+        );
     }
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 
@@ -973,13 +1022,20 @@ fn wire_trace_shows_commands_and_replies_but_no_secret(driver: Driver) {
         assert!(text.contains(&expected), "{expected:?} not in {text:#?}");
     }
     assert!(
-        text.iter().any(|l| l.starts_with("C: <message content, ") && l.ends_with(" octets>")),
+        text.iter()
+            .any(|l| l.starts_with("C: <message content, ") && l.ends_with(" octets>")),
         "{text:#?}"
     );
     for line in &text {
         assert!(!line.contains("s3cret"), "a password in the trace: {line}");
-        assert!(!line.contains("AGFsaWNl"), "an AUTH payload in the trace: {line}");
-        assert!(!line.contains("top secret content"), "content in the trace: {line}");
+        assert!(
+            !line.contains("AGFsaWNl"),
+            "an AUTH payload in the trace: {line}"
+        );
+        assert!(
+            !line.contains("top secret content"),
+            "content in the trace: {line}"
+        );
     }
 }
 
@@ -1034,7 +1090,9 @@ fn credentials_go_in_clear_only_when_allowed(driver: Driver) {
     assert_eq!(err.kind(), ErrorKind::InsecureAuth, "{err}");
     assert_eq!(client.noop().unwrap().code(), ReplyCode::OK);
     client.quit().unwrap();
-    wait_until("the connection is closed", || server.active_connections() == 0);
+    wait_until("the connection is closed", || {
+        server.active_connections() == 0
+    });
     assert_eq!(commands("AUTH"), 0, "{:#?}", trace.0.lock().unwrap());
 
     // Allowed: both log in in clear.
@@ -1466,4 +1524,272 @@ fn async_handler_hooks_are_awaited() {
     );
     assert_eq!(h.block_on(server.shutdown(Duration::from_secs(5))), 0);
     assert_eq!(recorder.closed.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The PROXY protocol (a load balancer's header before the client's first byte).
+
+/// A [`TestMaildir`] that keeps the [`ConnectionInfo`] of every connection.
+struct InfoRecorder {
+    inner: TestMaildir,
+    seen: Arc<Mutex<Vec<ConnectionInfo>>>,
+}
+
+impl Handler for InfoRecorder {
+    type Session = <TestMaildir as Handler>::Session;
+    fn connect(&self, info: &ConnectionInfo) -> Result<Self::Session, Reply> {
+        self.seen.lock().unwrap().push(info.clone());
+        self.inner.connect(info)
+    }
+}
+
+fn proxy_server(
+    h: &Harness,
+    dir: &TempDir,
+    trusted: &str,
+    tls: Option<&TestCert>,
+) -> (Running, Arc<Mutex<Vec<ConnectionInfo>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (inner, _) = TestMaildir::new(dir);
+    let mut options = ServerOptions::new(ServerConfig::new("mx.test"));
+    let mut proxy = ProxyProtocol::new(vec![trusted.parse().unwrap()]);
+    proxy.timeout = Duration::from_millis(500);
+    options.proxy_protocol = Some(proxy);
+    options.tls = tls.map(|c| Arc::clone(&c.server));
+    let handler = InfoRecorder {
+        inner,
+        seen: Arc::clone(&seen),
+    };
+    (h.serve(handler, options, tls.is_some()), seen)
+}
+
+fn proxied(version: u8, source: &str, tlvs: Vec<ProxyTlv>) -> Vec<u8> {
+    let source: SocketAddr = source.parse().unwrap();
+    let destination = if source.is_ipv4() {
+        "192.0.2.1:25"
+    } else {
+        "[2001:db8::1]:25"
+    };
+    ProxyHeader {
+        version,
+        command: ProxyCommand::Proxy,
+        source: Some(source),
+        destination: Some(destination.parse().unwrap()),
+        tlvs,
+    }
+    .to_bytes()
+}
+
+/// One message through a raw peer that has sent its header.
+fn send_one(peer: &mut Peer, subject: &str) {
+    assert!(peer.reply().starts_with("220 mx.test"));
+    assert!(peer.command("EHLO client.test").starts_with("250 "));
+    assert!(
+        peer.command("MAIL FROM:<a@example.org>")
+            .starts_with("250 ")
+    );
+    assert!(peer.command("RCPT TO:<b@example.net>").starts_with("250 "));
+    assert!(peer.command("DATA").starts_with("354 "));
+    let body = format!("Subject: {subject}\r\n\r\nx\r\n.");
+    assert!(peer.command(&body).starts_with("250 "));
+    assert!(peer.command("QUIT").starts_with("221 "));
+}
+
+fn proxy_protocol_header_names_the_client(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("proxy");
+    let (server, seen) = proxy_server(&h, &dir, "127.0.0.0/8", None);
+    let authority = ProxyTlv {
+        kind: ProxyTlv::AUTHORITY,
+        value: b"mx.example".to_vec(),
+    };
+    for (header, subject) in [
+        (proxied(1, "192.0.2.7:40000", vec![]), "v1"),
+        (proxied(2, "[2001:db8::9]:40001", vec![authority]), "v2"),
+        (b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec(), "local"),
+    ] {
+        let mut peer = Peer::connect(server.addr());
+        peer.send(&header);
+        send_one(&mut peer, subject);
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].peer, Some("192.0.2.7:40000".parse().unwrap()));
+    assert_eq!(seen[0].proxy.as_ref().unwrap().version, 1);
+    assert_eq!(seen[1].peer, Some("[2001:db8::9]:40001".parse().unwrap()));
+    let v2 = seen[1].proxy.as_ref().unwrap();
+    assert_eq!((v2.version, v2.authority()), (2, Some("mx.example")));
+    // LOCAL: the balancer's own connection, served with the real endpoints.
+    assert_eq!(seen[2].peer.unwrap().ip().to_string(), "127.0.0.1");
+    assert_eq!(seen[2].proxy.as_ref().unwrap().command, ProxyCommand::Local);
+
+    let mut files = dir.delivered();
+    files.sort_by_key(|f| {
+        ["v1", "v2", "local"]
+            .iter()
+            .position(|s| f.contains(&format!("Subject: {s}\r")))
+    });
+    assert_eq!(files.len(), 3);
+    assert!(files[0].contains("(192.0.2.7)"), "{}", files[0]);
+    assert!(files[1].contains("(2001:db8::9)"), "{}", files[1]);
+    assert!(files[2].contains("(127.0.0.1)"), "{}", files[2]);
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// Reads until the server closes; returns what it said.
+fn said_before_closing(peer: &mut Peer) -> String {
+    let mut rest = Vec::new();
+    match peer.reader.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed: {e}"),
+    }
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+fn proxy_protocol_refuses_without_a_greeting(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("proxy-refused");
+    let (server, seen) = proxy_server(&h, &dir, "127.0.0.0/8", None);
+    // Missing (the client talks SMTP first), malformed, oversized.
+    let oversized = [b"PROXY TCP4 ".as_slice(), &[b'1'; 300]].concat();
+    for bad in [
+        &b"EHLO client.test\r\n"[..],
+        b"PROXY TCP4 192.0.2.7 192.0.2.1 99999 25\r\n",
+        &oversized,
+    ] {
+        let mut peer = Peer::connect(server.addr());
+        peer.send(bad);
+        assert_eq!(
+            said_before_closing(&mut peer),
+            "",
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Slow: half a header, then nothing until the deadline (500 ms).
+    let started = Instant::now();
+    let mut peer = Peer::connect(server.addr());
+    peer.send(b"PROXY TCP4 192.0");
+    assert_eq!(said_before_closing(&mut peer), "");
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(seen.lock().unwrap().is_empty(), "no handler was asked");
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+
+    // A source outside the trusted networks, even with a valid header.
+    let (server, seen) = proxy_server(&h, &dir, "10.0.0.0/8", None);
+    let mut peer = Peer::connect(server.addr());
+    peer.send(&proxied(1, "192.0.2.7:40000", vec![]));
+    assert_eq!(said_before_closing(&mut peer), "");
+    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// A TLS client stream over `tcp` that trusts `cert`.
+fn tls_client(
+    cert: &TestCert,
+    tcp: TcpStream,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = tls::client_config(&TlsClientOptions {
+        roots: RootCerts::Pem(cert.cert_pem.clone().into_bytes()),
+        ..TlsClientOptions::default()
+    })
+    .unwrap();
+    let conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Sends `line` (if any), then reads the reply and returns its last line.
+fn tls_command(
+    stream: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    line: Option<&str>,
+) -> String {
+    if let Some(line) = line {
+        stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        stream.flush().unwrap();
+    }
+    let mut text = String::new();
+    let mut byte = [0u8; 1];
+    loop {
+        let n = stream.read(&mut byte).unwrap();
+        assert_eq!(n, 1, "closed while a reply was expected: {text:?}");
+        text.push(byte[0] as char);
+        if text.ends_with("\r\n") {
+            let last = text.lines().last().unwrap_or("").to_owned();
+            if last.as_bytes().get(3) != Some(&b'-') {
+                return last;
+            }
+        }
+    }
+}
+
+fn proxy_protocol_with_starttls_and_implicit_tls(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("proxy-tls");
+    let cert = TestCert::new();
+    let (server, seen) = proxy_server(&h, &dir, "127.0.0.1", Some(&cert));
+    let connect = |addr: SocketAddr, header: &[u8]| {
+        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(header).unwrap();
+        tcp
+    };
+
+    // Implicit TLS: the header in clear, then the handshake.
+    let tcp = connect(server.addrs()[1], &proxied(2, "198.51.100.4:1111", vec![]));
+    let mut tls = tls_client(&cert, tcp);
+    let say = tls_command;
+    assert!(say(&mut tls, None).starts_with("220 mx.test"));
+    for (line, code) in [
+        ("EHLO client.test", "250"),
+        ("MAIL FROM:<a@example.org>", "250"),
+        ("RCPT TO:<b@example.net>", "250"),
+        ("DATA", "354"),
+        ("Subject: implicit\r\n\r\nx\r\n.", "250"),
+        ("QUIT", "221"),
+    ] {
+        let reply = say(&mut tls, Some(line));
+        assert!(reply.starts_with(code), "{line}: {reply}");
+    }
+
+    // STARTTLS: header, greeting and EHLO in clear, then TLS.
+    let tcp = connect(server.addr(), &proxied(1, "198.51.100.5:2222", vec![]));
+    let mut plain = Peer {
+        reader: BufReader::new(tcp.try_clone().unwrap()),
+        writer: tcp.try_clone().unwrap(),
+    };
+    assert!(plain.reply().starts_with("220 "));
+    assert!(plain.command("EHLO client.test").starts_with("250 "));
+    assert!(plain.command("STARTTLS").starts_with("220 "));
+    let mut tls = tls_client(&cert, tcp);
+    for (line, code) in [
+        ("EHLO client.test", "250"),
+        ("MAIL FROM:<a@example.org>", "250"),
+        ("RCPT TO:<b@example.net>", "250"),
+        ("DATA", "354"),
+        ("Subject: starttls\r\n\r\nx\r\n.", "250"),
+        ("QUIT", "221"),
+    ] {
+        let reply = say(&mut tls, Some(line));
+        assert!(reply.starts_with(code), "{line}: {reply}");
+    }
+
+    let seen = seen.lock().unwrap().clone();
+    let peers: Vec<String> = seen.iter().map(|i| i.peer.unwrap().to_string()).collect();
+    assert_eq!(peers, ["198.51.100.4:1111", "198.51.100.5:2222"]);
+    assert!(seen[0].tls && !seen[1].tls);
+    let files = dir.delivered();
+    assert_eq!(files.len(), 2);
+    for f in &files {
+        assert!(
+            f.contains("(198.51.100.4)") || f.contains("(198.51.100.5)"),
+            "{f}"
+        );
+        assert!(f.contains("ESMTPS"), "{f}");
+    }
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
 }

@@ -4,17 +4,19 @@
 //! [`crate::server`]) and the sans-I/O ones (`smtpx_server_session_new`,
 //! `smtpx_server_connection_new`), which read only its session settings.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use smtp_core::auth::AuthMechanism;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::server::ServerConfig;
+use smtp_core::tls::TlsServerExtras;
 
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, str_arg, try_arg,
 };
+use crate::last_error::{KeepsLastError, LastError, record};
 use crate::log::{self, CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
@@ -50,13 +52,29 @@ pub struct smtpx_server_config {
     pub(crate) config: ServerConfig,
     pub(crate) listen: String,
     pub(crate) tls_listen: Option<String>,
+    /// An already listening socket to serve instead of `listen` (socket activation).
+    pub(crate) listen_fd: Option<c_int>,
     pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
     pub(crate) users: Vec<(String, String)>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) listen_backlog: Option<u32>,
-    pub(crate) last_error: String,
+    pub(crate) last_error: LastError,
+    /// Client certificates, the oldest TLS version (see the `tls` module).
+    pub(crate) tls_extras: TlsServerExtras,
     /// The log callback, with its user data.
     pub(crate) log: Option<CLog>,
+    /// The PROXY protocol when enabled (its trusted list unused), and the trusted
+    /// networks (see `proxy.rs`).
+    pub(crate) proxy: Option<smtp_core::server::proxy::ProxyProtocol>,
+    pub(crate) proxy_trusted: Vec<smtp_core::server::proxy::IpNetwork>,
+    /// False when the callbacks never block (`smtpx_server_config_set_callbacks_block`).
+    pub(crate) callbacks_block: bool,
+}
+
+impl KeepsLastError for smtpx_server_config {
+    fn last_error_mut(&mut self) -> &mut LastError {
+        &mut self.last_error
+    }
 }
 
 impl smtpx_server_config {
@@ -83,12 +101,17 @@ pub extern "C" fn smtpx_server_config_new() -> *mut smtpx_server_config {
             config: ServerConfig::new("localhost"),
             listen: "127.0.0.1:0".to_owned(),
             tls_listen: None,
+            listen_fd: None,
             tls_files: None,
             users: Vec::new(),
             max_connections: None,
             listen_backlog: None,
-            last_error: String::new(),
+            last_error: LastError::default(),
+            tls_extras: TlsServerExtras::default(),
             log: None,
+            proxy: None,
+            proxy_trusted: Vec::new(),
+            callbacks_block: true,
         })
     })
 }
@@ -113,10 +136,10 @@ fn with_config(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        match f(config) {
+        record(config, |config| match f(config) {
             Ok(()) => smtpx_result::Ok,
             Err(e) => e,
-        }
+        })
     })
 }
 
@@ -136,6 +159,29 @@ pub extern "C" fn smtpx_server_config_set_hostname(
             return Err(smtpx_result::InvalidArgument);
         }
         c.config.hostname = name.to_owned();
+        Ok(())
+    })
+}
+
+/// Serves the already listening TCP socket `fd` (socket activation: systemd's
+/// `LISTEN_FDS`, inetd, a socket the program bound before dropping privileges) instead
+/// of the address of `smtpx_server_config_set_listen`; -1 goes back to that address.
+/// When the server starts it checks that `fd` is a listening TCP socket (else
+/// SMTPX_RESULT_IO and the descriptor stays the caller's), then owns it: it is closed
+/// when the server is freed, and the configuration forgets it (start another server
+/// with another descriptor). Unix only; elsewhere SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_listen_fd(
+    config: *mut smtpx_server_config,
+    fd: c_int,
+) -> smtpx_result {
+    with_config(config, |c| {
+        if fd < -1 || (!cfg!(unix) && fd != -1) {
+            return Err(smtpx_result::InvalidArgument);
+        }
+        c.listen_fd = (fd >= 0).then_some(fd);
         Ok(())
     })
 }
@@ -407,9 +453,11 @@ pub extern "C" fn smtpx_server_config_set_log(
     })
 }
 
-/// The message of the last `smtpx_server_start*` that failed with this configuration,
-/// copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
-/// `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+/// The message of the last call on this configuration (a setter or `smtpx_server_start*`)
+/// if it failed, copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes to
+/// `*out_n`. Empty when the last call on the configuration succeeded. When `buf` is NULL
+/// or too small: SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size
+/// needed (with the NUL) written to `*out_n`.
 ///
 /// Thread safety: one thread at a time per config.
 #[unsafe(no_mangle)]
@@ -423,6 +471,6 @@ pub extern "C" fn smtpx_server_config_last_error(
         // SAFETY: the caller passes NULL or a live config.
         let config = try_arg!(unsafe { obj(config) });
         // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
-        unsafe { copy_str_out(&config.last_error, buf, len, out_n) }
+        unsafe { copy_str_out(&config.last_error.message, buf, len, out_n) }
     })
 }

@@ -72,7 +72,9 @@ pub struct smtpx_action {
     pub kind: smtpx_action_kind,
     /// WRITE: the bytes to write.
     pub bytes: *const u8,
-    /// WRITE: how many.
+    /// WRITE: how many. READ: the most bytes to read now, 0 for any number (while a
+    /// PROXY protocol header is read, reading past it would take the client's first
+    /// bytes, on an implicit-TLS listener its ClientHello).
     pub bytes_len: usize,
     /// READ and START_TLS: when to give up, in milliseconds on the caller's clock.
     pub deadline_ms: u64,
@@ -114,11 +116,15 @@ enum Awaiting {
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct smtpx_server_connection {
-    conn: Connection,
+    pub(crate) conn: Connection,
     /// The strings of the last hook, kept alive until the next call.
     arg: Option<CString>,
     password: Option<CString>,
     awaiting: Awaiting,
+    /// The socket's peer (`smtpx_server_connection_set_peer`).
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    /// The PROXY protocol setting, applied at the first action (once the peer is known).
+    proxy: Option<smtp_core::server::proxy::ProxyProtocol>,
 }
 
 fn ms(t: u64) -> Duration {
@@ -158,6 +164,8 @@ pub extern "C" fn smtpx_server_connection_new(
             arg: None,
             password: None,
             awaiting: Awaiting::Nothing,
+            peer: None,
+            proxy: config.proxy_protocol(),
         });
         // SAFETY: out_conn was checked non-NULL above.
         unsafe { write_out(out_conn, conn) };
@@ -201,7 +209,12 @@ pub extern "C" fn smtpx_server_connection_next_action(
             arg,
             password,
             awaiting,
+            peer,
+            proxy,
         } = c;
+        if let Some(proxy) = proxy.take() {
+            conn.expect_proxy_header(&proxy, *peer, ms(now_ms));
+        }
         *arg = None;
         *password = None;
         let mut action = smtpx_action {
@@ -258,6 +271,10 @@ pub extern "C" fn smtpx_server_connection_next_action(
             Some(Action::Read { deadline }) => {
                 action.kind = smtpx_action_kind::Read;
                 action.deadline_ms = to_ms(deadline);
+                action.bytes_len = match conn.read_limit() {
+                    usize::MAX => 0,
+                    limit => limit,
+                };
                 *awaiting = Awaiting::Nothing;
             }
             Some(Action::StartTls { deadline }) => {

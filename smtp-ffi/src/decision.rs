@@ -16,8 +16,10 @@ pub const SMTPX_DECISION_TEXT_LEN: usize = 256;
 ///
 /// For callbacks, the library zeroes it before each call. `code` is a reply code (200 to 599): a 2xx
 /// (or 3xx for data_start) accepts with this text, anything else refuses. An invalid code
-/// becomes 451 4.3.0. `text` is NUL-terminated; CR and LF in it are replaced by spaces,
-/// and an empty text gives the code's standard meaning.
+/// becomes 451 4.3.0. `text` is NUL-terminated; an empty text gives the code's standard
+/// meaning. A multi-line reply separates its lines with LF (`"first\nsecond"` is sent
+/// as `550-first` and `550 second`, the code and enhanced code on every line); CR is
+/// dropped, so a text can never inject a line of its own.
 ///
 /// Thread safety: a plain value, owned by the calling thread during the callback.
 #[repr(C)]
@@ -52,7 +54,7 @@ impl smtpx_decision {
             .position(|&c| c == 0)
             .unwrap_or(self.text.len());
         let bytes: Vec<u8> = self.text[..len].iter().map(|&c| c as u8).collect();
-        let text = String::from_utf8_lossy(&bytes).replace(['\r', '\n'], " ");
+        let text = String::from_utf8_lossy(&bytes).replace('\r', "");
         let enhanced = self.has_enhanced.then(|| {
             EnhancedCode::new(
                 self.enhanced.status_class,
@@ -62,12 +64,11 @@ impl smtpx_decision {
         });
         match ReplyCode::new(self.code).filter(|c| (200..600).contains(&c.get())) {
             Some(code) => {
-                let text = if text.trim().is_empty() {
-                    code.meaning().unwrap_or("OK").to_owned()
-                } else {
-                    text
-                };
-                Reply::new(code, enhanced, text)
+                if text.trim().is_empty() {
+                    return Reply::new(code, enhanced, code.meaning().unwrap_or("OK"));
+                }
+                let lines = text.trim_end_matches('\n').split('\n').map(str::to_owned);
+                Reply::with_lines(code, enhanced, lines.collect())
             }
             None => Reply::new(
                 ReplyCode::new(451).expect("451 is a reply code"),
@@ -92,10 +93,12 @@ mod tests {
     }
 
     #[test]
-    fn a_decision_becomes_one_reply_line() {
+    fn lf_separates_lines_and_cannot_inject_one() {
         let reply = decision(550, b"no\r\n250 such user").to_reply();
         assert_eq!(reply.code().get(), 550);
-        assert_eq!(reply.to_bytes(), b"550 no  250 such user\r\n");
+        assert_eq!(reply.to_bytes(), b"550-no\r\n550 250 such user\r\n");
+        let one = decision(250, b"fine\n").to_reply();
+        assert_eq!(one.to_bytes(), b"250 fine\r\n");
     }
 
     #[test]

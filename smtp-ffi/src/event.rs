@@ -13,7 +13,8 @@ use smtp_core::server::hooks::Hook;
 /// `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
 /// MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
 /// EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
-/// has actions for them).
+/// has actions for them). A hook of a newer library that this header has no kind for
+/// is not given to C: it gets its default answer, as from a NULL callback.
 ///
 /// Thread safety: a plain value.
 #[repr(u32)]

@@ -114,8 +114,12 @@ pub(crate) unsafe fn free_raw<T>(p: *mut T) {
 }
 
 /// Copies `s` and a NUL terminator into the caller's buffer `buf` of `len` bytes and
-/// writes the length without the NUL to `out_n`. Nothing is written when the buffer is
-/// too small (`BufferTooSmall`) or a pointer is NULL.
+/// writes the length without the NUL to `out_n`.
+///
+/// The buffer contract of every string getter: when `buf` is NULL or `len` is too small,
+/// nothing is written to `buf`, the size needed (the length plus one, for the NUL) goes
+/// to `*out_n`, and the result is `BufferTooSmall`; so a NULL buffer asks for the size.
+/// `out_n` NULL is `NullParameter`.
 ///
 /// # Safety
 /// `buf` is NULL or writable for `len` bytes; `out_n` is NULL or writable.
@@ -125,10 +129,12 @@ pub(crate) unsafe fn copy_str_out(
     len: usize,
     out_n: *mut usize,
 ) -> smtpx_result {
-    if buf.is_null() || out_n.is_null() {
+    if out_n.is_null() {
         return smtpx_result::NullParameter;
     }
-    if len <= s.len() {
+    if buf.is_null() || len <= s.len() {
+        // SAFETY: out_n is not NULL and writable (this function's contract).
+        unsafe { out_n.write(s.len() + 1) };
         return smtpx_result::BufferTooSmall;
     }
     // SAFETY: buf is writable for len > s.len() bytes, and s cannot overlap the caller's

@@ -45,8 +45,14 @@
 //!   on standard error for programs without a callback).
 //! - [`server`]: the blocking server: [`server::handler`] (`smtpx_handler`, the C
 //!   callbacks), [`server::run`] (`smtpx_server`: threads and sockets, start and stop).
+//! - [`pool`]: `smtpx_pool`, a bounded pool of client connections shared between
+//!   threads (`smtpx_pool_config`, `smtpx_pool_send`).
+//! - [`relay`]: `smtpx_server_start_relay`, a server that forwards each transaction to a
+//!   next hop and answers with its replies.
 //! - [`session`]: `smtpx_server_session`, the engine's own sans-I/O view (events,
 //!   decisions, output), for callers that want to run the connection loop themselves.
+//! - [`tls`]: the TLS settings (trust store, client certificates, minimum version, SNI)
+//!   and `smtpx_tls_version`.
 //! - [`reply`]: `smtpx_reply` and reply-code meanings; [`result`], [`version`].
 //!
 //! # ABI stability
@@ -66,12 +72,17 @@ pub mod connection;
 pub mod decision;
 pub mod event;
 pub(crate) mod ffi;
+pub(crate) mod last_error;
 pub mod log;
 pub mod panic;
+pub mod proxy;
+pub mod pool;
+pub mod relay;
 pub mod reply;
 pub mod result;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod version;
 
 pub use reply::smtpx_reply_code_meaning;

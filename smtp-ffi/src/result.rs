@@ -29,7 +29,9 @@ pub enum smtpx_result {
     /// An argument was out of range or malformed (for example a string containing CR,
     /// LF or NUL where a single protocol token is expected).
     InvalidArgument = 102,
-    /// The caller's output buffer was too small; nothing was written to it.
+    /// The caller's output buffer was too small, or NULL: nothing was written to it, and
+    /// the size it needs (including the terminating NUL) was written to `*out_n`. Pass a
+    /// NULL buffer to ask for the size, allocate it, and call again.
     BufferTooSmall = 103,
     /// A string argument contained CR or LF, which would inject protocol lines; nothing
     /// was sent.
@@ -53,6 +55,9 @@ pub enum smtpx_result {
     MessageTooLarge = 204,
     /// An address needs SMTPUTF8, which the server does not offer; nothing was sent.
     SmtpUtf8Unsupported = 205,
+    /// The server refused the sender (MAIL FROM): nothing was delivered, the reply is
+    /// the client's `smtpx_client_last_error_reply`, and the connection stays usable.
+    SenderRefused = 206,
     /// The network failed: name resolution, connection refused or reset, a closed
     /// socket; or a file or socket of the server could not be opened.
     Io = 300,
@@ -63,13 +68,24 @@ pub enum smtpx_result {
     /// The caller's message source (a read callback) failed part-way; the connection was
     /// closed so that a truncated message is never delivered.
     MessageSource = 303,
-    /// TLS failed: the configuration (certificates, keys, CA file) could not be used, the
-    /// handshake failed, or the server's certificate was not trusted.
+    /// TLS failed: the configuration (certificates, keys, CA file) could not be used. A
+    /// handshake that failed has one of the codes below (403 to 406).
     Tls = 400,
     /// STARTTLS is required but the server does not offer it; nothing else was sent.
     StartTlsUnavailable = 401,
     /// The server refused STARTTLS.
     StartTlsRefused = 402,
+    /// The peer's certificate does not chain to a trusted root (self-signed, a private CA
+    /// that was not configured, a missing intermediate certificate).
+    TlsUnknownIssuer = 403,
+    /// The peer's certificate is valid, but not for the name that was asked for.
+    TlsNameMismatch = 404,
+    /// The peer's certificate has expired (or is not valid yet).
+    TlsExpired = 405,
+    /// The TLS handshake failed otherwise: no protocol version or cipher in common, a
+    /// certificate refused for another reason, an alert from the peer (such as a server
+    /// that wanted a client certificate), a peer that closed the connection.
+    TlsHandshake = 406,
     /// No authentication mechanism that both sides support (the server may offer AUTH
     /// only after TLS).
     AuthUnsupported = 410,
@@ -85,7 +101,7 @@ pub enum smtpx_result {
 
 impl smtpx_result {
     /// Every value, in ascending order. (Not `pub`: cbindgen would export it as a macro.)
-    pub(crate) const ALL: [Self; 25] = [
+    pub(crate) const ALL: [Self; 30] = [
         Self::Ok,
         Self::NullParameter,
         Self::InvalidUtf8,
@@ -100,6 +116,7 @@ impl smtpx_result {
         Self::ServerClosed,
         Self::MessageTooLarge,
         Self::SmtpUtf8Unsupported,
+        Self::SenderRefused,
         Self::Io,
         Self::Timeout,
         Self::ConnectionClosed,
@@ -107,6 +124,10 @@ impl smtpx_result {
         Self::Tls,
         Self::StartTlsUnavailable,
         Self::StartTlsRefused,
+        Self::TlsUnknownIssuer,
+        Self::TlsNameMismatch,
+        Self::TlsExpired,
+        Self::TlsHandshake,
         Self::AuthUnsupported,
         Self::AuthFailed,
         Self::InsecureAuth,
@@ -137,13 +158,18 @@ impl smtpx_result {
             Self::ServerClosed => c"the server closed the session (421)",
             Self::MessageTooLarge => c"the message exceeds the server's size limit",
             Self::SmtpUtf8Unsupported => c"an address needs SMTPUTF8, which the server lacks",
+            Self::SenderRefused => c"the server refused the sender",
             Self::Io => c"an I/O error occurred",
             Self::Timeout => c"the operation timed out",
             Self::ConnectionClosed => c"the connection closed while a reply was expected",
             Self::MessageSource => c"the message source failed",
-            Self::Tls => c"TLS failed",
+            Self::Tls => c"the TLS configuration could not be used",
             Self::StartTlsUnavailable => c"STARTTLS is required but not offered",
             Self::StartTlsRefused => c"the server refused STARTTLS",
+            Self::TlsUnknownIssuer => c"the certificate's issuer is not trusted",
+            Self::TlsNameMismatch => c"the certificate is not valid for the name",
+            Self::TlsExpired => c"the certificate has expired or is not valid yet",
+            Self::TlsHandshake => c"the TLS handshake failed",
             Self::AuthUnsupported => c"no authentication mechanism in common",
             Self::AuthFailed => c"the server refused the credentials",
             Self::InsecureAuth => c"credentials not sent: the connection has no TLS",
@@ -225,7 +251,7 @@ mod tests {
 
     #[test]
     fn unknown_values_are_described_not_null() {
-        for raw in [1, 99, 107, 199, 299, 899, 901, u32::MAX] {
+        for raw in [1, 99, 107, 199, 299, 407, 899, 901, u32::MAX] {
             assert_eq!(smtpx_result_str(raw), UNKNOWN_RESULT.as_ptr());
         }
     }

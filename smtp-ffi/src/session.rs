@@ -128,7 +128,9 @@ pub extern "C" fn smtpx_server_session_receive_eof(
 }
 
 /// Writes the next event to `*out_event`; its kind is SMTPX_EVENT_KIND_NONE when the
-/// session needs more input, a decision, or its output written. The event's pointers
+/// session needs more input, a decision, or its output written. An event this header has no
+/// kind for (a library newer than the header the program was built with) is never
+/// given: the session answers it as a handler without that callback would. The event's pointers
 /// are valid until the next call on the session.
 ///
 /// Thread safety: one thread at a time per session.
@@ -344,6 +346,8 @@ pub extern "C" fn smtpx_server_session_handle_timeout(
 
 /// The TLS handshake that followed a START_TLS event succeeded: the session forgets its
 /// state (the client must greet again) and reads the rest of the connection as encrypted.
+/// Without a START_TLS event waiting for its handshake: SMTPX_RESULT_NOT_READY, and
+/// nothing changes.
 ///
 /// Thread safety: one thread at a time per session.
 #[unsafe(no_mangle)]
@@ -354,6 +358,9 @@ pub extern "C" fn smtpx_server_session_tls_established(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live session, used by no other thread.
         let s = try_arg!(unsafe { obj_mut(session) });
+        if !s.session.is_awaiting_tls() {
+            return smtpx_result::NotReady;
+        }
         s.session.tls_established(ms(now_ms));
         smtpx_result::Ok
     })

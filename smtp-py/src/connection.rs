@@ -67,6 +67,8 @@ pub struct ServerConnection {
     decision_due: bool,
     /// The wire trace, once `set_trace` installed one.
     trace: Option<std::sync::Arc<PyTrace>>,
+    /// The socket's peer, as given.
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl ServerConnection {
@@ -166,7 +168,8 @@ impl ServerConnection {
     #[pyo3(signature = (hostname, *, now = 0.0, max_message_size = 26214400,
         max_recipients = 100, lmtp = false, auth = false, allow_insecure_auth = false,
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
-        require_tls = false, pipelining_sync = true))]
+        require_tls = false, pipelining_sync = true, peer = None,
+        proxy_protocol_timeout = None, proxy_trusted = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -182,6 +185,9 @@ impl ServerConnection {
         implicit_tls: bool,
         require_tls: bool,
         pipelining_sync: bool,
+        peer: Option<(String, u16)>,
+        proxy_protocol_timeout: Option<f64>,
+        proxy_trusted: Vec<String>,
     ) -> PyResult<ServerConnection> {
         let config = server_config(
             hostname,
@@ -193,8 +199,20 @@ impl ServerConnection {
             (starttls, false, require_tls),
             pipelining_sync,
         )?;
+        let now = seconds(now)?;
+        let mut inner = Connection::new(config, now, implicit_tls);
+        // An address that does not parse (an IPv6 one with a zone, say) is unknown: the
+        // PROXY header is then refused, as from any untrusted peer.
+        let peer = peer.and_then(|(host, port)| {
+            let ip: std::net::IpAddr = host.parse().ok()?;
+            Some(std::net::SocketAddr::new(ip, port))
+        });
+        if let Some(proxy) = crate::proxy::proxy_protocol(proxy_protocol_timeout, &proxy_trusted)? {
+            inner.expect_proxy_header(&proxy, peer, now);
+        }
         Ok(ServerConnection {
-            inner: Connection::new(config, seconds(now)?, implicit_tls),
+            peer,
+            inner,
             content: Vec::new(),
             output: Vec::new(),
             decision_due: false,
@@ -332,5 +350,31 @@ impl ServerConnection {
     #[getter]
     fn is_tls(&self) -> bool {
         self.inner.is_tls()
+    }
+
+    /// The most bytes to read now; 0 for any number (see `_native.pyi`).
+    #[getter]
+    fn read_limit(&self) -> usize {
+        match self.inner.read_limit() {
+            usize::MAX => 0,
+            n => n,
+        }
+    }
+
+    /// The client's `(host, port)`: the PROXY header's, or else the `peer` given.
+    #[getter]
+    fn peer(&self) -> Option<(String, u16)> {
+        self.inner
+            .peer(self.peer)
+            .map(|a| (a.ip().to_string(), a.port()))
+    }
+
+    /// The PROXY protocol header the connection began with, as a dict, or None.
+    #[getter]
+    fn proxy<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyDict>>> {
+        self.inner
+            .proxy_header()
+            .map(|h| crate::proxy::header_dict(py, h))
+            .transpose()
     }
 }

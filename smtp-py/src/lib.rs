@@ -35,6 +35,8 @@ mod client;
 mod connection;
 mod errors;
 mod logging;
+mod proxy;
+mod pool;
 mod sans_io;
 mod server;
 mod tls;
@@ -52,6 +54,8 @@ mod _native {
     use crate::client::Client;
     #[pymodule_export]
     use crate::connection::ServerConnection;
+    #[pymodule_export]
+    use crate::pool::{Pool, Relay, RelaySession};
     #[pymodule_export]
     use crate::sans_io::{ClientSession, Event, ServerSession};
     #[pymodule_export]

@@ -80,7 +80,8 @@ pub(crate) fn rcpt_options(to: &ForwardPath, params: &RcptParameters) -> Vec<Str
 }
 
 /// Makes a Python connection object per connection through `factory(peer_host,
-/// peer_port, tls)`.
+/// peer_port, tls)`, or `factory(peer_host, peer_port, tls, proxy)` when the connection
+/// began with a PROXY protocol header (`proxy` as `_native.ServerConnection.proxy`).
 struct PyHandler {
     factory: Py<PyAny>,
 }
@@ -94,11 +95,14 @@ impl Handler for PyHandler {
             None => (String::new(), 0),
         };
         let made = Python::try_attach(|py| {
-            self.factory
-                .bind(py)
-                .call1((host, port, info.tls))
-                .map(Bound::unbind)
-                .map_err(|e| e.write_unraisable(py, Some(self.factory.bind(py))))
+            let factory = self.factory.bind(py);
+            match &info.proxy {
+                None => factory.call1((host, port, info.tls)),
+                Some(h) => crate::proxy::header_dict(py, h)
+                    .and_then(|proxy| factory.call1((host, port, info.tls, proxy))),
+            }
+            .map(Bound::unbind)
+            .map_err(|e| e.write_unraisable(py, Some(self.factory.bind(py))))
         });
         match made {
             Some(Ok(conn)) => Ok(ByHook(PySession {
@@ -307,7 +311,9 @@ impl Drop for Server {
 #[pymethods]
 impl Server {
     /// Starts listening on `host`:`port` (0 picks a free port). `factory(peer_host,
-    /// peer_port, tls)` makes the Python object of each connection; with `maildir` the
+    /// peer_port, tls[, proxy])` makes the Python object of each connection (see
+    /// `PyHandler`; with `proxy_protocol_timeout` every connection begins with a PROXY
+    /// header from `proxy_trusted`); with `maildir` the
     /// built-in Maildir handler is used instead. `trace(connection_id, direction, text)`,
     /// when given, is called from the connection threads for each line of every
     /// connection (direction "C" or "S", text redacted by the engine).
@@ -316,7 +322,7 @@ impl Server {
         data_size_limit = 33554432, tls_cert = None, tls_key = None, require_starttls = false,
         auth = false, auth_require_tls = true, auth_required = false, timeout = 300.0,
         lmtp = false, max_connections = 10000, listen_backlog = 1024, pipelining_sync = true,
-        trace = None))]
+        trace = None, proxy_protocol_timeout = None, proxy_trusted = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -338,6 +344,8 @@ impl Server {
         listen_backlog: u32,
         pipelining_sync: bool,
         trace: Option<Py<PyAny>>,
+        proxy_protocol_timeout: Option<f64>,
+        proxy_trusted: Vec<String>,
     ) -> PyResult<Server> {
         if !(timeout.is_finite() && timeout > 0.0) {
             return Err(PyValueError::new_err("timeout must be a positive number"));
@@ -359,6 +367,8 @@ impl Server {
         options.max_connections = max_connections;
         options.listen_backlog = listen_backlog;
         options.trace = trace.map(|callable| PyTrace::new(Some(callable)).sink());
+        options.proxy_protocol =
+            crate::proxy::proxy_protocol(proxy_protocol_timeout, &proxy_trusted)?;
         options.tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(
                 tls::server_config_from_pem_files(&cert, &key)

@@ -59,7 +59,27 @@ int header_compile_uses_everything(void) {
     bool b = true;
 
     /* The rest of the API: each name must be declared as a function. */
+    (void)&smtpx_version_number;
     (void)&smtpx_client_options_new;
+    (void)&smtpx_client_options_set_xoauth2;
+    (void)&smtpx_client_login_xoauth2;
+    (void)&smtpx_envelope_new;
+    (void)&smtpx_envelope_free;
+    (void)&smtpx_envelope_add_recipient;
+    (void)&smtpx_envelope_set_ret;
+    (void)&smtpx_envelope_set_envid;
+    (void)&smtpx_envelope_set_body;
+    (void)&smtpx_envelope_set_smtputf8;
+    (void)&smtpx_client_send_envelope;
+    (void)&smtpx_server_config_set_listen_fd;
+    (void)&smtpx_client_options_set_system_roots;
+    (void)&smtpx_client_options_set_ca_pem;
+    (void)&smtpx_client_options_set_client_cert_pem;
+    (void)&smtpx_client_options_set_client_cert_files;
+    (void)&smtpx_client_options_set_min_tls_version;
+    (void)&smtpx_client_options_set_sni;
+    (void)&smtpx_server_config_set_client_ca_file;
+    (void)&smtpx_server_config_set_min_tls_version;
     (void)&smtpx_client_options_free;
     (void)&smtpx_client_options_set_helo_name;
     (void)&smtpx_client_options_set_tls_mode;
@@ -167,6 +187,7 @@ int header_compile_uses_everything(void) {
     case SMTPX_RESULT_SERVER_CLOSED:
     case SMTPX_RESULT_MESSAGE_TOO_LARGE:
     case SMTPX_RESULT_SMTP_UTF8_UNSUPPORTED:
+    case SMTPX_RESULT_SENDER_REFUSED:
     case SMTPX_RESULT_IO:
     case SMTPX_RESULT_TIMEOUT:
     case SMTPX_RESULT_CONNECTION_CLOSED:
@@ -174,6 +195,10 @@ int header_compile_uses_everything(void) {
     case SMTPX_RESULT_TLS:
     case SMTPX_RESULT_START_TLS_UNAVAILABLE:
     case SMTPX_RESULT_START_TLS_REFUSED:
+    case SMTPX_RESULT_TLS_UNKNOWN_ISSUER:
+    case SMTPX_RESULT_TLS_NAME_MISMATCH:
+    case SMTPX_RESULT_TLS_EXPIRED:
+    case SMTPX_RESULT_TLS_HANDSHAKE:
     case SMTPX_RESULT_AUTH_UNSUPPORTED:
     case SMTPX_RESULT_AUTH_FAILED:
     case SMTPX_RESULT_INSECURE_AUTH:

@@ -12,6 +12,7 @@
 //! and do TLS handshakes.
 
 pub mod client;
+pub mod pool;
 pub mod server;
 
 pub use client::AsyncSmtpClient;

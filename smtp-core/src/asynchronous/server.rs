@@ -422,7 +422,13 @@ struct SyncHooks<H: Handler> {
 
 impl<H: Handler> Hooks for SyncHooks<H> {
     async fn connect(&mut self, info: &ConnectionInfo) -> Option<Reply> {
-        match self.serve.0.connect(info) {
+        // The connect hook may block as any other (a lookup of the client's address).
+        let made = if self.block_in_place {
+            tokio::task::block_in_place(|| self.serve.0.connect(info))
+        } else {
+            self.serve.0.connect(info)
+        };
+        match made {
             Ok(session) => {
                 self.session = Some(session);
                 None
@@ -625,6 +631,9 @@ async fn serve_connection<K: Hooks>(
     if let Some(trace) = &shared.options.trace {
         connection.set_trace(trace.clone(), id);
     }
+    if let Some(proxy) = &shared.options.proxy_protocol {
+        connection.expect_proxy_header(proxy, Some(peer), shared.now());
+    }
     let mut phase = shared.phase.subscribe();
     let size = shared.options.read_buffer.max(512);
     let mut failure: Option<io::Error> = None;
@@ -638,17 +647,17 @@ async fn serve_connection<K: Hooks>(
     loop {
         match connection.next_action(shared.now()) {
             Action::Connect => {
+                let info = connection.connection_info(id, Some(peer), local);
                 log::info!(
-                    "conn={id} peer={peer} connected{}",
-                    if implicit_tls { " tls" } else { "" }
+                    "conn={id} peer={} connected{}{}",
+                    info.peer.unwrap_or(peer),
+                    if implicit_tls { " tls" } else { "" },
+                    if info.proxy.is_some() {
+                        format!(" via {peer}")
+                    } else {
+                        String::new()
+                    }
                 );
-                let info = ConnectionInfo {
-                    id,
-                    peer: Some(peer),
-                    local,
-                    hostname: shared.options.session.hostname.clone(),
-                    tls: implicit_tls,
-                };
                 let refusal = hooks.connect(&info).await;
                 connection.connected(refusal);
             }
@@ -730,6 +739,7 @@ async fn serve_connection<K: Hooks>(
         }
     }
     conn.close().await;
+    let peer = connection.peer(Some(peer)).unwrap_or(peer);
     if let Some(e) = failure {
         log::info!("conn={id} peer={peer} ended: {e}");
     }
@@ -783,7 +793,7 @@ fn poll_receive(
         if buf.len() < size {
             buf.resize(size, 0);
         }
-        let mut read = ReadBuf::new(&mut buf[..size]);
+        let mut read = ReadBuf::new(&mut buf[..size.min(connection.read_limit())]);
         ready!(conn.poll_read(cx, &mut read))?;
         let bytes = read.filled();
         connection.receive(bytes, shared.now());

@@ -9,6 +9,7 @@
 //! [`crate::server::ServerOptions`].
 
 pub mod client;
+pub mod pool;
 pub mod server;
 
 pub use client::SmtpClient;

@@ -30,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::handler::{Answer, ConnectionInfo, Handler};
+use crate::handler::{Answer, Handler};
 use crate::server::connection::{self, Action, Connection};
 
 pub use crate::server::options::ServerOptions;
@@ -505,6 +505,9 @@ fn serve<H: Handler>(
     if let Some(trace) = &options.trace {
         connection.set_trace(trace.clone(), id);
     }
+    if let Some(proxy) = &options.proxy_protocol {
+        connection.expect_proxy_header(proxy, Some(peer), shared.epoch.elapsed());
+    }
     let mut buf = vec![0u8; options.read_buffer];
     let result = drive(
         shared,
@@ -514,7 +517,10 @@ fn serve<H: Handler>(
         live,
         (id, peer, implicit_tls),
     );
-    log::info!("conn={id} peer={peer} closed");
+    log::info!(
+        "conn={id} peer={} closed",
+        connection.peer(Some(peer)).unwrap_or(peer)
+    );
     result
 }
 
@@ -535,16 +541,17 @@ fn drive<H: Handler>(
     loop {
         match connection.next_action(now()) {
             Action::Connect => {
-                let info = ConnectionInfo {
-                    id,
-                    peer: Some(peer),
-                    local: live.stream.local_addr().ok(),
-                    hostname: shared.options.session.hostname.clone(),
-                    tls: implicit_tls,
-                };
+                let info =
+                    connection.connection_info(id, Some(peer), live.stream.local_addr().ok());
                 log::info!(
-                    "conn={id} peer={peer} connected{}",
-                    if implicit_tls { " tls" } else { "" }
+                    "conn={id} peer={} connected{}{}",
+                    info.peer.unwrap_or(peer),
+                    if implicit_tls { " tls" } else { "" },
+                    if info.proxy.is_some() {
+                        format!(" via {peer}")
+                    } else {
+                        String::new()
+                    }
                 );
                 match shared.handler.connect(&info) {
                     Ok(h) => {
@@ -587,7 +594,8 @@ fn drive<H: Handler>(
                     connection.lost();
                     continue;
                 }
-                match conn.read(buf) {
+                let limit = connection.read_limit().min(buf.len());
+                match conn.read(&mut buf[..limit]) {
                     Ok(0) => {
                         if shared.stopping.load(Ordering::Acquire) {
                             stop_seen = true;

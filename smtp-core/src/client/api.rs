@@ -244,7 +244,9 @@ macro_rules! client_api {
             outcome.closed()
         }
 
-        $($async)* fn command(
+        /// Sends one command that `start` writes and returns its reply (the crate's relay
+        /// sends MAIL and RCPT one at a time this way).
+        pub(crate) $($async)* fn command(
             &mut self,
             start: impl FnOnce(
                 &mut $crate::client::ClientSession,

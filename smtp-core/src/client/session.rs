@@ -110,6 +110,9 @@ pub struct ClientSession {
     pub(super) needs_rset: bool,
     /// Where the wire trace goes, when the session traces.
     pub(super) tracer: Tracer,
+    /// MAIL (and RCPT) of the current transaction went out one at a time (see
+    /// `client::stepwise`): the next `send_mail` only sends DATA.
+    pub(super) stepwise: bool,
 }
 
 /// A placeholder used while a recipient's RCPT reply has not come yet.
@@ -161,6 +164,7 @@ impl ClientSession {
             chained: None,
             needs_rset: false,
             tracer: Tracer::default(),
+            stepwise: false,
         })
     }
 
@@ -341,8 +345,10 @@ impl ClientSession {
 
     /// Sends RSET; the reply comes as [`ClientEvent::Reply`].
     pub fn rset(&mut self) -> Result<(), ClientError> {
+        self.simple(Command::Rset)?;
         self.needs_rset = false;
-        self.simple(Command::Rset)
+        self.stepwise = false;
+        Ok(())
     }
 
     /// Sends VRFY; the reply comes as [`ClientEvent::Reply`].

@@ -27,6 +27,9 @@ impl ClientSession {
     ///
     /// [`finish_body`]: ClientSession::finish_body
     pub fn send_mail(&mut self, envelope: &Envelope, size: Option<u64>) -> Result<(), ClientError> {
+        if self.stepwise {
+            return self.send_stepwise_data(envelope);
+        }
         let chaining = self.can_chain();
         if !chaining {
             self.require_ready()?;
@@ -43,7 +46,9 @@ impl ClientSession {
             }
             params.size = Some(size);
         }
-        if !envelope.is_ascii() {
+        // Asked for (UTF-8 headers) or needed (UTF-8 addresses): either way the server
+        // must offer it, or nothing is sent.
+        if params.smtputf8 || !envelope.is_ascii() {
             if !caps.smtputf8 {
                 return Err(ClientError::SmtpUtf8Unsupported);
             }

@@ -62,10 +62,12 @@
 //! - The server is stopping: [`Connection::stop`]; the layer ends an idle session with
 //!   421 at once and lets a transaction in progress finish first.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::handler::{Answer, DispatchState, Flow, Hook};
+use crate::handler::{Answer, ConnectionInfo, DispatchState, Flow, Hook};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::proxy::{ProxyCommand, ProxyHeader, ProxyParser, ProxyProgress, ProxyProtocol};
 use crate::server::{ServerConfig, ServerSession};
 use crate::trace::TraceSink;
 
@@ -102,6 +104,8 @@ pub enum Action<'a> {
 /// Where the connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// A PROXY protocol header comes first, whole by the deadline.
+    Proxy { deadline: Duration },
     /// Implicit TLS: the handshake comes before anything else.
     Handshake { deadline: Duration, implicit: bool },
     /// Waiting for [`Connection::connected`].
@@ -134,6 +138,11 @@ pub struct Connection {
     /// The time allowed for a TLS handshake, and for a command when the session names no
     /// deadline.
     command_timeout: Duration,
+    implicit_tls: bool,
+    /// Reading the PROXY protocol header (boxed: most connections have none).
+    proxy_parser: Option<Box<ProxyParser>>,
+    /// The PROXY protocol header the connection began with.
+    proxy_header: Option<Box<ProxyHeader>>,
 }
 
 impl Connection {
@@ -159,6 +168,123 @@ impl Connection {
             phase,
             stopping: false,
             command_timeout,
+            implicit_tls,
+            proxy_parser: None,
+            proxy_header: None,
+        }
+    }
+
+    /// Makes this connection, accepted at `now` from `peer` (the socket's remote address),
+    /// begin with a PROXY protocol header (see [`crate::server::proxy`]): call it right
+    /// after [`Connection::new`] on a listener configured for the protocol. A peer outside
+    /// [`ProxyProtocol::trusted`] (or an unknown one) is refused at once: the next action
+    /// is [`Action::Close`], with nothing said and no hook called. Otherwise the first
+    /// actions are reads of at most [`Connection::read_limit`] bytes until the header is
+    /// whole; a missing, malformed, oversized or late one closes the same way.
+    pub fn expect_proxy_header(
+        &mut self,
+        proxy: &ProxyProtocol,
+        peer: Option<SocketAddr>,
+        now: Duration,
+    ) {
+        if !matches!(self.phase, Phase::Connecting | Phase::Handshake { .. }) {
+            return;
+        }
+        if !peer.is_some_and(|p| proxy.trusts(p.ip())) {
+            log::info!(
+                "connection: PROXY protocol from untrusted {}; closing",
+                peer.map_or_else(|| "peer".to_owned(), |p| p.to_string())
+            );
+            self.phase = Phase::Closed;
+            return;
+        }
+        self.proxy_parser = Some(Box::default());
+        self.phase = Phase::Proxy {
+            deadline: now + proxy.timeout,
+        };
+    }
+
+    /// The most bytes the next read may take (usually unlimited): while the PROXY header
+    /// is read, reading past it would swallow the client's first bytes (on an
+    /// implicit-TLS listener, its ClientHello), so drivers read at most this many.
+    pub fn read_limit(&self) -> usize {
+        match &self.proxy_parser {
+            Some(parser) if matches!(self.phase, Phase::Proxy { .. }) => parser.wanted(),
+            _ => usize::MAX,
+        }
+    }
+
+    /// The PROXY protocol header the connection began with, once read.
+    pub fn proxy_header(&self) -> Option<&ProxyHeader> {
+        self.proxy_header.as_deref()
+    }
+
+    /// The client's address: the one a PROXY header carried, or else `real` (the
+    /// socket's). Use it everywhere the client is named (logs, limits, handler info).
+    pub fn peer(&self, real: Option<SocketAddr>) -> Option<SocketAddr> {
+        match self.proxy_header.as_deref() {
+            Some(ProxyHeader {
+                command: ProxyCommand::Proxy,
+                source: Some(source),
+                ..
+            }) => Some(*source),
+            _ => real,
+        }
+    }
+
+    /// What the handler is told at [`Action::Connect`], from the socket's own addresses:
+    /// the peer is the client's ([`Connection::peer`]) and the PROXY header is attached.
+    pub fn connection_info(
+        &self,
+        id: u64,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    ) -> ConnectionInfo {
+        ConnectionInfo {
+            id,
+            peer: self.peer(peer),
+            local,
+            hostname: self.session.config().hostname.clone(),
+            tls: self.implicit_tls,
+            proxy: self.proxy_header.as_deref().cloned(),
+        }
+    }
+
+    /// Feeds the PROXY header's parser; the rest of the input, if a driver read past the
+    /// header, goes to the session.
+    fn receive_proxy_header(&mut self, bytes: &[u8], now: Duration) {
+        let Some(parser) = self.proxy_parser.as_mut() else {
+            return;
+        };
+        match parser.feed(bytes) {
+            Ok(ProxyProgress::More) => {}
+            Ok(ProxyProgress::Done(header)) => {
+                let rest = parser.take_rest();
+                self.proxy_parser = None;
+                log::debug!("connection: PROXY header {header:?}");
+                self.proxy_header = Some(Box::new(header));
+                if self.implicit_tls {
+                    if !rest.is_empty() {
+                        // TLS bytes already taken from the socket: the handshake cannot
+                        // have them. The driver did not honour read_limit.
+                        log::warn!("connection: read past the PROXY header on a TLS listener");
+                        self.phase = Phase::Closed;
+                        return;
+                    }
+                    self.phase = Phase::Handshake {
+                        deadline: now + self.command_timeout,
+                        implicit: true,
+                    };
+                } else {
+                    self.phase = Phase::Connecting;
+                    self.spill = rest;
+                }
+            }
+            Err(e) => {
+                log::info!("connection: {e}; closing");
+                self.proxy_parser = None;
+                self.phase = Phase::Closed;
+            }
         }
     }
 
@@ -195,6 +321,7 @@ impl Connection {
             match self.phase {
                 Phase::Closed => return Action::Close,
                 Phase::Connecting => return Action::Connect,
+                Phase::Proxy { deadline } => return Action::Read { deadline },
                 _ => {}
             }
             // A hook due now (the session's, or tls_started/close) comes first.
@@ -316,6 +443,10 @@ impl Connection {
         if matches!(self.phase, Phase::Lost | Phase::Closed) || bytes.is_empty() {
             return;
         }
+        if matches!(self.phase, Phase::Proxy { .. }) {
+            self.receive_proxy_header(bytes, now);
+            return;
+        }
         if !self.spill.is_empty() {
             self.spill.extend_from_slice(bytes);
             return;
@@ -329,6 +460,10 @@ impl Connection {
     /// The client closed its side. If the server is stopping and the session is idle, that
     /// is the shutdown's 421 moment; otherwise the session answers what it has and closes.
     pub fn receive_eof(&mut self) {
+        if matches!(self.phase, Phase::Proxy { .. }) {
+            self.phase = Phase::Closed; // no header: nothing was said
+            return;
+        }
         if self.stopping && self.is_idle() {
             return;
         }
@@ -337,6 +472,13 @@ impl Connection {
 
     /// The deadline of the last [`Action::Read`] passed at `now`.
     pub fn timeout(&mut self, now: Duration) {
+        if let Phase::Proxy { deadline } = self.phase {
+            if now >= deadline {
+                log::info!("connection: no PROXY header in time; closing");
+                self.phase = Phase::Closed;
+            }
+            return;
+        }
         self.session.handle_timeout(now);
     }
 
@@ -361,7 +503,7 @@ impl Connection {
         match self.phase {
             Phase::Closed | Phase::Lost => {}
             // Nothing was said, no hook was called: there is nothing to run.
-            Phase::Handshake { implicit: true, .. } | Phase::Connecting => {
+            Phase::Proxy { .. } | Phase::Handshake { implicit: true, .. } | Phase::Connecting => {
                 self.phase = Phase::Closed;
             }
             _ => {
@@ -374,6 +516,9 @@ impl Connection {
     /// The server is shutting down: an idle session gets 421 and is closed at once; one in
     /// a transaction is let finish, then closed the same way.
     pub fn stop(&mut self) {
+        if matches!(self.phase, Phase::Proxy { .. }) {
+            self.phase = Phase::Closed; // nothing said yet: nothing to end politely
+        }
         self.stopping = true;
     }
 }
@@ -470,7 +615,11 @@ mod tests {
         let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", &flood, b"QUIT\r\n"];
         let (out, closed) = run(&mut conn, &mut DiscardSession, &mut input, T0);
         assert!(closed);
-        assert_eq!(out.matches("250 2.0.0").count(), 20_000, "every RSET answered");
+        assert_eq!(
+            out.matches("250 2.0.0").count(),
+            20_000,
+            "every RSET answered"
+        );
         assert!(out.ends_with("221 2.0.0 Bye\r\n"));
     }
 
@@ -483,17 +632,14 @@ mod tests {
         assert!(!conn.is_idle());
         // In a transaction: still reading.
         assert!(matches!(conn.next_action(T0), Action::Read { .. }));
-        let mut input: Vec<&[u8]> = vec![
-            b"RCPT TO:<x@y.test>\r\n",
-            b"DATA\r\n",
-            b"hi\r\n.\r\n",
-        ];
+        let mut input: Vec<&[u8]> = vec![b"RCPT TO:<x@y.test>\r\n", b"DATA\r\n", b"hi\r\n.\r\n"];
         let (out, closed) = run(&mut conn, &mut DiscardSession, &mut input, T0);
         assert!(closed);
         assert!(out.contains("354"), "{out}");
         assert!(
-            out.ends_with("250 2.0.0 OK\r\n421 4.3.2 mx.test Service shutting down, try again later\r\n")
-                || out.ends_with("Service shutting down, try again later\r\n"),
+            out.ends_with(
+                "250 2.0.0 OK\r\n421 4.3.2 mx.test Service shutting down, try again later\r\n"
+            ) || out.ends_with("Service shutting down, try again later\r\n"),
             "{out}"
         );
     }
@@ -531,7 +677,10 @@ mod tests {
         assert!(closed);
         assert!(conn.is_tls());
         assert!(out.contains("220 2.0.0 Ready to start TLS\r\n"), "{out}");
-        assert!(!out.contains("2.1.0"), "the injected MAIL was not run: {out}");
+        assert!(
+            !out.contains("2.1.0"),
+            "the injected MAIL was not run: {out}"
+        );
         assert_eq!(seen.0, ["tls_started", "close"]);
     }
 

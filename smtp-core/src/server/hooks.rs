@@ -27,7 +27,8 @@ use crate::server::{AbortReason, Decision, HelloVerb};
 pub struct ConnectionInfo {
     /// A number unique within the server, for logs.
     pub id: u64,
-    /// The client's address, when the connection has one.
+    /// The client's address, when the connection has one. Behind a load balancer
+    /// speaking the PROXY protocol, the client's as the header gave it (see `proxy`).
     pub peer: Option<SocketAddr>,
     /// The server's own address.
     pub local: Option<SocketAddr>,
@@ -35,6 +36,10 @@ pub struct ConnectionInfo {
     pub hostname: String,
     /// True when the connection started encrypted (implicit TLS).
     pub tls: bool,
+    /// The PROXY protocol header the connection began with, on a listener configured
+    /// for it ([`crate::server::proxy`]): version, command, the client's and the
+    /// balancer's addresses, TLVs. `peer` is already the client's.
+    pub proxy: Option<crate::server::proxy::ProxyHeader>,
 }
 
 /// The envelope and context of the message being received, handed to

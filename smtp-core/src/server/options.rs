@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::ehlo::AuthMechanism;
 use crate::server::ServerConfig;
+use crate::server::proxy::ProxyProtocol;
 use crate::trace::TraceSink;
 
 /// How the server runs, beyond the protocol settings of [`ServerConfig`].
@@ -36,6 +37,13 @@ pub struct ServerOptions {
     /// The wire trace of every connection (commands and replies, secrets redacted; see
     /// [`crate::trace`]). Default none.
     pub trace: Option<TraceSink>,
+    /// Every connection to this server's listeners begins with a PROXY protocol header
+    /// (v1 or v2) from a load balancer in one of the trusted networks; the client
+    /// address it carries is the connection's peer everywhere. A connection from
+    /// elsewhere, or without a valid header in time, is closed without a greeting. See
+    /// [`crate::server::proxy`]. Default none (no header expected). To take both
+    /// balanced and direct clients, run two servers.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ServerOptions {
@@ -49,6 +57,7 @@ impl ServerOptions {
             listen_backlog: 1024,
             thread_stack: 256 * 1024,
             trace: None,
+            proxy_protocol: None,
         }
     }
 

@@ -312,6 +312,13 @@ impl ServerSession {
         ));
     }
 
+    /// True between [`ServerEvent::StartTls`] and [`ServerSession::tls_established`]: the
+    /// caller owes the session a TLS handshake, and only then may call
+    /// `tls_established`.
+    pub fn is_awaiting_tls(&self) -> bool {
+        matches!(self.phase, Phase::AwaitTls)
+    }
+
     /// The TLS handshake that followed [`ServerEvent::StartTls`] succeeded. Everything known
     /// about the session is forgotten (RFC 3207 §4.2): the client must greet again.
     pub fn tls_established(&mut self, now: Duration) {

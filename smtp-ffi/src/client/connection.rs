@@ -9,14 +9,15 @@ use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{Error, SmtpClient, TlsMode};
 use smtp_core::ehlo::Capabilities;
 use smtp_core::reply::Reply;
-use smtp_core::tls::{self, TlsClientOptions};
+use smtp_core::tls::{self, TlsClientExtras, TlsClientOptions};
 
-use super::error::{LastError, result_for};
+use super::error::result_of;
 use super::options::smtpx_client_options;
 use crate::ffi::{
     copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, opt_line_arg, out_arg, str_arg,
     try_arg, write_out,
 };
+use crate::last_error::{KeepsLastError, LastError, record};
 use crate::log;
 use crate::panic::ffi_panic_boundary;
 use crate::reply::smtpx_reply;
@@ -37,15 +38,29 @@ pub struct smtpx_client {
     last_error: LastError,
     /// The options' TLS settings, for `smtpx_client_starttls`.
     tls_options: TlsClientOptions,
+    /// The options' other TLS settings (client certificate, minimum version, SNI).
+    tls_extras: TlsClientExtras,
     /// The name given to (or implied by) `smtpx_client_connect`.
     server_name: String,
 }
 
+impl KeepsLastError for smtpx_client {
+    fn last_error_mut(&mut self) -> &mut LastError {
+        &mut self.last_error
+    }
+}
+
 impl smtpx_client {
-    /// The live session, or `NotReady` (recorded as the last error) after QUIT.
+    /// The live session, or `NotReady` (recorded as the last error) after QUIT or after
+    /// an error that ended the connection.
     pub(super) fn session(&mut self) -> Result<&mut SmtpClient, smtpx_result> {
         match self.inner.as_mut() {
-            Some(c) => Ok(c),
+            Some(c) if !c.is_closed() => Ok(c),
+            Some(_) => {
+                self.last_error
+                    .set_message("the connection is over (an earlier error ended it)");
+                Err(smtpx_result::NotReady)
+            }
             None => {
                 self.last_error.set_message("the client has quit");
                 Err(smtpx_result::NotReady)
@@ -56,7 +71,14 @@ impl smtpx_client {
     /// Records `error` as the last error and gives its code.
     pub(super) fn fail(&mut self, error: &Error) -> smtpx_result {
         self.last_error.set(error);
-        result_for(error.kind())
+        result_of(error)
+    }
+
+    /// Records a refused MAIL FROM (the reply kept as the last error's).
+    pub(super) fn sender_refused(&mut self, mail: &Reply) -> smtpx_result {
+        self.last_error.message = format!("the server refused the sender: {mail}");
+        self.last_error.reply = Some(smtpx_reply::new(mail));
+        smtpx_result::SenderRefused
     }
 
     /// Records a failure found at the boundary (a bad argument).
@@ -92,49 +114,44 @@ pub extern "C" fn smtpx_client_connect(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        try_arg!(out_arg(out_client));
-        // SAFETY: the caller passes NUL-terminated strings (server_name may be NULL).
-        let host = try_arg!(unsafe { line_arg(host) });
-        // SAFETY: as above.
-        let server_name = try_arg!(unsafe { opt_line_arg(server_name) }).unwrap_or(host);
-        let mut client_options = options.options.clone();
-        if client_options.trace.is_none() {
-            client_options.trace = log::env_trace(log::Side::Client);
-        }
-        if client_options.tls != TlsMode::None {
-            let tls_options = TlsClientOptions {
-                roots: options.roots.clone(),
-                dangerous_accept_invalid_certs: options.insecure,
-            };
-            match tls::client_config(&tls_options) {
-                Ok(config) => client_options.tls_config = Some(config),
-                Err(e) => {
-                    options.last_error.set_message(e.to_string());
-                    return smtpx_result::Tls;
+        record(options, |options| {
+            try_arg!(out_arg(out_client));
+            // SAFETY: the caller passes NUL-terminated strings (server_name may be NULL).
+            let host = try_arg!(unsafe { line_arg(host) });
+            // SAFETY: as above.
+            let server_name = try_arg!(unsafe { opt_line_arg(server_name) }).unwrap_or(host);
+            let mut client_options = options.options.clone();
+            if client_options.trace.is_none() {
+                client_options.trace = log::env_trace(log::Side::Client);
+            }
+            if client_options.tls != TlsMode::None {
+                match tls::client_config_with(&options.tls_options(), &options.tls_extras) {
+                    Ok(config) => client_options.tls_config = Some(config),
+                    Err(e) => {
+                        options.last_error.set_message(e.to_string());
+                        return smtpx_result::Tls;
+                    }
                 }
             }
-        }
-        match SmtpClient::connect((host, port), server_name, client_options) {
-            Ok(client) => {
-                options.last_error = LastError::default();
-                let client = into_raw(smtpx_client {
-                    inner: Some(client),
-                    last_error: LastError::default(),
-                    tls_options: TlsClientOptions {
-                        roots: options.roots.clone(),
-                        dangerous_accept_invalid_certs: options.insecure,
-                    },
-                    server_name: server_name.to_owned(),
-                });
-                // SAFETY: out_client was checked non-NULL above.
-                unsafe { write_out(out_client, client) };
-                smtpx_result::Ok
+            match SmtpClient::connect((host, port), server_name, client_options) {
+                Ok(client) => {
+                    let client = into_raw(smtpx_client {
+                        inner: Some(client),
+                        last_error: LastError::default(),
+                        tls_options: options.tls_options(),
+                        tls_extras: options.tls_extras.clone(),
+                        server_name: server_name.to_owned(),
+                    });
+                    // SAFETY: out_client was checked non-NULL above.
+                    unsafe { write_out(out_client, client) };
+                    smtpx_result::Ok
+                }
+                Err(e) => {
+                    options.last_error.set(&e);
+                    result_of(&e)
+                }
             }
-            Err(e) => {
-                options.last_error.set(&e);
-                result_for(e.kind())
-            }
-        }
+        })
     })
 }
 
@@ -160,14 +177,16 @@ pub extern "C" fn smtpx_client_quit(client: *mut smtpx_client) -> smtpx_result {
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        try_arg!(client.session());
-        let Some(session) = client.inner.take() else {
-            return smtpx_result::NotReady;
-        };
-        match session.quit() {
-            Ok(()) => smtpx_result::Ok,
-            Err(e) => client.fail(&e),
-        }
+        record(client, |client| {
+            try_arg!(client.session());
+            let Some(session) = client.inner.take() else {
+                return smtpx_result::NotReady;
+            };
+            match session.quit() {
+                Ok(()) => smtpx_result::Ok,
+                Err(e) => client.fail(&e),
+            }
+        })
     })
 }
 
@@ -205,29 +224,31 @@ pub extern "C" fn smtpx_client_starttls(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let name = match unsafe { opt_line_arg(server_name) } {
-            Ok(name) => name.unwrap_or(&client.server_name).to_owned(),
-            Err(r) => {
-                let message = format!("the server name: {}", r.message().to_string_lossy());
-                return client.refuse(r, message);
+        record(client, |client| {
+            // SAFETY: the caller passes NULL or a NUL-terminated string.
+            let name = match unsafe { opt_line_arg(server_name) } {
+                Ok(name) => name.unwrap_or(&client.server_name).to_owned(),
+                Err(r) => {
+                    let message = format!("the server name: {}", r.message().to_string_lossy());
+                    return client.refuse(r, message);
+                }
+            };
+            if let Err(r) = client.session() {
+                return r;
             }
-        };
-        if let Err(r) = client.session() {
-            return r;
-        }
-        let config = match tls::client_config(&client.tls_options) {
-            Ok(config) => config,
-            Err(e) => return client.refuse(smtpx_result::Tls, e.to_string()),
-        };
-        let session = match client.session() {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-        match session.starttls(&name, Some(config)) {
-            Ok(()) => smtpx_result::Ok,
-            Err(e) => client.fail(&e),
-        }
+            let config = match tls::client_config_with(&client.tls_options, &client.tls_extras) {
+                Ok(config) => config,
+                Err(e) => return client.refuse(smtpx_result::Tls, e.to_string()),
+            };
+            let session = match client.session() {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            match session.starttls(&name, Some(config)) {
+                Ok(()) => smtpx_result::Ok,
+                Err(e) => client.fail(&e),
+            }
+        })
     })
 }
 
@@ -293,8 +314,8 @@ pub extern "C" fn smtpx_client_size_limit(
 
 /// The AUTH mechanisms the server announced, in its order, separated by single spaces
 /// (for example "PLAIN LOGIN"; "" when none), copied NUL-terminated into `buf` (of `len`
-/// bytes); the length without the NUL goes to `*out_n`. SMTPX_RESULT_BUFFER_TOO_SMALL
-/// writes nothing to `buf` (see `smtpx_client_last_error` for the buffer contract).
+/// bytes); the length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+/// SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
 ///
 /// Errors: as `smtpx_client_has_extension`, and SMTPX_RESULT_BUFFER_TOO_SMALL.
 ///
@@ -314,9 +335,18 @@ pub extern "C" fn smtpx_client_auth_mechanisms(
     })
 }
 
-/// The message of the client's last failed call, copied NUL-terminated into `buf` (of
-/// `len` bytes); its length without the NUL goes to `*out_n`. Empty when no call failed.
-/// SMTPX_RESULT_BUFFER_TOO_SMALL writes nothing.
+/// The message of the client's last call if it failed (empty if it succeeded; see "Last
+/// errors" at the top of this header), copied NUL-terminated into `buf` (of `len`
+/// bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+/// SMTPX_RESULT_BUFFER_TOO_SMALL, nothing written to `buf`, and the size needed (with the
+/// NUL) written to `*out_n`, as every string getter of this library does:
+///
+/// ```c
+/// size_t n = 0;
+/// smtpx_client_last_error(client, NULL, 0, &n);  // SMTPX_RESULT_BUFFER_TOO_SMALL
+/// char *text = malloc(n);
+/// smtpx_client_last_error(client, text, n, &n);  // SMTPX_RESULT_OK, n = strlen(text)
+/// ```
 ///
 /// Thread safety: one thread at a time per client.
 #[unsafe(no_mangle)]
@@ -349,24 +379,40 @@ pub extern "C" fn smtpx_client_last_error_reply(client: *const smtpx_client) -> 
     })
 }
 
-/// Runs one command that returns a reply, and hands the reply to C.
+/// Why a command that returns a reply failed: a bad argument, or the client's error.
+enum CommandFailure {
+    Argument(smtpx_result),
+    Client(Error),
+}
+
+impl From<Error> for CommandFailure {
+    fn from(error: Error) -> Self {
+        CommandFailure::Client(error)
+    }
+}
+
+/// Runs one command that returns a reply (reading its arguments inside `command`, so
+/// that a bad one is recorded as the last error too), and hands the reply to C.
 fn reply_command(
     client: *mut smtpx_client,
     out_reply: *mut *mut smtpx_reply,
-    command: impl FnOnce(&mut SmtpClient) -> Result<Reply, Error>,
+    command: impl FnOnce(&mut SmtpClient) -> Result<Reply, CommandFailure>,
 ) -> smtpx_result {
     // SAFETY: the caller passes NULL or a live client, used by no other thread.
     let client = try_arg!(unsafe { obj_mut(client) });
-    try_arg!(out_arg(out_reply));
-    let session = try_arg!(client.session());
-    match command(session) {
-        Ok(reply) => {
-            // SAFETY: out_reply was checked non-NULL above.
-            unsafe { write_out(out_reply, into_raw(smtpx_reply::new(&reply))) };
-            smtpx_result::Ok
+    record(client, |client| {
+        try_arg!(out_arg(out_reply));
+        let session = try_arg!(client.session());
+        match command(session) {
+            Ok(reply) => {
+                // SAFETY: out_reply was checked non-NULL above.
+                unsafe { write_out(out_reply, into_raw(smtpx_reply::new(&reply))) };
+                smtpx_result::Ok
+            }
+            Err(CommandFailure::Client(e)) => client.fail(&e),
+            Err(CommandFailure::Argument(r)) => r,
         }
-        Err(e) => client.fail(&e),
-    }
+    })
 }
 
 /// Authenticates now with a user name and password (PLAIN or LOGIN, whichever the
@@ -386,12 +432,35 @@ pub extern "C" fn smtpx_client_login(
     out_reply: *mut *mut smtpx_reply,
 ) -> smtpx_result {
     ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NUL-terminated strings.
-        let user = try_arg!(unsafe { line_arg(username) });
-        // SAFETY: as above.
-        let pass = try_arg!(unsafe { line_arg(password) });
         reply_command(client, out_reply, |c| {
-            c.login(Credentials::password(user, pass))
+            // SAFETY: the caller passes NUL-terminated strings.
+            let user = unsafe { line_arg(username) }.map_err(CommandFailure::Argument)?;
+            // SAFETY: as above.
+            let pass = unsafe { line_arg(password) }.map_err(CommandFailure::Argument)?;
+            Ok(c.login(Credentials::password(user, pass))?)
+        })
+    })
+}
+
+/// Authenticates now with XOAUTH2: `username` and an OAuth 2.0 bearer `token`; otherwise
+/// as `smtpx_client_login` (SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not offer
+/// XOAUTH2).
+///
+/// Thread safety: one thread at a time per client.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_login_xoauth2(
+    client: *mut smtpx_client,
+    username: *const c_char,
+    token: *const c_char,
+    out_reply: *mut *mut smtpx_reply,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        reply_command(client, out_reply, |c| {
+            // SAFETY: the caller passes NUL-terminated strings.
+            let user = unsafe { line_arg(username) }.map_err(CommandFailure::Argument)?;
+            // SAFETY: as above.
+            let token = unsafe { line_arg(token) }.map_err(CommandFailure::Argument)?;
+            Ok(c.login(Credentials::oauth2(user, token))?)
         })
     })
 }
@@ -405,7 +474,7 @@ pub extern "C" fn smtpx_client_noop(
     client: *mut smtpx_client,
     out_reply: *mut *mut smtpx_reply,
 ) -> smtpx_result {
-    ffi_panic_boundary(|| reply_command(client, out_reply, SmtpClient::noop))
+    ffi_panic_boundary(|| reply_command(client, out_reply, |c| Ok(c.noop()?)))
 }
 
 /// Sends RSET and writes the reply, whatever its code, to `*out_reply` (free with
@@ -417,7 +486,7 @@ pub extern "C" fn smtpx_client_rset(
     client: *mut smtpx_client,
     out_reply: *mut *mut smtpx_reply,
 ) -> smtpx_result {
-    ffi_panic_boundary(|| reply_command(client, out_reply, SmtpClient::rset))
+    ffi_panic_boundary(|| reply_command(client, out_reply, |c| Ok(c.rset()?)))
 }
 
 /// Sends VRFY `argument` and writes the reply, whatever its code, to `*out_reply` (free
@@ -431,9 +500,11 @@ pub extern "C" fn smtpx_client_vrfy(
     out_reply: *mut *mut smtpx_reply,
 ) -> smtpx_result {
     ffi_panic_boundary(|| {
-        // SAFETY: the caller passes a NUL-terminated string.
-        let argument = try_arg!(unsafe { line_arg(argument) });
-        reply_command(client, out_reply, |c| c.vrfy(argument))
+        reply_command(client, out_reply, |c| {
+            // SAFETY: the caller passes a NUL-terminated string.
+            let argument = unsafe { line_arg(argument) }.map_err(CommandFailure::Argument)?;
+            Ok(c.vrfy(argument)?)
+        })
     })
 }
 
@@ -448,9 +519,11 @@ pub extern "C" fn smtpx_client_expn(
     out_reply: *mut *mut smtpx_reply,
 ) -> smtpx_result {
     ffi_panic_boundary(|| {
-        // SAFETY: the caller passes a NUL-terminated string.
-        let argument = try_arg!(unsafe { line_arg(argument) });
-        reply_command(client, out_reply, |c| c.expn(argument))
+        reply_command(client, out_reply, |c| {
+            // SAFETY: the caller passes a NUL-terminated string.
+            let argument = unsafe { line_arg(argument) }.map_err(CommandFailure::Argument)?;
+            Ok(c.expn(argument)?)
+        })
     })
 }
 
@@ -465,8 +538,10 @@ pub extern "C" fn smtpx_client_help(
     out_reply: *mut *mut smtpx_reply,
 ) -> smtpx_result {
     ffi_panic_boundary(|| {
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let topic = try_arg!(unsafe { opt_line_arg(topic) });
-        reply_command(client, out_reply, |c| c.help(topic))
+        reply_command(client, out_reply, |c| {
+            // SAFETY: the caller passes NULL or a NUL-terminated string.
+            let topic = unsafe { opt_line_arg(topic) }.map_err(CommandFailure::Argument)?;
+            Ok(c.help(topic)?)
+        })
     })
 }

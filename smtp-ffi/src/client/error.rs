@@ -1,31 +1,34 @@
 //! The detail of a failed client call, and the `smtpx_result` of each client error kind.
 
 use smtp_core::blocking::client::{Error, ErrorKind};
+use smtp_core::tls::TlsErrorKind;
 
-use crate::reply::smtpx_reply;
 use crate::result::smtpx_result;
 
-/// The detail of the last failure: the message and the server's reply when there was one.
-#[derive(Debug, Default)]
-pub(super) struct LastError {
-    pub(super) message: String,
-    pub(super) reply: Option<smtpx_reply>,
+/// The `smtpx_result` for a client error: its kind's, and for a TLS error the kind of
+/// TLS failure (classified by the core, [`Error::tls_kind`]).
+pub(crate) fn result_of(error: &Error) -> smtpx_result {
+    match error.tls_kind() {
+        Some(failure) => result_for_tls(failure),
+        None => result_for(error.kind()),
+    }
 }
 
-impl LastError {
-    pub(super) fn set(&mut self, error: &Error) {
-        self.message = error.to_string();
-        self.reply = error.reply().map(smtpx_reply::new);
-    }
-
-    pub(super) fn set_message(&mut self, message: impl Into<String>) {
-        self.message = message.into();
-        self.reply = None;
+/// The `smtpx_result` for a kind of TLS failure.
+pub(crate) fn result_for_tls(kind: TlsErrorKind) -> smtpx_result {
+    match kind {
+        TlsErrorKind::UnknownIssuer => smtpx_result::TlsUnknownIssuer,
+        TlsErrorKind::NameMismatch => smtpx_result::TlsNameMismatch,
+        TlsErrorKind::Expired => smtpx_result::TlsExpired,
+        // A configuration problem is this side's, not the handshake's.
+        TlsErrorKind::Configuration => smtpx_result::Tls,
+        // Any other certificate or handshake problem (TlsErrorKind may grow).
+        _ => smtpx_result::TlsHandshake,
     }
 }
 
 /// The `smtpx_result` for a client error kind.
-pub(super) fn result_for(kind: ErrorKind) -> smtpx_result {
+pub(crate) fn result_for(kind: ErrorKind) -> smtpx_result {
     match kind {
         ErrorKind::Io => smtpx_result::Io,
         ErrorKind::Tls => smtpx_result::Tls,

@@ -6,17 +6,20 @@
 //!
 //! The modules, by concept: [`options`] (`smtpx_client_options`, `smtpx_tls_mode`),
 //! [`connection`] (`smtpx_client`: connect, STARTTLS, QUIT, capabilities, commands),
-//! [`send`] (`smtpx_client_send`, `smtpx_client_send_batch`, `smtpx_client_send_stream`),
+//! [`envelope`] (`smtpx_envelope`: DSN, BODY, SMTPUTF8), [`send`] (`smtpx_client_send`, `smtpx_client_send_batch`, `smtpx_client_send_stream`),
 //! [`result`] (`smtpx_send_result`), and `error` (the last error and the result codes of
 //! client errors). Every item is re-exported here.
 
 pub mod connection;
+pub mod envelope;
 mod error;
 pub mod options;
+pub(crate) mod pooling;
 pub mod result;
 pub mod send;
 
 pub use connection::*;
+pub use envelope::*;
 pub use options::*;
 pub use result::*;
 pub use send::*;

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, TlsMode};
-use smtp_core::tls::RootCerts;
+use smtp_core::tls::{RootCerts, TlsClientExtras, TlsClientOptions};
 
-use super::error::LastError;
 use crate::ffi::{copy_str_out, free_raw, into_raw, line_arg, obj, obj_mut, str_arg, try_arg};
+use crate::last_error::{KeepsLastError, LastError, record};
 use crate::log::{self, CLog, smtpx_log_callback};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
@@ -49,9 +49,27 @@ pub type smtpx_tls_mode_code = u32;
 #[derive(Debug)]
 pub struct smtpx_client_options {
     pub(super) options: ClientOptions,
-    pub(super) roots: RootCerts,
+    pub(crate) roots: RootCerts,
     pub(super) insecure: bool,
-    pub(super) last_error: LastError,
+    pub(crate) last_error: LastError,
+    /// Mutual TLS, the oldest TLS version, SNI (see the `tls` module).
+    pub(crate) tls_extras: TlsClientExtras,
+}
+
+impl smtpx_client_options {
+    /// Which certificates the client trusts, as the core takes it.
+    pub(super) fn tls_options(&self) -> TlsClientOptions {
+        TlsClientOptions {
+            roots: self.roots.clone(),
+            dangerous_accept_invalid_certs: self.insecure,
+        }
+    }
+}
+
+impl KeepsLastError for smtpx_client_options {
+    fn last_error_mut(&mut self) -> &mut LastError {
+        &mut self.last_error
+    }
 }
 
 /// Creates client options with the defaults. Returns NULL only if memory ran out (or on
@@ -67,6 +85,7 @@ pub extern "C" fn smtpx_client_options_new() -> *mut smtpx_client_options {
             roots: RootCerts::default(),
             insecure: false,
             last_error: LastError::default(),
+            tls_extras: TlsClientExtras::default(),
         })
     })
 }
@@ -98,10 +117,12 @@ pub extern "C" fn smtpx_client_options_set_helo_name(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let name = try_arg!(unsafe { line_arg(helo_name) });
-        options.options.helo_name = name.to_owned();
-        smtpx_result::Ok
+        record(options, |options| {
+            // SAFETY: the caller passes NULL or a NUL-terminated string.
+            let name = try_arg!(unsafe { line_arg(helo_name) });
+            options.options.helo_name = name.to_owned();
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -117,16 +138,18 @@ pub extern "C" fn smtpx_client_options_set_tls_mode(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.tls = match mode {
-            m if m == smtpx_tls_mode::None as u32 => TlsMode::None,
-            m if m == smtpx_tls_mode::StarttlsOpportunistic as u32 => {
-                TlsMode::StartTlsOpportunistic
-            }
-            m if m == smtpx_tls_mode::StarttlsRequired as u32 => TlsMode::StartTlsRequired,
-            m if m == smtpx_tls_mode::Implicit as u32 => TlsMode::Implicit,
-            _ => return smtpx_result::InvalidArgument,
-        };
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.tls = match mode {
+                m if m == smtpx_tls_mode::None as u32 => TlsMode::None,
+                m if m == smtpx_tls_mode::StarttlsOpportunistic as u32 => {
+                    TlsMode::StartTlsOpportunistic
+                }
+                m if m == smtpx_tls_mode::StarttlsRequired as u32 => TlsMode::StartTlsRequired,
+                m if m == smtpx_tls_mode::Implicit as u32 => TlsMode::Implicit,
+                _ => return smtpx_result::InvalidArgument,
+            };
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -143,13 +166,15 @@ pub extern "C" fn smtpx_client_options_set_ca_file(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.roots = if path.is_null() {
-            RootCerts::WebPki
-        } else {
-            // SAFETY: path is a NUL-terminated string.
-            RootCerts::PemFile(try_arg!(unsafe { str_arg(path) }).into())
-        };
-        smtpx_result::Ok
+        record(options, |options| {
+            options.roots = if path.is_null() {
+                RootCerts::WebPki
+            } else {
+                // SAFETY: path is a NUL-terminated string.
+                RootCerts::PemFile(try_arg!(unsafe { str_arg(path) }).into())
+            };
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -166,8 +191,10 @@ pub extern "C" fn smtpx_client_options_set_insecure(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.insecure = insecure;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.insecure = insecure;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -189,16 +216,51 @@ pub extern "C" fn smtpx_client_options_set_credentials(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        if username.is_null() && password.is_null() {
-            options.options.credentials = None;
-            return smtpx_result::Ok;
-        }
-        // SAFETY: the caller passes NUL-terminated strings.
-        let username = try_arg!(unsafe { line_arg(username) });
-        // SAFETY: as above.
-        let password = try_arg!(unsafe { line_arg(password) });
-        options.options.credentials = Some(Credentials::password(username, password));
-        smtpx_result::Ok
+        record(options, |options| {
+            if username.is_null() && password.is_null() {
+                options.options.credentials = None;
+                return smtpx_result::Ok;
+            }
+            // SAFETY: the caller passes NUL-terminated strings.
+            let username = try_arg!(unsafe { line_arg(username) });
+            // SAFETY: as above.
+            let password = try_arg!(unsafe { line_arg(password) });
+            options.options.credentials = Some(Credentials::password(username, password));
+            smtpx_result::Ok
+        })
+    })
+}
+
+/// Authenticates with XOAUTH2 (RFC 7628's predecessor, as Gmail and Microsoft 365 take
+/// it) once connected: `username` and an OAuth 2.0 bearer `token` the caller obtained.
+/// Replaces any password set with `smtpx_client_options_set_credentials` (and is
+/// replaced by it); the same TLS rule applies (SMTPX_RESULT_INSECURE_AUTH without TLS
+/// unless allowed). A refusal makes `smtpx_client_connect` fail with
+/// SMTPX_RESULT_AUTH_FAILED, or SMTPX_RESULT_AUTH_UNSUPPORTED when the server does not
+/// offer XOAUTH2. NULL for both removes the credentials.
+///
+/// Thread safety: one thread at a time per options object.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_options_set_xoauth2(
+    options: *mut smtpx_client_options,
+    username: *const c_char,
+    token: *const c_char,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or live options, used by no other thread.
+        let options = try_arg!(unsafe { obj_mut(options) });
+        record(options, |options| {
+            if username.is_null() && token.is_null() {
+                options.options.credentials = None;
+                return smtpx_result::Ok;
+            }
+            // SAFETY: the caller passes NUL-terminated strings.
+            let username = try_arg!(unsafe { line_arg(username) });
+            // SAFETY: as above.
+            let token = try_arg!(unsafe { line_arg(token) });
+            options.options.credentials = Some(Credentials::oauth2(username, token));
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -217,8 +279,10 @@ pub extern "C" fn smtpx_client_options_set_allow_insecure_auth(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.allow_insecure_auth = allow;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.allow_insecure_auth = allow;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -234,11 +298,13 @@ pub extern "C" fn smtpx_client_options_set_connect_timeout_ms(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        if timeout_ms == 0 {
-            return smtpx_result::InvalidArgument;
-        }
-        options.options.connect_timeout = Duration::from_millis(timeout_ms);
-        smtpx_result::Ok
+        record(options, |options| {
+            if timeout_ms == 0 {
+                return smtpx_result::InvalidArgument;
+            }
+            options.options.connect_timeout = Duration::from_millis(timeout_ms);
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -256,18 +322,20 @@ pub extern "C" fn smtpx_client_options_set_command_timeout_ms(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        if timeout_ms == 0 {
-            return smtpx_result::InvalidArgument;
-        }
-        let t = Duration::from_millis(timeout_ms);
-        let timeouts = &mut options.options.timeouts;
-        timeouts.greeting = t;
-        timeouts.command = t;
-        timeouts.rcpt = t;
-        timeouts.data_start = t;
-        timeouts.data_block = t;
-        timeouts.data_end = t;
-        smtpx_result::Ok
+        record(options, |options| {
+            if timeout_ms == 0 {
+                return smtpx_result::InvalidArgument;
+            }
+            let t = Duration::from_millis(timeout_ms);
+            let timeouts = &mut options.options.timeouts;
+            timeouts.greeting = t;
+            timeouts.command = t;
+            timeouts.rcpt = t;
+            timeouts.data_start = t;
+            timeouts.data_block = t;
+            timeouts.data_end = t;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -283,8 +351,10 @@ pub extern "C" fn smtpx_client_options_set_lmtp(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.lmtp = lmtp;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.lmtp = lmtp;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -299,8 +369,10 @@ pub extern "C" fn smtpx_client_options_set_pipelining(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.pipelining = pipelining;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.pipelining = pipelining;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -316,8 +388,10 @@ pub extern "C" fn smtpx_client_options_set_chunking(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.chunking = chunking;
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.chunking = chunking;
+            smtpx_result::Ok
+        })
     })
 }
 
@@ -340,15 +414,17 @@ pub extern "C" fn smtpx_client_options_set_log(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or live options, used by no other thread.
         let options = try_arg!(unsafe { obj_mut(options) });
-        options.options.trace = CLog::sink(callback, user_data).map(|log| log.trace_sink());
-        smtpx_result::Ok
+        record(options, |options| {
+            options.options.trace = CLog::sink(callback, user_data).map(|log| log.trace_sink());
+            smtpx_result::Ok
+        })
     })
 }
 
-/// The message of the last `smtpx_client_connect` that failed with these options,
-/// copied NUL-terminated into `buf` (of `len` bytes); its length without the NUL goes
-/// to `*out_n`. Empty when no connect failed. SMTPX_RESULT_BUFFER_TOO_SMALL writes
-/// nothing.
+/// The message of the last call on these options (a setter or `smtpx_client_connect`)
+/// if it failed, empty if it succeeded, copied NUL-terminated into `buf` (of `len`
+/// bytes); its length without the NUL goes to `*out_n`. When `buf` is NULL or too small:
+/// SMTPX_RESULT_BUFFER_TOO_SMALL, and the size needed (with the NUL) goes to `*out_n`.
 ///
 /// Thread safety: one thread at a time per options object.
 #[unsafe(no_mangle)]

@@ -9,8 +9,10 @@ use smtp_core::blocking::client::Error;
 use smtp_core::client::{Envelope, TransactionResult};
 
 use super::connection::smtpx_client;
+use super::envelope::smtpx_envelope;
 use super::result::smtpx_send_result;
-use crate::ffi::{into_raw, line_arg, obj_mut, out_arg, try_arg, write_out};
+use crate::ffi::{into_raw, line_arg, obj, obj_mut, out_arg, try_arg, write_out};
+use crate::last_error::record;
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
@@ -18,7 +20,7 @@ use crate::result::smtpx_result;
 ///
 /// # Safety
 /// `from` is a C string; `to` is NULL or points to `n_to` C strings.
-unsafe fn envelope_args(
+pub(crate) unsafe fn envelope_args(
     from: *const c_char,
     to: *const *const c_char,
     n_to: usize,
@@ -47,13 +49,16 @@ unsafe fn envelope_args(
     Envelope::new(from, &recipients).map_err(|e| (smtpx_result::InvalidArgument, e.to_string()))
 }
 
-/// Sends the message through `client` and stores the result for C.
+/// Sends the message through `client` and stores the result for C. A refused MAIL FROM
+/// is a failure of the call (SMTPX_RESULT_SENDER_REFUSED, the reply in the last error),
+/// not a result whose every recipient shows the 503 that followed.
 fn finish_send(
     client: &mut smtpx_client,
     outcome: Result<TransactionResult, Error>,
     out_result: *mut *mut smtpx_send_result,
 ) -> smtpx_result {
     match outcome {
+        Ok(result) if !result.mail.is_completion() => client.sender_refused(&result.mail),
         Ok(result) => {
             let result = into_raw(smtpx_send_result::new(&result));
             // SAFETY: out_result was checked non-NULL by the caller.
@@ -69,7 +74,8 @@ fn finish_send(
 /// recipient to `*out_result` (release with `smtpx_send_result_free`).
 ///
 /// A refused recipient is not an error: check `smtpx_send_result_success` and each
-/// recipient's reply. Bare LF and CR become CRLF and dot-stuffing is done here.
+/// recipient's reply. A refused sender is: SMTPX_RESULT_SENDER_REFUSED, with the MAIL
+/// reply as `smtpx_client_last_error_reply` (the connection stays usable). Bare LF and CR become CRLF and dot-stuffing is done here.
 /// Addresses are bare (`user@example.com`, no angle brackets); "" is the null sender.
 /// An address with CR or LF gives SMTPX_RESULT_INJECTION and sends nothing.
 ///
@@ -87,24 +93,26 @@ pub extern "C" fn smtpx_client_send(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        try_arg!(out_arg(out_result));
-        if msg.is_null() && len != 0 {
-            return client.refuse(smtpx_result::NullParameter, "the message is NULL");
-        }
-        // SAFETY: from, to and n_to as documented.
-        let envelope = match unsafe { envelope_args(from, to, n_to) } {
-            Ok(e) => e,
-            Err((r, m)) => return client.refuse(r, m),
-        };
-        let message: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: msg is not NULL and readable for len bytes (the caller's contract).
-            unsafe { std::slice::from_raw_parts(msg, len) }
-        };
-        let session = try_arg!(client.session());
-        let outcome = session.send_bytes(&envelope, message);
-        finish_send(client, outcome, out_result)
+        record(client, |client| {
+            try_arg!(out_arg(out_result));
+            if msg.is_null() && len != 0 {
+                return client.refuse(smtpx_result::NullParameter, "the message is NULL");
+            }
+            // SAFETY: from, to and n_to as documented.
+            let envelope = match unsafe { envelope_args(from, to, n_to) } {
+                Ok(e) => e,
+                Err((r, m)) => return client.refuse(r, m),
+            };
+            let message: &[u8] = if len == 0 {
+                &[]
+            } else {
+                // SAFETY: msg is not NULL and readable for len bytes (the caller's contract).
+                unsafe { std::slice::from_raw_parts(msg, len) }
+            };
+            let session = try_arg!(client.session());
+            let outcome = session.send_bytes(&envelope, message);
+            finish_send(client, outcome, out_result)
+        })
     })
 }
 
@@ -159,71 +167,77 @@ pub extern "C" fn smtpx_client_send_batch(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        try_arg!(out_arg(out_done));
-        // SAFETY: out_done was checked non-NULL above.
-        unsafe { write_out(out_done, 0) };
-        if n == 0 {
-            return smtpx_result::Ok;
-        }
-        if messages.is_null() || out_results.is_null() || out_codes.is_null() {
-            return client.refuse(
-                smtpx_result::NullParameter,
-                "messages, out_results and out_codes must not be NULL",
-            );
-        }
-        // SAFETY: messages points to n readable elements (the caller's contract).
-        let messages = unsafe { std::slice::from_raw_parts(messages, n) };
-        // SAFETY: out_results and out_codes point to n writable elements each.
-        let (results, codes) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(out_results, n),
-                std::slice::from_raw_parts_mut(out_codes, n),
-            )
-        };
-        results.fill(ptr::null_mut());
-        codes.fill(smtpx_result::NotReady);
-        let mut envelopes = Vec::with_capacity(n);
-        let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
-        for (i, m) in messages.iter().enumerate() {
-            if m.data.is_null() && m.len != 0 {
+        record(client, |client| {
+            try_arg!(out_arg(out_done));
+            // SAFETY: out_done was checked non-NULL above.
+            unsafe { write_out(out_done, 0) };
+            if n == 0 {
+                return smtpx_result::Ok;
+            }
+            if messages.is_null() || out_results.is_null() || out_codes.is_null() {
                 return client.refuse(
                     smtpx_result::NullParameter,
-                    format!("message {i}: the data is NULL"),
+                    "messages, out_results and out_codes must not be NULL",
                 );
             }
-            // SAFETY: from, to and n_to as documented for smtpx_message.
-            match unsafe { envelope_args(m.from, m.to, m.n_to) } {
-                Ok(e) => envelopes.push(e),
-                Err((r, text)) => return client.refuse(r, format!("message {i}: {text}")),
-            }
-            bodies.push(if m.len == 0 {
-                &[]
-            } else {
-                // SAFETY: data is not NULL and readable for len bytes (the caller's
-                // contract), and stays so during the call.
-                unsafe { std::slice::from_raw_parts(m.data, m.len) }
-            });
-        }
-        let session = try_arg!(client.session());
-        let outcomes = session.send_batch(envelopes.iter().zip(bodies.iter().copied()));
-        let done = outcomes.len();
-        let complete = done == n;
-        let mut last = smtpx_result::Ok;
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
-                Ok(result) => {
-                    results[i] = into_raw(smtpx_send_result::new(&result));
-                    codes[i] = smtpx_result::Ok;
+            // SAFETY: messages points to n readable elements (the caller's contract).
+            let messages = unsafe { std::slice::from_raw_parts(messages, n) };
+            // SAFETY: out_results and out_codes point to n writable elements each.
+            let (results, codes) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(out_results, n),
+                    std::slice::from_raw_parts_mut(out_codes, n),
+                )
+            };
+            results.fill(ptr::null_mut());
+            codes.fill(smtpx_result::NotReady);
+            let mut envelopes = Vec::with_capacity(n);
+            let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
+            for (i, m) in messages.iter().enumerate() {
+                if m.data.is_null() && m.len != 0 {
+                    return client.refuse(
+                        smtpx_result::NullParameter,
+                        format!("message {i}: the data is NULL"),
+                    );
                 }
-                Err(e) => {
-                    codes[i] = client.fail(&e);
-                    last = codes[i];
+                // SAFETY: from, to and n_to as documented for smtpx_message.
+                match unsafe { envelope_args(m.from, m.to, m.n_to) } {
+                    Ok(e) => envelopes.push(e),
+                    Err((r, text)) => return client.refuse(r, format!("message {i}: {text}")),
+                }
+                bodies.push(if m.len == 0 {
+                    &[]
+                } else {
+                    // SAFETY: data is not NULL and readable for len bytes (the caller's
+                    // contract), and stays so during the call.
+                    unsafe { std::slice::from_raw_parts(m.data, m.len) }
+                });
+            }
+            let session = try_arg!(client.session());
+            let outcomes = session.send_batch(envelopes.iter().zip(bodies.iter().copied()));
+            let done = outcomes.len();
+            let complete = done == n;
+            let mut last = smtpx_result::Ok;
+            for (i, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    Ok(result) if !result.mail.is_completion() => {
+                        codes[i] = client.sender_refused(&result.mail);
+                        last = codes[i];
+                    }
+                    Ok(result) => {
+                        results[i] = into_raw(smtpx_send_result::new(&result));
+                        codes[i] = smtpx_result::Ok;
+                    }
+                    Err(e) => {
+                        codes[i] = client.fail(&e);
+                        last = codes[i];
+                    }
                 }
             }
-        }
-        // SAFETY: out_done was checked non-NULL above.
-        unsafe { write_out(out_done, done) };
-        if complete { smtpx_result::Ok } else { last }
+            // SAFETY: out_done was checked non-NULL above.
+            unsafe { write_out(out_done, done) };
+            if complete { smtpx_result::Ok } else { last }
+        })
     })
 }
 
@@ -287,18 +301,63 @@ pub extern "C" fn smtpx_client_send_stream(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
-        try_arg!(out_arg(out_result));
-        let Some(callback) = read_callback else {
-            return client.refuse(smtpx_result::NullParameter, "the read callback is NULL");
-        };
-        // SAFETY: from, to and n_to as documented.
-        let envelope = match unsafe { envelope_args(from, to, n_to) } {
-            Ok(e) => e,
-            Err((r, m)) => return client.refuse(r, m),
-        };
-        let session = try_arg!(client.session());
-        let reader = CallbackReader { callback, userdata };
-        let outcome = session.send(&envelope, reader, None);
-        finish_send(client, outcome, out_result)
+        record(client, |client| {
+            try_arg!(out_arg(out_result));
+            let Some(callback) = read_callback else {
+                return client.refuse(smtpx_result::NullParameter, "the read callback is NULL");
+            };
+            // SAFETY: from, to and n_to as documented.
+            let envelope = match unsafe { envelope_args(from, to, n_to) } {
+                Ok(e) => e,
+                Err((r, m)) => return client.refuse(r, m),
+            };
+            let session = try_arg!(client.session());
+            let reader = CallbackReader { callback, userdata };
+            let outcome = session.send(&envelope, reader, None);
+            finish_send(client, outcome, out_result)
+        })
+    })
+}
+
+/// Sends one message held in memory (`msg`, `len` bytes) with the envelope `envelope`
+/// (see `smtpx_envelope`: DSN parameters, BODY, SMTPUTF8), otherwise as
+/// `smtpx_client_send`. The envelope is not consumed. An envelope without recipients
+/// gives SMTPX_RESULT_INVALID_ARGUMENT.
+///
+/// Thread safety: one thread at a time per client and per envelope.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_send_envelope(
+    client: *mut smtpx_client,
+    envelope: *const smtpx_envelope,
+    msg: *const u8,
+    len: usize,
+    out_result: *mut *mut smtpx_send_result,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live client, used by no other thread.
+        let client = try_arg!(unsafe { obj_mut(client) });
+        record(client, |client| {
+            try_arg!(out_arg(out_result));
+            // SAFETY: the caller passes NULL or a live envelope.
+            let envelope = try_arg!(unsafe { obj(envelope) });
+            if envelope.envelope.recipients.is_empty() {
+                return client.refuse(
+                    smtpx_result::InvalidArgument,
+                    "a message needs at least one recipient",
+                );
+            }
+            if msg.is_null() && len != 0 {
+                return client.refuse(smtpx_result::NullParameter, "the message is NULL");
+            }
+            let message: &[u8] = if len == 0 {
+                &[]
+            } else {
+                // SAFETY: msg is not NULL and readable for len bytes (the caller's contract).
+                unsafe { std::slice::from_raw_parts(msg, len) }
+            };
+            let session = try_arg!(client.session());
+            let outcome = session.send_bytes(&envelope.envelope, message);
+            finish_send(client, outcome, out_result)
+        })
     })
 }

@@ -1,13 +1,22 @@
-//! `smtpx_server`: starting a blocking server (with the Maildir handler or a C callback
-//! table), its ports, and stopping it.
+//! `smtpx_server`: starting a server (with the Maildir handler or a C callback table),
+//! its ports, and stopping it.
+//!
+//! The server is the event-driven one ([`AsyncServer`]) on a tokio runtime of its own:
+//! a few worker threads serve every connection, so an idle connection costs a few
+//! kilobytes instead of a thread. The callbacks may still block (a database, a file, a
+//! DNS query): each runs inside [`tokio::task::block_in_place`], which first hands the
+//! worker's other connections to another thread, so they are not stalled; at most
+//! [`MAX_BLOCKING`] callbacks block at once (tokio's blocking-pool bound), beyond which
+//! the connections of the waiting workers wait too.
 
 use std::ffi::c_char;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use smtp_core::asynchronous::server::{AsyncServer, AsyncServerHandle};
 use smtp_core::auth::AuthMechanism;
-use smtp_core::blocking::server::{Server, ServerOptions};
+use smtp_core::blocking::server::ServerOptions;
 use smtp_core::handler::{Handler, PasswordAuth};
 use smtp_core::maildir::MaildirHandler;
 
@@ -15,18 +24,30 @@ use super::handler::{CHandler, CTable, smtpx_handler};
 use super::reentry;
 use crate::config::smtpx_server_config;
 use crate::ffi::{free_raw, into_raw, obj, obj_mut, out_arg, str_arg, try_arg, write_out};
+use crate::last_error::record;
 use crate::log;
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
-/// A running SMTP server: listeners and a thread per connection.
+/// Threads that may run blocking callbacks at once (tokio's `max_blocking_threads`).
+pub const MAX_BLOCKING: usize = 512;
+
+/// A running server and the runtime it runs on.
+#[derive(Debug)]
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    handle: AsyncServerHandle,
+}
+
+/// A running SMTP server: listeners and connections served by an event loop on a few
+/// worker threads of its own (see `smtpx_handler` for where callbacks run).
 ///
 /// Thread safety: movable between threads, one thread at a time; the server's own
 /// threads run independently of the thread holding it.
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct smtpx_server {
-    server: Option<Server>,
+    server: Option<Running>,
     addrs: Vec<SocketAddr>,
     /// The C callback table, when the handler is one: kept so that stopping can wait
     /// for the last connection thread to let go of it.
@@ -40,7 +61,13 @@ impl smtpx_server {
     /// callback table any more, then releases it: no callback runs after this returns,
     /// and `userdata_free` has been called.
     fn stop(&mut self, grace: Duration) -> Option<usize> {
-        let cut = self.server.take().map(|server| server.shutdown(grace));
+        let cut = self.server.take().map(|Running { runtime, handle }| {
+            let cut = runtime.block_on(handle.shutdown(grace));
+            // Every connection task has ended; what is left (timers, the blocking pool's
+            // idle threads) goes now.
+            runtime.shutdown_timeout(Duration::from_secs(5));
+            cut
+        });
         if let Some(table) = self.table.take() {
             // Connection threads leave the server's books just before they drop their
             // session handlers; wait for those last moments (they do no I/O any more).
@@ -62,7 +89,7 @@ impl Drop for smtpx_server {
 /// Builds the server from the configuration and starts it.
 /// `handler_auth`: the handler checks AUTH itself, so AUTH is offered even without users.
 /// `token`: the server's own (see `reentry`), given to its log callback.
-fn start<H: Handler>(
+pub(crate) fn start<H: Handler>(
     config: &mut smtpx_server_config,
     handler: H,
     handler_auth: bool,
@@ -80,73 +107,193 @@ fn start<H: Handler>(
     if let Some(n) = config.listen_backlog {
         options.listen_backlog = n;
     }
+    options.proxy_protocol = config.proxy_protocol();
     if let Some((cert, key)) = &config.tls_files {
-        match smtp_core::tls::server_config_from_pem_files(cert, key) {
+        let tls = smtp_core::tls::TlsIdentity::from_pem_files(cert, key)
+            .and_then(|id| smtp_core::tls::server_config_with(id, &config.tls_extras));
+        match tls {
             Ok(tls) => options.tls = Some(tls),
             Err(e) => {
-                config.last_error = e.to_string();
+                config.last_error.set_message(e.to_string());
                 return Err(smtpx_result::Tls);
             }
         }
     } else if config.tls_listen.is_some() || config.config.require_tls {
-        config.last_error = "implicit TLS and require-TLS need a certificate and key".into();
+        config
+            .last_error
+            .set_message("implicit TLS and require-TLS need a certificate and key");
         return Err(smtpx_result::InvalidArgument);
     }
     let io_err = |config: &mut smtpx_server_config, what: &str, e: std::io::Error| {
-        config.last_error = format!("{what}: {e}");
+        config.last_error.set_message(format!("{what}: {e}"));
         smtpx_result::Io
     };
-    let listen = config.listen.clone();
+    // A listening descriptor is the server's from here on, whatever happens next.
+    let listen = match config.listen_fd {
+        Some(fd) => match adopt_listener(fd) {
+            Ok(listener) => {
+                config.listen_fd = None;
+                Listen::Adopted(listener)
+            }
+            Err(e) => return Err(io_err(config, &format!("listening descriptor {fd}"), e)),
+        },
+        None => Listen::Address(config.listen.clone()),
+    };
     let builder = if config.users.is_empty() {
-        start_with(config, handler, options, &listen, token)
+        start_with(config, handler, options, listen, token)
     } else {
         let users = config.users.clone();
         start_with(
             config,
             PasswordAuth::new(handler, users),
             options,
-            &listen,
+            listen,
             token,
         )
     };
     builder.map_err(|(what, e)| io_err(config, &what, e))
 }
 
+/// Where the first listener comes from.
+enum Listen {
+    /// An address to bind ("HOST:PORT").
+    Address(String),
+    /// A listening socket handed over by the caller.
+    Adopted(std::net::TcpListener),
+}
+
 fn start_with<H: Handler>(
     config: &smtpx_server_config,
     handler: H,
     options: ServerOptions,
-    listen: &str,
+    listen: Listen,
     token: u64,
 ) -> Result<smtpx_server, (String, std::io::Error)> {
-    let mut builder = Server::builder(handler, options)
-        .listen(listen)
-        .map_err(|e| (listen.to_owned(), e))?;
-    if let Some(tls_listen) = &config.tls_listen {
-        builder = builder
-            .listen_tls(tls_listen)
-            .map_err(|e| (tls_listen.clone(), e))?;
-    }
-    let server = builder
-        .start()
-        .map_err(|e| ("cannot start the server".to_owned(), e))?;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(MAX_BLOCKING)
+        .thread_name("smtpx-server")
+        .on_thread_start(block_sigpipe)
+        .enable_all()
+        .build()
+        .map_err(|e| ("cannot start the server's threads".to_owned(), e))?;
+    let handle = {
+        let _inside = runtime.enter();
+        let builder =
+            AsyncServer::builder(handler, options).block_in_place(config.callbacks_block);
+        let mut builder = match listen {
+            Listen::Adopted(listener) => builder.listener(listener, false),
+            Listen::Address(addr) => builder.listen(&*addr).map_err(|e| (addr.clone(), e))?,
+        };
+        if let Some(tls_listen) = &config.tls_listen {
+            builder = builder
+                .listen_tls(tls_listen)
+                .map_err(|e| (tls_listen.clone(), e))?;
+        }
+        builder
+            .start()
+            .map_err(|e| ("cannot start the server".to_owned(), e))?
+    };
     Ok(smtpx_server {
-        addrs: server.local_addrs().to_vec(),
-        server: Some(server),
+        addrs: handle.local_addrs().to_vec(),
+        server: Some(Running { runtime, handle }),
         table: None,
         token,
     })
 }
 
+/// Takes `fd` as a listening TCP socket, after checking that it is one (an Internet
+/// socket with SO_ACCEPTCONN set). On failure the descriptor is left, open, to the caller.
+#[cfg(unix)]
+fn adopt_listener(fd: std::ffi::c_int) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes to `listening`, a c_int that lives
+    // through the call; an invalid descriptor is an error, not undefined behaviour.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if listening == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the socket is not listening",
+        ));
+    }
+    // SAFETY: fd is an open socket (getsockopt succeeded) that the caller handed to the
+    // library with smtpx_server_config_set_listen_fd; it is given back on failure below.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    match listener.local_addr() {
+        Ok(_) => Ok(listener),
+        Err(e) => {
+            let _ = listener.into_raw_fd();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn adopt_listener(_fd: std::ffi::c_int) -> std::io::Result<std::net::TcpListener> {
+    Err(std::io::Error::other("listening descriptors are Unix only"))
+}
+
+/// Blocks SIGPIPE in the calling thread (one of the server's). A C program, unlike a Rust
+/// one, usually keeps SIGPIPE's default action, which ends the process: a write to a
+/// client that has gone (TLS writes go through `writev`, which has no MSG_NOSIGNAL) would
+/// kill the embedding program. Blocked, the write fails with EPIPE instead, and the signal
+/// stays pending on this thread, never delivered. The process's own disposition is left
+/// alone. Callbacks, which run on these threads, see SIGPIPE blocked too.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: a fresh, zeroed sigset_t is filled by sigemptyset and sigaddset before
+    // pthread_sigmask reads it; a NULL old-set pointer is allowed. Only this thread's
+    // mask changes.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Says whether the handler's callbacks may block (the default, true): then each runs in
+/// tokio's `block_in_place`, which first hands the other connections of the server thread
+/// it runs on to another thread (see `smtpx_server_start`). Callbacks that never block
+/// (no I/O, no lock held long, no sleep) may say false: they then run inline on the
+/// server's event loop, which costs less CPU per message, but a callback that does block
+/// then stalls every connection served by that thread.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_callbacks_block(
+    config: *mut smtpx_server_config,
+    may_block: bool,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live config, used by no other thread.
+        let config = try_arg!(unsafe { obj_mut(config) });
+        config.callbacks_block = may_block;
+        smtpx_result::Ok
+    })
+}
+
 /// Hands a started server to C.
-fn finish_start(
-    config: &mut smtpx_server_config,
+pub(crate) fn finish_start(
     started: Result<smtpx_server, smtpx_result>,
     out_server: *mut *mut smtpx_server,
 ) -> smtpx_result {
     match started {
         Ok(server) => {
-            config.last_error.clear();
             // SAFETY: out_server was checked non-NULL by the caller.
             unsafe { write_out(out_server, into_raw(server)) };
             smtpx_result::Ok
@@ -172,24 +319,28 @@ pub extern "C" fn smtpx_server_start_maildir(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        // SAFETY: the caller passes a NUL-terminated string.
-        let dir = try_arg!(unsafe { str_arg(maildir_dir) });
-        let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
-            Ok(h) => h,
-            Err(e) => {
-                config.last_error = format!("{dir}: {e}");
-                return smtpx_result::Io;
-            }
-        };
-        let started = start(config, handler, false, reentry::new_token());
-        finish_start(config, started, out_server)
+        record(config, |config| {
+            try_arg!(out_arg(out_server));
+            // SAFETY: the caller passes a NUL-terminated string.
+            let dir = try_arg!(unsafe { str_arg(maildir_dir) });
+            let handler = match MaildirHandler::new(dir, config.config.hostname.clone()) {
+                Ok(h) => h,
+                Err(e) => {
+                    config.last_error.set_message(format!("{dir}: {e}"));
+                    return smtpx_result::Io;
+                }
+            };
+            let started = start(config, handler, false, reentry::new_token());
+            finish_start(started, out_server)
+        })
     })
 }
 
 /// Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
-/// `smtpx_handler` for threads and the userdata's lifetime), and writes it to
-/// `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+/// `smtpx_handler` for threads and the userdata's lifetime). The server is event-driven: a few threads of its own serve every
+/// connection; a callback that blocks runs in tokio's `block_in_place`, which hands the
+/// other connections of its thread to another thread first, so it stalls only its own
+/// connection (at most 512 callbacks block at once). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
 /// called and `smtpx_server_config_last_error` gives the detail.
 ///
 /// Thread safety: `config` is used by this thread during the call only.
@@ -207,14 +358,16 @@ pub extern "C" fn smtpx_server_start(
         let table = Arc::new(CTable(*handler));
         // SAFETY: the caller passes NULL or a live config, used by no other thread.
         let config = try_arg!(unsafe { obj_mut(config) });
-        try_arg!(out_arg(out_server));
-        let token = reentry::new_token();
-        let handler = CHandler(Arc::clone(&table), token);
-        let started = start(config, handler, handler_auth, token).map(|mut server| {
-            server.table = Some(table);
-            server
-        });
-        finish_start(config, started, out_server)
+        record(config, |config| {
+            try_arg!(out_arg(out_server));
+            let token = reentry::new_token();
+            let handler = CHandler(Arc::clone(&table), token);
+            let started = start(config, handler, handler_auth, token).map(|mut server| {
+                server.table = Some(table);
+                server
+            });
+            finish_start(started, out_server)
+        })
     })
 }
 

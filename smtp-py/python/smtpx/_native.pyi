@@ -10,6 +10,9 @@ __all__ = [
     "Client",
     "ClientSession",
     "Event",
+    "Pool",
+    "Relay",
+    "RelaySession",
     "Server",
     "ServerConnection",
     "ServerSession",
@@ -119,7 +122,7 @@ class Server:
         host: str,
         port: int,
         *,
-        factory: Callable[[str, int, bool], Any] | None = None,
+        factory: Callable[..., Any] | None = None,
         maildir: str | None = None,
         hostname: str,
         data_size_limit: int = 33554432,
@@ -135,9 +138,16 @@ class Server:
         listen_backlog: int = 1024,
         pipelining_sync: bool = True,
         trace: _Trace | None = None,
+        proxy_protocol_timeout: float | None = None,
+        proxy_trusted: list[str] = ...,
     ) -> Server:
         """Starts listening. ``trace``, when given, sees every line of every connection,
-        called from the connection threads (the server's connection ids)."""
+        called from the connection threads (the server's connection ids).
+        ``factory(host, port, tls)`` makes each connection's object; with
+        ``proxy_protocol_timeout`` (seconds) every connection begins with a PROXY protocol
+        header from one of the ``proxy_trusted`` networks, and the factory is called as
+        ``factory(host, port, tls, proxy)`` with the client's address and the header
+        (see ``ServerConnection.proxy``)."""
     @property
     def address(self) -> tuple[str, int]: ...
     def active_connections(self) -> int: ...
@@ -344,9 +354,16 @@ class ServerConnection:
         implicit_tls: bool = False,
         require_tls: bool = False,
         pipelining_sync: bool = True,
+        peer: tuple[str, int] | None = None,
+        proxy_protocol_timeout: float | None = None,
+        proxy_trusted: list[str] = ...,
     ) -> ServerConnection:
         """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
-        handshake is the first action."""
+        handshake is the first action. With ``proxy_protocol_timeout`` (seconds) the
+        connection must begin with a PROXY protocol header within that time, and only
+        when ``peer`` (the socket's ``(host, port)``) is in one of the ``proxy_trusted``
+        networks (CIDR strings); otherwise the first action is CLOSE, nothing said. Until
+        the header is read, read at most ``read_limit`` bytes at a time."""
     @staticmethod
     def busy_reply(hostname: str) -> bytes:
         """The 421 a server at its connection limit says before closing a connection."""
@@ -386,6 +403,18 @@ class ServerConnection:
         """True between transactions: a shutdown loses nothing by ending it."""
     @property
     def is_tls(self) -> bool: ...
+    @property
+    def read_limit(self) -> int:
+        """The most bytes the next read may take; 0 for any number. Not 0 only while a
+        PROXY header is read: reading past it would take the client's first bytes."""
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The client's ``(host, port)``: the PROXY header's, else the ``peer`` given."""
+    @property
+    def proxy(self) -> dict[str, Any] | None:
+        """The PROXY protocol header the connection began with: ``{"version": 1 | 2,
+        "command": "PROXY" | "LOCAL", "source": (host, port) | None, "destination":
+        (host, port) | None, "tlvs": [(type, value), ...]}``; None without one."""
 
 @final
 class ClientSession:
@@ -529,3 +558,92 @@ class TlsSession:
     def protocol_version(self) -> str | None: ...
     @property
     def cipher_suite(self) -> str | None: ...
+
+@final
+class Pool:
+    """A bounded pool of client connections to one server, shared between threads (the
+    core's pool policy); see ``smtpx.pool.SMTPPool``."""
+
+    def __new__(
+        cls,
+        host: str,
+        port: int,
+        *,
+        helo_name: str,
+        tls: str = "none",
+        server_name: str | None = None,
+        insecure: bool = False,
+        ca_pem: bytes | None = None,
+        timeout: float | None = None,
+        lmtp: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        max_size: int = 8,
+        idle_timeout: float = 60.0,
+        max_messages: int = 0,
+        check_after: float = 1.0,
+        checkout_timeout: float = 30.0,
+    ) -> Pool: ...
+    def send(
+        self,
+        from_addr: str,
+        to_addrs: list[str],
+        message: bytes,
+        mail_options: list[str] = ...,
+        rcpt_options: list[str] = ...,
+    ) -> _Result:
+        """Sends one message (bytes) over a pooled connection; the result tuple as
+        `Client.send` gives it."""
+    def status(self) -> tuple[int, int]:
+        """`(open, idle)` connections now."""
+    def reap(self) -> None:
+        """Closes the connections idle for too long."""
+    def close(self) -> None:
+        """Closes the pool: idle connections now, the others when given back."""
+
+@final
+class Relay:
+    """A relay to one next hop (the core's relay handler); see
+    ``smtpx.relay.RelayHandler``."""
+
+    def __new__(
+        cls,
+        host: str,
+        port: int,
+        *,
+        helo_name: str,
+        tls: str = "none",
+        server_name: str | None = None,
+        insecure: bool = False,
+        ca_pem: bytes | None = None,
+        timeout: float | None = None,
+        lmtp: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        max_size: int = 8,
+    ) -> Relay: ...
+    def session(self) -> RelaySession:
+        """The per-connection part, for one client connection."""
+    def status(self) -> tuple[int, int]:
+        """`(open, idle)` next-hop connections now."""
+    def close(self) -> None:
+        """Closes the next-hop connections."""
+
+@final
+class RelaySession:
+    """The relay's hooks for one client connection; each answers with status lines (the
+    next hop's replies)."""
+
+    def mail(self, address: str, options: list[str] = ...) -> str:
+        """MAIL FROM (options as aiosmtpd gives them, e.g. `["SIZE=100"]`): the next hop's
+        status line."""
+    def rcpt(self, address: str, options: list[str] = ...) -> str:
+        """RCPT TO: the next hop's status line."""
+    def data(self, content: bytes, lmtp: bool = False) -> list[str]:
+        """The whole message (the content as the server received it): DATA on the next hop,
+        the content in pieces, and its final reply: one status line, or under `lmtp` one
+        per accepted recipient."""
+    def reset(self) -> None:
+        """RSET, or the end of a transaction: the next hop's transaction is abandoned."""
+    def close(self) -> None:
+        """The client connection is over: the next-hop connection goes back to the pool."""

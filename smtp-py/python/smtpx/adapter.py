@@ -22,7 +22,7 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generator, NamedTuple, Union
+from typing import Any, Awaitable, Callable, Generator, NamedTuple, Sequence, Union
 
 __all__ = [
     "AUTH_FAILED",
@@ -95,6 +95,14 @@ class ServerSettings:
       sends more behind a command that must end a group (EHLO, DATA, NOOP, QUIT, ...),
       or pipelines without being offered PIPELINING, gets ``554 5.5.0`` and is
       disconnected, as Postfix and Exim do; True (aiosmtpd does not check).
+    - ``proxy_protocol_timeout``: seconds; when set, every connection must begin with a
+      PROXY protocol header (HAProxy's v1 or v2) within that time, or is closed without
+      a greeting, as aiosmtpd's option (None, the default, expects none). The client
+      address in the header becomes ``session.peer``; the header itself is
+      ``session.proxy`` (see :class:`Session`).
+    - ``proxy_trusted``: the networks (CIDR strings) a header is accepted from; a
+      connection from anywhere else is closed without a greeting (aiosmtpd accepts a
+      header from anyone; this fails closed). Default loopback only.
     """
 
     server_hostname: str | None = None
@@ -110,6 +118,8 @@ class ServerSettings:
     max_connections: int = 10000
     listen_backlog: int = 1024
     pipelining_sync: bool = True
+    proxy_protocol_timeout: float | None = None
+    proxy_trusted: Sequence[str] = ("127.0.0.0/8", "::1")
     #: ``server_hostname``, or the FQDN when it is None.
     hostname: str = field(init=False)
 
@@ -134,7 +144,19 @@ class ServerSettings:
         backlog = self.listen_backlog
         if not isinstance(backlog, int) or isinstance(backlog, bool) or not 1 <= backlog < 2**31:
             raise ValueError("listen_backlog must be at least 1 (and below 2**31)")
+        proxy_timeout = self.proxy_protocol_timeout
+        if proxy_timeout is not None and not (
+            isinstance(proxy_timeout, (int, float)) and not isinstance(proxy_timeout, bool) and proxy_timeout > 0
+        ):
+            raise ValueError("proxy_protocol_timeout must be None or a positive number of seconds")
+        if isinstance(self.proxy_trusted, str):
+            raise TypeError("proxy_trusted is a sequence of networks, not one string")
+        self.proxy_trusted = tuple(self.proxy_trusted)
         self.hostname = self.server_hostname or socket.getfqdn()
+
+    def proxy_options(self) -> dict[str, Any]:
+        """The PROXY protocol keywords of the native servers."""
+        return dict(proxy_protocol_timeout=self.proxy_protocol_timeout, proxy_trusted=list(self.proxy_trusted))
 
     def tls_files(self) -> tuple[str, str] | None:
         """The certificate and key file names, when TLS is configured."""
@@ -183,7 +205,14 @@ class Envelope:
 
 @dataclass
 class Session:
-    """One connection, as aiosmtpd's ``Session``: ``peer`` is ``(host, port)``."""
+    """One connection, as aiosmtpd's ``Session``: ``peer`` is ``(host, port)`` (the
+    client's as a PROXY protocol header gave it, on a server with
+    ``proxy_protocol_timeout``).
+
+    ``proxy`` is that header, else None: a dict with ``version`` (1 or 2), ``command``
+    (``"PROXY"``, or ``"LOCAL"`` for a balancer's own health check, served with the real
+    addresses), ``source`` and ``destination`` (``(host, port)`` or None) and ``tlvs``
+    (v2: a list of ``(type, value bytes)``, e.g. type 2 the authority, 5 the unique id)."""
 
     peer: tuple[str, int]
     host_name: str | None = None
@@ -192,6 +221,7 @@ class Session:
     authenticated: bool = False
     auth_data: Any = None
     loop: asyncio.AbstractEventLoop | None = None
+    proxy: dict[str, Any] | None = None
 
 
 def auth_succeeded(result: Any) -> bool:

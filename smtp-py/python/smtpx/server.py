@@ -46,7 +46,7 @@ import asyncio
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from smtpx import _native
 from smtpx._trace import log_line, wire_logging
@@ -99,9 +99,12 @@ class _ThreadConnection:
     connection's thread: each call runs the adapter's step to its answer, a coroutine
     hook on a private event loop of the connection (made on first use)."""
 
-    def __init__(self, controller: Controller, peer: tuple[str, int], tls: bool) -> None:
+    def __init__(
+        self, controller: Controller, peer: tuple[str, int], tls: bool, proxy: dict[str, Any] | None = None
+    ) -> None:
         server = ServerInfo(controller.server_hostname, controller.data_size_limit, controller)
         self.adapter = HandlerConnection(controller.handler, server, controller.settings, peer, tls)
+        self.adapter.session.proxy = proxy
 
     def _resolve(self, awaitable: Awaitable[Any]) -> Any:
         session = self.adapter.session
@@ -164,7 +167,9 @@ class Controller:
     ``listen_backlog`` (default 1,024) is the listener's accept queue.
     ``pipelining_sync`` (default True) answers a client that pipelines what RFC 2920
     does not allow (more input behind EHLO, DATA, NOOP, QUIT, ...) with ``554 5.5.0``
-    and disconnects it.
+    and disconnects it. ``proxy_protocol_timeout`` (aiosmtpd's) makes every connection
+    begin with a PROXY protocol header from a load balancer in ``proxy_trusted`` (CIDR
+    strings, default loopback); see :class:`smtpx.adapter.ServerSettings`.
 
     The options and their defaults are :class:`smtpx.adapter.ServerSettings`' (those of
     :class:`smtpx.aio.Server` too, aiosmtpd's where it has the option): the greeting
@@ -192,6 +197,8 @@ class Controller:
         max_connections: int = _DEFAULTS.max_connections,
         listen_backlog: int = _DEFAULTS.listen_backlog,
         pipelining_sync: bool = _DEFAULTS.pipelining_sync,
+        proxy_protocol_timeout: float | None = _DEFAULTS.proxy_protocol_timeout,
+        proxy_trusted: Sequence[str] = _DEFAULTS.proxy_trusted,
     ) -> None:
         settings = ServerSettings(
             server_hostname=server_hostname,
@@ -206,6 +213,8 @@ class Controller:
             max_connections=max_connections,
             listen_backlog=listen_backlog,
             pipelining_sync=pipelining_sync,
+            proxy_protocol_timeout=proxy_protocol_timeout,
+            proxy_trusted=proxy_trusted,
         )
         if authenticator is not None and isinstance(handler, Maildir):
             raise ValueError("the Maildir handler does not support an authenticator")
@@ -228,8 +237,8 @@ class Controller:
         self._server: _native.Server | None = None
         self._lock = threading.Lock()
 
-    def _factory(self, host: str, port: int, tls: bool) -> _ThreadConnection:
-        return _ThreadConnection(self, (host, port), tls)
+    def _factory(self, host: str, port: int, tls: bool, proxy: dict[str, Any] | None = None) -> _ThreadConnection:
+        return _ThreadConnection(self, (host, port), tls, proxy)
 
     def start(self) -> None:
         """Starts listening; returns once the server accepts connections."""
@@ -254,6 +263,7 @@ class Controller:
                 listen_backlog=self.listen_backlog,
                 pipelining_sync=self.pipelining_sync,
                 trace=log_line if wire_logging() else None,
+                **self.settings.proxy_options(),
             )
             if isinstance(self.handler, Maildir):
                 server = _native.Server.start(self.hostname, self.port, maildir=self.handler.path, **common)

@@ -27,7 +27,7 @@ import itertools
 import logging
 import sys
 import types
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 from smtpx import _native
 from smtpx._trace import log_line, wire_logging
@@ -80,6 +80,11 @@ class Server:
     - ``pipelining_sync``: a client that pipelines what RFC 2920 does not allow (more
       input behind EHLO, DATA, NOOP, QUIT, ...) gets ``554 5.5.0`` and is disconnected;
       default True.
+    - ``proxy_protocol_timeout`` (aiosmtpd's): every connection begins with a PROXY
+      protocol header (v1 or v2) within this many seconds, from a balancer in
+      ``proxy_trusted`` (CIDR strings; default loopback), or is closed without a
+      greeting; ``session.peer`` is then the client's address and ``session.proxy`` the
+      header. Default None: no header.
     """
 
     def __init__(
@@ -101,6 +106,8 @@ class Server:
         max_connections: int = _DEFAULTS.max_connections,
         listen_backlog: int = _DEFAULTS.listen_backlog,
         pipelining_sync: bool = _DEFAULTS.pipelining_sync,
+        proxy_protocol_timeout: float | None = _DEFAULTS.proxy_protocol_timeout,
+        proxy_trusted: Sequence[str] = _DEFAULTS.proxy_trusted,
     ) -> None:
         settings = ServerSettings(
             server_hostname=server_hostname,
@@ -116,6 +123,8 @@ class Server:
             max_connections=max_connections,
             listen_backlog=listen_backlog,
             pipelining_sync=pipelining_sync,
+            proxy_protocol_timeout=proxy_protocol_timeout,
+            proxy_trusted=proxy_trusted,
         )
         self.settings = settings
         self.handler = handler
@@ -136,6 +145,7 @@ class Server:
         self.pipelining_sync = settings.pipelining_sync
         self._tls_config: _native.TlsConfig | None = None
         self._options: dict[str, Any] = {}
+        self._proxy = False  # connections begin with a PROXY protocol header
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerProtocol] = set()
         # perf: one read buffer for all connections (recv_into, no allocation per read).
@@ -176,7 +186,9 @@ class Server:
             implicit_tls=self.implicit_tls,
             require_tls=self.require_starttls,
             pipelining_sync=self.pipelining_sync,
+            **self.settings.proxy_options(),
         )
+        self._proxy = self.settings.proxy_protocol_timeout is not None
         self._trace = wire_logging()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -418,6 +430,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.deadline = 0.0  # of the last READ or START_TLS
+        self.proxy_pending = False  # a PROXY protocol header is being read
 
     # asyncio's callbacks
 
@@ -434,12 +447,23 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.conn = HandlerConnection(
             server.handler, server, server.settings, (str(peer[0]), int(peer[1])), server.implicit_tls, self.loop
         )
-        self.connection = _native.ServerConnection(server.hostname, now=self.loop.time(), **server._options)
+        if server._proxy:
+            self.proxy_pending = True
+            self.connection = _native.ServerConnection(
+                server.hostname, now=self.loop.time(), peer=(str(peer[0]), int(peer[1])), **server._options
+            )
+        else:
+            self.connection = _native.ServerConnection(server.hostname, now=self.loop.time(), **server._options)
         if server._trace:
             self.connection.set_trace(log_line, next(server._connection_ids))
         self._pump()
 
-    def get_buffer(self, sizehint: int) -> bytearray:
+    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
+        if self.proxy_pending and self.connection is not None:
+            # No read past the PROXY header: what follows is the client's (a ClientHello).
+            limit = self.connection.read_limit
+            if limit:
+                return memoryview(self.server._read_buffer)[:limit]
         return self.server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -541,17 +565,29 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                             return  # _hook_finished goes on
                     connection.answer(status)
                 elif kind == _START_TLS:
+                    self.proxy_pending = False
                     if self.tls is None:
                         self._start_tls()
                     self._arm(payload)
                     return  # _decrypt goes on when the handshake is done
                 elif kind == _CONNECT:
+                    if self.server._proxy:
+                        self._proxied(connection)
                     connection.connected()
                 else:
                     self._close()
                     return
         except Exception as error:
             self._failed(error)
+
+    def _proxied(self, connection: _native.ServerConnection) -> None:
+        """The PROXY header is read: the session names the client it carried."""
+        self.proxy_pending = False
+        if self.conn is not None:
+            peer = connection.peer
+            if peer is not None:
+                self.conn.session.peer = peer
+            self.conn.session.proxy = connection.proxy
 
     def _answer(self, event: _native.Event) -> Any:
         """The answer to the hook ``event``, or the adapter's step that gives it when the
