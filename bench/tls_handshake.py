@@ -60,8 +60,8 @@ def floor_us(seconds):
 
 
 class Client:
-    def __init__(self, port, cafile, resume):
-        self.port, self.resume = port, resume
+    def __init__(self, port, cafile, mode):
+        self.port, self.resume, self.tls = port, mode == "resume", mode != "plain"
         self.ctx = ssl.create_default_context(cafile=cafile)
         self.ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         self.session = None
@@ -80,6 +80,8 @@ class Client:
         f = raw.makefile("rb")
         self.reply(f)
         raw.sendall(b"EHLO bench\r\n"); self.reply(f)
+        if not self.tls:
+            return self.message(raw, f)
         raw.sendall(b"STARTTLS\r\n")
         if not self.reply(f).startswith(b"220"):
             raise RuntimeError("STARTTLS refused")
@@ -87,20 +89,23 @@ class Client:
                                  session=self.session if self.resume else None)
         f = s.makefile("rb")
         s.sendall(b"EHLO bench\r\n"); self.reply(f)
+        if s.session_reused:
+            self.resumed += 1
+        self.session = s.session
+        self.message(s, f)
+
+    def message(self, s, f):
         s.sendall(b"MAIL FROM:<a@bench.test>\r\nRCPT TO:<b@bench.test>\r\nDATA\r\n")
         for _ in range(3):
             self.reply(f)
         s.sendall(b"Subject: bench\r\n\r\nhello\r\n.\r\n")
         if not self.reply(f).startswith(b"250"):
             raise RuntimeError("message refused")
-        if s.session_reused:
-            self.resumed += 1
-        self.session = s.session
         s.sendall(b"QUIT\r\n"); self.reply(f)
         s.close()
 
 
-def run(binary, cert, key, messages, threads, resume):
+def run(binary, cert, key, messages, threads, mode):
     proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--discard", "--hostname", "localhost",
                              "--tls-cert", cert, "--tls-key", key],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -110,9 +115,10 @@ def run(binary, cert, key, messages, threads, resume):
         if not m:
             raise RuntimeError(f"server said {line!r}")
         port = int(m.group(1))
-        clients = [Client(port, cert, resume) for _ in range(threads)]
+        clients = [Client(port, cert, mode) for _ in range(threads)]
         for c in clients:  # warm-up: one message each (also gives resumption a session)
             c.one()
+            c.resumed = 0
         per = messages // threads
         errors = []
 
@@ -133,7 +139,7 @@ def run(binary, cert, key, messages, threads, resume):
         if errors or any(t.is_alive() for t in ts):
             raise RuntimeError(f"client errors: {errors[:3]}")
         sent = per * threads
-        return (after - before) / sent * 1e6, sent / wall, sum(c.resumed for c in clients) - (threads if resume else 0)
+        return (after - before) / sent * 1e6, sent / wall, sum(c.resumed for c in clients)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -145,30 +151,35 @@ def main():
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--no-resume", action="store_true", help="only fresh handshakes")
+    ap.add_argument("--modes", default="plain,fresh,resume",
+                    help="comma-separated: plain (no TLS), fresh (a full handshake per message), "
+                         "resume (returning clients offer their session)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = make_cert(tmp)
-        modes = [False] if args.no_resume else [False, True]
+        modes = args.modes.split(",")
         results = {}
         floors = []
         for r in range(args.rounds):
             floors.append(floor_us(2))
             for spec in args.server:
                 label, path = spec.split("=", 1)
-                for resume in modes:
-                    us, rate, resumed = run(path, cert, key, args.messages, args.threads, resume)
-                    results.setdefault((label, resume), []).append((us, rate, resumed))
-                    print(f"round {r + 1} {label} {'resume' if resume else 'fresh'}: "
+                for mode in modes:
+                    us, rate, resumed = run(path, cert, key, args.messages, args.threads, mode)
+                    results.setdefault((label, mode), []).append((us, rate, resumed))
+                    print(f"round {r + 1} {label} {mode}: "
                           f"{us:.0f} us/msg server CPU, {rate:.0f} msg/s, resumed {resumed}", flush=True)
         sign = statistics.median(f[0] for f in floors)
         x = statistics.median(f[1] for f in floors)
         floor = sign + x
         print(f"\nfloor (openssl speed, median of {args.rounds}): RSA-2048 sign {sign:.0f} us + X25519 {x:.0f} us = {floor:.0f} us")
-        for (label, resume), rs in results.items():
+        plain = {label: statistics.median(r[0] for r in rs) for (label, mode), rs in results.items() if mode == "plain"}
+        for (label, mode), rs in results.items():
             us = statistics.median(r[0] for r in rs)
-            print(f"{label:>10} {'resume' if resume else 'fresh':>6}: {us:.0f} us/msg server CPU "
-                  f"= {us / floor:.2f}x floor; {statistics.median(r[1] for r in rs):.0f} msg/s; "
+            tls_only = f", TLS part {us - plain[label]:.0f} us = {(us - plain[label]) / floor:.2f}x floor" \
+                if label in plain and mode != "plain" else ""
+            print(f"{label:>10} {mode:>6}: {us:.0f} us/msg server CPU "
+                  f"= {us / floor:.2f}x floor{tls_only}; {statistics.median(r[1] for r in rs):.0f} msg/s; "
                   f"resumed {min(r[2] for r in rs)}+ of {args.messages - args.messages % args.threads}")
 
 

@@ -77,8 +77,8 @@
 //! ## A custom handler
 //!
 //! Implement the hooks you need; every other hook keeps its default (accept, refuse AUTH).
-//! Answer with [`Decision::Accept`](server::Decision::Accept) or a short form such as
-//! [`Decision::reject`](server::Decision::reject). To get the whole message at once, as
+//! Answer with [`Decision::Accept`] or a short form such as
+//! [`Decision::reject`]. To get the whole message at once, as
 //! go-smtp's `Data(io.Reader)` does, implement [`MessageHook`](handler::MessageHook) and
 //! wrap the handler in [`WholeMessage`](handler::WholeMessage); for AUTH, implement `auth`
 //! and [`Handler::auth_mechanisms`](handler::Handler::auth_mechanisms), or wrap in
@@ -150,7 +150,7 @@
 //!
 //! ## The sans-IO engine in your own loop
 //!
-//! [`ServerSession`](server::ServerSession) and [`ClientSession`](client::ClientSession)
+//! [`ServerSession`] and [`ClientSession`]
 //! are the protocol without I/O: feed bytes with `receive`, pull events with `poll_event`,
 //! answer decisions with `decide`, write `output()`, and wake up at `next_deadline()`.
 //! For a server, [`server::connection::Connection`] adds what every loop needs (hook

@@ -142,6 +142,16 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+#[cfg(feature = "aws-lc-rs")]
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
+    rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| format!("session tickets: {e}"))
+}
+
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
+    rustls::crypto::ring::Ticketer::new().map_err(|e| format!("session tickets: {e}"))
+}
+
 /// The name of the crypto provider compiled in: `"aws-lc-rs"` or `"ring"`.
 pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
     "aws-lc-rs"
@@ -340,9 +350,16 @@ pub fn server_config_with(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(identity.chain, identity.key)
         .map_err(|e| TlsError::new(format!("rejected: {e}")))?;
+    // Returning clients resume with a ticket instead of a new certificate signature (the
+    // handshake's most expensive step, see bench/tls_handshake.py). Stateless tickets,
+    // encrypted under keys rotated every 6 hours, serve any number of clients without a
+    // server-side cache; one ticket per handshake is enough for a client that reconnects
+    // one connection at a time.
+    config.ticketer = ticketer().map_err(TlsError::new)?;
+    config.send_tls13_tickets = 1;
     Ok(Arc::new(config))
 }
 
@@ -419,7 +436,9 @@ mod tests {
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let cert = generated.cert.pem();
         let key = generated.signing_key.serialize_pem();
-        assert!(server_config_from_pem(cert.as_bytes(), key.as_bytes()).is_ok());
+        let config = server_config_from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        // Returning clients can resume: stateless tickets are on.
+        assert!(config.ticketer.enabled());
         let e = server_config_from_pem(cert.as_bytes(), b"").unwrap_err();
         assert!(e.to_string().contains("no PRIVATE KEY"), "{e}");
         let e = server_config_from_pem(key.as_bytes(), key.as_bytes()).unwrap_err();

@@ -253,14 +253,26 @@ fn size_limit_announced_and_discovered() {
         SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
     let envelope = Envelope::new("a@example.org", ["b@example.net"]).unwrap();
     // Announced: refused before anything is sent.
-    let err = client.send_bytes(&envelope, &[b'x'; 2000]).unwrap_err();
+    let announced = client.send_bytes(&envelope, &[b'x'; 2000]);
+    let err = announced.as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
     // Discovered: a stream of unknown size that turns out too big.
-    let result = client
-        .send(&envelope, std::io::repeat(b'y').take_bytes(5000), None)
-        .unwrap();
+    let discovered = client.send(&envelope, std::io::repeat(b'y').take_bytes(5000), None);
+    let result = discovered.as_ref().unwrap();
     assert!(!result.is_success());
-    assert_eq!(result.data.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
+    assert_eq!(
+        result.data.as_ref().unwrap().code(),
+        ReplyCode::STORAGE_EXCEEDED
+    );
+    // One shape for both.
+    use smtp_core::client::SendOutcome;
+    let (early, late) = (
+        announced.message_too_large().unwrap(),
+        discovered.message_too_large().unwrap(),
+    );
+    assert_eq!((early.limit, early.sent), (Some(1000), false));
+    assert!(late.sent);
+    assert_eq!(late.reply.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
     // The connection still works.
     assert!(
         client
@@ -421,4 +433,38 @@ fn tls_failures_say_which_certificate_problem() {
     // A configuration problem is not a certificate problem.
     let e = tls::server_config_from_pem(b"", b"").unwrap_err();
     assert!(e.kind().is_configuration());
+}
+
+/// `send_batch` takes owned messages from an iterator that makes them as the batch goes.
+#[test]
+fn send_batch_over_owned_messages_from_an_iterator() {
+    let dir = TempDir::new("owned-batch");
+    let server = start(maildir(&dir), ServerConfig::new("mx.test"), None, false);
+    let mut client =
+        SmtpClient::connect(server.local_addrs()[0], "localhost", options(TlsMode::None)).unwrap();
+    let made = std::cell::Cell::new(0);
+    let messages = (0..3).map(|i| {
+        made.set(made.get() + 1);
+        let envelope = Envelope::new("a@example.org", [format!("user{i}@example.net")]).unwrap();
+        (
+            envelope,
+            format!("Subject: {i}\r\n\r\nmessage {i}\r\n").into_bytes(),
+        )
+    });
+    let outcomes = client.send_batch(messages);
+    assert_eq!(made.get(), 3);
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes.iter().all(|o| o.as_ref().unwrap().is_success()));
+    client.quit().unwrap();
+    let files = new_files(&dir);
+    assert_eq!(files.len(), 3);
+    for i in 0..3 {
+        let needle = format!("message {i}");
+        assert!(
+            files
+                .iter()
+                .any(|f| String::from_utf8_lossy(f).contains(&needle))
+        );
+    }
+    server.shutdown(Duration::from_secs(5));
 }

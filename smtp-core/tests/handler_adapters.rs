@@ -7,16 +7,14 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smtp_core::asynchronous::client::AsyncSmtpClient;
-use smtp_core::asynchronous::server::AsyncServer;
 use smtp_core::auth::{AuthAttempt, Credentials};
 use smtp_core::blocking::client::{ClientOptions, ErrorKind, SmtpClient, TlsMode};
 use smtp_core::blocking::server::Server;
 use smtp_core::client::Envelope;
 use smtp_core::ehlo::AuthMechanism;
 use smtp_core::handler::{
-    AsyncHandler, AsyncMessageHook, AsyncSessionHandler, ConnectionInfo, Handler, Message,
-    MessageHook, PasswordAuth, SessionHandler, Transaction, WholeMessage,
+    ConnectionInfo, Handler, Message, MessageHook, PasswordAuth, SessionHandler, Transaction,
+    WholeMessage,
 };
 use smtp_core::reply::{Reply, ReplyCode};
 use smtp_core::server::options::ServerOptions;
@@ -144,31 +142,6 @@ impl MessageHook for KeepSession {
     }
 }
 
-impl AsyncHandler for Keep {
-    type Session = KeepSession;
-    async fn connect(&self, _: &ConnectionInfo) -> Result<KeepSession, Reply> {
-        Ok(KeepSession(self.clone()))
-    }
-}
-impl AsyncSessionHandler for KeepSession {}
-impl AsyncMessageHook for KeepSession {
-    async fn message(&mut self, transaction: &Transaction, mut message: Message<'_>) -> Decision {
-        use tokio::io::AsyncReadExt;
-        let mut content = Vec::new();
-        AsyncReadExt::read_to_end(&mut message, &mut content)
-            .await
-            .unwrap();
-        let rcpts = transaction
-            .recipients
-            .iter()
-            .map(|r| r.as_str().to_owned())
-            .collect();
-        let mut kept = self.0.0.lock().unwrap();
-        kept.push((rcpts, content));
-        Decision::queued(kept.len())
-    }
-}
-
 #[test]
 fn whole_message_handler_gets_the_message_and_the_limit_holds() {
     let keep = Keep::default();
@@ -222,42 +195,79 @@ fn whole_message_handler_gets_the_message_and_the_limit_holds() {
     assert_eq!(kept[1].1, b"Subject: again\r\n\r\nok\r\n");
 }
 
-#[tokio::test]
-async fn async_whole_message_handler_and_password_auth() {
-    let keep = Keep::default();
-    let handler = PasswordAuth::new(WholeMessage::new(keep.clone()), [("alice", "s3cret")]);
-    let server = AsyncServer::builder_async(handler, server_options(10_000))
-        .listen("127.0.0.1:0")
-        .unwrap()
-        .start()
-        .unwrap();
-    let mut client =
-        AsyncSmtpClient::connect(server.local_addrs()[0], "localhost", plain_options())
+/// The same with an `AsyncHandler` on the tokio server.
+#[cfg(feature = "tokio")]
+mod with_tokio {
+    use super::*;
+    use smtp_core::asynchronous::{AsyncServer, AsyncSmtpClient};
+    use smtp_core::handler::{AsyncHandler, AsyncMessageHook, AsyncSessionHandler};
+
+    impl AsyncHandler for Keep {
+        type Session = KeepSession;
+        async fn connect(&self, _: &ConnectionInfo) -> Result<KeepSession, Reply> {
+            Ok(KeepSession(self.clone()))
+        }
+    }
+    impl AsyncSessionHandler for KeepSession {}
+    impl AsyncMessageHook for KeepSession {
+        async fn message(
+            &mut self,
+            transaction: &Transaction,
+            mut message: Message<'_>,
+        ) -> Decision {
+            use tokio::io::AsyncReadExt;
+            let mut content = Vec::new();
+            AsyncReadExt::read_to_end(&mut message, &mut content)
+                .await
+                .unwrap();
+            let rcpts = transaction
+                .recipients
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect();
+            let mut kept = self.0.0.lock().unwrap();
+            kept.push((rcpts, content));
+            Decision::queued(kept.len())
+        }
+    }
+
+    #[tokio::test]
+    async fn async_whole_message_handler_and_password_auth() {
+        let keep = Keep::default();
+        let handler = PasswordAuth::new(WholeMessage::new(keep.clone()), [("alice", "s3cret")]);
+        let server = AsyncServer::builder_async(handler, server_options(10_000))
+            .listen("127.0.0.1:0")
+            .unwrap()
+            .start()
+            .unwrap();
+        let mut client =
+            AsyncSmtpClient::connect(server.local_addrs()[0], "localhost", plain_options())
+                .await
+                .unwrap();
+        let err = client
+            .login(Credentials::password("alice", "nope"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AuthFailed);
+        client
+            .login(Credentials::password("alice", "s3cret"))
             .await
             .unwrap();
-    let err = client
-        .login(Credentials::password("alice", "nope"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AuthFailed);
-    client
-        .login(Credentials::password("alice", "s3cret"))
-        .await
-        .unwrap();
-    let envelope = Envelope::new("a@example.org", vec![String::from("b@example.net")]).unwrap();
-    let result = client
-        .send_bytes(&envelope, b"Subject: async\r\n\r\nhello\r\n")
-        .await
-        .unwrap();
-    assert_eq!(result.queue_id(), Some("1"));
-    let big = client
-        .send(&envelope, &vec![b'z'; 20_000][..], None)
-        .await
-        .unwrap();
-    assert_eq!(big.data.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
-    client.quit().await.unwrap();
-    server.shutdown(Duration::from_secs(5)).await;
-    let kept = keep.0.lock().unwrap();
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].1, b"Subject: async\r\n\r\nhello\r\n");
+        let envelope = Envelope::new("a@example.org", vec![String::from("b@example.net")]).unwrap();
+        let result = client
+            .send_bytes(&envelope, b"Subject: async\r\n\r\nhello\r\n")
+            .await
+            .unwrap();
+        assert_eq!(result.queue_id(), Some("1"));
+        let big = client
+            .send(&envelope, &vec![b'z'; 20_000][..], None)
+            .await
+            .unwrap();
+        assert_eq!(big.data.unwrap().code(), ReplyCode::STORAGE_EXCEEDED);
+        client.quit().await.unwrap();
+        server.shutdown(Duration::from_secs(5)).await;
+        let kept = keep.0.lock().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].1, b"Subject: async\r\n\r\nhello\r\n");
+    }
 }

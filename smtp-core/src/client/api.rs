@@ -146,9 +146,14 @@ macro_rules! client_api {
         /// connection ends the batch: the list then stops with it, shorter than
         /// `messages`. That last entry belongs to the oldest message without an outcome,
         /// which may or may not have been delivered; the messages after it were not.
-        pub $($async)* fn send_batch<'m>(
+        ///
+        /// `messages` is any iterable of [`BatchMessage`]($crate::client::BatchMessage)s:
+        /// borrowed `(&Envelope, &[u8])` pairs or owned `(Envelope, Vec<u8>)` ones, from a
+        /// collection or an iterator that makes them as the batch goes (each message is
+        /// taken from it only when it is about to be sent).
+        pub $($async)* fn send_batch<M: $crate::client::BatchMessage>(
             &mut self,
-            messages: impl IntoIterator<Item = (&'m $crate::client::Envelope, &'m [u8])>,
+            messages: impl IntoIterator<Item = M>,
         ) -> Vec<Result<$crate::client::TransactionResult, $crate::client::error::Error>> {
             let op = self.runner.send_batch(messages);
             self.io.drive(op, NO_BODY) $($await)* .batch()
