@@ -288,7 +288,7 @@ def test_connection_events_reach_python_logging(caplog: pytest.LogCaptureFixture
             while not any("closed" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
                 time.sleep(0.02)
     messages = [(r.name, r.getMessage()) for r in caplog.records if r.name.startswith("smtpx.")]
-    assert any(name == "smtpx.smtp_core.blocking.server" and "connected" in text for name, text in messages), messages
+    assert any(name == "smtpx.smtp_core.server.connection" and "connected" in text for name, text in messages), messages
     assert any("closed" in text for _, text in messages), messages
     # No message content or credentials in the log.
     assert not any("Hello." in text for _, text in messages)
