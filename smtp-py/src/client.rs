@@ -83,7 +83,7 @@ fn no_line_breaks(what: &str, text: &str) -> PyResult<()> {
 }
 
 /// A TLS configuration, or `None` for the engine's default (webpki roots, full checks).
-fn tls_config(
+pub(crate) fn tls_config(
     insecure: bool,
     ca_pem: Option<Vec<u8>>,
 ) -> PyResult<Option<Arc<rustls::ClientConfig>>> {
@@ -180,10 +180,10 @@ pub(crate) fn client_options(
     (username, password): (Option<String>, Option<String>),
     allow_insecure_auth: bool,
     lmtp: bool,
-    trace: &Arc<PyTrace>,
+    trace: Option<&Arc<PyTrace>>,
 ) -> PyResult<ClientOptions> {
     let mut options = ClientOptions::new(helo_name);
-    options.trace = Some(trace.sink());
+    options.trace = trace.map(|t| t.sink());
     options.tls = match tls {
         "none" => TlsMode::None,
         "starttls" => TlsMode::StartTlsOpportunistic,
@@ -367,7 +367,7 @@ impl Client {
             (username, password),
             allow_insecure_auth,
             lmtp,
-            &trace,
+            Some(&trace),
         )?;
         if options.tls != TlsMode::None {
             options.tls_config = tls_config(insecure, ca_pem)?;

@@ -10,24 +10,22 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, TlsMode};
 use smtp_core::blocking::pool::SmtpPool;
-use smtp_core::client::ClientTimeouts;
 use smtp_core::client::pool::PoolConfig;
 use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
 use smtp_core::reply::Reply;
 use smtp_core::server::relay::{RelayHandler, RelaySession as CoreRelaySession};
 use smtp_core::server::{Decision, HelloVerb};
-use smtp_core::tls::{self, RootCerts, TlsClientOptions};
 
-use crate::client::{ResultTuple, envelope, result_tuple};
+use crate::client::{ResultTuple, client_options, envelope, result_tuple, tls_config};
 use crate::errors::client_error;
 
 /// How much content goes to the relay's next hop per piece.
 const PIECE: usize = 64 * 1024;
 
-/// The client options of every pooled connection, from the keywords both classes take.
+/// The client options of every pooled connection, from the keywords both classes take:
+/// those of `_native.Client` (no trace; AUTH needs TLS).
 #[allow(clippy::too_many_arguments)]
 fn connection_options(
     helo_name: String,
@@ -39,51 +37,18 @@ fn connection_options(
     username: Option<String>,
     password: Option<String>,
 ) -> PyResult<ClientOptions> {
-    let mut options = ClientOptions::new(helo_name);
-    options.tls = match tls {
-        "none" => TlsMode::None,
-        "starttls" => TlsMode::StartTlsOpportunistic,
-        "starttls-required" => TlsMode::StartTlsRequired,
-        "implicit" => TlsMode::Implicit,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "tls must be none, starttls, starttls-required or implicit, not {other:?}"
-            )));
-        }
-    };
-    if options.tls != TlsMode::None && (insecure || ca_pem.is_some()) {
-        let roots = TlsClientOptions {
-            roots: ca_pem.map(RootCerts::Pem).unwrap_or_default(),
-            dangerous_accept_invalid_certs: insecure,
-        };
-        options.tls_config =
-            Some(tls::client_config(&roots).map_err(|e| client_error(e.into(), true))?);
+    let mut options = client_options(
+        helo_name,
+        tls,
+        timeout,
+        (username, password),
+        false,
+        lmtp,
+        None,
+    )?;
+    if options.tls != TlsMode::None {
+        options.tls_config = tls_config(insecure, ca_pem)?;
     }
-    if let Some(seconds) = timeout {
-        if !(seconds.is_finite() && seconds > 0.0) {
-            return Err(PyValueError::new_err("timeout must be a positive number"));
-        }
-        let each = Duration::from_secs_f64(seconds);
-        options.connect_timeout = each;
-        options.timeouts = ClientTimeouts {
-            greeting: each,
-            command: each,
-            rcpt: each,
-            data_start: each,
-            data_block: each,
-            data_end: each,
-        };
-    }
-    options.credentials = match (username, password) {
-        (Some(user), Some(password)) => Some(Credentials::password(user, password)),
-        (None, None) => None,
-        _ => {
-            return Err(PyValueError::new_err(
-                "give both username and password, or neither",
-            ));
-        }
-    };
-    options.lmtp = lmtp;
     Ok(options)
 }
 

@@ -180,7 +180,7 @@ impl ClientRunner {
             (username, password),
             allow_insecure_auth,
             lmtp,
-            &trace,
+            Some(&trace),
         )?;
         options.tls_config = match tls_config {
             Some(config) => Some(config.client_config()?),
