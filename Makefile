@@ -137,13 +137,15 @@ c-symbols: c-lib
 # each run (valid one day), never checked in.
 C_TLS_DIR := $(C_OUT)/tls
 C_CERT_ARGS := $(C_TLS_DIR)/cert.pem $(C_TLS_DIR)/key.pem
-ASAN_RUN := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-VALGRIND_RUN := $(VALGRIND) --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+# The C tests make their scratch directories here, inside the build tree.
+C_TMP := $(abspath $(C_OUT))/tmp
+ASAN_RUN := TMPDIR=$(C_TMP) ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+VALGRIND_RUN := TMPDIR=$(C_TMP) $(VALGRIND) --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
   --suppressions=tests/c/valgrind.supp
 
 c-cert: c-lib
 	@command -v openssl >/dev/null || { echo "openssl not found (Debian: apt-get install openssl)"; exit 1; }
-	@mkdir -p $(C_TLS_DIR)
+	@mkdir -p $(C_TLS_DIR) $(C_TMP)
 	@openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 \
 	  -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
 	  -keyout $(C_TLS_DIR)/key.pem -out $(C_TLS_DIR)/cert.pem 2>/dev/null

@@ -2,23 +2,16 @@
  * Run-time checks of the basic C API, linked against libsmtpx.a and run under
  * ASan/UBSan and, separately, valgrind (see the Makefile). Exits non-zero on any failure.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include "smtpx.h"
+#include "check.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static void test_version(void) {
     const char *expected = "smtpx/" STR(SMTPX_VERSION_MAJOR) "." STR(

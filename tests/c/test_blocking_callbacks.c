@@ -5,6 +5,7 @@
  * Then the eight must all have been answered. Run under ASan+UBSan and valgrind. */
 #define _POSIX_C_SOURCE 200809L
 #include "smtpx.h"
+#include "check.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,16 +19,6 @@
 #include <unistd.h>
 
 #define SLOW 8
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int blocked_now, blocked_most;

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "smtpx.h"
+#include "check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,26 +20,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-#define CHECK_RESULT(expr, expected)                                               \
-    do {                                                                           \
-        smtpx_result r_ = (expr);                                                  \
-        if (r_ != (expected)) {                                                    \
-            fprintf(stderr, "%s:%d: %s gave %u (%s), expected %s\n", __FILE__,     \
-                    __LINE__, #expr, (unsigned)r_, smtpx_result_str(r_), #expected); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static const char *cert_file;
 static const char *key_file;
@@ -726,7 +707,7 @@ static void remove_maildir(const char *root) {
 }
 
 static void test_maildir_server(void) {
-    char root[] = "/tmp/smtpx-c-test-XXXXXX";
+    char root[400];
     char newdir[600];
     smtpx_server_config *config = smtpx_server_config_new();
     smtpx_server *server = NULL;
@@ -735,7 +716,7 @@ static void test_maildir_server(void) {
     smtpx_send_result *result = NULL;
     const char *to[] = {"bob@example.org"};
 
-    CHECK(mkdtemp(root) != NULL);
+    CHECK(test_temp_dir(root, sizeof root, "smtpx-c-test") != NULL);
     CHECK_RESULT(smtpx_server_start_maildir(config, root, &server), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
     if (server != NULL) {
@@ -762,7 +743,7 @@ static void test_maildir_server(void) {
  * chained behind the previous one's dot: outcomes in order, a message over SIZE refused
  * in place, a bad address refusing the whole batch before anything is sent. */
 static void test_send_batch(void) {
-    char root[] = "/tmp/smtpx-c-batch-XXXXXX";
+    char root[400];
     char newdir[600];
     static char big[3000];
     smtpx_server_config *config = smtpx_server_config_new();
@@ -789,7 +770,7 @@ static void test_send_batch(void) {
     batch[1].data = (const uint8_t *)big;
     batch[1].len = sizeof big;
 
-    CHECK(mkdtemp(root) != NULL);
+    CHECK(test_temp_dir(root, sizeof root, "smtpx-c-test") != NULL);
     CHECK_RESULT(smtpx_server_config_set_max_size(config, 2000), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_server_start_maildir(config, root, &server), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_NONE), SMTPX_RESULT_OK);
@@ -832,7 +813,7 @@ static void test_send_batch(void) {
 
 /* LMTP over implicit TLS to the Maildir server, with its limits. */
 static void test_lmtp_implicit_tls_limits(void) {
-    char root[] = "/tmp/smtpx-c-lmtp-XXXXXX";
+    char root[400];
     smtpx_server_config *config = smtpx_server_config_new();
     smtpx_server *server = NULL;
     smtpx_client_options *o = tls_options();
@@ -843,7 +824,7 @@ static void test_lmtp_implicit_tls_limits(void) {
     static char big[3000];
     smtpx_result r;
 
-    CHECK(mkdtemp(root) != NULL);
+    CHECK(test_temp_dir(root, sizeof root, "smtpx-c-test") != NULL);
     CHECK_RESULT(smtpx_server_config_set_lmtp(config, true), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_server_config_set_tls_files(config, cert_file, key_file), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_server_config_set_tls_listen(config, "127.0.0.1:0"), SMTPX_RESULT_OK);

@@ -6,21 +6,14 @@
  * error paths (NULL arguments and reports out of turn).
  * Linked against libsmtpx.a; run under ASan+UBSan and under valgrind.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include "smtpx.h"
+#include "check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 /* What a test connection has said and which hooks it called. */
 struct run {

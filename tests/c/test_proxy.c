@@ -5,6 +5,7 @@
  * must see the client's address, not the socket's. Run under ASan+UBSan and valgrind. */
 #define _POSIX_C_SOURCE 200809L
 #include "smtpx.h"
+#include "check.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,16 +16,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static smtpx_server_config *proxy_config(const char *trusted) {
     smtpx_server_config *config = smtpx_server_config_new();

@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "smtpx.h"
+#include "check.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -19,19 +20,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures = 0;
-static pthread_mutex_t failures_lock = PTHREAD_MUTEX_INITIALIZER;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            pthread_mutex_lock(&failures_lock);                                    \
-            failures++;                                                            \
-            pthread_mutex_unlock(&failures_lock);                                  \
-        }                                                                          \
-    } while (0)
 
 #define THREADS 6
 #define PER_THREAD 5
@@ -86,8 +74,8 @@ static void *send_some(void *arg) {
 }
 
 int main(void) {
-    char dir[] = "/tmp/smtpx-c-relay-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
+    char dir[200];
+    CHECK(test_temp_dir(dir, sizeof dir, "smtpx-c-relay") != NULL);
     char new_dir[256];
     snprintf(new_dir, sizeof new_dir, "%s/new", dir);
 

@@ -3,20 +3,13 @@
  * STARTTLS, and the error paths of every smtpx_server_session_* function.
  * Linked against libsmtpx.a; run under ASan+UBSan and under valgrind.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include "smtpx.h"
+#include "check.h"
 
 #include <stdio.h>
 #include <string.h>
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 /* What the session said since the last call, as a C string. */
 static char said[4096];

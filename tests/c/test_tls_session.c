@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "smtpx.h"
+#include "check.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -22,26 +23,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
-
-#define CHECK_RESULT(expr, expected)                                               \
-    do {                                                                           \
-        smtpx_result r_ = (expr);                                                  \
-        if (r_ != (expected)) {                                                    \
-            fprintf(stderr, "%s:%d: %s gave %u (%s), expected %s\n", __FILE__,     \
-                    __LINE__, #expr, (unsigned)r_, smtpx_result_str(r_), #expected); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static const char *dir;
 
