@@ -60,5 +60,5 @@ mod wrap;
 
 pub use config::ServerConfig;
 pub use event::{AbortReason, Decision, HelloVerb, NoDecisionPending, ServerEvent};
-pub use options::ServerOptions;
+pub use options::{ListenerOptions, ServerOptions};
 pub use session::ServerSession;

@@ -32,7 +32,7 @@ use smtp_core::handler::{
 use smtp_core::maildir::MaildirHandler;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::proxy::{ProxyCommand, ProxyHeader, ProxyProtocol, ProxyTlv};
-use smtp_core::server::{AbortReason, Decision, HelloVerb, ServerConfig};
+use smtp_core::server::{AbortReason, Decision, HelloVerb, ListenerOptions, ServerConfig};
 use smtp_core::tls::{self, RootCerts, TlsClientOptions};
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Runtime;
@@ -80,6 +80,7 @@ both_drivers!(
     proxy_protocol_header_names_the_client,
     proxy_protocol_refuses_without_a_greeting,
     proxy_protocol_with_starttls_and_implicit_tls,
+    proxy_protocol_per_listener,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -127,6 +128,33 @@ impl Harness {
                     .unwrap();
                 if implicit_tls {
                     builder = builder.listen_tls("127.0.0.1:0").unwrap();
+                }
+                Running::Async(self.rt.handle().clone(), builder.start().unwrap())
+            }
+        }
+    }
+
+    /// Starts this driver's server with a synchronous handler on one listener per entry of
+    /// `listeners`, in that order.
+    fn serve_listeners<H: Handler>(
+        &self,
+        handler: H,
+        options: ServerOptions,
+        listeners: Vec<ListenerOptions>,
+    ) -> Running {
+        match self.driver {
+            Driver::Blocking => {
+                let mut builder = Server::builder(handler, options);
+                for listener in listeners {
+                    builder = builder.listen_with("127.0.0.1:0", listener).unwrap();
+                }
+                Running::Blocking(builder.start().unwrap())
+            }
+            Driver::Async => {
+                let _guard = self.rt.enter();
+                let mut builder = AsyncServer::builder(handler, options);
+                for listener in listeners {
+                    builder = builder.listen_with("127.0.0.1:0", listener).unwrap();
                 }
                 Running::Async(self.rt.handle().clone(), builder.start().unwrap())
             }
@@ -1634,6 +1662,74 @@ fn proxy_protocol_header_names_the_client(driver: Driver) {
     assert!(files[1].contains("(2001:db8::9)"), "{}", files[1]);
     assert!(files[2].contains("(127.0.0.1)"), "{}", files[2]);
     assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+}
+
+/// One server, two listeners: PROXY is expected on the one configured for it only, and a
+/// listener's own setting wins over the server-wide one.
+fn proxy_protocol_per_listener(driver: Driver) {
+    let h = Harness::new(driver);
+    let dir = TempDir::new("proxy-listeners");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (inner, _) = TestMaildir::new(&dir);
+    let mut options = ServerOptions::new(ServerConfig::new("mx.test"));
+    // Server-wide PROXY from a network nobody connects from: the listeners below choose
+    // for themselves, so it must not apply to either.
+    options.proxy_protocol = Some(ProxyProtocol::new(vec!["10.0.0.0/8".parse().unwrap()]));
+    let mut proxy = ProxyProtocol::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    proxy.timeout = Duration::from_millis(500);
+    let handler = InfoRecorder {
+        inner,
+        seen: Arc::clone(&seen),
+    };
+    let server = h.serve_listeners(
+        handler,
+        options,
+        vec![
+            ListenerOptions::plain().with_proxy_protocol(proxy),
+            ListenerOptions::plain(),
+        ],
+    );
+    let (balanced, direct) = (server.addrs()[0], server.addrs()[1]);
+
+    let mut peer = Peer::connect(balanced);
+    peer.send(&proxied(2, "192.0.2.7:40000", vec![]));
+    send_one(&mut peer, "balanced");
+    let mut peer = Peer::connect(direct);
+    send_one(&mut peer, "direct");
+    // A client talking SMTP first on the balanced port is closed without a greeting.
+    let mut peer = Peer::connect(balanced);
+    peer.send(b"EHLO client.test\r\n");
+    assert_eq!(said_before_closing(&mut peer), "");
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].peer, Some("192.0.2.7:40000".parse().unwrap()));
+    assert!(seen[0].proxy.is_some());
+    assert_eq!(seen[1].peer.unwrap().ip().to_string(), "127.0.0.1");
+    assert!(seen[1].proxy.is_none());
+    let files = dir.delivered();
+    assert_eq!(files.len(), 2);
+    let balanced_file = files
+        .iter()
+        .find(|f| f.contains("Subject: balanced\r"))
+        .unwrap();
+    assert!(balanced_file.contains("(192.0.2.7)"), "{balanced_file}");
+    assert_eq!(server.shutdown(Duration::from_secs(5)), 0);
+
+    // An implicit-TLS listener needs TLS: refused when the listener is added.
+    let options = ServerOptions::new(ServerConfig::new("mx.test"));
+    let refused = match driver {
+        Driver::Blocking => Server::builder(DiscardHandler, options)
+            .listen_with("127.0.0.1:0", ListenerOptions::implicit_tls())
+            .err(),
+        Driver::Async => {
+            let _guard = h.rt.enter();
+            AsyncServer::builder(DiscardHandler, options)
+                .listen_with("127.0.0.1:0", ListenerOptions::implicit_tls())
+                .err()
+        }
+    };
+    assert_eq!(refused.unwrap().kind(), std::io::ErrorKind::InvalidInput);
 }
 
 /// Reads until the server closes; returns what it said.

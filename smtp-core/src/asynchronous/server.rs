@@ -59,7 +59,7 @@ use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
 use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
 pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
-pub use crate::server::options::ServerOptions;
+pub use crate::server::options::{ListenerOptions, ServerOptions};
 
 /// How long the cut connections get to unwind their handlers after the grace period.
 const UNWIND: Duration = Duration::from_secs(5);
@@ -68,7 +68,7 @@ const UNWIND: Duration = Duration::from_secs(5);
 pub struct AsyncServerBuilder {
     serve: Arc<dyn Serve>,
     options: ServerOptions,
-    listeners: Vec<(Pending, bool)>,
+    listeners: Vec<(Pending, ListenerOptions)>,
     block_in_place: bool,
 }
 
@@ -147,23 +147,43 @@ impl AsyncServer {
 }
 
 impl AsyncServerBuilder {
-    /// Adds a plain listener (STARTTLS is offered when TLS is configured).
-    pub fn listen(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        self.listeners.push((Pending::Bound(bind(addr)?), false));
+    /// Adds a plain listener (STARTTLS is offered when TLS is configured), with the
+    /// server-wide PROXY setting ([`ServerOptions::proxy_protocol`]).
+    pub fn listen(self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let listener = self.options.listener_options(false);
+        self.listen_with(addr, listener)
+    }
+
+    /// Adds an implicit-TLS listener (port 465 style), with the server-wide PROXY
+    /// setting. Needs [`ServerOptions::tls`].
+    pub fn listen_tls(self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let listener = self.options.listener_options(true);
+        self.listen_with(addr, listener)
+    }
+
+    /// Adds a listener with its own [`ListenerOptions`] (implicit TLS or not, PROXY or
+    /// not), whatever the server-wide setting.
+    pub fn listen_with(
+        mut self,
+        addr: impl ToSocketAddrs,
+        listener: ListenerOptions,
+    ) -> io::Result<Self> {
+        self.options.check_listener(&listener)?;
+        self.listeners.push((Pending::Bound(bind(addr)?), listener));
         Ok(self)
     }
 
-    /// Adds an implicit-TLS listener (port 465 style). Needs [`ServerOptions::tls`].
-    pub fn listen_tls(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        self.options.check_implicit_tls()?;
-        self.listeners.push((Pending::Bound(bind(addr)?), true));
-        Ok(self)
+    /// Adds an already bound listener (it keeps its own accept queue), with the
+    /// server-wide PROXY setting.
+    pub fn listener(self, listener: StdTcpListener, implicit_tls: bool) -> Self {
+        let options = self.options.listener_options(implicit_tls);
+        self.listener_with(listener, options)
     }
 
-    /// Adds an already bound listener (it keeps its own accept queue).
-    pub fn listener(mut self, listener: StdTcpListener, implicit_tls: bool) -> Self {
-        self.listeners
-            .push((Pending::Listening(listener), implicit_tls));
+    /// Adds an already bound listener with its own [`ListenerOptions`]. An implicit-TLS
+    /// listener without [`ServerOptions::tls`] makes [`AsyncServerBuilder::start`] fail.
+    pub fn listener_with(mut self, listener: StdTcpListener, options: ListenerOptions) -> Self {
+        self.listeners.push((Pending::Listening(listener), options));
         self
     }
 
@@ -187,6 +207,9 @@ impl AsyncServerBuilder {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| io::Error::other(format!("AsyncServer::start needs a runtime: {e}")))?;
         let mut options = self.options;
+        for (_, listener) in &self.listeners {
+            options.check_listener(listener)?;
+        }
         options.session.starttls = options.tls.is_some();
         let block_in_place = self.block_in_place
             && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
@@ -202,7 +225,7 @@ impl AsyncServerBuilder {
         let backlog = shared.options.listen_backlog;
         let mut local_addrs = Vec::new();
         let mut listeners = Vec::new();
-        for (pending, implicit_tls) in self.listeners {
+        for (pending, listening) in self.listeners {
             let listener = match pending {
                 Pending::Bound(socket) => socket.listen(backlog)?,
                 Pending::Listening(listener) => {
@@ -211,14 +234,14 @@ impl AsyncServerBuilder {
                 }
             };
             local_addrs.push(listener.local_addr()?);
-            listeners.push((listener, implicit_tls));
+            listeners.push((listener, Arc::new(listening)));
         }
         let acceptors = listeners
             .into_iter()
-            .map(|(listener, implicit_tls)| {
+            .map(|(listener, listening)| {
                 let shared = Arc::clone(&shared);
                 let serve = Arc::clone(&self.serve);
-                runtime.spawn(accept_loop(shared, serve, listener, implicit_tls))
+                runtime.spawn(accept_loop(shared, serve, listener, listening))
             })
             .collect();
         Ok(AsyncServerHandle {
@@ -349,7 +372,7 @@ trait Serve: Send + Sync + 'static {
         shared: Arc<Shared>,
         tcp: TcpStream,
         peer: SocketAddr,
-        implicit_tls: bool,
+        listening: Arc<ListenerOptions>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
@@ -362,7 +385,7 @@ impl<H: Handler> Serve for SyncServe<H> {
         shared: Arc<Shared>,
         tcp: TcpStream,
         peer: SocketAddr,
-        implicit_tls: bool,
+        listening: Arc<ListenerOptions>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let _guard = ActiveGuard(Arc::clone(&shared));
@@ -371,7 +394,7 @@ impl<H: Handler> Serve for SyncServe<H> {
                 session: None,
                 block_in_place: shared.block_in_place,
             };
-            serve_connection(&shared, tcp, peer, implicit_tls, hooks).await;
+            serve_connection(&shared, tcp, peer, &listening, hooks).await;
         })
     }
 }
@@ -382,7 +405,7 @@ impl<H: AsyncHandler> Serve for AsyncServe<H> {
         shared: Arc<Shared>,
         tcp: TcpStream,
         peer: SocketAddr,
-        implicit_tls: bool,
+        listening: Arc<ListenerOptions>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let _guard = ActiveGuard(Arc::clone(&shared));
@@ -390,7 +413,7 @@ impl<H: AsyncHandler> Serve for AsyncServe<H> {
                 serve: self,
                 session: None,
             };
-            serve_connection(&shared, tcp, peer, implicit_tls, hooks).await;
+            serve_connection(&shared, tcp, peer, &listening, hooks).await;
         })
     }
 }
@@ -496,7 +519,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     serve: Arc<dyn Serve>,
     listener: TcpListener,
-    implicit_tls: bool,
+    listening: Arc<ListenerOptions>,
 ) {
     let mut phase = shared.phase.subscribe();
     loop {
@@ -534,7 +557,7 @@ async fn accept_loop(
             continue;
         }
         let serve = Arc::clone(&serve);
-        tokio::spawn(serve.serve(Arc::clone(&shared), tcp, peer, implicit_tls));
+        tokio::spawn(serve.serve(Arc::clone(&shared), tcp, peer, Arc::clone(&listening)));
     }
 }
 
@@ -620,18 +643,21 @@ async fn serve_connection<K: Hooks>(
     shared: &Shared,
     tcp: TcpStream,
     peer: SocketAddr,
-    implicit_tls: bool,
+    listening: &ListenerOptions,
     mut hooks: K,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let local = tcp.local_addr().ok();
     let mut conn = Conn::Plain(tcp);
-    let mut connection =
-        Connection::new(shared.options.session.clone(), shared.now(), implicit_tls);
+    let mut connection = Connection::new(
+        shared.options.session.clone(),
+        shared.now(),
+        listening.implicit_tls,
+    );
     if let Some(trace) = &shared.options.trace {
         connection.set_trace(trace.clone(), id);
     }
-    if let Some(proxy) = &shared.options.proxy_protocol {
+    if let Some(proxy) = &listening.proxy_protocol {
         connection.expect_proxy_header(proxy, Some(peer), shared.now());
     }
     let mut phase = shared.phase.subscribe();

@@ -33,35 +33,55 @@ use std::time::{Duration, Instant};
 use crate::handler::{Answer, Handler};
 use crate::server::connection::{self, Action, Connection};
 
-pub use crate::server::options::ServerOptions;
+pub use crate::server::options::{ListenerOptions, ServerOptions};
 
 /// Collects listeners before [`ServerBuilder::start`].
 #[derive(Debug)]
 pub struct ServerBuilder<H> {
     handler: H,
     options: ServerOptions,
-    listeners: Vec<(TcpListener, bool)>,
+    listeners: Vec<(TcpListener, ListenerOptions)>,
 }
 
 impl<H: Handler> ServerBuilder<H> {
-    /// Adds a plain listener (STARTTLS is offered when TLS is configured).
-    pub fn listen(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+    /// Adds a plain listener (STARTTLS is offered when TLS is configured), with the
+    /// server-wide PROXY setting ([`ServerOptions::proxy_protocol`]).
+    pub fn listen(self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let listener = self.options.listener_options(false);
+        self.listen_with(addr, listener)
+    }
+
+    /// Adds an implicit-TLS listener (port 465 style), with the server-wide PROXY
+    /// setting. Needs [`ServerOptions::tls`].
+    pub fn listen_tls(self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let listener = self.options.listener_options(true);
+        self.listen_with(addr, listener)
+    }
+
+    /// Adds a listener with its own [`ListenerOptions`] (implicit TLS or not, PROXY or
+    /// not), whatever the server-wide setting.
+    pub fn listen_with(
+        mut self,
+        addr: impl ToSocketAddrs,
+        listener: ListenerOptions,
+    ) -> io::Result<Self> {
+        self.options.check_listener(&listener)?;
         let backlog = self.options.listen_backlog;
-        self.listeners.push((bind(addr, backlog)?, false));
+        self.listeners.push((bind(addr, backlog)?, listener));
         Ok(self)
     }
 
-    /// Adds an implicit-TLS listener (port 465 style). Needs [`ServerOptions::tls`].
-    pub fn listen_tls(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        self.options.check_implicit_tls()?;
-        let backlog = self.options.listen_backlog;
-        self.listeners.push((bind(addr, backlog)?, true));
-        Ok(self)
+    /// Adds an already bound listener (it keeps its own accept queue), with the
+    /// server-wide PROXY setting.
+    pub fn listener(self, listener: TcpListener, implicit_tls: bool) -> Self {
+        let options = self.options.listener_options(implicit_tls);
+        self.listener_with(listener, options)
     }
 
-    /// Adds an already bound listener (it keeps its own accept queue).
-    pub fn listener(mut self, listener: TcpListener, implicit_tls: bool) -> Self {
-        self.listeners.push((listener, implicit_tls));
+    /// Adds an already bound listener with its own [`ListenerOptions`]. An implicit-TLS
+    /// listener without [`ServerOptions::tls`] makes [`ServerBuilder::start`] fail.
+    pub fn listener_with(mut self, listener: TcpListener, options: ListenerOptions) -> Self {
+        self.listeners.push((listener, options));
         self
     }
 
@@ -71,6 +91,9 @@ impl<H: Handler> ServerBuilder<H> {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listener"));
         }
         let mut options = self.options;
+        for (_, listener) in &self.listeners {
+            options.check_listener(listener)?;
+        }
         options.session.starttls = options.tls.is_some();
         let shared = Arc::new(Shared {
             handler: self.handler,
@@ -84,13 +107,13 @@ impl<H: Handler> ServerBuilder<H> {
         });
         let mut local_addrs = Vec::new();
         let mut acceptors = Vec::new();
-        for (listener, implicit_tls) in self.listeners {
+        for (listener, listening) in self.listeners {
             let addr = listener.local_addr()?;
             local_addrs.push(addr);
             let shared = Arc::clone(&shared);
             let handle = thread::Builder::new()
                 .name(format!("smtpx-accept-{addr}"))
-                .spawn(move || accept_loop(&shared, &listener, implicit_tls))?;
+                .spawn(move || accept_loop(&shared, &listener, &Arc::new(listening)))?;
             acceptors.push(handle);
         }
         Ok(Server {
@@ -303,7 +326,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn accept_loop<H: Handler>(shared: &Arc<Shared<H>>, listener: &TcpListener, implicit_tls: bool) {
+fn accept_loop<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    listener: &TcpListener,
+    listening: &Arc<ListenerOptions>,
+) {
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
@@ -335,10 +362,11 @@ fn accept_loop<H: Handler>(shared: &Arc<Shared<H>>, listener: &TcpListener, impl
         });
         lock(&shared.connections).insert(id, Arc::clone(&live));
         let worker = Arc::clone(shared);
+        let listening = Arc::clone(listening);
         let spawned = thread::Builder::new()
             .stack_size(shared.options.thread_stack)
             .spawn(move || {
-                let result = serve(&worker, id, peer, &live, implicit_tls);
+                let result = serve(&worker, id, peer, &live, &listening);
                 if let Err(e) = result {
                     log::info!("conn={id} peer={peer} ended: {e}");
                 }
@@ -491,7 +519,7 @@ fn serve<H: Handler>(
     id: u64,
     peer: SocketAddr,
     live: &Live,
-    implicit_tls: bool,
+    listening: &ListenerOptions,
 ) -> io::Result<()> {
     let options = &shared.options;
     let tcp = &live.stream;
@@ -500,12 +528,12 @@ fn serve<H: Handler>(
     let mut connection = Connection::new(
         options.session.clone(),
         shared.epoch.elapsed(),
-        implicit_tls,
+        listening.implicit_tls,
     );
     if let Some(trace) = &options.trace {
         connection.set_trace(trace.clone(), id);
     }
-    if let Some(proxy) = &options.proxy_protocol {
+    if let Some(proxy) = &listening.proxy_protocol {
         connection.expect_proxy_header(proxy, Some(peer), shared.epoch.elapsed());
     }
     let mut buf = vec![0u8; options.read_buffer];

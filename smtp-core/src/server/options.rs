@@ -41,9 +41,60 @@ pub struct ServerOptions {
     /// (v1 or v2) from a load balancer in one of the trusted networks; the client
     /// address it carries is the connection's peer everywhere. A connection from
     /// elsewhere, or without a valid header in time, is closed without a greeting. See
-    /// [`crate::server::proxy`]. Default none (no header expected). To take both
-    /// balanced and direct clients, run two servers.
+    /// [`crate::server::proxy`]. Default none (no header expected). This is what the
+    /// builders' `listen`, `listen_tls` and `listener` give each listener; a listener
+    /// added with `listen_with` or `listener_with` says for itself
+    /// ([`ListenerOptions::proxy_protocol`]), so one server can take balanced clients on
+    /// one port and direct clients on another.
     pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// How one listener's connections begin: encrypted from the first byte or not, and
+/// whether a PROXY protocol header comes first. Given to the server builders'
+/// `listen_with` and `listener_with`; `listen`, `listen_tls` and `listener` make it from
+/// the [`ServerOptions`] ([`ServerOptions::listener_options`]).
+///
+/// ```
+/// use smtp_core::server::ListenerOptions;
+/// use smtp_core::server::proxy::{IpNetwork, ProxyProtocol};
+///
+/// let trusted: IpNetwork = "10.0.0.0/8".parse().unwrap();
+/// // Port 2525 behind the load balancer, port 2526 for direct clients.
+/// let balanced = ListenerOptions::plain().with_proxy_protocol(ProxyProtocol::new(vec![trusted]));
+/// let direct = ListenerOptions::plain();
+/// assert!(balanced.proxy_protocol.is_some() && direct.proxy_protocol.is_none());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenerOptions {
+    /// TLS from the first byte (port 465 style); needs [`ServerOptions::tls`]. Otherwise
+    /// the connection starts in clear and STARTTLS is offered when TLS is configured.
+    pub implicit_tls: bool,
+    /// A PROXY protocol header (v1 or v2) from a trusted load balancer begins every
+    /// connection to this listener (see [`ServerOptions::proxy_protocol`] for what that
+    /// means). None: no header is expected, and one that comes is a bad command.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+impl ListenerOptions {
+    /// A listener in clear (STARTTLS offered when TLS is configured), without PROXY.
+    pub fn plain() -> ListenerOptions {
+        ListenerOptions::default()
+    }
+
+    /// An implicit-TLS listener, without PROXY.
+    pub fn implicit_tls() -> ListenerOptions {
+        ListenerOptions {
+            implicit_tls: true,
+            proxy_protocol: None,
+        }
+    }
+
+    /// The same listener, expecting a PROXY protocol header from `proxy`'s trusted
+    /// networks on every connection.
+    pub fn with_proxy_protocol(mut self, proxy: ProxyProtocol) -> ListenerOptions {
+        self.proxy_protocol = Some(proxy);
+        self
+    }
 }
 
 impl ServerOptions {
@@ -71,6 +122,24 @@ impl ServerOptions {
         if self.session.auth_mechanisms.is_empty() {
             self.session.auth_mechanisms = mechanisms;
         }
+    }
+
+    /// The [`ListenerOptions`] of a listener added without its own (`listen`,
+    /// `listen_tls`, `listener`): the server-wide [`ServerOptions::proxy_protocol`].
+    pub fn listener_options(&self, implicit_tls: bool) -> ListenerOptions {
+        ListenerOptions {
+            implicit_tls,
+            proxy_protocol: self.proxy_protocol.clone(),
+        }
+    }
+
+    /// An implicit-TLS listener needs a TLS configuration: the error every server's
+    /// `listen_tls` (and `listen_with` for an implicit-TLS listener) gives without one.
+    pub fn check_listener(&self, listener: &ListenerOptions) -> io::Result<()> {
+        if listener.implicit_tls {
+            self.check_implicit_tls()?;
+        }
+        Ok(())
     }
 
     /// An implicit-TLS listener needs a TLS configuration: the error every server's
