@@ -189,11 +189,11 @@ fn check(serve: impl FnOnce(Recorder, ServerOptions) -> (Vec<SocketAddr>, Box<dy
         };
         assert_eq!(s.at_mail.as_ref(), Some(&info), "the same details later on");
         assert!(
-            matches!(info.version, Some("TLSv1.3" | "TLSv1.2")),
+            matches!(info.version.as_deref(), Some("TLSv1.3" | "TLSv1.2")),
             "{info:?}"
         );
         assert!(
-            info.cipher.is_some_and(|c| c.starts_with("TLS")),
+            info.cipher.as_deref().is_some_and(|c| c.starts_with("TLS")),
             "{info:?}"
         );
         assert_eq!(info.server_name.as_deref(), Some("localhost"));

@@ -564,7 +564,11 @@ pub extern "C" fn smtpx_server_connection_tls_version(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live connection.
         let c = try_arg!(unsafe { obj(conn) });
-        let version = c.conn.tls_info().and_then(|t| t.version).unwrap_or("");
+        let version = c
+            .conn
+            .tls_info()
+            .and_then(|t| t.version.as_deref())
+            .unwrap_or("");
         // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
         unsafe { crate::ffi::copy_str_out(version, buf, len, out_n) }
     })
@@ -585,7 +589,11 @@ pub extern "C" fn smtpx_server_connection_tls_cipher(
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live connection.
         let c = try_arg!(unsafe { obj(conn) });
-        let cipher = c.conn.tls_info().and_then(|t| t.cipher).unwrap_or("");
+        let cipher = c
+            .conn
+            .tls_info()
+            .and_then(|t| t.cipher.as_deref())
+            .unwrap_or("");
         // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
         unsafe { crate::ffi::copy_str_out(cipher, buf, len, out_n) }
     })

@@ -5,6 +5,7 @@
 //! The names are computed here once, from rustls's common state, for [`TlsInfo`] and for
 //! [`TlsSession`](super::TlsSession)'s getters alike.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use rustls::CommonState;
@@ -36,8 +37,8 @@ pub(crate) fn cipher_name(state: &CommonState) -> Option<&'static str> {
 /// ```
 /// use smtp_core::tls::TlsInfo;
 /// let info = TlsInfo {
-///     version: Some("TLSv1.3"),
-///     cipher: Some("TLS13_AES_128_GCM_SHA256"),
+///     version: Some("TLSv1.3".into()),
+///     cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
 ///     server_name: Some("mx.example.org".into()),
 ///     peer_certificates: Vec::new(),
 /// };
@@ -45,10 +46,11 @@ pub(crate) fn cipher_name(state: &CommonState) -> Option<&'static str> {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsInfo {
-    /// The protocol version, "TLSv1.2" or "TLSv1.3".
-    pub version: Option<&'static str>,
-    /// The cipher suite's IANA name, such as "TLS13_AES_256_GCM_SHA384".
-    pub cipher: Option<&'static str>,
+    /// The protocol version, "TLSv1.2" or "TLSv1.3". (Borrowed when it comes from
+    /// rustls; owned when an embedder with another TLS stack names it.)
+    pub version: Option<Cow<'static, str>>,
+    /// The cipher suite's name: IANA's for rustls, such as "TLS13_AES_256_GCM_SHA384".
+    pub cipher: Option<Cow<'static, str>>,
     /// The host name the client sent in its SNI extension.
     pub server_name: Option<String>,
     /// The client's certificate chain as DER, leaf first; empty when it sent none.
@@ -64,8 +66,8 @@ impl TlsInfo {
     /// The details in rustls's state common to both sides, with the SNI name (a server's).
     pub(crate) fn from_state(state: &CommonState, server_name: Option<&str>) -> TlsInfo {
         TlsInfo {
-            version: protocol_name(state),
-            cipher: cipher_name(state),
+            version: protocol_name(state).map(Cow::Borrowed),
+            cipher: cipher_name(state).map(Cow::Borrowed),
             server_name: server_name.map(str::to_owned),
             peer_certificates: state.peer_certificates().map_or_else(Vec::new, |chain| {
                 chain.iter().map(|c| c.clone().into_owned()).collect()
@@ -149,8 +151,8 @@ mod tests {
         }
         assert!(!conn.is_handshaking());
         let info = TlsInfo::from_server(&conn);
-        assert_eq!(info.version, Some("TLSv1.3"));
-        assert_eq!(info.cipher, client.cipher_suite());
+        assert_eq!(info.version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(info.cipher.as_deref(), client.cipher_suite());
         assert_eq!(info.server_name.as_deref(), Some("localhost"));
         assert!(info.peer_certificate().is_none());
         let state = TlsState::default();

@@ -285,7 +285,7 @@ pub extern "C" fn smtpx_server_call_tls_version(
 ) -> smtpx_result {
     ffi_panic_boundary(|| {
         with_current(|state| {
-            let version = tls(state).and_then(|t| t.version).unwrap_or("");
+            let version = tls(state).and_then(|t| t.version.as_deref()).unwrap_or("");
             // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
             unsafe { copy_str_out(version, buf, len, out_n) }
         })
@@ -305,7 +305,7 @@ pub extern "C" fn smtpx_server_call_tls_cipher(
 ) -> smtpx_result {
     ffi_panic_boundary(|| {
         with_current(|state| {
-            let cipher = tls(state).and_then(|t| t.cipher).unwrap_or("");
+            let cipher = tls(state).and_then(|t| t.cipher.as_deref()).unwrap_or("");
             // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
             unsafe { copy_str_out(cipher, buf, len, out_n) }
         })
