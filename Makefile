@@ -186,7 +186,7 @@ c-valgrind: c-lib c-cert
 	$(foreach t,$(C_TESTS),$(VALGRIND_RUN) $(C_OUT)/$(t) $(call c_test_args,$(t)) &&) true
 
 ## The C example programs (examples/c), for make demo and for reading.
-C_EXAMPLES := send server eventloop pool clientloop
+C_EXAMPLES := send server eventloop pool clientloop handler
 C_EXAMPLES_DIR := $(C_OUT)/examples
 
 c-examples: c-lib
