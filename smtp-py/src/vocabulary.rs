@@ -113,12 +113,12 @@ pub(crate) fn tls_info_from(value: &Bound<'_, PyAny>) -> PyResult<smtp_core::tls
         }
     };
     let mut peer_certificates = Vec::new();
-    if let Some(chain) = dict.get_item("peer_certificates")? {
-        if !chain.is_none() {
-            for cert in chain.try_iter()? {
-                let der: Vec<u8> = cert?.extract()?;
-                peer_certificates.push(der.into());
-            }
+    if let Some(chain) = dict.get_item("peer_certificates")?
+        && !chain.is_none()
+    {
+        for cert in chain.try_iter()? {
+            let der: Vec<u8> = cert?.extract()?;
+            peer_certificates.push(der.into());
         }
     }
     Ok(TlsInfo {

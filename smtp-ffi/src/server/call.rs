@@ -4,8 +4,8 @@
 //! TLVs, and what the TLS handshake negotiated.
 //!
 //! These functions take no object: they act on the connection whose callback is running
-//! on the calling thread. The connection's state ([`ConnState`]) is marked current for the
-//! length of each callback by a [`Current`] guard (next to `reentry`'s `Inside`); outside
+//! on the calling thread. The connection's state (`ConnState`) is marked current for the
+//! length of each callback by a `Current` guard (next to `reentry`'s `Inside`); outside
 //! a callback, and on any other thread, every function returns
 //! `SMTPX_RESULT_NOT_READY` and writes nothing. Having no object, they keep no last
 //! error.
