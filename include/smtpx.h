@@ -349,6 +349,13 @@ enum smtpx_client_action_kind
    * the next operation.
    */
   SMTPX_CLIENT_ACTION_KIND_DONE = 5,
+  /**
+   * A streamed send (`smtpx_client_session_send_stream`) wants the next piece of the
+   * message: give it with `smtpx_client_session_body`, or end the message with
+   * `smtpx_client_session_body_end` (or abandon it with
+   * `smtpx_client_session_body_failed`). Only streamed sends ask this.
+   */
+  SMTPX_CLIENT_ACTION_KIND_BODY = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -2043,6 +2050,37 @@ smtpx_result smtpx_client_session_next_action(struct smtpx_client_session *sessi
                                               struct smtpx_client_action *out_action);
 
 /**
+ * The next piece of a streamed message, for the last BODY action (`len` bytes of
+ * `data`, copied; any size, any split: dot-stuffing and line endings are the library's,
+ * across pieces too). Then ask for the next action: the piece is sent, and BODY comes
+ * again for the next one. Without a BODY action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_body(struct smtpx_client_session *session,
+                                       const uint8_t *data,
+                                       size_t len);
+
+/**
+ * The streamed message is complete (answering a BODY action): the library ends it (the
+ * final dot, or the last BDAT) and the operation goes on to the server's verdict.
+ * Without a BODY action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_body_end(struct smtpx_client_session *session);
+
+/**
+ * The streamed message cannot be completed (its source failed), answering a BODY
+ * action. Ending it now would deliver it truncated, so the connection is dropped: the
+ * next actions CLOSE it, and DONE gives SMTPX_RESULT_MESSAGE_SOURCE. Without a BODY
+ * action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_body_failed(struct smtpx_client_session *session);
+
+/**
  * The bytes of the last WRITE went out (all of them; or, for a goodbye, whatever
  * happened).
  *
@@ -2149,6 +2187,32 @@ smtpx_result smtpx_client_session_send_envelope(struct smtpx_client_session *ses
                                                 const uint8_t *msg,
                                                 size_t len,
                                                 uint64_t now_ms);
+
+/**
+ * Starts sending one message whose content the program gives piece by piece, as it
+ * comes (a file, a pipe, a generator), from `from` to the `n_to` addresses of `to`:
+ * when the operation wants content, the next action is BODY, answered with
+ * `smtpx_client_session_body` (a piece) or `smtpx_client_session_body_end` (the end).
+ * Only one piece is held at a time. No SIZE is declared (the size is not known). At
+ * DONE, as `smtpx_client_session_send`.
+ *
+ * ```c
+ * case SMTPX_CLIENT_ACTION_KIND_BODY: {
+ *     ssize_t n = read(file, buf, sizeof buf);
+ *     if (n > 0) smtpx_client_session_body(s, buf, (size_t)n);
+ *     else if (n == 0) smtpx_client_session_body_end(s);
+ *     else smtpx_client_session_body_failed(s);
+ *     break;
+ * }
+ * ```
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_send_stream(struct smtpx_client_session *session,
+                                              const char *from,
+                                              const char *const *to,
+                                              size_t n_to,
+                                              uint64_t now_ms);
 
 /**
  * Starts sending the `n` messages of `messages` (copied), one transaction each, chained
