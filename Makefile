@@ -167,10 +167,11 @@ c-cert: c-lib
 # (those that need no certificate ignore them).
 C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
 	test_envelope test_server_parity test_proxy test_blocking_callbacks test_relay_pool test_tls_session \
-	test_client_session
-# test_tls and test_tls_session take the folder of the test CA (see c-cert) instead.
+	test_client_session test_server_call
+# test_tls, test_tls_session and test_server_call take the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
 C_TEST_ARGS_test_tls_session := $(C_TLS_DIR)
+C_TEST_ARGS_test_server_call := $(C_TLS_DIR)
 c_test_args = $(or $(C_TEST_ARGS_$(1)),$(C_CERT_ARGS))
 
 c-asan: c-lib c-cert
@@ -185,7 +186,7 @@ c-valgrind: c-lib c-cert
 	$(foreach t,$(C_TESTS),$(VALGRIND_RUN) $(C_OUT)/$(t) $(call c_test_args,$(t)) &&) true
 
 ## The C example programs (examples/c), for make demo and for reading.
-C_EXAMPLES := send server eventloop pool clientloop
+C_EXAMPLES := send server eventloop pool clientloop handler
 C_EXAMPLES_DIR := $(C_OUT)/examples
 
 c-examples: c-lib

@@ -16,6 +16,12 @@
  *   without the NUL. When buf is NULL or len is too small the result is
  *   SMTPX_RESULT_BUFFER_TOO_SMALL, buf is untouched and *out_n is the size needed,
  *   NUL included: call once with NULL to learn the size, allocate, call again.
+ *   Binary values (a certificate, a PROXY TLV) take (uint8_t *buf, size_t len,
+ *   size_t *out_n) the same way, without a NUL: *out_n is always the length.
+ * - Inside a server callback: the smtpx_server_call_* functions take no object and act
+ *   on the connection whose callback is running on the calling thread (per-connection
+ *   userdata, the client's address, PROXY TLVs, TLS details). Anywhere else they return
+ *   SMTPX_RESULT_NOT_READY and write nothing; having no object, they keep no last error.
  * - Last errors: an object with a *_last_error function (smtpx_client,
  *   smtpx_client_options, smtpx_server_config) keeps the message of its most recent
  *   call that did something: each such call clears it first and a failure sets it, so
@@ -343,6 +349,13 @@ enum smtpx_client_action_kind
    * the next operation.
    */
   SMTPX_CLIENT_ACTION_KIND_DONE = 5,
+  /**
+   * A streamed send (`smtpx_client_session_send_stream`) wants the next piece of the
+   * message: give it with `smtpx_client_session_body`, or end the message with
+   * `smtpx_client_session_body_end` (or abandon it with
+   * `smtpx_client_session_body_failed`). Only streamed sends ask this.
+   */
+  SMTPX_CLIENT_ACTION_KIND_BODY = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -410,7 +423,7 @@ typedef uint32_t smtpx_action_kind;
  * `smtpx_server_session_decide` is called (or, for a connection's hook,
  * `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
  * MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
- * EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
+ * EXPAND, NOOP, RSET, QUIT and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
  * has actions for them). A hook of a newer library that this header has no kind for
  * is not given to C: it gets its default answer, as from a NULL callback.
  *
@@ -491,6 +504,21 @@ enum smtpx_event_kind
    * afresh over TLS (the client greets again). Not given for implicit TLS.
    */
   SMTPX_EVENT_KIND_TLS_STARTED = 15,
+  /**
+   * *Decision.* NOOP, only with `smtpx_server_config_set_handler_replies`. Accepting
+   * replies 250.
+   */
+  SMTPX_EVENT_KIND_NOOP = 16,
+  /**
+   * *Decision.* The RSET command (after RESET when a transaction was abandoned), only
+   * with `smtpx_server_config_set_handler_replies`. Accepting replies 250.
+   */
+  SMTPX_EVENT_KIND_RSET = 17,
+  /**
+   * *Decision.* QUIT, only with `smtpx_server_config_set_handler_replies`: the reply
+   * said before the session closes. Accepting replies 221.
+   */
+  SMTPX_EVENT_KIND_QUIT = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1110,7 +1138,7 @@ typedef struct smtpx_decision {
  */
 typedef struct smtpx_proxy_info {
   /**
-   * 1 or 2.
+   * 1 or 2; 0 from `smtpx_server_call_proxy` when the connection began with no header.
    */
   uint8_t version;
   /**
@@ -1256,7 +1284,8 @@ typedef void (*smtpx_abort_callback)(void *userdata, uint64_t conn_id, smtpx_abo
  * `userdata` and everything the callbacks touch must be thread-safe; calls for one
  * connection come one at a time, in protocol order (connect, hello, tls_started and
  * hello again after STARTTLS, auth if any, mail, rcpt..., data_start, data_chunk...,
- * data_end or data_aborted, reset if any, verify and expand whenever asked, close).
+ * data_end or data_aborted, reset if any, verify, expand, noop and rset whenever asked,
+ * quit, close).
  * `userdata_free` (may be NULL) is called exactly once with `userdata`, after the last callback has returned: by
  * `smtpx_server_stop` or `smtpx_server_free` on the calling thread (on a background
  * thread when `smtpx_server_free` was called from one of the server's callbacks; before
@@ -1271,6 +1300,17 @@ typedef void (*smtpx_abort_callback)(void *userdata, uint64_t conn_id, smtpx_abo
  * in the configuration's log callback. Stopping a different server from a callback
  * waits for that server's connections as usual: two servers whose callbacks stop each
  * other wait for each other.
+ *
+ * Per-connection data and connection details, the libcurl way: inside a callback, and
+ * only there, the `smtpx_server_call_*` functions act on the connection being called
+ * for, on the calling thread. `smtpx_server_call_set_userdata` keeps a pointer of the
+ * program's own for the connection (set it in `connect`, read it with
+ * `smtpx_server_call_userdata` in every later callback; its free function runs once after
+ * `close`); `smtpx_server_call_peer`, `_proxy` and `_proxy_tlv` give the client's address
+ * and the PROXY header; `smtpx_server_call_tls_version`, `_tls_cipher`,
+ * `_tls_server_name` and `_tls_peer_certificate` what the TLS handshake negotiated (from
+ * `connect` on with implicit TLS, from `tls_started` on after STARTTLS). Called outside a
+ * callback they return SMTPX_RESULT_NOT_READY.
  *
  * The table is copied by `smtpx_server_start`.
  *
@@ -1352,6 +1392,23 @@ typedef struct smtpx_handler {
    * `smtpx_abort_callback`); data_end is not called for it.
    */
   smtpx_abort_callback data_aborted;
+  /**
+   * NOOP (arg: NULL), only with `smtpx_server_config_set_handler_replies`. NULL or
+   * SMTPX_ACCEPT: 250 2.0.0. SMTPX_REPLY answers with `*out`.
+   */
+  smtpx_decide_callback noop;
+  /**
+   * The RSET command (arg: NULL; `reset` comes first when a transaction was
+   * abandoned), only with `smtpx_server_config_set_handler_replies`. NULL or
+   * SMTPX_ACCEPT: 250 2.0.0. SMTPX_REPLY answers with `*out`.
+   */
+  smtpx_decide_callback rset;
+  /**
+   * QUIT (arg: NULL), only with `smtpx_server_config_set_handler_replies`: the reply
+   * before the session closes. NULL or SMTPX_ACCEPT: 221 2.0.0. SMTPX_REPLY answers
+   * with `*out`; the session closes all the same.
+   */
+  smtpx_decide_callback quit;
 } smtpx_handler;
 
 #ifdef __cplusplus
@@ -1993,6 +2050,37 @@ smtpx_result smtpx_client_session_next_action(struct smtpx_client_session *sessi
                                               struct smtpx_client_action *out_action);
 
 /**
+ * The next piece of a streamed message, for the last BODY action (`len` bytes of
+ * `data`, copied; any size, any split: dot-stuffing and line endings are the library's,
+ * across pieces too). Then ask for the next action: the piece is sent, and BODY comes
+ * again for the next one. Without a BODY action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_body(struct smtpx_client_session *session,
+                                       const uint8_t *data,
+                                       size_t len);
+
+/**
+ * The streamed message is complete (answering a BODY action): the library ends it (the
+ * final dot, or the last BDAT) and the operation goes on to the server's verdict.
+ * Without a BODY action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_body_end(struct smtpx_client_session *session);
+
+/**
+ * The streamed message cannot be completed (its source failed), answering a BODY
+ * action. Ending it now would deliver it truncated, so the connection is dropped: the
+ * next actions CLOSE it, and DONE gives SMTPX_RESULT_MESSAGE_SOURCE. Without a BODY
+ * action to answer: SMTPX_RESULT_NOT_READY.
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_body_failed(struct smtpx_client_session *session);
+
+/**
  * The bytes of the last WRITE went out (all of them; or, for a goodbye, whatever
  * happened).
  *
@@ -2099,6 +2187,32 @@ smtpx_result smtpx_client_session_send_envelope(struct smtpx_client_session *ses
                                                 const uint8_t *msg,
                                                 size_t len,
                                                 uint64_t now_ms);
+
+/**
+ * Starts sending one message whose content the program gives piece by piece, as it
+ * comes (a file, a pipe, a generator), from `from` to the `n_to` addresses of `to`:
+ * when the operation wants content, the next action is BODY, answered with
+ * `smtpx_client_session_body` (a piece) or `smtpx_client_session_body_end` (the end).
+ * Only one piece is held at a time. No SIZE is declared (the size is not known). At
+ * DONE, as `smtpx_client_session_send`.
+ *
+ * ```c
+ * case SMTPX_CLIENT_ACTION_KIND_BODY: {
+ *     ssize_t n = read(file, buf, sizeof buf);
+ *     if (n > 0) smtpx_client_session_body(s, buf, (size_t)n);
+ *     else if (n == 0) smtpx_client_session_body_end(s);
+ *     else smtpx_client_session_body_failed(s);
+ *     break;
+ * }
+ * ```
+ *
+ * Thread safety: one thread at a time per session.
+ */
+smtpx_result smtpx_client_session_send_stream(struct smtpx_client_session *session,
+                                              const char *from,
+                                              const char *const *to,
+                                              size_t n_to,
+                                              uint64_t now_ms);
 
 /**
  * Starts sending the `n` messages of `messages` (copied), one transaction each, chained
@@ -2377,6 +2491,19 @@ smtpx_result smtpx_server_config_set_listen_backlog(struct smtpx_server_config *
 smtpx_result smtpx_server_config_set_lmtp(struct smtpx_server_config *config, bool lmtp);
 
 /**
+ * Lets the handler answer NOOP, RSET and QUIT (the `noop`, `rset` and `quit` callbacks
+ * of `smtpx_handler`; the NOOP, RSET and QUIT events of a sans-I/O session or
+ * connection), and say its own reply to HELO, EHLO or LHLO: with it on, a hello callback
+ * that returns SMTPX_REPLY with a positive (2xx) reply has that reply said instead of the
+ * standard one (what the session accepts stays the same). Default false: the session
+ * answers those commands itself, and those callbacks and events do not come.
+ *
+ * Thread safety: one thread at a time per config.
+ */
+smtpx_result smtpx_server_config_set_handler_replies(struct smtpx_server_config *config,
+                                                     bool enabled);
+
+/**
  * What to do with a lone CR or LF inside a message (see `smtpx_bare_lf_policy`). A value
  * that is not an `smtpx_bare_lf_policy` gives SMTPX_RESULT_INVALID_ARGUMENT.
  *
@@ -2530,6 +2657,44 @@ smtpx_result smtpx_server_connection_timeout(struct smtpx_server_connection *con
  */
 smtpx_result smtpx_server_connection_tls_established(struct smtpx_server_connection *conn,
                                                      uint64_t now_ms);
+
+/**
+ * As `smtpx_server_connection_tls_established`, for a program that does the handshake
+ * with an `smtpx_tls_session` (NULL: the same as without): what that session
+ * negotiated (version, cipher, the client's SNI name and certificate) becomes the
+ * connection's TLS details, as the `smtpx_server_start*` servers give them to handler
+ * callbacks, and `smtpx_server_connection_tls_version` and `_tls_cipher` read them back.
+ * The session is only read; it stays the caller's.
+ *
+ * Thread safety: one thread at a time per connection and per session.
+ */
+smtpx_result smtpx_server_connection_tls_established_with(struct smtpx_server_connection *conn,
+                                                          uint64_t now_ms,
+                                                          const struct smtpx_tls_session *tls);
+
+/**
+ * The TLS version the connection's handshake negotiated ("TLSv1.2", "TLSv1.3"), as told
+ * by `smtpx_server_connection_tls_established_with`, copied into `buf` under the buffer
+ * contract; empty when not encrypted or not told.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_tls_version(const struct smtpx_server_connection *conn,
+                                                 char *buf,
+                                                 size_t len,
+                                                 size_t *out_n);
+
+/**
+ * The cipher suite the connection's handshake negotiated, as told by
+ * `smtpx_server_connection_tls_established_with`, copied into `buf` under the buffer
+ * contract; empty when not encrypted or not told.
+ *
+ * Thread safety: one thread at a time per connection.
+ */
+smtpx_result smtpx_server_connection_tls_cipher(const struct smtpx_server_connection *conn,
+                                                char *buf,
+                                                size_t len,
+                                                size_t *out_n);
 
 /**
  * The connection is gone (an I/O error, a failed or late handshake or write, the caller
@@ -2789,6 +2954,118 @@ const char *smtpx_reply_code_meaning(uint16_t code);
  * Thread safety: safe to call from any thread.
  */
 const char *smtpx_result_str(smtpx_result result);
+
+/**
+ * Keeps `userdata` for the connection whose callback is running: every later callback
+ * for it reads it back with `smtpx_server_call_userdata` (libcurl's `CURLOPT_PRIVATE`).
+ * `userdata_free` (may be NULL) is called exactly once with it, on the connection's
+ * thread, after the connection's last callback has returned: after `close`, or after a
+ * `connect` callback that refused the client (no `close` follows then). Setting another
+ * pointer first releases the one set before (with its own releaser), unless it is the
+ * same pointer. SMTPX_RESULT_NOT_READY outside a callback (nothing is kept, nothing
+ * released).
+ *
+ * ```c
+ * static int on_connect(void *ud, uint64_t id, const char *peer, smtpx_decision *out) {
+ *     struct conn *c = calloc(1, sizeof *c);
+ *     smtpx_server_call_set_userdata(c, free);
+ *     return SMTPX_ACCEPT;
+ * }
+ * static int on_data_end(void *ud, uint64_t id, const char *arg, smtpx_decision *out) {
+ *     struct conn *c = NULL;
+ *     smtpx_server_call_userdata((void **)&c);
+ *     c->messages++;
+ *     return SMTPX_ACCEPT;
+ * }
+ * ```
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_set_userdata(void *userdata,
+                                            smtpx_userdata_free_callback userdata_free);
+
+/**
+ * Writes the pointer kept with `smtpx_server_call_set_userdata` for the connection whose
+ * callback is running to `*out` (NULL when none was set). SMTPX_RESULT_NOT_READY
+ * outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_userdata(void **out);
+
+/**
+ * The client's address, "IP:PORT", copied into `buf` under the buffer contract (64
+ * bytes always suffice): behind a load balancer speaking the PROXY protocol, the one the
+ * header carried. Empty when the connection has none (a Unix socket).
+ * SMTPX_RESULT_NOT_READY outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_peer(char *buf, size_t len, size_t *out_n);
+
+/**
+ * Writes what the PROXY protocol header the connection began with said to `*out` (see
+ * `smtpx_proxy_info`); a connection that began with none gives `version` 0 and empty
+ * addresses. SMTPX_RESULT_NOT_READY outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_proxy(struct smtpx_proxy_info *out);
+
+/**
+ * Copies the value of the connection's first PROXY v2 TLV of type `kind` (0x01 ALPN,
+ * 0x02 the authority the client asked for, 0x05 the balancer's unique id, 0x20 its TLS
+ * facts, ...) into `buf` (of `len` bytes, not NUL-terminated); `*out_n` is its length.
+ * When `buf` is NULL or `len` is smaller: SMTPX_RESULT_BUFFER_TOO_SMALL, nothing
+ * copied. No header or no such TLV: SMTPX_RESULT_OK with `*out_n` 0 (as an empty TLV).
+ * SMTPX_RESULT_NOT_READY outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_proxy_tlv(uint8_t kind, uint8_t *buf, size_t len, size_t *out_n);
+
+/**
+ * The negotiated TLS version, "TLSv1.2" or "TLSv1.3", copied into `buf` under the
+ * buffer contract: known from the connect callback on for implicit TLS, from the
+ * `tls_started` callback on after STARTTLS. Empty while the connection is not
+ * encrypted. SMTPX_RESULT_NOT_READY outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_tls_version(char *buf, size_t len, size_t *out_n);
+
+/**
+ * The negotiated cipher suite's IANA name (for example "TLS13_AES_256_GCM_SHA384"),
+ * copied into `buf` under the buffer contract; empty while the connection is not
+ * encrypted. SMTPX_RESULT_NOT_READY outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_tls_cipher(char *buf, size_t len, size_t *out_n);
+
+/**
+ * The host name the client asked for in its TLS handshake (SNI), copied into `buf`
+ * under the buffer contract; empty when it sent none or the connection is not
+ * encrypted. SMTPX_RESULT_NOT_READY outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_tls_server_name(char *buf, size_t len, size_t *out_n);
+
+/**
+ * The client's certificate number `index` (0 is its own, then the chain it sent), DER
+ * encoded, copied into `buf` (of `len` bytes); `*out_n` is its length. When `buf` is
+ * NULL or `len` is smaller: SMTPX_RESULT_BUFFER_TOO_SMALL, nothing copied (so a NULL
+ * buffer asks for the size). No certificate at `index` (the client sent none, or the
+ * connection is not encrypted): SMTPX_RESULT_OK with `*out_n` 0.
+ * SMTPX_RESULT_NOT_READY outside a callback.
+ *
+ * Thread safety: only on the thread running a callback of a server, for its connection.
+ */
+smtpx_result smtpx_server_call_tls_peer_certificate(size_t index,
+                                                    uint8_t *buf,
+                                                    size_t len,
+                                                    size_t *out_n);
 
 /**
  * Says whether the handler's callbacks may block (the default, true): then each runs in

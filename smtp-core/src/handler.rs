@@ -267,6 +267,7 @@ mod tests {
             hostname: "mx.test".into(),
             tls: false,
             proxy: None,
+            tls_state: Default::default(),
         };
         let t = Transaction::default();
         let attempt = AuthAttempt {

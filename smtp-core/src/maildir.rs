@@ -60,6 +60,7 @@
 //!     hostname: "mx.example".into(),
 //!     tls: false,
 //!     proxy: None,
+//!     tls_state: Default::default(),
 //! };
 //! let mut session = ServerSession::new(ServerConfig::new("mx.example"), Duration::ZERO);
 //! let mut dispatch = Dispatch::new(handler.connect(&info).expect("accepted"), info.tls);
@@ -773,6 +774,7 @@ mod tests {
                 hostname: "mx.test".into(),
                 tls: false,
                 proxy: None,
+                tls_state: Default::default(),
             };
             let mut config = ServerConfig::new("mx.test");
             config.lmtp = lmtp;

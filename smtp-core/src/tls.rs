@@ -33,6 +33,8 @@
 //!   SNI.
 //! - [`TlsSession`] is one TLS connection without I/O (client or server), for event
 //!   loops in C and Python.
+//! - [`TlsInfo`] is what a server's handshake negotiated (version, cipher, SNI, the
+//!   client's certificate), for handlers; [`TlsState`] is where a handler reads it.
 //! - [`TlsErrorKind`] says what kind of TLS failure an error is (an unknown issuer, a name
 //!   mismatch, an expired certificate, another certificate or handshake problem, a
 //!   configuration).
@@ -47,10 +49,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+mod info;
 mod kind;
 mod session;
 mod settings;
 
+pub use info::{TlsInfo, TlsState};
 pub use kind::TlsErrorKind;
 pub use session::{TlsSession, TlsSessionError};
 pub use settings::{ClientAuth, TlsClientExtras, TlsIdentity, TlsServerExtras, TlsVersion};

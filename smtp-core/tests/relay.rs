@@ -322,6 +322,7 @@ fn relay_session_canonicalises_lone_line_endings_in_chunks() {
         hostname: "relay.test".into(),
         tls: false,
         proxy: None,
+        tls_state: Default::default(),
     };
     let mut session = relay.connect(&info).unwrap();
     let from: ReversePath =

@@ -416,6 +416,25 @@ pub extern "C" fn smtpx_server_config_set_lmtp(
     })
 }
 
+/// Lets the handler answer NOOP, RSET and QUIT (the `noop`, `rset` and `quit` callbacks
+/// of `smtpx_handler`; the NOOP, RSET and QUIT events of a sans-I/O session or
+/// connection), and say its own reply to HELO, EHLO or LHLO: with it on, a hello callback
+/// that returns SMTPX_REPLY with a positive (2xx) reply has that reply said instead of the
+/// standard one (what the session accepts stays the same). Default false: the session
+/// answers those commands itself, and those callbacks and events do not come.
+///
+/// Thread safety: one thread at a time per config.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_config_set_handler_replies(
+    config: *mut smtpx_server_config,
+    enabled: bool,
+) -> smtpx_result {
+    with_config(config, |c| {
+        c.config.handler_replies = enabled;
+        Ok(())
+    })
+}
+
 /// What to do with a lone CR or LF inside a message (see `smtpx_bare_lf_policy`). A value
 /// that is not an `smtpx_bare_lf_policy` gives SMTPX_RESULT_INVALID_ARGUMENT.
 ///

@@ -520,6 +520,85 @@ pub extern "C" fn smtpx_server_connection_tls_established(
     })
 }
 
+/// As `smtpx_server_connection_tls_established`, for a program that does the handshake
+/// with an `smtpx_tls_session` (NULL: the same as without): what that session
+/// negotiated (version, cipher, the client's SNI name and certificate) becomes the
+/// connection's TLS details, as the `smtpx_server_start*` servers give them to handler
+/// callbacks, and `smtpx_server_connection_tls_version` and `_tls_cipher` read them back.
+/// The session is only read; it stays the caller's.
+///
+/// Thread safety: one thread at a time per connection and per session.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_connection_tls_established_with(
+    conn: *mut smtpx_server_connection,
+    now_ms: u64,
+    tls: *const crate::tls_session::smtpx_tls_session,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live connection, used by no other thread.
+        let c = try_arg!(unsafe { obj_mut(conn) });
+        if c.awaiting != Awaiting::Handshake {
+            return smtpx_result::NotReady;
+        }
+        // SAFETY: the caller passes NULL or a live TLS session, used by no other thread.
+        let info = unsafe { tls.as_ref() }.map(crate::tls_session::info);
+        c.conn
+            .tls_established_with(ms(now_ms), info.unwrap_or_default());
+        c.awaiting = Awaiting::Nothing;
+        smtpx_result::Ok
+    })
+}
+
+/// The TLS version the connection's handshake negotiated ("TLSv1.2", "TLSv1.3"), as told
+/// by `smtpx_server_connection_tls_established_with`, copied into `buf` under the buffer
+/// contract; empty when not encrypted or not told.
+///
+/// Thread safety: one thread at a time per connection.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_connection_tls_version(
+    conn: *const smtpx_server_connection,
+    buf: *mut std::ffi::c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live connection.
+        let c = try_arg!(unsafe { obj(conn) });
+        let version = c
+            .conn
+            .tls_info()
+            .and_then(|t| t.version.as_deref())
+            .unwrap_or("");
+        // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
+        unsafe { crate::ffi::copy_str_out(version, buf, len, out_n) }
+    })
+}
+
+/// The cipher suite the connection's handshake negotiated, as told by
+/// `smtpx_server_connection_tls_established_with`, copied into `buf` under the buffer
+/// contract; empty when not encrypted or not told.
+///
+/// Thread safety: one thread at a time per connection.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_server_connection_tls_cipher(
+    conn: *const smtpx_server_connection,
+    buf: *mut std::ffi::c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller passes NULL or a live connection.
+        let c = try_arg!(unsafe { obj(conn) });
+        let cipher = c
+            .conn
+            .tls_info()
+            .and_then(|t| t.cipher.as_deref())
+            .unwrap_or("");
+        // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
+        unsafe { crate::ffi::copy_str_out(cipher, buf, len, out_n) }
+    })
+}
+
 /// The connection is gone (an I/O error, a failed or late handshake or write, the caller
 /// cut it): a message in progress is dropped, and the next actions are the remaining
 /// hooks (MESSAGE_ABORTED, CLOSE), then CLOSE. Nothing more is to be written. Calling it

@@ -12,7 +12,7 @@ use smtp_core::server::hooks::Hook;
 /// `smtpx_server_session_decide` is called (or, for a connection's hook,
 /// `smtpx_server_connection_answer`). A connection's hooks are HELLO, TLS_STARTED, AUTH,
 /// MAIL, RCPT, MESSAGE_START, MESSAGE_DATA, MESSAGE_END, MESSAGE_ABORTED, RESET, VERIFY,
-/// EXPAND and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
+/// EXPAND, NOOP, RSET, QUIT and CLOSE; NONE, CONNECT and START_TLS are the session's only (the connection
 /// has actions for them). A hook of a newer library that this header has no kind for
 /// is not given to C: it gets its default answer, as from a NULL callback.
 ///
@@ -59,6 +59,15 @@ pub enum smtpx_event_kind {
     /// A connection's hook only: the STARTTLS handshake succeeded and the session starts
     /// afresh over TLS (the client greets again). Not given for implicit TLS.
     TlsStarted = 15,
+    /// *Decision.* NOOP, only with `smtpx_server_config_set_handler_replies`. Accepting
+    /// replies 250.
+    Noop = 16,
+    /// *Decision.* The RSET command (after RESET when a transaction was abandoned), only
+    /// with `smtpx_server_config_set_handler_replies`. Accepting replies 250.
+    Rset = 17,
+    /// *Decision.* QUIT, only with `smtpx_server_config_set_handler_replies`: the reply
+    /// said before the session closes. Accepting replies 221.
+    Quit = 18,
 }
 
 /// Why a message was dropped (`SMTPX_EVENT_KIND_MESSAGE_ABORTED`).
@@ -195,6 +204,9 @@ pub(crate) fn describe_hook(
                 smtpx_event_kind::Expand
             }
         }
+        Hook::Noop => smtpx_event_kind::Noop,
+        Hook::Rset => smtpx_event_kind::Rset,
+        Hook::Quit => smtpx_event_kind::Quit,
         Hook::Close => smtpx_event_kind::Close,
         _ => return None,
     };

@@ -90,7 +90,7 @@ impl smtpx_server_config {
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy)]
 pub struct smtpx_proxy_info {
-    /// 1 or 2.
+    /// 1 or 2; 0 from `smtpx_server_call_proxy` when the connection began with no header.
     pub version: u8,
     /// True for a `LOCAL` (v2) or `UNKNOWN` (v1) header: the balancer's own connection,
     /// served with the real addresses; `source` and `destination` are then empty.
@@ -107,6 +107,23 @@ fn fill(out: &mut [c_char; 64], addr: Option<SocketAddr>) {
     for (slot, byte) in out.iter_mut().zip(text.bytes().take(63)) {
         *slot = byte as c_char;
     }
+}
+
+/// What a PROXY header said, for C; `None` gives version 0 and empty addresses.
+pub(crate) fn proxy_info(header: Option<&ProxyHeader>) -> smtpx_proxy_info {
+    let mut info = smtpx_proxy_info {
+        version: 0,
+        local: false,
+        source: [0; 64],
+        destination: [0; 64],
+    };
+    if let Some(h) = header {
+        info.version = h.version;
+        info.local = h.command == ProxyCommand::Local;
+        fill(&mut info.source, h.source);
+        fill(&mut info.destination, h.destination);
+    }
+    info
 }
 
 /// Tells a sans-I/O connection the address of the socket's peer, "IP:PORT" (before its
@@ -178,14 +195,7 @@ pub extern "C" fn smtpx_server_connection_proxy(
         // SAFETY: the caller passes NULL or a live connection.
         let c = try_arg!(unsafe { obj(conn) });
         let h = try_arg!(header(c));
-        let mut info = smtpx_proxy_info {
-            version: h.version,
-            local: h.command == ProxyCommand::Local,
-            source: [0; 64],
-            destination: [0; 64],
-        };
-        fill(&mut info.source, h.source);
-        fill(&mut info.destination, h.destination);
+        let info = proxy_info(Some(h));
         // SAFETY: out was checked non-NULL and is writable by the caller's contract.
         unsafe { out.write(info) };
         smtpx_result::Ok

@@ -50,6 +50,11 @@ pub(crate) fn hand_over(session: TlsSession) -> *mut smtpx_tls_session {
     })
 }
 
+/// What the session's handshake negotiated, for a server connection's handler.
+pub(crate) fn info(session: &smtpx_tls_session) -> tls::TlsInfo {
+    session.session.info()
+}
+
 /// The failure of the session's last receive or write, if it failed.
 pub(crate) fn failure(session: &smtpx_tls_session) -> Option<TlsSessionError> {
     session.failure.clone()

@@ -480,9 +480,33 @@ impl ServerConnection {
         Ok(())
     }
 
-    fn tls_established(&mut self, now: f64) -> PyResult<()> {
-        self.inner.tls_established(seconds(now)?);
+    /// The TLS handshake of the last START_TLS action succeeded at `now`. `tls` tells what
+    /// it negotiated: the `TlsSession` that did it, or a dict with "version", "cipher",
+    /// "server_name" and "peer_certificates" (DER bytes) for another TLS stack; it is
+    /// then `self.tls`.
+    #[pyo3(signature = (now, tls = None))]
+    fn tls_established(&mut self, now: f64, tls: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let now = seconds(now)?;
+        match tls {
+            Some(tls) => {
+                let info = crate::vocabulary::tls_info_from(tls)?;
+                self.inner.tls_established_with(now, info);
+            }
+            None => self.inner.tls_established(now),
+        }
         Ok(())
+    }
+
+    /// What the TLS handshake negotiated, as given to `tls_established` (a dict: "version",
+    /// "cipher", "server_name", "peer_certificates"), or None before it (or when it was not
+    /// told).
+    #[getter]
+    fn tls<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyDict>>> {
+        self.inner
+            .tls_info()
+            .filter(|info| **info != smtp_core::tls::TlsInfo::default())
+            .map(|info| crate::vocabulary::tls_info_dict(py, info))
+            .transpose()
     }
 
     fn lost(&mut self) {

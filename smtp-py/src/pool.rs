@@ -213,6 +213,7 @@ impl Relay {
             hostname: String::new(),
             tls: false,
             proxy: None,
+            tls_state: Default::default(),
         };
         let session = self
             .relay

@@ -127,6 +127,14 @@ pub struct TlsSession {
     inner: CoreSession,
 }
 
+impl TlsSession {
+    /// What the handshake negotiated, for a server connection's handler
+    /// (`ServerConnection.tls_established(now, tls=session)`).
+    pub(crate) fn info(&self) -> smtp_core::tls::TlsInfo {
+        self.inner.info()
+    }
+}
+
 fn tls_error(error: impl std::fmt::Display) -> PyErr {
     SmtpTlsError::new_err(error.to_string())
 }

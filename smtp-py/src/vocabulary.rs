@@ -71,3 +71,60 @@ pub(crate) fn hook_event(py: Python<'_>, kind: &'static str, hook: &Hook<'_>) ->
     });
     event
 }
+
+/// What a TLS handshake negotiated, as the dict `ServerConnection.tls` gives:
+/// `{"version": "TLSv1.3", "cipher": ..., "server_name": ... or None,
+/// "peer_certificates": [DER bytes, ...]}`.
+pub(crate) fn tls_info_dict<'py>(
+    py: Python<'py>,
+    info: &smtp_core::tls::TlsInfo,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let dict = pyo3::types::PyDict::new(py);
+    dict.set_item("version", info.version.as_deref())?;
+    dict.set_item("cipher", info.cipher.as_deref())?;
+    dict.set_item("server_name", info.server_name.as_deref())?;
+    let chain: Vec<Bound<'py, PyBytes>> = info
+        .peer_certificates
+        .iter()
+        .map(|c| PyBytes::new(py, c.as_ref()))
+        .collect();
+    dict.set_item("peer_certificates", chain)?;
+    Ok(dict)
+}
+
+/// The TLS details an embedder hands over: a `_native.TlsSession` whose handshake is
+/// done, or a dict with the keys of [`tls_info_dict`] (each may be missing or None), for
+/// a program whose TLS is not smtpx's own (asyncio's `ssl`).
+pub(crate) fn tls_info_from(value: &Bound<'_, PyAny>) -> PyResult<smtp_core::tls::TlsInfo> {
+    use pyo3::types::{PyDict, PyDictMethods};
+    use smtp_core::tls::TlsInfo;
+    if let Ok(session) = value.cast::<crate::tls::TlsSession>() {
+        return Ok(session.borrow().info());
+    }
+    let Ok(dict) = value.cast::<PyDict>() else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "tls must be a TlsSession or a dict",
+        ));
+    };
+    let text = |key: &str| -> PyResult<Option<String>> {
+        match dict.get_item(key)? {
+            Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
+            _ => Ok(None),
+        }
+    };
+    let mut peer_certificates = Vec::new();
+    if let Some(chain) = dict.get_item("peer_certificates")?
+        && !chain.is_none()
+    {
+        for cert in chain.try_iter()? {
+            let der: Vec<u8> = cert?.extract()?;
+            peer_certificates.push(der.into());
+        }
+    }
+    Ok(TlsInfo {
+        version: text("version")?.map(Into::into),
+        cipher: text("cipher")?.map(Into::into),
+        server_name: text("server_name")?,
+        peer_certificates,
+    })
+}

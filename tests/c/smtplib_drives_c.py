@@ -9,6 +9,10 @@
   connections open at once, interleaved, each sending; a refused recipient is reported
   per recipient; SIGINT stops it with status 0.
 - examples/c/send.c: sends to the Maildir server; its output and exit status.
+- examples/c/handler.c (a callback table with per-connection data): smtplib over
+  STARTTLS with and without a client certificate (the test CA beside CERT, made by
+  c-cert) and in clear; each connection's closing line shows its own message count and
+  the TLS version, cipher, SNI name and client certificate the callbacks read.
 
 Standard library only.
 """
@@ -161,7 +165,48 @@ def test_eventloop():
     assert "stopping after 8 message(s)" in err, err
 
 
+def test_handler():
+    tls_dir = Path(CERT).parent
+    proc, port = start(
+        [f"{EXAMPLES}/handler", "--listen", "127.0.0.1:0",
+         "--tls-cert", str(tls_dir / "server.pem"), "--tls-key", str(tls_dir / "server-key.pem"),
+         "--client-ca", str(tls_dir / "ca.pem")]
+    )
+    try:
+        for with_cert in (False, True):
+            context = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+            if with_cert:
+                context.load_cert_chain(str(tls_dir / "client.pem"), str(tls_dir / "client-key.pem"))
+            with smtplib.SMTP("localhost", port, timeout=30) as smtp:
+                smtp.starttls(context=context)
+                for _ in range(2):
+                    smtp.sendmail("alice@example.org", ["bob@example.net"], MESSAGE)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            code, text = smtp.noop()
+            assert code == 250
+            smtp.sendmail("alice@example.org", ["bob@example.net"], MESSAGE)
+        # The closing lines come as connections close: wait for the three (bounded).
+        lines = []
+        deadline = time.monotonic() + 30
+        while len(lines) < 3 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("conn="):
+                lines.append(line.strip())
+    finally:
+        stop(proc)
+    assert len(lines) == 3, lines
+    fields = [dict(f.split("=", 1) for f in line.split()) for line in lines]
+    for f, expect_cert in zip(fields[:2], (False, True)):
+        assert f["messages"] == "2" and int(f["bytes"]) >= 2 * len(MESSAGE) - 4, f
+        assert f["tls"] in ("TLSv1.3", "TLSv1.2") and f["cipher"].startswith("TLS"), f
+        assert f["sni"] == "localhost", f
+        assert (int(f["client-cert"]) > 100) == expect_cert, f
+        assert f["peer"].startswith("127.0.0.1:") or f["peer"].startswith("[::1]:"), f
+    assert fields[2]["messages"] == "1" and fields[2]["tls"] == "none", fields[2]
+
+
 with tempfile.TemporaryDirectory() as tmp:
     test_maildir_server(tmp)
 test_eventloop()
+test_handler()
 print("smtplib_drives_c: all checks passed")

@@ -1,8 +1,10 @@
 /*
  * smtpx_client_session, the client without I/O, driven over loopback sockets by a small
  * blocking loop here against smtpx's own server: connect with STARTTLS (through
- * smtpx_tls_session), send, a batch, login, commands, a refused sender, QUIT; a silent
- * server and its deadline; reports in the wrong state.
+ * smtpx_tls_session), send, a streamed send (the body given in pieces of any size, split
+ * across line ends and leading dots) checked byte for byte on the server, an abandoned
+ * streamed send, a batch, login, commands, a refused sender, QUIT; a silent server and
+ * its deadline; reports in the wrong state.
  *
  * Usage: test_client_session CERT.pem KEY.pem (the Makefile's self-signed "localhost").
  * Linked against libsmtpx.a; run under ASan+UBSan and under valgrind.
@@ -35,6 +37,11 @@ struct conn {
     smtpx_client_session *s;
     smtpx_tls_session *tls;
     int closes;
+    /* A streamed send's pieces, given one per BODY action; fail_body abandons it. */
+    const uint8_t *const *pieces;
+    const size_t *piece_lens;
+    size_t n_pieces, next_piece;
+    bool fail_body;
 };
 
 static int connect_to(uint16_t port) {
@@ -142,6 +149,20 @@ static smtpx_result drive(struct conn *c) {
             }
             c->closes++;
             break;
+        case SMTPX_CLIENT_ACTION_KIND_BODY:
+            if (c->fail_body) {
+                CHECK_RESULT(smtpx_client_session_body_failed(c->s), SMTPX_RESULT_OK);
+            } else if (c->next_piece < c->n_pieces) {
+                CHECK_RESULT(smtpx_client_session_body(c->s, c->pieces[c->next_piece],
+                                                       c->piece_lens[c->next_piece]),
+                             SMTPX_RESULT_OK);
+                c->next_piece++;
+            } else {
+                CHECK_RESULT(smtpx_client_session_body_end(c->s), SMTPX_RESULT_OK);
+                /* Answered: a second answer does not fit. */
+                CHECK_RESULT(smtpx_client_session_body_end(c->s), SMTPX_RESULT_NOT_READY);
+            }
+            break;
         case SMTPX_CLIENT_ACTION_KIND_DONE:
             return a.result;
         default:
@@ -165,6 +186,96 @@ static int on_mail(void *userdata, uint64_t conn_id, const char *arg, smtpx_deci
     return SMTPX_REPLY;
 }
 
+/* What the server received of each message (data_chunk), for byte-for-byte checks. */
+static struct {
+    pthread_mutex_t lock;
+    uint8_t data[1 << 20];
+    size_t len;
+    bool overflow;
+} received = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, false};
+
+static int on_chunk(void *userdata, uint64_t conn_id, const uint8_t *chunk, size_t len,
+                    smtpx_decision *out) {
+    (void)userdata, (void)conn_id, (void)out;
+    pthread_mutex_lock(&received.lock);
+    if (received.len + len <= sizeof received.data) {
+        memcpy(received.data + received.len, chunk, len);
+        received.len += len;
+    } else {
+        received.overflow = true;
+    }
+    pthread_mutex_unlock(&received.lock);
+    return SMTPX_ACCEPT;
+}
+
+static void forget_received(void) {
+    pthread_mutex_lock(&received.lock);
+    received.len = 0;
+    received.overflow = false;
+    pthread_mutex_unlock(&received.lock);
+}
+
+/* A streamed send: a message of ~200 KB given in uneven pieces (one larger than the
+ * library's own 64 KiB feed, some cut between CR and LF or right before a leading dot)
+ * arrives exactly; BODY answers outside a BODY action are refused; an abandoned one
+ * drops the connection. */
+static void test_streamed_send(struct conn *c) {
+    static uint8_t msg[200000];
+    size_t len = 0;
+    len += (size_t)snprintf((char *)msg, sizeof msg, "Subject: streamed\r\n\r\n");
+    for (int line = 0; len + 100 < sizeof msg; line++) {
+        len += (size_t)snprintf((char *)msg + len, sizeof msg - len, "%sline %d of the streamed body\r\n",
+                                line % 7 == 0 ? "." : "", line);
+    }
+    /* Cut points: after a CR (before its LF), before a leading dot, a big piece. */
+    size_t cuts[8], n_cuts = 0, at = 0;
+    const uint8_t *cr = memchr(msg + 100, '\r', len - 100);
+    cuts[n_cuts++] = (size_t)(cr - msg) + 1;
+    const uint8_t *dot = memchr(msg + cuts[0] + 1, '.', len - cuts[0] - 1);
+    cuts[n_cuts++] = (size_t)(dot - msg);
+    cuts[n_cuts++] = cuts[1] + 1;
+    cuts[n_cuts++] = cuts[2] + 70000;
+    cuts[n_cuts++] = cuts[3] + 3;
+    cuts[n_cuts++] = len;
+    const uint8_t *pieces[8];
+    size_t lens[8];
+    for (size_t i = 0; i < n_cuts; i++) {
+        pieces[i] = msg + at;
+        lens[i] = cuts[i] - at;
+        at = cuts[i];
+    }
+    const char *to[] = {"bob@example.org"};
+
+    CHECK_RESULT(smtpx_client_session_body(c->s, msg, 1), SMTPX_RESULT_NOT_READY);
+    CHECK_RESULT(smtpx_client_session_body_end(c->s), SMTPX_RESULT_NOT_READY);
+    forget_received();
+    c->pieces = pieces;
+    c->piece_lens = lens;
+    c->n_pieces = n_cuts;
+    c->next_piece = 0;
+    CHECK_RESULT(smtpx_client_session_send_stream(c->s, "a@example.org", to, 1, now_ms()), SMTPX_RESULT_OK);
+    CHECK_RESULT(drive(c), SMTPX_RESULT_OK);
+    CHECK(c->next_piece == n_cuts);
+    smtpx_send_result *result = NULL;
+    CHECK_RESULT(smtpx_client_session_take_send_result(c->s, &result), SMTPX_RESULT_OK);
+    CHECK(result != NULL && smtpx_send_result_success(result));
+    smtpx_send_result_free(result);
+    pthread_mutex_lock(&received.lock);
+    CHECK(!received.overflow && received.len == len && memcmp(received.data, msg, len) == 0);
+    pthread_mutex_unlock(&received.lock);
+
+    /* No pieces at all: an empty message is still a message. */
+    c->n_pieces = 0;
+    c->next_piece = 0;
+    CHECK_RESULT(smtpx_client_session_send_stream(c->s, "a@example.org", to, 1, now_ms()), SMTPX_RESULT_OK);
+    CHECK_RESULT(drive(c), SMTPX_RESULT_OK);
+    CHECK_RESULT(smtpx_client_session_take_send_result(c->s, &result), SMTPX_RESULT_OK);
+    CHECK(result != NULL && smtpx_send_result_success(result));
+    smtpx_send_result_free(result);
+    c->pieces = NULL;
+    c->piece_lens = NULL;
+}
+
 static void test_operations(void) {
     smtpx_server_config *config = smtpx_server_config_new();
     CHECK_RESULT(smtpx_server_config_set_tls_files(config, cert_file, key_file), SMTPX_RESULT_OK);
@@ -172,6 +283,7 @@ static void test_operations(void) {
     smtpx_handler h;
     memset(&h, 0, sizeof h);
     h.mail = on_mail;
+    h.data_chunk = on_chunk;
     smtpx_server *server = NULL;
     CHECK_RESULT(smtpx_server_start(config, &h, &server), SMTPX_RESULT_OK);
     if (server == NULL) {
@@ -182,7 +294,7 @@ static void test_operations(void) {
     CHECK_RESULT(smtpx_client_options_set_tls_mode(o, SMTPX_TLS_MODE_STARTTLS_REQUIRED), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_client_options_set_ca_file(o, cert_file), SMTPX_RESULT_OK);
     CHECK_RESULT(smtpx_client_options_set_command_timeout_ms(o, 10000), SMTPX_RESULT_OK);
-    struct conn c = {connect_to(smtpx_server_local_port(server)), NULL, NULL, 0};
+    struct conn c = {connect_to(smtpx_server_local_port(server)), NULL, NULL, 0, NULL, NULL, 0, 0, false};
     CHECK_RESULT(smtpx_client_session_new(o, "localhost", now_ms(), &c.s), SMTPX_RESULT_OK);
     if (c.s == NULL) {
         goto out;
@@ -222,6 +334,9 @@ static void test_operations(void) {
     smtpx_send_result_free(result);
     result = NULL;
     CHECK_RESULT(smtpx_client_session_take_send_result(c.s, &result), SMTPX_RESULT_NOT_READY);
+
+    /* The same, streamed. */
+    test_streamed_send(&c);
 
     /* A refused sender. */
     CHECK_RESULT(smtpx_client_session_send(c.s, "spam@example.org", to, 1, (const uint8_t *)msg,
@@ -280,6 +395,25 @@ static void test_operations(void) {
     CHECK(smtpx_client_session_is_closed(c.s));
     CHECK_RESULT(smtpx_client_session_command(c.s, SMTPX_CLIENT_COMMAND_NOOP, NULL, now_ms()), SMTPX_RESULT_OK);
     CHECK_RESULT(drive(&c), SMTPX_RESULT_NOT_READY);
+
+    /* A streamed send the program abandons: the connection is dropped, not the message
+     * ended (the server would deliver it truncated). */
+    {
+        struct conn d = {connect_to(smtpx_server_local_port(server)), NULL, NULL, 0, NULL, NULL, 0, 0, true};
+        CHECK_RESULT(smtpx_client_session_new(o, "localhost", now_ms(), &d.s), SMTPX_RESULT_OK);
+        if (d.s != NULL) {
+            CHECK_RESULT(smtpx_client_session_connect(d.s), SMTPX_RESULT_OK);
+            CHECK_RESULT(drive(&d), SMTPX_RESULT_OK);
+            CHECK_RESULT(smtpx_client_session_send_stream(d.s, "a@example.org", to, 1, now_ms()),
+                         SMTPX_RESULT_OK);
+            CHECK_RESULT(drive(&d), SMTPX_RESULT_MESSAGE_SOURCE);
+            CHECK(d.closes == 1);
+            CHECK(smtpx_client_session_is_closed(d.s));
+        }
+        close(d.fd);
+        smtpx_tls_session_free(d.tls);
+        smtpx_client_session_free(d.s);
+    }
 out:
     close(c.fd);
     smtpx_tls_session_free(c.tls);

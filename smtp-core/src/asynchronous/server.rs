@@ -608,6 +608,14 @@ impl Conn {
         }
     }
 
+    /// What the TLS handshake negotiated, for the handler.
+    fn tls_info(&self) -> crate::tls::TlsInfo {
+        match self {
+            Conn::Tls(s) => crate::tls::TlsInfo::from_server(s.get_ref().1),
+            Conn::Plain(_) | Conn::Gone => crate::tls::TlsInfo::default(),
+        }
+    }
+
     /// The server side of the TLS handshake, finished by `until`.
     async fn upgrade(
         &mut self,
@@ -700,7 +708,7 @@ async fn serve_connection<K: Hooks>(
                     r = conn.upgrade(acceptor, until) => r,
                 };
                 match upgraded {
-                    Ok(()) => connection.tls_established(shared.now()),
+                    Ok(()) => connection.tls_established_with(shared.now(), conn.tls_info()),
                     Err(e) => {
                         log::info!("conn={id} peer={peer} TLS handshake failed: {e}");
                         failure.get_or_insert(e);

@@ -457,6 +457,14 @@ impl Conn {
         }
     }
 
+    /// What the TLS handshake negotiated, for the handler.
+    fn tls_info(&self) -> crate::tls::TlsInfo {
+        match self {
+            Conn::Tls(s) => crate::tls::TlsInfo::from_server(&s.conn),
+            Conn::Plain(_) => crate::tls::TlsInfo::default(),
+        }
+    }
+
     /// Wraps the plain stream in TLS and completes the handshake within `timeout`.
     fn upgrade(self, config: &Arc<rustls::ServerConfig>, timeout: Duration) -> io::Result<Conn> {
         let Conn::Plain(tcp) = self else {
@@ -657,7 +665,7 @@ fn drive<H: Handler>(
                     None => Err(io::Error::other("no TLS configuration")),
                 };
                 match upgraded {
-                    Ok(()) => connection.tls_established(now()),
+                    Ok(()) => connection.tls_established_with(now(), conn.tls_info()),
                     Err(e) => {
                         log::info!("conn={id} peer={peer} TLS handshake failed: {e}");
                         failure.get_or_insert(e);

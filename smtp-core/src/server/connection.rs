@@ -69,6 +69,7 @@ use crate::handler::{Answer, ConnectionInfo, DispatchState, Flow, Hook};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::server::proxy::{ProxyCommand, ProxyHeader, ProxyParser, ProxyProgress, ProxyProtocol};
 use crate::server::{ServerConfig, ServerSession};
+use crate::tls::{TlsInfo, TlsState};
 use crate::trace::TraceSink;
 
 /// What the driver must do next; see the [module docs](self) for how to answer each.
@@ -143,6 +144,8 @@ pub struct Connection {
     proxy_parser: Option<Box<ProxyParser>>,
     /// The PROXY protocol header the connection began with.
     proxy_header: Option<Box<ProxyHeader>>,
+    /// What the TLS handshake negotiated, shared with the handler's [`ConnectionInfo`].
+    tls_state: TlsState,
 }
 
 impl Connection {
@@ -171,6 +174,7 @@ impl Connection {
             implicit_tls,
             proxy_parser: None,
             proxy_header: None,
+            tls_state: TlsState::default(),
         }
     }
 
@@ -247,6 +251,7 @@ impl Connection {
             hostname: self.session.config().hostname.clone(),
             tls: self.implicit_tls,
             proxy: self.proxy_header.as_deref().cloned(),
+            tls_state: self.tls_state.clone(),
         }
     }
 
@@ -335,6 +340,12 @@ impl Connection {
     /// True while the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.session.is_tls()
+    }
+
+    /// What the TLS handshake negotiated, once it finished (see
+    /// [`tls_established_with`](Self::tls_established_with)).
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_state.get()
     }
 
     /// What to do now. Non-hook actions are the same until the driver acts on them, so a
@@ -505,11 +516,24 @@ impl Connection {
         self.session.handle_timeout(now);
     }
 
-    /// The TLS handshake of the last [`Action::StartTls`] succeeded at `now`.
+    /// The TLS handshake of the last [`Action::StartTls`] succeeded at `now`; what it
+    /// negotiated is not known (a sans-IO embedder that says nothing about its TLS). A
+    /// driver that knows uses [`tls_established_with`](Self::tls_established_with).
     pub fn tls_established(&mut self, now: Duration) {
+        self.tls_established_with(now, TlsInfo::default());
+    }
+
+    /// The TLS handshake of the last [`Action::StartTls`] succeeded at `now`, and
+    /// negotiated `info` ([`TlsInfo::from_server`], or a
+    /// [`TlsSession::info`](crate::tls::TlsSession::info)): the handler reads it in
+    /// [`ConnectionInfo::tls_state`] from now on (before the connect hook with implicit
+    /// TLS, before the `tls_started` hook after STARTTLS), and [`tls_info`](Self::tls_info)
+    /// gives it.
+    pub fn tls_established_with(&mut self, now: Duration, info: TlsInfo) {
         let Phase::Handshake { implicit, .. } = self.phase else {
             return;
         };
+        self.tls_state.set(info);
         if implicit {
             self.phase = Phase::Connecting;
         } else {

@@ -36,6 +36,37 @@ pub struct ConnectionInfo {
     pub hostname: String,
     /// True when the connection started encrypted (implicit TLS).
     pub tls: bool,
+    /// What the TLS handshake negotiated (version, cipher, the client's SNI name and
+    /// certificate), readable from the moment it finished: at connect with implicit TLS,
+    /// from the `tls_started` hook on after STARTTLS. Keep a clone of it in the session
+    /// handler to read it from any hook, as go-smtp's `Conn.TLSConnectionState()` or
+    /// aiosmtpd's `session.ssl`:
+    ///
+    /// ```
+    /// use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler, Transaction};
+    /// use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
+    /// use smtp_core::server::Decision;
+    /// use smtp_core::tls::TlsState;
+    ///
+    /// struct RequireClientCert;
+    /// struct Session { tls: TlsState }
+    /// impl Handler for RequireClientCert {
+    ///     type Session = Session;
+    ///     fn connect(&self, info: &ConnectionInfo) -> Result<Session, Reply> {
+    ///         Ok(Session { tls: info.tls_state.clone() })
+    ///     }
+    /// }
+    /// impl SessionHandler for Session {
+    ///     fn data_end(&mut self, _: &Transaction) -> Decision {
+    ///         match self.tls.get() {
+    ///             Some(tls) if tls.peer_certificate().is_some() => Decision::Accept,
+    ///             _ => Decision::Reply(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE,
+    ///                 Some(EnhancedCode::NOT_AUTHORIZED), "client certificate required")),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub tls_state: crate::tls::TlsState,
     /// The PROXY protocol header the connection began with, on a listener configured
     /// for it ([`crate::server::proxy`]): version, command, the client's and the
     /// balancer's addresses, TLVs. `peer` is already the client's.

@@ -269,18 +269,19 @@ impl TlsSession {
 
     /// The negotiated protocol version, "TLSv1.2" or "TLSv1.3", once known.
     pub fn protocol_version(&self) -> Option<&'static str> {
-        self.conn.protocol_version().map(|v| match v {
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-            _ => "TLS",
-        })
+        super::info::protocol_name(&self.conn)
     }
 
     /// The negotiated cipher suite's IANA name, such as "TLS13_AES_256_GCM_SHA384".
     pub fn cipher_suite(&self) -> Option<&'static str> {
-        self.conn
-            .negotiated_cipher_suite()
-            .and_then(|s| s.suite().as_str())
+        super::info::cipher_name(&self.conn)
+    }
+
+    /// Everything a server handler is told about the handshake ([`TlsInfo`](super::TlsInfo)):
+    /// version, cipher, the client's SNI and certificate chain. For a sans-IO server that
+    /// drives TLS itself, to hand to its connection layer once the handshake is over.
+    pub fn info(&self) -> super::TlsInfo {
+        super::TlsInfo::from_state(&self.conn, self.server_name())
     }
 
     /// On a server, the name the client asked for (SNI), if it sent one.

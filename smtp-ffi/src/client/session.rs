@@ -56,6 +56,11 @@ pub enum smtpx_client_action_kind {
     /// `smtpx_client_session_take_send_result`, `_take_reply` or `_take_batch`; then start
     /// the next operation.
     Done = 5,
+    /// A streamed send (`smtpx_client_session_send_stream`) wants the next piece of the
+    /// message: give it with `smtpx_client_session_body`, or end the message with
+    /// `smtpx_client_session_body_end` (or abandon it with
+    /// `smtpx_client_session_body_failed`). Only streamed sends ask this.
+    Body = 6,
 }
 
 /// What to do next for the operation in progress (see `smtpx_client_action_kind`).
@@ -100,15 +105,22 @@ enum Awaiting {
     Write,
     Read,
     Handshake,
+    /// A piece of a streamed message.
+    Body,
 }
 
 /// An operation in progress, with the message it is sending (fed in pieces).
 #[derive(Debug)]
 pub(super) struct Busy {
     pub(super) op: OwnedOperation,
+    /// The message, or (streamed) the caller's last piece.
     body: Vec<u8>,
     fed: usize,
     awaiting: Awaiting,
+    /// The caller gives the message in pieces (BODY actions) until it says the end.
+    streamed: bool,
+    /// A streamed message's end was said.
+    body_ended: bool,
 }
 
 #[derive(Debug)]
@@ -152,6 +164,17 @@ impl smtpx_client_session {
         body: Vec<u8>,
         start: impl FnOnce(ClientRunner) -> OwnedOperation,
     ) -> smtpx_result {
+        self.start_with(body, false, start)
+    }
+
+    /// As [`start`](Self::start); with `streamed`, the message comes from the caller
+    /// piece by piece (BODY actions) instead of `body`.
+    pub(super) fn start_with(
+        &mut self,
+        body: Vec<u8>,
+        streamed: bool,
+        start: impl FnOnce(ClientRunner) -> OwnedOperation,
+    ) -> smtpx_result {
         let runner = match std::mem::replace(&mut self.state, State::Moving) {
             State::Idle(runner) => runner,
             other => {
@@ -167,6 +190,8 @@ impl smtpx_client_session {
             body,
             fed: 0,
             awaiting: Awaiting::Nothing,
+            streamed,
+            body_ended: false,
         }));
         smtpx_result::Ok
     }
@@ -236,8 +261,23 @@ impl smtpx_client_session {
                 }
                 Step::StartTls(Err(e), _) => busy.op.tls_failed(Error::from(e)),
                 Step::Body => {
-                    let Busy { op, body, fed, .. } = &mut **busy;
+                    let Busy {
+                        op,
+                        body,
+                        fed,
+                        streamed,
+                        body_ended,
+                        awaiting,
+                    } = &mut **busy;
                     let n = (body.len() - *fed).min(BODY_PIECE);
+                    if n == 0 && *streamed && !*body_ended {
+                        // The caller's piece is all sent: ask for the next.
+                        body.clear();
+                        *fed = 0;
+                        action.kind = smtpx_client_action_kind::Body;
+                        *awaiting = Awaiting::Body;
+                        return Ok(action);
+                    }
                     if n == 0 {
                         op.body_end(now);
                     } else {
@@ -416,6 +456,64 @@ pub extern "C" fn smtpx_client_session_next_action(
         let action = try_arg!(s.next(now));
         // SAFETY: out_action was checked non-NULL above.
         unsafe { write_out(out_action, action) };
+        smtpx_result::Ok
+    })
+}
+
+/// The next piece of a streamed message, for the last BODY action (`len` bytes of
+/// `data`, copied; any size, any split: dot-stuffing and line endings are the library's,
+/// across pieces too). Then ask for the next action: the piece is sent, and BODY comes
+/// again for the next one. Without a BODY action to answer: SMTPX_RESULT_NOT_READY.
+///
+/// Thread safety: one thread at a time per session.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_session_body(
+    session: *mut smtpx_client_session,
+    data: *const u8,
+    len: usize,
+) -> smtpx_result {
+    on_session(session, |s| {
+        // SAFETY: data is readable for len bytes (the caller's contract).
+        let piece = try_arg!(unsafe { message(data, len) });
+        let busy = try_arg!(s.busy(Awaiting::Body));
+        busy.body.extend_from_slice(piece);
+        busy.awaiting = Awaiting::Nothing;
+        smtpx_result::Ok
+    })
+}
+
+/// The streamed message is complete (answering a BODY action): the library ends it (the
+/// final dot, or the last BDAT) and the operation goes on to the server's verdict.
+/// Without a BODY action to answer: SMTPX_RESULT_NOT_READY.
+///
+/// Thread safety: one thread at a time per session.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_session_body_end(
+    session: *mut smtpx_client_session,
+) -> smtpx_result {
+    on_session(session, |s| {
+        let busy = try_arg!(s.busy(Awaiting::Body));
+        busy.body_ended = true;
+        busy.awaiting = Awaiting::Nothing;
+        smtpx_result::Ok
+    })
+}
+
+/// The streamed message cannot be completed (its source failed), answering a BODY
+/// action. Ending it now would deliver it truncated, so the connection is dropped: the
+/// next actions CLOSE it, and DONE gives SMTPX_RESULT_MESSAGE_SOURCE. Without a BODY
+/// action to answer: SMTPX_RESULT_NOT_READY.
+///
+/// Thread safety: one thread at a time per session.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_session_body_failed(
+    session: *mut smtpx_client_session,
+) -> smtpx_result {
+    on_session(session, |s| {
+        let busy = try_arg!(s.busy(Awaiting::Body));
+        busy.op
+            .body_failed(io::Error::other("the program abandoned the message"));
+        busy.awaiting = Awaiting::Nothing;
         smtpx_result::Ok
     })
 }

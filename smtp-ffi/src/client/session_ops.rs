@@ -83,6 +83,48 @@ pub extern "C" fn smtpx_client_session_send_envelope(
     })
 }
 
+/// Starts sending one message whose content the program gives piece by piece, as it
+/// comes (a file, a pipe, a generator), from `from` to the `n_to` addresses of `to`:
+/// when the operation wants content, the next action is BODY, answered with
+/// `smtpx_client_session_body` (a piece) or `smtpx_client_session_body_end` (the end).
+/// Only one piece is held at a time. No SIZE is declared (the size is not known). At
+/// DONE, as `smtpx_client_session_send`.
+///
+/// ```c
+/// case SMTPX_CLIENT_ACTION_KIND_BODY: {
+///     ssize_t n = read(file, buf, sizeof buf);
+///     if (n > 0) smtpx_client_session_body(s, buf, (size_t)n);
+///     else if (n == 0) smtpx_client_session_body_end(s);
+///     else smtpx_client_session_body_failed(s);
+///     break;
+/// }
+/// ```
+///
+/// Thread safety: one thread at a time per session.
+#[unsafe(no_mangle)]
+pub extern "C" fn smtpx_client_session_send_stream(
+    session: *mut smtpx_client_session,
+    from: *const c_char,
+    to: *const *const c_char,
+    n_to: usize,
+    now_ms: u64,
+) -> smtpx_result {
+    on_session(session, |s| {
+        // SAFETY: from, to and n_to as documented.
+        let envelope = match unsafe { envelope_args(from, to, n_to) } {
+            Ok(e) => e,
+            Err((r, m)) => {
+                s.last_error.set_message(m);
+                return r;
+            }
+        };
+        let now = s.at(now_ms);
+        s.start_with(Vec::new(), true, |runner| {
+            OwnedOperation::send(runner, &envelope, None, now)
+        })
+    })
+}
+
 fn start_send(
     s: &mut smtpx_client_session,
     envelope: Envelope,

@@ -10,7 +10,7 @@ use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
-use super::reentry::Inside;
+use super::call::ConnState;
 use crate::decision::smtpx_decision;
 use crate::event::smtpx_abort_reason;
 
@@ -128,7 +128,8 @@ pub type smtpx_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *m
 /// `userdata` and everything the callbacks touch must be thread-safe; calls for one
 /// connection come one at a time, in protocol order (connect, hello, tls_started and
 /// hello again after STARTTLS, auth if any, mail, rcpt..., data_start, data_chunk...,
-/// data_end or data_aborted, reset if any, verify and expand whenever asked, close).
+/// data_end or data_aborted, reset if any, verify, expand, noop and rset whenever asked,
+/// quit, close).
 /// `userdata_free` (may be NULL) is called exactly once with `userdata`, after the last callback has returned: by
 /// `smtpx_server_stop` or `smtpx_server_free` on the calling thread (on a background
 /// thread when `smtpx_server_free` was called from one of the server's callbacks; before
@@ -143,6 +144,17 @@ pub type smtpx_userdata_free_callback = Option<unsafe extern "C" fn(userdata: *m
 /// in the configuration's log callback. Stopping a different server from a callback
 /// waits for that server's connections as usual: two servers whose callbacks stop each
 /// other wait for each other.
+///
+/// Per-connection data and connection details, the libcurl way: inside a callback, and
+/// only there, the `smtpx_server_call_*` functions act on the connection being called
+/// for, on the calling thread. `smtpx_server_call_set_userdata` keeps a pointer of the
+/// program's own for the connection (set it in `connect`, read it with
+/// `smtpx_server_call_userdata` in every later callback; its free function runs once after
+/// `close`); `smtpx_server_call_peer`, `_proxy` and `_proxy_tlv` give the client's address
+/// and the PROXY header; `smtpx_server_call_tls_version`, `_tls_cipher`,
+/// `_tls_server_name` and `_tls_peer_certificate` what the TLS handshake negotiated (from
+/// `connect` on with implicit TLS, from `tls_started` on after STARTTLS). Called outside a
+/// callback they return SMTPX_RESULT_NOT_READY.
 ///
 /// The table is copied by `smtpx_server_start`.
 ///
@@ -192,6 +204,17 @@ pub struct smtpx_handler {
     /// The message being received was dropped before its end (see
     /// `smtpx_abort_callback`); data_end is not called for it.
     pub data_aborted: smtpx_abort_callback,
+    /// NOOP (arg: NULL), only with `smtpx_server_config_set_handler_replies`. NULL or
+    /// SMTPX_ACCEPT: 250 2.0.0. SMTPX_REPLY answers with `*out`.
+    pub noop: smtpx_decide_callback,
+    /// The RSET command (arg: NULL; `reset` comes first when a transaction was
+    /// abandoned), only with `smtpx_server_config_set_handler_replies`. NULL or
+    /// SMTPX_ACCEPT: 250 2.0.0. SMTPX_REPLY answers with `*out`.
+    pub rset: smtpx_decide_callback,
+    /// QUIT (arg: NULL), only with `smtpx_server_config_set_handler_replies`: the reply
+    /// before the session closes. NULL or SMTPX_ACCEPT: 221 2.0.0. SMTPX_REPLY answers
+    /// with `*out`; the session closes all the same.
+    pub quit: smtpx_decide_callback,
 }
 
 /// The copied callback table, shared by every connection; releases the userdata last.
@@ -228,8 +251,10 @@ pub(super) struct CHandler(pub(super) Arc<CTable>, pub(super) u64);
 pub(super) struct CSession {
     table: Arc<CTable>,
     conn_id: u64,
-    /// The server's token: set on the thread while a callback runs.
-    server: u64,
+    /// What `smtpx_server_call_*` read and keep, current on the thread while a callback
+    /// runs (with the server's token). Boxed: its address is handed to the thread-local
+    /// mark and must not move when the session does.
+    state: Box<ConnState>,
 }
 
 /// A C string for a callback argument (NUL bytes cannot occur in SMTP arguments the
@@ -245,7 +270,7 @@ impl CSession {
         };
         let arg = arg.map(c_arg);
         let mut out = smtpx_decision::zeroed();
-        let _inside = Inside::enter(self.server);
+        let _inside = self.state.enter();
         // SAFETY: the callback's contract (smtpx_decide_callback): userdata as given,
         // arg NULL or a C string valid during the call, out a writable smtpx_decision.
         let rc = unsafe {
@@ -265,7 +290,7 @@ impl CSession {
 
     fn notify(&self, callback: smtpx_notify_callback) {
         if let Some(callback) = callback {
-            let _inside = Inside::enter(self.server);
+            let _inside = self.state.enter();
             // SAFETY: the callback's contract: userdata as given.
             unsafe { callback(self.table.0.userdata, self.conn_id) }
         }
@@ -279,7 +304,7 @@ impl Handler for CHandler {
         let session = CSession {
             table: Arc::clone(&self.0),
             conn_id: info.id,
-            server: self.1,
+            state: Box::new(ConnState::new(info, self.1)),
         };
         let peer = info.peer.map(|p| p.to_string()).unwrap_or_default();
         match session.decide(self.0.0.connect, Some(&peer)) {
@@ -322,6 +347,9 @@ impl HookHandler for CSession {
             Hook::Expand { argument } => {
                 Answer::Decision(self.decide(table.expand, Some(argument)))
             }
+            Hook::Noop => Answer::Decision(self.decide(table.noop, None)),
+            Hook::Rset => Answer::Decision(self.decide(table.rset, None)),
+            Hook::Quit => Answer::Decision(self.decide(table.quit, None)),
             Hook::Close => {
                 self.notify(table.close);
                 Answer::Done
@@ -347,6 +375,9 @@ impl HookHandler for CSession {
             Hook::Reset => t.reset.is_some(),
             Hook::Verify { .. } => t.verify.is_some(),
             Hook::Expand { .. } => t.expand.is_some(),
+            Hook::Noop => t.noop.is_some(),
+            Hook::Rset => t.rset.is_some(),
+            Hook::Quit => t.quit.is_some(),
             Hook::Close => t.close.is_some(),
             _ => false,
         }
@@ -365,7 +396,7 @@ impl CSession {
         let user = c_arg(&attempt.username);
         let pass = c_arg(attempt.password.expose());
         let mut out = smtpx_decision::zeroed();
-        let _inside = Inside::enter(self.server);
+        let _inside = self.state.enter();
         // SAFETY: the callback's contract (smtpx_auth_callback): C strings valid during
         // the call, out a writable smtpx_decision.
         let rc = unsafe {
@@ -389,7 +420,7 @@ impl CSession {
             return Ok(());
         };
         let mut out = smtpx_decision::zeroed();
-        let _inside = Inside::enter(self.server);
+        let _inside = self.state.enter();
         // SAFETY: the callback's contract (smtpx_chunk_callback): chunk readable for len
         // bytes during the call, out a writable smtpx_decision.
         let rc = unsafe {
@@ -414,7 +445,7 @@ impl CSession {
         match self.table.0.data_end_lmtp {
             Some(callback) if lmtp && n > 0 => {
                 let mut out = vec![smtpx_decision::zeroed(); n];
-                let _inside = Inside::enter(self.server);
+                let _inside = self.state.enter();
                 // SAFETY: the callback's contract (smtpx_lmtp_end_callback): out points to
                 // n writable smtpx_decision values during the call.
                 let rc =
@@ -434,7 +465,7 @@ impl CSession {
             return;
         };
         let reason = smtpx_abort_reason::from(reason);
-        let _inside = Inside::enter(self.server);
+        let _inside = self.state.enter();
         // SAFETY: the callback's contract (smtpx_abort_callback): userdata as given.
         unsafe { callback(self.table.0.userdata, self.conn_id, reason) }
     }

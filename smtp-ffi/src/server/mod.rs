@@ -6,12 +6,15 @@
 //!
 //! The modules, by concept: [`handler`] (`smtpx_handler`, the C callback table, and the
 //! engine's handler over it) and [`run`] (`smtpx_server`: start, ports, stop), and
+//! [`call`] (`smtpx_server_call_*`: what a callback may ask about its connection), and
 //! `reentry` (how a stop from inside the server's own callbacks is told apart). Every
 //! public item is re-exported here.
 
+pub mod call;
 pub mod handler;
 pub(crate) mod reentry;
 pub mod run;
 
+pub use call::*;
 pub use handler::*;
 pub use run::*;
