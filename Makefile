@@ -326,7 +326,7 @@ bench-pool:
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"
-	@echo "  server_session  connection  sasl  client_session  reply_parser  stuffing"
+	@echo "  server_session  connection  sasl  client_session  reply_parser  stuffing  proxy_header"
 	@echo "Install cargo-fuzz once:"
 	@echo "  cargo install cargo-fuzz --locked"
 	@echo "Then run one target (until stopped; add -- -max_total_time=60 for a minute):"
