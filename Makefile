@@ -167,7 +167,7 @@ c-cert: c-lib
 # (those that need no certificate ignore them).
 C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
 	test_envelope test_server_parity test_proxy test_blocking_callbacks test_relay_pool test_tls_session \
-	test_client_session
+	test_client_session test_batch_each
 # test_tls and test_tls_session take the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
 C_TEST_ARGS_test_tls_session := $(C_TLS_DIR)
