@@ -167,7 +167,7 @@ c-cert: c-lib
 # (those that need no certificate ignore them).
 C_TESTS := test_basics test_client_server test_session test_connection test_contracts test_tls \
 	test_envelope test_server_parity test_proxy test_blocking_callbacks test_relay_pool test_tls_session \
-	test_client_session test_server_call
+	test_client_session test_server_call test_batch_each
 # test_tls, test_tls_session and test_server_call take the folder of the test CA (see c-cert) instead.
 C_TEST_ARGS_test_tls := $(C_TLS_DIR)
 C_TEST_ARGS_test_tls_session := $(C_TLS_DIR)
@@ -327,7 +327,7 @@ bench-pool:
 
 fuzz:
 	@echo "Fuzz targets (libFuzzer, via cargo-fuzz; not run by make test or CI):"
-	@echo "  server_session  connection  sasl  client_session  reply_parser  stuffing"
+	@echo "  server_session  connection  sasl  client_session  reply_parser  stuffing  proxy_header"
 	@echo "Install cargo-fuzz once:"
 	@echo "  cargo install cargo-fuzz --locked"
 	@echo "Then run one target (until stopped; add -- -max_total_time=60 for a minute):"

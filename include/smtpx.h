@@ -954,6 +954,19 @@ typedef struct smtpx_message {
 } smtpx_message;
 
 /**
+ * The outcome callback of `smtpx_client_send_batch_each`, called once per message with
+ * an outcome, in message order, as soon as that outcome is known (while later messages
+ * are still under way): `index` is the message's place in the batch, `code` and `result`
+ * what `out_codes[index]` and `out_results[index]` then hold (`result` is NULL unless
+ * `code` is SMTPX_RESULT_OK; the caller owns it, as the array's). Runs on the calling
+ * thread, during the call only; it must not use the client.
+ */
+typedef void (*smtpx_batch_callback)(void *userdata,
+                                     size_t index,
+                                     smtpx_result code,
+                                     const struct smtpx_send_result *result);
+
+/**
  * The read callback of `smtpx_client_send_stream`: fills `buf` (of `len` bytes) with up
  * to `len` bytes of the message, writes how many to `*out_n`, and returns 0; `*out_n`
  * 0 means the message is complete. Any other return value is an error (an errno value,
@@ -1981,6 +1994,23 @@ smtpx_result smtpx_client_send_batch(struct smtpx_client *client,
                                      struct smtpx_send_result **out_results,
                                      smtpx_result *out_codes,
                                      size_t *out_done);
+
+/**
+ * Does what `smtpx_client_send_batch` does, and calls `on_result` (with `userdata`) for
+ * each message as soon as its outcome is known, so that a caller can mark a message sent
+ * without waiting for the whole batch. `on_result` may be NULL (then this is
+ * `smtpx_client_send_batch`). The arrays are filled as with `smtpx_client_send_batch`.
+ *
+ * Thread safety: one thread at a time per client.
+ */
+smtpx_result smtpx_client_send_batch_each(struct smtpx_client *client,
+                                          const struct smtpx_message *messages,
+                                          size_t n,
+                                          struct smtpx_send_result **out_results,
+                                          smtpx_result *out_codes,
+                                          size_t *out_done,
+                                          smtpx_batch_callback on_result,
+                                          void *userdata);
 
 /**
  * Sends one message read piece by piece from `read_callback` (see

@@ -28,7 +28,9 @@
 //! required with `--relay-starttls`, trusting the CA certificates in `--relay-ca PEM`
 //! instead of the web PKI, authenticating with `--relay-auth`), through a pool of at
 //! most `--relay-pool N` connections (default 8); each client is answered with the next
-//! hop's replies.
+//! hop's replies. With `--async` it is the
+//! [`AsyncRelayHandler`](smtp_core::server::relay::AsyncRelayHandler), which waits for the
+//! next hop without holding a worker thread.
 //!
 //! `-v` prints the wire trace on standard error: every command and reply line as
 //! `conn=ID C: ...` / `conn=ID S: ...`, AUTH payloads redacted, message content by size.
@@ -308,8 +310,31 @@ fn run<H: Handler>(handler: H, args: &Args) -> Result<(), String> {
 /// current-thread runtime serves connections only while `block_on` runs.
 #[cfg(feature = "tokio")]
 fn run_async<H: Handler>(handler: H, options: ServerOptions, args: &Args) -> Result<(), String> {
-    use smtp_core::asynchronous::AsyncServer;
+    let builder = smtp_core::asynchronous::AsyncServer::builder(handler, options)
+        .block_in_place(args.block_in_place);
+    serve_async(builder, args)
+}
 
+/// `--async --relay`: the relay as an async handler, which waits for the next hop without
+/// holding a worker thread (so `--no-block-in-place` changes nothing for it).
+#[cfg(feature = "tokio")]
+fn run_async_relay(next_hop: &str, args: &Args) -> Result<(), String> {
+    use smtp_core::server::relay::AsyncRelayHandler;
+
+    let (host, client_options) = relay_options(next_hop, args)?;
+    let relay = AsyncRelayHandler::new(next_hop, &host, client_options, relay_pool(args))
+        .map_err(|e| format!("--relay {next_hop}: {e}"))?;
+    let handler = PasswordAuth::new(relay, args.auth.clone());
+    let builder = smtp_core::asynchronous::AsyncServer::builder_async(handler, options(args)?);
+    serve_async(builder, args)
+}
+
+/// Runs `builder`'s server on a runtime as `--async-threads` says, until a signal.
+#[cfg(feature = "tokio")]
+fn serve_async(
+    builder: smtp_core::asynchronous::server::AsyncServerBuilder,
+    args: &Args,
+) -> Result<(), String> {
     let runtime = match args.async_threads {
         None => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
@@ -321,8 +346,7 @@ fn run_async<H: Handler>(handler: H, options: ServerOptions, args: &Args) -> Res
     .enable_all()
     .build()
     .map_err(|e| format!("tokio runtime: {e}"))?;
-    let mut builder = AsyncServer::builder(handler, options)
-        .block_in_place(args.block_in_place)
+    let mut builder = builder
         .listen(&args.listen)
         .map_err(|e| format!("{}: {e}", args.listen))?;
     if let Some(tls_listen) = &args.tls_listen {
@@ -354,6 +378,12 @@ fn run_async<H: Handler>(_: H, _: ServerOptions, _: &Args) -> Result<(), String>
     Err("--async needs the tokio feature".into())
 }
 
+/// Without the `tokio` feature `--async` is refused by `parse_args`; this is never reached.
+#[cfg(not(feature = "tokio"))]
+fn run_async_relay(_: &str, _: &Args) -> Result<(), String> {
+    Err("--async needs the tokio feature".into())
+}
+
 /// The smallest logger that shows the library's `log` records on standard error.
 struct StderrLogger;
 
@@ -371,6 +401,18 @@ impl log::Log for StderrLogger {
 
 /// The relay to `next_hop` that the `--relay*` flags describe.
 fn relay_handler(next_hop: &str, args: &Args) -> Result<RelayHandler, String> {
+    let (host, options) = relay_options(next_hop, args)?;
+    RelayHandler::new(next_hop, &host, options, relay_pool(args))
+        .map_err(|e| format!("--relay {next_hop}: {e}"))
+}
+
+fn relay_pool(args: &Args) -> PoolConfig {
+    PoolConfig::new(args.relay_pool)
+}
+
+/// The next hop's host name (the name its certificate must carry) and the client options
+/// the `--relay*` flags describe.
+fn relay_options(next_hop: &str, args: &Args) -> Result<(String, ClientOptions), String> {
     let host = next_hop
         .rsplit_once(':')
         .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
@@ -397,8 +439,7 @@ fn relay_handler(next_hop: &str, args: &Args) -> Result<RelayHandler, String> {
     if args.verbose {
         options.trace = Some(TraceSink::log());
     }
-    RelayHandler::new(next_hop, host, options, PoolConfig::new(args.relay_pool))
-        .map_err(|e| format!("--relay {next_hop}: {e}"))
+    Ok((host.to_owned(), options))
 }
 
 fn main() -> ExitCode {
@@ -418,7 +459,11 @@ fn main() -> ExitCode {
         }
     };
     let result = if let Some(next_hop) = &args.relay {
-        relay_handler(next_hop, &args).and_then(|relay| run(relay, &args))
+        if args.asynchronous {
+            run_async_relay(next_hop, &args)
+        } else {
+            relay_handler(next_hop, &args).and_then(|relay| run(relay, &args))
+        }
     } else if args.discard {
         run(DiscardHandler, &args)
     } else {

@@ -42,6 +42,7 @@ use tokio::net::{TcpStream, ToSocketAddrs, lookup_host};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::client::TransactionResult;
 use crate::client::api::{self, client_api, client_connect, client_debug, client_struct};
 use crate::client::options::Prepared;
 use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
@@ -171,18 +172,22 @@ impl Io {
     }
 
     /// Carries out `op`'s actions on the socket until it is done; `body` is the message
-    /// it asks for with [`Action::Body`]. Every wait is bounded: reads by the session's
-    /// deadline, writes by the write timeout, the goodbye and closing by [`CLOSE_WAIT`].
+    /// it asks for with [`Action::Body`], `on_result` takes a batch's outcomes as they
+    /// become known (before each write and each wait for the server). Every wait is
+    /// bounded: reads by the session's deadline, writes by the write timeout, the goodbye
+    /// and closing by [`CLOSE_WAIT`].
     async fn drive<I, B>(
         &mut self,
         mut op: Operation<&mut ClientRunner, I>,
         mut body: Option<&mut B>,
+        mut on_result: impl FnMut(Result<TransactionResult, Error>),
     ) -> Outcome
     where
         I: Iterator<Item: BatchMessage>,
         B: AsyncRead + Unpin + ?Sized,
     {
         loop {
+            op.report_results(&mut on_result);
             match op.next_action(self.base.elapsed()) {
                 Action::Write(bytes) => {
                     let written =
@@ -199,6 +204,7 @@ impl Io {
                     op.written();
                 }
                 Action::Read { deadline } => {
+                    op.report_results(&mut on_result);
                     let until = tokio::time::Instant::from_std(self.base + deadline);
                     match tokio::time::timeout_at(until, self.stream.read(&mut self.buffer)).await {
                         Err(_) => op.timed_out(self.base.elapsed()),

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ClientConnection, StreamOwned};
 
+use crate::client::TransactionResult;
 use crate::client::api::{self, client_api, client_connect, client_debug, client_struct};
 use crate::client::options::{Prepared, prepare};
 use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
@@ -255,16 +256,19 @@ impl Io {
     }
 
     /// Carries out `op`'s actions on the socket until it is done; `body` is the message
-    /// it asks for with [`Action::Body`].
+    /// it asks for with [`Action::Body`], `on_result` takes a batch's outcomes as they
+    /// become known (before each write and each wait for the server).
     fn drive<I>(
         &mut self,
         mut op: Operation<&mut ClientRunner, I>,
         mut body: Option<&mut dyn Read>,
+        mut on_result: impl FnMut(Result<TransactionResult, Error>),
     ) -> Outcome
     where
         I: Iterator<Item: BatchMessage>,
     {
         loop {
+            op.report_results(&mut on_result);
             match op.next_action(self.base.elapsed()) {
                 Action::Write(bytes) => match self.stream.write_all(bytes) {
                     Ok(()) => op.written(),
@@ -274,7 +278,10 @@ impl Io {
                     let _ = self.stream.write_all(bytes);
                     op.written();
                 }
-                Action::Read { deadline } => self.read_once(&mut op, deadline),
+                Action::Read { deadline } => {
+                    op.report_results(&mut on_result);
+                    self.read_once(&mut op, deadline);
+                }
                 Action::StartTls { setup, deadline } => match self.starttls(setup, deadline) {
                     Ok(()) => op.tls_established(self.base.elapsed()),
                     Err(error) => op.tls_failed(error),

@@ -80,7 +80,7 @@ macro_rules! client_connect {
                 io,
                 runner: $crate::client::runner::ClientRunner::new(id, session, tls, timeouts.command),
             };
-            client.io.drive(client.runner.connect(), NO_BODY) $($await)* .ready()?;
+            client.io.drive(client.runner.connect(), NO_BODY, $crate::client::runner::no_results) $($await)* .ready()?;
             Ok(client)
         }
     };
@@ -131,7 +131,7 @@ macro_rules! client_api {
             size: Option<u64>,
         ) -> Result<$crate::client::TransactionResult, $crate::client::error::Error> {
             let op = self.runner.send(envelope, size, self.io.now());
-            self.io.drive(op, Some(&mut message)) $($await)* .transaction()
+            self.io.drive(op, Some(&mut message), $crate::client::runner::no_results) $($await)* .transaction()
         }
 
         /// Sends several messages over this connection, one transaction each, and returns
@@ -151,12 +151,64 @@ macro_rules! client_api {
         /// borrowed `(&Envelope, &[u8])` pairs or owned `(Envelope, Vec<u8>)` ones, from a
         /// collection or an iterator that makes them as the batch goes (each message is
         /// taken from it only when it is about to be sent).
+        ///
+        /// To act on each outcome as soon as it is known, see
+        /// [`send_batch_with`](Self::send_batch_with), on which this is built.
         pub $($async)* fn send_batch<M: $crate::client::BatchMessage>(
             &mut self,
             messages: impl IntoIterator<Item = M>,
         ) -> Vec<Result<$crate::client::TransactionResult, $crate::client::error::Error>> {
+            let mut outcomes = Vec::new();
+            self.send_batch_with(messages, |_, outcome| outcomes.push(outcome)) $($await)*;
+            outcomes
+        }
+
+        /// Does what [`send_batch`](Self::send_batch) does, handing each message's outcome
+        /// to `on_result` with the message's index (from 0) as soon as the server's final
+        /// reply to that message is read, while the next messages are still under way: to
+        /// mark a message sent in a queue, say, without waiting for the whole batch.
+        /// Outcomes come in message order, each index once; returns how many came (fewer
+        /// than `messages` when an error ended the connection, whose outcome is then the
+        /// last one given).
+        ///
+        /// `on_result` runs on the caller's thread (or task) between reads: what it does
+        /// delays the batch, but it may not touch the connection.
+        ///
+        /// With the blocking client (the tokio client's is the same call with `.await`):
+        ///
+        /// ```no_run
+        /// # use smtp_core::client::Envelope;
+        /// # fn demo(mut client: smtp_core::blocking::SmtpClient, queue: Vec<(u64, Envelope, Vec<u8>)>)
+        /// #     -> Result<(), Box<dyn std::error::Error>> {
+        /// let ids: Vec<u64> = queue.iter().map(|(id, _, _)| *id).collect();
+        /// let messages = queue.into_iter().map(|(_, envelope, content)| (envelope, content));
+        /// let given = client.send_batch_with(messages, |index, outcome| match outcome {
+        ///     Ok(result) if result.is_success() => println!("{} sent", ids[index]),
+        ///     Ok(result) => println!("{} refused: {:?}", ids[index], result.data),
+        ///     Err(error) => eprintln!("{} not sent: {error}", ids[index]),
+        /// });
+        /// if given < ids.len() {
+        ///     eprintln!("the connection ended; {} messages left to retry", ids.len() - given);
+        /// }
+        /// # Ok(()) }
+        /// ```
+        pub $($async)* fn send_batch_with<M: $crate::client::BatchMessage>(
+            &mut self,
+            messages: impl IntoIterator<Item = M>,
+            mut on_result: impl FnMut(
+                usize,
+                Result<$crate::client::TransactionResult, $crate::client::error::Error>,
+            ),
+        ) -> usize {
+            let mut given = 0;
+            let mut report = |outcome| {
+                on_result(given, outcome);
+                given += 1;
+            };
             let op = self.runner.send_batch(messages);
-            self.io.drive(op, NO_BODY) $($await)* .batch()
+            let rest = self.io.drive(op, NO_BODY, &mut report) $($await)* .batch();
+            rest.into_iter().for_each(&mut report);
+            given
         }
 
         /// Sends one message held in memory; see [`send`](Self::send). SIZE declares the
@@ -187,7 +239,7 @@ macro_rules! client_api {
             credentials: $crate::auth::Credentials,
         ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
             let op = self.runner.login(credentials, self.io.now());
-            self.io.drive(op, NO_BODY) $($await)* .reply()
+            self.io.drive(op, NO_BODY, $crate::client::runner::no_results) $($await)* .reply()
         }
 
         /// Upgrades a plain connection with STARTTLS now (for a connection opened with
@@ -209,7 +261,7 @@ macro_rules! client_api {
             tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
         ) -> Result<(), $crate::client::error::Error> {
             let op = self.runner.starttls(server_name, tls_config, self.io.now());
-            self.io.drive(op, NO_BODY) $($await)* .ready()
+            self.io.drive(op, NO_BODY, $crate::client::runner::no_results) $($await)* .ready()
         }
 
         /// Sends NOOP and returns the reply, whatever its code.
@@ -259,7 +311,7 @@ macro_rules! client_api {
             mut self,
         ) -> Result<Option<$crate::reply::Reply>, $crate::client::error::Error> {
             let op = self.runner.quit(self.io.now());
-            let outcome = self.io.drive(op, NO_BODY) $($await)*;
+            let outcome = self.io.drive(op, NO_BODY, $crate::client::runner::no_results) $($await)*;
             log::debug!("smtpx client #{}: closed", self.runner.id());
             outcome.closed()?;
             Ok(self.runner.session().quit_reply().cloned())
@@ -315,7 +367,7 @@ macro_rules! client_api {
             ) -> Result<(), $crate::client::ClientError>,
         ) -> Result<$crate::reply::Reply, $crate::client::error::Error> {
             let op = self.runner.command(start, self.io.now());
-            self.io.drive(op, NO_BODY) $($await)* .reply()
+            self.io.drive(op, NO_BODY, $crate::client::runner::no_results) $($await)* .reply()
         }
     };
 }

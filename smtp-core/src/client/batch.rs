@@ -44,7 +44,9 @@ pub(crate) struct Batch<I: Iterator<Item: BatchMessage>> {
     queue: Peekable<I>,
     /// The started messages, oldest first.
     in_flight: VecDeque<I::Item>,
-    results: Vec<Result<TransactionResult, Error>>,
+    /// The outcomes not yet taken with [`take_result`](Batch::take_result), in message
+    /// order.
+    results: VecDeque<Result<TransactionResult, Error>>,
 }
 
 impl<I: Iterator<Item: BatchMessage>> Batch<I> {
@@ -52,7 +54,7 @@ impl<I: Iterator<Item: BatchMessage>> Batch<I> {
         Batch {
             queue: messages.into_iter().peekable(),
             in_flight: VecDeque::new(),
-            results: Vec::new(),
+            results: VecDeque::new(),
         }
     }
 
@@ -77,7 +79,7 @@ impl<I: Iterator<Item: BatchMessage>> Batch<I> {
                 Err(error) if self.in_flight.is_empty() => {
                     self.queue.next();
                     let fatal = error.is_fatal() || session.is_closed();
-                    self.results.push(Err(error.into()));
+                    self.results.push_back(Err(error.into()));
                     if fatal {
                         self.stop();
                     }
@@ -104,13 +106,13 @@ impl<I: Iterator<Item: BatchMessage>> Batch<I> {
     /// The oldest started message is done.
     pub(crate) fn complete(&mut self, result: TransactionResult) {
         self.in_flight.pop_front();
-        self.results.push(Ok(result));
+        self.results.push_back(Ok(result));
     }
 
     /// The connection failed: the oldest started message gets the error (its outcome is
     /// unknown), and nothing after it is sent.
     pub(crate) fn fail(&mut self, error: Error) {
-        self.results.push(Err(error));
+        self.results.push_back(Err(error));
         self.stop();
     }
 
@@ -129,7 +131,15 @@ impl<I: Iterator<Item: BatchMessage>> Batch<I> {
         self.in_flight.is_empty()
     }
 
+    /// The oldest outcome not taken yet: outcomes are known in message order, so the
+    /// n-th one taken (counting those [`into_results`](Batch::into_results) gives after
+    /// them) is the n-th message's.
+    pub(crate) fn take_result(&mut self) -> Option<Result<TransactionResult, Error>> {
+        self.results.pop_front()
+    }
+
+    /// The outcomes not taken yet, in message order.
     pub(crate) fn into_results(self) -> Vec<Result<TransactionResult, Error>> {
-        self.results
+        self.results.into()
     }
 }

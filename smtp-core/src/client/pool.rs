@@ -326,6 +326,32 @@ macro_rules! pooled_client {
                 self.client_mut().send_bytes(envelope, message) $($await)*
             }
 
+            /// The connection's `send_batch`, each message counted against the pool's
+            /// `max_messages`.
+            pub $($async)* fn send_batch<M: $crate::client::BatchMessage>(
+                &mut self,
+                messages: impl IntoIterator<Item = M>,
+            ) -> Vec<Result<$crate::client::TransactionResult, $crate::client::error::Error>> {
+                let mut outcomes = Vec::new();
+                self.send_batch_with(messages, |_, outcome| outcomes.push(outcome)) $($await)*;
+                outcomes
+            }
+
+            /// The connection's `send_batch_with` (each outcome as soon as it is known),
+            /// each message counted against the pool's `max_messages`.
+            pub $($async)* fn send_batch_with<M: $crate::client::BatchMessage>(
+                &mut self,
+                messages: impl IntoIterator<Item = M>,
+                on_result: impl FnMut(
+                    usize,
+                    Result<$crate::client::TransactionResult, $crate::client::error::Error>,
+                ),
+            ) -> usize {
+                let given = self.client_mut().send_batch_with(messages, on_result) $($await)*;
+                self.sent += given as u64;
+                given
+            }
+
             fn client_mut(&mut self) -> &mut $client {
                 match self.lease.as_mut().and_then($crate::client::pool::Lease::conn) {
                     Some(client) => client,

@@ -355,6 +355,9 @@ impl ClientRunner {
     }
 }
 
+/// The outcome sink of every operation but a batch, which has none to give.
+pub(crate) fn no_results(_: Result<TransactionResult, Error>) {}
+
 /// A driver was asked for STARTTLS on a connection that is not a plain socket.
 pub(crate) fn starttls_without_plain_socket() -> Error {
     Error::new(

@@ -50,11 +50,16 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::blocking::client::{ClientOptions, Error, ErrorKind};
 use crate::blocking::pool::{PooledClient, SmtpPool};
 use crate::client::pool::PoolConfig;
-use crate::client::{ClientSession, Envelope, Recipient, TransactionResult};
+use crate::client::{Envelope, Recipient, TransactionResult};
 use crate::command::{MailParameters, RcptParameters};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::server::hooks::{ConnectionInfo, Handler, SessionHandler, Transaction};
 use crate::server::{AbortReason, Decision, HelloVerb};
+
+#[cfg(feature = "tokio")]
+mod asynchronous;
+#[cfg(feature = "tokio")]
+pub use asynchronous::{AsyncRelayHandler, AsyncRelaySession};
 
 /// Pieces of content in flight between the server's hooks and the thread that sends them
 /// to the next hop: what a slow next hop lets pile up before the client is slowed down.
@@ -101,8 +106,7 @@ impl Handler for RelayHandler {
         Ok(RelaySession {
             pool: self.pool.clone(),
             client: None,
-            from: None,
-            accepted: Vec::new(),
+            state: RelayState::default(),
             transfer: None,
         })
     }
@@ -115,9 +119,7 @@ pub struct RelaySession {
     pool: SmtpPool,
     /// Held from MAIL until the transaction ends.
     client: Option<PooledClient>,
-    from: Option<ReversePath>,
-    /// The recipients the next hop accepted, in order.
-    accepted: Vec<Recipient>,
+    state: RelayState,
     transfer: Option<Transfer>,
 }
 
@@ -144,19 +146,165 @@ impl std::fmt::Debug for Piece {
     }
 }
 
-impl RelaySession {
-    /// Sends one stepwise command (MAIL or RCPT) on the held connection and returns the
-    /// next hop's reply, or the error that lost the connection.
-    fn step(
+/// What the relay knows of the transaction under way, and every decision it takes from
+/// the next hop's replies, for both the blocking [`RelaySession`] and the async
+/// [`AsyncRelaySession`]: they only carry the commands and the content to the next hop
+/// and hand what came back to these methods.
+#[derive(Debug, Default)]
+pub(crate) struct RelayState {
+    from: Option<ReversePath>,
+    /// The recipients the next hop accepted, in order.
+    accepted: Vec<Recipient>,
+    /// MAIL attempts in this transaction (a pooled connection the next hop closed while it
+    /// was idle is worth one more try on another).
+    mail_attempts: u8,
+}
+
+/// What to do after the next hop's reply to MAIL.
+#[derive(Debug)]
+pub(crate) enum MailStep {
+    /// The next hop opened a transaction: hold the connection and answer this.
+    Open(Decision),
+    /// Answer this and end the next-hop side of the transaction.
+    Refused(Decision),
+    /// The connection was lost: drop it and try MAIL on another.
+    Retry,
+}
+
+/// How many connections MAIL is tried on.
+const MAIL_ATTEMPTS: u8 = 2;
+
+impl RelayState {
+    /// The transaction is over (or never began): forget it.
+    pub(crate) fn clear(&mut self) {
+        self.from = None;
+        self.accepted.clear();
+        self.mail_attempts = 0;
+    }
+
+    /// The pool could not give a connection.
+    pub(crate) fn unavailable(&self, error: &Error) -> Decision {
+        log::warn!("smtpx relay: next hop unavailable: {error}");
+        Decision::Reply(unavailable())
+    }
+
+    /// The next hop's answer to MAIL (`result` is the reply, or the error that lost the
+    /// connection).
+    pub(crate) fn mail_replied(
         &mut self,
-        start: impl FnOnce(&mut ClientSession) -> Result<(), crate::client::ClientError>,
-    ) -> Result<Reply, Error> {
-        match self.client.as_mut() {
-            Some(client) => client.command(start),
-            None => Err(Error::new(ErrorKind::NotReady, "no next-hop transaction")),
+        from: &ReversePath,
+        result: Result<Reply, Error>,
+    ) -> MailStep {
+        self.mail_attempts += 1;
+        let reply = match result {
+            Ok(reply) if reply.is_completion() => {
+                self.from = Some(from.clone());
+                return MailStep::Open(Decision::Reply(reply));
+            }
+            Ok(reply) => refusal(reply),
+            Err(error) if error.kind() == ErrorKind::InvalidArgument => Reply::new(
+                ReplyCode::PARAMETERS_UNRECOGNIZED,
+                Some(EnhancedCode::new(5, 6, 3)),
+                "Error: the next hop cannot take this kind of content",
+            ),
+            Err(error) if error.kind() == ErrorKind::SmtpUtf8Unsupported => Reply::new(
+                ReplyCode::TRANSACTION_FAILED,
+                Some(EnhancedCode::NON_ASCII_ADDRESS),
+                "Error: the next hop does not accept SMTPUTF8",
+            ),
+            Err(error) => {
+                log::debug!("smtpx relay: MAIL on the next hop failed: {error}");
+                if self.mail_attempts < MAIL_ATTEMPTS {
+                    return MailStep::Retry;
+                }
+                failure_reply(&error)
+            }
+        };
+        self.clear();
+        MailStep::Refused(Decision::Reply(reply))
+    }
+
+    /// The next hop's answer to RCPT.
+    pub(crate) fn rcpt_replied(
+        &mut self,
+        to: &ForwardPath,
+        params: &RcptParameters,
+        result: Result<Reply, Error>,
+    ) -> Decision {
+        match result {
+            Ok(reply) if reply.is_completion() => {
+                self.accepted.push(Recipient {
+                    address: to.clone(),
+                    params: params.clone(),
+                });
+                Decision::Reply(reply)
+            }
+            Ok(reply) => Decision::Reply(refusal(reply)),
+            Err(error) => {
+                log::debug!("smtpx relay: RCPT on the next hop failed: {error}");
+                Decision::Reply(failure_reply(&error))
+            }
         }
     }
 
+    /// The envelope the content goes to the next hop with, or the answer to DATA when
+    /// there is nothing to send it for.
+    pub(crate) fn envelope(&self) -> Result<Envelope, Decision> {
+        if self.accepted.is_empty() {
+            return Err(Decision::Reply(next_hop_lost()));
+        }
+        Ok(Envelope {
+            from: self.from.clone().unwrap_or(ReversePath::Null),
+            params: MailParameters::default(),
+            recipients: self.accepted.clone(),
+        })
+    }
+
+    /// The answer to DATA when the next hop's side ended before it asked for the content
+    /// (DATA refused, or the connection lost); `None` when this relay failed its part.
+    pub(crate) fn data_refused(
+        &mut self,
+        outcome: Option<Result<TransactionResult, Error>>,
+    ) -> Decision {
+        Decision::Reply(match outcome {
+            Some(Ok(result)) => result
+                .data
+                .filter(|r| !r.is_positive())
+                .unwrap_or_else(next_hop_lost),
+            Some(Err(error)) => failure_reply(&error),
+            None => local_failure(),
+        })
+    }
+
+    /// The final answer once the next hop's side of the message is over (`None` when this
+    /// relay failed its part); the transaction is then over.
+    pub(crate) fn data_done(
+        &mut self,
+        outcome: Option<Result<TransactionResult, Error>>,
+        transaction: &Transaction,
+    ) -> Decision {
+        let decision = match outcome {
+            Some(Ok(result)) => {
+                let lmtp_front = matches!(transaction.hello, Some((HelloVerb::Lhlo, _)));
+                final_decision(&result, self.accepted.len(), lmtp_front)
+            }
+            Some(Err(error)) => {
+                log::debug!("smtpx relay: the next hop failed the message: {error}");
+                Decision::Reply(failure_reply(&error))
+            }
+            None => Decision::Reply(local_failure()),
+        };
+        self.clear();
+        decision
+    }
+
+    /// The answer to a hook that needs a transaction the next hop does not hold.
+    pub(crate) fn no_transaction(&self) -> Decision {
+        Decision::Reply(next_hop_lost())
+    }
+}
+
+impl RelaySession {
     /// Ends the next-hop side of the transaction: the content thread (abandoning a
     /// message not ended, so that the next hop never sees it finished) and the
     /// connection, cleared with RSET when a transaction is open on it, back to the pool.
@@ -173,19 +321,13 @@ impl RelaySession {
         {
             log::debug!("smtpx relay: RSET on the next hop failed");
         }
-        self.from = None;
-        self.accepted.clear();
+        self.state.clear();
     }
 
     /// Starts the content thread: DATA, then the pieces as they come.
-    fn start_transfer(&mut self) -> Decision {
+    fn start_transfer(&mut self, envelope: Envelope) -> Decision {
         let Some(mut client) = self.client.take() else {
-            return Decision::Reply(next_hop_lost());
-        };
-        let envelope = Envelope {
-            from: self.from.clone().unwrap_or(ReversePath::Null),
-            params: MailParameters::default(),
-            recipients: self.accepted.clone(),
+            return self.state.no_transaction();
         };
         let (pieces, incoming) = mpsc::sync_channel(PIECES_IN_FLIGHT);
         let (wanted, body_wanted) = mpsc::sync_channel(1);
@@ -206,7 +348,7 @@ impl RelaySession {
             Ok(worker) => worker,
             Err(e) => {
                 log::warn!("smtpx relay: cannot start a thread: {e}");
-                return Decision::Reply(local_failure());
+                return self.state.data_refused(None);
             }
         };
         // The driver asks for the body only once the next hop said 354; if the thread
@@ -215,98 +357,51 @@ impl RelaySession {
             self.transfer = Some(Transfer { pieces, worker });
             return Decision::Accept;
         }
-        match worker.join() {
-            Ok((client, result)) => {
-                self.client = Some(client);
-                match result {
-                    Ok(result) => Decision::Reply(
-                        result
-                            .data
-                            .filter(|r| !r.is_positive())
-                            .unwrap_or_else(next_hop_lost),
-                    ),
-                    Err(error) => Decision::Reply(failure_reply(&error)),
-                }
-            }
-            Err(_) => Decision::Reply(local_failure()),
-        }
+        let outcome = worker.join().ok().map(|(client, result)| {
+            self.client = Some(client);
+            result
+        });
+        self.state.data_refused(outcome)
     }
 }
 
 impl SessionHandler for RelaySession {
     fn mail(&mut self, from: &ReversePath, params: &MailParameters) -> Decision {
         self.end_transaction();
-        // A pooled connection may have been closed by the next hop while idle: one retry
-        // on another connection before the client is told to try later.
-        let mut last_error = None;
-        for _ in 0..2 {
-            self.client = match self.pool.get() {
-                Ok(client) => Some(client),
-                Err(error) => {
-                    log::warn!("smtpx relay: next hop unavailable: {error}");
-                    return Decision::Reply(unavailable());
-                }
+        loop {
+            let mut client = match self.pool.get() {
+                Ok(client) => client,
+                Err(error) => return self.state.unavailable(&error),
             };
-            match self.step(|s| s.step_mail(from, params)) {
-                Ok(reply) if reply.is_completion() => {
-                    self.from = Some(from.clone());
-                    return Decision::Reply(reply);
+            let result = client.command(|s| s.step_mail(from, params));
+            match self.state.mail_replied(from, result) {
+                MailStep::Open(decision) => {
+                    self.client = Some(client);
+                    return decision;
                 }
-                Ok(reply) => {
+                MailStep::Refused(decision) => {
+                    self.client = Some(client);
                     self.end_transaction();
-                    return Decision::Reply(refusal(reply));
+                    return decision;
                 }
-                Err(error) if error.kind() == ErrorKind::InvalidArgument => {
-                    self.end_transaction();
-                    return Decision::Reply(Reply::new(
-                        ReplyCode::PARAMETERS_UNRECOGNIZED,
-                        Some(EnhancedCode::new(5, 6, 3)),
-                        "Error: the next hop cannot take this kind of content",
-                    ));
-                }
-                Err(error) if error.kind() == ErrorKind::SmtpUtf8Unsupported => {
-                    self.end_transaction();
-                    return Decision::Reply(Reply::new(
-                        ReplyCode::TRANSACTION_FAILED,
-                        Some(EnhancedCode::NON_ASCII_ADDRESS),
-                        "Error: the next hop does not accept SMTPUTF8",
-                    ));
-                }
-                Err(error) => {
-                    log::debug!("smtpx relay: MAIL on the next hop failed: {error}");
-                    self.client = None;
-                    last_error = Some(error);
-                }
+                MailStep::Retry => drop(client),
             }
         }
-        Decision::Reply(last_error.map_or_else(next_hop_lost, |e| failure_reply(&e)))
     }
 
     fn rcpt(&mut self, to: &ForwardPath, params: &RcptParameters) -> Decision {
-        match self.step(|s| s.step_rcpt(to, params)) {
-            Ok(reply) => {
-                if reply.is_completion() {
-                    self.accepted.push(Recipient {
-                        address: to.clone(),
-                        params: params.clone(),
-                    });
-                    Decision::Reply(reply)
-                } else {
-                    Decision::Reply(refusal(reply))
-                }
-            }
-            Err(error) => {
-                log::debug!("smtpx relay: RCPT on the next hop failed: {error}");
-                Decision::Reply(failure_reply(&error))
-            }
-        }
+        let result = match self.client.as_mut() {
+            Some(client) => client.command(|s| s.step_rcpt(to, params)),
+            None => return self.state.no_transaction(),
+        };
+        self.state.rcpt_replied(to, params, result)
     }
 
     fn data_start(&mut self, _transaction: &Transaction) -> Decision {
-        if self.accepted.is_empty() {
-            return Decision::Reply(next_hop_lost());
+        match self.state.envelope() {
+            Ok(envelope) => self.start_transfer(envelope),
+            Err(decision) => decision,
         }
-        self.start_transfer()
     }
 
     fn data_chunk(&mut self, chunk: &[u8]) -> Result<(), Reply> {
@@ -320,31 +415,16 @@ impl SessionHandler for RelaySession {
 
     fn data_end(&mut self, transaction: &Transaction) -> Decision {
         let Some(transfer) = self.transfer.take() else {
-            return Decision::Reply(next_hop_lost());
+            return self.state.no_transaction();
         };
         let _ = transfer.pieces.send(Piece::End);
         drop(transfer.pieces);
-        let decision = match transfer.worker.join() {
-            Ok((client, result)) => {
-                self.client = Some(client);
-                match result {
-                    Ok(result) => {
-                        let lmtp_front = matches!(transaction.hello, Some((HelloVerb::Lhlo, _)));
-                        final_decision(&result, self.accepted.len(), lmtp_front)
-                    }
-                    Err(error) => {
-                        log::debug!("smtpx relay: the next hop failed the message: {error}");
-                        Decision::Reply(failure_reply(&error))
-                    }
-                }
-            }
-            Err(_) => Decision::Reply(local_failure()),
-        };
-        // The dot ended the next hop's transaction: the connection goes back as it is.
-        self.client = None;
-        self.from = None;
-        self.accepted.clear();
-        decision
+        let outcome = transfer.worker.join().ok().map(|(client, result)| {
+            // The dot ended the next hop's transaction: the connection goes back as it is.
+            drop(client);
+            result
+        });
+        self.state.data_done(outcome, transaction)
     }
 
     fn data_aborted(&mut self, _reason: AbortReason) {

@@ -164,6 +164,83 @@ pub extern "C" fn smtpx_client_send_batch(
     out_codes: *mut smtpx_result,
     out_done: *mut usize,
 ) -> smtpx_result {
+    send_batch(
+        client,
+        messages,
+        n,
+        out_results,
+        out_codes,
+        out_done,
+        None,
+        ptr::null_mut(),
+    )
+}
+
+/// The outcome callback of `smtpx_client_send_batch_each`, called once per message with
+/// an outcome, in message order, as soon as that outcome is known (while later messages
+/// are still under way): `index` is the message's place in the batch, `code` and `result`
+/// what `out_codes[index]` and `out_results[index]` then hold (`result` is NULL unless
+/// `code` is SMTPX_RESULT_OK; the caller owns it, as the array's). Runs on the calling
+/// thread, during the call only; it must not use the client.
+#[allow(non_camel_case_types)]
+pub type smtpx_batch_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        index: usize,
+        code: smtpx_result,
+        result: *const smtpx_send_result,
+    ),
+>;
+
+/// Does what `smtpx_client_send_batch` does, and calls `on_result` (with `userdata`) for
+/// each message as soon as its outcome is known, so that a caller can mark a message sent
+/// without waiting for the whole batch. `on_result` may be NULL (then this is
+/// `smtpx_client_send_batch`). The arrays are filled as with `smtpx_client_send_batch`.
+///
+/// Thread safety: one thread at a time per client.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn smtpx_client_send_batch_each(
+    client: *mut smtpx_client,
+    messages: *const smtpx_message,
+    n: usize,
+    out_results: *mut *mut smtpx_send_result,
+    out_codes: *mut smtpx_result,
+    out_done: *mut usize,
+    on_result: smtpx_batch_callback,
+    userdata: *mut c_void,
+) -> smtpx_result {
+    send_batch(
+        client,
+        messages,
+        n,
+        out_results,
+        out_codes,
+        out_done,
+        on_result,
+        userdata,
+    )
+}
+
+/// Why a batch message failed, kept to be recorded as the client's last error once the
+/// batch is over (the session holds the client while it runs).
+enum Failure {
+    Sender(smtp_core::reply::Reply),
+    Error(Error),
+}
+
+/// Both batch calls.
+#[allow(clippy::too_many_arguments)]
+fn send_batch(
+    client: *mut smtpx_client,
+    messages: *const smtpx_message,
+    n: usize,
+    out_results: *mut *mut smtpx_send_result,
+    out_codes: *mut smtpx_result,
+    out_done: *mut usize,
+    on_result: smtpx_batch_callback,
+    userdata: *mut c_void,
+) -> smtpx_result {
     ffi_panic_boundary(|| {
         // SAFETY: the caller passes NULL or a live client, used by no other thread.
         let client = try_arg!(unsafe { obj_mut(client) });
@@ -214,14 +291,14 @@ pub extern "C" fn smtpx_client_send_batch(
                 });
             }
             let session = try_arg!(client.session());
-            let outcomes = session.send_batch(envelopes.iter().zip(bodies.iter().copied()));
-            let done = outcomes.len();
-            let complete = done == n;
             let mut last = smtpx_result::Ok;
-            for (i, outcome) in outcomes.into_iter().enumerate() {
+            let mut failure = None;
+            let batch = envelopes.iter().zip(bodies.iter().copied());
+            let done = session.send_batch_with(batch, |i, outcome| {
                 match outcome {
                     Ok(result) if !result.mail.is_completion() => {
-                        codes[i] = client.sender_refused(&result.mail);
+                        codes[i] = smtpx_result::SenderRefused;
+                        failure = Some(Failure::Sender(result.mail));
                         last = codes[i];
                     }
                     Ok(result) => {
@@ -229,14 +306,30 @@ pub extern "C" fn smtpx_client_send_batch(
                         codes[i] = smtpx_result::Ok;
                     }
                     Err(e) => {
-                        codes[i] = client.fail(&e);
+                        codes[i] = super::error::result_of(&e);
+                        failure = Some(Failure::Error(e));
                         last = codes[i];
                     }
                 }
+                if let Some(callback) = on_result {
+                    // SAFETY: the caller's callback, with its userdata, on its thread
+                    // during the call; results[i] is NULL or a live result it owns.
+                    unsafe { callback(userdata, i, codes[i], results[i]) };
+                }
+            });
+            // The last failure is the client's last error, as each would have been in turn.
+            match failure {
+                Some(Failure::Sender(mail)) => {
+                    client.sender_refused(&mail);
+                }
+                Some(Failure::Error(e)) => {
+                    client.fail(&e);
+                }
+                None => {}
             }
             // SAFETY: out_done was checked non-NULL above.
             unsafe { write_out(out_done, done) };
-            if complete { smtpx_result::Ok } else { last }
+            if done == n { smtpx_result::Ok } else { last }
         })
     })
 }

@@ -11,7 +11,7 @@ use super::{Action, BODY_PIECE, ClientRunner, FLUSH_THRESHOLD, Outcome};
 use crate::auth::Credentials;
 use crate::client::batch::{Batch, BatchMessage};
 use crate::client::error::{Error, ErrorKind};
-use crate::client::{ClientError, ClientEvent, ClientSession, Envelope};
+use crate::client::{ClientError, ClientEvent, ClientSession, Envelope, TransactionResult};
 
 /// Which operation is under way; it says which events end it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +186,24 @@ impl<R: BorrowMut<ClientRunner>, I: Iterator<Item: BatchMessage>> Operation<R, I
     pub fn into_runner(self) -> R {
         self.runner
     }
+    /// The next outcome of a batch known since the last call (`None` for any other
+    /// operation, or when none is new). Outcomes come in message order, so the n-th one
+    /// taken is the n-th message's; what is not taken before [`Action::Done`] is in its
+    /// [`Outcome::Batch`], after the taken ones. A driver that streams outcomes to its
+    /// caller takes them before each wait for the server ([`Action::Read`]), so that each
+    /// arrives as soon as its final reply is read.
+    pub fn take_result(&mut self) -> Option<Result<TransactionResult, Error>> {
+        self.batch.as_mut().and_then(Batch::take_result)
+    }
+
+    /// Hands every batch outcome known since the last call to `on_result`, oldest first;
+    /// see [`take_result`](Operation::take_result).
+    pub fn report_results(&mut self, on_result: &mut impl FnMut(Result<TransactionResult, Error>)) {
+        while let Some(result) = self.take_result() {
+            on_result(result);
+        }
+    }
+
     /// What the driver does next; `now` is the session clock.
     pub fn next_action(&mut self, now: Duration) -> Action<'_> {
         match self.decide(now) {
