@@ -56,6 +56,11 @@ def test_every_public_aiosmtplib_name_exists() -> None:
     import smtpx.aio.typing
 
     assert sorted(name for name in aiosmtplib.__all__ if not hasattr(smtpx.aio, name)) == []
+    # The client's public members; the asyncio plumbing is not there (README: differences).
+    plumbing = {"get_transport_info", "loop", "protocol", "transport"}
+    theirs = {n for n in [*dir(aiosmtplib.SMTP), *vars(aiosmtplib.SMTP())] if not n.startswith("_")}
+    assert sorted(theirs - plumbing - set(dir(smtpx.aio.SMTP))) == []
+    assert smtpx.aio.SMTP.AUTH_METHODS == aiosmtplib.SMTP.AUTH_METHODS
     for theirs, ours in [(aiosmtplib.typing, smtpx.aio.typing), (aiosmtplib.auth, smtpx.aio.auth)]:
         assert sorted(name for name in theirs.__all__ if not hasattr(ours, name)) == []
     assert smtpx.aio.SMTPResponse(250, "OK").code == 250
@@ -451,6 +456,8 @@ def test_oauth_token_generator_and_auth_xoauth2(
                 username="me@example.org", oauth_token_generator=token,
             ) as client:
                 noop = tuple(await client.noop())
+                assert client.server_auth_methods == ["xoauth2", "plain"]
+                assert client.supported_auth_methods == ["plain"]
                 with pytest.raises(lib.SMTPAuthenticationError) as refused:
                     await client.auth_xoauth2("me@example.org", "expired")
                 return noop, refused.value.code, refused.value.message
@@ -468,3 +475,28 @@ def test_oauth_token_generator_errors(lib: ModuleType) -> None:
 
     with pytest.raises(ValueError, match="mutually exclusive"):
         lib.SMTP(hostname="localhost", username="u", password="p", oauth_token_generator=token)
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_state_attributes_and_sync_sends(lib: ModuleType, aiosmtpd: tuple[int, Recording], ca_file: pathlib.Path) -> None:
+    port, handler = aiosmtpd
+
+    async def main() -> list[Any]:
+        client = lib.SMTP(hostname="127.0.0.1", port=port, timeout=10, cert_bundle=str(ca_file))
+        seen: list[Any] = [client.is_ehlo_or_helo_needed, client.last_ehlo_response]
+        await client.connect()
+        ehlo = client.last_ehlo_response
+        seen += [client.is_ehlo_or_helo_needed, ehlo.code, ehlo.message.splitlines()[1:], client.supports_esmtp]
+        seen += [client.server_auth_methods, client.supported_auth_methods]
+        seen += [client.validate_certs, client.cert_bundle, client.client_cert, client.tls_context]
+        helo = await client.helo()
+        seen += [client.last_helo_response == helo]
+        await client.quit()
+        return seen
+
+    seen = run(main())
+    assert seen == [True, None, False, 250, ["SIZE 33554432", "8BITMIME", "SMTPUTF8", "HELP"], True, [], [], True, str(ca_file), None, None, True]
+    client = lib.SMTP(hostname="127.0.0.1", port=port, timeout=10)
+    assert client.sendmail_sync("a@example.org", ["b@example.net"], MESSAGE) == ({}, "OK")
+    assert client.send_message_sync(_message()) == ({}, "OK")
+    assert len(handler.envelopes) == 2

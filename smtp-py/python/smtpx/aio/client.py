@@ -116,6 +116,9 @@ class SMTP:
 
     default_port = SMTP_PORT
     _lmtp = False
+    #: aiosmtplib's AUTH mechanisms, preferred first: what :attr:`supported_auth_methods`
+    #: picks from (``login`` uses PLAIN or LOGIN, the engine's).
+    AUTH_METHODS: tuple[str, ...] = ("cram-md5", "plain", "login")
 
     def __init__(
         self,
@@ -169,6 +172,7 @@ class SMTP:
             else None
         )
         self._connection: Connection | None = None
+        self._last_helo: SMTPResponse | None = None
         self._trace = ClientTrace()
         # One operation at a time: concurrent callers wait their turn.
         self._turn = asyncio.Lock()
@@ -195,6 +199,109 @@ class SMTP:
     def is_connected(self) -> bool:
         """True while the connection is open."""
         return self._connection is not None and self._connection.is_open
+
+    # -- aiosmtplib's state attributes -------------------------------------------------------
+
+    @property
+    def last_ehlo_response(self) -> SMTPResponse | None:
+        """The last EHLO reply (the engine's, at connect, or :meth:`ehlo`'s), its lines
+        joined with ``\\n``; None before one, or after a HELO."""
+        lines = self._connection.runner.ehlo_lines() if self._connection is not None else None
+        return SMTPResponse(250, "\n".join(lines)) if lines is not None else None
+
+    @property
+    def last_helo_response(self) -> SMTPResponse | None:
+        """The reply to the last :meth:`helo` on this connection, or None."""
+        return self._last_helo if self.is_connected else None
+
+    @property
+    def supports_esmtp(self) -> bool:
+        """True when the server answered EHLO."""
+        return self.last_ehlo_response is not None
+
+    @property
+    def is_ehlo_or_helo_needed(self) -> bool:
+        """True until the session has greeted: never while connected here, since
+        :meth:`connect` greets."""
+        return not self.is_connected
+
+    @property
+    def server_auth_methods(self) -> list[str]:
+        """The AUTH mechanisms of the last EHLO reply, lower case."""
+        return self.esmtp_extensions.get("auth", "").lower().split()
+
+    @property
+    def supported_auth_methods(self) -> list[str]:
+        """The mechanisms of :attr:`AUTH_METHODS` the server offers, preferred first."""
+        offered = self.server_auth_methods
+        return [method for method in self.AUTH_METHODS if method in offered]
+
+    @property
+    def validate_certs(self) -> bool:
+        """Whether the server's certificate is checked (assignable, for the next
+        connection or :meth:`starttls`)."""
+        return self._tls_options[0]
+
+    @validate_certs.setter
+    def validate_certs(self, value: bool) -> None:
+        self._apply({"validate_certs": value})
+
+    @property
+    def cert_bundle(self) -> str | os.PathLike[str] | None:
+        """The PEM file of trusted CAs, or None (assignable)."""
+        return self._tls_options[1]
+
+    @cert_bundle.setter
+    def cert_bundle(self, value: str | os.PathLike[str] | None) -> None:
+        self._apply({"cert_bundle": value})
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The ``ssl.SSLContext`` whose verification setting and CAs are used, or None
+        (assignable)."""
+        return self._tls_options[2]
+
+    @tls_context.setter
+    def tls_context(self, value: ssl.SSLContext | None) -> None:
+        self._apply({"tls_context": value})
+
+    @property
+    def client_cert(self) -> str | None:
+        """The client certificate's PEM file, or None (assignable)."""
+        return self._tls_options[3]
+
+    @client_cert.setter
+    def client_cert(self, value: str | None) -> None:
+        self._apply({"client_cert": value})
+
+    @property
+    def client_key(self) -> str | None:
+        """The client key's PEM file, or None (assignable)."""
+        return self._tls_options[4]
+
+    @client_key.setter
+    def client_key(self, value: str | None) -> None:
+        self._apply({"client_key": value})
+
+    def sendmail_sync(self, *args: Any, **kwargs: Any) -> tuple[dict[str, SMTPResponse], str]:
+        """aiosmtplib's blocking :meth:`sendmail`: runs an event loop that connects,
+        sends and quits (not from inside a running loop)."""
+
+        async def sendmail() -> tuple[dict[str, SMTPResponse], str]:
+            async with self:
+                return await self.sendmail(*args, **kwargs)
+
+        return asyncio.run(sendmail())
+
+    def send_message_sync(self, *args: Any, **kwargs: Any) -> tuple[dict[str, SMTPResponse], str]:
+        """aiosmtplib's blocking :meth:`send_message`: runs an event loop that connects,
+        sends and quits (not from inside a running loop)."""
+
+        async def send_message() -> tuple[dict[str, SMTPResponse], str]:
+            async with self:
+                return await self.send_message(*args, **kwargs)
+
+        return asyncio.run(send_message())
 
     @property
     def is_tls(self) -> bool:
@@ -458,6 +565,7 @@ class SMTP:
         reply = await self._command("helo", hostname or self.local_hostname, timeout=timeout)
         if reply.code != 250:
             raise SMTPHeloError(reply.code, reply.message)
+        self._last_helo = reply
         return reply
 
     def supports_extension(self, extension: str, /) -> bool:
