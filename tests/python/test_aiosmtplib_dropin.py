@@ -59,7 +59,7 @@ def test_every_public_aiosmtplib_name_exists() -> None:
     # The client's public members; the asyncio plumbing is not there (README: differences).
     plumbing = {"get_transport_info", "loop", "protocol", "transport"}
     theirs = {n for n in [*dir(aiosmtplib.SMTP), *vars(aiosmtplib.SMTP())] if not n.startswith("_")}
-    assert sorted(theirs - plumbing - set(dir(smtpx.aio.SMTP))) == []
+    assert sorted(theirs - plumbing - set(dir(smtpx.aio.SMTP()))) == []
     assert smtpx.aio.SMTP.AUTH_METHODS == aiosmtplib.SMTP.AUTH_METHODS
     for theirs, ours in [(aiosmtplib.typing, smtpx.aio.typing), (aiosmtplib.auth, smtpx.aio.auth)]:
         assert sorted(name for name in theirs.__all__ if not hasattr(ours, name)) == []
