@@ -371,6 +371,28 @@ def test_starttls_with_a_client_cert(lib: ModuleType, mutual_tls: dict[str, Any]
 
 
 @pytest.mark.parametrize("lib", LIBS)
+def test_a_missing_or_bad_client_cert_file(lib: ModuleType, tmp_path: pathlib.Path) -> None:
+    # smtpx reads the files when the client is made, aiosmtplib when it connects (README).
+    async def main() -> None:
+        client = lib.SMTP(hostname="127.0.0.1", port=free_port(), use_tls=True, timeout=5,
+                          client_cert=str(tmp_path / "missing.pem"))
+        await client.connect()
+
+    with pytest.raises(FileNotFoundError):
+        run(main())
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+
+    async def bad_pem() -> None:
+        client = lib.SMTP(hostname="127.0.0.1", port=free_port(), use_tls=True, timeout=5,
+                          client_cert=str(garbage))
+        await client.connect()
+
+    with pytest.raises(ssl.SSLError):
+        run(bad_pem())
+
+
+@pytest.mark.parametrize("lib", LIBS)
 def test_client_cert_with_a_tls_context_is_refused(lib: ModuleType, mutual_tls: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="Either a TLS context or a certificate/key"):
         lib.SMTP(hostname="localhost", tls_context=mutual_tls["trusted"], client_cert=mutual_tls["cert"])

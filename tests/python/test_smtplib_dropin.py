@@ -536,13 +536,22 @@ def test_starttls_client_certificate_reaches_the_server(lib: ModuleType, mutual_
 
 
 @pytest.mark.parametrize("lib", LIBS)
-def test_client_certificate_errors_as_smtplib(lib: ModuleType, mutual_tls: dict[str, Any], tmp_path: pathlib.Path) -> None:
+def test_client_certificate_errors_as_smtplib(
+    lib: ModuleType, mutual_tls: dict[str, Any], tmp_path: pathlib.Path, ca: Any
+) -> None:
+    ca.issue_cert("other.test").private_key_pem.write_to_path(str(tmp_path / "other.key"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         with pytest.raises(ValueError, match="certfile must be specified"):
             lib.SMTP_SSL(keyfile=mutual_tls["key"])
         with pytest.raises(FileNotFoundError):
             lib.SMTP_SSL(keyfile=str(tmp_path / "missing.key"), certfile=str(tmp_path / "missing.pem"))
+        garbage = tmp_path / "garbage.pem"
+        garbage.write_text("not a certificate\n")
+        with pytest.raises(ssl.SSLError):
+            lib.SMTP_SSL(certfile=str(garbage))
+        with pytest.raises(ssl.SSLError):  # a key that is not the certificate's
+            lib.SMTP_SSL(certfile=mutual_tls["cert"], keyfile=str(tmp_path / "other.key"))
 
 
 def test_smtpx_without_the_required_client_certificate_fails(mutual_tls: dict[str, Any]) -> None:

@@ -285,7 +285,8 @@ def client_certificate(
     client_key)``: ``certfile`` a PEM chain, leaf first, and ``keyfile`` its key (None
     when the key is in ``certfile``), as ``ssl``'s ``load_cert_chain`` reads them;
     ``(None, None)`` for none. Both files are opened here, so that a
-    missing one raises ``FileNotFoundError`` before connecting, as with ``ssl``; a key
+    missing one raises ``FileNotFoundError`` before connecting, as with ``ssl``, and one
+    that holds no certificate or key an ``SmtpTlsError`` (an ``ssl.SSLError``); a key
     without a certificate is a ``ValueError`` (smtplib's "certfile must be specified")."""
     if certfile is None:
         if keyfile is not None:
@@ -297,6 +298,10 @@ def client_certificate(
         if path is not None:
             with open(path, "rb"):
                 pass
+    # Parsed now, as ssl's load_cert_chain does: bad PEM, or a key that is not the
+    # certificate's, is an SmtpTlsError (an ssl.SSLError) here, not at the handshake. No
+    # roots are loaded for this check (dangerous_accept_invalid_certs).
+    _native.TlsConfig.client(dangerous_accept_invalid_certs=True, client_cert=cert, client_key=key)
     return (cert, key)
 
 
