@@ -353,6 +353,30 @@ def test_client_cert_and_key_reach_the_server(
 
 
 @pytest.mark.parametrize("lib", LIBS)
+def test_send_with_a_client_cert_into_aiosmtpd(
+    lib: ModuleType, mutual_tls: dict[str, Any], ca_file: pathlib.Path
+) -> None:
+    # aiosmtpd over implicit TLS that requires a client certificate: delivered means the
+    # certificate arrived and was checked.
+    from aiosmtpd.controller import Controller
+
+    handler = Recording()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=mutual_tls["server"])
+    controller.start()
+    try:
+        sent = run(lib.send(
+            MESSAGE, sender="a@example.org", recipients=["b@example.net"], hostname="localhost", port=port,
+            use_tls=True, cert_bundle=str(ca_file), client_cert=mutual_tls["cert"], client_key=mutual_tls["key"],
+            timeout=10,
+        ))
+    finally:
+        controller.stop()
+    assert sent == ({}, "OK")
+    assert [e.rcpt_tos for e in handler.envelopes] == [["b@example.net"]]
+
+
+@pytest.mark.parametrize("lib", LIBS)
 def test_starttls_with_a_client_cert(lib: ModuleType, mutual_tls: dict[str, Any], ca_file: pathlib.Path) -> None:
     replies = {b"EHLO": b"250-tls.scripted\r\n250 STARTTLS\r\n", b"NOOP": b"250 OK\r\n"}
     with tls_scripted(mutual_tls["server"], replies, starttls=True) as (port, peers):
