@@ -22,6 +22,12 @@ write what the caller asks for, as smtplib does; ``putcmd`` waits for the reply,
 ``smtpx.wire`` logger is enabled for DEBUG when connecting, each line is also logged
 there as ``conn=ID C: text``.
 
+``sendmail`` sends addresses as given, a local part without a domain too (local
+submission, LMTP), and raises a 421 as the class of its phase (``SMTPSenderRefused``,
+``SMTPRecipientsRefused``, ``SMTPDataError``), closing the connection, as smtplib does.
+``SMTP_SSL(keyfile=, certfile=)`` and ``starttls(keyfile=, certfile=)`` show a client
+certificate to a server that asks for one.
+
 Differences (the README's table has them all with their reasons): message bytes are
 canonicalised to CRLF (smtplib sends bare LF in bytes as is), ``send(s)`` is smtpx's per-recipient send, not smtplib's raw
 write, and ``login()``/``auth()`` on a connection without TLS raise

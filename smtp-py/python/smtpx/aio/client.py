@@ -19,6 +19,9 @@ server offers it, True requires it (the connection fails before any MAIL or AUTH
 the server does not offer it), False never upgrades. Certificates are checked against
 Mozilla's roots unless ``cert_bundle`` (a PEM file) or ``tls_context`` (its CA
 certificates) name others; ``validate_certs=False`` accepts any (tests only).
+``client_cert`` and ``client_key`` (PEM files, read when given) are the client
+certificate for a server that asks for one (mutual TLS); as in aiosmtplib they do not go
+with a ``tls_context``. ``oauth_token_generator`` logs in with XOAUTH2 after connecting.
 
 Credentials (``username``/``password``, or :meth:`SMTP.login`) are sent only over TLS:
 without it the connection fails, or ``login`` raises, with
