@@ -86,19 +86,57 @@ impl Address {
         })
     }
 
+    /// Lenient mode for a client that sends addresses as its user gave them: like
+    /// [`Address::parse`], but a local part without a domain (`postmaster`, `root`,
+    /// `"john doe"`) is taken too, as smtplib sends it for local submission and LMTP.
+    /// The local part still follows RFC 5321's dot-string or quoted-string grammar and its
+    /// 64-octet limit, so CR, LF, NUL, spaces, `<`, `>` and anything else that could
+    /// change the command line are refused as by [`Address::parse`]. Servers never use
+    /// this: what they accept is [`Address::parse`]'s (and `<Postmaster>`).
+    ///
+    /// ```
+    /// use smtp_core::address::{Address, AddressError};
+    /// let local = Address::parse_allowing_bare_local_part("root").unwrap();
+    /// assert_eq!((local.local_part(), local.domain()), ("root", ""));
+    /// assert_eq!(Address::parse("root"), Err(AddressError::MissingAt));
+    /// assert!(Address::parse_allowing_bare_local_part("root\r\nRSET").is_err());
+    /// assert!(Address::parse_allowing_bare_local_part("a> SIZE=1").is_err());
+    /// assert!(Address::parse_allowing_bare_local_part("a@").is_err());
+    /// ```
+    pub fn parse_allowing_bare_local_part(text: &str) -> Result<Address, AddressError> {
+        match validate_mailbox(text) {
+            Ok(at) => Ok(Address {
+                text: text.to_owned(),
+                at,
+            }),
+            Err(AddressError::MissingAt) if is_bare_local_part(text) => {
+                if text.len() > MAX_LOCAL_PART_LEN {
+                    return Err(AddressError::LocalPartTooLong);
+                }
+                Ok(Address {
+                    text: text.to_owned(),
+                    at: text.len(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The whole address.
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
-    /// The part before the `@`, quotes included when it was quoted.
+    /// The part before the `@`, quotes included when it was quoted (the whole text of a
+    /// bare local part).
     pub fn local_part(&self) -> &str {
         &self.text[..self.at]
     }
 
-    /// The part after the `@`: a domain name or an address literal such as `[192.0.2.1]`.
+    /// The part after the `@`: a domain name or an address literal such as `[192.0.2.1]`;
+    /// empty for a bare local part ([`Address::parse_allowing_bare_local_part`]).
     pub fn domain(&self) -> &str {
-        &self.text[self.at + 1..]
+        self.text.get(self.at + 1..).unwrap_or("")
     }
 
     /// True when the address is all ASCII; otherwise it needs SMTPUTF8.
@@ -312,6 +350,15 @@ fn validate_mailbox(text: &str) -> Result<usize, AddressError> {
     }
     validate_domain(domain)?;
     Ok(at)
+}
+
+/// A local part alone, no `@` outside quotes: a dot-string, or one quoted string.
+fn is_bare_local_part(text: &str) -> bool {
+    if text.starts_with('"') {
+        quoted_string_end(text) == Some(text.len())
+    } else {
+        is_dot_string(text)
+    }
 }
 
 /// Returns the index just past the closing quote of a quoted string starting at 0.
@@ -582,5 +629,51 @@ mod tests {
         assert_eq!(p, ForwardPath::Postmaster("Postmaster".into()));
         let (p, _) = parse_forward_path("<postmaster@example.com>").unwrap();
         assert!(matches!(p, ForwardPath::Mailbox(_)));
+    }
+
+    #[test]
+    fn bare_local_parts_only_in_lenient_mode() {
+        for local in [
+            "root",
+            "postmaster",
+            "first.last",
+            "\"john doe\"",
+            "\"a@b\"",
+        ] {
+            assert_eq!(
+                Address::parse(local),
+                Err(AddressError::MissingAt),
+                "{local}"
+            );
+            let a = Address::parse_allowing_bare_local_part(local).unwrap();
+            assert_eq!((a.as_str(), a.local_part(), a.domain()), (local, local, ""));
+        }
+        // A whole mailbox is the same in both modes.
+        let a = Address::parse_allowing_bare_local_part("a@example.com").unwrap();
+        assert_eq!(a, Address::parse("a@example.com").unwrap());
+        // Injection and bad syntax stay refused.
+        for (bad, why) in [
+            ("root\r\nRSET", AddressError::ControlCharacter),
+            ("root\0", AddressError::ControlCharacter),
+            ("ro\not", AddressError::ControlCharacter),
+            ("a b", AddressError::MissingAt),
+            ("a>", AddressError::MissingAt),
+            ("<a>", AddressError::MissingAt),
+            ("a.", AddressError::MissingAt),
+            ("", AddressError::MissingAt),
+            ("a@", AddressError::MissingAt),
+            ("@b.c", AddressError::MissingAt),
+        ] {
+            assert_eq!(
+                Address::parse_allowing_bare_local_part(bad),
+                Err(why),
+                "{bad:?}"
+            );
+        }
+        let long = "a".repeat(MAX_LOCAL_PART_LEN + 1);
+        assert_eq!(
+            Address::parse_allowing_bare_local_part(&long),
+            Err(AddressError::LocalPartTooLong)
+        );
     }
 }

@@ -15,6 +15,8 @@ use smtp_core::client::{ClientOptions, Envelope, ErrorKind, Phase, TlsMode};
 enum Then {
     HangUp,
     Stall,
+    /// Says `421 4.3.2 shutting down` and hangs up.
+    Closing,
 }
 
 /// A server that greets, answers every command with 250 (354 for DATA), without
@@ -24,8 +26,11 @@ fn scripted(at: &'static str, then: Then) -> (std::net::SocketAddr, JoinHandle<(
     let addr = listener.local_addr().unwrap();
     let handle = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        let act = |stream: TcpStream| match then {
+        let act = |mut stream: TcpStream| match then {
             Then::HangUp => drop(stream),
+            Then::Closing => {
+                let _ = stream.write_all(b"421 4.3.2 shutting down\r\n");
+            }
             // Bounded: the client gives up long before.
             Then::Stall => std::thread::sleep(Duration::from_secs(1)),
         };
@@ -105,11 +110,13 @@ fn each_phase_is_named() {
         (".", Phase::AfterData),
     ];
     for (at, phase) in cases {
-        for then in [Then::HangUp, Then::Stall] {
+        for then in [Then::HangUp, Then::Stall, Then::Closing] {
             let e = failure(at, then);
             let expected_kind = match then {
                 Then::HangUp => ErrorKind::ConnectionClosed,
                 Then::Stall => ErrorKind::Timeout,
+                // The phase is the one of the command the 421 answered, not the next.
+                Then::Closing => ErrorKind::ServerClosed,
             };
             assert_eq!(e.kind(), expected_kind, "{at:?}: {e}");
             assert_eq!(e.phase(), Some(phase), "{at:?}: {e}");

@@ -6,6 +6,7 @@
 //! smtplib's return conventions and into result objects.
 
 use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use smtp_core::blocking::client::{ClientOptions, SmtpClient, TlsMode};
 use smtp_core::client::{ClientTimeouts, Envelope, Recipient, TransactionResult};
 use smtp_core::command::Command;
 use smtp_core::reply::Reply;
-use smtp_core::tls::{self, RootCerts, TlsClientOptions};
+use smtp_core::tls::{self, RootCerts, TlsClientExtras, TlsClientOptions, TlsIdentity};
 use smtp_core::{Address, ForwardPath, ReversePath};
 
 use crate::errors::{SmtpDisconnected, client_error, smtplib_message};
@@ -87,14 +88,52 @@ pub(crate) fn tls_config(
     insecure: bool,
     ca_pem: Option<Vec<u8>>,
 ) -> PyResult<Option<Arc<rustls::ClientConfig>>> {
-    if !insecure && ca_pem.is_none() {
+    tls_config_with_identity(insecure, ca_pem, None)
+}
+
+/// The client certificate of a Python client: smtplib's `certfile`/`keyfile` and
+/// aiosmtplib's `client_cert`/`client_key` (PEM files). As with `ssl`'s
+/// `load_cert_chain`, the key may be in the certificate's file (`key` None).
+pub(crate) fn client_identity(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> PyResult<Option<TlsIdentity>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(PyValueError::new_err(
+                "a client key needs its certificate (certfile / client_cert)",
+            ));
+        }
+        (Some(cert), key) => {
+            let key = key.unwrap_or_else(|| cert.clone());
+            (cert, key)
+        }
+    };
+    TlsIdentity::from_pem_files(&cert, &key)
+        .map(Some)
+        .map_err(|e| client_error(e.into(), true))
+}
+
+/// A TLS configuration that also shows `identity` (mutual TLS) to a server that asks for
+/// a certificate; `None` for the engine's default when there is nothing to add to it.
+pub(crate) fn tls_config_with_identity(
+    insecure: bool,
+    ca_pem: Option<Vec<u8>>,
+    identity: Option<TlsIdentity>,
+) -> PyResult<Option<Arc<rustls::ClientConfig>>> {
+    if !insecure && ca_pem.is_none() && identity.is_none() {
         return Ok(None);
     }
     let options = TlsClientOptions {
         roots: ca_pem.map(RootCerts::Pem).unwrap_or_default(),
         dangerous_accept_invalid_certs: insecure,
     };
-    tls::client_config(&options)
+    let extras = TlsClientExtras {
+        identity,
+        ..TlsClientExtras::default()
+    };
+    tls::client_config_with(&options, &extras)
         .map(Some)
         .map_err(|e| client_error(e.into(), true))
 }
@@ -117,11 +156,17 @@ pub(crate) fn envelope(
             no_line_breaks(what, item)?;
         }
     }
-    let bad = |e: &dyn std::fmt::Display| PyValueError::new_err(e.to_string());
+    // Addresses as smtplib sends them: a local part alone is taken (local submission,
+    // LMTP); the grammar still refuses anything that could change the command line.
+    let bad = |address: &str, e: &dyn std::fmt::Display| {
+        PyValueError::new_err(format!("invalid address {address:?}: {e}"))
+    };
     let from = if from.is_empty() {
         ReversePath::Null
     } else {
-        ReversePath::Mailbox(Address::parse(from).map_err(|e| bad(&e))?)
+        ReversePath::Mailbox(
+            Address::parse_allowing_bare_local_part(from).map_err(|e| bad(from, &e))?,
+        )
     };
     let params = if mail_options.is_empty() {
         Default::default()
@@ -155,7 +200,9 @@ pub(crate) fn envelope(
         .iter()
         .map(|t| {
             Ok(Recipient {
-                address: ForwardPath::Mailbox(Address::parse(t).map_err(|e| bad(&e))?),
+                address: ForwardPath::Mailbox(
+                    Address::parse_allowing_bare_local_part(t).map_err(|e| bad(t, &e))?,
+                ),
                 params: rcpt_params.clone(),
             })
         })
@@ -337,7 +384,7 @@ impl Client {
     #[pyo3(signature = (host, port, *, helo_name, tls = "none", server_name = None,
         insecure = false, ca_pem = None, timeout = None, lmtp = false, username = None,
         password = None, allow_insecure_auth = false, pipelining = true, chunking = true,
-        trace = None, sock_fd = None, unix_path = None))]
+        trace = None, sock_fd = None, unix_path = None, client_cert = None, client_key = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -358,6 +405,8 @@ impl Client {
         trace: Option<Py<PyAny>>,
         sock_fd: Option<i32>,
         unix_path: Option<std::path::PathBuf>,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
     ) -> PyResult<Client> {
         let trace = PyTrace::new(trace);
         let mut options = client_options(
@@ -369,8 +418,9 @@ impl Client {
             lmtp,
             Some(&trace),
         )?;
+        let identity = client_identity(client_cert, client_key)?;
         if options.tls != TlsMode::None {
-            options.tls_config = tls_config(insecure, ca_pem)?;
+            options.tls_config = tls_config_with_identity(insecure, ca_pem, identity)?;
         }
         options.pipelining = pipelining;
         options.chunking = chunking;
@@ -447,16 +497,21 @@ impl Client {
         })
     }
 
-    /// Upgrades with STARTTLS and greets again.
-    #[pyo3(signature = (server_name, *, insecure = false, ca_pem = None))]
+    /// Upgrades with STARTTLS and greets again; `client_cert` (and `client_key`, when the
+    /// key is in a file of its own) is shown to a server that asks for a certificate.
+    #[pyo3(signature = (server_name, *, insecure = false, ca_pem = None, client_cert = None,
+        client_key = None))]
     fn starttls(
         &self,
         py: Python<'_>,
         server_name: String,
         insecure: bool,
         ca_pem: Option<Vec<u8>>,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
     ) -> PyResult<()> {
-        let config = tls_config(insecure, ca_pem)?;
+        let identity = client_identity(client_cert, client_key)?;
+        let config = tls_config_with_identity(insecure, ca_pem, identity)?;
         self.with(py, move |c| c.starttls(&server_name, config))
     }
 

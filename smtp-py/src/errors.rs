@@ -64,7 +64,16 @@ pub fn client_error(error: Error, connecting: bool) -> PyErr {
         ErrorKind::Io | ErrorKind::ConnectionClosed | ErrorKind::NotReady => {
             SmtpDisconnected::new_err(text)
         }
-        ErrorKind::ServerClosed => with_reply(SmtpServerClosed::new_err),
+        // The phase ("MAIL", "RCPT", "DATA", "after the end of data", ...) lets the
+        // Python faces raise a 421 as the class smtplib and aiosmtplib raise in that phase.
+        ErrorKind::ServerClosed => match error.reply() {
+            Some(reply) => SmtpServerClosed::new_err((
+                reply.code().get(),
+                smtplib_message(reply),
+                error.phase().map(|p| p.as_str()),
+            )),
+            None => SmtpError::new_err(text),
+        },
         ErrorKind::Tls if certificate_refused(&error) => SmtpCertificateError::new_err(text),
         ErrorKind::Tls => SmtpTlsError::new_err(text),
         ErrorKind::Timeout => SmtpTimeoutError::new_err(text),

@@ -19,7 +19,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use rustls::pki_types::ServerName;
-use smtp_core::tls::{self, RootCerts, TlsClientOptions, TlsSession as CoreSession};
+use smtp_core::tls::{
+    self, RootCerts, TlsClientExtras, TlsClientOptions, TlsSession as CoreSession,
+};
 
 use crate::errors::{SmtpTlsError, client_error};
 
@@ -57,15 +59,21 @@ impl TlsConfig {
     /// default) or "system" (the operating system's store); `ca_file` (a PEM file) or
     /// `ca_pem` (PEM text) trust those certificates instead. With
     /// `dangerous_accept_invalid_certs` any certificate is accepted (tests only).
+    /// `client_cert` (a PEM chain file, leaf first) and `client_key` (its key's PEM file;
+    /// None when the key is in `client_cert`) are shown to a server that asks for a
+    /// certificate (mutual TLS).
     #[staticmethod]
     #[pyo3(signature = (*, roots = "webpki", ca_file = None, ca_pem = None,
-        dangerous_accept_invalid_certs = false))]
+        dangerous_accept_invalid_certs = false, client_cert = None, client_key = None))]
     fn client(
         roots: &str,
         ca_file: Option<PathBuf>,
         ca_pem: Option<Vec<u8>>,
         dangerous_accept_invalid_certs: bool,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
     ) -> PyResult<TlsConfig> {
+        let identity = crate::client::client_identity(client_cert, client_key)?;
         let roots = match (roots, ca_file, ca_pem) {
             (_, Some(_), Some(_)) => {
                 return Err(PyValueError::new_err("give ca_file or ca_pem, not both"));
@@ -84,7 +92,12 @@ impl TlsConfig {
             roots,
             dangerous_accept_invalid_certs,
         };
-        let config = tls::client_config(&options).map_err(|e| client_error(e.into(), false))?;
+        let extras = TlsClientExtras {
+            identity,
+            ..TlsClientExtras::default()
+        };
+        let config = tls::client_config_with(&options, &extras)
+            .map_err(|e| client_error(e.into(), false))?;
         Ok(TlsConfig {
             side: Side::Client(config),
         })

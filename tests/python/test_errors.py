@@ -46,6 +46,18 @@ CASES: list[tuple[BaseException, tuple[type[BaseException], ...]]] = [
         (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException),
     ),
     (smtpx.SmtpHeloError(501, b"bad name"), (smtplib.SMTPHeloError,)),
+    (
+        smtpx.SmtpSenderRefusedClosing(421, b"4.3.2 bye", "s@example.org"),
+        (smtplib.SMTPSenderRefused, smtpx.SmtpServerClosed, smtplib.SMTPServerDisconnected),
+    ),
+    (
+        smtpx.SmtpRecipientsRefusedClosing({"a@example.org": (421, b"4.3.2 bye")}, 421, b"4.3.2 bye"),
+        (smtplib.SMTPRecipientsRefused, smtpx.SmtpServerClosed, smtplib.SMTPServerDisconnected),
+    ),
+    (
+        smtpx.SmtpDataErrorClosing(421, b"4.3.2 bye"),
+        (smtplib.SMTPDataError, smtpx.SmtpServerClosed, smtplib.SMTPServerDisconnected),
+    ),
 ]
 
 IDS = [type(exc).__name__ for exc, _ in CASES]

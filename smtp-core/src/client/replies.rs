@@ -38,6 +38,10 @@ impl ClientSession {
             *deadline = (*deadline).max(self.now + timeout);
         }
         if reply.code() == ReplyCode::SERVICE_UNAVAILABLE && expect != Expect::Quit {
+            // The 421 answered `expect`: that is where the session ended, not at whatever
+            // the next awaited reply (or the transaction's state) would say.
+            self.failed_in
+                .get_or_insert(super::Phase::of_expect(expect));
             self.fail(ClientError::ServerClosed(reply));
             return;
         }

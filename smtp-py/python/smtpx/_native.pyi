@@ -77,9 +77,13 @@ class Client:
         trace: _Trace | None = None,
         sock_fd: int | None = None,
         unix_path: str | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> Client:
         """Connects (and greets, upgrades, logs in, as asked). ``trace`` sees every line
-        from the first; ``set_trace`` changes it later."""
+        from the first; ``set_trace`` changes it later. ``client_cert`` (a PEM chain)
+        and ``client_key`` (its key, None when in ``client_cert``) are shown to a server
+        that asks for a certificate."""
     def set_trace(self, trace: _Trace | None) -> None:
         """Calls ``trace`` for each line from now on; None stops calling (the switch
         stays installed: a line then costs a lock, no Python)."""
@@ -88,7 +92,15 @@ class Client:
     def is_tls(self) -> bool: ...
     def is_closed(self) -> bool: ...
     def peer(self) -> tuple[str, int] | None: ...
-    def starttls(self, server_name: str, *, insecure: bool = False, ca_pem: bytes | None = None) -> None: ...
+    def starttls(
+        self,
+        server_name: str,
+        *,
+        insecure: bool = False,
+        ca_pem: bytes | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+    ) -> None: ...
     def login(
         self, username: str, password: str, *, allow_insecure_auth: bool = False
     ) -> _Reply:
@@ -620,10 +632,14 @@ class TlsConfig:
         ca_file: str | os.PathLike[str] | None = None,
         ca_pem: bytes | None = None,
         dangerous_accept_invalid_certs: bool = False,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> TlsConfig:
         """Trust Mozilla's roots ("webpki", compiled in) or the system's ("system"), or
         only the certificates of ``ca_file`` or ``ca_pem``. With
-        ``dangerous_accept_invalid_certs`` any certificate is accepted (tests only)."""
+        ``dangerous_accept_invalid_certs`` any certificate is accepted (tests only).
+        ``client_cert`` (a PEM chain, leaf first) and ``client_key`` (its key, None
+        when in ``client_cert``) are shown to a server that asks for a certificate."""
     @staticmethod
     def server(cert_pem: bytes, key_pem: bytes) -> TlsConfig:
         """A PEM certificate chain (leaf first) and private key."""

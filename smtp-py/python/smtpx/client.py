@@ -22,6 +22,12 @@ write what the caller asks for, as smtplib does; ``putcmd`` waits for the reply,
 ``smtpx.wire`` logger is enabled for DEBUG when connecting, each line is also logged
 there as ``conn=ID C: text``.
 
+``sendmail`` sends addresses as given, a local part without a domain too (local
+submission, LMTP), and raises a 421 as the class of its phase (``SMTPSenderRefused``,
+``SMTPRecipientsRefused``, ``SMTPDataError``), closing the connection, as smtplib does.
+``SMTP_SSL(keyfile=, certfile=)`` and ``starttls(keyfile=, certfile=)`` show a client
+certificate to a server that asks for one.
+
 Differences (the README's table has them all with their reasons): message bytes are
 canonicalised to CRLF (smtplib sends bare LF in bytes as is), ``send(s)`` is smtpx's per-recipient send, not smtplib's raw
 write, and ``login()``/``auth()`` on a connection without TLS raise
@@ -54,6 +60,7 @@ from smtpx.common import (
     SendResult,
     bare_address,
     check_line,
+    client_certificate,
     default_local_hostname,
     envelope_of,
     flatten,
@@ -72,6 +79,8 @@ from smtpx.errors import (
     SmtpError,
     SmtpHeloError,
     SmtpNotSupportedError,
+    SmtpServerClosed,
+    closed_in_phase,
 )
 
 __all__ = [
@@ -124,6 +133,8 @@ class SMTP:
         self.local_hostname = local_hostname
         self.timeout = timeout
         self._context = context
+        # The client certificate (SMTP_SSL's certfile/keyfile), for the handshake.
+        self._client_certificate: tuple[str | None, str | None] = (None, None)
         self._trace = ClientTrace()
         self._native: _native.Client | None = None
         self.esmtp_features: dict[str, str] = {}
@@ -164,7 +175,8 @@ class SMTP:
         self._host = host
         tls: dict[str, Any] = {}
         if self._tls_mode != "none":
-            tls = tls_arguments(self._context, None)
+            cert, key = self._client_certificate
+            tls = {**tls_arguments(self._context, None), "client_cert": cert, "client_key": key}
         trace = self._trace
         trace.log = wire_logging()
         trace.connecting(host, port)
@@ -322,11 +334,18 @@ class SMTP:
         return self.getreply()
 
     def _command(self, line: str, secret: bool = False) -> tuple[int, bytes]:
-        return _pair(
-            self._client().command(
-                line, secret=secret, allow_insecure_auth=bool(self.allow_insecure_auth)
+        try:
+            return _pair(
+                self._client().command(
+                    line, secret=secret, allow_insecure_auth=bool(self.allow_insecure_auth)
+                )
             )
-        )
+        except SmtpServerClosed as closing:
+            # smtplib returns the 421 like any reply; the server has hung up, so the
+            # connection is closed (as smtplib's sendmail closes it after a 421).
+            self.close()
+            message = closing.smtp_error
+            return (closing.smtp_code, message if isinstance(message, bytes) else message.encode())
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         """Sends ``MAIL FROM:`` with the address as given (quoted as smtplib's
@@ -415,22 +434,26 @@ class SMTP:
 
     def starttls(
         self,
-        keyfile: None = None,
-        certfile: None = None,
+        keyfile: str | None = None,
+        certfile: str | None = None,
         context: ssl.SSLContext | None = None,
         *,
         cafile: str | None = None,
     ) -> tuple[int, bytes]:
         """Upgrades with STARTTLS and greets again; returns the server's 220 as ``(code,
-        message)``. A refusal raises :class:`~smtpx.errors.SmtpReplyError`. Only ``context``'s verification
-        setting and CA certificates are used (``CERT_NONE`` or ``check_hostname=False``
-        means no verification); ``cafile`` adds a PEM file of trusted CAs."""
-        if keyfile is not None or certfile is not None:
-            raise ValueError("client certificates are not supported")
+        message)``. A refusal raises :class:`~smtpx.errors.SmtpReplyError`. Only
+        ``context``'s verification setting and CA certificates are used (``CERT_NONE`` or
+        ``check_hostname=False`` means no verification); ``cafile`` adds a PEM file of
+        trusted CAs. ``certfile`` (a PEM chain, leaf first) and ``keyfile`` (its key,
+        when not in ``certfile``) are the client certificate shown to a server that asks
+        for one, as in smtplib before Python 3.12; unlike smtplib they may come with a
+        ``context``, since a chain loaded into an ``ssl.SSLContext`` cannot be read
+        back from it."""
+        cert, key = client_certificate(certfile, keyfile)
         client = self._client()
         if not self.has_extn("starttls"):
             raise SmtpNotSupportedError("STARTTLS extension not supported by server.")
-        client.starttls(self._host, **tls_arguments(context, cafile))
+        client.starttls(self._host, **tls_arguments(context, cafile), client_cert=cert, client_key=key)
         self._refresh()
         _, reply = client.kept_replies()
         return (reply[0], reply[3]) if reply is not None else (220, b"")
@@ -516,13 +539,21 @@ class SMTP:
     ) -> dict[str, tuple[int, bytes]]:
         """Sends one message as smtplib does: returns the refused recipients as
         ``{address: (code, message)}``; raises :class:`SmtpSenderRefused`,
-        :class:`SmtpRecipientsRefused` (all refused) or :class:`SmtpDataError`."""
+        :class:`SmtpRecipientsRefused` (all refused) or :class:`SmtpDataError`, also for a
+        421 in that phase (which closes the connection, as in smtplib). Addresses go out
+        as given: a local part without a domain (``"postmaster"``) is sent too; a CR, LF
+        or NUL, or anything else that is not an address, is a ``ValueError``."""
         if isinstance(to_addrs, str):
             to_addrs = [to_addrs]
         to_list = list(to_addrs)
-        result = self._transaction(
-            from_addr, to_list, message_bytes(msg), mail_options, rcpt_options
-        )
+        try:
+            result = self._transaction(
+                from_addr, to_list, message_bytes(msg), mail_options, rcpt_options
+            )
+        except SmtpServerClosed as closing:
+            # As smtplib: a 421 closes the connection and raises the class of its phase.
+            self.close()
+            raise closed_in_phase(closing, from_addr, to_list) from None
         return refused_or_raise(result, from_addr, to_list)
 
     def send_message(
@@ -622,7 +653,15 @@ def _bound_connection(
     return sock.detach()
 
 class SMTP_SSL(SMTP):
-    """SMTP over implicit TLS (port 465). ``context`` is read as by :meth:`SMTP.starttls`."""
+    """SMTP over implicit TLS (port 465). ``context`` is read as by :meth:`SMTP.starttls`.
+
+    The arguments are smtplib's (Python 3.11's order, which 3.12's keywords also fit):
+    ``certfile`` (a PEM chain, leaf first) and ``keyfile`` (its key, when not in
+    ``certfile``) are the client certificate shown to a server that asks for one. Unlike
+    smtplib they may come with a ``context`` (which then says which servers to trust),
+    since a chain loaded into an ``ssl.SSLContext`` cannot be read back from it; a
+    missing file raises ``FileNotFoundError`` here, as in smtplib.
+    """
 
     default_port = SMTP_SSL_PORT
     _tls_mode = "implicit"
@@ -632,14 +671,21 @@ class SMTP_SSL(SMTP):
         host: str = "",
         port: int = 0,
         local_hostname: str | None = None,
-        timeout: float | None = None,
+        keyfile: str | None = None,
+        certfile: str | None = None,
+        timeout: float | None | object = None,
         source_address: tuple[str, int] | None = None,
-        *,
         context: ssl.SSLContext | None = None,
     ) -> None:
+        self.keyfile = keyfile
+        self.certfile = certfile
+        identity = client_certificate(certfile, keyfile)
         super().__init__(
-            host, port, local_hostname, timeout, source_address, context=context
+            "", port, local_hostname, timeout, source_address, context=context
         )
+        self._client_certificate = identity
+        if host:
+            self.connect(host, port)
 
 
 class LMTP(SMTP):
@@ -689,6 +735,8 @@ def send(
     validate_certs: bool = True,
     cert_bundle: str | None = None,
     tls_context: ssl.SSLContext | None = None,
+    client_cert: str | None = None,
+    client_key: str | None = None,
     lmtp: bool = False,
     mail_options: Sequence[str] = (),
     rcpt_options: Sequence[str] = (),
@@ -699,7 +747,9 @@ def send(
     when the server offers STARTTLS, True requires it, False never upgrades. Credentials
     go only over TLS unless ``allow_insecure_auth`` (otherwise
     :class:`~smtpx.errors.SmtpInsecureAuthError`, nothing of them sent). Returns the
-    per-recipient :class:`SendResult`.
+    per-recipient :class:`SendResult`. ``client_cert`` (a PEM chain, leaf first) and
+    ``client_key`` (its key, when not in ``client_cert``) are shown to a server that asks
+    for a certificate, as in aiosmtplib.
     """
     if use_tls and start_tls:
         raise ValueError("use_tls and start_tls are exclusive")
@@ -715,7 +765,8 @@ def send(
     mode = tls_mode(use_tls, start_tls)
     if port is None:
         port = SMTP_SSL_PORT if use_tls else (LMTP_PORT if lmtp else SMTP_PORT)
-    tls = tls_arguments(tls_context, cert_bundle)
+    cert, key = client_certificate(client_cert, client_key)
+    tls = {**tls_arguments(tls_context, cert_bundle), "client_cert": cert, "client_key": key}
     if not validate_certs:
         tls["insecure"] = True
     if local_hostname is not None:

@@ -13,6 +13,7 @@ import email.policy
 import email.utils
 import gc
 import io
+import os
 import re
 import socket
 import ssl
@@ -34,6 +35,7 @@ __all__ = [
     "bare_address",
     "batch_item",
     "check_line",
+    "client_certificate",
     "default_local_hostname",
     "envelope_of",
     "flatten",
@@ -274,6 +276,33 @@ def tls_arguments(context: ssl.SSLContext | None, cafile: str | None) -> dict[st
         with open(cafile, "rb") as f:
             pem += f.read()
     return {"insecure": insecure, "ca_pem": pem or None}
+
+
+def client_certificate(
+    certfile: str | os.PathLike[str] | None, keyfile: str | os.PathLike[str] | None
+) -> tuple[str | None, str | None]:
+    """The client certificate (mutual TLS) as the engine takes it, ``(client_cert,
+    client_key)``: ``certfile`` a PEM chain, leaf first, and ``keyfile`` its key (None
+    when the key is in ``certfile``), as ``ssl``'s ``load_cert_chain`` reads them;
+    ``(None, None)`` for none. Both files are opened here, so that a
+    missing one raises ``FileNotFoundError`` before connecting, as with ``ssl``, and one
+    that holds no certificate or key an ``SmtpTlsError`` (an ``ssl.SSLError``); a key
+    without a certificate is a ``ValueError`` (smtplib's "certfile must be specified")."""
+    if certfile is None:
+        if keyfile is not None:
+            raise ValueError("certfile must be specified")
+        return (None, None)
+    cert = os.fspath(certfile)
+    key = os.fspath(keyfile) if keyfile is not None else None
+    for path in (cert, key):
+        if path is not None:
+            with open(path, "rb"):
+                pass
+    # Parsed now, as ssl's load_cert_chain does: bad PEM, or a key that is not the
+    # certificate's, is an SmtpTlsError (an ssl.SSLError) here, not at the handshake. No
+    # roots are loaded for this check (dangerous_accept_invalid_certs).
+    _native.TlsConfig.client(dangerous_accept_invalid_certs=True, client_cert=cert, client_key=key)
+    return (cert, key)
 
 
 def send_result(raw: _native_Result) -> SendResult:

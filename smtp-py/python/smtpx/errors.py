@@ -16,7 +16,9 @@ Hierarchy::
           ├── SmtpTlsError             (also ssl.SSLError)
           │    └── SmtpCertificateError (also ssl.SSLCertVerificationError)
           ├── SmtpDisconnected         (also smtplib.SMTPServerDisconnected)
-          │    └── SmtpServerClosed    (a 421; also SmtpReplyError)
+          │    └── SmtpServerClosed    (a 421; also SmtpReplyError; in sendmail also
+          │                             SmtpSenderRefused, SmtpRecipientsRefused or
+          │                             SmtpDataError by its phase, *Closing)
           ├── SmtpNotSupportedError    (also smtplib.SMTPNotSupportedError)
           ├── SmtpInsecureAuthError
           ├── SmtpRecipientsRefused    (also smtplib.SMTPRecipientsRefused)
@@ -38,6 +40,9 @@ __all__ = [
     "SmtpConnectionRefused",
     "SmtpHeloError",
     "SmtpServerClosed",
+    "SmtpSenderRefusedClosing",
+    "SmtpRecipientsRefusedClosing",
+    "SmtpDataErrorClosing",
     "SmtpConnectError",
     "SmtpDataError",
     "SmtpDisconnected",
@@ -134,7 +139,18 @@ class SmtpReplyError(SmtpError, smtplib.SMTPResponseException):
 
 class SmtpServerClosed(SmtpDisconnected, SmtpReplyError):
     """The server closed the session with a 421 reply: ``smtp_code`` (421) and
-    ``smtp_error`` are that reply's, as in smtplib's ``SMTPResponseException``."""
+    ``smtp_error`` are that reply's, as in smtplib's ``SMTPResponseException``.
+    ``phase`` says what the reply answered (``"MAIL"``, ``"RCPT"``, ``"DATA"``, ``"after
+    the end of data"``, ``"command"``, ...; None when unknown). ``sendmail`` and
+    ``send_message`` raise a 421 as the class of its phase instead, as smtplib does
+    (see :func:`closed_in_phase`)."""
+
+    def __init__(self, code: int, msg: bytes | str, phase: str | None = None) -> None:
+        smtplib.SMTPResponseException.__init__(self, code, msg)
+        self.phase = phase
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.smtp_code, self.smtp_error, self.phase))
 
 
 class SmtpHeloError(SmtpReplyError, smtplib.SMTPHeloError):
@@ -151,3 +167,70 @@ class SmtpDataError(SmtpReplyError, smtplib.SMTPDataError):
 
 class SmtpAuthError(SmtpReplyError, smtplib.SMTPAuthenticationError):
     """Authentication failed: the server refused the credentials or the mechanism."""
+
+
+# A 421 during a transaction, raised as smtplib raises it in that phase (the class of the
+# phase), and still an SmtpServerClosed, so that code that caught a closing server keeps
+# catching it. smtplib closes the connection in each case; so does the engine.
+
+
+class SmtpSenderRefusedClosing(SmtpSenderRefused, SmtpServerClosed):
+    """A 421 in reply to MAIL FROM: smtplib's ``SMTPSenderRefused`` (``smtp_code`` 421,
+    ``sender``), and an :class:`SmtpServerClosed`: the connection is closed."""
+
+    def __init__(self, code: int, msg: bytes, sender: str, phase: str | None = "MAIL") -> None:
+        smtplib.SMTPSenderRefused.__init__(self, code, msg, sender)
+        self.phase = phase
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.smtp_code, self.smtp_error, self.sender, self.phase))
+
+
+class SmtpRecipientsRefusedClosing(SmtpRecipientsRefused, SmtpServerClosed):  # type: ignore[misc]
+    """A 421 in reply to RCPT TO: smtplib's ``SMTPRecipientsRefused`` (``recipients``
+    maps each recipient to the 421), and an :class:`SmtpServerClosed` (``smtp_code``
+    421): the connection is closed and the message went to nobody."""
+
+    def __init__(
+        self,
+        recipients: dict[str, tuple[int, bytes]],
+        code: int = 421,
+        msg: bytes = b"",
+        phase: str | None = "RCPT",
+    ) -> None:
+        smtplib.SMTPRecipientsRefused.__init__(self, recipients)
+        self.smtp_code = code
+        self.smtp_error = msg
+        self.phase = phase
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.recipients, self.smtp_code, self.smtp_error, self.phase))
+
+
+class SmtpDataErrorClosing(SmtpDataError, SmtpServerClosed):
+    """A 421 in reply to DATA or to the message: smtplib's ``SMTPDataError``
+    (``smtp_code`` 421), and an :class:`SmtpServerClosed`: the connection is closed."""
+
+    def __init__(self, code: int, msg: bytes, phase: str | None = "DATA") -> None:
+        smtplib.SMTPResponseException.__init__(self, code, msg)
+        self.phase = phase
+
+
+def closed_in_phase(
+    error: SmtpServerClosed, sender: str, recipients: list[str]
+) -> SmtpError:
+    """The exception smtplib's ``sendmail`` raises for this 421, by the phase it came
+    in: :class:`SmtpSenderRefusedClosing` at MAIL, :class:`SmtpRecipientsRefusedClosing`
+    at RCPT (every recipient with the 421: with pipelining the replies after it never
+    come), :class:`SmtpDataErrorClosing` at DATA or after the message; ``error`` itself
+    in any other phase."""
+    code, msg = error.smtp_code, error.smtp_error
+    if not isinstance(msg, bytes):
+        msg = str(msg).encode("utf-8")
+    if error.phase == "MAIL":
+        return SmtpSenderRefusedClosing(code, msg, sender)
+    if error.phase == "RCPT":
+        return SmtpRecipientsRefusedClosing({r: (code, msg) for r in recipients}, code, msg)
+    if error.phase in ("DATA", "after the end of data"):
+        return SmtpDataErrorClosing(code, msg, error.phase)
+    return error

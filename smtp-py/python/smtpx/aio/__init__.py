@@ -16,13 +16,27 @@
       async with smtpx.aio.Server(handler, hostname="127.0.0.1", port=8025) as server:
           ...
 
+aiosmtplib's other public names are here too: :class:`SMTPStatus` and
+:data:`SMTPTokenGenerator` (also in :mod:`smtpx.aio.typing`, as in ``aiosmtplib.typing``)
+and the SASL encoders of :mod:`smtpx.aio.auth` (``aiosmtplib.auth``).
+
 TLS is rustls (:class:`smtpx._native.TlsSession`), not Python's :mod:`ssl`; every
 protocol decision is the Rust engine's.
 """
 
+from smtpx.aio import auth, typing
 from smtpx.aio.client import LMTP, SMTP, send
 from smtpx.aio.errors import *  # noqa: F403 (aiosmtplib's names, listed in errors.__all__)
 from smtpx.aio.errors import __all__ as _error_names
 from smtpx.aio.server import Server
+from smtpx.aio.typing import SMTPStatus, SMTPTokenGenerator
 
-__all__ = ["LMTP", "SMTP", "Server", "send", *(n for n in _error_names if n != "translate")]
+__all__ = [
+    "LMTP",
+    "SMTP",
+    "SMTPStatus",
+    "SMTPTokenGenerator",
+    "Server",
+    "send",
+    *(n for n in _error_names if n != "translate"),
+]

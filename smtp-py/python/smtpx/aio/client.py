@@ -19,6 +19,9 @@ server offers it, True requires it (the connection fails before any MAIL or AUTH
 the server does not offer it), False never upgrades. Certificates are checked against
 Mozilla's roots unless ``cert_bundle`` (a PEM file) or ``tls_context`` (its CA
 certificates) name others; ``validate_certs=False`` accepts any (tests only).
+``client_cert`` and ``client_key`` (PEM files, read when given) are the client
+certificate for a server that asks for one (mutual TLS); as in aiosmtplib they do not go
+with a ``tls_context``. ``oauth_token_generator`` logs in with XOAUTH2 after connecting.
 
 Credentials (``username``/``password``, or :meth:`SMTP.login`) are sent only over TLS:
 without it the connection fails, or ``login`` raises, with
@@ -45,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.message
-import enum
 import os
 import socket
 import ssl
@@ -70,16 +72,20 @@ from smtpx.common import (
     refused_or_raise,
     tls_mode,
 )
+from smtpx.aio.auth import auth_crammd5_verify, auth_xoauth2_encode
 from smtpx.aio.driver import Connection, client_tls_config, within
+from smtpx.aio.typing import Default, SMTPStatus, SMTPTokenGenerator
 from smtpx.aio.errors import (
     SMTPAuthenticationError,
     SMTPDataError,
+    SMTPException,
     SMTPHeloError,
     SMTPRecipientRefused,
     SMTPResponse,
     SMTPResponseException,
     SMTPSenderRefused,
     SMTPServerDisconnected,
+    _text_of,
     response,
     translate,
 )
@@ -87,21 +93,18 @@ from smtpx.errors import (
     SmtpDisconnected,
     SmtpError,
     SmtpNotSupportedError,
+    SmtpServerClosed,
     SmtpTimeoutError,
     SmtpTlsError,
+    closed_in_phase,
 )
 
 __all__ = ["LMTP", "SMTP", "send"]
 
 
-class _Default(enum.Enum):
-    """The default of each call's ``timeout``: the client's, as in aiosmtplib."""
-
-    token = 0
-
-
-_DEFAULT = _Default.token
-Timeout = Union[float, None, _Default]
+_Default = Default
+_DEFAULT = Default.token
+Timeout = Union[float, None, Default]
 
 
 class SMTP:
@@ -116,6 +119,9 @@ class SMTP:
 
     default_port = SMTP_PORT
     _lmtp = False
+    #: aiosmtplib's AUTH mechanisms, preferred first: what :attr:`supported_auth_methods`
+    #: picks from (``login`` uses PLAIN or LOGIN, the engine's).
+    AUTH_METHODS: tuple[str, ...] = ("cram-md5", "plain", "login")
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class SMTP:
         *,
         username: str | None = None,
         password: str | None = None,
+        oauth_token_generator: SMTPTokenGenerator | None = None,
         allow_insecure_auth: bool = False,
         local_hostname: str | None = None,
         timeout: float | None = 60.0,
@@ -138,31 +145,37 @@ class SMTP:
         socket_path: str | bytes | os.PathLike[str] | None = None,
         sock: socket.socket | None = None,
     ) -> None:
-        _no_client_certificate(client_cert, client_key)
-        if (username is None) != (password is None):
+        if password is not None and oauth_token_generator is not None:
+            raise ValueError("password and oauth_token_generator are mutually exclusive")
+        if password is not None and username is None:
+            raise ValueError("give both a username and a password")
+        if username is not None and password is None and oauth_token_generator is None:
             raise ValueError("give both a username and a password")
         if use_tls and start_tls:
             raise ValueError("use_tls and start_tls are exclusive")
+        _one_of_context_or_certificate(tls_context, client_cert)
         self.hostname = hostname
         self.port = port if port is not None else (SMTP_SSL_PORT if use_tls else self.default_port)
         self.username = username
         self.password = password
+        self.oauth_token_generator = oauth_token_generator
         self.allow_insecure_auth = allow_insecure_auth
         self.local_hostname = local_hostname
         self.timeout = timeout
         self.use_tls = use_tls
         self.start_tls = start_tls
-        self._tls_options = (validate_certs, cert_bundle, tls_context)
+        self._tls_options: _TlsOptions = (validate_certs, cert_bundle, tls_context, client_cert, client_key)
         self.source_address = source_address
         self.socket_path = socket_path
         self.sock = sock
         # Built now so that a bad cert_bundle fails here, not in the middle of a session.
         self._tls_config = (
-            client_tls_config(validate_certs, cert_bundle, tls_context)
+            client_tls_config(*self._tls_options)
             if use_tls or start_tls is not False
             else None
         )
         self._connection: Connection | None = None
+        self._last_helo: SMTPResponse | None = None
         self._trace = ClientTrace()
         # One operation at a time: concurrent callers wait their turn.
         self._turn = asyncio.Lock()
@@ -189,6 +202,109 @@ class SMTP:
     def is_connected(self) -> bool:
         """True while the connection is open."""
         return self._connection is not None and self._connection.is_open
+
+    # -- aiosmtplib's state attributes -------------------------------------------------------
+
+    @property
+    def last_ehlo_response(self) -> SMTPResponse | None:
+        """The last EHLO reply (the engine's, at connect, or :meth:`ehlo`'s), its lines
+        joined with ``\\n``; None before one, or after a HELO."""
+        lines = self._connection.runner.ehlo_lines() if self._connection is not None else None
+        return SMTPResponse(250, "\n".join(lines)) if lines is not None else None
+
+    @property
+    def last_helo_response(self) -> SMTPResponse | None:
+        """The reply to the last :meth:`helo` on this connection, or None."""
+        return self._last_helo if self.is_connected else None
+
+    @property
+    def supports_esmtp(self) -> bool:
+        """True when the server answered EHLO."""
+        return self.last_ehlo_response is not None
+
+    @property
+    def is_ehlo_or_helo_needed(self) -> bool:
+        """True until the session has greeted: never while connected here, since
+        :meth:`connect` greets."""
+        return not self.is_connected
+
+    @property
+    def server_auth_methods(self) -> list[str]:
+        """The AUTH mechanisms of the last EHLO reply, lower case."""
+        return self.esmtp_extensions.get("auth", "").lower().split()
+
+    @property
+    def supported_auth_methods(self) -> list[str]:
+        """The mechanisms of :attr:`AUTH_METHODS` the server offers, preferred first."""
+        offered = self.server_auth_methods
+        return [method for method in self.AUTH_METHODS if method in offered]
+
+    @property
+    def validate_certs(self) -> bool:
+        """Whether the server's certificate is checked (assignable, for the next
+        connection or :meth:`starttls`)."""
+        return self._tls_options[0]
+
+    @validate_certs.setter
+    def validate_certs(self, value: bool) -> None:
+        self._apply({"validate_certs": value})
+
+    @property
+    def cert_bundle(self) -> str | os.PathLike[str] | None:
+        """The PEM file of trusted CAs, or None (assignable)."""
+        return self._tls_options[1]
+
+    @cert_bundle.setter
+    def cert_bundle(self, value: str | os.PathLike[str] | None) -> None:
+        self._apply({"cert_bundle": value})
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The ``ssl.SSLContext`` whose verification setting and CAs are used, or None
+        (assignable)."""
+        return self._tls_options[2]
+
+    @tls_context.setter
+    def tls_context(self, value: ssl.SSLContext | None) -> None:
+        self._apply({"tls_context": value})
+
+    @property
+    def client_cert(self) -> str | None:
+        """The client certificate's PEM file, or None (assignable)."""
+        return self._tls_options[3]
+
+    @client_cert.setter
+    def client_cert(self, value: str | None) -> None:
+        self._apply({"client_cert": value})
+
+    @property
+    def client_key(self) -> str | None:
+        """The client key's PEM file, or None (assignable)."""
+        return self._tls_options[4]
+
+    @client_key.setter
+    def client_key(self, value: str | None) -> None:
+        self._apply({"client_key": value})
+
+    def sendmail_sync(self, *args: Any, **kwargs: Any) -> tuple[dict[str, SMTPResponse], str]:
+        """aiosmtplib's blocking :meth:`sendmail`: runs an event loop that connects,
+        sends and quits (not from inside a running loop)."""
+
+        async def sendmail() -> tuple[dict[str, SMTPResponse], str]:
+            async with self:
+                return await self.sendmail(*args, **kwargs)
+
+        return asyncio.run(sendmail())
+
+    def send_message_sync(self, *args: Any, **kwargs: Any) -> tuple[dict[str, SMTPResponse], str]:
+        """aiosmtplib's blocking :meth:`send_message`: runs an event loop that connects,
+        sends and quits (not from inside a running loop)."""
+
+        async def send_message() -> tuple[dict[str, SMTPResponse], str]:
+            async with self:
+                return await self.send_message(*args, **kwargs)
+
+        return asyncio.run(send_message())
 
     @property
     def is_tls(self) -> bool:
@@ -284,26 +400,31 @@ class SMTP:
     def _apply(self, options: dict[str, object]) -> None:
         """The keyword arguments of :meth:`connect`, checked as the constructor's."""
         known = {
-            "hostname", "port", "username", "password", "local_hostname", "source_address",
-            "timeout", "use_tls", "start_tls", "validate_certs", "client_cert", "client_key",
-            "tls_context", "cert_bundle", "socket_path", "sock",
+            "hostname", "port", "username", "password", "oauth_token_generator",
+            "local_hostname", "source_address", "timeout", "use_tls", "start_tls",
+            "validate_certs", "client_cert", "client_key", "tls_context", "cert_bundle",
+            "socket_path", "sock",
         }
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"connect() got unexpected keyword arguments {sorted(unknown)}")
-        _no_client_certificate(options.get("client_cert"), options.get("client_key"))
-        tls_keys = {"validate_certs", "tls_context", "cert_bundle"}
+        tls_keys = {"validate_certs", "tls_context", "cert_bundle", "client_cert", "client_key"}
+        validate, bundle, context, cert, key = self._tls_options
+        _one_of_context_or_certificate(
+            options.get("tls_context", context), options.get("client_cert", cert)
+        )
         for name, value in options.items():
-            if name not in tls_keys and name not in ("client_cert", "client_key"):
+            if name not in tls_keys:
                 setattr(self, name, value)
         if "port" in options and options["port"] is None or "port" not in options and self.port is None:
             self.port = SMTP_SSL_PORT if self.use_tls else self.default_port
         if tls_keys & set(options) or "use_tls" in options or "start_tls" in options:
-            validate, bundle, context = self._tls_options
             self._tls_options = (
                 bool(options.get("validate_certs", validate)),
                 options.get("cert_bundle", bundle),  # type: ignore[assignment]
                 options.get("tls_context", context),
+                options.get("client_cert", cert),
+                options.get("client_key", key),
             )
             self._tls_config = (
                 client_tls_config(*self._tls_options)
@@ -321,7 +442,9 @@ class SMTP:
             server_name=self.hostname,
             tls=mode,
             tls_config=self._tls_config,
-            username=self.username,
+            # Without a password (XOAUTH2 with oauth_token_generator), the engine does not
+            # log in: _xoauth2_on_connect does, after the opening.
+            username=self.username if self.password is not None else None,
             password=self.password,
             allow_insecure_auth=bool(self.allow_insecure_auth),
             lmtp=self._lmtp,
@@ -342,6 +465,27 @@ class SMTP:
         if plain:
             runner.received(plain, connection.now())
         await connection.run()
+        if self.oauth_token_generator is not None:
+            await self._xoauth2_on_connect(self.oauth_token_generator)
+
+    async def _xoauth2_on_connect(self, generator: SMTPTokenGenerator) -> None:
+        """aiosmtplib's login with ``oauth_token_generator``: XOAUTH2 with a fresh token
+        (this runs while :meth:`connect` holds the turn, hence the engine directly)."""
+        if self.username is None:
+            raise SMTPException("username is required when using oauth_token_generator")
+        if "xoauth2" not in self.esmtp_extensions.get("auth", "").lower().split():
+            raise SMTPException("oauth_token_generator provided but server does not support XOAUTH2")
+        token = await generator()
+        self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        line = "AUTH XOAUTH2 " + auth_xoauth2_encode(self.username, token).decode("ascii")
+        reply = response(await self._operation(  # type: ignore[arg-type]
+            lambda runner, now: runner.start_command("raw", line, None, now=now)
+        ))
+        if reply.code == SMTPStatus.auth_continue:
+            reply = response(await self._operation(  # type: ignore[arg-type]
+                lambda runner, now: runner.start_command("secret", "", None, now=now)
+            ))
+        _authenticated(reply)
 
     def _client_tls(self) -> _native.TlsConfig:
         """The TLS configuration: the one built from the constructor's arguments, or
@@ -362,9 +506,17 @@ class SMTP:
         content: bytes | None = None,
         timeout: Timeout = _DEFAULT,
     ) -> SMTPResponse:
-        reply = await self._guarded(
-            lambda runner, now: runner.start_command(verb, argument, content, now=now), timeout
-        )
+        try:
+            reply = await self._guarded_engine(
+                lambda runner, now: runner.start_command(verb, argument, content, now=now),
+                timeout,
+            )
+        except SmtpServerClosed as closing:
+            # aiosmtplib returns a 421 like any reply, and closes the connection.
+            self.close()
+            return SMTPResponse(closing.smtp_code, _text_of(closing.smtp_error))
+        except SmtpError as error:
+            raise translate(error) from None
         return response(reply)  # type: ignore[arg-type]
 
     async def execute_command(self, *args: bytes, timeout: Timeout = _DEFAULT) -> SMTPResponse:
@@ -416,6 +568,7 @@ class SMTP:
         reply = await self._command("helo", hostname or self.local_hostname, timeout=timeout)
         if reply.code != 250:
             raise SMTPHeloError(reply.code, reply.message)
+        self._last_helo = reply
         return reply
 
     def supports_extension(self, extension: str, /) -> bool:
@@ -509,6 +662,33 @@ class SMTP:
             reply = await self._command("secret", secret, timeout=timeout)
         return _authenticated(reply)
 
+    async def auth_crammd5(
+        self, username: str | bytes, password: str | bytes, /, *, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """AUTH CRAM-MD5 with these credentials (the server's challenge answered with
+        :func:`smtpx.aio.auth.auth_crammd5_verify`); a refusal raises
+        SMTPAuthenticationError. Needs TLS, as every AUTH here, unless
+        ``allow_insecure_auth``."""
+        self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        challenge = await self._command("raw", "AUTH CRAM-MD5", timeout=timeout)
+        if challenge.code != SMTPStatus.auth_continue:
+            raise SMTPAuthenticationError(challenge.code, challenge.message)
+        answer = auth_crammd5_verify(username, password, challenge.message).decode("ascii")
+        return _authenticated(await self._command("secret", answer, timeout=timeout))
+
+    async def auth_xoauth2(
+        self, username: str | bytes, access_token: str | bytes, /, *, timeout: Timeout = _DEFAULT
+    ) -> SMTPResponse:
+        """AUTH XOAUTH2 with an OAuth2 access token (Gmail, Outlook), as aiosmtplib: a
+        334 error challenge is answered with an empty line to get the final reply; a
+        refusal raises SMTPAuthenticationError."""
+        self._live().runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
+        encoded = auth_xoauth2_encode(username, access_token).decode("ascii")
+        reply = await self._command("raw", f"AUTH XOAUTH2 {encoded}", timeout=timeout)
+        if reply.code == SMTPStatus.auth_continue:
+            reply = await self._command("secret", "", timeout=timeout)
+        return _authenticated(reply)
+
     async def starttls(
         self,
         *,
@@ -523,20 +703,26 @@ class SMTP:
         """Upgrades with STARTTLS now and greets again, for a client made with
         ``start_tls=False``; returns the server's 220. The keywords replace the client's
         TLS settings for this upgrade, as in aiosmtplib (``server_hostname``: the name the
-        certificate must carry). A refusal raises SMTPResponseException and leaves the
-        connection as it was."""
-        _no_client_certificate(client_cert, client_key)
+        certificate must carry; ``client_cert`` and ``client_key``: the client
+        certificate shown to a server that asks for one). A refusal raises
+        SMTPResponseException and leaves the connection as it was."""
         if self._live().runner.is_tls:
             raise translate(SmtpNotSupportedError("the connection is already encrypted"))
-        if validate_certs is None and cert_bundle is None and tls_context is None:
+        given = (validate_certs, cert_bundle, tls_context, client_cert, client_key)
+        if all(value is None for value in given):
             config = self._client_tls()
         else:
-            validate, bundle, context = self._tls_options
-            config = client_tls_config(
+            validate, bundle, context, cert, key = self._tls_options
+            options: _TlsOptions = (
                 validate if validate_certs is None else validate_certs,
                 bundle if cert_bundle is None else cert_bundle,
                 context if tls_context is None else tls_context,
+                cert if client_cert is None else client_cert,
+                key if client_key is None else client_key,
             )
+            _one_of_context_or_certificate(options[2], options[3])
+            config = client_tls_config(*options)
+            self._tls_options = options  # kept for the next connection, as aiosmtplib
             self._tls_config = config  # the handshake's configuration
         name = server_hostname or self.hostname
         self._live().server_name = name
@@ -570,22 +756,29 @@ class SMTP:
         response)``, ``errors`` mapping each refused recipient to its
         :class:`SMTPResponse` and ``response`` the text of the final reply. Raises
         SMTPSenderRefused, SMTPRecipientsRefused (all refused, with the list of each
-        SMTPRecipientRefused) or SMTPDataError."""
+        SMTPRecipientRefused) or SMTPDataError, also for a 421 in that phase (which
+        closes the connection, as in aiosmtplib). Addresses go out as given: a local part
+        without a domain (``"postmaster"``) is sent too; a CR, LF or NUL, or anything
+        else that is not an address, is a ``ValueError``."""
         to_list = [recipients] if isinstance(recipients, str) else list(recipients)
         body = bytes(message_bytes(message))
-        raw = await self._guarded(
-            lambda runner, now: runner.start_send(
-                bare_address(sender),
-                [bare_address(a) for a in to_list],
-                body,
-                list(mail_options or ()),
-                list(rcpt_options or ()),
-                now=now,
-            ),
-            timeout,
-        )
         try:
+            raw = await self._guarded_engine(
+                lambda runner, now: runner.start_send(
+                    bare_address(sender),
+                    [bare_address(a) for a in to_list],
+                    body,
+                    list(mail_options or ()),
+                    list(rcpt_options or ()),
+                    now=now,
+                ),
+                timeout,
+            )
             refused = refused_or_raise(raw, sender, to_list)  # type: ignore[arg-type]
+        except SmtpServerClosed as closing:
+            # As aiosmtplib: a 421 closes the connection and raises the class of its phase.
+            self.close()
+            raise translate(closed_in_phase(closing, sender, to_list)) from None
         except SmtpError as error:
             raise translate(error) from None
         errors = {
@@ -718,8 +911,18 @@ def _authenticated(reply: SMTPResponse) -> SMTPResponse:
     return reply
 
 
-def _no_client_certificate(client_cert: object, client_key: object) -> None:
-    """Client certificates are refused loudly: the engine's TLS configuration has none
-    (see the README's differences table)."""
-    if client_cert is not None or client_key is not None:
-        raise ValueError("smtpx does not support TLS client certificates (client_cert, client_key)")
+# validate_certs, cert_bundle, tls_context, client_cert, client_key: aiosmtplib's TLS
+# keywords, as the client keeps them between connections.
+_TlsOptions = tuple[
+    bool,
+    Union[str, "os.PathLike[str]", None],
+    Union[ssl.SSLContext, None],
+    Union[str, None],
+    Union[str, None],
+]
+
+
+def _one_of_context_or_certificate(tls_context: object, client_cert: object) -> None:
+    """aiosmtplib's rule: a TLS context, or a client certificate, not both."""
+    if tls_context is not None and client_cert is not None:
+        raise ValueError("Either a TLS context or a certificate/key must be provided")

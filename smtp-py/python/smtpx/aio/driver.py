@@ -13,7 +13,7 @@ import sys
 from typing import Awaitable, Callable, TypeVar
 
 from smtpx import _native
-from smtpx.common import tls_arguments
+from smtpx.common import client_certificate, tls_arguments
 from smtpx.errors import SmtpDisconnected, SmtpError, SmtpTlsError
 
 __all__ = ["Connection", "client_tls_config", "within"]
@@ -65,20 +65,34 @@ def _default_tls_config() -> _native.TlsConfig:
 
 
 def client_tls_config(
-    validate_certs: bool, cert_bundle: str | os.PathLike[str] | None, tls_context: ssl.SSLContext | None
+    validate_certs: bool,
+    cert_bundle: str | os.PathLike[str] | None,
+    tls_context: ssl.SSLContext | None,
+    client_cert: str | os.PathLike[str] | None = None,
+    client_key: str | os.PathLike[str] | None = None,
 ) -> _native.TlsConfig:
+    """The client TLS configuration of aiosmtplib's keywords: the servers trusted
+    (``validate_certs``, ``cert_bundle``, or ``tls_context``'s verification setting and
+    CAs) and the client certificate shown to a server that asks for one
+    (``client_cert``, a PEM chain, and ``client_key``, its key when not in that file;
+    as aiosmtplib, a key without a certificate is not used)."""
+    cert, key = client_certificate(client_cert, client_key) if client_cert is not None else (None, None)
     if tls_context is not None:
         # As the blocking client reads a context: its verification setting and CAs.
         found = tls_arguments(tls_context, None if cert_bundle is None else os.fspath(cert_bundle))
         return _native.TlsConfig.client(
             ca_pem=found["ca_pem"],
             dangerous_accept_invalid_certs=found["insecure"] or not validate_certs,
+            client_cert=cert,
+            client_key=key,
         )
-    if cert_bundle is None and validate_certs:
+    if cert_bundle is None and validate_certs and cert is None:
         return _default_tls_config()
     return _native.TlsConfig.client(
         ca_file=None if cert_bundle is None else os.fspath(cert_bundle),
         dangerous_accept_invalid_certs=not validate_certs,
+        client_cert=cert,
+        client_key=key,
     )
 
 
