@@ -6,7 +6,7 @@ use smtp_core::auth::AuthMechanism;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::{
-    AbortReason, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession,
+    AbortReason, CommandLimits, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession,
 };
 
 /// What the embedder saw, in a form tests can compare.
@@ -86,7 +86,7 @@ impl Harness {
                 ServerEvent::Expand(s) => Seen::Expand(s),
                 ServerEvent::Close => Seen::Close,
                 // Only with ServerConfig::handler_replies, which these tests leave off.
-                ServerEvent::Noop | ServerEvent::Rset | ServerEvent::Quit => {
+                ServerEvent::Noop(_) | ServerEvent::Rset | ServerEvent::Quit => {
                     unreachable!("handler_replies is off")
                 }
             };
@@ -241,6 +241,67 @@ fn every_simple_command() {
     assert_eq!(h.codes(b"AUTH PLAIN\r\n"), ["502 5.5.1"]);
     assert_eq!(h.codes(b"LHLO c.test\r\n"), ["500 5.5.1"]);
     assert_eq!(h.codes(b"QUIT\r\n"), ["221 2.0.0"]);
+}
+
+#[test]
+fn noop_with_an_argument_is_ignored() {
+    let mut h = Harness::greeted(config());
+    assert_eq!(h.codes(b"NOOP keep me alive\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"EHLO c.test\r\n"), ["250"]);
+    assert_eq!(h.codes(b"NOOP x\r\n"), ["250 2.0.0"]);
+}
+
+#[test]
+fn noop_hands_its_argument_to_the_handler() {
+    let mut c = config();
+    c.handler_replies = true;
+    let mut session = ServerSession::new(c, Duration::ZERO);
+    while let Some(event) = session.poll_event() {
+        if event.needs_decision() {
+            session.decide(Decision::Accept).unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    for line in [&b"NOOP\r\n"[..], b"NOOP  two words \r\n"] {
+        assert_eq!(session.receive(line, Duration::ZERO), line.len());
+        while let Some(event) = session.poll_event() {
+            if let ServerEvent::Noop(argument) = &event {
+                seen.push(argument.clone());
+            }
+            if event.needs_decision() {
+                session.decide(Decision::Accept).unwrap();
+            }
+        }
+    }
+    assert_eq!(seen, [None, Some("two words".to_owned())]);
+    let out = String::from_utf8(session.take_output()).unwrap();
+    assert_eq!(out.matches("250 2.0.0").count(), 2, "{out}");
+}
+
+/// aiosmtpd's `command_call_limit`: each verb its own budget (or the default); the
+/// command over it gets 421 4.7.0 and the session closes.
+#[test]
+fn command_limits_close_the_session_with_421() {
+    let mut c = config();
+    c.command_limits = Some(CommandLimits::new(3).with("noop", 2));
+    let mut h = Harness::greeted(c);
+    assert_eq!(h.codes(b"EHLO c.test\r\n"), ["250"]);
+    assert_eq!(h.codes(b"NOOP\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"NOOP again\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"RSET\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\n"), ["250 2.1.0"]);
+    let text = h.send(b"NOOP\r\n");
+    assert_eq!(text, "421 4.7.0 NOOP sent too many times\r\n");
+    assert!(h.session.is_closed());
+    assert_eq!(h.seen.last(), Some(&Seen::Close));
+
+    // The default applies to every other verb.
+    let mut c = config();
+    c.command_limits = Some(CommandLimits::new(1));
+    let mut h = Harness::greeted(c);
+    assert_eq!(h.codes(b"HELO c.test\r\n"), ["250"]);
+    assert_eq!(h.codes(b"HELO c.test\r\n"), ["421 4.7.0"]);
+    assert!(h.session.is_closed());
 }
 
 #[test]
