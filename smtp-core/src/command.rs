@@ -355,7 +355,9 @@ impl Command {
             4 if verb_is("RSET") => no_argument(rest, Command::Rset, "RSET"),
             4 if verb_is("NOOP") => {
                 let argument = rest.trim_matches(' ');
-                Ok(Command::Noop((!argument.is_empty()).then(|| argument.to_owned())))
+                Ok(Command::Noop(
+                    (!argument.is_empty()).then(|| argument.to_owned()),
+                ))
             }
             4 if verb_is("QUIT") => no_argument(rest, Command::Quit, "QUIT"),
             4 if verb_is("VRFY") => parse_string_argument(rest, "VRFY address").map(Command::Vrfy),
@@ -471,7 +473,10 @@ impl Command {
                     out.extend_from_slice(b" LAST");
                 }
             }
-            Command::Vrfy(s) | Command::Expn(s) | Command::Help(Some(s)) | Command::Noop(Some(s)) => {
+            Command::Vrfy(s)
+            | Command::Expn(s)
+            | Command::Help(Some(s))
+            | Command::Noop(Some(s)) => {
                 out.push(b' ');
                 out.extend_from_slice(s.as_bytes());
             }

@@ -471,9 +471,10 @@ fn auth_plain_and_login_with_failure_limit() {
     assert_eq!(h.codes(b"AUTH PLAIN AGFsaWNlAHB3\r\n"), ["235 2.7.0"]);
     assert_eq!(h.session.authenticated_user(), Some("alice"));
     assert_eq!(h.codes(b"AUTH PLAIN AGFsaWNlAHB3\r\n"), ["503 5.5.1"]);
-    assert!(h
-        .seen
-        .contains(&Seen::Auth(String::new(), "mallory".into(), "wrong".into())));
+    assert!(
+        h.seen
+            .contains(&Seen::Auth(String::new(), "mallory".into(), "wrong".into()))
+    );
 
     // A second session reaches the failure limit and is closed.
     let mut c = config();
@@ -535,10 +536,11 @@ fn starttls_discards_pipelined_commands_and_forgets_state() {
     let _ = h.session.receive(b"RSET\r\n", h.now);
     h.session.tls_established(h.now);
     assert!(h.session.is_tls());
-    assert!(!h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::Mail(_) | Seen::Rcpt(_))));
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Mail(_) | Seen::Rcpt(_)))
+    );
     // State is forgotten: EHLO is needed again, and now AUTH is offered, STARTTLS not.
     assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\n"), ["503 5.5.1"]);
     let ehlo = h.send(b"EHLO c\r\n");
@@ -996,10 +998,11 @@ fn sasl_lines_may_be_12288_octets() {
     let line = format!("AUTH PLAIN {}\r\n", token(3065));
     assert_eq!(line.len(), 12_285);
     assert_eq!(h.codes(line.as_bytes()), ["535 5.7.8"]);
-    assert!(h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::Auth(_, user, _) if user == "alice")));
+    assert!(
+        h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Auth(_, user, _) if user == "alice"))
+    );
     // Exactly 12,288 octets with the CRLF is still read as a line (its data is bad)...
     let line = format!("AUTH PLAIN {}\r\n", "A".repeat(12_275));
     assert_eq!(line.len(), 12_288);
@@ -1069,20 +1072,22 @@ fn pipelining_sync_refusals() {
     );
     assert_eq!(out, SYNC_ERROR);
     assert!(h.session.is_closed());
-    assert!(!h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::Hello(..) | Seen::Mail(_) | Seen::MessageEnd(_))));
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Hello(..) | Seen::Mail(_) | Seen::MessageEnd(_)))
+    );
 
     // DATA with the content behind it, before the 354.
     let mut h = Harness::greeted(config());
     h.send(b"EHLO c\r\n");
     let out = h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\n");
     assert!(out.ends_with(SYNC_ERROR), "{out}");
-    assert!(!h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::MessageStart | Seen::MessageEnd(_))));
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::MessageStart | Seen::MessageEnd(_)))
+    );
 
     // A HELO client was not offered PIPELINING.
     let mut h = Harness::greeted(config());

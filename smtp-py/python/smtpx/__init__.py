@@ -54,6 +54,9 @@ from smtpx.server import (
     LoginPassword,
     Maildir,
     Session,
+    UnixSocketController,
+    UnixSocketUnthreadedController,
+    UnthreadedController,
 )
 from smtpx.errors import (
     SmtpAuthError,
@@ -119,6 +122,9 @@ __all__ = [
     "LoginPassword",
     "Maildir",
     "Session",
+    "UnixSocketController",
+    "UnixSocketUnthreadedController",
+    "UnthreadedController",
     "LMTP",
     "SMTP",
     "SMTP_SSL",
