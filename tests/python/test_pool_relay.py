@@ -204,6 +204,39 @@ def test_the_asyncio_pool_waits_for_a_free_connection_up_to_checkout_timeout() -
         controller.stop()
 
 
+def test_closing_the_asyncio_pool_fails_the_tasks_waiting_for_a_connection() -> None:
+    from aiosmtpd.controller import Controller as AiosmtpdController
+
+    class Slow:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            await asyncio.sleep(1.0)
+            return "250 OK"
+
+    port = free_port()
+    controller = AiosmtpdController(Slow(), hostname="127.0.0.1", port=port)
+    controller.start()
+
+    async def main() -> None:
+        pool = AsyncSMTPPool("127.0.0.1", port, max_size=1, checkout_timeout=20, timeout=10)
+        first = asyncio.ensure_future(pool.send("a@example.org", ["b@example.net"], MSG))
+        await asyncio.sleep(0.2)
+        waiting = asyncio.ensure_future(pool.send("a@example.org", ["c@example.net"], MSG))
+        await asyncio.sleep(0.1)
+        started = asyncio.get_running_loop().time()
+        await pool.close()
+        with pytest.raises(smtpx.aio.SMTPConnectError, match="closed"):
+            await waiting
+        # Failed at the close, not at the end of checkout_timeout.
+        assert asyncio.get_running_loop().time() - started < 5
+        assert (await first).ok  # the message in flight finished
+        assert pool.status() == (0, 0)  # and its connection was retired, not kept
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        controller.stop()
+
+
 def test_a_pool_to_nowhere_raises_and_holds_no_connection() -> None:
     pool = SMTPPool("127.0.0.1", free_port(), timeout=2)
     # No connection could carry the message: smtplib's SMTPServerDisconnected family.

@@ -186,6 +186,8 @@ class AsyncSMTPPool:
         # Woken when a slot or an idle connection becomes free (made on first use, on
         # the loop of the tasks that use the pool).
         self._freed: asyncio.Condition | None = None
+        self._waiting = 0  # tasks waiting on _freed
+        self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
 
     def _condition(self) -> asyncio.Condition:
@@ -194,6 +196,9 @@ class AsyncSMTPPool:
         return self._freed
 
     async def _notify(self) -> None:
+        """Wakes a task waiting for a connection (after a checkin or discard)."""
+        if not self._waiting:
+            return
         freed = self._condition()
         async with freed:
             freed.notify()
@@ -221,10 +226,34 @@ class AsyncSMTPPool:
         due), connect, or wait for a free slot."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._core.checkout_timeout
+        freed = self._condition()
         while True:
-            now = loop.time()
-            self._close_later(self._core.expired(now), quit=True)
-            what, lease, check = self._core.checkout(now)
+            # The decision and the wait are made under the condition's lock, so that a
+            # connection given back in between wakes this task (no lost wake-up).
+            async with freed:
+                now = loop.time()
+                self._close_later(self._core.expired(now), quit=True)
+                what, lease, check = self._core.checkout(now)
+                if what == "wait":
+                    if self._closed:
+                        from smtpx.aio.errors import SMTPConnectError
+
+                        raise SMTPConnectError("the pool is closed")
+                    left = deadline - now
+                    if left <= 0:
+                        from smtpx.aio.errors import SMTPTimeoutError
+
+                        raise SMTPTimeoutError(
+                            f"no pooled connection came free within {self._core.checkout_timeout} seconds"
+                        )
+                    self._waiting += 1
+                    try:
+                        await asyncio.wait_for(freed.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
+                    finally:
+                        self._waiting -= 1
+                    continue
             if what == "reuse":
                 assert lease is not None
                 client = lease.conn
@@ -257,19 +286,6 @@ class AsyncSMTPPool:
                     raise
                 lease.put(client)
                 return lease, client
-            freed = self._condition()
-            left = deadline - loop.time()
-            if left <= 0:
-                from smtpx.aio.errors import SMTPTimeoutError
-
-                raise SMTPTimeoutError(
-                    f"no pooled connection came free within {self._core.checkout_timeout} seconds"
-                )
-            async with freed:
-                try:
-                    await asyncio.wait_for(freed.wait(), left)
-                except asyncio.TimeoutError:
-                    pass
 
     async def send(
         self,
@@ -312,7 +328,9 @@ class AsyncSMTPPool:
 
     async def close(self) -> None:
         """QUIT to the idle connections now, to the others when their message is done;
-        no new connection is opened."""
+        no new connection is opened; a task still waiting for one gets
+        ``SMTPConnectError``."""
+        self._closed = True
         idle = self._core.close()
         await asyncio.gather(*(self._close_one(c, True) for c in idle))
         if self._closing:

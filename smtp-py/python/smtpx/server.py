@@ -157,7 +157,8 @@ class Controller:
       with their defaults by :class:`smtpx.adapter.ServerSettings`: ``tls_context``,
       ``require_starttls``, ``data_size_limit`` (None: no limit), ``ident``,
       ``enable_SMTPUTF8``, ``decode_data``, ``authenticator``, ``auth_required``,
-      ``auth_require_tls``, ``auth_exclude_mechanism``, ``timeout``, ``lmtp``,
+      ``auth_require_tls``, ``auth_exclude_mechanism``, ``auth_callback``,
+      ``command_call_limit``, ``timeout``, ``lmtp``,
       ``max_connections``, ``listen_backlog``, ``pipelining_sync``. An unknown one is a
       ``TypeError``.
 

@@ -66,7 +66,8 @@ class Server:
     ``enable_SMTPUTF8``, ``decode_data``, ``timeout``, ``tls_context`` (a ``(certfile,
     keyfile)`` pair for rustls or an :class:`ssl.SSLContext`), ``require_starttls``,
     ``implicit_tls``, ``authenticator``, ``auth_required``, ``auth_require_tls``,
-    ``auth_exclude_mechanism``, ``lmtp``, ``max_connections``, ``listen_backlog``,
+    ``auth_exclude_mechanism``, ``auth_callback``, ``command_call_limit``, ``lmtp``,
+    ``max_connections``, ``listen_backlog``,
     ``pipelining_sync``, ``proxy_protocol_timeout`` and ``proxy_trusted`` (aiosmtpd's PROXY
     protocol option, see :class:`smtpx.adapter.ServerSettings`), ``hook_threads`` (0 here: plain-function hooks run on the event
     loop, as aiosmtpd's) and ``server_kwargs``. An unknown keyword is a ``TypeError``.
@@ -74,6 +75,10 @@ class Server:
     ``unix_socket``: a path to listen on instead of ``hostname``:``port`` (a Unix domain
     socket, as aiosmtpd's ``UnixSocketController``); sessions then have ``("", 0)`` as
     their peer.
+
+    A :class:`smtpx.relay.RelayHandler` as ``handler`` runs as the core's relay inside
+    each connection (its ``native_relay``): MAIL, RCPT and the message get the next hop's
+    replies, and the content streams to the next hop as it arrives (:mod:`smtpx.relay`).
     """
 
     def __init__(
