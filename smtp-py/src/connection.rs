@@ -466,7 +466,9 @@ impl ServerConnection {
 
     #[pyo3(signature = (status = None))]
     fn answer(&mut self, status: Option<&Bound<'_, PyAny>>) {
-        if let Some(job) = status.and_then(|s| s.cast::<RelayJob>().ok()) {
+        if self.relay.is_some()
+            && let Some(job) = status.and_then(|s| s.cast::<RelayJob>().ok())
+        {
             self.decision_due = false;
             self.inner.answer(job.get().take_answer());
             return;
