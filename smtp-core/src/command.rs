@@ -53,8 +53,10 @@ pub enum Command {
     },
     /// `RSET`: abandons the transaction.
     Rset,
-    /// `NOOP`: does nothing; any argument is ignored.
-    Noop,
+    /// `NOOP [string]`: does nothing. RFC 5321 4.1.1.9 allows an argument, which the
+    /// server ignores; it is kept here for handlers that look at it (aiosmtpd's
+    /// `handle_NOOP` gets it).
+    Noop(Option<String>),
     /// `QUIT`: closes the session.
     Quit,
     /// `VRFY string`: asks whether a mailbox exists.
@@ -351,7 +353,12 @@ impl Command {
             4 if verb_is("LHLO") => Ok(Command::Lhlo(hello_domain(rest, "LHLO hostname")?)),
             4 if verb_is("BDAT") => parse_bdat(rest),
             4 if verb_is("RSET") => no_argument(rest, Command::Rset, "RSET"),
-            4 if verb_is("NOOP") => Ok(Command::Noop),
+            4 if verb_is("NOOP") => {
+                let argument = rest.trim_matches(' ');
+                Ok(Command::Noop(
+                    (!argument.is_empty()).then(|| argument.to_owned()),
+                ))
+            }
             4 if verb_is("QUIT") => no_argument(rest, Command::Quit, "QUIT"),
             4 if verb_is("VRFY") => parse_string_argument(rest, "VRFY address").map(Command::Vrfy),
             4 if verb_is("EXPN") => parse_string_argument(rest, "EXPN list").map(Command::Expn),
@@ -376,7 +383,7 @@ impl Command {
             Command::Data => "DATA",
             Command::Bdat { .. } => "BDAT",
             Command::Rset => "RSET",
-            Command::Noop => "NOOP",
+            Command::Noop(_) => "NOOP",
             Command::Quit => "QUIT",
             Command::Vrfy(_) => "VRFY",
             Command::Expn(_) => "EXPN",
@@ -417,7 +424,7 @@ impl Command {
         match self {
             Command::Helo(d) | Command::Ehlo(d) | Command::Lhlo(d) => token(d),
             Command::Vrfy(s) | Command::Expn(s) => text(s),
-            Command::Help(Some(s)) => text(s),
+            Command::Help(Some(s)) | Command::Noop(Some(s)) => text(s),
             Command::Auth {
                 mechanism,
                 initial_response,
@@ -466,7 +473,10 @@ impl Command {
                     out.extend_from_slice(b" LAST");
                 }
             }
-            Command::Vrfy(s) | Command::Expn(s) | Command::Help(Some(s)) => {
+            Command::Vrfy(s)
+            | Command::Expn(s)
+            | Command::Help(Some(s))
+            | Command::Noop(Some(s)) => {
                 out.push(b' ');
                 out.extend_from_slice(s.as_bytes());
             }
@@ -483,7 +493,7 @@ impl Command {
             }
             Command::Data
             | Command::Rset
-            | Command::Noop
+            | Command::Noop(None)
             | Command::Quit
             | Command::Help(None)
             | Command::StartTls => {}
@@ -949,8 +959,8 @@ mod tests {
         assert_eq!(parse("data  ").unwrap(), Command::Data);
         assert_eq!(code(parse("DATA now").unwrap_err()), (501, "5.5.4".into()));
         assert_eq!(parse("RSET").unwrap(), Command::Rset);
-        assert_eq!(parse("NOOP").unwrap(), Command::Noop);
-        assert_eq!(parse("noop anything at all").unwrap(), Command::Noop);
+        assert_eq!(parse("NOOP").unwrap(), Command::Noop(None));
+        assert_eq!(parse("NOOP  ").unwrap(), Command::Noop(None));
         assert_eq!(parse("QUIT").unwrap(), Command::Quit);
         assert_eq!(code(parse("QUIT now").unwrap_err()), (501, "5.5.4".into()));
         assert_eq!(parse("STARTTLS").unwrap(), Command::StartTls);
@@ -1020,6 +1030,29 @@ mod tests {
         );
     }
 
+    /// RFC 5321 4.1.1.9: `NOOP [ SP String ]`; the argument is accepted and kept as given
+    /// (trimmed), and a written one cannot smuggle a second command.
+    #[test]
+    fn noop_takes_an_optional_argument() {
+        assert_eq!(
+            parse("noop anything at all").unwrap(),
+            Command::Noop(Some("anything at all".into()))
+        );
+        assert_eq!(
+            parse("NOOP \"quoted\" ").unwrap(),
+            Command::Noop(Some("\"quoted\"".into()))
+        );
+        assert_eq!(
+            Command::Noop(Some("x y".into())).to_bytes(),
+            b"NOOP x y\r\n".to_vec()
+        );
+        assert_eq!(Command::Noop(None).to_bytes(), b"NOOP\r\n".to_vec());
+        assert_eq!(
+            Command::Noop(Some("x\r\nRSET".into())).check_arguments(),
+            Err(CommandError::ControlCharacter)
+        );
+    }
+
     #[test]
     fn framing_errors() {
         assert_eq!(code(parse("").unwrap_err()), (500, "5.5.2".into()));
@@ -1053,6 +1086,7 @@ mod tests {
             "BDAT 7",
             "RSET",
             "NOOP",
+            "NOOP keep-alive 1",
             "QUIT",
             "VRFY alice",
             "EXPN list",

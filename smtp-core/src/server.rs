@@ -58,7 +58,7 @@ mod sasl;
 mod session;
 mod wrap;
 
-pub use config::ServerConfig;
+pub use config::{CommandLimits, ServerConfig};
 pub use event::{AbortReason, Decision, HelloVerb, NoDecisionPending, ServerEvent};
 pub use options::{ListenerOptions, ServerOptions};
 pub use session::ServerSession;

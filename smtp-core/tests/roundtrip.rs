@@ -307,7 +307,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => Just(Command::Data),
         1 => (prop_oneof![0..=SIZE_LIMIT, 0u64..100_000], any::<bool>()).prop_map(|(size, last)| Command::Bdat { size, last }),
         1 => Just(Command::Rset),
-        1 => Just(Command::Noop),
+        1 => Just(Command::Noop(None)),
         1 => Just(Command::Quit),
         1 => free_text().prop_map(Command::Vrfy),
         1 => free_text().prop_map(Command::Expn),

@@ -6,7 +6,7 @@ use smtp_core::auth::AuthMechanism;
 use smtp_core::data::BareLinePolicy;
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
 use smtp_core::server::{
-    AbortReason, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession,
+    AbortReason, CommandLimits, Decision, HelloVerb, ServerConfig, ServerEvent, ServerSession,
 };
 
 /// What the embedder saw, in a form tests can compare.
@@ -86,7 +86,7 @@ impl Harness {
                 ServerEvent::Expand(s) => Seen::Expand(s),
                 ServerEvent::Close => Seen::Close,
                 // Only with ServerConfig::handler_replies, which these tests leave off.
-                ServerEvent::Noop | ServerEvent::Rset | ServerEvent::Quit => {
+                ServerEvent::Noop(_) | ServerEvent::Rset | ServerEvent::Quit => {
                     unreachable!("handler_replies is off")
                 }
             };
@@ -241,6 +241,67 @@ fn every_simple_command() {
     assert_eq!(h.codes(b"AUTH PLAIN\r\n"), ["502 5.5.1"]);
     assert_eq!(h.codes(b"LHLO c.test\r\n"), ["500 5.5.1"]);
     assert_eq!(h.codes(b"QUIT\r\n"), ["221 2.0.0"]);
+}
+
+#[test]
+fn noop_with_an_argument_is_ignored() {
+    let mut h = Harness::greeted(config());
+    assert_eq!(h.codes(b"NOOP keep me alive\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"EHLO c.test\r\n"), ["250"]);
+    assert_eq!(h.codes(b"NOOP x\r\n"), ["250 2.0.0"]);
+}
+
+#[test]
+fn noop_hands_its_argument_to_the_handler() {
+    let mut c = config();
+    c.handler_replies = true;
+    let mut session = ServerSession::new(c, Duration::ZERO);
+    while let Some(event) = session.poll_event() {
+        if event.needs_decision() {
+            session.decide(Decision::Accept).unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    for line in [&b"NOOP\r\n"[..], b"NOOP  two words \r\n"] {
+        assert_eq!(session.receive(line, Duration::ZERO), line.len());
+        while let Some(event) = session.poll_event() {
+            if let ServerEvent::Noop(argument) = &event {
+                seen.push(argument.clone());
+            }
+            if event.needs_decision() {
+                session.decide(Decision::Accept).unwrap();
+            }
+        }
+    }
+    assert_eq!(seen, [None, Some("two words".to_owned())]);
+    let out = String::from_utf8(session.take_output()).unwrap();
+    assert_eq!(out.matches("250 2.0.0").count(), 2, "{out}");
+}
+
+/// aiosmtpd's `command_call_limit`: each verb its own budget (or the default); the
+/// command over it gets 421 4.7.0 and the session closes.
+#[test]
+fn command_limits_close_the_session_with_421() {
+    let mut c = config();
+    c.command_limits = Some(CommandLimits::new(3).with("noop", 2));
+    let mut h = Harness::greeted(c);
+    assert_eq!(h.codes(b"EHLO c.test\r\n"), ["250"]);
+    assert_eq!(h.codes(b"NOOP\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"NOOP again\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"RSET\r\n"), ["250 2.0.0"]);
+    assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\n"), ["250 2.1.0"]);
+    let text = h.send(b"NOOP\r\n");
+    assert_eq!(text, "421 4.7.0 NOOP sent too many times\r\n");
+    assert!(h.session.is_closed());
+    assert_eq!(h.seen.last(), Some(&Seen::Close));
+
+    // The default applies to every other verb.
+    let mut c = config();
+    c.command_limits = Some(CommandLimits::new(1));
+    let mut h = Harness::greeted(c);
+    assert_eq!(h.codes(b"HELO c.test\r\n"), ["250"]);
+    assert_eq!(h.codes(b"HELO c.test\r\n"), ["421 4.7.0"]);
+    assert!(h.session.is_closed());
 }
 
 #[test]
@@ -410,9 +471,10 @@ fn auth_plain_and_login_with_failure_limit() {
     assert_eq!(h.codes(b"AUTH PLAIN AGFsaWNlAHB3\r\n"), ["235 2.7.0"]);
     assert_eq!(h.session.authenticated_user(), Some("alice"));
     assert_eq!(h.codes(b"AUTH PLAIN AGFsaWNlAHB3\r\n"), ["503 5.5.1"]);
-    assert!(h
-        .seen
-        .contains(&Seen::Auth(String::new(), "mallory".into(), "wrong".into())));
+    assert!(
+        h.seen
+            .contains(&Seen::Auth(String::new(), "mallory".into(), "wrong".into()))
+    );
 
     // A second session reaches the failure limit and is closed.
     let mut c = config();
@@ -474,10 +536,11 @@ fn starttls_discards_pipelined_commands_and_forgets_state() {
     let _ = h.session.receive(b"RSET\r\n", h.now);
     h.session.tls_established(h.now);
     assert!(h.session.is_tls());
-    assert!(!h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::Mail(_) | Seen::Rcpt(_))));
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Mail(_) | Seen::Rcpt(_)))
+    );
     // State is forgotten: EHLO is needed again, and now AUTH is offered, STARTTLS not.
     assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\n"), ["503 5.5.1"]);
     let ehlo = h.send(b"EHLO c\r\n");
@@ -935,10 +998,11 @@ fn sasl_lines_may_be_12288_octets() {
     let line = format!("AUTH PLAIN {}\r\n", token(3065));
     assert_eq!(line.len(), 12_285);
     assert_eq!(h.codes(line.as_bytes()), ["535 5.7.8"]);
-    assert!(h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::Auth(_, user, _) if user == "alice")));
+    assert!(
+        h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Auth(_, user, _) if user == "alice"))
+    );
     // Exactly 12,288 octets with the CRLF is still read as a line (its data is bad)...
     let line = format!("AUTH PLAIN {}\r\n", "A".repeat(12_275));
     assert_eq!(line.len(), 12_288);
@@ -1008,20 +1072,22 @@ fn pipelining_sync_refusals() {
     );
     assert_eq!(out, SYNC_ERROR);
     assert!(h.session.is_closed());
-    assert!(!h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::Hello(..) | Seen::Mail(_) | Seen::MessageEnd(_))));
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::Hello(..) | Seen::Mail(_) | Seen::MessageEnd(_)))
+    );
 
     // DATA with the content behind it, before the 354.
     let mut h = Harness::greeted(config());
     h.send(b"EHLO c\r\n");
     let out = h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\nhi\r\n.\r\n");
     assert!(out.ends_with(SYNC_ERROR), "{out}");
-    assert!(!h
-        .seen
-        .iter()
-        .any(|s| matches!(s, Seen::MessageStart | Seen::MessageEnd(_))));
+    assert!(
+        !h.seen
+            .iter()
+            .any(|s| matches!(s, Seen::MessageStart | Seen::MessageEnd(_)))
+    );
 
     // A HELO client was not offered PIPELINING.
     let mut h = Harness::greeted(config());

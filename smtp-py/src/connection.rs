@@ -23,11 +23,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyString};
 
 use smtp_core::ehlo::AuthMechanism;
-use smtp_core::handler::{Answer, Hook};
+use smtp_core::handler::{Answer, ConnectionInfo, Hook};
 use smtp_core::reply::{ReplyLimits, ReplyParser};
-use smtp_core::server::Decision;
 use smtp_core::server::connection::{self, Action, Connection};
+use smtp_core::server::{CommandLimits, Decision};
 
+use crate::pool::{NativeRelay, Relay, RelayJob};
 use crate::sans_io::{Event, event, seconds, server_config, set_trace};
 use crate::server::{local_error, mail_options, parse_status, rcpt_options};
 use crate::trace::PyTrace;
@@ -70,6 +71,8 @@ pub struct ServerConnection {
     hooks: HookState,
     /// The socket's peer, as given.
     peer: Option<std::net::SocketAddr>,
+    /// The core's relay, answering the transaction hooks itself (`relay=`).
+    relay: Option<NativeRelay>,
 }
 
 /// The hooks' side of a connection: what is kept for the hooks answered here.
@@ -203,16 +206,24 @@ impl ServerConnection {
                     }
                     return Ok((WRITE, self.take_output(py), None));
                 }
-                Action::Hook(hook) => match self.hooks.route(py, hook) {
-                    Route::Here(answer) => {
-                        self.inner.answer(answer);
-                        continue;
+                Action::Hook(hook) => {
+                    // The relay's hooks run as jobs off the event loop (they may wait on
+                    // the next hop); answered with the job itself.
+                    if let Some(job) = self.relay.as_ref().and_then(|relay| relay.job(&hook)) {
+                        (HOOK, Bound::new(py, job)?.into_any())
+                    } else {
+                        match self.hooks.route(py, hook) {
+                            Route::Here(answer) => {
+                                self.inner.answer(answer);
+                                continue;
+                            }
+                            Route::Python(event) => {
+                                self.decision_due = event.needs_decision;
+                                (HOOK, Bound::new(py, event)?.into_any())
+                            }
+                        }
                     }
-                    Route::Python(event) => {
-                        self.decision_due = event.needs_decision;
-                        (HOOK, Bound::new(py, event)?.into_any())
-                    }
-                },
+                }
                 // The driver waits now: what was said goes first (the layer gives the
                 // same action again when asked).
                 _ if !with_output && !self.output.is_empty() => {
@@ -303,7 +314,7 @@ impl ServerConnection {
         require_auth = false, timeout = 300.0, starttls = false, implicit_tls = false,
         require_tls = false, pipelining_sync = true, banner = None, smtputf8 = true,
         eight_bit_mime = true, auth_mechanisms = None, mail_rcpt_hooks = true, peer = None,
-        proxy_protocol_timeout = None, proxy_trusted = Vec::new()))]
+        proxy_protocol_timeout = None, proxy_trusted = Vec::new(), command_limits = None, relay = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         hostname: String,
@@ -327,7 +338,14 @@ impl ServerConnection {
         peer: Option<(String, u16)>,
         proxy_protocol_timeout: Option<f64>,
         proxy_trusted: Vec<String>,
+        command_limits: Option<(u32, Vec<(String, u32)>)>,
+        relay: Option<Bound<'_, Relay>>,
     ) -> PyResult<ServerConnection> {
+        let relay_hostname = if relay.is_some() {
+            hostname.clone()
+        } else {
+            String::new()
+        };
         let mut config = server_config(
             hostname,
             // None: no limit (u64::MAX, which the engine does not announce).
@@ -343,6 +361,14 @@ impl ServerConnection {
             return Err(PyValueError::new_err("banner must be one line"));
         }
         config.banner = banner;
+        // aiosmtpd's command_call_limit: (the default, [(verb, limit), ...]).
+        config.command_limits = command_limits.map(|(default, per_verb)| {
+            per_verb
+                .iter()
+                .fold(CommandLimits::new(default), |limits, (verb, limit)| {
+                    limits.with(verb, *limit)
+                })
+        });
         // aiosmtpd's hooks: handle_NOOP, handle_RSET, handle_QUIT, an edited EHLO reply.
         config.handler_replies = true;
         config.smtputf8 = smtputf8;
@@ -369,8 +395,23 @@ impl ServerConnection {
         if let Some(proxy) = crate::proxy::proxy_protocol(proxy_protocol_timeout, &proxy_trusted)? {
             inner.expect_proxy_header(&proxy, peer, now);
         }
+        let relay = match relay {
+            Some(relay) => Some(NativeRelay::new(
+                relay.get(),
+                &ConnectionInfo {
+                    id: 0,
+                    peer,
+                    local: None,
+                    hostname: relay_hostname,
+                    tls: false,
+                    proxy: None,
+                },
+            )?),
+            None => None,
+        };
         Ok(ServerConnection {
             peer,
+            relay,
             inner,
             output: Vec::new(),
             decision_due: false,
@@ -425,6 +466,13 @@ impl ServerConnection {
 
     #[pyo3(signature = (status = None))]
     fn answer(&mut self, status: Option<&Bound<'_, PyAny>>) {
+        if self.relay.is_some()
+            && let Some(job) = status.and_then(|s| s.cast::<RelayJob>().ok())
+        {
+            self.decision_due = false;
+            self.inner.answer(job.get().take_answer());
+            return;
+        }
         let answer = if std::mem::take(&mut self.decision_due) {
             Answer::Decision(decision(status))
         } else {

@@ -58,7 +58,7 @@ mod _native {
     #[pymodule_export]
     use crate::connection::ServerConnection;
     #[pymodule_export]
-    use crate::pool::{Pool, Relay, RelaySession};
+    use crate::pool::{Pool, PoolCore, PoolLease, Relay, RelayJob, RelaySession};
     #[pymodule_export]
     use crate::runner::ClientRunner;
     #[pymodule_export]

@@ -25,12 +25,16 @@ import time
 from typing import Any
 
 import aiosmtpd
+import aiosmtpd.controller as aiosmtpd_controller
 import pytest
 from aiosmtpd.handlers import AsyncMessage, Debugging, Mailbox, Message, Proxy, Sink
 from aiosmtpd.lmtp import LMTP as AiosmtpdLMTP
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+import smtpx
 from smtpx import Controller  # the one line that changes: was aiosmtpd.controller
+
+from conftest import free_port
 
 MSG = b"From: Anne <anne@example.com>\r\nTo: Bart <bart@example.com>\r\nSubject: hi\r\n\r\nHi Bart.\r\n"
 
@@ -400,8 +404,8 @@ def test_a_loop_running_elsewhere_is_used_as_it_is() -> None:
 
 
 def test_unknown_keywords_are_a_type_error() -> None:
-    with pytest.raises(TypeError, match="command_call_limit"):
-        Controller(Sink(), command_call_limit=10)
+    with pytest.raises(TypeError, match="command_call_limitz"):
+        Controller(Sink(), command_call_limitz=10)
 
 
 def test_the_server_argument_is_the_server() -> None:
@@ -460,6 +464,7 @@ def test_every_command_hook_with_aiosmtpd_arguments_and_answers() -> None:
             assert "chunking" not in client.esmtp_features and "xfoo" in client.esmtp_features
             assert "pipelining" in client.esmtp_features
             assert client.noop() == (250, b"noop seen")
+            assert client.docmd("NOOP", "keep alive") == (250, b"noop seen")
             assert client.rset() == (250, b"reset seen")  # outside a transaction
             client.mail("a@example.com")
             assert client.rset() == (250, b"reset seen")  # inside one: the envelope is new
@@ -470,7 +475,7 @@ def test_every_command_hook_with_aiosmtpd_arguments_and_answers() -> None:
             client.close()
     assert calls[0] == ("HELO", "h.test")
     assert calls[1] == ("EHLO", "e.test", "250-mx.hooks.test", "250 ")
-    assert calls[2:] == [("NOOP", ""), ("RSET", None), ("RSET", None), ("VRFY", "bob"),
+    assert calls[2:] == [("NOOP", None), ("NOOP", "keep alive"), ("RSET", None), ("RSET", None), ("VRFY", "bob"),
                          ("EXPN", "staff"), ("QUIT",)]
 
 
@@ -516,3 +521,259 @@ def test_handle_proxy_sees_the_header_and_decides() -> None:
                 first = sock.recv(1024)
                 assert first.startswith(b"220 ") if greeted else first == b"", (client_ip, first)
     assert seen == [(("192.0.2.1", 5555), True), (("192.0.2.66", 5555), True)]
+
+
+# The same code against aiosmtpd and smtpx: each test below runs twice, once with
+# aiosmtpd's controller classes and once with smtpx's (the module a user imports them
+# from is the only difference), and compares what a client sees.
+
+
+@pytest.fixture(params=["aiosmtpd", "smtpx"])
+def lib(request: pytest.FixtureRequest) -> Any:
+    """The module the controller classes come from."""
+    return aiosmtpd_controller if request.param == "aiosmtpd" else smtpx
+
+
+def _texts_match(lib: Any, reply: tuple[int, bytes], aiosmtpd_text: bytes) -> bool:
+    """smtpx says aiosmtpd's text after the enhanced code ENHANCEDSTATUSCODES asks for
+    (see the README's differences table); aiosmtpd says the text alone."""
+    code, text = reply
+    if lib is aiosmtpd_controller:
+        return text == aiosmtpd_text
+    return text.split(b" ", 1)[-1] == aiosmtpd_text and text[:1] == str(code)[:1].encode()
+
+
+def test_noop_with_an_argument_reaches_handle_noop(lib: Any) -> None:
+    calls: list[Any] = []
+
+    class Hooks:
+        async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: Any) -> Any:
+            calls.append(arg)
+            return "250 noop seen" if arg == "mine" else "250 OK"
+
+    controller = lib.Controller(Hooks(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+            client.ehlo("c.test")
+            assert client.noop() == (250, b"OK")
+            assert client.docmd("NOOP", "mine") == (250, b"noop seen")
+            assert client.docmd("NOOP", "two words ") == (250, b"OK")
+    finally:
+        controller.stop()
+    assert calls == [None, "mine", "two words"]
+
+
+def test_noop_with_an_argument_without_the_hook(lib: Any) -> None:
+    controller = lib.Controller(Sink(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+            client.ehlo("c.test")
+            assert _texts_match(lib, client.docmd("NOOP", "anything at all"), b"OK")
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("limit", [2, {"NOOP": 2, "*": 5}])
+def test_command_call_limit_answers_421_and_closes(lib: Any, limit: Any) -> None:
+    controller = lib.Controller(Sink(), hostname="127.0.0.1", port=free_port(), command_call_limit=limit)
+    controller.start()
+    try:
+        client = smtplib.SMTP(controller.hostname, controller.port, timeout=10)
+        try:
+            client.ehlo("c.test")
+            assert client.noop()[0] == 250
+            assert client.noop()[0] == 250
+            assert client.noop() == (421, b"4.7.0 NOOP sent too many times")
+            # The server closed the connection after its 421.
+            with pytest.raises(smtplib.SMTPServerDisconnected):
+                client.noop()
+        finally:
+            client.close()
+        # The count is per connection, and per command: a new one starts afresh.
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+            client.ehlo("c.test")
+            assert client.noop()[0] == 250
+            assert client.sendmail("a@example.com", ["b@example.com"], MSG) == {}
+    finally:
+        controller.stop()
+
+
+def test_command_call_limit_of_the_wrong_type_is_refused(lib: Any) -> None:
+    # aiosmtpd checks it when its SMTP is made (at the first connection); smtpx at once.
+    # Both with TypeError and aiosmtpd's words.
+    from aiosmtpd.smtp import SMTP as AiosmtpdSMTP
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match="must be int or Dict"):
+            if lib is aiosmtpd_controller:
+                AiosmtpdSMTP(Sink(), command_call_limit="10", loop=loop)
+            else:
+                lib.Controller(Sink(), command_call_limit="10")
+        with pytest.raises(TypeError, match="values must be int"):
+            if lib is aiosmtpd_controller:
+                AiosmtpdSMTP(Sink(), command_call_limit={"NOOP": "2"}, loop=loop)
+            else:
+                lib.Controller(Sink(), command_call_limit={"NOOP": "2"})
+    finally:
+        loop.close()
+
+
+def test_auth_callback_is_still_accepted(lib: Any) -> None:
+    seen: list[tuple[str, bytes, bytes]] = []
+
+    def check(mechanism: str, login: bytes, password: bytes) -> bool:
+        seen.append((mechanism, login, password))
+        return password == b"right"
+
+    controller = lib.Controller(
+        Sink(), hostname="127.0.0.1", port=free_port(), auth_callback=check, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+            client.ehlo("c.test")
+            with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                client.login("anne", "wrong")
+            assert refused.value.smtp_code == 535
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+            client.ehlo("c.test")
+            code, _ = client.login("anne", "right")
+            assert code == 235
+            assert client.sendmail("anne@example.com", ["b@example.com"], MSG) == {}
+    finally:
+        controller.stop()
+    # smtplib tries each offered mechanism before giving up on the wrong password.
+    assert {(login, password) for _, login, password in seen} == {(b"anne", b"wrong"), (b"anne", b"right")}
+    assert seen[-1][1:] == (b"anne", b"right")
+    assert {mechanism for mechanism, _, _ in seen} <= {"PLAIN", "LOGIN"}
+
+
+def _unix_session(path: str, lines: list[bytes]) -> list[bytes]:
+    """Says ``lines`` over the Unix socket ``path``; returns the greeting and each reply
+    (the first line of each; every read bounded by the socket's timeout)."""
+    import socket
+
+    replies: list[bytes] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, sock.makefile("rb") as reader:
+        sock.settimeout(10)
+        sock.connect(path)
+        replies.append(reader.readline())
+        for line in lines:
+            sock.sendall(line)
+            reply = reader.readline()
+            while reply[3:4] == b"-":
+                reply = reader.readline()
+            replies.append(reply)
+    return replies
+
+
+_UNIX_SESSION = [
+    b"HELO example.org\r\n",
+    b"MAIL FROM:<anne@example.com>\r\n",
+    b"RCPT TO:<bart@example.com>\r\n",
+    b"DATA\r\n",
+    b"Subject: over a Unix socket\r\n\r\nHi.\r\n.\r\n",
+    b"QUIT\r\n",
+]
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.messages: list[tuple[Any, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK kept"
+
+
+def _check_unix_session(replies: list[bytes], keep: _Keep) -> None:
+    assert replies[0].startswith(b"220 "), replies
+    assert [r[:3] for r in replies[1:]] == [b"250", b"250", b"250", b"354", b"250", b"221"], replies
+    assert replies[5].rstrip() == b"250 OK kept"
+    assert keep.messages == [
+        ("anne@example.com", ["bart@example.com"], b"Subject: over a Unix socket\r\n\r\nHi.\r\n")
+    ]
+
+
+def test_unix_socket_controller(lib: Any, tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "smtp.sock")
+    keep = _Keep()
+    controller = lib.UnixSocketController(keep, unix_socket=path)
+    controller.start()
+    try:
+        replies = _unix_session(path, _UNIX_SESSION)
+    finally:
+        controller.stop()
+    _check_unix_session(replies, keep)
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> threading.Thread:
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not loop.is_running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loop.is_running()
+    return thread
+
+
+def _end_unthreaded(controller: Any, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(controller.end)
+    assert controller.ended.wait(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_unthreaded_controller(lib: Any) -> None:
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    keep = _Keep()
+    try:
+        controller = lib.UnthreadedController(keep, hostname="127.0.0.1", port=port, loop=loop)
+        controller.begin()
+        assert not loop.is_running()  # begin() leaves the loop to its owner
+        thread = _run_loop(loop)
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                assert client.sendmail("anne@example.com", ["bart@example.com"], MSG) == {}
+        finally:
+            _end_unthreaded(controller, loop, thread)
+        # Ended: nothing listens on the port any more.
+        with pytest.raises(ConnectionRefusedError):
+            smtplib.SMTP("127.0.0.1", port, timeout=10)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    assert keep.messages == [("anne@example.com", ["bart@example.com"], MSG)]
+
+
+def test_unix_socket_unthreaded_controller(lib: Any, tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "smtp.sock")
+    loop = asyncio.new_event_loop()
+    keep = _Keep()
+    try:
+        controller = lib.UnixSocketUnthreadedController(keep, unix_socket=path, loop=loop)
+        controller.begin()
+        thread = _run_loop(loop)
+        try:
+            replies = _unix_session(path, _UNIX_SESSION)
+        finally:
+            _end_unthreaded(controller, loop, thread)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    _check_unix_session(replies, keep)
+
+
+def test_unthreaded_controller_refuses_the_threaded_start() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        controller = smtpx.UnthreadedController(Sink(), hostname="127.0.0.1", port=0, loop=loop)
+        with pytest.raises(RuntimeError, match="begin"):
+            controller.start()
+    finally:
+        loop.close()

@@ -372,7 +372,7 @@ impl ClientSession {
 
     /// Sends NOOP; the reply comes as [`ClientEvent::Reply`].
     pub fn noop(&mut self) -> Result<(), ClientError> {
-        self.simple(Command::Noop)
+        self.simple(Command::Noop(None))
     }
 
     /// Sends RSET; the reply comes as [`ClientEvent::Reply`].

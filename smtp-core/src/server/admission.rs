@@ -21,6 +21,9 @@ impl ServerSession {
         if self.config.require_tls && !self.tls && !allowed_before_tls(&command) {
             return self.tls_required(&command);
         }
+        if self.config.command_limits.is_some() && self.over_command_limit(command.verb()) {
+            return Step::Continue;
+        }
         match command {
             Command::Helo(domain) if !self.config.lmtp => self.hello(HelloVerb::Helo, domain),
             Command::Ehlo(domain) if !self.config.lmtp => self.hello(HelloVerb::Ehlo, domain),
@@ -50,11 +53,11 @@ impl ServerSession {
                 }
                 step
             }
-            Command::Noop if self.config.handler_replies => {
+            Command::Noop(argument) if self.config.handler_replies => {
                 self.pending = Some(Pending::Noop);
-                Step::Event(ServerEvent::Noop)
+                Step::Event(ServerEvent::Noop(argument))
             }
-            Command::Noop => {
+            Command::Noop(_) => {
                 self.reply(ok("Ok"));
                 Step::Continue
             }
@@ -387,7 +390,7 @@ pub(super) fn ends_group(command: &Command) -> bool {
         | Command::Vrfy(_)
         | Command::Expn(_)
         | Command::Quit
-        | Command::Noop
+        | Command::Noop(_)
         | Command::StartTls
         | Command::Auth { .. } => true,
         Command::Mail { .. }
@@ -395,6 +398,39 @@ pub(super) fn ends_group(command: &Command) -> bool {
         | Command::Rset
         | Command::Bdat { .. }
         | Command::Help(_) => false,
+    }
+}
+
+impl ServerSession {
+    /// Counts `verb` under [`ServerConfig::command_limits`]; over its limit, the session
+    /// closes with 421 4.7.0 (aiosmtpd's reply) and this returns true.
+    ///
+    /// [`ServerConfig::command_limits`]: super::ServerConfig::command_limits
+    fn over_command_limit(&mut self, verb: &'static str) -> bool {
+        let Some(limits) = &self.config.command_limits else {
+            return false;
+        };
+        let limit = limits.limit(verb);
+        let index = match self.command_counts.iter().position(|(v, _)| *v == verb) {
+            Some(index) => index,
+            None => {
+                self.command_counts.push((verb, 0));
+                self.command_counts.len() - 1
+            }
+        };
+        let count = &mut self.command_counts[index].1;
+        if *count < limit {
+            *count += 1;
+            return false;
+        }
+        log::info!("server: {verb} over its limit of {limit} in one session");
+        self.abort_message(AbortReason::Disconnected);
+        self.close_with(Reply::new(
+            ReplyCode::SERVICE_UNAVAILABLE,
+            Some(EnhancedCode::new(4, 7, 0)),
+            format!("{verb} sent too many times"),
+        ));
+        true
     }
 }
 
@@ -406,7 +442,7 @@ pub(super) fn allowed_before_tls(command: &Command) -> bool {
             | Command::Ehlo(_)
             | Command::Lhlo(_)
             | Command::StartTls
-            | Command::Noop
+            | Command::Noop(_)
             | Command::Rset
             | Command::Quit
     )

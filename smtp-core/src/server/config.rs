@@ -88,6 +88,55 @@ pub struct ServerConfig {
     /// edited; what the session accepts stays the same). Default false: the session
     /// answers those itself. aiosmtpd-style servers (Python) turn it on.
     pub handler_replies: bool,
+    /// How many times each command may be given in one session (aiosmtpd's
+    /// `command_call_limit`); `None` (the default) counts nothing. The command over its
+    /// limit is answered `421 4.7.0 <VERB> sent too many times` and the session closes.
+    pub command_limits: Option<CommandLimits>,
+}
+
+/// Per-command limits for [`ServerConfig::command_limits`]: each verb's own, else
+/// `default`. Counted per session, for commands that parse (a malformed line counts
+/// toward [`ServerConfig::max_errors`] instead).
+///
+/// ```
+/// use smtp_core::server::CommandLimits;
+/// let limits = CommandLimits::new(20).with("NOOP", 5).with("rcpt", 200);
+/// assert_eq!(limits.limit("NOOP"), 5);
+/// assert_eq!(limits.limit("RCPT"), 200);
+/// assert_eq!(limits.limit("MAIL"), 20);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandLimits {
+    /// The limit of the verbs not listed in `per_verb`.
+    pub default: u32,
+    /// Verbs (as written on the wire, any case) with their own limit.
+    pub per_verb: Vec<(String, u32)>,
+}
+
+impl CommandLimits {
+    /// Every command at most `default` times per session.
+    pub fn new(default: u32) -> CommandLimits {
+        CommandLimits {
+            default,
+            per_verb: Vec::new(),
+        }
+    }
+
+    /// The same, with `verb`'s own limit.
+    #[must_use]
+    pub fn with(mut self, verb: &str, limit: u32) -> CommandLimits {
+        self.per_verb.push((verb.to_ascii_uppercase(), limit));
+        self
+    }
+
+    /// How many times `verb` may be given.
+    pub fn limit(&self, verb: &str) -> u32 {
+        self.per_verb
+            .iter()
+            .rev()
+            .find(|(v, _)| v.eq_ignore_ascii_case(verb))
+            .map_or(self.default, |(_, limit)| *limit)
+    }
 }
 
 impl ServerConfig {
@@ -120,6 +169,7 @@ impl ServerConfig {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
             handler_replies: false,
+            command_limits: None,
         }
     }
 }

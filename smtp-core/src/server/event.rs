@@ -97,8 +97,9 @@ pub enum ServerEvent<'a> {
     Verify(String),
     /// *Decision.* EXPN. Accepting replies 252 (will not expand).
     Expand(String),
-    /// *Decision.* NOOP. Accepting replies 250; a reply is said instead.
-    Noop,
+    /// *Decision.* NOOP, with its argument if it had one (which changes nothing).
+    /// Accepting replies 250; a reply is said instead.
+    Noop(Option<String>),
     /// *Decision.* The RSET command, in a transaction or not (after [`ServerEvent::Reset`]
     /// when one was abandoned). Accepting replies 250; a reply is said instead.
     Rset,
@@ -123,7 +124,7 @@ impl ServerEvent<'_> {
                 | ServerEvent::MessageEnd
                 | ServerEvent::Verify(_)
                 | ServerEvent::Expand(_)
-                | ServerEvent::Noop
+                | ServerEvent::Noop(_)
                 | ServerEvent::Rset
                 | ServerEvent::Quit
         )
@@ -147,7 +148,7 @@ impl<'e> ServerEvent<'e> {
             ServerEvent::Reset => "reset",
             ServerEvent::Verify(_) => "verify",
             ServerEvent::Expand(_) => "expand",
-            ServerEvent::Noop => "noop",
+            ServerEvent::Noop(_) => "noop",
             ServerEvent::Rset => "rset",
             ServerEvent::Quit => "quit",
             ServerEvent::Close => "close",
@@ -186,7 +187,9 @@ impl<'e> ServerEvent<'e> {
             ServerEvent::Reset => Hook::Reset,
             ServerEvent::Verify(argument) => Hook::Verify { argument },
             ServerEvent::Expand(argument) => Hook::Expand { argument },
-            ServerEvent::Noop => Hook::Noop,
+            ServerEvent::Noop(argument) => Hook::Noop {
+                argument: argument.as_deref().unwrap_or(""),
+            },
             ServerEvent::Rset => Hook::Rset,
             ServerEvent::Quit => Hook::Quit,
             ServerEvent::Close => Hook::Close,
@@ -211,7 +214,7 @@ impl<'e> ServerEvent<'e> {
             ServerEvent::Reset => ServerEvent::Reset,
             ServerEvent::Verify(argument) => ServerEvent::Verify(argument),
             ServerEvent::Expand(argument) => ServerEvent::Expand(argument),
-            ServerEvent::Noop => ServerEvent::Noop,
+            ServerEvent::Noop(argument) => ServerEvent::Noop(argument),
             ServerEvent::Rset => ServerEvent::Rset,
             ServerEvent::Quit => ServerEvent::Quit,
             ServerEvent::Close => ServerEvent::Close,
@@ -266,8 +269,10 @@ macro_rules! with_hooks {
             /// EXPN. Default: 252.
             Expand => fn expand<'a>(argument: &'a str)
                 -> $crate::server::Decision { $crate::server::Decision::Accept }
-            /// NOOP. Default: 250.
-            Noop => fn noop() -> $crate::server::Decision { $crate::server::Decision::Accept }
+            /// NOOP, with its argument (empty when there was none; it changes nothing).
+            /// Default: 250.
+            Noop => fn noop<'a>(argument: &'a str)
+                -> $crate::server::Decision { $crate::server::Decision::Accept }
             /// The RSET command, in a transaction or not (after `reset` when one was
             /// abandoned). Default: 250.
             Rset => fn rset() -> $crate::server::Decision { $crate::server::Decision::Accept }

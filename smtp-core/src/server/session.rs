@@ -106,6 +106,8 @@ pub struct ServerSession {
     pub(super) authenticated: Option<String>,
     pub(super) errors: u32,
     pub(super) auth_failures: u32,
+    /// How many times each verb was given, under [`ServerConfig::command_limits`].
+    pub(super) command_counts: Vec<(&'static str, u32)>,
     // Transaction state.
     pub(super) in_transaction: bool,
     pub(super) transaction_smtputf8: bool,
@@ -152,6 +154,7 @@ impl ServerSession {
             authenticated: None,
             errors: 0,
             auth_failures: 0,
+            command_counts: Vec::new(),
             in_transaction: false,
             transaction_smtputf8: false,
             transaction_binary: false,

@@ -54,6 +54,9 @@ from smtpx.server import (
     LoginPassword,
     Maildir,
     Session,
+    UnixSocketController,
+    UnixSocketUnthreadedController,
+    UnthreadedController,
 )
 from smtpx.errors import (
     SmtpAuthError,
@@ -125,6 +128,9 @@ __all__ = [
     "LoginPassword",
     "Maildir",
     "Session",
+    "UnixSocketController",
+    "UnixSocketUnthreadedController",
+    "UnthreadedController",
     "LMTP",
     "SMTP",
     "SMTP_SSL",

@@ -12,7 +12,10 @@ __all__ = [
     "ClientSession",
     "Event",
     "Pool",
+    "PoolCore",
+    "PoolLease",
     "Relay",
+    "RelayJob",
     "RelaySession",
     "Server",
     "ServerConnection",
@@ -459,6 +462,8 @@ class ServerConnection:
         peer: tuple[str, int] | None = None,
         proxy_protocol_timeout: float | None = None,
         proxy_trusted: list[str] = ...,
+        command_limits: tuple[int, list[tuple[str, int]]] | None = None,
+        relay: Relay | None = None,
     ) -> ServerConnection:
         """The options are ServerSession's; with ``implicit_tls`` (port 465 style) the TLS
         handshake is the first action. ``max_message_size=None``: no limit (and no SIZE).
@@ -472,7 +477,13 @@ class ServerConnection:
         protocol header within that time, and only when ``peer`` (the socket's ``(host,
         port)``) is in one of the ``proxy_trusted`` networks (CIDR strings); otherwise the
         first action is CLOSE, nothing said. Until the header is read, read at most
-        ``read_limit`` bytes at a time."""
+        ``read_limit`` bytes at a time. ``command_limits``: ``(default, [(verb, limit),
+        ...])``, how many times each command may be given (aiosmtpd's
+        ``command_call_limit``); the one over its limit gets 421 4.7.0 and the session
+        closes. ``relay``: the core's relay answers the transaction hooks (MAIL, RCPT, the
+        content piece by piece, the end of the message, RSET, the close) itself; each is
+        handed over as a :class:`RelayJob` (kind ``"relay"``) to ``run()`` off the event
+        loop and give back to :meth:`answer`."""
     @staticmethod
     def busy_reply(hostname: str) -> bytes:
         """The 421 a server at its connection limit says before closing a connection."""
@@ -485,11 +496,12 @@ class ServerConnection:
     def connected(self, refusal: str | None = None) -> None:
         """The answer to CONNECT: None, or a status line refusing the client (554 keeps
         the session for QUIT only, 421 closes at once)."""
-    def answer(self, status: str | list[str] | None = None) -> None:
+    def answer(self, status: str | list[str] | RelayJob | None = None) -> None:
         """The answer to the last HOOK. For a hook that needs a decision: None accepts
         (the engine's own reply), a status line such as "550 5.1.1 No such user"
         replies, and after "message_end" under LMTP a list gives one line per accepted
-        recipient. Anything else is logged and answered with 451 4.3.0."""
+        recipient. Anything else is logged and answered with 451 4.3.0. A
+        :class:`RelayJob` that was run answers with what the relay said."""
     def receive(self, data: bytes | bytearray, now: float, size: int | None = None) -> None:
         """Input read from the client (the first ``size`` bytes of ``data``). All of it
         is kept: what the session has no room for waits, and no READ comes until it is
@@ -722,6 +734,62 @@ class Pool:
         """Closes the connections idle for too long."""
     def close(self) -> None:
         """Closes the pool: idle connections now, the others when given back."""
+
+@final
+class RelayJob:
+    """A relay hook of a :class:`ServerConnection` made with ``relay``: ``run()`` it where
+    it may wait on the next hop, then pass it to ``ServerConnection.answer``."""
+
+    @property
+    def kind(self) -> str:
+        """``"relay"``."""
+    def run(self) -> None:
+        """Runs the hook (the interpreter is released while it waits)."""
+
+@final
+class PoolLease:
+    """A connection lent by :class:`PoolCore`; ``conn`` is None until ``put``."""
+
+    @property
+    def conn(self) -> Any:
+        """The connection, or None."""
+    @property
+    def messages(self) -> int:
+        """Messages the connection carried before this lease."""
+    def put(self, conn: Any) -> None:
+        """Puts the freshly opened connection in."""
+
+@final
+class PoolCore:
+    """The core's pool policy over Python connection objects (for a pool whose I/O is
+    Python's); times are the caller's clock in seconds. See ``smtpx.pool.AsyncSMTPPool``."""
+
+    def __new__(
+        cls,
+        *,
+        max_size: int = 8,
+        idle_timeout: float = 60.0,
+        max_messages: int = 0,
+        check_after: float = 1.0,
+        checkout_timeout: float = 30.0,
+        now: float = 0.0,
+    ) -> PoolCore: ...
+    def checkout(self, now: float) -> tuple[str, PoolLease | None, bool]:
+        """``("reuse", lease, check)``, ``("connect", lease, False)`` or ``("wait", None,
+        False)``."""
+    def checkin(self, lease: PoolLease, healthy: bool, sent: int, now: float) -> Any:
+        """Gives a lease back; returns the connection to close now, or None."""
+    def discard(self, lease: PoolLease) -> Any:
+        """Frees a lease's slot; returns the connection it held, or None."""
+    def expired(self, now: float) -> list[Any]:
+        """The idle connections past ``idle_timeout``, taken out for closing."""
+    def close(self) -> list[Any]:
+        """Closes the pool; returns the idle connections for closing."""
+    def status(self) -> tuple[int, int]:
+        """``(open, idle)`` connections now."""
+    @property
+    def checkout_timeout(self) -> float:
+        """Seconds a sender waits for a free slot."""
 
 @final
 class Relay:

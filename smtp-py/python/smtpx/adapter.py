@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable, Generator, Iterable, NamedTuple, Se
 __all__ = [
     "AUTH_FAILED",
     "AUTH_MECHANISMS",
+    "CALL_LIMIT_DEFAULT",
     "CONTROLLER_HOOK_THREADS",
     "DATA_SIZE_DEFAULT",
     "HANDLER_FAILED",
@@ -62,6 +63,9 @@ QUIT_BYE = "221 2.0.0 Bye"
 AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 #: aiosmtpd's default message size limit (32 MiB).
 DATA_SIZE_DEFAULT = 33554432
+#: aiosmtpd's ``CALL_LIMIT_DEFAULT``: the limit of the commands a ``command_call_limit``
+#: dictionary does not name (when it has no ``"*"``).
+CALL_LIMIT_DEFAULT = 20
 #: The SASL mechanisms the servers offer with an ``authenticator``.
 AUTH_MECHANISMS = ["LOGIN", "PLAIN"]
 #: How many threads run :class:`smtpx.Controller`'s plain-function hooks by default.
@@ -107,6 +111,15 @@ class ServerSettings:
       aiosmtpd's; an unknown name is a ValueError.
     - ``authenticator(server, session, envelope, mechanism, auth_data)``: enables AUTH
       PLAIN and LOGIN; None by default.
+    - ``auth_callback(mechanism, login, password)``: aiosmtpd's older (deprecated, still
+      accepted) way to check a login: ``login`` and ``password`` are bytes, a true result
+      accepts. Used only when there is no ``authenticator``, as in aiosmtpd; it enables
+      AUTH too. None by default.
+    - ``command_call_limit``: how many times each command may be given in one session,
+      as aiosmtpd's: an int for every command, or a dict of verb to limit whose ``"*"``
+      is the default (else :data:`CALL_LIMIT_DEFAULT`). The command over its limit gets
+      ``421 4.7.0 <VERB> sent too many times`` and the connection closes. None (the
+      default): no limit. Counted by the engine, for commands it recognises.
     - ``lmtp``: speak LMTP instead of SMTP; False.
     - ``implicit_tls``: TLS from the first byte (port 465 style; aiosmtpd's Controller
       ``ssl_context``); False.
@@ -145,6 +158,8 @@ class ServerSettings:
     auth_required: bool = False
     auth_exclude_mechanism: Iterable[str] | None = None
     authenticator: Callable[..., Any] | None = None
+    auth_callback: Callable[[str, bytes, bytes], Any] | None = None
+    command_call_limit: int | dict[str, int] | None = None
     lmtp: bool = False
     implicit_tls: bool = False
     max_connections: int = 10000
@@ -185,6 +200,9 @@ class ServerSettings:
         if unknown:
             raise ValueError(f"auth_exclude_mechanism: unknown mechanisms {sorted(unknown)} (smtpx has {AUTH_MECHANISMS})")
         self.auth_mechanisms = [name for name in AUTH_MECHANISMS if name not in excluded]
+        if self.auth_callback is not None and not callable(self.auth_callback):
+            raise TypeError("auth_callback must be a function (mechanism, login, password) -> bool")
+        self.command_limits()  # checked now: aiosmtpd's TypeError for a bad one
         proxy_timeout = self.proxy_protocol_timeout
         if proxy_timeout is not None and not (
             isinstance(proxy_timeout, (int, float)) and not isinstance(proxy_timeout, bool) and proxy_timeout > 0
@@ -194,6 +212,30 @@ class ServerSettings:
             raise TypeError("proxy_trusted is a sequence of networks, not one string")
         self.proxy_trusted = tuple(self.proxy_trusted)
         self.hostname = self.server_hostname or socket.getfqdn()
+
+    def command_limits(self) -> tuple[int, list[tuple[str, int]]] | None:
+        """``command_call_limit`` as the engine takes it: ``(default, [(verb, limit),
+        ...])``, or None. A value of the wrong type is a ``TypeError``, as in aiosmtpd."""
+        limit = self.command_call_limit
+        if limit is None:
+            return None
+        if isinstance(limit, bool) or not isinstance(limit, (int, dict)):
+            raise TypeError("command_call_limit must be int or Dict[str, int]")
+        if isinstance(limit, int):
+            if limit < 0:
+                raise ValueError("command_call_limit must not be negative")
+            return (limit, [])
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in limit.values()):
+            raise TypeError("All command_call_limit values must be int")
+        if any(v < 0 for v in limit.values()):
+            raise ValueError("command_call_limit values must not be negative")
+        default = limit.get("*", CALL_LIMIT_DEFAULT)
+        return (default, [(str(verb), n) for verb, n in limit.items() if verb != "*"])
+
+    def checks_logins(self) -> bool:
+        """True when AUTH is offered: an ``authenticator``, or aiosmtpd's older
+        ``auth_callback``, and a mechanism left to offer."""
+        return (self.authenticator is not None or self.auth_callback is not None) and bool(self.auth_mechanisms)
 
     def proxy_options(self) -> dict[str, Any]:
         """The PROXY protocol keywords of the native servers."""
@@ -215,7 +257,7 @@ class ServerSettings:
             smtputf8=self.enable_SMTPUTF8,
             eight_bit_mime=not self.decode_data,
             lmtp=self.lmtp,
-            auth=self.authenticator is not None and bool(self.auth_mechanisms),
+            auth=self.checks_logins(),
             auth_mechanisms=self.auth_mechanisms,
             allow_insecure_auth=not self.auth_require_tls,
             require_auth=self.auth_required,
@@ -224,6 +266,7 @@ class ServerSettings:
             implicit_tls=self.implicit_tls,
             require_tls=self.require_starttls,
             pipelining_sync=self.pipelining_sync,
+            command_limits=self.command_limits(),
             **self.proxy_options(),
         )
 
@@ -393,6 +436,7 @@ class HandlerConnection:
         self.handler = handler
         self.server = server
         self.authenticator = settings.authenticator
+        self.auth_callback = settings.auth_callback
         self.lmtp = settings.lmtp
         self.decode_data = settings.decode_data
         self.smtputf8 = settings.enable_SMTPUTF8
@@ -546,10 +590,16 @@ class HandlerConnection:
 
     def _auth(self, mechanism: str, username: str, password: str) -> Step:
         authenticator = self.authenticator
-        if authenticator is None:
-            return AUTH_FAILED
         data = login_password(username.encode(), password.encode())
-        result = yield from self._call(authenticator, self.server, self.session, self.envelope, mechanism, data)
+        if authenticator is not None:
+            result = yield from self._call(authenticator, self.server, self.session, self.envelope, mechanism, data)
+        elif self.auth_callback is not None:
+            # aiosmtpd's older check: (mechanism, login, password) -> bool; a true
+            # answer is its AuthResult(success=True, auth_data=the LoginPassword).
+            accepted = yield from self._call(self.auth_callback, mechanism, data.login, data.password)
+            result = AuthResult(success=True, auth_data=data) if accepted else AuthResult(success=False, handled=False)
+        else:
+            return AUTH_FAILED
         if not auth_succeeded(result):
             log.info("authentication refused for %r (authenticator returned %r)", data.login, result)
             return auth_failure_reply(result)
@@ -622,11 +672,13 @@ class HandlerConnection:
         status = yield from self._hook("handle_RSET")
         return RSET_OK if status is _MISSING else status
 
-    def noop(self, argument: str = "") -> Step:
-        """NOOP: ``handle_NOOP(arg)``; without it, ``250 2.0.0 OK`` (aiosmtpd's text)."""
+    def noop(self, argument: str | None = None) -> Step:
+        """NOOP: ``handle_NOOP(arg)``, ``arg`` being what followed the verb or None (as
+        aiosmtpd gives it; RFC 5321 allows an argument and ignores it); without the hook,
+        ``250 2.0.0 OK`` (aiosmtpd's text)."""
         return self._guarded("handle_NOOP", self._noop(argument))
 
-    def _noop(self, argument: str) -> Step:
+    def _noop(self, argument: str | None) -> Step:
         status = yield from self._hook("handle_NOOP", argument)
         return NOOP_OK if status is _MISSING else status
 

@@ -6,9 +6,20 @@ hop's (under LMTP on the front side, one per recipient), and a next hop that is 
 slow gives 451 with an enhanced code, never 250. The logic is the core's
 (``smtp_core::server::relay``); the hooks only hand it what the server received.
 
-The content reaches the handler whole (aiosmtpd's ``handle_DATA`` model) and goes to the
-next hop in 64 KiB pieces, re-canonicalised (no lone CR or LF leaves). Each hook runs on
-the event loop's default executor, so a slow next hop never blocks other connections.
+Two ways to run it:
+
+- Under smtpx's own :class:`smtpx.Controller` or :class:`smtpx.aio.Server`, the handler is
+  the core's relay run inside the native connection (``native_relay``): the content is
+  streamed to the next hop as it arrives, in the pieces the connection receives, with at
+  most the core's bounded number of pieces in flight (the connection stops reading while
+  the next hop catches up), never held whole; the aiosmtpd hooks below are not called.
+- Under aiosmtpd's own ``Controller`` (or any server calling aiosmtpd's hooks), the
+  ``handle_*`` methods run: the content reaches ``handle_DATA`` whole (aiosmtpd's model)
+  and goes to the next hop in 64 KiB pieces.
+
+Either way the content is re-canonicalised (no lone CR or LF leaves), and the relay's
+waits on the next hop run on threads (the server's hook threads, or the event loop's
+default executor), so a slow next hop never blocks other connections.
 
 >>> from smtpx import Controller                                      # doctest: +SKIP
 >>> relay = RelayHandler("mx.internal", 25, tls="starttls-required")  # doctest: +SKIP
@@ -50,7 +61,9 @@ class RelayHandler:
         max_size: int = 8,
     ) -> None:
         tls_kw: dict[str, Any] = tls_arguments(context, cafile) if tls != "none" else {}
-        self._relay = _native.Relay(
+        #: The core's relay, which :class:`smtpx.aio.Server` (and so
+        #: :class:`smtpx.Controller`) runs inside each connection.
+        self.native_relay = self._relay = _native.Relay(
             host,
             port,
             helo_name=local_hostname,

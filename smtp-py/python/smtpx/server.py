@@ -74,6 +74,9 @@ __all__ = [
     "LoginPassword",
     "Maildir",
     "Session",
+    "UnixSocketController",
+    "UnixSocketUnthreadedController",
+    "UnthreadedController",
 ]
 
 #: aiosmtpd's default ``ready_timeout`` (seconds).
@@ -97,6 +100,8 @@ class Maildir:
         """Starts the Rust server delivering into this Maildir."""
         unsupported = {
             "authenticator": settings.authenticator is not None,
+            "auth_callback": settings.auth_callback is not None,
+            "command_call_limit": settings.command_call_limit is not None,
             "decode_data": settings.decode_data,
             "ident": settings.ident is not None,
             "enable_SMTPUTF8": not settings.enable_SMTPUTF8,
@@ -152,7 +157,8 @@ class Controller:
       with their defaults by :class:`smtpx.adapter.ServerSettings`: ``tls_context``,
       ``require_starttls``, ``data_size_limit`` (None: no limit), ``ident``,
       ``enable_SMTPUTF8``, ``decode_data``, ``authenticator``, ``auth_required``,
-      ``auth_require_tls``, ``auth_exclude_mechanism``, ``timeout``, ``lmtp``,
+      ``auth_require_tls``, ``auth_exclude_mechanism``, ``auth_callback``,
+      ``command_call_limit``, ``timeout``, ``lmtp``,
       ``max_connections``, ``listen_backlog``, ``pipelining_sync``. An unknown one is a
       ``TypeError``.
 
@@ -161,6 +167,10 @@ class Controller:
     this controller's handler (its handler is used, LMTP is honoured, the controller's
     settings apply); anything else is refused with ``TypeError``.
     """
+
+    #: The Unix socket path listened on instead of ``hostname``:``port``
+    #: (:class:`UnixSocketController`).
+    unix_socket: str | None = None
 
     def __init__(
         self,
@@ -212,7 +222,7 @@ class Controller:
         """Makes the server (called on the controller's event loop, as aiosmtpd calls
         its ``factory``). Override it to return another :class:`smtpx.aio.Server`, or
         aiosmtpd's ``SMTP``/``LMTP`` (see the class doc)."""
-        return Server(self.handler, self.hostname, self.port, settings=self.settings)
+        return Server(self.handler, self.hostname, self.port, unix_socket=self.unix_socket, settings=self.settings)
 
     def _adopt(self, made: Any) -> Server:
         """The server ``factory()`` means, or TypeError: never silently another one."""
@@ -223,7 +233,9 @@ class Controller:
             settings = self.settings
             if "aiosmtpd.lmtp.LMTP" in names:
                 settings = dataclasses.replace(settings, lmtp=True)
-            return Server(getattr(made, "event_handler"), self.hostname, self.port, settings=settings)
+            return Server(
+                getattr(made, "event_handler"), self.hostname, self.port, unix_socket=self.unix_socket, settings=settings
+            )
         raise TypeError(
             f"{type(self).__name__}.factory() returned {made!r}: smtpx runs an smtpx.aio.Server "
             "or aiosmtpd's SMTP/LMTP (for their handler and LMTP), nothing else"
@@ -242,6 +254,8 @@ class Controller:
             if self._native is not None or self.smtpd is not None:
                 raise RuntimeError("the controller is already running")
             if isinstance(self.handler, Maildir):
+                if self.unix_socket is not None:
+                    raise ValueError("the Maildir handler listens on TCP only, not on a Unix socket")
                 self._native = self.handler.start(self.hostname, self.port, self.settings)
                 self.port = self._native.address[1]
                 return
@@ -260,9 +274,25 @@ class Controller:
                 future.cancel()
                 self._halt()
                 raise
-            self.smtpd = server
-            self.server = server._server
+            self._started(server)
+
+    def _started(self, server: Server) -> None:
+        self.smtpd = server
+        self.server = server._server
+        if self.unix_socket is None:
             self.port = server.address[1]
+
+    def cancel_tasks(self, stop_loop: bool = True) -> None:
+        """Stops the loop (unless ``stop_loop`` is False) and cancels every task on it, as
+        aiosmtpd's ``BaseController.cancel_tasks``; call it on the loop's thread
+        (``loop.call_soon_threadsafe(controller.cancel_tasks)``)."""
+        loop = self._running_loop or self.loop
+        if loop is None:
+            return
+        if stop_loop:
+            loop.stop()
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
 
     def _halt(self) -> None:
         """Stops the controller's own thread and loop (not a loop it was given running)."""
@@ -308,3 +338,108 @@ class Controller:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class UnixSocketController(Controller):
+    """:class:`Controller` listening on the Unix domain socket ``unix_socket`` (a path)
+    instead of a TCP port, as aiosmtpd's ``UnixSocketController``; everything else is
+    :class:`Controller`'s. The socket file is made by ``start()``; remove it when done
+    (aiosmtpd leaves it too)."""
+
+    def __init__(
+        self,
+        handler: Any,
+        unix_socket: str | os.PathLike[str],
+        loop: asyncio.AbstractEventLoop | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, loop=loop, **kwargs)
+        self.unix_socket = os.fspath(unix_socket)
+
+
+class UnthreadedController(Controller):
+    """:class:`Controller` without a thread of its own, as aiosmtpd's
+    ``UnthreadedController``: :meth:`begin` sets the server up on ``loop`` (a new one when
+    None) without running it; the caller runs the loop. :meth:`end` (or ``await``
+    :meth:`finalize`) stops it, then :attr:`ended` is set::
+
+        controller = UnthreadedController(handler, loop=loop)
+        controller.begin()
+        loop.run_forever()   # until something stops the loop
+        controller.end()
+
+    ``start()`` and ``stop()`` are the threaded controller's and are refused here.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        hostname: str | None = None,
+        port: int = 8025,
+        loop: asyncio.AbstractEventLoop | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, hostname, port, loop, **kwargs)
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        #: Set when :meth:`finalize` is done.
+        self.ended = threading.Event()
+        self._finalizing: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        """Makes the server and starts listening on ``loop``, which must not be running
+        (as aiosmtpd's ``begin``); run the loop afterwards."""
+        loop = self.loop
+        assert loop is not None
+        if self.smtpd is not None:
+            raise RuntimeError("the controller is already running")
+        asyncio.set_event_loop(loop)
+        self._running_loop = loop
+        self._started(loop.run_until_complete(self._start()))
+
+    async def finalize(self) -> None:
+        """Stops listening and closes the connections (on the controller's loop); then
+        :attr:`ended` is set."""
+        self.ended.clear()
+        server, self.smtpd, self.server = self.smtpd, None, None
+        try:
+            if server is not None:
+                self.cut_connections = await server.stop()
+        finally:
+            self._running_loop = None
+            self.ended.set()
+
+    def end(self) -> None:
+        """:meth:`finalize` from plain code: scheduled on the loop when it is running (wait
+        on :attr:`ended`; from another thread use ``loop.call_soon_threadsafe(controller.end)``),
+        else run to its end now."""
+        self.ended.clear()
+        loop = self.loop
+        assert loop is not None
+        if loop.is_running():
+            self._finalizing = loop.create_task(self.finalize())
+        else:
+            loop.run_until_complete(self.finalize())
+
+    def start(self) -> None:
+        """Refused: an unthreaded controller is started with :meth:`begin`."""
+        raise RuntimeError(f"{type(self).__name__} is started with begin() on a loop the caller runs, not start()")
+
+    def stop(self, grace: float = 5.0, no_assert: bool = False) -> None:
+        """Refused: an unthreaded controller is stopped with :meth:`end` or :meth:`finalize`."""
+        raise RuntimeError(f"{type(self).__name__} is stopped with end() or finalize(), not stop()")
+
+
+class UnixSocketUnthreadedController(UnthreadedController):
+    """:class:`UnthreadedController` listening on the Unix domain socket ``unix_socket``,
+    as aiosmtpd's ``UnixSocketUnthreadedController``."""
+
+    def __init__(
+        self,
+        handler: Any,
+        unix_socket: str | os.PathLike[str],
+        loop: asyncio.AbstractEventLoop | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, loop=loop, **kwargs)
+        self.unix_socket = os.fspath(unix_socket)

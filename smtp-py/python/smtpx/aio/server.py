@@ -66,13 +66,30 @@ class Server:
     ``enable_SMTPUTF8``, ``decode_data``, ``timeout``, ``tls_context`` (a ``(certfile,
     keyfile)`` pair for rustls or an :class:`ssl.SSLContext`), ``require_starttls``,
     ``implicit_tls``, ``authenticator``, ``auth_required``, ``auth_require_tls``,
-    ``auth_exclude_mechanism``, ``lmtp``, ``max_connections``, ``listen_backlog``,
+    ``auth_exclude_mechanism``, ``auth_callback``, ``command_call_limit``, ``lmtp``,
+    ``max_connections``, ``listen_backlog``,
     ``pipelining_sync``, ``proxy_protocol_timeout`` and ``proxy_trusted`` (aiosmtpd's PROXY
     protocol option, see :class:`smtpx.adapter.ServerSettings`), ``hook_threads`` (0 here: plain-function hooks run on the event
     loop, as aiosmtpd's) and ``server_kwargs``. An unknown keyword is a ``TypeError``.
+
+    ``unix_socket``: a path to listen on instead of ``hostname``:``port`` (a Unix domain
+    socket, as aiosmtpd's ``UnixSocketController``); sessions then have ``("", 0)`` as
+    their peer.
+
+    A :class:`smtpx.relay.RelayHandler` as ``handler`` runs as the core's relay inside
+    each connection (its ``native_relay``): MAIL, RCPT and the message get the next hop's
+    replies, and the content streams to the next hop as it arrives (:mod:`smtpx.relay`).
     """
 
-    def __init__(self, handler: Any, hostname: str = "127.0.0.1", port: int = 8025, **options: Any) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        hostname: str = "127.0.0.1",
+        port: int = 8025,
+        *,
+        unix_socket: str | None = None,
+        **options: Any,
+    ) -> None:
         settings = options.pop("settings", None)
         if settings is None:
             settings = ServerSettings(**options)
@@ -82,6 +99,7 @@ class Server:
         self.handler = handler
         self.host = hostname
         self.port = port
+        self.unix_socket = unix_socket
         #: The name the server greets with (aiosmtpd's ``SMTP.hostname``).
         self.hostname = settings.hostname
         self.data_size_limit = settings.data_size_limit
@@ -96,6 +114,12 @@ class Server:
             settings.engine_options(),
             mail_rcpt_hooks=not self._envelope_with_message,
         )
+        # A handler that is the core's relay (smtpx.relay.RelayHandler) is run inside the
+        # native connection: the content streams to the next hop as it arrives, and
+        # MAIL, RCPT and the message get the next hop's replies (see _relay_step).
+        native_relay = getattr(handler, "native_relay", None)
+        if isinstance(native_relay, _native.Relay):
+            self._options["relay"] = native_relay
         self._ehlo_hook = hasattr(handler, "handle_EHLO")
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._proxy = settings.proxy_protocol_timeout is not None  # connections begin with a PROXY header
@@ -111,9 +135,12 @@ class Server:
 
     @property
     def address(self) -> tuple[str, int]:
-        """The ``(host, port)`` listened on (the real port when ``port`` was 0)."""
+        """The ``(host, port)`` listened on (the real port when ``port`` was 0); on a Unix
+        socket ``(path, 0)``."""
         if self._server is None:
             raise RuntimeError("the server is not started")
+        if self.unix_socket is not None:
+            return (self.unix_socket, 0)
         host, port = self._server.sockets[0].getsockname()[:2]
         return (str(host), int(port))
 
@@ -144,6 +171,11 @@ class Server:
         extra = dict(settings.server_kwargs or {})
         if settings.implicit_tls and self._ssl_context is not None:
             extra["ssl"] = self._ssl_context  # asyncio's TLS: the handshake is done before connection_made
+        if self.unix_socket is not None:
+            self._server = await loop.create_unix_server(
+                lambda: _ServerProtocol(self), self.unix_socket, backlog=settings.listen_backlog, **extra
+            )
+            return
         self._server = await loop.create_server(
             lambda: _ServerProtocol(self), self.host, self.port, backlog=settings.listen_backlog, **extra
         )
@@ -613,7 +645,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                 lines = self.connection.ehlo_lines()
             return conn.hello(verb, event.domain or "", lines)
         if kind == "noop":
-            return conn.noop(event.argument or "")
+            return conn.noop(event.argument or None)  # aiosmtpd's arg: None when there is none
         if kind == "rset":
             return conn.rset()
         if kind == "quit":
@@ -631,8 +663,18 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             return None
         if kind == "close":
             return None  # nothing to say
+        if kind == "relay":
+            return self._relay_step(event)
         # A hook the adapter has no shape of its own for: by its name.
         return conn.by_name(kind, event.argument)
+
+    def _relay_step(self, job: Any) -> Any:
+        """A hook of the core's relay (MAIL, RCPT, a piece of content, the end of the
+        message, ...): run on the hook threads (or the loop's default executor), since it
+        may wait on the next hop; the job then carries its answer. While it runs, this
+        connection reads nothing: at most the core's pieces in flight are held."""
+        yield self.server.offload(job.run)
+        return job
 
     def _hook_finished(self, status: Any) -> None:
         """A hook that had suspended is done (called in the connection's task)."""
