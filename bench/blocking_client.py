@@ -4,13 +4,17 @@ sink pinned to the same CPU: smtplib's sendmail loop, smtpx's sendmail loop (``i
 smtpx as smtplib``) and smtpx's send_batch, side by side in one run.
 
     .venv/bin/python bench/blocking_client.py [--count 5000] [--size 1024] [--rounds 5]
-        [--cpu 0]
+        [--cpu 0] [--baseline-python OTHER_VENV/bin/python]
 
 Each round runs the three contenders one after the other (the order rotates from round
 to round), each on a fresh smtp-sink and a fresh connection, and measures the wall time
 of the whole run: with client and sink on one CPU, that is the CPU both spend per
 message, the client's share as ``time.process_time``. Prints every round, the medians,
-and the median of the per-round ratios against smtplib (messages per second). Needs
+and the median of the per-round ratios against smtplib (messages per second). Each run
+is a fresh Python process (its allocator state does not depend on the runs before it).
+With --baseline-python, both smtpx contenders also run under that interpreter (another
+build of smtpx, such as main's, in another virtual environment) as "(baseline)" rows,
+interleaved with the others, for a before/after in one run. Needs
 smtp-sink (Debian: postfix), taskset (util-linux) and smtpx in the Python running it
 (make python-install).
 """
@@ -30,6 +34,8 @@ import time
 from typing import Callable
 
 import smtpx
+
+BASELINE = " (baseline)"
 
 SENDER = "bench@example.org"
 RECIPIENTS = ["sink@example.net"]
@@ -108,13 +114,44 @@ CONTENDERS: list[tuple[str, Callable[[int, int, bytes], None]]] = [
 ]
 
 
+def run_one(name: str, port: int, count: int, size: int) -> None:
+    """One run in this process (the parent's ``--one``): prints wall and CPU seconds."""
+    run = dict(CONTENDERS)[name]
+    msg = message(size)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    run(port, count, msg)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    print(f"RESULT {wall} {cpu}")
+
+
+def run_fresh(python: str, name: str, port: int, count: int, size: int) -> tuple[float, float]:
+    """One run in a new Python process (pinned like this one): wall and CPU seconds."""
+    done = subprocess.run(
+        [python, os.path.abspath(__file__), "--one", name, "--port", str(port),
+         "--count", str(count), "--size", str(size)],
+        capture_output=True, text=True, timeout=900,
+    )
+    found = [line.split() for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not found:
+        sys.stderr.write(done.stderr[-2000:])
+        raise RuntimeError(f"{name}: the run failed")
+    return float(found[-1][1]), float(found[-1][2])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=5000, help="messages per run")
     parser.add_argument("--size", type=int, default=1024, help="message size in bytes")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cpu", type=int, default=0, help="the CPU of client and sink")
+    parser.add_argument("--baseline-python", metavar="PYTHON",
+                        help="also run the smtpx contenders under this interpreter (another smtpx build)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one run, in a child
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        run_one(args.one, args.port, args.count, args.size)
+        return 0
     if shutil.which("taskset") is None:
         print("taskset is needed (util-linux)", file=sys.stderr)
         return 2
@@ -122,18 +159,21 @@ def main() -> int:
     msg = message(args.size)
     print(
         f"{args.count} messages of {len(msg)} bytes over one connection into smtp-sink, "
-        f"client and sink on CPU {args.cpu}, {args.rounds} rounds"
+        f"client and sink on CPU {args.cpu}, {args.rounds} rounds, load average "
+        f"{os.getloadavg()[0]:.2f} at the start"
     )
-    rates: dict[str, list[float]] = {name: [] for name, _ in CONTENDERS}
-    client_us: dict[str, list[float]] = {name: [] for name, _ in CONTENDERS}
+    contenders = [(name, sys.executable, name) for name, _ in CONTENDERS]
+    if args.baseline_python:
+        contenders += [(name + BASELINE, args.baseline_python, name)
+                       for name, _ in CONTENDERS if name.startswith("smtpx")]
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    client_us: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
     for round_no in range(args.rounds):
-        shift = round_no % len(CONTENDERS)
-        for name, run in CONTENDERS[shift:] + CONTENDERS[:shift]:
+        shift = round_no % len(contenders)
+        for name, python, contender in contenders[shift:] + contenders[:shift]:
             sink = Sink(args.cpu)
             try:
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                run(sink.port, args.count, msg)
-                wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+                wall, cpu = run_fresh(python, contender, sink.port, args.count, args.size)
             finally:
                 counted = sink.stop()
             if counted != args.count:
@@ -145,16 +185,25 @@ def main() -> int:
                 f"client CPU {cpu / args.count * 1e6:6.1f} us/msg"
             )
     base = rates[CONTENDERS[0][0]]
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print()
     print("| contender | median msg/s | median client CPU us/msg | median ratio to smtplib (per round) |")
     print("|---|---|---|---|")
-    for name, _ in CONTENDERS:
+    for name, _, _ in contenders:
         ratios = [r / b for r, b in zip(rates[name], base)]
         print(
             f"| {name} | {statistics.median(rates[name]):.0f} | "
             f"{statistics.median(client_us[name]):.1f} | {statistics.median(ratios):.2f} "
             f"({min(ratios):.2f}-{max(ratios):.2f}) |"
         )
+    if args.baseline_python:
+        print()
+        for name, _ in CONTENDERS:
+            if name + BASELINE not in rates:
+                continue
+            rate = statistics.median(a / b for a, b in zip(rates[name], rates[name + BASELINE]))
+            cpu = statistics.median(a / b for a, b in zip(client_us[name], client_us[name + BASELINE]))
+            print(f"{name} / baseline, paired by round: {rate:.2f}x msg/s, {cpu:.2f}x client CPU/msg")
     return 0
 
 

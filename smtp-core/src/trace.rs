@@ -61,6 +61,13 @@ impl fmt::Display for Direction {
 pub trait Trace: Send + Sync {
     /// One line, without its CRLF, already redacted.
     fn line(&self, connection: u64, direction: Direction, text: &str);
+
+    /// False while the sink would drop every line: the session then skips building them
+    /// (redacting, decoding, cutting). A sink that can be switched off and on while the
+    /// connection runs (Python's `set_debuglevel`) says so here; the default is true.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 /// A shared [`Trace`], as options and sessions hold it.
@@ -130,11 +137,13 @@ impl Tracer {
     }
 
     pub(crate) fn is_on(&self) -> bool {
-        self.sink.is_some()
+        self.sink.as_ref().is_some_and(|(sink, _)| sink.0.enabled())
     }
 
     fn emit(&self, direction: Direction, text: &str) {
-        if let Some((sink, id)) = &self.sink {
+        if let Some((sink, id)) = &self.sink
+            && sink.0.enabled()
+        {
             let text = match text.char_indices().nth(MAX_TRACED) {
                 Some((cut, _)) => &text[..cut],
                 None => text,
@@ -198,7 +207,10 @@ mod tests {
 
     #[test]
     fn auth_initial_responses_are_redacted() {
-        assert_eq!(redact_command(b"AUTH PLAIN AGFsaWNlAHNlY3JldA=="), "AUTH PLAIN <redacted>");
+        assert_eq!(
+            redact_command(b"AUTH PLAIN AGFsaWNlAHNlY3JldA=="),
+            "AUTH PLAIN <redacted>"
+        );
         assert_eq!(redact_command(b"auth login"), "auth login");
         assert_eq!(redact_command(b"MAIL FROM:<a@b>"), "MAIL FROM:<a@b>");
     }

@@ -342,7 +342,7 @@ impl Read for PyReader {
 pub struct Client {
     inner: Mutex<Option<SmtpClient>>,
     /// The wire trace's switch: the engine takes its sink at connect, so every client
-    /// has one; while it holds no callable a traced line costs a lock, no Python.
+    /// has one; while it holds no callable no line is even built (`Trace::enabled`).
     trace: Arc<PyTrace>,
 }
 
@@ -364,6 +364,51 @@ impl Client {
                 None => Err(SmtpDisconnected::new_err("the connection is closed")),
             }
         })
+    }
+
+    /// One transaction: `message` is bytes (sent from where it is: a `bytes` object
+    /// cannot change), a bytearray (copied), or a binary file object read 64 KiB at a
+    /// time.
+    fn transaction(
+        &self,
+        py: Python<'_>,
+        envelope: &Envelope,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<TransactionResult> {
+        if let Ok(bytes) = message.cast::<PyBytes>() {
+            let data: &[u8] = bytes.as_bytes();
+            return self.with(py, move |c| c.send_bytes(envelope, data));
+        }
+        if let Ok(array) = message.cast::<PyByteArray>() {
+            let data = array.to_vec();
+            return self.with(py, move |c| c.send_bytes(envelope, &data));
+        }
+        if !message.hasattr("read")? {
+            return Err(PyTypeError::new_err(
+                "message must be bytes or a binary file object",
+            ));
+        }
+        let mut reader = PyReader {
+            file: message.clone().unbind(),
+            pending: Vec::new(),
+            at: 0,
+            error: None,
+        };
+        let outcome = py.detach(|| {
+            let mut guard = lock(&self.inner);
+            match guard.as_mut() {
+                Some(client) => Ok(client.send(envelope, &mut reader, None)),
+                None => Err(()),
+            }
+        });
+        match outcome {
+            Err(()) => Err(SmtpDisconnected::new_err("the connection is closed")),
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(match reader.error.take() {
+                Some(raised) => raised,
+                None => client_error(e, false),
+            }),
+        }
     }
 
     /// Reads what is known without waiting for the network.
@@ -584,44 +629,34 @@ impl Client {
         rcpt_options: Vec<String>,
     ) -> PyResult<ResultTuple> {
         let envelope = envelope(from_addr, &to_addrs, &mail_options, &rcpt_options)?;
-        if let Ok(bytes) = message.cast::<PyBytes>() {
-            let data = bytes.as_bytes().to_vec();
-            return self
-                .with(py, move |c| c.send_bytes(&envelope, &data))
-                .map(|r| result_tuple(&r));
-        }
-        if let Ok(array) = message.cast::<PyByteArray>() {
-            let data = array.to_vec();
-            return self
-                .with(py, move |c| c.send_bytes(&envelope, &data))
-                .map(|r| result_tuple(&r));
-        }
-        if !message.hasattr("read")? {
-            return Err(PyTypeError::new_err(
-                "message must be bytes or a binary file object",
-            ));
-        }
-        let mut reader = PyReader {
-            file: message.clone().unbind(),
-            pending: Vec::new(),
-            at: 0,
-            error: None,
-        };
-        let outcome = py.detach(|| {
-            let mut guard = lock(&self.inner);
-            match guard.as_mut() {
-                Some(client) => Ok(client.send(&envelope, &mut reader, None)),
-                None => Err(()),
-            }
-        });
-        match outcome {
-            Err(()) => Err(SmtpDisconnected::new_err("the connection is closed")),
-            Ok(Ok(result)) => Ok(result_tuple(&result)),
-            Ok(Err(e)) => Err(match reader.error.take() {
-                Some(raised) => raised,
-                None => client_error(e, false),
-            }),
-        }
+        self.transaction(py, &envelope, message)
+            .map(|r| result_tuple(&r))
+    }
+
+    /// perf: `send` for smtplib's `sendmail`, which needs only the refusals: None when
+    /// the message was accepted for every recipient (SMTP, the final reply 2xx), without
+    /// building the result tuple; otherwise the result tuple as `send` gives it.
+    #[pyo3(signature = (from_addr, to_addrs, message, mail_options = Vec::new(),
+        rcpt_options = Vec::new()))]
+    fn sendmail(
+        &self,
+        py: Python<'_>,
+        from_addr: &str,
+        to_addrs: Vec<String>,
+        message: &Bound<'_, PyAny>,
+        mail_options: Vec<String>,
+        rcpt_options: Vec<String>,
+    ) -> PyResult<Option<ResultTuple>> {
+        let envelope = envelope(from_addr, &to_addrs, &mail_options, &rcpt_options)?;
+        let result = self.transaction(py, &envelope, message)?;
+        let positive = |r: &Reply| (200..300).contains(&r.code().get());
+        let all_accepted = positive(&result.mail)
+            && result
+                .recipients
+                .iter()
+                .all(|r| r.is_accepted() && r.delivery.is_none())
+            && result.data.as_ref().is_some_and(positive);
+        Ok((!all_accepted).then(|| result_tuple(&result)))
     }
 
     /// Sends several messages, each `(from_addr, to_addrs, message bytes)`, one

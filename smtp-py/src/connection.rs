@@ -17,6 +17,11 @@
 //!   wait (to read, for a handshake, to close), so a pipelined group of commands costs one
 //!   transport write: an asyncio transport takes every byte it is given, so the bytes
 //!   count as written when handed over.
+//! - perf: on a plain socket the driver may let this object do the socket calls itself
+//!   (`read_socket`, and `step` with the socket's descriptor): one read and the replies it
+//!   causes cost one call into Python's event loop and no `bytes` object, instead of the
+//!   transport's Python read and write paths. What cannot be sent at once is handed back
+//!   for the transport to buffer, so the driver keeps the order of the bytes.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -188,12 +193,28 @@ impl ServerConnection {
         bytes
     }
 
-    /// The next action for Python; see `next_action` and `step` (`with_output`).
+    /// Sends what it can of the gathered output on the socket `fd` (see `step`), without
+    /// waiting; the rest stays gathered, for the driver's transport.
+    fn send_output(&mut self, fd: i32) {
+        let mut sent = 0;
+        while sent < self.output.len() {
+            match socket_io::send(fd, &self.output[sent..]) {
+                Ok(n) => sent += n,
+                // Full, or broken: the transport's write finds out which, and reports a
+                // broken connection as it always does.
+                Err(_) => break,
+            }
+        }
+        self.output.drain(..sent);
+    }
+
+    /// The next action for Python; see `next_action` and `step` (`with_output`, `fd`).
     fn advance<'py>(
         &mut self,
         py: Python<'py>,
         now: std::time::Duration,
         with_output: bool,
+        fd: Option<i32>,
     ) -> PyResult<(u8, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
         loop {
             let (kind, payload) = match self.inner.next_action(now) {
@@ -203,6 +224,12 @@ impl ServerConnection {
                     self.inner.written(n);
                     if self.output.len() < WRITE_BATCH {
                         continue;
+                    }
+                    if let Some(fd) = fd {
+                        self.send_output(fd);
+                        if self.output.is_empty() {
+                            continue;
+                        }
                     }
                     return Ok((WRITE, self.take_output(py), None));
                 }
@@ -239,6 +266,13 @@ impl ServerConnection {
                 ),
                 Action::Close => (CLOSE, py.None().into_bound(py)),
             };
+            if let Some(fd) = fd
+                && kind != HOOK
+                && !self.output.is_empty()
+            {
+                // What does not fit now goes with the action, to the transport.
+                self.send_output(fd);
+            }
             let output = (kind != HOOK && !self.output.is_empty()).then(|| self.take_output(py));
             return Ok((kind, payload, output));
         }
@@ -434,7 +468,7 @@ impl ServerConnection {
     }
 
     fn next_action<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<(u8, Bound<'py, PyAny>)> {
-        let (kind, payload, _) = self.advance(py, seconds(now)?, false)?;
+        let (kind, payload, _) = self.advance(py, seconds(now)?, false, None)?;
         Ok((kind, payload))
     }
 
@@ -443,12 +477,47 @@ impl ServerConnection {
     /// None)`: one call where `next_action` takes two. Write the output first; when the
     /// driver cannot act on the action at once (the transport is full), asking again gives
     /// the same waiting action.
+    ///
+    /// With `fd`, the descriptor of a plain non-blocking socket whose transport holds
+    /// nothing unsent, the output is sent on it here; only what the socket did not take
+    /// (or all of it, when sending failed) is handed over, to go through the transport.
+    #[pyo3(signature = (now, fd = None))]
     fn step<'py>(
         &mut self,
         py: Python<'py>,
         now: f64,
+        fd: Option<i32>,
     ) -> PyResult<(u8, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
-        self.advance(py, seconds(now)?, true)
+        self.advance(py, seconds(now)?, true, fd)
+    }
+
+    /// perf: reads once from the plain non-blocking socket `fd` (at most `read_limit`
+    /// bytes) and takes what came, as `receive` does. Returns the number of bytes read: 0
+    /// at the end of the stream, -1 when there was nothing to read; a failed read raises
+    /// OSError. The buffer is the thread's, so an idle connection holds none.
+    fn read_socket(&mut self, fd: i32, now: f64) -> PyResult<isize> {
+        let now = seconds(now)?;
+        let limit = self.inner.read_limit();
+        let inner = &mut self.inner;
+        socket_io::with_read_buffer(|buffer| {
+            let size = buffer.len().min(limit);
+            match socket_io::recv(fd, &mut buffer[..size]) {
+                Ok(0) => Ok(0),
+                Ok(n) => {
+                    inner.receive(&buffer[..n], now);
+                    Ok(n as isize)
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    Ok(-1)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     #[pyo3(signature = (refusal = None))]
@@ -609,5 +678,66 @@ impl ServerConnection {
             .proxy_header()
             .map(|h| crate::proxy::header_dict(py, h))
             .transpose()
+    }
+}
+
+/// The socket calls of `read_socket` and `step(fd=...)` on a descriptor the driver's
+/// transport owns: it stays open while Python holds the transport, and is never closed
+/// here.
+mod socket_io {
+    use std::cell::RefCell;
+    use std::io::{self, Read, Write};
+
+    /// How much one read takes at most (as the asyncio server's own buffer).
+    const READ_SIZE: usize = 64 * 1024;
+
+    thread_local! {
+        /// One read buffer per thread (the event loop's): input is handed to the
+        /// connection layer at once, so no connection keeps one.
+        static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+    }
+
+    pub(super) fn with_read_buffer<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+        READ_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => f(&mut buffer),
+            // Only if a read ever ran inside another (a trace callback reading a socket).
+            Err(_) => f(&mut vec![0; READ_SIZE]),
+        })
+    }
+
+    #[cfg(unix)]
+    fn with_socket<T>(
+        fd: i32,
+        f: impl FnOnce(&mut std::net::TcpStream) -> io::Result<T>,
+    ) -> io::Result<T> {
+        use std::os::fd::FromRawFd;
+        if fd < 0 {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        // SAFETY: `fd` is the open socket of a transport the caller (smtpx.aio.Server)
+        // holds for the whole call; the stream only borrows it: ManuallyDrop keeps it from
+        // being closed here. `TcpStream` is only used for `recv` and `send`, which work on
+        // any connected stream socket.
+        let mut stream =
+            std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+        f(&mut stream)
+    }
+
+    #[cfg(not(unix))]
+    fn with_socket<T>(
+        _fd: i32,
+        _f: impl FnOnce(&mut std::net::TcpStream) -> io::Result<T>,
+    ) -> io::Result<T> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// One `recv`.
+    pub(super) fn recv(fd: i32, buffer: &mut [u8]) -> io::Result<usize> {
+        with_socket(fd, |stream| stream.read(buffer))
+    }
+
+    /// One `send` (MSG_NOSIGNAL: a closed peer is an error, not a signal).
+    pub(super) fn send(fd: i32, bytes: &[u8]) -> io::Result<usize> {
+        with_socket(fd, |stream| stream.write(bytes))
     }
 }

@@ -8,7 +8,7 @@
 //! blocking client is the exception: its engine takes the sink at connect, and smtplib
 //! lets `set_debuglevel` be called on a connected client, so `Client` always carries one.
 //! The callable sits in a slot that can be emptied or refilled while the connection runs;
-//! an empty slot costs a lock per line, no Python.
+//! while it is empty the engine builds no line at all (`Trace::enabled`).
 //!
 //! The callable runs attached to the interpreter (`Python::try_attach`: nothing runs
 //! while the interpreter finalizes), from whatever thread runs the connection. An
@@ -31,12 +31,16 @@ pub(crate) struct PyTrace {
     slot: Mutex<Option<Arc<Py<PyAny>>>>,
     /// An exception of the callable has been reported.
     reported: AtomicBool,
+    /// perf: the slot holds a callable. Read without the lock by [`Trace::enabled`], so
+    /// that an idle sink costs the engine nothing per line (no line is built).
+    on: AtomicBool,
 }
 
 impl PyTrace {
     /// A sink calling `callable` (or nothing, until [`PyTrace::set`]).
     pub(crate) fn new(callable: Option<Py<PyAny>>) -> Arc<PyTrace> {
         Arc::new(PyTrace {
+            on: AtomicBool::new(callable.is_some()),
             slot: Mutex::new(callable.map(Arc::new)),
             reported: AtomicBool::new(false),
         })
@@ -44,10 +48,10 @@ impl PyTrace {
 
     /// Replaces the callable; None stops calling Python.
     pub(crate) fn set(&self, callable: Option<Py<PyAny>>) {
-        let old = std::mem::replace(
-            &mut *self.slot.lock().unwrap_or_else(|p| p.into_inner()),
-            callable.map(Arc::new),
-        );
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        self.on.store(callable.is_some(), Ordering::Relaxed);
+        let old = std::mem::replace(&mut *slot, callable.map(Arc::new));
+        drop(slot);
         // Dropped outside the lock (a reference count may need the interpreter).
         drop(old);
     }
@@ -84,6 +88,10 @@ impl PyTrace {
 }
 
 impl Trace for PyTrace {
+    fn enabled(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
     fn line(&self, connection: u64, direction: Direction, text: &str) {
         let callable = self.slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(callable) = callable else {

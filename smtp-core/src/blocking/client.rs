@@ -26,8 +26,8 @@
 //!   pipelined batch is one segment and never waits for Nagle and a delayed ACK.
 //! - One 64 KiB read buffer; every read goes straight to the session.
 //! - Before each read the socket's read timeout is set to what is left until the session's
-//!   next deadline; when it expires the session, not the driver, decides whether that is a
-//!   timeout. Writes time out after
+//!   next deadline (unless it already lies between half of that and that); when it
+//!   expires the session, not the driver, decides whether that is a timeout. Writes time out after
 //!   [`ClientTimeouts::data_block`](crate::client::ClientTimeouts::data_block).
 //! - Messages are streamed from any [`Read`] 64 KiB at a time and never held whole.
 //! - Dropping an [`SmtpClient`] closes the socket without QUIT; call [`SmtpClient::quit`]
@@ -145,6 +145,10 @@ struct Io {
     /// The session's clock: `base.elapsed()` is the `now` it is given.
     base: Instant,
     buffer: Box<[u8]>,
+    /// perf: the read timeout the socket has now, if this driver set one. It is set again
+    /// only when the next deadline is nearer than that (see `read_once`), which saves a
+    /// `setsockopt` per reply.
+    read_timeout: Option<Duration>,
 }
 
 client_debug!(SmtpClient);
@@ -209,6 +213,7 @@ impl SmtpClient {
             stream: Stream::Local(unix),
             base: Instant::now(),
             buffer: vec![0; READ_BUFFER].into_boxed_slice(),
+            read_timeout: None,
         };
         SmtpClient::start(io, SocketAddr::from(([0, 0, 0, 0], 0)), prepared)
     }
@@ -245,6 +250,7 @@ impl Io {
                 stream,
                 base,
                 buffer,
+                read_timeout: None,
             },
             peer,
         ))
@@ -303,6 +309,7 @@ impl Io {
     /// The STARTTLS handshake on the plain socket, done by `deadline` (session clock).
     fn starttls(&mut self, setup: &TlsSetup, deadline: Duration) -> Result<(), Error> {
         let tcp = self.stream.take_plain()?;
+        self.read_timeout = None; // the handshake sets its own
         self.stream = Stream::Tls(Box::new(tls_handshake(tcp, setup, self.base, deadline)?));
         Ok(())
     }
@@ -312,9 +319,21 @@ impl Io {
     where
         I: Iterator<Item: BatchMessage>,
     {
-        let now = self.base.elapsed();
-        if let Err(e) = self.stream.set_read_timeout(deadline.saturating_sub(now)) {
-            return op.read_failed(e);
+        // A timeout between half of what is left and what is left is kept: should it
+        // expire before the deadline, the session only asks to read again
+        // (`handle_timeout`), and the timeout is then set anew. So no read waits past the
+        // deadline, a wait wakes up early at most a few times, and a connection whose
+        // replies come in time makes one `setsockopt` instead of one per read.
+        let left = deadline.saturating_sub(self.base.elapsed()).max(MIN_WAIT);
+        if self
+            .read_timeout
+            .is_none_or(|set| set > left || set < left / 2)
+        {
+            if let Err(e) = self.stream.set_read_timeout(left) {
+                self.read_timeout = None;
+                return op.read_failed(e);
+            }
+            self.read_timeout = Some(left);
         }
         match self.stream.read(&mut self.buffer) {
             Ok(0) => op.eof(),

@@ -122,6 +122,14 @@ class Client:
         mail_options: list[str] = ...,
         rcpt_options: list[str] = ...,
     ) -> tuple[_Reply, list[_Recipient], _Reply | None, str | None]: ...
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: list[str],
+        message: Any,
+        mail_options: list[str] = ...,
+        rcpt_options: list[str] = ...,
+    ) -> tuple[_Reply, list[_Recipient], _Reply | None, str | None] | None: ...
     def send_batch(
         self,
         messages: list[tuple[str, list[str], bytes]],
@@ -506,10 +514,17 @@ class ServerConnection:
         """Input read from the client (the first ``size`` bytes of ``data``). All of it
         is kept: what the session has no room for waits, and no READ comes until it is
         taken."""
-    def step(self, now: float) -> tuple[int, Any, bytes | None]:
+    def step(self, now: float, fd: int | None = None) -> tuple[int, Any, bytes | None]:
         """perf: :meth:`next_action` with the output gathered before a waiting action
         (CONNECT, READ, START_TLS, CLOSE) handed over with it: ``(kind, payload, output or
-        None)``. Write the output first; asking again gives the same waiting action."""
+        None)``. Write the output first; asking again gives the same waiting action.
+        With ``fd``, a plain non-blocking socket whose transport holds nothing unsent,
+        the output is sent on it here, and only what it did not take is handed over."""
+    def read_socket(self, fd: int, now: float) -> int:
+        """perf: one read from the plain non-blocking socket ``fd`` (at most
+        :attr:`read_limit` bytes), taken as :meth:`receive` takes input. Returns the bytes
+        read, 0 at the end of the stream, -1 when there was nothing to read; a failed read
+        raises OSError."""
     def ehlo_lines(self) -> list[str]:
         """The lines of the EHLO reply the engine would say now, as written."""
     def take_envelope(self) -> tuple[str, list[str], list[str], list[str]] | None:

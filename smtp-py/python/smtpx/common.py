@@ -152,9 +152,11 @@ class SendResult(NamedTuple):
     @property
     def ok(self) -> bool:
         """True when the message was accepted for at least one recipient."""
+        # perf: the codes compared here, not through Reply.ok (a property call each).
+        data = self.data
         return (
-            self.mail.ok
-            and (self.data is not None and self.data.ok or self._lmtp)
+            200 <= self.mail.code < 300
+            and (data is not None and 200 <= data.code < 300 or self._lmtp)
             and any(r.accepted for r in self.recipients)
         )
 
@@ -199,6 +201,8 @@ def check_line(what: str, text: str) -> None:
 def bare_address(addr: str) -> str:
     """The bare address of ``addr`` as smtplib's ``quoteaddr`` finds it
     (``"Alice <a@example.com>"`` gives ``a@example.com``)."""
+    if "<" not in addr and "\r" not in addr and "\n" not in addr and "\0" not in addr:
+        return addr.strip()  # perf: a bare address already (the usual case)
     check_line("an address", addr)
     stripped = addr.strip()
     if stripped in ("", "<>"):
@@ -305,22 +309,30 @@ def client_certificate(
     return (cert, key)
 
 
+# perf: tuple.__new__ is what NamedTuple._make calls, without _make's Python frame and
+# length check (the engine's tuples have the fields' number): about half the cost of
+# building a send_batch outcome (bench/blocking_client.py).
+_tuple_new = tuple.__new__
+
+
 def send_result(raw: _native_Result) -> SendResult:
     """A SendResult from the native (mail, recipients, data, queue id) tuple."""
+    new = _tuple_new
     mail, recipients, data, queue_id = raw
-    return SendResult(
-        Reply._make(mail),
-        [
-            RecipientResult(
-                address,
-                Reply._make(reply),
-                Reply._make(delivery) if delivery is not None else None,
-                accepted,
-            )
-            for address, reply, delivery, accepted in recipients
-        ],
-        Reply._make(data) if data is not None else None,
-        queue_id,
+    return new(
+        SendResult,
+        (
+            new(Reply, mail),
+            [
+                new(
+                    RecipientResult,
+                    (address, new(Reply, reply), None if delivery is None else new(Reply, delivery), accepted),
+                )
+                for address, reply, delivery, accepted in recipients
+            ],
+            None if data is None else new(Reply, data),
+            queue_id,
+        ),
     )
 
 
@@ -391,7 +403,8 @@ class Batch:
         self, messages: Iterable[BatchMessage], mail_options: Sequence[str], rcpt_options: Sequence[str]
     ) -> None:
         self.options = (list(mail_options), list(rcpt_options))
-        self.items = [batch_item(m) for m in messages]
+        with gc_paused():  # thousands of new tuples and lists, no cycles (see gc_paused)
+            self.items = [batch_item(m) for m in messages]
         if len(self.items) > BATCH_GROUP:
             # The engine checks each group before sending any of it; with several
             # groups, a bad envelope in a later one must stop the first, too.

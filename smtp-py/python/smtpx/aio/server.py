@@ -22,6 +22,7 @@ does. A server started without it installs no trace (enable it, then restart).
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import concurrent.futures
 import contextvars
 import itertools
@@ -51,6 +52,12 @@ _HOOK = _native.ServerConnection.HOOK
 _WRITE = _native.ServerConnection.WRITE
 _READ = _native.ServerConnection.READ
 _START_TLS = _native.ServerConnection.START_TLS
+
+# perf: the transport class whose socket the engine may read and write itself (see
+# _ServerProtocol._go_direct): CPython's selector transport, on a loop with the selector
+# loop's reader registration. Any other transport (uvloop's, the proactor's, TLS) is used
+# through its ordinary callbacks.
+_DIRECT_TRANSPORT: type | None = getattr(asyncio.selector_events, "_SelectorSocketTransport", None)
 
 
 class Server:
@@ -427,6 +434,11 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.deadline = 0.0  # of the last READ or START_TLS
         self.proxy_pending = False  # a PROXY protocol header is being read
         self.proxy_hook_pending = False  # handle_PROXY suspended: its answer decides CONNECT
+        # perf: the socket's descriptor while the engine reads and writes it itself (a
+        # plain selector transport; -1 otherwise), see _go_direct.
+        self.fd = -1
+        self.reader_on = False  # _readable is registered with the loop
+        self.transport_holds = False  # bytes were handed to the transport, perhaps unsent
 
     # asyncio's callbacks
 
@@ -458,7 +470,63 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             self.connection = _native.ServerConnection(server.hostname, now=self.loop.time(), **server._options)
         if server._trace:
             self.connection.set_trace(log_line, next(server._connection_ids))
+        self._go_direct(transport)
         self._pump()
+
+    def _go_direct(self, transport: asyncio.Transport) -> None:
+        """perf: on a plain selector transport, the engine does the socket calls itself:
+        the transport stops reading, :meth:`_readable` is called when the socket is
+        readable and has ``read_socket`` read it, and ``step`` sends the replies (what the
+        socket does not take at once goes to the transport, which then writes everything
+        until it holds nothing). A read and its replies then cost one callback, without
+        the transport's Python read path, its write path or a ``bytes`` object per read.
+        The transport still owns the socket: it closes it, and closing removes the
+        reader. TLS (STARTTLS) goes back to the transport's callbacks (_leave_direct)."""
+        loop = self.loop
+        if (
+            _DIRECT_TRANSPORT is None
+            or type(transport) is not _DIRECT_TRANSPORT
+            or not hasattr(loop, "_add_reader")
+            or not hasattr(loop, "_remove_reader")
+        ):
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        transport.pause_reading()
+        self.fd = sock.fileno()
+        self._reading()
+
+    def _leave_direct(self) -> None:
+        """Back to the transport's own reading (before a TLS handshake)."""
+        if self.fd < 0:
+            return
+        if self.reader_on and self.transport is not None and not self.transport.is_closing():
+            self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
+        self.reader_on = False
+        self.fd = -1
+        self._reading()
+
+    def _readable(self) -> None:
+        """perf: the socket is readable (direct mode): the engine reads it, then the
+        connection's actions are performed, as buffer_updated and eof_received do."""
+        connection, transport = self.connection, self.transport
+        if connection is None or transport is None or transport.is_closing():
+            return
+        now = self.loop.time()
+        try:
+            n = connection.read_socket(self.fd, now)
+        except OSError as error:  # as the transport's fatal read error: cut
+            log.debug("smtpx.aio server: read failed: %r", error)
+            transport.abort()
+            return
+        if n > 0:
+            self._pump(now, True)
+        elif n == 0:  # the end of the stream, as the transport's _read_ready__on_eof
+            self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
+            self.reader_on = False
+            if not self.eof_received():
+                transport.close()
 
     def get_buffer(self, sizehint: int) -> bytearray | memoryview:
         if self.proxy_pending and self.connection is not None:
@@ -533,20 +601,23 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     # The connection's actions
 
-    def _pump(self, now: float | None = None) -> None:
+    def _pump(self, now: float | None = None, direct: bool = False) -> None:
         """Performs the connection's actions until one means waiting (for input, a
-        handshake, a suspended hook, the transport to drain) or the end."""
+        handshake, a suspended hook, the transport to drain) or the end. ``direct``: called
+        by _readable, which has seen the transport open."""
         connection = self.connection
         if connection is None or self.waiting or (self.write_paused and not self.cut):
             return
         if now is None:
             now = self.loop.time()
+        fd = self.fd if direct and not self.transport_holds else self._direct_fd()
         try:
             while True:
-                kind, payload, out = connection.step(now)
+                kind, payload, out = connection.step(now, fd)
                 if out is not None:  # what was said before a waiting action
                     if self.transport is not None:
                         self._write(out)
+                        fd = None  # the transport may hold bytes now: they go first
                     if self.write_paused and not self.cut:
                         return  # resume_writing goes on (step gives the same action again)
                 if kind == _READ:
@@ -564,6 +635,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                 elif kind == _WRITE:
                     if self.transport is not None:
                         self._write(payload)
+                        fd = None
                     if self.write_paused and not self.cut:
                         return  # resume_writing goes on
                 elif kind == _HOOK:
@@ -577,6 +649,8 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                     connection.answer(status)
                 elif kind == _START_TLS:
                     self.proxy_pending = False
+                    self._leave_direct()
+                    fd = None
                     if self.server._ssl_context is not None:
                         if self.transport is not None and self.transport.get_extra_info("ssl_object") is not None:
                             connection.tls_established(now)  # implicit: asyncio did the handshake
@@ -703,12 +777,28 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.close()
 
+    def _direct_fd(self) -> int | None:
+        """The descriptor ``step`` may send on: in direct mode, while the transport is
+        open and holds nothing unsent (bytes must leave in order)."""
+        if self.fd < 0:
+            return None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return None
+        if self.transport_holds:
+            if transport.get_write_buffer_size():
+                return None
+            self.transport_holds = False
+        return self.fd
+
     def _write(self, out: bytes) -> None:
         assert self.transport is not None
         if self.tls is not None:
             self.tls.write(out)
             out = self.tls.output()
         self.transport.write(out)
+        if self.fd >= 0:
+            self.transport_holds = True
 
     def _close(self) -> None:
         """Every hook has run: close (after a TLS close_notify)."""
@@ -728,6 +818,15 @@ class _ServerProtocol(asyncio.BufferedProtocol):
     def _reading(self) -> None:
         """Reads only while the peer takes our replies and no hook is pending."""
         if self.transport is None or self.transport.is_closing():
+            return
+        if self.fd >= 0:  # direct mode: our own reader, until the end of the stream
+            wanted = not (self.write_paused or self.waiting or self.eof)
+            if wanted != self.reader_on:
+                if wanted:
+                    self.loop._add_reader(self.fd, self._readable)  # type: ignore[attr-defined]
+                else:
+                    self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
+                self.reader_on = wanted
             return
         if self.write_paused or self.waiting:
             self.transport.pause_reading()
