@@ -59,8 +59,8 @@ pub enum smtpx_event_kind {
     /// A connection's hook only: the STARTTLS handshake succeeded and the session starts
     /// afresh over TLS (the client greets again). Not given for implicit TLS.
     TlsStarted = 15,
-    /// *Decision.* NOOP, only with `smtpx_server_config_set_handler_replies`. Accepting
-    /// replies 250.
+    /// *Decision.* NOOP (the event's argument: the command's, "" when it has none), only
+    /// with `smtpx_server_config_set_handler_replies`. Accepting replies 250.
     Noop = 16,
     /// *Decision.* The RSET command (after RESET when a transaction was abandoned), only
     /// with `smtpx_server_config_set_handler_replies`. Accepting replies 250.
@@ -204,7 +204,10 @@ pub(crate) fn describe_hook(
                 smtpx_event_kind::Expand
             }
         }
-        Hook::Noop => smtpx_event_kind::Noop,
+        Hook::Noop { argument } => {
+            strings.arg = Some((*argument).to_owned());
+            smtpx_event_kind::Noop
+        }
         Hook::Rset => smtpx_event_kind::Rset,
         Hook::Quit => smtpx_event_kind::Quit,
         Hook::Close => smtpx_event_kind::Close,

@@ -439,6 +439,7 @@ impl ServerConnection {
                     hostname: relay_hostname,
                     tls: false,
                     proxy: None,
+                    tls_state: Default::default(),
                 },
             )?),
             None => None,

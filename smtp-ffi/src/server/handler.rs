@@ -204,7 +204,9 @@ pub struct smtpx_handler {
     /// The message being received was dropped before its end (see
     /// `smtpx_abort_callback`); data_end is not called for it.
     pub data_aborted: smtpx_abort_callback,
-    /// NOOP (arg: NULL), only with `smtpx_server_config_set_handler_replies`. NULL or
+    /// NOOP (arg: the command's argument, "" when it has none; RFC 5321 lets a client
+    /// give one and says to ignore it), only with
+    /// `smtpx_server_config_set_handler_replies`. NULL or
     /// SMTPX_ACCEPT: 250 2.0.0. SMTPX_REPLY answers with `*out`.
     pub noop: smtpx_decide_callback,
     /// The RSET command (arg: NULL; `reset` comes first when a transaction was
@@ -347,7 +349,7 @@ impl HookHandler for CSession {
             Hook::Expand { argument } => {
                 Answer::Decision(self.decide(table.expand, Some(argument)))
             }
-            Hook::Noop => Answer::Decision(self.decide(table.noop, None)),
+            Hook::Noop { argument } => Answer::Decision(self.decide(table.noop, Some(argument))),
             Hook::Rset => Answer::Decision(self.decide(table.rset, None)),
             Hook::Quit => Answer::Decision(self.decide(table.quit, None)),
             Hook::Close => {
@@ -375,7 +377,7 @@ impl HookHandler for CSession {
             Hook::Reset => t.reset.is_some(),
             Hook::Verify { .. } => t.verify.is_some(),
             Hook::Expand { .. } => t.expand.is_some(),
-            Hook::Noop => t.noop.is_some(),
+            Hook::Noop { .. } => t.noop.is_some(),
             Hook::Rset => t.rset.is_some(),
             Hook::Quit => t.quit.is_some(),
             Hook::Close => t.close.is_some(),
