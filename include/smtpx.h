@@ -505,8 +505,8 @@ enum smtpx_event_kind
    */
   SMTPX_EVENT_KIND_TLS_STARTED = 15,
   /**
-   * *Decision.* NOOP, only with `smtpx_server_config_set_handler_replies`. Accepting
-   * replies 250.
+   * *Decision.* NOOP (the event's argument: the command's, "" when it has none), only
+   * with `smtpx_server_config_set_handler_replies`. Accepting replies 250.
    */
   SMTPX_EVENT_KIND_NOOP = 16,
   /**
@@ -1406,7 +1406,9 @@ typedef struct smtpx_handler {
    */
   smtpx_abort_callback data_aborted;
   /**
-   * NOOP (arg: NULL), only with `smtpx_server_config_set_handler_replies`. NULL or
+   * NOOP (arg: the command's argument, "" when it has none; RFC 5321 lets a client
+   * give one and says to ignore it), only with
+   * `smtpx_server_config_set_handler_replies`. NULL or
    * SMTPX_ACCEPT: 250 2.0.0. SMTPX_REPLY answers with `*out`.
    */
   smtpx_decide_callback noop;

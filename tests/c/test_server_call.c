@@ -412,9 +412,10 @@ static void test_proxy_tlvs(void) {
 /* NOOP, RSET and QUIT answered by callbacks (handler_replies on), or by default. */
 static int on_noop(void *ud, uint64_t id, const char *arg, smtpx_decision *out) {
     (void)ud, (void)id;
-    CHECK(arg == NULL);
+    /* NOOP's argument, "" when the client gave none (RFC 5321 4.1.1.9). */
+    CHECK(arg != NULL);
     out->code = 250;
-    snprintf(out->text, sizeof out->text, "noop seen");
+    snprintf(out->text, sizeof out->text, "noop seen [%s]", arg ? arg : "(null)");
     return SMTPX_REPLY;
 }
 
@@ -448,7 +449,10 @@ static void test_noop_rset_quit(bool handler_replies) {
     CHECK(reply(fd, line, sizeof line) == 250);
     say(fd, "NOOP\r\n", 6);
     CHECK(reply(fd, line, sizeof line) == 250);
-    CHECK((strstr(line, "noop seen") != NULL) == handler_replies);
+    CHECK((strstr(line, "noop seen []") != NULL) == handler_replies);
+    say(fd, "NOOP ping\r\n", 11);
+    CHECK(reply(fd, line, sizeof line) == 250);
+    CHECK((strstr(line, "noop seen [ping]") != NULL) == handler_replies);
     say(fd, "RSET\r\n", 6);
     CHECK(reply(fd, line, sizeof line) == 250);
     CHECK((strstr(line, "rset seen") != NULL) == handler_replies);
