@@ -18,10 +18,11 @@
  *   NUL included: call once with NULL to learn the size, allocate, call again.
  *   Binary values (a certificate, a PROXY TLV) take (uint8_t *buf, size_t len,
  *   size_t *out_n) the same way, without a NUL: *out_n is always the length.
- * - Inside a server callback: the smtpx_server_call_* functions take no object and act
- *   on the connection whose callback is running on the calling thread (per-connection
- *   userdata, the client's address, PROXY TLVs, TLS details). Anywhere else they return
- *   SMTPX_RESULT_NOT_READY and write nothing; having no object, they keep no last error.
+ * - Inside a handler callback (smtpx_handler): the smtpx_server_call_* functions take
+ *   no object and act on the connection whose callback is running on the calling thread
+ *   (per-connection userdata, the client's address, PROXY TLVs, TLS details). Anywhere
+ *   else (a log callback included) they return SMTPX_RESULT_NOT_READY and write nothing;
+ *   having no object, they keep no last error.
  * - Last errors: an object with a *_last_error function (smtpx_client,
  *   smtpx_client_options, smtpx_server_config) keeps the message of its most recent
  *   call that did something: each such call clears it first and a failure sets it, so

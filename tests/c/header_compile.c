@@ -27,7 +27,11 @@ int header_compile_handler_fields(const smtpx_handler *h) {
     smtpx_decide_callback expand = h->expand;
     smtpx_notify_callback tls_started = h->tls_started;
     smtpx_abort_callback data_aborted = h->data_aborted;
-    return (verify != NULL) + (expand != NULL) + (tls_started != NULL) + (data_aborted != NULL);
+    smtpx_decide_callback noop = h->noop;
+    smtpx_decide_callback rset = h->rset;
+    smtpx_decide_callback quit = h->quit;
+    return (verify != NULL) + (expand != NULL) + (tls_started != NULL) + (data_aborted != NULL) +
+           (noop != NULL) + (rset != NULL) + (quit != NULL);
 }
 
 /* An action's fields, with their types; a HOOK carries an smtpx_server_event. */
@@ -39,7 +43,9 @@ int header_compile_action_fields(const smtpx_action *a) {
     uint64_t deadline_ms = a->deadline_ms;
     smtpx_server_event event = a->event;
     return (kind == SMTPX_ACTION_KIND_HOOK) + (bytes != NULL) + (int)bytes_len +
-           (int)deadline_ms + (event.kind == SMTPX_EVENT_KIND_TLS_STARTED);
+           (int)deadline_ms + (event.kind == SMTPX_EVENT_KIND_TLS_STARTED) +
+           (event.kind == SMTPX_EVENT_KIND_NOOP) + (event.kind == SMTPX_EVENT_KIND_RSET) +
+           (event.kind == SMTPX_EVENT_KIND_QUIT);
 }
 
 /* Uses every function, so a missing or mistyped declaration fails to compile. */
@@ -210,6 +216,23 @@ int header_compile_uses_everything(void) {
     (void)&smtpx_server_connection_receive_eof;
     (void)&smtpx_server_connection_timeout;
     (void)&smtpx_server_connection_tls_established;
+    (void)&smtpx_server_connection_tls_established_with;
+    (void)&smtpx_server_connection_tls_version;
+    (void)&smtpx_server_connection_tls_cipher;
+    (void)&smtpx_server_config_set_handler_replies;
+    (void)&smtpx_server_call_set_userdata;
+    (void)&smtpx_server_call_userdata;
+    (void)&smtpx_server_call_peer;
+    (void)&smtpx_server_call_proxy;
+    (void)&smtpx_server_call_proxy_tlv;
+    (void)&smtpx_server_call_tls_version;
+    (void)&smtpx_server_call_tls_cipher;
+    (void)&smtpx_server_call_tls_server_name;
+    (void)&smtpx_server_call_tls_peer_certificate;
+    (void)&smtpx_client_session_send_stream;
+    (void)&smtpx_client_session_body;
+    (void)&smtpx_client_session_body_end;
+    (void)&smtpx_client_session_body_failed;
     (void)&smtpx_server_connection_lost;
     (void)&smtpx_server_connection_stop;
     (void)&smtpx_server_connection_is_idle;

@@ -541,6 +541,79 @@ static void test_sans_io_events(void) {
     smtpx_server_connection_free(conn);
 }
 
+/* And as events of the lower-level sans-I/O session. */
+static void test_session_events(void) {
+    smtpx_server_config *c = smtpx_server_config_new();
+    CHECK_RESULT(smtpx_server_config_set_handler_replies(c, true), SMTPX_RESULT_OK);
+    smtpx_server_session *s = NULL;
+    CHECK_RESULT(smtpx_server_session_new(c, 0, &s), SMTPX_RESULT_OK);
+    smtpx_server_config_free(c);
+    if (s == NULL)
+        return;
+    /* One command at a time, each after the reply to the one before. */
+    const char *input[] = {"EHLO c.test\r\n", "NOOP\r\n", "RSET\r\n", "QUIT\r\n"};
+    size_t next = 0;
+    smtpx_event_kind kinds[16];
+    size_t n_kinds = 0;
+    char text[4096];
+    size_t text_len = 0;
+    for (int step = 0; step < 100; step++) {
+        const uint8_t *out = NULL;
+        size_t out_len = 0;
+        CHECK_RESULT(smtpx_server_session_output(s, &out, &out_len), SMTPX_RESULT_OK);
+        if (out_len > 0 && text_len + out_len < sizeof text) {
+            memcpy(text + text_len, out, out_len);
+            text_len += out_len;
+        }
+        CHECK_RESULT(smtpx_server_session_consume_output(s, out_len), SMTPX_RESULT_OK);
+        smtpx_server_event e;
+        CHECK_RESULT(smtpx_server_session_poll_event(s, &e), SMTPX_RESULT_OK);
+        if (e.kind == SMTPX_EVENT_KIND_NONE && next < 4) {
+            size_t taken = 0;
+            CHECK_RESULT(smtpx_server_session_receive(s, (const uint8_t *)input[next],
+                                                      strlen(input[next]), 0, &taken),
+                         SMTPX_RESULT_OK);
+            CHECK(taken == strlen(input[next]));
+            next++;
+            continue;
+        }
+        if (e.kind == SMTPX_EVENT_KIND_NONE || e.kind == SMTPX_EVENT_KIND_CLOSE) {
+            if (n_kinds < 16)
+                kinds[n_kinds++] = e.kind;
+            break;
+        }
+        if (n_kinds < 16)
+            kinds[n_kinds++] = e.kind;
+        if (e.needs_decision) {
+            smtpx_decision d;
+            memset(&d, 0, sizeof d);
+            if (e.kind == SMTPX_EVENT_KIND_RSET) {
+                d.code = 250;
+                snprintf(d.text, sizeof d.text, "session rset");
+            }
+            CHECK_RESULT(smtpx_server_session_decide(s, e.kind == SMTPX_EVENT_KIND_RSET ? &d : NULL),
+                         SMTPX_RESULT_OK);
+        }
+    }
+    CHECK(n_kinds == 6);
+    if (n_kinds == 6) {
+        CHECK(kinds[0] == SMTPX_EVENT_KIND_CONNECT && kinds[1] == SMTPX_EVENT_KIND_HELLO);
+        CHECK(kinds[2] == SMTPX_EVENT_KIND_NOOP && kinds[3] == SMTPX_EVENT_KIND_RSET);
+        CHECK(kinds[4] == SMTPX_EVENT_KIND_QUIT && kinds[5] == SMTPX_EVENT_KIND_CLOSE);
+    }
+    const uint8_t *out = NULL;
+    size_t out_len = 0;
+    CHECK_RESULT(smtpx_server_session_output(s, &out, &out_len), SMTPX_RESULT_OK);
+    if (text_len + out_len < sizeof text) {
+        memcpy(text + text_len, out, out_len);
+        text_len += out_len;
+    }
+    text[text_len] = '\0';
+    CHECK(strstr(text, "250 session rset\r\n") != NULL);
+    CHECK(strstr(text, "\r\n221 ") != NULL);
+    smtpx_server_session_free(s);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s DIR (the test CA's folder)\n", argv[0]);
@@ -554,6 +627,7 @@ int main(int argc, char **argv) {
     test_noop_rset_quit(true);
     test_noop_rset_quit(false);
     test_sans_io_events();
+    test_session_events();
     if (failures != 0) {
         fprintf(stderr, "test_server_call: %d check(s) failed\n", failures);
         return 1;

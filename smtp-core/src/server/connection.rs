@@ -844,6 +844,57 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_details_reach_the_handler_info_shared_and_once() {
+        let info = TlsInfo {
+            version: Some("TLSv1.3".into()),
+            cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
+            server_name: Some("mx.test".into()),
+            peer_certificates: Vec::new(),
+        };
+        // Implicit TLS: known when the handler is told of the connection.
+        let mut conn = Connection::new(config(), T0, true);
+        assert!(matches!(conn.next_action(T0), Action::StartTls { .. }));
+        conn.tls_established_with(T0, info.clone());
+        assert!(matches!(conn.next_action(T0), Action::Connect));
+        let seen = conn.connection_info(1, None, None);
+        assert_eq!(seen.tls_state.get(), Some(&info));
+        assert_eq!(conn.tls_info(), Some(&info));
+
+        // STARTTLS: the handle given at connect is empty, then filled by the handshake.
+        let mut c = config();
+        c.starttls = true;
+        let mut conn = Connection::new(c, T0, false);
+        assert!(matches!(conn.next_action(T0), Action::Connect));
+        let kept = conn.connection_info(2, None, None).tls_state;
+        conn.connected(None);
+        let mut input: Vec<&[u8]> = vec![b"EHLO c\r\n", b"STARTTLS\r\n"];
+        let mut handshakes = 0;
+        for _ in 0..100 {
+            match conn.next_action(T0) {
+                Action::Write(bytes) => {
+                    let n = bytes.len();
+                    conn.written(n);
+                }
+                Action::Hook(hook) => {
+                    let answer = hook.call(&mut DiscardSession);
+                    conn.answer(answer);
+                }
+                Action::Read { .. } if !input.is_empty() => conn.receive(input.remove(0), T0),
+                Action::StartTls { .. } => {
+                    assert!(kept.get().is_none(), "nothing before the handshake");
+                    handshakes += 1;
+                    conn.tls_established_with(T0, info.clone());
+                    // A second report changes nothing.
+                    conn.tls_established_with(T0, TlsInfo::default());
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(handshakes, 1);
+        assert_eq!(kept.get(), Some(&info));
+    }
+
+    #[test]
     fn implicit_tls_handshakes_before_connect() {
         let mut conn = Connection::new(config(), T0, true);
         let Action::StartTls { deadline } = conn.next_action(T0) else {
