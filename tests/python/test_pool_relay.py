@@ -402,6 +402,28 @@ def test_the_relay_under_controller_streams_content_from_the_client_side() -> No
     assert next_hop.messages == [first + second + b".\r\n"]
 
 
+def test_the_relay_under_an_lmtp_controller_answers_per_recipient(aiosmtpd_server: tuple[int, Recorder]) -> None:
+    """LMTP on the front side: one delivery reply per accepted recipient, each the next
+    hop's final reply (its queue id in it)."""
+    port, recorder = aiosmtpd_server
+    relay = RelayHandler("127.0.0.1", port)
+    try:
+        with smtpx.Controller(relay, port=0, lmtp=True) as controller:
+            with smtpx.LMTP(controller.hostname, controller.port, timeout=10) as client:
+                result = client.send(
+                    MSG, sender="a@example.org", recipients=["b@example.net", "nobody@example.net", "c@example.net"]
+                )
+    finally:
+        relay.close()
+    by_address = {r.address: r for r in result.recipients}
+    assert by_address["nobody@example.net"].reply.code == 550 and not by_address["nobody@example.net"].accepted
+    for address in ("b@example.net", "c@example.net"):
+        delivery = by_address[address].delivery
+        assert by_address[address].accepted and delivery is not None
+        assert delivery.code == 250 and "queued as Q1" in delivery.text, delivery
+    assert [(m[0], m[1]) for m in recorder.messages] == [("a@example.org", ["b@example.net", "c@example.net"])]
+
+
 def test_the_relay_under_aiosmtpds_own_controller_keeps_the_aiosmtpd_path(aiosmtpd_server: tuple[int, Recorder]) -> None:
     from aiosmtpd.controller import Controller as AiosmtpdController
 
