@@ -2830,7 +2830,7 @@ smtpx_result smtpx_server_connection_proxy(const struct smtpx_server_connection 
  * ...) into `buf` (of `len` bytes, not NUL-terminated), its length to `*out_n`.
  * SMTPX_RESULT_NOT_READY when there is no header or no such TLV;
  * SMTPX_RESULT_BUFFER_TOO_SMALL (nothing written, `*out_n` the length needed) when it
- * does not fit.
+ * does not fit, and when `buf` is NULL (which asks for the length).
  *
  * Thread safety: one thread at a time per connection.
  */

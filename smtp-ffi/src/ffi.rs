@@ -147,6 +147,33 @@ pub(crate) unsafe fn copy_str_out(
     smtpx_result::Ok
 }
 
+/// Copies `bytes` under the buffer contract for binary values: `*out_n` is the length;
+/// SMTPX_RESULT_BUFFER_TOO_SMALL (nothing copied) when `buf` is NULL or `len` is smaller.
+///
+/// # Safety
+/// `buf` is NULL or writable for `len` bytes; `out_n` is NULL or writable.
+pub(crate) unsafe fn copy_bytes_out(
+    bytes: &[u8],
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> smtpx_result {
+    if out_n.is_null() {
+        return smtpx_result::NullParameter;
+    }
+    // SAFETY: out_n is not NULL and writable (this function's contract).
+    unsafe { out_n.write(bytes.len()) };
+    if bytes.is_empty() {
+        return smtpx_result::Ok;
+    }
+    if buf.is_null() || len < bytes.len() {
+        return smtpx_result::BufferTooSmall;
+    }
+    // SAFETY: buf is writable for len >= bytes.len() bytes; bytes is this library's.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
+    smtpx_result::Ok
+}
+
 /// A `String` as a C string, with any NUL bytes (which cannot occur in the texts this
 /// library hands out, but might in a server's reply) replaced so nothing is lost silently.
 pub(crate) fn to_cstring(s: impl Into<String>) -> std::ffi::CString {

@@ -11,7 +11,7 @@ use smtp_core::server::proxy::{DEFAULT_TIMEOUT, ProxyCommand, ProxyHeader, Proxy
 
 use crate::config::smtpx_server_config;
 use crate::connection::smtpx_server_connection;
-use crate::ffi::{copy_str_out, obj, obj_mut, str_arg, try_arg};
+use crate::ffi::{copy_bytes_out, copy_str_out, obj, obj_mut, str_arg, try_arg};
 use crate::panic::ffi_panic_boundary;
 use crate::result::smtpx_result;
 
@@ -207,7 +207,7 @@ pub extern "C" fn smtpx_server_connection_proxy(
 /// ...) into `buf` (of `len` bytes, not NUL-terminated), its length to `*out_n`.
 /// SMTPX_RESULT_NOT_READY when there is no header or no such TLV;
 /// SMTPX_RESULT_BUFFER_TOO_SMALL (nothing written, `*out_n` the length needed) when it
-/// does not fit.
+/// does not fit, and when `buf` is NULL (which asks for the length).
 ///
 /// Thread safety: one thread at a time per connection.
 #[unsafe(no_mangle)]
@@ -219,24 +219,14 @@ pub extern "C" fn smtpx_server_connection_proxy_tlv(
     out_n: *mut usize,
 ) -> smtpx_result {
     ffi_panic_boundary(|| {
-        if out_n.is_null() || buf.is_null() {
-            return smtpx_result::NullParameter;
-        }
         // SAFETY: the caller passes NULL or a live connection.
         let c = try_arg!(unsafe { obj(conn) });
         let h = try_arg!(header(c));
         let Some(value) = h.tlv(kind) else {
             return smtpx_result::NotReady;
         };
-        // SAFETY: out_n was checked non-NULL; buf is writable for len bytes by the
-        // caller's contract, and checked to hold the value before copying.
-        unsafe {
-            out_n.write(value.len());
-            if len < value.len() {
-                return smtpx_result::BufferTooSmall;
-            }
-            std::ptr::copy_nonoverlapping(value.as_ptr(), buf, value.len());
-        }
-        smtpx_result::Ok
+        // SAFETY: buf is NULL or writable for len bytes, out_n NULL or writable (the
+        // caller's contract); copy_bytes_out checks both.
+        unsafe { copy_bytes_out(value, buf, len, out_n) }
     })
 }

@@ -129,7 +129,12 @@ static void test_connection_v2_with_a_tlv(void) {
     CHECK(smtpx_server_connection_proxy_tlv(conn, 0x02, small, sizeof small, &n) ==
           SMTPX_RESULT_BUFFER_TOO_SMALL);
     CHECK(n == 10);
+    /* A NULL buffer asks for the length, as every getter's does. */
+    n = 0;
     CHECK(smtpx_server_connection_proxy_tlv(conn, 0x02, NULL, 0, &n) ==
+          SMTPX_RESULT_BUFFER_TOO_SMALL);
+    CHECK(n == 10);
+    CHECK(smtpx_server_connection_proxy_tlv(conn, 0x02, tlv, sizeof tlv, NULL) ==
           SMTPX_RESULT_NULL_PARAMETER);
     smtpx_server_connection_lost(conn);
     {

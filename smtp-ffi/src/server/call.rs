@@ -20,7 +20,7 @@ use smtp_core::tls::{TlsInfo, TlsState};
 
 use super::handler::smtpx_userdata_free_callback;
 use super::reentry::Inside;
-use crate::ffi::copy_str_out;
+use crate::ffi::{copy_bytes_out, copy_str_out};
 use crate::panic::ffi_panic_boundary;
 use crate::proxy::{proxy_info, smtpx_proxy_info};
 use crate::result::smtpx_result;
@@ -113,33 +113,6 @@ fn with_current(f: impl FnOnce(&ConnState) -> smtpx_result) -> smtpx_result {
         Some(state) => f(state),
         None => smtpx_result::NotReady,
     }
-}
-
-/// Copies `bytes` under the buffer contract for binary values: `*out_n` is the length;
-/// SMTPX_RESULT_BUFFER_TOO_SMALL (nothing copied) when `buf` is NULL or `len` is smaller.
-///
-/// # Safety
-/// `buf` is NULL or writable for `len` bytes; `out_n` is NULL or writable.
-pub(crate) unsafe fn copy_bytes_out(
-    bytes: &[u8],
-    buf: *mut u8,
-    len: usize,
-    out_n: *mut usize,
-) -> smtpx_result {
-    if out_n.is_null() {
-        return smtpx_result::NullParameter;
-    }
-    // SAFETY: out_n is not NULL and writable (this function's contract).
-    unsafe { out_n.write(bytes.len()) };
-    if bytes.is_empty() {
-        return smtpx_result::Ok;
-    }
-    if buf.is_null() || len < bytes.len() {
-        return smtpx_result::BufferTooSmall;
-    }
-    // SAFETY: buf is writable for len >= bytes.len() bytes; bytes is this library's.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len()) };
-    smtpx_result::Ok
 }
 
 /// Keeps `userdata` for the connection whose callback is running: every later callback
