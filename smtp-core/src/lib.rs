@@ -47,7 +47,9 @@
 //! Failures are one [`client::Error`] with a [`kind`](client::Error::kind); TLS failures
 //! say whether the certificate or the set-up was at fault ([`client::Error::tls_kind`]).
 //! [`send_batch`](blocking::SmtpClient::send_batch) sends many messages over one
-//! connection; [`send`](blocking::SmtpClient::send) streams one from any `Read`.
+//! connection ([`send_batch_with`](blocking::SmtpClient::send_batch_with) hands over each
+//! outcome as soon as it is known); [`send`](blocking::SmtpClient::send) streams one from
+//! any `Read`.
 //!
 //! ## Receive into a Maildir
 //!

@@ -331,8 +331,14 @@ def body_of(message: bytes) -> bytes:
     return message.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
 
 
-def test_relay_into_postfix_smtpd(postfix: Postfix) -> None:
-    relay = Relay("--relay", f"127.0.0.1:{postfix.port}")
+# Each case runs on both servers: a thread per connection with the relay's blocking
+# hooks, and the tokio server (--async) with the async relay.
+FRONTS = pytest.mark.parametrize("front", [(), ("--async",)], ids=["threads", "async"])
+
+
+@FRONTS
+def test_relay_into_postfix_smtpd(postfix: Postfix, front: tuple[str, ...]) -> None:
+    relay = Relay(*front, "--relay", f"127.0.0.1:{postfix.port}")
     try:
         answers = raw_send(relay.port, ["bob@example.net", "eve@elsewhere.test", "carol@example.net"], MESSAGE)
         # Postfix refuses to relay to elsewhere.test: the client hears Postfix's own refusal.
@@ -361,7 +367,8 @@ def test_relay_into_postfix_smtpd(postfix: Postfix) -> None:
         assert relay.stop() == 0
 
 
-def test_relay_into_postfix_with_starttls(work: pathlib.Path) -> None:
+@FRONTS
+def test_relay_into_postfix_with_starttls(work: pathlib.Path, front: tuple[str, ...]) -> None:
     import trustme
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
@@ -374,7 +381,7 @@ def test_relay_into_postfix_with_starttls(work: pathlib.Path) -> None:
     relay = None
     try:
         relay = Relay(
-            "--relay", f"localhost:{server.port}", "--relay-starttls", "--relay-ca", str(certs / "ca.pem")
+            *front, "--relay", f"localhost:{server.port}", "--relay-starttls", "--relay-ca", str(certs / "ca.pem")
         )
         answers = raw_send(relay.port, ["bob@example.net"], b"Subject: tls\r\n\r\nover TLS\r\n")
         assert answers[-1].startswith(b"250"), answers
@@ -389,8 +396,9 @@ def test_relay_into_postfix_with_starttls(work: pathlib.Path) -> None:
         server.stop()
 
 
-def test_postfix_down_gives_451() -> None:
-    relay = Relay("--relay", f"127.0.0.1:{free_port()}")
+@FRONTS
+def test_postfix_down_gives_451(front: tuple[str, ...]) -> None:
+    relay = Relay(*front, "--relay", f"127.0.0.1:{free_port()}")
     try:
         with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as client:
             client.ehlo("client.test")
@@ -400,8 +408,9 @@ def test_postfix_down_gives_451() -> None:
         assert relay.stop() == 0
 
 
-def test_relay_into_dovecot_lmtp(dovecot: Dovecot) -> None:
-    relay = Relay("--relay", f"127.0.0.1:{dovecot.port}", "--relay-lmtp")
+@FRONTS
+def test_relay_into_dovecot_lmtp(dovecot: Dovecot, front: tuple[str, ...]) -> None:
+    relay = Relay(*front, "--relay", f"127.0.0.1:{dovecot.port}", "--relay-lmtp")
     try:
         answers = raw_send(relay.port, ["bob@example.net", "nobody-here@example.net", "carol@example.net"], MESSAGE)
         assert answers[0].startswith(b"250"), answers
@@ -417,11 +426,12 @@ def test_relay_into_dovecot_lmtp(dovecot: Dovecot) -> None:
         assert relay.stop() == 0
 
 
-def test_lmtp_front_gets_dovecots_reply_per_recipient(work: pathlib.Path) -> None:
+@FRONTS
+def test_lmtp_front_gets_dovecots_reply_per_recipient(work: pathlib.Path, front: tuple[str, ...]) -> None:
     server = Dovecot(work / "dovecot")
     relay = None
     try:
-        relay = Relay("--relay", f"127.0.0.1:{server.port}", "--relay-lmtp", "--lmtp")
+        relay = Relay(*front, "--relay", f"127.0.0.1:{server.port}", "--relay-lmtp", "--lmtp")
         answers = raw_send(relay.port, ["bob@example.net", "carol@example.net"], b"Subject: x\r\n\r\nper recipient\r\n", lhlo=True)
         finals = answers[3:]
         assert len(finals) == 2 and all(a.startswith(b"250") for a in finals), answers

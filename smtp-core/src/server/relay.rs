@@ -39,7 +39,10 @@
 //! Each transaction's content is handed to the next hop by a thread of its own (the
 //! hooks are called one at a time, while the client driver pulls the message), so the
 //! relay runs under the blocking [`Server`](crate::blocking::server::Server) and under
-//! the tokio server, where its hooks (which may block) run in `block_in_place`.
+//! the tokio server, where its hooks (which may block) run in `block_in_place`. On the
+//! tokio server, prefer its async twin `AsyncRelayHandler` (feature `tokio`): the same
+//! decisions (they are written once, in this module), over an async pool, with the
+//! content sent by a task; no hook holds a worker thread while the next hop answers.
 
 use std::io::{self, Read};
 use std::net::ToSocketAddrs;

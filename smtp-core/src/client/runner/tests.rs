@@ -159,6 +159,49 @@ fn a_batch_chains_the_next_transaction_behind_the_final_dot() {
     assert_eq!(script.wire.writes, 3);
 }
 
+/// A batch's outcome can be taken as soon as its final reply is read, before the replies
+/// of later messages; what is not taken is in the batch's outcome at the end, in order.
+#[test]
+fn a_batch_outcome_is_taken_before_the_next_reply_is_read() {
+    let (mut runner, mut script) = connected(b"250-mx.example\r\n250 PIPELINING\r\n");
+    script.replies.extend([
+        &b"250 ok\r\n250 ok\r\n354 go\r\n"[..],
+        b"250 first\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+        b"250 second\r\n",
+    ]);
+    let envelope = Envelope::new("a@example.com", ["b@example.com"]).unwrap();
+    let messages: [(&Envelope, &[u8]); 2] = [(&envelope, b"one\r\n"), (&envelope, b"two\r\n")];
+    let mut op = runner.send_batch(messages);
+    let now = Duration::from_secs(1);
+    // (replies still unread, the outcome's final reply) for each outcome taken.
+    let mut taken = Vec::new();
+    let rest = loop {
+        while let Some(outcome) = op.take_result() {
+            let data = outcome.unwrap().data.unwrap().text();
+            taken.push((script.replies.len(), data));
+        }
+        match op.next_action(now) {
+            Action::Write(_) => op.written(),
+            Action::Read { .. } => match script.replies.pop_front() {
+                Some(reply) => op.received(reply, now),
+                None => op.eof(),
+            },
+            Action::Done(outcome) => break outcome.batch(),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(taken, [(1, "first".to_owned())]);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(
+        rest[0].as_ref().unwrap().data.as_ref().unwrap().text(),
+        "second"
+    );
+    // Nothing is given twice, and other operations have none.
+    assert!(op.take_result().is_none());
+    drop(op);
+    assert!(runner.quit(now).take_result().is_none());
+}
+
 #[test]
 fn an_owned_operation_keeps_its_runner_and_messages_between_calls() {
     let (runner, mut script) = connected(b"250-mx.example\r\n250 PIPELINING\r\n");

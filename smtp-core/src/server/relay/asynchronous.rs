@@ -4,23 +4,6 @@
 //! [`RelayState`]'s) and only carries commands and content differently: over an
 //! [`AsyncSmtpPool`], with the content sent by a task of its own through a bounded
 //! channel, so that no hook holds a worker thread while the next hop answers.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use smtp_core::asynchronous::AsyncServer;
-//! use smtp_core::client::pool::PoolConfig;
-//! use smtp_core::client::{ClientOptions, TlsMode};
-//! use smtp_core::server::relay::AsyncRelayHandler;
-//! use smtp_core::server::{ServerConfig, ServerOptions};
-//!
-//! let mut options = ClientOptions::new("relay.example");
-//! options.tls = TlsMode::StartTlsRequired;
-//! let relay = AsyncRelayHandler::new("mx.internal:25", "mx.internal", options, PoolConfig::new(8))?;
-//! let server = AsyncServer::builder_async(relay, ServerOptions::new(ServerConfig::new("relay.example")))
-//!     .listen("127.0.0.1:2525")?
-//!     .start()?;
-//! # Ok(()) }
-//! ```
 
 use std::io;
 use std::net::ToSocketAddrs;
@@ -43,8 +26,28 @@ use crate::reply::Reply;
 use crate::server::hooks::{AsyncHandler, AsyncSessionHandler, ConnectionInfo, Transaction};
 use crate::server::{AbortReason, Decision};
 
-/// Forwards every transaction to a next hop without blocking the runtime; see the
-/// [module docs](self) and [`RelayHandler`](super::RelayHandler) for what it guarantees.
+/// Forwards every transaction to a next hop without blocking the runtime: the twin of
+/// [`RelayHandler`](super::RelayHandler), with the same guarantees (see the
+/// [relay module](super)), as an [`AsyncHandler`] for
+/// [`AsyncServer::builder_async`](crate::asynchronous::AsyncServer::builder_async). The
+/// content of each message is sent by a task of its own through a bounded channel.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use smtp_core::asynchronous::AsyncServer;
+/// use smtp_core::client::pool::PoolConfig;
+/// use smtp_core::client::{ClientOptions, TlsMode};
+/// use smtp_core::server::relay::AsyncRelayHandler;
+/// use smtp_core::server::{ServerConfig, ServerOptions};
+///
+/// let mut options = ClientOptions::new("relay.example");
+/// options.tls = TlsMode::StartTlsRequired;
+/// let relay = AsyncRelayHandler::new("mx.internal:25", "mx.internal", options, PoolConfig::new(8))?;
+/// let server = AsyncServer::builder_async(relay, ServerOptions::new(ServerConfig::new("relay.example")))
+///     .listen("127.0.0.1:2525")?
+///     .start()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct AsyncRelayHandler {
     pool: AsyncSmtpPool,
