@@ -379,6 +379,11 @@ impl Write for SharedTcp {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self.0).write(buf)
     }
+    // rustls hands its queued records over as a vector: one system call and one TCP
+    // segment for all of them (the default method writes only the first).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -401,7 +406,7 @@ impl Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
+            Conn::Tls(s) => tls_read(&mut s.conn, &mut s.sock, buf),
         }
     }
 
@@ -410,8 +415,25 @@ impl Conn {
         match self {
             Conn::Plain(s) => s.write_all(bytes),
             Conn::Tls(s) => {
-                s.write_all(bytes)?;
-                s.flush()
+                // Encrypt into rustls's queue and send the queue whole: records still
+                // waiting there (the session ticket after the handshake) leave in the
+                // same write as the reply.
+                let mut rest = bytes;
+                loop {
+                    if !rest.is_empty() {
+                        let n = s.conn.writer().write(rest)?;
+                        rest = &rest[n..];
+                    }
+                    if !s.conn.wants_write() {
+                        if rest.is_empty() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    if s.conn.write_tls(&mut s.sock)? == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                }
             }
         }
     }
@@ -442,10 +464,54 @@ impl Conn {
             tcp: &tcp,
             deadline: Instant::now() + timeout,
         };
+        // rustls's `complete_io` would also send the session ticket the moment the
+        // handshake ends; it waits in the queue instead and leaves with the first reply.
         while tls.is_handshaking() {
-            tls.complete_io(&mut io)?;
+            while tls.wants_write() {
+                tls.write_tls(&mut io)?;
+            }
+            if tls.read_tls(&mut io)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            process_tls(&mut tls, &mut io)?;
         }
         Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(tls, tcp))))
+    }
+}
+
+/// Decrypts what `read_tls` took in; on a protocol error, sends the alert rustls queued
+/// (best effort) and returns the error.
+fn process_tls(tls: &mut rustls::ServerConnection, io: &mut impl Write) -> io::Result<()> {
+    if let Err(e) = tls.process_new_packets() {
+        while tls.wants_write() {
+            if !matches!(tls.write_tls(io), Ok(n) if n > 0) {
+                break;
+            }
+        }
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    }
+    Ok(())
+}
+
+/// Reads plaintext: what rustls holds, else one read from the socket. Unlike rustls's
+/// `Stream`, it leaves queued records (a session ticket) for the next write, so they share
+/// its system call. Ok(0) at the end of input, with or without close_notify, as before.
+fn tls_read(
+    tls: &mut rustls::ServerConnection,
+    sock: &mut SharedTcp,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        // The socket's read timeout (set by the caller) bounds this wait. At the end of
+        // input rustls notes it, and the next `reader().read` says so.
+        tls.read_tls(sock)?;
+        process_tls(tls, sock)?;
     }
 }
 
@@ -480,6 +546,11 @@ impl Write for HandshakeIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.tcp.0.set_write_timeout(Some(self.remaining()?))?;
         (&*self.tcp.0).write(buf)
+    }
+    // A whole flight (ServerHello to Finished) in one write, not one per record.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.tcp.0.set_write_timeout(Some(self.remaining()?))?;
+        (&*self.tcp.0).write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
