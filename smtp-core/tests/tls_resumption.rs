@@ -1,6 +1,5 @@
 //! TLS 1.3 through STARTTLS with a raw rustls client, against both server drivers: a
-//! returning client resumes with the session ticket of its previous connection (which the
-//! blocking server sends together with its first reply after the handshake), a fresh
+//! returning client resumes with the session ticket of its previous connection, a fresh
 //! client gets a full handshake, and the conversation after the handshake is intact.
 
 use std::io::{BufRead, BufReader, Read, Write};
