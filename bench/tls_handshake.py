@@ -11,6 +11,8 @@ invocation (RSA-2048 sign + one X25519 operation).
     bench/tls_handshake.py --server ring=target/release/examples/smtp-server \
         --server aws-lc-rs=OTHER_TARGET/release/examples/smtp-server --messages 2000 --rounds 3
 
+A server may carry extra arguments: `--server "tokio=PATH --async"` runs the tokio driver.
+
 With --resume, each client thread offers the session of its previous connection
 (TLS 1.3 tickets): the case of returning clients, where no RSA signature is needed.
 Prints one line per server and mode with the median over the rounds.
@@ -19,6 +21,7 @@ Prints one line per server and mode with the median over the rounds.
 import argparse
 import os
 import re
+import shlex
 import socket
 import ssl
 import statistics
@@ -105,8 +108,9 @@ class Client:
         s.close()
 
 
-def run(binary, cert, key, messages, threads, mode):
-    proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--discard", "--hostname", "localhost",
+def run(command, cert, key, messages, threads, mode):
+    binary, *extra = shlex.split(command)
+    proc = subprocess.Popen([binary, *extra, "--listen", "127.0.0.1:0", "--discard", "--hostname", "localhost",
                              "--tls-cert", cert, "--tls-key", key],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -147,7 +151,8 @@ def run(binary, cert, key, messages, threads, mode):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--server", action="append", required=True, metavar="LABEL=PATH")
+    ap.add_argument("--server", action="append", required=True, metavar="LABEL=PATH [ARGS]",
+                    help="a server binary and extra arguments, e.g. 'tokio=PATH --async'")
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
