@@ -546,3 +546,23 @@ def test_state_attributes_and_sync_sends(lib: ModuleType, aiosmtpd: tuple[int, R
     assert client.sendmail_sync("a@example.org", ["b@example.net"], MESSAGE) == ({}, "OK")
     assert client.send_message_sync(_message()) == ({}, "OK")
     assert len(handler.envelopes) == 2
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_421_to_auth_is_an_authentication_error(lib: ModuleType) -> None:
+    # One mechanism: with several, both libraries try the next on the closed connection
+    # and raise SMTPServerDisconnected (which smtpx's SmtpAuthErrorClosing also is).
+    replies = {b"EHLO": b"250-scripted\r\n250 AUTH PLAIN\r\n", b"AUTH": b"421 4.3.2 bye\r\n"}
+    with scripted(replies) as port:
+
+        async def main() -> tuple[Any, bool]:
+            client = lib.SMTP(hostname="127.0.0.1", port=port, timeout=5)
+            client.allow_insecure_auth = True  # smtpx's opt-in to AUTH without TLS
+            await client.connect()
+            try:
+                await client.login("alice", "s3cret")
+            except lib.SMTPAuthenticationError as error:
+                return (error.code, error.message), client.is_connected
+            raise AssertionError("no exception")
+
+        assert run(main()) == ((421, "4.3.2 bye"), False)

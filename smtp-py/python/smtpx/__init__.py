@@ -57,6 +57,7 @@ from smtpx.server import (
 )
 from smtpx.errors import (
     SmtpAuthError,
+    SmtpAuthErrorClosing,
     SmtpCertificateError,
     SmtpConnectError,
     SmtpConnectionRefused,
@@ -107,6 +108,7 @@ __all__ = [
     "SmtpServerClosed",
     "SmtpDataError",
     "SmtpDataErrorClosing",
+    "SmtpAuthErrorClosing",
     "SmtpRecipientsRefusedClosing",
     "SmtpSenderRefusedClosing",
     "SmtpDisconnected",

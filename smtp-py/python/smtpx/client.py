@@ -483,9 +483,14 @@ class SMTP:
                 if mechanism in offered:
                     return self.auth(mechanism, method, initial_response_ok=False)
             raise SmtpNotSupportedError("No suitable authentication method found.")
-        return Reply._from(
-            client.login(user, password, allow_insecure_auth=bool(self.allow_insecure_auth))
-        ).as_tuple()
+        try:
+            return Reply._from(
+                client.login(user, password, allow_insecure_auth=bool(self.allow_insecure_auth))
+            ).as_tuple()
+        except SmtpServerClosed as closing:
+            # As smtplib: a 421 to AUTH is an SMTPAuthenticationError; the server hung up.
+            self.close()
+            raise closed_in_phase(closing, "", []) from None
 
     # -- simple commands ----------------------------------------------------------------
 
