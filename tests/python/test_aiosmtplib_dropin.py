@@ -34,6 +34,22 @@ def run(coroutine: Awaitable[T]) -> T:
     return asyncio.run(bounded())
 
 
+def run_tls(coroutine: Awaitable[T]) -> T:
+    """:func:`run` for a client over TLS. aiosmtplib's TLS is asyncio's SSL transport,
+    whose close waits for the server's close_notify before it closes the socket: if
+    the loop ends first, that socket is left to the garbage collector (a
+    ResourceWarning, which fails whichever test is running then). A bounded pause after
+    the coroutine lets that shutdown finish."""
+
+    async def settled() -> T:
+        try:
+            return await coroutine
+        finally:
+            await asyncio.sleep(0.2)
+
+    return run(settled())
+
+
 @pytest.fixture
 def aiosmtpd() -> Iterator[tuple[int, Recording]]:
     from aiosmtpd.controller import Controller
@@ -348,7 +364,7 @@ def test_client_cert_and_key_reach_the_server(
             ) as client:
                 return tuple(await client.noop())
 
-        assert run(main()) == (250, "OK")
+        assert run_tls(main()) == (250, "OK")
     assert [peer.get("commonName") for peer in peers] == ["client.test"]
 
 
@@ -365,7 +381,7 @@ def test_send_with_a_client_cert_into_aiosmtpd(
     controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=mutual_tls["server"])
     controller.start()
     try:
-        sent = run(lib.send(
+        sent = run_tls(lib.send(
             MESSAGE, sender="a@example.org", recipients=["b@example.net"], hostname="localhost", port=port,
             use_tls=True, cert_bundle=str(ca_file), client_cert=mutual_tls["cert"], client_key=mutual_tls["key"],
             timeout=10,
@@ -390,7 +406,7 @@ def test_starttls_with_a_client_cert(lib: ModuleType, mutual_tls: dict[str, Any]
             await client.quit()
             return reply.code, tuple(noop)
 
-        assert run(main()) == (220, (250, "OK"))
+        assert run_tls(main()) == (220, (250, "OK"))
     assert [peer.get("commonName") for peer in peers] == ["client.test"]
 
 
@@ -508,7 +524,7 @@ def test_oauth_token_generator_and_auth_xoauth2(
                     await client.auth_xoauth2("me@example.org", "expired")
                 return noop, refused.value.code, refused.value.message
 
-        assert run(main()) == ((250, "OK"), 535, "5.7.8 Username and Password not accepted")
+        assert run_tls(main()) == ((250, "OK"), 535, "5.7.8 Username and Password not accepted")
     expected = b"AUTH XOAUTH2 " + aiosmtplib.auth.auth_xoauth2_encode("me@example.org", "good")
     assert seen[1:3] == [expected, b"NOOP"]
     assert seen[4] == b""  # the empty response to the error challenge
@@ -546,3 +562,23 @@ def test_state_attributes_and_sync_sends(lib: ModuleType, aiosmtpd: tuple[int, R
     assert client.sendmail_sync("a@example.org", ["b@example.net"], MESSAGE) == ({}, "OK")
     assert client.send_message_sync(_message()) == ({}, "OK")
     assert len(handler.envelopes) == 2
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_421_to_auth_is_an_authentication_error(lib: ModuleType) -> None:
+    # One mechanism: with several, both libraries try the next on the closed connection
+    # and raise SMTPServerDisconnected (which smtpx's SmtpAuthErrorClosing also is).
+    replies = {b"EHLO": b"250-scripted\r\n250 AUTH PLAIN\r\n", b"AUTH": b"421 4.3.2 bye\r\n"}
+    with scripted(replies) as port:
+
+        async def main() -> tuple[Any, bool]:
+            client = lib.SMTP(hostname="127.0.0.1", port=port, timeout=5)
+            client.allow_insecure_auth = True  # smtpx's opt-in to AUTH without TLS
+            await client.connect()
+            try:
+                await client.login("alice", "s3cret")
+            except lib.SMTPAuthenticationError as error:
+                return (error.code, error.message), client.is_connected
+            raise AssertionError("no exception")
+
+        assert run(main()) == ((421, "4.3.2 bye"), False)

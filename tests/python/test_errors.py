@@ -55,6 +55,10 @@ CASES: list[tuple[BaseException, tuple[type[BaseException], ...]]] = [
         (smtplib.SMTPRecipientsRefused, smtpx.SmtpServerClosed, smtplib.SMTPServerDisconnected),
     ),
     (
+        smtpx.SmtpAuthErrorClosing(421, b"4.3.2 bye"),
+        (smtplib.SMTPAuthenticationError, smtpx.SmtpServerClosed, smtplib.SMTPServerDisconnected),
+    ),
+    (
         smtpx.SmtpDataErrorClosing(421, b"4.3.2 bye"),
         (smtplib.SMTPDataError, smtpx.SmtpServerClosed, smtplib.SMTPServerDisconnected),
     ),

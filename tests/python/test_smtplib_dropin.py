@@ -664,8 +664,26 @@ def test_421_is_raised_as_the_class_of_its_phase(lib: ModuleType, phase: str) ->
 
 
 @pytest.mark.parametrize("lib", LIBS)
-def test_421_to_a_command_is_returned_as_smtplib_does(lib: ModuleType) -> None:
-    with scripted({b"EHLO": b"250 scripted\r\n", b"NOOP": b"421 4.3.2 bye\r\n"}) as port:
+@pytest.mark.parametrize("command", ["docmd", "noop", "rset", "vrfy"])
+def test_421_to_a_command_is_returned_as_smtplib_does(lib: ModuleType, command: str) -> None:
+    replies = {b"EHLO": b"250 scripted\r\n", b"NOOP": b"421 4.3.2 bye\r\n", b"RSET": b"421 4.3.2 bye\r\n",
+               b"VRFY": b"421 4.3.2 bye\r\n"}
+    with scripted(replies) as port:
         s = lib.SMTP("127.0.0.1", port, timeout=5)
-        assert s.docmd("NOOP") == (421, b"4.3.2 bye")
+        call = {"docmd": lambda: s.docmd("NOOP"), "noop": s.noop, "rset": s.rset, "vrfy": lambda: s.vrfy("x")}
+        assert call[command]() == (421, b"4.3.2 bye")
+        s.close()
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_421_to_auth_is_an_authentication_error(lib: ModuleType) -> None:
+    # One mechanism: with several, both libraries try the next on the closed connection
+    # and raise SMTPServerDisconnected (which smtpx's SmtpAuthErrorClosing also is).
+    replies = {b"EHLO": b"250-scripted\r\n250 AUTH PLAIN\r\n", b"AUTH": b"421 4.3.2 bye\r\n"}
+    with scripted(replies) as port:
+        s = lib.SMTP("127.0.0.1", port, timeout=5)
+        s.allow_insecure_auth = True  # smtpx's opt-in to AUTH without TLS; smtplib ignores it
+        with pytest.raises(lib.SMTPAuthenticationError) as refused:
+            s.login("alice", "s3cret")
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (421, b"4.3.2 bye")
         s.close()

@@ -60,6 +60,7 @@ from smtpx.server import (
 )
 from smtpx.errors import (
     SmtpAuthError,
+    SmtpAuthErrorClosing,
     SmtpCertificateError,
     SmtpConnectError,
     SmtpConnectionRefused,
@@ -110,6 +111,7 @@ __all__ = [
     "SmtpServerClosed",
     "SmtpDataError",
     "SmtpDataErrorClosing",
+    "SmtpAuthErrorClosing",
     "SmtpRecipientsRefusedClosing",
     "SmtpSenderRefusedClosing",
     "SmtpDisconnected",

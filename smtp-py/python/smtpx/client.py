@@ -276,7 +276,7 @@ class SMTP:
         ``does_esmtp`` and ``ehlo_resp``, as smtplib's ``ehlo`` does."""
         if name:
             check_line("name", name)
-        code, message = _pair(self._client().hello(True, name or None))
+        code, message = self._answer(lambda c: c.hello(True, name or None))
         self.ehlo_resp = message
         if code == 250:
             self._refresh()
@@ -289,7 +289,7 @@ class SMTP:
         ``helo_resp`` keeps its text and the session then knows no extensions."""
         if name:
             check_line("name", name)
-        code, message = _pair(self._client().hello(False, name or None))
+        code, message = self._answer(lambda c: c.hello(False, name or None))
         self.helo_resp = message
         if 200 <= code <= 299:
             self._refresh()
@@ -334,15 +334,18 @@ class SMTP:
         return self.getreply()
 
     def _command(self, line: str, secret: bool = False) -> tuple[int, bytes]:
+        allow = bool(self.allow_insecure_auth)
+        return self._answer(lambda c: c.command(line, secret=secret, allow_insecure_auth=allow))
+
+    def _answer(
+        self, call: Callable[[_native.Client], tuple[int, str | None, str, bytes]]
+    ) -> tuple[int, bytes]:
+        """One command's reply as ``(code, message)``. A 421 is returned like any reply,
+        as smtplib returns it; the server has hung up, so the connection is closed (as
+        smtplib's sendmail closes it after a 421)."""
         try:
-            return _pair(
-                self._client().command(
-                    line, secret=secret, allow_insecure_auth=bool(self.allow_insecure_auth)
-                )
-            )
+            return _pair(call(self._client()))
         except SmtpServerClosed as closing:
-            # smtplib returns the 421 like any reply; the server has hung up, so the
-            # connection is closed (as smtplib's sendmail closes it after a 421).
             self.close()
             message = closing.smtp_error
             return (closing.smtp_code, message if isinstance(message, bytes) else message.encode())
@@ -374,7 +377,7 @@ class SMTP:
         if code != 354:
             raise SmtpDataError(code, message)
         body = msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
-        return _pair(self._client().content(body))
+        return self._answer(lambda c: c.content(body))
 
     # -- authentication with a caller's mechanism (smtplib's auth API) -----------------
 
@@ -480,35 +483,40 @@ class SMTP:
                 if mechanism in offered:
                     return self.auth(mechanism, method, initial_response_ok=False)
             raise SmtpNotSupportedError("No suitable authentication method found.")
-        return Reply._from(
-            client.login(user, password, allow_insecure_auth=bool(self.allow_insecure_auth))
-        ).as_tuple()
+        try:
+            return Reply._from(
+                client.login(user, password, allow_insecure_auth=bool(self.allow_insecure_auth))
+            ).as_tuple()
+        except SmtpServerClosed as closing:
+            # As smtplib: a 421 to AUTH is an SMTPAuthenticationError; the server hung up.
+            self.close()
+            raise closed_in_phase(closing, "", []) from None
 
     # -- simple commands ----------------------------------------------------------------
 
     def noop(self) -> tuple[int, bytes]:
         """Sends NOOP; returns the reply as ``(code, message)``."""
-        return Reply._from(self._client().noop()).as_tuple()
+        return self._answer(lambda c: c.noop())
 
     def rset(self) -> tuple[int, bytes]:
         """Sends RSET (abandoning a transaction begun with :meth:`mail`); returns the
         reply as ``(code, message)``."""
         self._replies.clear()
-        return Reply._from(self._client().rset()).as_tuple()
+        return self._answer(lambda c: c.rset())
 
     def vrfy(self, address: str) -> tuple[int, bytes]:
         """Sends VRFY for ``address``; returns the reply as ``(code, message)``."""
-        return Reply._from(self._client().vrfy(address)).as_tuple()
+        return self._answer(lambda c: c.vrfy(address))
 
     verify = vrfy
 
     def expn(self, address: str) -> tuple[int, bytes]:
         """Sends EXPN for ``address``; returns the reply as ``(code, message)``."""
-        return Reply._from(self._client().expn(address)).as_tuple()
+        return self._answer(lambda c: c.expn(address))
 
     def help(self, args: str = "") -> bytes:
         """Sends HELP (with a topic when given); returns the reply's message."""
-        return Reply._from(self._client().help(args or None)).message
+        return self._answer(lambda c: c.help(args or None))[1]
 
     # -- sending ------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ __all__ = [
     "SmtpSenderRefusedClosing",
     "SmtpRecipientsRefusedClosing",
     "SmtpDataErrorClosing",
+    "SmtpAuthErrorClosing",
     "SmtpConnectError",
     "SmtpDataError",
     "SmtpDisconnected",
@@ -216,14 +217,24 @@ class SmtpDataErrorClosing(SmtpDataError, SmtpServerClosed):
         self.phase = phase
 
 
+class SmtpAuthErrorClosing(SmtpAuthError, SmtpServerClosed):
+    """A 421 in reply to AUTH: smtplib's ``SMTPAuthenticationError`` (``smtp_code``
+    421), and an :class:`SmtpServerClosed`: the connection is closed."""
+
+    def __init__(self, code: int, msg: bytes, phase: str | None = "AUTH") -> None:
+        smtplib.SMTPResponseException.__init__(self, code, msg)
+        self.phase = phase
+
+
 def closed_in_phase(
     error: SmtpServerClosed, sender: str, recipients: list[str]
 ) -> SmtpError:
     """The exception smtplib's ``sendmail`` raises for this 421, by the phase it came
     in: :class:`SmtpSenderRefusedClosing` at MAIL, :class:`SmtpRecipientsRefusedClosing`
     at RCPT (every recipient with the 421: with pipelining the replies after it never
-    come), :class:`SmtpDataErrorClosing` at DATA or after the message; ``error`` itself
-    in any other phase."""
+    come), :class:`SmtpDataErrorClosing` at DATA or after the message,
+    :class:`SmtpAuthErrorClosing` at AUTH (as ``login`` raises it); ``error`` itself in
+    any other phase."""
     code, msg = error.smtp_code, error.smtp_error
     if not isinstance(msg, bytes):
         msg = str(msg).encode("utf-8")
@@ -233,4 +244,6 @@ def closed_in_phase(
         return SmtpRecipientsRefusedClosing({r: (code, msg) for r in recipients}, code, msg)
     if error.phase in ("DATA", "after the end of data"):
         return SmtpDataErrorClosing(code, msg, error.phase)
+    if error.phase == "AUTH":
+        return SmtpAuthErrorClosing(code, msg)
     return error

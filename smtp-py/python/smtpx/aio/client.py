@@ -640,7 +640,14 @@ class SMTP:
             runner.set_allow_insecure_auth(bool(self.allow_insecure_auth))
             runner.start_login(username, password, now=now)
 
-        return response(await self._guarded(start, timeout))  # type: ignore[arg-type]
+        try:
+            return response(await self._guarded_engine(start, timeout))  # type: ignore[arg-type]
+        except SmtpServerClosed as closing:
+            # As aiosmtplib: a 421 to AUTH is an SMTPAuthenticationError, the connection closed.
+            self.close()
+            raise translate(closed_in_phase(closing, "", [])) from None
+        except SmtpError as error:
+            raise translate(error) from None
 
     async def auth_plain(
         self, username: str, password: str, /, *, timeout: Timeout = _DEFAULT
