@@ -18,9 +18,9 @@
 //!   transport write: an asyncio transport takes every byte it is given, so the bytes
 //!   count as written when handed over.
 //! - perf: on a plain socket the driver may let this object do the socket calls itself
-//!   (`read_socket`, and `step` with the socket's descriptor): one read and the replies it
-//!   causes cost one call into Python's event loop and no `bytes` object, instead of the
-//!   transport's Python read and write paths. What cannot be sent at once is handed back
+//!   (`read_step` or `read_socket`, and `step` with the socket's descriptor): one read and
+//!   the replies it causes cost one callback of Python's event loop and one call here, and
+//!   no `bytes` object, instead of the transport's Python read and write paths. What cannot be sent at once is handed back
 //!   for the transport to buffer, so the driver keeps the order of the bytes.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -196,7 +196,11 @@ impl ServerConnection {
         let limit = self.inner.read_limit();
         let inner = &mut self.inner;
         socket_io::with_read_buffer(|buffer| {
-            let size = buffer.len().min(limit);
+            // (0 never means "nothing": as the `read_limit` getter says it, no limit.)
+            let size = match limit {
+                0 => buffer.len(),
+                limit => buffer.len().min(limit),
+            };
             match socket_io::recv(fd, &mut buffer[..size]) {
                 Ok(0) => Ok(0),
                 Ok(n) => {

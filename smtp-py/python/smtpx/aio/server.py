@@ -494,6 +494,14 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             self._failed(error)
             return
         if type(got) is tuple:
+            kind, payload, out = got
+            if kind == _READ and out is None and not self.eof:
+                # perf: the usual outcome (the replies are sent, more input is wanted),
+                # done here as _pump does it, without its call
+                self.deadline = payload
+                if self.timer is None or payload < self.timer_at:
+                    self._arm(payload)
+                return
             self._pump(now, got)
         elif got == 0:  # the end of the stream, as the transport's _read_ready__on_eof
             self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
