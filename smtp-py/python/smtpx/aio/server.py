@@ -453,6 +453,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         loop = self.loop
         if (
             _DIRECT_TRANSPORT is None
+            or sys.platform == "win32"  # the engine's socket calls are POSIX ones
             or type(transport) is not _DIRECT_TRANSPORT
             or not hasattr(loop, "_add_reader")
             or not hasattr(loop, "_remove_reader")
