@@ -971,8 +971,8 @@ fn idle_time_does_not_count_against_the_next_command() {
     assert_eq!(reply.code().get(), 250);
 }
 
-/// The driver keeps a socket read timeout that lies between half of what is left and what
-/// is left (one `setsockopt` per connection, not per reply). Here the final reply's wait
+/// The driver keeps a socket read timeout that is no longer than what is left and not
+/// much shorter (a `setsockopt` now and then, not one per reply). Here the final reply's wait
 /// (500 ms) inherits the 300 ms timeout of the waits before it: a reply after 400 ms must
 /// still be taken (the early expiry only makes the session read again), and silence must
 /// end in a timeout at the 500 ms deadline, not later.
