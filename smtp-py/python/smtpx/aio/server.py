@@ -444,9 +444,9 @@ class _ServerProtocol(asyncio.BufferedProtocol):
     def _go_direct(self, transport: asyncio.Transport) -> None:
         """perf: on a plain selector transport, the engine does the socket calls itself:
         the transport stops reading, :meth:`_readable` is called when the socket is
-        readable and has ``read_socket`` read it, and ``step`` sends the replies (what the
-        socket does not take at once goes to the transport, which then writes everything
-        until it holds nothing). A read and its replies then cost one callback, without
+        readable and has ``read_step`` read it, and ``read_step`` and ``step`` send the
+        replies (what the socket does not take at once goes to the transport, which then
+        writes everything until it holds nothing). A read and its replies then cost one callback, without
         the transport's Python read path, its write path or a ``bytes`` object per read.
         The transport still owns the socket: it closes it, and closing removes the
         reader. TLS (STARTTLS) goes back to the transport's callbacks (_leave_direct)."""
