@@ -971,6 +971,50 @@ fn idle_time_does_not_count_against_the_next_command() {
     assert_eq!(reply.code().get(), 250);
 }
 
+/// The driver keeps a socket read timeout that is no longer than what is left and not
+/// much shorter (a `setsockopt` now and then, not one per reply). Here the final reply's wait
+/// (500 ms) inherits the 300 ms timeout of the waits before it: a reply after 400 ms must
+/// still be taken (the early expiry only makes the session read again), and silence must
+/// end in a timeout at the 500 ms deadline, not later.
+#[test]
+fn a_kept_read_timeout_neither_cuts_a_wait_short_nor_lengthens_it() {
+    let mut opts = options();
+    opts.timeouts = timeouts(Duration::from_millis(300));
+    opts.timeouts.data_end = Duration::from_millis(500);
+    let (outcome, _) = with_server(
+        |peer| {
+            peer.greet(&["PIPELINING"]);
+            for reply_after in [Some(400), None] {
+                peer.expect("MAIL FROM:<a@example.com>");
+                peer.expect("RCPT TO:<b@example.com>");
+                peer.expect("DATA");
+                peer.send(b"250 ok\r\n250 ok\r\n354 go\r\n");
+                peer.data();
+                match reply_after {
+                    Some(ms) => {
+                        thread::sleep(Duration::from_millis(ms));
+                        peer.send(b"250 2.0.0 Ok: queued as SLOW\r\n");
+                    }
+                    None => peer.until_closed(),
+                }
+            }
+        },
+        |addr| {
+            let mut client = SmtpClient::connect(addr, "localhost", opts).unwrap();
+            let slow = client.send_bytes(&envelope(&["b@example.com"]), b"hi\r\n");
+            let start = Instant::now();
+            let silent = client.send_bytes(&envelope(&["b@example.com"]), b"hi\r\n");
+            (slow, silent, start.elapsed())
+        },
+    );
+    let (slow, silent, elapsed) = outcome;
+    assert_eq!(slow.unwrap().queue_id(), Some("SLOW"));
+    let error = silent.unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+}
+
 #[test]
 fn server_421_closes_the_session() {
     let (error, _) = with_server(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyTuple};
 
 use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, SmtpClient, TlsMode};
@@ -69,6 +69,65 @@ pub(crate) fn result_tuple(result: &TransactionResult) -> ResultTuple {
         result.data.as_ref().map(reply_tuple),
         result.queue_id().map(str::to_owned),
     )
+}
+
+/// perf: a batch's result tuples with one Python object per distinct reply. A server
+/// gives the same MAIL, RCPT and (without a queue id in it) final reply to every message
+/// of a batch: those reply tuples, their strings and their smtplib message are built once
+/// instead of once per message. Tuples are immutable, so sharing them changes nothing.
+#[derive(Default)]
+struct ReplyObjects<'py> {
+    /// The most recent distinct replies and their tuples.
+    recent: Vec<(Reply, Bound<'py, PyAny>)>,
+}
+
+impl<'py> ReplyObjects<'py> {
+    /// How many distinct replies are remembered (MAIL, RCPT, the final reply, a refusal).
+    const KEPT: usize = 8;
+
+    fn reply(&mut self, py: Python<'py>, reply: &Reply) -> PyResult<Bound<'py, PyAny>> {
+        if let Some((_, object)) = self.recent.iter().find(|(known, _)| known == reply) {
+            return Ok(object.clone());
+        }
+        let object = reply_tuple(reply).into_pyobject(py)?.into_any();
+        if self.recent.len() == Self::KEPT {
+            self.recent.remove(0);
+        }
+        self.recent.push((reply.clone(), object.clone()));
+        Ok(object)
+    }
+
+    /// What [`result_tuple`] gives, as one Python object.
+    fn result(
+        &mut self,
+        py: Python<'py>,
+        result: &TransactionResult,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mail = self.reply(py, &result.mail)?;
+        let recipients = PyList::empty(py);
+        for r in &result.recipients {
+            let delivery = match &r.delivery {
+                Some(delivery) => self.reply(py, delivery)?,
+                None => py.None().into_bound(py),
+            };
+            let reply = self.reply(py, &r.reply)?;
+            recipients.append((r.address.as_str(), reply, delivery, r.is_accepted()))?;
+        }
+        let data = match &result.data {
+            Some(data) => self.reply(py, data)?,
+            None => py.None().into_bound(py),
+        };
+        Ok(PyTuple::new(
+            py,
+            [
+                mail,
+                recipients.into_any(),
+                data,
+                result.queue_id().into_pyobject(py)?.into_any(),
+            ],
+        )?
+        .into_any())
+    }
 }
 
 /// Refuses text that would break a command line; the engine checks again, this makes the
@@ -688,10 +747,11 @@ impl Client {
         let Some(outcomes) = outcomes else {
             return Err(SmtpDisconnected::new_err("the connection is closed"));
         };
+        let mut replies = ReplyObjects::default();
         outcomes
             .into_iter()
             .map(|outcome| match outcome {
-                Ok(result) => Ok(result_tuple(&result).into_pyobject(py)?.into_any().unbind()),
+                Ok(result) => Ok(replies.result(py, &result)?.unbind()),
                 Err(e) => Ok(client_error(e, false).into_value(py).into_any()),
             })
             .collect()

@@ -18,9 +18,9 @@
 //!   transport write: an asyncio transport takes every byte it is given, so the bytes
 //!   count as written when handed over.
 //! - perf: on a plain socket the driver may let this object do the socket calls itself
-//!   (`read_socket`, and `step` with the socket's descriptor): one read and the replies it
-//!   causes cost one call into Python's event loop and no `bytes` object, instead of the
-//!   transport's Python read and write paths. What cannot be sent at once is handed back
+//!   (`read_step` or `read_socket`, and `step` with the socket's descriptor): one read and
+//!   the replies it causes cost one callback of Python's event loop and one call here, and
+//!   no `bytes` object, instead of the transport's Python read and write paths. What cannot be sent at once is handed back
 //!   for the transport to buffer, so the driver keeps the order of the bytes.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -191,6 +191,36 @@ impl ServerConnection {
             self.output = Vec::new();
         }
         bytes
+    }
+
+    /// One read from `fd` into the thread's buffer, taken by the connection (see
+    /// `read_socket`).
+    fn read_from(&mut self, fd: i32, now: std::time::Duration) -> PyResult<isize> {
+        let limit = self.inner.read_limit();
+        let inner = &mut self.inner;
+        socket_io::with_read_buffer(|buffer| {
+            // (0 never means "nothing": as the `read_limit` getter says it, no limit.)
+            let size = match limit {
+                0 => buffer.len(),
+                limit => buffer.len().min(limit),
+            };
+            match socket_io::recv(fd, &mut buffer[..size]) {
+                Ok(0) => Ok(0),
+                Ok(n) => {
+                    inner.receive(&buffer[..n], now);
+                    Ok(n as isize)
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    Ok(-1)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// Sends what it can of the gathered output on the socket `fd` (see `step`), without
@@ -497,28 +527,26 @@ impl ServerConnection {
     /// at the end of the stream, -1 when there was nothing to read; a failed read raises
     /// OSError. The buffer is the thread's, so an idle connection holds none.
     fn read_socket(&mut self, fd: i32, now: f64) -> PyResult<isize> {
+        self.read_from(fd, seconds(now)?)
+    }
+
+    /// perf: `read_socket`, then, when bytes came, `step(now, send_fd)` in the same call:
+    /// the step's tuple; else what `read_socket` returned (0 or -1).
+    #[pyo3(signature = (fd, now, send_fd = None))]
+    fn read_step<'py>(
+        &mut self,
+        py: Python<'py>,
+        fd: i32,
+        now: f64,
+        send_fd: Option<i32>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let now = seconds(now)?;
-        let limit = self.inner.read_limit();
-        let inner = &mut self.inner;
-        socket_io::with_read_buffer(|buffer| {
-            let size = buffer.len().min(limit);
-            match socket_io::recv(fd, &mut buffer[..size]) {
-                Ok(0) => Ok(0),
-                Ok(n) => {
-                    inner.receive(&buffer[..n], now);
-                    Ok(n as isize)
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    Ok(-1)
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
+        let n = self.read_from(fd, now)?;
+        if n <= 0 {
+            return Ok(n.into_pyobject(py)?.into_any());
+        }
+        let step = self.advance(py, now, true, send_fd)?;
+        Ok(step.into_pyobject(py)?.into_any())
     }
 
     #[pyo3(signature = (refusal = None))]

@@ -25,9 +25,9 @@
 //! - `TCP_NODELAY` is set, and everything the session has to say goes out in one write, so a
 //!   pipelined batch is one segment and never waits for Nagle and a delayed ACK.
 //! - One 64 KiB read buffer; every read goes straight to the session.
-//! - Before each read the socket's read timeout is set to what is left until the session's
-//!   next deadline (unless it already lies between half of that and that); when it
-//!   expires the session, not the driver, decides whether that is a timeout. Writes time out after
+//! - Before a read the socket's read timeout is set to what is left until the session's
+//!   next deadline, unless the one it has is no longer than that and not much shorter;
+//!   when it expires the session, not the driver, decides whether that is a timeout. Writes time out after
 //!   [`ClientTimeouts::data_block`](crate::client::ClientTimeouts::data_block).
 //! - Messages are streamed from any [`Read`] 64 KiB at a time and never held whole.
 //! - Dropping an [`SmtpClient`] closes the socket without QUIT; call [`SmtpClient::quit`]
@@ -51,6 +51,10 @@ pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
 
 /// The shortest socket timeout set; zero would mean "no timeout" (or an error) to the OS.
 const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// A socket read timeout at least this long is kept while it is no longer than what is
+/// left until the deadline (see `Io::read_once`).
+const KEPT_WAIT: Duration = Duration::from_secs(10);
 
 /// A Unix-domain socket where there are some (local LMTP delivery, say).
 #[cfg(unix)]
@@ -319,21 +323,29 @@ impl Io {
     where
         I: Iterator<Item: BatchMessage>,
     {
-        // A timeout between half of what is left and what is left is kept: should it
-        // expire before the deadline, the session only asks to read again
-        // (`handle_timeout`), and the timeout is then set anew. So no read waits past the
-        // deadline, a wait wakes up early at most a few times, and a connection whose
-        // replies come in time makes one `setsockopt` instead of one per read.
+        // A timeout no longer than what is left, and not much shorter (at least half of
+        // it, or KEPT_WAIT), is kept: should it expire before the deadline, the session
+        // only asks to read again (`handle_timeout`), and the timeout is then set anew.
+        // So no read waits past the deadline, a wait wakes up early only a few times, and
+        // a connection whose replies come in time makes a `setsockopt` now and then
+        // instead of one per read, even as the timeouts of its phases differ (RFC 5321's
+        // are 2 to 10 minutes). A timeout of seconds is set to whole seconds, so that the
+        // next wait, whose deadline is a little later, finds it no longer than what is left.
         let left = deadline.saturating_sub(self.base.elapsed()).max(MIN_WAIT);
         if self
             .read_timeout
-            .is_none_or(|set| set > left || set < left / 2)
+            .is_none_or(|set| set > left || set < (left / 2).min(KEPT_WAIT))
         {
-            if let Err(e) = self.stream.set_read_timeout(left) {
+            let timeout = if left >= Duration::from_secs(2) {
+                Duration::from_secs(left.as_secs())
+            } else {
+                left
+            };
+            if let Err(e) = self.stream.set_read_timeout(timeout) {
                 self.read_timeout = None;
                 return op.read_failed(e);
             }
-            self.read_timeout = Some(left);
+            self.read_timeout = Some(timeout);
         }
         match self.stream.read(&mut self.buffer) {
             Ok(0) => op.eof(),

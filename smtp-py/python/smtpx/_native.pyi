@@ -525,6 +525,9 @@ class ServerConnection:
         :attr:`read_limit` bytes), taken as :meth:`receive` takes input. Returns the bytes
         read, 0 at the end of the stream, -1 when there was nothing to read; a failed read
         raises OSError."""
+    def read_step(self, fd: int, now: float, send_fd: int | None = None) -> tuple[int, Any, bytes | None] | int:
+        """perf: :meth:`read_socket`, then, when bytes came, ``step(now, send_fd)`` in the
+        same call: the step's tuple; else what :meth:`read_socket` returned."""
     def ehlo_lines(self) -> list[str]:
         """The lines of the EHLO reply the engine would say now, as written."""
     def take_envelope(self) -> tuple[str, list[str], list[str], list[str]] | None:

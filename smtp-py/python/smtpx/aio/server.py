@@ -476,15 +476,16 @@ class _ServerProtocol(asyncio.BufferedProtocol):
     def _go_direct(self, transport: asyncio.Transport) -> None:
         """perf: on a plain selector transport, the engine does the socket calls itself:
         the transport stops reading, :meth:`_readable` is called when the socket is
-        readable and has ``read_socket`` read it, and ``step`` sends the replies (what the
-        socket does not take at once goes to the transport, which then writes everything
-        until it holds nothing). A read and its replies then cost one callback, without
+        readable and has ``read_step`` read it, and ``read_step`` and ``step`` send the
+        replies (what the socket does not take at once goes to the transport, which then
+        writes everything until it holds nothing). A read and its replies then cost one callback, without
         the transport's Python read path, its write path or a ``bytes`` object per read.
         The transport still owns the socket: it closes it, and closing removes the
         reader. TLS (STARTTLS) goes back to the transport's callbacks (_leave_direct)."""
         loop = self.loop
         if (
             _DIRECT_TRANSPORT is None
+            or sys.platform == "win32"  # the engine's socket calls are POSIX ones
             or type(transport) is not _DIRECT_TRANSPORT
             or not hasattr(loop, "_add_reader")
             or not hasattr(loop, "_remove_reader")
@@ -508,21 +509,34 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self._reading()
 
     def _readable(self) -> None:
-        """perf: the socket is readable (direct mode): the engine reads it, then the
-        connection's actions are performed, as buffer_updated and eof_received do."""
+        """perf: the socket is readable (direct mode): the engine reads it and takes the
+        first step in the same call, then the connection's actions are performed, as
+        buffer_updated and eof_received do. (Once the transport closes, its
+        ``_remove_reader`` has cancelled this callback.)"""
         connection, transport = self.connection, self.transport
-        if connection is None or transport is None or transport.is_closing():
+        if connection is None or transport is None:
             return
         now = self.loop.time()
         try:
-            n = connection.read_socket(self.fd, now)
+            got = connection.read_step(self.fd, now, self.fd if not self.transport_holds else self._direct_fd())
         except OSError as error:  # as the transport's fatal read error: cut
             log.debug("smtpx.aio server: read failed: %r", error)
             transport.abort()
             return
-        if n > 0:
-            self._pump(now, True)
-        elif n == 0:  # the end of the stream, as the transport's _read_ready__on_eof
+        except Exception as error:
+            self._failed(error)
+            return
+        if type(got) is tuple:
+            kind, payload, out = got
+            if kind == _READ and out is None and not self.eof:
+                # perf: the usual outcome (the replies are sent, more input is wanted),
+                # done here as _pump does it, without its call
+                self.deadline = payload
+                if self.timer is None or payload < self.timer_at:
+                    self._arm(payload)
+                return
+            self._pump(now, got)
+        elif got == 0:  # the end of the stream, as the transport's _read_ready__on_eof
             self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
             self.reader_on = False
             if not self.eof_received():
@@ -601,19 +615,24 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     # The connection's actions
 
-    def _pump(self, now: float | None = None, direct: bool = False) -> None:
+    def _pump(self, now: float | None = None, first: tuple[int, Any, bytes | None] | None = None) -> None:
         """Performs the connection's actions until one means waiting (for input, a
-        handshake, a suspended hook, the transport to drain) or the end. ``direct``: called
-        by _readable, which has seen the transport open."""
+        handshake, a suspended hook, the transport to drain) or the end. ``first``: the
+        step _readable took already."""
         connection = self.connection
-        if connection is None or self.waiting or (self.write_paused and not self.cut):
+        if connection is None:
             return
+        if first is None and (self.waiting or (self.write_paused and not self.cut)):
+            return  # (a step already taken is performed whatever the state)
         if now is None:
             now = self.loop.time()
-        fd = self.fd if direct and not self.transport_holds else self._direct_fd()
+        fd = self._direct_fd()
         try:
             while True:
-                kind, payload, out = connection.step(now, fd)
+                if first is None:
+                    kind, payload, out = connection.step(now, fd)
+                else:
+                    (kind, payload, out), first = first, None
                 if out is not None:  # what was said before a waiting action
                     if self.transport is not None:
                         self._write(out)
