@@ -295,6 +295,47 @@ def test_session_ssl_is_truthy_after_starttls_with_an_ssl_context(ca: Any, cert_
     assert seen[1]["library"] == "rustls" and seen[1]["cipher"][1].startswith("TLSv1")
 
 
+def test_session_ssl_names_the_client_certificate_and_the_server_name(ca: Any, cert_files: Any) -> None:
+    """Beyond aiosmtpd's keys, ``session.ssl`` carries what the engine was told of the
+    handshake: ``peer_certificates`` (the client's chain, DER) and ``server_name`` (SNI,
+    seen by rustls)."""
+    seen: list[Any] = []
+
+    class Keep:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            seen.append(session.ssl)
+            return "250 OK"
+
+    client_cert = ca.issue_cert("client.test", common_name="client.test")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(*map(str, cert_files))
+    ca.configure_trust(server_context)
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    client_cert.configure_cert(client_context)
+    plain_client = ssl.create_default_context()
+    ca.configure_trust(plain_client)
+
+    # Python's ssl on the server: the client's certificate arrives.
+    with Controller(Keep(), port=0, tls_context=server_context) as controller:
+        with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+            client.starttls(context=client_context)
+            assert client.sendmail("a@example.com", ["b@example.com"], MSG) == {}
+    # rustls on the server: the name the client asked for (SNI) arrives.
+    with Controller(Keep(), port=0, tls_context=cert_files) as controller:
+        with smtplib.SMTP(controller.hostname, controller.port, local_hostname="client.test", timeout=10) as client:
+            client._host = "mx.test"  # smtplib sends its host as SNI; an address has none
+            client.starttls(context=plain_client)
+            assert client.sendmail("a@example.com", ["b@example.com"], MSG) == {}
+
+    expected = ssl.PEM_cert_to_DER_cert(client_cert.cert_chain_pems[0].bytes().decode())
+    assert seen[0]["library"] == "ssl" and seen[0]["peer_certificates"] == [expected]
+    assert (("commonName", "client.test"),) in seen[0]["peercert"]["subject"]
+    assert seen[1]["library"] == "rustls" and seen[1]["server_name"] == "mx.test"
+    assert seen[1]["peer_certificates"] == []
+
+
 def test_ssl_context_on_the_controller_is_implicit_tls(ca: Any, cert_files: Any) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*map(str, cert_files))

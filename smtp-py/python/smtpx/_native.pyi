@@ -537,8 +537,10 @@ class ServerConnection:
         """The client closed its side (call it when the action is READ)."""
     def timeout(self, now: float) -> None:
         """The deadline of the last READ passed."""
-    def tls_established(self, now: float) -> None:
-        """The handshake of the last START_TLS succeeded."""
+    def tls_established(self, now: float, tls: TlsSession | dict[str, Any] | None = None) -> None:
+        """The handshake of the last START_TLS succeeded. ``tls`` tells what it
+        negotiated: the TlsSession that did it, or a dict with "version", "cipher",
+        "server_name" and "peer_certificates" (DER bytes) for another TLS stack."""
     def lost(self) -> None:
         """The connection is gone: the remaining hooks come, then CLOSE."""
     def stop(self) -> None:
@@ -551,6 +553,10 @@ class ServerConnection:
         """True between transactions: a shutdown loses nothing by ending it."""
     @property
     def is_tls(self) -> bool: ...
+    @property
+    def tls(self) -> dict[str, Any] | None:
+        """What the handshake negotiated, as given to ``tls_established`` ("version",
+        "cipher", "server_name", "peer_certificates"), or None before it."""
     @property
     def read_limit(self) -> int:
         """The most bytes the next read may take; 0 for any number. Not 0 only while a

@@ -672,7 +672,8 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                     fd = None
                     if self.server._ssl_context is not None:
                         if self.transport is not None and self.transport.get_extra_info("ssl_object") is not None:
-                            connection.tls_established(now)  # implicit: asyncio did the handshake
+                            # implicit: asyncio did the handshake
+                            connection.tls_established(now, tls=self._ssl_details())
                             self._secured()
                             continue
                         if not self.ssl_handshaking:
@@ -859,21 +860,52 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         assert self.server._tls_config is not None
         self.tls = _native.TlsSession(self.server._tls_config)
 
+    def _ssl_details(self) -> dict[str, Any]:
+        """What asyncio's ``ssl`` negotiated, in the keys the engine takes (``version``,
+        ``cipher``, ``server_name``, ``peer_certificates``): the connection then tells
+        handlers, as it does for the rustls session."""
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_object is None:
+            return {}
+        cipher = ssl_object.cipher()
+        peer = ssl_object.getpeercert(binary_form=True)
+        return {
+            "version": ssl_object.version(),
+            "cipher": cipher[0] if cipher else None,
+            # The name the client asked for (SNI) is only seen by an sni_callback on the
+            # server's context, which is the application's; it is not read here.
+            "server_name": None,
+            "peer_certificates": [peer] if peer else [],
+        }
+
     def _tls_info(self) -> dict[str, Any]:
         """What ``session.ssl`` holds once TLS is on: the keys aiosmtpd's has (asyncio's
         extra info) under Python's ssl; under rustls the ``cipher`` triple (name, version,
-        None) and the ``version``."""
+        None) and the ``version``. Both add what the engine was told: ``server_name``
+        (the SNI name the client sent, rustls only) and ``peer_certificates`` (the
+        client's certificate chain as DER bytes, leaf first; empty without one)."""
+        told = self.connection.tls if self.connection is not None else None
+        extra = {
+            "server_name": told.get("server_name") if told else None,
+            "peer_certificates": list(told.get("peer_certificates") or []) if told else [],
+        }
         if self.tls is not None:
             version, suite = self.tls.protocol_version, self.tls.cipher_suite
-            return {"cipher": (suite, version, None), "version": version, "library": "rustls"}
+            return {
+                "cipher": (suite, version, None),
+                "version": version,
+                "library": "rustls",
+                **extra,
+            }
         transport = self.transport
         if transport is None:
-            return {"library": "ssl"}
+            return {"library": "ssl", **extra}
         names = ("sslcontext", "ssl_object", "peercert", "cipher", "compression")
         info = {name: transport.get_extra_info(name) for name in names}
         ssl_object = info["ssl_object"]
         info["version"] = ssl_object.version() if ssl_object is not None else None
         info["library"] = "ssl"
+        info.update(extra)
         return info
 
     def _secured(self) -> None:
@@ -911,7 +943,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if self.transport is None or self.connection is None or secured is None:
             return
         self.transport = secured
-        self.connection.tls_established(self.loop.time())
+        self.connection.tls_established(self.loop.time(), tls=self._ssl_details())
         self._secured()
         self._pump()
 
@@ -933,7 +965,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if out:
             transport.write(out)
         if handshaking and not tls.is_handshaking:
-            connection.tls_established(self.loop.time())
+            connection.tls_established(self.loop.time(), tls=tls)
             self._secured()
         if tls.peer_closed:
             self.eof = True
