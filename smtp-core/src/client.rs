@@ -45,26 +45,26 @@ pub mod runner;
 
 mod config;
 mod envelope;
-mod phase;
-mod too_large;
 mod event;
+mod phase;
 mod raw;
 mod replies;
 mod result;
 mod session;
 mod stepwise;
+mod too_large;
 mod transaction;
 
 pub use batch::BatchMessage;
 pub use config::{ClientConfig, ClientTimeouts, StartTlsPolicy};
 pub use envelope::{AddressRole, Envelope, InvalidAddress, Recipient};
 pub use error::{Error, ErrorKind};
-pub use event::{ClientError, ClientEvent};
 /// The engine's error ([`ClientError`]) by the name that says whose it is: the sans-IO
 /// session's, as opposed to [`Error`], what the drivers return.
 pub use event::ClientError as SessionError;
+pub use event::{ClientError, ClientEvent};
 pub use options::{ClientOptions, TlsMode};
 pub use phase::Phase;
-pub use too_large::{SendOutcome, TooLarge};
 pub use result::{RecipientResult, TransactionResult};
 pub use session::ClientSession;
+pub use too_large::{SendOutcome, TooLarge};

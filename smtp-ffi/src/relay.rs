@@ -10,11 +10,11 @@ use crate::client::options::smtpx_client_options;
 use crate::client::pooling::{connection_options, options_failed};
 use crate::config::smtpx_server_config;
 use crate::ffi::{line_arg, obj_mut, opt_line_arg, out_arg, try_arg};
+use crate::last_error::record;
 use crate::panic::ffi_panic_boundary;
 use crate::pool::{smtpx_pool_config, smtpx_pool_config_default};
 use crate::result::smtpx_result;
 use crate::server::reentry;
-use crate::last_error::record;
 use crate::server::run::{finish_start, smtpx_server, start};
 
 /// Starts a relay: a server (configured by `config`, as `smtpx_server_start` is) that

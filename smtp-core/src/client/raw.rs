@@ -32,7 +32,7 @@ use crate::ehlo::Capabilities;
 use crate::reply::Reply;
 use crate::trace::Direction;
 
-use super::session::{has_control, Expect, State};
+use super::session::{Expect, State, has_control};
 use super::{ClientError, ClientEvent, ClientSession};
 
 /// The longest line [`ClientSession::raw_command`] writes (RFC 5321 §4.5.3.1.4 allows 512

@@ -180,8 +180,7 @@ fn start_with<H: Handler>(
         .map_err(|e| ("cannot start the server's threads".to_owned(), e))?;
     let handle = {
         let _inside = runtime.enter();
-        let builder =
-            AsyncServer::builder(handler, options).block_in_place(config.callbacks_block);
+        let builder = AsyncServer::builder(handler, options).block_in_place(config.callbacks_block);
         let mut builder = match listen {
             Listen::Adopted(listener) => builder.listener(listener, false),
             Listen::Address(addr) => builder.listen(&*addr).map_err(|e| (addr.clone(), e))?,
