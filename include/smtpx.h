@@ -1146,31 +1146,6 @@ typedef struct smtpx_decision {
 } smtpx_decision;
 
 /**
- * What a connection's PROXY protocol header said (`smtpx_server_connection_proxy`).
- *
- * Thread safety: a plain value.
- */
-typedef struct smtpx_proxy_info {
-  /**
-   * 1 or 2; 0 from `smtpx_server_call_proxy` when the connection began with no header.
-   */
-  uint8_t version;
-  /**
-   * True for a `LOCAL` (v2) or `UNKNOWN` (v1) header: the balancer's own connection,
-   * served with the real addresses; `source` and `destination` are then empty.
-   */
-  bool local;
-  /**
-   * The client's address, `"IP:PORT"` (`"[IPv6]:PORT"`), NUL-terminated.
-   */
-  char source[64];
-  /**
-   * The address the client connected to on the balancer, the same way.
-   */
-  char destination[64];
-} smtpx_proxy_info;
-
-/**
  * How a pool behaves; start from `smtpx_pool_config_default()` and change fields.
  *
  * Thread safety: a plain value.
@@ -1198,6 +1173,31 @@ typedef struct smtpx_pool_config {
    */
   uint64_t checkout_timeout_ms;
 } smtpx_pool_config;
+
+/**
+ * What a connection's PROXY protocol header said (`smtpx_server_connection_proxy`).
+ *
+ * Thread safety: a plain value.
+ */
+typedef struct smtpx_proxy_info {
+  /**
+   * 1 or 2; 0 from `smtpx_server_call_proxy` when the connection began with no header.
+   */
+  uint8_t version;
+  /**
+   * True for a `LOCAL` (v2) or `UNKNOWN` (v1) header: the balancer's own connection,
+   * served with the real addresses; `source` and `destination` are then empty.
+   */
+  bool local;
+  /**
+   * The client's address, `"IP:PORT"` (`"[IPv6]:PORT"`), NUL-terminated.
+   */
+  char source[64];
+  /**
+   * The address the client connected to on the balancer, the same way.
+   */
+  char destination[64];
+} smtpx_proxy_info;
 
 /**
  * The releaser of a handler's userdata: called once, after the last callback has
@@ -2765,6 +2765,76 @@ bool smtpx_server_connection_is_idle(const struct smtpx_server_connection *conn)
 bool smtpx_server_connection_is_tls(const struct smtpx_server_connection *conn);
 
 /**
+ * The defaults documented on each field of `smtpx_pool_config`.
+ *
+ * Thread safety: safe to call from any thread.
+ */
+struct smtpx_pool_config smtpx_pool_config_default(void);
+
+/**
+ * Makes a pool of connections to `host`:`port`, each set up by `options` as
+ * `smtpx_client_connect` would (not consumed; NULL is not allowed), behaving as `config`
+ * says (NULL: the defaults), and writes it to `*out_pool` (release with
+ * `smtpx_pool_free`). No connection is opened yet. `server_name` is the name the
+ * server's certificate must carry; NULL means `host`. On failure the options'
+ * `smtpx_client_options_last_error` says why.
+ *
+ * Thread safety: `options` is used by this thread during the call only.
+ */
+smtpx_result smtpx_pool_new(const char *host,
+                            uint16_t port,
+                            const char *server_name,
+                            struct smtpx_client_options *options,
+                            const struct smtpx_pool_config *config,
+                            struct smtpx_pool **out_pool);
+
+/**
+ * Sends one message held in memory through the pool, as `smtpx_client_send` does
+ * (same arguments and result; a refused recipient is not an error), and writes its
+ * outcome to `*out_result` (release with `smtpx_send_result_free`). On failure
+ * `smtpx_pool_last_error` gives the detail, on this thread.
+ *
+ * Thread safety: any number of threads at once.
+ */
+smtpx_result smtpx_pool_send(const struct smtpx_pool *pool,
+                             const char *from,
+                             const char *const *to,
+                             size_t n_to,
+                             const uint8_t *msg,
+                             size_t len,
+                             struct smtpx_send_result **out_result);
+
+/**
+ * The detail of this thread's last failed `smtpx_pool_send` ("" when none): valid until
+ * this thread's next pool call.
+ *
+ * Thread safety: per thread.
+ */
+const char *smtpx_pool_last_error(void);
+
+/**
+ * Connections open now (idle and in use); 0 for NULL.
+ *
+ * Thread safety: any thread.
+ */
+size_t smtpx_pool_open_count(const struct smtpx_pool *pool);
+
+/**
+ * Idle connections now; 0 for NULL.
+ *
+ * Thread safety: any thread.
+ */
+size_t smtpx_pool_idle_count(const struct smtpx_pool *pool);
+
+/**
+ * Closes the pool's connections (QUIT to the idle ones now, the others when their
+ * message is done) and frees it. NULL is fine; must not be called twice.
+ *
+ * Thread safety: no other thread may use the pool during or after the call.
+ */
+void smtpx_pool_free(struct smtpx_pool *pool);
+
+/**
  * Makes every connection begin with a PROXY protocol header (HAProxy's v1 or v2) from a
  * load balancer in one of the trusted networks (`smtpx_server_config_add_proxy_trusted`;
  * none trusted means every connection is refused), within `timeout_ms` of being
@@ -2839,76 +2909,6 @@ smtpx_result smtpx_server_connection_proxy_tlv(const struct smtpx_server_connect
                                                uint8_t *buf,
                                                size_t len,
                                                size_t *out_n);
-
-/**
- * The defaults documented on each field of `smtpx_pool_config`.
- *
- * Thread safety: safe to call from any thread.
- */
-struct smtpx_pool_config smtpx_pool_config_default(void);
-
-/**
- * Makes a pool of connections to `host`:`port`, each set up by `options` as
- * `smtpx_client_connect` would (not consumed; NULL is not allowed), behaving as `config`
- * says (NULL: the defaults), and writes it to `*out_pool` (release with
- * `smtpx_pool_free`). No connection is opened yet. `server_name` is the name the
- * server's certificate must carry; NULL means `host`. On failure the options'
- * `smtpx_client_options_last_error` says why.
- *
- * Thread safety: `options` is used by this thread during the call only.
- */
-smtpx_result smtpx_pool_new(const char *host,
-                            uint16_t port,
-                            const char *server_name,
-                            struct smtpx_client_options *options,
-                            const struct smtpx_pool_config *config,
-                            struct smtpx_pool **out_pool);
-
-/**
- * Sends one message held in memory through the pool, as `smtpx_client_send` does
- * (same arguments and result; a refused recipient is not an error), and writes its
- * outcome to `*out_result` (release with `smtpx_send_result_free`). On failure
- * `smtpx_pool_last_error` gives the detail, on this thread.
- *
- * Thread safety: any number of threads at once.
- */
-smtpx_result smtpx_pool_send(const struct smtpx_pool *pool,
-                             const char *from,
-                             const char *const *to,
-                             size_t n_to,
-                             const uint8_t *msg,
-                             size_t len,
-                             struct smtpx_send_result **out_result);
-
-/**
- * The detail of this thread's last failed `smtpx_pool_send` ("" when none): valid until
- * this thread's next pool call.
- *
- * Thread safety: per thread.
- */
-const char *smtpx_pool_last_error(void);
-
-/**
- * Connections open now (idle and in use); 0 for NULL.
- *
- * Thread safety: any thread.
- */
-size_t smtpx_pool_open_count(const struct smtpx_pool *pool);
-
-/**
- * Idle connections now; 0 for NULL.
- *
- * Thread safety: any thread.
- */
-size_t smtpx_pool_idle_count(const struct smtpx_pool *pool);
-
-/**
- * Closes the pool's connections (QUIT to the idle ones now, the others when their
- * message is done) and frees it. NULL is fine; must not be called twice.
- *
- * Thread safety: no other thread may use the pool during or after the call.
- */
-void smtpx_pool_free(struct smtpx_pool *pool);
 
 /**
  * Starts a relay: a server (configured by `config`, as `smtpx_server_start` is) that
