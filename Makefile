@@ -211,6 +211,20 @@ c-client-loop: examples c-lib c-cert
 	test "$$(grep -c '(TLS)' "$$work/tls.out")" = 5 && \
 	test "$$(ls "$$work/maildir/new" | wc -l)" = 10 && \
 	echo "c-client-loop: 10 messages over 10 connections from one poll() loop, 5 of them with STARTTLS"
+	$(CC) $(C_FLAGS) -O1 $(SANITIZE) examples/c/eventloop.c $(LIB_DIR)/libsmtpx.a $(STATIC_LIBS) -o $(C_OUT)/examples-asan/eventloop
+	@work=$$(mktemp -d); \
+	$(ASAN_RUN) $(C_OUT)/examples-asan/eventloop --port 0 \
+	  --tls-cert $(C_TLS_DIR)/cert.pem --tls-key $(C_TLS_DIR)/key.pem > "$$work/server.out" 2>&1 & server=$$!; \
+	trap 'kill $$server 2>/dev/null || true; wait $$server 2>/dev/null || true; rm -rf "$$work"' EXIT; \
+	for i in $$(seq 100); do grep -q 'listening on' "$$work/server.out" && break; sleep 0.1; done; \
+	port=$$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$$work/server.out" | head -n 1); \
+	test -n "$$port" || { echo "eventloop did not start"; cat "$$work/server.out"; exit 1; }; \
+	$(ASAN_RUN) timeout 120 $(C_OUT)/examples-asan/clientloop --port $$port --count 5 && \
+	$(ASAN_RUN) timeout 120 $(C_OUT)/examples-asan/clientloop --port $$port --count 5 --ca $(C_TLS_DIR)/cert.pem | tee "$$work/tls.out" && \
+	test "$$(grep -c '(TLS)' "$$work/tls.out")" = 5 && \
+	kill -TERM $$server && wait $$server && \
+	test "$$(grep -c ': message ' "$$work/server.out")" = 10 && \
+	echo "c-client-loop: both sides sans-I/O: eventloop took 10 messages from clientloop, 5 over STARTTLS (smtpx_tls_session on both sides)"
 
 ## Python's smtplib against the C example servers, and send.c against server.c, all built
 ## with ASan+UBSan (standard library only; the repository's virtualenv's Python).

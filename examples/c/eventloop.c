@@ -3,9 +3,12 @@
  * loop over a listening socket and its connections. smtpx does the protocol and the
  * connection's bookkeeping (input held while replies wait, deadlines, shutdown) and says
  * what to do next; this program owns the sockets, the clock and the hooks. Messages are
- * counted and thrown away; recipients starting with "nobody@" are refused.
+ * counted and thrown away; recipients starting with "nobody@" are refused. With a
+ * certificate and key it offers STARTTLS, done by smtpx_tls_session (TLS without I/O,
+ * no OpenSSL): the socket's bytes go through the TLS session, its plaintext to the
+ * connection.
  *
- *   eventloop [--port PORT] [--max-connections N]
+ *   eventloop [--port PORT] [--max-connections N] [--tls-cert PEM --tls-key PEM]
  *
  * Listens on 127.0.0.1 (port 0, the default, picks a free one) and prints
  * "listening on 127.0.0.1:PORT". Stops on SIGINT or SIGTERM: idle connections are told
@@ -16,6 +19,7 @@
 #include "smtpx.h"
 
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -40,6 +44,8 @@ struct connection {
     size_t recipients;
     short events;      /* what it waits for: POLLIN (a READ) or POLLOUT (a WRITE) */
     uint64_t deadline; /* until when */
+    smtpx_tls_session *tls; /* once STARTTLS began: every byte goes through it */
+    bool handshaking;       /* the STARTTLS handshake is under way */
 };
 
 static volatile sig_atomic_t stop = 0;
@@ -62,9 +68,39 @@ static void set_nonblocking(int fd) {
 
 static void drop(struct connection *c) {
     smtpx_server_connection_free(c->conn);
+    smtpx_tls_session_free(c->tls);
     close(c->fd);
     c->fd = -1;
     c->conn = NULL;
+    c->tls = NULL;
+}
+
+/* Writes the TLS session's pending ciphertext: 1 all written, 0 the socket is full,
+   -1 the socket is broken. */
+static int flush_tls(struct connection *c) {
+    for (;;) {
+        const uint8_t *p;
+        size_t n;
+        ssize_t w;
+        smtpx_tls_session_output(c->tls, &p, &n);
+        if (n == 0)
+            return 1;
+        w = write(c->fd, p, n);
+        if (w < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+        smtpx_tls_session_consume_output(c->tls, (size_t)w);
+    }
+}
+
+/* Hands the TLS session's decrypted bytes to the connection. */
+static void pass_plaintext(struct connection *c, uint64_t now) {
+    const uint8_t *p;
+    size_t n;
+    smtpx_tls_session_plaintext(c->tls, &p, &n);
+    if (n > 0) {
+        smtpx_server_connection_receive(c->conn, p, n, now);
+        smtpx_tls_session_consume_plaintext(c->tls, n);
+    }
 }
 
 /* The handler: a hook's answer (NULL accepts, or takes the content). */
@@ -114,10 +150,20 @@ static void answer_hook(struct connection *c, const smtpx_server_event *e) {
 
 /* Does the connection's actions until it must wait for its socket or its clock (returns
    0, with events and deadline set) or is over (returns -1: close and free it). */
-static int advance(struct connection *c, uint64_t now) {
+static int advance(struct connection *c, uint64_t now, smtpx_server_config *config) {
     for (;;) {
         smtpx_action a;
         ssize_t n;
+        if (c->tls != NULL && !c->handshaking) {
+            int flushed = flush_tls(c); /* replies written to TLS go out first */
+            if (flushed < 0) {
+                smtpx_server_connection_lost(c->conn);
+            } else if (flushed == 0) {
+                c->events = POLLOUT;
+                c->deadline = now + WRITE_TIMEOUT_MS;
+                return 0;
+            }
+        }
         if (smtpx_server_connection_next_action(c->conn, now, &a) != SMTPX_RESULT_OK)
             return -1;
         switch (a.kind) {
@@ -128,6 +174,13 @@ static int advance(struct connection *c, uint64_t now) {
             answer_hook(c, &a.event);
             break;
         case SMTPX_ACTION_KIND_WRITE:
+            if (c->tls != NULL) { /* encrypted: flushed at the top of the loop */
+                if (smtpx_tls_session_write(c->tls, a.bytes, a.bytes_len) == SMTPX_RESULT_OK)
+                    smtpx_server_connection_written(c->conn, a.bytes_len);
+                else
+                    smtpx_server_connection_lost(c->conn);
+                break;
+            }
             n = write(c->fd, a.bytes, a.bytes_len);
             if (n >= 0) {
                 smtpx_server_connection_written(c->conn, (size_t)n); /* all or some */
@@ -143,38 +196,89 @@ static int advance(struct connection *c, uint64_t now) {
             c->events = POLLIN;
             c->deadline = a.deadline_ms;
             return 0;
-        case SMTPX_ACTION_KIND_START_TLS: /* never: no TLS files, so no STARTTLS offered */
-            smtpx_server_connection_lost(c->conn);
-            break;
+        case SMTPX_ACTION_KIND_START_TLS:
+            /* Offered only with TLS files: the 220 is out, the ClientHello comes next. */
+            if (c->tls == NULL && smtpx_tls_session_new_server(config, &c->tls) != SMTPX_RESULT_OK) {
+                smtpx_server_connection_lost(c->conn);
+                break;
+            }
+            c->handshaking = true;
+            c->events = POLLIN;
+            c->deadline = a.deadline_ms;
+            return 0;
         case SMTPX_ACTION_KIND_CLOSE:
         default:
+            if (c->tls != NULL && !c->handshaking) {
+                smtpx_tls_session_close(c->tls); /* close_notify, best effort */
+                (void)flush_tls(c);
+            }
             return -1;
         }
     }
 }
 
+/* Ciphertext read from the socket: through the TLS session (the handshake's flights
+   answered, its end told to the connection), then its plaintext to the connection. */
+static void receive_tls(struct connection *c, const uint8_t *bytes, size_t len, uint64_t now) {
+    if (smtpx_tls_session_receive(c->tls, bytes, len) != SMTPX_RESULT_OK) {
+        (void)flush_tls(c); /* the alert that says why */
+        if (c->handshaking) {
+            c->handshaking = false;
+            smtpx_server_connection_lost(c->conn);
+        } else {
+            smtpx_server_connection_lost(c->conn);
+        }
+        return;
+    }
+    if (c->handshaking) {
+        if (flush_tls(c) < 0) {
+            c->handshaking = false;
+            smtpx_server_connection_lost(c->conn);
+            return;
+        }
+        if (smtpx_tls_session_is_handshaking(c->tls))
+            return;
+        c->handshaking = false;
+        /* The connection learns what was negotiated: its hooks can read it. */
+        smtpx_server_connection_tls_established_with(c->conn, now, c->tls);
+    }
+    pass_plaintext(c, now);
+}
+
 /* Tells the connection what poll() saw (or that its deadline passed), then advances it. */
-static int on_ready(struct connection *c, short revents, uint64_t now) {
+static int on_ready(struct connection *c, short revents, uint64_t now,
+                    smtpx_server_config *config) {
     static uint8_t buf[16384];
     if (c->events == POLLIN && (revents & (POLLIN | POLLHUP | POLLERR))) {
         ssize_t n = read(c->fd, buf, sizeof buf);
-        if (n > 0)
+        if (n > 0 && c->tls != NULL)
+            receive_tls(c, buf, (size_t)n, now);
+        else if (n > 0)
             smtpx_server_connection_receive(c->conn, buf, (size_t)n, now);
-        else if (n == 0)
+        else if (n == 0 && c->handshaking) {
+            c->handshaking = false;
+            smtpx_server_connection_lost(c->conn);
+        } else if (n == 0)
             smtpx_server_connection_receive_eof(c->conn);
         else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             smtpx_server_connection_lost(c->conn);
     } else if (c->events == POLLOUT && (revents & (POLLOUT | POLLHUP | POLLERR))) {
         /* writable (or broken): advance() writes again and sees which */
     } else if (now >= c->deadline) {
-        if (c->events == POLLIN)
+        if (c->handshaking) {
+            c->handshaking = false;
+            smtpx_server_connection_lost(c->conn); /* late */
+        } else if (c->events == POLLIN) {
             smtpx_server_connection_timeout(c->conn, now); /* 421, then close */
-        else
+        } else {
             smtpx_server_connection_lost(c->conn);
+        }
     } else {
         return 0;
     }
-    return advance(c, now);
+    if (c->handshaking) /* the handshake goes on: wait for the client's next flight */
+        return 0;
+    return advance(c, now, config);
 }
 
 int main(int argc, char **argv) {
@@ -187,6 +291,7 @@ int main(int argc, char **argv) {
     struct sigaction sa;
     unsigned long next_id = 1;
     uint64_t stop_deadline = 0;
+    const char *tls_cert = NULL, *tls_key = NULL;
     int listener, i, max_connections = MAX_CONNECTIONS, port = 0, one = 1, stopping = 0;
 
     for (i = 1; i + 1 < argc; i += 2) {
@@ -194,12 +299,18 @@ int main(int argc, char **argv) {
             port = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--max-connections") == 0)
             max_connections = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--tls-cert") == 0)
+            tls_cert = argv[i + 1];
+        else if (strcmp(argv[i], "--tls-key") == 0)
+            tls_key = argv[i + 1];
         else
             break;
     }
     if (i != argc || port < 0 || port > 65535 || max_connections < 1 ||
-        max_connections > MAX_CONNECTIONS) {
-        fprintf(stderr, "usage: eventloop [--port PORT] [--max-connections 1..%d]\n",
+        max_connections > MAX_CONNECTIONS || (tls_cert == NULL) != (tls_key == NULL)) {
+        fprintf(stderr,
+                "usage: eventloop [--port PORT] [--max-connections 1..%d]"
+                " [--tls-cert PEM --tls-key PEM]\n",
                 MAX_CONNECTIONS);
         return 2;
     }
@@ -227,6 +338,16 @@ int main(int argc, char **argv) {
     config = smtpx_server_config_new();
     smtpx_server_config_set_hostname(config, "eventloop.test");
     smtpx_server_config_set_timeout_secs(config, 60);
+    /* TLS files: the connections offer STARTTLS, and each handshake gets a TLS session. */
+    if (tls_cert != NULL &&
+        smtpx_server_config_set_tls_files(config, tls_cert, tls_key) != SMTPX_RESULT_OK) {
+        char why[256];
+        size_t why_len;
+        if (smtpx_server_config_last_error(config, why, sizeof why, &why_len) != SMTPX_RESULT_OK)
+            snprintf(why, sizeof why, "cannot use the TLS files");
+        fprintf(stderr, "eventloop: %s\n", why);
+        return 1;
+    }
     for (i = 0; i < MAX_CONNECTIONS; i++)
         conns[i].fd = -1;
     printf("listening on 127.0.0.1:%u\n", ntohs(addr.sin_port));
@@ -251,7 +372,7 @@ int main(int argc, char **argv) {
                 smtpx_server_connection_lost(conns[i].conn);
             else
                 smtpx_server_connection_stop(conns[i].conn);
-            if (advance(&conns[i], now) < 0 || grace_over)
+            if (advance(&conns[i], now, config) < 0 || grace_over)
                 drop(&conns[i]);
         }
         if (!stopping) {
@@ -286,7 +407,7 @@ int main(int argc, char **argv) {
             short revents = ready > 0 ? fds[i].revents : 0;
             if (slot_of[i] >= 0) {
                 c = &conns[slot_of[i]];
-                if (c->fd >= 0 && on_ready(c, revents, now) < 0)
+                if (c->fd >= 0 && on_ready(c, revents, now, config) < 0)
                     drop(c);
                 continue;
             }
@@ -316,7 +437,7 @@ int main(int argc, char **argv) {
                 conns[slot].id = next_id++;
                 if (smtpx_server_connection_new(config, now, false, &conns[slot].conn) !=
                         SMTPX_RESULT_OK ||
-                    advance(&conns[slot], now) < 0)
+                    advance(&conns[slot], now, config) < 0)
                     drop(&conns[slot]);
             }
         }
