@@ -670,6 +670,7 @@ def _bound_connection(
     sock.setblocking(True)
     return sock.detach()
 
+
 class SMTP_SSL(SMTP):
     """SMTP over implicit TLS (port 465). ``context`` is read as by :meth:`SMTP.starttls`.
 
