@@ -9,7 +9,10 @@ functions are loaded from it, not copied):
 - S4: 10,000 idle connections held (each has read its 220), the server's RSS growth per
   connection, and a new transaction among them.
 
-    make c-lib && bench/c_server.py [--rounds 3] [--only S1,S4]
+    make c-lib && bench/c_server.py [--rounds 3] [--only S1,S4] [--baseline C_SINK]
+
+`--baseline` adds a c_sink binary built from another commit (for before/after figures in
+one run; build it with the `cc` line in `build()` against that commit's libsmtpx.a).
 
 Contenders run interleaved (C, sink, C, sink, ...); medians and the paired ratio to
 smtp-sink are printed. Goals (issue 13): S4 <= 8 KiB per idle connection; S1 server
@@ -66,6 +69,20 @@ class CSink:
         peers.stop(self.p, grace=20)
 
 
+class CSinkBaseline(CSink):
+    """A c_sink built from another commit (--baseline)."""
+
+    binary = None
+
+    def __init__(self, max_conn=None):
+        saved = CSink.binary
+        CSink.binary = CSinkBaseline.binary
+        try:
+            super().__init__(max_conn)
+        finally:
+            CSink.binary = saved
+
+
 class CSinkInline(CSink):
     """The same, with smtpx_server_config_set_callbacks_block(config, false)."""
 
@@ -88,6 +105,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="S1,S4")
+    ap.add_argument("--baseline", help="a c_sink binary built from another commit")
     args = ap.parse_args()
     only = set(args.only.upper().split(","))
     signal.signal(signal.SIGTERM, peers.on_signal)
@@ -104,6 +122,9 @@ def main():
         contenders = [("C smtpx_server_start (trivial table)", CSink),
                       ("  the same, callbacks_block false", CSinkInline),
                       ("postfix smtp-sink", peers.Sink)]
+        if args.baseline:
+            CSinkBaseline.binary = os.path.abspath(args.baseline)
+            contenders.insert(2, ("  baseline (--baseline)", CSinkBaseline))
         results = {(s, name): [] for s in ("S1", "S4") for name, _ in contenders}
         for r in range(args.rounds):
             for name, make in contenders:

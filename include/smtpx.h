@@ -3101,12 +3101,15 @@ smtpx_result smtpx_server_call_tls_peer_certificate(size_t index,
                                                     size_t *out_n);
 
 /**
- * Says whether the handler's callbacks may block (the default, true): then each runs in
- * tokio's `block_in_place`, which first hands the other connections of the server thread
- * it runs on to another thread (see `smtpx_server_start`). Callbacks that never block
- * (no I/O, no lock held long, no sleep) may say false: they then run inline on the
- * server's event loop, which costs less CPU per message, but a callback that does block
- * then stalls every connection served by that thread.
+ * Says whether the handler's callbacks may block (the default, true): then a callback
+ * runs on its server thread while another stays free, and in tokio's `block_in_place`
+ * (which first hands the thread's other connections to another thread) when it would
+ * take the last free one; a watchdog moves a blocked thread's connections to a free
+ * thread within a millisecond or two (see `smtpx_server_start`). Callbacks that never
+ * block (no I/O, no lock held long, no sleep) may say false: they then run on the
+ * server's event loop without any of this, which costs a little less CPU per message
+ * and leaves the server one thread per CPU, but a callback that does block then stalls
+ * every connection served by that thread.
  *
  * Thread safety: one thread at a time per config.
  */
@@ -3130,9 +3133,11 @@ smtpx_result smtpx_server_start_maildir(struct smtpx_server_config *config,
 /**
  * Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
  * `smtpx_handler` for threads and the userdata's lifetime). The server is event-driven: a few threads of its own serve every
- * connection; a callback that blocks runs in tokio's `block_in_place`, which hands the
- * other connections of its thread to another thread first, so it stalls only its own
- * connection (at most 512 callbacks block at once). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+ * connection; a callback runs on its server thread while another stays free (else in
+ * tokio's `block_in_place`, which hands the other connections of its thread to another
+ * thread first), and a watchdog moves a blocked thread's connections to a free one
+ * within a millisecond or two, so a callback that blocks stalls only its own
+ * connection (at most 512 callbacks block at once in `block_in_place`). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
  * called and `smtpx_server_config_last_error` gives the detail.
  *
  * Thread safety: `config` is used by this thread during the call only.

@@ -1,12 +1,13 @@
-//! A synchronous handler's hooks that block, on the tokio server: each runs in
-//! `block_in_place`, so however many block at once (here more than the runtime has
-//! workers), another client is served meanwhile, and every blocked client is served
-//! when its hook returns. Run on one, two and four workers.
+//! A synchronous handler's hooks that block, on the tokio server, more of them at once
+//! than the runtime has workers: another client is served meanwhile, and every blocked
+//! client is served when its hook returns. On one, two and four workers, with each hook
+//! in `block_in_place` (the default) and with hooks in place on a spare worker
+//! (`BlockingHooks::SpareWorker`, what the C library's servers use).
 //!
-//! Running a hook on its worker while another worker stays free (and `block_in_place`
-//! only for the one that would take the last free worker) would save the hand-over, but
-//! fails here: the task in the busy worker's LIFO slot cannot be stolen, so one other
-//! client waits for the blocked hook.
+//! The spare-worker mode needed its watchdog to pass here: without it a hook that held
+//! the worker which last polled the I/O driver left every socket unpolled (the free
+//! workers sleep without polling it), and the clients queued behind that worker waited
+//! for the hook ("the slow hooks did not all start").
 //!
 //! (The file name starts with `async_` so that `make test` builds it with the `tokio`
 //! feature.)
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use smtp_core::asynchronous::server::AsyncServer;
+use smtp_core::asynchronous::server::{AsyncServer, BlockingHooks};
 use smtp_core::handler::{ConnectionInfo, Handler, SessionHandler};
 use smtp_core::reply::Reply;
 use smtp_core::server::{Decision, HelloVerb, ServerConfig, ServerOptions};
@@ -96,7 +97,7 @@ impl Client {
     }
 }
 
-fn more_blocking_hooks_than_workers(workers: usize) {
+fn more_blocking_hooks_than_workers(workers: usize, hooks: BlockingHooks) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -109,6 +110,7 @@ fn more_blocking_hooks_than_workers(workers: usize) {
     let server = {
         let _inside = rt.enter();
         AsyncServer::builder(handler, ServerOptions::new(ServerConfig::new("mx.test")))
+            .blocking_hooks(hooks)
             .listen("127.0.0.1:0")
             .unwrap()
             .start()
@@ -156,16 +158,32 @@ fn more_blocking_hooks_than_workers(workers: usize) {
 }
 
 #[test]
-fn blocking_hooks_on_two_workers_stall_no_other_client() {
-    more_blocking_hooks_than_workers(2);
+fn blocking_hooks_on_one_worker_stall_no_other_client() {
+    more_blocking_hooks_than_workers(1, BlockingHooks::BlockInPlace);
 }
 
 #[test]
-fn blocking_hooks_on_one_worker_stall_no_other_client() {
-    more_blocking_hooks_than_workers(1);
+fn blocking_hooks_on_two_workers_stall_no_other_client() {
+    more_blocking_hooks_than_workers(2, BlockingHooks::BlockInPlace);
 }
 
 #[test]
 fn blocking_hooks_on_four_workers_stall_no_other_client() {
-    more_blocking_hooks_than_workers(4);
+    more_blocking_hooks_than_workers(4, BlockingHooks::BlockInPlace);
+}
+
+#[test]
+fn hooks_on_a_spare_worker_on_one_worker_stall_no_other_client() {
+    // No worker to spare: every hook goes through block_in_place.
+    more_blocking_hooks_than_workers(1, BlockingHooks::SpareWorker);
+}
+
+#[test]
+fn hooks_on_a_spare_worker_on_two_workers_stall_no_other_client() {
+    more_blocking_hooks_than_workers(2, BlockingHooks::SpareWorker);
+}
+
+#[test]
+fn hooks_on_a_spare_worker_on_four_workers_stall_no_other_client() {
+    more_blocking_hooks_than_workers(4, BlockingHooks::SpareWorker);
 }

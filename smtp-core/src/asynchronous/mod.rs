@@ -12,8 +12,10 @@
 //! and do TLS handshakes.
 
 pub mod client;
+mod clock;
 pub mod pool;
 pub mod server;
+mod spare_worker;
 
 pub use client::AsyncSmtpClient;
 pub use server::AsyncServer;

@@ -11,7 +11,8 @@
 //!   [`tokio::task::block_in_place`], so a hook that blocks (the
 //!   [`MaildirHandler`](crate::maildir::MaildirHandler) fsyncs every message) does not
 //!   stall other connections; on a current-thread runtime it does stall them, so keep hooks
-//!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::block_in_place`].
+//!   quick there or use an [`AsyncHandler`]. See [`AsyncServerBuilder::blocking_hooks`]
+//!   for the other places a hook that may block can run ([`BlockingHooks`]).
 //! - an [`AsyncHandler`] whose [`AsyncSessionHandler`] hooks are `async fn`s
 //!   ([`AsyncServer::builder_async`]). They are awaited where the connection layer asks
 //!   for them, so both kinds of user code see the same hooks, in the same order, with the
@@ -46,7 +47,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -55,6 +56,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::clock::Clock;
+use super::spare_worker::SpareWorkers;
 use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
 use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
@@ -69,7 +72,36 @@ pub struct AsyncServerBuilder {
     serve: Arc<dyn Serve>,
     options: ServerOptions,
     listeners: Vec<(Pending, ListenerOptions)>,
-    block_in_place: bool,
+    hooks: BlockingHooks,
+}
+
+/// Where a synchronous [`Handler`]'s hooks that may block run
+/// ([`SessionHandler::may_block`]; the others always run on the connection's worker).
+/// See [`AsyncServerBuilder::blocking_hooks`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockingHooks {
+    /// On the connection's worker thread, like the quick ones: for hooks that never
+    /// block. A hook that blocks stalls the other connections of its worker.
+    Inline,
+    /// Each turn of hooks in [`tokio::task::block_in_place`], which first hands the
+    /// worker's other connections to another thread. Safe for any hook; costs two
+    /// thread switches per turn (about a message's worth of CPU on a small server).
+    #[default]
+    BlockInPlace,
+    /// On the connection's worker as long as another worker stays free, and in
+    /// `block_in_place` when it would take the last one; a watchdog thread moves the
+    /// held worker's connections and the I/O driver to a free worker when a hook has run
+    /// for a millisecond, so a hook that blocks delays the others by a millisecond or
+    /// two. Nearly the cost of [`Inline`](Self::Inline) for hooks that may block.
+    ///
+    /// Only for hooks that never wake a task of the runtime they are served on (no
+    /// `tokio::spawn`, no send on a tokio channel to such a task): tokio keeps a task
+    /// woken from a worker in that worker's LIFO slot, where no other worker can take
+    /// it until the hook returns, and a hook that then waits for that task never
+    /// returns. The C library's servers use it for their callbacks. On a runtime of one
+    /// worker it is [`BlockInPlace`](Self::BlockInPlace).
+    SpareWorker,
 }
 
 /// A listener before [`AsyncServerBuilder::start`]: bound by the builder (so that bind
@@ -110,7 +142,7 @@ impl std::fmt::Debug for AsyncServerBuilder {
         f.debug_struct("AsyncServerBuilder")
             .field("options", &self.options)
             .field("listeners", &self.listeners)
-            .field("block_in_place", &self.block_in_place)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -127,7 +159,7 @@ impl AsyncServer {
             serve: Arc::new(SyncServe(handler)),
             options,
             listeners: Vec::new(),
-            block_in_place: true,
+            hooks: BlockingHooks::BlockInPlace,
         }
     }
 
@@ -141,7 +173,7 @@ impl AsyncServer {
             serve: Arc::new(AsyncServe(handler)),
             options,
             listeners: Vec::new(),
-            block_in_place: false,
+            hooks: BlockingHooks::Inline,
         }
     }
 }
@@ -193,8 +225,35 @@ impl AsyncServerBuilder {
     /// block (file or database I/O); turn it off when no hook blocks, to save the
     /// hand-over of the worker thread (or say which ones do in `may_block`). On a
     /// current-thread runtime it has no effect (hooks always run inline there).
-    pub fn block_in_place(mut self, on: bool) -> Self {
-        self.block_in_place = on;
+    /// Shorthand for [`blocking_hooks`](Self::blocking_hooks) with
+    /// [`BlockingHooks::BlockInPlace`] or [`BlockingHooks::Inline`].
+    pub fn block_in_place(self, on: bool) -> Self {
+        self.blocking_hooks(if on {
+            BlockingHooks::BlockInPlace
+        } else {
+            BlockingHooks::Inline
+        })
+    }
+
+    /// For a synchronous [`Handler`] on a multi-threaded runtime: where its hooks that
+    /// may block run (default [`BlockingHooks::BlockInPlace`]). On a current-thread
+    /// runtime every hook runs inline.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// use smtp_core::asynchronous::server::{AsyncServer, BlockingHooks};
+    /// use smtp_core::blocking::server::ServerOptions;
+    /// use smtp_core::handler::DiscardHandler;
+    /// use smtp_core::server::ServerConfig;
+    ///
+    /// let options = ServerOptions::new(ServerConfig::new("mx.example"));
+    /// let builder = AsyncServer::builder(DiscardHandler, options)
+    ///     .blocking_hooks(BlockingHooks::SpareWorker)
+    ///     .listen("127.0.0.1:2525")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn blocking_hooks(mut self, hooks: BlockingHooks) -> Self {
+        self.hooks = hooks;
         self
     }
 
@@ -211,16 +270,27 @@ impl AsyncServerBuilder {
             options.check_listener(listener)?;
         }
         options.session.starttls = options.tls.is_some();
-        let block_in_place = self.block_in_place
-            && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+        // A current-thread runtime has no worker to hand over or to spare.
+        let hooks = if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            self.hooks
+        } else {
+            BlockingHooks::Inline
+        };
+        let spare = match hooks {
+            BlockingHooks::SpareWorker => {
+                SpareWorkers::start(runtime.metrics().num_workers(), runtime.clone())?
+            }
+            BlockingHooks::Inline | BlockingHooks::BlockInPlace => None,
+        };
         let shared = Arc::new(Shared {
             acceptor: options.tls.clone().map(TlsAcceptor::from),
             options,
-            epoch: Instant::now(),
+            clock: Clock::start(),
             next_id: AtomicU64::new(1),
             active: watch::Sender::new(0),
             phase: watch::Sender::new(Phase::Serving),
-            block_in_place,
+            hooks,
+            spare,
         });
         let backlog = shared.options.listen_backlog;
         let mut local_addrs = Vec::new();
@@ -310,14 +380,16 @@ impl Drop for AsyncServerHandle {
 struct Shared {
     options: ServerOptions,
     acceptor: Option<TlsAcceptor>,
-    epoch: Instant,
+    clock: Clock,
     next_id: AtomicU64,
     /// Connections being served; shutdown waits for zero.
     active: watch::Sender<usize>,
     /// Serving, then stopping, then cut: one channel, so that a connection waiting for
     /// input watches one thing.
     phase: watch::Sender<Phase>,
-    block_in_place: bool,
+    hooks: BlockingHooks,
+    /// With [`BlockingHooks::SpareWorker`] on a runtime of two workers or more.
+    spare: Option<Arc<SpareWorkers>>,
 }
 
 /// Where the server is in its life; it only moves forward.
@@ -341,7 +413,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     fn now(&self) -> Duration {
-        self.epoch.elapsed()
+        self.clock.now()
     }
 
     /// Moves to `phase` unless the server is there or further already.
@@ -392,7 +464,8 @@ impl<H: Handler> Serve for SyncServe<H> {
             let hooks = SyncHooks {
                 serve: self,
                 session: None,
-                block_in_place: shared.block_in_place,
+                hooks: shared.hooks,
+                spare: shared.spare.clone(),
             };
             serve_connection(&shared, tcp, peer, &listening, hooks).await;
         })
@@ -432,24 +505,35 @@ trait Hooks: Send {
     ) -> impl Future<Output = ()> + Send;
 }
 
-/// A synchronous [`Handler`] on the runtime. The hooks that may block run in
-/// [`tokio::task::block_in_place`] when that is on; a turn of `block_in_place` hands the
-/// worker's core to another thread and back, which cost 2.7x the CPU per message when
-/// every hook took one, so a turn, once entered, answers every hook that follows until
-/// the connection needs I/O.
+/// A synchronous [`Handler`] on the runtime. The hooks that may block run where
+/// [`BlockingHooks`] says; a turn of `block_in_place` hands the worker's core to another
+/// thread and back, which cost 2.7x the CPU per message when every hook took one, so a
+/// turn, once entered, answers every hook that follows until the connection needs I/O
+/// (and so does a turn in place on a spare worker).
 struct SyncHooks<H: Handler> {
     serve: Arc<SyncServe<H>>,
     session: Option<H::Session>,
-    block_in_place: bool,
+    hooks: BlockingHooks,
+    spare: Option<Arc<SpareWorkers>>,
+}
+
+/// Runs a turn of hooks that may block: in place when a worker can be spared, else in
+/// `block_in_place`.
+fn run_blocking<R>(spare: Option<&SpareWorkers>, turn: impl FnOnce() -> R) -> R {
+    if let Some(_held) = spare.and_then(SpareWorkers::take) {
+        return turn();
+    }
+    tokio::task::block_in_place(turn)
 }
 
 impl<H: Handler> Hooks for SyncHooks<H> {
     async fn connect(&mut self, info: &ConnectionInfo) -> Option<Reply> {
         // The connect hook may block as any other (a lookup of the client's address).
-        let made = if self.block_in_place {
-            tokio::task::block_in_place(|| self.serve.0.connect(info))
+        let handler = &self.serve.0;
+        let made = if self.hooks == BlockingHooks::Inline {
+            handler.connect(info)
         } else {
-            self.serve.0.connect(info)
+            run_blocking(self.spare.as_deref(), || handler.connect(info))
         };
         match made {
             Ok(session) => {
@@ -469,12 +553,12 @@ impl<H: Handler> Hooks for SyncHooks<H> {
             connection.answer(Answer::Done);
             return;
         };
-        if !(self.block_in_place && h.may_block(&hook)) {
+        if self.hooks == BlockingHooks::Inline || !h.may_block(&hook) {
             let answer = hook.call(h);
             connection.answer(answer);
             return;
         }
-        tokio::task::block_in_place(|| {
+        run_blocking(self.spare.as_deref(), || {
             // The hook is still due: ask for it again inside, and go on with the ones that
             // follow without leaving.
             while let Action::Hook(hook) = connection.next_action(shared.now()) {
@@ -702,7 +786,7 @@ async fn serve_connection<K: Hooks>(
                     connection.lost();
                     continue;
                 };
-                let until = tokio::time::Instant::from_std(shared.epoch + deadline);
+                let until = tokio::time::Instant::from_std(shared.clock.epoch + deadline);
                 let upgraded = tokio::select! {
                     () = cut(&mut phase) => Err(io::Error::other("cut at shutdown")),
                     r = conn.upgrade(acceptor, until) => r,
@@ -722,7 +806,7 @@ async fn serve_connection<K: Hooks>(
                     connection.stop();
                     continue;
                 }
-                let until = tokio::time::Instant::from_std(shared.epoch + deadline);
+                let until = tokio::time::Instant::from_std(shared.clock.epoch + deadline);
                 if armed.is_none_or(|at| until < at) {
                     timer.as_mut().reset(until);
                     armed = Some(until);
@@ -749,7 +833,7 @@ async fn serve_connection<K: Hooks>(
                     }
                 };
                 match read {
-                    None => connection.timeout(shared.now()),
+                    None => connection.timeout(shared.clock.at_least(deadline)),
                     Some(Ok(0)) => connection.receive_eof(),
                     Some(Ok(_)) => {}
                     Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -4,17 +4,23 @@
 //! The server is the event-driven one ([`AsyncServer`]) on a tokio runtime of its own:
 //! a few worker threads serve every connection, so an idle connection costs a few
 //! kilobytes instead of a thread. The callbacks may still block (a database, a file, a
-//! DNS query): each runs inside [`tokio::task::block_in_place`], which first hands the
-//! worker's other connections to another thread, so they are not stalled; at most
-//! [`MAX_BLOCKING`] callbacks block at once (tokio's blocking-pool bound), beyond which
-//! the connections of the waiting workers wait too.
+//! DNS query): a callback runs on its worker thread while another worker stays free
+//! ([`BlockingHooks::SpareWorker`]; the runtime has at least two workers, even on one
+//! CPU), and one that would take the last free worker runs inside
+//! [`tokio::task::block_in_place`], which first hands the worker's other connections to
+//! another thread. A watchdog thread moves a held worker's connections to a free one
+//! after a millisecond, so a blocking callback delays the others by a millisecond or two
+//! and stalls only its own connection; at most [`MAX_BLOCKING`] callbacks block at once
+//! in `block_in_place` (tokio's blocking-pool bound), beyond which the connections of the
+//! waiting workers wait too. A callback must not wait for the server itself (stopping it
+//! from a callback is refused).
 
 use std::ffi::c_char;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smtp_core::asynchronous::server::{AsyncServer, AsyncServerHandle};
+use smtp_core::asynchronous::server::{AsyncServer, AsyncServerHandle, BlockingHooks};
 use smtp_core::auth::AuthMechanism;
 use smtp_core::blocking::server::ServerOptions;
 use smtp_core::handler::{Handler, PasswordAuth};
@@ -170,6 +176,13 @@ fn start_with<H: Handler>(
     token: u64,
 ) -> Result<smtpx_server, (String, std::io::Error)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    // Callbacks that may block run in place while another worker stays free, so there
+    // must be one to spare, even on one CPU.
+    let workers = if config.callbacks_block {
+        workers.max(2)
+    } else {
+        workers
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .max_blocking_threads(MAX_BLOCKING)
@@ -180,7 +193,12 @@ fn start_with<H: Handler>(
         .map_err(|e| ("cannot start the server's threads".to_owned(), e))?;
     let handle = {
         let _inside = runtime.enter();
-        let builder = AsyncServer::builder(handler, options).block_in_place(config.callbacks_block);
+        let hooks = if config.callbacks_block {
+            BlockingHooks::SpareWorker
+        } else {
+            BlockingHooks::Inline
+        };
+        let builder = AsyncServer::builder(handler, options).blocking_hooks(hooks);
         let mut builder = match listen {
             Listen::Adopted(listener) => builder.listener(listener, false),
             Listen::Address(addr) => builder.listen(&*addr).map_err(|e| (addr.clone(), e))?,
@@ -265,12 +283,15 @@ fn block_sigpipe() {
     }
 }
 
-/// Says whether the handler's callbacks may block (the default, true): then each runs in
-/// tokio's `block_in_place`, which first hands the other connections of the server thread
-/// it runs on to another thread (see `smtpx_server_start`). Callbacks that never block
-/// (no I/O, no lock held long, no sleep) may say false: they then run inline on the
-/// server's event loop, which costs less CPU per message, but a callback that does block
-/// then stalls every connection served by that thread.
+/// Says whether the handler's callbacks may block (the default, true): then a callback
+/// runs on its server thread while another stays free, and in tokio's `block_in_place`
+/// (which first hands the thread's other connections to another thread) when it would
+/// take the last free one; a watchdog moves a blocked thread's connections to a free
+/// thread within a millisecond or two (see `smtpx_server_start`). Callbacks that never
+/// block (no I/O, no lock held long, no sleep) may say false: they then run on the
+/// server's event loop without any of this, which costs a little less CPU per message
+/// and leaves the server one thread per CPU, but a callback that does block then stalls
+/// every connection served by that thread.
 ///
 /// Thread safety: one thread at a time per config.
 #[unsafe(no_mangle)]
@@ -337,9 +358,11 @@ pub extern "C" fn smtpx_server_start_maildir(
 
 /// Starts a server whose decisions are made by the C callbacks in `*handler` (copied; see
 /// `smtpx_handler` for threads and the userdata's lifetime). The server is event-driven: a few threads of its own serve every
-/// connection; a callback that blocks runs in tokio's `block_in_place`, which hands the
-/// other connections of its thread to another thread first, so it stalls only its own
-/// connection (at most 512 callbacks block at once). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+/// connection; a callback runs on its server thread while another stays free (else in
+/// tokio's `block_in_place`, which hands the other connections of its thread to another
+/// thread first), and a watchdog moves a blocked thread's connections to a free one
+/// within a millisecond or two, so a callback that blocks stalls only its own
+/// connection (at most 512 callbacks block at once in `block_in_place`). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
 /// called and `smtpx_server_config_last_error` gives the detail.
 ///
 /// Thread safety: `config` is used by this thread during the call only.
