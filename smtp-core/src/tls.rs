@@ -175,6 +175,26 @@ pub fn client_config(options: &TlsClientOptions) -> Result<Arc<rustls::ClientCon
     client_config_with(options, &TlsClientExtras::default())
 }
 
+/// The configuration of clients given none ([`TlsClientOptions::default`]: the webpki
+/// roots, full verification), built once per process and shared: its session cache lets a
+/// client that connects again to a server resume its TLS session (no certificate
+/// signature for the server to make, none for the client to check), and the roots are
+/// parsed once instead of at every connection.
+///
+/// ```
+/// let a = smtp_core::tls::default_client_config().unwrap();
+/// let b = smtp_core::tls::default_client_config().unwrap();
+/// assert!(std::sync::Arc::ptr_eq(&a, &b));
+/// ```
+pub fn default_client_config() -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    static DEFAULT: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    if let Some(config) = DEFAULT.get() {
+        return Ok(Arc::clone(config));
+    }
+    let config = client_config(&TlsClientOptions::default())?;
+    Ok(Arc::clone(DEFAULT.get_or_init(|| config)))
+}
+
 /// A client configuration as `options` and `extras` say (a client certificate for mutual
 /// TLS, the oldest protocol version, SNI).
 ///

@@ -247,7 +247,7 @@ macro_rules! client_api {
         /// `starttls()` does) and returns once the session has greeted again over TLS:
         /// [`capabilities`](Self::capabilities) then holds the new EHLO reply.
         /// `server_name` is the name the certificate must carry; `tls_config` `None` means
-        /// [`client_config`]($crate::tls::client_config)`(&TlsClientOptions::default())`.
+        /// [`default_client_config`]($crate::tls::default_client_config)`()`.
         ///
         /// A refusal is
         /// [`ErrorKind::StartTlsRefused`]($crate::client::error::ErrorKind::StartTlsRefused)

@@ -12,7 +12,7 @@ use rustls::pki_types::ServerName;
 use crate::auth::Credentials;
 use crate::client::error::{Error, ErrorKind};
 use crate::client::{ClientConfig, ClientSession, ClientTimeouts, StartTlsPolicy};
-use crate::tls::{self, TlsClientOptions};
+use crate::tls;
 
 /// How a connection is encrypted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -38,10 +38,10 @@ pub struct ClientOptions {
     pub helo_name: String,
     /// How the connection is encrypted. Default [`TlsMode::StartTlsOpportunistic`].
     pub tls: TlsMode,
-    /// The rustls configuration for TLS; `None` builds one with
-    /// [`tls::client_config`]`(&TlsClientOptions::default())` (the webpki roots, full
-    /// verification). Share one configuration between connections: it caches sessions
-    /// for resumption. Default `None`.
+    /// The rustls configuration for TLS; `None` uses [`tls::default_client_config`] (the
+    /// webpki roots, full verification; one per process, so connections again to the
+    /// same server resume their TLS session). Share one configuration between
+    /// connections: it caches sessions for resumption. Default `None`.
     pub tls_config: Option<Arc<rustls::ClientConfig>>,
     /// Authenticate with these once the greeting (and TLS) is done; a refusal makes
     /// `connect` fail. Default `None`.
@@ -137,7 +137,7 @@ impl TlsSetup {
         })?;
         let config = match config {
             Some(config) => config,
-            None => tls::client_config(&TlsClientOptions::default())?,
+            None => tls::default_client_config()?,
         };
         Ok(TlsSetup {
             config,
