@@ -16,7 +16,9 @@
 //! So a thread checks every [`TICK`] whether some hook has held its worker for a whole
 //! tick (hooks held, none entered or left since the last look), and then wakes a free
 //! worker by spawning an empty task on the runtime; that worker steals the queue and, once
-//! idle, parks on the I/O driver. A hook that blocks therefore delays the other
+//! idle, parks on the I/O driver. One such kick per state of the hooks in place is
+//! enough (the woken worker then goes on as tokio's workers do), so a hook that never
+//! returns costs the watchdog's tick and nothing more. A hook that blocks therefore delays the other
 //! connections by one or two ticks, against a hand-over of the thread for every hook
 //! with `block_in_place` (which cost more than the rest of a message with a trivial C
 //! callback, see `bench/README.md`).
@@ -117,15 +119,19 @@ impl Drop for SpareWorkers {
 /// the server (when the last [`Arc<SpareWorkers>`] is dropped).
 fn watchdog(spare: &Weak<SpareWorkers>, runtime: &tokio::runtime::Handle) {
     let mut last_turns = u64::MAX;
+    let mut kicked_at = u64::MAX;
     let mut idle = 0u32;
     loop {
         let Some(s) = spare.upgrade() else { return };
         let held = s.held.load(Ordering::Acquire);
         let turns = s.turns.load(Ordering::Relaxed);
-        if held > 0 && turns == last_turns {
+        if held > 0 && turns == last_turns && turns != kicked_at {
             // Wakes a parked worker (a task spawned from outside the runtime goes to
             // its shared queue and unparks one), which steals and then polls the driver.
+            // Once per state of the hooks in place: after that the woken worker goes on
+            // as tokio's workers do, and only a hook entering or leaving changes things.
             drop(runtime.spawn(async {}));
+            kicked_at = turns;
         }
         last_turns = turns;
         idle = if held == 0 { idle + 1 } else { 0 };
