@@ -7,12 +7,13 @@
 
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyString};
 
 use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, SmtpClient, TlsMode};
@@ -23,6 +24,7 @@ use smtp_core::tls::{self, RootCerts, TlsClientExtras, TlsClientOptions, TlsIden
 use smtp_core::{Address, ForwardPath, ReversePath};
 
 use crate::errors::{SmtpDisconnected, client_error, smtplib_message};
+use crate::results::ResultObjects;
 use crate::trace::PyTrace;
 
 /// How much is asked of a Python file object at a time.
@@ -71,63 +73,38 @@ pub(crate) fn result_tuple(result: &TransactionResult) -> ResultTuple {
     )
 }
 
-/// perf: a batch's result tuples with one Python object per distinct reply. A server
-/// gives the same MAIL, RCPT and (without a queue id in it) final reply to every message
-/// of a batch: those reply tuples, their strings and their smtplib message are built once
-/// instead of once per message. Tuples are immutable, so sharing them changes nothing.
-#[derive(Default)]
-struct ReplyObjects<'py> {
-    /// The most recent distinct replies and their tuples.
-    recent: Vec<(Reply, Bound<'py, PyAny>)>,
+/// One outcome of a batch in Python's terms: a `SendResult`, or the exception.
+pub(crate) fn outcome_object<'py>(
+    py: Python<'py>,
+    objects: &mut ResultObjects<'py>,
+    outcome: Result<TransactionResult, smtp_core::blocking::client::Error>,
+) -> PyResult<Py<PyAny>> {
+    match outcome {
+        Ok(result) => Ok(objects.result(&result)?.unbind()),
+        Err(e) => Ok(client_error(e, false).into_value(py).into_any()),
+    }
 }
 
-impl<'py> ReplyObjects<'py> {
-    /// How many distinct replies are remembered (MAIL, RCPT, the final reply, a refusal).
-    const KEPT: usize = 8;
-
-    fn reply(&mut self, py: Python<'py>, reply: &Reply) -> PyResult<Bound<'py, PyAny>> {
-        if let Some((_, object)) = self.recent.iter().find(|(known, _)| known == reply) {
-            return Ok(object.clone());
-        }
-        let object = reply_tuple(reply).into_pyobject(py)?.into_any();
-        if self.recent.len() == Self::KEPT {
-            self.recent.remove(0);
-        }
-        self.recent.push((reply.clone(), object.clone()));
-        Ok(object)
+/// The bare address of an address given to smtplib's `sendmail`, as
+/// `smtpx.common.bare_address` finds it. perf: an address that is bare already (no `<`,
+/// no CR, LF or NUL, printable ASCII at both ends, so that Python's `strip()` would
+/// leave it as it is) is taken here; anything else goes to `bare_address` itself, so the
+/// outcome (and any error) is always that function's.
+fn smtplib_address(address: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(text) = address.cast::<PyString>()
+        && let Ok(text) = text.to_str()
+        && let (Some(first), Some(last)) = (text.bytes().next(), text.bytes().last())
+        && first.is_ascii_graphic()
+        && last.is_ascii_graphic()
+        && !text.bytes().any(|b| matches!(b, b'<' | b'\r' | b'\n' | 0))
+    {
+        return Ok(text.to_owned());
     }
-
-    /// What [`result_tuple`] gives, as one Python object.
-    fn result(
-        &mut self,
-        py: Python<'py>,
-        result: &TransactionResult,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let mail = self.reply(py, &result.mail)?;
-        let recipients = PyList::empty(py);
-        for r in &result.recipients {
-            let delivery = match &r.delivery {
-                Some(delivery) => self.reply(py, delivery)?,
-                None => py.None().into_bound(py),
-            };
-            let reply = self.reply(py, &r.reply)?;
-            recipients.append((r.address.as_str(), reply, delivery, r.is_accepted()))?;
-        }
-        let data = match &result.data {
-            Some(data) => self.reply(py, data)?,
-            None => py.None().into_bound(py),
-        };
-        Ok(PyTuple::new(
-            py,
-            [
-                mail,
-                recipients.into_any(),
-                data,
-                result.queue_id().into_pyobject(py)?.into_any(),
-            ],
-        )?
-        .into_any())
-    }
+    let py = address.py();
+    py.import("smtpx.common")?
+        .getattr("bare_address")?
+        .call1((address,))?
+        .extract()
 }
 
 /// Refuses text that would break a command line; the engine checks again, this makes the
@@ -694,19 +671,26 @@ impl Client {
 
     /// perf: `send` for smtplib's `sendmail`, which needs only the refusals: None when
     /// the message was accepted for every recipient (SMTP, the final reply 2xx), without
-    /// building the result tuple; otherwise the result tuple as `send` gives it.
+    /// building the result tuple; otherwise the result tuple as `send` gives it. The
+    /// addresses are taken as smtplib's `sendmail` takes them (`smtpx.common.bare_address`,
+    /// see [`smtplib_address`]).
     #[pyo3(signature = (from_addr, to_addrs, message, mail_options = Vec::new(),
         rcpt_options = Vec::new()))]
     fn sendmail(
         &self,
         py: Python<'_>,
-        from_addr: &str,
-        to_addrs: Vec<String>,
+        from_addr: &Bound<'_, PyAny>,
+        to_addrs: Vec<Bound<'_, PyAny>>,
         message: &Bound<'_, PyAny>,
         mail_options: Vec<String>,
         rcpt_options: Vec<String>,
     ) -> PyResult<Option<ResultTuple>> {
-        let envelope = envelope(from_addr, &to_addrs, &mail_options, &rcpt_options)?;
+        let from_addr = smtplib_address(from_addr)?;
+        let to_addrs = to_addrs
+            .iter()
+            .map(smtplib_address)
+            .collect::<PyResult<Vec<_>>>()?;
+        let envelope = envelope(&from_addr, &to_addrs, &mail_options, &rcpt_options)?;
         let result = self.transaction(py, &envelope, message)?;
         let positive = |r: &Reply| (200..300).contains(&r.code().get());
         let all_accepted = positive(&result.mail)
@@ -721,16 +705,24 @@ impl Client {
     /// Sends several messages, each `(from_addr, to_addrs, message bytes)`, one
     /// transaction each, the next chained behind the previous one's final dot when the
     /// server pipelines. Every envelope is checked before anything is sent (ValueError).
-    /// Returns one entry per message, in order: a result tuple as `send` gives, or the
-    /// exception that message failed with. An error that closed the connection ends the
-    /// list early.
-    #[pyo3(signature = (messages, mail_options = Vec::new(), rcpt_options = Vec::new()))]
+    /// Returns one entry per message, in order: a `SendResult` (see
+    /// `crate::results`), or the exception that message failed with. An error that closed
+    /// the connection ends the list early.
+    ///
+    /// With `on_result`, `on_result(index, outcome)` is called for each message as soon
+    /// as its outcome is known, while the next ones are under way. An exception it raises
+    /// stops the batch: no further message is started, the ones already sent are finished
+    /// (their replies read, so the connection stays usable) without being reported, and
+    /// the exception is raised here.
+    #[pyo3(signature = (messages, mail_options = Vec::new(), rcpt_options = Vec::new(),
+        on_result = None))]
     fn send_batch(
         &self,
         py: Python<'_>,
         messages: Vec<(String, Vec<String>, Vec<u8>)>,
         mail_options: Vec<String>,
         rcpt_options: Vec<String>,
+        on_result: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let mut envelopes = Vec::with_capacity(messages.len());
         let mut bodies = Vec::with_capacity(messages.len());
@@ -738,23 +730,61 @@ impl Client {
             envelopes.push(envelope(&from, &to, &mail_options, &rcpt_options)?);
             bodies.push(body);
         }
-        let outcomes = py.detach(|| {
-            let mut guard = lock(&self.inner);
-            guard.as_mut().map(|client| {
-                client.send_batch(envelopes.iter().zip(bodies.iter().map(Vec::as_slice)))
-            })
-        });
-        let Some(outcomes) = outcomes else {
-            return Err(SmtpDisconnected::new_err("the connection is closed"));
+        let batch = envelopes.iter().zip(bodies.iter().map(Vec::as_slice));
+        let Some(on_result) = on_result else {
+            let outcomes = py.detach(|| {
+                lock(&self.inner)
+                    .as_mut()
+                    .map(|client| client.send_batch(batch))
+            });
+            let Some(outcomes) = outcomes else {
+                return Err(SmtpDisconnected::new_err("the connection is closed"));
+            };
+            let mut objects = ResultObjects::new(py)?;
+            return outcomes
+                .into_iter()
+                .map(|outcome| outcome_object(py, &mut objects, outcome))
+                .collect();
         };
-        let mut replies = ReplyObjects::default();
-        outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Ok(result) => Ok(replies.result(py, &result)?.unbind()),
-                Err(e) => Ok(client_error(e, false).into_value(py).into_any()),
-            })
-            .collect()
+        // Streamed: each outcome is made and handed over as it comes, attached for that
+        // moment only. `stopped` ends the messages the engine takes once the callback
+        // (or the building of an outcome) failed.
+        let stopped = AtomicBool::new(false);
+        let batch = batch.take_while(|_| !stopped.load(Ordering::Relaxed));
+        let mut reported: Vec<Py<PyAny>> = Vec::new();
+        let mut failure: Option<PyErr> = None;
+        let opened = py.detach(|| {
+            let mut guard = lock(&self.inner);
+            let client = guard.as_mut()?;
+            client.send_batch_with(batch, |index, outcome| {
+                if failure.is_some() {
+                    return; // a message already under way when the callback failed
+                }
+                Python::attach(|py| {
+                    let given = ResultObjects::new(py)
+                        .and_then(|mut objects| outcome_object(py, &mut objects, outcome))
+                        .and_then(|object| {
+                            on_result.call1(py, (index, object.clone_ref(py)))?;
+                            Ok(object)
+                        });
+                    match given {
+                        Ok(object) => reported.push(object),
+                        Err(e) => {
+                            stopped.store(true, Ordering::Relaxed);
+                            failure = Some(e);
+                        }
+                    }
+                });
+            });
+            Some(())
+        });
+        if opened.is_none() {
+            return Err(SmtpDisconnected::new_err("the connection is closed"));
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(reported),
+        }
     }
 
     /// Sends `line` as it is and returns the reply whatever its code (smtplib's
