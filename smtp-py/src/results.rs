@@ -13,7 +13,7 @@
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyList, PyTuple, PyType};
+use pyo3::types::{PyList, PyString, PyTuple, PyType};
 
 use smtp_core::client::TransactionResult;
 use smtp_core::reply::Reply;
@@ -64,6 +64,8 @@ pub struct ResultObjects<'py> {
     py: Python<'py>,
     types: &'py ResultTypes,
     recent: Vec<(Reply, Bound<'py, PyAny>)>,
+    /// The most recent distinct recipient addresses' `str` objects.
+    addresses: Vec<Bound<'py, PyString>>,
 }
 
 impl<'py> ResultObjects<'py> {
@@ -78,6 +80,7 @@ impl<'py> ResultObjects<'py> {
             py,
             types,
             recent: Vec::with_capacity(Self::KEPT),
+            addresses: Vec::with_capacity(Self::KEPT),
         })
     }
 
@@ -103,6 +106,23 @@ impl<'py> ResultObjects<'py> {
         Ok(object)
     }
 
+    /// The `str` of a recipient's address, shared with earlier results to the same one.
+    fn address(&mut self, address: &str) -> Bound<'py, PyString> {
+        if let Some(object) = self
+            .addresses
+            .iter()
+            .find(|known| known.to_str().is_ok_and(|known| known == address))
+        {
+            return object.clone();
+        }
+        let object = PyString::new(self.py, address);
+        if self.addresses.len() == Self::KEPT {
+            self.addresses.remove(0);
+        }
+        self.addresses.push(object.clone());
+        object
+    }
+
     /// The `SendResult` of one transaction.
     pub fn result(&mut self, result: &TransactionResult) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
@@ -117,7 +137,7 @@ impl<'py> ResultObjects<'py> {
             let fields = PyTuple::new(
                 py,
                 [
-                    r.address.as_str().into_pyobject(py)?.into_any(),
+                    self.address(r.address.as_str()).into_any(),
                     reply,
                     delivery,
                     pyo3::types::PyBool::new(py, r.is_accepted())
