@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
 
@@ -326,9 +326,26 @@ fn owned_tcp(fd: i32) -> PyResult<std::net::TcpStream> {
     }
 }
 
+thread_local! {
+    /// The client (its address) whose Python callback this thread is running while it
+    /// holds that client's connection: the callback's own calls on that client are
+    /// refused (they would wait for the lock this thread holds).
+    static CALLING_BACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` (Python code, attached) as a callback of `client`'s operation under way.
+fn calling_back<T>(client: usize, f: impl FnOnce() -> T) -> T {
+    let before = CALLING_BACK.with(|c| c.replace(client));
+    let out = f();
+    CALLING_BACK.with(|c| c.set(before));
+    out
+}
+
 /// A Python binary file object as a [`Read`]: each read attaches, calls `read(64 KiB)`
 /// and detaches again. A Python exception is kept to be raised as it was.
 struct PyReader {
+    /// The client sending (see [`calling_back`]).
+    client: usize,
     file: Py<PyAny>,
     pending: Vec<u8>,
     at: usize,
@@ -338,17 +355,20 @@ struct PyReader {
 impl Read for PyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.at >= self.pending.len() {
-            let chunk = Python::attach(|py| -> PyResult<Vec<u8>> {
-                let data = self.file.bind(py).call_method1("read", (READ_CHUNK,))?;
-                if let Ok(bytes) = data.cast::<PyBytes>() {
-                    Ok(bytes.as_bytes().to_vec())
-                } else if let Ok(array) = data.cast::<PyByteArray>() {
-                    Ok(array.to_vec())
-                } else {
-                    Err(PyTypeError::new_err(
-                        "the message file's read() must return bytes (open it in binary mode)",
-                    ))
-                }
+            let client = self.client;
+            let chunk = Python::attach(|py| {
+                calling_back(client, || -> PyResult<Vec<u8>> {
+                    let data = self.file.bind(py).call_method1("read", (READ_CHUNK,))?;
+                    if let Ok(bytes) = data.cast::<PyBytes>() {
+                        Ok(bytes.as_bytes().to_vec())
+                    } else if let Ok(array) = data.cast::<PyByteArray>() {
+                        Ok(array.to_vec())
+                    } else {
+                        Err(PyTypeError::new_err(
+                            "the message file's read() must return bytes (open it in binary mode)",
+                        ))
+                    }
+                })
             });
             match chunk {
                 Ok(chunk) if chunk.is_empty() => return Ok(0),
@@ -387,12 +407,29 @@ fn lock(m: &Mutex<Option<SmtpClient>>) -> MutexGuard<'_, Option<SmtpClient>> {
 }
 
 impl Client {
+    /// This client's identity for [`calling_back`].
+    fn key(&self) -> usize {
+        self as *const Client as usize
+    }
+
+    /// Refuses a call made by a callback of this client's own operation under way (an
+    /// `on_result`, a message file's `read`): it would wait for itself.
+    fn not_from_own_callback(&self) -> PyResult<()> {
+        if CALLING_BACK.with(std::cell::Cell::get) == self.key() {
+            return Err(PyRuntimeError::new_err(
+                "this connection is busy with the operation whose callback is running",
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the open connection with the interpreter detached.
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut SmtpClient) -> Result<T, smtp_core::blocking::client::Error> + Send,
     ) -> PyResult<T> {
+        self.not_from_own_callback()?;
         py.detach(|| {
             let mut guard = lock(&self.inner);
             match guard.as_mut() {
@@ -411,6 +448,7 @@ impl Client {
         envelope: &Envelope,
         message: &Bound<'_, PyAny>,
     ) -> PyResult<TransactionResult> {
+        self.not_from_own_callback()?;
         if let Ok(bytes) = message.cast::<PyBytes>() {
             let data: &[u8] = bytes.as_bytes();
             return self.with(py, move |c| c.send_bytes(envelope, data));
@@ -425,6 +463,7 @@ impl Client {
             ));
         }
         let mut reader = PyReader {
+            client: self.key(),
             file: message.clone().unbind(),
             pending: Vec::new(),
             at: 0,
@@ -448,11 +487,16 @@ impl Client {
     }
 
     /// Reads what is known without waiting for the network.
-    fn peek<T>(&self, py: Python<'_>, f: impl FnOnce(&SmtpClient) -> T + Send) -> Option<T>
+    fn peek<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&SmtpClient) -> T + Send,
+    ) -> PyResult<Option<T>>
     where
         T: Send,
     {
-        py.detach(|| lock(&self.inner).as_ref().map(f))
+        self.not_from_own_callback()?;
+        Ok(py.detach(|| lock(&self.inner).as_ref().map(f)))
     }
 }
 
@@ -538,18 +582,20 @@ impl Client {
 
     /// The last EHLO (or LHLO) reply's lines, the server's name first; None after a HELO
     /// fallback or once closed.
-    fn ehlo_lines(&self, py: Python<'_>) -> Option<Vec<String>> {
-        self.peek(py, |c| {
-            c.capabilities()
-                .map(|caps| caps.to_reply().lines().to_vec())
-        })
-        .flatten()
+    fn ehlo_lines(&self, py: Python<'_>) -> PyResult<Option<Vec<String>>> {
+        Ok(self
+            .peek(py, |c| {
+                c.capabilities()
+                    .map(|caps| caps.to_reply().lines().to_vec())
+            })?
+            .flatten())
     }
 
     /// The announced extensions as `(lower-case keyword, parameters)`, as smtplib's
     /// `esmtp_features` holds them.
-    fn features(&self, py: Python<'_>) -> Vec<(String, String)> {
-        self.ehlo_lines(py)
+    fn features(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+        Ok(self
+            .ehlo_lines(py)?
             .unwrap_or_default()
             .iter()
             .skip(1)
@@ -557,21 +603,21 @@ impl Client {
                 Some((keyword, params)) => (keyword.to_ascii_lowercase(), params.to_owned()),
                 None => (line.to_ascii_lowercase(), String::new()),
             })
-            .collect()
+            .collect())
     }
 
     /// True when the connection is encrypted.
-    fn is_tls(&self, py: Python<'_>) -> bool {
-        self.peek(py, SmtpClient::is_tls).unwrap_or(false)
+    fn is_tls(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.peek(py, SmtpClient::is_tls)?.unwrap_or(false))
     }
 
     /// True once the connection is over.
-    fn is_closed(&self, py: Python<'_>) -> bool {
-        self.peek(py, SmtpClient::is_closed).unwrap_or(true)
+    fn is_closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.peek(py, SmtpClient::is_closed)?.unwrap_or(true))
     }
 
     /// The server's address as `(host, port)`.
-    fn peer(&self, py: Python<'_>) -> Option<(String, u16)> {
+    fn peer(&self, py: Python<'_>) -> PyResult<Option<(String, u16)>> {
         self.peek(py, |c| {
             let addr = c.peer_addr();
             (addr.ip().to_string(), addr.port())
@@ -725,6 +771,7 @@ impl Client {
         rcpt_options: Vec<String>,
         on_result: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Py<PyAny>>> {
+        self.not_from_own_callback()?;
         let mut envelopes = Vec::with_capacity(messages.len());
         for (from, to, _) in &messages {
             envelopes.push(envelope(from, to, &mail_options, &rcpt_options)?);
@@ -758,6 +805,7 @@ impl Client {
         let batch = batch.take_while(|_| !stopped.load(Ordering::Relaxed));
         let mut reported: Vec<Py<PyAny>> = Vec::new();
         let mut failure: Option<PyErr> = None;
+        let key = self.key();
         let opened = py.detach(|| {
             let mut guard = lock(&self.inner);
             let client = guard.as_mut()?;
@@ -769,7 +817,9 @@ impl Client {
                     let given = ResultObjects::new(py)
                         .and_then(|mut objects| outcome_object(py, &mut objects, outcome))
                         .and_then(|object| {
-                            on_result.call1(py, (index, object.clone_ref(py)))?;
+                            calling_back(key, || {
+                                on_result.call1(py, (index, object.clone_ref(py)))
+                            })?;
                             Ok(object)
                         });
                     match given {
@@ -827,19 +877,21 @@ impl Client {
     }
 
     /// The server's greeting, and its 220 to the last STARTTLS, as reply tuples.
-    fn kept_replies(&self, py: Python<'_>) -> (Option<ReplyTuple>, Option<ReplyTuple>) {
-        self.peek(py, |c| {
-            (
-                c.greeting().map(reply_tuple),
-                c.starttls_reply().map(reply_tuple),
-            )
-        })
-        .unwrap_or((None, None))
+    fn kept_replies(&self, py: Python<'_>) -> PyResult<(Option<ReplyTuple>, Option<ReplyTuple>)> {
+        Ok(self
+            .peek(py, |c| {
+                (
+                    c.greeting().map(reply_tuple),
+                    c.starttls_reply().map(reply_tuple),
+                )
+            })?
+            .unwrap_or((None, None)))
     }
 
     /// Sends QUIT, waits for the reply and closes; returns the reply (None when the server
     /// hung up without one). Quiet when already closed.
     fn quit(&self, py: Python<'_>) -> PyResult<Option<ReplyTuple>> {
+        self.not_from_own_callback()?;
         py.detach(|| {
             let client = lock(&self.inner).take();
             match client {
@@ -853,7 +905,9 @@ impl Client {
     }
 
     /// Closes the connection without QUIT.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.not_from_own_callback()?;
         py.detach(|| drop(lock(&self.inner).take()));
+        Ok(())
     }
 }

@@ -114,6 +114,18 @@ def test_an_exception_in_the_callback_stops_the_batch_and_propagates(
     assert handler.messages[-1].startswith(b"Subject: after")
 
 
+def test_a_callback_using_its_own_connection_is_refused_not_hung(
+    holding_server: tuple[int, HoldingHandler],
+) -> None:
+    port, handler = holding_server
+    handler.release.set()
+    with smtpx.SMTP("127.0.0.1", port, timeout=10) as client:
+        with pytest.raises(RuntimeError, match="busy"):
+            client.send_batch(batch(3), on_result=lambda index, outcome: client.noop())
+        assert client.noop()[0] == 250  # the connection is fine afterwards
+    assert 1 <= len(handler.messages) <= 3
+
+
 def test_indexes_run_across_engine_groups_and_errors_are_outcomes(tmp_path: pathlib.Path) -> None:
     server = start_server(tmp_path / "md", "--max-size", "5000")
     try:

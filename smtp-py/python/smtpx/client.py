@@ -644,8 +644,9 @@ class SMTP:
         message (``index`` from 0 in ``messages``, ``outcome`` the entry the list will
         hold) as soon as the server's final reply to it is read, while the next messages
         are still under way: to mark each message done in a queue without waiting for
-        the whole batch. It runs on this thread, in message order, and must not use this
-        connection. An exception it raises stops the batch: no further message is
+        the whole batch. It runs on this thread, in message order; a call it makes on
+        this connection raises ``RuntimeError`` (the batch holds it). An exception it
+        raises stops the batch: no further message is
         started, the messages already sent are finished (their replies read, so the
         connection stays usable) but not reported, and the exception propagates from
         ``send_batch``. Only outcomes handed to ``on_result`` were reported; a message
