@@ -766,15 +766,33 @@ impl Client {
     fn send_batch(
         &self,
         py: Python<'_>,
-        messages: Vec<(String, Vec<String>, Bound<'_, PyBytes>)>,
+        messages: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyBytes>)>,
         mail_options: Vec<String>,
         rcpt_options: Vec<String>,
         on_result: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Py<PyAny>>> {
         self.not_from_own_callback()?;
-        let mut envelopes = Vec::with_capacity(messages.len());
+        // perf: an entry whose sender and recipients are the very objects of the entry
+        // before it (`smtpx.common.batch_items` shares a repeated envelope's) uses that
+        // entry's envelope instead of reading and parsing them again. The objects are
+        // only read here, attached, so they cannot change in between.
+        let mut envelopes: Vec<Envelope> = Vec::new();
+        let mut envelope_of = Vec::with_capacity(messages.len());
+        let mut previous: Option<(&Bound<'_, PyAny>, &Bound<'_, PyAny>)> = None;
         for (from, to, _) in &messages {
-            envelopes.push(envelope(from, to, &mail_options, &rcpt_options)?);
+            let repeated = previous.is_some_and(|(f, t)| from.is(f) && to.is(t));
+            if !repeated {
+                let sender: String = from.extract()?;
+                let recipients: Vec<String> = to.extract()?;
+                envelopes.push(envelope(
+                    &sender,
+                    &recipients,
+                    &mail_options,
+                    &rcpt_options,
+                )?);
+                previous = Some((from, to));
+            }
+            envelope_of.push(envelopes.len() - 1);
         }
         // perf: each message is sent from its `bytes` object, not a copy (a `bytes`
         // cannot change, and `messages` holds each one until the batch is over).
@@ -782,7 +800,10 @@ impl Client {
             .iter()
             .map(|(_, _, body)| body.as_bytes())
             .collect();
-        let batch = envelopes.iter().zip(bodies.iter().copied());
+        let batch = envelope_of
+            .iter()
+            .map(|&i| &envelopes[i])
+            .zip(bodies.iter().copied());
         let Some(on_result) = on_result else {
             let outcomes = py.detach(|| {
                 lock(&self.inner)
