@@ -7,12 +7,13 @@
 
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyString};
 
 use smtp_core::auth::Credentials;
 use smtp_core::blocking::client::{ClientOptions, SmtpClient, TlsMode};
@@ -23,6 +24,7 @@ use smtp_core::tls::{self, RootCerts, TlsClientExtras, TlsClientOptions, TlsIden
 use smtp_core::{Address, ForwardPath, ReversePath};
 
 use crate::errors::{SmtpDisconnected, client_error, smtplib_message};
+use crate::results::ResultObjects;
 use crate::trace::PyTrace;
 
 /// How much is asked of a Python file object at a time.
@@ -71,63 +73,38 @@ pub(crate) fn result_tuple(result: &TransactionResult) -> ResultTuple {
     )
 }
 
-/// perf: a batch's result tuples with one Python object per distinct reply. A server
-/// gives the same MAIL, RCPT and (without a queue id in it) final reply to every message
-/// of a batch: those reply tuples, their strings and their smtplib message are built once
-/// instead of once per message. Tuples are immutable, so sharing them changes nothing.
-#[derive(Default)]
-struct ReplyObjects<'py> {
-    /// The most recent distinct replies and their tuples.
-    recent: Vec<(Reply, Bound<'py, PyAny>)>,
+/// One outcome of a batch in Python's terms: a `SendResult`, or the exception.
+pub(crate) fn outcome_object<'py>(
+    py: Python<'py>,
+    objects: &mut ResultObjects<'py>,
+    outcome: Result<TransactionResult, smtp_core::blocking::client::Error>,
+) -> PyResult<Py<PyAny>> {
+    match outcome {
+        Ok(result) => Ok(objects.result(&result)?.unbind()),
+        Err(e) => Ok(client_error(e, false).into_value(py).into_any()),
+    }
 }
 
-impl<'py> ReplyObjects<'py> {
-    /// How many distinct replies are remembered (MAIL, RCPT, the final reply, a refusal).
-    const KEPT: usize = 8;
-
-    fn reply(&mut self, py: Python<'py>, reply: &Reply) -> PyResult<Bound<'py, PyAny>> {
-        if let Some((_, object)) = self.recent.iter().find(|(known, _)| known == reply) {
-            return Ok(object.clone());
-        }
-        let object = reply_tuple(reply).into_pyobject(py)?.into_any();
-        if self.recent.len() == Self::KEPT {
-            self.recent.remove(0);
-        }
-        self.recent.push((reply.clone(), object.clone()));
-        Ok(object)
+/// The bare address of an address given to smtplib's `sendmail`, as
+/// `smtpx.common.bare_address` finds it. perf: an address that is bare already (no `<`,
+/// no CR, LF or NUL, printable ASCII at both ends, so that Python's `strip()` would
+/// leave it as it is) is taken here; anything else goes to `bare_address` itself, so the
+/// outcome (and any error) is always that function's.
+fn smtplib_address(address: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(text) = address.cast::<PyString>()
+        && let Ok(text) = text.to_str()
+        && let (Some(first), Some(last)) = (text.bytes().next(), text.bytes().last())
+        && first.is_ascii_graphic()
+        && last.is_ascii_graphic()
+        && !text.bytes().any(|b| matches!(b, b'<' | b'\r' | b'\n' | 0))
+    {
+        return Ok(text.to_owned());
     }
-
-    /// What [`result_tuple`] gives, as one Python object.
-    fn result(
-        &mut self,
-        py: Python<'py>,
-        result: &TransactionResult,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let mail = self.reply(py, &result.mail)?;
-        let recipients = PyList::empty(py);
-        for r in &result.recipients {
-            let delivery = match &r.delivery {
-                Some(delivery) => self.reply(py, delivery)?,
-                None => py.None().into_bound(py),
-            };
-            let reply = self.reply(py, &r.reply)?;
-            recipients.append((r.address.as_str(), reply, delivery, r.is_accepted()))?;
-        }
-        let data = match &result.data {
-            Some(data) => self.reply(py, data)?,
-            None => py.None().into_bound(py),
-        };
-        Ok(PyTuple::new(
-            py,
-            [
-                mail,
-                recipients.into_any(),
-                data,
-                result.queue_id().into_pyobject(py)?.into_any(),
-            ],
-        )?
-        .into_any())
-    }
+    let py = address.py();
+    py.import("smtpx.common")?
+        .getattr("bare_address")?
+        .call1((address,))?
+        .extract()
 }
 
 /// Refuses text that would break a command line; the engine checks again, this makes the
@@ -349,9 +326,26 @@ fn owned_tcp(fd: i32) -> PyResult<std::net::TcpStream> {
     }
 }
 
+thread_local! {
+    /// The client (its address) whose Python callback this thread is running while it
+    /// holds that client's connection: the callback's own calls on that client are
+    /// refused (they would wait for the lock this thread holds).
+    static CALLING_BACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` (Python code, attached) as a callback of `client`'s operation under way.
+fn calling_back<T>(client: usize, f: impl FnOnce() -> T) -> T {
+    let before = CALLING_BACK.with(|c| c.replace(client));
+    let out = f();
+    CALLING_BACK.with(|c| c.set(before));
+    out
+}
+
 /// A Python binary file object as a [`Read`]: each read attaches, calls `read(64 KiB)`
 /// and detaches again. A Python exception is kept to be raised as it was.
 struct PyReader {
+    /// The client sending (see [`calling_back`]).
+    client: usize,
     file: Py<PyAny>,
     pending: Vec<u8>,
     at: usize,
@@ -361,17 +355,20 @@ struct PyReader {
 impl Read for PyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.at >= self.pending.len() {
-            let chunk = Python::attach(|py| -> PyResult<Vec<u8>> {
-                let data = self.file.bind(py).call_method1("read", (READ_CHUNK,))?;
-                if let Ok(bytes) = data.cast::<PyBytes>() {
-                    Ok(bytes.as_bytes().to_vec())
-                } else if let Ok(array) = data.cast::<PyByteArray>() {
-                    Ok(array.to_vec())
-                } else {
-                    Err(PyTypeError::new_err(
-                        "the message file's read() must return bytes (open it in binary mode)",
-                    ))
-                }
+            let client = self.client;
+            let chunk = Python::attach(|py| {
+                calling_back(client, || -> PyResult<Vec<u8>> {
+                    let data = self.file.bind(py).call_method1("read", (READ_CHUNK,))?;
+                    if let Ok(bytes) = data.cast::<PyBytes>() {
+                        Ok(bytes.as_bytes().to_vec())
+                    } else if let Ok(array) = data.cast::<PyByteArray>() {
+                        Ok(array.to_vec())
+                    } else {
+                        Err(PyTypeError::new_err(
+                            "the message file's read() must return bytes (open it in binary mode)",
+                        ))
+                    }
+                })
             });
             match chunk {
                 Ok(chunk) if chunk.is_empty() => return Ok(0),
@@ -410,12 +407,29 @@ fn lock(m: &Mutex<Option<SmtpClient>>) -> MutexGuard<'_, Option<SmtpClient>> {
 }
 
 impl Client {
+    /// This client's identity for [`calling_back`].
+    fn key(&self) -> usize {
+        self as *const Client as usize
+    }
+
+    /// Refuses a call made by a callback of this client's own operation under way (an
+    /// `on_result`, a message file's `read`): it would wait for itself.
+    fn not_from_own_callback(&self) -> PyResult<()> {
+        if CALLING_BACK.with(std::cell::Cell::get) == self.key() {
+            return Err(PyRuntimeError::new_err(
+                "this connection is busy with the operation whose callback is running",
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the open connection with the interpreter detached.
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut SmtpClient) -> Result<T, smtp_core::blocking::client::Error> + Send,
     ) -> PyResult<T> {
+        self.not_from_own_callback()?;
         py.detach(|| {
             let mut guard = lock(&self.inner);
             match guard.as_mut() {
@@ -434,6 +448,7 @@ impl Client {
         envelope: &Envelope,
         message: &Bound<'_, PyAny>,
     ) -> PyResult<TransactionResult> {
+        self.not_from_own_callback()?;
         if let Ok(bytes) = message.cast::<PyBytes>() {
             let data: &[u8] = bytes.as_bytes();
             return self.with(py, move |c| c.send_bytes(envelope, data));
@@ -448,6 +463,7 @@ impl Client {
             ));
         }
         let mut reader = PyReader {
+            client: self.key(),
             file: message.clone().unbind(),
             pending: Vec::new(),
             at: 0,
@@ -471,11 +487,16 @@ impl Client {
     }
 
     /// Reads what is known without waiting for the network.
-    fn peek<T>(&self, py: Python<'_>, f: impl FnOnce(&SmtpClient) -> T + Send) -> Option<T>
+    fn peek<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&SmtpClient) -> T + Send,
+    ) -> PyResult<Option<T>>
     where
         T: Send,
     {
-        py.detach(|| lock(&self.inner).as_ref().map(f))
+        self.not_from_own_callback()?;
+        Ok(py.detach(|| lock(&self.inner).as_ref().map(f)))
     }
 }
 
@@ -561,18 +582,20 @@ impl Client {
 
     /// The last EHLO (or LHLO) reply's lines, the server's name first; None after a HELO
     /// fallback or once closed.
-    fn ehlo_lines(&self, py: Python<'_>) -> Option<Vec<String>> {
-        self.peek(py, |c| {
-            c.capabilities()
-                .map(|caps| caps.to_reply().lines().to_vec())
-        })
-        .flatten()
+    fn ehlo_lines(&self, py: Python<'_>) -> PyResult<Option<Vec<String>>> {
+        Ok(self
+            .peek(py, |c| {
+                c.capabilities()
+                    .map(|caps| caps.to_reply().lines().to_vec())
+            })?
+            .flatten())
     }
 
     /// The announced extensions as `(lower-case keyword, parameters)`, as smtplib's
     /// `esmtp_features` holds them.
-    fn features(&self, py: Python<'_>) -> Vec<(String, String)> {
-        self.ehlo_lines(py)
+    fn features(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+        Ok(self
+            .ehlo_lines(py)?
             .unwrap_or_default()
             .iter()
             .skip(1)
@@ -580,21 +603,21 @@ impl Client {
                 Some((keyword, params)) => (keyword.to_ascii_lowercase(), params.to_owned()),
                 None => (line.to_ascii_lowercase(), String::new()),
             })
-            .collect()
+            .collect())
     }
 
     /// True when the connection is encrypted.
-    fn is_tls(&self, py: Python<'_>) -> bool {
-        self.peek(py, SmtpClient::is_tls).unwrap_or(false)
+    fn is_tls(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.peek(py, SmtpClient::is_tls)?.unwrap_or(false))
     }
 
     /// True once the connection is over.
-    fn is_closed(&self, py: Python<'_>) -> bool {
-        self.peek(py, SmtpClient::is_closed).unwrap_or(true)
+    fn is_closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.peek(py, SmtpClient::is_closed)?.unwrap_or(true))
     }
 
     /// The server's address as `(host, port)`.
-    fn peer(&self, py: Python<'_>) -> Option<(String, u16)> {
+    fn peer(&self, py: Python<'_>) -> PyResult<Option<(String, u16)>> {
         self.peek(py, |c| {
             let addr = c.peer_addr();
             (addr.ip().to_string(), addr.port())
@@ -694,19 +717,26 @@ impl Client {
 
     /// perf: `send` for smtplib's `sendmail`, which needs only the refusals: None when
     /// the message was accepted for every recipient (SMTP, the final reply 2xx), without
-    /// building the result tuple; otherwise the result tuple as `send` gives it.
+    /// building the result tuple; otherwise the result tuple as `send` gives it. The
+    /// addresses are taken as smtplib's `sendmail` takes them (`smtpx.common.bare_address`,
+    /// see [`smtplib_address`]).
     #[pyo3(signature = (from_addr, to_addrs, message, mail_options = Vec::new(),
         rcpt_options = Vec::new()))]
     fn sendmail(
         &self,
         py: Python<'_>,
-        from_addr: &str,
-        to_addrs: Vec<String>,
+        from_addr: &Bound<'_, PyAny>,
+        to_addrs: Vec<Bound<'_, PyAny>>,
         message: &Bound<'_, PyAny>,
         mail_options: Vec<String>,
         rcpt_options: Vec<String>,
     ) -> PyResult<Option<ResultTuple>> {
-        let envelope = envelope(from_addr, &to_addrs, &mail_options, &rcpt_options)?;
+        let from_addr = smtplib_address(from_addr)?;
+        let to_addrs = to_addrs
+            .iter()
+            .map(smtplib_address)
+            .collect::<PyResult<Vec<_>>>()?;
+        let envelope = envelope(&from_addr, &to_addrs, &mail_options, &rcpt_options)?;
         let result = self.transaction(py, &envelope, message)?;
         let positive = |r: &Reply| (200..300).contains(&r.code().get());
         let all_accepted = positive(&result.mail)
@@ -718,43 +748,119 @@ impl Client {
         Ok((!all_accepted).then(|| result_tuple(&result)))
     }
 
-    /// Sends several messages, each `(from_addr, to_addrs, message bytes)`, one
+    /// Sends several messages, each `(from_addr, to_addrs, message)` (`message` a
+    /// `bytes` object), one
     /// transaction each, the next chained behind the previous one's final dot when the
     /// server pipelines. Every envelope is checked before anything is sent (ValueError).
-    /// Returns one entry per message, in order: a result tuple as `send` gives, or the
-    /// exception that message failed with. An error that closed the connection ends the
-    /// list early.
-    #[pyo3(signature = (messages, mail_options = Vec::new(), rcpt_options = Vec::new()))]
+    /// Returns one entry per message, in order: a `SendResult` (see
+    /// `crate::results`), or the exception that message failed with. An error that closed
+    /// the connection ends the list early.
+    ///
+    /// With `on_result`, `on_result(index, outcome)` is called for each message as soon
+    /// as its outcome is known, while the next ones are under way. An exception it raises
+    /// stops the batch: no further message is started, the ones already sent are finished
+    /// (their replies read, so the connection stays usable) without being reported, and
+    /// the exception is raised here.
+    #[pyo3(signature = (messages, mail_options = Vec::new(), rcpt_options = Vec::new(),
+        on_result = None))]
     fn send_batch(
         &self,
         py: Python<'_>,
-        messages: Vec<(String, Vec<String>, Vec<u8>)>,
+        messages: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyBytes>)>,
         mail_options: Vec<String>,
         rcpt_options: Vec<String>,
+        on_result: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Py<PyAny>>> {
-        let mut envelopes = Vec::with_capacity(messages.len());
-        let mut bodies = Vec::with_capacity(messages.len());
-        for (from, to, body) in messages {
-            envelopes.push(envelope(&from, &to, &mail_options, &rcpt_options)?);
-            bodies.push(body);
+        self.not_from_own_callback()?;
+        // perf: an entry whose sender and recipients are the very objects of the entry
+        // before it (`smtpx.common.batch_items` shares a repeated envelope's) uses that
+        // entry's envelope instead of reading and parsing them again. The objects are
+        // only read here, attached, so they cannot change in between.
+        let mut envelopes: Vec<Envelope> = Vec::new();
+        let mut envelope_of = Vec::with_capacity(messages.len());
+        let mut previous: Option<(&Bound<'_, PyAny>, &Bound<'_, PyAny>)> = None;
+        for (from, to, _) in &messages {
+            let repeated = previous.is_some_and(|(f, t)| from.is(f) && to.is(t));
+            if !repeated {
+                let sender: String = from.extract()?;
+                let recipients: Vec<String> = to.extract()?;
+                envelopes.push(envelope(
+                    &sender,
+                    &recipients,
+                    &mail_options,
+                    &rcpt_options,
+                )?);
+                previous = Some((from, to));
+            }
+            envelope_of.push(envelopes.len() - 1);
         }
-        let outcomes = py.detach(|| {
-            let mut guard = lock(&self.inner);
-            guard.as_mut().map(|client| {
-                client.send_batch(envelopes.iter().zip(bodies.iter().map(Vec::as_slice)))
-            })
-        });
-        let Some(outcomes) = outcomes else {
-            return Err(SmtpDisconnected::new_err("the connection is closed"));
+        // perf: each message is sent from its `bytes` object, not a copy (a `bytes`
+        // cannot change, and `messages` holds each one until the batch is over).
+        let bodies: Vec<&[u8]> = messages
+            .iter()
+            .map(|(_, _, body)| body.as_bytes())
+            .collect();
+        let batch = envelope_of
+            .iter()
+            .map(|&i| &envelopes[i])
+            .zip(bodies.iter().copied());
+        let Some(on_result) = on_result else {
+            let outcomes = py.detach(|| {
+                lock(&self.inner)
+                    .as_mut()
+                    .map(|client| client.send_batch(batch))
+            });
+            let Some(outcomes) = outcomes else {
+                return Err(SmtpDisconnected::new_err("the connection is closed"));
+            };
+            let mut objects = ResultObjects::new(py)?;
+            return outcomes
+                .into_iter()
+                .map(|outcome| outcome_object(py, &mut objects, outcome))
+                .collect();
         };
-        let mut replies = ReplyObjects::default();
-        outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Ok(result) => Ok(replies.result(py, &result)?.unbind()),
-                Err(e) => Ok(client_error(e, false).into_value(py).into_any()),
-            })
-            .collect()
+        // Streamed: each outcome is made and handed over as it comes, attached for that
+        // moment only. `stopped` ends the messages the engine takes once the callback
+        // (or the building of an outcome) failed.
+        let stopped = AtomicBool::new(false);
+        let batch = batch.take_while(|_| !stopped.load(Ordering::Relaxed));
+        let mut reported: Vec<Py<PyAny>> = Vec::new();
+        let mut failure: Option<PyErr> = None;
+        let key = self.key();
+        let opened = py.detach(|| {
+            let mut guard = lock(&self.inner);
+            let client = guard.as_mut()?;
+            client.send_batch_with(batch, |index, outcome| {
+                if failure.is_some() {
+                    return; // a message already under way when the callback failed
+                }
+                Python::attach(|py| {
+                    let given = ResultObjects::new(py)
+                        .and_then(|mut objects| outcome_object(py, &mut objects, outcome))
+                        .and_then(|object| {
+                            calling_back(key, || {
+                                on_result.call1(py, (index, object.clone_ref(py)))
+                            })?;
+                            Ok(object)
+                        });
+                    match given {
+                        Ok(object) => reported.push(object),
+                        Err(e) => {
+                            stopped.store(true, Ordering::Relaxed);
+                            failure = Some(e);
+                        }
+                    }
+                });
+            });
+            Some(())
+        });
+        if opened.is_none() {
+            return Err(SmtpDisconnected::new_err("the connection is closed"));
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(reported),
+        }
     }
 
     /// Sends `line` as it is and returns the reply whatever its code (smtplib's
@@ -792,19 +898,21 @@ impl Client {
     }
 
     /// The server's greeting, and its 220 to the last STARTTLS, as reply tuples.
-    fn kept_replies(&self, py: Python<'_>) -> (Option<ReplyTuple>, Option<ReplyTuple>) {
-        self.peek(py, |c| {
-            (
-                c.greeting().map(reply_tuple),
-                c.starttls_reply().map(reply_tuple),
-            )
-        })
-        .unwrap_or((None, None))
+    fn kept_replies(&self, py: Python<'_>) -> PyResult<(Option<ReplyTuple>, Option<ReplyTuple>)> {
+        Ok(self
+            .peek(py, |c| {
+                (
+                    c.greeting().map(reply_tuple),
+                    c.starttls_reply().map(reply_tuple),
+                )
+            })?
+            .unwrap_or((None, None)))
     }
 
     /// Sends QUIT, waits for the reply and closes; returns the reply (None when the server
     /// hung up without one). Quiet when already closed.
     fn quit(&self, py: Python<'_>) -> PyResult<Option<ReplyTuple>> {
+        self.not_from_own_callback()?;
         py.detach(|| {
             let client = lock(&self.inner).take();
             match client {
@@ -818,7 +926,9 @@ impl Client {
     }
 
     /// Closes the connection without QUIT.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.not_from_own_callback()?;
         py.detach(|| drop(lock(&self.inner).take()));
+        Ok(())
     }
 }

@@ -39,6 +39,7 @@ mod errors;
 mod logging;
 mod pool;
 mod proxy;
+mod results;
 mod runner;
 mod sans_io;
 mod server;
@@ -59,6 +60,8 @@ mod _native {
     use crate::connection::ServerConnection;
     #[pymodule_export]
     use crate::pool::{Pool, PoolCore, PoolLease, Relay, RelayJob, RelaySession};
+    #[pymodule_export]
+    use crate::results::register_result_types;
     #[pymodule_export]
     use crate::runner::ClientRunner;
     #[pymodule_export]

@@ -24,8 +24,11 @@ use smtp_core::blocking::client::Error;
 use smtp_core::client::ClientSession;
 use smtp_core::client::runner::{Action, ClientRunner as Runner, Outcome, OwnedOperation};
 
-use crate::client::{ReplyTuple, client_options, envelope, reply_tuple, result_tuple};
+use crate::client::{
+    ReplyTuple, client_options, envelope, outcome_object, reply_tuple, result_tuple,
+};
 use crate::errors::{SmtpDisconnected, client_error};
+use crate::results::ResultObjects;
 use crate::tls::TlsConfig;
 use crate::trace::PyTrace;
 
@@ -115,14 +118,10 @@ impl ClientRunner {
             }
             Outcome::Reply(reply) => reply_tuple(&reply).into_pyobject(py)?.into_any().unbind(),
             Outcome::Batch(results) => {
+                let mut objects = ResultObjects::new(py)?;
                 let items = results
                     .into_iter()
-                    .map(|outcome| match outcome {
-                        Ok(result) => {
-                            Ok(result_tuple(&result).into_pyobject(py)?.into_any().unbind())
-                        }
-                        Err(e) => Ok(client_error(e, false).into_value(py).into_any()),
-                    })
+                    .map(|outcome| outcome_object(py, &mut objects, outcome))
                     .collect::<PyResult<Vec<_>>>()?;
                 items.into_pyobject(py)?.into_any().unbind()
             }
@@ -430,6 +429,26 @@ impl ClientRunner {
             let value = self.finish(py, done)?;
             return ("done", value).into_pyobject(py);
         }
+    }
+
+    /// The outcomes of the batch under way known since the last call, oldest first (each
+    /// a `SendResult` or the exception, as in the batch's final list, which then holds
+    /// only the outcomes not taken here); empty for any other operation.
+    fn take_results(&mut self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        let op = self.op()?;
+        let mut objects = ResultObjects::new(py)?;
+        let mut taken = Vec::new();
+        while let Some(outcome) = op.take_result() {
+            taken.push(outcome_object(py, &mut objects, outcome)?);
+        }
+        Ok(taken)
+    }
+
+    /// Starts no further message of the batch under way: the ones already started
+    /// finish (their replies are read) and end it; the rest are not sent.
+    fn stop_batch(&mut self) -> PyResult<()> {
+        self.op()?.stop_batch();
+        Ok(())
     }
 
     /// The bytes of the last write went out.

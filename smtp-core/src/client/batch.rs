@@ -63,11 +63,17 @@ impl<I: Iterator<Item: BatchMessage>> Batch<I> {
     /// refuses for itself (too large, an address it cannot send) gets its error in place
     /// once every message before it has its outcome, and the next one is tried.
     pub(crate) fn start_next(&mut self, session: &mut ClientSession) {
-        while let Some(message) = self.queue.peek() {
+        loop {
             if !self.in_flight.is_empty() && !session.can_send_mail() {
-                // Busy with an earlier message: this one starts once that is done.
+                // Busy with an earlier message: the next starts once that is done. Asked
+                // before the queue is peeked, so that a message is taken from the
+                // caller's iterator only when it can be started (a caller that stops
+                // its iterator meanwhile, on an outcome, starts nothing more).
                 return;
             }
+            let Some(message) = self.queue.peek() else {
+                return;
+            };
             let size = crate::data::wire_size(message.content());
             match session.send_mail(message.envelope(), Some(size)) {
                 Ok(()) => {
@@ -118,6 +124,11 @@ impl<I: Iterator<Item: BatchMessage>> Batch<I> {
 
     fn stop(&mut self) {
         self.in_flight.clear();
+        self.start_none();
+    }
+
+    /// Starts no further message: the queued ones are dropped, those under way finish.
+    pub(crate) fn start_none(&mut self) {
         while self.queue.next().is_some() {}
     }
 

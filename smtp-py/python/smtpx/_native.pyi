@@ -4,7 +4,7 @@ Use the ``smtpx`` package instead: it wraps these in smtplib- and aiosmtpd-style
 """
 
 import os
-from typing import Any, Callable, final
+from typing import Any, Callable, Sequence, final
 
 __all__ = [
     "Client",
@@ -23,6 +23,7 @@ __all__ = [
     "TlsConfig",
     "TlsSession",
     "check_envelope",
+    "register_result_types",
     "reply_code_meaning",
     "wire_size",
     "__version__",
@@ -45,6 +46,9 @@ def check_envelope(
 ) -> None:
     """Checks an envelope as the clients would (ValueError), sending nothing; the
     clients' ``send_batch`` checks every message so before the first goes out."""
+
+def register_result_types(reply: type, recipient_result: type, send_result: type) -> None:
+    """The NamedTuple classes batch outcomes are built as (smtpx.common registers them)."""
 
 # A wire trace callable: (connection id, "C" or "S", the line without CRLF, redacted by
 # the engine). It runs attached to the interpreter, from the thread running the
@@ -124,18 +128,21 @@ class Client:
     ) -> tuple[_Reply, list[_Recipient], _Reply | None, str | None]: ...
     def sendmail(
         self,
-        from_addr: str,
-        to_addrs: list[str],
+        from_addr: object,
+        to_addrs: Sequence[object],
         message: Any,
-        mail_options: list[str] = ...,
-        rcpt_options: list[str] = ...,
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
     ) -> tuple[_Reply, list[_Recipient], _Reply | None, str | None] | None: ...
     def send_batch(
         self,
         messages: list[tuple[str, list[str], bytes]],
         mail_options: list[str] = ...,
         rcpt_options: list[str] = ...,
-    ) -> list[tuple[_Reply, list[_Recipient], _Reply | None, str | None] | BaseException]: ...
+        on_result: Callable[[int, Any], object] | None = None,
+    ) -> list[Any]:
+        """One ``SendResult`` or exception per message (the registered result types);
+        ``on_result(index, outcome)`` is called for each as soon as it is known."""
     def command(
         self, line: str, *, secret: bool = False, allow_insecure_auth: bool = False
     ) -> _Reply:
@@ -212,6 +219,10 @@ class ClientRunner:
     def next_action(self, now: float) -> tuple[str, Any]:
         """One of ("write", bytes), ("goodbye", bytes), ("read", deadline),
         ("starttls", deadline), ("close", None), ("abort", None), ("done", outcome)."""
+    def take_results(self) -> list[Any]:
+        """The batch outcomes known since the last call (SendResult or exception)."""
+    def stop_batch(self) -> None:
+        """Starts no further message of the batch under way."""
     def written(self) -> None: ...
     def write_failed(self, reason: str) -> None: ...
     def received(self, data: bytes, now: float) -> None: ...

@@ -551,17 +551,16 @@ class SMTP:
         421 in that phase (which closes the connection, as in smtplib). Addresses go out
         as given: a local part without a domain (``"postmaster"``) is sent too; a CR, LF
         or NUL, or anything else that is not an address, is a ``ValueError``."""
-        if isinstance(to_addrs, str):
-            to_addrs = [to_addrs]
-        to_list = list(to_addrs)
+        to_list = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         try:
-            # The engine builds the result tuple only when something was refused.
+            # perf: the engine finds the bare addresses (as bare_address does) and builds
+            # the result tuple only when something was refused.
             result = self._client().sendmail(
-                bare_address(from_addr),
-                [bare_address(a) for a in to_list],
-                message_bytes(msg),
-                list(mail_options),
-                list(rcpt_options),
+                from_addr,
+                to_list,
+                msg if type(msg) is bytes else message_bytes(msg),
+                mail_options if type(mail_options) is tuple else list(mail_options),
+                rcpt_options if type(rcpt_options) is tuple else list(rcpt_options),
             )
         except SmtpServerClosed as closing:
             # As smtplib: a 421 closes the connection and raises the class of its phase.
@@ -626,6 +625,7 @@ class SMTP:
         *,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
+        on_result: Callable[[int, SendResult | SmtpError], object] | None = None,
     ) -> list[SendResult | SmtpError]:
         """Sends many messages over this connection, one transaction each, and returns an
         outcome per message, in order: a :class:`SendResult` (refusals are in it), or the
@@ -639,6 +639,21 @@ class SMTP:
         last entry is that error, for the oldest message without an outcome (which may or
         may not have been delivered); the messages after it were not sent. The messages
         are handed to the engine 1,000 at a time, which bounds the copies it holds.
+
+        ``on_result``, when given, is called as ``on_result(index, outcome)`` for each
+        message (``index`` from 0 in ``messages``, ``outcome`` the entry the list will
+        hold) as soon as the server's final reply to it is read, while the next messages
+        are still under way: to mark each message done in a queue without waiting for
+        the whole batch. It runs on this thread, in message order; a call it makes on
+        this connection raises ``RuntimeError`` (the batch holds it). An exception it
+        raises stops the batch: no further message is
+        started, the messages already sent are finished (their replies read, so the
+        connection stays usable) but not reported, and the exception propagates from
+        ``send_batch``. Only outcomes handed to ``on_result`` were reported; a message
+        not reported may or may not have been delivered::
+
+            done = []
+            client.send_batch(queue, on_result=lambda i, outcome: done.append(i))
         """
         client = self._client()
         # perf: the collector paused for the whole batch, not per group: each time it ran
@@ -647,7 +662,8 @@ class SMTP:
         with gc_paused():
             batch = Batch(messages, mail_options, rcpt_options)
             for group in batch.groups():
-                raw = client.send_batch(group, *batch.options)
+                report = None if on_result is None else batch.reporter(on_result)
+                raw = client.send_batch(group, *batch.options, report)
                 if not batch.collect(raw, len(group)):
                     break  # the connection ended: the rest were not sent
         return batch.outcomes

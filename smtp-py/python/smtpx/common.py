@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import ssl
-from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence, Union
+from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence, Union
 
 from smtpx import _native
 from smtpx.errors import SmtpDataError, SmtpError, SmtpRecipientsRefused, SmtpSenderRefused
@@ -152,13 +152,17 @@ class SendResult(NamedTuple):
     @property
     def ok(self) -> bool:
         """True when the message was accepted for at least one recipient."""
-        # perf: the codes compared here, not through Reply.ok (a property call each).
-        data = self.data
-        return (
-            200 <= self.mail.code < 300
-            and (data is not None and 200 <= data.code < 300 or self._lmtp)
-            and any(r.accepted for r in self.recipients)
-        )
+        # perf: the codes compared here, not through Reply.ok (a property call each),
+        # and a loop instead of any() over a generator (a frame per call).
+        mail, recipients, data, _ = self
+        if not 200 <= mail[0] < 300:
+            return False
+        if (data is None or not 200 <= data[0] < 300) and not self._lmtp:
+            return False
+        for recipient in recipients:
+            if recipient[3]:
+                return True
+        return False
 
     @property
     def _lmtp(self) -> bool:
@@ -336,6 +340,10 @@ def send_result(raw: _native_Result) -> SendResult:
     )
 
 
+# Batch outcomes are built by the engine as these classes (see _native's results).
+_native.register_result_types(Reply, RecipientResult, SendResult)
+
+
 def refused_or_raise(
     raw: _native_Result, from_addr: str, to_list: list[str]
 ) -> dict[str, tuple[int, bytes]]:
@@ -376,6 +384,34 @@ def batch_item(message: BatchMessage) -> tuple[str, list[str], bytes]:
     return (bare_address(sender), [bare_address(a) for a in recipients], body)
 
 
+def batch_items(messages: Iterable[BatchMessage]) -> list[tuple[str, list[str], bytes]]:
+    """:func:`batch_item` of every entry. perf: a batch usually repeats one envelope (a
+    newsletter, a queue run to one relay): when an entry's sender and recipients equal
+    the previous entry's, that envelope's bare addresses are used again instead of being
+    found again (``bench/blocking_client.py``). The previous recipients are compared
+    with a copy, so a list changed in place between entries is read again."""
+    items: list[tuple[str, list[str], bytes]] = []
+    append = items.append
+    last_sender: object = None
+    last_to: object = None
+    envelope: tuple[str, list[str]] = ("", [])
+    for message in messages:
+        if type(message) is not tuple:
+            append(batch_item(message))
+            last_sender = None
+            continue
+        sender, to, data = message  # batch_item's ValueError for another length
+        if sender != last_sender or to != last_to or type(sender) is not str:
+            item = batch_item(message)
+            append(item)
+            envelope = (item[0], item[1])
+            last_sender = sender
+            last_to = to if type(to) in (str, tuple) else list(to)
+            continue
+        append((envelope[0], envelope[1], data if type(data) is bytes else bytes(message_bytes(data))))
+    return items
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """perf: Python's cyclic garbage collector paused while a batch's outcomes are built.
@@ -404,12 +440,17 @@ class Batch:
     ) -> None:
         self.options = (list(mail_options), list(rcpt_options))
         with gc_paused():  # thousands of new tuples and lists, no cycles (see gc_paused)
-            self.items = [batch_item(m) for m in messages]
+            self.items = batch_items(messages)
         if len(self.items) > BATCH_GROUP:
             # The engine checks each group before sending any of it; with several
             # groups, a bad envelope in a later one must stop the first, too.
+            # perf: an envelope that batch_items shared with the previous entry (the
+            # same objects) was checked with it.
+            last: tuple[object, object] = (None, None)
             for sender, to, _ in self.items:
-                _native.check_envelope(sender, to, *self.options)
+                if sender is not last[0] or to is not last[1]:
+                    _native.check_envelope(sender, to, *self.options)
+                    last = (sender, to)
         self.outcomes: list[SendResult | SmtpError] = []
 
     def groups(self) -> Iterator[list[tuple[str, list[str], bytes]]]:
@@ -418,20 +459,28 @@ class Batch:
             yield self.items[start : start + BATCH_GROUP]
 
     def collect(self, raw: list[Any], sent: int) -> bool:
-        """Takes the engine's outcomes of a group of ``sent`` messages; False when the
+        """Takes the engine's outcomes of a group of ``sent`` messages (each a
+        :class:`SendResult` or an exception, built by the engine); False when the
         connection ended (the rest were not sent)."""
-        with gc_paused():
-            self._collect(raw)
+        for item in raw:
+            if type(item) is not SendResult and not isinstance(item, SmtpError):
+                raise item
+        self.outcomes += raw
         return len(raw) >= sent
 
-    def _collect(self, raw: list[Any]) -> None:
-        for item in raw:
-            if isinstance(item, BaseException):
-                if not isinstance(item, SmtpError):
-                    raise item
-                self.outcomes.append(item)
-            else:
-                self.outcomes.append(send_result(item))
+    def reporter(
+        self, on_result: Callable[[int, SendResult | SmtpError], object]
+    ) -> Callable[[int, Any], object]:
+        """The engine's per-outcome callback for the next group: ``on_result`` with the
+        message's index in the whole batch."""
+        offset = len(self.outcomes)
+
+        def report(index: int, outcome: Any) -> object:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, SmtpError):
+                raise outcome
+            return on_result(offset + index, outcome)
+
+        return report
 
 
 # Messages handed to the engine per call of a batch: bounds the copies it holds at once.

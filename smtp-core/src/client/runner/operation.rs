@@ -196,6 +196,16 @@ impl<R: BorrowMut<ClientRunner>, I: Iterator<Item: BatchMessage>> Operation<R, I
         self.batch.as_mut().and_then(Batch::take_result)
     }
 
+    /// Starts no further message of a batch (nothing for any other operation): the
+    /// messages not started yet are dropped without an outcome, the ones under way
+    /// finish as usual (their replies are read, so the connection stays usable) and end
+    /// the operation. For a driver whose caller stopped taking outcomes midway.
+    pub fn stop_batch(&mut self) {
+        if let Some(batch) = self.batch.as_mut() {
+            batch.start_none();
+        }
+    }
+
     /// Hands every batch outcome known since the last call to `on_result`, oldest first;
     /// see [`take_result`](Operation::take_result).
     pub fn report_results(&mut self, on_result: &mut impl FnMut(Result<TransactionResult, Error>)) {

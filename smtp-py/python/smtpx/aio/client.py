@@ -333,24 +333,30 @@ class SMTP:
             connection.close()
 
     async def _guarded(
-        self, start: Callable[[_native.ClientRunner, float], None], timeout: Timeout = _DEFAULT
+        self,
+        start: Callable[[_native.ClientRunner, float], None],
+        timeout: Timeout = _DEFAULT,
+        before_read: Callable[[_native.ClientRunner], None] | None = None,
     ) -> object:
         """Runs one operation of the engine's runner (``start(runner, now)`` starts it)
         under the timeout, after any operation other coroutines started first. A failure
         that leaves the connection unusable (or a cancellation) closes it; errors are
         raised as aiosmtplib's (:mod:`smtpx.aio.errors`)."""
         try:
-            return await self._guarded_engine(start, timeout)
+            return await self._guarded_engine(start, timeout, before_read)
         except SmtpError as error:
             raise translate(error) from None
 
     async def _guarded_engine(
-        self, start: Callable[[_native.ClientRunner, float], None], timeout: Timeout
+        self,
+        start: Callable[[_native.ClientRunner, float], None],
+        timeout: Timeout,
+        before_read: Callable[[_native.ClientRunner], None] | None = None,
     ) -> object:
         seconds = self.timeout if isinstance(timeout, _Default) else timeout
         async with self._turn:
             try:
-                return await within(self._operation(start), seconds)
+                return await within(self._operation(start, before_read), seconds)
             except asyncio.TimeoutError:
                 self.close()
                 raise SmtpTimeoutError(f"timed out after {seconds} s") from None
@@ -368,10 +374,14 @@ class SMTP:
                 self.close()
                 raise
 
-    async def _operation(self, start: Callable[[_native.ClientRunner, float], None]) -> object:
+    async def _operation(
+        self,
+        start: Callable[[_native.ClientRunner, float], None],
+        before_read: Callable[[_native.ClientRunner], None] | None = None,
+    ) -> object:
         connection = self._live()
         start(connection.runner, connection.now())
-        return await connection.run()
+        return await connection.run(before_read)
 
     async def connect(self, **options: object) -> SMTPResponse:
         """Connects, then greets (and logs in, when given credentials); returns the
@@ -829,6 +839,7 @@ class SMTP:
         *,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
+        on_result: Callable[[int, SendResult | SmtpError], object] | None = None,
     ) -> list[SendResult | SmtpError]:
         """Sends many messages over this connection, one transaction each, and returns an
         outcome per message, in order, as :meth:`smtpx.SMTP.send_batch`: a
@@ -837,13 +848,23 @@ class SMTP:
         one's end (one round trip per message). Every envelope is checked first
         (``ValueError``, nothing sent). An error that closes the connection ends the list
         early, its last entry being that error. ``timeout`` bounds each group of 1,000
-        messages."""
+        messages.
+
+        ``on_result(index, outcome)``, when given, is called for each message as soon as
+        its outcome is known (before the next wait for the server), as with
+        :meth:`smtpx.SMTP.send_batch`: a plain function, run on the event loop. An
+        exception it raises stops the batch (no further message is started; those under
+        way finish unreported, leaving the connection usable) and propagates."""
         batch = Batch(messages, mail_options, rcpt_options)
         self._live()
         for group in batch.groups():
+            stream = None if on_result is None else _Stream(batch.reporter(on_result))
             raw = await self._guarded(
-                lambda runner, now: runner.start_batch(group, *batch.options)
+                lambda runner, now: runner.start_batch(group, *batch.options),
+                before_read=None if stream is None else stream.take,
             )
+            if stream is not None:
+                raw = stream.finish(raw)  # type: ignore[arg-type]
             if not batch.collect(raw, len(group)):  # type: ignore[arg-type]
                 break
         return batch.outcomes
@@ -903,6 +924,41 @@ async def send(
             )
         assert sender is not None and recipients is not None
         return await client.sendmail(sender, recipients, message, mail_options, rcpt_options)
+
+
+class _Stream:
+    """A batch group's outcomes handed to ``report`` as the engine knows them (taken
+    before each wait for the server, and the rest at the end); an exception from
+    ``report`` stops the batch and is raised once the messages under way are done."""
+
+    def __init__(self, report: Callable[[int, Any], object]) -> None:
+        self.report = report
+        self.reported: list[Any] = []
+        self.failure: BaseException | None = None
+
+    def take(self, runner: _native.ClientRunner) -> None:
+        self._give(runner.take_results(), runner)
+
+    def finish(self, rest: list[Any]) -> list[Any]:
+        """The group's whole list, once its operation is done (``rest`` what the
+        engine's outcome holds); raises the report's exception, if any."""
+        self._give(rest, None)
+        if self.failure is not None:
+            raise self.failure
+        return self.reported
+
+    def _give(self, outcomes: list[Any], runner: _native.ClientRunner | None) -> None:
+        for outcome in outcomes:
+            if self.failure is not None:
+                return  # under way when the report failed: finished, not reported
+            try:
+                self.report(len(self.reported), outcome)
+            except BaseException as failure:
+                self.failure = failure
+                if runner is not None:
+                    runner.stop_batch()
+                return
+            self.reported.append(outcome)
 
 
 def _expect(reply: SMTPResponse, *codes: int) -> SMTPResponse:

@@ -180,10 +180,12 @@ class Connection:
         """The runner's clock: seconds since the connection was made."""
         return asyncio.get_running_loop().time() - self._base
 
-    async def run(self) -> object:
+    async def run(self, before_read: Callable[[_native.ClientRunner], None] | None = None) -> object:
         """Performs the runner's actions until its operation is done; returns the
-        outcome (a failed operation raises)."""
-        return await self._drive(self.runner)
+        outcome (a failed operation raises). ``before_read(runner)``, when given, is
+        called before each wait for the server (to take a batch's outcomes as they
+        come)."""
+        return await self._drive(self.runner, before_read)
 
     def close(self) -> None:
         """Closes at once (a TLS close_notify first, when encrypted)."""
@@ -202,7 +204,11 @@ class Connection:
             raise SmtpDisconnected("not connected")
         return self._reader, self._writer
 
-    async def _drive(self, runner: _native.ClientRunner) -> object:
+    async def _drive(
+        self,
+        runner: _native.ClientRunner,
+        before_read: Callable[[_native.ClientRunner], None] | None = None,
+    ) -> object:
         """Performs the runner's actions on the connection until its operation is done;
         returns the outcome (a failed operation raises)."""
         reader, writer = self._streams()
@@ -217,6 +223,8 @@ class Connection:
                     continue
                 runner.written()
             elif kind == "read":
+                if before_read is not None:
+                    before_read(runner)
                 await self._read(runner, reader, writer, value)
             elif kind == "starttls":
                 await self._starttls_handshake(runner, value)
