@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -133,15 +134,23 @@ class Recorder:
         return "250 2.0.0 Ok: queued as Q%d" % len(self.messages)
 
 
-@pytest.fixture
-def aiosmtpd_server() -> Iterator[tuple[int, Recorder]]:
+@contextlib.contextmanager
+def running_aiosmtpd(handler: Any) -> Iterator[int]:
+    """aiosmtpd's own Controller serving ``handler`` on a free loopback port (yielded),
+    stopped on the way out."""
     from aiosmtpd.controller import Controller
 
-    handler = Recorder()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        yield port, handler
+        yield port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def aiosmtpd_server() -> Iterator[tuple[int, Recorder]]:
+    handler = Recorder()
+    with running_aiosmtpd(handler) as port:
+        yield port, handler

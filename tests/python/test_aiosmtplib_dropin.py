@@ -17,7 +17,7 @@ import aiosmtplib
 import pytest
 
 import smtpx.aio
-from conftest import free_port
+from conftest import free_port, running_aiosmtpd
 from test_smtplib_dropin import Recording, mutual_tls, scripted, tls_scripted  # noqa: F401 (mutual_tls: a fixture)
 
 LIBS = [pytest.param(aiosmtplib, id="aiosmtplib"), pytest.param(smtpx.aio, id="smtpx.aio")]
@@ -52,16 +52,9 @@ def run_tls(coroutine: Awaitable[T]) -> T:
 
 @pytest.fixture
 def aiosmtpd() -> Iterator[tuple[int, Recording]]:
-    from aiosmtpd.controller import Controller
-
     handler = Recording()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with running_aiosmtpd(handler) as port:
         yield port, handler
-    finally:
-        controller.stop()
 
 
 def test_every_public_aiosmtplib_name_exists() -> None:

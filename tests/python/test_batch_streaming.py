@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import smtpx
-from conftest import free_port, start_server
+from conftest import running_aiosmtpd, start_server
 
 # How long the server holds a reply waiting for the test (a bound: a client that does not
 # stream makes the held message fail after this, and the test with it).
@@ -41,17 +41,12 @@ class HoldingHandler:
 
 @pytest.fixture
 def holding_server() -> Iterator[tuple[int, HoldingHandler]]:
-    from aiosmtpd.controller import Controller
-
     handler = HoldingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, handler
-    finally:
-        handler.release.set()
-        controller.stop()
+    with running_aiosmtpd(handler) as port:
+        try:
+            yield port, handler
+        finally:
+            handler.release.set()
 
 
 def batch(count: int) -> list[tuple[str, list[str], bytes]]:
