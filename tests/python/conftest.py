@@ -135,13 +135,13 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def running_aiosmtpd(handler: Any) -> Iterator[int]:
+def running_aiosmtpd(handler: Any, **options: Any) -> Iterator[int]:
     """aiosmtpd's own Controller serving ``handler`` on a free loopback port (yielded),
-    stopped on the way out."""
+    with its other keyword ``options`` (``tls_context``...), stopped on the way out."""
     from aiosmtpd.controller import Controller
 
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield port

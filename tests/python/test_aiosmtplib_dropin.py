@@ -22,6 +22,7 @@ from test_smtplib_dropin import Recording, mutual_tls, scripted, tls_scripted  #
 
 LIBS = [pytest.param(aiosmtplib, id="aiosmtplib"), pytest.param(smtpx.aio, id="smtpx.aio")]
 
+
 MESSAGE = "Subject: hi\r\n\r\nHello.\r\n"
 
 T = TypeVar("T")
@@ -339,6 +340,50 @@ def test_starttls_with_its_own_tls_settings(
     finally:
         controller.stop()
     assert len(handler.envelopes) == 1
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_loop_transport_and_transport_info(lib: ModuleType, aiosmtpd: tuple[int, Recording]) -> None:
+    port, _ = aiosmtpd
+
+    async def main() -> list[Any]:
+        client = lib.SMTP(hostname="127.0.0.1", port=port, timeout=10)
+        seen: list[Any] = [client.loop, client.transport]
+        with pytest.raises(lib.SMTPServerDisconnected):
+            client.get_transport_info("peername")
+        await client.connect()
+        info = client.get_transport_info
+        seen += [client.loop is asyncio.get_running_loop(), isinstance(client.transport, asyncio.BaseTransport)]
+        seen += [info("peername")[:2], info("sockname")[0], info("socket").family == socket.AF_INET]
+        seen += [info(key) for key in ("sslcontext", "cipher", "peercert", "compression")]
+        await client.quit()
+        with pytest.raises(lib.SMTPServerDisconnected):
+            client.get_transport_info("peername")
+        return seen
+
+    assert run(main()) == [
+        None, None, True, True, ("127.0.0.1", port), "127.0.0.1", True, None, None, None, None
+    ]
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_transport_info_under_starttls(
+    lib: ModuleType, cert_files: tuple[pathlib.Path, pathlib.Path], ca_file: pathlib.Path
+) -> None:
+    cert, key = cert_files
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(str(cert), str(key))
+    with running_aiosmtpd(Recording(), tls_context=server_context) as port:
+
+        async def main() -> Any:
+            async with lib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=10) as client:
+                await client.starttls(server_hostname="mx.test", cert_bundle=str(ca_file))
+                return client.get_transport_info("cipher")
+
+        name, version, bits = run_tls(main())
+    # The same triple as an SSL object's cipher(): OpenSSL's (IANA) name for TLS 1.3.
+    assert version == "TLSv1.3" and name.startswith("TLS_")
+    assert ("AES" in name or "CHACHA20" in name) and bits in (128, 256)
 
 
 # -- client certificates (mutual TLS) ---------------------------------------------------

@@ -175,6 +175,8 @@ class SMTP:
             else None
         )
         self._connection: Connection | None = None
+        #: The event loop of the last :meth:`connect` (None before), as aiosmtplib's.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._last_helo: SMTPResponse | None = None
         self._trace = ClientTrace()
         # One operation at a time: concurrent callers wait their turn.
@@ -311,6 +313,38 @@ class SMTP:
         """True while the connection is encrypted (implicit TLS, or after STARTTLS)."""
         return self._connection is not None and self._connection.is_tls
 
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The asyncio transport under the connection while it is open (None before
+        and after), as aiosmtplib's attribute. Under TLS it carries the TLS records:
+        rustls encrypts above it, so it is never an SSL transport."""
+        connection = self._connection
+        return connection.transport if connection is not None and connection.is_open else None
+
+    def get_transport_info(self, key: str) -> Any:
+        """aiosmtplib's: what the connection's transport says of ``key``
+        (``peername``, ``sockname``, ``socket``, ...). TLS here is rustls above a plain
+        transport, so the TLS keys are answered from the TLS session: ``cipher`` is
+        ``(suite, protocol version, None)``, ``sslcontext`` the ``tls_context`` given
+        (None without one), and ``peercert``, ``ssl_object``/``sslobject`` and
+        ``compression`` are None; on a connection in clear all of them are None, as on
+        aiosmtplib's. Raises :class:`~smtpx.aio.errors.SMTPServerDisconnected` when not
+        connected."""
+        connection = self._connection
+        transport = connection.transport if connection is not None and connection.is_open else None
+        if connection is None or transport is None:
+            raise SMTPServerDisconnected("Server not connected")
+        if key in _TLS_KEYS:
+            tls = connection.tls_session
+            if tls is None:
+                return None
+            if key == "cipher":
+                return _ssl_cipher(tls.cipher_suite, tls.protocol_version)
+            if key == "sslcontext":
+                return self.tls_context
+            return None
+        return transport.get_extra_info(key)
+
     async def __aenter__(self) -> SMTP:
         await self.connect()
         return self
@@ -392,6 +426,7 @@ class SMTP:
         if self.is_connected:
             raise ValueError("already connected")
         self._apply(options)
+        self.loop = asyncio.get_running_loop()
         try:
             async with self._turn:
                 await within(self._connect(), self.timeout)
@@ -886,6 +921,23 @@ class SMTP:
         return await self.sendmail(
             from_addr, to_addrs, flatten(message), mail_options, rcpt_options, timeout=timeout
         )
+
+
+#: The extra-info keys of an SSL transport, answered by get_transport_info from the
+#: rustls session instead.
+_TLS_KEYS = frozenset({"sslcontext", "ssl_object", "sslobject", "peercert", "cipher", "compression"})
+
+
+def _ssl_cipher(suite: str | None, version: str | None) -> tuple[str | None, str | None, int | None]:
+    """An SSL object's ``cipher()`` triple from the rustls session's names: a TLS 1.3
+    suite by its IANA name, which OpenSSL uses too (rustls says ``TLS13_AES_...``), and
+    the secret bits its name gives. (A TLS 1.2 suite keeps its IANA name, where OpenSSL
+    has its own, such as ``ECDHE-RSA-AES256-GCM-SHA384``.)"""
+    if suite is None:
+        return (None, version, None)
+    name = "TLS_" + suite[len("TLS13_"):] if suite.startswith("TLS13_") else suite
+    bits = 256 if "_256_" in name or "CHACHA20" in name else 128 if "_128_" in name else None
+    return (name, version, bits)
 
 
 class LMTP(SMTP):

@@ -172,6 +172,16 @@ class Connection:
         return self._writer is not None
 
     @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The asyncio transport under the connection; None once it is closed."""
+        return None if self._writer is None else self._writer.transport
+
+    @property
+    def tls_session(self) -> _native.TlsSession | None:
+        """The TLS session while the connection is encrypted, else None."""
+        return self._tls if self._writer is not None else None
+
+    @property
     def is_tls(self) -> bool:
         """True while the connection is encrypted."""
         return self._tls is not None and self._writer is not None
