@@ -25,6 +25,14 @@ LIBS = [pytest.param(aiosmtplib, id="aiosmtplib"), pytest.param(smtpx.aio, id="s
 
 MESSAGE = "Subject: hi\r\n\r\nHello.\r\n"
 
+
+def server_tls(cert_files: tuple[pathlib.Path, pathlib.Path]) -> ssl.SSLContext:
+    """aiosmtpd's side of TLS: a server context with the test certificate."""
+    cert, key = cert_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
 T = TypeVar("T")
 
 
@@ -315,18 +323,8 @@ def test_a_call_s_own_timeout(lib: ModuleType) -> None:
 def test_starttls_with_its_own_tls_settings(
     lib: ModuleType, cert_files: tuple[pathlib.Path, pathlib.Path], ca_file: pathlib.Path
 ) -> None:
-    import ssl
-
-    from aiosmtpd.controller import Controller
-
-    cert, key = cert_files
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(str(cert), str(key))
     handler = Recording()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=server_context)
-    controller.start()
-    try:
+    with running_aiosmtpd(handler, tls_context=server_tls(cert_files)) as port:
 
         async def main(name: str) -> int:
             async with lib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=10) as client:
@@ -337,8 +335,6 @@ def test_starttls_with_its_own_tls_settings(
         assert run(main("mx.test")) == 220
         with pytest.raises((ssl.SSLError, lib.SMTPException)):
             run(main("other.test"))  # the certificate does not name it
-    finally:
-        controller.stop()
     assert len(handler.envelopes) == 1
 
 
@@ -370,10 +366,7 @@ def test_loop_transport_and_transport_info(lib: ModuleType, aiosmtpd: tuple[int,
 def test_transport_info_under_starttls(
     lib: ModuleType, cert_files: tuple[pathlib.Path, pathlib.Path], ca_file: pathlib.Path
 ) -> None:
-    cert, key = cert_files
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(str(cert), str(key))
-    with running_aiosmtpd(Recording(), tls_context=server_context) as port:
+    with running_aiosmtpd(Recording(), tls_context=server_tls(cert_files)) as port:
 
         async def main() -> Any:
             async with lib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=10) as client:
