@@ -47,7 +47,7 @@ class CSink:
     inline = False
 
     def __init__(self, max_conn=None):
-        argv = ["taskset", "-c", peers.SERVER_CPU, CSink.binary] + (["--inline"] if self.inline else [])
+        argv = ["taskset", "-c", peers.SERVER_CPU, self.binary] + (["--inline"] if self.inline else [])
         if max_conn:
             argv += ["--max-connections", str(max_conn)]
         self.p = peers.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -73,14 +73,6 @@ class CSinkBaseline(CSink):
     """A c_sink built from another commit (--baseline)."""
 
     binary = None
-
-    def __init__(self, max_conn=None):
-        saved = CSink.binary
-        CSink.binary = CSinkBaseline.binary
-        try:
-            super().__init__(max_conn)
-        finally:
-            CSink.binary = saved
 
 
 class CSinkInline(CSink):

@@ -61,7 +61,8 @@ impl TlsConfig {
     /// `dangerous_accept_invalid_certs` any certificate is accepted (tests only).
     /// `client_cert` (a PEM chain file, leaf first) and `client_key` (its key's PEM file;
     /// None when the key is in `client_cert`) are shown to a server that asks for a
-    /// certificate (mutual TLS).
+    /// certificate (mutual TLS). Without arguments: the process's one default
+    /// configuration (`tls::default_client_config`), shared so that clients resume.
     #[staticmethod]
     #[pyo3(signature = (*, roots = "webpki", ca_file = None, ca_pem = None,
         dangerous_accept_invalid_certs = false, client_cert = None, client_key = None))]
@@ -88,16 +89,25 @@ impl TlsConfig {
                 )));
             }
         };
-        let options = TlsClientOptions {
-            roots,
-            dangerous_accept_invalid_certs,
-        };
-        let extras = TlsClientExtras {
-            identity,
-            ..TlsClientExtras::default()
-        };
-        let config = tls::client_config_with(&options, &extras)
-            .map_err(|e| client_error(e.into(), false))?;
+        let defaults = matches!(roots, RootCerts::WebPki)
+            && !dangerous_accept_invalid_certs
+            && identity.is_none();
+        let config = if defaults {
+            // The process's one default configuration: its session cache is shared with
+            // every other client given no settings, so they resume each other's sessions.
+            tls::default_client_config()
+        } else {
+            let options = TlsClientOptions {
+                roots,
+                dangerous_accept_invalid_certs,
+            };
+            let extras = TlsClientExtras {
+                identity,
+                ..TlsClientExtras::default()
+            };
+            tls::client_config_with(&options, &extras)
+        }
+        .map_err(|e| client_error(e.into(), false))?;
         Ok(TlsConfig {
             side: Side::Client(config),
         })

@@ -244,6 +244,24 @@ fn tls(state: &ConnState) -> Option<&TlsInfo> {
     state.tls.get()
 }
 
+/// One text field of the TLS details (`pick`), copied out under the buffer contract;
+/// empty while the connection is not encrypted or the field is unknown.
+fn tls_text_out(
+    pick: fn(&TlsInfo) -> Option<&str>,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> smtpx_result {
+    ffi_panic_boundary(|| {
+        with_current(|state| {
+            let text = tls(state).and_then(pick).unwrap_or("");
+            // SAFETY: the caller passes buf writable for len bytes and out_n for a
+            // size_t, or NULL (the contract of every function calling this).
+            unsafe { copy_str_out(text, buf, len, out_n) }
+        })
+    })
+}
+
 /// The negotiated TLS version, "TLSv1.2" or "TLSv1.3", copied into `buf` under the
 /// buffer contract: known from the connect callback on for implicit TLS, from the
 /// `tls_started` callback on after STARTTLS. Empty while the connection is not
@@ -256,13 +274,7 @@ pub extern "C" fn smtpx_server_call_tls_version(
     len: usize,
     out_n: *mut usize,
 ) -> smtpx_result {
-    ffi_panic_boundary(|| {
-        with_current(|state| {
-            let version = tls(state).and_then(|t| t.version.as_deref()).unwrap_or("");
-            // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
-            unsafe { copy_str_out(version, buf, len, out_n) }
-        })
-    })
+    tls_text_out(|t| t.version.as_deref(), buf, len, out_n)
 }
 
 /// The negotiated cipher suite's IANA name (for example "TLS13_AES_256_GCM_SHA384"),
@@ -276,13 +288,7 @@ pub extern "C" fn smtpx_server_call_tls_cipher(
     len: usize,
     out_n: *mut usize,
 ) -> smtpx_result {
-    ffi_panic_boundary(|| {
-        with_current(|state| {
-            let cipher = tls(state).and_then(|t| t.cipher.as_deref()).unwrap_or("");
-            // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
-            unsafe { copy_str_out(cipher, buf, len, out_n) }
-        })
-    })
+    tls_text_out(|t| t.cipher.as_deref(), buf, len, out_n)
 }
 
 /// The host name the client asked for in its TLS handshake (SNI), copied into `buf`
@@ -296,13 +302,7 @@ pub extern "C" fn smtpx_server_call_tls_server_name(
     len: usize,
     out_n: *mut usize,
 ) -> smtpx_result {
-    ffi_panic_boundary(|| {
-        with_current(|state| {
-            let name = tls(state).and_then(|t| t.server_name.as_deref());
-            // SAFETY: buf is writable for len bytes and out_n for a size_t, or NULL.
-            unsafe { copy_str_out(name.unwrap_or(""), buf, len, out_n) }
-        })
-    })
+    tls_text_out(|t| t.server_name.as_deref(), buf, len, out_n)
 }
 
 /// The client's certificate number `index` (0 is its own, then the chain it sent), DER

@@ -686,7 +686,9 @@ class TlsConfig:
         only the certificates of ``ca_file`` or ``ca_pem``. With
         ``dangerous_accept_invalid_certs`` any certificate is accepted (tests only).
         ``client_cert`` (a PEM chain, leaf first) and ``client_key`` (its key, None
-        when in ``client_cert``) are shown to a server that asks for a certificate."""
+        when in ``client_cert``) are shown to a server that asks for a certificate.
+        Without arguments: the process's one default configuration, whose session cache
+        every client given no settings shares (so they resume their TLS sessions)."""
     @staticmethod
     def server(cert_pem: bytes, key_pem: bytes) -> TlsConfig:
         """A PEM certificate chain (leaf first) and private key."""

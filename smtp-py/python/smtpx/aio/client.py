@@ -330,8 +330,7 @@ class SMTP:
         ``compression`` are None; on a connection in clear all of them are None, as on
         aiosmtplib's. Raises :class:`~smtpx.aio.errors.SMTPServerDisconnected` when not
         connected."""
-        connection = self._connection
-        transport = connection.transport if connection is not None and connection.is_open else None
+        connection, transport = self._connection, self.transport
         if connection is None or transport is None:
             raise SMTPServerDisconnected("Server not connected")
         if key in _TLS_KEYS:

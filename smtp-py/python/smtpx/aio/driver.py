@@ -21,7 +21,6 @@ __all__ = ["Connection", "client_tls_config", "within"]
 _T = TypeVar("_T")
 _READ = 64 * 1024
 
-_default_tls: _native.TlsConfig | None = None
 
 # perf: the client's read deadline and the timeout of each of its calls were an
 # asyncio.wait_for. Before Python 3.12 wait_for wraps the awaitable in a new Task each time
@@ -55,15 +54,6 @@ def _small_reads(writer: asyncio.StreamWriter) -> None:
         transport.max_size = _READ  # type: ignore[attr-defined]
 
 
-def _default_tls_config() -> _native.TlsConfig:
-    """The client configuration with Mozilla's roots and full checks, built once (it
-    also keeps session tickets for resumption across connections)."""
-    global _default_tls
-    if _default_tls is None:
-        _default_tls = _native.TlsConfig.client()
-    return _default_tls
-
-
 def client_tls_config(
     validate_certs: bool,
     cert_bundle: str | os.PathLike[str] | None,
@@ -87,7 +77,8 @@ def client_tls_config(
             client_key=key,
         )
     if cert_bundle is None and validate_certs and cert is None:
-        return _default_tls_config()
+        # The process's one default configuration (shared session cache).
+        return _native.TlsConfig.client()
     return _native.TlsConfig.client(
         ca_file=None if cert_bundle is None else os.fspath(cert_bundle),
         dangerous_accept_invalid_certs=not validate_certs,
