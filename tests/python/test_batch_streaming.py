@@ -53,31 +53,6 @@ def batch(count: int) -> list[tuple[str, list[str], bytes]]:
     return [("a@example.org", ["b@example.net"], b"Subject: %d\r\n\r\nhi\r\n" % n) for n in range(count)]
 
 
-def test_results_come_before_the_batch_ends(holding_server: tuple[int, HoldingHandler]) -> None:
-    port, handler = holding_server
-    seen: list[tuple[int, Any]] = []
-    third_answered_when_second_seen: list[bool] = []
-
-    def on_result(index: int, outcome: Any) -> None:
-        seen.append((index, outcome))
-        if index == 1:
-            # The third message's reply is still held: this outcome came while the
-            # batch was under way. Releasing it lets the batch finish.
-            third_answered_when_second_seen.append(handler.reply_to_third_sent.is_set())
-            handler.release.set()
-
-    with smtpx.SMTP("127.0.0.1", port, timeout=10) as client:
-        outcomes = client.send_batch(batch(5), on_result=on_result)
-    assert third_answered_when_second_seen == [False]
-    assert [index for index, _ in seen] == [0, 1, 2, 3, 4]
-    # The callback got the very objects the list holds, and every one is a success
-    # (the third would be a 451 had the client waited for the end of the batch).
-    assert all(a is b for (_, a), b in zip(seen, outcomes))
-    assert all(isinstance(o, smtpx.SendResult) and o.ok for o in outcomes)
-    assert [o.queue_id for o in outcomes] == ["Q1", "Q2", "Q3", "Q4", "Q5"]
-    assert len(handler.messages) == 5
-
-
 class Stop(Exception):
     pass
 
@@ -195,7 +170,21 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(bounded())
 
 
-def test_aio_results_come_before_the_batch_ends(holding_server: tuple[int, HoldingHandler]) -> None:
+def send_batch_blocking(port: int, messages: Any, on_result: Any) -> list[Any]:
+    with smtpx.SMTP("127.0.0.1", port, timeout=10) as client:
+        return client.send_batch(messages, on_result=on_result)
+
+
+def send_batch_aio(port: int, messages: Any, on_result: Any) -> list[Any]:
+    async def main() -> list[Any]:
+        async with smtpx.aio.SMTP(hostname="127.0.0.1", port=port, timeout=10) as client:
+            return await client.send_batch(messages, on_result=on_result)
+
+    return run(main())
+
+
+@pytest.mark.parametrize("send_batch", [send_batch_blocking, send_batch_aio], ids=["smtpx.SMTP", "smtpx.aio.SMTP"])
+def test_results_come_before_the_batch_ends(holding_server: tuple[int, HoldingHandler], send_batch: Any) -> None:
     port, handler = holding_server
     seen: list[tuple[int, Any]] = []
     third_answered_when_second_seen: list[bool] = []
@@ -203,18 +192,19 @@ def test_aio_results_come_before_the_batch_ends(holding_server: tuple[int, Holdi
     def on_result(index: int, outcome: Any) -> None:
         seen.append((index, outcome))
         if index == 1:
+            # The third message's reply is still held: this outcome came while the
+            # batch was under way. Releasing it lets the batch finish.
             third_answered_when_second_seen.append(handler.reply_to_third_sent.is_set())
             handler.release.set()
 
-    async def main() -> list[Any]:
-        async with smtpx.aio.SMTP(hostname="127.0.0.1", port=port, timeout=10) as client:
-            return await client.send_batch(batch(5), on_result=on_result)
-
-    outcomes = run(main())
+    outcomes = send_batch(port, batch(5), on_result)
     assert third_answered_when_second_seen == [False]
     assert [index for index, _ in seen] == [0, 1, 2, 3, 4]
+    # The callback got the very objects the list holds, and every one is a success
+    # (the third would be a 451 had the client waited for the end of the batch).
     assert all(a is b for (_, a), b in zip(seen, outcomes))
     assert all(isinstance(o, smtpx.SendResult) and o.ok for o in outcomes)
+    assert [o.queue_id for o in outcomes] == ["Q1", "Q2", "Q3", "Q4", "Q5"]
     assert len(handler.messages) == 5
 
 
