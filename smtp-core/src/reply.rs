@@ -152,28 +152,7 @@ impl Reply {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
         for (i, text) in self.lines.iter().enumerate() {
-            push_number(out, self.code.0);
-            let separator = if i == last { b' ' } else { b'-' };
-            if let Some(enhanced) = self.enhanced {
-                out.push(separator);
-                push_number(out, u16::from(enhanced.class));
-                out.push(b'.');
-                push_number(out, enhanced.subject);
-                out.push(b'.');
-                push_number(out, enhanced.detail);
-                if !text.is_empty() {
-                    out.push(b' ');
-                    out.extend_from_slice(text.as_bytes());
-                }
-            } else if !text.is_empty() {
-                out.push(separator);
-                out.extend_from_slice(text.as_bytes());
-            } else if i != last {
-                // A continuation line needs its '-' even without text; only
-                // the last line may end right after the code.
-                out.push(b'-');
-            }
-            out.extend_from_slice(b"\r\n");
+            write_line(out, self.code, self.enhanced, text, i == last);
         }
     }
 
@@ -192,6 +171,39 @@ impl Reply {
             ..self.clone()
         }
     }
+}
+
+/// Appends one line of a reply (see [`Reply::write_to`]); `text` has no CR or LF.
+/// Also how the server session says its own fixed replies without building a [`Reply`].
+pub(crate) fn write_line(
+    out: &mut Vec<u8>,
+    code: ReplyCode,
+    enhanced: Option<EnhancedCode>,
+    text: &str,
+    last: bool,
+) {
+    push_number(out, code.0);
+    let separator = if last { b' ' } else { b'-' };
+    if let Some(enhanced) = enhanced {
+        out.push(separator);
+        push_number(out, u16::from(enhanced.class));
+        out.push(b'.');
+        push_number(out, enhanced.subject);
+        out.push(b'.');
+        push_number(out, enhanced.detail);
+        if !text.is_empty() {
+            out.push(b' ');
+            out.extend_from_slice(text.as_bytes());
+        }
+    } else if !text.is_empty() {
+        out.push(separator);
+        out.extend_from_slice(text.as_bytes());
+    } else if !last {
+        // A continuation line needs its '-' even without text; only the last line may
+        // end right after the code.
+        out.push(b'-');
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends the decimal form of `n` without going through `fmt`, which keeps

@@ -13,6 +13,7 @@
 
 pub mod client;
 mod clock;
+mod phase;
 pub mod pool;
 pub mod server;
 mod spare_worker;

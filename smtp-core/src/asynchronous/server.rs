@@ -57,6 +57,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::clock::Clock;
+use super::phase::{Phase, PhaseBell, PhaseListener};
 use super::spare_worker::SpareWorkers;
 use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
@@ -288,7 +289,7 @@ impl AsyncServerBuilder {
             clock: Clock::start(),
             next_id: AtomicU64::new(1),
             active: watch::Sender::new(0),
-            phase: watch::Sender::new(Phase::Serving),
+            phase: PhaseBell::default(),
             hooks,
             spare,
         });
@@ -384,29 +385,19 @@ struct Shared {
     next_id: AtomicU64,
     /// Connections being served; shutdown waits for zero.
     active: watch::Sender<usize>,
-    /// Serving, then stopping, then cut: one channel, so that a connection waiting for
+    /// Serving, then stopping, then cut: one signal, so that a connection waiting for
     /// input watches one thing.
-    phase: watch::Sender<Phase>,
+    phase: PhaseBell,
     hooks: BlockingHooks,
     /// With [`BlockingHooks::SpareWorker`] on a runtime of two workers or more.
     spare: Option<Arc<SpareWorkers>>,
-}
-
-/// Where the server is in its life; it only moves forward.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    Serving,
-    /// Stop accepting, 421 at each connection's next idle moment.
-    Stopping,
-    /// After the grace period: drop every connection.
-    Cut,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("active", &*self.active.borrow())
-            .field("phase", &*self.phase.borrow())
+            .field("phase", &self.phase.get())
             .finish_non_exhaustive()
     }
 }
@@ -418,13 +409,7 @@ impl Shared {
 
     /// Moves to `phase` unless the server is there or further already.
     fn advance(&self, phase: Phase) {
-        self.phase.send_if_modified(|p| {
-            let later = *p < phase;
-            if later {
-                *p = phase;
-            }
-            later
-        });
+        self.phase.advance(phase);
     }
 }
 
@@ -496,13 +481,14 @@ impl<H: AsyncHandler> Serve for AsyncServe<H> {
 trait Hooks: Send {
     /// The handler's connect hook; its refusal, if it refused.
     fn connect(&mut self, info: &ConnectionInfo) -> impl Future<Output = Option<Reply>> + Send;
-    /// Answers the hook the connection has due ([`Action::Hook`]), and possibly the ones
-    /// after it.
+    /// Answers the hook the connection has due ([`Action::Hook`]) at `now`, and possibly
+    /// the ones after it; the time once answered.
     fn answer(
         &mut self,
         connection: &mut Connection,
         shared: &Shared,
-    ) -> impl Future<Output = ()> + Send;
+        now: Duration,
+    ) -> impl Future<Output = Duration> + Send;
 }
 
 /// A synchronous [`Handler`] on the runtime. The hooks that may block run where
@@ -544,19 +530,25 @@ impl<H: Handler> Hooks for SyncHooks<H> {
         }
     }
 
-    async fn answer(&mut self, connection: &mut Connection, shared: &Shared) {
-        let Action::Hook(hook) = connection.next_action(shared.now()) else {
-            return;
+    async fn answer(
+        &mut self,
+        connection: &mut Connection,
+        shared: &Shared,
+        now: Duration,
+    ) -> Duration {
+        let Action::Hook(hook) = connection.next_action(now) else {
+            return now;
         };
         // The layer answers a refused connection's hooks itself: there is a session here.
         let Some(h) = self.session.as_mut() else {
             connection.answer(Answer::Done);
-            return;
+            return now;
         };
         if self.hooks == BlockingHooks::Inline || !h.may_block(&hook) {
+            // A hook that does not block takes no time worth reading the clock for.
             let answer = hook.call(h);
             connection.answer(answer);
-            return;
+            return now;
         }
         run_blocking(self.spare.as_deref(), || {
             // The hook is still due: ask for it again inside, and go on with the ones that
@@ -566,6 +558,7 @@ impl<H: Handler> Hooks for SyncHooks<H> {
                 connection.answer(answer);
             }
         });
+        shared.now()
     }
 }
 
@@ -586,16 +579,22 @@ impl<H: AsyncHandler> Hooks for AsyncHooks<H> {
         }
     }
 
-    async fn answer(&mut self, connection: &mut Connection, shared: &Shared) {
-        let Action::Hook(hook) = connection.next_action(shared.now()) else {
-            return;
+    async fn answer(
+        &mut self,
+        connection: &mut Connection,
+        shared: &Shared,
+        now: Duration,
+    ) -> Duration {
+        let Action::Hook(hook) = connection.next_action(now) else {
+            return now;
         };
         let Some(h) = self.session.as_mut() else {
             connection.answer(Answer::Done);
-            return;
+            return now;
         };
         let answer = hook.call_async(h).await;
         connection.answer(answer);
+        shared.now()
     }
 }
 
@@ -605,13 +604,13 @@ async fn accept_loop(
     listener: TcpListener,
     listening: Arc<ListenerOptions>,
 ) {
-    let mut phase = shared.phase.subscribe();
+    let phase = shared.phase.listen();
     loop {
-        if *phase.borrow_and_update() != Phase::Serving {
+        if shared.phase.get() != Phase::Serving {
             return;
         }
         let accepted = tokio::select! {
-            _ = phase.changed() => return,
+            _ = phase.moved(Phase::Serving) => return,
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
@@ -620,7 +619,7 @@ async fn accept_loop(
                 // EMFILE and friends: back off instead of spinning.
                 log::warn!("accept failed: {e}");
                 tokio::select! {
-                    _ = phase.changed() => return,
+                    _ = phase.moved(Phase::Serving) => return,
                     () = tokio::time::sleep(Duration::from_millis(50)) => continue,
                 }
             }
@@ -752,7 +751,10 @@ async fn serve_connection<K: Hooks>(
     if let Some(proxy) = &listening.proxy_protocol {
         connection.expect_proxy_header(proxy, Some(peer), shared.now());
     }
-    let mut phase = shared.phase.subscribe();
+    // perf: registered with the server's phase once for the connection's life (see
+    // `phase`), not at every read.
+    let phase = shared.phase.listen();
+    let mut phase_seen = Phase::Serving;
     let size = shared.options.read_buffer.max(512);
     let mut failure: Option<io::Error> = None;
     let mut stop_seen = false;
@@ -762,18 +764,29 @@ async fn serve_connection<K: Hooks>(
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<tokio::time::Instant> = None;
+    // perf: the time as the connection layer is told it, read again only after a wait
+    // (a read, a hook, a write the socket did not take at once): the clock has a tick's
+    // resolution anyway, and reading it at every step was 3 % of the server's own
+    // instructions per message.
+    let mut now = shared.now();
     loop {
-        match connection.next_action(shared.now()) {
+        match connection.next_action(now) {
             Action::Connect => {
                 let info = connection.connected_info(id, peer, local);
                 let refusal = hooks.connect(&info).await;
+                now = shared.now();
                 connection.connected(refusal);
             }
-            Action::Hook(_) => hooks.answer(&mut connection, shared).await,
+            Action::Hook(_) => now = hooks.answer(&mut connection, shared, now).await,
             Action::Write(bytes) => {
                 let n = bytes.len();
-                match write(shared, &mut conn, bytes, &mut phase).await {
-                    Ok(()) => connection.written(n),
+                match write(shared, &mut conn, bytes, &phase).await {
+                    Ok(waited) => {
+                        if waited {
+                            now = shared.now();
+                        }
+                        connection.written(n);
+                    }
                     Err(e) => {
                         failure.get_or_insert(e);
                         connection.lost();
@@ -788,11 +801,12 @@ async fn serve_connection<K: Hooks>(
                 };
                 let until = tokio::time::Instant::from_std(shared.clock.epoch + deadline);
                 let upgraded = tokio::select! {
-                    () = cut(&mut phase) => Err(io::Error::other("cut at shutdown")),
+                    () = cut(&phase) => Err(io::Error::other("cut at shutdown")),
                     r = conn.upgrade(acceptor, until) => r,
                 };
+                now = shared.now();
                 match upgraded {
-                    Ok(()) => connection.tls_established_with(shared.now(), conn.tls_info()),
+                    Ok(()) => connection.tls_established_with(now, conn.tls_info()),
                     Err(e) => {
                         log::info!("conn={id} peer={peer} TLS handshake failed: {e}");
                         failure.get_or_insert(e);
@@ -801,9 +815,22 @@ async fn serve_connection<K: Hooks>(
                 }
             }
             Action::Read { deadline } => {
-                if !stop_seen && *phase.borrow_and_update() >= Phase::Stopping {
+                // The phase and the deadline are looked at before each wait as well as
+                // during it, so that a client whose input is always there (the read wins
+                // the wait below) still meets them.
+                let moved = shared.phase.get();
+                if moved == Phase::Cut {
+                    failure.get_or_insert(io::Error::other("cut at shutdown"));
+                    connection.lost();
+                    continue;
+                }
+                if !stop_seen && moved >= Phase::Stopping {
                     stop_seen = true;
                     connection.stop();
+                    continue;
+                }
+                if now >= deadline {
+                    connection.timeout(now);
                     continue;
                 }
                 let until = tokio::time::Instant::from_std(shared.clock.epoch + deadline);
@@ -812,31 +839,39 @@ async fn serve_connection<K: Hooks>(
                     armed = Some(until);
                 }
                 let read = tokio::select! {
-                    changed = phase.changed() => {
-                        if changed.is_err() || *phase.borrow() == Phase::Cut {
-                            failure.get_or_insert(io::Error::other("cut at shutdown"));
-                            connection.lost();
-                        }
-                        // Stopping: the next Read sees it.
-                        continue;
+                    // perf: fixed order, the read first: woken by input, the wait ends
+                    // without polling the timer and the phase again.
+                    biased;
+                    read = poll_fn(|cx| poll_receive(cx, &mut conn, size, &mut connection, shared)) => {
+                        Some(read)
                     }
                     () = &mut timer => {
                         armed = None;
+                        now = shared.now();
                         if tokio::time::Instant::now() < until {
                             // Set for an earlier deadline that has moved since.
                             continue;
                         }
                         None
                     }
-                    read = poll_fn(|cx| poll_receive(cx, &mut conn, size, &mut connection, shared)) => {
-                        Some(read)
+                    moved = phase.moved(phase_seen) => {
+                        now = shared.now();
+                        phase_seen = moved;
+                        // Cut or stopping: the next Read sees it.
+                        continue;
                     }
                 };
                 match read {
-                    None => connection.timeout(shared.clock.at_least(deadline)),
-                    Some(Ok(0)) => connection.receive_eof(),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    None => {
+                        now = shared.clock.at_least(deadline);
+                        connection.timeout(now);
+                    }
+                    Some(Ok((0, at))) => {
+                        now = at;
+                        connection.receive_eof();
+                    }
+                    Some(Ok((_, at))) => now = at,
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => now = shared.now(),
                     Some(Err(e)) => {
                         failure.get_or_insert(e);
                         connection.lost();
@@ -855,28 +890,31 @@ async fn serve_connection<K: Hooks>(
 }
 
 /// Resolves once the server cuts its connections (at once if it has).
-async fn cut(phase: &mut watch::Receiver<Phase>) {
-    // The sender lives in `Shared`, which every connection holds: no error to expect.
-    let _ = phase.wait_for(|p| *p == Phase::Cut).await;
+async fn cut(phase: &PhaseListener<'_>) {
+    let mut seen = Phase::Serving;
+    while seen != Phase::Cut {
+        seen = phase.moved(seen).await;
+    }
 }
 
-/// Writes `bytes` within the command timeout, unless the connection is cut first.
+/// Writes `bytes` within the command timeout, unless the connection is cut first. True
+/// when it had to wait for the socket.
 async fn write(
     shared: &Shared,
     conn: &mut Conn,
     bytes: &[u8],
-    phase: &mut watch::Receiver<Phase>,
-) -> io::Result<()> {
+    phase: &PhaseListener<'_>,
+) -> io::Result<bool> {
     let done = conn.write_now(bytes)?;
     let rest = &bytes[done..];
     if rest.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let timeout = shared.options.session.command_timeout;
     tokio::select! {
         () = cut(phase) => Err(io::Error::other("cut at shutdown")),
         r = tokio::time::timeout(timeout, conn.write_all(rest)) => {
-            r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())).map(|()| true)
         }
     }
 }
@@ -889,14 +927,14 @@ thread_local! {
 
 /// Reads once (up to `size` bytes, into the thread's [`READ_BUFFER`]) and gives it to the
 /// connection (which keeps what its session has no room for yet). Ready with the number
-/// of bytes read, 0 at the end of the input.
+/// of bytes read (0 at the end of the input) and the time it was given.
 fn poll_receive(
     cx: &mut Context<'_>,
     conn: &mut Conn,
     size: usize,
     connection: &mut Connection,
     shared: &Shared,
-) -> Poll<io::Result<usize>> {
+) -> Poll<io::Result<(usize, Duration)>> {
     READ_BUFFER.with_borrow_mut(|buf| {
         if buf.len() < size {
             buf.resize(size, 0);
@@ -904,7 +942,8 @@ fn poll_receive(
         let mut read = ReadBuf::new(&mut buf[..size.min(connection.read_limit())]);
         ready!(conn.poll_read(cx, &mut read))?;
         let bytes = read.filled();
-        connection.receive(bytes, shared.now());
-        Poll::Ready(Ok(bytes.len()))
+        let now = shared.now();
+        connection.receive(bytes, now);
+        Poll::Ready(Ok((bytes.len(), now)))
     })
 }

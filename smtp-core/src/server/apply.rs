@@ -102,9 +102,12 @@ impl ServerSession {
             Pending::Mail => {
                 if accepted {
                     self.in_transaction = true;
-                    self.reply(custom.unwrap_or_else(|| {
-                        Reply::new(ReplyCode::OK, Some(EnhancedCode::SENDER_OK), "Ok")
-                    }));
+                    match custom {
+                        Some(reply) => self.reply(reply),
+                        None => {
+                            self.reply_fixed(ReplyCode::OK, Some(EnhancedCode::SENDER_OK), "Ok")
+                        }
+                    }
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
@@ -116,9 +119,12 @@ impl ServerSession {
             Pending::Rcpt => {
                 if accepted {
                     self.recipients += 1;
-                    self.reply(custom.unwrap_or_else(|| {
-                        Reply::new(ReplyCode::OK, Some(EnhancedCode::RECIPIENT_OK), "Ok")
-                    }));
+                    match custom {
+                        Some(reply) => self.reply(reply),
+                        None => {
+                            self.reply_fixed(ReplyCode::OK, Some(EnhancedCode::RECIPIENT_OK), "Ok")
+                        }
+                    }
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
                         ReplyCode::MAILBOX_UNAVAILABLE,
@@ -129,16 +135,14 @@ impl ServerSession {
             }
             Pending::DataStart => {
                 if accepted {
-                    let reply = custom
-                        .filter(|r| r.code() == ReplyCode::START_MAIL_INPUT)
-                        .unwrap_or_else(|| {
-                            Reply::new(
-                                ReplyCode::START_MAIL_INPUT,
-                                None,
-                                "End data with <CR><LF>.<CR><LF>",
-                            )
-                        });
-                    self.reply(reply);
+                    match custom.filter(|r| r.code() == ReplyCode::START_MAIL_INPUT) {
+                        Some(reply) => self.reply(reply),
+                        None => self.reply_fixed(
+                            ReplyCode::START_MAIL_INPUT,
+                            None,
+                            "End data with <CR><LF>.<CR><LF>",
+                        ),
+                    }
                     self.start_message();
                     self.receiver.reset();
                     self.phase = Phase::Data;
@@ -172,6 +176,10 @@ impl ServerSession {
                         reply,
                     };
                 }
+            }
+            Pending::MessageEnd if accepted && custom.is_none() && !self.config.lmtp => {
+                self.end_transaction();
+                self.reply_fixed(ReplyCode::OK, Some(EnhancedCode::OK), "Ok: queued");
             }
             Pending::MessageEnd => {
                 let reply = if accepted {

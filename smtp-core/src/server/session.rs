@@ -498,6 +498,24 @@ impl ServerSession {
             .replies(Direction::ServerToClient, &self.output[start..]);
     }
 
+    /// Says a one-line reply of the session's own, fixed text, as `self.reply(Reply::new(
+    /// code, enhanced, text))` would, without building the [`Reply`]. perf: the default
+    /// replies to MAIL, RCPT, DATA and the message's end, four per message, each a `Vec`
+    /// and a `String` allocated and freed (9 % of the C server's own instructions).
+    pub(super) fn reply_fixed(
+        &mut self,
+        code: ReplyCode,
+        enhanced: Option<EnhancedCode>,
+        text: &'static str,
+    ) {
+        debug_assert!(!text.contains(['\r', '\n']));
+        let start = self.output.len();
+        let enhanced = enhanced.filter(|_| self.config.enhanced_status_codes);
+        crate::reply::write_line(&mut self.output, code, enhanced, text, true);
+        self.tracer
+            .replies(Direction::ServerToClient, &self.output[start..]);
+    }
+
     /// Sends a negative reply and counts it; too many and the session ends.
     pub(super) fn error_reply(&mut self, reply: Reply) {
         self.reply(reply);
