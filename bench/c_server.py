@@ -10,6 +10,13 @@ functions are loaded from it, not copied):
   connection, and a new transaction among them.
 
     make c-lib && bench/c_server.py [--rounds 3] [--only S1,S4] [--baseline C_SINK]
+    bench/c_server.py --instructions [--baseline C_SINK]
+
+`--instructions`: user-space instructions per message instead of time, counted by
+valgrind's callgrind (each server run under it for 2,000 and then 12,000 messages of
+S1's kind, the difference divided by 10,000, so start-up cancels out). Unlike CPU time
+this does not move with the machine's load, so a change to the server's own code can
+be measured on a busy machine; the kernel's share (most of S1's cost) is not in it.
 
 `--baseline` adds a c_sink binary built from another commit (for before/after figures in
 one run; build it with the `cc` line in `build()` against that commit's libsmtpx.a).
@@ -98,7 +105,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="S1,S4")
     ap.add_argument("--baseline", help="a c_sink binary built from another commit")
+    ap.add_argument("--instructions", action="store_true",
+                    help="user-space instructions per message under callgrind, not time")
     args = ap.parse_args()
+    if args.instructions:
+        return instructions(args.baseline)
     only = set(args.only.upper().split(","))
     signal.signal(signal.SIGTERM, peers.on_signal)
     signal.signal(signal.SIGINT, peers.on_signal)
@@ -132,6 +143,47 @@ def main():
         report(results, contenders, only)
     finally:
         peers.cleanup()
+
+
+def instructions(baseline):
+    """--instructions: see the module's docstring."""
+    tmp = tempfile.mkdtemp(prefix="smtpx-cbench-")
+    try:
+        binary = build(tmp)
+        contenders = [("C smtpx_server_start (trivial table)", [binary]),
+                      ("  the same, callbacks_block false", [binary, "--inline"])]
+        if baseline:
+            contenders.append(("  baseline (--baseline)", [os.path.abspath(baseline)]))
+            contenders.append(("  baseline, callbacks_block false", [os.path.abspath(baseline), "--inline"]))
+        print("S1's kind (smtp-source -d -s 10 -l 1024), user-space instructions per message "
+              "(callgrind, 12,000 messages minus 2,000)")
+        for name, argv in contenders:
+            counts = [callgrind_total(argv, msgs, tmp) for msgs in (2000, 12000)]
+            print(f"  {name:40} {(counts[1] - counts[0]) / 10000:,.0f}")
+    finally:
+        subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+def callgrind_total(argv, msgs, tmp):
+    """Instructions of a c_sink run under callgrind while smtp-source sends `msgs`."""
+    out = os.path.join(tmp, "callgrind.out")
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + argv,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        line = peers.readline_timeout(p.stdout, 60) or ""
+        m = re.search(r"listening on \S+:(\d+)", line)
+        if not m:
+            raise RuntimeError(f"c_sink did not start under valgrind: {line!r}")
+        subprocess.run([peers.SMTP_SOURCE, "-d", "-s", "10", "-m", str(msgs), "-l", "1024",
+                        "-f", peers.FROM, "-t", peers.TO, f"{peers.HOST}:{m.group(1)}"],
+                       check=True, timeout=600)
+    finally:
+        peers.stop(p, grace=60)
+    with open(out) as f:
+        found = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+    if not found:
+        raise RuntimeError("callgrind wrote no total")
+    return int(found.group(1))
 
 
 def report(results, contenders, only):
