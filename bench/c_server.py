@@ -12,6 +12,10 @@ functions are loaded from it, not copied):
     make c-lib && bench/c_server.py [--rounds 3] [--only S1,S4] [--baseline C_SINK]
     bench/c_server.py --instructions [--baseline C_SINK]
 
+`--floor` adds bench/floor_sink.c, a sink that does nothing but the reads and writes
+(no parsing, no checks, no timers): its CPU per message is the kernel's share that every
+server pays here, so the gap between it and a contender is that contender's own code.
+
 `--instructions`: user-space instructions per message instead of time, counted by
 valgrind's callgrind (each server run under it for 2,000 and then 12,000 messages of
 S1's kind, the difference divided by 10,000, so start-up cancels out). Unlike CPU time
@@ -82,6 +86,13 @@ class CSinkBaseline(CSink):
     binary = None
 
 
+class FloorSink(CSink):
+    """bench/floor_sink.c (--floor): one epoll loop, fixed replies, nothing parsed: the
+    least an SMTP sink can spend per message on this kernel."""
+
+    binary = None
+
+
 class CSinkInline(CSink):
     """The same, with smtpx_server_config_set_callbacks_block(config, false)."""
 
@@ -105,6 +116,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="S1,S4")
     ap.add_argument("--baseline", help="a c_sink binary built from another commit")
+    ap.add_argument("--floor", action="store_true",
+                    help="add bench/floor_sink.c, the least a sink can spend per message")
     ap.add_argument("--instructions", action="store_true",
                     help="user-space instructions per message under callgrind, not time")
     args = ap.parse_args()
@@ -128,6 +141,11 @@ def main():
         if args.baseline:
             CSinkBaseline.binary = os.path.abspath(args.baseline)
             contenders.insert(2, ("  baseline (--baseline)", CSinkBaseline))
+        if args.floor:
+            FloorSink.binary = os.path.join(peers.TMP, "floor_sink")
+            subprocess.run(["cc", "-O2", os.path.join(HERE, "floor_sink.c"), "-o", FloorSink.binary],
+                           check=True)
+            contenders.insert(-1, ("floor (bench/floor_sink.c)", FloorSink))
         results = {(s, name): [] for s in ("S1", "S4") for name, _ in contenders}
         for r in range(args.rounds):
             for name, make in contenders:
@@ -199,8 +217,13 @@ def report(results, contenders, only):
         for ours, _ in contenders[:-1]:
             ratios = [a["srv_us"] / b["srv_us"] for a, b in zip(results[("S1", ours)], results[("S1", sink)])
                       if "fail" not in a and "fail" not in b]
-            if ratios:
-                ratio = statistics.median(ratios)
+            if not ratios:
+                continue
+            ratio = statistics.median(ratios)
+            if ours.startswith("floor"):
+                print(f"  the floor (no server code of its own) against smtp-sink: {ratio:.2f}x "
+                      f"(paired median)")
+            else:
                 print(f"  S1 goal (<= 0.8x smtp-sink's CPU/msg), {ours.strip()}: {ratio:.2f}x "
                       f"(paired median) -> {'MET' if ratio <= 0.8 else 'NOT MET'}")
     if "S4" in only:
