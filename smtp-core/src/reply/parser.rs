@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{EnhancedCode, Reply, ReplyCode, sanitize};
+use super::{EnhancedCode, Reply, ReplyCode};
 
 /// Bounds on replies read from a server, so a broken or hostile server cannot
 /// make the reader buffer without limit.
@@ -250,8 +250,9 @@ impl ReplyParser {
         {
             text = &text[len..];
         }
-        self.lines
-            .push(sanitize(String::from_utf8_lossy(text).into_owned()));
+        // No CR or LF is left in `text` (cleaned above): `sanitize` would scan it again.
+        debug_assert!(memchr::memchr2(b'\r', b'\n', text).is_none());
+        self.lines.push(String::from_utf8_lossy(text).into_owned());
         if !last {
             return Ok(None);
         }
