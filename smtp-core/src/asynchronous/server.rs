@@ -61,7 +61,7 @@ use super::phase::{Phase, PhaseBell, PhaseListener};
 use super::spare_worker::SpareWorkers;
 use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
-use crate::server::hooks::{Answer, ConnectionInfo, Handler, SessionHandler};
+use crate::server::hooks::{Answer, ConnectionInfo, Handler, Hook, SessionHandler};
 pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
 pub use crate::server::options::{ListenerOptions, ServerOptions};
 
@@ -491,6 +491,25 @@ trait Hooks: Send {
     ) -> impl Future<Output = Duration> + Send;
 }
 
+/// The hook due now and the session that answers it; `None` when no hook is due, or
+/// when the connection was refused (no session: the layer's answer is given here).
+fn due_hook<'c, 's, S>(
+    connection: &'c mut Connection,
+    session: &'s mut Option<S>,
+    now: Duration,
+) -> Option<(Hook<'c>, &'s mut S)> {
+    let Some(session) = session.as_mut() else {
+        if let Action::Hook(_) = connection.next_action(now) {
+            connection.answer(Answer::Done);
+        }
+        return None;
+    };
+    match connection.next_action(now) {
+        Action::Hook(hook) => Some((hook, session)),
+        _ => None,
+    }
+}
+
 /// A synchronous [`Handler`] on the runtime. The hooks that may block run where
 /// [`BlockingHooks`] says; a turn of `block_in_place` hands the worker's core to another
 /// thread and back, which cost 2.7x the CPU per message when every hook took one, so a
@@ -530,32 +549,22 @@ impl<H: Handler> Hooks for SyncHooks<H> {
         }
     }
 
-    async fn answer(
-        &mut self,
-        connection: &mut Connection,
-        shared: &Shared,
-        now: Duration,
-    ) -> Duration {
-        let Action::Hook(hook) = connection.next_action(now) else {
-            return now;
-        };
-        // The layer answers a refused connection's hooks itself: there is a session here.
-        let Some(h) = self.session.as_mut() else {
-            connection.answer(Answer::Done);
+    async fn answer(&mut self, layer: &mut Connection, shared: &Shared, now: Duration) -> Duration {
+        let Some((hook, h)) = due_hook(layer, &mut self.session, now) else {
             return now;
         };
         if self.hooks == BlockingHooks::Inline || !h.may_block(&hook) {
             // A hook that does not block takes no time worth reading the clock for.
             let answer = hook.call(h);
-            connection.answer(answer);
+            layer.answer(answer);
             return now;
         }
         run_blocking(self.spare.as_deref(), || {
             // The hook is still due: ask for it again inside, and go on with the ones that
             // follow without leaving.
-            while let Action::Hook(hook) = connection.next_action(shared.now()) {
+            while let Action::Hook(hook) = layer.next_action(shared.now()) {
                 let answer = hook.call(h);
-                connection.answer(answer);
+                layer.answer(answer);
             }
         });
         shared.now()
@@ -579,21 +588,12 @@ impl<H: AsyncHandler> Hooks for AsyncHooks<H> {
         }
     }
 
-    async fn answer(
-        &mut self,
-        connection: &mut Connection,
-        shared: &Shared,
-        now: Duration,
-    ) -> Duration {
-        let Action::Hook(hook) = connection.next_action(now) else {
-            return now;
-        };
-        let Some(h) = self.session.as_mut() else {
-            connection.answer(Answer::Done);
+    async fn answer(&mut self, layer: &mut Connection, shared: &Shared, now: Duration) -> Duration {
+        let Some((hook, h)) = due_hook(layer, &mut self.session, now) else {
             return now;
         };
         let answer = hook.call_async(h).await;
-        connection.answer(answer);
+        layer.answer(answer);
         shared.now()
     }
 }
