@@ -237,6 +237,20 @@ impl ServerPoller {
         self.watched.clear();
         self.epoll = None;
     }
+
+    // The watched connections and their owners (which hold the server, which holds this
+    // poller) are visible to Python's cycle collector.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        for watched in self.watched.values() {
+            visit.call(&watched.connection)?;
+            visit.call(&watched.owner)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.watched.clear();
+    }
 }
 
 #[cfg(target_os = "linux")]

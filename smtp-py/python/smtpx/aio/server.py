@@ -236,7 +236,10 @@ class Server:
             return
         if ready is not None:
             for protocol, outcome in ready:
-                protocol._ready(now, outcome)
+                try:
+                    protocol._ready(now, outcome)
+                except Exception as error:  # one connection's failure is not the others'
+                    protocol._failed(error)
 
     def offload(self, hook: Callable[..., Any], *args: Any) -> Any:
         """Runs the plain-function ``hook`` on the hook threads (``hook_threads``);
