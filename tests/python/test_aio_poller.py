@@ -293,3 +293,39 @@ def test_the_poller_hands_back_only_what_needs_python() -> None:
         client_sock.close()
     assert poller.fileno() == -1
     assert poller.poll(0.0) is None
+
+
+def test_commands_answered_in_rust_move_the_deadline() -> None:
+    """A client whose commands the engine answers without Python (MAIL and RCPT, the
+    handler having neither hook) for longer than ``timeout`` is not timed out: the timer,
+    when it fires, finds the deadline the engine moved and waits on; once the client is
+    silent it gets the 421."""
+
+    async def main() -> None:
+        server = smtpx.aio.Server(Counting(), hostname="127.0.0.1", port=0, timeout=0.5)
+        await server.start()
+        try:
+            assert server._poller is not None
+            host, port = server.address
+            loop = asyncio.get_running_loop()
+            reader, writer = await asyncio.open_connection(host, port)
+            assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 ")
+            for command in (b"HELO client.test\r\n", b"MAIL FROM:<a@example.com>\r\n"):
+                writer.write(command)
+                assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"250 ")
+            started = loop.time()
+            for i in range(6):  # 1.2 s of RCPT, each within the timeout of the one before
+                await asyncio.sleep(0.2)
+                writer.write(f"RCPT TO:<r{i}@example.com>\r\n".encode())
+                assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"250 ")
+            assert loop.time() - started > 1.0  # past two timeouts, still served
+            silent = loop.time()
+            line = await asyncio.wait_for(reader.readline(), 5)
+            assert line.startswith(b"421 4.4.2"), line
+            assert 0.3 < loop.time() - silent < 5
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
