@@ -20,7 +20,8 @@
 //! - perf: on a plain socket the driver may let this object do the socket calls itself
 //!   (`read_step` or `read_socket`, and `step` with the socket's descriptor): one read and
 //!   the replies it causes cost one callback of Python's event loop and one call here, and
-//!   no `bytes` object, instead of the transport's Python read and write paths. What cannot be sent at once is handed back
+//!   no `bytes` object, instead of the transport's Python read and write paths; with the
+//!   server's [`crate::poller::ServerPoller`], no Python at all unless a hook must run. What cannot be sent at once is handed back
 //!   for the transport to buffer, so the driver keeps the order of the bytes.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};

@@ -1,6 +1,7 @@
 """The asyncio server: :class:`Server` runs an aiosmtpd-style handler (coroutine or plain
 ``handle_EHLO``, ``handle_MAIL``, ``handle_RCPT``, ``handle_DATA``, ...) on a buffered
-protocol, one callback per read (see _ServerProtocol), with the same
+protocol (see _ServerProtocol; on a plain socket the engine reads and answers every
+ready connection in one callback per loop iteration, see Server._start_poller), with the same
 :class:`~smtpx.Envelope` and :class:`~smtpx.Session`, hook mapping, options and defaults
 as :class:`~smtpx.Controller` (:mod:`smtpx.adapter`)::
 
@@ -530,8 +531,10 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     def _go_direct(self, transport: asyncio.Transport) -> None:
         """perf: on a plain selector transport, the engine does the socket calls itself:
-        the transport stops reading, :meth:`_readable` is called when the socket is
-        readable and has ``read_step`` read it, and ``read_step`` and ``step`` send the
+        the transport stops reading, the socket is watched by the server's poller (which
+        reads it with ``read_step`` and hands back what needs Python to :meth:`_ready`), or
+        else by the loop, which calls :meth:`_readable` when the socket is readable and has
+        ``read_step`` read it, and ``read_step`` and ``step`` send the
         replies (what the socket does not take at once goes to the transport, which then
         writes everything until it holds nothing). A read and its replies then cost one callback, without
         the transport's Python read path, its write path or a ``bytes`` object per read.
