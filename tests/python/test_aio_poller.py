@@ -11,6 +11,7 @@ ready ones, one that needs a hook and the plain ones each get what they would al
 
 from __future__ import annotations
 
+import array
 import asyncio
 import socket
 import struct
@@ -81,6 +82,27 @@ class HeldLoop:
         self.go.set()
 
 
+def wait_until_received(server: smtpx.aio.Server) -> None:
+    """Waits (bounded) until every server-side socket has input waiting, so that what the
+    clients sent is ready before the loop is released (loopback delivery may be deferred
+    to a kernel thread under load)."""
+    import fcntl  # (POSIX; this module runs on Linux only)
+    import termios
+
+    descriptors = [protocol.fd for protocol in server._connections]
+    assert descriptors and all(fd >= 0 for fd in descriptors)
+    for _ in range(500):
+        pending = []
+        for fd in descriptors:
+            count = array.array("i", [0])
+            fcntl.ioctl(fd, termios.FIONREAD, count)
+            pending.append(count[0])
+        if all(pending):
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"input not received by the server's sockets: {pending}")
+
+
 def serve(handler: Any, client: Callable[[str, int, smtpx.aio.Server, HeldLoop, list[int]], None]) -> smtpx.aio.Server:
     """Runs ``client`` in a thread against a server whose poll callbacks are counted (the
     list it is given: one entry per call, how many connections the poller watched)."""
@@ -144,6 +166,7 @@ def test_one_callback_serves_many_ready_connections() -> None:
             held.hold()
             for i, sock in enumerate(socks):
                 sock.sendall(f"NOOP {i}\r\n".encode())
+            wait_until_received(server)
             before = len(calls)
             held.release()
             for sock in socks:
