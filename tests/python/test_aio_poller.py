@@ -82,14 +82,15 @@ class HeldLoop:
         self.go.set()
 
 
-def wait_until_received(server: smtpx.aio.Server) -> None:
-    """Waits (bounded) until every server-side socket has input waiting, so that what the
-    clients sent is ready before the loop is released (loopback delivery may be deferred
-    to a kernel thread under load)."""
+def wait_until_received(server: smtpx.aio.Server, descriptors: list[int] | None = None) -> None:
+    """Waits (bounded) until every server-side socket (or those of ``descriptors``) has
+    input waiting, so that what the clients sent is ready before the loop is released
+    (loopback delivery may be deferred to a kernel thread under load)."""
     import fcntl  # (POSIX; this module runs on Linux only)
     import termios
 
-    descriptors = [protocol.fd for protocol in server._connections]
+    if descriptors is None:
+        descriptors = [protocol.fd for protocol in server._connections]
     assert descriptors and all(fd >= 0 for fd in descriptors)
     for _ in range(500):
         pending = []
@@ -352,3 +353,59 @@ def test_commands_answered_in_rust_move_the_deadline() -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+class Prodding(Counting):
+    """handle_DATA makes another connection ready while it runs: it sends a command on
+    that connection's client socket and waits (bounded) until the server's side has it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.other: socket.socket | None = None
+        self.other_server_fd = -1
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import fcntl
+        import termios
+
+        assert self.other is not None
+        self.other.sendall(b"RSET\r\n")
+        for _ in range(500):
+            count = array.array("i", [0])
+            fcntl.ioctl(self.other_server_fd, termios.FIONREAD, count)
+            if count[0]:
+                break
+            threading.Event().wait(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_input_that_comes_while_python_runs_is_served_in_the_same_callback() -> None:
+    """One poll callback asks the poller again after running Python: a command that became
+    ready while a hook ran is answered without another turn of the event loop."""
+    handler = Prodding()
+
+    def client(host: str, port: int, server: smtpx.aio.Server, held: HeldLoop, calls: list[int]) -> None:
+        sending = connect(host, port)
+        other = connect(host, port)
+        try:
+            (other_protocol,) = [p for p in server._connections if p.transport is not None
+                                 and p.transport.get_extra_info("peername") == other.getsockname()]
+            handler.other, handler.other_server_fd = other, other_protocol.fd
+            for line, reply in ((b"MAIL FROM:<a@example.com>", b"250"), (b"RCPT TO:<b@example.com>", b"250"),
+                                (b"DATA", b"354")):
+                sending.sendall(line + b"\r\n")
+                assert read_reply(sending).startswith(reply)
+            held.hold()
+            sending.sendall(MESSAGE + b".\r\n")
+            wait_until_received(server, [p.fd for p in server._connections if p is not other_protocol])
+            before = len(calls)
+            held.release()
+            assert read_reply(sending) == b"250 OK\r\n"
+            assert read_reply(other).startswith(b"250 ")  # the RSET sent by the hook
+            assert len(calls) - before == 1, calls[before:]
+        finally:
+            sending.close()
+            other.close()
+
+    serve(handler, client)
+    assert handler.messages == [MESSAGE]

@@ -48,6 +48,10 @@ __all__ = ["Server"]
 log = logging.getLogger("smtpx.aio")
 
 _READ_SIZE = 64 * 1024
+# How many times one callback of the server's poller asks it for ready connections (see
+# Server._poll_ready): more passes serve input that came while Python ran sooner, each
+# costing one epoll_wait when nothing came.
+_POLL_PASSES = 8
 _CONNECT = _native.ServerConnection.CONNECT
 _HOOK = _native.ServerConnection.HOOK
 _WRITE = _native.ServerConnection.WRITE
@@ -225,22 +229,30 @@ class Server:
 
     def _poll_ready(self) -> None:
         """A watched connection is readable: the engine reads and steps every ready one; the
-        protocols of those that need Python go on with the outcome (_ServerProtocol._ready)."""
+        protocols of those that need Python go on with the outcome (_ServerProtocol._ready).
+
+        perf: while Python ran for some, more input may have come: the poller is asked
+        again (up to _POLL_PASSES times in all) until a pass hands nothing back, rather
+        than a turn of the event loop later."""
         poller, loop = self._poller, self._poll_loop
         if poller is None or loop is None:
             return
-        now = loop.time()
-        try:
-            ready = poller.poll(now)
-        except OSError as error:  # the epoll descriptor itself failed: nothing can be read
-            log.error("smtpx.aio server: polling the connections failed", exc_info=error)
-            return
-        if ready is not None:
+        for _ in range(_POLL_PASSES):
+            now = loop.time()
+            try:
+                ready = poller.poll(now)
+            except OSError as error:  # the epoll descriptor itself failed: nothing can be read
+                log.error("smtpx.aio server: polling the connections failed", exc_info=error)
+                return
+            if ready is None:
+                return
             for protocol, outcome in ready:
                 try:
                     protocol._ready(now, outcome)
                 except Exception as error:  # one connection's failure is not the others'
                     protocol._failed(error)
+            if self._poller is not poller:  # stopped meanwhile
+                return
 
     def offload(self, hook: Callable[..., Any], *args: Any) -> Any:
         """Runs the plain-function ``hook`` on the hook threads (``hook_threads``);
