@@ -409,3 +409,51 @@ def test_input_that_comes_while_python_runs_is_served_in_the_same_callback() -> 
 
     serve(handler, client)
     assert handler.messages == [MESSAGE]
+
+
+class RefusingPoller:
+    """The server's poller, except that it cannot watch another socket (as when epoll's
+    limit of watches is reached): ``add`` raises OSError."""
+
+    def __init__(self, poller: _native.ServerPoller) -> None:
+        self.poller = poller
+
+    def add(self, *args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.poller, name)
+
+
+def test_a_connection_the_poller_cannot_watch_is_watched_by_the_loop() -> None:
+    async def main() -> None:
+        handler = Counting()
+        server = smtpx.aio.Server(handler, hostname="127.0.0.1", port=0)
+        await server.start()
+        try:
+            assert server._poller is not None
+            server._poller = RefusingPoller(server._poller)  # type: ignore[assignment]
+
+            def client(host: str, port: int) -> list[Any]:
+                sock = connect(host, port)
+                try:
+                    states = [(p.fd >= 0, p.poller, p.reader_on) for p in server._connections]
+                    for line, reply in ((b"MAIL FROM:<a@example.com>", b"250"),
+                                        (b"RCPT TO:<b@example.com>", b"250"), (b"DATA", b"354"),
+                                        (MESSAGE + b".", b"250")):
+                        sock.sendall(line + b"\r\n")
+                        assert read_reply(sock).startswith(reply)
+                    sock.sendall(b"QUIT\r\n")
+                    assert read_reply(sock).startswith(b"221")
+                    return states
+                finally:
+                    sock.close()
+
+            host, port = server.address
+            states = await asyncio.wait_for(asyncio.to_thread(client, host, port), 60)
+            assert states == [(True, None, True)]  # direct mode, read by the loop's reader
+        finally:
+            await server.stop()
+        assert handler.messages == [MESSAGE]
+
+    asyncio.run(main())

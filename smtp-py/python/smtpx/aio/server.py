@@ -956,9 +956,14 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                 poller = self.poller
                 if poller is not None and self.connection is not None:
                     timer_at = self.timer_at if self.timer is not None else None
-                    poller.add(self.fd, self.connection, self, not self.transport_holds, timer_at)
-                else:
-                    self.loop._add_reader(self.fd, self._readable)  # type: ignore[attr-defined]
+                    try:
+                        poller.add(self.fd, self.connection, self, not self.transport_holds, timer_at)
+                        self.reader_on = True
+                        return
+                    except (OSError, ValueError) as error:  # (epoll's limit of watches, a closed poller)
+                        log.debug("smtpx.aio server: the poller cannot watch a connection: %r", error)
+                        self.poller = None  # the loop watches this one
+                self.loop._add_reader(self.fd, self._readable)  # type: ignore[attr-defined]
                 self.reader_on = True
             return
         if self.write_paused or self.waiting:
