@@ -457,3 +457,44 @@ def test_a_connection_the_poller_cannot_watch_is_watched_by_the_loop() -> None:
         assert handler.messages == [MESSAGE]
 
     asyncio.run(main())
+
+
+def test_two_servers_on_one_loop_and_a_restart() -> None:
+    """Each server has its own poller on the same loop; a stopped server's poller is closed
+    and unregistered, and a server started again gets a new one that serves."""
+
+    def one_message(host: str, port: int) -> None:
+        sock = connect(host, port)
+        try:
+            for line, reply in ((b"MAIL FROM:<a@example.com>", b"250"), (b"RCPT TO:<b@example.com>", b"250"),
+                                (b"DATA", b"354"), (MESSAGE + b".", b"250"), (b"QUIT", b"221")):
+                sock.sendall(line + b"\r\n")
+                assert read_reply(sock).startswith(reply)
+        finally:
+            sock.close()
+
+    async def main() -> None:
+        first_handler, second_handler = Counting(), Counting()
+        first = smtpx.aio.Server(first_handler, hostname="127.0.0.1", port=0)
+        second = smtpx.aio.Server(second_handler, hostname="127.0.0.1", port=0)
+        await first.start()
+        await second.start()
+        try:
+            assert first._poller is not None and second._poller is not None
+            assert first._poller.fileno() != second._poller.fileno()
+            await asyncio.wait_for(asyncio.to_thread(one_message, *first.address), 60)
+            await asyncio.wait_for(asyncio.to_thread(one_message, *second.address), 60)
+            old = first._poller
+            await first.stop()
+            assert first._poller is None and old.fileno() == -1
+            await asyncio.wait_for(asyncio.to_thread(one_message, *second.address), 60)
+            await first.start()
+            assert first._poller is not None and first._poller is not old
+            await asyncio.wait_for(asyncio.to_thread(one_message, *first.address), 60)
+        finally:
+            await first.stop()
+            await second.stop()
+        assert first_handler.messages == [MESSAGE, MESSAGE]
+        assert second_handler.messages == [MESSAGE, MESSAGE]
+
+    asyncio.run(main())
