@@ -341,6 +341,7 @@ impl ServerConnection {
     }
 
     /// The deadline of the last READ or START_TLS action handed out (seconds).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn last_deadline(&self) -> f64 {
         self.deadline
     }

@@ -36,7 +36,8 @@ struct Watched {
 /// docs and `_native.pyi`).
 #[pyclass(module = "smtpx._native")]
 pub struct ServerPoller {
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// The epoll instance; None once closed.
+    #[cfg(target_os = "linux")]
     epoll: Option<std::os::fd::OwnedFd>,
     watched: std::collections::HashMap<i32, Watched>,
 }
@@ -44,7 +45,7 @@ pub struct ServerPoller {
 impl std::fmt::Debug for ServerPoller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerPoller")
-            .field("epoll", &self.epoll)
+            .field("fileno", &self.fileno())
             .field("watched", &self.watched.len())
             .finish()
     }
@@ -122,23 +123,31 @@ impl ServerPoller {
     #[new]
     fn new() -> PyResult<Self> {
         #[cfg(target_os = "linux")]
-        let epoll = Some(epoll::create()?);
+        {
+            Ok(ServerPoller {
+                epoll: Some(epoll::create()?),
+                watched: std::collections::HashMap::new(),
+            })
+        }
         #[cfg(not(target_os = "linux"))]
-        let epoll: Option<std::os::fd::OwnedFd> = {
-            return Err(pyo3::exceptions::PyOSError::new_err(
+        {
+            Err(pyo3::exceptions::PyOSError::new_err(
                 "ServerPoller needs epoll (Linux)",
-            ));
-        };
-        Ok(ServerPoller {
-            epoll,
-            watched: std::collections::HashMap::new(),
-        })
+            ))
+        }
     }
 
     /// The epoll descriptor, readable while a watched connection is (-1 once closed).
     fn fileno(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.epoll.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            self.epoll.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            -1
+        }
     }
 
     /// How many connections are watched.
@@ -235,7 +244,10 @@ impl ServerPoller {
     /// Stops watching every connection and closes the epoll descriptor.
     fn close(&mut self) {
         self.watched.clear();
-        self.epoll = None;
+        #[cfg(target_os = "linux")]
+        {
+            self.epoll = None;
+        }
     }
 
     // The watched connections and their owners (which hold the server, which holds this
