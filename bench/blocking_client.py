@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import smtplib
 import socket
@@ -77,6 +78,12 @@ class Sink:
                     raise RuntimeError("smtp-sink did not start") from None
                 time.sleep(0.02)
 
+    def cpu(self) -> float:
+        """smtp-sink's CPU seconds so far (utime + stime, from /proc)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         """Stops smtp-sink; the number of messages it counted."""
         self.proc.terminate()
@@ -107,10 +114,64 @@ def smtpx_batch(port: int, count: int, msg: bytes) -> None:
             raise RuntimeError("a batch message was not accepted")
 
 
+class RawReplies:
+    """The floor's reply reader: counts final reply lines, checks only their first digit."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = b""
+
+    def expect(self, count: int, codes: bytes = b"23") -> None:
+        """Reads until ``count`` final reply lines have come; each must start with one of
+        ``codes``."""
+        while count:
+            while b"\r\n" not in self.pending:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise RuntimeError("smtp-sink closed the connection")
+                self.pending += data
+            line, self.pending = self.pending.split(b"\r\n", 1)
+            if line[3:4] == b"-":
+                continue
+            if line[:1] not in (codes[i:i + 1] for i in range(len(codes))):
+                raise RuntimeError(f"unexpected reply {line!r}")
+            count -= 1
+
+
+def raw_floor(port: int, count: int, msg: bytes) -> None:
+    """A calibration row: the exchange smtpx's loop makes, in the least Python can do it
+    with: a raw socket, every command and the dot-stuffed message prepared once, MAIL,
+    RCPT and DATA in one write and the message in a second, the replies only counted (two
+    writes and two reads per message, as smtpx; smtplib needs four of each). Its cost
+    beyond smtp-sink and the kernel is four socket calls and the counting in Python."""
+    commands = (f"MAIL FROM:<{SENDER}>\r\n" + "".join(f"RCPT TO:<{r}>\r\n" for r in RECIPIENTS)
+                + "DATA\r\n").encode()
+    content = msg if msg.endswith(b"\r\n") else msg + b"\r\n"
+    content = content.replace(b"\r\n.", b"\r\n..")
+    if content.startswith(b"."):
+        content = b"." + content
+    content += b".\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        replies = RawReplies(sock)
+        replies.expect(1)  # the greeting
+        sock.sendall(b"EHLO floor.example\r\n")
+        replies.expect(1)
+        for _ in range(count):
+            sock.sendall(commands)
+            replies.expect(1 + len(RECIPIENTS), b"2")
+            replies.expect(1, b"3")
+            sock.sendall(content)
+            replies.expect(1, b"2")
+        sock.sendall(b"QUIT\r\n")
+        replies.expect(1)
+
+
+FLOOR = "raw socket loop"
 CONTENDERS: list[tuple[str, Callable[[int, int, bytes], None]]] = [
     ("smtplib sendmail loop", smtplib_loop),
     ("smtpx sendmail loop", smtpx_loop),
     ("smtpx send_batch", smtpx_batch),
+    (FLOOR, raw_floor),
 ]
 
 
@@ -118,14 +179,16 @@ def run_one(name: str, port: int, count: int, size: int) -> None:
     """One run in this process (the parent's ``--one``): prints wall and CPU seconds."""
     run = dict(CONTENDERS)[name]
     msg = message(size)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     run(port, count, msg)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    print(f"RESULT {wall} {cpu}")
+    wall, usage = time.perf_counter() - wall0, resource.getrusage(resource.RUSAGE_SELF)
+    user, system = usage.ru_utime - usage0.ru_utime, usage.ru_stime - usage0.ru_stime
+    print(f"RESULT {wall} {user + system} {user} {system}")
 
 
-def run_fresh(python: str, name: str, port: int, count: int, size: int) -> tuple[float, float]:
-    """One run in a new Python process (pinned like this one): wall and CPU seconds."""
+def run_fresh(python: str, name: str, port: int, count: int, size: int) -> tuple[float, float, float]:
+    """One run in a new Python process (pinned like this one): wall, CPU and kernel CPU
+    seconds (the client's system time: its socket calls and the loopback's work they do)."""
     done = subprocess.run(
         [python, os.path.abspath(__file__), "--one", name, "--port", str(port),
          "--count", str(count), "--size", str(size)],
@@ -135,7 +198,7 @@ def run_fresh(python: str, name: str, port: int, count: int, size: int) -> tuple
     if done.returncode != 0 or not found:
         sys.stderr.write(done.stderr[-2000:])
         raise RuntimeError(f"{name}: the run failed")
-    return float(found[-1][1]), float(found[-1][2])
+    return float(found[-1][1]), float(found[-1][2]), float(found[-1][4])
 
 
 def main() -> int:
@@ -168,34 +231,49 @@ def main() -> int:
                        for name, _ in CONTENDERS if name.startswith("smtpx")]
     rates: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
     client_us: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    kernel_us: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
+    sink_us: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
     for round_no in range(args.rounds):
         shift = round_no % len(contenders)
         for name, python, contender in contenders[shift:] + contenders[:shift]:
             sink = Sink(args.cpu)
             try:
-                wall, cpu = run_fresh(python, contender, sink.port, args.count, args.size)
+                sink_cpu = sink.cpu()
+                wall, cpu, kernel = run_fresh(python, contender, sink.port, args.count, args.size)
+                sink_cpu = sink.cpu() - sink_cpu
             finally:
                 counted = sink.stop()
             if counted != args.count:
                 raise RuntimeError(f"{name}: smtp-sink counted {counted} of {args.count} messages")
             rates[name].append(args.count / wall)
             client_us[name].append(cpu / args.count * 1e6)
+            kernel_us[name].append(kernel / args.count * 1e6)
+            sink_us[name].append(sink_cpu / args.count * 1e6)
             print(
                 f"round {round_no + 1} {name:<22} {args.count / wall:9.0f} msg/s  "
-                f"client CPU {cpu / args.count * 1e6:6.1f} us/msg"
+                f"client CPU {cpu / args.count * 1e6:6.1f} us/msg (kernel {kernel / args.count * 1e6:5.1f}), "
+                f"smtp-sink {sink_cpu / args.count * 1e6:5.1f}"
             )
     base = rates[CONTENDERS[0][0]]
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print()
-    print("| contender | median msg/s | median client CPU us/msg | median ratio to smtplib (per round) |")
-    print("|---|---|---|---|")
+    print("| contender | median msg/s | median wall us/msg | median client CPU us/msg (of which kernel) "
+          "| median smtp-sink CPU us/msg | median ratio to smtplib (per round) |")
+    print("|---|---|---|---|---|---|")
     for name, _, _ in contenders:
         ratios = [r / b for r, b in zip(rates[name], base)]
         print(
-            f"| {name} | {statistics.median(rates[name]):.0f} | "
-            f"{statistics.median(client_us[name]):.1f} | {statistics.median(ratios):.2f} "
+            f"| {name} | {statistics.median(rates[name]):.0f} | {1e6 / statistics.median(rates[name]):.1f} | "
+            f"{statistics.median(client_us[name]):.1f} ({statistics.median(kernel_us[name]):.1f}) | "
+            f"{statistics.median(sink_us[name]):.1f} | "
+            f"{statistics.median(ratios):.2f} "
             f"({min(ratios):.2f}-{max(ratios):.2f}) |"
         )
+    loop = "smtpx sendmail loop"
+    floor = [a / b for a, b in zip(rates[loop], rates[FLOOR])]
+    print()
+    print(f"{loop} / {FLOOR}, paired by round: {statistics.median(floor):.2f}x msg/s "
+          f"({min(floor):.2f}-{max(floor):.2f})")
     if args.baseline_python:
         print()
         for name, _ in CONTENDERS:

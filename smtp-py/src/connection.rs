@@ -20,7 +20,8 @@
 //! - perf: on a plain socket the driver may let this object do the socket calls itself
 //!   (`read_step` or `read_socket`, and `step` with the socket's descriptor): one read and
 //!   the replies it causes cost one callback of Python's event loop and one call here, and
-//!   no `bytes` object, instead of the transport's Python read and write paths. What cannot be sent at once is handed back
+//!   no `bytes` object, instead of the transport's Python read and write paths; with the
+//!   server's [`crate::poller::ServerPoller`], no Python at all unless a hook must run. What cannot be sent at once is handed back
 //!   for the transport to buffer, so the driver keeps the order of the bytes.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -43,7 +44,7 @@ use crate::vocabulary::hook_event;
 const CONNECT: u8 = 0;
 const HOOK: u8 = 1;
 const WRITE: u8 = 2;
-const READ: u8 = 3;
+pub(crate) const READ: u8 = 3;
 const START_TLS: u8 = 4;
 const CLOSE: u8 = 5;
 
@@ -78,6 +79,18 @@ pub struct ServerConnection {
     peer: Option<std::net::SocketAddr>,
     /// The core's relay, answering the transaction hooks itself (`relay=`).
     relay: Option<NativeRelay>,
+    /// The deadline of the last READ or START_TLS action handed out (seconds).
+    deadline: f64,
+}
+
+/// What one read of the socket led to (see [`ServerConnection::read_step_on`]).
+pub(crate) enum ReadStep<'py> {
+    /// Nothing to read (a spurious wake-up).
+    Nothing,
+    /// The end of the stream.
+    Eof,
+    /// Bytes came: the next action, as `step` gives it.
+    Step((u8, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)),
 }
 
 /// The hooks' side of a connection: what is kept for the hooks answered here.
@@ -288,12 +301,13 @@ impl ServerConnection {
                 }
                 Action::Connect => (CONNECT, py.None().into_bound(py)),
                 Action::Read { deadline } => {
-                    (READ, PyFloat::new(py, deadline.as_secs_f64()).into_any())
+                    self.deadline = deadline.as_secs_f64();
+                    (READ, PyFloat::new(py, self.deadline).into_any())
                 }
-                Action::StartTls { deadline } => (
-                    START_TLS,
-                    PyFloat::new(py, deadline.as_secs_f64()).into_any(),
-                ),
+                Action::StartTls { deadline } => {
+                    self.deadline = deadline.as_secs_f64();
+                    (START_TLS, PyFloat::new(py, self.deadline).into_any())
+                }
                 Action::Close => (CLOSE, py.None().into_bound(py)),
             };
             if let Some(fd) = fd
@@ -306,6 +320,30 @@ impl ServerConnection {
             let output = (kind != HOOK && !self.output.is_empty()).then(|| self.take_output(py));
             return Ok((kind, payload, output));
         }
+    }
+}
+
+impl ServerConnection {
+    /// One read from `fd` and, when bytes came, the step they lead to (`read_step`), for
+    /// the driver's [`crate::poller::ServerPoller`] too.
+    pub(crate) fn read_step_on<'py>(
+        &mut self,
+        py: Python<'py>,
+        fd: i32,
+        now: std::time::Duration,
+        send_fd: Option<i32>,
+    ) -> PyResult<ReadStep<'py>> {
+        Ok(match self.read_from(fd, now)? {
+            0 => ReadStep::Eof,
+            n if n < 0 => ReadStep::Nothing,
+            _ => ReadStep::Step(self.advance(py, now, true, send_fd)?),
+        })
+    }
+
+    /// The deadline of the last READ or START_TLS action handed out (seconds).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn last_deadline(&self) -> f64 {
+        self.deadline
     }
 }
 
@@ -479,6 +517,7 @@ impl ServerConnection {
             relay,
             inner,
             output: Vec::new(),
+            deadline: 0.0,
             decision_due: false,
             trace: None,
             hooks: HookState {
@@ -540,13 +579,11 @@ impl ServerConnection {
         now: f64,
         send_fd: Option<i32>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let now = seconds(now)?;
-        let n = self.read_from(fd, now)?;
-        if n <= 0 {
-            return Ok(n.into_pyobject(py)?.into_any());
-        }
-        let step = self.advance(py, now, true, send_fd)?;
-        Ok(step.into_pyobject(py)?.into_any())
+        Ok(match self.read_step_on(py, fd, seconds(now)?, send_fd)? {
+            ReadStep::Nothing => (-1isize).into_pyobject(py)?.into_any(),
+            ReadStep::Eof => 0isize.into_pyobject(py)?.into_any(),
+            ReadStep::Step(step) => step.into_pyobject(py)?.into_any(),
+        })
     }
 
     #[pyo3(signature = (refusal = None))]
@@ -671,6 +708,13 @@ impl ServerConnection {
         set_trace(&mut self.trace, trace, |sink| {
             self.inner.set_trace(sink, connection_id);
         });
+    }
+
+    /// The deadline of the last READ or START_TLS action handed out, in the clock of
+    /// `now` (0.0 before the first).
+    #[getter]
+    fn deadline(&self) -> f64 {
+        self.deadline
     }
 
     #[getter]

@@ -37,6 +37,7 @@ mod client;
 mod connection;
 mod errors;
 mod logging;
+mod poller;
 mod pool;
 mod proxy;
 mod results;
@@ -58,6 +59,8 @@ mod _native {
     use crate::client::Client;
     #[pymodule_export]
     use crate::connection::ServerConnection;
+    #[pymodule_export]
+    use crate::poller::ServerPoller;
     #[pymodule_export]
     use crate::pool::{Pool, PoolCore, PoolLease, Relay, RelayJob, RelaySession};
     #[pymodule_export]

@@ -19,6 +19,7 @@ __all__ = [
     "RelaySession",
     "Server",
     "ServerConnection",
+    "ServerPoller",
     "ServerSession",
     "TlsConfig",
     "TlsSession",
@@ -580,6 +581,43 @@ class ServerConnection:
         """The PROXY protocol header the connection began with: ``{"version": 1 | 2,
         "command": "PROXY" | "LOCAL", "source": (host, port) | None, "destination":
         (host, port) | None, "tlvs": [(type, value), ...]}``; None without one."""
+    @property
+    def deadline(self) -> float:
+        """The deadline of the last READ or START_TLS action handed out, in the clock of
+        ``now`` (0.0 before the first)."""
+
+@final
+class ServerPoller:
+    """perf: the readiness of one server's direct-mode connections (whose socket the
+    engine reads and writes itself, :meth:`ServerConnection.read_step`), watched by an
+    epoll instance of its own: the event loop watches only :meth:`fileno`, and
+    :meth:`poll` reads and steps every ready connection, handing back only those that
+    need the driver. Linux only (OSError elsewhere)."""
+
+    def __init__(self) -> None: ...
+    def fileno(self) -> int:
+        """The epoll descriptor, readable while a watched connection is (-1 once closed)."""
+    def __len__(self) -> int:
+        """How many connections are watched."""
+    def add(self, fd: int, connection: ServerConnection, owner: Any, send: bool, timer_at: float | None) -> None:
+        """Watches the socket ``fd`` of ``connection`` for input; :meth:`poll` hands
+        ``owner`` back with what a read led to. ``send``: the engine may send on ``fd``
+        (the transport holds nothing unsent); ``timer_at``: when the connection's timer
+        fires (None: none is armed). Watching a descriptor again replaces its entry."""
+    def remove(self, fd: int, connection: ServerConnection) -> None:
+        """Stops watching ``fd`` if it is ``connection``'s."""
+    def set_send(self, fd: int, send: bool) -> None:
+        """Whether the engine may send on ``fd``."""
+    def set_timer(self, fd: int, timer_at: float | None) -> None:
+        """When the timer of the connection on ``fd`` fires (None: none is armed)."""
+    def poll(self, now: float) -> list[tuple[Any, tuple[int, Any, bytes | None] | int | BaseException | None]] | None:
+        """Reads every ready connection once and takes the step it leads to; returns the
+        ``(owner, outcome)`` pairs that need the driver, or None. The outcome is the
+        step's tuple, 0 at the end of the stream, the exception reading or stepping
+        raised, or None (read the socket yourself). A READ with nothing to write and a
+        deadline no earlier than ``timer_at`` is done and not handed back."""
+    def close(self) -> None:
+        """Stops watching every connection and closes the epoll descriptor."""
 
 @final
 class ClientSession:

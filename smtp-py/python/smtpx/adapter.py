@@ -350,6 +350,12 @@ class Session:
     proxy: dict[str, Any] | None = None
 
 
+def _smtputf8(mail_options: list[str]) -> bool:
+    """Whether MAIL's parameters ask for SMTPUTF8 (as aiosmtpd sets ``smtp_utf8``)."""
+    # perf: most MAIL commands have no parameter: no generator then.
+    return bool(mail_options) and "SMTPUTF8" in (o.upper() for o in mail_options)
+
+
 def auth_succeeded(result: Any) -> bool:
     """Whether an authenticator's result is clearly a success: ``True``, or an object whose
     ``success`` attribute is ``True`` (aiosmtpd's ``AuthResult``, ours). Anything else —
@@ -517,16 +523,20 @@ class HandlerConnection:
     def take_envelope(self, sender: str, mail_options: list[str], recipients: list[str], rcpt_options: list[str]) -> None:
         """perf: the envelope of a message whose MAIL and RCPT the engine accepted without
         a hook (the handler has neither ``handle_MAIL`` nor ``handle_RCPT``), filled as
-        aiosmtpd's defaults fill it."""
-        self.envelope = Envelope()
-        self._take_sender(sender, mail_options)
-        self.envelope.rcpt_tos.extend(recipients)
-        self.envelope.rcpt_options.extend(rcpt_options)
+        aiosmtpd's defaults fill it. The lists are the envelope's from now on (the engine
+        gives new ones with each message)."""
+        self.envelope = Envelope(
+            mail_from=sender,
+            mail_options=mail_options,
+            smtp_utf8=_smtputf8(mail_options),
+            rcpt_tos=recipients,
+            rcpt_options=rcpt_options,
+        )
 
     def _take_sender(self, address: str, options: list[str]) -> None:
         self.envelope.mail_from = address
         self.envelope.mail_options.extend(options)
-        self.envelope.smtp_utf8 = "SMTPUTF8" in (o.upper() for o in options)
+        self.envelope.smtp_utf8 = _smtputf8(options)
 
     def _take_recipient(self, address: str, options: list[str]) -> None:
         self.envelope.rcpt_tos.append(address)

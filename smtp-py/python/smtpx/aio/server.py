@@ -1,6 +1,7 @@
 """The asyncio server: :class:`Server` runs an aiosmtpd-style handler (coroutine or plain
 ``handle_EHLO``, ``handle_MAIL``, ``handle_RCPT``, ``handle_DATA``, ...) on a buffered
-protocol, one callback per read (see _ServerProtocol), with the same
+protocol (see _ServerProtocol; on a plain socket the engine reads and answers every
+ready connection in one callback per loop iteration, see Server._start_poller), with the same
 :class:`~smtpx.Envelope` and :class:`~smtpx.Session`, hook mapping, options and defaults
 as :class:`~smtpx.Controller` (:mod:`smtpx.adapter`)::
 
@@ -47,6 +48,10 @@ __all__ = ["Server"]
 log = logging.getLogger("smtpx.aio")
 
 _READ_SIZE = 64 * 1024
+# How many times one callback of the server's poller asks it for ready connections (see
+# Server._poll_ready): more passes serve input that came while Python ran sooner, each
+# costing one epoll_wait when nothing came.
+_POLL_PASSES = 8
 _CONNECT = _native.ServerConnection.CONNECT
 _HOOK = _native.ServerConnection.HOOK
 _WRITE = _native.ServerConnection.WRITE
@@ -138,6 +143,10 @@ class Server:
         # out what it got before the next read.
         self._read_buffer = bytearray(_READ_SIZE)
         self._trace = False  # the smtpx.wire logger took DEBUG records at start()
+        # perf: the direct-mode connections' readiness, one descriptor for the event loop
+        # (see _start_poller); None where the loop cannot watch it.
+        self._poller: _native.ServerPoller | None = None
+        self._poll_loop: asyncio.AbstractEventLoop | None = None
         self._connection_ids = itertools.count(1)
 
     @property
@@ -178,14 +187,72 @@ class Server:
         extra = dict(settings.server_kwargs or {})
         if settings.implicit_tls and self._ssl_context is not None:
             extra["ssl"] = self._ssl_context  # asyncio's TLS: the handshake is done before connection_made
-        if self.unix_socket is not None:
-            self._server = await loop.create_unix_server(
-                lambda: _ServerProtocol(self), self.unix_socket, backlog=settings.listen_backlog, **extra
+        self._start_poller(loop)
+        try:
+            if self.unix_socket is not None:
+                self._server = await loop.create_unix_server(
+                    lambda: _ServerProtocol(self), self.unix_socket, backlog=settings.listen_backlog, **extra
+                )
+                return
+            self._server = await loop.create_server(
+                lambda: _ServerProtocol(self), self.host, self.port, backlog=settings.listen_backlog, **extra
             )
+        except BaseException:
+            self._stop_poller()
+            raise
+
+    def _start_poller(self, loop: asyncio.AbstractEventLoop) -> None:
+        """perf: the sockets of direct-mode connections (see _ServerProtocol._go_direct) are
+        watched by one epoll instance of the engine's (:class:`smtpx._native.ServerPoller`)
+        rather than each by the loop's selector: the loop watches only its descriptor, and
+        its one callback per loop iteration (_poll_ready) has the engine read and answer
+        every ready connection, handing back only those that need Python. Loops without the
+        selector loop's reader registration (and platforms without epoll) keep a reader per
+        socket."""
+        if _DIRECT_TRANSPORT is None or not hasattr(loop, "_add_reader") or not hasattr(loop, "_remove_reader"):
             return
-        self._server = await loop.create_server(
-            lambda: _ServerProtocol(self), self.host, self.port, backlog=settings.listen_backlog, **extra
-        )
+        try:
+            poller = _native.ServerPoller()
+        except OSError:
+            return
+        loop._add_reader(poller.fileno(), self._poll_ready)
+        self._poller, self._poll_loop = poller, loop
+
+    def _stop_poller(self) -> None:
+        poller, loop = self._poller, self._poll_loop
+        self._poller = self._poll_loop = None
+        if poller is None or loop is None:
+            return
+        if not loop.is_closed():
+            loop._remove_reader(poller.fileno())  # type: ignore[attr-defined]
+        poller.close()
+
+    def _poll_ready(self) -> None:
+        """A watched connection is readable: the engine reads and steps every ready one; the
+        protocols of those that need Python go on with the outcome (_ServerProtocol._ready).
+
+        perf: while Python ran for some, more input may have come: the poller is asked
+        again (up to _POLL_PASSES times in all) until a pass hands nothing back, rather
+        than a turn of the event loop later."""
+        poller, loop = self._poller, self._poll_loop
+        if poller is None or loop is None:
+            return
+        for _ in range(_POLL_PASSES):
+            now = loop.time()
+            try:
+                ready = poller.poll(now)
+            except OSError as error:  # the epoll descriptor itself failed: nothing can be read
+                log.error("smtpx.aio server: polling the connections failed", exc_info=error)
+                return
+            if ready is None:
+                return
+            for protocol, outcome in ready:
+                try:
+                    protocol._ready(now, outcome)
+                except Exception as error:  # one connection's failure is not the others'
+                    protocol._failed(error)
+            if self._poller is not poller:  # stopped meanwhile
+                return
 
     def offload(self, hook: Callable[..., Any], *args: Any) -> Any:
         """Runs the plain-function ``hook`` on the hook threads (``hook_threads``);
@@ -223,6 +290,7 @@ class Server:
                     connection.abort()
                 await asyncio.wait(pending, timeout=1)
         await server.wait_closed()
+        self._stop_poller()
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
@@ -431,13 +499,13 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.cut = False  # given up on a client that does not read: abort, do not flush
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
-        self.deadline = 0.0  # of the last READ or START_TLS
         self.proxy_pending = False  # a PROXY protocol header is being read
         self.proxy_hook_pending = False  # handle_PROXY suspended: its answer decides CONNECT
         # perf: the socket's descriptor while the engine reads and writes it itself (a
         # plain selector transport; -1 otherwise), see _go_direct.
         self.fd = -1
-        self.reader_on = False  # _readable is registered with the loop
+        self.reader_on = False  # watched for input (by the server's poller, or _readable with the loop)
+        self.poller: _native.ServerPoller | None = None  # the server's, in direct mode
         self.transport_holds = False  # bytes were handed to the transport, perhaps unsent
 
     # asyncio's callbacks
@@ -475,8 +543,10 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     def _go_direct(self, transport: asyncio.Transport) -> None:
         """perf: on a plain selector transport, the engine does the socket calls itself:
-        the transport stops reading, :meth:`_readable` is called when the socket is
-        readable and has ``read_step`` read it, and ``read_step`` and ``step`` send the
+        the transport stops reading, the socket is watched by the server's poller (which
+        reads it with ``read_step`` and hands back what needs Python to :meth:`_ready`), or
+        else by the loop, which calls :meth:`_readable` when the socket is readable and has
+        ``read_step`` read it, and ``read_step`` and ``step`` send the
         replies (what the socket does not take at once goes to the transport, which then
         writes everything until it holds nothing). A read and its replies then cost one callback, without
         the transport's Python read path, its write path or a ``bytes`` object per read.
@@ -496,49 +566,79 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             return
         transport.pause_reading()
         self.fd = sock.fileno()
+        if self.server._poll_loop is loop:
+            self.poller = self.server._poller
         self._reading()
 
     def _leave_direct(self) -> None:
         """Back to the transport's own reading (before a TLS handshake)."""
         if self.fd < 0:
             return
-        if self.reader_on and self.transport is not None and not self.transport.is_closing():
-            self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
-        self.reader_on = False
+        self._unwatch()
         self.fd = -1
+        self.poller = None
         self._reading()
 
+    def _unwatch(self) -> None:
+        """Direct mode: the socket is no longer watched for input (a closed transport has
+        removed the loop's reader itself; the poller is told here)."""
+        if not self.reader_on:
+            return
+        self.reader_on = False
+        if self.poller is not None:
+            if self.connection is not None:
+                self.poller.remove(self.fd, self.connection)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
+
     def _readable(self) -> None:
-        """perf: the socket is readable (direct mode): the engine reads it and takes the
-        first step in the same call, then the connection's actions are performed, as
-        buffer_updated and eof_received do. (Once the transport closes, its
-        ``_remove_reader`` has cancelled this callback.)"""
+        """perf: the socket is readable (direct mode, without the server's poller, or when
+        the poller leaves the read to this protocol): the engine reads it and takes the
+        first step in the same call, then :meth:`_ready` goes on. (Once the transport
+        closes, its ``_remove_reader`` has cancelled this callback.)"""
         connection, transport = self.connection, self.transport
-        if connection is None or transport is None:
+        if connection is None or transport is None or transport.is_closing():
             return
         now = self.loop.time()
+        got: Any
         try:
             got = connection.read_step(self.fd, now, self.fd if not self.transport_holds else self._direct_fd())
-        except OSError as error:  # as the transport's fatal read error: cut
-            log.debug("smtpx.aio server: read failed: %r", error)
-            transport.abort()
-            return
         except Exception as error:
-            self._failed(error)
+            got = error
+        if got != -1:  # (-1: nothing to read)
+            self._ready(now, got)
+
+    def _ready(self, now: float, got: Any) -> None:
+        """What a read in direct mode led to (``read_step``'s outcome, here or in the
+        server's poller): the connection's actions are performed, as buffer_updated and
+        eof_received do. ``got`` is the step's tuple, 0 at the end of the stream, the
+        exception reading or stepping raised, or None: read the socket here."""
+        transport = self.transport
+        if self.connection is None or transport is None:
             return
+        if transport.is_closing():
+            self._unwatch()  # (a step already taken is still performed)
+            if got is None:
+                return
         if type(got) is tuple:
             kind, payload, out = got
             if kind == _READ and out is None and not self.eof:
                 # perf: the usual outcome (the replies are sent, more input is wanted),
                 # done here as _pump does it, without its call
-                self.deadline = payload
                 if self.timer is None or payload < self.timer_at:
                     self._arm(payload)
                 return
             self._pump(now, got)
+        elif got is None:
+            self._readable()
+        elif isinstance(got, OSError):  # as the transport's fatal read error: cut
+            log.debug("smtpx.aio server: read failed: %r", got)
+            self._unwatch()
+            transport.abort()
+        elif isinstance(got, Exception):
+            self._failed(got)
         elif got == 0:  # the end of the stream, as the transport's _read_ready__on_eof
-            self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
-            self.reader_on = False
+            self._unwatch()
             if not self.eof_received():
                 transport.close()
 
@@ -577,6 +677,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connections.discard(self)
+        self._unwatch()
         self.transport = None
         self._cancel_timer()
         if self.connection is not None:
@@ -607,10 +708,12 @@ class _ServerProtocol(asyncio.BufferedProtocol):
     def close(self) -> None:
         self.hooks.cancel()  # what cancelling the connection's task did in the streams version
         if self.transport is not None:
+            self._unwatch()
             self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
+            self._unwatch()
             self.transport.abort()
 
     # The connection's actions
@@ -647,7 +750,6 @@ class _ServerProtocol(asyncio.BufferedProtocol):
                             self.eof_said = True
                             connection.receive_eof()
                         continue
-                    self.deadline = payload
                     if self.timer is None or payload < self.timer_at:
                         self._arm(payload)
                     return
@@ -795,6 +897,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         log.error("smtpx.aio server: connection failed", exc_info=error)
         self.waiting = False
         if self.transport is not None:
+            self._unwatch()
             self.transport.close()
 
     def _direct_fd(self) -> int | None:
@@ -809,6 +912,8 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             if transport.get_write_buffer_size():
                 return None
             self.transport_holds = False
+            if self.poller is not None:
+                self.poller.set_send(self.fd, True)
         return self.fd
 
     def _write(self, out: bytes) -> None:
@@ -817,8 +922,10 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             self.tls.write(out)
             out = self.tls.output()
         self.transport.write(out)
-        if self.fd >= 0:
+        if self.fd >= 0 and not self.transport_holds:
             self.transport_holds = True
+            if self.poller is not None:
+                self.poller.set_send(self.fd, False)
 
     def _close(self) -> None:
         """Every hook has run: close (after a TLS close_notify)."""
@@ -826,6 +933,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        self._unwatch()
         if self.cut:
             transport.abort()
             return
@@ -842,11 +950,21 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if self.fd >= 0:  # direct mode: our own reader, until the end of the stream
             wanted = not (self.write_paused or self.waiting or self.eof)
             if wanted != self.reader_on:
-                if wanted:
-                    self.loop._add_reader(self.fd, self._readable)  # type: ignore[attr-defined]
-                else:
-                    self.loop._remove_reader(self.fd)  # type: ignore[attr-defined]
-                self.reader_on = wanted
+                if not wanted:
+                    self._unwatch()
+                    return
+                poller = self.poller
+                if poller is not None and self.connection is not None:
+                    timer_at = self.timer_at if self.timer is not None else None
+                    try:
+                        poller.add(self.fd, self.connection, self, not self.transport_holds, timer_at)
+                        self.reader_on = True
+                        return
+                    except (OSError, ValueError) as error:  # (epoll's limit of watches, a closed poller)
+                        log.debug("smtpx.aio server: the poller cannot watch a connection: %r", error)
+                        self.poller = None  # the loop watches this one
+                self.loop._add_reader(self.fd, self._readable)  # type: ignore[attr-defined]
+                self.reader_on = True
             return
         if self.write_paused or self.waiting:
             self.transport.pause_reading()
@@ -975,28 +1093,34 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     def _arm(self, deadline: float) -> None:
         """Armed for the deadline of the last READ or START_TLS, moved only when that comes
-        earlier; when it fires, _expired re-arms it if the deadline moved on meanwhile."""
-        self.deadline = deadline
+        earlier; when it fires, _expired re-arms it if the deadline moved on meanwhile (the
+        engine keeps the deadline: a READ the server's poller answered moved it there)."""
         if self.timer is not None:
             if deadline >= self.timer_at:
                 return
             self.timer.cancel()
         self.timer_at = deadline
         self.timer = self.loop.call_at(deadline, self._expired)
+        if self.poller is not None:
+            self.poller.set_timer(self.fd, deadline)
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+            if self.poller is not None:
+                self.poller.set_timer(self.fd, None)
 
     def _expired(self) -> None:
         self.timer = None
+        if self.poller is not None:
+            self.poller.set_timer(self.fd, None)
         connection = self.connection
         if connection is None or self.transport is None or self.waiting or self.ssl_handshaking:
             return  # gone, a hook is running (the next READ arms the timer again), or asyncio's handshake (its own timeout)
         now = self.loop.time()
-        if self.deadline > now:
-            self._arm(self.deadline)
+        if connection.deadline > now:
+            self._arm(connection.deadline)
             return
         if self.tls is not None and self.tls.is_handshaking:
             log.info("smtpx.aio server: connection ended: TLS handshake timed out")
