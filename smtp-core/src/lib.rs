@@ -228,6 +228,7 @@ pub mod asynchronous;
 pub mod auth;
 pub mod blocking;
 pub mod client;
+mod clock;
 pub mod command;
 pub mod data;
 pub mod ehlo;

@@ -12,7 +12,6 @@
 //! and do TLS handshakes.
 
 pub mod client;
-mod clock;
 mod phase;
 pub mod pool;
 pub mod server;

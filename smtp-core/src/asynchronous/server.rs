@@ -56,9 +56,9 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::clock::Clock;
 use super::phase::{Phase, PhaseBell, PhaseListener};
 use super::spare_worker::SpareWorkers;
+use crate::clock::Clock;
 use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
 use crate::server::hooks::{Answer, ConnectionInfo, Handler, Hook, SessionHandler};

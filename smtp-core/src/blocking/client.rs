@@ -37,7 +37,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::{ClientConnection, StreamOwned};
 
@@ -45,6 +45,7 @@ use crate::client::TransactionResult;
 use crate::client::api::{self, client_api, client_connect, client_debug, client_struct};
 use crate::client::options::{Prepared, prepare};
 use crate::client::runner::{Action, BatchMessage, ClientRunner, Operation, Outcome, READ_BUFFER};
+use crate::clock::Clock;
 
 pub use crate::client::error::{Error, ErrorKind};
 pub use crate::client::options::{ClientOptions, TlsMode, TlsSetup};
@@ -146,8 +147,9 @@ client_struct! {
 /// The driver's half of a connection: the socket, the read buffer and the clock.
 struct Io {
     stream: Stream,
-    /// The session's clock: `base.elapsed()` is the `now` it is given.
-    base: Instant,
+    /// The session's clock: `clock.now()` is the `now` it is given (a coarse clock: it is
+    /// read at every step of the session, a dozen times per message).
+    clock: Clock,
     buffer: Box<[u8]>,
     /// perf: the read timeout the socket has now, if this driver set one. It is set again
     /// only when the next deadline is nearer than that (see `read_once`), which saves a
@@ -215,7 +217,7 @@ impl SmtpClient {
         );
         let io = Io {
             stream: Stream::Local(unix),
-            base: Instant::now(),
+            clock: Clock::start(),
             buffer: vec![0; READ_BUFFER].into_boxed_slice(),
             read_timeout: None,
         };
@@ -238,11 +240,11 @@ impl Io {
         tcp.set_nodelay(true)
             .and_then(|()| tcp.set_write_timeout(Some(write_timeout)))
             .map_err(setup_failed)?;
-        let base = Instant::now();
+        let clock = Clock::start();
         log::debug!("smtpx client #{}: connected to {peer}", prepared.id);
         let stream = match (&prepared.tls, prepared.tls_mode) {
             (Some(setup), TlsMode::Implicit) => {
-                let tls = tls_handshake(tcp, setup, base, prepared.connect_timeout)?;
+                let tls = tls_handshake(tcp, setup, &clock, prepared.connect_timeout)?;
                 log::debug!("smtpx client #{}: implicit TLS established", prepared.id);
                 Stream::Tls(Box::new(tls))
             }
@@ -252,7 +254,7 @@ impl Io {
         Ok((
             Io {
                 stream,
-                base,
+                clock,
                 buffer,
                 read_timeout: None,
             },
@@ -262,7 +264,7 @@ impl Io {
 
     /// The session clock.
     fn now(&self) -> Duration {
-        self.base.elapsed()
+        self.clock.now()
     }
 
     /// Carries out `op`'s actions on the socket until it is done; `body` is the message
@@ -279,7 +281,7 @@ impl Io {
     {
         loop {
             op.report_results(&mut on_result);
-            match op.next_action(self.base.elapsed()) {
+            match op.next_action(self.clock.now()) {
                 Action::Write(bytes) => match self.stream.write_all(bytes) {
                     Ok(()) => op.written(),
                     Err(e) => op.write_failed(e),
@@ -293,12 +295,12 @@ impl Io {
                     self.read_once(&mut op, deadline);
                 }
                 Action::StartTls { setup, deadline } => match self.starttls(setup, deadline) {
-                    Ok(()) => op.tls_established(self.base.elapsed()),
+                    Ok(()) => op.tls_established(self.clock.now()),
                     Err(error) => op.tls_failed(error),
                 },
                 Action::Body => match body.as_mut().map(|message| message.read(&mut self.buffer)) {
-                    Some(Ok(0)) => op.body_end(self.base.elapsed()),
-                    Some(Ok(n)) => op.body(&self.buffer[..n], self.base.elapsed()),
+                    Some(Ok(0)) => op.body_end(self.clock.now()),
+                    Some(Ok(n)) => op.body(&self.buffer[..n], self.clock.now()),
                     Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                     Some(Err(e)) => op.body_failed(e),
                     None => op.body_failed(io::ErrorKind::InvalidInput.into()),
@@ -314,7 +316,7 @@ impl Io {
     fn starttls(&mut self, setup: &TlsSetup, deadline: Duration) -> Result<(), Error> {
         let tcp = self.stream.take_plain()?;
         self.read_timeout = None; // the handshake sets its own
-        self.stream = Stream::Tls(Box::new(tls_handshake(tcp, setup, self.base, deadline)?));
+        self.stream = Stream::Tls(Box::new(tls_handshake(tcp, setup, &self.clock, deadline)?));
         Ok(())
     }
 
@@ -331,7 +333,7 @@ impl Io {
         // instead of one per read, even as the timeouts of its phases differ (RFC 5321's
         // are 2 to 10 minutes). A timeout of seconds is set to whole seconds, so that the
         // next wait, whose deadline is a little later, finds it no longer than what is left.
-        let left = deadline.saturating_sub(self.base.elapsed()).max(MIN_WAIT);
+        let left = deadline.saturating_sub(self.clock.now()).max(MIN_WAIT);
         if self
             .read_timeout
             .is_none_or(|set| set > left || set < (left / 2).min(KEPT_WAIT))
@@ -349,14 +351,14 @@ impl Io {
         }
         match self.stream.read(&mut self.buffer) {
             Ok(0) => op.eof(),
-            Ok(n) => op.received(&self.buffer[..n], self.base.elapsed()),
+            Ok(n) => op.received(&self.buffer[..n], self.clock.now()),
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                op.timed_out(self.base.elapsed());
+                op.timed_out(self.clock.now());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // TCP closed without a TLS close_notify. Replies delimit themselves, so there
@@ -391,17 +393,17 @@ fn connect_tcp(addr: impl ToSocketAddrs, timeout: Duration, id: u64) -> Result<T
     }
 }
 
-/// Does a TLS client handshake on `tcp`, giving up at `deadline` (on the `base` clock).
+/// Does a TLS client handshake on `tcp`, giving up at `deadline` (on `clock`).
 fn tls_handshake(
     mut tcp: TcpStream,
     setup: &TlsSetup,
-    base: Instant,
+    clock: &Clock,
     deadline: Duration,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, Error> {
     let mut conn = ClientConnection::new(setup.config.clone(), setup.server_name.clone())
         .map_err(Error::tls_start)?;
     while conn.is_handshaking() {
-        let now = base.elapsed();
+        let now = clock.now();
         if now >= deadline {
             return Err(Error::new(
                 ErrorKind::Timeout,

@@ -1,20 +1,21 @@
-//! The server's clock for the connection layer's deadlines: time since the server
+//! The drivers' clock for the engine's deadlines: time since a connection (or server)
 //! started, read from the kernel's coarse monotonic clock where there is one.
 //!
-//! The connection layer is told the time at every step (a dozen times per message), and
-//! a precise `clock_gettime` costs about 40 ns on a virtual machine (it reads the TSC
+//! The engine is told the time at every step (a dozen times per message, on either side),
+//! and a precise `clock_gettime` costs about 45 ns on a virtual machine (it reads the TSC
 //! and scales it); the coarse clock returns the time of the last timer tick in about
-//! 7 ns, with the tick's resolution (1-4 ms). Deadlines are seconds long, so a few
-//! milliseconds either way change nothing; where the driver knows that a deadline has
+//! 11 ns, with the tick's resolution (1-4 ms). Deadlines are seconds long, so a few
+//! milliseconds either way change nothing; where a driver knows that a deadline has
 //! passed (its timer fired), it says so with [`Clock::at_least`] instead of trusting the
 //! coarse reading.
 
 use std::time::{Duration, Instant};
 
-/// Time since the server started.
+/// Time since the start of a server or a connection.
 #[derive(Debug)]
 pub(crate) struct Clock {
-    /// The precise start, for turning deadlines into timer instants.
+    /// The precise start, for turning deadlines into timer instants (the tokio server's).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) epoch: Instant,
     #[cfg(any(target_os = "linux", target_os = "android"))]
     coarse_epoch: Duration,
@@ -42,6 +43,7 @@ impl Clock {
     }
 
     /// The time, known to be `deadline` or later (a timer for it fired).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // the tokio server's
     pub(crate) fn at_least(&self, deadline: Duration) -> Duration {
         self.now().max(deadline)
     }
