@@ -35,6 +35,7 @@ import importlib.machinery
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -165,6 +166,8 @@ def main():
 
 def instructions(baseline):
     """--instructions: see the module's docstring."""
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (Debian: apt-get install valgrind)")
     tmp = tempfile.mkdtemp(prefix="smtpx-cbench-")
     try:
         binary = build(tmp)
