@@ -179,6 +179,9 @@ c-asan: c-lib c-cert
 	@for t in $(C_TESTS); do \
 	  nm $(C_OUT)/$${t}_asan | grep __asan_init >/dev/null || { echo "$${t}_asan was built without ASan"; exit 1; }; done
 	$(foreach t,$(C_TESTS),$(ASAN_RUN) $(C_OUT)/$(t)_asan $(call c_test_args,$(t)) &&) true
+	@# Once more on one CPU: the server's two workers then outnumber its CPUs, and one
+	@# waits in reserve until a callback blocks (smtp-core's asynchronous/spare_worker.rs).
+	$(ASAN_RUN) taskset -c 0 $(C_OUT)/test_blocking_callbacks_asan $(call c_test_args,test_blocking_callbacks)
 
 c-valgrind: c-lib c-cert
 	@command -v $(VALGRIND) >/dev/null || { echo "valgrind not found (Debian: apt-get install valgrind)"; exit 1; }

@@ -94,7 +94,9 @@ pub enum BlockingHooks {
     /// `block_in_place` when it would take the last one; a watchdog thread moves the
     /// held worker's connections and the I/O driver to a free worker when a hook has run
     /// for a millisecond, so a hook that blocks delays the others by a millisecond or
-    /// two. Nearly the cost of [`Inline`](Self::Inline) for hooks that may block.
+    /// two. Nearly the cost of [`Inline`](Self::Inline) for hooks that may block. On a
+    /// runtime with more workers than CPUs, one worker waits in reserve, kept off the
+    /// CPUs, while no hook holds another for that millisecond.
     ///
     /// Only for hooks that never wake a task of the runtime they are served on (no
     /// `tokio::spawn`, no send on a tokio channel to such a task): tokio keeps a task
@@ -407,9 +409,13 @@ impl Shared {
         self.clock.now()
     }
 
-    /// Moves to `phase` unless the server is there or further already.
+    /// Moves to `phase` unless the server is there or further already. A stopping server
+    /// keeps no worker in reserve, so that its runtime can end.
     fn advance(&self, phase: Phase) {
         self.phase.advance(phase);
+        if let Some(spare) = &self.spare {
+            spare.close();
+        }
     }
 }
 

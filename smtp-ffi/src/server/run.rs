@@ -10,9 +10,10 @@
 //! [`tokio::task::block_in_place`], which first hands the worker's other connections to
 //! another thread. A watchdog thread moves a held worker's connections to a free one
 //! after a millisecond, so a blocking callback delays the others by a millisecond or two
-//! and stalls only its own connection; at most [`MAX_BLOCKING`] callbacks block at once
-//! in `block_in_place` (tokio's blocking-pool bound), beyond which the connections of the
-//! waiting workers wait too. A callback must not wait for the server itself (stopping it
+//! and stalls only its own connection (with more workers than CPUs, one waits in reserve
+//! until then, so that two do not take turns on one CPU); at most [`MAX_BLOCKING`]
+//! callbacks block at once in `block_in_place` (tokio's blocking-pool bound), beyond
+//! which the connections of the waiting workers wait too. A callback must not wait for the server itself (stopping it
 //! from a callback is refused).
 
 use std::ffi::c_char;
