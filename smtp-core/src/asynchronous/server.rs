@@ -61,7 +61,7 @@ use super::spare_worker::SpareWorkers;
 use crate::clock::Clock;
 use crate::reply::Reply;
 use crate::server::connection::{self, Action, Connection};
-use crate::server::hooks::{Answer, ConnectionInfo, Handler, Hook, SessionHandler};
+use crate::server::hooks::{Answer, ConnectionInfo, Handler, Hook, HookSet, SessionHandler};
 pub use crate::server::hooks::{AsyncHandler, AsyncSessionHandler};
 pub use crate::server::options::{ListenerOptions, ServerOptions};
 
@@ -495,6 +495,10 @@ trait Hooks: Send {
         shared: &Shared,
         now: Duration,
     ) -> impl Future<Output = Duration> + Send;
+    /// The hooks the session leaves to their defaults, once it exists.
+    fn default_hooks(&self) -> HookSet {
+        HookSet::EMPTY
+    }
 }
 
 /// The hook due now and the session that answers it; `None` when no hook is due, or
@@ -574,6 +578,12 @@ impl<H: Handler> Hooks for SyncHooks<H> {
             }
         });
         shared.now()
+    }
+
+    fn default_hooks(&self) -> HookSet {
+        self.session
+            .as_ref()
+            .map_or(HookSet::EMPTY, SessionHandler::default_hooks)
     }
 }
 
@@ -782,6 +792,7 @@ async fn serve_connection<K: Hooks>(
                 let refusal = hooks.connect(&info).await;
                 now = shared.now();
                 connection.connected(refusal);
+                connection.answer_by_default(hooks.default_hooks());
             }
             Action::Hook(_) => now = hooks.answer(&mut connection, shared, now).await,
             Action::Write(bytes) => {

@@ -595,8 +595,10 @@ fn drive<H: Handler>(
                 let info = connection.connected_info(id, peer, live.stream.local_addr().ok());
                 match shared.handler.connect(&info) {
                     Ok(h) => {
-                        handler = Some(h);
                         connection.connected(None);
+                        connection
+                            .answer_by_default(crate::handler::SessionHandler::default_hooks(&h));
+                        handler = Some(h);
                     }
                     Err(reply) => connection.connected(Some(reply)),
                 }

@@ -67,6 +67,7 @@ use std::time::Duration;
 
 use crate::handler::{Answer, ConnectionInfo, DispatchState, Flow, Hook};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::hooks::HookSet;
 use crate::server::proxy::{ProxyCommand, ProxyHeader, ProxyParser, ProxyProgress, ProxyProtocol};
 use crate::server::{ServerConfig, ServerSession};
 use crate::tls::{TlsInfo, TlsState};
@@ -146,6 +147,9 @@ pub struct Connection {
     proxy_header: Option<Box<ProxyHeader>>,
     /// What the TLS handshake negotiated, shared with the handler's [`ConnectionInfo`].
     tls_state: TlsState,
+    /// Hooks the handler leaves to their defaults: answered here, never given as
+    /// [`Action::Hook`].
+    by_default: HookSet,
 }
 
 impl Connection {
@@ -175,7 +179,17 @@ impl Connection {
             proxy_parser: None,
             proxy_header: None,
             tls_state: TlsState::default(),
+            by_default: HookSet::EMPTY,
         }
+    }
+
+    /// Says which hooks the session's handler leaves to their defaults
+    /// ([`SessionHandler::default_hooks`](crate::handler::SessionHandler::default_hooks)):
+    /// the layer answers those itself with [`Hook::default_answer`] instead of giving
+    /// them as [`Action::Hook`]. Call it once the handler's session exists (after
+    /// [`Action::Connect`]).
+    pub fn answer_by_default(&mut self, hooks: HookSet) {
+        self.by_default = hooks;
     }
 
     /// Makes this connection, accepted at `now` from `peer` (the socket's remote address),
@@ -363,6 +377,17 @@ impl Connection {
                 if self.refusal.is_some() {
                     self.dispatch.refuse(Some(&mut self.session));
                     continue;
+                }
+                if self.by_default != HookSet::EMPTY {
+                    let by_default = self
+                        .dispatch
+                        .due_hook(Some(&self.session))
+                        .filter(|hook| self.by_default.contains(hook.kind()))
+                        .map(|hook| hook.default_answer());
+                    if let Some(answer) = by_default {
+                        self.dispatch.answer(Some(&mut self.session), answer);
+                        continue;
+                    }
                 }
                 return Action::Hook(
                     self.dispatch
@@ -909,5 +934,102 @@ mod tests {
         };
         assert!(greeting.starts_with(b"220 "));
         assert!(conn.is_tls());
+    }
+
+    /// Records the hooks it is asked for, and answers with the defaults.
+    #[derive(Default)]
+    struct Asked(Vec<&'static str>);
+
+    impl SessionHandler for Asked {
+        fn mail(
+            &mut self,
+            _: &crate::address::ReversePath,
+            _: &crate::command::MailParameters,
+        ) -> Decision {
+            self.0.push("mail");
+            Decision::Accept
+        }
+        fn data_end(&mut self, transaction: &Transaction) -> Decision {
+            self.0.push("data_end");
+            assert_eq!(
+                transaction.recipients.len(),
+                2,
+                "the envelope is kept as ever"
+            );
+            Decision::Accept
+        }
+    }
+
+    #[test]
+    fn hooks_left_to_their_defaults_are_answered_without_a_call() {
+        use crate::server::hooks::HookKind;
+        let script: Vec<&[u8]> = vec![
+            b"EHLO c.test\r\n",
+            b"MAIL FROM:<a@x.test>\r\n",
+            b"RCPT TO:<b@x.test>\r\n",
+            b"RCPT TO:<c@x.test>\r\n",
+            b"DATA\r\n",
+            b"Subject: t\r\n\r\nbody\r\n.\r\n",
+            b"RSET\r\nQUIT\r\n",
+        ];
+        let mut outputs = Vec::new();
+        for by_default in [
+            HookSet::EMPTY,
+            HookSet::EMPTY
+                .with(HookKind::Hello)
+                .with(HookKind::Rcpt)
+                .with(HookKind::DataStart)
+                .with(HookKind::DataChunk)
+                .with(HookKind::Reset)
+                .with(HookKind::Rset)
+                .with(HookKind::Quit)
+                .with(HookKind::Close),
+        ] {
+            let mut conn = Connection::new(config(), T0, false);
+            assert!(matches!(conn.next_action(T0), Action::Connect));
+            conn.connected(None);
+            conn.answer_by_default(by_default);
+            let mut asked = Asked::default();
+            // Every hook is seen by the test before the handler: which ones came.
+            let mut kinds = Vec::new();
+            let mut input = script.clone();
+            let mut wire = Vec::new();
+            for _ in 0..10_000 {
+                match conn.next_action(T0) {
+                    Action::Hook(hook) => {
+                        assert!(
+                            !by_default.contains(hook.kind()),
+                            "{hook:?} was left to its default"
+                        );
+                        kinds.push(hook.kind());
+                        let answer = hook.call(&mut asked);
+                        conn.answer(answer);
+                    }
+                    Action::Write(bytes) => {
+                        wire.extend_from_slice(bytes);
+                        let n = bytes.len();
+                        conn.written(n);
+                    }
+                    Action::Read { .. } if !input.is_empty() => conn.receive(input.remove(0), T0),
+                    Action::Read { .. } | Action::Close => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(asked.0, ["mail", "data_end"]);
+            if by_default == HookSet::EMPTY {
+                assert!(kinds.contains(&HookKind::Rcpt) && kinds.contains(&HookKind::Close));
+            } else {
+                assert!(
+                    kinds
+                        .iter()
+                        .all(|k| matches!(k, HookKind::Mail | HookKind::DataEnd)),
+                    "{kinds:?}"
+                );
+            }
+            outputs.push(String::from_utf8(wire).unwrap());
+        }
+        // The client sees the same conversation either way.
+        assert_eq!(outputs[0], outputs[1]);
+        assert!(outputs[0].ends_with("221 2.0.0 Bye\r\n"), "{}", outputs[0]);
     }
 }

@@ -208,6 +208,16 @@ macro_rules! define_hooks {
             fn may_block(&self, _hook: &Hook<'_>) -> bool {
                 true
             }
+
+            /// The hooks this session leaves to the trait's defaults (it does not
+            /// implement them): the connection layer answers those itself with
+            /// [`Hook::default_answer`], without asking the driver to call them, which
+            /// saves a round trip through the driver per hook. Name only hooks whose
+            /// method is the default: a hook named here is never called. Default: none.
+            /// Wrappers do not forward it (their own interception must see every hook).
+            fn default_hooks(&self) -> HookSet {
+                HookSet::EMPTY
+            }
         }
 
         /// The hooks of [`SessionHandler`] as `async fn`s, with the same meaning and the
@@ -228,6 +238,16 @@ macro_rules! define_hooks {
 
         hook_enum!(@acc [] $($(#[$doc])* $variant ($($arg: $ty),*);)*);
 
+        /// The kinds of [`Hook`], without their arguments (see [`HookSet`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum HookKind {
+            $(#[allow(missing_docs)] $variant,)*
+        }
+
+        // A HookSet is one u32, a bit per kind.
+        const _: () = assert!([$(HookKind::$variant),*].len() <= 32);
+
         impl Hook<'_> {
             /// Calls this hook on a synchronous handler.
             pub fn call<S: SessionHandler + ?Sized>(self, h: &mut S) -> Answer {
@@ -247,6 +267,13 @@ macro_rules! define_hooks {
             pub fn needs_decision(&self) -> bool {
                 match self {
                     $(Hook::$variant { .. } => <$answer as IntoAnswer>::DECIDES,)*
+                }
+            }
+
+            /// The hook's kind, without its arguments.
+            pub fn kind(&self) -> HookKind {
+                match self {
+                    $(Hook::$variant { .. } => HookKind::$variant,)*
                 }
             }
 
@@ -386,6 +413,12 @@ pub trait HookHandler: Send + 'static {
     fn may_block(&self, _hook: &Hook<'_>) -> bool {
         true
     }
+
+    /// As [`SessionHandler::default_hooks`]: the hooks that would only be answered with
+    /// [`Hook::default_answer`]. Default: none.
+    fn default_hooks(&self) -> HookSet {
+        HookSet::EMPTY
+    }
 }
 
 /// A [`HookHandler`] as a [`SessionHandler`].
@@ -397,6 +430,39 @@ impl<T: HookHandler> SessionHandler for ByHook<T> {
 
     fn may_block(&self, hook: &Hook<'_>) -> bool {
         self.0.may_block(hook)
+    }
+
+    fn default_hooks(&self) -> HookSet {
+        self.0.default_hooks()
+    }
+}
+
+/// A set of [`HookKind`]s: the hooks a session leaves to their defaults
+/// ([`SessionHandler::default_hooks`]).
+///
+/// ```
+/// use smtp_core::server::hooks::{HookKind, HookSet};
+///
+/// let quiet = HookSet::EMPTY.with(HookKind::Mail).with(HookKind::Rcpt);
+/// assert!(quiet.contains(HookKind::Rcpt));
+/// assert!(!quiet.contains(HookKind::DataEnd));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookSet(u32);
+
+impl HookSet {
+    /// No hook.
+    pub const EMPTY: HookSet = HookSet(0);
+
+    /// This set and `kind`.
+    #[must_use]
+    pub const fn with(self, kind: HookKind) -> HookSet {
+        HookSet(self.0 | 1 << kind as u32)
+    }
+
+    /// True when `kind` is in the set.
+    pub const fn contains(self, kind: HookKind) -> bool {
+        self.0 & 1 << kind as u32 != 0
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use smtp_core::auth::AuthAttempt;
 use smtp_core::handler::{ConnectionInfo, Handler, Transaction};
 use smtp_core::reply::{EnhancedCode, Reply, ReplyCode};
-use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler};
+use smtp_core::server::hooks::{Answer, ByHook, Hook, HookHandler, HookKind, HookSet};
 use smtp_core::server::{AbortReason, Decision, HelloVerb};
 
 use super::call::ConnState;
@@ -384,6 +384,37 @@ impl HookHandler for CSession {
             _ => false,
         }
     }
+
+    /// The hooks without a callback, whose answer is then the hook's default (every one
+    /// but `auth`, whose refusal without a callback is the C server's own): the
+    /// connection layer answers them without a call.
+    fn default_hooks(&self) -> HookSet {
+        let t = &self.table.0;
+        let unset = [
+            (HookKind::Hello, t.hello.is_none()),
+            (HookKind::TlsStarted, t.tls_started.is_none()),
+            (HookKind::Mail, t.mail.is_none()),
+            (HookKind::Rcpt, t.rcpt.is_none()),
+            (HookKind::DataStart, t.data_start.is_none()),
+            (HookKind::DataChunk, t.data_chunk.is_none()),
+            (
+                HookKind::DataEnd,
+                t.data_end.is_none() && t.data_end_lmtp.is_none(),
+            ),
+            (HookKind::DataAborted, t.data_aborted.is_none()),
+            (HookKind::Reset, t.reset.is_none()),
+            (HookKind::Verify, t.verify.is_none()),
+            (HookKind::Expand, t.expand.is_none()),
+            (HookKind::Noop, t.noop.is_none()),
+            (HookKind::Rset, t.rset.is_none()),
+            (HookKind::Quit, t.quit.is_none()),
+            (HookKind::Close, t.close.is_none()),
+        ];
+        unset
+            .into_iter()
+            .filter(|&(_, unset)| unset)
+            .fold(HookSet::EMPTY, |set, (kind, _)| set.with(kind))
+    }
 }
 
 impl CSession {
@@ -470,5 +501,83 @@ impl CSession {
         let _inside = self.state.enter();
         // SAFETY: the callback's contract (smtpx_abort_callback): userdata as given.
         unsafe { callback(self.table.0.userdata, self.conn_id, reason) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smtp_core::address::{Address, ForwardPath, ReversePath};
+    use smtp_core::command::{MailParameters, RcptParameters};
+    use smtp_core::handler::SessionHandler;
+
+    /// A session of a table without callbacks.
+    fn session() -> ByHook<CSession> {
+        // SAFETY: smtpx_handler is plain C data (nullable function pointers and a
+        // pointer); all zeroes is the table without callbacks or userdata.
+        let table: smtpx_handler = unsafe { std::mem::zeroed() };
+        let info = ConnectionInfo {
+            id: 1,
+            peer: None,
+            local: None,
+            hostname: "mx.test".into(),
+            tls: false,
+            tls_state: Default::default(),
+            proxy: None,
+        };
+        CHandler(Arc::new(CTable(table)), 0).connect(&info).unwrap()
+    }
+
+    /// Without a callback, every hook but `auth` is left to the layer, and the answer it
+    /// then gets (the hook's default) is what the C session would have answered.
+    #[test]
+    fn hooks_without_a_callback_are_answered_as_the_session_would() {
+        let mut session = session();
+        let set = SessionHandler::default_hooks(&session);
+        let from = ReversePath::Mailbox(Address::parse("a@x.test").unwrap());
+        let to = ForwardPath::Mailbox(Address::parse("b@x.test").unwrap());
+        let (mail, rcpt) = (MailParameters::default(), RcptParameters::default());
+        let transaction = Transaction::default();
+        let hooks = [
+            Hook::Hello {
+                verb: HelloVerb::Ehlo,
+                domain: "c.test",
+            },
+            Hook::TlsStarted,
+            Hook::Mail {
+                from: &from,
+                params: &mail,
+            },
+            Hook::Rcpt {
+                to: &to,
+                params: &rcpt,
+            },
+            Hook::DataStart {
+                transaction: &transaction,
+            },
+            Hook::DataChunk { chunk: b"x\r\n" },
+            Hook::DataEnd {
+                transaction: &transaction,
+            },
+            Hook::DataAborted {
+                reason: AbortReason::Disconnected,
+            },
+            Hook::Reset,
+            Hook::Verify { argument: "b" },
+            Hook::Expand { argument: "list" },
+            Hook::Noop { argument: "" },
+            Hook::Rset,
+            Hook::Quit,
+            Hook::Close,
+        ];
+        for hook in hooks {
+            assert!(set.contains(hook.kind()), "{hook:?} has no callback");
+            let default = hook.default_answer();
+            assert_eq!(session.0.on_hook(hook), default);
+        }
+        assert!(
+            !set.contains(HookKind::Auth),
+            "auth without a callback is the C server's own"
+        );
     }
 }
