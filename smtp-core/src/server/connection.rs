@@ -355,7 +355,7 @@ impl Connection {
         // perf: the two answers a driver gets most in an open conversation (about twenty
         // asks per message), given here exactly as the first round of the full loop
         // below would give them, without its set-up.
-        if self.phase == Phase::Open {
+        if matches!(self.phase, Phase::Open) {
             if self.dispatch.has_due_hook() {
                 if self.refusal.is_none() {
                     return Action::Hook(
@@ -393,7 +393,7 @@ impl Connection {
                 );
             }
             // Then what is to be said (a lost connection says nothing more).
-            if self.phase != Phase::Lost {
+            if !matches!(self.phase, Phase::Lost) {
                 if !self.session.output().is_empty() {
                     return Action::Write(self.session.output());
                 }
@@ -407,7 +407,7 @@ impl Connection {
             let Some(flow) = self.dispatch.poll(&mut self.session, self.refusal.as_ref()) else {
                 continue; // a hook is due
             };
-            if self.phase == Phase::Lost {
+            if matches!(self.phase, Phase::Lost) {
                 if self.dispatch.begin_close() {
                     continue;
                 }
@@ -435,7 +435,7 @@ impl Connection {
             if !self.session.output().is_empty() {
                 continue; // the replies to what was just polled go out first
             }
-            if self.phase == Phase::Closing {
+            if matches!(self.phase, Phase::Closing) {
                 // Everything is written: end the session (a message in progress is
                 // dropped) and run its last hooks.
                 self.session.receive_eof();
@@ -474,7 +474,7 @@ impl Connection {
     /// The answer to [`Action::Connect`]: `None` to go on, or the handler's refusal (554
     /// keeps the session for QUIT only, 421 closes at once).
     pub fn connected(&mut self, refusal: Option<Reply>) {
-        if self.phase == Phase::Connecting {
+        if matches!(self.phase, Phase::Connecting) {
             self.refusal = refusal;
             self.phase = Phase::Open;
         }
