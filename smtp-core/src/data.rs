@@ -308,63 +308,70 @@ enum RxState {
     Done,
 }
 
-/// A start of the input that is content exactly as it stands, found by [`plain_prefix`].
-struct PlainPrefix {
-    /// `input[..content]` is content, unchanged.
-    content: usize,
-    /// Bytes used: `content`, or with the terminator after it, all of the input.
-    consumed: usize,
-    /// The receiver's state after them.
-    state: RxState,
+/// Neighbouring-byte pairs checked at once by [`first_bad_pair`], then at a time when
+/// narrowing a bad block down.
+const PLAIN_BLOCK: usize = 256;
+const PLAIN_STEP: usize = 16;
+
+/// How many bytes at the start of `input` are whole lines that are content exactly as
+/// they stand: each ends with a real CRLF, none holds a bare CR or LF, and none starts
+/// with a dot (`line_start`: `input` starts a line; otherwise it goes on with one begun
+/// earlier, whose last byte was neither CR nor LF). After them the receiver is at the
+/// start of a line that follows a real CRLF.
+///
+/// perf: the common content, plain lines, is checked a block of pairs at a time by a
+/// loop the compiler vectorises, instead of line by line (a memchr call and a state
+/// change per line, most of the server's cost for a message); [`DataReceiver::feed`]'s
+/// state machine takes over where the lines stop being plain (a dot-started line, a bare
+/// line ending, the terminator, a line not yet ended). The data module's tests check that
+/// both ways read everything alike.
+fn plain_run(input: &[u8], line_start: bool) -> usize {
+    match input.first() {
+        None | Some(&LF) => return 0,
+        Some(&b'.') if line_start => return 0,
+        Some(_) => {}
+    }
+    // Input that ends with the terminator is checked up to its dot (whose LF-dot pair
+    // would stop the run a line early); the state machine reads the terminator.
+    let lines = match input.strip_suffix(b".\r\n") {
+        Some(lines) if lines.ends_with(b"\r\n") => lines,
+        _ => input,
+    };
+    // The bytes up to the first bad pair are plain; the run ends with the last LF
+    // among them.
+    let limit = first_bad_pair(lines).unwrap_or(lines.len() - 1);
+    memchr::memrchr(LF, &lines[..=limit]).map_or(0, |lf| lf + 1)
 }
 
-/// perf: the common input, whole lines with real CRLFs and no line-initial dot, either
-/// ending with the terminator or not holding it at all, is checked in one pass that the
-/// compiler vectorises, instead of line by line (a memchr call and a state change per
-/// line, most of the server's cost for a message). Anything else, including whatever
-/// this does not recognise, is left to the byte-exact state machine in
-/// [`DataReceiver::feed`], which gives the same result for these inputs (the data
-/// module's tests check both ways against each other).
-fn plain_prefix(input: &[u8], state: RxState) -> Option<PlainPrefix> {
-    let line_start = match state {
-        RxState::LineStart { real: true } => true,
-        RxState::Mid => false,
-        _ => return None,
-    };
-    if input.ends_with(b"\r\n.\r\n") {
-        // The content is all before the dot; no earlier terminator may exist (an
-        // LF followed by a dot fails the check).
-        let content = input.len() - 3;
-        return plain_lines(&input[..content], line_start).then_some(PlainPrefix {
-            content,
-            consumed: input.len(),
-            state: RxState::Done,
-        });
+/// Where the first bad pair ([`is_bad_pair`]) of neighbours in `bytes` starts, if any:
+/// found by blocks, narrowed down by steps, then pair by pair.
+fn first_bad_pair(bytes: &[u8]) -> Option<usize> {
+    let pairs = bytes.len().saturating_sub(1);
+    let mut k = 0;
+    for size in [PLAIN_BLOCK, PLAIN_STEP] {
+        while k + size <= pairs && !has_bad_pair(&bytes[k..k + size + 1]) {
+            k += size;
+        }
     }
-    let content = memchr::memrchr(LF, input)? + 1;
-    plain_lines(&input[..content], line_start).then_some(PlainPrefix {
-        content,
-        consumed: content,
-        state: RxState::LineStart { real: true },
-    })
+    (k..pairs).find(|&j| is_bad_pair(bytes[j], bytes[j + 1]))
 }
 
-/// True when `lines` ends with an LF, every CR in it is followed by an LF and every LF
-/// preceded by a CR (no bare line ending), and no line in it starts with a dot (its
-/// first byte starts one when `line_start`). Such bytes are content as they stand.
-fn plain_lines(lines: &[u8], line_start: bool) -> bool {
-    let (Some(&first), Some(&last)) = (lines.first(), lines.last()) else {
-        return false;
-    };
-    if first == LF || (line_start && first == b'.') || last != LF {
-        return false;
-    }
-    // Over every pair of neighbours, without an early exit (so it vectorises).
+/// Two neighbouring bytes that a plain line cannot hold: a CR without its LF, an LF
+/// without its CR, or a line that starts with a dot.
+#[inline]
+fn is_bad_pair(a: u8, b: u8) -> bool {
+    ((a == CR) != (b == LF)) | ((a == LF) & (b == b'.'))
+}
+
+/// True when some two neighbours in `bytes` are a bad pair ([`is_bad_pair`]).
+#[inline]
+fn has_bad_pair(bytes: &[u8]) -> bool {
+    // Over every pair, without an early exit, so that it vectorises.
     let mut bad = 0u8;
-    for (&a, &b) in lines.iter().zip(&lines[1..]) {
-        bad |= u8::from((a == CR) != (b == LF)) | u8::from((a == LF) & (b == b'.'));
+    for (&a, &b) in bytes.iter().zip(&bytes[1..]) {
+        bad |= u8::from(is_bad_pair(a, b));
     }
-    bad == 0
+    bad != 0
 }
 
 /// Server side: finds the end of DATA, un-stuffs and canonicalises, streaming.
@@ -417,11 +424,19 @@ impl DataReceiver {
         // As in the stuffer, `input[run..i]` is verbatim content not yet
         // copied. Outside `Mid` and `LineStart` it is always empty.
         let mut run = 0;
-        if let Some(plain) = plain_prefix(input, state) {
-            out.extend_from_slice(&input[..plain.content]);
-            i = plain.consumed;
-            run = i;
-            state = plain.state;
+        // perf: whole plain lines at the start go by in one pass (see `plain_run`); they
+        // are content as they stand, copied with what follows them.
+        let line_start = match state {
+            RxState::LineStart { real: true } => Some(true),
+            RxState::Mid => Some(false),
+            _ => None,
+        };
+        if let Some(line_start) = line_start {
+            let plain = plain_run(input, line_start);
+            if plain > 0 {
+                i = plain;
+                state = RxState::LineStart { real: true };
+            }
         }
         while i < len {
             match state {
@@ -1051,7 +1066,7 @@ mod tests {
     }
 
     /// Messages made of whole lines, mostly plain, so that the receiver's one-pass check
-    /// of plain lines (see `plain_prefix`) is taken, and refused at a line-initial dot,
+    /// of plain lines (see `plain_run`) is taken, and refused at a line-initial dot,
     /// a bare line ending or an early terminator placed anywhere.
     fn line_messages() -> impl Strategy<Value = Vec<u8>> {
         let line = prop_oneof![
