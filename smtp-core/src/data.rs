@@ -312,6 +312,8 @@ enum RxState {
 /// narrowing a bad block down.
 const PLAIN_BLOCK: usize = 256;
 const PLAIN_STEP: usize = 16;
+/// A run of plain lines shorter than this is not followed by another attempt.
+const PLAIN_WORTHWHILE: usize = 256;
 
 /// How many bytes at the start of `input` are whole lines that are content exactly as
 /// they stand: each ends with a real CRLF, none holds a bare CR or LF, and none starts
@@ -424,17 +426,19 @@ impl DataReceiver {
         // As in the stuffer, `input[run..i]` is verbatim content not yet
         // copied. Outside `Mid` and `LineStart` it is always empty.
         let mut run = 0;
-        // perf: whole plain lines at the start go by in one pass (see `plain_run`); they
-        // are content as they stand, copied with what follows them.
-        let line_start = match state {
-            RxState::LineStart { real: true } => Some(true),
-            RxState::Mid => Some(false),
-            _ => None,
-        };
-        if let Some(line_start) = line_start {
-            let plain = plain_run(input, line_start);
-            if plain > 0 {
-                i = plain;
+        // perf: runs of whole plain lines go by in one pass (see `plain_run`), from
+        // a line start after a real CRLF (below) or, at the start of the input, from
+        // inside a line; they are content as they stand, copied with what follows.
+        // `plain_end` is where the last run stopped (the line there is not plain), and
+        // `last_run` how long it was: after short runs the lines are left to the state
+        // machine, so that content with many non-plain lines is not checked twice.
+        let mut plain_end = usize::MAX;
+        let mut last_run = usize::MAX;
+        if state == RxState::Mid {
+            last_run = plain_run(input, false);
+            if last_run > 0 {
+                i = last_run;
+                plain_end = i;
                 state = RxState::LineStart { real: true };
             }
         }
@@ -482,6 +486,12 @@ impl DataReceiver {
                         i += 1;
                         run = i;
                         state = RxState::Dot { real };
+                    } else if real && i != plain_end && last_run >= PLAIN_WORTHWHILE && {
+                        last_run = plain_run(&input[i..], true);
+                        last_run > 0
+                    } {
+                        i += last_run;
+                        plain_end = i;
                     } else {
                         // A CR or LF here is an empty line, which `Mid`
                         // already handles correctly.
