@@ -697,4 +697,38 @@ mod tests {
             Err(AddressError::LocalPartTooLong)
         );
     }
+
+    proptest::proptest! {
+        /// A CR, LF or NUL put anywhere into a mailbox, valid or not, refuses it as a
+        /// control character (the grammar is checked first, the scan for these only names
+        /// the error, so this holds only because no valid mailbox can hold one).
+        #[test]
+        fn a_control_character_anywhere_is_named(
+            text in proptest::prop_oneof![
+                proptest::strategy::Just("user.name+tag@example.com"),
+                proptest::strategy::Just("\"john doe\"@[192.0.2.1]"),
+                proptest::strategy::Just("a@[IPv6:2001:db8::1]"),
+                proptest::strategy::Just("b@[tag:content]"),
+                proptest::strategy::Just("\"q\\\"x\"@x.test."),
+                proptest::strategy::Just("no-at-sign"),
+                proptest::strategy::Just("bad..dots@x.test"),
+            ],
+            control in proptest::sample::select(vec![b'\r', b'\n', 0u8]),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            replace in proptest::prelude::any::<bool>(),
+        ) {
+            // The first five are valid as they are.
+            let valid = !text.contains("no-at") && !text.contains("..");
+            proptest::prop_assert_eq!(Address::parse(text).is_ok(), valid);
+            let mut bytes = text.as_bytes().to_vec();
+            let at = at.index(bytes.len() + 1);
+            if replace && at < bytes.len() {
+                bytes[at] = control;
+            } else {
+                bytes.insert(at, control);
+            }
+            let text = String::from_utf8(bytes).expect("ASCII");
+            proptest::prop_assert_eq!(Address::parse(&text), Err(AddressError::ControlCharacter));
+        }
+    }
 }

@@ -308,9 +308,9 @@ enum RxState {
     Done,
 }
 
-/// Neighbouring-byte pairs checked at once by [`first_bad_pair`], then at a time when
-/// narrowing a bad block down.
+/// Neighbouring-byte pairs [`first_bad_pair`] checks at once.
 const PLAIN_BLOCK: usize = 256;
+/// Pairs it checks at once while narrowing a bad block down.
 const PLAIN_STEP: usize = 16;
 /// A run of plain lines shorter than this is not followed by another attempt.
 const PLAIN_WORTHWHILE: usize = 256;
@@ -1117,7 +1117,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_lines_after_a_cut_line_are_read_in_one_pass() {
+    fn plain_lines_read_alike_wherever_the_read_is_cut() {
         // The shapes the server meets most: a message cut mid-line, then its rest with
         // the terminator; and a message whose first read ends at a line's end.
         let wire: &[u8] = b"From: <a@x.test>\r\nSubject: s\r\n\r\nbody line\r\nlast\r\n.\r\nQUIT";
