@@ -174,7 +174,6 @@ impl Reply {
 }
 
 /// Appends one line of a reply (see [`Reply::write_to`]); `text` has no CR or LF.
-/// Also how the server session says its own fixed replies without building a [`Reply`].
 pub(crate) fn write_line(
     out: &mut Vec<u8>,
     code: ReplyCode,

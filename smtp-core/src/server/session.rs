@@ -499,8 +499,8 @@ impl ServerSession {
             .replies(Direction::ServerToClient, &self.output[start..]);
     }
 
-    /// Says one of the session's own fixed replies (see [`FixedReply`]), as
-    /// `self.reply(reply.to_reply())` would, without building the [`Reply`]. perf: the
+    /// Says one of the session's own fixed replies (see [`FixedReply`]) as
+    /// [`reply`](Self::reply) would say the same [`Reply`], without building it. perf: the
     /// default replies to MAIL, RCPT, DATA and the message's end, four per message, are
     /// copied as they stand rather than formatted (each a `Vec` and a `String` allocated
     /// and freed when built as a `Reply`, 9 % of the C server's own instructions).
