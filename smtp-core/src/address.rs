@@ -283,6 +283,13 @@ fn split_path(input: &str) -> Result<(&str, &str), AddressError> {
 /// address literal (RFC 5321 allows both characters in each).
 fn find_path_end(s: &str) -> Option<usize> {
     let bytes = s.as_bytes();
+    // perf: before the first quote or `[` nothing changes the state below, so the first
+    // `>` ahead of both closes the path (the common case, one comparison loop).
+    match bytes.iter().position(|&b| matches!(b, b'>' | b'"' | b'[')) {
+        Some(i) if bytes[i] == b'>' => return Some(i),
+        None => return None,
+        Some(_) => {}
+    }
     let mut i = 0;
     let mut quoted = false;
     let mut literal = false;
@@ -314,11 +321,22 @@ fn strip_source_route(inner: &str) -> Result<&str, AddressError> {
     Ok(&inner[colon + 1..])
 }
 
-/// Validates a mailbox and returns the index of the `@` that separates its parts.
+/// Validates a mailbox and returns the index of the `@` that separates its parts. A CR,
+/// LF or NUL anywhere is [`AddressError::ControlCharacter`], whatever else is wrong.
 fn validate_mailbox(text: &str) -> Result<usize, AddressError> {
-    if memchr::memchr3(b'\r', b'\n', 0, text.as_bytes()).is_some() {
-        return Err(AddressError::ControlCharacter);
-    }
+    // perf: no valid mailbox holds CR, LF or NUL (atext, qtextSMTP, quoted pairs, domain
+    // labels and address literals all exclude them), so the scan for them is only needed
+    // to name the error of a refused one, not to accept a good one.
+    validate_mailbox_grammar(text).map_err(|e| {
+        if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            AddressError::ControlCharacter
+        } else {
+            e
+        }
+    })
+}
+
+fn validate_mailbox_grammar(text: &str) -> Result<usize, AddressError> {
     let at = if text.starts_with('"') {
         let end = quoted_string_end(text).ok_or(AddressError::InvalidLocalPart)?;
         if text.as_bytes().get(end) != Some(&b'@') {
@@ -331,7 +349,10 @@ fn validate_mailbox(text: &str) -> Result<usize, AddressError> {
         end
     } else {
         // A dot-string holds no `@`, so the first one separates (a literal may hold more).
-        let at = text.find('@').ok_or(AddressError::MissingAt)?;
+        let at = text
+            .bytes()
+            .position(|b| b == b'@')
+            .ok_or(AddressError::MissingAt)?;
         if !is_dot_string(&text[..at]) {
             return Err(if at == 0 {
                 AddressError::MissingAt
@@ -675,5 +696,39 @@ mod tests {
             Address::parse_allowing_bare_local_part(&long),
             Err(AddressError::LocalPartTooLong)
         );
+    }
+
+    proptest::proptest! {
+        /// A CR, LF or NUL put anywhere into a mailbox, valid or not, refuses it as a
+        /// control character (the grammar is checked first, the scan for these only names
+        /// the error, so this holds only because no valid mailbox can hold one).
+        #[test]
+        fn a_control_character_anywhere_is_named(
+            text in proptest::prop_oneof![
+                proptest::strategy::Just("user.name+tag@example.com"),
+                proptest::strategy::Just("\"john doe\"@[192.0.2.1]"),
+                proptest::strategy::Just("a@[IPv6:2001:db8::1]"),
+                proptest::strategy::Just("b@[tag:content]"),
+                proptest::strategy::Just("\"q\\\"x\"@x.test."),
+                proptest::strategy::Just("no-at-sign"),
+                proptest::strategy::Just("bad..dots@x.test"),
+            ],
+            control in proptest::sample::select(vec![b'\r', b'\n', 0u8]),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            replace in proptest::prelude::any::<bool>(),
+        ) {
+            // The first five are valid as they are.
+            let valid = !text.contains("no-at") && !text.contains("..");
+            proptest::prop_assert_eq!(Address::parse(text).is_ok(), valid);
+            let mut bytes = text.as_bytes().to_vec();
+            let at = at.index(bytes.len() + 1);
+            if replace && at < bytes.len() {
+                bytes[at] = control;
+            } else {
+                bytes.insert(at, control);
+            }
+            let text = String::from_utf8(bytes).expect("ASCII");
+            proptest::prop_assert_eq!(Address::parse(&text), Err(AddressError::ControlCharacter));
+        }
     }
 }

@@ -295,7 +295,8 @@ impl std::error::Error for CommandError {}
 
 /// Splits `line` at its first space: the verb and the rest (without the space).
 fn split_verb(line: &str) -> (&str, &str) {
-    match line.find(' ') {
+    // A byte loop: the verb is a few letters, too short for a memchr call to pay off.
+    match line.bytes().position(|b| b == b' ') {
         Some(i) => (&line[..i], &line[i + 1..]),
         None => (line, ""),
     }
@@ -333,9 +334,32 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 impl Command {
     /// Parses one command line, without its CRLF.
     pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
-        if memchr::memchr(0, line).is_some() {
+        // A NUL anywhere refuses the line as invalid characters. perf: the commands of a
+        // transaction cannot hold one once parsed (their paths, parameters and names
+        // refuse every control character), so the line is only scanned for one when the
+        // parse failed or the command carries free text.
+        let parsed = Command::parse_text(line);
+        let may_hold_nul = !matches!(
+            parsed,
+            Ok(Command::Mail { .. }
+                | Command::Rcpt { .. }
+                | Command::Data
+                | Command::Bdat { .. }
+                | Command::Rset
+                | Command::Quit
+                | Command::StartTls
+                | Command::Helo(_)
+                | Command::Ehlo(_)
+                | Command::Lhlo(_))
+        );
+        if may_hold_nul && line.contains(&0) {
             return Err(CommandError::InvalidCharacters);
         }
+        parsed
+    }
+
+    /// [`Command::parse`] but for the NUL check.
+    fn parse_text(line: &[u8]) -> Result<Command, CommandError> {
         let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidCharacters)?;
         // Trailing spaces are a common client quirk; they never change a command's meaning.
         let line = line.trim_end_matches(' ');
@@ -343,31 +367,40 @@ impl Command {
             return Err(CommandError::Empty);
         }
         let (verb, rest) = split_verb(line);
-        let verb_is = |name: &str| verb.eq_ignore_ascii_case(name);
+        // perf: every verb is letters only, and for a letter `b | 0x20` is its lower case
+        // while no other byte maps onto a lower-case letter, so one OR and one comparison
+        // of the whole word match it in any case (as `eq_ignore_ascii_case` would).
+        let verb4 = match *verb.as_bytes() {
+            [a, b, c, d] => u32::from_le_bytes([a, b, c, d]) | 0x2020_2020,
+            _ => 0,
+        };
+        let is4 = |name: &[u8; 4]| verb4 == u32::from_le_bytes(*name);
         match verb.len() {
-            4 if verb_is("MAIL") => parse_mail(rest),
-            4 if verb_is("RCPT") => parse_rcpt(rest),
-            4 if verb_is("DATA") => no_argument(rest, Command::Data, "DATA"),
-            4 if verb_is("EHLO") => Ok(Command::Ehlo(hello_domain(rest, "EHLO hostname")?)),
-            4 if verb_is("HELO") => Ok(Command::Helo(hello_domain(rest, "HELO hostname")?)),
-            4 if verb_is("LHLO") => Ok(Command::Lhlo(hello_domain(rest, "LHLO hostname")?)),
-            4 if verb_is("BDAT") => parse_bdat(rest),
-            4 if verb_is("RSET") => no_argument(rest, Command::Rset, "RSET"),
-            4 if verb_is("NOOP") => {
+            4 if is4(b"mail") => parse_mail(rest),
+            4 if is4(b"rcpt") => parse_rcpt(rest),
+            4 if is4(b"data") => no_argument(rest, Command::Data, "DATA"),
+            4 if is4(b"ehlo") => Ok(Command::Ehlo(hello_domain(rest, "EHLO hostname")?)),
+            4 if is4(b"helo") => Ok(Command::Helo(hello_domain(rest, "HELO hostname")?)),
+            4 if is4(b"lhlo") => Ok(Command::Lhlo(hello_domain(rest, "LHLO hostname")?)),
+            4 if is4(b"bdat") => parse_bdat(rest),
+            4 if is4(b"rset") => no_argument(rest, Command::Rset, "RSET"),
+            4 if is4(b"noop") => {
                 let argument = rest.trim_matches(' ');
                 Ok(Command::Noop(
                     (!argument.is_empty()).then(|| argument.to_owned()),
                 ))
             }
-            4 if verb_is("QUIT") => no_argument(rest, Command::Quit, "QUIT"),
-            4 if verb_is("VRFY") => parse_string_argument(rest, "VRFY address").map(Command::Vrfy),
-            4 if verb_is("EXPN") => parse_string_argument(rest, "EXPN list").map(Command::Expn),
-            4 if verb_is("HELP") => {
+            4 if is4(b"quit") => no_argument(rest, Command::Quit, "QUIT"),
+            4 if is4(b"vrfy") => parse_string_argument(rest, "VRFY address").map(Command::Vrfy),
+            4 if is4(b"expn") => parse_string_argument(rest, "EXPN list").map(Command::Expn),
+            4 if is4(b"help") => {
                 let topic = rest.trim_matches(' ');
                 Ok(Command::Help((!topic.is_empty()).then(|| topic.to_owned())))
             }
-            4 if verb_is("AUTH") => parse_auth(rest),
-            8 if verb_is("STARTTLS") => no_argument(rest, Command::StartTls, "STARTTLS"),
+            4 if is4(b"auth") => parse_auth(rest),
+            8 if verb.eq_ignore_ascii_case("STARTTLS") => {
+                no_argument(rest, Command::StartTls, "STARTTLS")
+            }
             _ => Err(CommandError::Unrecognized),
         }
     }
@@ -647,6 +680,9 @@ fn write_other(params: &[Parameter], out: &mut Vec<u8>) {
 impl MailParameters {
     fn parse(rest: &str) -> Result<MailParameters, CommandError> {
         let mut p = MailParameters::default();
+        if rest.bytes().all(|b| b == b' ') {
+            return Ok(p); // no parameters, the common case: no splitting
+        }
         for item in parameters(rest) {
             let (keyword, value) = item?;
             let is = |name: &str| keyword.eq_ignore_ascii_case(name);
@@ -739,6 +775,9 @@ impl MailParameters {
 impl RcptParameters {
     fn parse(rest: &str) -> Result<RcptParameters, CommandError> {
         let mut p = RcptParameters::default();
+        if rest.bytes().all(|b| b == b' ') {
+            return Ok(p); // no parameters, the common case: no splitting
+        }
         for item in parameters(rest) {
             let (keyword, value) = item?;
             if keyword.eq_ignore_ascii_case("NOTIFY") {
@@ -802,6 +841,39 @@ fn parse_notify(v: &str) -> Result<Notify, CommandError> {
 mod tests {
     use super::*;
     use crate::address::Address;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A NUL anywhere in a line refuses it as invalid characters, whatever the
+        /// command, including where the rest of the line would parse.
+        #[test]
+        fn a_nul_anywhere_is_invalid_characters(
+            line in prop_oneof![
+                Just("MAIL FROM:<a@x.test> SIZE=10 BODY=8BITMIME"),
+                Just("MAIL FROM:<\"q u\"@[192.0.2.1]> ENVID=x AUTH=<>"),
+                Just("RCPT TO:<b@x.test> NOTIFY=NEVER ORCPT=rfc822;b@x.test"),
+                Just("RCPT TO:<Postmaster>"),
+                Just("DATA"), Just("RSET"), Just("QUIT"), Just("STARTTLS"),
+                Just("BDAT 100 LAST"), Just("EHLO client.test"), Just("HELO h"),
+                Just("LHLO l"), Just("NOOP text"), Just("HELP topic"),
+                Just("VRFY user"), Just("EXPN list"), Just("AUTH PLAIN dGVzdA=="),
+                Just("XFOO bar"),
+            ],
+            at in any::<prop::sample::Index>(),
+            replace in any::<bool>(),
+        ) {
+            let mut bytes = line.as_bytes().to_vec();
+            let at = at.index(bytes.len() + 1);
+            if replace && at < bytes.len() {
+                bytes[at] = 0;
+            } else {
+                bytes.insert(at, 0);
+            }
+            prop_assert_eq!(Command::parse(&bytes), Err(CommandError::InvalidCharacters));
+            // Without the NUL every one of these lines parses (but the unknown verb).
+            prop_assert_eq!(Command::parse(line.as_bytes()).is_ok(), !line.starts_with('X'));
+        }
+    }
 
     fn parse(s: &str) -> Result<Command, CommandError> {
         Command::parse(s.as_bytes())

@@ -174,7 +174,6 @@ impl Reply {
 }
 
 /// Appends one line of a reply (see [`Reply::write_to`]); `text` has no CR or LF.
-/// Also how the server session says its own fixed replies without building a [`Reply`].
 pub(crate) fn write_line(
     out: &mut Vec<u8>,
     code: ReplyCode,
@@ -182,35 +181,62 @@ pub(crate) fn write_line(
     text: &str,
     last: bool,
 ) {
-    push_number(out, code.0);
+    // perf: the code, separators and enhanced code are put together in a small array and
+    // copied at once (a fixed-size copy, cut to length), instead of eight small appends
+    // each checking the capacity: the server says four of these per message.
+    let mut head = [0u8; LINE_HEAD_MAX];
+    let mut n = put_number(&mut head, 0, code.0);
     let separator = if last { b' ' } else { b'-' };
     if let Some(enhanced) = enhanced {
-        out.push(separator);
-        push_number(out, u16::from(enhanced.class));
-        out.push(b'.');
-        push_number(out, enhanced.subject);
-        out.push(b'.');
-        push_number(out, enhanced.detail);
+        head[n] = separator;
+        n = put_number(&mut head, n + 1, u16::from(enhanced.class));
+        head[n] = b'.';
+        n = put_number(&mut head, n + 1, enhanced.subject);
+        head[n] = b'.';
+        n = put_number(&mut head, n + 1, enhanced.detail);
         if !text.is_empty() {
-            out.push(b' ');
-            out.extend_from_slice(text.as_bytes());
+            head[n] = b' ';
+            n += 1;
         }
     } else if !text.is_empty() {
-        out.push(separator);
-        out.extend_from_slice(text.as_bytes());
+        head[n] = separator;
+        n += 1;
     } else if !last {
         // A continuation line needs its '-' even without text; only the last line may
         // end right after the code.
-        out.push(b'-');
+        head[n] = b'-';
+        n += 1;
     }
+    out.reserve(LINE_HEAD_MAX + text.len() + 2);
+    let start = out.len();
+    out.extend_from_slice(&head);
+    out.truncate(start + n);
+    out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends the decimal form of `n` without going through `fmt`, which keeps
-/// `write_to` free of fallible writers.
-pub(super) fn push_number(out: &mut Vec<u8>, mut n: u16) {
+/// The longest start of a reply line: a code, a separator, an enhanced code of three
+/// numbers of up to five digits each with its two dots, and a space.
+const LINE_HEAD_MAX: usize = 5 + 1 + 3 * 5 + 2 + 1;
+
+/// Writes the decimal form of `n` into `buf` at `at`, without going through `fmt`;
+/// returns where it ends.
+#[inline(always)]
+fn put_number(buf: &mut [u8; LINE_HEAD_MAX], at: usize, n: u16) -> usize {
+    if (100..1000).contains(&n) {
+        // Every reply code; enhanced-code parts are mostly the one digit below.
+        buf[at] = b'0' + (n / 100) as u8;
+        buf[at + 1] = b'0' + (n / 10 % 10) as u8;
+        buf[at + 2] = b'0' + (n % 10) as u8;
+        return at + 3;
+    }
+    if n < 10 {
+        buf[at] = b'0' + n as u8;
+        return at + 1;
+    }
     let mut digits = [0u8; 5];
     let mut start = digits.len();
+    let mut n = n;
     loop {
         start -= 1;
         digits[start] = b'0' + (n % 10) as u8;
@@ -219,7 +245,9 @@ pub(super) fn push_number(out: &mut Vec<u8>, mut n: u16) {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    let len = digits.len() - start;
+    buf[at..at + len].copy_from_slice(&digits[start..]);
+    at + len
 }
 
 /// The wire form for logs: lines separated by `'\n'`, no CR, no final line

@@ -136,6 +136,7 @@ impl Tracer {
         self.sink = Some((sink, connection));
     }
 
+    #[inline]
     pub(crate) fn is_on(&self) -> bool {
         self.sink.as_ref().is_some_and(|(sink, _)| sink.0.enabled())
     }
@@ -165,10 +166,16 @@ impl Tracer {
     }
 
     /// The bytes of one or more reply lines (CRLF-terminated), as written or read.
+    #[inline]
     pub(crate) fn replies(&self, direction: Direction, bytes: &[u8]) {
-        if !self.is_on() {
-            return;
+        // perf: the check is inlined into every reply the server says; the tracing is not.
+        if self.is_on() {
+            self.trace_replies(direction, bytes);
         }
+    }
+
+    #[inline(never)]
+    fn trace_replies(&self, direction: Direction, bytes: &[u8]) {
         for line in bytes.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !line.is_empty() {
@@ -178,10 +185,16 @@ impl Tracer {
     }
 
     /// A message's content, by its size only.
+    #[inline]
     pub(crate) fn content(&self, direction: Direction, octets: u64) {
         if self.is_on() {
-            self.emit(direction, &format!("<message content, {octets} octets>"));
+            self.trace_content(direction, octets);
         }
+    }
+
+    #[inline(never)]
+    fn trace_content(&self, direction: Direction, octets: u64) {
+        self.emit(direction, &format!("<message content, {octets} octets>"));
     }
 }
 

@@ -1011,3 +1011,36 @@ proptest! {
         prop_assert_eq!(wire.iter().filter(|&&b| b == b'\r').count(), 1);
     }
 }
+
+proptest! {
+    /// `write_line` puts its pieces together in one buffer; it must say exactly what the
+    /// formatting machinery says, for every code and enhanced code it can be given
+    /// (enhanced-code numbers outside the RFC's range included: they are written too).
+    #[test]
+    fn write_line_matches_formatting(
+        code in 200u16..600,
+        enhanced in proptest::option::of((any::<u8>(), any::<u16>(), any::<u16>())),
+        text in "[ -~]{0,40}",
+        last in any::<bool>(),
+    ) {
+        let mut out = b"before".to_vec();
+        let enhanced = enhanced.map(|(c, s, d)| EnhancedCode::new(c, s, d));
+        write_line(&mut out, ReplyCode(code), enhanced, &text, last);
+        let separator = if last { ' ' } else { '-' };
+        let expected = match enhanced {
+            Some(e) if text.is_empty() => {
+                format!("{code}{separator}{}.{}.{}", e.class, e.subject, e.detail)
+            }
+            Some(e) => format!(
+                "{code}{separator}{}.{}.{} {text}",
+                e.class, e.subject, e.detail
+            ),
+            None if text.is_empty() && last => format!("{code}"),
+            None => format!("{code}{separator}{text}"),
+        };
+        prop_assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("before{expected}\r\n")
+        );
+    }
+}

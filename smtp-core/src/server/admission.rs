@@ -301,6 +301,7 @@ impl ServerSession {
 
     /// True when `command` (just taken from the input) breaks pipelining
     /// synchronisation: see [`ServerConfig::pipelining_sync`].
+    #[inline]
     pub(super) fn out_of_sync(&self, command: &Command) -> bool {
         if !self.config.pipelining_sync || matches!(self.phase, Phase::Rejected) {
             return false;

@@ -2,7 +2,7 @@
 
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 
-use super::replies::ok;
+use super::replies::{FixedReply, ok};
 use super::session::{Pending, Phase};
 use super::{HelloVerb, ServerEvent, ServerSession};
 
@@ -104,9 +104,7 @@ impl ServerSession {
                     self.in_transaction = true;
                     match custom {
                         Some(reply) => self.reply(reply),
-                        None => {
-                            self.reply_fixed(ReplyCode::OK, Some(EnhancedCode::SENDER_OK), "Ok")
-                        }
+                        None => self.reply_fixed(&FixedReply::SENDER_OK),
                     }
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
@@ -121,9 +119,7 @@ impl ServerSession {
                     self.recipients += 1;
                     match custom {
                         Some(reply) => self.reply(reply),
-                        None => {
-                            self.reply_fixed(ReplyCode::OK, Some(EnhancedCode::RECIPIENT_OK), "Ok")
-                        }
+                        None => self.reply_fixed(&FixedReply::RECIPIENT_OK),
                     }
                 } else {
                     self.error_reply(custom.unwrap_or(Reply::new(
@@ -137,11 +133,7 @@ impl ServerSession {
                 if accepted {
                     match custom.filter(|r| r.code() == ReplyCode::START_MAIL_INPUT) {
                         Some(reply) => self.reply(reply),
-                        None => self.reply_fixed(
-                            ReplyCode::START_MAIL_INPUT,
-                            None,
-                            "End data with <CR><LF>.<CR><LF>",
-                        ),
+                        None => self.reply_fixed(&FixedReply::START_DATA),
                     }
                     self.start_message();
                     self.receiver.reset();
@@ -179,7 +171,7 @@ impl ServerSession {
             }
             Pending::MessageEnd if accepted && custom.is_none() && !self.config.lmtp => {
                 self.end_transaction();
-                self.reply_fixed(ReplyCode::OK, Some(EnhancedCode::OK), "Ok: queued");
+                self.reply_fixed(&FixedReply::QUEUED);
             }
             Pending::MessageEnd => {
                 let reply = if accepted {

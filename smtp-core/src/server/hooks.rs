@@ -494,6 +494,7 @@ impl IntoAnswer for Decision {
     fn into_answer(self) -> Answer {
         Answer::Decision(self)
     }
+    #[inline]
     fn from_answer(answer: Answer) -> Decision {
         match answer {
             Answer::Decision(d) => d,
