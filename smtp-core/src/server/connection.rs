@@ -371,7 +371,7 @@ impl Connection {
         // below would give them, without its set-up.
         if matches!(self.phase, Phase::Open) {
             if self.dispatch.has_due_hook() {
-                if self.refusal.is_none() {
+                if self.refusal.is_none() && !self.due_hook_by_default() {
                     return Action::Hook(
                         self.dispatch
                             .due_hook(Some(&self.session))
@@ -383,6 +383,16 @@ impl Connection {
             }
         }
         self.next_action_loop(now)
+    }
+
+    /// True when the hook due is one the handler leaves to its default
+    /// ([`answer_by_default`](Self::answer_by_default)).
+    fn due_hook_by_default(&self) -> bool {
+        self.by_default != HookSet::EMPTY
+            && self
+                .dispatch
+                .due_hook(Some(&self.session))
+                .is_some_and(|hook| self.by_default.contains(hook.kind()))
     }
 
     /// [`next_action`](Self::next_action) in full.
@@ -400,16 +410,13 @@ impl Connection {
                     self.dispatch.refuse(Some(&mut self.session));
                     continue;
                 }
-                if self.by_default != HookSet::EMPTY {
-                    let by_default = self
+                if self.due_hook_by_default() {
+                    let answer = self
                         .dispatch
                         .due_hook(Some(&self.session))
-                        .filter(|hook| self.by_default.contains(hook.kind()))
-                        .map(|hook| hook.default_answer());
-                    if let Some(answer) = by_default {
-                        self.dispatch.answer(Some(&mut self.session), answer);
-                        continue;
-                    }
+                        .map_or(Answer::Done, |hook| hook.default_answer());
+                    self.dispatch.answer(Some(&mut self.session), answer);
+                    continue;
                 }
                 return Action::Hook(
                     self.dispatch
@@ -955,7 +962,10 @@ mod tests {
     #[test]
     fn hooks_left_to_their_defaults_are_answered_without_a_call() {
         use crate::server::hooks::HookKind;
+        // STARTTLS too: its tls_started hook is made due outside the layer's loop.
         let script: Vec<&[u8]> = vec![
+            b"EHLO c.test\r\n",
+            b"STARTTLS\r\n",
             b"EHLO c.test\r\n",
             b"MAIL FROM:<a@x.test>\r\n",
             b"RCPT TO:<b@x.test>\r\n",
@@ -969,6 +979,7 @@ mod tests {
             HookSet::EMPTY,
             HookSet::EMPTY
                 .with(HookKind::Hello)
+                .with(HookKind::TlsStarted)
                 .with(HookKind::Rcpt)
                 .with(HookKind::DataStart)
                 .with(HookKind::DataChunk)
@@ -977,7 +988,9 @@ mod tests {
                 .with(HookKind::Quit)
                 .with(HookKind::Close),
         ] {
-            let mut conn = Connection::new(config(), T0, false);
+            let mut c = config();
+            c.starttls = true;
+            let mut conn = Connection::new(c, T0, false);
             assert!(matches!(conn.next_action(T0), Action::Connect));
             conn.connected(None);
             conn.answer_by_default(by_default);
@@ -1003,6 +1016,7 @@ mod tests {
                         conn.written(n);
                     }
                     Action::Read { .. } if !input.is_empty() => conn.receive(input.remove(0), T0),
+                    Action::StartTls { .. } => conn.tls_established(T0),
                     Action::Read { .. } | Action::Close => break,
                     other => panic!("unexpected {other:?}"),
                 }
@@ -1010,7 +1024,7 @@ mod tests {
             // The envelope is kept as ever, RCPT answered by the layer or not.
             assert_eq!(seen.recipients, 2);
             if by_default == HookSet::EMPTY {
-                assert_eq!(seen.calls, ["mail", "data_end", "close"]);
+                assert_eq!(seen.calls, ["tls_started", "mail", "data_end", "close"]);
                 assert!(kinds.contains(&HookKind::Rcpt) && kinds.contains(&HookKind::Close));
             } else {
                 assert_eq!(seen.calls, ["mail", "data_end"]);
