@@ -79,6 +79,8 @@ pub(crate) struct SpareWorkers {
     watchdog: OnceLock<Thread>,
     /// With more workers than CPUs: the worker kept out of tokio's way.
     reserve: Option<Reserve>,
+    /// The longest a worker waits in the reserve at a time ([`LEASE`]).
+    lease: Duration,
 }
 
 /// A worker held by a hook in place; gives it back when dropped (a panicking hook too).
@@ -100,13 +102,15 @@ impl SpareWorkers {
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<Option<Arc<SpareWorkers>>> {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Self::start_with(workers, workers > cpus, runtime)
+        Self::start_with(workers, workers > cpus, LEASE, runtime)
     }
 
-    /// [`start`](Self::start), saying whether a worker waits in reserve.
+    /// [`start`](Self::start), saying whether a worker waits in reserve, and for how long
+    /// at most at a time.
     fn start_with(
         workers: usize,
         reserve: bool,
+        lease: Duration,
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<Option<Arc<SpareWorkers>>> {
         if workers < 2 {
@@ -119,6 +123,7 @@ impl SpareWorkers {
             sleeping: AtomicBool::new(false),
             watchdog: OnceLock::new(),
             reserve: reserve.then(Reserve::default),
+            lease,
         });
         let weak = Arc::downgrade(&spare);
         let thread = std::thread::Builder::new()
@@ -157,7 +162,7 @@ impl SpareWorkers {
     }
 
     /// The reserve task's body, on the worker that took it: waits until let go, for at
-    /// most [`LEASE`].
+    /// most its lease.
     fn wait_in_reserve(&self) {
         let Some(reserve) = &self.reserve else { return };
         let mut state = reserve.lock();
@@ -173,7 +178,7 @@ impl SpareWorkers {
         // wake a parked worker, which polls it once idle.
         reserve.kick.store(true, Ordering::SeqCst);
         self.wake_watchdog();
-        let until = Instant::now() + LEASE;
+        let until = Instant::now() + self.lease;
         while *state == State::Holding {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -323,6 +328,9 @@ mod tests {
     use std::sync::mpsc;
     use std::thread::ThreadId;
 
+    /// A lease longer than any test: a worker leaves the reserve only when let go.
+    const LONG: Duration = Duration::from_secs(60);
+
     fn runtime(workers: usize) -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
@@ -363,7 +371,8 @@ mod tests {
     #[test]
     fn one_worker_waits_in_reserve_and_the_other_runs_every_task() {
         let rt = runtime(2);
-        let spare = SpareWorkers::start_with(2, true, rt.handle().clone())
+        // A long lease: the worker does not leave the reserve on its own during the test.
+        let spare = SpareWorkers::start_with(2, true, LONG, rt.handle().clone())
             .unwrap()
             .unwrap();
         wait_for(&spare, State::Holding, Duration::from_secs(2));
@@ -381,12 +390,14 @@ mod tests {
             .await
         });
         assert!(matches!(ran, Ok(Ok(()))), "{ran:?}");
+        // As a stopping server does, so that the runtime can end.
+        spare.close();
     }
 
     #[test]
     fn a_hook_held_for_a_tick_lets_the_reserve_go_and_it_comes_back_after() {
         let rt = runtime(2);
-        let spare = SpareWorkers::start_with(2, true, rt.handle().clone())
+        let spare = SpareWorkers::start_with(2, true, LONG, rt.handle().clone())
             .unwrap()
             .unwrap();
         wait_for(&spare, State::Holding, Duration::from_secs(2));
@@ -416,12 +427,13 @@ mod tests {
         rt.block_on(hook).unwrap();
         // No hook holds a worker any more: one goes back to the reserve.
         wait_for(&spare, State::Holding, REARM + Duration::from_secs(2));
+        spare.close();
     }
 
     #[test]
     fn a_closed_reserve_lets_its_worker_go_and_the_runtime_end_at_once() {
         let rt = runtime(2);
-        let spare = SpareWorkers::start_with(2, true, rt.handle().clone())
+        let spare = SpareWorkers::start_with(2, true, LONG, rt.handle().clone())
             .unwrap()
             .unwrap();
         wait_for(&spare, State::Holding, Duration::from_secs(2));
@@ -430,7 +442,7 @@ mod tests {
         let started = Instant::now();
         rt.shutdown_timeout(Duration::from_secs(5));
         assert!(
-            started.elapsed() < LEASE / 2,
+            started.elapsed() < Duration::from_secs(1),
             "the runtime took {:?} to end",
             started.elapsed()
         );
@@ -440,13 +452,32 @@ mod tests {
     }
 
     #[test]
+    fn a_runtime_dropped_while_the_server_lives_waits_one_lease_at_most() {
+        let rt = runtime(2);
+        let lease = Duration::from_millis(100);
+        let spare = SpareWorkers::start_with(2, true, lease, rt.handle().clone())
+            .unwrap()
+            .unwrap();
+        wait_for(&spare, State::Holding, Duration::from_secs(2));
+        // Not closed: the reserve's worker leaves when its lease ends.
+        let started = Instant::now();
+        rt.shutdown_timeout(Duration::from_secs(10));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the runtime took {:?} to end",
+            started.elapsed()
+        );
+        drop(spare);
+    }
+
+    #[test]
     fn no_reserve_without_more_workers_than_cpus() {
         let rt = runtime(2);
-        let spare = SpareWorkers::start_with(2, false, rt.handle().clone())
+        let spare = SpareWorkers::start_with(2, false, LONG, rt.handle().clone())
             .unwrap()
             .unwrap();
         assert!(spare.reserve.is_none());
-        let one = SpareWorkers::start_with(1, true, rt.handle().clone()).unwrap();
+        let one = SpareWorkers::start_with(1, true, LONG, rt.handle().clone()).unwrap();
         assert!(one.is_none(), "one worker has none to spare");
     }
 }
