@@ -13,8 +13,8 @@
 //! and stalls only its own connection (with more workers than CPUs, one waits in reserve
 //! until then, so that two do not take turns on one CPU); at most [`MAX_BLOCKING`]
 //! callbacks block at once in `block_in_place` (tokio's blocking-pool bound), beyond
-//! which the connections of the waiting workers wait too. A callback must not wait for the server itself (stopping it
-//! from a callback is refused).
+//! which the connections of the waiting workers wait too. A callback must not wait for
+//! the server itself (stopping it from a callback is refused).
 
 use std::ffi::c_char;
 use std::net::SocketAddr;
