@@ -1,14 +1,15 @@
 //! How the async server moves bytes and runs synchronous hooks: a hook that blocks on a
 //! multi-threaded runtime leaves other connections served, and input beyond what the
 //! session takes in at once (a read buffer larger than the session's input buffer) is
-//! all answered.
+//! all answered; a deadline seconds away is kept whether the client is silent or
+//! trickles bytes meanwhile.
 #![cfg(feature = "tokio")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use smtp_core::address::ReversePath;
 use smtp_core::asynchronous::server::{AsyncServer, AsyncServerHandle};
@@ -172,6 +173,70 @@ fn input_beyond_the_session_buffer_is_all_answered() {
     }
     sender.join().unwrap().unwrap();
     assert!(peer.say("QUIT\r\n").starts_with("221 "));
+    let cut = rt.block_on(server.shutdown(Duration::from_secs(5)));
+    assert_eq!(cut, 0);
+}
+
+/// The connection's timer is polled again only once its deadline is near (a second or
+/// less away); these deadlines are further than that when the wait starts, so the wait
+/// has to come back to the timer by itself: after the timer's own wake-up for a silent
+/// client, and across wake-ups by input for one that trickles a line byte by byte.
+#[test]
+fn a_deadline_seconds_away_is_kept_for_a_silent_and_a_trickling_client() {
+    let rt = runtime(2);
+    let timeout = Duration::from_millis(2500);
+    let mut config = ServerConfig::new("mx.test");
+    config.command_timeout = timeout;
+    let server = start(&rt, DiscardHandler, ServerOptions::new(config));
+    let addr = server.local_addrs()[0];
+
+    let silent = std::thread::spawn(move || {
+        let mut peer = Peer::connect(addr);
+        assert!(peer.line().starts_with("220 "));
+        let started = Instant::now();
+        let line = peer.line();
+        (line, started.elapsed())
+    });
+
+    let mut peer = Peer::connect(addr);
+    assert!(peer.line().starts_with("220 "));
+    // The deadline is set by the greeting and does not move for a part of a line.
+    let started = Instant::now();
+    for b in b"EHLO trickling.example".iter().cycle() {
+        if started.elapsed() > timeout + Duration::from_secs(2) {
+            panic!("still open {:?} after its deadline", Duration::from_secs(2));
+        }
+        if peer.writer.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        // Stop before the write that would find the connection closed is a race.
+        if started.elapsed() > timeout + Duration::from_millis(500) {
+            break;
+        }
+    }
+    let line = peer.line();
+    let waited = started.elapsed();
+    assert!(line.starts_with("421 4.4.2"), "{line:?}");
+    assert!(
+        waited >= timeout - Duration::from_millis(50),
+        "timed out early: {waited:?}"
+    );
+    assert!(
+        waited < timeout + Duration::from_secs(1),
+        "timed out late: {waited:?}"
+    );
+
+    let (line, waited) = silent.join().unwrap();
+    assert!(line.starts_with("421 4.4.2"), "{line:?}");
+    assert!(
+        waited >= timeout - Duration::from_millis(50),
+        "timed out early: {waited:?}"
+    );
+    assert!(
+        waited < timeout + Duration::from_secs(1),
+        "timed out late: {waited:?}"
+    );
     let cut = rt.block_on(server.shutdown(Duration::from_secs(5)));
     assert_eq!(cut, 0);
 }

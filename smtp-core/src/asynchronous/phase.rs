@@ -6,13 +6,14 @@
 //! was 6 % of the C server's user time under S1 (smtp-source, four reads per message),
 //! and a wait kept for the connection's life still locked the channel's waiter list at
 //! every poll. Here the phase is one atomic word, and each connection has one waker slot
-//! of its own, registered with the server once: a read's wait costs an atomic load and
-//! an uncontended lock of that slot; moving the phase on wakes every slot.
+//! of its own, registered with the server once and left there until the phase moves: a
+//! read's wait costs three atomic loads (the phase, whether the slot is still armed, and
+//! which waker armed it) and no lock; moving the phase on wakes every slot.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -37,7 +38,14 @@ impl Phase {
     }
 }
 
-type Slot = Mutex<Option<Waker>>;
+/// One listener's waker, and whether it is still there (`advance` takes it).
+#[derive(Debug, Default)]
+struct Slot {
+    waker: Mutex<Option<Waker>>,
+    /// True from the registration of a waker until `advance` takes it; written under the
+    /// `waker` lock, read without it.
+    armed: AtomicBool,
+}
 
 /// The phase and the connections waiting for it to move.
 #[derive(Debug, Default)]
@@ -63,7 +71,11 @@ impl PhaseBell {
         }
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         for slot in slots.values() {
-            let waker = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let waker = {
+                let mut waker = slot.waker.lock().unwrap_or_else(PoisonError::into_inner);
+                slot.armed.store(false, Ordering::Release);
+                waker.take()
+            };
             if let Some(waker) = waker {
                 waker.wake();
             }
@@ -75,7 +87,7 @@ impl PhaseBell {
     /// it is dropped.
     pub(super) fn listen(&self) -> PhaseListener<'_> {
         let id = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Mutex::new(None));
+        let slot = Arc::new(Slot::default());
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -84,6 +96,7 @@ impl PhaseBell {
             bell: self,
             id,
             slot,
+            armed_by: [AtomicUsize::new(0), AtomicUsize::new(0)],
         }
     }
 }
@@ -93,6 +106,17 @@ pub(super) struct PhaseListener<'a> {
     bell: &'a PhaseBell,
     id: u64,
     slot: Arc<Slot>,
+    /// The data and vtable pointers of the waker last put in the slot (what
+    /// [`Waker::will_wake`] compares), written only by the listener's own polls.
+    armed_by: [AtomicUsize; 2],
+}
+
+/// A waker's identity, as [`Waker::will_wake`] sees it.
+fn identity(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
 }
 
 impl PhaseListener<'_> {
@@ -103,12 +127,30 @@ impl PhaseListener<'_> {
         if now != seen {
             return Poll::Ready(now);
         }
+        let waker = identity(cx.waker());
+        // perf: the slot still holds this very waker (the task's, which does not change):
+        // nothing to register. `advance` disarms the slot before it takes the waker, and
+        // stores the phase before that, so a slot seen armed here is woken later if the
+        // phase moved since the look above.
+        if self.slot.armed.load(Ordering::Acquire)
+            && self.armed_by[0].load(Ordering::Relaxed) == waker[0]
+            && self.armed_by[1].load(Ordering::Relaxed) == waker[1]
         {
-            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            return Poll::Pending;
+        }
+        {
+            let mut slot = self
+                .slot
+                .waker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match &*slot {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
+                Some(registered) if registered.will_wake(cx.waker()) => {}
                 _ => *slot = Some(cx.waker().clone()),
             }
+            self.armed_by[0].store(waker[0], Ordering::Relaxed);
+            self.armed_by[1].store(waker[1], Ordering::Relaxed);
+            self.slot.armed.store(true, Ordering::Release);
         }
         // Again after registering: `advance` stores the phase before it wakes the slots,
         // so a move between the first look and the registration is seen here.
@@ -188,6 +230,79 @@ mod tests {
             listener.poll_moved(&mut cx, Phase::Stopping),
             Poll::Ready(Phase::Cut)
         );
+    }
+
+    #[test]
+    fn polls_that_find_the_slot_armed_still_see_the_move_and_a_new_waker_takes_the_slot() {
+        let bell = PhaseBell::default();
+        let listener = bell.listen();
+        let first = Arc::new(Count(AtomicUsize::new(0)));
+        let second = Arc::new(Count(AtomicUsize::new(0)));
+        let first_waker = Waker::from(Arc::clone(&first));
+        let second_waker = Waker::from(Arc::clone(&second));
+        let mut cx = Context::from_waker(&first_waker);
+        // The first poll arms the slot, the next ones find it armed by the same waker.
+        for _ in 0..3 {
+            assert_eq!(listener.poll_moved(&mut cx, Phase::Serving), Poll::Pending);
+        }
+        // Another waker (the future moved to another task) replaces it.
+        let mut other = Context::from_waker(&second_waker);
+        assert_eq!(
+            listener.poll_moved(&mut other, Phase::Serving),
+            Poll::Pending
+        );
+        assert!(bell.advance(Phase::Stopping));
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        // Disarmed by the move: the next wait registers again and is woken by the next.
+        assert_eq!(
+            listener.poll_moved(&mut other, Phase::Stopping),
+            Poll::Pending
+        );
+        assert_eq!(
+            listener.poll_moved(&mut other, Phase::Stopping),
+            Poll::Pending
+        );
+        assert!(bell.advance(Phase::Cut));
+        assert_eq!(second.0.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            listener.poll_moved(&mut other, Phase::Stopping),
+            Poll::Ready(Phase::Cut)
+        );
+    }
+
+    #[test]
+    fn a_move_racing_with_waits_is_never_missed() {
+        // Each round: a thread moves the phase while this one waits on it, polling
+        // whenever woken; the wait must end with the new phase, in bounded time.
+        for _ in 0..200 {
+            let bell = Arc::new(PhaseBell::default());
+            let mover = {
+                let bell = Arc::clone(&bell);
+                std::thread::spawn(move || bell.advance(Phase::Stopping))
+            };
+            let got = {
+                let listener = bell.listen();
+                let count = Arc::new(Count(AtomicUsize::new(0)));
+                let waker = Waker::from(Arc::clone(&count));
+                let mut cx = Context::from_waker(&waker);
+                let mut woken = 0;
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    if let Poll::Ready(phase) = listener.poll_moved(&mut cx, Phase::Serving) {
+                        break phase;
+                    }
+                    // Pending: the move is either still to come or has woken us.
+                    while count.0.load(Ordering::SeqCst) == woken {
+                        assert!(std::time::Instant::now() < deadline, "a move was missed");
+                        std::thread::yield_now();
+                    }
+                    woken = count.0.load(Ordering::SeqCst);
+                }
+            };
+            assert_eq!(got, Phase::Stopping);
+            assert!(mover.join().unwrap());
+        }
     }
 
     #[test]

@@ -571,13 +571,16 @@ impl<H: Handler> Hooks for SyncHooks<H> {
         }
         run_blocking(self.spare.as_deref(), || {
             // The hook is still due: ask for it again inside, and go on with the ones that
-            // follow without leaving.
-            while let Action::Hook(hook) = layer.next_action(shared.now()) {
+            // follow without leaving. The clock is read once after each hook (it may have
+            // taken a while): that reading is the next step's time and the turn's end.
+            let mut at = now;
+            while let Action::Hook(hook) = layer.next_action(at) {
                 let answer = hook.call(h);
                 layer.answer(answer);
+                at = shared.now();
             }
-        });
-        shared.now()
+            at
+        })
     }
 
     fn default_hooks(&self) -> HookSet {
@@ -660,6 +663,27 @@ async fn accept_loop(
     }
 }
 
+/// One `send` of what the socket takes at once, without waiting.
+///
+/// perf: straight to the system call. tokio's `try_write` first looks at the readiness it
+/// keeps for the socket (and clears it when the call would block), which was a third of
+/// the instructions of a reply's write. Its readiness is only a hint: when this call
+/// would block, the wait that follows (`write_all`) tries once more through tokio, which
+/// then learns that the socket is full and waits for it.
+#[cfg(unix)]
+fn send_now(tcp: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(
+        tcp,
+        bytes,
+        rustix::net::SendFlags::NOSIGNAL,
+    )?)
+}
+
+#[cfg(not(unix))]
+fn send_now(tcp: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    tcp.try_write(bytes)
+}
+
 /// A connection before or after TLS.
 enum Conn {
     Plain(TcpStream),
@@ -685,7 +709,7 @@ impl Conn {
         };
         let mut done = 0;
         while done < bytes.len() {
-            match s.try_write(&bytes[done..]) {
+            match send_now(s, &bytes[done..]) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -779,7 +803,9 @@ async fn serve_connection<K: Hooks>(
     // checked when the timer fires, instead of setting a timer per read.
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
-    let mut armed: Option<tokio::time::Instant> = None;
+    let mut armed: Option<Duration> = None;
+    // Whether the timer has been polled since it was last set (it then holds the waker).
+    let mut timer_polled = false;
     // perf: the time as the connection layer is told it, read again only after a wait
     // (a read, a hook, a write the socket did not take at once): the clock has a tick's
     // resolution anyway, and reading it at every step was 3 % of the server's own
@@ -850,28 +876,52 @@ async fn serve_connection<K: Hooks>(
                     connection.timeout(now);
                     continue;
                 }
-                let until = tokio::time::Instant::from_std(shared.clock.epoch + deadline);
-                if armed.is_none_or(|at| until < at) {
+                if armed.is_none_or(|at| deadline < at) {
+                    let until = tokio::time::Instant::from_std(shared.clock.epoch + deadline);
                     timer.as_mut().reset(until);
-                    armed = Some(until);
+                    armed = Some(deadline);
+                    timer_polled = false;
                 }
-                let read = tokio::select! {
-                    // perf: fixed order, the read first: woken by input, the wait ends
-                    // without polling the timer and the phase again.
-                    biased;
-                    read = poll_fn(|cx| poll_receive(cx, &mut conn, size, &mut connection, shared)) => {
-                        Some(read)
+                let mut first = true;
+                let woken = poll_fn(|cx| {
+                    // The read first: woken by input, the wait ends without polling the
+                    // timer and the phase again.
+                    if let Poll::Ready(read) =
+                        poll_receive(cx, &mut conn, size, &mut connection, shared)
+                    {
+                        return Poll::Ready(Woken::Read(read));
                     }
-                    () = &mut timer => {
+                    // perf: a timer polled once keeps this task's waker until it fires,
+                    // and it cannot fire before its deadline: polled again only once the
+                    // deadline is near. The time is the loop's on the first poll (read
+                    // microseconds ago), the clock's on a poll after a wake-up (the
+                    // timer's own, maybe, after a long wait).
+                    let at = if std::mem::take(&mut first) {
+                        now
+                    } else {
+                        shared.now()
+                    };
+                    let near = armed.is_none_or(|deadline| at + TIMER_SLACK >= deadline);
+                    if (!timer_polled || near) && timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woken::Timer);
+                    }
+                    timer_polled = true;
+                    phase.poll_moved(cx, phase_seen).map(Woken::Phase)
+                })
+                .await;
+                let read = match woken {
+                    Woken::Read(read) => Some(read),
+                    Woken::Timer => {
                         armed = None;
                         now = shared.now();
+                        let until = tokio::time::Instant::from_std(shared.clock.epoch + deadline);
                         if tokio::time::Instant::now() < until {
                             // Set for an earlier deadline that has moved since.
                             continue;
                         }
                         None
                     }
-                    moved = phase.moved(phase_seen) => {
+                    Woken::Phase(moved) => {
                         now = shared.now();
                         phase_seen = moved;
                         // Cut or stopping: the next Read sees it.
@@ -905,6 +955,18 @@ async fn serve_connection<K: Hooks>(
     }
     log::info!("conn={id} peer={peer} closed");
 }
+
+/// What ended a connection's wait for input.
+enum Woken {
+    Read(io::Result<(usize, Duration)>),
+    Timer,
+    Phase(Phase),
+}
+
+/// How long before its deadline a connection's timer is polled again at each wait (see
+/// the Read action in [`serve_connection`]): more than the coarse clock can lag behind the
+/// timer's.
+const TIMER_SLACK: Duration = Duration::from_secs(1);
 
 /// Resolves once the server cuts its connections (at once if it has).
 async fn cut(phase: &PhaseListener<'_>) {
