@@ -278,6 +278,13 @@ impl DispatchState {
         }
     }
 
+    /// True when [`poll`](Self::poll) has nothing of its own to say: no hook due, no
+    /// close to report; what it returns is then up to the session's events.
+    #[inline]
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.pending.is_none() && !self.closing
+    }
+
     /// True while a hook is due (polled and not yet answered).
     pub fn has_due_hook(&self) -> bool {
         self.pending.is_some()

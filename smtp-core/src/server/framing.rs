@@ -130,6 +130,9 @@ impl ServerSession {
         if !self.receiver.is_finished() {
             let start = self.input_pos;
             let end = self.input.len().min(start + CONTENT_CHUNK);
+            if self.discard_content {
+                return self.skip_data(start, end);
+            }
             let progress = self
                 .receiver
                 .feed(&self.input[start..end], &mut self.content);
@@ -158,6 +161,40 @@ impl ServerSession {
         }
         if !self.receiver.is_finished() {
             return self.out_of_input();
+        }
+        self.phase = Phase::Command;
+        self.wait_for_command();
+        self.end_of_message()
+    }
+
+    /// [`step_data`](Self::step_data) when no one reads the content
+    /// ([`ServerSession::discard_content`]): the same end, limits and checks, with the
+    /// same events but [`ServerEvent::MessageData`], and no copy of the content.
+    fn skip_data(&mut self, start: usize, end: usize) -> Step {
+        let before = self.receiver.content_len();
+        let progress = self.receiver.skip(&self.input[start..end]);
+        self.input_pos += progress.consumed;
+        if progress.consumed > 0
+            && memchr::memchr(b'\n', &self.input[start..start + progress.consumed]).is_some()
+        {
+            self.deadline = Some(self.now + self.config.data_timeout);
+        }
+        self.message_size += self.receiver.content_len() - before;
+        if self.message_aborted.is_none() {
+            if self.message_size > self.config.max_message_size {
+                return self.abort_step(AbortReason::TooLarge);
+            }
+            if self.receiver.should_reject() {
+                return self.abort_step(AbortReason::BareLineEnding);
+            }
+        }
+        if !progress.finished {
+            // More content may already be here (past one chunk's worth): go on with it.
+            return if self.input_pos < self.input.len() {
+                Step::Continue
+            } else {
+                self.out_of_input()
+            };
         }
         self.phase = Phase::Command;
         self.wait_for_command();

@@ -93,6 +93,9 @@ pub struct ServerSession {
     pub(super) input_pos: usize,
     pub(super) output: Vec<u8>,
     pub(super) content: Vec<u8>,
+    /// No one reads DATA content ([`ServerSession::discard_content`]): it is checked and
+    /// counted, not copied into `content`.
+    pub(super) discard_content: bool,
     pub(super) receiver: DataReceiver,
     /// BDAT content under the bare line-ending policy, across chunks.
     pub(super) bdat_normalizer: ChunkNormalizer,
@@ -144,6 +147,7 @@ impl ServerSession {
             input_pos: 0,
             output: Vec::new(),
             content: Vec::new(),
+            discard_content: false,
             receiver,
             bdat_normalizer: ChunkNormalizer::new(),
             now,
@@ -175,6 +179,14 @@ impl ServerSession {
     /// `connection` (see [`crate::trace`]): AUTH payloads redacted, content by size only.
     pub fn set_trace(&mut self, sink: TraceSink, connection: u64) {
         self.tracer.set(sink, connection);
+    }
+
+    /// Says whether DATA content is read by anyone. With `discard` it is still read to
+    /// its end, counted against the size limit and checked for bare line endings, but no
+    /// [`ServerEvent::MessageData`] carries it (BDAT content still comes as events). The
+    /// connection layer sets it when the handler leaves `data_chunk` to its default.
+    pub(crate) fn discard_content(&mut self, discard: bool) {
+        self.discard_content = discard;
     }
 
     /// The configuration this session runs with.
@@ -278,6 +290,23 @@ impl ServerSession {
         !self.in_transaction
             && self.pending.is_none()
             && matches!(self.phase, Phase::Command | Phase::Rejected)
+    }
+
+    /// True when [`poll_event`](Self::poll_event) would return `None` for want of
+    /// input, changing nothing: no event queued or decision pending, every byte read
+    /// taken, the end of the input not seen, and reading commands or DATA content not
+    /// yet at its end. A cheap look for drivers that ask after every write.
+    #[inline]
+    pub(crate) fn is_starved(&self) -> bool {
+        self.input_pos == self.input.len()
+            && self.queued.is_empty()
+            && self.pending.is_none()
+            && !self.eof
+            && match self.phase {
+                Phase::Command => true,
+                Phase::Data => !self.receiver.is_finished(),
+                _ => false,
+            }
     }
 
     /// True while a decision event is unanswered.
