@@ -543,7 +543,9 @@ impl Connection {
         let from_session = n.min(self.session.output().len());
         self.session.consume_output(from_session);
         let rest = (n - from_session).min(self.own_output.len());
-        self.own_output.drain(..rest);
+        if rest > 0 {
+            self.own_output.drain(..rest);
+        }
     }
 
     /// Input read from the client at `now`. All of it is kept: what the session has no

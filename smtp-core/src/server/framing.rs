@@ -16,7 +16,11 @@ impl ServerSession {
 
     pub(super) fn compact_input(&mut self) {
         if self.input_pos > 0 {
-            self.input.drain(..self.input_pos);
+            if self.input_pos == self.input.len() {
+                self.input.clear(); // perf: all taken, the common case
+            } else {
+                self.input.drain(..self.input_pos);
+            }
             self.input_pos = 0;
         }
     }
@@ -48,15 +52,25 @@ impl ServerSession {
             self.config.max_line_len
         };
         let unread = self.unread();
-        // A line ends only at CRLF; a lone LF inside is part of the (refused) line.
-        let mut search = 0;
-        let end = loop {
-            match memchr::memchr(b'\n', &unread[search..]) {
-                Some(i) if search + i > 0 && unread[search + i - 1] == b'\r' => {
-                    break Some(search + i - 1);
-                }
-                Some(i) => search += i + 1,
-                None => break None,
+        // A line ends only at CRLF; a lone CR or LF inside is part of the (refused) line.
+        // perf: one scan finds both in the common case, where the first CR or LF is the
+        // line's CRLF (and the line then has no bare one).
+        let (end, bare_line_ending) = match memchr::memchr2(b'\r', b'\n', unread) {
+            Some(p) if unread[p] == b'\r' && unread.get(p + 1) == Some(&b'\n') => (Some(p), false),
+            None => (None, false),
+            // The first CR or LF is bare: it lies before the line's end, if it has one.
+            Some(_) => {
+                let mut search = 0;
+                let end = loop {
+                    match memchr::memchr(b'\n', &unread[search..]) {
+                        Some(i) if search + i > 0 && unread[search + i - 1] == b'\r' => {
+                            break Some(search + i - 1);
+                        }
+                        Some(i) => search += i + 1,
+                        None => break None,
+                    }
+                };
+                (end, true)
             }
         };
         let Some(end) = end else {
@@ -77,8 +91,6 @@ impl ServerSession {
         if std::mem::replace(&mut self.skipping_line, false) {
             return Step::Continue;
         }
-        let line = &self.input[line_start..line_start + end];
-        let bare_line_ending = memchr::memchr2(b'\r', b'\n', line).is_some();
         if end + 2 > max {
             self.line_too_long(sasl);
             return Step::Continue;
