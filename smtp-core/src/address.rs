@@ -122,6 +122,14 @@ impl Address {
         }
     }
 
+    /// [`Address::parse`], holding the text in `spare`'s next string instead of a new one.
+    fn parse_in(text: &str, spare: &mut SpareText) -> Result<Address, AddressError> {
+        let at = validate_mailbox(text)?;
+        let mut held = spare.take();
+        held.push_str(text);
+        Ok(Address { text: held, at })
+    }
+
     /// The whole address.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -225,21 +233,67 @@ impl fmt::Display for ForwardPath {
     }
 }
 
+/// The strings of addresses no longer needed, kept to hold the next ones: a server parses
+/// two or more addresses per message and drops them at its end, and taking a string kept
+/// here costs less than allocating one. Bounded: a few strings, none longer than a path.
+#[derive(Debug, Default)]
+pub(crate) struct SpareText(Vec<String>);
+
+impl SpareText {
+    /// Strings kept at most.
+    const KEPT: usize = 4;
+
+    /// An empty string, one kept if there is one.
+    fn take(&mut self) -> String {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// Keeps the string of a path that is done with (emptied), if there is room.
+    pub(crate) fn keep(&mut self, mut text: String) {
+        if self.0.len() < Self::KEPT && text.capacity() <= MAX_PATH_LEN {
+            text.clear();
+            self.0.push(text);
+        }
+    }
+
+    /// Keeps the string of a reverse path that is done with.
+    pub(crate) fn keep_reverse(&mut self, path: ReversePath) {
+        if let ReversePath::Mailbox(address) = path {
+            self.keep(address.text);
+        }
+    }
+
+    /// Keeps the string of a forward path that is done with.
+    pub(crate) fn keep_forward(&mut self, path: ForwardPath) {
+        match path {
+            ForwardPath::Mailbox(address) => self.keep(address.text),
+            ForwardPath::Postmaster(text) => self.keep(text),
+        }
+    }
+}
+
 /// Parses the text of a path after `FROM:`, such as `<a@b>`, `<>` or (liberally) `a@b`
-/// without brackets. Returns the path and the rest of the input (the parameters).
-pub(crate) fn parse_reverse_path(input: &str) -> Result<(ReversePath, &str), AddressError> {
+/// without brackets. Returns the path and the rest of the input (the parameters). The
+/// address is held in one of `spare`'s strings when it has one.
+pub(crate) fn parse_reverse_path_in<'a>(
+    input: &'a str,
+    spare: &mut SpareText,
+) -> Result<(ReversePath, &'a str), AddressError> {
     let (inner, rest) = split_path(input)?;
     if inner.is_empty() {
         return Ok((ReversePath::Null, rest));
     }
     Ok((
-        ReversePath::Mailbox(Address::parse(strip_source_route(inner)?)?),
+        ReversePath::Mailbox(Address::parse_in(strip_source_route(inner)?, spare)?),
         rest,
     ))
 }
 
-/// Parses the text of a path after `TO:`.
-pub(crate) fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), AddressError> {
+/// Parses the text of a path after `TO:`, as [`parse_reverse_path_in`] does.
+pub(crate) fn parse_forward_path_in<'a>(
+    input: &'a str,
+    spare: &mut SpareText,
+) -> Result<(ForwardPath, &'a str), AddressError> {
     let (inner, rest) = split_path(input)?;
     if inner.eq_ignore_ascii_case("postmaster") {
         return Ok((ForwardPath::Postmaster(inner.to_owned()), rest));
@@ -248,9 +302,21 @@ pub(crate) fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), Add
         return Err(AddressError::InvalidPath);
     }
     Ok((
-        ForwardPath::Mailbox(Address::parse(strip_source_route(inner)?)?),
+        ForwardPath::Mailbox(Address::parse_in(strip_source_route(inner)?, spare)?),
         rest,
     ))
+}
+
+/// [`parse_reverse_path_in`] into a new string.
+#[cfg(test)]
+fn parse_reverse_path(input: &str) -> Result<(ReversePath, &str), AddressError> {
+    parse_reverse_path_in(input, &mut SpareText::default())
+}
+
+/// [`parse_forward_path_in`] into a new string.
+#[cfg(test)]
+fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), AddressError> {
+    parse_forward_path_in(input, &mut SpareText::default())
 }
 
 /// Splits `<inner> rest` (or a bare `inner rest`, which many clients send) and enforces the
@@ -515,6 +581,34 @@ pub(crate) fn is_address_literal(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spare_strings_hold_addresses_alike_and_stay_bounded() {
+        let mut spare = SpareText::default();
+        for _ in 0..10 {
+            spare.keep(String::with_capacity(32));
+        }
+        spare.keep(String::with_capacity(MAX_PATH_LEN + 1));
+        assert_eq!(spare.0.len(), SpareText::KEPT);
+        assert!(
+            spare
+                .0
+                .iter()
+                .all(|s| s.is_empty() && s.capacity() <= MAX_PATH_LEN)
+        );
+        for text in ["a@x.test", "\"j d\"@example.com", "用户@例子.广告"] {
+            let held = Address::parse_in(text, &mut spare).unwrap();
+            assert_eq!(held, Address::parse(text).unwrap());
+            spare.keep(held.text);
+        }
+        // A refused address takes no string.
+        let before = spare.0.len();
+        assert_eq!(
+            Address::parse_in("a b@x.test", &mut spare),
+            Err(AddressError::InvalidLocalPart)
+        );
+        assert_eq!(spare.0.len(), before);
+    }
 
     #[test]
     fn plain_addresses() {

@@ -307,7 +307,7 @@ impl DispatchState {
     /// Applies what the due hook returned: keeps the accepted parts of the envelope,
     /// remembers a failed chunk, and gives a decision to the session. Without a due hook
     /// it does nothing.
-    pub fn answer(&mut self, session: Option<&mut ServerSession>, answer: Answer) {
+    pub fn answer(&mut self, mut session: Option<&mut ServerSession>, answer: Answer) {
         let Some(pending) = self.pending.take() else {
             return;
         };
@@ -352,13 +352,11 @@ impl DispatchState {
                 None
             }
             Pending::Event(ServerEvent::MessageEnd) => {
-                t.from = None;
-                t.recipients.clear();
+                end_envelope(t, session.as_deref_mut());
                 Some(Decision::from_answer(answer))
             }
             Pending::DataEndFailed(reply) => {
-                t.from = None;
-                t.recipients.clear();
+                end_envelope(t, session.as_deref_mut());
                 Some(Decision::Reply(reply))
             }
             // Every other hook: its decision goes to the session as it is.
@@ -462,6 +460,27 @@ impl HookCall<'_> {
     /// every decision is a refusal.
     pub fn refuse(self) {
         self.state.refuse(self.session);
+    }
+}
+
+/// Forgets the envelope of the message that ended; its addresses' strings go back to the
+/// session to hold the next message's (perf: two allocations and two frees less per
+/// message).
+fn end_envelope(t: &mut Transaction, session: Option<&mut ServerSession>) {
+    match session {
+        Some(session) => {
+            let spare = session.spare_text();
+            if let Some(from) = t.from.take() {
+                spare.keep_reverse(from);
+            }
+            for to in t.recipients.drain(..) {
+                spare.keep_forward(to);
+            }
+        }
+        None => {
+            t.from = None;
+            t.recipients.clear();
+        }
     }
 }
 

@@ -122,7 +122,7 @@ impl ServerSession {
                 self.sasl_line(&line)
             }
             // The parsed command owns its data, so no copy of the line is needed.
-            _ => match Command::parse(&self.input[line]) {
+            _ => match Command::parse_with(&self.input[line], &mut self.spare_text) {
                 Ok(command) => {
                     if self.out_of_sync(&command) {
                         self.sync_error();

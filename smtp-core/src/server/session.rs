@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::address::SpareText;
 use crate::data::{ChunkNormalizer, DataReceiver};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::trace::{Direction, TraceSink, Tracer};
@@ -122,6 +123,8 @@ pub struct ServerSession {
     pub(super) message_aborted: Option<AbortReason>,
     /// Where the wire trace goes, when the session traces.
     pub(super) tracer: Tracer,
+    /// The strings of the last message's addresses, to hold the next ones.
+    pub(super) spare_text: SpareText,
 }
 
 impl ServerSession {
@@ -168,6 +171,7 @@ impl ServerSession {
             message_started: false,
             message_aborted: None,
             tracer: Tracer::default(),
+            spare_text: SpareText::default(),
         };
         if let Phase::GreetingDelay(until) = session.phase {
             session.deadline = Some(until);
@@ -187,6 +191,12 @@ impl ServerSession {
     /// connection layer sets it when the handler leaves `data_chunk` to its default.
     pub(crate) fn discard_content(&mut self, discard: bool) {
         self.discard_content = discard;
+    }
+
+    /// Where the strings of addresses done with go, to hold the next ones the session
+    /// parses (the dispatch gives back a message's envelope at its end).
+    pub(crate) fn spare_text(&mut self) -> &mut SpareText {
+        &mut self.spare_text
     }
 
     /// The configuration this session runs with.
