@@ -67,6 +67,7 @@ use std::time::Duration;
 
 use crate::handler::{Answer, ConnectionInfo, DispatchState, Flow, Hook};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
+use crate::server::dispatch::Polled;
 use crate::server::hooks::{HookKind, HookSet};
 use crate::server::proxy::{ProxyCommand, ProxyHeader, ProxyParser, ProxyProgress, ProxyProtocol};
 use crate::server::{ServerConfig, ServerSession};
@@ -459,8 +460,14 @@ impl Connection {
             if let Phase::Handshake { deadline, .. } = self.phase {
                 return Action::StartTls { deadline };
             }
-            let Some(flow) = self.dispatch.poll(&mut self.session, self.refusal.as_ref()) else {
-                continue; // a hook is due
+            let flow = match self.dispatch.poll_answering(
+                &mut self.session,
+                self.refusal.as_ref(),
+                self.by_default,
+            ) {
+                Polled::Flow(flow) => flow,
+                // A hook is due, or one left to its default was answered: its reply first.
+                Polled::HookDue | Polled::Answered => continue,
             };
             if matches!(self.phase, Phase::Lost) {
                 if self.dispatch.begin_close() {

@@ -5,7 +5,7 @@
 //! ([`crate::server::connection`]) and [`Dispatch`] drive it.
 
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::hooks::{Answer, Hook, IntoAnswer, SessionHandler, Transaction};
+use crate::server::hooks::{Answer, Hook, HookSet, IntoAnswer, SessionHandler, Transaction};
 use crate::server::{AbortReason, Decision, ServerEvent, ServerSession};
 
 /// What the driver must do after [`Dispatch::run`] (or when [`DispatchState::step`] is done).
@@ -138,6 +138,18 @@ pub struct DispatchState {
     pending: Option<Pending>,
 }
 
+/// What [`DispatchState::poll_answering`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Polled {
+    /// No more events for now: do what the [`Flow`] says.
+    Flow(Flow),
+    /// A hook is due ([`DispatchState::due_hook`]).
+    HookDue,
+    /// A hook left to its default was answered, and its reply is in the session's
+    /// output: write it, then poll again.
+    Answered,
+}
+
 /// What [`DispatchState::step`] asks of the driver.
 #[derive(Debug)]
 pub enum Step<'a> {
@@ -222,15 +234,31 @@ impl DispatchState {
     /// [`due_hook`](Self::due_hook) and [`answer`](Self::answer)), else what the driver
     /// must do now. A hook already due is still due.
     pub fn poll(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Option<Flow> {
+        match self.poll_answering(session, refusal, HookSet::EMPTY) {
+            Polled::Flow(flow) => Some(flow),
+            Polled::HookDue | Polled::Answered => None,
+        }
+    }
+
+    /// [`poll`](Self::poll), answering the hooks in `by_default` with their defaults as
+    /// they come (as [`answer`](Self::answer) would with [`Hook::default_answer`]), unless
+    /// the connection was refused: it stops after one whose answer left output, so that
+    /// the reply is written before the session reads on, as when the driver answers.
+    pub(crate) fn poll_answering(
+        &mut self,
+        session: &mut ServerSession,
+        refusal: Option<&Reply>,
+        by_default: HookSet,
+    ) -> Polled {
         if self.pending.is_some() {
-            return None;
+            return Polled::HookDue;
         }
         if std::mem::take(&mut self.closing) {
-            return Some(Flow::Close);
+            return Polled::Flow(Flow::Close);
         }
         loop {
             let Some(event) = session.poll_event() else {
-                return Some(Flow::Continue);
+                return Polled::Flow(Flow::Continue);
             };
             let pending = match event {
                 ServerEvent::Connect => {
@@ -243,14 +271,14 @@ impl DispatchState {
                 }
                 ServerEvent::StartTls => {
                     self.reset_transaction();
-                    return Some(Flow::StartTls);
+                    return Polled::Flow(Flow::StartTls);
                 }
                 ServerEvent::Close => match self.close_pending() {
                     Some(pending) => {
                         self.closing = true;
                         pending
                     }
-                    None => return Some(Flow::Close),
+                    None => return Polled::Flow(Flow::Close),
                 },
                 ServerEvent::MessageStart => {
                     self.data_error = None;
@@ -273,8 +301,22 @@ impl DispatchState {
                 }
                 event => Pending::Event(event.into_owned()),
             };
+            if by_default != HookSet::EMPTY && refusal.is_none() {
+                // perf: answered here, not handed to the driver and back.
+                let answer = self
+                    .hook_of(&pending, Some(session))
+                    .filter(|hook| by_default.contains(hook.kind()))
+                    .map(|hook| hook.default_answer());
+                if let Some(answer) = answer {
+                    self.apply(pending, Some(session), answer);
+                    if !session.output().is_empty() {
+                        return Polled::Answered;
+                    }
+                    continue;
+                }
+            }
             self.pending = Some(pending);
-            return None;
+            return Polled::HookDue;
         }
     }
 
@@ -292,7 +334,16 @@ impl DispatchState {
 
     /// The hook that is due, with its arguments (a chunk is read from `session`).
     pub fn due_hook<'a>(&'a self, session: Option<&'a ServerSession>) -> Option<Hook<'a>> {
-        match self.pending.as_ref()? {
+        self.hook_of(self.pending.as_ref()?, session)
+    }
+
+    /// The hook `pending` calls, with its arguments.
+    fn hook_of<'a>(
+        &'a self,
+        pending: &'a Pending,
+        session: Option<&'a ServerSession>,
+    ) -> Option<Hook<'a>> {
+        match pending {
             Pending::Event(ServerEvent::MessageData(_)) => Some(Hook::DataChunk {
                 chunk: session.map_or(&[], |s| s.message_data()),
             }),
@@ -307,10 +358,14 @@ impl DispatchState {
     /// Applies what the due hook returned: keeps the accepted parts of the envelope,
     /// remembers a failed chunk, and gives a decision to the session. Without a due hook
     /// it does nothing.
-    pub fn answer(&mut self, mut session: Option<&mut ServerSession>, answer: Answer) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
+    pub fn answer(&mut self, session: Option<&mut ServerSession>, answer: Answer) {
+        if let Some(pending) = self.pending.take() {
+            self.apply(pending, session, answer);
+        }
+    }
+
+    /// [`answer`](Self::answer) for the hook of `pending`.
+    fn apply(&mut self, pending: Pending, mut session: Option<&mut ServerSession>, answer: Answer) {
         let t = &mut self.transaction;
         let decision = match pending {
             Pending::Event(ServerEvent::Hello { verb, domain }) => {
