@@ -415,8 +415,8 @@ impl Connection {
         self.by_default != HookSet::EMPTY
             && self
                 .dispatch
-                .due_hook(Some(&self.session))
-                .is_some_and(|hook| self.by_default.contains(hook.kind()))
+                .due_hook_kind()
+                .is_some_and(|kind| self.by_default.contains(kind))
     }
 
     /// [`next_action`](Self::next_action) in full.

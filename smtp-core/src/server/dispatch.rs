@@ -5,7 +5,9 @@
 //! ([`crate::server::connection`]) and [`Dispatch`] drive it.
 
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::hooks::{Answer, Hook, HookSet, IntoAnswer, SessionHandler, Transaction};
+use crate::server::hooks::{
+    Answer, Hook, HookKind, HookSet, IntoAnswer, SessionHandler, Transaction,
+};
 use crate::server::{AbortReason, Decision, ServerEvent, ServerSession};
 
 /// What the driver must do after [`Dispatch::run`] (or when [`DispatchState::step`] is done).
@@ -330,6 +332,16 @@ impl DispatchState {
     /// True while a hook is due (polled and not yet answered).
     pub fn has_due_hook(&self) -> bool {
         self.pending.is_some()
+    }
+
+    /// The kind of the hook that is due ([`due_hook`](Self::due_hook)'s), without making
+    /// the hook.
+    pub(crate) fn due_hook_kind(&self) -> Option<HookKind> {
+        match self.pending.as_ref()? {
+            Pending::Event(event) => event.hook_kind(),
+            Pending::DataEndFailed(_) => Some(HookKind::DataAborted),
+            Pending::TlsStarted => Some(HookKind::TlsStarted),
+        }
     }
 
     /// The hook that is due, with its arguments (a chunk is read from `session`).
