@@ -340,20 +340,15 @@ fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), AddressError> 
 /// perf: finding the `>`, the `@`, the atoms and the labels in separate scans was most of
 /// the cost of parsing MAIL and RCPT.
 fn simple_path(input: &str) -> Option<(&str, usize, &str)> {
-    let bytes = input.as_bytes();
-    if bytes.first() != Some(&b'<') {
-        return None;
-    }
+    let path = input.strip_prefix('<')?;
+    let bytes = path.as_bytes();
     // The local part: atoms of atext separated by single dots, up to the `@`.
-    let mut i = 1;
+    let mut i = 0;
     let mut after_dot = true;
-    let at = loop {
-        let b = *bytes.get(i)?;
+    while i < bytes.len() {
+        let b = bytes[i];
         if b == b'@' {
-            if after_dot {
-                return None; // empty, or ends with a dot
-            }
-            break i;
+            break;
         } else if b == b'.' {
             if after_dot {
                 return None;
@@ -365,32 +360,43 @@ fn simple_path(input: &str) -> Option<(&str, usize, &str)> {
             return None;
         }
         i += 1;
-    };
+    }
+    if i == bytes.len() || after_dot {
+        return None; // no `@`, an empty local part, or one ending with a dot
+    }
+    let at = i;
     // The domain: labels of letters, digits and inner hyphens, up to the `>`.
-    let mut label_start = at + 1;
-    i = at + 1;
-    let close = loop {
-        let b = *bytes.get(i)?;
+    i += 1;
+    let mut label_start = i;
+    while i < bytes.len() {
+        let b = bytes[i];
         if b == b'>' || b == b'.' {
-            let label = &bytes[label_start..i];
-            if !is_label(label) {
+            if !is_label(&bytes[label_start..i]) {
                 return None;
             }
             if b == b'>' {
-                break i;
+                break;
             }
             label_start = i + 1;
         } else if CLASSES[b as usize] & LDH == 0 {
             return None;
         }
         i += 1;
-    };
-    let rest = &input[close + 1..];
-    let fits = at - 1 <= MAX_LOCAL_PART_LEN
-        && close - at - 1 <= MAX_DOMAIN_LEN
-        && close + 1 <= MAX_PATH_LEN
-        && (rest.is_empty() || rest.starts_with(' '));
-    fits.then(|| (&input[1..close], at - 1, rest))
+    }
+    let close = i;
+    if close == bytes.len()
+        || at > MAX_LOCAL_PART_LEN
+        || close - at - 1 > MAX_DOMAIN_LEN
+        || close + 2 > MAX_PATH_LEN
+    {
+        return None;
+    }
+    let (mailbox, after) = path.split_at(close);
+    let rest = &after[1..];
+    if !rest.is_empty() && rest.as_bytes()[0] != b' ' {
+        return None;
+    }
+    Some((mailbox, at, rest))
 }
 
 /// Splits `<inner> rest` (or a bare `inner rest`, which many clients send) and enforces the

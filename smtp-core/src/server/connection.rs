@@ -557,6 +557,7 @@ impl Connection {
 
     /// Input read from the client at `now`. All of it is kept: what the session has no
     /// room for waits here, and no [`Action::Read`] comes until it is taken.
+    #[inline]
     pub fn receive(&mut self, bytes: &[u8], now: Duration) {
         if matches!(self.phase, Phase::Lost | Phase::Closed) || bytes.is_empty() {
             return;

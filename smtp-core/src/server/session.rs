@@ -207,6 +207,7 @@ impl ServerSession {
     /// Takes bytes read from the client at `now`. Returns how many were taken: fewer than
     /// offered when the input buffer is full (poll events, then offer the rest again).
     #[must_use = "bytes beyond the returned count were not taken: offer them again after polling events"]
+    #[inline]
     pub fn receive(&mut self, bytes: &[u8], now: Duration) -> usize {
         self.now = now;
         if matches!(self.phase, Phase::Closed) {
