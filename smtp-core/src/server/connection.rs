@@ -402,7 +402,7 @@ impl Connection {
     }
 
     /// The deadline of the next [`Action::Read`]: the session's, or a command's time.
-    #[inline]
+    #[inline(always)]
     fn read_deadline(&self, now: Duration) -> Duration {
         self.session
             .next_deadline()
@@ -466,7 +466,11 @@ impl Connection {
                 self.by_default,
             ) {
                 Polled::Flow(flow) => flow,
-                // A hook is due, or one left to its default was answered: its reply first.
+                // A hook left to its default was answered: its reply first (as the loop's
+                // next round would give it).
+                Polled::Answered if !matches!(self.phase, Phase::Lost) => {
+                    return Action::Write(self.session.output());
+                }
                 Polled::HookDue | Polled::Answered => continue,
             };
             if matches!(self.phase, Phase::Lost) {

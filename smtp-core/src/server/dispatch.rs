@@ -379,7 +379,9 @@ impl DispatchState {
     /// [`answer`](Self::answer) for the hook of `pending`.
     fn apply(&mut self, pending: Pending, mut session: Option<&mut ServerSession>, answer: Answer) {
         let t = &mut self.transaction;
-        let decision = match pending {
+        // perf: each arm gives its decision to the session itself, rather than all of them
+        // through one `Option<Decision>` after the match.
+        match pending {
             Pending::Event(ServerEvent::Hello { verb, domain }) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
@@ -387,14 +389,14 @@ impl DispatchState {
                     t.from = None;
                     t.recipients.clear();
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::Auth(attempt)) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.authenticated = Some(attempt.username);
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::Mail { from, params }) => {
                 let d = Decision::from_answer(answer);
@@ -403,36 +405,34 @@ impl DispatchState {
                     t.mail_params = params;
                     t.recipients.clear();
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::Rcpt { to, .. }) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.recipients.push(to);
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::MessageData(_)) => {
                 if let Answer::Chunk(Err(reply)) = answer {
                     self.data_error = Some(reply);
                 }
-                None
             }
             Pending::Event(ServerEvent::MessageEnd) => {
                 end_envelope(t, session.as_deref_mut());
-                Some(Decision::from_answer(answer))
+                decide_in(session, Decision::from_answer(answer));
             }
             Pending::DataEndFailed(reply) => {
                 end_envelope(t, session.as_deref_mut());
-                Some(Decision::Reply(reply))
+                decide_in(session, Decision::Reply(reply));
             }
             // Every other hook: its decision goes to the session as it is.
-            pending => pending
-                .needs_decision()
-                .then(|| Decision::from_answer(answer)),
-        };
-        if let (Some(d), Some(session)) = (decision, session) {
-            decide(session, d);
+            pending => {
+                if pending.needs_decision() {
+                    decide_in(session, Decision::from_answer(answer));
+                }
+            }
         }
     }
 
@@ -548,6 +548,15 @@ fn end_envelope(t: &mut Transaction, session: Option<&mut ServerSession>) {
             t.from = None;
             t.recipients.clear();
         }
+    }
+}
+
+/// [`decide`] when there is a session to decide (the hooks called outside
+/// [`DispatchState::step`] have none).
+#[inline]
+fn decide_in(session: Option<&mut ServerSession>, decision: Decision) {
+    if let Some(session) = session {
+        decide(session, decision);
     }
 }
 

@@ -310,7 +310,7 @@ impl ServerSession {
     /// input, changing nothing: no event queued or decision pending, every byte read
     /// taken, the end of the input not seen, and reading commands or DATA content not
     /// yet at its end. A cheap look for drivers that ask after every write.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_starved(&self) -> bool {
         self.input_pos == self.input.len()
             && self.queued.is_empty()
