@@ -427,6 +427,9 @@ impl DispatchState {
                 end_envelope(t, session.as_deref_mut());
                 decide_in(session, Decision::Reply(reply));
             }
+            Pending::Event(ServerEvent::MessageStart) => {
+                decide_in(session, Decision::from_answer(answer));
+            }
             // Every other hook: its decision goes to the session as it is.
             pending => {
                 if pending.needs_decision() {
