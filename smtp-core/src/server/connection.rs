@@ -368,7 +368,7 @@ impl Connection {
 
     /// What to do now. Non-hook actions are the same until the driver acts on them, so a
     /// driver may ask again (for example after leaving a `block_in_place` that ran hooks).
-    #[inline]
+    #[inline(always)]
     pub fn next_action(&mut self, now: Duration) -> Action<'_> {
         // perf: the two answers a driver gets most in an open conversation (about twenty
         // asks per message), given here exactly as the first round of the full loop
