@@ -186,6 +186,15 @@ enum Pending {
 }
 
 impl Pending {
+    /// The kind of the hook this calls ([`DispatchState::due_hook`]'s when due).
+    fn hook_kind(&self) -> Option<HookKind> {
+        match self {
+            Pending::Event(event) => event.hook_kind(),
+            Pending::DataEndFailed(_) => Some(HookKind::DataAborted),
+            Pending::TlsStarted => Some(HookKind::TlsStarted),
+        }
+    }
+
     fn needs_decision(&self) -> bool {
         match self {
             Pending::Event(event) => event.needs_decision(),
@@ -304,13 +313,12 @@ impl DispatchState {
                 event => Pending::Event(event.into_owned()),
             };
             if by_default != HookSet::EMPTY && refusal.is_none() {
-                // perf: answered here, not handed to the driver and back.
-                let answer = self
-                    .hook_of(&pending, Some(session))
-                    .filter(|hook| by_default.contains(hook.kind()))
-                    .map(|hook| hook.default_answer());
-                if let Some(answer) = answer {
-                    self.apply(pending, Some(session), answer);
+                // perf: answered here, not handed to the driver and back (and told by its
+                // kind, without making the hook).
+                if let Some(kind) = pending.hook_kind()
+                    && by_default.contains(kind)
+                {
+                    self.apply(pending, Some(session), kind.default_answer());
                     if !session.output().is_empty() {
                         return Polled::Answered;
                     }
@@ -337,11 +345,7 @@ impl DispatchState {
     /// The kind of the hook that is due ([`due_hook`](Self::due_hook)'s), without making
     /// the hook.
     pub(crate) fn due_hook_kind(&self) -> Option<HookKind> {
-        match self.pending.as_ref()? {
-            Pending::Event(event) => event.hook_kind(),
-            Pending::DataEndFailed(_) => Some(HookKind::DataAborted),
-            Pending::TlsStarted => Some(HookKind::TlsStarted),
-        }
+        self.pending.as_ref()?.hook_kind()
     }
 
     /// The hook that is due, with its arguments (a chunk is read from `session`).
