@@ -15,7 +15,10 @@ use criterion::{
 use smtp_core::BareLinePolicy;
 use smtp_core::command::Command;
 use smtp_core::data::{DataReceiver, DotStuffer};
+use smtp_core::handler::{SessionHandler, Transaction};
 use smtp_core::reply::{ReplyLimits, ReplyParser};
+use smtp_core::server::connection::{Action, Connection};
+use smtp_core::server::hooks::{HookKind, HookSet};
 use smtp_core::server::{Decision, ServerConfig, ServerEvent, ServerSession};
 
 /// What a submission server sees most: one transaction's commands plus the usual extras.
@@ -384,12 +387,109 @@ fn server_session(c: &mut Criterion) {
     group.finish();
 }
 
+/// A session handler that keeps only the end of each message, as the C server with a
+/// trivial callback table does (bench/c_sink.c).
+struct CountMessages(u64);
+
+impl SessionHandler for CountMessages {
+    fn data_end(&mut self, _: &Transaction) -> Decision {
+        self.0 += 1;
+        Decision::Accept
+    }
+}
+
+/// S1's conversation (smtp-source's reads: HELO, then per message MAIL, RCPT, DATA, and
+/// the 1 KiB message with its end in one read) through the connection layer, every hook
+/// but `data_end` left to its default: the engine's share of the C server's cost per
+/// message. Returns the messages accepted and the octets written.
+fn connection(reads: &[Vec<u8>], defaults: HookSet) -> (u64, usize) {
+    let now = Duration::from_secs(1);
+    let mut conn = Connection::new(ServerConfig::new("bench.test"), now, false);
+    let mut handler = CountMessages(0);
+    let mut next = reads.iter();
+    let mut written = 0;
+    loop {
+        match conn.next_action(now) {
+            Action::Connect => {
+                conn.connected(None);
+                conn.answer_by_default(defaults);
+            }
+            Action::Hook(hook) => {
+                let answer = hook.call(&mut handler);
+                conn.answer(answer);
+            }
+            Action::Write(bytes) => {
+                let n = bytes.len();
+                written += n;
+                conn.written(n);
+            }
+            Action::Read { .. } => match next.next() {
+                Some(bytes) => conn.receive(bytes, now),
+                None => conn.receive_eof(),
+            },
+            Action::StartTls { .. } => unreachable!("no STARTTLS offered"),
+            Action::Close => return (handler.0, written),
+        }
+    }
+}
+
+fn server_connection(c: &mut Criterion) {
+    const MESSAGES: usize = 100;
+    let mut body = b"From: <a@x.test>\r\nTo: <b@x.test>\r\n\
+        Date: Sun,  6 Dec 2026 13:28:55 +0000 (UTC)\r\n\
+        Message-Id: <6289.0003.0001@vm>\r\n\r\n"
+        .to_vec();
+    for i in 0..13 {
+        body.push(b'1' + i % 9);
+        body.extend_from_slice(&[b'X'; 77]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b".\r\n");
+    let mut reads = vec![b"HELO vm\r\n".to_vec()];
+    for _ in 0..MESSAGES {
+        reads.push(b"MAIL FROM:<a@x.test>\r\n".to_vec());
+        reads.push(b"RCPT TO:<b@x.test>\r\n".to_vec());
+        reads.push(b"DATA\r\n".to_vec());
+        reads.push(body.clone());
+    }
+    reads.push(b"QUIT\r\n".to_vec());
+    let defaults = [
+        HookKind::Hello,
+        HookKind::TlsStarted,
+        HookKind::Mail,
+        HookKind::Rcpt,
+        HookKind::DataStart,
+        HookKind::DataChunk,
+        HookKind::DataAborted,
+        HookKind::Reset,
+        HookKind::Verify,
+        HookKind::Expand,
+        HookKind::Noop,
+        HookKind::Rset,
+        HookKind::Quit,
+        HookKind::Close,
+    ]
+    .into_iter()
+    .fold(HookSet::EMPTY, HookSet::with);
+    let (accepted, _) = connection(&reads, defaults);
+    assert_eq!(accepted, MESSAGES as u64);
+
+    let mut group = c.benchmark_group("server_connection_s1");
+    configure_small(&mut group);
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.bench_function("smtp-core", |b| {
+        b.iter(|| black_box(connection(black_box(&reads), defaults)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     parse_commands,
     unstuff,
     stuff,
     parse_replies,
-    server_session
+    server_session,
+    server_connection
 );
 criterion_main!(benches);

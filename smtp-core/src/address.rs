@@ -122,6 +122,19 @@ impl Address {
         }
     }
 
+    /// [`Address::parse`], holding the text in `spare`'s next string instead of a new one.
+    fn parse_in(text: &str, spare: &mut SpareText) -> Result<Address, AddressError> {
+        let at = validate_mailbox(text)?;
+        Ok(Address::held(text, at, spare))
+    }
+
+    /// A mailbox already validated, its `@` at `at`, held in one of `spare`'s strings.
+    fn held(text: &str, at: usize, spare: &mut SpareText) -> Address {
+        let mut held = spare.take();
+        held.push_str(text);
+        Address { text: held, at }
+    }
+
     /// The whole address.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -225,21 +238,73 @@ impl fmt::Display for ForwardPath {
     }
 }
 
+/// The strings of addresses no longer needed, kept to hold the next ones: a server parses
+/// two or more addresses per message and drops them at its end, and taking a string kept
+/// here costs less than allocating one. Bounded: a few strings, none longer than a path.
+#[derive(Debug, Default)]
+pub(crate) struct SpareText(Vec<String>);
+
+impl SpareText {
+    /// Strings kept at most.
+    const KEPT: usize = 4;
+
+    /// An empty string, one kept if there is one.
+    fn take(&mut self) -> String {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// Keeps the string of a path that is done with (emptied), if there is room.
+    pub(crate) fn keep(&mut self, mut text: String) {
+        if self.0.len() < Self::KEPT && text.capacity() <= MAX_PATH_LEN {
+            text.clear();
+            self.0.push(text);
+        }
+    }
+
+    /// Keeps the string of a reverse path that is done with.
+    pub(crate) fn keep_reverse(&mut self, path: ReversePath) {
+        if let ReversePath::Mailbox(address) = path {
+            self.keep(address.text);
+        }
+    }
+
+    /// Keeps the string of a forward path that is done with.
+    pub(crate) fn keep_forward(&mut self, path: ForwardPath) {
+        match path {
+            ForwardPath::Mailbox(address) => self.keep(address.text),
+            ForwardPath::Postmaster(text) => self.keep(text),
+        }
+    }
+}
+
 /// Parses the text of a path after `FROM:`, such as `<a@b>`, `<>` or (liberally) `a@b`
-/// without brackets. Returns the path and the rest of the input (the parameters).
-pub(crate) fn parse_reverse_path(input: &str) -> Result<(ReversePath, &str), AddressError> {
+/// without brackets. Returns the path and the rest of the input (the parameters). The
+/// address is held in one of `spare`'s strings when it has one.
+pub(crate) fn parse_reverse_path_in<'a>(
+    input: &'a str,
+    spare: &mut SpareText,
+) -> Result<(ReversePath, &'a str), AddressError> {
+    if let Some((inner, at, rest)) = simple_path(input) {
+        return Ok((ReversePath::Mailbox(Address::held(inner, at, spare)), rest));
+    }
     let (inner, rest) = split_path(input)?;
     if inner.is_empty() {
         return Ok((ReversePath::Null, rest));
     }
     Ok((
-        ReversePath::Mailbox(Address::parse(strip_source_route(inner)?)?),
+        ReversePath::Mailbox(Address::parse_in(strip_source_route(inner)?, spare)?),
         rest,
     ))
 }
 
-/// Parses the text of a path after `TO:`.
-pub(crate) fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), AddressError> {
+/// Parses the text of a path after `TO:`, as [`parse_reverse_path_in`] does.
+pub(crate) fn parse_forward_path_in<'a>(
+    input: &'a str,
+    spare: &mut SpareText,
+) -> Result<(ForwardPath, &'a str), AddressError> {
+    if let Some((inner, at, rest)) = simple_path(input) {
+        return Ok((ForwardPath::Mailbox(Address::held(inner, at, spare)), rest));
+    }
     let (inner, rest) = split_path(input)?;
     if inner.eq_ignore_ascii_case("postmaster") {
         return Ok((ForwardPath::Postmaster(inner.to_owned()), rest));
@@ -248,9 +313,90 @@ pub(crate) fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), Add
         return Err(AddressError::InvalidPath);
     }
     Ok((
-        ForwardPath::Mailbox(Address::parse(strip_source_route(inner)?)?),
+        ForwardPath::Mailbox(Address::parse_in(strip_source_route(inner)?, spare)?),
         rest,
     ))
+}
+
+/// [`parse_reverse_path_in`] into a new string.
+#[cfg(test)]
+fn parse_reverse_path(input: &str) -> Result<(ReversePath, &str), AddressError> {
+    parse_reverse_path_in(input, &mut SpareText::default())
+}
+
+/// [`parse_forward_path_in`] into a new string.
+#[cfg(test)]
+fn parse_forward_path(input: &str) -> Result<(ForwardPath, &str), AddressError> {
+    parse_forward_path_in(input, &mut SpareText::default())
+}
+
+/// The common path, `<local@domain>` with a dot-string local part and a domain name,
+/// read in one pass: its mailbox, the index of its `@` and the rest of the input (the
+/// parameters). `None` for every other input (a quoted local part, an address literal, a
+/// source route, no brackets, the null path, `<Postmaster>`, a trailing dot, an error),
+/// which [`split_path`] and [`validate_mailbox`] then read; for the paths it takes, they
+/// would give the same (the tests check that).
+///
+/// perf: finding the `>`, the `@`, the atoms and the labels in separate scans was most of
+/// the cost of parsing MAIL and RCPT.
+fn simple_path(input: &str) -> Option<(&str, usize, &str)> {
+    let path = input.strip_prefix('<')?;
+    let bytes = path.as_bytes();
+    // The local part: atoms of atext separated by single dots, up to the `@`.
+    let mut i = 0;
+    let mut after_dot = true;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'@' {
+            break;
+        } else if b == b'.' {
+            if after_dot {
+                return None;
+            }
+            after_dot = true;
+        } else if CLASSES[b as usize] & ATEXT != 0 {
+            after_dot = false;
+        } else {
+            return None;
+        }
+        i += 1;
+    }
+    if i == bytes.len() || after_dot {
+        return None; // no `@`, an empty local part, or one ending with a dot
+    }
+    let at = i;
+    // The domain: labels of letters, digits and inner hyphens, up to the `>`.
+    i += 1;
+    let mut label_start = i;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'>' || b == b'.' {
+            if !is_label(&bytes[label_start..i]) {
+                return None;
+            }
+            if b == b'>' {
+                break;
+            }
+            label_start = i + 1;
+        } else if CLASSES[b as usize] & LDH == 0 {
+            return None;
+        }
+        i += 1;
+    }
+    let close = i;
+    if close == bytes.len()
+        || at > MAX_LOCAL_PART_LEN
+        || close - at - 1 > MAX_DOMAIN_LEN
+        || close + 2 > MAX_PATH_LEN
+    {
+        return None;
+    }
+    let (mailbox, after) = path.split_at(close);
+    let rest = &after[1..];
+    if !rest.is_empty() && rest.as_bytes()[0] != b' ' {
+        return None;
+    }
+    Some((mailbox, at, rest))
 }
 
 /// Splits `<inner> rest` (or a bare `inner rest`, which many clients send) and enforces the
@@ -515,6 +661,109 @@ pub(crate) fn is_address_literal(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the general reading says of a path: the mailbox, its `@` and the rest.
+    fn general_path(input: &str) -> Option<(&str, usize, &str)> {
+        let (inner, rest) = split_path(input).ok()?;
+        let mailbox = strip_source_route(inner).ok()?;
+        let at = validate_mailbox(mailbox).ok()?;
+        Some((mailbox, at, rest))
+    }
+
+    #[test]
+    fn the_simple_path_reads_as_the_general_one() {
+        let long_local = format!("<{}@x.test>", "a".repeat(64));
+        let too_long_local = format!("<{}@x.test>", "a".repeat(65));
+        let long_label = format!("<a@{}.test>", "b".repeat(63));
+        let too_long_label = format!("<a@{}.test>", "b".repeat(64));
+        let long_path = format!("<{}@{}c>", "a".repeat(64), "b.".repeat(94));
+        let too_long_path = format!("<{}@{}cc>", "a".repeat(64), "b.".repeat(94));
+        for input in [
+            "<a@x.test>",
+            "<a@x.test> SIZE=10",
+            "<a.b-c+d@x-y.test>",
+            "<用户@例子.广告>",
+            long_local.as_str(),
+            long_label.as_str(),
+            long_path.as_str(),
+        ] {
+            let simple = simple_path(input);
+            assert!(simple.is_some(), "{input}");
+            assert!(
+                input.len() <= MAX_PATH_LEN || input.contains(' '),
+                "{input}"
+            );
+            assert_eq!(simple, general_path(input), "{input}");
+        }
+        for input in [
+            "<>",
+            "<Postmaster>",
+            "a@x.test",
+            "<\"a b\"@x.test>",
+            "<a@[192.0.2.1]>",
+            "<@r.test:a@x.test>",
+            "<a@x.test.>",
+            "<a@x.test>junk",
+            "<a..b@x.test>",
+            "<.a@x.test>",
+            "<a.@x.test>",
+            "<a@-x.test>",
+            "<a@x..test>",
+            "<a@x.test",
+            "<a@>",
+            "<@>",
+            too_long_local.as_str(),
+            too_long_label.as_str(),
+            too_long_path.as_str(),
+        ] {
+            assert_eq!(simple_path(input), None, "{input}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Wherever the one-pass reading takes a path, the general one reads it alike.
+        #[test]
+        fn the_simple_path_never_disagrees(
+            input in proptest::prop_oneof![
+                "[<>@.a-c\\-\"\\[\\] :\r\n\u{e9}]{0,24}",
+                "[a-c.\\-\"\u{e9}]{0,6}@[a-c.\\-\\[]{0,8}>",
+            ],
+            tail in "( [A-Z=0-9]{0,6})?",
+        ) {
+            let input = format!("<{input}{tail}");
+            if let Some(simple) = simple_path(&input) {
+                proptest::prop_assert_eq!(Some(simple), general_path(&input));
+            }
+        }
+    }
+
+    #[test]
+    fn spare_strings_hold_addresses_alike_and_stay_bounded() {
+        let mut spare = SpareText::default();
+        for _ in 0..10 {
+            spare.keep(String::with_capacity(32));
+        }
+        spare.keep(String::with_capacity(MAX_PATH_LEN + 1));
+        assert_eq!(spare.0.len(), SpareText::KEPT);
+        assert!(
+            spare
+                .0
+                .iter()
+                .all(|s| s.is_empty() && s.capacity() <= MAX_PATH_LEN)
+        );
+        for text in ["a@x.test", "\"j d\"@example.com", "用户@例子.广告"] {
+            let held = Address::parse_in(text, &mut spare).unwrap();
+            assert_eq!(held, Address::parse(text).unwrap());
+            spare.keep(held.text);
+        }
+        // A refused address takes no string.
+        let before = spare.0.len();
+        assert_eq!(
+            Address::parse_in("a b@x.test", &mut spare),
+            Err(AddressError::InvalidLocalPart)
+        );
+        assert_eq!(spare.0.len(), before);
+    }
 
     #[test]
     fn plain_addresses() {

@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::address::{self, AddressError, ForwardPath, ReversePath};
+use crate::address::{self, AddressError, ForwardPath, ReversePath, SpareText};
 use crate::ehlo::AuthMechanism;
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 
@@ -334,11 +334,16 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 impl Command {
     /// Parses one command line, without its CRLF.
     pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
+        Command::parse_with(line, &mut SpareText::default())
+    }
+
+    /// [`Command::parse`], holding a MAIL or RCPT address in one of `spare`'s strings.
+    pub(crate) fn parse_with(line: &[u8], spare: &mut SpareText) -> Result<Command, CommandError> {
         // A NUL anywhere refuses the line as invalid characters. perf: the commands of a
         // transaction cannot hold one once parsed (their paths, parameters and names
         // refuse every control character), so the line is only scanned for one when the
         // parse failed or the command carries free text.
-        let parsed = Command::parse_text(line);
+        let parsed = Command::parse_text(line, spare);
         let may_hold_nul = !matches!(
             parsed,
             Ok(Command::Mail { .. }
@@ -359,7 +364,7 @@ impl Command {
     }
 
     /// [`Command::parse`] but for the NUL check.
-    fn parse_text(line: &[u8]) -> Result<Command, CommandError> {
+    fn parse_text(line: &[u8], spare: &mut SpareText) -> Result<Command, CommandError> {
         let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidCharacters)?;
         // Trailing spaces are a common client quirk; they never change a command's meaning.
         let line = line.trim_end_matches(' ');
@@ -376,8 +381,8 @@ impl Command {
         };
         let is4 = |name: &[u8; 4]| verb4 == u32::from_le_bytes(*name);
         match verb.len() {
-            4 if is4(b"mail") => parse_mail(rest),
-            4 if is4(b"rcpt") => parse_rcpt(rest),
+            4 if is4(b"mail") => parse_mail(rest, spare),
+            4 if is4(b"rcpt") => parse_rcpt(rest, spare),
             4 if is4(b"data") => no_argument(rest, Command::Data, "DATA"),
             4 if is4(b"ehlo") => Ok(Command::Ehlo(hello_domain(rest, "EHLO hostname")?)),
             4 if is4(b"helo") => Ok(Command::Helo(hello_domain(rest, "HELO hostname")?)),
@@ -551,22 +556,24 @@ fn parse_string_argument(rest: &str, usage: &'static str) -> Result<String, Comm
     }
 }
 
-fn parse_mail(rest: &str) -> Result<Command, CommandError> {
+fn parse_mail(rest: &str, spare: &mut SpareText) -> Result<Command, CommandError> {
     const USAGE: &str = "MAIL FROM:<address>";
     let after = strip_prefix_ignore_case(rest, "FROM:").ok_or(CommandError::Syntax(USAGE))?;
     let after = after.trim_start_matches(' ');
-    let (from, params) = address::parse_reverse_path(after).map_err(CommandError::BadSender)?;
+    let (from, params) =
+        address::parse_reverse_path_in(after, spare).map_err(CommandError::BadSender)?;
     Ok(Command::Mail {
         from,
         params: MailParameters::parse(params)?,
     })
 }
 
-fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
+fn parse_rcpt(rest: &str, spare: &mut SpareText) -> Result<Command, CommandError> {
     const USAGE: &str = "RCPT TO:<address>";
     let after = strip_prefix_ignore_case(rest, "TO:").ok_or(CommandError::Syntax(USAGE))?;
     let after = after.trim_start_matches(' ');
-    let (to, params) = address::parse_forward_path(after).map_err(CommandError::BadRecipient)?;
+    let (to, params) =
+        address::parse_forward_path_in(after, spare).map_err(CommandError::BadRecipient)?;
     Ok(Command::Rcpt {
         to,
         params: RcptParameters::parse(params)?,

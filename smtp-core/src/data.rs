@@ -376,6 +376,37 @@ fn has_bad_pair(bytes: &[u8]) -> bool {
     bad != 0
 }
 
+/// Where [`DataReceiver`] writes the content it produces.
+trait ContentSink {
+    fn put(&mut self, bytes: &[u8]);
+    fn len(&self) -> usize;
+}
+
+impl ContentSink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+/// Content nobody keeps: only counted ([`DataReceiver::skip`]).
+struct Discard(usize);
+
+impl ContentSink for Discard {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
 /// Server side: finds the end of DATA, un-stuffs and canonicalises, streaming.
 ///
 /// Its state is a few bytes whatever the input, so it never buffers: all
@@ -419,6 +450,30 @@ impl DataReceiver {
     /// until [`reset`](Self::reset). Under [`BareLinePolicy::Reject`] the
     /// content is still produced, normalised; only the flag differs.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataProgress {
+        self.feed_to(input, out)
+    }
+
+    /// [`feed`](Self::feed) for a server that does not keep the content: the same end,
+    /// the same checks and the same [`content_len`](Self::content_len), without copying
+    /// the content anywhere.
+    ///
+    /// ```
+    /// use smtp_core::data::{BareLinePolicy, DataReceiver};
+    ///
+    /// let mut receiver = DataReceiver::new(BareLinePolicy::Normalize);
+    /// let progress = receiver.skip(b"..a\r\nb\nc\r\n.\r\nQUIT\r\n");
+    /// assert!(progress.finished);
+    /// assert_eq!(progress.consumed, 13);
+    /// assert_eq!(receiver.content_len(), 10); // ".a\r\nb\r\nc\r\n"
+    /// assert!(receiver.saw_bare_line_ending());
+    /// ```
+    pub fn skip(&mut self, input: &[u8]) -> DataProgress {
+        self.feed_to(input, &mut Discard(0))
+    }
+
+    /// The receiver itself, writing its content to `out`.
+    #[inline]
+    fn feed_to<S: ContentSink>(&mut self, input: &[u8], out: &mut S) -> DataProgress {
         let start_len = out.len();
         let len = input.len();
         let mut state = self.state;
@@ -451,8 +506,8 @@ impl DataReceiver {
                     };
                     let p = i + off;
                     if input[p] == LF {
-                        out.extend_from_slice(&input[run..p]);
-                        out.extend_from_slice(CRLF);
+                        out.put(&input[run..p]);
+                        out.put(CRLF);
                         self.saw_bare = true;
                         i = p + 1;
                         run = i;
@@ -464,15 +519,15 @@ impl DataReceiver {
                                 state = RxState::LineStart { real: true };
                             }
                             Some(_) => {
-                                out.extend_from_slice(&input[run..p]);
-                                out.extend_from_slice(CRLF);
+                                out.put(&input[run..p]);
+                                out.put(CRLF);
                                 self.saw_bare = true;
                                 i = p + 1;
                                 run = i;
                                 state = RxState::LineStart { real: false };
                             }
                             None => {
-                                out.extend_from_slice(&input[run..p]);
+                                out.put(&input[run..p]);
                                 i = p + 1;
                                 run = i;
                                 state = RxState::Cr;
@@ -482,7 +537,7 @@ impl DataReceiver {
                 }
                 RxState::LineStart { real } => {
                     if input[i] == b'.' {
-                        out.extend_from_slice(&input[run..i]);
+                        out.put(&input[run..i]);
                         i += 1;
                         run = i;
                         state = RxState::Dot { real };
@@ -499,7 +554,7 @@ impl DataReceiver {
                     }
                 }
                 RxState::Cr => {
-                    out.extend_from_slice(CRLF);
+                    out.put(CRLF);
                     if input[i] == LF {
                         i += 1;
                         run = i;
@@ -516,7 +571,7 @@ impl DataReceiver {
                         state = RxState::DotCr { real };
                     }
                     LF => {
-                        out.extend_from_slice(CRLF);
+                        out.put(CRLF);
                         self.saw_bare = true;
                         i += 1;
                         run = i;
@@ -532,10 +587,10 @@ impl DataReceiver {
                             state = RxState::Done;
                             break;
                         }
-                        out.extend_from_slice(CRLF);
+                        out.put(CRLF);
                         state = RxState::LineStart { real: true };
                     } else {
-                        out.extend_from_slice(CRLF);
+                        out.put(CRLF);
                         self.saw_bare = true;
                         state = RxState::LineStart { real: false };
                     }
@@ -543,7 +598,7 @@ impl DataReceiver {
                 RxState::Done => break,
             }
         }
-        out.extend_from_slice(&input[run..i]);
+        out.put(&input[run..i]);
         self.state = state;
         let produced = out.len() - start_len;
         self.content_len = self.content_len.saturating_add(produced as u64);
@@ -1046,6 +1101,31 @@ mod tests {
             }
             // Content is canonical: never a bare CR or LF.
             prop_assert!(!has_bare(&expected.0));
+        }
+
+        /// Skipping reads as feeding does, chunk by chunk: the same progress, the same
+        /// count of content and the same bare line endings, only nothing copied.
+        #[test]
+        fn skip_reads_as_feed_does(data in smtp_bytes(), cuts in cuts()) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(data.len());
+            let (mut fed, mut skipped) = (
+                DataReceiver::new(BareLinePolicy::Reject),
+                DataReceiver::new(BareLinePolicy::Reject),
+            );
+            let mut out = Vec::new();
+            let mut prev = 0;
+            for c in cuts {
+                let chunk = &data[prev..c];
+                prev = c;
+                let before = out.len();
+                prop_assert_eq!(fed.feed(chunk, &mut out), skipped.skip(chunk));
+                prop_assert_eq!(fed.content_len(), skipped.content_len());
+                prop_assert_eq!(skipped.content_len() - before as u64, (out.len() - before) as u64);
+                prop_assert_eq!(fed.should_reject(), skipped.should_reject());
+                prop_assert_eq!(fed.is_finished(), skipped.is_finished());
+            }
         }
 
         #[test]

@@ -126,7 +126,7 @@ impl ServerSession {
                 "Authentication required",
             );
         }
-        if hello == HelloVerb::Helo && params != MailParameters::default() {
+        if hello == HelloVerb::Helo && !no_parameters(&params) {
             return self.refuse(
                 ReplyCode::PARAMETERS_UNRECOGNIZED,
                 EnhancedCode::INVALID_ARGS,
@@ -375,6 +375,28 @@ impl ServerSession {
     }
 }
 
+/// True when MAIL came without parameters (as `params == MailParameters::default()`,
+/// without making one to compare with; the pattern names every field, so a new one must
+/// be added here).
+fn no_parameters(params: &MailParameters) -> bool {
+    let MailParameters {
+        size,
+        body,
+        smtputf8,
+        ret,
+        envid,
+        auth,
+        other,
+    } = params;
+    size.is_none()
+        && body.is_none()
+        && !smtputf8
+        && ret.is_none()
+        && envid.is_none()
+        && auth.is_none()
+        && other.is_empty()
+}
+
 /// True for the commands that must end a pipelined group (RFC 2920 §3.1, RFC 3207 §4,
 /// RFC 4954 §4). AUTH PLAIN with an initial response finishes in one round trip, so
 /// RFC 4954 lets the client pipeline behind it.
@@ -447,4 +469,36 @@ pub(super) fn allowed_before_tls(command: &Command) -> bool {
             | Command::Rset
             | Command::Quit
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Parameter, Ret};
+
+    #[test]
+    fn no_parameters_is_equality_with_the_default() {
+        let default = MailParameters::default();
+        let mut each = Vec::new();
+        for set in 0..7 {
+            let mut p = MailParameters::default();
+            match set {
+                0 => p.size = Some(1),
+                1 => p.body = Some(Body::EightBitMime),
+                2 => p.smtputf8 = true,
+                3 => p.ret = Some(Ret::Full),
+                4 => p.envid = Some("id".into()),
+                5 => p.auth = Some("<>".into()),
+                _ => p.other.push(Parameter {
+                    keyword: "X".into(),
+                    value: None,
+                }),
+            }
+            each.push(p);
+        }
+        assert!(no_parameters(&default));
+        for p in &each {
+            assert_eq!(no_parameters(p), *p == default, "{p:?}");
+        }
+    }
 }

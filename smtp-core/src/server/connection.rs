@@ -67,7 +67,8 @@ use std::time::Duration;
 
 use crate::handler::{Answer, ConnectionInfo, DispatchState, Flow, Hook};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::hooks::HookSet;
+use crate::server::dispatch::Polled;
+use crate::server::hooks::{HookKind, HookSet};
 use crate::server::proxy::{ProxyCommand, ProxyHeader, ProxyParser, ProxyProgress, ProxyProtocol};
 use crate::server::{ServerConfig, ServerSession};
 use crate::tls::{TlsInfo, TlsState};
@@ -190,6 +191,9 @@ impl Connection {
     /// [`Action::Connect`]).
     pub fn answer_by_default(&mut self, hooks: HookSet) {
         self.by_default = hooks;
+        // perf: content only `data_chunk` would read is not copied out of the input.
+        self.session
+            .discard_content(hooks.contains(HookKind::DataChunk));
     }
 
     /// Makes this connection, accepted at `now` from `peer` (the socket's remote address),
@@ -364,7 +368,7 @@ impl Connection {
 
     /// What to do now. Non-hook actions are the same until the driver acts on them, so a
     /// driver may ask again (for example after leaving a `block_in_place` that ran hooks).
-    #[inline]
+    #[inline(always)]
     pub fn next_action(&mut self, now: Duration) -> Action<'_> {
         // perf: the two answers a driver gets most in an open conversation (about twenty
         // asks per message), given here exactly as the first round of the full loop
@@ -380,9 +384,29 @@ impl Connection {
                 }
             } else if !self.session.output().is_empty() {
                 return Action::Write(self.session.output());
+            } else if self.own_output.is_empty()
+                && self.spill.is_empty()
+                && !self.stopping
+                && self.dispatch.is_quiet()
+                && self.session.is_starved()
+            {
+                // perf: everything said and answered, and the session has nothing to
+                // read (the ask after each write): the full loop would poll the session
+                // for nothing and end here.
+                return Action::Read {
+                    deadline: self.read_deadline(now),
+                };
             }
         }
         self.next_action_loop(now)
+    }
+
+    /// The deadline of the next [`Action::Read`]: the session's, or a command's time.
+    #[inline(always)]
+    fn read_deadline(&self, now: Duration) -> Duration {
+        self.session
+            .next_deadline()
+            .unwrap_or(now + self.command_timeout)
     }
 
     /// True when the hook due is one the handler leaves to its default
@@ -391,8 +415,8 @@ impl Connection {
         self.by_default != HookSet::EMPTY
             && self
                 .dispatch
-                .due_hook(Some(&self.session))
-                .is_some_and(|hook| self.by_default.contains(hook.kind()))
+                .due_hook_kind()
+                .is_some_and(|kind| self.by_default.contains(kind))
     }
 
     /// [`next_action`](Self::next_action) in full.
@@ -436,8 +460,18 @@ impl Connection {
             if let Phase::Handshake { deadline, .. } = self.phase {
                 return Action::StartTls { deadline };
             }
-            let Some(flow) = self.dispatch.poll(&mut self.session, self.refusal.as_ref()) else {
-                continue; // a hook is due
+            let flow = match self.dispatch.poll_answering(
+                &mut self.session,
+                self.refusal.as_ref(),
+                self.by_default,
+            ) {
+                Polled::Flow(flow) => flow,
+                // A hook left to its default was answered: its reply first (as the loop's
+                // next round would give it).
+                Polled::Answered if !matches!(self.phase, Phase::Lost) => {
+                    return Action::Write(self.session.output());
+                }
+                Polled::HookDue | Polled::Answered => continue,
             };
             if matches!(self.phase, Phase::Lost) {
                 if self.dispatch.begin_close() {
@@ -495,11 +529,9 @@ impl Connection {
                 self.phase = Phase::Closing;
                 continue;
             }
-            let deadline = self
-                .session
-                .next_deadline()
-                .unwrap_or(now + self.command_timeout);
-            return Action::Read { deadline };
+            return Action::Read {
+                deadline: self.read_deadline(now),
+            };
         }
     }
 
@@ -522,11 +554,14 @@ impl Connection {
         let from_session = n.min(self.session.output().len());
         self.session.consume_output(from_session);
         let rest = (n - from_session).min(self.own_output.len());
-        self.own_output.drain(..rest);
+        if rest > 0 {
+            self.own_output.drain(..rest);
+        }
     }
 
     /// Input read from the client at `now`. All of it is kept: what the session has no
     /// room for waits here, and no [`Action::Read`] comes until it is taken.
+    #[inline]
     pub fn receive(&mut self, bytes: &[u8], now: Duration) {
         if matches!(self.phase, Phase::Lost | Phase::Closed) || bytes.is_empty() {
             return;
@@ -1040,5 +1075,126 @@ mod tests {
         // The client sees the same conversation either way.
         assert_eq!(outputs[0], outputs[1]);
         assert!(outputs[0].ends_with("221 2.0.0 Bye\r\n"), "{}", outputs[0]);
+    }
+    #[test]
+    fn content_no_one_reads_is_read_alike() {
+        use crate::data::BareLinePolicy;
+        use crate::server::hooks::HookKind;
+        /// What the handler is told of each message, content left out.
+        #[derive(Default)]
+        struct Ends(Vec<String>);
+        impl SessionHandler for Ends {
+            fn data_end(&mut self, transaction: &Transaction) -> Decision {
+                self.0.push(format!("end {}", transaction.recipients.len()));
+                Decision::Accept
+            }
+            fn data_aborted(&mut self, reason: crate::server::AbortReason) {
+                self.0.push(format!("aborted {reason:?}"));
+            }
+        }
+        let big = [b"x".repeat(998), b"\r\n".to_vec()].concat();
+        let large: Vec<u8> = [&big.repeat(200)[..], b".\r\nQUIT\r\n"].concat();
+        let scripts: Vec<(u64, BareLinePolicy, Vec<&[u8]>, &str)> = vec![
+            // Dot-stuffing, the terminator split over reads, a command pipelined behind.
+            (
+                1 << 20,
+                BareLinePolicy::Normalize,
+                vec![
+                    b"EHLO c\r\n",
+                    b"MAIL FROM:<a@x.test>\r\n",
+                    b"RCPT TO:<b@x.test>\r\n",
+                    b"DATA\r\n",
+                    b"..dot\r\nbare\nline\r\n\r",
+                    b"\n.",
+                    b"\r\nRSET\r\n",
+                    b"QUIT\r\n",
+                ],
+                "250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n221",
+            ),
+            // Over the size limit by one octet, then a good message.
+            (
+                10,
+                BareLinePolicy::Normalize,
+                vec![
+                    b"EHLO c\r\n",
+                    b"MAIL FROM:<a@x.test>\r\n",
+                    b"RCPT TO:<b@x.test>\r\n",
+                    b"DATA\r\n",
+                    b"123456789\r\n.\r\n",
+                    b"MAIL FROM:<a@x.test>\r\n",
+                    b"RCPT TO:<b@x.test>\r\n",
+                    b"DATA\r\n",
+                    b"1234567\r\n.\r\n",
+                    b"QUIT\r\n",
+                ],
+                "552 5.3.4 Error: message exceeds fixed maximum message size\r\n250 2.1.0",
+            ),
+            // A bare LF refused, the message read to its real end.
+            (
+                1 << 20,
+                BareLinePolicy::Reject,
+                vec![
+                    b"EHLO c\r\n",
+                    b"MAIL FROM:<a@x.test>\r\n",
+                    b"RCPT TO:<b@x.test>\r\n",
+                    b"DATA\r\n",
+                    b"a\n.\nb\r\n.\r\n",
+                    b"QUIT\r\n",
+                ],
+                "550 5.5.2 Error: bare <CR> or <LF> in message content",
+            ),
+            // More than the session holds in one read (the layer keeps the rest).
+            (
+                1 << 20,
+                BareLinePolicy::Normalize,
+                vec![
+                    b"EHLO c\r\n",
+                    b"MAIL FROM:<a@x.test>\r\n",
+                    b"RCPT TO:<b@x.test>\r\n",
+                    b"DATA\r\n",
+                    &large,
+                ],
+                "354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n221",
+            ),
+            // The connection lost in the middle of a message.
+            (
+                1 << 20,
+                BareLinePolicy::Normalize,
+                vec![
+                    b"EHLO c\r\n",
+                    b"MAIL FROM:<a@x.test>\r\n",
+                    b"RCPT TO:<b@x.test>\r\n",
+                    b"DATA\r\n",
+                    b"half",
+                ],
+                "354 ",
+            ),
+        ];
+        for (max_message_size, policy, script, expected) in scripts {
+            let mut seen = Vec::new();
+            for by_default in [HookSet::EMPTY, HookSet::EMPTY.with(HookKind::DataChunk)] {
+                let mut c = config();
+                c.max_message_size = max_message_size;
+                c.bare_line_policy = policy;
+                let mut conn = Connection::new(c, T0, false);
+                assert!(matches!(conn.next_action(T0), Action::Connect));
+                conn.connected(None);
+                conn.answer_by_default(by_default);
+                let mut handler = Ends::default();
+                let mut input = script.clone();
+                let (out, closed) = run(&mut conn, &mut handler, &mut input, T0);
+                if !closed {
+                    conn.receive_eof();
+                    let (rest, closed) = run(&mut conn, &mut handler, &mut vec![], T0);
+                    assert!(closed);
+                    seen.push((out + &rest, handler.0));
+                } else {
+                    seen.push((out, handler.0));
+                }
+            }
+            assert_eq!(seen[0], seen[1]);
+            assert!(seen[0].0.contains(expected), "{:?}", seen[0]);
+            assert!(!seen[0].1.is_empty(), "{:?}", seen[0]);
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! ([`crate::server::connection`]) and [`Dispatch`] drive it.
 
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
-use crate::server::hooks::{Answer, Hook, IntoAnswer, SessionHandler, Transaction};
+use crate::server::hooks::{
+    Answer, Hook, HookKind, HookSet, IntoAnswer, SessionHandler, Transaction,
+};
 use crate::server::{AbortReason, Decision, ServerEvent, ServerSession};
 
 /// What the driver must do after [`Dispatch::run`] (or when [`DispatchState::step`] is done).
@@ -138,6 +140,18 @@ pub struct DispatchState {
     pending: Option<Pending>,
 }
 
+/// What [`DispatchState::poll_answering`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Polled {
+    /// No more events for now: do what the [`Flow`] says.
+    Flow(Flow),
+    /// A hook is due ([`DispatchState::due_hook`]).
+    HookDue,
+    /// A hook left to its default was answered, and its reply is in the session's
+    /// output: write it, then poll again.
+    Answered,
+}
+
 /// What [`DispatchState::step`] asks of the driver.
 #[derive(Debug)]
 pub enum Step<'a> {
@@ -172,6 +186,15 @@ enum Pending {
 }
 
 impl Pending {
+    /// The kind of the hook this calls ([`DispatchState::due_hook`]'s when due).
+    fn hook_kind(&self) -> Option<HookKind> {
+        match self {
+            Pending::Event(event) => event.hook_kind(),
+            Pending::DataEndFailed(_) => Some(HookKind::DataAborted),
+            Pending::TlsStarted => Some(HookKind::TlsStarted),
+        }
+    }
+
     fn needs_decision(&self) -> bool {
         match self {
             Pending::Event(event) => event.needs_decision(),
@@ -222,15 +245,31 @@ impl DispatchState {
     /// [`due_hook`](Self::due_hook) and [`answer`](Self::answer)), else what the driver
     /// must do now. A hook already due is still due.
     pub fn poll(&mut self, session: &mut ServerSession, refusal: Option<&Reply>) -> Option<Flow> {
+        match self.poll_answering(session, refusal, HookSet::EMPTY) {
+            Polled::Flow(flow) => Some(flow),
+            Polled::HookDue | Polled::Answered => None,
+        }
+    }
+
+    /// [`poll`](Self::poll), answering the hooks in `by_default` with their defaults as
+    /// they come (as [`answer`](Self::answer) would with [`Hook::default_answer`]), unless
+    /// the connection was refused: it stops after one whose answer left output, so that
+    /// the reply is written before the session reads on, as when the driver answers.
+    pub(crate) fn poll_answering(
+        &mut self,
+        session: &mut ServerSession,
+        refusal: Option<&Reply>,
+        by_default: HookSet,
+    ) -> Polled {
         if self.pending.is_some() {
-            return None;
+            return Polled::HookDue;
         }
         if std::mem::take(&mut self.closing) {
-            return Some(Flow::Close);
+            return Polled::Flow(Flow::Close);
         }
         loop {
             let Some(event) = session.poll_event() else {
-                return Some(Flow::Continue);
+                return Polled::Flow(Flow::Continue);
             };
             let pending = match event {
                 ServerEvent::Connect => {
@@ -243,14 +282,14 @@ impl DispatchState {
                 }
                 ServerEvent::StartTls => {
                     self.reset_transaction();
-                    return Some(Flow::StartTls);
+                    return Polled::Flow(Flow::StartTls);
                 }
                 ServerEvent::Close => match self.close_pending() {
                     Some(pending) => {
                         self.closing = true;
                         pending
                     }
-                    None => return Some(Flow::Close),
+                    None => return Polled::Flow(Flow::Close),
                 },
                 ServerEvent::MessageStart => {
                     self.data_error = None;
@@ -273,9 +312,29 @@ impl DispatchState {
                 }
                 event => Pending::Event(event.into_owned()),
             };
+            if by_default != HookSet::EMPTY && refusal.is_none() {
+                // perf: answered here, not handed to the driver and back (and told by its
+                // kind, without making the hook).
+                if let Some(kind) = pending.hook_kind()
+                    && by_default.contains(kind)
+                {
+                    self.apply(pending, Some(session), kind.default_answer());
+                    if !session.output().is_empty() {
+                        return Polled::Answered;
+                    }
+                    continue;
+                }
+            }
             self.pending = Some(pending);
-            return None;
+            return Polled::HookDue;
         }
+    }
+
+    /// True when [`poll`](Self::poll) has nothing of its own to say: no hook due, no
+    /// close to report; what it returns is then up to the session's events.
+    #[inline]
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.pending.is_none() && !self.closing
     }
 
     /// True while a hook is due (polled and not yet answered).
@@ -283,9 +342,24 @@ impl DispatchState {
         self.pending.is_some()
     }
 
+    /// The kind of the hook that is due ([`due_hook`](Self::due_hook)'s), without making
+    /// the hook.
+    pub(crate) fn due_hook_kind(&self) -> Option<HookKind> {
+        self.pending.as_ref()?.hook_kind()
+    }
+
     /// The hook that is due, with its arguments (a chunk is read from `session`).
     pub fn due_hook<'a>(&'a self, session: Option<&'a ServerSession>) -> Option<Hook<'a>> {
-        match self.pending.as_ref()? {
+        self.hook_of(self.pending.as_ref()?, session)
+    }
+
+    /// The hook `pending` calls, with its arguments.
+    fn hook_of<'a>(
+        &'a self,
+        pending: &'a Pending,
+        session: Option<&'a ServerSession>,
+    ) -> Option<Hook<'a>> {
+        match pending {
             Pending::Event(ServerEvent::MessageData(_)) => Some(Hook::DataChunk {
                 chunk: session.map_or(&[], |s| s.message_data()),
             }),
@@ -301,11 +375,17 @@ impl DispatchState {
     /// remembers a failed chunk, and gives a decision to the session. Without a due hook
     /// it does nothing.
     pub fn answer(&mut self, session: Option<&mut ServerSession>, answer: Answer) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
+        if let Some(pending) = self.pending.take() {
+            self.apply(pending, session, answer);
+        }
+    }
+
+    /// [`answer`](Self::answer) for the hook of `pending`.
+    fn apply(&mut self, pending: Pending, mut session: Option<&mut ServerSession>, answer: Answer) {
         let t = &mut self.transaction;
-        let decision = match pending {
+        // perf: each arm gives its decision to the session itself, rather than all of them
+        // through one `Option<Decision>` after the match.
+        match pending {
             Pending::Event(ServerEvent::Hello { verb, domain }) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
@@ -313,14 +393,14 @@ impl DispatchState {
                     t.from = None;
                     t.recipients.clear();
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::Auth(attempt)) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.authenticated = Some(attempt.username);
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::Mail { from, params }) => {
                 let d = Decision::from_answer(answer);
@@ -329,38 +409,37 @@ impl DispatchState {
                     t.mail_params = params;
                     t.recipients.clear();
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::Rcpt { to, .. }) => {
                 let d = Decision::from_answer(answer);
                 if is_accept(&d) {
                     t.recipients.push(to);
                 }
-                Some(d)
+                decide_in(session, d);
             }
             Pending::Event(ServerEvent::MessageData(_)) => {
                 if let Answer::Chunk(Err(reply)) = answer {
                     self.data_error = Some(reply);
                 }
-                None
             }
             Pending::Event(ServerEvent::MessageEnd) => {
-                t.from = None;
-                t.recipients.clear();
-                Some(Decision::from_answer(answer))
+                end_envelope(t, session.as_deref_mut());
+                decide_in(session, Decision::from_answer(answer));
             }
             Pending::DataEndFailed(reply) => {
-                t.from = None;
-                t.recipients.clear();
-                Some(Decision::Reply(reply))
+                end_envelope(t, session.as_deref_mut());
+                decide_in(session, Decision::Reply(reply));
+            }
+            Pending::Event(ServerEvent::MessageStart) => {
+                decide_in(session, Decision::from_answer(answer));
             }
             // Every other hook: its decision goes to the session as it is.
-            pending => pending
-                .needs_decision()
-                .then(|| Decision::from_answer(answer)),
-        };
-        if let (Some(d), Some(session)) = (decision, session) {
-            decide(session, d);
+            pending => {
+                if pending.needs_decision() {
+                    decide_in(session, Decision::from_answer(answer));
+                }
+            }
         }
     }
 
@@ -455,6 +534,36 @@ impl HookCall<'_> {
     /// every decision is a refusal.
     pub fn refuse(self) {
         self.state.refuse(self.session);
+    }
+}
+
+/// Forgets the envelope of the message that ended; its addresses' strings go back to the
+/// session to hold the next message's (perf: two allocations and two frees less per
+/// message).
+fn end_envelope(t: &mut Transaction, session: Option<&mut ServerSession>) {
+    match session {
+        Some(session) => {
+            let spare = session.spare_text();
+            if let Some(from) = t.from.take() {
+                spare.keep_reverse(from);
+            }
+            for to in t.recipients.drain(..) {
+                spare.keep_forward(to);
+            }
+        }
+        None => {
+            t.from = None;
+            t.recipients.clear();
+        }
+    }
+}
+
+/// [`decide`] when there is a session to decide (the hooks called outside
+/// [`DispatchState::step`] have none).
+#[inline]
+fn decide_in(session: Option<&mut ServerSession>, decision: Decision) {
+    if let Some(session) = session {
+        decide(session, decision);
     }
 }
 

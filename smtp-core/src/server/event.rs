@@ -14,7 +14,7 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::auth::AuthAttempt;
 use crate::command::{MailParameters, RcptParameters};
 use crate::reply::Reply;
-use crate::server::hooks::{Hook, Transaction};
+use crate::server::hooks::{Hook, HookKind, Transaction};
 
 // Named only by the docs.
 #[cfg(doc)]
@@ -196,6 +196,29 @@ impl<'e> ServerEvent<'e> {
         })
     }
 
+    /// The kind of the hook this event calls ([`hook`](Self::hook)'s), without making
+    /// the hook: a cheap look for the connection layer, which answers some kinds itself.
+    pub(crate) fn hook_kind(&self) -> Option<HookKind> {
+        Some(match self {
+            ServerEvent::Connect | ServerEvent::StartTls => return None,
+            ServerEvent::Hello { .. } => HookKind::Hello,
+            ServerEvent::Auth(_) => HookKind::Auth,
+            ServerEvent::Mail { .. } => HookKind::Mail,
+            ServerEvent::Rcpt { .. } => HookKind::Rcpt,
+            ServerEvent::MessageStart => HookKind::DataStart,
+            ServerEvent::MessageData(_) => HookKind::DataChunk,
+            ServerEvent::MessageEnd => HookKind::DataEnd,
+            ServerEvent::MessageAborted(_) => HookKind::DataAborted,
+            ServerEvent::Reset => HookKind::Reset,
+            ServerEvent::Verify(_) => HookKind::Verify,
+            ServerEvent::Expand(_) => HookKind::Expand,
+            ServerEvent::Noop(_) => HookKind::Noop,
+            ServerEvent::Rset => HookKind::Rset,
+            ServerEvent::Quit => HookKind::Quit,
+            ServerEvent::Close => HookKind::Close,
+        })
+    }
+
     /// The event without its borrow, to be kept while its hook runs: a chunk of content
     /// is left behind (empty), since the session still holds it
     /// ([`ServerSession::message_data`]).
@@ -316,3 +339,58 @@ impl fmt::Display for NoDecisionPending {
 }
 
 impl std::error::Error for NoDecisionPending {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+
+    /// The kind a connection reads without making the hook is the hook's own, event by
+    /// event.
+    #[test]
+    fn hook_kind_is_the_hooks_kind() {
+        let attempt = AuthAttempt {
+            mechanism: crate::auth::AuthMechanism::Plain,
+            authorization_id: String::new(),
+            username: "user".into(),
+            password: crate::auth::Secret::new("pw"),
+        };
+        let address = Address::parse("a@example.com").unwrap();
+        let events = [
+            ServerEvent::Connect,
+            ServerEvent::Hello {
+                verb: HelloVerb::Ehlo,
+                domain: "c.test".into(),
+            },
+            ServerEvent::StartTls,
+            ServerEvent::Auth(attempt),
+            ServerEvent::Mail {
+                from: ReversePath::Mailbox(address.clone()),
+                params: MailParameters::default(),
+            },
+            ServerEvent::Rcpt {
+                to: ForwardPath::Mailbox(address),
+                params: RcptParameters::default(),
+            },
+            ServerEvent::MessageStart,
+            ServerEvent::MessageData(b"x"),
+            ServerEvent::MessageEnd,
+            ServerEvent::MessageAborted(AbortReason::TooLarge),
+            ServerEvent::Reset,
+            ServerEvent::Verify("postmaster".into()),
+            ServerEvent::Expand("list".into()),
+            ServerEvent::Noop(None),
+            ServerEvent::Rset,
+            ServerEvent::Quit,
+            ServerEvent::Close,
+        ];
+        let transaction = Transaction::default();
+        for event in &events {
+            assert_eq!(
+                event.hook_kind(),
+                event.hook(&transaction).map(|hook| hook.kind()),
+                "{event:?}"
+            );
+        }
+    }
+}

@@ -16,7 +16,11 @@ impl ServerSession {
 
     pub(super) fn compact_input(&mut self) {
         if self.input_pos > 0 {
-            self.input.drain(..self.input_pos);
+            if self.input_pos == self.input.len() {
+                self.input.clear(); // perf: all taken, the common case
+            } else {
+                self.input.drain(..self.input_pos);
+            }
             self.input_pos = 0;
         }
     }
@@ -48,15 +52,25 @@ impl ServerSession {
             self.config.max_line_len
         };
         let unread = self.unread();
-        // A line ends only at CRLF; a lone LF inside is part of the (refused) line.
-        let mut search = 0;
-        let end = loop {
-            match memchr::memchr(b'\n', &unread[search..]) {
-                Some(i) if search + i > 0 && unread[search + i - 1] == b'\r' => {
-                    break Some(search + i - 1);
-                }
-                Some(i) => search += i + 1,
-                None => break None,
+        // A line ends only at CRLF; a lone CR or LF inside is part of the (refused) line.
+        // perf: one scan finds both in the common case, where the first CR or LF is the
+        // line's CRLF (and the line then has no bare one).
+        let (end, bare_line_ending) = match memchr::memchr2(b'\r', b'\n', unread) {
+            Some(p) if unread[p] == b'\r' && unread.get(p + 1) == Some(&b'\n') => (Some(p), false),
+            None => (None, false),
+            // The first CR or LF is bare: it lies before the line's end, if it has one.
+            Some(_) => {
+                let mut search = 0;
+                let end = loop {
+                    match memchr::memchr(b'\n', &unread[search..]) {
+                        Some(i) if search + i > 0 && unread[search + i - 1] == b'\r' => {
+                            break Some(search + i - 1);
+                        }
+                        Some(i) => search += i + 1,
+                        None => break None,
+                    }
+                };
+                (end, true)
             }
         };
         let Some(end) = end else {
@@ -77,8 +91,6 @@ impl ServerSession {
         if std::mem::replace(&mut self.skipping_line, false) {
             return Step::Continue;
         }
-        let line = &self.input[line_start..line_start + end];
-        let bare_line_ending = memchr::memchr2(b'\r', b'\n', line).is_some();
         if end + 2 > max {
             self.line_too_long(sasl);
             return Step::Continue;
@@ -110,7 +122,7 @@ impl ServerSession {
                 self.sasl_line(&line)
             }
             // The parsed command owns its data, so no copy of the line is needed.
-            _ => match Command::parse(&self.input[line]) {
+            _ => match Command::parse_with(&self.input[line], &mut self.spare_text) {
                 Ok(command) => {
                     if self.out_of_sync(&command) {
                         self.sync_error();
@@ -130,6 +142,9 @@ impl ServerSession {
         if !self.receiver.is_finished() {
             let start = self.input_pos;
             let end = self.input.len().min(start + CONTENT_CHUNK);
+            if self.discard_content {
+                return self.skip_data(start, end);
+            }
             let progress = self
                 .receiver
                 .feed(&self.input[start..end], &mut self.content);
@@ -158,6 +173,40 @@ impl ServerSession {
         }
         if !self.receiver.is_finished() {
             return self.out_of_input();
+        }
+        self.phase = Phase::Command;
+        self.wait_for_command();
+        self.end_of_message()
+    }
+
+    /// [`step_data`](Self::step_data) when no one reads the content
+    /// ([`ServerSession::discard_content`]): the same end, limits and checks, with the
+    /// same events but [`ServerEvent::MessageData`], and no copy of the content.
+    fn skip_data(&mut self, start: usize, end: usize) -> Step {
+        let before = self.receiver.content_len();
+        let progress = self.receiver.skip(&self.input[start..end]);
+        self.input_pos += progress.consumed;
+        if progress.consumed > 0
+            && memchr::memchr(b'\n', &self.input[start..start + progress.consumed]).is_some()
+        {
+            self.deadline = Some(self.now + self.config.data_timeout);
+        }
+        self.message_size += self.receiver.content_len() - before;
+        if self.message_aborted.is_none() {
+            if self.message_size > self.config.max_message_size {
+                return self.abort_step(AbortReason::TooLarge);
+            }
+            if self.receiver.should_reject() {
+                return self.abort_step(AbortReason::BareLineEnding);
+            }
+        }
+        if !progress.finished {
+            // More content may already be here (past one chunk's worth): go on with it.
+            return if self.input_pos < self.input.len() {
+                Step::Continue
+            } else {
+                self.out_of_input()
+            };
         }
         self.phase = Phase::Command;
         self.wait_for_command();

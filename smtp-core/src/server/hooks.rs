@@ -310,8 +310,16 @@ macro_rules! define_hooks {
             /// What a handler that does not implement this hook answers: the table's
             /// default (accept, refuse AUTH, throw content away, nothing to say).
             pub fn default_answer(&self) -> Answer {
+                self.kind().default_answer()
+            }
+        }
+
+        impl HookKind {
+            /// [`Hook::default_answer`] for a hook of this kind (no default depends on
+            /// the hook's arguments).
+            pub(crate) fn default_answer(self) -> Answer {
                 match self {
-                    $(Hook::$variant { .. } => {
+                    $(HookKind::$variant => {
                         let answer: $answer = $default;
                         answer.into_answer()
                     })*

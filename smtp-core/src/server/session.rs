@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::address::SpareText;
 use crate::data::{ChunkNormalizer, DataReceiver};
 use crate::reply::{EnhancedCode, Reply, ReplyCode};
 use crate::trace::{Direction, TraceSink, Tracer};
@@ -93,6 +94,9 @@ pub struct ServerSession {
     pub(super) input_pos: usize,
     pub(super) output: Vec<u8>,
     pub(super) content: Vec<u8>,
+    /// No one reads DATA content ([`ServerSession::discard_content`]): it is checked and
+    /// counted, not copied into `content`.
+    pub(super) discard_content: bool,
     pub(super) receiver: DataReceiver,
     /// BDAT content under the bare line-ending policy, across chunks.
     pub(super) bdat_normalizer: ChunkNormalizer,
@@ -119,6 +123,8 @@ pub struct ServerSession {
     pub(super) message_aborted: Option<AbortReason>,
     /// Where the wire trace goes, when the session traces.
     pub(super) tracer: Tracer,
+    /// The strings of the last message's addresses, to hold the next ones.
+    pub(super) spare_text: SpareText,
 }
 
 impl ServerSession {
@@ -144,6 +150,7 @@ impl ServerSession {
             input_pos: 0,
             output: Vec::new(),
             content: Vec::new(),
+            discard_content: false,
             receiver,
             bdat_normalizer: ChunkNormalizer::new(),
             now,
@@ -164,6 +171,7 @@ impl ServerSession {
             message_started: false,
             message_aborted: None,
             tracer: Tracer::default(),
+            spare_text: SpareText::default(),
         };
         if let Phase::GreetingDelay(until) = session.phase {
             session.deadline = Some(until);
@@ -177,6 +185,20 @@ impl ServerSession {
         self.tracer.set(sink, connection);
     }
 
+    /// Says whether DATA content is read by anyone. With `discard` it is still read to
+    /// its end, counted against the size limit and checked for bare line endings, but no
+    /// [`ServerEvent::MessageData`] carries it (BDAT content still comes as events). The
+    /// connection layer sets it when the handler leaves `data_chunk` to its default.
+    pub(crate) fn discard_content(&mut self, discard: bool) {
+        self.discard_content = discard;
+    }
+
+    /// Where the strings of addresses done with go, to hold the next ones the session
+    /// parses (the dispatch gives back a message's envelope at its end).
+    pub(crate) fn spare_text(&mut self) -> &mut SpareText {
+        &mut self.spare_text
+    }
+
     /// The configuration this session runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.config
@@ -185,6 +207,7 @@ impl ServerSession {
     /// Takes bytes read from the client at `now`. Returns how many were taken: fewer than
     /// offered when the input buffer is full (poll events, then offer the rest again).
     #[must_use = "bytes beyond the returned count were not taken: offer them again after polling events"]
+    #[inline]
     pub fn receive(&mut self, bytes: &[u8], now: Duration) -> usize {
         self.now = now;
         if matches!(self.phase, Phase::Closed) {
@@ -233,8 +256,11 @@ impl ServerSession {
 
     /// Marks the first `n` bytes of [`ServerSession::output`] as written.
     pub fn consume_output(&mut self, n: usize) {
-        let n = n.min(self.output.len());
-        self.output.drain(..n);
+        if n >= self.output.len() {
+            self.output.clear(); // perf: all written, the common case
+        } else {
+            self.output.drain(..n);
+        }
     }
 
     /// Marks all of [`ServerSession::output`] as written.
@@ -278,6 +304,23 @@ impl ServerSession {
         !self.in_transaction
             && self.pending.is_none()
             && matches!(self.phase, Phase::Command | Phase::Rejected)
+    }
+
+    /// True when [`poll_event`](Self::poll_event) would return `None` for want of
+    /// input, changing nothing: no event queued or decision pending, every byte read
+    /// taken, the end of the input not seen, and reading commands or DATA content not
+    /// yet at its end. A cheap look for drivers that ask after every write.
+    #[inline(always)]
+    pub(crate) fn is_starved(&self) -> bool {
+        self.input_pos == self.input.len()
+            && self.queued.is_empty()
+            && self.pending.is_none()
+            && !self.eof
+            && match self.phase {
+                Phase::Command => true,
+                Phase::Data => !self.receiver.is_finished(),
+                _ => false,
+            }
     }
 
     /// True while a decision event is unanswered.
