@@ -25,6 +25,15 @@ impl ServerSession {
         }
     }
 
+    /// Goes on with the input left unread, or ends the step if there is none.
+    fn more_input_or_end(&mut self) -> Step {
+        if self.input_pos < self.input.len() {
+            Step::Continue
+        } else {
+            self.out_of_input()
+        }
+    }
+
     /// Ends the step when the input is exhausted: at end of stream the session closes.
     pub(super) fn out_of_input(&mut self) -> Step {
         if self.eof {
@@ -202,11 +211,7 @@ impl ServerSession {
         }
         if !progress.finished {
             // More content may already be here (past one chunk's worth): go on with it.
-            return if self.input_pos < self.input.len() {
-                Step::Continue
-            } else {
-                self.out_of_input()
-            };
+            return self.more_input_or_end();
         }
         self.phase = Phase::Command;
         self.wait_for_command();
@@ -275,11 +280,7 @@ impl ServerSession {
                     return self.bdat_content_step();
                 }
                 if remaining > 0 {
-                    return if self.input_pos < self.input.len() {
-                        Step::Continue
-                    } else {
-                        self.out_of_input()
-                    };
+                    return self.more_input_or_end();
                 }
                 self.phase = Phase::Command;
                 self.wait_for_command();
