@@ -3136,8 +3136,8 @@ smtpx_result smtpx_server_start_maildir(struct smtpx_server_config *config,
  * connection; a callback runs on its server thread while another stays free (else in
  * tokio's `block_in_place`, which hands the other connections of its thread to another
  * thread first), and a watchdog moves a blocked thread's connections to a free one
- * within a millisecond or two, so a callback that blocks stalls only its own
- * connection (at most 512 callbacks block at once in `block_in_place`). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+ * within a millisecond or two (up to ten milliseconds for the first callback to block
+ * in a second), so a callback that blocks stalls only its own connection (at most 512 callbacks block at once in `block_in_place`). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
  * called and `smtpx_server_config_last_error` gives the detail.
  *
  * Thread safety: `config` is used by this thread during the call only.

@@ -93,10 +93,12 @@ pub enum BlockingHooks {
     /// On the connection's worker as long as another worker stays free, and in
     /// `block_in_place` when it would take the last one; a watchdog thread moves the
     /// held worker's connections and the I/O driver to a free worker when a hook has run
-    /// for a millisecond, so a hook that blocks delays the others by a millisecond or
-    /// two. Nearly the cost of [`Inline`](Self::Inline) for hooks that may block. On a
-    /// runtime with more workers than CPUs, one worker waits in reserve, kept off the
-    /// CPUs, while no hook holds another for that millisecond.
+    /// for a tick, so a hook that blocks delays the others by a millisecond or two while
+    /// hooks keep blocking, and by up to ten milliseconds when it is the first in a
+    /// second (the watchdog looks every millisecond only then). Nearly the cost of
+    /// [`Inline`](Self::Inline) for hooks that may block. On a runtime with more workers
+    /// than CPUs, one worker waits in reserve, kept off the CPUs, while no hook holds
+    /// another for that tick.
     ///
     /// Only for hooks that never wake a task of the runtime they are served on (no
     /// `tokio::spawn`, no send on a tokio channel to such a task): tokio keeps a task

@@ -13,15 +13,22 @@
 //! - the held worker's run queue: the free workers take from it only when they look for
 //!   work, which they do when woken.
 //!
-//! So a thread checks every [`TICK`] whether some hook has held its worker for a whole
-//! tick (hooks held, none entered or left since the last look), and then wakes a free
-//! worker by spawning an empty task on the runtime; that worker steals the queue and, once
+//! So a thread looks every tick whether some hook has held its worker for a whole tick
+//! (hooks held, none entered or left since the last look), and then wakes a free worker
+//! by spawning an empty task on the runtime; that worker steals the queue and, once
 //! idle, parks on the I/O driver. One such kick per state of the hooks in place is
 //! enough (the woken worker then goes on as tokio's workers do), so a hook that never
-//! returns costs the watchdog's tick and nothing more. A hook that blocks therefore delays the other
-//! connections by one or two ticks, against a hand-over of the thread for every hook
-//! with `block_in_place` (which cost more than the rest of a message with a trivial C
-//! callback, see `bench/README.md`).
+//! returns costs the watchdog's tick and nothing more. A hook that blocks therefore
+//! delays the other connections by one or two ticks, against a hand-over of the thread
+//! for every hook with `block_in_place` (which cost more than the rest of a message with
+//! a trivial C callback, see `bench/README.md`).
+//!
+//! The tick is [`TICK`] for [`ALERT`] after a hook was last caught holding its worker,
+//! and [`CALM_TICK`] otherwise: the watchdog wakes on the servers' CPUs at every tick, and
+//! at a millisecond that cost the C server more than 1 % of its CPU per message under
+//! load, spent looking at hooks that never block. So the first hook to block in a while
+//! delays the others by up to two calm ticks, and those that block after it by a
+//! millisecond or two.
 //!
 //! # The worker in reserve
 //!
@@ -48,9 +55,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// How often the watchdog looks: the longest a blocked hook delays other connections
-/// before they move to another worker is about two of these.
+/// How often the watchdog looks while hooks block ([`ALERT`]): the longest such a hook
+/// delays other connections before they move to another worker is about two of these.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
+
+/// How often the watchdog looks while no hook has been caught holding its worker for
+/// [`ALERT`].
+const CALM_TICK: Duration = Duration::from_millis(5);
+
+/// How long after a hook was last caught holding its worker the watchdog looks every
+/// [`TICK`].
+const ALERT: Duration = Duration::from_secs(1);
 
 /// Ticks without any hook in place after which the watchdog sleeps until the next one.
 const IDLE_TICKS: u32 = 200;
@@ -247,6 +262,14 @@ fn kick(runtime: &tokio::runtime::Handle) {
     drop(runtime.spawn(async {}));
 }
 
+/// The watchdog's tick at `now`, the last kick (a hook caught holding its worker) given.
+fn tick_after(last_kick: Option<Instant>, now: Instant) -> Duration {
+    match last_kick {
+        Some(at) if now.saturating_duration_since(at) < ALERT => TICK,
+        _ => CALM_TICK,
+    }
+}
+
 /// Wakes a free worker whenever a hook has held its worker for a whole tick, and keeps a
 /// worker in reserve while none has; ends with the server (when the last
 /// [`Arc<SpareWorkers>`] is dropped).
@@ -256,8 +279,24 @@ fn watchdog(spare: &Weak<SpareWorkers>, runtime: &tokio::runtime::Handle) {
     // None until the first kick: a worker goes to the reserve at once.
     let mut last_kick: Option<Instant> = None;
     let mut idle = 0u32;
+    let mut tick = CALM_TICK;
+    let mut looked_at = Instant::now();
     loop {
         let Some(s) = spare.upgrade() else { return };
+        let since = looked_at.elapsed();
+        if since < tick {
+            // Woken before the tick's end (by a worker entering the reserve, or by the
+            // server's end): only that. A hook's hold is judged over whole ticks.
+            if let Some(reserve) = &s.reserve
+                && reserve.kick.swap(false, Ordering::SeqCst)
+            {
+                kick(runtime);
+            }
+            drop(s);
+            std::thread::park_timeout(tick - since);
+            continue;
+        }
+        looked_at = Instant::now();
         let held = s.held.load(Ordering::Acquire);
         let turns = s.turns.load(Ordering::Relaxed);
         if held > 0 && turns == last_turns && turns != kicked_at {
@@ -303,7 +342,10 @@ fn watchdog(spare: &Weak<SpareWorkers>, runtime: &tokio::runtime::Handle) {
         last_turns = turns;
         if idle < IDLE_TICKS {
             drop(s);
-            std::thread::sleep(TICK);
+            tick = tick_after(last_kick, Instant::now());
+            // Parked rather than asleep: a worker entering the reserve wakes the watchdog
+            // at once, to kick a parked worker into polling the I/O driver.
+            std::thread::park_timeout(tick);
             continue;
         }
         // Quiet: sleep until a hook enters (it unparks), checking the flag after setting
@@ -428,6 +470,16 @@ mod tests {
         // No hook holds a worker any more: one goes back to the reserve.
         wait_for(&spare, State::Holding, REARM + Duration::from_secs(2));
         spare.close();
+    }
+
+    #[test]
+    fn the_watchdog_looks_every_millisecond_only_for_a_while_after_a_hook_blocked() {
+        let now = Instant::now();
+        assert_eq!(tick_after(None, now), CALM_TICK);
+        assert_eq!(tick_after(Some(now), now), TICK);
+        assert_eq!(tick_after(Some(now), now + ALERT / 2), TICK);
+        assert_eq!(tick_after(Some(now), now + ALERT), CALM_TICK);
+        assert!(TICK < CALM_TICK && CALM_TICK * 2 <= Duration::from_millis(10));
     }
 
     #[test]

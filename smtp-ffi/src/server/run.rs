@@ -8,9 +8,10 @@
 //! ([`BlockingHooks::SpareWorker`]; the runtime has at least two workers, even on one
 //! CPU), and one that would take the last free worker runs inside
 //! [`tokio::task::block_in_place`], which first hands the worker's other connections to
-//! another thread. A watchdog thread moves a held worker's connections to a free one
-//! after a millisecond, so a blocking callback delays the others by a millisecond or two
-//! and stalls only its own connection (with more workers than CPUs, one waits in reserve
+//! another thread. A watchdog thread moves a held worker's connections to a free one, so
+//! a blocking callback delays the others by a millisecond or two while callbacks keep
+//! blocking (up to ten milliseconds for the first in a second) and stalls only its own
+//! connection (with more workers than CPUs, one waits in reserve
 //! until then, so that two do not take turns on one CPU); at most [`MAX_BLOCKING`]
 //! callbacks block at once in `block_in_place` (tokio's blocking-pool bound), beyond
 //! which the connections of the waiting workers wait too. A callback must not wait for
@@ -362,8 +363,8 @@ pub extern "C" fn smtpx_server_start_maildir(
 /// connection; a callback runs on its server thread while another stays free (else in
 /// tokio's `block_in_place`, which hands the other connections of its thread to another
 /// thread first), and a watchdog moves a blocked thread's connections to a free one
-/// within a millisecond or two, so a callback that blocks stalls only its own
-/// connection (at most 512 callbacks block at once in `block_in_place`). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
+/// within a millisecond or two (up to ten milliseconds for the first callback to block
+/// in a second), so a callback that blocks stalls only its own connection (at most 512 callbacks block at once in `block_in_place`). Writes it to `*out_server` (release with `smtpx_server_free`). On failure `userdata_free` has been
 /// called and `smtpx_server_config_last_error` gives the detail.
 ///
 /// Thread safety: `config` is used by this thread during the call only.
